@@ -1,0 +1,127 @@
+/*
+ * anrcore.h - the allocator core shared by gmalloc and anr_malloc.
+ *
+ * One heap = one large reservation made once, by anr_create(), with
+ * mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE).
+ * After that no allocation, free, realloc, trim or statistics path calls
+ * mmap, munmap, mremap, mprotect or brk: real-time threads of the process
+ * never wait on the kernel's mmap lock because of us.  Pages are made
+ * resident by touching them and given back with madvise(MADV_DONTNEED).
+ *
+ * The core knows nothing of the broker.  Quota reaches it as a budget
+ * (bytes that may be resident), raised and lowered at run time; an
+ * allocation that would pass the budget first calls the need-more-memory
+ * hook, which may raise the budget (by asking a broker, freeing caches, or
+ * collecting garbage), and fails if the hook cannot help.
+ *
+ * All state of a heap lives in its struct anr_heap and its reservation:
+ * there are no globals, several heaps can live in one process, and a heap
+ * is safe to use from any thread.  No function here allocates from another
+ * allocator or calls stdio; reports go through mb_log.
+ */
+#ifndef ANRCORE_H
+#define ANRCORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct anr_heap;
+
+/* What to do on an invalid free, a double free or a foreign pointer. */
+enum anr_bad_free_action {
+	ANR_BAD_FREE_ABORT = 0,  /* one-line report, then abort() (default) */
+	ANR_BAD_FREE_REPORT = 1, /* one-line report, the call is ignored */
+	ANR_BAD_FREE_IGNORE = 2, /* silently ignored */
+};
+
+struct anr_config {
+	size_t reserve;     /* address space to reserve; 0: ANR_DEFAULT_RESERVE */
+	size_t budget;      /* bytes that may be resident; 0: unlimited (= reserve) */
+	size_t free_low;    /* resident free bytes kept when trimming */
+	size_t free_high;   /* trim when resident free bytes pass this */
+	enum anr_bad_free_action bad_free;
+	int trash_free;     /* fill freed memory with ANR_TRASH_BYTE */
+	int valgrind;       /* tell valgrind about blocks (when running under it) */
+	const char *name;   /* for reports ("gmalloc", a heap's name) */
+};
+
+#define ANR_DEFAULT_RESERVE ((size_t)32 << 30) /* 32 GiB of address space */
+#define ANR_DEFAULT_FREE_LOW ((size_t)256 << 10)
+#define ANR_DEFAULT_FREE_HIGH ((size_t)1 << 20)
+#define ANR_ALIGN 16
+#define ANR_TRASH_BYTE 0xa5
+
+/* Flags of the allocation calls. */
+#define ANR_ZERO 0x1      /* return zeroed memory */
+#define ANR_NO_HOOK 0x2   /* never call the need-more-memory hook: fail fast */
+
+/*
+ * Need-more-memory hook: the heap needs `bytes` more budget than it has.
+ * The hook may block, may call anr_set_budget() or anr_free() on this heap
+ * (the heap lock is not held while it runs), and returns non-zero if it
+ * made progress (the allocation is retried) or 0 if it cannot help (the
+ * allocation fails).  A hook that keeps claiming progress without the
+ * budget growing is called at most ANR_HOOK_MAX_RETRIES times per
+ * allocation.
+ */
+typedef int (*anr_more_fn)(void *arg, struct anr_heap *h, size_t bytes);
+#define ANR_HOOK_MAX_RETRIES 8
+
+struct anr_stats {
+	size_t in_use;        /* bytes handed out (usable sizes) */
+	size_t resident;      /* bytes of the reservation currently resident */
+	size_t free_resident; /* resident bytes not in use (kept by hysteresis) */
+	size_t budget;        /* current budget */
+	size_t reserved;      /* size of the reservation */
+	size_t address_used;  /* high-water mark of address space ever used */
+	size_t peak_in_use;
+	size_t peak_resident;
+	uint64_t allocs, frees, hook_calls, failures, madvise_calls;
+	size_t madvised_bytes;
+	uint64_t deferred_frees;  /* frees queued because the heap was busy */
+	uint64_t bad_frees;
+};
+
+/* Reserve and initialise.  Returns NULL (errno set) if the reservation fails. */
+struct anr_heap *anr_create(const struct anr_config *cfg);
+/* Unmap everything; every pointer of the heap becomes invalid. */
+void anr_destroy(struct anr_heap *h);
+
+void *anr_alloc(struct anr_heap *h, size_t size, unsigned flags);
+/* align: any power of two (>= sizeof(void *)); otherwise NULL with EINVAL. */
+void *anr_alloc_aligned(struct anr_heap *h, size_t align, size_t size,
+			unsigned flags);
+/* NULL is a no-op; anything not live in this heap is a bad free. */
+void anr_free(struct anr_heap *h, void *p);
+/* realloc semantics of C: NULL p allocates; size 0 frees and returns NULL. */
+void *anr_realloc(struct anr_heap *h, void *p, size_t size, unsigned flags);
+size_t anr_usable_size(struct anr_heap *h, const void *p);
+
+/* p lies inside this heap's reservation (not necessarily live). */
+int anr_owns(const struct anr_heap *h, const void *p);
+/* The live block containing p (interior pointers too), or NULL. */
+void *anr_block_of(struct anr_heap *h, const void *p, size_t *size);
+/* Call fn for each live block; stop when it returns non-zero.  fn must not
+ * allocate or free in this heap. */
+int anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+	     void *arg);
+
+void anr_set_budget(struct anr_heap *h, size_t bytes);
+size_t anr_get_budget(const struct anr_heap *h);
+void anr_set_hook(struct anr_heap *h, anr_more_fn fn, void *arg);
+void anr_set_marks(struct anr_heap *h, size_t free_low, size_t free_high);
+/* Give resident free pages back now, down to keep bytes; returns bytes given. */
+size_t anr_trim(struct anr_heap *h, size_t keep);
+void anr_get_stats(struct anr_heap *h, struct anr_stats *st);
+/* Verify the metadata; 0 if consistent, else reports and returns -1. */
+int anr_check(struct anr_heap *h);
+/* Write a human-readable statistics report to fd (async-signal-safe). */
+void anr_report(struct anr_heap *h, int fd);
+
+/* Fork protection: call around fork() (gmalloc registers these with
+ * pthread_atfork); the child's heap is consistent and usable. */
+void anr_fork_prepare(struct anr_heap *h);
+void anr_fork_parent(struct anr_heap *h);
+void anr_fork_child(struct anr_heap *h);
+
+#endif /* ANRCORE_H */

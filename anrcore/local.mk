@@ -1,0 +1,1 @@
+# anrcore: build rules (paths relative to the top of the tree)

@@ -1,0 +1,1 @@
+# anrmalloc: build rules (paths relative to the top of the tree)

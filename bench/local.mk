@@ -1,0 +1,1 @@
+# bench: build rules (paths relative to the top of the tree)

@@ -1,0 +1,1 @@
+# conf: build rules (paths relative to the top of the tree)

@@ -1,0 +1,1 @@
+# gmalloc: build rules (paths relative to the top of the tree)

@@ -1,0 +1,1 @@
+# libmbclient: build rules (paths relative to the top of the tree)

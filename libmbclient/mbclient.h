@@ -1,0 +1,183 @@
+/*
+ * mbclient.h - client library of the membroker memory-quota broker.
+ *
+ * A process asks the broker (mbserver) for quota in pages, returns it, and,
+ * as a bidirectional client, is asked to give some back.  The library
+ * makes no heap allocation and no stdio call on any path: the handle lives
+ * in storage the caller provides (static, stack or inside another object),
+ * so it can be used from inside a malloc implementation.
+ *
+ * Threads: every call on one handle is serialised by the handle's lock, so
+ * a handle may be shared by threads.  mb_cancel() may be called from
+ * another thread while a request on the same handle is blocked.
+ *
+ * Fork: a child must never speak on its parent's connection.  The library
+ * notices that getpid() changed and treats the handle as disconnected (the
+ * child's calls return MB_ENOTCONN until mb_open() on a fresh handle); the
+ * parent's connection is unaffected.  The socket is close-on-exec.
+ *
+ * Errors: functions return 0 or a negative MB_E* code; mb_strerror() names
+ * it.  A lost server is MB_ECONNLOST; the next call reconnects and says
+ * HELLO again (the balance held before the loss is counted from zero: the
+ * broker reclaimed it when the connection closed).
+ */
+#ifndef MBCLIENT_H
+#define MBCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MB_CLIENT_API_VERSION 1
+
+/* Default socket path; MEMBROKER_SOCKET in the environment overrides it. */
+#define MB_DEFAULT_SOCKET "/run/membroker/membroker.sock"
+#define MB_SOCKET_ENV "MEMBROKER_SOCKET"
+
+/* Opaque handle storage; the library keeps its state inside. */
+#define MB_CLIENT_STORAGE 1024
+typedef struct mb_client {
+	_Alignas(16) unsigned char opaque[MB_CLIENT_STORAGE];
+} mb_client;
+
+enum mb_client_kind {
+	MB_CLIENT_SINK = 0,   /* asks and returns */
+	MB_CLIENT_BIDI = 1,   /* also asked to give back */
+	MB_CLIENT_SOURCE = 2, /* bidi that lends pages it owns */
+	MB_CLIENT_OBSERVER = 3, /* query and status only */
+};
+
+enum mb_client_urgency {
+	MB_URGENCY_REQUEST = 0, /* fast, may be partial */
+	MB_URGENCY_RESERVE = 1, /* all or nothing, may wait */
+};
+
+/* Error codes (negative return values). */
+enum {
+	MB_OK = 0,
+	MB_EINVAL = -1,      /* bad argument (NULL, count too large) */
+	MB_ECONNECT = -2,    /* cannot connect to the broker socket */
+	MB_ECONNLOST = -3,   /* the connection broke; next call reconnects */
+	MB_EPROTO = -4,      /* the server sent something malformed */
+	MB_EVERSION = -5,    /* protocol version not supported */
+	MB_EDENIED = -6,     /* RESERVE could not be satisfied */
+	MB_ETIMEDOUT = -7,   /* deadline passed */
+	MB_ECANCELED = -8,   /* request cancelled by mb_cancel() */
+	MB_EBUSY = -9,       /* a request is already pending on this handle */
+	MB_EPERM = -10,      /* refused: uid not allowed, or wrong client kind */
+	MB_EOVERRETURN = -11, /* returning more than the handle holds */
+	MB_ECAP = -12,       /* per-client cap reached */
+	MB_ENOTCONN = -13,   /* handle not open (or opened in the parent) */
+	MB_ESHUTDOWN = -14,  /* the broker is shutting down */
+	MB_EAGAIN = -15,     /* nothing to do now (dispatch without a message) */
+	MB_ESYS = -16,       /* a system call failed; see errno */
+};
+
+/*
+ * Give-back callback of a bidi or source client: free up to `pages` pages
+ * (quota pages, mb_page_size() bytes each) at the given urgency and return
+ * how many were really freed.  It runs inside mb_dispatch() or inside a
+ * blocking call on the same handle; it must not call the handle itself.
+ */
+typedef uint64_t (*mb_share_fn)(void *arg, enum mb_client_urgency urgency,
+				uint64_t pages);
+
+/* Optional: a source is told here when lent pages come back to it. */
+typedef void (*mb_repay_fn)(void *arg, uint64_t pages);
+
+/* Optional: subscribed events (MB_EV_* in the protocol documentation). */
+typedef void (*mb_event_fn)(void *arg, unsigned event, int64_t pool,
+			    uint64_t total, uint64_t value);
+
+struct mb_options {
+	const char *socket_path;   /* NULL: $MEMBROKER_SOCKET or MB_DEFAULT_SOCKET */
+	enum mb_client_kind kind;
+	uint64_t source_pages;     /* MB_CLIENT_SOURCE: pages it owns and can lend */
+	const char *name;          /* shown in mbstatus; NULL: the command name */
+	mb_share_fn share;         /* bidi and source: required */
+	mb_repay_fn repay;
+	mb_event_fn event;
+	void *arg;                 /* passed to the callbacks */
+	int connect_timeout_ms;    /* 0: default (1000 ms); -1: wait for ever */
+};
+
+struct mb_info {
+	uint64_t page_size; /* bytes per quota page */
+	int64_t pool;       /* pages the broker holds (negative: a debt) */
+	uint64_t total;     /* pages under management */
+	int64_t balance;    /* pages this client holds (a source: negative when lending) */
+	uint64_t source_pages;
+	uint64_t clients;
+	uint64_t client_id;
+};
+
+/* One row of mb_status(). */
+struct mb_status_client {
+	uint64_t id;
+	int64_t pid;
+	uint64_t uid;
+	enum mb_client_kind kind;
+	int64_t balance;
+	uint64_t source_pages;
+	int req_type;          /* 0 none, 1 REQUEST, 2 RESERVE */
+	uint64_t req_pages, req_acquired, req_age_ms;
+	int share_urgency;     /* -1 none, else enum mb_client_urgency */
+	uint64_t share_pages, share_age_ms;
+	char comm[17];
+};
+
+struct mb_status_head {
+	int64_t pool;
+	uint64_t total, initial, page_size, clients, queued, uptime_ms;
+};
+
+typedef int (*mb_status_row_fn)(void *arg, const struct mb_status_client *row);
+
+/* Open: connect, say HELLO and wait for the acknowledgement. */
+int mb_open(mb_client *c, const struct mb_options *opt);
+/* TERMINATE (the broker reclaims the balance) and close.  Safe on a
+ * handle that failed to open or lost its server. */
+int mb_close(mb_client *c);
+
+/*
+ * Ask for pages.  REQUEST may grant fewer (*granted says how many, possibly
+ * 0, and the call returns 0); RESERVE grants all or fails with MB_EDENIED.
+ * timeout_ms: -1 waits for the server's answer however long (RESERVE with no
+ * deadline); 0 uses the server's default deadline for REQUEST; > 0 is the
+ * deadline sent to the server, and the call also gives up locally a little
+ * after it.  While waiting, a bidi handle still answers share queries.
+ */
+int mb_request(mb_client *c, uint64_t pages, int timeout_ms, uint64_t *granted);
+int mb_reserve(mb_client *c, uint64_t pages, int timeout_ms, uint64_t *granted);
+/* Give pages back; more than the balance (plus source pages) is MB_EOVERRETURN. */
+int mb_return(mb_client *c, uint64_t pages);
+/* Cancel this handle's pending request; the blocked caller gets MB_ECANCELED. */
+int mb_cancel(mb_client *c);
+int mb_query(mb_client *c, struct mb_info *out);
+/* Snapshot: head, then row() for each client; row() returning non-zero stops. */
+int mb_status(mb_client *c, struct mb_status_head *head, mb_status_row_fn row,
+	      void *arg);
+/* Subscribe to events (mask of MB_EV_*); they arrive through opt.event. */
+int mb_subscribe(mb_client *c, unsigned mask);
+
+/* Event-loop use: poll this fd for input, then call mb_dispatch(). */
+int mb_fd(const mb_client *c);
+/* Read what has arrived and run the callbacks; timeout_ms 0 does not wait,
+ * -1 waits for one message.  Returns the number of messages handled, or an
+ * error (MB_ECONNLOST when the server went away). */
+int mb_dispatch(mb_client *c, int timeout_ms);
+
+uint64_t mb_page_size(const mb_client *c);
+int64_t mb_balance(const mb_client *c);
+int mb_is_open(const mb_client *c);
+
+const char *mb_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MBCLIENT_H */

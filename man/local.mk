@@ -1,0 +1,1 @@
+# man: build rules (paths relative to the top of the tree)

@@ -1,0 +1,1 @@
+# mbserver: build rules (paths relative to the top of the tree)

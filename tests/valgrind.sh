@@ -1,0 +1,11 @@
+#!/bin/sh
+# LOG_COMPILER for check-valgrind: runs one unit-test program under memcheck.
+# Any error or any definite/indirect leak fails the test.  Check runs each
+# test in a forked child by default; valgrind follows the children.
+top_builddir=${top_builddir:-.}
+top_srcdir=${top_srcdir:-.}
+exec "$top_builddir/libtool" --mode=execute valgrind \
+	--quiet --error-exitcode=99 --leak-check=full \
+	--errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+	--track-origins=yes --child-silent-after-fork=no \
+	--suppressions="$top_srcdir/tests/valgrind.supp" "$@"
