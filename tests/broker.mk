@@ -1,1 +1,11 @@
 # tests of broker
+if HAVE_CHECK
+check_PROGRAMS += tests/test_broker
+UNIT_TESTS += tests/test_broker
+TESTS += tests/test_broker
+tests_test_broker_SOURCES = tests/broker/test_broker.c \
+	mbserver/broker.c mbserver/broker.h
+tests_test_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/mbserver -DMB_BROKER_DEBUG
+tests_test_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_broker_LDADD = common/libmbcommon.la $(CHECK_LIBS)
+endif
