@@ -1,1 +1,12 @@
-# libmbclient: build rules (paths relative to the top of the tree)
+# libmbclient: the client library, mbstatus and mbutil.
+lib_LTLIBRARIES += libmbclient/libmbclient.la
+include_HEADERS += libmbclient/mbclient.h
+pkgconfig_DATA += libmbclient/libmbclient.pc
+EXTRA_DIST += libmbclient/libmbclient.pc.in libmbclient/libmbclient.sym
+
+libmbclient_libmbclient_la_SOURCES = libmbclient/mbclient.c libmbclient/mbclient.h
+libmbclient_libmbclient_la_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
+libmbclient_libmbclient_la_LIBADD = common/libmbcommon.la $(PTHREAD_LIBS)
+# current:revision:age of the library interface
+libmbclient_libmbclient_la_LDFLAGS = -version-info 1:0:0 -no-undefined \
+	-export-symbols $(top_srcdir)/libmbclient/libmbclient.sym
