@@ -680,8 +680,8 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 
 	int64_t deadline = timeout_ms > 0 ?
 		mbc_deadline((long)timeout_ms + MBC_GRACE_MS) : -1;
-	r = mbc_wait(s, seq, type == MB_MSG_REQUEST ? MB_MSG_GRANT : MB_MSG_GRANT,
-		     &m, deadline);
+	r = mbc_wait(s, seq, MB_MSG_GRANT, &m, deadline);
+	int timed_out = r == 0;
 	if (r == 0) {
 		/* The server let its own deadline pass: stop the request and
 		 * give it a moment to say what became of it. */
@@ -705,7 +705,11 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 	pthread_mutex_unlock(&s->wlock);
 	if (r < 0)
 		return mbc_leave(s, mbc_fail(s, r));
-	return mbc_leave(s, mbc_grant(s, &m, type, pages, granted));
+	r = mbc_grant(s, &m, type, pages, granted);
+	/* Our own cancel after the deadline: the caller sees a timeout. */
+	if (timed_out && r == MB_ECANCELED)
+		r = MB_ETIMEDOUT;
+	return mbc_leave(s, r);
 }
 
 MB_API int mb_request(mb_client *c, uint64_t pages, int timeout_ms,

@@ -1,1 +1,12 @@
-# tests of client
+# tests of libmbclient, mbstatus and mbutil
+if HAVE_CHECK
+# Scripted peer, no broker: also runs under ASan+UBSan and valgrind.
+check_PROGRAMS += tests/test_client_unit
+UNIT_TESTS += tests/test_client_unit
+TESTS += tests/test_client_unit
+tests_test_client_unit_SOURCES = tests/client/test_client_unit.c
+tests_test_client_unit_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
+tests_test_client_unit_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
+tests_test_client_unit_LDADD = libmbclient/libmbclient.la common/libmbcommon.la \
+	$(CHECK_LIBS) $(PTHREAD_LIBS)
+endif
