@@ -567,10 +567,8 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	if (strlen(path) >= MBC_PATH_MAX)
 		return MB_EINVAL;
 
+	/* The storage is taken as uninitialised: never read before this. */
 	struct mbc *s = mbc_of(c);
-	/* Storage inherited from a parent process: its fd is our own copy. */
-	if (s->magic == MBC_MAGIC && s->pid != getpid() && s->fd >= 0)
-		close(s->fd);
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->wlock, NULL);
