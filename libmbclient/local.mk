@@ -10,3 +10,9 @@ libmbclient_libmbclient_la_LIBADD = common/libmbcommon.la $(PTHREAD_LIBS)
 # current:revision:age of the library interface
 libmbclient_libmbclient_la_LDFLAGS = -version-info 1:0:0 -no-undefined \
 	-export-symbols $(top_srcdir)/libmbclient/libmbclient.sym
+
+bin_PROGRAMS += libmbclient/mbstatus libmbclient/mbutil
+libmbclient_mbstatus_SOURCES = libmbclient/mbstatus.c
+libmbclient_mbstatus_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
+libmbclient_mbutil_SOURCES = libmbclient/mbutil.c
+libmbclient_mbutil_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
