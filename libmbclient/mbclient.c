@@ -76,6 +76,9 @@ struct mbc {
 	uint64_t client_id;
 	uint64_t total;
 	int64_t balance;
+	/* Share answers sent, and their count when the current call sent its
+	 * request: a reply's balance is only current if none went out since. */
+	uint64_t nanswers, call_answers;
 	char path[MBC_PATH_MAX];
 	char name[MBC_NAME_MAX + 1];
 	size_t rlen;
@@ -154,6 +157,18 @@ static void mbc_drop(struct mbc *s)
 	pthread_mutex_unlock(&s->wlock);
 }
 
+/*
+ * Take the balance a reply reports, unless share answers left after the
+ * request (the server had not seen them yet): then apply delta instead.
+ */
+static void mbc_adopt(struct mbc *s, uint64_t reported, int64_t delta)
+{
+	if (s->nanswers == s->call_answers)
+		s->balance = (int64_t)reported;
+	else
+		s->balance += delta;
+}
+
 static uint32_t mbc_next_seq(struct mbc *s)
 {
 	if (++s->seq == 0)
@@ -204,6 +219,7 @@ static int mbc_send(struct mbc *s, struct mb_msg *m, uint32_t *seq)
 {
 	pthread_mutex_lock(&s->wlock);
 	m->seq = mbc_next_seq(s);
+	s->call_answers = s->nanswers;
 	if (seq)
 		*seq = m->seq;
 	int r = mbc_send_locked(s, m);
@@ -290,8 +306,10 @@ static int mbc_share_query(struct mbc *s, const struct mb_msg *m)
 	pthread_mutex_lock(&s->wlock);
 	int r = mbc_send_locked(s, &a);
 	pthread_mutex_unlock(&s->wlock);
-	if (r == MB_OK)
+	if (r == MB_OK) {
 		s->balance -= (int64_t)freed;
+		s->nanswers++;
+	}
 	return r;
 }
 
@@ -309,7 +327,8 @@ static int mbc_unsolicited(struct mbc *s, const struct mb_msg *m)
 	case MB_MSG_REPAY:
 		if (!mb_wire_count_ok(m->w[MB_W_REPAY_PAGES]))
 			return MB_EPROTO;
-		s->balance = (int64_t)m->w[MB_W_REPAY_BALANCE];
+		/* The balance word may predate answers still in flight. */
+		s->balance += (int64_t)m->w[MB_W_REPAY_PAGES];
 		if (s->repay)
 			s->repay(s->arg, m->w[MB_W_REPAY_PAGES]);
 		return 1;
@@ -330,6 +349,15 @@ static int mbc_unsolicited(struct mbc *s, const struct mb_msg *m)
 			       mb_wire_type_name((unsigned)m->w[MB_W_ERR_TYPE]),
 			       mb_wire_status_name((unsigned)m->w[MB_W_ERR_STATUS]));
 			return 1;
+		}
+		/* The server ends the conversation (shutdown, our bad frame). */
+		if (m->seq == 0) {
+			int err = m->w[MB_W_ERR_STATUS] == MB_ST_SHUTDOWN ?
+				MB_ESHUTDOWN : MB_EPROTO;
+			mb_log(MB_LOG_DEBUG, "mbclient: broker closes: %s",
+			       mb_wire_status_name((unsigned)m->w[MB_W_ERR_STATUS]));
+			mbc_drop(s);
+			return err;
 		}
 		return 0;
 	default:
@@ -636,7 +664,7 @@ static int mbc_grant(struct mbc *s, const struct mb_msg *m, unsigned type,
 	if (st >= MB_ST_COUNT || got > pages ||
 	    (type == MB_MSG_RESERVE && st == MB_ST_OK && got != pages))
 		return mbc_fail(s, MB_EPROTO);
-	s->balance = (int64_t)m->w[MB_W_GRANT_BALANCE];
+	mbc_adopt(s, m->w[MB_W_GRANT_BALANCE], (int64_t)got);
 	if (granted)
 		*granted = got;
 	return mbc_status_err(st);
@@ -666,6 +694,7 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 		MB_WIRE_NO_DEADLINE;
 	pthread_mutex_lock(&s->wlock);
 	m.seq = mbc_next_seq(s);
+	s->call_answers = s->nanswers;
 	uint32_t seq = m.seq;
 	r = mbc_send_locked(s, &m);
 	if (r == MB_OK) {
@@ -744,7 +773,7 @@ MB_API int mb_return(mb_client *c, uint64_t pages)
 		r = mbc_status_err(m.w[MB_W_ERR_STATUS]);
 	else if (r == MB_OK) {
 		r = mbc_status_err(m.w[MB_W_RETACK_STATUS]);
-		s->balance = (int64_t)m.w[MB_W_RETACK_BALANCE];
+		mbc_adopt(s, m.w[MB_W_RETACK_BALANCE], r == MB_OK ? -(int64_t)pages : 0);
 	}
 	return mbc_leave(s, r);
 }
@@ -784,7 +813,7 @@ MB_API int mb_query(mb_client *c, struct mb_info *out)
 	if (r == MB_OK)
 		r = mbc_status_err(m.w[0]);
 	if (r == MB_OK) {
-		s->balance = (int64_t)m.w[MB_W_QR_BALANCE];
+		mbc_adopt(s, m.w[MB_W_QR_BALANCE], 0);
 		s->total = m.w[MB_W_QR_TOTAL];
 		out->page_size = m.w[MB_W_QR_PAGE_SIZE];
 		out->pool = (int64_t)m.w[MB_W_QR_POOL];
