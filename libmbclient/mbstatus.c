@@ -206,14 +206,17 @@ static void print_table(FILE *f, const struct mb_status_head *h, const struct ro
 	}
 	/* Numbers right-aligned, text left-aligned. */
 	static const int right[NCOLS] = { 1, 1, 0, 0, 1, 1, 0, 0 };
+	/* The last column is not padded: no trailing blanks. */
 	for (int c = 0; c < NCOLS; c++)
-		fprintf(f, "%s%*s", c ? "  " : "", right[c] ? (int)width[c] : -(int)width[c],
+		fprintf(f, "%s%*s", c ? "  " : "",
+			c == NCOLS - 1 ? 0 : right[c] ? (int)width[c] : -(int)width[c],
 			col_head[c]);
 	fputc('\n', f);
 	for (size_t i = 0; i < n; i++) {
 		for (int c = 0; c < NCOLS; c++)
 			fprintf(f, "%s%*s", c ? "  " : "",
-				right[c] ? (int)width[c] : -(int)width[c], cell[i][c]);
+				c == NCOLS - 1 ? 0 : right[c] ? (int)width[c] : -(int)width[c],
+				cell[i][c]);
 		fputc('\n', f);
 	}
 	free(cell);

@@ -47,6 +47,7 @@ struct util {
 	int opened;
 	uint64_t page_size;
 	uint64_t total;
+	uint64_t source_pages;
 	uint64_t shared;  /* pages given back on the broker's request */
 	uint64_t repaid;
 };
@@ -96,14 +97,10 @@ static void size_text(char *buf, uint64_t pages, uint64_t page_size)
 static uint64_t give_back(void *arg, enum mb_client_urgency urg, uint64_t pages)
 {
 	struct util *u = arg;
-	uint64_t give = pages;
-	/* A bidi client gives what it holds; a source lends its own pages
-	 * as well, and the library caps the answer at what it can give. */
-	if (u->kind != MB_CLIENT_SOURCE) {
-		int64_t held = mb_balance(&u->c);
-		uint64_t have = held > 0 ? (uint64_t)held : 0;
-		give = pages < have ? pages : have;
-	}
+	/* A bidi client gives what it holds; a source lends its own too. */
+	int64_t held = mb_balance(&u->c) + (int64_t)u->source_pages;
+	uint64_t have = held > 0 ? (uint64_t)held : 0;
+	uint64_t give = pages < have ? pages : have;
 	u->shared += give;
 	if (!u->quiet)
 		printf("share: asked %llu pages (%s), giving %llu\n",
@@ -181,6 +178,7 @@ static int ensure_open(struct util *u)
 			fprintf(stderr, "mbutil: bad amount '%s'\n", u->source_amount);
 			return EX_USAGE;
 		}
+		u->source_pages = o.source_pages;
 	}
 	int r = mb_open(&u->c, &o);
 	if (r != MB_OK) {

@@ -18,3 +18,7 @@ tests_test_client_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
 tests_test_client_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 tests_test_client_broker_LDADD = libmbclient/libmbclient.la $(CHECK_LIBS) $(PTHREAD_LIBS)
 endif
+
+# Real programs: the tools against a real mbserver, the library's exports.
+TESTS += tests/client/mbtools.sh tests/client/exports.sh
+EXTRA_DIST += tests/client/mbtools.sh tests/client/exports.sh
