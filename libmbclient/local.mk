@@ -16,3 +16,5 @@ libmbclient_mbstatus_SOURCES = libmbclient/mbstatus.c
 libmbclient_mbstatus_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
 libmbclient_mbutil_SOURCES = libmbclient/mbutil.c
 libmbclient_mbutil_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
+
+dist_man_MANS += man/libmbclient.3 man/mbstatus.1 man/mbutil.1

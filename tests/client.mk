@@ -20,5 +20,5 @@ tests_test_client_broker_LDADD = libmbclient/libmbclient.la $(CHECK_LIBS) $(PTHR
 endif
 
 # Real programs: the tools against a real mbserver, the library's exports.
-TESTS += tests/client/mbtools.sh tests/client/exports.sh
-EXTRA_DIST += tests/client/mbtools.sh tests/client/exports.sh
+TESTS += tests/client/mbtools.sh tests/client/exports.sh tests/client/manpages.sh
+EXTRA_DIST += tests/client/mbtools.sh tests/client/exports.sh tests/client/manpages.sh
