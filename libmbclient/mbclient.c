@@ -85,6 +85,22 @@ struct mbc {
 	unsigned char rbuf[MBC_RBUF];
 };
 
+/* The public constants are the protocol's (compared as plain ints). */
+#define MBC_SAME(a, b) ((int)(a) == (int)(b))
+_Static_assert(MBC_SAME(MB_CLIENT_SINK, MB_KIND_SINK) &&
+	       MBC_SAME(MB_CLIENT_BIDI, MB_KIND_BIDI) &&
+	       MBC_SAME(MB_CLIENT_SOURCE, MB_KIND_SOURCE) &&
+	       MBC_SAME(MB_CLIENT_OBSERVER, MB_KIND_OBSERVER), "client kinds");
+_Static_assert(MBC_SAME(MB_URGENCY_REQUEST, MB_URG_REQUEST) &&
+	       MBC_SAME(MB_URGENCY_RESERVE, MB_URG_RESERVE), "urgencies");
+_Static_assert(MBC_SAME(MB_EVENT_POOL_LOW, MB_EV_POOL_LOW) &&
+	       MBC_SAME(MB_EVENT_POOL_OK, MB_EV_POOL_OK) &&
+	       MBC_SAME(MB_EVENT_TOTAL_CHANGED, MB_EV_TOTAL_CHANGED) &&
+	       MBC_SAME(MB_EVENT_MEM_NOTIFY, MB_EV_MEM_NOTIFY) &&
+	       MBC_SAME(MB_EVENT_MEM_DENY, MB_EV_MEM_DENY) &&
+	       MBC_SAME(MB_EVENT_MEM_OK, MB_EV_MEM_OK) &&
+	       MBC_SAME(MB_EVENT_ALL, MB_EV_ALL), "events");
+
 _Static_assert(sizeof(struct mbc) <= MB_CLIENT_STORAGE,
 	       "struct mbc does not fit in mb_client");
 _Static_assert(_Alignof(struct mbc) <= _Alignof(mb_client),
@@ -915,7 +931,7 @@ MB_API int mb_status(mb_client *c, struct mb_status_head *head,
 
 MB_API int mb_subscribe(mb_client *c, unsigned mask)
 {
-	if (mask & ~(unsigned)MB_EV_ALL)
+	if (mask & ~(unsigned)MB_EVENT_ALL)
 		return MB_EINVAL;
 	struct mbc *s;
 	int r = mbc_enter(c, &s);

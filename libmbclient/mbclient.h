@@ -66,6 +66,17 @@ enum mb_client_urgency {
 	MB_URGENCY_RESERVE = 1, /* all or nothing, may wait */
 };
 
+/* Events for mb_subscribe() (a mask) and the event callback. */
+enum mb_client_event {
+	MB_EVENT_POOL_LOW = 1u << 0,      /* the pool fell to the broker's low mark */
+	MB_EVENT_POOL_OK = 1u << 1,       /* the pool is back above it */
+	MB_EVENT_TOTAL_CHANGED = 1u << 2, /* total changed (value: the old total) */
+	MB_EVENT_MEM_NOTIFY = 1u << 3,    /* system memory above the notify mark */
+	MB_EVENT_MEM_DENY = 1u << 4,      /* system memory above the deny mark */
+	MB_EVENT_MEM_OK = 1u << 5,        /* system memory back to normal */
+	MB_EVENT_ALL = (1u << 6) - 1,
+};
+
 /* Error codes (negative return values). */
 enum {
 	MB_OK = 0,
@@ -99,7 +110,7 @@ typedef uint64_t (*mb_share_fn)(void *arg, enum mb_client_urgency urgency,
 /* Optional: a source is told here when lent pages come back to it. */
 typedef void (*mb_repay_fn)(void *arg, uint64_t pages);
 
-/* Optional: subscribed events (MB_EV_* in the protocol documentation). */
+/* Optional: subscribed events (one MB_EVENT_* bit per call). */
 typedef void (*mb_event_fn)(void *arg, unsigned event, int64_t pool,
 			    uint64_t total, uint64_t value);
 
@@ -175,7 +186,8 @@ int mb_query(mb_client *c, struct mb_info *out);
 /* Snapshot: head, then row() for each client; row() returning non-zero stops. */
 int mb_status(mb_client *c, struct mb_status_head *head, mb_status_row_fn row,
 	      void *arg);
-/* Subscribe to events (mask of MB_EV_*); they arrive through opt.event. */
+/* Subscribe to events (mask of MB_EVENT_*; 0 ends the subscription); they
+ * arrive through opt.event, and the subscription survives a reconnect. */
 int mb_subscribe(mb_client *c, unsigned mask);
 
 /* Event-loop use: poll this fd for input, then call mb_dispatch(). */

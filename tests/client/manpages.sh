@@ -18,6 +18,9 @@ done
 for e in $(sed -n 's/^[[:space:]]*\(MB_E[A-Z]*\) = -[0-9]*,.*/\1/p' "$top_srcdir/libmbclient/mbclient.h"); do
 	check "$man/libmbclient.3" "$e"
 done
+for e in $(sed -n 's/^[[:space:]]*\(MB_EVENT_[A-Z_]*\) = .*/\1/p' "$top_srcdir/libmbclient/mbclient.h"); do
+	check "$man/libmbclient.3" "$e"
+done
 for tool in mbutil mbstatus; do
 	opts=$("$top_builddir/libmbclient/$tool" --help | grep -o -- '--[a-z][a-z-]*' | sort -u)
 	[ -n "$opts" ] || fail "$tool --help lists no options"

@@ -179,6 +179,7 @@ static void broker_stop(void)
 
 /* ---- helpers ----------------------------------------------------------- */
 
+
 struct giver {
 	uint64_t give;          /* most pages to give per query */
 	unsigned calls;
@@ -616,6 +617,44 @@ START_TEST(two_handles_two_clients)
 }
 END_TEST
 
+struct events {
+	unsigned n, last;
+	uint64_t total;
+};
+
+static void on_event(void *arg, unsigned ev, int64_t pool, uint64_t total,
+		     uint64_t value)
+{
+	struct events *e = arg;
+	(void)pool;
+	(void)value;
+	e->n++;
+	e->last = ev;
+	e->total = total;
+}
+
+START_TEST(subscribe_events)
+{
+	broker_start("100p", NULL);
+	mb_client c, src;
+	struct events ev = { 0 };
+	struct mb_options o = { .socket_path = B.sock, .kind = MB_CLIENT_SINK,
+				.event = on_event, .arg = &ev };
+	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
+	ck_assert_int_eq(mb_subscribe(&c, 1u << 30), MB_EINVAL);
+	ck_assert_int_eq(mb_subscribe(&c, MB_EVENT_TOTAL_CHANGED), MB_OK);
+	struct giver gv = { 0 };
+	open_as(&src, MB_CLIENT_SOURCE, &gv, 20);
+	while (ev.n == 0)
+		ck_assert_int_ge(mb_dispatch(&c, 5000), 1);
+	ck_assert_uint_eq(ev.last, MB_EVENT_TOTAL_CHANGED);
+	ck_assert_uint_eq(ev.total, 120);
+	mb_close(&src);
+	mb_close(&c);
+	broker_stop();
+}
+END_TEST
+
 #if COUNT_HEAP
 START_TEST(no_heap_allocation)
 {
@@ -700,6 +739,7 @@ static Suite *suite(void)
 	tcase_add_test(t, server_lost_then_reconnect);
 	tcase_add_test(t, fork_child_and_parent);
 	tcase_add_test(t, two_handles_two_clients);
+	tcase_add_test(t, subscribe_events);
 #if COUNT_HEAP
 	tcase_add_test(t, no_heap_allocation);
 #else

@@ -368,7 +368,7 @@ static void on_event(void *arg, unsigned ev, int64_t pool, uint64_t total,
 	(void)arg;
 	(void)total;
 	(void)value;
-	if (ev == MB_EV_POOL_LOW)
+	if (ev == MB_EVENT_POOL_LOW)
 		events_seen++;
 	event_pool = pool;
 }
