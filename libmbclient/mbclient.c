@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@
 #define MBC_CONNECT_TIMEOUT_MS 1000    /* mb_options.connect_timeout_ms == 0 */
 #define MBC_REPLY_TIMEOUT_MS 10000     /* replies that need no brokering */
 #define MBC_GRACE_MS 1000              /* local wait beyond a server deadline */
+#define MBC_SLICE_MS 1000              /* longest single blocking recv(2) */
 #define MBC_CONNECT_RETRY_NS 1000000L  /* backlog full: retry after 1 ms */
 #define MBC_MAX_TIMEOUT_MS (24L * 3600 * 1000) /* longest deadline accepted */
 #define NS_PER_MS 1000000LL
@@ -203,25 +205,16 @@ static int mbc_send_locked(struct mbc *s, const struct mb_msg *m)
 		return MB_ENOTCONN;
 	if (s->wdead)
 		return MB_ECONNLOST;
+	/* Blocking send: SO_SNDTIMEO bounds a server that stopped reading. */
 	size_t off = 0;
-	int64_t deadline = mbc_deadline(MBC_REPLY_TIMEOUT_MS);
 	while (off < (size_t)len) {
-		ssize_t n = send(s->fd, buf + off, (size_t)len - off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
+		ssize_t n = send(s->fd, buf + off, (size_t)len - off, MSG_NOSIGNAL);
+		if (n > 0)
 			off += (size_t)n;
+		else if (n < 0 && errno == EINTR)
 			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = { .fd = s->fd, .events = POLLOUT };
-			int ms = mbc_poll_ms(deadline);
-			if (ms == 0 || (poll(&p, 1, ms) < 0 && errno != EINTR))
-				break;
-			continue;
-		}
-		break;
+		else
+			break;
 	}
 	if (off == (size_t)len)
 		return MB_OK;
@@ -267,8 +260,29 @@ static int mbc_read_frame(struct mbc *s, struct mb_msg *m, int64_t deadline)
 			mbc_drop(s);
 			return n == -MB_ST_VERSION ? MB_EVERSION : MB_EPROTO;
 		}
+		/*
+		 * Waits of a slice or more (or for ever) block in recv(2),
+		 * which SO_RCVTIMEO wakes every slice to look at the
+		 * deadline: one system call per reply on the usual path.
+		 * Shorter waits poll first; an expired one only peeks.
+		 */
+		int ms = mbc_poll_ms(deadline);
+		int flags = 0;
+		if (ms == 0) {
+			flags = MSG_DONTWAIT;
+		} else if (ms > 0 && ms < MBC_SLICE_MS) {
+			struct pollfd p = { .fd = s->fd, .events = POLLIN };
+			int pr = poll(&p, 1, ms);
+			if (pr < 0 && errno != EINTR) {
+				mbc_drop(s);
+				return MB_ESYS;
+			}
+			if (pr <= 0)
+				continue;
+			flags = MSG_DONTWAIT;
+		}
 		ssize_t got = recv(s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen,
-				   MSG_DONTWAIT);
+				   flags);
 		if (got > 0) {
 			s->rlen += (size_t)got;
 			continue;
@@ -283,14 +297,8 @@ static int mbc_read_frame(struct mbc *s, struct mb_msg *m, int64_t deadline)
 			mbc_drop(s);
 			return MB_ECONNLOST;
 		}
-		int ms = mbc_poll_ms(deadline);
 		if (ms == 0)
 			return 0;
-		struct pollfd p = { .fd = s->fd, .events = POLLIN };
-		if (poll(&p, 1, ms) < 0 && errno != EINTR) {
-			mbc_drop(s);
-			return MB_ESYS;
-		}
 	}
 }
 
@@ -503,6 +511,16 @@ static int mbc_connect(struct mbc *s)
 	if (fd < 0) {
 		mb_log(MB_LOG_DEBUG, "mbclient: cannot connect to %s", s->path);
 		return fd;
+	}
+	/* Blocking I/O with timeouts (see mbc_read_frame, mbc_send_locked). */
+	struct timeval rcv = { MBC_SLICE_MS / 1000, (MBC_SLICE_MS % 1000) * 1000 };
+	struct timeval snd = { MBC_REPLY_TIMEOUT_MS / 1000, (MBC_REPLY_TIMEOUT_MS % 1000) * 1000 };
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd)) < 0) {
+		close(fd);
+		return MB_ESYS;
 	}
 	pthread_mutex_lock(&s->wlock);
 	s->fd = fd;
