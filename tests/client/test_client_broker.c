@@ -617,6 +617,52 @@ START_TEST(two_handles_two_clients)
 }
 END_TEST
 
+#define SHARED_THREADS 4
+#define SHARED_ROUNDS 300
+
+struct shared_use {
+	mb_client *c;
+	int bad;
+};
+
+static void *shared_main(void *arg)
+{
+	struct shared_use *u = arg;
+	for (int i = 0; i < SHARED_ROUNDS; i++) {
+		uint64_t g;
+		struct mb_info info;
+		if (mb_request(u->c, 2, 0, &g) != MB_OK || g != 2 ||
+		    mb_query(u->c, &info) != MB_OK || mb_return(u->c, 2) != MB_OK)
+			u->bad++;
+	}
+	return NULL;
+}
+
+START_TEST(threads_share_a_handle)
+{
+	broker_start("100p", NULL);
+	mb_client c;
+	open_as(&c, MB_CLIENT_SINK, NULL, 0);
+	pthread_t th[SHARED_THREADS];
+	struct shared_use u[SHARED_THREADS];
+	for (int i = 0; i < SHARED_THREADS; i++) {
+		u[i] = (struct shared_use){ .c = &c };
+		ck_assert_int_eq(pthread_create(&th[i], NULL, shared_main, &u[i]), 0);
+	}
+	for (int i = 0; i < SHARED_THREADS; i++) {
+		pthread_join(th[i], NULL);
+		ck_assert_int_eq(u[i].bad, 0);
+	}
+	struct mb_info info;
+	ck_assert_int_eq(mb_query(&c, &info), MB_OK);
+	ck_assert_int_eq(info.balance, 0);
+	ck_assert_int_eq(info.pool, 100);
+	ck_assert_uint_eq(info.clients, 1);
+	mb_close(&c);
+	broker_stop();
+}
+END_TEST
+
 struct events {
 	unsigned n, last;
 	uint64_t total;
@@ -740,6 +786,7 @@ static Suite *suite(void)
 	tcase_add_test(t, fork_child_and_parent);
 	tcase_add_test(t, two_handles_two_clients);
 	tcase_add_test(t, subscribe_events);
+	tcase_add_test(t, threads_share_a_handle);
 #if COUNT_HEAP
 	tcase_add_test(t, no_heap_allocation);
 #else
