@@ -205,6 +205,15 @@ int mb_is_open(const mb_client *c);
 
 const char *mb_strerror(int err);
 
+/*
+ * Where the library's own diagnostics go (a lost server, a malformed frame,
+ * a late reply): a file descriptor (-1: nowhere) and the highest syslog
+ * level written (3 err .. 7 debug).  Default: fd 2; the library writes
+ * warnings and errors only, unless the level asks for debug lines.
+ * Process-wide; written with one write(2) per line, no allocation.
+ */
+void mb_set_log(int fd, int level);
+
 #ifdef __cplusplus
 }
 #endif
