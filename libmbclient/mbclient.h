@@ -51,7 +51,7 @@ extern "C" {
 /* Opaque handle storage; the library keeps its state inside. */
 #define MB_CLIENT_STORAGE 1024
 typedef struct mb_client {
-	_Alignas(16) unsigned char opaque[MB_CLIENT_STORAGE];
+	unsigned char opaque[MB_CLIENT_STORAGE] __attribute__((aligned(16)));
 } mb_client;
 
 enum mb_client_kind {
