@@ -27,9 +27,15 @@ start_broker() {
 		--total "$total" --log-level info "$@" >"$TEST_TMP/mbserver.log" 2>&1 &
 	BROKER_PID=$!
 	at_exit "kill $BROKER_PID 2>/dev/null; wait $BROKER_PID 2>/dev/null"
+	wait_broker
+}
+
+# The socket file appears at bind(), before listen(): wait until a client
+# really gets an answer.
+wait_broker() {
 	i=0
-	while [ ! -S "$MEMBROKER_SOCKET" ]; do
-		i=$((i + 1)); [ $i -gt 200 ] && { cat "$TEST_TMP/mbserver.log"; fail "mbserver did not start"; }
+	until "$top_builddir/libmbclient/mbstatus" --socket "$MEMBROKER_SOCKET" >/dev/null 2>&1; do
+		i=$((i + 1)); [ $i -gt 400 ] && { cat "$TEST_TMP/mbserver.log"; fail "mbserver did not start"; }
 		kill -0 "$BROKER_PID" 2>/dev/null || { cat "$TEST_TMP/mbserver.log"; fail "mbserver exited"; }
 		sleep 0.05
 	done
