@@ -915,8 +915,8 @@ static void on_terminate(struct broker *b, struct bclient *c, const struct mb_ms
 	r.w[MB_W_TERMACK_STATUS] = MB_ST_OK;
 	r.w[MB_W_TERMACK_RECLAIMED] = c->balance > 0 ? (uint64_t)c->balance : 0;
 	if (c->state == CL_REG)
-		mb_log(MB_LOG_INFO, "client %lu (%s) terminates, %ld pages reclaimed",
-		       (unsigned long)c->id, c->comm, (long)c->balance);
+		mb_log(MB_LOG_INFO, "client %lu (%s) terminates",
+		       (unsigned long)c->id, c->comm);
 	/* Answer the pending request first so a waiting caller is released. */
 	if (c->req.active) {
 		uint32_t seq = c->req.seq;
