@@ -268,11 +268,18 @@ int am_core_hook(void *arg, struct anr_heap *core, size_t bytes)
 	return 0;
 }
 
-size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit)
+/*
+ * Give back up to `bytes` (at most `limit`), in units of `unit` bytes:
+ * callbacks, collection, trim, then the budget is lowered by what is no
+ * longer resident.  `unit` is the broker's page when the broker asks (the
+ * pages are then no longer held from it), the system page otherwise.
+ */
+size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
+		    size_t unit, int broker)
 {
 	struct anr_stats st;
 	struct anr_gc_result gr;
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE), spare, give;
+	size_t spare, give;
 
 	pthread_mutex_lock(&h->lock);
 	h->give_back_requests++;
@@ -287,10 +294,15 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit)
 	give = bytes < spare ? bytes : spare;
 	if (give > limit)
 		give = limit;
-	give -= give % pg;
+	/* A budget of 0 would read as "no limit" to the core. */
+	if (give >= st.budget)
+		give = st.budget > unit ? st.budget - unit : 0;
+	give -= give % unit;
 	if (give) {
 		anr_set_budget(h->core, st.budget - give);
 		h->given_back_bytes += give;
+		if (broker)
+			h->mb_held -= (int64_t)(give / unit);
 	}
 	pthread_mutex_unlock(&h->lock);
 	if (give)
@@ -301,7 +313,7 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit)
 
 API size_t anr_give_back(anr_heap_t *h, size_t bytes)
 {
-	return am_give_back(h, bytes, SIZE_MAX);
+	return am_give_back(h, bytes, SIZE_MAX, (size_t)sysconf(_SC_PAGESIZE), 0);
 }
 
 /* ---- allocation ---- */

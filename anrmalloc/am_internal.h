@@ -140,6 +140,7 @@ struct anr_malloc_heap {
 	mb_client mb;
 	int mb_connected;
 	uint64_t mb_page;
+	int64_t mb_held;       /* broker pages counted in the budget */
 	pthread_t mb_thread;
 	int mb_thread_on;
 	int mb_stop[2];
@@ -174,8 +175,9 @@ int am_mark_locked(struct anr_malloc_heap *h, const void *p);
 /* broker.c */
 void am_broker_close(struct anr_malloc_heap *h);
 size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes);
-void am_budget_add(struct anr_malloc_heap *h, size_t add);
-size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit);
+void am_broker_sync(struct anr_malloc_heap *h);
+size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
+		    size_t unit, int broker);
 
 /* report.c */
 void am_error_action(struct anr_malloc_heap *h);

@@ -24,10 +24,36 @@
 #define API __attribute__((visibility("default")))
 #define AM_POLL_MS 1000
 
-void am_budget_add(struct anr_malloc_heap *h, size_t add)
+/*
+ * The budget counts mb_held broker pages; make it count what the client
+ * library says we hold.  Grants raise it; a lost connection (the broker
+ * took everything back) lowers it; a give-back answer that could not be
+ * sent puts the pages back.  Pages given back or returned are taken off
+ * mb_held by whoever lowered the budget, so they are not counted twice.
+ */
+void am_broker_sync(struct anr_malloc_heap *h)
 {
+	int64_t bal, delta;
+	size_t budget;
+
+	if (!h->mb_connected)
+		return;
 	pthread_mutex_lock(&h->lock);
-	anr_set_budget(h->core, anr_get_budget(h->core) + add);
+	bal = mb_balance(&h->mb);
+	if (bal < 0)
+		bal = 0;
+	delta = bal - h->mb_held;
+	if (delta != 0) {
+		budget = anr_get_budget(h->core);
+		if (delta > 0)
+			budget += (size_t)delta * h->mb_page;
+		else if ((size_t)-delta * h->mb_page < budget)
+			budget -= (size_t)-delta * h->mb_page;
+		else
+			budget = h->mb_page; /* never 0: the core reads 0 as unlimited */
+		anr_set_budget(h->core, budget);
+		h->mb_held = bal;
+	}
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -43,7 +69,7 @@ static uint64_t am_share(void *arg, enum mb_client_urgency urgency,
 	limit = (size_t)bal * h->mb_page;
 	if (pages > limit / h->mb_page)
 		pages = limit / h->mb_page;
-	got = am_give_back(h, (size_t)pages * h->mb_page, limit);
+	got = am_give_back(h, (size_t)pages * h->mb_page, limit, h->mb_page, 1);
 	mb_log(MB_LOG_INFO, "anrmalloc %s: broker asked for %llu pages (%s), "
 	       "giving %zu", h->cfg.name, (unsigned long long)pages,
 	       urgency == MB_URGENCY_RESERVE ? "reserve" : "request",
@@ -79,8 +105,8 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 		uint64_t pages = (h->cfg.broker_initial + h->mb_page - 1) / h->mb_page;
 
 		rc = mb_reserve(&h->mb, pages, (int)h->cfg.broker_timeout, &granted);
+		am_broker_sync(h);
 		if (rc == 0 && granted) {
-			am_budget_add(h, (size_t)(granted * h->mb_page));
 			pthread_mutex_lock(&h->lock);
 			h->broker_requests++;
 			h->broker_granted_bytes += granted * h->mb_page;
@@ -103,6 +129,7 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 		return 0;
 	pages = (want + h->mb_page - 1) / h->mb_page;
 	rc = mb_request(&h->mb, pages, (int)h->cfg.broker_timeout, &granted);
+	am_broker_sync(h);
 	pthread_mutex_lock(&h->lock);
 	h->broker_requests++;
 	h->broker_granted_bytes += granted * h->mb_page;
@@ -112,8 +139,6 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 		       h->cfg.name, mb_strerror(rc));
 		return 0;
 	}
-	if (granted)
-		am_budget_add(h, (size_t)(granted * h->mb_page));
 	return (size_t)(granted * h->mb_page);
 }
 
@@ -122,6 +147,7 @@ API size_t anr_broker_return_unused(anr_heap_t *h)
 	struct anr_stats st;
 	int64_t bal;
 	size_t spare, pages;
+	int rc;
 
 	if (!h->mb_connected || h->mb_page == 0)
 		return 0;
@@ -132,19 +158,24 @@ API size_t anr_broker_return_unused(anr_heap_t *h)
 	spare = st.budget > st.resident + h->cfg.free_high ?
 		st.budget - st.resident - h->cfg.free_high : 0;
 	pages = spare / h->mb_page;
+	/* A budget of 0 would read as "no limit" to the core. */
+	if (pages && pages * h->mb_page >= st.budget)
+		pages = (st.budget - 1) / h->mb_page;
 	if (bal < 0)
 		bal = 0;
 	if (pages > (uint64_t)bal)
 		pages = (size_t)bal;
-	if (pages)
+	if (pages) {
 		anr_set_budget(h->core, st.budget - pages * h->mb_page);
-	pthread_mutex_unlock(&h->lock);
-	if (pages && mb_return(&h->mb, pages) != 0) {
-		/* The broker did not take them: keep the budget. */
-		am_budget_add(h, pages * h->mb_page);
-		return 0;
+		h->mb_held -= (int64_t)pages;
 	}
-	return pages * h->mb_page;
+	pthread_mutex_unlock(&h->lock);
+	if (pages == 0)
+		return 0;
+	rc = mb_return(&h->mb, pages);
+	/* If the broker did not take them, the sync puts them back. */
+	am_broker_sync(h);
+	return rc == 0 ? pages * h->mb_page : 0;
 }
 
 API int anr_broker_fd(anr_heap_t *h)
@@ -154,9 +185,13 @@ API int anr_broker_fd(anr_heap_t *h)
 
 API int anr_broker_dispatch(anr_heap_t *h)
 {
+	int rc;
+
 	if (!h->mb_connected)
 		return MB_ENOTCONN;
-	return mb_dispatch(&h->mb, 0);
+	rc = mb_dispatch(&h->mb, 0);
+	am_broker_sync(h);
+	return rc;
 }
 
 static void *am_broker_main(void *arg)
@@ -176,6 +211,7 @@ static void *am_broker_main(void *arg)
 			break;
 		if (p[0].fd < 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
 			rc = mb_dispatch(&h->mb, 0);
+			am_broker_sync(h);
 			if (rc < 0 && rc != MB_EAGAIN) {
 				mb_log(MB_LOG_WARNING, "anrmalloc %s: broker: %s",
 				       h->cfg.name, mb_strerror(rc));
@@ -232,4 +268,5 @@ void am_broker_close(struct anr_malloc_heap *h)
 		return;
 	mb_close(&h->mb);
 	h->mb_connected = 0;
+	h->mb_held = 0;
 }

@@ -1,9 +1,10 @@
 # tests of anrmalloc
-EXTRA_DIST += tests/anrmalloc/anrmalloc_broker.sh
+EXTRA_DIST += tests/anrmalloc/anrmalloc_broker.sh tests/anrmalloc/anrmalloc_symbols.sh
 if HAVE_CHECK
 check_PROGRAMS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_broker
 UNIT_TESTS += tests/anrmalloc/test_anrmalloc
-TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/anrmalloc_broker.sh
+TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/anrmalloc_broker.sh \
+	tests/anrmalloc/anrmalloc_symbols.sh
 
 tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c
 tests_anrmalloc_test_anrmalloc_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)

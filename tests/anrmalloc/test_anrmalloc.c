@@ -962,6 +962,119 @@ START_TEST(give_back_runs_callbacks_and_lowers_budget)
 }
 END_TEST
 
+
+START_TEST(dbg_variants_record_site)
+{
+	anr_heap_t *h = heap_with(NULL);
+	struct anr_block_info in;
+	int l1 = __LINE__ + 1;
+	char *a = ANR_MALLOC_IF_AVAILABLE(h, 10);
+	int l2 = __LINE__ + 1;
+	char *b = ANR_CALLOC(h, 3, 5);
+	int l3 = __LINE__ + 1;
+	char *c = ANR_MEMALIGN(h, 256, 20);
+	char *d = anr_malloc_from(h, 30, (const void *)0x1234);
+	int l4;
+
+	ck_assert_int_eq(anr_block_info(h, a, &in), 0);
+	ck_assert_int_eq(in.line, l1);
+	ck_assert_str_eq(in.file, __FILE__);
+	ck_assert_int_eq(anr_block_info(h, b, &in), 0);
+	ck_assert_int_eq(in.line, l2);
+	ck_assert_uint_eq(in.size, 15);
+	for (int i = 0; i < 15; i++)
+		ck_assert_int_eq(b[i], 0);
+	ck_assert_int_eq(anr_block_info(h, c, &in), 0);
+	ck_assert_int_eq(in.line, l3);
+	ck_assert_uint_eq((uintptr_t)c % 256, 0);
+	ck_assert_int_eq(anr_block_info(h, d, &in), 0);
+	ck_assert_ptr_eq(in.caller, (const void *)0x1234);
+	ck_assert_ptr_null(in.file);
+	l4 = __LINE__ + 1;
+	a = ANR_REALLOC(h, a, 5000);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_int_eq(anr_block_info(h, a, &in), 0);
+	ck_assert_int_eq(in.line, l4);
+	ck_assert_uint_eq(in.size, 5000);
+	ck_assert_ptr_null(anr_memalign_dbg(h, 3, 1, __FILE__, __LINE__, __func__));
+	anr_malloc_free(h, a);
+	anr_malloc_free(h, b);
+	anr_malloc_free(h, c);
+	anr_malloc_free(h, d);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+START_TEST(config_help_lists_keys)
+{
+	int fd = mem_fd();
+	const char *text;
+
+	anr_config_help(fd);
+	text = fd_text(fd);
+	for (const struct mb_conf_key *k = am_config_table(); k->name; k++)
+		ck_assert_msg(strstr(text, k->name), "help lacks %s", k->name);
+}
+END_TEST
+
+static void gc_need(struct anr_malloc_config *c)
+{
+	budget_1m(c);
+	c->gc_on_need_more = 1;
+}
+
+START_TEST(gc_on_need_more_frees_garbage)
+{
+	anr_heap_t *h = heap_with(gc_need);
+	struct roots r = { { 0 }, 0, 0 };
+	struct anr_malloc_stats st;
+	void *p, *root = anr_malloc(h, 64 * KIB);
+
+	r.keep[r.n++] = root;
+	anr_add_mark_callback(h, mark_roots, &r);
+	for (int i = 0; i < 12; i++)
+		ck_assert_ptr_nonnull(anr_malloc(h, 64 * KIB)); /* dropped */
+	p = anr_malloc(h, 400 * KIB);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_ge(r.calls, 1);
+	anr_heap_stats(h, &st);
+	ck_assert_uint_ge(st.gc_runs, 1);
+	ck_assert_uint_ge(st.gc_freed_blocks, 1);
+	ck_assert_int_eq(anr_block_info(h, root, &(struct anr_block_info){ 0 }), 0);
+	anr_remove_mark_callback(h, mark_roots, &r);
+	anr_gc_collect(h, ANR_GC_FREE, -1, NULL);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+static void gc_give(struct anr_malloc_config *c)
+{
+	budget_1m(c);
+	c->gc_on_give_back = 1;
+}
+
+START_TEST(gc_on_give_back_frees_garbage)
+{
+	anr_heap_t *h = heap_with(gc_give);
+	struct anr_gc_result res;
+	int fd;
+	const char *text;
+	size_t given;
+
+	for (int i = 0; i < 8; i++)
+		ck_assert_ptr_nonnull(anr_malloc(h, 64 * KIB)); /* dropped */
+	given = anr_give_back(h, 256 * KIB);
+	ck_assert_uint_eq(given, 256 * KIB);
+	fd = mem_fd();
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE | ANR_GC_REPORT, fd, &res), 0);
+	text = fd_text(fd);
+	ck_assert_uint_eq(res.unmarked_blocks, 0);
+	ck_assert_ptr_nonnull(strstr(text, "0 unmarked"));
+	ck_assert_ptr_null(strstr(text, "leak:"));
+	anr_heap_destroy(h);
+}
+END_TEST
+
 /* ---- threads ---- */
 
 #define THREAD_OPS 5000
@@ -1046,6 +1159,10 @@ static Suite *anrmalloc_suite(void)
 	tcase_add_test(tc, debug_socket_dumps_live_blocks);
 	tcase_add_test(tc, give_back_runs_callbacks_and_lowers_budget);
 	tcase_add_test(tc, threads_share_a_heap);
+	tcase_add_test(tc, dbg_variants_record_site);
+	tcase_add_test(tc, config_help_lists_keys);
+	tcase_add_test(tc, gc_on_need_more_frees_garbage);
+	tcase_add_test(tc, gc_on_give_back_frees_garbage);
 	suite_add_tcase(s, tc);
 	return s;
 }
