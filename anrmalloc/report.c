@@ -31,6 +31,7 @@
 #define AM_SEND_TIMEOUT_S 2
 #define AM_LOWEST_NICE 19
 #define AM_LISTEN_BACKLOG 4
+#define AM_SOCKET_MODE 0600
 
 /* A small buffered writer; sockets get MSG_NOSIGNAL so a reader that
  * goes away cannot kill the process with SIGPIPE. */
@@ -383,7 +384,9 @@ static int am_debug_listen(const char *path)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	/* The report shows addresses: only the owner may connect. */
 	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    chmod(path, AM_SOCKET_MODE) != 0 ||
 	    listen(fd, AM_LISTEN_BACKLOG) != 0) {
 		int e = errno;
 		close(fd);

@@ -146,6 +146,15 @@ START_TEST(config_file_and_env)
 	ck_assert_uint_eq(c.stack_depth, 5);
 	unsetenv("ANRMALLOC_STACK_DEPTH");
 
+	/* broker = 1 and no broker: creation fails and says why. */
+	anr_config_init(&c);
+	c.broker = 1;
+	snprintf(c.broker_socket, sizeof(c.broker_socket), "/nonexistent/mb.sock");
+	errno = 0;
+	ck_assert_ptr_null(anr_heap_create(&c));
+	ck_assert_int_ne(errno, 0);
+
+	anr_config_init(&c);
 	c.stack_depth = 1000; /* beyond the limit */
 	ck_assert_ptr_null(anr_heap_create(&c));
 	ck_assert_int_eq(errno, EINVAL);
@@ -909,6 +918,8 @@ START_TEST(debug_socket_dumps_live_blocks)
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(sock_path, sizeof(sock_path), "%s/dbg.sock", dir);
 	h = heap_with(socket_on);
+	ck_assert_int_eq(stat(sock_path, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0600);
 	/* More blocks than one chunk of the snapshot. */
 	for (int i = 0; i < 100; i++)
 		p[i] = ANR_MALLOC(h, (size_t)(1000 + i));
@@ -933,6 +944,7 @@ START_TEST(debug_socket_dumps_live_blocks)
 			anr_malloc_free(h, p[i]);
 	anr_heap_destroy(h);
 	ck_assert_int_eq(stat(sock_path, &st), -1); /* removed */
+	ck_assert_int_eq(errno, ENOENT);
 	rmdir(dir);
 }
 END_TEST
