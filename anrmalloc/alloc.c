@@ -115,12 +115,6 @@ void am_error_action(struct anr_malloc_heap *h)
 
 /* ---- header helpers ---- */
 
-struct am_hdr *am_hdr_of(struct anr_malloc_heap *h, void *base)
-{
-	(void)h;
-	return base;
-}
-
 size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
 		 const uintptr_t **frames)
 {
@@ -392,7 +386,7 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 		      unsigned flags, const struct am_site *site)
 {
 	int hooks = !(flags & ANR_NO_HOOK);
-	size_t off = h->hdr_size, total;
+	size_t off, total;
 	uint32_t slot;
 	unsigned char *base;
 
@@ -400,6 +394,7 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 		errno = EINVAL;
 		return NULL;
 	}
+	off = h->hdr_size;
 	if (align > ANR_ALIGN)
 		off = (off + align - 1) & ~(align - 1);
 	if (size > AM_SIZE_MAX - off - h->tail) {
@@ -769,15 +764,17 @@ API int anr_check_block(anr_heap_t *h, const void *p)
 		return -1;
 	}
 	ok = am_guards_ok(h, base, base);
-	if (!ok)
-		h->guard_errors++;
-	pthread_mutex_unlock(&h->lock);
 	if (!ok) {
-		am_guard_error(h, (char *)base + ((struct am_hdr *)base)->user_off,
-			       base, "check");
-		return -1;
+		h->guard_errors++;
+		/* Reported under the lock: the block cannot go meanwhile. */
+		if (h->cfg.on_error != ANR_ERROR_ABORT)
+			am_guard_error(h, (char *)base + ((struct am_hdr *)base)->user_off,
+				       base, "check");
 	}
-	return 0;
+	pthread_mutex_unlock(&h->lock);
+	if (!ok && h->cfg.on_error == ANR_ERROR_ABORT)
+		am_guard_error(h, p, base, "check");
+	return ok ? 0 : -1;
 }
 
 API int anr_block_info(anr_heap_t *h, const void *p, struct anr_block_info *in)

@@ -158,7 +158,6 @@ int am_registry_find(const void *p, struct anr_malloc_heap **out);
 
 /* alloc.c */
 int am_core_hook(void *arg, struct anr_heap *core, size_t bytes);
-struct am_hdr *am_hdr_of(struct anr_malloc_heap *h, void *base);
 int am_lookup(struct anr_malloc_heap *h, const void *p, int interior,
 	      void **basep, uint32_t *slotp);
 int am_guards_ok(struct anr_malloc_heap *h, const struct am_hdr *hd,

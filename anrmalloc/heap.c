@@ -194,6 +194,21 @@ static void *am_map(size_t len, int noreserve)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/*
+ * The low-priority report thread takes the lock too: priority inheritance
+ * keeps it from holding up a real-time thread that waits for the lock.
+ */
+static void am_lock_init(pthread_mutex_t *m)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	if (pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT) != 0 ||
+	    pthread_mutex_init(m, &a) != 0)
+		pthread_mutex_init(m, NULL);
+	pthread_mutexattr_destroy(&a);
+}
+
 static int am_config_check(const struct anr_malloc_config *c)
 {
 	if (c->stack_depth > AM_MAX_STACK_DEPTH ||
@@ -301,7 +316,7 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 	h->dbg_fd = -1;
 	h->mb_stop[0] = h->mb_stop[1] = -1;
 	h->dbg_stop[0] = h->dbg_stop[1] = -1;
-	pthread_mutex_init(&h->lock, NULL);
+	am_lock_init(&h->lock);
 	am_layout(h);
 	if (am_tables(h) != 0)
 		goto fail;
