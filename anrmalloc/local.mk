@@ -23,7 +23,7 @@ anrmalloc_libanrmalloc_la_LDFLAGS = -version-info 0:0:0 \
 ANRMALLOC_EXPORTS = ^anr_(malloc|calloc|memalign|config_|heap_|add_|remove_|set_oom|set_debug|get_debug|oom_|gc_|leak_|broker_|give_back|check_block|block_info|verify|recorder_|debug_)
 include_HEADERS += anrmalloc/anrmalloc.h
 pkgconfig_DATA += anrmalloc/libanrmalloc.pc
-EXTRA_DIST += anrmalloc/libanrmalloc.pc.in
+EXTRA_DIST += anrmalloc/libanrmalloc.pc.in conf/anrmalloc.conf
 dist_man_MANS += man/anrmalloc.3
 
 noinst_PROGRAMS += anrmalloc/examples/cache_holder

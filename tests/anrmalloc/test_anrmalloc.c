@@ -161,6 +161,23 @@ START_TEST(config_file_and_env)
 }
 END_TEST
 
+START_TEST(example_config_parses)
+{
+	const char *top = getenv("top_srcdir");
+	struct anr_malloc_config c;
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/conf/anrmalloc.conf", top ? top : "..");
+	anr_config_init(&c);
+	ck_assert_int_eq(anr_config_load(&c, path), 0);
+	ck_assert_str_eq(c.name, "imaging");
+	ck_assert_uint_eq(c.budget, 16 * MIB);
+	ck_assert_int_eq(c.broker, 1);
+	ck_assert_uint_eq(c.stack_depth, 6);
+	ck_assert_str_eq(c.debug_socket, "/run/imaging-heap.sock");
+}
+END_TEST
+
 START_TEST(config_keys_in_man_page)
 {
 	const char *top = getenv("top_srcdir");
@@ -1149,6 +1166,7 @@ static Suite *anrmalloc_suite(void)
 	tcase_add_test(tc, config_defaults_and_keys);
 	tcase_add_test(tc, config_file_and_env);
 	tcase_add_test(tc, config_keys_in_man_page);
+	tcase_add_test(tc, example_config_parses);
 	tcase_add_test(tc, malloc_free_basic);
 	tcase_add_test(tc, calloc_zero_and_overflow);
 	tcase_add_test(tc, realloc_semantics);
