@@ -389,6 +389,7 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 	size_t off, total;
 	uint32_t slot;
 	unsigned char *base;
+	struct am_hdr *hd;
 
 	if (h == NULL) {
 		errno = EINVAL;
@@ -402,28 +403,30 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 		return NULL;
 	}
 	total = off + size + h->tail;
-	pthread_mutex_lock(&h->lock);
-	if (h->cfg.oom_fail_fast && h->oom.set) {
-		pthread_mutex_unlock(&h->lock);
-		am_fail(h, size, site->caller, hooks, AM_NO_SLOT);
-		return NULL;
-	}
-	slot = am_take_slot(h);
-	pthread_mutex_unlock(&h->lock);
-	if (slot == AM_NO_SLOT) {
-		mb_log(MB_LOG_WARNING, "anrmalloc %s: block table full (max_blocks %zu)",
-		       h->cfg.name, h->slots_cap);
+	if (h->cfg.oom_fail_fast && __atomic_load_n(&h->oom.set, __ATOMIC_RELAXED)) {
 		am_fail(h, size, site->caller, hooks, AM_NO_SLOT);
 		return NULL;
 	}
 	base = am_core_alloc(h, align, total, flags);
 	if (base == NULL) {
-		am_fail(h, size, site->caller, hooks, slot);
+		am_fail(h, size, site->caller, hooks, AM_NO_SLOT);
 		return NULL;
 	}
-	am_hdr_init(h, (struct am_hdr *)base, slot, size, off, site);
+	hd = (struct am_hdr *)base;
+	am_hdr_init(h, hd, AM_NO_SLOT, size, off, site);
+	/* One lock hold: take a slot, publish the block, record. */
 	pthread_mutex_lock(&h->lock);
-	((struct am_hdr *)base)->seq = ++h->seq;
+	slot = am_take_slot(h);
+	if (slot == AM_NO_SLOT) {
+		pthread_mutex_unlock(&h->lock);
+		anr_free(h->core, base);
+		mb_log(MB_LOG_WARNING, "anrmalloc %s: block table full (max_blocks %zu)",
+		       h->cfg.name, h->slots_cap);
+		am_fail(h, size, site->caller, hooks, AM_NO_SLOT);
+		return NULL;
+	}
+	hd->slot = slot;
+	hd->seq = ++h->seq;
 	h->slots[slot].base = base;
 	h->slots[slot].mark = (uint8_t)(h->gc_running && slot >= h->sweep_pos);
 	h->slots[slot].state = AM_SLOT_LIVE;

@@ -13,10 +13,10 @@
  * ring and the heap structure itself.
  *
  * Invariants, all under h->lock:
- *  - a slot is FREE (on the free list through .next), RESERVED (taken by
- *    an allocation in progress), LIVE (base points at a block whose header
- *    names this slot) or MOVING (a realloc is in progress; walkers skip it
- *    and the collector treats it as marked);
+ *  - a slot is FREE (on the free list through .next), LIVE (base points
+ *    at a block whose header names this slot) or MOVING (a realloc is in
+ *    progress; walkers skip it and the collector treats it as marked);
+ *    RESERVED only exists inside one lock hold, while a slot is filled in;
  *  - a block is only handed to the core's free after its slot left LIVE,
  *    so a walker holding the lock never reads a freed header;
  *  - the lock is never held across a core call that may run the

@@ -75,6 +75,7 @@ struct anr_malloc_config {
 	uint64_t need_more_retries;     /* callback rounds per allocation */
 	int on_error;                   /* enum anr_error_action */
 	int oom_fail_fast;              /* sticky OOM fails later allocations */
+	int priority_inherit;           /* priority-inheriting heap lock */
 	/* garbage collection */
 	int gc_scan;                    /* scan marked blocks for pointers */
 	int gc_on_need_more;            /* collect (and free) when memory runs out */

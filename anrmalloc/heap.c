@@ -46,6 +46,8 @@ static const struct mb_conf_key am_keys[] = {
 	{ "on_error", MB_CONF_ENUM, OFF(on_error), 0, "abort",
 	  "bad free or damaged guard: abort, report or ignore",
 	  am_error_choices },
+	{ "priority_inherit", MB_CONF_BOOL, OFF(priority_inherit), 0, "no",
+	  "priority-inheriting heap lock (on with debug_socket)", NULL },
 	{ "oom_fail_fast", MB_CONF_BOOL, OFF(oom_fail_fast), 0, "no",
 	  "fail allocations at once while the out-of-memory state is set",
 	  NULL },
@@ -197,13 +199,15 @@ static void *am_map(size_t len, int noreserve)
 /*
  * The low-priority report thread takes the lock too: priority inheritance
  * keeps it from holding up a real-time thread that waits for the lock.
+ * It costs on every lock, so it is on only when asked for or when the
+ * heap serves a debug socket.
  */
-static void am_lock_init(pthread_mutex_t *m)
+static void am_lock_init(pthread_mutex_t *m, int pi)
 {
 	pthread_mutexattr_t a;
 
 	pthread_mutexattr_init(&a);
-	if (pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT) != 0 ||
+	if (!pi || pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT) != 0 ||
 	    pthread_mutex_init(m, &a) != 0)
 		pthread_mutex_init(m, NULL);
 	pthread_mutexattr_destroy(&a);
@@ -316,7 +320,7 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 	h->dbg_fd = -1;
 	h->mb_stop[0] = h->mb_stop[1] = -1;
 	h->dbg_stop[0] = h->dbg_stop[1] = -1;
-	am_lock_init(&h->lock);
+	am_lock_init(&h->lock, cfg->priority_inherit || cfg->debug_socket[0]);
 	am_layout(h);
 	if (am_tables(h) != 0)
 		goto fail;
