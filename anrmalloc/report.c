@@ -32,6 +32,7 @@
 #define AM_LOWEST_NICE 19
 #define AM_LISTEN_BACKLOG 4
 #define AM_SOCKET_MODE 0600
+#define AM_ACCEPT_BACKOFF_MS 100
 
 /* A small buffered writer; sockets get MSG_NOSIGNAL so a reader that
  * goes away cannot kill the process with SIGPIPE. */
@@ -355,8 +356,11 @@ static void *am_debug_main(void *arg)
 		if (!(p[0].revents & POLLIN))
 			continue;
 		c = accept4(h->dbg_fd, NULL, NULL, SOCK_CLOEXEC);
-		if (c < 0)
+		if (c < 0) {
+			/* Out of descriptors, say: do not spin on it. */
+			poll(&p[1], 1, AM_ACCEPT_BACKOFF_MS);
 			continue;
+		}
 		/* A reader that stops reading cannot hold the thread. */
 		setsockopt(c, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 		anr_heap_report(h, c, ANR_REPORT_ALL);
