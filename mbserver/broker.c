@@ -9,6 +9,8 @@
  *     total = initial + sum(declared source pages)
  *
  * and every balance is >= 0, except a source's, which is >= -declared.
+ * Counting what a source holds as its balance plus its declared pages,
+ * the same equation reads pool + sum(holdings) + in flight = total.
  * The pool goes negative (a debt) when a source leaves with pages lent out
  * or a reload shrinks the total below what is lent; nothing is handed out
  * from the pool until returns pay the debt.  broker_check_invariants()
