@@ -162,7 +162,7 @@ static unsigned reply_type(unsigned type)
 	case MB_MSG_RETURN: return MB_MSG_RETURN_ACK;
 	case MB_MSG_CANCEL: return MB_MSG_CANCEL_ACK;
 	case MB_MSG_QUERY: return MB_MSG_QUERY_REPLY;
-	case MB_MSG_STATUS: return MB_MSG_STATUS_END;
+	case MB_MSG_STATUS: return MB_MSG_STATUS_HEAD; /* and nothing follows */
 	case MB_MSG_TERMINATE: return MB_MSG_TERMINATE_ACK;
 	case MB_MSG_SUBSCRIBE: return MB_MSG_SUBSCRIBE_ACK;
 	default: return MB_MSG_ERROR;

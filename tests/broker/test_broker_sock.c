@@ -9,6 +9,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -885,6 +886,46 @@ START_TEST(slow_reader_does_not_stall)
 }
 END_TEST
 
+
+/* In a child running as uid/gid: QUERY and report the status (or 99). */
+static int query_as(struct srv *s, uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+			_exit(98);
+		int fd = try_connect(s->sock);
+		if (fd < 0)
+			_exit(97);
+		send2(fd, MB_MSG_QUERY, 1, 0, 0);
+		struct mb_msg m;
+		if (recv_msg(fd, &m, IO_TIMEOUT_MS) != 1 || m.type != MB_MSG_QUERY_REPLY)
+			_exit(99);
+		_exit((int)m.w[MB_W_QR_STATUS]);
+	}
+	return wait_exit(pid);
+}
+
+START_TEST(allowed_users)
+{
+	if (getuid() != 0) {
+		fprintf(stderr, "SKIP allowed_users: needs root to change uid\n");
+		return;
+	}
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "total = 400K\nsocket_mode = 0666\nallow_uids = 12345\nallow_gids = 23456\n");
+	ck_assert_int_eq(chmod(s.dir, 0755), 0);
+	srv_start(&s);
+	ck_assert_int_eq(query_as(&s, 12345, 12345), MB_ST_OK);
+	ck_assert_int_eq(query_as(&s, 34567, 23456), MB_ST_OK);
+	ck_assert_int_eq(query_as(&s, 34567, 34567), MB_ST_PERM);
+	ck_assert_int_eq(query_as(&s, 0, 0), MB_ST_OK); /* root always */
+	srv_stop(&s);
+}
+END_TEST
+
 static Suite *sock_suite(void)
 {
 	Suite *s = suite_create("broker_sock");
@@ -915,6 +956,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(t, sighup_reload);
 	tcase_add_test(t, bad_config_refuses_start);
 	tcase_add_test(t, socket_activation_and_notify);
+	tcase_add_test(t, allowed_users);
 	suite_add_tcase(s, t);
 	return s;
 }
