@@ -1,10 +1,6 @@
 /*
  * anr_malloc against a real mbserver (started by anrmalloc_broker.sh,
  * which exports MEMBROKER_SOCKET and ANRM_TOTAL, the broker's total).
- *
- *   test_anrmalloc_broker            run the Check suite
- *   test_anrmalloc_broker --sink N   be a plain sink: reserve N bytes and
- *                                    print "granted N" (two-process test)
  */
 #include "config.h"
 
@@ -242,45 +238,13 @@ START_TEST(quota_refused_is_oom)
 }
 END_TEST
 
-/* A separate process: no Check here. */
-static int sink_mode(const char *amount)
-{
-	struct mb_options o;
-	mb_client c;
-	uint64_t bytes, granted = 0;
-	int rc;
-
-	if (mb_parse_size(amount, 0, &bytes) != 0) {
-		fprintf(stderr, "bad amount %s\n", amount);
-		return 2;
-	}
-	memset(&o, 0, sizeof(o));
-	o.kind = MB_CLIENT_SINK;
-	o.name = "anrm-sink";
-	rc = mb_open(&c, &o);
-	if (rc == 0)
-		rc = mb_reserve(&c, bytes / mb_page_size(&c), SINK_TIMEOUT_MS,
-				&granted);
-	if (rc != 0) {
-		printf("refused: %s\n", mb_strerror(rc));
-		mb_close(&c);
-		return 1;
-	}
-	granted *= mb_page_size(&c);
-	printf("granted %llu\n", (unsigned long long)granted);
-	mb_close(&c);
-	return granted == bytes ? 0 : 1;
-}
-
-int main(int argc, char **argv)
+int main(void)
 {
 	SRunner *sr;
 	Suite *s;
 	TCase *tc;
 	int failed;
 
-	if (argc == 3 && strcmp(argv[1], "--sink") == 0)
-		return sink_mode(argv[2]);
 	s = suite_create("anrmalloc-broker");
 	tc = tcase_create("broker");
 	tcase_set_timeout(tc, 30);
