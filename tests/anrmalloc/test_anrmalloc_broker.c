@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,6 +239,58 @@ START_TEST(quota_refused_is_oom)
 }
 END_TEST
 
+START_TEST(initial_quota_reserved)
+{
+	struct anr_malloc_config cfg;
+	struct anr_malloc_stats st;
+	anr_heap_t *h;
+
+	anr_config_init(&cfg);
+	cfg.reserve = 64 * MIB;
+	cfg.budget = 64 * 1024;
+	cfg.broker = 1;
+	cfg.broker_initial = 2 * MIB;
+	h = anr_heap_create(&cfg);
+	ck_assert_ptr_nonnull(h);
+	anr_heap_stats(h, &st);
+	ck_assert_int_eq(st.broker_balance, 2 * MIB / 4096);
+	ck_assert_uint_eq(st.budget, 64 * 1024 + 2 * MIB);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+/* Last: it kills the broker (ANRM_BROKER_PID). */
+START_TEST(lost_broker_takes_budget_back)
+{
+	struct cache c = { 0 };
+	struct anr_malloc_stats st;
+	const char *pid = getenv("ANRM_BROKER_PID");
+	int i;
+
+	ck_assert_ptr_nonnull(pid);
+	c.h = broker_heap(1);
+	fill(&c, 4);
+	anr_heap_stats(c.h, &st);
+	ck_assert_uint_ge(st.budget, 4 * MIB);
+	ck_assert_int_eq(kill((pid_t)atol(pid), SIGKILL), 0);
+	/* The helper thread notices the lost connection. */
+	for (i = 0; i < 500; i++) {
+		anr_heap_stats(c.h, &st);
+		if (st.budget < 1 * MIB)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_lt(st.budget, 1 * MIB);
+	ck_assert_int_eq(st.broker_balance, 0);
+	/* Nothing more can come from a broker that is gone. */
+	ck_assert_ptr_null(anr_malloc(c.h, 2 * MIB));
+	ck_assert_int_eq(anr_oom_get(c.h, NULL), 1);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
 int main(void)
 {
 	SRunner *sr;
@@ -251,6 +304,8 @@ int main(void)
 	tcase_add_test(tc, give_back_from_helper_thread);
 	tcase_add_test(tc, give_back_from_own_loop);
 	tcase_add_test(tc, quota_refused_is_oom);
+	tcase_add_test(tc, initial_quota_reserved);
+	tcase_add_test(tc, lost_broker_takes_budget_back);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
