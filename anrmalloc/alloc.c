@@ -129,7 +129,9 @@ size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
 
 struct am_bt {
 	uintptr_t *out;
-	size_t n, max, skip;
+	size_t n, max, want;
+	uintptr_t caller;
+	size_t first;          /* index of the caller's frame, or max */
 };
 
 static _Unwind_Reason_Code am_bt_step(struct _Unwind_Context *ctx, void *arg)
@@ -137,15 +139,14 @@ static _Unwind_Reason_Code am_bt_step(struct _Unwind_Context *ctx, void *arg)
 	struct am_bt *b = arg;
 	uintptr_t ip = _Unwind_GetIP(ctx);
 
-	if (ip == 0)
+	if (ip == 0 || b->n >= b->max)
 		return _URC_END_OF_STACK;
-	if (b->skip) {
-		b->skip--;
-		return _URC_NO_REASON;
-	}
-	if (b->n >= b->max)
-		return _URC_END_OF_STACK;
+	if (ip == b->caller && b->first == b->max)
+		b->first = b->n;
 	b->out[b->n++] = ip;
+	/* Unwinding costs per frame: stop once the caller's are in. */
+	if (b->first != b->max && b->n - b->first >= b->want)
+		return _URC_END_OF_STACK;
 	return _URC_NO_REASON;
 }
 
@@ -159,18 +160,15 @@ static void am_capture_stack(struct anr_malloc_heap *h, struct am_hdr *hd)
 {
 	uintptr_t *f = (uintptr_t *)((char *)hd + h->frames_off);
 	uintptr_t tmp[AM_MAX_STACK_DEPTH + AM_STACK_SLACK];
-	struct am_bt b = { tmp, 0, h->cfg.stack_depth + AM_STACK_SLACK, 0 };
-	size_t first = 0, n;
+	struct am_bt b = { tmp, 0, h->cfg.stack_depth + AM_STACK_SLACK,
+			   h->cfg.stack_depth, (uintptr_t)hd->caller,
+			   h->cfg.stack_depth + AM_STACK_SLACK };
+	size_t first, n;
 
 	if (h->cfg.stack_depth == 0)
 		return;
 	_Unwind_Backtrace(am_bt_step, &b);
-	for (size_t i = 0; i < b.n; i++) {
-		if (tmp[i] == (uintptr_t)hd->caller) {
-			first = i;
-			break;
-		}
-	}
+	first = b.first < b.n ? b.first : 0;
 	n = b.n - first;
 	if (n > h->cfg.stack_depth)
 		n = h->cfg.stack_depth;

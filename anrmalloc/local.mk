@@ -31,3 +31,6 @@ anrmalloc_examples_cache_holder_SOURCES = anrmalloc/examples/cache_holder.c
 anrmalloc_examples_cache_holder_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 anrmalloc_examples_cache_holder_LDADD = anrmalloc/libanrmalloc.la \
 	libmbclient/libmbclient.la common/libmbcommon.la
+
+# The layer's cost against glibc (bench/anrmalloc/run.sh; not part of make check).
+EXTRA_DIST += bench/anrmalloc/run.sh bench/anrmalloc/churn.c
