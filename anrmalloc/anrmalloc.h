@@ -24,6 +24,11 @@
  * ANR_MALLOC()-style macros) record __FILE__, __LINE__ and __func__, and
  * with stack_depth > 0 each block also keeps that many return addresses.
  *
+ * Blocks.  Every block carries a 64-byte header in front of the user data
+ * (more with stack_depth, debug_info_size and guards); mark bits, the
+ * block table and the flight recorder live outside the heap.  A realloc
+ * records its own caller.  Results are 16-byte aligned.
+ *
  * Out of memory.  When anr_malloc() fails after the callbacks, the heap
  * enters a sticky out-of-memory state (anr_oom_get(), anr_oom_clear()),
  * calls the out-of-memory callback once, and, with oom_fail_fast, fails
