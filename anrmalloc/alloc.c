@@ -21,6 +21,9 @@
 /* Frames of the layer itself that may precede the caller's. */
 #define AM_STACK_SLACK 8
 
+_Static_assert(sizeof(struct am_hdr) == 64, "anrmalloc.h documents a 64-byte header");
+_Static_assert(sizeof(struct am_hdr) % ANR_ALIGN == 0, "the header keeps user data aligned");
+
 static __thread struct am_call *am_cur_call;
 static __thread uint32_t am_tid;
 
