@@ -167,11 +167,12 @@ static void mbc_drop(struct mbc *s)
 	pthread_mutex_lock(&s->wlock);
 	if (s->fd >= 0)
 		close(s->fd);
-	s->fd = -1;
+	/* mb_fd(), mb_is_open() and mb_balance() read these without a lock. */
+	__atomic_store_n(&s->fd, -1, __ATOMIC_RELAXED);
 	s->wdead = 0;
 	s->req_inflight = 0;
 	s->rlen = 0;
-	s->balance = 0;
+	__atomic_store_n(&s->balance, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&s->wlock);
 }
 
@@ -203,7 +204,7 @@ static int mbc_send_locked(struct mbc *s, const struct mb_msg *m)
 		return MB_EINVAL;
 	if (s->fd < 0)
 		return MB_ENOTCONN;
-	if (s->wdead)
+	if (__atomic_load_n(&s->wdead, __ATOMIC_RELAXED))
 		return MB_ECONNLOST;
 	/* Blocking send: SO_SNDTIMEO bounds a server that stopped reading. */
 	size_t off = 0;
@@ -220,7 +221,9 @@ static int mbc_send_locked(struct mbc *s, const struct mb_msg *m)
 		return MB_OK;
 	mb_log(MB_LOG_DEBUG, "mbclient: send %s failed after %zu bytes",
 	       mb_wire_type_name(m->type), off);
-	s->wdead = 1;
+	/* Part of a frame may be out: the stream is unusable.  Only the lock
+	 * holder closes it (mbc_read_frame), never a cancelling thread. */
+	__atomic_store_n(&s->wdead, 1, __ATOMIC_RELAXED);
 	return MB_ECONNLOST;
 }
 
@@ -244,7 +247,7 @@ static int mbc_send(struct mbc *s, struct mb_msg *m, uint32_t *seq)
 static int mbc_read_frame(struct mbc *s, struct mb_msg *m, int64_t deadline)
 {
 	for (;;) {
-		if (s->wdead) {
+		if (__atomic_load_n(&s->wdead, __ATOMIC_RELAXED)) {
 			mbc_drop(s);
 			return MB_ECONNLOST;
 		}
@@ -523,10 +526,10 @@ static int mbc_connect(struct mbc *s)
 		return MB_ESYS;
 	}
 	pthread_mutex_lock(&s->wlock);
-	s->fd = fd;
+	__atomic_store_n(&s->fd, fd, __ATOMIC_RELAXED);
 	s->wdead = 0;
 	s->rlen = 0;
-	s->balance = 0;
+	__atomic_store_n(&s->balance, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&s->wlock);
 
 	struct mb_msg m;
@@ -1050,6 +1053,12 @@ static const char *const mbc_errors[] = {
 	[-MB_EAGAIN] = "nothing to do now",
 	[-MB_ESYS] = "system call failed",
 };
+
+/* The library links its own private copy of the log writer. */
+MB_API void mb_set_log(int fd, int level)
+{
+	mb_log_init("", fd, level);
+}
 
 MB_API const char *mb_strerror(int err)
 {
