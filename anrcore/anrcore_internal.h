@@ -44,6 +44,7 @@ struct anr_page {
 #define ANR_SLAB_MAX ((size_t)16384)
 #define ANR_NCLASSES 36
 #define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
+#define ANR_EMPTY_CACHE_PAGES 16 /* pages of empty slabs kept for reuse */
 
 struct anr_class {
 	uint32_t size;
@@ -95,6 +96,7 @@ struct anr_heap {
 	/* Slabs. */
 	struct anr_class cls[ANR_NCLASSES];
 	uint32_t partial[ANR_NCLASSES];
+	uint32_t empty_slab[ANR_NCLASSES]; /* an empty slab kept, or ANR_NIL */
 
 	/* Accounting, in pages unless named bytes. */
 	size_t budget;          /* bytes; read without the lock */
@@ -105,6 +107,7 @@ struct anr_heap {
 	size_t top;             /* high-water mark of pages ever handed out */
 	size_t in_use;          /* bytes, usable sizes */
 	size_t slab_free;       /* bytes of slab pages not in live objects */
+	size_t empty_pages;     /* pages of empty slabs kept (slab.c) */
 	size_t peak_in_use, peak_resident;
 	uint64_t allocs, frees, hook_calls, failures, madvise_calls;
 	size_t madvised_bytes;
@@ -160,6 +163,7 @@ void anr_slab_init(struct anr_heap *h);
 int anr_slab_class_for(const struct anr_heap *h, size_t size, size_t align);
 void *anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages);
 void anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx);
+void anr_slab_flush(struct anr_heap *h);
 uint64_t *anr_slab_bits(const struct anr_heap *h, uint32_t s);
 
 /* heap.c */

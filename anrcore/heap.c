@@ -33,7 +33,8 @@
  *     the list bitmaps say which lists are non-empty.
  *  4. A slab's bitmap has one set bit per live object plus the bits past its
  *     last object; nfree counts the clear ones; the slabs with nfree > 0 are
- *     exactly those on their class's partial list; no slab is entirely free.
+ *     exactly those on their class's partial list; an entirely free slab is
+ *     its class's empty_slab, and those hold empty_pages pages.
  *  5. resident = pages of live spans + dirty pages; dirty pages are exactly
  *     the resident pages of free spans; resident <= budget except after the
  *     budget was lowered below what is live.
@@ -192,7 +193,6 @@ anr_create(const struct anr_config *cfg)
 	}
 	anr_span_init(h);
 	anr_slab_init(h);
-	ANR_VG_NOACCESS(h, h->data, npages * page);
 	return h;
 }
 
@@ -422,6 +422,10 @@ alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 
 		heap_lock(h);
 		p = alloc_locked(h, size, align, &usable, &zeroed, &short_pages);
+		/* Valgrind learns of the block under the lock, so that a fork
+		 * never finds a block live for us and dead for valgrind. */
+		if (p != NULL)
+			ANR_VG_ALLOC(h, p, size, (flags & ANR_ZERO) != 0);
 		hook = h->hook;
 		arg = h->hook_arg;
 		heap_unlock(h);
@@ -436,7 +440,6 @@ alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 		if (hook(arg, h, short_pages << h->page_shift) == 0)
 			goto fail;
 	}
-	ANR_VG_ALLOC(h, p, size, (flags & ANR_ZERO) != 0);
 	if ((flags & ANR_ZERO) && !zeroed)
 		memset(p, 0, size);
 	return p;
@@ -629,6 +632,8 @@ anr_set_budget(struct anr_heap *h, size_t bytes)
 	heap_lock(h);
 	__atomic_store_n(&h->budget, bytes, __ATOMIC_RELAXED);
 	limit = bytes >> h->page_shift;
+	if (h->resident_pages > limit)
+		anr_slab_flush(h);
 	if (h->resident_pages > limit) {
 		size_t over = h->resident_pages - limit;
 		anr_pages_trim(h, over < h->dirty_pages ? h->dirty_pages - over : 0);
@@ -667,6 +672,7 @@ anr_trim(struct anr_heap *h, size_t keep)
 	size_t given;
 
 	heap_lock(h);
+	anr_slab_flush(h);
 	given = anr_pages_trim(h, keep >> h->page_shift) << h->page_shift;
 	heap_unlock(h);
 	return given;

@@ -18,6 +18,7 @@
 #include "config.h"
 
 #include "anrcore_internal.h"
+#include "vg.h"
 
 #include "mb_log.h"
 
@@ -205,8 +206,12 @@ charge(struct anr_heap *h, size_t s, size_t n)
 	h->last_had = had;
 	h->resident_pages += fresh;
 	h->used_pages += n;
-	if (s + n > h->top)
+	if (s + n > h->top) {
+		/* Pages never used before: valgrind starts them unaddressable,
+		 * so slack behind a block is caught too. */
+		ANR_VG_NOACCESS(h, anr_page_addr(h, h->top), (s + n - h->top) << h->page_shift);
 		h->top = s + n;
+	}
 	note_resident(h);
 	return 0;
 }

@@ -154,7 +154,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 
 struct tally {
 	size_t used, dirty, in_use, slab_free, free_spans, free_pages;
-	size_t live_spans, partial[ANR_NCLASSES];
+	size_t live_spans, empty, partial[ANR_NCLASSES];
 };
 
 #define FAIL(...) do { mb_log(MB_LOG_ERR, __VA_ARGS__); return -1; } while (0)
@@ -196,8 +196,11 @@ check_slab(struct anr_heap *h, size_t i, struct tally *t)
 	if (k->nobjs - live != pg->nfree)
 		FAIL("%s: check: slab %zu nfree %u, bitmap says %zu", h->name, i,
 		     pg->nfree, k->nobjs - live);
-	if (live == 0)
-		FAIL("%s: check: slab %zu is empty but kept", h->name, i);
+	if (live == 0) {
+		if (h->empty_slab[pg->cls] != i)
+			FAIL("%s: check: slab %zu is empty but not kept", h->name, i);
+		t->empty += k->npages;
+	}
 	if (pg->nfree > 0)
 		t->partial[pg->cls]++;
 	t->in_use += live * k->size;
@@ -303,6 +306,9 @@ check_locked(struct anr_heap *h)
 	if (t.in_use != h->in_use || t.slab_free != h->slab_free)
 		FAIL("%s: check: in use %zu (counted %zu), slab free %zu (counted %zu)",
 		     h->name, h->in_use, t.in_use, h->slab_free, t.slab_free);
+	if (t.empty != h->empty_pages)
+		FAIL("%s: check: %zu pages of empty slabs, %zu counted", h->name,
+		     t.empty, h->empty_pages);
 	if (anr_bits_count(h->heads.w, 0, h->npages) != t.live_spans)
 		FAIL("%s: check: head bitmap count wrong", h->name);
 	for (size_t k = 0; k < words; k++) {
