@@ -39,6 +39,7 @@ struct anr_page {
 };
 
 #define ANR_NIL UINT32_MAX
+#define ANR_DEFER_SLOTS 256 /* a power of two */
 
 /* Size classes: see slab.c for the mapping. */
 #define ANR_SLAB_MAX ((size_t)16384)
@@ -86,7 +87,13 @@ struct anr_heap {
 	char name[32];
 
 	pthread_mutex_t lock;
-	void *deferred;        /* lock-free stack of frees (link in the block) */
+	/* Frees that found the lock busy: a ring of slots taken with
+	 * compare-and-swap, and when it is full a stack linked through the
+	 * blocks themselves.  Both are emptied by the next lock holder. */
+	void *defer_slot[ANR_DEFER_SLOTS];
+	unsigned defer_hint;   /* atomic: where the next push starts looking */
+	unsigned defer_count;  /* atomic: pointers in defer_slot */
+	void *deferred;        /* overflow stack (link in the block) */
 
 	/* Spans. */
 	uint32_t fl_map;

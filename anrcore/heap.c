@@ -44,8 +44,8 @@
  * global state, so per-thread caches can later sit in front of it and
  * talk to the heap in batches.  The lock is never held while the
  * need-more-memory hook runs.  A free that finds the lock taken does not
- * wait: it pushes the block on a lock-free stack (the link is written in
- * the dead block) and the next thread that takes the lock frees it.
+ * wait: it puts the pointer in a lock-free ring of slots in the heap state
+ * and the next thread that takes the lock frees it (see defer()).
  */
 #include "config.h"
 
@@ -343,8 +343,17 @@ free_locked(struct anr_heap *h, void *p, const char *op)
 static void
 drain(struct anr_heap *h)
 {
-	void *p = __atomic_exchange_n(&h->deferred, NULL, __ATOMIC_ACQUIRE);
+	void *p;
 
+	for (unsigned j = 0; j < ANR_DEFER_SLOTS &&
+	     __atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE) != 0; j++) {
+		p = __atomic_exchange_n(&h->defer_slot[j], NULL, __ATOMIC_ACQUIRE);
+		if (p != NULL) {
+			__atomic_sub_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
+			free_locked(h, p, "free");
+		}
+	}
+	p = __atomic_exchange_n(&h->deferred, NULL, __ATOMIC_ACQUIRE);
 	while (p != NULL) {
 		void *next;
 		memcpy(&next, p, sizeof(next));
@@ -353,12 +362,49 @@ drain(struct anr_heap *h)
 	}
 }
 
+static int
+deferred_pending(struct anr_heap *h)
+{
+	return __atomic_load_n(&h->defer_count, __ATOMIC_RELAXED) != 0 ||
+	       __atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL;
+}
+
 static void
 heap_lock(struct anr_heap *h)
 {
 	pthread_mutex_lock(&h->lock);
-	if (__atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL)
+	if (deferred_pending(h))
 		drain(h);
+}
+
+/*
+ * Queue a free for the lock holder without waiting.  The pointer goes in
+ * a slot of the ring, out of band: a bad pointer is only judged later and
+ * must not make us write into memory.  Only when the ring is full is the
+ * link written into the block.
+ */
+static void
+defer(struct anr_heap *h, void *p)
+{
+	unsigned start = __atomic_fetch_add(&h->defer_hint, 1, __ATOMIC_RELAXED);
+	void *head;
+
+	__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < ANR_DEFER_SLOTS; i++) {
+		void *expected = NULL;
+		unsigned j = (start + i) & (ANR_DEFER_SLOTS - 1);
+		if (__atomic_compare_exchange_n(&h->defer_slot[j], &expected, p, 0,
+						__ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+			__atomic_add_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+	head = __atomic_load_n(&h->deferred, __ATOMIC_RELAXED);
+	ANR_VG_UNDEFINED(h, p, sizeof(head));
+	do
+		memcpy(p, &head, sizeof(head));
+	while (!__atomic_compare_exchange_n(&h->deferred, &head, p, 1,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
 static void
@@ -499,16 +545,10 @@ anr_free(struct anr_heap *h, void *p)
 	}
 	if (pthread_mutex_trylock(&h->lock) != 0) {
 		/* Busy: queue it for the lock holder rather than wait. */
-		void *head = __atomic_load_n(&h->deferred, __ATOMIC_RELAXED);
-		ANR_VG_UNDEFINED(h, p, sizeof(head));
-		do
-			memcpy(p, &head, sizeof(head));
-		while (!__atomic_compare_exchange_n(&h->deferred, &head, p, 1,
-						    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-		__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
+		defer(h, p);
 		return;
 	}
-	if (__atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL)
+	if (deferred_pending(h))
 		drain(h);
 	free_locked(h, p, "free");
 	heap_unlock(h);

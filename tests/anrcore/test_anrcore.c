@@ -928,9 +928,11 @@ END_TEST
 
 START_TEST(deferred_free)
 {
-	struct anr_heap *h = heap_plain();
+	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
 	struct anr_stats st;
-	void *p = anr_alloc(h, 32, 0), *q = anr_alloc(h, 300 * KiB, 0);
+	enum { N = 3 * ANR_DEFER_SLOTS };
+	static char *v[N];
+	char *p = anr_alloc(h, 32, 0), *q = anr_alloc(h, 300 * KiB, 0);
 
 	/* The lock is busy: the frees are queued, not waited for. */
 	anr_heap_lock(h);
@@ -941,6 +943,38 @@ START_TEST(deferred_free)
 	ck_assert_uint_eq(st.deferred_frees, 2);
 	ck_assert_uint_eq(st.in_use, 0);
 	ck_assert_uint_eq(st.frees, 2);
+	ck_assert_int_eq(anr_check(h), 0);
+
+	/* More than the ring holds: the rest waits in the blocks. */
+	for (int i = 0; i < N; i++)
+		v[i] = anr_alloc(h, (size_t)(i % 7) * 100 + 1, 0);
+	anr_heap_lock(h);
+	for (int i = 0; i < N; i++)
+		anr_free(h, v[i]);
+	anr_heap_unlock(h);
+	stats(h, &st);
+	ck_assert_uint_eq(st.deferred_frees, 2 + N);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anr_check(h), 0);
+
+	/* A double free while busy: judged later, the block is not written. */
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	p = anr_alloc(h, 64, 0);
+	q = anr_alloc(h, 64, 0);
+	anr_free(h, p);
+	memset(q, 0x11, 64);
+	anr_heap_lock(h);
+	anr_free(h, p);
+	anr_free(h, q + 16); /* interior pointer of a live block */
+	anr_heap_unlock(h);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 2);
+	ck_assert_int_eq(sink_lines, 2);
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(q[i], 0x11);
+	anr_free(h, q);
+	mb_log_set_sink(NULL);
 	ck_assert_int_eq(anr_check(h), 0);
 	anr_destroy(h);
 }
