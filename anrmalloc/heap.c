@@ -272,6 +272,10 @@ static struct anr_heap *am_core_create(const struct anr_malloc_config *c)
 	memset(&cc, 0, sizeof(cc));
 	cc.reserve = c->reserve;
 	cc.budget = c->budget;
+	/* The core reads 0 as "no limit"; with a broker it means "only what
+	 * the broker grants", which starts at one page. */
+	if (c->broker && cc.budget == 0)
+		cc.budget = (size_t)sysconf(_SC_PAGESIZE);
 	cc.free_low = c->free_low;
 	cc.free_high = c->free_high;
 	/* The layer validates every pointer before the core sees it. */

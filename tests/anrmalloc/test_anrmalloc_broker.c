@@ -280,6 +280,15 @@ START_TEST(initial_quota_reserved)
 	ck_assert_int_eq(st.broker_balance, 2 * MIB / 4096);
 	ck_assert_uint_eq(st.budget, 64 * 1024 + 2 * MIB);
 	anr_heap_destroy(h);
+
+	/* Budget 0 with a broker: only what the broker grants. */
+	cfg.budget = 0;
+	wait_pool_full();
+	h = anr_heap_create(&cfg);
+	ck_assert_ptr_nonnull(h);
+	anr_heap_stats(h, &st);
+	ck_assert_uint_eq(st.budget, 4096 + 2 * MIB);
+	anr_heap_destroy(h);
 }
 END_TEST
 
