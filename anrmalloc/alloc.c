@@ -417,6 +417,7 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 	am_hdr_init(h, hd, AM_NO_SLOT, size, off, site);
 	/* One lock hold: take a slot, publish the block, record. */
 	pthread_mutex_lock(&h->lock);
+	am_drain_locked(h);
 	slot = am_take_slot(h);
 	if (slot == AM_NO_SLOT) {
 		pthread_mutex_unlock(&h->lock);
@@ -462,46 +463,120 @@ int am_lookup(struct anr_malloc_heap *h, const void *p, int interior,
 	return 0;
 }
 
-static void am_bad_free(struct anr_malloc_heap *h, const void *p,
-			const char *what, const void *caller)
+static void am_bad_free_locked(struct anr_malloc_heap *h, const void *p,
+			       const char *what, const void *caller)
 {
-	pthread_mutex_lock(&h->lock);
 	h->bad_frees++;
-	pthread_mutex_unlock(&h->lock);
 	if (h->cfg.on_error != ANR_ERROR_IGNORE)
 		mb_log(MB_LOG_ERR, "anrmalloc %s: %s of %p, not a live block "
 		       "(caller %p)", h->cfg.name, what, p, caller);
 	am_error_action(h);
 }
 
-static void am_free(struct anr_malloc_heap *h, void *p, const void *caller)
+static void am_bad_free(struct anr_malloc_heap *h, const void *p,
+			const char *what, const void *caller)
+{
+	pthread_mutex_lock(&h->lock);
+	am_bad_free_locked(h, p, what, caller);
+	pthread_mutex_unlock(&h->lock);
+}
+
+/*
+ * Take the block of p out of the table under h->lock; returns the core
+ * block to hand to the core's free, or NULL for a bad free (reported).
+ */
+static void *am_release_locked(struct anr_malloc_heap *h, void *p,
+			       const void *caller)
 {
 	void *base;
 	uint32_t slot;
 	struct am_hdr *hd;
-	int guards_ok;
 
-	if (p == NULL)
-		return;
-	pthread_mutex_lock(&h->lock);
 	if (am_lookup(h, p, 0, &base, &slot) != 0) {
-		pthread_mutex_unlock(&h->lock);
-		am_bad_free(h, p, "free", caller);
-		return;
+		am_bad_free_locked(h, p, "free", caller);
+		return NULL;
 	}
 	hd = base;
-	guards_ok = am_guards_ok(h, hd, base);
-	if (!guards_ok)
+	if (!am_guards_ok(h, hd, base)) {
 		h->guard_errors++;
+		am_guard_error(h, p, hd, "free");
+	}
 	h->live_blocks--;
 	h->live_bytes -= hd->size;
 	am_release_slot(h, slot);
 	hd->magic = AM_MAGIC_FREED;
 	am_record(h, ANR_OP_FREE, p, NULL, hd->size, caller);
+	return base;
+}
+
+/*
+ * Deferred frees: a free that finds the heap lock taken queues the
+ * pointer in a bounded lock-free ring (one sequence number per cell) and
+ * returns; whoever holds the lock next drains the ring.  Many threads
+ * queue, only a lock holder takes out.
+ */
+static int am_defer(struct anr_malloc_heap *h, void *p, const void *caller)
+{
+	uint64_t pos = __atomic_load_n(&h->defer_in, __ATOMIC_RELAXED);
+
+	for (;;) {
+		struct am_defer_cell *c = &h->defer[pos % AM_DEFER_CELLS];
+		uint64_t seq = __atomic_load_n(&c->seq, __ATOMIC_ACQUIRE);
+		int64_t dif = (int64_t)(seq - pos);
+
+		if (dif == 0) {
+			if (__atomic_compare_exchange_n(&h->defer_in, &pos, pos + 1,
+							1, __ATOMIC_RELAXED,
+							__ATOMIC_RELAXED)) {
+				c->ptr = p;
+				c->caller = caller;
+				__atomic_store_n(&c->seq, pos + 1, __ATOMIC_RELEASE);
+				__atomic_add_fetch(&h->deferred_frees, 1,
+						   __ATOMIC_RELAXED);
+				return 0;
+			}
+		} else if (dif < 0) {
+			return -1; /* full */
+		} else {
+			pos = __atomic_load_n(&h->defer_in, __ATOMIC_RELAXED);
+		}
+	}
+}
+
+void am_drain_locked(struct anr_malloc_heap *h)
+{
+	for (;;) {
+		uint64_t pos = h->defer_out;
+		struct am_defer_cell *c = &h->defer[pos % AM_DEFER_CELLS];
+		void *base;
+
+		if (__atomic_load_n(&c->seq, __ATOMIC_ACQUIRE) != pos + 1)
+			return; /* empty, or a cell still being written */
+		base = am_release_locked(h, c->ptr, c->caller);
+		h->defer_out = pos + 1;
+		__atomic_store_n(&c->seq, pos + AM_DEFER_CELLS, __ATOMIC_RELEASE);
+		if (base)
+			anr_free(h->core, base);
+	}
+}
+
+static void am_free(struct anr_malloc_heap *h, void *p, const void *caller)
+{
+	void *base;
+
+	if (p == NULL)
+		return;
+	/* free never waits for the lock while the queue has room. */
+	if (pthread_mutex_trylock(&h->lock) != 0) {
+		if (am_defer(h, p, caller) == 0)
+			return;
+		pthread_mutex_lock(&h->lock);
+	}
+	am_drain_locked(h);
+	base = am_release_locked(h, p, caller);
 	pthread_mutex_unlock(&h->lock);
-	if (!guards_ok)
-		am_guard_error(h, p, hd, "free");
-	anr_free(h->core, base);
+	if (base)
+		anr_free(h->core, base);
 }
 
 static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,

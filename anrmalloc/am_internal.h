@@ -19,6 +19,9 @@
  *    RESERVED only exists inside one lock hold, while a slot is filled in;
  *  - a block is only handed to the core's free after its slot left LIVE,
  *    so a walker holding the lock never reads a freed header;
+ *  - a free that finds the lock taken is queued (deferred) and done by
+ *    the next lock holder of an allocation, free, collection, report or
+ *    verification, so a free never waits for the lock;
  *  - the lock is never held across a core call that may run the
  *    need-more hook (allocation, realloc): the hook runs callbacks that may
  *    free into this heap.  Lock order is h->lock, then the core's lock.
@@ -43,6 +46,7 @@
 #define AM_MAX_RECORDER (UINT64_C(1) << 24)
 #define AM_MAX_BLOCKS (UINT64_C(1) << 31)
 #define AM_CHUNK 64 /* slots or records copied per lock hold */
+#define AM_DEFER_CELLS 256 /* frees queued while the lock is taken */
 
 enum am_slot_state {
 	AM_SLOT_FREE = 0,
@@ -72,6 +76,12 @@ struct am_hdr {
 	uint32_t user_off;
 	uint32_t dinfo_len;
 	uint32_t tid;
+};
+
+struct am_defer_cell {
+	uint64_t seq;
+	void *ptr;
+	const void *caller;
 };
 
 struct am_callback {
@@ -115,6 +125,10 @@ struct anr_malloc_heap {
 	struct anr_op *ring;
 	size_t ring_map, ring_n;
 	uint64_t ring_pos;
+
+	/* deferred frees */
+	struct am_defer_cell defer[AM_DEFER_CELLS];
+	uint64_t defer_in, defer_out, deferred_frees;
 
 	/* callbacks */
 	struct am_callback need[ANR_MAX_CALLBACKS];
@@ -167,6 +181,8 @@ void am_guard_error(struct anr_malloc_heap *h, const void *user,
 void am_release_slot(struct anr_malloc_heap *h, uint32_t slot);
 size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
 		 const uintptr_t **frames);
+
+void am_drain_locked(struct anr_malloc_heap *h);
 
 /* gc.c */
 int am_mark_locked(struct anr_malloc_heap *h, const void *p);

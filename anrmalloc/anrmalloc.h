@@ -144,7 +144,9 @@ void *anr_malloc_realloc(anr_heap_t *h, void *p, size_t size);
 /* align: a power of two >= sizeof(void *), else NULL with EINVAL. */
 void *anr_memalign(anr_heap_t *h, size_t align, size_t size);
 /* NULL is a no-op.  A pointer that is not a live block of h is a bad
- * free (reported per on_error; the call does nothing else). */
+ * free (reported per on_error; the call does nothing else).  Never waits
+ * for the heap lock: if it is taken, the free is queued and done by the
+ * next call that takes it (unless the queue is full). */
 void anr_malloc_free(anr_heap_t *h, void *p);
 /* Bytes the caller may use at p (the requested size when guards are on). */
 size_t anr_malloc_usable_size(anr_heap_t *h, const void *p);
@@ -345,6 +347,7 @@ struct anr_malloc_stats {
 	int64_t broker_balance;         /* pages held from the broker */
 	uint64_t gc_runs, gc_freed_blocks, gc_freed_bytes;
 	uint64_t guard_errors, bad_frees, oom_events;
+	uint64_t deferred_frees;        /* frees queued while the heap was busy */
 	uint64_t madvise_calls, madvised_bytes;
 };
 void anr_heap_stats(anr_heap_t *h, struct anr_malloc_stats *st);

@@ -221,6 +221,7 @@ API int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 		errno = EBUSY;
 		return -1;
 	}
+	am_drain_locked(h);
 	h->gc_running = 1;
 	h->sweep_pos = 0;
 	h->grey_head = AM_NO_SLOT;

@@ -326,6 +326,8 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 	h->dbg_stop[0] = h->dbg_stop[1] = -1;
 	am_lock_init(&h->lock, cfg->priority_inherit || cfg->debug_socket[0]);
 	am_layout(h);
+	for (size_t i = 0; i < AM_DEFER_CELLS; i++)
+		h->defer[i].seq = i;
 	if (am_tables(h) != 0)
 		goto fail;
 	h->core = am_core_create(cfg);
@@ -485,6 +487,7 @@ API void anr_heap_stats(anr_heap_t *h, struct anr_malloc_stats *st)
 	st->madvise_calls = cs.madvise_calls;
 	st->madvised_bytes = cs.madvised_bytes;
 	pthread_mutex_lock(&h->lock);
+	am_drain_locked(h);
 	st->live_blocks = h->live_blocks;
 	st->live_bytes = h->live_bytes;
 	st->allocs = h->seq;
@@ -502,6 +505,7 @@ API void anr_heap_stats(anr_heap_t *h, struct anr_malloc_stats *st)
 	st->guard_errors = h->guard_errors;
 	st->bad_frees = h->bad_frees;
 	st->oom_events = h->oom_events;
+	st->deferred_frees = __atomic_load_n(&h->deferred_frees, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&h->lock);
 	st->broker_balance = h->mb_connected ? mb_balance(&h->mb) : 0;
 }

@@ -122,9 +122,11 @@ static void am_report_stats(struct anr_malloc_heap *h, struct am_out *o)
 		(unsigned long long)s.gc_runs,
 		(unsigned long long)s.gc_freed_blocks,
 		(unsigned long long)s.gc_freed_bytes);
-	am_outf(o, "guard_errors %llu bad_frees %llu oom_events %llu oom %d\n",
+	am_outf(o, "guard_errors %llu bad_frees %llu deferred_frees %llu "
+		"oom_events %llu oom %d\n",
 		(unsigned long long)s.guard_errors,
 		(unsigned long long)s.bad_frees,
+		(unsigned long long)s.deferred_frees,
 		(unsigned long long)s.oom_events, anr_oom_get(h, NULL));
 	am_outf(o, "madvise_calls %llu madvised_bytes %llu\n",
 		(unsigned long long)s.madvise_calls,
@@ -308,6 +310,8 @@ API int anr_verify(anr_heap_t *h)
 
 	for (size_t i = 0;; i += AM_CHUNK) {
 		pthread_mutex_lock(&h->lock);
+		if (i == 0)
+			am_drain_locked(h);
 		if (i >= h->slots_hw) {
 			pthread_mutex_unlock(&h->lock);
 			break;

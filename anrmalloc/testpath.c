@@ -36,3 +36,17 @@ size_t am_test_peek(anr_heap_t *h, const void *p, void *buf, size_t n)
 #endif
 	return n;
 }
+
+/* Hold the heap lock as a slow lock holder would (the deferred-free test). */
+void am_test_lock(anr_heap_t *h);
+void am_test_unlock(anr_heap_t *h);
+
+void am_test_lock(anr_heap_t *h)
+{
+	pthread_mutex_lock(&h->lock);
+}
+
+void am_test_unlock(anr_heap_t *h)
+{
+	pthread_mutex_unlock(&h->lock);
+}

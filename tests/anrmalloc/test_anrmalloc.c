@@ -26,6 +26,8 @@
 /* Test-only paths of the implementation library. */
 size_t am_test_peek(anr_heap_t *h, const void *p, void *buf, size_t n);
 const struct mb_conf_key *am_config_table(void);
+void am_test_lock(anr_heap_t *h);
+void am_test_unlock(anr_heap_t *h);
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -1104,6 +1106,64 @@ START_TEST(gc_on_give_back_frees_garbage)
 }
 END_TEST
 
+/* ---- deferred frees ---- */
+
+struct freer {
+	anr_heap_t *h;
+	void *p[3];
+};
+
+static void *free_them(void *arg)
+{
+	struct freer *f = arg;
+
+	for (int i = 0; i < 3; i++)
+		anr_malloc_free(f->h, f->p[i]);
+	return NULL;
+}
+
+START_TEST(free_never_waits_for_the_lock)
+{
+	anr_heap_t *h = heap_with(recorder_8);
+	struct freer f = { h, { 0 } };
+	struct anr_malloc_stats st;
+	struct anr_op ops[8];
+	pthread_t t;
+	void *q;
+
+	for (int i = 0; i < 3; i++)
+		f.p[i] = anr_malloc(h, 100);
+	am_test_lock(h);
+	/* The frees return although the lock is held (else: no join). */
+	ck_assert_int_eq(pthread_create(&t, NULL, free_them, &f), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	am_test_unlock(h);
+	ck_assert_uint_eq(anr_recorder_read(h, ops, 8), 3); /* not yet done */
+	/* The next call that takes the lock does them. */
+	q = anr_malloc(h, 10);
+	anr_heap_stats(h, &st);
+	ck_assert_uint_eq(st.deferred_frees, 3);
+	ck_assert_uint_eq(st.live_blocks, 1);
+	ck_assert_uint_eq(anr_recorder_read(h, ops, 8), 7);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_uint_eq(ops[3 + i].kind, ANR_OP_FREE);
+		ck_assert_ptr_eq(ops[3 + i].ptr, f.p[i]);
+	}
+	ck_assert_uint_eq(ops[6].kind, ANR_OP_MALLOC);
+	/* A deferred double free is still caught. */
+	am_test_lock(h);
+	f.p[0] = f.p[1] = f.p[2] = q;
+	ck_assert_int_eq(pthread_create(&t, NULL, free_them, &f), 0);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	am_test_unlock(h);
+	anr_heap_stats(h, &st);
+	ck_assert_uint_eq(st.live_blocks, 0);
+	ck_assert_uint_eq(st.bad_frees, 2);
+	ck_assert_int_eq(anr_verify(h), 0);
+	anr_heap_destroy(h);
+}
+END_TEST
+
 /* ---- threads ---- */
 
 #define THREAD_OPS 5000
@@ -1189,6 +1249,7 @@ static Suite *anrmalloc_suite(void)
 	tcase_add_test(tc, debug_socket_dumps_live_blocks);
 	tcase_add_test(tc, give_back_runs_callbacks_and_lowers_budget);
 	tcase_add_test(tc, threads_share_a_heap);
+	tcase_add_test(tc, free_never_waits_for_the_lock);
 	tcase_add_test(tc, dbg_variants_record_site);
 	tcase_add_test(tc, config_help_lists_keys);
 	tcase_add_test(tc, gc_on_need_more_frees_garbage);
