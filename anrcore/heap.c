@@ -11,9 +11,9 @@
  * the front of the first block faults instead of reaching the metadata.
  * Nothing about a block is stored next to it: the page map has one
  * 16-byte entry per data page, slabs keep their allocation bitmaps in the
- * slab bitmap array (indexed by the slab's first page), and three bitmaps
+ * slab bitmap array (indexed by the slab's first page), and four bitmaps
  * of one bit per page say which pages may be resident, which of those are
- * free (returnable), and which pages start a live span.  A user overrun can
+ * free (returnable), and which pages start a live span or a free one.  A user overrun can
  * damage user data but never the allocator's bookkeeping, and every
  * pointer given to free() is judged from that bookkeeping alone.
  *
@@ -35,10 +35,12 @@
  *     last object; nfree counts the clear ones; the slabs with nfree > 0 are
  *     exactly those on their class's partial list; an entirely free slab is
  *     its class's empty_slab, and those hold empty_pages pages.
- *  5. resident = pages of live spans + dirty pages; dirty pages are exactly
- *     the resident pages of free spans; resident <= budget except after the
- *     budget was lowered below what is live.
- *  6. heads has a bit exactly at the first page of each live span.
+ *  5. resident = pages of live spans + dirty pages + pages being given back
+ *     (TRIM spans, outside the free lists while madvise runs unlocked);
+ *     dirty pages are exactly the resident pages of free spans; resident <=
+ *     budget except after the budget was lowered below what is live.
+ *  6. heads has a bit exactly at the first page of each live span, fheads
+ *     exactly at the first page of each free span.
  *
  * Locking.  All of this is guarded by one mutex per heap; there is no
  * global state, so per-thread caches can later sit in front of it and
@@ -77,6 +79,7 @@ words_for(size_t bits)
 
 struct layout {
 	size_t pm, slabbits, resident, dirty, dirty_sum, heads, heads_sum;
+	size_t fheads, fheads_sum;
 	size_t data; /* offset of the first data page */
 };
 
@@ -99,6 +102,10 @@ plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 	l->heads = off;
 	off += w * sizeof(uint64_t);
 	l->heads_sum = off;
+	off += sw * sizeof(uint64_t);
+	l->fheads = off;
+	off += w * sizeof(uint64_t);
+	l->fheads_sum = off;
 	off += sw * sizeof(uint64_t);
 	l->data = round_up(off, page) + page; /* one guard page */
 	return l->data + npages * page;
@@ -175,6 +182,9 @@ anr_create(const struct anr_config *cfg)
 	h->heads.w = (uint64_t *)((char *)base + l.heads);
 	h->heads.sum = (uint64_t *)((char *)base + l.heads_sum);
 	h->heads.nwords = words_for(npages);
+	h->fheads.w = (uint64_t *)((char *)base + l.fheads);
+	h->fheads.sum = (uint64_t *)((char *)base + l.fheads_sum);
+	h->fheads.nwords = words_for(npages);
 	h->bad_free = c.bad_free;
 	if (h->bad_free != ANR_BAD_FREE_REPORT && h->bad_free != ANR_BAD_FREE_IGNORE)
 		h->bad_free = ANR_BAD_FREE_ABORT;
@@ -410,7 +420,7 @@ defer(struct anr_heap *h, void *p)
 static void
 heap_unlock(struct anr_heap *h)
 {
-	pthread_mutex_unlock(&h->lock);
+	anr_pages_unlock(h);
 }
 
 /*
@@ -734,8 +744,10 @@ void
 anr_fork_child(struct anr_heap *h)
 {
 	/* The only thread of the child holds the lock; start it afresh.
-	 * Frees other threads had queued stay queued and are done later. */
+	 * Frees other threads had queued stay queued and are done later;
+	 * pages another thread was giving back are given back here. */
 	pthread_mutex_init(&h->lock, NULL);
+	anr_pages_fork_child(h);
 }
 
 void

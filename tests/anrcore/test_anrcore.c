@@ -1016,6 +1016,8 @@ worker_fn(void *arg)
 			ck_assert_ptr_nonnull(mine[k]);
 			*(unsigned char *)mine[k] = (unsigned char)k;
 		}
+		if (i % 20000 == 19999)
+			ck_assert_int_eq(anr_check(w->h), 0); /* while others run */
 		if (w->shared != NULL && (x >> 30) % 8 == 0) {
 			/* hand a block to whoever comes next: frees cross threads */
 			void *b = anr_alloc(w->h, 48, 0);
