@@ -238,13 +238,27 @@ anr_destroy(struct anr_heap *h)
 	munmap(h->base, h->reserve);
 }
 
+/*
+ * One line per bad pointer.  It names the pointer by its offset in the
+ * heap, not its address, so that logs do not reveal the layout of the
+ * process; a pointer from elsewhere is not printed at all.
+ */
 void
 anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p)
 {
+	const char *cp = p;
+
 	__atomic_add_fetch(&h->bad_frees, 1, __ATOMIC_RELAXED);
 	if (h->bad_free == ANR_BAD_FREE_IGNORE)
 		return;
-	mb_log(MB_LOG_ERR, "%s: %s(%p): %s", h->name, op, p, what);
+	if (cp >= h->data && cp < h->base + h->reserve)
+		mb_log(MB_LOG_ERR, "%s: %s(data+0x%zx): %s", h->name, op,
+		       (size_t)(cp - h->data), what);
+	else if (cp >= h->base && cp < h->data)
+		mb_log(MB_LOG_ERR, "%s: %s(metadata+0x%zx): %s", h->name, op,
+		       (size_t)(cp - h->base), what);
+	else
+		mb_log(MB_LOG_ERR, "%s: %s(): %s", h->name, op, what);
 	if (h->bad_free == ANR_BAD_FREE_ABORT)
 		abort();
 }
