@@ -1108,6 +1108,53 @@ START_TEST(fork_with_threads)
 }
 END_TEST
 
+/* ---- good fit and coalescing of page runs ---- */
+
+START_TEST(span_reuse_and_merge)
+{
+	struct anr_heap *h = heap_plain();
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	char *a, *b, *c, *guard, *x;
+
+	/* A freed run of an odd length is found again for the same length
+	 * (it sits in a list whose range starts below its length). */
+	for (size_t n = 17; n <= 200; n += 23) {
+		a = anr_alloc(h, n * page, 0);
+		guard = anr_alloc(h, 20000, 0);
+		anr_free(h, a);
+		x = anr_alloc(h, n * page, 0);
+		ck_assert_ptr_eq(x, a);
+		anr_free(h, x);
+		anr_free(h, guard);
+	}
+	/* Three neighbours freed in every order merge into one run. */
+	static const int orders[6][3] = {
+		{ 0, 1, 2 }, { 0, 2, 1 }, { 1, 0, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 },
+	};
+	for (int o = 0; o < 6; o++) {
+		char *v[3];
+		anr_trim(h, 0);
+		a = anr_alloc(h, 5 * page, 0);
+		b = anr_alloc(h, 7 * page, 0);
+		c = anr_alloc(h, 9 * page, 0);
+		guard = anr_alloc(h, 20000, 0);
+		ck_assert_ptr_eq(b, a + 5 * page);
+		ck_assert_ptr_eq(c, b + 7 * page);
+		v[0] = a; v[1] = b; v[2] = c;
+		for (int i = 0; i < 3; i++) {
+			anr_free(h, v[orders[o][i]]);
+			ck_assert_int_eq(anr_check(h), 0);
+		}
+		x = anr_alloc(h, 21 * page, 0);
+		ck_assert_ptr_eq(x, a);
+		anr_free(h, x);
+		anr_free(h, guard);
+	}
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
 /* ---- walk, lookup, report ---- */
 
 struct walk_acc {
@@ -1263,6 +1310,7 @@ anrcore_suite(void)
 	ADD(deferred_free);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
+	ADD(span_reuse_and_merge);
 	ADD(walk_and_block_of);
 	ADD(report_and_defaults);
 	ADD(trash_on_free);
