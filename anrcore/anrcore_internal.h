@@ -122,6 +122,7 @@ struct anr_heap {
 	size_t peak_in_use, peak_resident;
 	uint64_t allocs, frees, hook_calls, failures, madvise_calls;
 	size_t madvised_bytes;
+	size_t meta_madvised;    /* atomic: bytes of metadata given back */
 	uint64_t deferred_frees; /* atomic */
 	uint64_t bad_frees;      /* atomic */
 	uint64_t madvise_errors;

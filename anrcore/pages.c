@@ -284,6 +284,30 @@ anr_pages_put(struct anr_heap *h, uint32_t s, size_t n)
 	anr_span_release(h, s, n);
 }
 
+/*
+ * The metadata of free pages is dead too: the page map entries inside a
+ * free run are NONE (zero) and its slab bitmaps are unused, so the whole
+ * metadata pages that cover only such entries go back with the run.  They
+ * read as zero when touched again, which is what those entries hold.
+ */
+static void
+advise_inner(struct anr_heap *h, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, mask = h->page - 1;
+	uintptr_t start = (a + mask) & ~mask, end = (a + len) & ~mask;
+
+	if (end > start && madvise((void *)start, end - start, MADV_DONTNEED) == 0)
+		__atomic_add_fetch(&h->meta_madvised, end - start, __ATOMIC_RELAXED);
+}
+
+static void
+release_meta(struct anr_heap *h, size_t lo, size_t n)
+{
+	if (n > 2)
+		advise_inner(h, &h->pm[lo + 1], (n - 2) * sizeof(struct anr_page));
+	advise_inner(h, anr_slab_bits(h, (uint32_t)lo), n * h->bmw * sizeof(uint64_t));
+}
+
 void
 anr_pages_settle(struct anr_heap *h)
 {
@@ -328,8 +352,11 @@ trim_pick(struct anr_heap *h)
 static int
 trim_advise(struct anr_heap *h, unsigned i)
 {
-	return madvise(anr_page_addr(h, h->trim_s[i]),
-		       (size_t)h->trim_len[i] << h->page_shift, MADV_DONTNEED);
+	if (madvise(anr_page_addr(h, h->trim_s[i]),
+		    (size_t)h->trim_len[i] << h->page_shift, MADV_DONTNEED) != 0)
+		return errno;
+	release_meta(h, h->trim_s[i], h->trim_len[i]);
+	return 0;
 }
 
 /* Put the runs back as free spans, resident or not as madvise decided. */
@@ -374,7 +401,7 @@ anr_pages_unlock(struct anr_heap *h)
 		h->trimming = 1;
 		pthread_mutex_unlock(&h->lock);
 		for (unsigned i = 0; i < h->trim_n; i++)
-			err[i] = trim_advise(h, i) == 0 ? 0 : errno;
+			err[i] = trim_advise(h, i);
 		pthread_mutex_lock(&h->lock);
 		trim_finish(h, err);
 		h->trimming = 0;
@@ -391,7 +418,7 @@ anr_pages_fork_child(struct anr_heap *h)
 	if (!h->trimming)
 		return;
 	for (unsigned i = 0; i < h->trim_n; i++)
-		err[i] = trim_advise(h, i) == 0 ? 0 : errno;
+		err[i] = trim_advise(h, i);
 	trim_finish(h, err);
 	h->trimming = 0;
 }
@@ -420,6 +447,7 @@ anr_pages_trim(struct anr_heap *h, size_t keep)
 				       h->name, errno);
 			break;
 		}
+		release_meta(h, lo, hi - lo + 1);
 		anr_bm2_clear(&h->dirty, lo, hi - lo + 1);
 		anr_bits_clear(h->resident, lo, hi - lo + 1);
 		h->dirty_pages -= hi - lo + 1;

@@ -87,9 +87,11 @@ anr_report(struct anr_heap *h, int fd)
 	line(fd, "  allocs %llu frees %llu deferred frees %llu bad frees %llu\n",
 	     (unsigned long long)st.allocs, (unsigned long long)st.frees,
 	     (unsigned long long)st.deferred_frees, (unsigned long long)st.bad_frees);
-	line(fd, "  hook calls %llu failures %llu madvise calls %llu (%zu KiB given back)\n",
+	line(fd, "  hook calls %llu failures %llu madvise calls %llu (%zu KiB given back,"
+	     " %zu KiB of metadata)\n",
 	     (unsigned long long)st.hook_calls, (unsigned long long)st.failures,
-	     (unsigned long long)st.madvise_calls, KiB(st.madvised_bytes));
+	     (unsigned long long)st.madvise_calls, KiB(st.madvised_bytes),
+	     KiB(__atomic_load_n(&h->meta_madvised, __ATOMIC_RELAXED)));
 }
 
 int

@@ -483,6 +483,16 @@ START_TEST(page_return_mincore)
 	ck_assert_uint_le(st.resident, 256 * KiB);
 	ck_assert_uint_ge(st.madvise_calls, 1);
 	ck_assert_uint_ge(st.madvised_bytes, len - 256 * KiB);
+	/* The page map entries of the returned pages went back as well. */
+	{
+		size_t first = (size_t)(p - h->data) / page;
+		uintptr_t a = (uintptr_t)&h->pm[first + 1];
+		uintptr_t b = (uintptr_t)&h->pm[first + len / page - 256 * KiB / page];
+		a = (a + page - 1) & ~(page - 1);
+		b &= ~(page - 1);
+		ck_assert_uint_gt(b, a);
+		ck_assert_uint_eq(resident_pages((void *)a, b - a), 0);
+	}
 
 	/* Many medium blocks freed in random order: still bounded. */
 	enum { N = 200 };
