@@ -480,13 +480,13 @@ alloc_locked(struct anr_heap *h, size_t size, size_t align, size_t *usable,
 static void *
 alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 {
-	size_t usable, short_pages;
+	size_t usable, short_pages, prev_short = SIZE_MAX;
 	int zeroed;
 	void *p;
 
 	if (size > ((size_t)h->npages << h->page_shift))
 		goto fail;
-	for (unsigned tries = 0;; tries++) {
+	for (unsigned calls = 0, stalls = 0;; calls++) {
 		anr_more_fn hook;
 		void *arg;
 
@@ -501,11 +501,18 @@ alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 		heap_unlock(h);
 		if (p != NULL)
 			break;
-		/* Only a lack of budget is the hook's business; it runs
-		 * without the lock and a bounded number of times. */
+		/*
+		 * Only a lack of budget is the hook's business.  It runs
+		 * without the lock, as long as each call brings the allocation
+		 * closer (less budget missing); ANR_HOOK_MAX_RETRIES calls that
+		 * do not, or ANR_HOOK_MAX_CALLS in all, and the allocation fails.
+		 */
 		if (short_pages == 0 || hook == NULL || (flags & ANR_NO_HOOK) ||
-		    tries >= ANR_HOOK_MAX_RETRIES)
+		    calls >= ANR_HOOK_MAX_CALLS)
 			goto fail;
+		if (short_pages >= prev_short && ++stalls >= ANR_HOOK_MAX_RETRIES)
+			goto fail;
+		prev_short = short_pages;
 		__atomic_add_fetch(&h->hook_calls, 1, __ATOMIC_RELAXED);
 		if (hook(arg, h, short_pages << h->page_shift) == 0)
 			goto fail;

@@ -584,7 +584,7 @@ END_TEST
 
 struct hook_state {
 	int calls;
-	int mode; /* 0 raise budget, 1 refuse, 2 lie, 3 free a block */
+	int mode; /* 0 raise budget, 1 refuse, 2 lie, 3 free a block, 4 one page */
 	size_t last_bytes;
 	void *victim;
 };
@@ -603,6 +603,9 @@ hook_fn(void *arg, struct anr_heap *h, size_t bytes)
 	case 1:
 		return 0;
 	case 2:
+		return 1;
+	case 4:
+		anr_set_budget(h, anr_get_budget(h) + (size_t)sysconf(_SC_PAGESIZE));
 		return 1;
 	default:
 		if (hs->victim == NULL)
@@ -672,6 +675,16 @@ START_TEST(budget_and_hook)
 	q = anr_alloc(h, 600 * KiB, 0);
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(hs.calls, 1);
+	anr_free(h, q);
+
+	/* A hook that gives one page at a time: called until it suffices. */
+	hs.mode = 4;
+	hs.calls = 0;
+	anr_set_budget(h, 0);
+	anr_set_hook(h, hook_fn, &hs);
+	q = anr_alloc(h, 20 * (size_t)sysconf(_SC_PAGESIZE), 0);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(hs.calls, 20);
 	anr_free(h, q);
 
 	/* Small objects in existing slabs need no budget; new pages do. */
