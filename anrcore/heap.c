@@ -13,9 +13,15 @@
  * 16-byte entry per data page, slabs keep their allocation bitmaps in the
  * slab bitmap array (indexed by the slab's first page), and four bitmaps
  * of one bit per page say which pages may be resident, which of those are
- * free (returnable), and which pages start a live span or a free one.  A user overrun can
- * damage user data but never the allocator's bookkeeping, and every
- * pointer given to free() is judged from that bookkeeping alone.
+ * free (returnable), and which pages start a live span or a free one.  A
+ * user overrun can damage user data but never the allocator's
+ * bookkeeping, and every pointer given to free() is judged from that
+ * bookkeeping alone.  The metadata costs about 1.2 % of the reservation in
+ * address space; it becomes resident only for pages that are used.
+ *
+ *   data page:   | obj | obj | obj | ... | obj |tail|   (a one-page slab)
+ *   page map:    [SLAB cls=3 nfree=17 next/prev: partial list]
+ *   slab bitmap: 1101110...  (one bit per object, out of band)
  *
  * The data pages are cut into spans (tlsf.c): free spans, large blocks
  * (requests above ANR_SLAB_MAX, rounded up to pages, pointer = first
@@ -45,7 +51,8 @@
  * Locking.  All of this is guarded by one mutex per heap; there is no
  * global state, so per-thread caches can later sit in front of it and
  * talk to the heap in batches.  The lock is never held while the
- * need-more-memory hook runs.  A free that finds the lock taken does not
+ * need-more-memory hook runs, nor while pages go back to the kernel after
+ * a free (pages.c).  A free that finds the lock taken does not
  * wait: it puts the pointer in a lock-free ring of slots in the heap state
  * and the next thread that takes the lock frees it (see defer()).
  */

@@ -200,8 +200,7 @@ charge(struct anr_heap *h, size_t s, size_t n)
 	if (h->resident_pages + fresh > limit) {
 		/* Returning other free pages costs nothing but a fault later. */
 		size_t need = h->resident_pages + fresh - limit;
-		if (h->dirty_pages >= need)
-			anr_pages_trim(h, h->dirty_pages - need);
+		anr_pages_trim(h, h->dirty_pages > need ? h->dirty_pages - need : 0);
 		if (h->resident_pages + fresh > limit) {
 			dirty_from_resident(h, s, n);
 			h->dirty_pages += had;
