@@ -26,6 +26,7 @@ enum anr_kind {
 	ANR_PG_LARGE,     /* first page of a large block; npages = length */
 	ANR_PG_SLAB,      /* first page of a slab; cls, nfree */
 	ANR_PG_SLAB_BODY, /* later page of a slab; npages = distance to its first page */
+	ANR_PG_TRIM,      /* first page of free pages being given back; npages */
 };
 
 /* One entry per data page, in the metadata area (never next to user data). */
@@ -40,6 +41,8 @@ struct anr_page {
 
 #define ANR_NIL UINT32_MAX
 #define ANR_DEFER_SLOTS 256 /* a power of two */
+#define ANR_TRIM_BATCH 8     /* page runs given back per unlocked round */
+#define ANR_TRIM_ROUNDS 4    /* rounds at most per unlock */
 
 /* Size classes: see slab.c for the mapping. */
 #define ANR_SLAB_MAX ((size_t)16384)
@@ -81,6 +84,7 @@ struct anr_heap {
 	uint64_t *resident;    /* page may be resident */
 	struct anr_bm2 dirty;  /* resident and free (returnable) */
 	struct anr_bm2 heads;  /* first page of a live span */
+	struct anr_bm2 fheads; /* first page of a free span */
 	enum anr_bad_free_action bad_free;
 	int trash_free;
 	int vg;                /* valgrind client requests are on */
@@ -118,10 +122,18 @@ struct anr_heap {
 	size_t peak_in_use, peak_resident;
 	uint64_t allocs, frees, hook_calls, failures, madvise_calls;
 	size_t madvised_bytes;
+	size_t meta_madvised;    /* atomic: bytes of metadata given back */
 	uint64_t deferred_frees; /* atomic */
 	uint64_t bad_frees;      /* atomic */
 	uint64_t madvise_errors;
 	size_t last_had;         /* resident pages found by the last charge */
+
+	/* Giving pages back outside the lock (pages.c). */
+	int trim_wanted;        /* dirty pages passed the high mark */
+	int trimming;           /* a thread is giving pages back */
+	unsigned trim_n;
+	uint32_t trim_s[ANR_TRIM_BATCH], trim_len[ANR_TRIM_BATCH];
+	size_t inflight_pages;  /* resident pages of ANR_PG_TRIM spans */
 
 	anr_more_fn hook;
 	void *hook_arg;
@@ -152,14 +164,20 @@ int anr_pages_grow(struct anr_heap *h, uint32_t s, size_t n, size_t extra,
 void anr_pages_put(struct anr_heap *h, uint32_t s, size_t n);
 /* Return free resident pages, highest first, until at most keep remain. */
 size_t anr_pages_trim(struct anr_heap *h, size_t keep_pages);
-/* Apply the hysteresis after pages became free. */
+/* Apply the hysteresis after pages became free: notes that pages should
+ * go back; anr_pages_unlock() does it after the lock is released. */
 void anr_pages_settle(struct anr_heap *h);
+/* Release the heap lock, giving pages back first if settle asked for it. */
+void anr_pages_unlock(struct anr_heap *h);
+/* In a fork child: finish the give-backs the parent's threads had begun. */
+void anr_pages_fork_child(struct anr_heap *h);
 
 /* tlsf.c */
 void anr_span_init(struct anr_heap *h);
 uint32_t anr_span_take(struct anr_heap *h, size_t n);
 void anr_span_release(struct anr_heap *h, uint32_t s, size_t n);
 int anr_span_extend(struct anr_heap *h, uint32_t s, size_t n, size_t extra);
+void anr_span_carve(struct anr_heap *h, uint32_t s, size_t n);
 void anr_span_mapping(size_t n, unsigned *fl, unsigned *sl);
 int anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages);
 

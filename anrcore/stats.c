@@ -87,9 +87,11 @@ anr_report(struct anr_heap *h, int fd)
 	line(fd, "  allocs %llu frees %llu deferred frees %llu bad frees %llu\n",
 	     (unsigned long long)st.allocs, (unsigned long long)st.frees,
 	     (unsigned long long)st.deferred_frees, (unsigned long long)st.bad_frees);
-	line(fd, "  hook calls %llu failures %llu madvise calls %llu (%zu KiB given back)\n",
+	line(fd, "  hook calls %llu failures %llu madvise calls %llu (%zu KiB given back,"
+	     " %zu KiB of metadata)\n",
 	     (unsigned long long)st.hook_calls, (unsigned long long)st.failures,
-	     (unsigned long long)st.madvise_calls, KiB(st.madvised_bytes));
+	     (unsigned long long)st.madvise_calls, KiB(st.madvised_bytes),
+	     KiB(__atomic_load_n(&h->meta_madvised, __ATOMIC_RELAXED)));
 }
 
 int
@@ -154,7 +156,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 
 struct tally {
 	size_t used, dirty, in_use, slab_free, free_spans, free_pages;
-	size_t live_spans, empty, partial[ANR_NCLASSES];
+	size_t live_spans, empty, inflight, partial[ANR_NCLASSES];
 };
 
 #define FAIL(...) do { mb_log(MB_LOG_ERR, __VA_ARGS__); return -1; } while (0)
@@ -222,6 +224,8 @@ check_spans(struct anr_heap *h, struct tally *t)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
 		if (anr_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);
+		if (anr_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
+			FAIL("%s: check: free head bit of page %zu wrong", h->name, i);
 		res = anr_bits_count(h->resident, i, n);
 		switch (pg->kind) {
 		case ANR_PG_FREE:
@@ -252,6 +256,15 @@ check_spans(struct anr_heap *h, struct tally *t)
 				FAIL("%s: check: live span %zu+%zu not all resident", h->name, i, n);
 			t->used += n;
 			t->live_spans++;
+			prev_free = 0;
+			break;
+		case ANR_PG_TRIM:
+			if (check_interior(h, i, n, 1, n) != 0)
+				return -1;
+			if (res != n || anr_bits_count(h->dirty.w, i, n) != 0)
+				FAIL("%s: check: pages %zu+%zu being given back are wrong",
+				     h->name, i, n);
+			t->inflight += n;
 			prev_free = 0;
 			break;
 		default:
@@ -300,12 +313,15 @@ check_locked(struct anr_heap *h)
 		     h->name, nfree, free_pages, t.free_spans, t.free_pages);
 	if (t.used != h->used_pages || t.dirty != h->dirty_pages ||
 	    anr_bits_count(h->resident, 0, h->npages) != h->resident_pages ||
-	    h->resident_pages != h->used_pages + h->dirty_pages)
+	    t.inflight != h->inflight_pages ||
+	    h->resident_pages != h->used_pages + h->dirty_pages + h->inflight_pages)
 		FAIL("%s: check: page counts wrong (used %zu/%zu dirty %zu/%zu resident %zu)",
 		     h->name, t.used, h->used_pages, t.dirty, h->dirty_pages, h->resident_pages);
 	if (t.in_use != h->in_use || t.slab_free != h->slab_free)
 		FAIL("%s: check: in use %zu (counted %zu), slab free %zu (counted %zu)",
 		     h->name, h->in_use, t.in_use, h->slab_free, t.slab_free);
+	if (anr_bits_count(h->fheads.w, 0, h->npages) != t.free_spans)
+		FAIL("%s: check: free head bitmap count wrong", h->name);
 	if (t.empty != h->empty_pages)
 		FAIL("%s: check: %zu pages of empty slabs, %zu counted", h->name,
 		     t.empty, h->empty_pages);
@@ -314,7 +330,9 @@ check_locked(struct anr_heap *h)
 	for (size_t k = 0; k < words; k++) {
 		int a = (h->dirty.sum[k >> 6] >> (k & 63)) & 1;
 		int b = (h->heads.sum[k >> 6] >> (k & 63)) & 1;
-		if (a != (h->dirty.w[k] != 0) || b != (h->heads.w[k] != 0))
+		int c = (h->fheads.sum[k >> 6] >> (k & 63)) & 1;
+		if (a != (h->dirty.w[k] != 0) || b != (h->heads.w[k] != 0) ||
+		    c != (h->fheads.w[k] != 0))
 			FAIL("%s: check: bitmap summary wrong at word %zu", h->name, k);
 	}
 	return 0;

@@ -7,6 +7,7 @@ command -v valgrind >/dev/null || skip "valgrind is not installed"
 grep -q HAVE_VALGRIND_MEMCHECK_H "$top_builddir/config.h" || skip "built without valgrind/memcheck.h"
 mk_tmpdir
 prog="$top_builddir/tests/anrcore_vgdemo"
+"$prog" probe || skip "built with a sanitizer"
 vg() {
 	"$top_builddir/libtool" --mode=execute valgrind --leak-check=full \
 		--show-leak-kinds=definite "$@"
