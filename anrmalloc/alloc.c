@@ -282,6 +282,9 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 	am_run_need(h, bytes, ANR_NEED_GIVE_BACK, 0);
 	if (h->cfg.gc_on_give_back)
 		anr_gc_collect(h, ANR_GC_FREE, -1, &gr);
+	pthread_mutex_lock(&h->lock);
+	am_drain_locked(h);     /* queued frees count too */
+	pthread_mutex_unlock(&h->lock);
 	anr_trim(h->core, 0);
 	pthread_mutex_lock(&h->lock);
 	anr_get_stats(h->core, &st);
