@@ -1,1 +1,20 @@
 # tests of anrmalloc
+EXTRA_DIST += tests/anrmalloc/anrmalloc_broker.sh tests/anrmalloc/anrmalloc_symbols.sh
+if HAVE_CHECK
+check_PROGRAMS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_broker
+UNIT_TESTS += tests/anrmalloc/test_anrmalloc
+TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/anrmalloc_broker.sh \
+	tests/anrmalloc/anrmalloc_symbols.sh
+
+tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c
+tests_anrmalloc_test_anrmalloc_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
+tests_anrmalloc_test_anrmalloc_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
+tests_anrmalloc_test_anrmalloc_LDADD = anrmalloc/libanrmalloc_impl.la \
+	common/libmbcommon.la $(CHECK_LIBS) $(PTHREAD_LIBS)
+
+tests_anrmalloc_test_anrmalloc_broker_SOURCES = tests/anrmalloc/test_anrmalloc_broker.c
+tests_anrmalloc_test_anrmalloc_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
+tests_anrmalloc_test_anrmalloc_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
+tests_anrmalloc_test_anrmalloc_broker_LDADD = anrmalloc/libanrmalloc.la \
+	libmbclient/libmbclient.la common/libmbcommon.la $(CHECK_LIBS) $(PTHREAD_LIBS)
+endif

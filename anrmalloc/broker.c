@@ -1,0 +1,272 @@
+/*
+ * broker.c - the heap as a bidirectional membroker client.
+ *
+ * Quota from the broker is budget: pages granted raise the core's budget,
+ * pages given back lower it.  Asking happens in the need-more hook of an
+ * allocation (after the subsystems' callbacks); giving back happens in the
+ * share callback, which runs wherever the connection is served: the
+ * application's poll loop (anr_broker_fd, anr_broker_dispatch), the
+ * helper thread, or inside a blocking request of our own.  It runs the
+ * give-back callbacks, trims, and answers with the pages that really left
+ * the budget.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "am_internal.h"
+#include "mb_log.h"
+
+#define API __attribute__((visibility("default")))
+#define AM_POLL_MS 1000
+
+/*
+ * The budget counts mb_held broker pages; make it count what the client
+ * library says we hold.  Grants raise it; a lost connection (the broker
+ * took everything back) lowers it; a give-back answer that could not be
+ * sent puts the pages back.  Pages given back or returned are taken off
+ * mb_held by whoever lowered the budget, so they are not counted twice.
+ */
+void am_broker_sync(struct anr_malloc_heap *h)
+{
+	int64_t bal, delta;
+	size_t budget;
+
+	if (!h->mb_connected)
+		return;
+	pthread_mutex_lock(&h->lock);
+	bal = mb_balance(&h->mb);
+	if (bal < 0)
+		bal = 0;
+	delta = bal - h->mb_held;
+	if (delta != 0) {
+		budget = anr_get_budget(h->core);
+		if (delta > 0)
+			budget += (size_t)delta * h->mb_page;
+		else if ((size_t)-delta * h->mb_page < budget)
+			budget -= (size_t)-delta * h->mb_page;
+		else
+			budget = h->mb_page; /* never 0: the core reads 0 as unlimited */
+		anr_set_budget(h->core, budget);
+		h->mb_held = bal;
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+static uint64_t am_share(void *arg, enum mb_client_urgency urgency,
+			 uint64_t pages)
+{
+	struct anr_malloc_heap *h = arg;
+	int64_t bal = mb_balance(&h->mb);
+	size_t limit, got;
+
+	if (bal <= 0 || h->mb_page == 0)
+		return 0;
+	limit = (size_t)bal * h->mb_page;
+	if (pages > limit / h->mb_page)
+		pages = limit / h->mb_page;
+	got = am_give_back(h, (size_t)pages * h->mb_page, limit, h->mb_page, 1);
+	mb_log(MB_LOG_INFO, "anrmalloc %s: broker asked for %llu pages (%s), "
+	       "giving %zu", h->cfg.name, (unsigned long long)pages,
+	       urgency == MB_URGENCY_RESERVE ? "reserve" : "request",
+	       got / h->mb_page);
+	return got / h->mb_page;
+}
+
+API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
+{
+	struct mb_options o;
+	uint64_t granted = 0;
+	int rc;
+
+	if (h->mb_connected)
+		return 0;
+	memset(&o, 0, sizeof(o));
+	o.socket_path = socket_path ? socket_path :
+		(h->cfg.broker_socket[0] ? h->cfg.broker_socket : NULL);
+	o.kind = MB_CLIENT_BIDI;
+	o.name = h->cfg.name;
+	o.share = am_share;
+	o.arg = h;
+	rc = mb_open(&h->mb, &o);
+	if (rc != 0) {
+		mb_log(MB_LOG_ERR, "anrmalloc %s: cannot reach the broker: %s",
+		       h->cfg.name, mb_strerror(rc));
+		errno = rc == MB_ESYS ? errno : ECONNREFUSED;
+		return -1;
+	}
+	h->mb_page = mb_page_size(&h->mb);
+	h->mb_connected = 1;
+	if (h->cfg.broker_initial && h->mb_page) {
+		uint64_t pages = (h->cfg.broker_initial + h->mb_page - 1) / h->mb_page;
+
+		rc = mb_reserve(&h->mb, pages, (int)h->cfg.broker_timeout, &granted);
+		am_broker_sync(h);
+		if (rc == 0 && granted) {
+			pthread_mutex_lock(&h->lock);
+			h->broker_requests++;
+			h->broker_granted_bytes += granted * h->mb_page;
+			pthread_mutex_unlock(&h->lock);
+		} else if (rc != 0) {
+			mb_log(MB_LOG_WARNING, "anrmalloc %s: initial quota: %s",
+			       h->cfg.name, mb_strerror(rc));
+		}
+	}
+	return 0;
+}
+
+size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
+{
+	uint64_t granted = 0, pages;
+	size_t want = bytes > h->cfg.broker_chunk ? bytes : h->cfg.broker_chunk;
+	int rc;
+
+	if (h->mb_page == 0)
+		return 0;
+	pages = (want + h->mb_page - 1) / h->mb_page;
+	rc = mb_request(&h->mb, pages, (int)h->cfg.broker_timeout, &granted);
+	am_broker_sync(h);
+	pthread_mutex_lock(&h->lock);
+	h->broker_requests++;
+	h->broker_granted_bytes += granted * h->mb_page;
+	pthread_mutex_unlock(&h->lock);
+	if (rc != 0) {
+		mb_log(MB_LOG_WARNING, "anrmalloc %s: quota request: %s",
+		       h->cfg.name, mb_strerror(rc));
+		return 0;
+	}
+	return (size_t)(granted * h->mb_page);
+}
+
+API size_t anr_broker_return_unused(anr_heap_t *h)
+{
+	struct anr_stats st;
+	int64_t bal;
+	size_t spare, pages;
+	int rc;
+
+	if (!h->mb_connected || h->mb_page == 0)
+		return 0;
+	anr_trim(h->core, h->cfg.free_high);
+	pthread_mutex_lock(&h->lock);
+	anr_get_stats(h->core, &st);
+	bal = mb_balance(&h->mb);
+	spare = st.budget > st.resident + h->cfg.free_high ?
+		st.budget - st.resident - h->cfg.free_high : 0;
+	pages = spare / h->mb_page;
+	/* A budget of 0 would read as "no limit" to the core. */
+	if (pages && pages * h->mb_page >= st.budget)
+		pages = (st.budget - 1) / h->mb_page;
+	if (bal < 0)
+		bal = 0;
+	if (pages > (uint64_t)bal)
+		pages = (size_t)bal;
+	if (pages) {
+		anr_set_budget(h->core, st.budget - pages * h->mb_page);
+		h->mb_held -= (int64_t)pages;
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (pages == 0)
+		return 0;
+	rc = mb_return(&h->mb, pages);
+	/* If the broker did not take them, the sync puts them back. */
+	am_broker_sync(h);
+	return rc == 0 ? pages * h->mb_page : 0;
+}
+
+API int anr_broker_fd(anr_heap_t *h)
+{
+	return h->mb_connected ? mb_fd(&h->mb) : -1;
+}
+
+API int anr_broker_dispatch(anr_heap_t *h)
+{
+	int rc;
+
+	if (!h->mb_connected)
+		return MB_ENOTCONN;
+	rc = mb_dispatch(&h->mb, 0);
+	am_broker_sync(h);
+	return rc;
+}
+
+static void *am_broker_main(void *arg)
+{
+	struct anr_malloc_heap *h = arg;
+
+	for (;;) {
+		struct pollfd p[2] = {
+			{ mb_fd(&h->mb), POLLIN, 0 },
+			{ h->mb_stop[0], POLLIN, 0 },
+		};
+		int rc = poll(p, 2, AM_POLL_MS);
+
+		if (rc < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (p[0].fd < 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+			rc = mb_dispatch(&h->mb, 0);
+			am_broker_sync(h);
+			if (rc < 0 && rc != MB_EAGAIN) {
+				mb_log(MB_LOG_WARNING, "anrmalloc %s: broker: %s",
+				       h->cfg.name, mb_strerror(rc));
+				/* Reconnection happens on the next call; do
+				 * not spin on a dead socket. */
+				poll(&p[1], 1, AM_POLL_MS);
+				if (p[1].revents)
+					break;
+			}
+		}
+	}
+	return NULL;
+}
+
+API int anr_broker_start_thread(anr_heap_t *h)
+{
+	if (!h->mb_connected) {
+		errno = ENOTCONN;
+		return -1;
+	}
+	if (h->mb_thread_on)
+		return 0;
+	if (pipe2(h->mb_stop, O_CLOEXEC) != 0)
+		return -1;
+	if (pthread_create(&h->mb_thread, NULL, am_broker_main, h) != 0) {
+		close(h->mb_stop[0]);
+		close(h->mb_stop[1]);
+		h->mb_stop[0] = h->mb_stop[1] = -1;
+		errno = EAGAIN;
+		return -1;
+	}
+	h->mb_thread_on = 1;
+	return 0;
+}
+
+API void anr_broker_stop_thread(anr_heap_t *h)
+{
+	char c = 0;
+
+	if (!h->mb_thread_on)
+		return;
+	if (write(h->mb_stop[1], &c, 1) != 1)
+		mb_log(MB_LOG_WARNING, "anrmalloc: cannot stop the broker thread");
+	pthread_join(h->mb_thread, NULL);
+	close(h->mb_stop[0]);
+	close(h->mb_stop[1]);
+	h->mb_stop[0] = h->mb_stop[1] = -1;
+	h->mb_thread_on = 0;
+}
+
+void am_broker_close(struct anr_malloc_heap *h)
+{
+	if (!h->mb_connected)
+		return;
+	mb_close(&h->mb);
+	h->mb_connected = 0;
+	h->mb_held = 0;
+}

@@ -1,0 +1,511 @@
+/*
+ * heap.c - configuration, heap creation and destruction, the process-wide
+ * heap registry, callback tables, the sticky out-of-memory state and
+ * statistics.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "am_internal.h"
+#include "mb_conf.h"
+#include "mb_log.h"
+
+#define API __attribute__((visibility("default")))
+#define AM_REGISTRY_MAX 64
+#define AM_ENV_PREFIX "ANRMALLOC_"
+
+extern char **environ;
+
+#define OFF(f) offsetof(struct anr_malloc_config, f)
+#define SZ(f) sizeof(((struct anr_malloc_config *)0)->f)
+
+static const char *const am_error_choices[] = { "abort", "report", "ignore",
+						NULL };
+
+/* The one table of config keys; man/anrmalloc.3 documents each of them. */
+static const struct mb_conf_key am_keys[] = {
+	{ "name", MB_CONF_STRING, OFF(name), SZ(name), "anrmalloc",
+	  "heap name in reports and on the broker", NULL },
+	{ "reserve", MB_CONF_SIZE, OFF(reserve), 0, "1G",
+	  "address space reserved once at creation", NULL },
+	{ "budget", MB_CONF_SIZE, OFF(budget), 0, "64M",
+	  "initial budget: bytes that may be resident", NULL },
+	{ "free_low", MB_CONF_SIZE, OFF(free_low), 0, "256K",
+	  "free resident bytes a trim keeps", NULL },
+	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
+	  "trim when free resident bytes pass this", NULL },
+	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), 0, "1048576",
+	  "live blocks the block table can hold", NULL },
+	{ "need_more_retries", MB_CONF_U64, OFF(need_more_retries), 0, "4",
+	  "rounds of need-more callbacks per allocation", NULL },
+	{ "on_error", MB_CONF_ENUM, OFF(on_error), 0, "abort",
+	  "bad free or damaged guard: abort, report or ignore",
+	  am_error_choices },
+	{ "priority_inherit", MB_CONF_BOOL, OFF(priority_inherit), 0, "no",
+	  "priority-inheriting heap lock (on with debug_socket)", NULL },
+	{ "oom_fail_fast", MB_CONF_BOOL, OFF(oom_fail_fast), 0, "no",
+	  "fail allocations at once while the out-of-memory state is set",
+	  NULL },
+	{ "gc_scan", MB_CONF_BOOL, OFF(gc_scan), 0, "no",
+	  "scan marked blocks for pointers to further blocks", NULL },
+	{ "gc_on_need_more", MB_CONF_BOOL, OFF(gc_on_need_more), 0, "no",
+	  "collect garbage when an allocation runs out of budget", NULL },
+	{ "gc_on_give_back", MB_CONF_BOOL, OFF(gc_on_give_back), 0, "no",
+	  "collect garbage when asked to give memory back", NULL },
+	{ "recorder", MB_CONF_U64, OFF(recorder), 0, "0",
+	  "flight recorder: last operations kept (0: off)", NULL },
+	{ "guards", MB_CONF_BOOL, OFF(guards), 0, "no",
+	  "guard words before and after every block", NULL },
+	{ "stack_depth", MB_CONF_U64, OFF(stack_depth), 0, "0",
+	  "return addresses kept per block (at most 64)", NULL },
+	{ "debug_info_size", MB_CONF_U64, OFF(debug_info_size), 0, "0",
+	  "client debug bytes kept per block (at most 4096)", NULL },
+	{ "trash_free", MB_CONF_BOOL, OFF(trash_free), 0, "no",
+	  "fill freed memory with a trash pattern", NULL },
+	{ "debug_socket", MB_CONF_STRING, OFF(debug_socket), SZ(debug_socket),
+	  "", "AF_UNIX path that serves the heap report (empty: off)", NULL },
+	{ "broker", MB_CONF_BOOL, OFF(broker), 0, "no",
+	  "connect to membroker as a bidirectional client", NULL },
+	{ "broker_socket", MB_CONF_STRING, OFF(broker_socket),
+	  SZ(broker_socket), "",
+	  "broker socket (empty: $MEMBROKER_SOCKET or the default)", NULL },
+	{ "broker_thread", MB_CONF_BOOL, OFF(broker_thread), 0, "no",
+	  "answer the broker from a helper thread", NULL },
+	{ "broker_chunk", MB_CONF_SIZE, OFF(broker_chunk), 0, "1M",
+	  "smallest amount asked from the broker at a time", NULL },
+	{ "broker_timeout", MB_CONF_DURATION, OFF(broker_timeout), 0, "0",
+	  "deadline of a quota request (0: the broker's default)", NULL },
+	{ "broker_initial", MB_CONF_SIZE, OFF(broker_initial), 0, "0",
+	  "quota reserved from the broker at creation", NULL },
+	MB_CONF_END
+};
+
+static pthread_mutex_t am_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct anr_malloc_heap *am_registry[AM_REGISTRY_MAX];
+
+/* For tests: the table, to compare against the man page. */
+const struct mb_conf_key *am_config_table(void);
+const struct mb_conf_key *am_config_table(void)
+{
+	return am_keys;
+}
+
+API void anr_config_init(struct anr_malloc_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	if (mb_conf_defaults(am_keys, cfg) != 0)
+		mb_log(MB_LOG_ERR, "anrmalloc: a default of the key table does not parse");
+}
+
+API int anr_config_load(struct anr_malloc_config *cfg, const char *path)
+{
+	return mb_conf_load(am_keys, cfg, path);
+}
+
+API int anr_config_set(struct anr_malloc_config *cfg, const char *key,
+		       const char *value)
+{
+	char err[MB_CONF_ERR_MAX];
+
+	if (mb_conf_set(am_keys, cfg, key, value, err, sizeof(err)) != 0) {
+		mb_log(MB_LOG_ERR, "anrmalloc: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+API int anr_config_env(struct anr_malloc_config *cfg, const char *prefix)
+{
+	return mb_conf_env(am_keys, cfg, prefix ? prefix : AM_ENV_PREFIX,
+			   environ);
+}
+
+API void anr_config_help(int fd)
+{
+	mb_conf_help(am_keys, fd);
+}
+
+static int am_registry_add(struct anr_malloc_heap *h)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&am_registry_lock);
+	for (size_t i = 0; i < AM_REGISTRY_MAX; i++) {
+		if (am_registry[i] == NULL) {
+			am_registry[i] = h;
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&am_registry_lock);
+	return rc;
+}
+
+static void am_registry_del(struct anr_malloc_heap *h)
+{
+	pthread_mutex_lock(&am_registry_lock);
+	for (size_t i = 0; i < AM_REGISTRY_MAX; i++)
+		if (am_registry[i] == h)
+			am_registry[i] = NULL;
+	pthread_mutex_unlock(&am_registry_lock);
+}
+
+int am_registry_find(const void *p, struct anr_malloc_heap **out)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&am_registry_lock);
+	for (size_t i = 0; i < AM_REGISTRY_MAX; i++) {
+		if (am_registry[i] && anr_owns(am_registry[i]->core, p)) {
+			*out = am_registry[i];
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&am_registry_lock);
+	return rc;
+}
+
+API anr_heap_t *anr_heap_of(const void *p)
+{
+	struct anr_malloc_heap *h;
+
+	return am_registry_find(p, &h) == 0 ? h : NULL;
+}
+
+API const char *anr_heap_name(const anr_heap_t *h)
+{
+	return h->cfg.name;
+}
+
+static size_t am_round(size_t n, size_t to)
+{
+	return (n + to - 1) & ~(to - 1);
+}
+
+static void *am_map(size_t len, int noreserve)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0),
+		       -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/*
+ * The low-priority report thread takes the lock too: priority inheritance
+ * keeps it from holding up a real-time thread that waits for the lock.
+ * It costs on every lock, so it is on only when asked for or when the
+ * heap serves a debug socket.
+ */
+static void am_lock_init(pthread_mutex_t *m, int pi)
+{
+	pthread_mutexattr_t a;
+
+	pthread_mutexattr_init(&a);
+	if (!pi || pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT) != 0 ||
+	    pthread_mutex_init(m, &a) != 0)
+		pthread_mutex_init(m, NULL);
+	pthread_mutexattr_destroy(&a);
+}
+
+static int am_config_check(const struct anr_malloc_config *c)
+{
+	if (c->stack_depth > AM_MAX_STACK_DEPTH ||
+	    c->debug_info_size > AM_MAX_DEBUG_INFO ||
+	    c->recorder > AM_MAX_RECORDER || c->max_blocks == 0 ||
+	    c->max_blocks > AM_MAX_BLOCKS || c->on_error < ANR_ERROR_ABORT ||
+	    c->on_error > ANR_ERROR_IGNORE || memchr(c->name, 0, sizeof(c->name)) == NULL ||
+	    memchr(c->debug_socket, 0, sizeof(c->debug_socket)) == NULL ||
+	    memchr(c->broker_socket, 0, sizeof(c->broker_socket)) == NULL) {
+		mb_log(MB_LOG_ERR, "anrmalloc: invalid configuration "
+		       "(stack_depth <= %d, debug_info_size <= %d, 1 <= max_blocks)",
+		       AM_MAX_STACK_DEPTH, AM_MAX_DEBUG_INFO);
+		return -1;
+	}
+	return 0;
+}
+
+static void am_layout(struct anr_malloc_heap *h)
+{
+	size_t n = sizeof(struct am_hdr);
+
+	h->frames_off = n;
+	n += h->cfg.stack_depth * sizeof(uintptr_t);
+	h->dinfo_off = n;
+	n += am_round(h->cfg.debug_info_size, sizeof(uint64_t));
+	if (h->cfg.guards)
+		n += AM_GUARD_SIZE;
+	h->hdr_size = am_round(n, ANR_ALIGN);
+	h->tail = h->cfg.guards ? AM_GUARD_SIZE : 0;
+}
+
+static int am_tables(struct anr_malloc_heap *h)
+{
+	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
+
+	h->slots_cap = h->cfg.max_blocks;
+	h->slots_map = am_round(h->slots_cap * sizeof(struct am_slot), pg);
+	h->slots = am_map(h->slots_map, 1);
+	if (h->slots == NULL)
+		return -1;
+	h->free_head = AM_NO_SLOT;
+	h->grey_head = AM_NO_SLOT;
+	if (h->cfg.recorder) {
+		h->ring_n = h->cfg.recorder;
+		h->ring_map = am_round(h->ring_n * sizeof(struct anr_op), pg);
+		h->ring = am_map(h->ring_map, 0);
+		if (h->ring == NULL)
+			return -1;
+	}
+	return 0;
+}
+
+static struct anr_heap *am_core_create(const struct anr_malloc_config *c)
+{
+	struct anr_config cc;
+
+	memset(&cc, 0, sizeof(cc));
+	cc.reserve = c->reserve;
+	cc.budget = c->budget;
+	/* The core reads 0 as "no limit"; with a broker it means "only what
+	 * the broker grants", which starts at one page. */
+	if (c->broker && cc.budget == 0)
+		cc.budget = (size_t)sysconf(_SC_PAGESIZE);
+	cc.free_low = c->free_low;
+	cc.free_high = c->free_high;
+	/* The layer validates every pointer before the core sees it. */
+	cc.bad_free = ANR_BAD_FREE_REPORT;
+	cc.trash_free = c->trash_free;
+	cc.valgrind = 1;
+	cc.name = c->name;
+	return anr_create(&cc);
+}
+
+static int am_start_services(struct anr_malloc_heap *h)
+{
+	if (h->cfg.broker) {
+		if (anr_broker_connect(h, NULL) != 0)
+			return -1;
+		if (h->cfg.broker_thread && anr_broker_start_thread(h) != 0)
+			return -1;
+	}
+	if (h->cfg.debug_socket[0] &&
+	    anr_debug_socket_start(h, h->cfg.debug_socket) != 0)
+		return -1;
+	return 0;
+}
+
+API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
+{
+	struct anr_malloc_config def;
+	struct anr_malloc_heap *h;
+	size_t len = am_round(sizeof(*h), (size_t)sysconf(_SC_PAGESIZE));
+	int err;
+
+	if (cfg == NULL) {
+		anr_config_init(&def);
+		cfg = &def;
+	}
+	if (am_config_check(cfg) != 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* The structure lives in its own mapping, outside every heap. */
+	h = am_map(len, 0);
+	if (h == NULL)
+		return NULL;
+	h->map_size = len;
+	h->cfg = *cfg;
+	h->dbg_fd = -1;
+	h->mb_stop[0] = h->mb_stop[1] = -1;
+	h->dbg_stop[0] = h->dbg_stop[1] = -1;
+	am_lock_init(&h->lock, cfg->priority_inherit || cfg->debug_socket[0]);
+	am_layout(h);
+	for (size_t i = 0; i < AM_DEFER_CELLS; i++)
+		h->defer[i].seq = i;
+	if (am_tables(h) != 0)
+		goto fail;
+	h->core = am_core_create(cfg);
+	if (h->core == NULL)
+		goto fail;
+	anr_set_hook(h->core, am_core_hook, h);
+	if (am_registry_add(h) != 0) {
+		errno = EMFILE;
+		goto fail;
+	}
+	if (am_start_services(h) != 0)
+		goto fail;
+	return h;
+fail:
+	err = errno;
+	anr_heap_destroy(h);
+	errno = err;
+	return NULL;
+}
+
+API anr_heap_t *anr_heap_open(const char *config_path)
+{
+	struct anr_malloc_config cfg;
+	int rc;
+
+	anr_config_init(&cfg);
+	rc = anr_config_load(&cfg, config_path);
+	if (rc < 0) {
+		mb_log(MB_LOG_ERR, "anrmalloc: %s: %s", config_path,
+		       strerror(-rc));
+		errno = -rc;
+		return NULL;
+	}
+	return anr_heap_create(&cfg);
+}
+
+API void anr_heap_destroy(anr_heap_t *h)
+{
+	if (h == NULL)
+		return;
+	anr_debug_socket_stop(h);
+	anr_broker_stop_thread(h);
+	am_broker_close(h);
+	am_registry_del(h);
+	if (h->core)
+		anr_destroy(h->core);
+	if (h->slots)
+		munmap(h->slots, h->slots_map);
+	if (h->ring)
+		munmap(h->ring, h->ring_map);
+	pthread_mutex_destroy(&h->lock);
+	munmap(h, h->map_size);
+}
+
+static int am_cb_add(struct anr_malloc_heap *h, struct am_callback *tab,
+		     unsigned *n, void *fn, void *arg)
+{
+	int rc = 0;
+
+	if (fn == NULL) {
+		errno = EINVAL;
+		return -1;
+	}
+	pthread_mutex_lock(&h->lock);
+	if (*n >= ANR_MAX_CALLBACKS) {
+		errno = ENOSPC;
+		rc = -1;
+	} else {
+		tab[*n].fn = fn;
+		tab[*n].arg = arg;
+		(*n)++;
+	}
+	pthread_mutex_unlock(&h->lock);
+	return rc;
+}
+
+static int am_cb_del(struct anr_malloc_heap *h, struct am_callback *tab,
+		     unsigned *n, void *fn, void *arg)
+{
+	int rc = -1;
+
+	pthread_mutex_lock(&h->lock);
+	for (unsigned i = 0; i < *n; i++) {
+		if (tab[i].fn == fn && tab[i].arg == arg) {
+			memmove(&tab[i], &tab[i + 1],
+				(*n - i - 1) * sizeof(tab[0]));
+			(*n)--;
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&h->lock);
+	if (rc != 0)
+		errno = ENOENT;
+	return rc;
+}
+
+API int anr_add_need_callback(anr_heap_t *h, anr_need_fn fn, void *arg)
+{
+	return am_cb_add(h, h->need, &h->n_need, (void *)fn, arg);
+}
+
+API int anr_remove_need_callback(anr_heap_t *h, anr_need_fn fn, void *arg)
+{
+	return am_cb_del(h, h->need, &h->n_need, (void *)fn, arg);
+}
+
+API int anr_add_mark_callback(anr_heap_t *h, anr_mark_fn fn, void *arg)
+{
+	return am_cb_add(h, h->mark, &h->n_mark, (void *)fn, arg);
+}
+
+API int anr_remove_mark_callback(anr_heap_t *h, anr_mark_fn fn, void *arg)
+{
+	return am_cb_del(h, h->mark, &h->n_mark, (void *)fn, arg);
+}
+
+API void anr_set_oom_callback(anr_heap_t *h, anr_oom_fn fn, void *arg)
+{
+	pthread_mutex_lock(&h->lock);
+	h->oom_fn = fn;
+	h->oom_arg = arg;
+	pthread_mutex_unlock(&h->lock);
+}
+
+API int anr_oom_get(anr_heap_t *h, struct anr_oom_info *info)
+{
+	int set;
+
+	pthread_mutex_lock(&h->lock);
+	set = h->oom.set;
+	if (info)
+		*info = h->oom;
+	pthread_mutex_unlock(&h->lock);
+	return set;
+}
+
+API void anr_oom_clear(anr_heap_t *h)
+{
+	pthread_mutex_lock(&h->lock);
+	memset(&h->oom, 0, sizeof(h->oom));
+	pthread_mutex_unlock(&h->lock);
+}
+
+API void anr_heap_stats(anr_heap_t *h, struct anr_malloc_stats *st)
+{
+	struct anr_stats cs;
+
+	anr_get_stats(h->core, &cs);
+	memset(st, 0, sizeof(*st));
+	st->budget = cs.budget;
+	st->reserved = cs.reserved;
+	st->resident = cs.resident;
+	st->free_resident = cs.free_resident;
+	st->in_use = cs.in_use;
+	st->peak_in_use = cs.peak_in_use;
+	st->madvise_calls = cs.madvise_calls;
+	st->madvised_bytes = cs.madvised_bytes;
+	pthread_mutex_lock(&h->lock);
+	am_drain_locked(h);
+	st->live_blocks = h->live_blocks;
+	st->live_bytes = h->live_bytes;
+	st->allocs = h->seq;
+	st->frees = h->seq - h->live_blocks;
+	st->failures = h->failures;
+	st->reallocs = h->reallocs;
+	st->need_calls = h->need_calls;
+	st->give_back_requests = h->give_back_requests;
+	st->given_back_bytes = h->given_back_bytes;
+	st->broker_requests = h->broker_requests;
+	st->broker_granted_bytes = h->broker_granted_bytes;
+	st->gc_runs = h->gc_runs;
+	st->gc_freed_blocks = h->gc_freed_blocks;
+	st->gc_freed_bytes = h->gc_freed_bytes;
+	st->guard_errors = h->guard_errors;
+	st->bad_frees = h->bad_frees;
+	st->oom_events = h->oom_events;
+	st->deferred_frees = __atomic_load_n(&h->deferred_frees, __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&h->lock);
+	st->broker_balance = h->mb_connected ? mb_balance(&h->mb) : 0;
+}

@@ -1,0 +1,22 @@
+#!/bin/sh
+# libanrmalloc.so exports the anr_* API and nothing else: neither the
+# core's calls (anr_alloc, anr_free, ...) nor the shared internals (mb_*).
+. "$top_srcdir/tests/lib.sh"
+
+LIB="$top_builddir/anrmalloc/.libs/libanrmalloc.so"
+[ -f "$LIB" ] || skip "no shared libanrmalloc.so in this build"
+command -v nm >/dev/null || skip "needs nm"
+mk_tmpdir
+nm -D --defined-only "$LIB" | awk '$2 ~ /^[TDBRVW]$/ { print $3 }' | sort >"$TEST_TMP/syms"
+[ -s "$TEST_TMP/syms" ] || fail "no symbols exported"
+bad=$(grep -v '^anr_' "$TEST_TMP/syms")
+[ -z "$bad" ] || fail "exported outside the API: $bad"
+for core in anr_alloc anr_free anr_realloc anr_create anr_destroy anr_walk anr_set_budget; do
+	grep -qx "$core" "$TEST_TMP/syms" && fail "core call $core is exported"
+done
+for api in anr_malloc anr_malloc_if_available anr_malloc_free anr_malloc_realloc \
+	anr_calloc anr_memalign anr_heap_create anr_gc_collect anr_gc_mark \
+	anr_broker_fd anr_broker_dispatch anr_verify anr_set_debug_info anr_heap_report; do
+	grep -qx "$api" "$TEST_TMP/syms" || fail "$api is not exported"
+done
+echo "PASS: $(wc -l <"$TEST_TMP/syms") symbols, all public API"

@@ -1,0 +1,348 @@
+/*
+ * anr_malloc against a real mbserver (started by anrmalloc_broker.sh,
+ * which exports MEMBROKER_SOCKET and ANRM_TOTAL, the broker's total).
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "anrmalloc/anrmalloc.h"
+#include "libmbclient/mbclient.h"
+#include "mb_log.h"
+#include "mb_size.h"
+
+#define MIB (1024u * 1024u)
+#define OBJECT (1 * MIB)
+#define MAX_OBJECTS 64
+#define SINK_TIMEOUT_MS 10000
+#define POOL_WAIT_STEPS 500
+#define POOL_WAIT_US 10000
+
+struct cache {
+	anr_heap_t *h;
+	void *obj[MAX_OBJECTS];
+	int n;
+	int give_back_calls;
+	size_t evicted;
+};
+
+static size_t cache_need(void *arg, anr_heap_t *h, size_t bytes,
+			 enum anr_need_reason why, unsigned round)
+{
+	struct cache *c = arg;
+	size_t freed = 0;
+
+	/* An allocation lets the heap ask the broker first. */
+	if (why == ANR_NEED_ALLOC && round == 0)
+		return 0;
+	if (why == ANR_NEED_GIVE_BACK)
+		c->give_back_calls++;
+	while (c->n > 0 && freed < bytes) {
+		void *o = c->obj[--c->n];
+		freed += anr_malloc_usable_size(h, o);
+		anr_malloc_free(h, o);
+	}
+	c->evicted += freed;
+	return freed;
+}
+
+static void open_client(mb_client *c, enum mb_client_kind kind);
+
+/* A previous test's (or process's) quota comes back to the pool when the
+ * broker has handled its departure: wait for that before counting. */
+static void wait_pool_full(void)
+{
+	struct mb_info in;
+	mb_client obs;
+
+	open_client(&obs, MB_CLIENT_OBSERVER);
+	for (int i = 0; i < POOL_WAIT_STEPS; i++) {
+		ck_assert_int_eq(mb_query(&obs, &in), 0);
+		if (in.pool == (int64_t)in.total)
+			break;
+		usleep(POOL_WAIT_US);
+	}
+	ck_assert_int_eq(in.pool, (int64_t)in.total);
+	mb_close(&obs);
+}
+
+static anr_heap_t *broker_heap(int thread)
+{
+	struct anr_malloc_config cfg;
+	anr_heap_t *h;
+
+	anr_config_init(&cfg);
+	snprintf(cfg.name, sizeof(cfg.name), "anrm-test");
+	cfg.reserve = 256 * MIB;
+	cfg.budget = 64 * 1024;
+	cfg.free_low = 0;
+	cfg.free_high = 0;
+	cfg.broker = 1;
+	cfg.broker_thread = thread;
+	cfg.broker_chunk = 1 * MIB;
+	cfg.on_error = ANR_ERROR_REPORT;
+	wait_pool_full();
+	h = anr_heap_create(&cfg);
+	ck_assert_msg(h != NULL, "heap with broker: %s", strerror(errno));
+	return h;
+}
+
+static void fill(struct cache *c, int n)
+{
+	for (int i = 0; i < n; i++) {
+		c->obj[c->n] = anr_malloc(c->h, OBJECT);
+		ck_assert_msg(c->obj[c->n] != NULL, "object %d", i);
+		memset(c->obj[c->n], i, OBJECT);
+		c->n++;
+	}
+}
+
+static uint64_t total_bytes(void)
+{
+	uint64_t t = 0;
+	const char *s = getenv("ANRM_TOTAL");
+
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(mb_parse_size(s, 0, &t), 0);
+	return t;
+}
+
+/* The balance the broker itself shows for this process's bidi client. */
+struct find {
+	int64_t balance;
+	int found;
+};
+
+static int find_row(void *arg, const struct mb_status_client *row)
+{
+	struct find *f = arg;
+
+	if (row->pid == (int64_t)getpid() && row->kind == MB_CLIENT_BIDI) {
+		f->balance = row->balance;
+		f->found = 1;
+	}
+	return 0;
+}
+
+static int64_t broker_sees(mb_client *obs)
+{
+	struct mb_status_head head;
+	struct find f = { 0, 0 };
+
+	ck_assert_int_eq(mb_status(obs, &head, find_row, &f), 0);
+	ck_assert(f.found);
+	return f.balance;
+}
+
+static void open_client(mb_client *c, enum mb_client_kind kind)
+{
+	struct mb_options o;
+	int rc;
+
+	memset(&o, 0, sizeof(o));
+	o.kind = kind;
+	o.name = kind == MB_CLIENT_SINK ? "anrm-sink" : "anrm-observer";
+	rc = mb_open(c, &o);
+	ck_assert_msg(rc == 0, "mb_open: %s", mb_strerror(rc));
+}
+
+struct sink {
+	uint64_t bytes, granted;
+	int rc, done;
+};
+
+static void *sink_main(void *arg)
+{
+	struct sink *s = arg;
+	mb_client c;
+	uint64_t pages;
+
+	open_client(&c, MB_CLIENT_SINK);
+	pages = s->bytes / mb_page_size(&c);
+	s->rc = mb_reserve(&c, pages, SINK_TIMEOUT_MS, &s->granted);
+	s->granted *= mb_page_size(&c);
+	mb_close(&c);
+	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Fill most of the pool, then a sink asks for more than is left. */
+static void give_back_scenario(int thread)
+{
+	struct cache c = { 0 };
+	struct anr_malloc_stats st;
+	uint64_t total = total_bytes();
+	int objects = (int)(total * 3 / 4 / OBJECT);
+	struct sink s = { 0 };
+	mb_client obs;
+	int64_t before, after;
+	pthread_t t;
+
+	c.h = broker_heap(thread);
+	anr_add_need_callback(c.h, cache_need, &c);
+	fill(&c, objects);
+	anr_heap_stats(c.h, &st);
+	ck_assert_uint_ge(st.broker_requests, 1);
+	ck_assert_uint_ge(st.broker_granted_bytes, (uint64_t)objects * OBJECT - 64 * 1024);
+	ck_assert_int_eq(c.give_back_calls, 0);
+	open_client(&obs, MB_CLIENT_OBSERVER);
+	before = broker_sees(&obs);
+	ck_assert_int_eq(before, st.broker_balance);
+	ck_assert_int_gt(before, 0);
+
+	/* Half the pool: more than the broker has left. */
+	s.bytes = total / 2;
+	ck_assert_int_eq(pthread_create(&t, NULL, sink_main, &s), 0);
+	if (!thread) {
+		/* The application's own loop serves the broker. */
+		while (!__atomic_load_n(&s.done, __ATOMIC_ACQUIRE)) {
+			struct pollfd p = { anr_broker_fd(c.h), POLLIN, 0 };
+			ck_assert_int_ge(p.fd, 0);
+			if (poll(&p, 1, 50) > 0)
+				ck_assert_int_ge(anr_broker_dispatch(c.h), 0);
+		}
+	}
+	pthread_join(t, NULL);
+	ck_assert_msg(s.rc == 0, "sink: %s", mb_strerror(s.rc));
+	ck_assert_uint_eq(s.granted, s.bytes);
+	ck_assert_int_ge(c.give_back_calls, 1);
+	ck_assert_uint_gt(c.evicted, 0);
+	ck_assert_int_lt(c.n, objects);
+	anr_heap_stats(c.h, &st);
+	ck_assert_uint_ge(st.give_back_requests, 1);
+	ck_assert_uint_gt(st.given_back_bytes, 0);
+	after = broker_sees(&obs);
+	ck_assert_int_eq(after, st.broker_balance);
+	ck_assert_int_lt(after, before);
+	ck_assert_uint_le(st.budget, 64 * 1024 + (uint64_t)after * 4096 + 4096);
+	mb_close(&obs);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	anr_heap_destroy(c.h);
+}
+
+START_TEST(give_back_from_helper_thread)
+{
+	give_back_scenario(1);
+}
+END_TEST
+
+START_TEST(give_back_from_own_loop)
+{
+	give_back_scenario(0);
+}
+END_TEST
+
+START_TEST(quota_refused_is_oom)
+{
+	struct cache c = { 0 };
+	uint64_t total = total_bytes();
+	void *p;
+
+	c.h = broker_heap(1);
+	/* More than the broker manages: the request cannot be met. */
+	p = anr_malloc(c.h, (size_t)total + 8 * MIB);
+	ck_assert_ptr_null(p);
+	ck_assert_int_eq(anr_oom_get(c.h, NULL), 1);
+	anr_oom_clear(c.h);
+	/* Quota not used goes back. */
+	fill(&c, 4);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	ck_assert_uint_gt(anr_broker_return_unused(c.h), 0);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
+START_TEST(initial_quota_reserved)
+{
+	struct anr_malloc_config cfg;
+	struct anr_malloc_stats st;
+	anr_heap_t *h;
+
+	anr_config_init(&cfg);
+	cfg.reserve = 64 * MIB;
+	cfg.budget = 64 * 1024;
+	cfg.broker = 1;
+	cfg.broker_initial = 2 * MIB;
+	wait_pool_full();
+	h = anr_heap_create(&cfg);
+	ck_assert_ptr_nonnull(h);
+	anr_heap_stats(h, &st);
+	ck_assert_int_eq(st.broker_balance, 2 * MIB / 4096);
+	ck_assert_uint_eq(st.budget, 64 * 1024 + 2 * MIB);
+	anr_heap_destroy(h);
+
+	/* Budget 0 with a broker: only what the broker grants. */
+	cfg.budget = 0;
+	wait_pool_full();
+	h = anr_heap_create(&cfg);
+	ck_assert_ptr_nonnull(h);
+	anr_heap_stats(h, &st);
+	ck_assert_uint_eq(st.budget, 4096 + 2 * MIB);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+/* Last: it kills the broker (ANRM_BROKER_PID). */
+START_TEST(lost_broker_takes_budget_back)
+{
+	struct cache c = { 0 };
+	struct anr_malloc_stats st;
+	const char *pid = getenv("ANRM_BROKER_PID");
+	int i;
+
+	ck_assert_ptr_nonnull(pid);
+	c.h = broker_heap(1);
+	fill(&c, 4);
+	anr_heap_stats(c.h, &st);
+	ck_assert_uint_ge(st.budget, 4 * MIB);
+	ck_assert_int_eq(kill((pid_t)atol(pid), SIGKILL), 0);
+	/* The helper thread notices the lost connection. */
+	for (i = 0; i < 500; i++) {
+		anr_heap_stats(c.h, &st);
+		if (st.budget < 1 * MIB)
+			break;
+		usleep(10000);
+	}
+	ck_assert_uint_lt(st.budget, 1 * MIB);
+	ck_assert_int_eq(st.broker_balance, 0);
+	/* Nothing more can come from a broker that is gone. */
+	ck_assert_ptr_null(anr_malloc(c.h, 2 * MIB));
+	ck_assert_int_eq(anr_oom_get(c.h, NULL), 1);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
+int main(void)
+{
+	SRunner *sr;
+	Suite *s;
+	TCase *tc;
+	int failed;
+
+	s = suite_create("anrmalloc-broker");
+	tc = tcase_create("broker");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, give_back_from_helper_thread);
+	tcase_add_test(tc, give_back_from_own_loop);
+	tcase_add_test(tc, quota_refused_is_oom);
+	tcase_add_test(tc, initial_quota_reserved);
+	tcase_add_test(tc, lost_broker_takes_budget_back);
+	suite_add_tcase(s, tc);
+	sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
