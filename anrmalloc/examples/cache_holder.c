@@ -144,19 +144,19 @@ static double now_s(void)
 	return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void fill_one(struct cache *c, size_t object)
+/* Add one object; 0 when the heap (the broker) has no memory for it. */
+static int fill_one(struct cache *c, size_t object)
 {
 	struct object *o = ANR_MALLOC(c->heap, sizeof(*o) + object);
 
 	if (o == NULL) {
-		printf("%s: no memory for a new object (cache %.1f MiB)\n",
-		       anr_heap_name(c->heap), c->bytes / MIB);
 		anr_oom_clear(c->heap);
-		return;
+		return 0;
 	}
 	o->size = sizeof(*o) + object;
 	memset(o->data, (int)(c->objects & 0xff), object);
 	cache_add(c, o);
+	return 1;
 }
 
 int main(int argc, char **argv)
@@ -220,7 +220,13 @@ int main(int argc, char **argv)
 		if (poll(&p, 1, filled ? 100 : FILL_STEP_MS) > 0)
 			anr_broker_dispatch(c.heap);
 		if (c.bytes + object <= c.target) {
-			fill_one(&c, object);
+			if (!fill_one(&c, object)) {
+				/* The broker has nothing more for us: the cache
+				 * stays at what it got instead of retrying. */
+				printf("%s: no more quota: the cache stops at %.1f MiB\n",
+				       name, c.bytes / MIB);
+				c.target = c.bytes;
+			}
 		} else if (!filled) {
 			anr_heap_stats(c.heap, &st);
 			printf("%s: cache filled: %zu objects, %.1f MiB; holding %lld broker pages\n",

@@ -116,7 +116,10 @@ static struct broker B;
 static int broker_accepts(const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	size_t len = strlen(path);
+	if (len >= sizeof(sa.sun_path))
+		return 0;
+	memcpy(sa.sun_path, path, len + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
