@@ -108,6 +108,8 @@ struct anr_heap {
 	struct anr_class cls[ANR_NCLASSES];
 	uint32_t partial[ANR_NCLASSES];
 	uint32_t empty_slab[ANR_NCLASSES]; /* an empty slab kept, or ANR_NIL */
+	size_t class_slabs[ANR_NCLASSES];  /* slabs of each class */
+	size_t class_live[ANR_NCLASSES];   /* live objects of each class */
 
 	/* Accounting, in pages unless named bytes. */
 	size_t budget;          /* bytes; read without the lock */

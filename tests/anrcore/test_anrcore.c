@@ -1283,6 +1283,8 @@ START_TEST(report_and_defaults)
 	ck_assert_ptr_nonnull(strstr(buf, "test heap report"));
 	ck_assert_ptr_nonnull(strstr(buf, "in use"));
 	ck_assert_ptr_nonnull(strstr(buf, "1 KiB"));
+	ck_assert_ptr_nonnull(strstr(buf, "class  1024 B: 1 slabs of 1 pages, 1 of 4 objects live"));
+	ck_assert_ptr_nonnull(strstr(buf, "longest free run"));
 	anr_free(h, p);
 	anr_destroy(h);
 }
