@@ -90,6 +90,7 @@ anr_slab_init(struct anr_heap *h)
 		k->size = (uint32_t)size;
 		k->npages = (uint32_t)best;
 		k->nobjs = (uint32_t)(best * h->page / size);
+		k->magic = ((UINT64_C(1) << ANR_MAGIC_SHIFT) + size - 1) / size;
 		h->partial[c] = ANR_NIL;
 		h->empty_slab[c] = ANR_NIL;
 	}

@@ -167,7 +167,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 				*size = (size_t)pg->npages << h->page_shift;
 		} else if (pg->kind == ANR_PG_SLAB) {
 			const struct anr_class *k = &h->cls[pg->cls];
-			size_t idx = (size_t)(cp - start) / k->size;
+			size_t idx = anr_slab_index(k, (size_t)(cp - start));
 			if (idx < k->nobjs && anr_bit(anr_slab_bits(h, (uint32_t)hd), idx)) {
 				block = start + idx * k->size;
 				if (size != NULL)

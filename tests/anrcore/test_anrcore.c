@@ -115,6 +115,25 @@ START_TEST(size_class_mapping)
 }
 END_TEST
 
+START_TEST(slab_index_exact)
+{
+	/* The division-free object index, for every offset of every slab. */
+	struct anr_heap *h = heap_plain();
+
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		const struct anr_class *k = &h->cls[c];
+		size_t span = (size_t)k->npages * h->page;
+		ck_assert_uint_ge(k->nobjs, 1);
+		ck_assert_uint_le((size_t)k->nobjs * k->size, span);
+		/* at most 1/8 of a slab is lost, or one object fits per slab */
+		ck_assert(k->nobjs == 1 || (span - (size_t)k->nobjs * k->size) * 8 <= span);
+		for (size_t o = 0; o < span; o++)
+			ck_assert_uint_eq(anr_slab_index(k, o), o / k->size);
+	}
+	anr_destroy(h);
+}
+END_TEST
+
 START_TEST(size_class_heap)
 {
 	/* Every small size through the heap: usable size is its class size. */
@@ -1324,6 +1343,7 @@ anrcore_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	ADD(size_class_mapping);
+	ADD(slab_index_exact);
 	ADD(size_class_heap);
 	ADD(random_shadow);
 	ADD(huge_requests);
