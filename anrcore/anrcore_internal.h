@@ -210,8 +210,8 @@ void anr_slab_flush(struct anr_heap *h);
 uint64_t *anr_slab_bits(const struct anr_heap *h, uint32_t s);
 
 /* heap.c */
-void anr_heap_lock(struct anr_heap *h);   /* also runs deferred frees */
-void anr_heap_unlock(struct anr_heap *h);
+void anr_core_lock(struct anr_heap *h);   /* also runs deferred frees */
+void anr_core_unlock(struct anr_heap *h);
 void anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p);
 
 static inline char *

@@ -779,13 +779,13 @@ anr_fork_child(struct anr_heap *h)
 }
 
 void
-anr_heap_lock(struct anr_heap *h)
+anr_core_lock(struct anr_heap *h)
 {
 	heap_lock(h);
 }
 
 void
-anr_heap_unlock(struct anr_heap *h)
+anr_core_unlock(struct anr_heap *h)
 {
 	heap_unlock(h);
 }

@@ -39,9 +39,9 @@ fill_stats(struct anr_heap *h, struct anr_stats *st)
 void
 anr_get_stats(struct anr_heap *h, struct anr_stats *st)
 {
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	fill_stats(h, st);
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 }
 
 static void
@@ -128,7 +128,7 @@ anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 	size_t i = 0;
 	int r = 0;
 
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	while (i < h->top && r == 0) {
 		struct anr_page *pg = &h->pm[i];
 		if (pg->kind == ANR_PG_LARGE) {
@@ -142,7 +142,7 @@ anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 		}
 		i += pg->npages;
 	}
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	return r;
 }
 
@@ -156,7 +156,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 	if (cp < h->data || cp >= h->data + ((size_t)h->npages << h->page_shift))
 		return NULL;
 	i = (size_t)(cp - h->data) >> h->page_shift;
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	hd = anr_bm2_prev(&h->heads, i);
 	if (hd != SIZE_MAX && hd + h->pm[hd].npages > i) {
 		struct anr_page *pg = &h->pm[hd];
@@ -175,7 +175,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 			}
 		}
 	}
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	return block;
 }
 
@@ -375,8 +375,8 @@ anr_check(struct anr_heap *h)
 {
 	int r;
 
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	r = check_locked(h);
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	return r;
 }

@@ -986,10 +986,10 @@ START_TEST(deferred_free)
 	char *p = anr_alloc(h, 32, 0), *q = anr_alloc(h, 300 * KiB, 0);
 
 	/* The lock is busy: the frees are queued, not waited for. */
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	anr_free(h, p);
 	anr_free(h, q);
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.deferred_frees, 2);
 	ck_assert_uint_eq(st.in_use, 0);
@@ -999,10 +999,10 @@ START_TEST(deferred_free)
 	/* More than the ring holds: the rest waits in the blocks. */
 	for (int i = 0; i < N; i++)
 		v[i] = anr_alloc(h, (size_t)(i % 7) * 100 + 1, 0);
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	for (int i = 0; i < N; i++)
 		anr_free(h, v[i]);
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.deferred_frees, 2 + N);
 	ck_assert_uint_eq(st.in_use, 0);
@@ -1015,10 +1015,10 @@ START_TEST(deferred_free)
 	q = anr_alloc(h, 64, 0);
 	anr_free(h, p);
 	memset(q, 0x11, 64);
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	anr_free(h, p);
 	anr_free(h, q + 16); /* interior pointer of a live block */
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 2);
 	ck_assert_int_eq(sink_lines, 2);
