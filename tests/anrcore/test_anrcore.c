@@ -218,7 +218,9 @@ random_size(void)
 		return rnd() % (ANR_SLAB_MAX + 1);
 	if (r < 990)
 		return rnd() % (256 * KiB);
-	return rnd() % (4 * MiB);
+	if (rnd() % 64 != 0)
+		return rnd() % (4 * MiB);
+	return rnd() % (48 * MiB); /* now and then a huge one */
 }
 
 #define NSLOTS 512
