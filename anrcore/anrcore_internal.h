@@ -54,7 +54,23 @@ struct anr_class {
 	uint32_t size;
 	uint32_t npages;
 	uint32_t nobjs;
+	uint64_t magic; /* ceil(2^ANR_MAGIC_SHIFT / size) */
 };
+
+/*
+ * Object index of byte offset o in a slab without a division.  With
+ * m = ceil(2^40 / size) = (2^40 + e) / size, 0 <= e < size, and o = q size + r:
+ * o m / 2^40 = q + (r + o e / 2^40) / size, whose floor is q as long as
+ * o e < 2^40, which holds because o < 2^20 (16 pages of up to 64 KiB) and
+ * e < size <= 2^14.  The tests compare it with a division for every offset
+ * of every class.
+ */
+#define ANR_MAGIC_SHIFT 40
+static inline size_t
+anr_slab_index(const struct anr_class *k, size_t o)
+{
+	return (size_t)(((uint64_t)o * k->magic) >> ANR_MAGIC_SHIFT);
+}
 
 /* Good-fit allocator of page runs: first level by power of two, second
  * level splits each power of two into ANR_SL_COUNT lists. */
@@ -108,6 +124,8 @@ struct anr_heap {
 	struct anr_class cls[ANR_NCLASSES];
 	uint32_t partial[ANR_NCLASSES];
 	uint32_t empty_slab[ANR_NCLASSES]; /* an empty slab kept, or ANR_NIL */
+	size_t class_slabs[ANR_NCLASSES];  /* slabs of each class */
+	size_t class_live[ANR_NCLASSES];   /* live objects of each class */
 
 	/* Accounting, in pages unless named bytes. */
 	size_t budget;          /* bytes; read without the lock */
@@ -192,8 +210,8 @@ void anr_slab_flush(struct anr_heap *h);
 uint64_t *anr_slab_bits(const struct anr_heap *h, uint32_t s);
 
 /* heap.c */
-void anr_heap_lock(struct anr_heap *h);   /* also runs deferred frees */
-void anr_heap_unlock(struct anr_heap *h);
+void anr_core_lock(struct anr_heap *h);   /* also runs deferred frees */
+void anr_core_unlock(struct anr_heap *h);
 void anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p);
 
 static inline char *

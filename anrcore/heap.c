@@ -305,7 +305,7 @@ locate(struct anr_heap *h, const void *p, struct loc *l)
 	case ANR_PG_SLAB_BODY: {
 		uint32_t s = pg->kind == ANR_PG_SLAB ? (uint32_t)i : (uint32_t)(i - pg->npages);
 		const struct anr_class *k = &h->cls[h->pm[s].cls];
-		size_t o = (size_t)(cp - anr_page_addr(h, s)), idx = o / k->size;
+		size_t o = (size_t)(cp - anr_page_addr(h, s)), idx = anr_slab_index(k, o);
 		if (idx * k->size != o || idx >= k->nobjs)
 			return "pointer inside a block";
 		if (!anr_bit(anr_slab_bits(h, s), idx))
@@ -779,13 +779,13 @@ anr_fork_child(struct anr_heap *h)
 }
 
 void
-anr_heap_lock(struct anr_heap *h)
+anr_core_lock(struct anr_heap *h)
 {
 	heap_lock(h);
 }
 
 void
-anr_heap_unlock(struct anr_heap *h)
+anr_core_unlock(struct anr_heap *h)
 {
 	heap_unlock(h);
 }

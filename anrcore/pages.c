@@ -41,6 +41,20 @@ range_mask(size_t lo, size_t hi)
 	return m & ~((UINT64_C(1) << lo) - 1);
 }
 
+/* Bits set in v, without a call into libgcc on CPUs built without popcnt. */
+static unsigned
+popcount64(uint64_t v)
+{
+#ifdef __POPCNT__
+	return (unsigned)__builtin_popcountll(v);
+#else
+	v = v - ((v >> 1) & UINT64_C(0x5555555555555555));
+	v = (v & UINT64_C(0x3333333333333333)) + ((v >> 2) & UINT64_C(0x3333333333333333));
+	v = (v + (v >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
+	return (unsigned)((v * UINT64_C(0x0101010101010101)) >> 56);
+#endif
+}
+
 size_t
 anr_bits_count(const uint64_t *w, size_t start, size_t n)
 {
@@ -50,7 +64,7 @@ anr_bits_count(const uint64_t *w, size_t start, size_t n)
 		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
 		if (hi > WORD_BITS)
 			hi = WORD_BITS;
-		c += (size_t)__builtin_popcountll(w[i >> 6] & range_mask(lo, hi));
+		c += popcount64(w[i >> 6] & range_mask(lo, hi));
 		i = (i & ~(size_t)63) + hi;
 	}
 	return c;

@@ -90,6 +90,7 @@ anr_slab_init(struct anr_heap *h)
 		k->size = (uint32_t)size;
 		k->npages = (uint32_t)best;
 		k->nobjs = (uint32_t)(best * h->page / size);
+		k->magic = ((UINT64_C(1) << ANR_MAGIC_SHIFT) + size - 1) / size;
 		h->partial[c] = ANR_NIL;
 		h->empty_slab[c] = ANR_NIL;
 	}
@@ -167,6 +168,7 @@ slab_new(struct anr_heap *h, unsigned c, size_t *short_pages)
 	memset(bits, 0, (size_t)h->bmw * sizeof(*bits));
 	anr_bits_set(bits, k->nobjs, nbits - k->nobjs);
 	anr_bm2_set(&h->heads, s, 1);
+	h->class_slabs[c]++;
 	h->slab_free += (size_t)k->npages << h->page_shift;
 	partial_push(h, c, s);
 	return s;
@@ -198,6 +200,7 @@ anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages)
 			if (--h->pm[s].nfree == 0)
 				partial_del(h, c, s);
 			h->slab_free -= k->size;
+			h->class_live[c]++;
 			return anr_page_addr(h, s) + idx * k->size;
 		}
 	}
@@ -212,6 +215,7 @@ slab_release(struct anr_heap *h, uint32_t s)
 	const struct anr_class *k = &h->cls[c];
 
 	partial_del(h, c, s);
+	h->class_slabs[c]--;
 	h->slab_free -= (size_t)k->npages << h->page_shift;
 	anr_bm2_clear(&h->heads, s, 1);
 	for (uint32_t i = 1; i < k->npages; i++)
@@ -227,6 +231,7 @@ anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx)
 	uint64_t *bits = anr_slab_bits(h, s);
 
 	bits[idx >> 6] &= ~(UINT64_C(1) << (idx & 63));
+	h->class_live[c]--;
 	h->slab_free += k->size;
 	if (h->pm[s].nfree++ == 0)
 		partial_push(h, c, s);

@@ -34,7 +34,7 @@
 #define GiB ((size_t)1 << 30)
 /* Valgrind shadows a whole mapping when it is made and unmade, which
  * costs seconds per GiB: heaps under valgrind reserve less. */
-#define TEST_RESERVE (UNDER_VALGRIND() ? 512 * MiB : 4 * GiB)
+#define TEST_RESERVE (UNDER_VALGRIND() ? 192 * MiB : 4 * GiB)
 
 /* Iteration counts are cut down under valgrind, which is ~50x slower. */
 static unsigned
@@ -112,6 +112,25 @@ START_TEST(size_class_mapping)
 	ck_assert_uint_eq(anr_class_size(ANR_NCLASSES - 1), ANR_SLAB_MAX);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
 		ck_assert_uint_eq(anr_size_class(anr_class_size(c)), c);
+}
+END_TEST
+
+START_TEST(slab_index_exact)
+{
+	/* The division-free object index, for every offset of every slab. */
+	struct anr_heap *h = heap_plain();
+
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		const struct anr_class *k = &h->cls[c];
+		size_t span = (size_t)k->npages * h->page;
+		ck_assert_uint_ge(k->nobjs, 1);
+		ck_assert_uint_le((size_t)k->nobjs * k->size, span);
+		/* at most 1/8 of a slab is lost, or one object fits per slab */
+		ck_assert(k->nobjs == 1 || (span - (size_t)k->nobjs * k->size) * 8 <= span);
+		for (size_t o = 0; o < span; o++)
+			ck_assert_uint_eq(anr_slab_index(k, o), o / k->size);
+	}
+	anr_destroy(h);
 }
 END_TEST
 
@@ -199,7 +218,9 @@ random_size(void)
 		return rnd() % (ANR_SLAB_MAX + 1);
 	if (r < 990)
 		return rnd() % (256 * KiB);
-	return rnd() % (4 * MiB);
+	if (rnd() % 64 != 0)
+		return rnd() % (4 * MiB);
+	return rnd() % (UNDER_VALGRIND() ? 12 * MiB : 48 * MiB); /* now and then a huge one */
 }
 
 #define NSLOTS 512
@@ -967,10 +988,10 @@ START_TEST(deferred_free)
 	char *p = anr_alloc(h, 32, 0), *q = anr_alloc(h, 300 * KiB, 0);
 
 	/* The lock is busy: the frees are queued, not waited for. */
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	anr_free(h, p);
 	anr_free(h, q);
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.deferred_frees, 2);
 	ck_assert_uint_eq(st.in_use, 0);
@@ -980,10 +1001,10 @@ START_TEST(deferred_free)
 	/* More than the ring holds: the rest waits in the blocks. */
 	for (int i = 0; i < N; i++)
 		v[i] = anr_alloc(h, (size_t)(i % 7) * 100 + 1, 0);
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	for (int i = 0; i < N; i++)
 		anr_free(h, v[i]);
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.deferred_frees, 2 + N);
 	ck_assert_uint_eq(st.in_use, 0);
@@ -996,10 +1017,10 @@ START_TEST(deferred_free)
 	q = anr_alloc(h, 64, 0);
 	anr_free(h, p);
 	memset(q, 0x11, 64);
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	anr_free(h, p);
 	anr_free(h, q + 16); /* interior pointer of a live block */
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 2);
 	ck_assert_int_eq(sink_lines, 2);
@@ -1283,6 +1304,8 @@ START_TEST(report_and_defaults)
 	ck_assert_ptr_nonnull(strstr(buf, "test heap report"));
 	ck_assert_ptr_nonnull(strstr(buf, "in use"));
 	ck_assert_ptr_nonnull(strstr(buf, "1 KiB"));
+	ck_assert_ptr_nonnull(strstr(buf, "class  1024 B: 1 slabs of 1 pages, 1 of 4 objects live"));
+	ck_assert_ptr_nonnull(strstr(buf, "longest free run"));
 	anr_free(h, p);
 	anr_destroy(h);
 }
@@ -1322,6 +1345,7 @@ anrcore_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	ADD(size_class_mapping);
+	ADD(slab_index_exact);
 	ADD(size_class_heap);
 	ADD(random_shadow);
 	ADD(huge_requests);
