@@ -1,1 +1,14 @@
-# tests of trackfs
+# tests of track_fs: real FUSE mounts against a real mbserver (root and
+# /dev/fuse needed; each test skips with its reason otherwise).
+TRACKFS_TESTS = tests/trackfs/trackfs_conf.sh tests/trackfs/trackfs_posix.sh \
+	tests/trackfs/trackfs_quota.sh tests/trackfs/trackfs_cycles.sh \
+	tests/trackfs/trackfs_crash.sh tests/trackfs/trackfs_integrity.sh \
+	tests/trackfs/trackfs_down.sh
+EXTRA_DIST += $(TRACKFS_TESTS) tests/trackfs/lib_tfs.sh
+if HAVE_FUSE
+TESTS += $(TRACKFS_TESTS)
+check_PROGRAMS += tests/trackfs/tfs_balance
+tests_trackfs_tfs_balance_SOURCES = tests/trackfs/tfs_balance.c
+tests_trackfs_tfs_balance_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
+tests_trackfs_tfs_balance_LDADD = libmbclient/libmbclient.la
+endif

@@ -132,6 +132,8 @@ static int ensure(uint64_t extra)
 {
 	uint64_t need = busy() + extra, deficit, pages, step;
 
+	if (need == 0)
+		return 0;
 	if (!ch.up) {
 		if (now_ms() - ch.last_try_ms >= ch.cf->retry_interval) {
 			int rc = broker_open();

@@ -392,12 +392,16 @@ static int charged_truncate(struct tfs_inode *in, struct fuse_file_info *fi,
 	err = inode_stat(in, fi, &st);
 	if (err != 0)
 		goto out;
-	if ((uint64_t)size > round_up((uint64_t)st.st_size))
+	/*
+	 * Growing the size allocates nothing in tmpfs (holes are free), so it
+	 * cannot fail for quota.  While the file is open the growth is set
+	 * aside if the broker has it, for the shared-mapping writes that
+	 * usually follow; otherwise those writes are charged as they come.
+	 */
+	if (in->nopen > 0 && (uint64_t)size > round_up((uint64_t)st.st_size))
 		est = round_up((uint64_t)size) - round_up((uint64_t)st.st_size);
-	if (tfs_charge_begin(in, est, 0) != 0) {
-		err = ENOSPC;
-		goto out;
-	}
+	if (est > 0 && tfs_charge_begin(in, est, 0) != 0)
+		est = 0;
 	if (fi != NULL) {
 		rc = ftruncate((int)fi->fh, size);
 	} else {
