@@ -18,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -331,6 +334,71 @@ static int open_backing(struct tfs_conf *cf, const char *mnt)
 	return fd;
 }
 
+/*
+ * A fixed pool of workers, each reading requests from the device and
+ * answering them.  (The library's own pool loop creates and ends threads
+ * as it goes, which costs more than the request itself on small machines.)
+ * Workers block the termination signals so that they reach the main
+ * thread, which serves too and ends the session.
+ */
+static void *worker(void *arg)
+{
+	struct fuse_session *se = arg;
+	struct fuse_buf buf;
+	int rc = 0;
+
+	memset(&buf, 0, sizeof(buf));
+	while (!fuse_session_exited(se)) {
+		rc = fuse_session_receive_buf(se, &buf);
+		if (rc == -EINTR || rc == -EAGAIN)
+			continue;
+		if (rc <= 0)
+			break;
+		fuse_session_process_buf(se, &buf);
+	}
+	free(buf.mem);
+	/* Unblock the others: the device answers them with ENODEV. */
+	fuse_session_exit(se);
+	return (void *)(intptr_t)(rc < 0 && rc != -ENODEV ? 1 : 0);
+}
+
+static int serve(struct fuse_session *se, unsigned nthreads)
+{
+	pthread_t *tids = calloc(nthreads, sizeof(*tids));
+	sigset_t block, old;
+	unsigned i, started = 0;
+	int rc = 0;
+
+	if (tids == NULL)
+		return -ENOMEM;
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (i = 1; i < nthreads; i++) {
+		if (pthread_create(&tids[i], NULL, worker, se) != 0) {
+			mb_log(MB_LOG_WARNING, "only %u worker threads", started + 1);
+			break;
+		}
+		started++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	rc = (int)(intptr_t)worker(se);
+	/* Wake the workers blocked in read: unmounting ends their reads. */
+	fuse_session_unmount(se);
+	for (i = 1; i <= started; i++) {
+		void *r;
+
+		pthread_join(tids[i], &r);
+		if (r != NULL)
+			rc = 1;
+	}
+	free(tids);
+	return rc;
+}
+
 static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 	       int notify)
 {
@@ -383,21 +451,7 @@ static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 		mb_log_set_sink(syslog_sink);
 		detach(notify);
 	}
-	if (cl->single || cf->threads == 1) {
-		rc = fuse_session_loop(se);
-	} else {
-		struct fuse_loop_config *lc = fuse_loop_cfg_create();
-
-		if (lc == NULL) {
-			rc = -ENOMEM;
-		} else {
-			fuse_loop_cfg_set_max_threads(lc, (unsigned)cf->threads);
-			fuse_loop_cfg_set_idle_threads(lc, (unsigned)cf->threads);
-			fuse_loop_cfg_set_clone_fd(lc, 1);
-			rc = fuse_session_loop_mt(se, lc);
-			fuse_loop_cfg_destroy(lc);
-		}
-	}
+	rc = serve(se, cl->single ? 1 : (unsigned)cf->threads);
 	fuse_session_unmount(se);
 	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
