@@ -12,3 +12,18 @@ tests_trackfs_tfs_balance_SOURCES = tests/trackfs/tfs_balance.c
 tests_trackfs_tfs_balance_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
 tests_trackfs_tfs_balance_LDADD = libmbclient/libmbclient.la
 endif
+
+# Settings table, directory walk and the accounting without a broker: also
+# runs under ASan+UBSan and valgrind.
+if HAVE_CHECK
+check_PROGRAMS += tests/trackfs/test_tfs_unit
+UNIT_TESTS += tests/trackfs/test_tfs_unit
+TESTS += tests/trackfs/test_tfs_unit
+tests_trackfs_test_tfs_unit_SOURCES = tests/trackfs/test_tfs_unit.c \
+	track_fs/charge.c track_fs/walk.c track_fs/conf.c track_fs/tfs.h
+tests_trackfs_test_tfs_unit_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient \
+	-I$(top_srcdir)/track_fs
+tests_trackfs_test_tfs_unit_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
+tests_trackfs_test_tfs_unit_LDADD = libmbclient/libmbclient.la common/libmbcommon.la \
+	$(CHECK_LIBS) $(PTHREAD_LIBS)
+endif

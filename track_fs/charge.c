@@ -85,6 +85,7 @@ static int broker_open(void)
 	struct mb_options opt;
 	int rc;
 
+	tfs_serve_yield();
 	memset(&opt, 0, sizeof(opt));
 	opt.socket_path = ch.cf->broker_socket[0] ? ch.cf->broker_socket : NULL;
 	opt.kind = MB_CLIENT_SINK;
@@ -113,6 +114,7 @@ static uint64_t broker_ask(uint64_t pages, int reserve)
 	uint64_t granted = 0;
 	int rc;
 
+	tfs_serve_yield();
 	if (reserve)
 		rc = mb_reserve(&ch.cl, pages, broker_timeout(), &granted);
 	else
@@ -177,6 +179,7 @@ static void release_spare(void)
 	pages = (spare - keep) / ch.ps;
 	if (pages == 0)
 		return;
+	tfs_serve_yield();
 	rc = mb_return(&ch.cl, pages);
 	if (rc != 0) {
 		broker_lost(rc);
@@ -277,7 +280,7 @@ void tfs_charge_end(struct tfs_inode *in, uint64_t bytes, int64_t delta,
 {
 	if (in != NULL)
 		in->blocks += delta;
-	if (!ch.enabled)
+	if (!ch.enabled || (bytes == 0 && delta == 0))
 		return;
 	pthread_mutex_lock(&ch.lock);
 	if (bytes > ch.resv)
@@ -350,6 +353,7 @@ void tfs_charge_usage(struct tfs_usage *u, int ask_broker)
 	u->held = ch.held;
 	u->broker_up = ch.up;
 	if (ch.up && ask_broker) {
+		tfs_serve_yield();
 		int rc = mb_query(&ch.cl, &info);
 
 		if (rc == 0 && info.pool > 0)

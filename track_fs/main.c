@@ -335,68 +335,135 @@ static int open_backing(struct tfs_conf *cf, const char *mnt)
 }
 
 /*
- * A fixed pool of workers, each reading requests from the device and
- * answering them.  (The library's own pool loop creates and ends threads
- * as it goes, which costs more than the request itself on small machines.)
- * Workers block the termination signals so that they reach the main
- * thread, which serves too and ends the session.
+ * Serving: a pool of threads of which exactly one, the leader, reads the
+ * device, then answers what it read itself and reads again.  A single
+ * stream of requests is thus served by one hot thread, as fast as a
+ * single-threaded loop; a thread about to block on the broker hands the
+ * reading over first (tfs_serve_yield), so a slow or stopped broker never
+ * holds up requests that do not need it.  (Threads all blocked in read(2)
+ * are woken in turn by the kernel, the coldest first, which costs more
+ * than most requests on a small machine.)
+ *
+ * The termination signals are blocked in every thread; the main thread
+ * waits for them, or for the workers to report that the session ended.
  */
+#define TFS_SIG_DONE SIGUSR1
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t follow;
+	struct fuse_session *se;
+	pthread_t main;
+	int have_leader;
+	int error;
+} srv = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0 };
+
+static __thread int srv_is_leader;
+
+void tfs_serve_yield(void)
+{
+	if (!srv_is_leader)
+		return;
+	srv_is_leader = 0;
+	pthread_mutex_lock(&srv.lock);
+	srv.have_leader = 0;
+	pthread_cond_signal(&srv.follow);
+	pthread_mutex_unlock(&srv.lock);
+}
+
+static void srv_end(int error)
+{
+	pthread_mutex_lock(&srv.lock);
+	if (error)
+		srv.error = 1;
+	fuse_session_exit(srv.se);
+	pthread_cond_broadcast(&srv.follow);
+	pthread_mutex_unlock(&srv.lock);
+	pthread_kill(srv.main, TFS_SIG_DONE);
+}
+
 static void *worker(void *arg)
 {
-	struct fuse_session *se = arg;
 	struct fuse_buf buf;
-	int rc = 0;
+	int rc;
 
 	memset(&buf, 0, sizeof(buf));
-	while (!fuse_session_exited(se)) {
-		rc = fuse_session_receive_buf(se, &buf);
+	for (;;) {
+		if (!srv_is_leader) {
+			pthread_mutex_lock(&srv.lock);
+			while (srv.have_leader && !fuse_session_exited(srv.se))
+				pthread_cond_wait(&srv.follow, &srv.lock);
+			srv.have_leader = 1;
+			pthread_mutex_unlock(&srv.lock);
+			srv_is_leader = 1;
+		}
+		if (fuse_session_exited(srv.se))
+			break;
+		rc = fuse_session_receive_buf(srv.se, &buf);
 		if (rc == -EINTR || rc == -EAGAIN)
 			continue;
-		if (rc <= 0)
+		if (rc <= 0) {
+			srv_end(rc < 0 && rc != -ENODEV);
 			break;
-		fuse_session_process_buf(se, &buf);
+		}
+		fuse_session_process_buf(srv.se, &buf);
+	}
+	if (srv_is_leader) {
+		srv_is_leader = 0;
+		pthread_mutex_lock(&srv.lock);
+		srv.have_leader = 0;
+		pthread_cond_broadcast(&srv.follow);
+		pthread_mutex_unlock(&srv.lock);
 	}
 	free(buf.mem);
-	/* Unblock the others: the device answers them with ENODEV. */
-	fuse_session_exit(se);
-	return (void *)(intptr_t)(rc < 0 && rc != -ENODEV ? 1 : 0);
+	return arg;
 }
 
 static int serve(struct fuse_session *se, unsigned nthreads)
 {
 	pthread_t *tids = calloc(nthreads, sizeof(*tids));
-	sigset_t block, old;
+	sigset_t set;
 	unsigned i, started = 0;
-	int rc = 0;
+	int sig;
 
 	if (tids == NULL)
-		return -ENOMEM;
-	sigemptyset(&block);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGHUP);
-	sigaddset(&block, SIGQUIT);
-	pthread_sigmask(SIG_BLOCK, &block, &old);
-	for (i = 1; i < nthreads; i++) {
-		if (pthread_create(&tids[i], NULL, worker, se) != 0) {
-			mb_log(MB_LOG_WARNING, "only %u worker threads", started + 1);
+		return 1;
+	srv.se = se;
+	srv.main = pthread_self();
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGQUIT);
+	sigaddset(&set, TFS_SIG_DONE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	for (i = 0; i < nthreads; i++) {
+		if (pthread_create(&tids[i], NULL, worker, NULL) != 0)
 			break;
-		}
 		started++;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	rc = (int)(intptr_t)worker(se);
-	/* Wake the workers blocked in read: unmounting ends their reads. */
-	fuse_session_unmount(se);
-	for (i = 1; i <= started; i++) {
-		void *r;
-
-		pthread_join(tids[i], &r);
-		if (r != NULL)
-			rc = 1;
+	if (started == 0) {
+		free(tids);
+		return 1;
 	}
+	if (started < nthreads)
+		mb_log(MB_LOG_WARNING, "only %u worker threads", started);
+	while (!fuse_session_exited(se)) {
+		if (sigwait(&set, &sig) != 0)
+			break;
+		if (sig != TFS_SIG_DONE)
+			mb_log(MB_LOG_NOTICE, "signal %d: unmounting", sig);
+		pthread_mutex_lock(&srv.lock);
+		fuse_session_exit(se);
+		pthread_cond_broadcast(&srv.follow);
+		pthread_mutex_unlock(&srv.lock);
+	}
+	/* Ends the leader's read with ENODEV. */
+	fuse_session_unmount(se);
+	for (i = 0; i < started; i++)
+		pthread_join(tids[i], NULL);
 	free(tids);
-	return rc;
+	return srv.error;
 }
 
 static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
@@ -441,26 +508,20 @@ static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 	se = fuse_session_new(&args, &tfs_ops, sizeof(tfs_ops), NULL);
 	if (se == NULL)
 		goto fail;
-	if (fuse_set_signal_handlers(se) != 0)
-		goto fail;
 	if (fuse_session_mount(se, mnt) != 0) {
 		fprintf(stderr, "track_fs: cannot mount on %s\n", mnt);
-		goto fail_signals;
+		goto fail;
 	}
 	if (notify >= 0) {
 		mb_log_set_sink(syslog_sink);
 		detach(notify);
 	}
 	rc = serve(se, cl->single ? 1 : (unsigned)cf->threads);
-	fuse_session_unmount(se);
-	fuse_remove_signal_handlers(se);
 	fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
 	tfs_charge_fini();
 	return rc == 0 ? 0 : 1;
 
-fail_signals:
-	fuse_remove_signal_handlers(se);
 fail:
 	if (se != NULL)
 		fuse_session_destroy(se);

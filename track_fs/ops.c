@@ -550,7 +550,7 @@ static void tfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	int err = 0;
 
 	/* A long target takes a page of tmpfs. */
-	if (tfs_charge_begin(p, est, 0) != 0) {
+	if (tfs_charge_begin(NULL, est, 0) != 0) {
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}

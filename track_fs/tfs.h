@@ -92,6 +92,9 @@ int tfs_charge_enabled(void);
 /* walk.c: bytes of blocks under a directory, hard links counted once. */
 int tfs_walk_usage(int dirfd, uint64_t *bytes);
 
+/* main.c: hand the reading of requests to another thread before blocking. */
+void tfs_serve_yield(void);
+
 /* ops.c */
 struct fuse_lowlevel_ops;
 extern const struct fuse_lowlevel_ops tfs_ops;

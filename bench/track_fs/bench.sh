@@ -75,7 +75,7 @@ fio_one() {
 	esac
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f\n", b > 0 ? a / b : 0 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f\n", (b > 0 ? a / b : 0) }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 tests="seqwrite seqread randwrite smallfiles"

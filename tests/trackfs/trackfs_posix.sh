@@ -73,4 +73,30 @@ expect_eq "group in a setgid dir" "$(stat -c %g "$MNT/sg/f")" 65534
 chmod 640 "$MNT/sg/f" && expect_eq "chmod" "$(stat -c %a "$MNT/sg/f")" 640
 touch -d @1000000000 "$MNT/sg/f" && expect_eq "utimes" "$(stat -c %Y "$MNT/sg/f")" 1000000000
 tfs_umount
+
+# Started in the background: returns once mounted, or fails visibly.
+mounted() { grep -q " $MNT fuse.track_fs " /proc/mounts; }
+"$TRACK_FS" -o charge=no --backing "$BACK" "$MNT" || fail "background start"
+mounted || fail "not mounted after a background start"
+[ -f "$MNT/umask" ] || fail "backing files not seen"
+fusermount3 -u "$MNT" || fail "unmount"
+"$TRACK_FS" -o charge=no --backing "$TEST_TMP/missing" "$MNT" 2>/dev/null &&
+	fail "background start over a missing directory succeeded"
+mounted && fail "mounted over a missing directory"
+
+# The mount(8) helper for type track_fs, with fstab options.
+TRACK_FS="$TRACK_FS" "$top_builddir/track_fs/mount.track_fs" "$BACK" "$MNT" \
+	-o charge=no,nofail,x-systemd.automount || fail "mount.track_fs"
+mounted || fail "not mounted by mount.track_fs"
+fusermount3 -u "$MNT" || fail "unmount"
+
+# fstab type fuse.track_fs: mount(8) hands it to mount.fuse3 (called here
+# directly, since mount(8) resets PATH to the system directories).
+if command -v mount.fuse3 >/dev/null; then
+	PATH="$top_builddir/track_fs:$PATH" mount.fuse3 "$BACK" "$MNT" \
+		-t track_fs -o charge=no,rw,nodev || fail "mount.fuse3 -t track_fs"
+	mounted || fail "not mounted as fuse.track_fs"
+	[ -f "$MNT/umask" ] || fail "backing files not seen through fuse.track_fs"
+	umount "$MNT" || fail "umount"
+fi
 echo "PASS"
