@@ -496,8 +496,10 @@ static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 		fprintf(stderr, "track_fs: out of memory\n");
 		goto fail;
 	}
+	/* A comma would split the option list. */
 	snprintf(opts, sizeof(opts), "fsname=%s,subtype=track_fs,"
-		 "default_permissions%s%s%s", cf->backing,
+		 "default_permissions%s%s%s",
+		 strchr(cf->backing, ',') ? "track_fs" : cf->backing,
 		 geteuid() == 0 ? ",allow_other" : "",
 		 cl->fuse_opts[0] ? "," : "", cl->fuse_opts);
 	if (fuse_opt_add_arg(&args, "track_fs") != 0 ||

@@ -808,28 +808,29 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	out.buf[0].fd = (int)fi->fh;
 	out.buf[0].pos = off;
+	if (!tfs_charge_enabled()) {
+		n = fuse_buf_copy(&out, in_buf, tfs_splice ? 0 : FUSE_BUF_NO_SPLICE);
+		goto reply;
+	}
 	pthread_mutex_lock(&in->lock);
-	if (tfs_charge_enabled()) {
-		if (fstat((int)fi->fh, &st) == -1) {
-			pthread_mutex_unlock(&in->lock);
-			fuse_reply_err(req, errno);
-			return;
-		}
-		est = unallocated((int)fi->fh, &st, (uint64_t)off, size);
-		if (tfs_charge_begin(in, est, fi->writepage) != 0) {
-			pthread_mutex_unlock(&in->lock);
-			fuse_reply_err(req, ENOSPC);
-			return;
-		}
+	if (fstat((int)fi->fh, &st) == -1) {
+		pthread_mutex_unlock(&in->lock);
+		fuse_reply_err(req, errno);
+		return;
+	}
+	est = unallocated((int)fi->fh, &st, (uint64_t)off, size);
+	if (tfs_charge_begin(in, est, fi->writepage) != 0) {
+		pthread_mutex_unlock(&in->lock);
+		fuse_reply_err(req, ENOSPC);
+		return;
 	}
 	n = fuse_buf_copy(&out, in_buf, tfs_splice ? 0 : FUSE_BUF_NO_SPLICE);
-	if (tfs_charge_enabled()) {
-		if (fstat((int)fi->fh, &st) == 0)
-			tfs_charge_end(in, est, st_bytes(&st) - in->blocks, 0);
-		else
-			tfs_charge_end(in, est, 0, 0);
-	}
+	if (fstat((int)fi->fh, &st) == 0)
+		tfs_charge_end(in, est, st_bytes(&st) - in->blocks, 0);
+	else
+		tfs_charge_end(in, est, 0, 0);
 	pthread_mutex_unlock(&in->lock);
+reply:
 	if (n < 0)
 		fuse_reply_err(req, (int)-n);
 	else

@@ -74,6 +74,23 @@ chmod 640 "$MNT/sg/f" && expect_eq "chmod" "$(stat -c %a "$MNT/sg/f")" 640
 touch -d @1000000000 "$MNT/sg/f" && expect_eq "utimes" "$(stat -c %Y "$MNT/sg/f")" 1000000000
 tfs_umount
 
+# Mounted over its own backing directory, as "track_fs /tmp" does: the
+# files below stay visible and what is written lands in the tmpfs.
+"$TRACK_FS" -f -o charge=no "$BACK" >>"$TEST_TMP/track_fs.log" 2>&1 &
+SELF_PID=$!
+at_exit "fusermount3 -u '$BACK' 2>/dev/null; kill $SELF_PID 2>/dev/null; wait $SELF_PID 2>/dev/null"
+i=0
+until grep -q " $BACK fuse.track_fs " /proc/mounts; do
+	i=$((i + 1)); [ $i -lt 200 ] || fail "no mount over the backing directory"
+	sleep 0.05
+done
+[ -f "$BACK/umask" ] || fail "files under the mount not seen"
+echo over >"$BACK/over" || fail "write over itself"
+fusermount3 -u "$BACK" || fail "unmount over itself"
+wait $SELF_PID || fail "track_fs over itself exited with $?"
+expect_eq "file written through a mount over itself" "$(cat "$BACK/over")" over
+grep -q " $BACK tmpfs " /proc/mounts || fail "backing tmpfs gone"
+
 # Started in the background: returns once mounted, or fails visibly.
 mounted() { grep -q " $MNT fuse.track_fs " /proc/mounts; }
 "$TRACK_FS" -o charge=no --backing "$BACK" "$MNT" || fail "background start"
