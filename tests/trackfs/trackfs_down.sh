@@ -43,6 +43,26 @@ if [ -x "$top_builddir/mbserver/mbserver" ]; then
 		fail "write succeeded after the broker died (deny)"
 	[ $? = 124 ] && fail "write hung on a dead broker"
 	[ "$(head -c 65536 "$MNT/a" | wc -c)" = 65536 ] || fail "data lost"
+
+	# The broker comes back: track_fs asks again for what is in use.
+	rm -f "$MEMBROKER_SOCKET"
+	start_broker 8M
+	sleep 1.2	# retry_interval
+	dd if=/dev/zero of="$MNT/d" bs=64K count=2 status=none || fail "write after the broker came back"
+	used=$(tfs_used)
+	expect_eq "used after the broker came back" "$used" $((3 * 65536))
+	[ "$(tfs_balance)" -ge "$used" ] || fail "broker does not hold what is in use after coming back"
+	tfs_umount
+	rm -f "$BACK"/*
+
+	# urgency=reserve: more than the broker has is refused after the deadline.
+	tfs_mount -o urgency=reserve,broker_timeout=500ms
+	dd if=/dev/zero of="$MNT/r" bs=1M count=4 status=none || fail "write with reserve"
+	timeout 20 dd if=/dev/zero of="$MNT/r2" bs=1M count=8 status=none 2>/dev/null
+	rc=$?
+	[ $rc = 124 ] && fail "RESERVE write hung"
+	[ $rc = 0 ] && fail "RESERVE write over the total succeeded"
+	expect_eq "used after refused RESERVE" "$(tfs_used)" $(($(stat -c %s "$MNT/r2") + 4 * MiB))
 	tfs_umount
 fi
 echo "PASS"
