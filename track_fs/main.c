@@ -46,7 +46,7 @@ struct setting {
 struct cmdline {
 	struct setting *set;
 	size_t nset;
-	const char *config;
+	char *config;
 	const char *pos[2];
 	int npos;
 	int foreground;
@@ -146,6 +146,7 @@ static int parse_o(struct cmdline *cl, const char *arg)
 		memcpy(key, o, klen);
 		key[klen] = '\0';
 		if (strcmp(key, "config") == 0 && eq != NULL) {
+			free(cl->config);
 			cl->config = strdup(eq + 1);
 			if (cl->config == NULL)
 				rc = -1;
@@ -195,9 +196,12 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 				fprintf(stderr, "track_fs: %s needs a value\n", a);
 				return -1;
 			}
-			if (klen == 6 && strncmp(k, "config", 6) == 0)
-				cl->config = v;
-			else if (add_setting(cl, k, klen, v) != 0)
+			if (klen == 6 && strncmp(k, "config", 6) == 0) {
+				free(cl->config);
+				cl->config = strdup(v);
+				if (cl->config == NULL)
+					return -1;
+			} else if (add_setting(cl, k, klen, v) != 0)
 				return -1;
 		} else if (a[0] == '-' && a[1] != '\0') {
 			fprintf(stderr, "track_fs: unknown option %s\n", a);
@@ -214,6 +218,21 @@ static int parse_args(int argc, char **argv, struct cmdline *cl)
 		return -1;
 	}
 	return 0;
+}
+
+static void cmdline_free(struct cmdline *cl)
+{
+	size_t i;
+
+	for (i = 0; i < cl->nset; i++) {
+		free(cl->set[i].key);
+		free(cl->set[i].value);
+	}
+	free(cl->set);
+	free(cl->config);
+	cl->set = NULL;
+	cl->nset = 0;
+	cl->config = NULL;
 }
 
 static int apply_settings(struct cmdline *cl, struct tfs_conf *cf)
@@ -471,7 +490,7 @@ static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_session *se = NULL;
-	char opts[TFS_OPTS_MAX + PATH_MAX], err[MB_CONF_ERR_MAX], sz[32];
+	char opts[TFS_OPTS_MAX + 2 * PATH_MAX], err[MB_CONF_ERR_MAX], sz[32];
 	uint64_t used = 0;
 	int rootfd, rc;
 
@@ -521,6 +540,7 @@ static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 	rc = serve(se, cl->single ? 1 : (unsigned)cf->threads);
 	fuse_session_destroy(se);
 	fuse_opt_free_args(&args);
+	tfs_ops_fini();
 	tfs_charge_fini();
 	return rc == 0 ? 0 : 1;
 
@@ -545,10 +565,11 @@ int main(int argc, char **argv)
 	if (mb_conf_defaults(tfs_conf_keys, &cf) != 0)
 		return 1;
 	rc = parse_args(argc, argv, &cl);
+	if (rc == 0)
+		rc = apply_settings(&cl, &cf) != 0 ? -1 : 0;
+	cmdline_free(&cl);
 	if (rc != 0)
 		return rc > 0 ? 0 : 2;
-	if (apply_settings(&cl, &cf) != 0)
-		return 2;
 	mb_log_set_level(cl.debug ? MB_LOG_DEBUG : cf.log_level);
 	if (cl.npos == 2 && cf.backing[0] == '\0' &&
 	    strcmp(cl.pos[0], "none") != 0 && strcmp(cl.pos[0], "track_fs") != 0) {

@@ -165,6 +165,27 @@ int tfs_ops_init(int rootfd, const struct tfs_conf *cf)
 	return 0;
 }
 
+/* After the session: whatever the kernel did not forget. */
+void tfs_ops_fini(void)
+{
+	size_t i;
+
+	for (i = 0; i < tbl_size; i++) {
+		struct tfs_inode *in = tbl[i], *next;
+
+		for (; in != NULL; in = next) {
+			next = in->hnext;
+			close(in->fd);
+			pthread_mutex_destroy(&in->lock);
+			free(in);
+		}
+	}
+	free(tbl);
+	tbl = NULL;
+	tbl_size = tbl_count = 0;
+	close(tfs_root.fd);
+}
+
 /* Find or add the inode of `name` in parent; takes one lookup reference. */
 static int do_lookup(struct tfs_inode *parent, const char *name,
 		     struct fuse_entry_param *e)

@@ -99,5 +99,6 @@ void tfs_serve_yield(void);
 struct fuse_lowlevel_ops;
 extern const struct fuse_lowlevel_ops tfs_ops;
 int tfs_ops_init(int rootfd, const struct tfs_conf *cf);
+void tfs_ops_fini(void);
 
 #endif /* TFS_H */
