@@ -16,6 +16,7 @@
 
 static const char *const urgency_choices[] = { "request", "reserve", NULL };
 static const char *const down_choices[] = { "deny", "cap", NULL };
+static const char *const splice_choices[] = { "no", "read", "yes", NULL };
 
 const struct mb_conf_key tfs_conf_keys[] = {
 	K("backing", MB_CONF_STRING, backing, "",
@@ -43,15 +44,17 @@ const struct mb_conf_key tfs_conf_keys[] = {
 	K("retry_interval", MB_CONF_DURATION, retry_interval, "1s",
 	  "least time between reconnection attempts"),
 	K("threads", MB_CONF_U64, threads, "4",
-	  "most worker threads (1: single-threaded)"),
+	  "worker threads; one reads requests, another takes over while one waits"),
 	K("cache_timeout", MB_CONF_DURATION, cache_timeout, "1s",
 	  "how long the kernel may cache names and attributes"),
 	K("max_write", MB_CONF_SIZE, max_write, "1M",
 	  "largest write request (4K to 1M)"),
 	K("charge", MB_CONF_BOOL, charge, "yes",
 	  "charge data to the broker (no: a plain passthrough)"),
-	K("splice", MB_CONF_BOOL, splice, "no",
-	  "move data with splice(2) between the kernel and tmpfs"),
+	{ "splice", MB_CONF_ENUM, offsetof(struct tfs_conf, splice),
+	  sizeof(int), "read",
+	  "splice(2) data between kernel and tmpfs: no, read (replies), yes",
+	  splice_choices },
 	K("log_level", MB_CONF_LOGLEVEL, log_level, "notice",
 	  "err, warning, notice, info or debug"),
 	MB_CONF_END

@@ -326,17 +326,14 @@ static void tfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
 	/* The kernel clears set-id bits itself; the daemon writes as root. */
 	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
-	if (tfs_splice) {
-		if (conn->capable & FUSE_CAP_SPLICE_WRITE)
-			conn->want |= FUSE_CAP_SPLICE_WRITE;
-		if (conn->capable & FUSE_CAP_SPLICE_MOVE)
-			conn->want |= FUSE_CAP_SPLICE_MOVE;
-		if (conn->capable & FUSE_CAP_SPLICE_READ)
-			conn->want |= FUSE_CAP_SPLICE_READ;
-	} else {
-		conn->want &= ~(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
-				FUSE_CAP_SPLICE_READ);
-	}
+	/* SPLICE_WRITE/MOVE carry read replies, SPLICE_READ write requests. */
+	conn->want &= ~(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
+			FUSE_CAP_SPLICE_READ);
+	if (tfs_splice >= TFS_SPLICE_READ)
+		conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE |
+					       FUSE_CAP_SPLICE_MOVE);
+	if (tfs_splice >= TFS_SPLICE_ALL)
+		conn->want |= conn->capable & FUSE_CAP_SPLICE_READ;
 	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
 		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -767,7 +764,14 @@ static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	}
 	in = ino_of(e.ino);
 	opened(in, fi, fd);
-	fuse_reply_create(req, &e, fi);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		/* The creator is gone: no release and no forget will come. */
+		pthread_mutex_lock(&in->lock);
+		in->nopen--;
+		pthread_mutex_unlock(&in->lock);
+		close(fd);
+		forget_one(e.ino, 1);
+	}
 }
 
 static void tfs_release(fuse_req_t req, fuse_ino_t ino,
@@ -811,8 +815,8 @@ static void tfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	buf.buf[0].fd = (int)fi->fh;
 	buf.buf[0].pos = off;
-	fuse_reply_data(req, &buf, tfs_splice ? FUSE_BUF_SPLICE_MOVE :
-			FUSE_BUF_NO_SPLICE);
+	fuse_reply_data(req, &buf, tfs_splice >= TFS_SPLICE_READ ?
+			FUSE_BUF_SPLICE_MOVE : FUSE_BUF_NO_SPLICE);
 }
 
 static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
@@ -830,7 +834,8 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 	out.buf[0].fd = (int)fi->fh;
 	out.buf[0].pos = off;
 	if (!tfs_charge_enabled()) {
-		n = fuse_buf_copy(&out, in_buf, tfs_splice ? 0 : FUSE_BUF_NO_SPLICE);
+		n = fuse_buf_copy(&out, in_buf, tfs_splice >= TFS_SPLICE_ALL ?
+				  0 : FUSE_BUF_NO_SPLICE);
 		goto reply;
 	}
 	pthread_mutex_lock(&in->lock);
@@ -845,7 +850,8 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
-	n = fuse_buf_copy(&out, in_buf, tfs_splice ? 0 : FUSE_BUF_NO_SPLICE);
+	n = fuse_buf_copy(&out, in_buf, tfs_splice >= TFS_SPLICE_ALL ?
+				  0 : FUSE_BUF_NO_SPLICE);
 	if (fstat((int)fi->fh, &st) == 0)
 		tfs_charge_end(in, est, st_bytes(&st) - in->blocks, 0);
 	else

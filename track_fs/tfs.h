@@ -20,6 +20,9 @@
 
 enum tfs_urgency { TFS_URG_REQUEST = 0, TFS_URG_RESERVE = 1 };
 enum tfs_down { TFS_DOWN_DENY = 0, TFS_DOWN_CAP = 1 };
+/* What moves by splice(2): nothing, the data of read replies, or also
+ * the data of write requests. */
+enum tfs_splice { TFS_SPLICE_NO = 0, TFS_SPLICE_READ = 1, TFS_SPLICE_ALL = 2 };
 
 /* Every setting, filled from the one table in conf.c. */
 struct tfs_conf {

@@ -3,7 +3,8 @@
 # against the same FUSE server with charging off (charge=no: the bare
 # passthrough, the ceiling of FUSE itself), in one run.
 #
-#   sudo bench/track_fs/bench.sh [BUILD_DIR]   (RUNS=3 SIZE=1G RSIZE=256M SECS=5)
+#   sudo bench/track_fs/bench.sh [BUILD_DIR]   (RUNS=3 SIZE=1G RSIZE=256M SECS=5
+#                                               WORKLOADS="seqwrite seqread ...")
 #
 # Workloads: sequential write and read of a large file with 1 MiB blocks,
 # 4 KiB random writes (fio, psync, one job), and create+write 4K+unlink of
@@ -78,7 +79,7 @@ fio_one() {
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.4f\n", (b > 0 ? a / b : 0) }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-tests="seqwrite seqread randwrite smallfiles"
+tests=${WORKLOADS:-seqwrite seqread randwrite smallfiles}
 for t in $tests; do
 	for fs in tmpfs passthrough track_fs; do : >"$tmp/res.$t.$fs"; done
 done
@@ -86,13 +87,17 @@ r=1
 while [ $r -le "$RUNS" ]; do
 	for fs in tmpfs passthrough track_fs; do
 		d=$(dir_of $fs)
+		for t in $tests; do
+			case $t in
+			seqwrite) rm -f "$d/data"; fio_one "$d" write 1M "$SIZE" ;;
+			seqread)
+				[ -f "$d/data" ] || fio_one "$d" write 1M "$SIZE" >/dev/null
+				fio_one "$d" read 1M "$SIZE" ;;
+			randwrite) rm -f "$d/data"; fio_one "$d" randwrite 4k "$RSIZE" ;;
+			smallfiles) "$tmp/smallfiles" "$d" "$SECS" ;;
+			esac >>"$tmp/res.$t.$fs"
+		done
 		rm -f "$d/data"
-		fio_one "$d" write 1M "$SIZE" >>"$tmp/res.seqwrite.$fs"
-		fio_one "$d" read 1M "$SIZE" >>"$tmp/res.seqread.$fs"
-		rm -f "$d/data"
-		fio_one "$d" randwrite 4k "$RSIZE" >>"$tmp/res.randwrite.$fs"
-		rm -f "$d/data"
-		"$tmp/smallfiles" "$d" "$SECS" >>"$tmp/res.smallfiles.$fs"
 	done
 	r=$((r + 1))
 done
