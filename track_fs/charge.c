@@ -130,7 +130,7 @@ static uint64_t broker_ask(uint64_t pages, int reserve)
 }
 
 /* Make held cover busy() + extra.  0 or -ENOSPC.  Under the lock. */
-static int ensure(uint64_t extra)
+static int ensure(uint64_t extra, int may_reserve)
 {
 	uint64_t need = busy() + extra, deficit, pages, step;
 
@@ -156,7 +156,8 @@ static int ensure(uint64_t extra)
 	pages = (deficit + ch.ps - 1) / ch.ps;
 	step = (ch.cf->step + ch.ps - 1) / ch.ps;
 	broker_ask(pages > step ? pages : step, 0);
-	if (ch.up && need > ch.held && ch.cf->urgency == TFS_URG_RESERVE)
+	if (ch.up && need > ch.held && may_reserve &&
+	    ch.cf->urgency == TFS_URG_RESERVE)
 		broker_ask((need - ch.held + ch.ps - 1) / ch.ps, 1);
 	if (!ch.up)
 		return ch.cf->on_broker_down == TFS_DOWN_CAP &&
@@ -207,7 +208,7 @@ int tfs_charge_init(const struct tfs_conf *cf, uint64_t initial_used,
 		       "the default socket", mb_strerror(rc));
 	}
 	pthread_mutex_lock(&ch.lock);
-	rc = ensure(0);
+	rc = ensure(0, 1);
 	pthread_mutex_unlock(&ch.lock);
 	if (rc != 0) {
 		mb_format_size(a, sizeof(a), initial_used);
@@ -245,7 +246,7 @@ int tfs_charge_enabled(void)
 	return ch.enabled;
 }
 
-int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int force)
+int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int mode)
 {
 	uint64_t take = 0, rest;
 	int rc = 0;
@@ -259,8 +260,8 @@ int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int force)
 	}
 	/* The part taken from the inode's reserve is already in resv. */
 	rest = bytes - take;
-	if (ensure(rest) != 0) {
-		if (!force) {
+	if (ensure(rest, mode != TFS_CHARGE_SOFT) != 0) {
+		if (mode != TFS_CHARGE_FORCE) {
 			if (in != NULL)
 				in->resv += take;
 			rc = -ENOSPC;

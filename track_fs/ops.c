@@ -418,7 +418,7 @@ static int charged_truncate(struct tfs_inode *in, struct fuse_file_info *fi,
 	 */
 	if (in->nopen > 0 && (uint64_t)size > round_up((uint64_t)st.st_size))
 		est = round_up((uint64_t)size) - round_up((uint64_t)st.st_size);
-	if (est > 0 && tfs_charge_begin(in, est, 0) != 0)
+	if (est > 0 && tfs_charge_begin(in, est, TFS_CHARGE_SOFT) != 0)
 		est = 0;
 	if (fi != NULL) {
 		rc = ftruncate((int)fi->fh, size);
@@ -568,7 +568,7 @@ static void tfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	int err = 0;
 
 	/* A long target takes a page of tmpfs. */
-	if (tfs_charge_begin(NULL, est, 0) != 0) {
+	if (tfs_charge_begin(NULL, est, TFS_CHARGE_HARD) != 0) {
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
@@ -845,7 +845,8 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 		return;
 	}
 	est = unallocated((int)fi->fh, &st, (uint64_t)off, size);
-	if (tfs_charge_begin(in, est, fi->writepage) != 0) {
+	if (tfs_charge_begin(in, est, fi->writepage ? TFS_CHARGE_FORCE :
+			     TFS_CHARGE_HARD) != 0) {
 		pthread_mutex_unlock(&in->lock);
 		fuse_reply_err(req, ENOSPC);
 		return;
@@ -883,7 +884,7 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	}
 	if (!(mode & FALLOC_FL_PUNCH_HOLE))
 		est = unallocated((int)fi->fh, &st, (uint64_t)off, (uint64_t)len);
-	if (tfs_charge_begin(in, est, 0) != 0) {
+	if (tfs_charge_begin(in, est, TFS_CHARGE_HARD) != 0) {
 		err = ENOSPC;
 		goto out;
 	}

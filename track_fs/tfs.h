@@ -70,9 +70,15 @@ struct tfs_inode {
 int tfs_charge_init(const struct tfs_conf *cf, uint64_t initial_used,
 		    char *err, size_t errcap);
 void tfs_charge_fini(void);
-/* Make `bytes` more available before a change; 0 or -ENOSPC.  `force`
- * (page writeback) never fails: the change goes ahead in debt. */
-int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int force);
+/*
+ * Make `bytes` more available before a change; 0 or -ENOSPC.
+ * HARD asks the broker with the configured urgency; SOFT (a reserve that is
+ * nice to have) never goes beyond REQUEST; FORCE (page writeback, which
+ * cannot be refused) never fails: the change goes ahead in debt.
+ */
+enum tfs_charge_mode { TFS_CHARGE_HARD = 0, TFS_CHARGE_FORCE = 1,
+		       TFS_CHARGE_SOFT = 2 };
+int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int mode);
 /* After the change: drop the pending `bytes` and book `delta` for the inode.
  * keep_resv moves the unused pending part into the inode's reserve. */
 void tfs_charge_end(struct tfs_inode *in, uint64_t bytes, int64_t delta,
