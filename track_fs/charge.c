@@ -264,6 +264,8 @@ int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int mode)
 		if (mode != TFS_CHARGE_FORCE) {
 			if (in != NULL)
 				in->resv += take;
+			/* A partial grant is not kept past the hysteresis. */
+			release_spare();
 			rc = -ENOSPC;
 			goto out;
 		}

@@ -51,13 +51,21 @@ def worker(tid):
             with open(os.path.join(base, n), "rb") as f:
                 if f.read() != bytes(model[n]):
                     errors.append("%s differs in %s" % (n, base)); return
-        os.unlink(os.path.join(mnt, n))
 
 ts = [threading.Thread(target=worker, args=(t,)) for t in range(2)]
 for t in ts: t.start()
 for t in ts: t.join()
 if errors:
     sys.exit("; ".join(errors))
+# The accounting is what tmpfs really uses.
+real = sum(os.lstat(os.path.join(back, n)).st_blocks * 512 for n in os.listdir(back))
+s = os.statvfs(mnt)
+charged = (s.f_blocks - s.f_bfree) * s.f_frsize
+if charged != real:
+    sys.exit("charged %d bytes, tmpfs uses %d" % (charged, real))
+print("charged = used by tmpfs = %d bytes" % real)
+for n in os.listdir(mnt):
+    os.unlink(os.path.join(mnt, n))
 PY
 expect_eq "used at the end" "$(tfs_used)" 0
 tfs_umount

@@ -145,6 +145,29 @@ for off in range(0, size, 4096):
 PY
 expect_eq "after mmap writes" "$(tfs_used)" $MiB
 rm "$MNT/mm"
+
+# A mapping of a sparse file far larger than the quota: the pages written
+# through it are kept (page writeback is never refused) and charged.
+python3 - "$MNT/mmbig" <<'PY' || fail "sparse mmap"
+import mmap, os, sys
+p, size = sys.argv[1], 64 << 20
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+os.ftruncate(fd, size)
+m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+m[0:4] = b"head"
+m[size - 4:size] = b"tail"
+m.flush()
+m.close()
+os.close(fd)
+with open(p, "rb") as f:
+    if f.read(4) != b"head":
+        sys.exit("first page lost")
+    f.seek(size - 4)
+    if f.read(4) != b"tail":
+        sys.exit("last page lost")
+PY
+expect_eq "after sparse mmap writes" "$(tfs_used)" 8192
+rm "$MNT/mmbig"
 expect_eq "end" "$(tfs_used)" 0
 tfs_umount
 echo "PASS"
