@@ -32,6 +32,7 @@
 #include "tfs.h"
 
 #define TFS_CONF_FILE SYSCONFDIR "/track_fs.conf"
+#define TFS_ENV_PREFIX "TRACK_FS_"
 #define TFS_TMPFS_MAGIC 0x01021994
 #define TFS_MAX_WRITE_MIN 4096ULL
 #define TFS_MAX_WRITE_MAX (1ULL << 20)
@@ -73,6 +74,9 @@ static void usage(FILE *f)
 "                      option (allow_other, ro, ...)\n"
 "  --config FILE       settings file (default " TFS_CONF_FILE " if present)\n"
 "  --KEY=VALUE         any key of the table below\n"
+"\n"
+"Order: defaults, settings file, TRACK_FS_KEY environment variables,\n"
+"command line.\n"
 "\n"
 "Settings (file, -o key=value or --key=value):\n");
 	fflush(f);
@@ -251,6 +255,8 @@ static int apply_settings(struct cmdline *cl, struct tfs_conf *cf)
 		fprintf(stderr, "track_fs: %s: %d bad line(s)\n", path, rc);
 		return -1;
 	}
+	if (mb_conf_env(tfs_conf_keys, cf, TFS_ENV_PREFIX, environ) != 0)
+		return -1;
 	for (i = 0; i < cl->nset; i++) {
 		if (mb_conf_set(tfs_conf_keys, cf, cl->set[i].key,
 				cl->set[i].value, err, sizeof(err)) != 0) {

@@ -21,5 +21,7 @@ done
 grep -q "step" err.$$ || { rm -f err.$$; fail "bad value not named"; }
 "$TRACK_FS" --no-such-key=1 /nonexistent 2>err.$$ && fail "unknown key accepted"
 grep -q "unknown key" err.$$ || { cat err.$$; rm -f err.$$; fail "unknown key not reported"; }
+TRACK_FS_STEP=nonsense "$TRACK_FS" /nonexistent 2>err.$$ && fail "bad environment value accepted"
+grep -q "TRACK_FS_STEP" err.$$ || { cat err.$$; rm -f err.$$; fail "bad environment variable not named"; }
 rm -f err.$$
 echo "PASS ($n keys)"
