@@ -30,6 +30,7 @@
 
 #define TFS_MS_PER_S 1000ULL
 #define TFS_NS_PER_MS 1000000ULL
+#define TFS_STREAM_MS 100ULL
 
 static struct {
 	pthread_mutex_t lock;
@@ -42,6 +43,7 @@ static struct {
 	int64_t used;
 	uint64_t resv;
 	uint64_t last_try_ms;
+	uint64_t last_ask_ms;
 	int said_down;
 } ch = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -132,7 +134,7 @@ static uint64_t broker_ask(uint64_t pages, int reserve)
 /* Make held cover busy() + extra.  0 or -ENOSPC.  Under the lock. */
 static int ensure(uint64_t extra, int may_reserve)
 {
-	uint64_t need = busy() + extra, deficit, pages, step;
+	uint64_t need = busy() + extra, deficit, pages, step, now;
 
 	if (need == 0)
 		return 0;
@@ -155,6 +157,19 @@ static int ensure(uint64_t extra, int may_reserve)
 	deficit = need - ch.held;
 	pages = (deficit + ch.ps - 1) / ch.ps;
 	step = (ch.cf->step + ch.ps - 1) / ch.ps;
+	/*
+	 * Asks in quick succession (a file being written) come in chunks of
+	 * the hysteresis: what is left over after the change then stays below
+	 * it, so nothing is handed back at once.
+	 */
+	now = now_ms();
+	if (now - ch.last_ask_ms < TFS_STREAM_MS) {
+		uint64_t burst = ch.cf->release_hysteresis / ch.ps;
+
+		if (burst > step)
+			step = burst;
+	}
+	ch.last_ask_ms = now;
 	broker_ask(pages > step ? pages : step, 0);
 	if (ch.up && need > ch.held && may_reserve &&
 	    ch.cf->urgency == TFS_URG_RESERVE)
