@@ -16,10 +16,15 @@
  * While the broker is unreachable `held` is zero and the limit is either
  * nothing (deny) or `cap`; a reconnect asks for everything in use again,
  * since the broker reclaimed the old balance when the connection closed.
+ * track_fs is a bidirectional client: asked to give back, it gives its
+ * spare quota (never what files use); a dispatcher thread answers such
+ * queries while no file operation is in a call to the broker.  After every
+ * call `held` is taken from the library's balance.
  */
 #define _GNU_SOURCE
 
 #include <errno.h>
+#include <poll.h>
 #include <string.h>
 #include <time.h>
 
@@ -31,6 +36,7 @@
 #define TFS_MS_PER_S 1000ULL
 #define TFS_NS_PER_MS 1000000ULL
 #define TFS_STREAM_MS 100ULL
+#define TFS_DISPATCH_MS 200
 
 static struct {
 	pthread_mutex_t lock;
@@ -45,6 +51,8 @@ static struct {
 	uint64_t last_try_ms;
 	uint64_t last_ask_ms;
 	int said_down;
+	pthread_t dispatcher;
+	int dispatching;
 } ch = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static uint64_t now_ms(void)
@@ -66,6 +74,32 @@ static int broker_timeout(void)
 static uint64_t busy(void)
 {
 	return (uint64_t)(ch.used > 0 ? ch.used : 0) + ch.resv;
+}
+
+/* What the library says we hold is the truth after every call. */
+static void sync_held(void)
+{
+	int64_t bal = mb_balance(&ch.cl);
+
+	ch.held = bal > 0 ? (uint64_t)bal * ch.ps : 0;
+}
+
+/*
+ * The broker asks for quota back (another client is short).  Only spare
+ * quota can go: file data stays where it is.  Runs inside a library call
+ * on the handle, whose caller holds ch.lock.
+ */
+static uint64_t share_cb(void *arg, enum mb_client_urgency urgency,
+			 uint64_t pages)
+{
+	uint64_t b = busy(), spare, give;
+
+	if (ch.held <= b)
+		return 0;
+	spare = (ch.held - b) / ch.ps;
+	give = pages < spare ? pages : spare;
+	ch.held -= give * ch.ps;
+	return give;
 }
 
 static void broker_lost(int rc)
@@ -90,7 +124,8 @@ static int broker_open(void)
 	tfs_serve_yield();
 	memset(&opt, 0, sizeof(opt));
 	opt.socket_path = ch.cf->broker_socket[0] ? ch.cf->broker_socket : NULL;
-	opt.kind = MB_CLIENT_SINK;
+	opt.kind = MB_CLIENT_BIDI;
+	opt.share = share_cb;
 	opt.name = ch.cf->client_name;
 	opt.connect_timeout_ms = broker_timeout();
 	ch.last_try_ms = now_ms();
@@ -127,7 +162,7 @@ static uint64_t broker_ask(uint64_t pages, int reserve)
 		broker_lost(rc);
 		return 0;
 	}
-	ch.held += granted * ch.ps;
+	sync_held();
 	return granted;
 }
 
@@ -197,11 +232,72 @@ static void release_spare(void)
 		return;
 	tfs_serve_yield();
 	rc = mb_return(&ch.cl, pages);
+	if (rc == MB_EOVERRETURN) {
+		/* A give-back query took some of it meanwhile. */
+		sync_held();
+		return;
+	}
 	if (rc != 0) {
 		broker_lost(rc);
 		return;
 	}
-	ch.held -= pages * ch.ps;
+	sync_held();
+}
+
+/*
+ * Answers the broker's give-back queries while no file operation is
+ * talking to it (during one, the library answers them itself).
+ */
+static void *dispatcher(void *arg)
+{
+	struct timespec pause = { 0, TFS_DISPATCH_MS * (long)TFS_NS_PER_MS };
+
+	while (__atomic_load_n(&ch.dispatching, __ATOMIC_ACQUIRE)) {
+		struct pollfd p;
+		int fd;
+
+		pthread_mutex_lock(&ch.lock);
+		fd = ch.up ? mb_fd(&ch.cl) : -1;
+		pthread_mutex_unlock(&ch.lock);
+		if (fd < 0) {
+			nanosleep(&pause, NULL);
+			continue;
+		}
+		p.fd = fd;
+		p.events = POLLIN;
+		p.revents = 0;
+		if (poll(&p, 1, TFS_DISPATCH_MS) <= 0)
+			continue;
+		pthread_mutex_lock(&ch.lock);
+		if (ch.up && mb_fd(&ch.cl) == fd) {
+			int rc = mb_dispatch(&ch.cl, 0);
+
+			if (rc < 0 && rc != MB_EAGAIN)
+				broker_lost(rc);
+			else
+				sync_held();
+		}
+		pthread_mutex_unlock(&ch.lock);
+	}
+	return arg;
+}
+
+static void dispatcher_start(void)
+{
+	__atomic_store_n(&ch.dispatching, 1, __ATOMIC_RELEASE);
+	if (pthread_create(&ch.dispatcher, NULL, dispatcher, NULL) != 0) {
+		__atomic_store_n(&ch.dispatching, 0, __ATOMIC_RELEASE);
+		mb_log(MB_LOG_WARNING, "no thread for the broker's give-back "
+		       "queries; they are answered during file operations only");
+	}
+}
+
+static void dispatcher_stop(void)
+{
+	if (!__atomic_load_n(&ch.dispatching, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&ch.dispatching, 0, __ATOMIC_RELEASE);
+	pthread_join(ch.dispatcher, NULL);
 }
 
 int tfs_charge_init(const struct tfs_conf *cf, uint64_t initial_used,
@@ -243,11 +339,13 @@ int tfs_charge_init(const struct tfs_conf *cf, uint64_t initial_used,
 		ch.up = 0;
 		return -1;
 	}
+	dispatcher_start();
 	return 0;
 }
 
 void tfs_charge_fini(void)
 {
+	dispatcher_stop();
 	pthread_mutex_lock(&ch.lock);
 	if (ch.up)
 		mb_close(&ch.cl);

@@ -169,5 +169,18 @@ PY
 expect_eq "after sparse mmap writes" "$(tfs_used)" 8192
 rm "$MNT/mmbig"
 expect_eq "end" "$(tfs_used)" 0
+
+# The broker may ask for spare quota back (another client reserves): it
+# gets everything but the pages files use.
+MBUTIL="$top_builddir/libmbclient/mbutil"
+if [ -x "$MBUTIL" ]; then
+	dd if=/dev/zero of="$MNT/keep" bs=1M count=1 status=none || fail "write keep"
+	dd if=/dev/zero of="$MNT/tmp" bs=256K count=3 status=none || fail "write tmp"
+	rm "$MNT/tmp"
+	[ "$(tfs_balance)" -gt $MiB ] || fail "no spare quota held before the give-back"
+	"$MBUTIL" -q -t 2000 reserve 7M || fail "RESERVE of all but the used 1M refused"
+	expect_eq "balance after giving back" "$(tfs_balance)" $MiB
+	rm "$MNT/keep"
+fi
 tfs_umount
 echo "PASS"
