@@ -1,0 +1,186 @@
+#!/bin/sh
+# Quota on write: fill to the quota (ENOSPC, data kept), free and write
+# again, sparse files, hard links, rename over a file, a file kept open
+# after unlink, fallocate, shared mmap writes, statfs.
+. "$top_srcdir/tests/lib.sh"
+. "$top_srcdir/tests/trackfs/lib_tfs.sh"
+tfs_need
+tfs_need_broker 8M
+tfs_mount -o step=256K,release_hysteresis=1M
+
+expect_eq "statfs size" "$(tfs_total)" $((8 * MiB))
+expect_eq "used at start" "$(tfs_used)" 0
+
+n=$(python3 - "$MNT/fill" <<'PY'
+import errno, os, sys
+path, blk, n, i = sys.argv[1], 65536, 0, 0
+fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+while True:
+    try:
+        n += os.write(fd, bytes([i % 251]) * blk)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        break
+    i += 1
+    if n > 64 << 20:
+        sys.exit("no ENOSPC after 64 MiB")
+os.close(fd)
+with open(path, "rb") as f:
+    for j in range(n // blk):
+        if f.read(blk) != bytes([j % 251]) * blk:
+            sys.exit("data differs in block %d" % j)
+    if f.read(1):
+        sys.exit("file longer than what was written")
+print(n)
+PY
+) || fail "fill"
+[ "$n" -ge $((7 * MiB)) ] || fail "ENOSPC after only $n bytes"
+[ "$n" -le $((8 * MiB)) ] || fail "wrote $n bytes on an 8 MiB quota"
+expect_eq "used when full" "$(tfs_used)" "$n"
+[ "$(stat -c %s "$MNT/fill")" = "$n" ] || fail "size after ENOSPC"
+
+rm "$MNT/fill"
+expect_eq "used after rm" "$(tfs_used)" 0
+dd if=/dev/zero of="$MNT/again" bs=1M count=6 status=none || fail "write after freeing"
+expect_eq "used again" "$(tfs_used)" $((6 * MiB))
+truncate -s 1M "$MNT/again" || fail "truncate down"
+expect_eq "used after truncate" "$(tfs_used)" $((1 * MiB))
+: > "$MNT/again"
+expect_eq "used after O_TRUNC" "$(tfs_used)" 0
+rm "$MNT/again"
+
+# Sparse: charged by pages, not by size.
+truncate -s 100M "$MNT/sparse" || fail "truncate up"
+expect_eq "used by a 100M hole" "$(tfs_used)" 0
+dd if=/dev/zero of="$MNT/sparse" bs=4K count=1 seek=12800 conv=notrunc status=none ||
+	fail "write into a hole"
+expect_eq "used by one page" "$(tfs_used)" 4096
+printf x | dd of="$MNT/sparse2" bs=1 seek=$MiB status=none || fail "write at 1M"
+printf y >>"$MNT/sparse2" || fail "append"
+expect_eq "sparse2 pages" "$(tfs_used)" 8192
+rm "$MNT/sparse" "$MNT/sparse2"
+expect_eq "after removing sparse files" "$(tfs_used)" 0
+
+# Hard links are charged once; the last link gives it back.
+dd if=/dev/zero of="$MNT/a" bs=1M count=1 status=none || fail "write a"
+ln "$MNT/a" "$MNT/b" || fail "ln"
+expect_eq "two links" "$(tfs_used)" $MiB
+rm "$MNT/a"
+expect_eq "one link left" "$(tfs_used)" $MiB
+rm "$MNT/b"
+expect_eq "no link left" "$(tfs_used)" 0
+
+# Rename over an existing file gives the old one's pages back.
+dd if=/dev/zero of="$MNT/a" bs=1M count=1 status=none || fail "write a"
+dd if=/dev/zero of="$MNT/b" bs=1M count=2 status=none || fail "write b"
+mv "$MNT/a" "$MNT/b" || fail "mv"
+expect_eq "after rename over" "$(tfs_used)" $MiB
+python3 - "$MNT" <<'PY' || fail "rename flags"
+import ctypes, errno, os, sys
+d = sys.argv[1]
+libc = ctypes.CDLL(None, use_errno=True)
+AT_FDCWD, NOREPLACE, EXCHANGE = -100, 1, 2
+open(d + "/c", "w").write("cc")
+def rn(a, b, fl):
+    if libc.renameat2(AT_FDCWD, (d + a).encode(), AT_FDCWD, (d + b).encode(), fl):
+        return ctypes.get_errno()
+    return 0
+if rn("/c", "/b", NOREPLACE) != errno.EEXIST:
+    sys.exit("RENAME_NOREPLACE did not refuse")
+if rn("/c", "/b", EXCHANGE) != 0:
+    sys.exit("RENAME_EXCHANGE failed")
+if open(d + "/b").read() != "cc" or os.path.getsize(d + "/c") != 1 << 20:
+    sys.exit("RENAME_EXCHANGE did not swap")
+PY
+expect_eq "after exchange" "$(tfs_used)" $((MiB + 4096))
+rm "$MNT/b" "$MNT/c"
+expect_eq "after rm" "$(tfs_used)" 0
+
+# A file kept open after unlink keeps its charge until the last close.
+python3 - "$MNT/open" <<'PY' || fail "open after unlink"
+import os, sys
+p = sys.argv[1]
+d = os.path.dirname(p)
+def used():
+    s = os.statvfs(d)
+    return (s.f_blocks - s.f_bfree) * s.f_frsize
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+os.write(fd, b"z" * (2 << 20))
+os.unlink(p)
+if used() != 2 << 20:
+    sys.exit("charge dropped at unlink: %d" % used())
+if os.pread(fd, 4, 1 << 20) != b"zzzz":
+    sys.exit("data lost after unlink")
+os.close(fd)
+if used() != 0:
+    sys.exit("charge kept after close: %d" % used())
+PY
+
+# fallocate is charged before it happens.
+fallocate -l 2M "$MNT/falloc" || fail "fallocate 2M"
+expect_eq "after fallocate" "$(tfs_used)" $((2 * MiB))
+fallocate -l 100M "$MNT/falloc2" 2>/dev/null && fail "fallocate over the quota succeeded"
+[ "$(stat -c %s "$MNT/falloc2")" = 0 ] || fail "refused fallocate left data behind"
+expect_eq "after refused fallocate" "$(tfs_used)" $((2 * MiB))
+rm "$MNT/falloc" "$MNT/falloc2"
+
+# Shared writable mappings: written, read back, charged.
+python3 - "$MNT/mm" <<'PY' || fail "mmap"
+import mmap, os, sys
+p, size = sys.argv[1], 1 << 20
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+os.ftruncate(fd, size)
+m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+for off in range(0, size, 4096):
+    m[off:off + 8] = (off // 4096).to_bytes(8, "little")
+m.flush()
+m.close()
+os.close(fd)
+with open(p, "rb") as f:
+    data = f.read()
+for off in range(0, size, 4096):
+    if int.from_bytes(data[off:off + 8], "little") != off // 4096:
+        sys.exit("mapped write lost at %d" % off)
+PY
+expect_eq "after mmap writes" "$(tfs_used)" $MiB
+rm "$MNT/mm"
+
+# A mapping of a sparse file far larger than the quota: the pages written
+# through it are kept (page writeback is never refused) and charged.
+python3 - "$MNT/mmbig" <<'PY' || fail "sparse mmap"
+import mmap, os, sys
+p, size = sys.argv[1], 64 << 20
+fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+os.ftruncate(fd, size)
+m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+m[0:4] = b"head"
+m[size - 4:size] = b"tail"
+m.flush()
+m.close()
+os.close(fd)
+with open(p, "rb") as f:
+    if f.read(4) != b"head":
+        sys.exit("first page lost")
+    f.seek(size - 4)
+    if f.read(4) != b"tail":
+        sys.exit("last page lost")
+PY
+expect_eq "after sparse mmap writes" "$(tfs_used)" 8192
+rm "$MNT/mmbig"
+expect_eq "end" "$(tfs_used)" 0
+
+# The broker may ask for spare quota back (another client reserves): it
+# gets everything but the pages files use.
+MBUTIL="$top_builddir/libmbclient/mbutil"
+if [ -x "$MBUTIL" ]; then
+	dd if=/dev/zero of="$MNT/keep" bs=1M count=1 status=none || fail "write keep"
+	dd if=/dev/zero of="$MNT/tmp" bs=256K count=3 status=none || fail "write tmp"
+	rm "$MNT/tmp"
+	[ "$(tfs_balance)" -gt $MiB ] || fail "no spare quota held before the give-back"
+	"$MBUTIL" -q -t 2000 reserve 7M || fail "RESERVE of all but the used 1M refused"
+	expect_eq "balance after giving back" "$(tfs_balance)" $MiB
+	rm "$MNT/keep"
+fi
+tfs_umount
+echo "PASS"

@@ -1,0 +1,486 @@
+/*
+ * charge.c - quota accounting of track_fs against the broker.
+ *
+ * track_fs is free software; you can redistribute it and/or modify it
+ * under the terms of the GNU General Public License version 2 as
+ * published by the Free Software Foundation (see COPYING.GPL-2).
+ *
+ * Three byte counts, all under one lock:
+ *   held  quota the broker granted us (whole broker pages);
+ *   used  the sum of the charged blocks of every inode in the backing dir;
+ *   resv  bytes set aside: charges in flight plus inode reserves.
+ * A change may start only while used + resv + its bound <= held; the
+ * shortfall is asked from the broker in `step` chunks.  Spare quota
+ * (held - used - resv) above `release_hysteresis` is handed back down to
+ * half the hysteresis, so a run of small writes costs no round trip.
+ * While the broker is unreachable `held` is zero and the limit is either
+ * nothing (deny) or `cap`; a reconnect asks for everything in use again,
+ * since the broker reclaimed the old balance when the connection closed.
+ * track_fs is a bidirectional client: asked to give back, it gives its
+ * spare quota (never what files use); a dispatcher thread answers such
+ * queries while no file operation is in a call to the broker.  After every
+ * call `held` is taken from the library's balance.
+ */
+#define _GNU_SOURCE
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <time.h>
+
+#include "mb_log.h"
+#include "mb_size.h"
+#include "mbclient.h"
+#include "tfs.h"
+
+#define TFS_MS_PER_S 1000ULL
+#define TFS_NS_PER_MS 1000000ULL
+#define TFS_STREAM_MS 100ULL
+#define TFS_DISPATCH_MS 200
+
+static struct {
+	pthread_mutex_t lock;
+	const struct tfs_conf *cf;
+	int enabled;
+	int up;
+	mb_client cl;
+	uint64_t ps;
+	uint64_t held;
+	int64_t used;
+	uint64_t resv;
+	uint64_t last_try_ms;
+	uint64_t last_ask_ms;
+	int said_down;
+	pthread_t dispatcher;
+	int dispatching;
+} ch = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * TFS_MS_PER_S +
+		(uint64_t)ts.tv_nsec / TFS_NS_PER_MS;
+}
+
+static int broker_timeout(void)
+{
+	uint64_t t = ch.cf->broker_timeout;
+
+	return t == 0 || t > INT32_MAX ? 1 : (int)t;
+}
+
+static uint64_t busy(void)
+{
+	return (uint64_t)(ch.used > 0 ? ch.used : 0) + ch.resv;
+}
+
+/* What the library says we hold is the truth after every call. */
+static void sync_held(void)
+{
+	int64_t bal = mb_balance(&ch.cl);
+
+	ch.held = bal > 0 ? (uint64_t)bal * ch.ps : 0;
+}
+
+/*
+ * The broker asks for quota back (another client is short).  Only spare
+ * quota can go: file data stays where it is.  Runs inside a library call
+ * on the handle, whose caller holds ch.lock.
+ */
+static uint64_t share_cb(void *arg, enum mb_client_urgency urgency,
+			 uint64_t pages)
+{
+	uint64_t b = busy(), spare, give;
+
+	if (ch.held <= b)
+		return 0;
+	spare = (ch.held - b) / ch.ps;
+	give = pages < spare ? pages : spare;
+	ch.held -= give * ch.ps;
+	return give;
+}
+
+static void broker_lost(int rc)
+{
+	if (!ch.said_down)
+		mb_log(MB_LOG_WARNING, "broker unreachable (%s): %s",
+		       mb_strerror(rc), ch.cf->on_broker_down == TFS_DOWN_CAP ?
+		       "using the fixed cap" : "new data is refused");
+	ch.said_down = 1;
+	if (ch.up)
+		mb_close(&ch.cl);
+	ch.up = 0;
+	ch.held = 0;
+	ch.last_try_ms = now_ms();
+}
+
+static int broker_open(void)
+{
+	struct mb_options opt;
+	int rc;
+
+	tfs_serve_yield();
+	memset(&opt, 0, sizeof(opt));
+	opt.socket_path = ch.cf->broker_socket[0] ? ch.cf->broker_socket : NULL;
+	opt.kind = MB_CLIENT_BIDI;
+	opt.share = share_cb;
+	opt.name = ch.cf->client_name;
+	opt.connect_timeout_ms = broker_timeout();
+	ch.last_try_ms = now_ms();
+	rc = mb_open(&ch.cl, &opt);
+	if (rc != 0) {
+		mb_close(&ch.cl);
+		return rc;
+	}
+	ch.up = 1;
+	ch.held = 0;
+	ch.ps = mb_page_size(&ch.cl);
+	if (ch.ps == 0)
+		ch.ps = 4096;
+	if (ch.said_down)
+		mb_log(MB_LOG_NOTICE, "broker reachable again");
+	ch.said_down = 0;
+	return 0;
+}
+
+/* Ask for pages; on a broker failure mark it down.  Returns pages got. */
+static uint64_t broker_ask(uint64_t pages, int reserve)
+{
+	uint64_t granted = 0;
+	int rc;
+
+	tfs_serve_yield();
+	if (reserve)
+		rc = mb_reserve(&ch.cl, pages, broker_timeout(), &granted);
+	else
+		rc = mb_request(&ch.cl, pages, broker_timeout(), &granted);
+	if (rc == MB_EDENIED || rc == MB_ECAP)
+		return 0;
+	if (rc != 0) {
+		broker_lost(rc);
+		return 0;
+	}
+	sync_held();
+	return granted;
+}
+
+/* Make held cover busy() + extra.  0 or -ENOSPC.  Under the lock. */
+static int ensure(uint64_t extra, int may_reserve)
+{
+	uint64_t need = busy() + extra, deficit, pages, step, now;
+
+	if (need == 0)
+		return 0;
+	if (!ch.up) {
+		if (now_ms() - ch.last_try_ms >= ch.cf->retry_interval) {
+			int rc = broker_open();
+
+			if (rc != 0 && !ch.said_down)
+				broker_lost(rc);
+		}
+		if (!ch.up) {
+			if (ch.cf->on_broker_down == TFS_DOWN_CAP &&
+			    need <= ch.cf->cap)
+				return 0;
+			return -ENOSPC;
+		}
+	}
+	if (need <= ch.held)
+		return 0;
+	deficit = need - ch.held;
+	pages = (deficit + ch.ps - 1) / ch.ps;
+	step = (ch.cf->step + ch.ps - 1) / ch.ps;
+	/*
+	 * Asks in quick succession (a file being written) come in chunks of
+	 * the hysteresis: what is left over after the change then stays below
+	 * it, so nothing is handed back at once.
+	 */
+	now = now_ms();
+	if (now - ch.last_ask_ms < TFS_STREAM_MS) {
+		uint64_t burst = ch.cf->release_hysteresis / ch.ps;
+
+		if (burst > step)
+			step = burst;
+	}
+	ch.last_ask_ms = now;
+	broker_ask(pages > step ? pages : step, 0);
+	if (ch.up && need > ch.held && may_reserve &&
+	    ch.cf->urgency == TFS_URG_RESERVE)
+		broker_ask((need - ch.held + ch.ps - 1) / ch.ps, 1);
+	if (!ch.up)
+		return ch.cf->on_broker_down == TFS_DOWN_CAP &&
+			need <= ch.cf->cap ? 0 : -ENOSPC;
+	return need <= ch.held ? 0 : -ENOSPC;
+}
+
+/* Hand spare quota back once it passes the hysteresis.  Under the lock. */
+static void release_spare(void)
+{
+	uint64_t b = busy(), spare, keep, pages;
+	int rc;
+
+	if (!ch.up || ch.held <= b)
+		return;
+	spare = ch.held - b;
+	if (spare <= ch.cf->release_hysteresis)
+		return;
+	keep = ch.cf->release_hysteresis / 2;
+	pages = (spare - keep) / ch.ps;
+	if (pages == 0)
+		return;
+	tfs_serve_yield();
+	rc = mb_return(&ch.cl, pages);
+	if (rc == MB_EOVERRETURN) {
+		/* A give-back query took some of it meanwhile. */
+		sync_held();
+		return;
+	}
+	if (rc != 0) {
+		broker_lost(rc);
+		return;
+	}
+	sync_held();
+}
+
+/*
+ * Answers the broker's give-back queries while no file operation is
+ * talking to it (during one, the library answers them itself).
+ */
+static void *dispatcher(void *arg)
+{
+	struct timespec pause = { 0, TFS_DISPATCH_MS * (long)TFS_NS_PER_MS };
+
+	while (__atomic_load_n(&ch.dispatching, __ATOMIC_ACQUIRE)) {
+		struct pollfd p;
+		int fd;
+
+		pthread_mutex_lock(&ch.lock);
+		fd = ch.up ? mb_fd(&ch.cl) : -1;
+		pthread_mutex_unlock(&ch.lock);
+		if (fd < 0) {
+			nanosleep(&pause, NULL);
+			continue;
+		}
+		p.fd = fd;
+		p.events = POLLIN;
+		p.revents = 0;
+		if (poll(&p, 1, TFS_DISPATCH_MS) <= 0)
+			continue;
+		pthread_mutex_lock(&ch.lock);
+		if (ch.up && mb_fd(&ch.cl) == fd) {
+			int rc = mb_dispatch(&ch.cl, 0);
+
+			if (rc < 0 && rc != MB_EAGAIN)
+				broker_lost(rc);
+			else
+				sync_held();
+		}
+		pthread_mutex_unlock(&ch.lock);
+	}
+	return arg;
+}
+
+static void dispatcher_start(void)
+{
+	__atomic_store_n(&ch.dispatching, 1, __ATOMIC_RELEASE);
+	if (pthread_create(&ch.dispatcher, NULL, dispatcher, NULL) != 0) {
+		__atomic_store_n(&ch.dispatching, 0, __ATOMIC_RELEASE);
+		mb_log(MB_LOG_WARNING, "no thread for the broker's give-back "
+		       "queries; they are answered during file operations only");
+	}
+}
+
+static void dispatcher_stop(void)
+{
+	if (!__atomic_load_n(&ch.dispatching, __ATOMIC_ACQUIRE))
+		return;
+	__atomic_store_n(&ch.dispatching, 0, __ATOMIC_RELEASE);
+	pthread_join(ch.dispatcher, NULL);
+}
+
+int tfs_charge_init(const struct tfs_conf *cf, uint64_t initial_used,
+		    char *err, size_t errcap)
+{
+	char a[32], b[32];
+	int rc;
+
+	ch.cf = cf;
+	ch.enabled = cf->charge;
+	ch.used = (int64_t)initial_used;
+	if (!ch.enabled)
+		return 0;
+	rc = broker_open();
+	if (rc != 0) {
+		ch.said_down = 1;
+		mb_log(MB_LOG_WARNING, "broker unreachable at %s: %s",
+		       cf->broker_socket[0] ? cf->broker_socket :
+		       "the default socket", mb_strerror(rc));
+	}
+	pthread_mutex_lock(&ch.lock);
+	rc = ensure(0, 1);
+	pthread_mutex_unlock(&ch.lock);
+	if (rc != 0) {
+		mb_format_size(a, sizeof(a), initial_used);
+		mb_format_size(b, sizeof(b), ch.up ? ch.held : cf->cap);
+		if (ch.up)
+			mb_format(err, errcap, "the files already there use %s "
+				  "but the broker granted only %s", a, b);
+		else if (cf->on_broker_down == TFS_DOWN_CAP)
+			mb_format(err, errcap, "the files already there use %s, "
+				  "over the cap of %s, and the broker is "
+				  "unreachable", a, b);
+		else
+			mb_format(err, errcap, "the files already there use %s "
+				  "and the broker is unreachable", a);
+		if (ch.up)
+			mb_close(&ch.cl);
+		ch.up = 0;
+		return -1;
+	}
+	dispatcher_start();
+	return 0;
+}
+
+void tfs_charge_fini(void)
+{
+	dispatcher_stop();
+	pthread_mutex_lock(&ch.lock);
+	if (ch.up)
+		mb_close(&ch.cl);
+	ch.up = 0;
+	ch.held = 0;
+	pthread_mutex_unlock(&ch.lock);
+}
+
+int tfs_charge_enabled(void)
+{
+	return ch.enabled;
+}
+
+int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int mode)
+{
+	uint64_t take = 0, rest;
+	int rc = 0;
+
+	if (!ch.enabled || bytes == 0)
+		return 0;
+	pthread_mutex_lock(&ch.lock);
+	if (in != NULL) {
+		take = in->resv < bytes ? in->resv : bytes;
+		in->resv -= take;
+	}
+	/* The part taken from the inode's reserve is already in resv. */
+	rest = bytes - take;
+	if (ensure(rest, mode != TFS_CHARGE_SOFT) != 0) {
+		if (mode != TFS_CHARGE_FORCE) {
+			if (in != NULL)
+				in->resv += take;
+			/* A partial grant is not kept past the hysteresis. */
+			release_spare();
+			rc = -ENOSPC;
+			goto out;
+		}
+		mb_log(MB_LOG_WARNING, "page writeback of %llu bytes goes "
+		       "over the quota", (unsigned long long)rest);
+	}
+	ch.resv += rest;
+out:
+	pthread_mutex_unlock(&ch.lock);
+	return rc;
+}
+
+void tfs_charge_end(struct tfs_inode *in, uint64_t bytes, int64_t delta,
+		    int keep_resv)
+{
+	if (in != NULL)
+		in->blocks += delta;
+	if (!ch.enabled || (bytes == 0 && delta == 0))
+		return;
+	pthread_mutex_lock(&ch.lock);
+	if (bytes > ch.resv)
+		bytes = ch.resv;
+	if (keep_resv && in != NULL) {
+		/* What the change did not use stays set aside for the inode. */
+		uint64_t used_part = delta > 0 ? (uint64_t)delta : 0;
+		uint64_t unused = used_part < bytes ? bytes - used_part : 0;
+
+		in->resv += unused;
+		ch.resv -= bytes - unused;
+	} else {
+		ch.resv -= bytes;
+	}
+	ch.used += delta;
+	release_spare();
+	pthread_mutex_unlock(&ch.lock);
+}
+
+void tfs_charge_trim_resv(struct tfs_inode *in, uint64_t limit)
+{
+	pthread_mutex_lock(&ch.lock);
+	if (in->resv > limit) {
+		uint64_t drop = in->resv - limit;
+
+		ch.resv -= drop < ch.resv ? drop : ch.resv;
+		in->resv = limit;
+		release_spare();
+	}
+	pthread_mutex_unlock(&ch.lock);
+}
+
+void tfs_charge_credit(struct tfs_inode *in)
+{
+	int64_t b = in->blocks;
+
+	in->blocks = 0;
+	in->gone = 1;
+	if (!ch.enabled)
+		return;
+	pthread_mutex_lock(&ch.lock);
+	ch.used -= b;
+	release_spare();
+	pthread_mutex_unlock(&ch.lock);
+}
+
+void tfs_charge_drop_resv(struct tfs_inode *in)
+{
+	tfs_charge_trim_resv(in, 0);
+}
+
+void tfs_charge_adjust(int64_t delta)
+{
+	if (!ch.enabled)
+		return;
+	pthread_mutex_lock(&ch.lock);
+	ch.used += delta;
+	release_spare();
+	pthread_mutex_unlock(&ch.lock);
+}
+
+void tfs_charge_usage(struct tfs_usage *u, int ask_broker)
+{
+	struct mb_info info;
+
+	memset(u, 0, sizeof(*u));
+	pthread_mutex_lock(&ch.lock);
+	u->used = ch.used > 0 ? (uint64_t)ch.used : 0;
+	u->reserved = ch.resv;
+	u->held = ch.held;
+	u->broker_up = ch.up;
+	if (ch.up && ask_broker) {
+		tfs_serve_yield();
+		int rc = mb_query(&ch.cl, &info);
+
+		if (rc == 0 && info.pool > 0)
+			u->available = (uint64_t)info.pool * ch.ps;
+		else if (rc != 0 && rc != MB_EPERM)
+			broker_lost(rc);
+	}
+	if (!ch.up) {
+		u->held = 0;
+		if (ch.cf->on_broker_down == TFS_DOWN_CAP)
+			u->available = ch.cf->cap;
+	}
+	pthread_mutex_unlock(&ch.lock);
+}

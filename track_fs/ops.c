@@ -1,0 +1,1178 @@
+/*
+ * ops.c - the FUSE low-level operations of track_fs.
+ *
+ * track_fs is free software; you can redistribute it and/or modify it
+ * under the terms of the GNU General Public License version 2 as
+ * published by the Free Software Foundation (see COPYING.GPL-2).
+ *
+ * Invariants:
+ * - Each backing inode seen by the kernel has one struct tfs_inode, found
+ *   by (st_dev, st_ino) in the table; the kernel's lookup count is kept in
+ *   nlookup and the struct lives until it drops to zero (FORGET).  The
+ *   root is static and never forgotten.
+ * - Every change that can allocate pages (write, truncate, fallocate,
+ *   symlink) runs under the inode's lock between tfs_charge_begin() with an
+ *   upper bound of the new pages and tfs_charge_end() with the change of
+ *   st_blocks really seen, so the charge of an inode always equals its
+ *   st_blocks * 512 as last observed.
+ * - A file loses its charge when its last link goes and nobody has it
+ *   open; otherwise at the last release.
+ * - Writes are never cached by the kernel (no writeback cache), so a
+ *   refused charge reaches the writer as ENOSPC from write(2) itself.
+ */
+#define FUSE_USE_VERSION 35
+#define _GNU_SOURCE
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fuse_lowlevel.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include "mb_log.h"
+#include "tfs.h"
+
+#define TFS_PAGE 4096ULL
+#define TFS_BLOCK_UNIT 512
+#define TFS_HASH_MIN 1024
+#define TFS_PROC_PATH 64
+#define TFS_XATTR_MAX 65536
+
+static struct tfs_inode tfs_root;
+static double tfs_timeout;
+static int tfs_splice;
+static unsigned tfs_max_write;
+static int tfs_is_root;
+
+static pthread_mutex_t tbl_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct tfs_inode **tbl;
+static size_t tbl_size, tbl_count;
+
+struct tfs_dir {
+	DIR *dp;
+	off_t off;
+	struct dirent *entry;
+};
+
+static uint64_t round_up(uint64_t v)
+{
+	return (v + TFS_PAGE - 1) & ~(TFS_PAGE - 1);
+}
+
+static uint64_t round_down(uint64_t v)
+{
+	return v & ~(TFS_PAGE - 1);
+}
+
+static int64_t st_bytes(const struct stat *st)
+{
+	return (int64_t)st->st_blocks * TFS_BLOCK_UNIT;
+}
+
+static struct tfs_inode *ino_of(fuse_ino_t ino)
+{
+	if (ino == FUSE_ROOT_ID)
+		return &tfs_root;
+	return (struct tfs_inode *)(uintptr_t)ino;
+}
+
+static void proc_path(char *buf, int fd)
+{
+	snprintf(buf, TFS_PROC_PATH, "/proc/self/fd/%d", fd);
+}
+
+static size_t tbl_hash(dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)dev;
+
+	return (size_t)(h ^ (h >> 29)) & (tbl_size - 1);
+}
+
+static int tbl_grow(void)
+{
+	size_t nsize = tbl_size ? tbl_size * 2 : TFS_HASH_MIN, i, old = tbl_size;
+	struct tfs_inode **ntbl = calloc(nsize, sizeof(*ntbl)), **otbl = tbl;
+
+	if (ntbl == NULL)
+		return -1;
+	tbl = ntbl;
+	tbl_size = nsize;
+	for (i = 0; i < old; i++) {
+		struct tfs_inode *in = otbl[i], *next;
+
+		for (; in != NULL; in = next) {
+			size_t h = tbl_hash(in->dev, in->ino);
+
+			next = in->hnext;
+			in->hnext = tbl[h];
+			tbl[h] = in;
+		}
+	}
+	free(otbl);
+	return 0;
+}
+
+/* Under tbl_lock. */
+static struct tfs_inode *tbl_find(dev_t dev, ino_t ino)
+{
+	struct tfs_inode *in;
+
+	if (dev == tfs_root.dev && ino == tfs_root.ino)
+		return &tfs_root;
+	for (in = tbl[tbl_hash(dev, ino)]; in != NULL; in = in->hnext)
+		if (in->dev == dev && in->ino == ino)
+			return in;
+	return NULL;
+}
+
+static void tbl_remove(struct tfs_inode *in)
+{
+	struct tfs_inode **pp = &tbl[tbl_hash(in->dev, in->ino)];
+
+	for (; *pp != NULL; pp = &(*pp)->hnext) {
+		if (*pp == in) {
+			*pp = in->hnext;
+			tbl_count--;
+			return;
+		}
+	}
+}
+
+int tfs_ops_init(int rootfd, const struct tfs_conf *cf)
+{
+	struct stat st;
+
+	if (fstatat(rootfd, "", &st, AT_EMPTY_PATH) == -1)
+		return -errno;
+	tfs_root.fd = rootfd;
+	tfs_root.dev = st.st_dev;
+	tfs_root.ino = st.st_ino;
+	tfs_root.nlookup = 2;
+	pthread_mutex_init(&tfs_root.lock, NULL);
+	tfs_timeout = (double)cf->cache_timeout / 1000.0;
+	tfs_splice = cf->splice;
+	tfs_max_write = (unsigned)cf->max_write;
+	tfs_is_root = geteuid() == 0;
+	if (tbl_grow() == -1)
+		return -ENOMEM;
+	return 0;
+}
+
+/* After the session: whatever the kernel did not forget. */
+void tfs_ops_fini(void)
+{
+	size_t i;
+
+	for (i = 0; i < tbl_size; i++) {
+		struct tfs_inode *in = tbl[i], *next;
+
+		for (; in != NULL; in = next) {
+			next = in->hnext;
+			close(in->fd);
+			pthread_mutex_destroy(&in->lock);
+			free(in);
+		}
+	}
+	free(tbl);
+	tbl = NULL;
+	tbl_size = tbl_count = 0;
+	close(tfs_root.fd);
+}
+
+/* Find or add the inode of `name` in parent; takes one lookup reference. */
+static int do_lookup(struct tfs_inode *parent, const char *name,
+		     struct fuse_entry_param *e)
+{
+	struct tfs_inode *in;
+	struct stat st;
+	int fd, err;
+
+	memset(e, 0, sizeof(*e));
+	e->attr_timeout = tfs_timeout;
+	e->entry_timeout = tfs_timeout;
+	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1)
+		return errno;
+	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
+		err = errno;
+		close(fd);
+		return err;
+	}
+	pthread_mutex_lock(&tbl_lock);
+	in = tbl_find(st.st_dev, st.st_ino);
+	if (in != NULL) {
+		in->nlookup++;
+		pthread_mutex_unlock(&tbl_lock);
+		close(fd);
+	} else {
+		if (tbl_count >= tbl_size && tbl_grow() == -1) {
+			pthread_mutex_unlock(&tbl_lock);
+			close(fd);
+			return ENOMEM;
+		}
+		in = calloc(1, sizeof(*in));
+		if (in == NULL) {
+			pthread_mutex_unlock(&tbl_lock);
+			close(fd);
+			return ENOMEM;
+		}
+		in->fd = fd;
+		in->dev = st.st_dev;
+		in->ino = st.st_ino;
+		in->nlookup = 1;
+		in->blocks = st_bytes(&st);
+		pthread_mutex_init(&in->lock, NULL);
+		size_t h = tbl_hash(in->dev, in->ino);
+		in->hnext = tbl[h];
+		tbl[h] = in;
+		tbl_count++;
+		pthread_mutex_unlock(&tbl_lock);
+	}
+	e->ino = in == &tfs_root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)in;
+	e->attr = st;
+	return 0;
+}
+
+static void forget_one(fuse_ino_t ino, uint64_t n)
+{
+	struct tfs_inode *in = ino_of(ino);
+
+	pthread_mutex_lock(&tbl_lock);
+	if (n > in->nlookup) {
+		mb_log(MB_LOG_ERR, "forget of %llu on a count of %llu",
+		       (unsigned long long)n, (unsigned long long)in->nlookup);
+		n = in->nlookup;
+	}
+	in->nlookup -= n;
+	if (in->nlookup > 0 || in == &tfs_root) {
+		pthread_mutex_unlock(&tbl_lock);
+		return;
+	}
+	tbl_remove(in);
+	pthread_mutex_unlock(&tbl_lock);
+	close(in->fd);
+	pthread_mutex_destroy(&in->lock);
+	free(in);
+}
+
+/* A new node belongs to the caller, not to the daemon. */
+static void set_owner(struct tfs_inode *parent, fuse_req_t req, int dirfd,
+		      const char *name, int fd)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	struct stat pst;
+	gid_t gid = ctx->gid;
+
+	if (!tfs_is_root || (ctx->uid == 0 && ctx->gid == 0))
+		return;
+	if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) == 0 &&
+	    (pst.st_mode & S_ISGID))
+		gid = pst.st_gid;
+	if (fd >= 0) {
+		if (fchown(fd, ctx->uid, gid) == -1)
+			mb_log(MB_LOG_WARNING, "chown: %s", strerror(errno));
+	} else if (fchownat(dirfd, name, ctx->uid, gid, AT_SYMLINK_NOFOLLOW) == -1) {
+		mb_log(MB_LOG_WARNING, "chown %s: %s", name, strerror(errno));
+	}
+}
+
+/*
+ * Bytes of pages in [off, off + len) that tmpfs has not allocated yet: the
+ * upper bound charged before a write or fallocate.
+ */
+static uint64_t unallocated(int fd, const struct stat *st, uint64_t off,
+			    uint64_t len)
+{
+	uint64_t start = round_down(off), end = round_up(off + len);
+	uint64_t alloc_end = round_up((uint64_t)st->st_size), holes = 0, pos;
+
+	if (len == 0)
+		return 0;
+	if ((uint64_t)st_bytes(st) >= alloc_end) {
+		/* Dense file: only pages past the end are new. */
+		if (end <= alloc_end)
+			return 0;
+		return end - (start > alloc_end ? start : alloc_end);
+	}
+	for (pos = start; pos < end && pos < alloc_end;) {
+		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+
+		if (d == -1 || (uint64_t)d >= end) {
+			holes += (end < alloc_end ? end : alloc_end) - pos;
+			pos = alloc_end;
+			break;
+		}
+		holes += round_down((uint64_t)d) - pos;
+		h = lseek(fd, d, SEEK_HOLE);
+		if (h == -1)
+			break;
+		pos = round_up((uint64_t)h);
+	}
+	if (end > alloc_end)
+		holes += end - (start > alloc_end ? start : alloc_end);
+	return holes;
+}
+
+static void tfs_init(void *userdata, struct fuse_conn_info *conn)
+{
+	/* Write-through keeps ENOSPC on the write(2) that caused it. */
+	conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+	/* The kernel clears set-id bits itself; the daemon writes as root. */
+	conn->want &= ~FUSE_CAP_HANDLE_KILLPRIV;
+	/* SPLICE_WRITE/MOVE carry read replies, SPLICE_READ write requests. */
+	conn->want &= ~(FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE |
+			FUSE_CAP_SPLICE_READ);
+	if (tfs_splice >= TFS_SPLICE_READ)
+		conn->want |= conn->capable & (FUSE_CAP_SPLICE_WRITE |
+					       FUSE_CAP_SPLICE_MOVE);
+	if (tfs_splice >= TFS_SPLICE_ALL)
+		conn->want |= conn->capable & FUSE_CAP_SPLICE_READ;
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	conn->max_write = tfs_max_write;
+}
+
+static void tfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct fuse_entry_param e;
+	int err = do_lookup(ino_of(parent), name, &e);
+
+	if (err == ENOENT) {
+		memset(&e, 0, sizeof(e));
+		e.entry_timeout = tfs_timeout;
+		fuse_reply_entry(req, &e);
+	} else if (err != 0) {
+		fuse_reply_err(req, err);
+	} else {
+		fuse_reply_entry(req, &e);
+	}
+}
+
+static void tfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	forget_one(ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void tfs_forget_multi(fuse_req_t req, size_t count,
+			     struct fuse_forget_data *forgets)
+{
+	size_t i;
+
+	for (i = 0; i < count; i++)
+		forget_one(forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static int inode_stat(struct tfs_inode *in, struct fuse_file_info *fi,
+		      struct stat *st)
+{
+	int rc;
+
+	if (fi != NULL)
+		rc = fstat((int)fi->fh, st);
+	else
+		rc = fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
+	return rc == -1 ? errno : 0;
+}
+
+static void tfs_getattr(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	struct stat st;
+	int err = inode_stat(ino_of(ino), fi, &st);
+
+	if (err != 0)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_attr(req, &st, tfs_timeout);
+}
+
+/* Change the size with the growth charged first. */
+static int charged_truncate(struct tfs_inode *in, struct fuse_file_info *fi,
+			    off_t size)
+{
+	struct stat st;
+	char path[TFS_PROC_PATH];
+	uint64_t est = 0, hole_room;
+	int err, rc;
+
+	pthread_mutex_lock(&in->lock);
+	err = inode_stat(in, fi, &st);
+	if (err != 0)
+		goto out;
+	/*
+	 * Growing the size allocates nothing in tmpfs (holes are free), so it
+	 * cannot fail for quota.  While the file is open the growth is set
+	 * aside if the broker has it, for the shared-mapping writes that
+	 * usually follow; otherwise those writes are charged as they come.
+	 */
+	if (in->nopen > 0 && (uint64_t)size > round_up((uint64_t)st.st_size))
+		est = round_up((uint64_t)size) - round_up((uint64_t)st.st_size);
+	if (est > 0 && tfs_charge_begin(in, est, TFS_CHARGE_SOFT) != 0)
+		est = 0;
+	if (fi != NULL) {
+		rc = ftruncate((int)fi->fh, size);
+	} else {
+		proc_path(path, in->fd);
+		rc = truncate(path, size);
+	}
+	err = rc == -1 ? errno : 0;
+	if (inode_stat(in, fi, &st) != 0)
+		st.st_blocks = in->blocks / TFS_BLOCK_UNIT;
+	/* Growth kept for shared-mapping writes while the file is open. */
+	tfs_charge_end(in, est, st_bytes(&st) - in->blocks, in->nopen > 0);
+	/* A reserve never exceeds the holes below the size. */
+	hole_room = round_up((uint64_t)st.st_size);
+	hole_room = hole_room > (uint64_t)st_bytes(&st) ?
+		hole_room - (uint64_t)st_bytes(&st) : 0;
+	tfs_charge_trim_resv(in, hole_room);
+out:
+	pthread_mutex_unlock(&in->lock);
+	return err;
+}
+
+static void tfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
+			int valid, struct fuse_file_info *fi)
+{
+	struct tfs_inode *in = ino_of(ino);
+	char path[TFS_PROC_PATH];
+	int err = 0;
+
+	proc_path(path, in->fd);
+	if (valid & FUSE_SET_ATTR_MODE) {
+		int rc = fi != NULL ? fchmod((int)fi->fh, attr->st_mode) :
+			chmod(path, attr->st_mode);
+
+		if (rc == -1) {
+			err = errno;
+			goto out;
+		}
+	}
+	if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
+		uid_t uid = (valid & FUSE_SET_ATTR_UID) ? attr->st_uid : (uid_t)-1;
+		gid_t gid = (valid & FUSE_SET_ATTR_GID) ? attr->st_gid : (gid_t)-1;
+
+		if (fchownat(in->fd, "", uid, gid,
+			     AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
+			err = errno;
+			goto out;
+		}
+	}
+	if (valid & FUSE_SET_ATTR_SIZE) {
+		err = charged_truncate(in, fi, attr->st_size);
+		if (err != 0)
+			goto out;
+	}
+	if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME)) {
+		struct timespec tv[2];
+		int rc;
+
+		tv[0].tv_sec = 0;
+		tv[1].tv_sec = 0;
+		tv[0].tv_nsec = UTIME_OMIT;
+		tv[1].tv_nsec = UTIME_OMIT;
+		if (valid & FUSE_SET_ATTR_ATIME_NOW)
+			tv[0].tv_nsec = UTIME_NOW;
+		else if (valid & FUSE_SET_ATTR_ATIME)
+			tv[0] = attr->st_atim;
+		if (valid & FUSE_SET_ATTR_MTIME_NOW)
+			tv[1].tv_nsec = UTIME_NOW;
+		else if (valid & FUSE_SET_ATTR_MTIME)
+			tv[1] = attr->st_mtim;
+		if (fi != NULL)
+			rc = futimens((int)fi->fh, tv);
+		else
+			rc = utimensat(AT_FDCWD, path, tv, 0);
+		if (rc == -1) {
+			err = errno;
+			goto out;
+		}
+	}
+out:
+	if (err != 0)
+		fuse_reply_err(req, err);
+	else
+		tfs_getattr(req, ino, fi);
+}
+
+static void tfs_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	char buf[PATH_MAX + 1];
+	ssize_t n = readlinkat(ino_of(ino)->fd, "", buf, sizeof(buf));
+
+	if (n == -1)
+		fuse_reply_err(req, errno);
+	else if (n == (ssize_t)sizeof(buf))
+		fuse_reply_err(req, ENAMETOOLONG);
+	else {
+		buf[n] = '\0';
+		fuse_reply_readlink(req, buf);
+	}
+}
+
+/* Common tail of mknod, mkdir and symlink: own it, look it up, reply. */
+static void reply_new(fuse_req_t req, struct tfs_inode *parent,
+		      const char *name)
+{
+	struct fuse_entry_param e;
+	int err;
+
+	set_owner(parent, req, parent->fd, name, -1);
+	err = do_lookup(parent, name, &e);
+	if (err != 0)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+static void tfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode, dev_t rdev)
+{
+	struct tfs_inode *p = ino_of(parent);
+
+	if (mknodat(p->fd, name, mode, rdev) == -1) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	reply_new(req, p, name);
+}
+
+static void tfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
+		      mode_t mode)
+{
+	struct tfs_inode *p = ino_of(parent);
+
+	if (mkdirat(p->fd, name, mode) == -1) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	reply_new(req, p, name);
+}
+
+static void tfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
+			const char *name)
+{
+	struct tfs_inode *p = ino_of(parent);
+	struct stat st;
+	uint64_t est = round_up(strlen(link) + 1);
+	int err = 0;
+
+	/* A long target takes a page of tmpfs. */
+	if (tfs_charge_begin(NULL, est, TFS_CHARGE_HARD) != 0) {
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	if (symlinkat(link, p->fd, name) == -1)
+		err = errno;
+	if (err == 0 && fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		tfs_charge_end(NULL, est, st_bytes(&st), 0);
+	else
+		tfs_charge_end(NULL, est, 0, 0);
+	if (err != 0) {
+		fuse_reply_err(req, err);
+		return;
+	}
+	reply_new(req, p, name);
+}
+
+static void tfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
+		     const char *newname)
+{
+	struct tfs_inode *in = ino_of(ino), *np = ino_of(newparent);
+	struct fuse_entry_param e;
+	int err;
+
+	if (linkat(in->fd, "", np->fd, newname, AT_EMPTY_PATH) == -1) {
+		char path[TFS_PROC_PATH];
+
+		proc_path(path, in->fd);
+		if (linkat(AT_FDCWD, path, np->fd, newname,
+			   AT_SYMLINK_FOLLOW) == -1) {
+			fuse_reply_err(req, errno);
+			return;
+		}
+	}
+	err = do_lookup(np, newname, &e);
+	if (err != 0)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_entry(req, &e);
+}
+
+/*
+ * The node about to lose a link: its table entry if the kernel knows it,
+ * else its stat.  After the removal, a node with no link left and no opener
+ * gives its charge back.
+ */
+struct victim {
+	int known;
+	struct stat st;
+	struct tfs_inode *in;
+};
+
+static void victim_get(struct tfs_inode *dir, const char *name,
+		       struct victim *v)
+{
+	memset(v, 0, sizeof(*v));
+	if (fstatat(dir->fd, name, &v->st, AT_SYMLINK_NOFOLLOW) == -1)
+		return;
+	if (S_ISDIR(v->st.st_mode))
+		return;
+	v->known = 1;
+	pthread_mutex_lock(&tbl_lock);
+	v->in = tbl_find(v->st.st_dev, v->st.st_ino);
+	if (v->in != NULL)
+		v->in->nlookup++;	/* held across the removal */
+	pthread_mutex_unlock(&tbl_lock);
+}
+
+static void victim_settle(struct victim *v, int removed)
+{
+	struct stat st;
+
+	if (!v->known)
+		return;
+	if (v->in == NULL) {
+		/* Unknown to the kernel, hence not open: blocks unchanged. */
+		if (removed && v->st.st_nlink <= 1)
+			tfs_charge_adjust(-st_bytes(&v->st));
+		return;
+	}
+	if (removed) {
+		pthread_mutex_lock(&v->in->lock);
+		if (fstatat(v->in->fd, "", &st, AT_EMPTY_PATH) == 0 &&
+		    st.st_nlink == 0 && v->in->nopen == 0 && !v->in->gone)
+			tfs_charge_credit(v->in);
+		pthread_mutex_unlock(&v->in->lock);
+	}
+	forget_one((fuse_ino_t)(uintptr_t)v->in, 1);
+}
+
+static void tfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct tfs_inode *p = ino_of(parent);
+	struct victim v;
+	int err = 0;
+
+	victim_get(p, name, &v);
+	if (unlinkat(p->fd, name, 0) == -1)
+		err = errno;
+	victim_settle(&v, err == 0);
+	fuse_reply_err(req, err);
+}
+
+static void tfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	int rc = unlinkat(ino_of(parent)->fd, name, AT_REMOVEDIR);
+
+	fuse_reply_err(req, rc == -1 ? errno : 0);
+}
+
+static void tfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       fuse_ino_t newparent, const char *newname,
+		       unsigned int flags)
+{
+	struct tfs_inode *p = ino_of(parent), *np = ino_of(newparent);
+	struct victim v;
+	int err = 0;
+
+	memset(&v, 0, sizeof(v));
+	if (!(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)))
+		victim_get(np, newname, &v);
+	if (renameat2(p->fd, name, np->fd, newname, flags) == -1)
+		err = errno;
+	victim_settle(&v, err == 0);
+	fuse_reply_err(req, err);
+}
+
+static int reopen(struct tfs_inode *in, int flags)
+{
+	char path[TFS_PROC_PATH];
+
+	proc_path(path, in->fd);
+	return open(path, (flags & ~O_NOFOLLOW) | O_CLOEXEC);
+}
+
+/* After O_TRUNC: book what the truncation gave back. */
+static void resync(struct tfs_inode *in, int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) == 0)
+		tfs_charge_end(in, 0, st_bytes(&st) - in->blocks, 0);
+}
+
+static void opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd)
+{
+	pthread_mutex_lock(&in->lock);
+	in->nopen++;
+	if (fi->flags & O_TRUNC)
+		resync(in, fd);
+	pthread_mutex_unlock(&in->lock);
+	fi->fh = (uint64_t)fd;
+	fi->keep_cache = 1;
+	fi->noflush = 1;
+}
+
+static void tfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct tfs_inode *in = ino_of(ino);
+	int fd = reopen(in, fi->flags);
+
+	if (fd == -1) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	opened(in, fi, fd);
+	if (fuse_reply_open(req, fi) != 0) {
+		/* The opener is gone; no release will come. */
+		pthread_mutex_lock(&in->lock);
+		in->nopen--;
+		pthread_mutex_unlock(&in->lock);
+		close(fd);
+	}
+}
+
+static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
+		       mode_t mode, struct fuse_file_info *fi)
+{
+	struct tfs_inode *p = ino_of(parent), *in;
+	struct fuse_entry_param e;
+	int fd, err;
+
+	fd = openat(p->fd, name, (fi->flags | O_CREAT) & ~O_NOFOLLOW, mode);
+	if (fd == -1) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	set_owner(p, req, -1, NULL, fd);
+	err = do_lookup(p, name, &e);
+	if (err != 0) {
+		close(fd);
+		fuse_reply_err(req, err);
+		return;
+	}
+	in = ino_of(e.ino);
+	opened(in, fi, fd);
+	if (fuse_reply_create(req, &e, fi) != 0) {
+		/* The creator is gone: no release and no forget will come. */
+		pthread_mutex_lock(&in->lock);
+		in->nopen--;
+		pthread_mutex_unlock(&in->lock);
+		close(fd);
+		forget_one(e.ino, 1);
+	}
+}
+
+static void tfs_release(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	struct tfs_inode *in = ino_of(ino);
+	struct stat st;
+
+	pthread_mutex_lock(&in->lock);
+	if (in->nopen > 0)
+		in->nopen--;
+	if (in->nopen == 0) {
+		tfs_charge_drop_resv(in);
+		if (fstat((int)fi->fh, &st) == 0 && st.st_nlink == 0 &&
+		    !in->gone)
+			tfs_charge_credit(in);
+	}
+	pthread_mutex_unlock(&in->lock);
+	close((int)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+static void tfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+static void tfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
+		      struct fuse_file_info *fi)
+{
+	int rc = datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh);
+
+	fuse_reply_err(req, rc == -1 ? errno : 0);
+}
+
+static void tfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
+
+	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].pos = off;
+	fuse_reply_data(req, &buf, tfs_splice >= TFS_SPLICE_READ ?
+			FUSE_BUF_SPLICE_MOVE : FUSE_BUF_NO_SPLICE);
+}
+
+static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
+			  struct fuse_bufvec *in_buf, off_t off,
+			  struct fuse_file_info *fi)
+{
+	struct tfs_inode *in = ino_of(ino);
+	size_t size = fuse_buf_size(in_buf);
+	struct fuse_bufvec out = FUSE_BUFVEC_INIT(size);
+	struct stat st;
+	uint64_t est = 0;
+	ssize_t n;
+
+	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	out.buf[0].fd = (int)fi->fh;
+	out.buf[0].pos = off;
+	if (!tfs_charge_enabled()) {
+		n = fuse_buf_copy(&out, in_buf, tfs_splice >= TFS_SPLICE_ALL ?
+				  0 : FUSE_BUF_NO_SPLICE);
+		goto reply;
+	}
+	pthread_mutex_lock(&in->lock);
+	if (fstat((int)fi->fh, &st) == -1) {
+		pthread_mutex_unlock(&in->lock);
+		fuse_reply_err(req, errno);
+		return;
+	}
+	est = unallocated((int)fi->fh, &st, (uint64_t)off, size);
+	if (tfs_charge_begin(in, est, fi->writepage ? TFS_CHARGE_FORCE :
+			     TFS_CHARGE_HARD) != 0) {
+		pthread_mutex_unlock(&in->lock);
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
+	n = fuse_buf_copy(&out, in_buf, tfs_splice >= TFS_SPLICE_ALL ?
+				  0 : FUSE_BUF_NO_SPLICE);
+	if (fstat((int)fi->fh, &st) == 0)
+		tfs_charge_end(in, est, st_bytes(&st) - in->blocks, 0);
+	else
+		tfs_charge_end(in, est, 0, 0);
+	pthread_mutex_unlock(&in->lock);
+reply:
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_write(req, (size_t)n);
+}
+
+static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
+			  off_t off, off_t len, struct fuse_file_info *fi)
+{
+	struct tfs_inode *in = ino_of(ino);
+	struct stat st;
+	uint64_t est = 0;
+	int err = 0;
+
+	if (off < 0 || len <= 0) {
+		fuse_reply_err(req, EINVAL);
+		return;
+	}
+	pthread_mutex_lock(&in->lock);
+	if (fstat((int)fi->fh, &st) == -1) {
+		err = errno;
+		goto out;
+	}
+	if (!(mode & FALLOC_FL_PUNCH_HOLE))
+		est = unallocated((int)fi->fh, &st, (uint64_t)off, (uint64_t)len);
+	if (tfs_charge_begin(in, est, TFS_CHARGE_HARD) != 0) {
+		err = ENOSPC;
+		goto out;
+	}
+	if (fallocate((int)fi->fh, mode, off, len) == -1)
+		err = errno;
+	if (fstat((int)fi->fh, &st) == 0)
+		tfs_charge_end(in, est, st_bytes(&st) - in->blocks, 0);
+	else
+		tfs_charge_end(in, est, 0, 0);
+out:
+	pthread_mutex_unlock(&in->lock);
+	fuse_reply_err(req, err);
+}
+
+static void tfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
+		      struct fuse_file_info *fi)
+{
+	off_t r = lseek((int)fi->fh, off, whence);
+
+	if (r == -1)
+		fuse_reply_err(req, errno);
+	else
+		fuse_reply_lseek(req, r);
+}
+
+static void tfs_opendir(fuse_req_t req, fuse_ino_t ino,
+			struct fuse_file_info *fi)
+{
+	struct tfs_dir *d = calloc(1, sizeof(*d));
+	int fd;
+
+	if (d == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	fd = openat(ino_of(ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1 || (d->dp = fdopendir(fd)) == NULL) {
+		int err = errno;
+
+		if (fd != -1)
+			close(fd);
+		free(d);
+		fuse_reply_err(req, err);
+		return;
+	}
+	fi->fh = (uint64_t)(uintptr_t)d;
+	fi->keep_cache = 0;
+	if (fuse_reply_open(req, fi) != 0) {
+		closedir(d->dp);
+		free(d);
+	}
+}
+
+static int is_dot(const char *name)
+{
+	return name[0] == '.' &&
+		(name[1] == '\0' || (name[1] == '.' && name[2] == '\0'));
+}
+
+static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi, int plus)
+{
+	struct tfs_dir *d = (struct tfs_dir *)(uintptr_t)fi->fh;
+	char *buf = malloc(size), *p = buf;
+	size_t rem = size;
+	int err = 0;
+
+	if (buf == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	if (off != d->off) {
+		seekdir(d->dp, off);
+		d->entry = NULL;
+		d->off = off;
+	}
+	for (;;) {
+		struct fuse_entry_param e;
+		size_t n;
+
+		if (d->entry == NULL) {
+			errno = 0;
+			d->entry = readdir(d->dp);
+			if (d->entry == NULL) {
+				err = errno;
+				break;
+			}
+		}
+		off_t next = d->entry->d_off;
+		const char *name = d->entry->d_name;
+
+		if (plus && !is_dot(name)) {
+			err = do_lookup(ino_of(ino), name, &e);
+			if (err == ENOENT) {
+				/* Removed since readdir saw it. */
+				err = 0;
+				d->entry = NULL;
+				d->off = next;
+				continue;
+			}
+			if (err != 0)
+				break;
+			n = fuse_add_direntry_plus(req, p, rem, name, &e, next);
+			if (n > rem) {
+				forget_one(e.ino, 1);
+				break;
+			}
+		} else if (plus) {
+			memset(&e, 0, sizeof(e));
+			e.attr.st_ino = d->entry->d_ino;
+			e.attr.st_mode = (mode_t)d->entry->d_type << 12;
+			n = fuse_add_direntry_plus(req, p, rem, name, &e, next);
+			if (n > rem)
+				break;
+		} else {
+			struct stat st;
+
+			memset(&st, 0, sizeof(st));
+			st.st_ino = d->entry->d_ino;
+			st.st_mode = (mode_t)d->entry->d_type << 12;
+			n = fuse_add_direntry(req, p, rem, name, &st, next);
+			if (n > rem)
+				break;
+		}
+		p += n;
+		rem -= n;
+		d->entry = NULL;
+		d->off = next;
+	}
+	/* An error after some entries is reported on the next call. */
+	if (err != 0 && p == buf)
+		fuse_reply_err(req, err);
+	else
+		fuse_reply_buf(req, buf, size - rem);
+	free(buf);
+}
+
+static void tfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+			struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 0);
+}
+
+static void tfs_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size,
+			    off_t off, struct fuse_file_info *fi)
+{
+	do_readdir(req, ino, size, off, fi, 1);
+}
+
+static void tfs_releasedir(fuse_req_t req, fuse_ino_t ino,
+			   struct fuse_file_info *fi)
+{
+	struct tfs_dir *d = (struct tfs_dir *)(uintptr_t)fi->fh;
+
+	closedir(d->dp);
+	free(d);
+	fuse_reply_err(req, 0);
+}
+
+static void tfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync,
+			 struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, 0);
+}
+
+/* statfs: size and free space are the quota, files come from tmpfs. */
+static void tfs_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct statvfs sv;
+	struct tfs_usage u;
+	uint64_t total, busy;
+
+	if (fstatvfs(tfs_root.fd, &sv) == -1) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	if (!tfs_charge_enabled()) {
+		fuse_reply_statfs(req, &sv);
+		return;
+	}
+	tfs_charge_usage(&u, 1);
+	busy = u.used + u.reserved;
+	total = u.held + u.available;
+	if (total < busy)
+		total = busy;
+	sv.f_bsize = TFS_PAGE;
+	sv.f_frsize = TFS_PAGE;
+	sv.f_blocks = round_up(total) / TFS_PAGE;
+	sv.f_bfree = sv.f_blocks - round_up(busy) / TFS_PAGE;
+	sv.f_bavail = sv.f_bfree;
+	fuse_reply_statfs(req, &sv);
+}
+
+static void tfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			 const char *value, size_t size, int flags)
+{
+	char path[TFS_PROC_PATH];
+
+	proc_path(path, ino_of(ino)->fd);
+	fuse_reply_err(req, setxattr(path, name, value, size, flags) == -1 ?
+		       errno : 0);
+}
+
+static void reply_xattr(fuse_req_t req, size_t size, ssize_t n, char *buf)
+{
+	if (n == -1)
+		fuse_reply_err(req, errno);
+	else if (size == 0)
+		fuse_reply_xattr(req, (size_t)n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
+}
+
+static void tfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
+			 size_t size)
+{
+	char path[TFS_PROC_PATH], *buf = NULL;
+	ssize_t n;
+
+	if (size > TFS_XATTR_MAX)
+		size = TFS_XATTR_MAX;
+	if (size > 0 && (buf = malloc(size)) == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	proc_path(path, ino_of(ino)->fd);
+	n = getxattr(path, name, buf, size);
+	reply_xattr(req, size, n, buf);
+	free(buf);
+}
+
+static void tfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
+{
+	char path[TFS_PROC_PATH], *buf = NULL;
+	ssize_t n;
+
+	if (size > TFS_XATTR_MAX)
+		size = TFS_XATTR_MAX;
+	if (size > 0 && (buf = malloc(size)) == NULL) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	proc_path(path, ino_of(ino)->fd);
+	n = listxattr(path, buf, size);
+	reply_xattr(req, size, n, buf);
+	free(buf);
+}
+
+static void tfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
+{
+	char path[TFS_PROC_PATH];
+
+	proc_path(path, ino_of(ino)->fd);
+	fuse_reply_err(req, removexattr(path, name) == -1 ? errno : 0);
+}
+
+const struct fuse_lowlevel_ops tfs_ops = {
+	.init = tfs_init,
+	.lookup = tfs_lookup,
+	.forget = tfs_forget,
+	.forget_multi = tfs_forget_multi,
+	.getattr = tfs_getattr,
+	.setattr = tfs_setattr,
+	.readlink = tfs_readlink,
+	.mknod = tfs_mknod,
+	.mkdir = tfs_mkdir,
+	.symlink = tfs_symlink,
+	.link = tfs_link,
+	.unlink = tfs_unlink,
+	.rmdir = tfs_rmdir,
+	.rename = tfs_rename,
+	.open = tfs_open,
+	.create = tfs_create,
+	.release = tfs_release,
+	.flush = tfs_flush,
+	.fsync = tfs_fsync,
+	.read = tfs_read,
+	.write_buf = tfs_write_buf,
+	.fallocate = tfs_fallocate,
+	.lseek = tfs_lseek,
+	.opendir = tfs_opendir,
+	.readdir = tfs_readdir,
+	.readdirplus = tfs_readdirplus,
+	.releasedir = tfs_releasedir,
+	.fsyncdir = tfs_fsyncdir,
+	.statfs = tfs_statfs,
+	.setxattr = tfs_setxattr,
+	.getxattr = tfs_getxattr,
+	.listxattr = tfs_listxattr,
+	.removexattr = tfs_removexattr,
+};

@@ -1,0 +1,132 @@
+/*
+ * walk.c - what the files already in the backing directory occupy, so
+ * that a mount (or a restart after a crash) reserves it first.
+ *
+ * track_fs is free software; you can redistribute it and/or modify it
+ * under the terms of the GNU General Public License version 2 as
+ * published by the Free Software Foundation (see COPYING.GPL-2).
+ */
+#define _GNU_SOURCE
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mb_log.h"
+#include "tfs.h"
+
+#define WALK_SET_MIN 256
+#define WALK_BLOCK 512
+
+/* Inodes with more than one link, so that each is counted once. */
+struct walk_set {
+	struct { dev_t dev; ino_t ino; } *slot;
+	size_t size, count;
+};
+
+static size_t set_hash(const struct walk_set *s, dev_t dev, ino_t ino)
+{
+	uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ULL ^ (uint64_t)dev;
+
+	return (size_t)(h ^ (h >> 31)) & (s->size - 1);
+}
+
+/* 1 if newly added, 0 if seen, -1 without memory. */
+static int set_add(struct walk_set *s, dev_t dev, ino_t ino)
+{
+	size_t i;
+
+	if ((s->count + 1) * 2 > s->size) {
+		struct walk_set n = { NULL, s->size ? s->size * 2 : WALK_SET_MIN, 0 };
+
+		n.slot = calloc(n.size, sizeof(*n.slot));
+		if (n.slot == NULL)
+			return -1;
+		for (i = 0; i < s->size; i++)
+			if (s->slot[i].ino != 0)
+				set_add(&n, s->slot[i].dev, s->slot[i].ino);
+		free(s->slot);
+		*s = n;
+	}
+	for (i = set_hash(s, dev, ino); s->slot[i].ino != 0;
+	     i = (i + 1) & (s->size - 1))
+		if (s->slot[i].dev == dev && s->slot[i].ino == ino)
+			return 0;
+	s->slot[i].dev = dev;
+	s->slot[i].ino = ino;
+	s->count++;
+	return 1;
+}
+
+static int walk_dir(int dirfd, dev_t dev, struct walk_set *set, uint64_t *sum)
+{
+	DIR *dp;
+	struct dirent *de;
+	int fd, rc = 0;
+
+	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		return -errno;
+	dp = fdopendir(fd);
+	if (dp == NULL) {
+		rc = -errno;
+		close(fd);
+		return rc;
+	}
+	while (rc == 0 && (errno = 0, de = readdir(dp)) != NULL) {
+		struct stat st;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno != ENOENT)
+				rc = -errno;
+			continue;
+		}
+		if (st.st_dev != dev)
+			continue;	/* another file system mounted inside */
+		if (S_ISDIR(st.st_mode)) {
+			int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY |
+					 O_NOFOLLOW | O_CLOEXEC);
+
+			if (sub == -1) {
+				rc = -errno;
+				continue;
+			}
+			rc = walk_dir(sub, dev, set, sum);
+			close(sub);
+			continue;
+		}
+		if (st.st_nlink > 1) {
+			int added = set_add(set, st.st_dev, st.st_ino);
+
+			if (added < 0)
+				rc = -ENOMEM;
+			if (added <= 0)
+				continue;
+		}
+		*sum += (uint64_t)st.st_blocks * WALK_BLOCK;
+	}
+	if (rc == 0 && errno != 0)
+		rc = -errno;
+	closedir(dp);
+	return rc;
+}
+
+int tfs_walk_usage(int dirfd, uint64_t *bytes)
+{
+	struct walk_set set = { NULL, 0, 0 };
+	struct stat st;
+	int rc;
+
+	*bytes = 0;
+	if (fstatat(dirfd, "", &st, AT_EMPTY_PATH) == -1)
+		return -errno;
+	rc = walk_dir(dirfd, st.st_dev, &set, bytes);
+	free(set.slot);
+	return rc;
+}
