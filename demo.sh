@@ -52,7 +52,7 @@ sleep 0.3
 
 if [ -x "$B/anrmalloc/examples/cache_holder" ]; then
 	step "A bidirectional cache holder (libanrmalloc) fills a 40 MiB cache with broker quota"
-	"$B/anrmalloc/examples/cache_holder" --socket "$MEMBROKER_SOCKET" --cache 40M >"$T/cache.log" 2>&1 &
+	"$B/anrmalloc/examples/cache_holder" --cache 40M --seconds 60 >"$T/cache.log" 2>&1 &
 else
 	step "A bidirectional client holds 40 MiB and gives it back when asked (mbutil --kind bidi)"
 	"$MBUTIL" --kind bidi hold 40M >"$T/cache.log" 2>&1 &
@@ -73,11 +73,11 @@ cat "$T/cache.log"
 echo "--- after the sink exited (its 72 MiB went back; sources are repaid first):"
 status
 
-if [ -f "$B/gmalloc/.libs/libgmalloc.so" ] && command -v python3 >/dev/null; then
+if [ -f "$B/gmalloc/.libs/libgmalloc.so" ] && [ -x /usr/bin/python3 ]; then
 	step "An unmodified python3 under LD_PRELOAD=libgmalloc.so, getting its quota from the broker"
 	LD_PRELOAD=$B/gmalloc/.libs/libgmalloc.so GMALLOC_BROKER=yes GMALLOC_BROKER_SOCKET=$MEMBROKER_SOCKET \
 		GMALLOC_LIMIT=256M GMALLOC_REPORT_AT_EXIT=yes \
-		python3 -c 'x = [bytes(1000) for _ in range(20000)]; print("python3 allocated", sum(map(len, x)), "bytes")'
+		/usr/bin/python3 -c 'x = [bytes(1000) for _ in range(20000)]; print("python3 allocated", sum(map(len, x)), "bytes")'
 	echo "(the broker's log shows the quota it asked for and gave back:)"
 	grep -iE 'gmalloc|python' "$T/mbserver.log" | tail -5
 fi
@@ -86,9 +86,9 @@ if [ -x "$B/track_fs/track_fs" ] && [ "$(id -u)" = 0 ] && [ -c /dev/fuse ]; then
 	step "track_fs over a tmpfs: file data is charged to the broker; ENOSPC when it says no"
 	mkdir -p "$T/backing" "$T/mnt"
 	mount -t tmpfs -o size=1G tmpfs "$T/backing" && BACKING_MOUNTED=1
-	if "$B/track_fs/track_fs" --backing "$T/backing" --socket "$MEMBROKER_SOCKET" "$T/mnt" 2>"$T/trackfs.log"; then
+	if "$B/track_fs/track_fs" --backing="$T/backing" "$T/mnt" 2>"$T/trackfs.log"; then
 		MNT=$T/mnt
-		dd if=/dev/zero of="$T/mnt/big" bs=1M count=200 2>&1 | tail -2
+		dd if=/dev/zero of="$T/mnt/big" bs=1M count=200 2>&1 | grep -v records
 		ls -l "$T/mnt/big"
 		df -h "$T/mnt" | tail -1
 		status
