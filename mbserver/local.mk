@@ -1,1 +1,8 @@
 # mbserver: build rules (paths relative to the top of the tree)
+sbin_PROGRAMS += mbserver/mbserver
+mbserver_mbserver_SOURCES = \
+	mbserver/main.c \
+	mbserver/server.c mbserver/server.h \
+	mbserver/conf.c mbserver/conf.h \
+	mbserver/broker.c mbserver/broker.h
+mbserver_mbserver_LDADD = common/libmbcommon.la

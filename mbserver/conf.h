@@ -1,0 +1,57 @@
+/*
+ * conf.h - mbserver's configuration: the key table, the file and command
+ * line, and the translation into the broker's tunables.
+ */
+#ifndef MBSERVER_CONF_H
+#define MBSERVER_CONF_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mb_conf.h"
+#include "broker.h"
+
+#define MBS_DEFAULT_CONFIG SYSCONFDIR "/membroker.conf"
+#define MBS_DEFAULT_SOCKET "/run/membroker/membroker.sock"
+#define MBS_PATH_MAX 108   /* sun_path */
+#define MBS_LIST_MAX 512
+#define MBS_MAX_IDS 64
+
+enum mbs_log_target { MBS_LOG_STDERR, MBS_LOG_SYSLOG };
+
+struct mbs_conf {
+	uint64_t total;            /* bytes */
+	char socket[MBS_PATH_MAX];
+	unsigned socket_mode;
+	char socket_group[64];
+	char allow_uids[MBS_LIST_MAX];
+	char allow_gids[MBS_LIST_MAX];
+	uint64_t client_cap;       /* bytes, 0: none */
+	uint64_t request_deadline; /* ms */
+	uint64_t share_deadline;   /* ms */
+	uint64_t pool_low;         /* bytes */
+	int log_level;
+	int log_target;
+};
+
+extern const struct mb_conf_key mbs_conf_table[];
+
+/* Resolved lists and amounts in pages. */
+struct mbs_resolved {
+	struct broker_config bc;
+	uid_t uids[MBS_MAX_IDS];
+	gid_t gids[MBS_MAX_IDS];
+	gid_t socket_gid;          /* (gid_t)-1: leave the group alone */
+};
+
+/* Defaults, then the file (a missing file is fine only when missing_ok),
+ * then the overrides "key=value".  Returns the number of errors, each
+ * reported through mb_log with its origin. */
+int mbs_conf_load(struct mbs_conf *cf, const char *path, int missing_ok,
+		  char *const *overrides, int noverrides);
+
+/* Turn names into ids and bytes into pages.  0, or -1 after logging. */
+int mbs_conf_resolve(const struct mbs_conf *cf, uint64_t page_size,
+		     struct mbs_resolved *out);
+
+#endif /* MBSERVER_CONF_H */
