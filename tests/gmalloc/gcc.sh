@@ -1,0 +1,32 @@
+#!/bin/sh
+# gcc (driver, cc1, as, ld, all preloaded) compiles a program under
+# gmalloc, and the program runs under gmalloc too.
+. "$top_srcdir/tests/gmalloc/gmlib.sh"
+need_cmd gcc
+
+cat >"$TEST_TMP/prog.c" <<'C'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+struct node { struct node *next; int v; };
+int main(void)
+{
+	struct node *head = NULL;
+	long sum = 0;
+	for (int i = 1; i <= 100000; i++) {
+		struct node *n = malloc(sizeof(*n));
+		n->v = i; n->next = head; head = n;
+	}
+	while (head) { struct node *n = head->next; sum += head->v; free(head); head = n; }
+	char *s = strdup("compiled under gmalloc");
+	printf("%s %ld\n", s, sum);
+	free(s);
+	return 0;
+}
+C
+pre gcc -O2 -Wall -o "$TEST_TMP/prog" "$TEST_TMP/prog.c" 2>"$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "gcc failed"; }
+[ ! -s "$TEST_TMP/err" ] || { cat "$TEST_TMP/err"; fail "gcc printed diagnostics"; }
+out=$(GMALLOC_REPORT_AT_EXIT=on pre "$TEST_TMP/prog" 2>"$TEST_TMP/err") || fail "program failed"
+[ "$out" = "compiled under gmalloc 5000050000" ] || fail "program printed '$out'"
+check_report "$TEST_TMP/err"
+echo "gcc ok"
