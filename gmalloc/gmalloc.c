@@ -393,7 +393,12 @@ GM_API void gmalloc_stats(size_t *in_use, size_t *resident, size_t *budget,
 }
 
 /* glibc's own names for the family, reached by some programs directly. */
+#if defined(__has_attribute) && __has_attribute(copy)
+#define GM_ALIAS(name, target) \
+	__attribute__((alias(#target), copy(target), visibility("default")))
+#else
 #define GM_ALIAS(name, target) __attribute__((alias(#target), visibility("default")))
+#endif
 void *__libc_malloc(size_t size) GM_ALIAS(__libc_malloc, malloc);
 void __libc_free(void *p) GM_ALIAS(__libc_free, free);
 void *__libc_calloc(size_t n, size_t size) GM_ALIAS(__libc_calloc, calloc);
@@ -401,5 +406,8 @@ void *__libc_realloc(void *p, size_t size) GM_ALIAS(__libc_realloc, realloc);
 void *__libc_memalign(size_t align, size_t size) GM_ALIAS(__libc_memalign, memalign);
 void *__libc_valloc(size_t size) GM_ALIAS(__libc_valloc, valloc);
 void *__libc_pvalloc(size_t size) GM_ALIAS(__libc_pvalloc, pvalloc);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
 struct mallinfo __libc_mallinfo(void) GM_ALIAS(__libc_mallinfo, mallinfo);
+#pragma GCC diagnostic pop
 int __libc_mallopt(int param, int value) GM_ALIAS(__libc_mallopt, mallopt);

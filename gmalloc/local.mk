@@ -22,3 +22,6 @@ gmalloc_libgmalloc_la_LDFLAGS = -avoid-version -module -no-undefined \
 gmalloc_libgmalloc_la_LIBADD = anrcore/libanrcore.la common/libmbcommon.la \
 	libmbclient/libmbclient.la $(PTHREAD_LIBS)
 EXTRA_gmalloc_libgmalloc_la_DEPENDENCIES = gmalloc/libgmalloc.map
+
+# The allocator benchmark (bench/alloc/run.sh; not part of make check).
+EXTRA_DIST += bench/alloc/run.sh bench/alloc/rss_driver.c

@@ -135,7 +135,11 @@ static void test_realloc(void)
 		same &= p[i] == (unsigned char)i;
 	CHECK(same);
 	errno = 0;
-	CHECK(realloc(p, opaque_size(SIZE_MAX)) == NULL && errno == ENOMEM);
+	/* Called through pointers: the compiler must not assume a failed
+	 * realloc freed the block. */
+	void *(*volatile re)(void *, size_t) = realloc;
+	void *(*volatile rea)(void *, size_t, size_t) = reallocarray;
+	CHECK(re(p, opaque_size(SIZE_MAX)) == NULL && errno == ENOMEM);
 	CHECK(p[99] == 99); /* the old block survives a failed realloc */
 	CHECK(realloc(p, 0) == NULL);
 
@@ -143,7 +147,7 @@ static void test_realloc(void)
 	check_ours(r);
 	memset(r, 7, 800);
 	errno = 0;
-	CHECK(reallocarray(r, opaque_size(SIZE_MAX / 4), 8) == NULL && errno == ENOMEM);
+	CHECK(rea(r, opaque_size(SIZE_MAX / 4), 8) == NULL && errno == ENOMEM);
 	CHECK(r[799] == 7);
 	r = reallocarray(r, 200, 8);
 	check_ours(r);
