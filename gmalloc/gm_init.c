@@ -47,6 +47,10 @@ struct gm_config gm_cfg;
 struct anr_heap *gm_heap_ptr;
 
 static _Atomic int gm_state;
+/* Many programs close stderr on their way out (coreutils' close_stdout);
+ * the report at exit goes to a copy taken at init. */
+#define GM_REPORT_FD_MIN 100
+static int gm_exit_fd = -1;
 static _Atomic pid_t gm_init_tid;
 
 static _Alignas(GM_BOOT_MAX_ALIGN) unsigned char gm_boot[GM_BOOT_SIZE];
@@ -241,6 +245,8 @@ static void gm_init_once(void)
 	if (pthread_atfork(gm_atfork_prepare, gm_atfork_parent, gm_atfork_child) != 0)
 		mb_log(MB_LOG_WARNING, "pthread_atfork failed: fork is not protected");
 	gm_install_signal();
+	if (gm_cfg.report_at_exit)
+		gm_exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, GM_REPORT_FD_MIN);
 }
 
 static struct anr_heap *gm_init_slow(void)
@@ -274,5 +280,5 @@ int gm_init_failed(void)
 __attribute__((destructor)) static void gm_fini(void)
 {
 	if (atomic_load(&gm_state) == GM_READY && gm_cfg.report_at_exit)
-		gm_report_fd(STDERR_FILENO);
+		gm_report_fd(gm_exit_fd >= 0 ? gm_exit_fd : STDERR_FILENO);
 }

@@ -19,7 +19,9 @@ gmalloc_libgmalloc_la_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS) \
 	-fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free
 gmalloc_libgmalloc_la_LDFLAGS = -avoid-version -module -no-undefined \
 	-Wl,--version-script=$(top_srcdir)/gmalloc/libgmalloc.map -Wl,-z,nodelete
-gmalloc_libgmalloc_la_LIBADD = anrcore/libanrcore.la common/libmbcommon.la \
+# libanrcore.la brings common/libmbcommon.la with it (both are convenience
+# libraries, so naming it again would link it twice).
+gmalloc_libgmalloc_la_LIBADD = anrcore/libanrcore.la \
 	libmbclient/libmbclient.la $(PTHREAD_LIBS)
 EXTRA_gmalloc_libgmalloc_la_DEPENDENCIES = gmalloc/libgmalloc.map
 

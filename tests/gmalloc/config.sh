@@ -3,19 +3,19 @@
 # the variable, and the program runs on with the default.
 . "$top_srcdir/tests/gmalloc/gmlib.sh"
 
-out=$(GMALLOC_LIMTI=5M pre echo hello 2>"$TEST_TMP/err") || fail "echo failed"
+out=$(echo hello | GMALLOC_LIMTI=5M pre cat 2>"$TEST_TMP/err") || fail "echo failed"
 [ "$out" = hello ] || fail "echo printed '$out'"
 grep -q 'GMALLOC_LIMTI' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "unknown variable not named"; }
 [ "$(wc -l <"$TEST_TMP/err")" -eq 1 ] || { cat "$TEST_TMP/err"; fail "expected one line"; }
 
 printf 'limit = 64M\nlimit = plenty\nreport_at_exit = yes\n' >"$TEST_TMP/gm.conf"
-out=$(GMALLOC_CONF="$TEST_TMP/gm.conf" pre echo hello 2>"$TEST_TMP/err") || fail "echo failed"
+out=$(echo hello | GMALLOC_CONF="$TEST_TMP/gm.conf" pre cat 2>"$TEST_TMP/err") || fail "echo failed"
 [ "$out" = hello ] || fail "echo printed '$out'"
 grep -q "$TEST_TMP/gm.conf:2: limit" "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "bad line not named"; }
 # The good lines around it still apply.
 grep -q 'limit=64.0 MiB' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "limit from line 1 lost"; }
 
-out=$(GMALLOC_CONF="$TEST_TMP/nope.conf" pre echo hello 2>"$TEST_TMP/err") || fail "echo failed"
+out=$(echo hello | GMALLOC_CONF="$TEST_TMP/nope.conf" pre cat 2>"$TEST_TMP/err") || fail "echo failed"
 [ "$out" = hello ] || fail "echo printed '$out'"
 grep -q "GMALLOC_CONF=$TEST_TMP/nope.conf" "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "missing file not reported"; }
 

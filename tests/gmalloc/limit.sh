@@ -16,6 +16,6 @@ check_report "$TEST_TMP/err"
 grep -q '^allocated' "$TEST_TMP/out" && fail "fill returned instead of aborting"
 
 # A request the reservation could never hold is not "the limit": NULL.
-GMALLOC_LIMIT=32M GMALLOC_ON_LIMIT=abort pre "$FAMILY" family >"$TEST_TMP/out" 2>"$TEST_TMP/err" ||
+GMALLOC_LIMIT=256M GMALLOC_ON_LIMIT=abort pre "$FAMILY" family >"$TEST_TMP/out" 2>"$TEST_TMP/err" ||
 	{ cat "$TEST_TMP/err"; fail "family under on_limit=abort failed"; }
 echo "limit ok: $mib MiB"
