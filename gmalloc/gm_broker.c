@@ -269,6 +269,13 @@ void gm_broker_fork_child(void)
 	 * and connects on its first need. */
 	atomic_store(&gm_held, 0);
 	atomic_store(&gm_freed, 0);
+	atomic_store(&st_requests, 0);
+	atomic_store(&st_reserves, 0);
+	atomic_store(&st_granted, 0);
+	atomic_store(&st_returns, 0);
+	atomic_store(&st_returned, 0);
+	atomic_store(&st_refused, 0);
+	atomic_store(&st_lost, 0);
 	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
 	anr_set_budget(gm_heap_ptr, 0);
 }

@@ -39,6 +39,8 @@ grep -q 'broker connected' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "not c
 grep -q 'requests [1-9]' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "no quota requests"; }
 grep -q 'returns [1-9]' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "no quota returned after the frees"; }
 grep -q 'registered as sink' "$TEST_TMP/mbserver.log" || { cat "$TEST_TMP/mbserver.log"; fail "broker saw no sink"; }
+grep -q '(python3, pid [0-9]*) leaves holding [1-9]' "$TEST_TMP/mbserver.log" ||
+	{ cat "$TEST_TMP/mbserver.log"; fail "the broker granted python3 nothing"; }
 pool_back
 
 # Forked children (gm_family forks five while threads allocate) start with
@@ -59,6 +61,14 @@ GMALLOC_BROKER=on GMALLOC_LIMIT=64M pre "$FAMILY" fill >"$TEST_TMP/out" 2>"$TEST
 read -r _ mib _ _ err <"$TEST_TMP/out"
 [ "$err" = 12 ] || fail "errno $err, expected ENOMEM: $(cat "$TEST_TMP/out")"
 [ "$mib" -ge 8 ] && [ "$mib" -le 16 ] || fail "allocated $mib MiB from a 16 MiB broker"
+pool_back
+# The same with RESERVE after REQUEST: it waits, is denied, and malloc fails.
+GMALLOC_BROKER=on GMALLOC_LIMIT=64M GMALLOC_URGENCY=request-then-reserve GMALLOC_RESERVE_TIMEOUT=500ms \
+GMALLOC_REPORT_AT_EXIT=on pre "$FAMILY" fill >"$TEST_TMP/out" 2>"$TEST_TMP/err" ||
+	{ cat "$TEST_TMP/err"; fail "fill with request-then-reserve failed"; }
+read -r _ mib _ _ err <"$TEST_TMP/out"
+[ "$err" = 12 ] && [ "$mib" -ge 8 ] && [ "$mib" -le 16 ] || fail "request-then-reserve: $(cat "$TEST_TMP/out")"
+grep -q 'reserves [1-9]' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "no RESERVE was sent"; }
 pool_back
 
 # No broker: one warning, and the fixed limit applies.
