@@ -20,6 +20,7 @@ tests_gmalloc_gm_family_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS) -fno-builtin
 GMALLOC_SH_TESTS = \
 	tests/gmalloc/exports.sh \
 	tests/gmalloc/family.sh \
+	tests/gmalloc/nomap.sh \
 	tests/gmalloc/config.sh \
 	tests/gmalloc/limit.sh \
 	tests/gmalloc/guard.sh \

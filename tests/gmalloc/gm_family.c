@@ -11,6 +11,9 @@
  *   gm_family badfree      free a pointer gmalloc never handed out
  *   gm_family leak         leak one 1234-byte block (valgrind test)
  *   gm_family overflow     write past a block, then free it (guard test)
+ *   gm_family seccomp      after the first malloc, forbid every system call
+ *                          that changes the memory map, then run the family
+ *                          (a violation kills the process with SIGSYS)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -22,8 +25,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if defined(__has_include)
+#if __has_include(<linux/seccomp.h>) && __has_include(<linux/filter.h>) && __has_include(<linux/audit.h>)
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#define HAVE_SECCOMP_FILTER 1
+#endif
+#endif
 
 static int failures;
 
@@ -410,6 +423,72 @@ static int churn(long mib)
 	return 0;
 }
 
+#ifdef HAVE_SECCOMP_FILTER
+#if defined(__x86_64__)
+#define GM_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define GM_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#endif
+#endif
+
+/* Kill the process on any call that changes the memory map.  Returns 0,
+ * or -1 if the filter cannot be installed here (the test then skips). */
+static int forbid_map_changes(void)
+{
+#if defined(HAVE_SECCOMP_FILTER) && defined(GM_AUDIT_ARCH)
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, GM_AUDIT_ARCH, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 5, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_munmap, 4, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mremap, 3, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 2, 0),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_brk, 1, 0),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+	};
+	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return -1;
+	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0 ? 0 : -1;
+#else
+	return -1;
+#endif
+}
+
+/* Single-threaded (thread stacks are mmapped): the family without threads. */
+static int seccomp_run(void)
+{
+	free(malloc(1));
+	if (forbid_map_changes() != 0) {
+		printf("seccomp unavailable\n");
+		return 77;
+	}
+	for (int round = 0; round < 20; round++) {
+		test_malloc();
+		test_calloc();
+		test_realloc();
+		test_aligned();
+		void *big[8];
+		for (int i = 0; i < 8; i++) {
+			big[i] = malloc((size_t)(i + 1) << 22);
+			if (big[i])
+				memset(big[i], i, (size_t)(i + 1) << 22);
+		}
+		for (int i = 0; i < 8; i++)
+			free(big[i]);
+		malloc_trim(0);
+	}
+	if (failures) {
+		fprintf(stderr, "%d checks failed\n", failures);
+		return 1;
+	}
+	printf("no map changes\n");
+	return 0;
+}
+
 __attribute__((noinline)) static void leak_one(void)
 {
 	char *p = opaque(malloc(1234));
@@ -430,6 +509,8 @@ int main(int argc, char **argv)
 		return fill(argc > 2 ? atol(argv[2]) : 0);
 	if (strcmp(mode, "churn") == 0)
 		return churn(argc > 2 ? atol(argv[2]) : 64);
+	if (strcmp(mode, "seccomp") == 0)
+		return seccomp_run();
 	if (strcmp(mode, "badfree") == 0) {
 		static char not_ours[64];
 		free(not_ours + 16);
