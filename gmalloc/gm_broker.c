@@ -84,7 +84,7 @@ static void gm_give_up(struct anr_heap *h, const char *why, int err)
 		mb_format_size(lim, sizeof(lim), gm_cfg.limit);
 	else
 		mb_format(lim, sizeof(lim), "none");
-	mb_log(MB_LOG_WARNING, "no broker at %s (%s: %s): fixed limit %s applies",
+	mb_log(MB_LOG_WARNING, "broker at %s: %s: %s; fixed limit %s applies",
 	       sock ? sock : "the default socket", why, mb_strerror(err), lim);
 	atomic_store(&gm_mb_state, GM_MB_DEAD);
 	struct anr_stats st;
@@ -127,7 +127,20 @@ static void gm_lost(struct anr_heap *h, int rc)
 	       mb_strerror(rc));
 	atomic_store(&gm_held, 0);
 	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
-	(void)h;
+	/* Nothing backs the budget now; the next need asks for all of it. */
+	anr_set_budget(h, 0);
+}
+
+static int gm_conn_error(int rc)
+{
+	return rc == MB_ECONNLOST || rc == MB_ESHUTDOWN || rc == MB_ENOTCONN;
+}
+
+/* The broker said no for now: the allocation fails, we stay connected. */
+static int gm_refusal(int rc)
+{
+	return rc == MB_EDENIED || rc == MB_ETIMEDOUT || rc == MB_ECAP ||
+	       rc == MB_ECANCELED;
 }
 
 static uint64_t round_up(uint64_t v, uint64_t m)
@@ -162,15 +175,18 @@ static int gm_ask(struct anr_heap *h, size_t need)
 			rc = 0;
 		}
 	}
-	if (rc == MB_ECONNLOST || rc == MB_ESHUTDOWN || rc == MB_ENOTCONN) {
+	if (gm_conn_error(rc)) {
 		gm_lost(h, rc);
 		return 1; /* retried: reconnect, or fall back to the limit */
 	}
-	if (rc != 0) {
-		mb_log(MB_LOG_WARNING, "quota request of %lu pages failed: %s",
-		       (unsigned long)pages, mb_strerror(rc));
+	if (gm_refusal(rc)) {
 		atomic_fetch_add(&st_refused, 1);
 		return 0;
+	}
+	if (rc != 0) {
+		/* Refused for good (permissions, protocol): stop asking. */
+		gm_give_up(h, "quota request", rc);
+		return 1;
 	}
 	granted += more;
 	if (granted == 0) {
@@ -236,7 +252,7 @@ size_t gm_broker_release(int force)
 		atomic_fetch_sub(&gm_held, pages * gm_page);
 		atomic_fetch_add(&st_returned, pages * gm_page);
 		given = (size_t)(pages * gm_page);
-	} else if (rc == MB_ECONNLOST || rc == MB_ESHUTDOWN || rc == MB_ENOTCONN) {
+	} else if (gm_conn_error(rc)) {
 		gm_lost(h, rc);
 	} else {
 		mb_log(MB_LOG_WARNING, "returning %lu quota pages failed: %s",

@@ -53,6 +53,34 @@ grep -qx 'family ok' "$TEST_TMP/out" || fail "family not ok under the broker"
 	{ cat "$TEST_TMP/mbserver.log"; fail "children did not connect"; }
 pool_back
 
+# The broker dies and comes back while a program holds quota: the program
+# notices the lost connection and goes on (reconnected, or at its limit).
+cat >"$TEST_TMP/wait.py" <<'PY'
+import os, sys, time
+a = [bytearray(1 << 20) for _ in range(8)]
+open(sys.argv[1] + "/ready", "w").close()
+while not os.path.exists(sys.argv[1] + "/go"):
+    time.sleep(0.02)
+b = [bytearray(1 << 20) for _ in range(32)]
+print(len(a) + len(b))
+PY
+GMALLOC_BROKER=on GMALLOC_LIMIT=256M GMALLOC_REPORT_AT_EXIT=on \
+	pre python3 "$TEST_TMP/wait.py" "$TEST_TMP" >"$TEST_TMP/got" 2>"$TEST_TMP/err" &
+py=$!
+i=0
+while [ ! -e "$TEST_TMP/ready" ]; do
+	i=$((i + 1)); [ $i -gt 500 ] && fail "python3 did not start"
+	sleep 0.02
+done
+kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; rm -f "$MEMBROKER_SOCKET"
+start_broker 512M
+touch "$TEST_TMP/go"
+wait $py || { cat "$TEST_TMP/err"; fail "python3 died with the broker"; }
+[ "$(cat "$TEST_TMP/got")" = 40 ] || fail "python3 printed $(cat "$TEST_TMP/got")"
+grep -q 'connections lost [1-9]' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "the lost connection went unnoticed"; }
+grep -v "^ " "$TEST_TMP/err"
+pool_back
+
 # The broker's total is what the heap gets, below a larger fixed limit.
 kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; rm -f "$MEMBROKER_SOCKET"
 start_broker 16M
@@ -75,7 +103,7 @@ pool_back
 GMALLOC_BROKER=on GMALLOC_BROKER_SOCKET="$TEST_TMP/none.sock" GMALLOC_LIMIT=32M \
 	pre "$FAMILY" fill >"$TEST_TMP/out" 2>"$TEST_TMP/err" || fail "fill without broker failed"
 [ "$(wc -l <"$TEST_TMP/err")" -eq 1 ] || { cat "$TEST_TMP/err"; fail "expected one warning"; }
-grep -q 'no broker at' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "no warning"; }
+grep -q 'broker at .*none.sock: connect: .*fixed limit 32.0 MiB applies' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "no warning"; }
 read -r _ mib _ _ err <"$TEST_TMP/out"
 [ "$mib" -ge 24 ] && [ "$mib" -le 32 ] && [ "$err" = 12 ] || fail "without broker: $(cat "$TEST_TMP/out")"
 echo "broker ok"
