@@ -335,6 +335,48 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
+/* Blocks made by one thread and freed by another, threads that exit with
+ * blocks still live (freed later by main). */
+enum { XFER = 20000 };
+static void *xfer[XFER];
+
+static void *producer(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < XFER; i++) {
+		xfer[i] = malloc((size_t)(i % 500) + 1);
+		if (xfer[i])
+			memset(xfer[i], i & 0xff, (size_t)(i % 500) + 1);
+	}
+	return NULL;
+}
+
+static void *consumer(void *arg)
+{
+	int *bad = arg;
+	for (int i = 0; i < XFER; i += 2) {
+		const unsigned char *p = xfer[i];
+		if (!p || !owns(p) || p[0] != (unsigned char)(i & 0xff))
+			(*bad)++;
+		free(xfer[i]);
+		xfer[i] = NULL;
+	}
+	return NULL;
+}
+
+static void test_cross_thread(void)
+{
+	pthread_t a, b;
+	int bad = 0;
+	CHECK(pthread_create(&a, NULL, producer, NULL) == 0);
+	CHECK(pthread_join(a, NULL) == 0);
+	CHECK(pthread_create(&b, NULL, consumer, &bad) == 0);
+	CHECK(pthread_join(b, NULL) == 0);
+	CHECK(bad == 0);
+	for (int i = 1; i < XFER; i += 2)
+		free(xfer[i]);
+}
+
 static void test_threads_fork(void)
 {
 	enum { N = 4 };
@@ -346,7 +388,7 @@ static void test_threads_fork(void)
 		CHECK(pthread_create(&th[i], NULL, thread_main, &t[i]) == 0);
 	}
 	/* fork while the other threads allocate: the child's heap works. */
-	for (int f = 0; f < 5; f++) {
+	for (int f = 0; f < 30; f++) {
 		pid_t pid = fork();
 		CHECK(pid >= 0);
 		if (pid == 0) {
@@ -536,6 +578,7 @@ int main(int argc, char **argv)
 	test_info();
 	test_glibc_paths();
 	test_threads_fork();
+	test_cross_thread();
 	if (failures) {
 		fprintf(stderr, "%d checks failed\n", failures);
 		return 1;
