@@ -85,9 +85,13 @@ rm -rf "$1/repo"; git init -q "$1/repo"; cd "$1/repo"
 for i in 1 2 3 4 5; do seq 1 $((i * 20000)) >f$i; git add f$i; git -c user.name=b -c user.email=b@x commit -qm c$i; done
 git log --oneline >/dev/null; git gc -q
 SH
+# A C file big enough for the compiler's own allocations to matter.
+awk 'BEGIN { print "#include <string.h>\nstruct s { int a[8]; char n[32]; };";
+	for (i = 0; i < 800; i++)
+		printf "int f%d(struct s *p, int x) { int r = x; for (int i = 0; i < 8; i++) r += p->a[i] * %d; strcpy(p->n, \"f%d\"); return r ^ (int)strlen(p->n); }\n", i, i, i }' >"$w/big.c"
 progs="python:python3 $w/work.py
 sqlite:rm -f $w/db && sqlite3 $w/db <$w/db.sql
-gcc:gcc -O2 -c -o $w/x.o $here/rss_driver.c
+gcc:gcc -O2 -c -o $w/x.o $w/big.c
 git:sh $w/git.sh $w
 stress-ng:stress-ng --malloc 1 --malloc-ops 200000 --temp-path $w -q"
 printf '%-10s %10s %10s %8s\n' program glibc_s gmalloc_s ratio
