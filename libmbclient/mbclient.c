@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,6 +47,7 @@
 #define MBC_CONNECT_TIMEOUT_MS 1000    /* mb_options.connect_timeout_ms == 0 */
 #define MBC_REPLY_TIMEOUT_MS 10000     /* replies that need no brokering */
 #define MBC_GRACE_MS 1000              /* local wait beyond a server deadline */
+#define MBC_SLICE_MS 1000              /* longest single blocking recv(2) */
 #define MBC_CONNECT_RETRY_NS 1000000L  /* backlog full: retry after 1 ms */
 #define MBC_MAX_TIMEOUT_MS (24L * 3600 * 1000) /* longest deadline accepted */
 #define NS_PER_MS 1000000LL
@@ -76,11 +78,30 @@ struct mbc {
 	uint64_t client_id;
 	uint64_t total;
 	int64_t balance;
+	/* Share answers sent, and their count when the current call sent its
+	 * request: a reply's balance is only current if none went out since. */
+	uint64_t nanswers, call_answers;
 	char path[MBC_PATH_MAX];
 	char name[MBC_NAME_MAX + 1];
 	size_t rlen;
 	unsigned char rbuf[MBC_RBUF];
 };
+
+/* The public constants are the protocol's (compared as plain ints). */
+#define MBC_SAME(a, b) ((int)(a) == (int)(b))
+_Static_assert(MBC_SAME(MB_CLIENT_SINK, MB_KIND_SINK) &&
+	       MBC_SAME(MB_CLIENT_BIDI, MB_KIND_BIDI) &&
+	       MBC_SAME(MB_CLIENT_SOURCE, MB_KIND_SOURCE) &&
+	       MBC_SAME(MB_CLIENT_OBSERVER, MB_KIND_OBSERVER), "client kinds");
+_Static_assert(MBC_SAME(MB_URGENCY_REQUEST, MB_URG_REQUEST) &&
+	       MBC_SAME(MB_URGENCY_RESERVE, MB_URG_RESERVE), "urgencies");
+_Static_assert(MBC_SAME(MB_EVENT_POOL_LOW, MB_EV_POOL_LOW) &&
+	       MBC_SAME(MB_EVENT_POOL_OK, MB_EV_POOL_OK) &&
+	       MBC_SAME(MB_EVENT_TOTAL_CHANGED, MB_EV_TOTAL_CHANGED) &&
+	       MBC_SAME(MB_EVENT_MEM_NOTIFY, MB_EV_MEM_NOTIFY) &&
+	       MBC_SAME(MB_EVENT_MEM_DENY, MB_EV_MEM_DENY) &&
+	       MBC_SAME(MB_EVENT_MEM_OK, MB_EV_MEM_OK) &&
+	       MBC_SAME(MB_EVENT_ALL, MB_EV_ALL), "events");
 
 _Static_assert(sizeof(struct mbc) <= MB_CLIENT_STORAGE,
 	       "struct mbc does not fit in mb_client");
@@ -146,12 +167,25 @@ static void mbc_drop(struct mbc *s)
 	pthread_mutex_lock(&s->wlock);
 	if (s->fd >= 0)
 		close(s->fd);
-	s->fd = -1;
+	/* mb_fd(), mb_is_open() and mb_balance() read these without a lock. */
+	__atomic_store_n(&s->fd, -1, __ATOMIC_RELAXED);
 	s->wdead = 0;
 	s->req_inflight = 0;
 	s->rlen = 0;
-	s->balance = 0;
+	__atomic_store_n(&s->balance, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&s->wlock);
+}
+
+/*
+ * Take the balance a reply reports, unless share answers left after the
+ * request (the server had not seen them yet): then apply delta instead.
+ */
+static void mbc_adopt(struct mbc *s, uint64_t reported, int64_t delta)
+{
+	if (s->nanswers == s->call_answers)
+		s->balance = (int64_t)reported;
+	else
+		s->balance += delta;
 }
 
 static uint32_t mbc_next_seq(struct mbc *s)
@@ -170,33 +204,26 @@ static int mbc_send_locked(struct mbc *s, const struct mb_msg *m)
 		return MB_EINVAL;
 	if (s->fd < 0)
 		return MB_ENOTCONN;
-	if (s->wdead)
+	if (__atomic_load_n(&s->wdead, __ATOMIC_RELAXED))
 		return MB_ECONNLOST;
+	/* Blocking send: SO_SNDTIMEO bounds a server that stopped reading. */
 	size_t off = 0;
-	int64_t deadline = mbc_deadline(MBC_REPLY_TIMEOUT_MS);
 	while (off < (size_t)len) {
-		ssize_t n = send(s->fd, buf + off, (size_t)len - off,
-				 MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n > 0) {
+		ssize_t n = send(s->fd, buf + off, (size_t)len - off, MSG_NOSIGNAL);
+		if (n > 0)
 			off += (size_t)n;
+		else if (n < 0 && errno == EINTR)
 			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			struct pollfd p = { .fd = s->fd, .events = POLLOUT };
-			int ms = mbc_poll_ms(deadline);
-			if (ms == 0 || (poll(&p, 1, ms) < 0 && errno != EINTR))
-				break;
-			continue;
-		}
-		break;
+		else
+			break;
 	}
 	if (off == (size_t)len)
 		return MB_OK;
 	mb_log(MB_LOG_DEBUG, "mbclient: send %s failed after %zu bytes",
 	       mb_wire_type_name(m->type), off);
-	s->wdead = 1;
+	/* Part of a frame may be out: the stream is unusable.  Only the lock
+	 * holder closes it (mbc_read_frame), never a cancelling thread. */
+	__atomic_store_n(&s->wdead, 1, __ATOMIC_RELAXED);
 	return MB_ECONNLOST;
 }
 
@@ -204,6 +231,7 @@ static int mbc_send(struct mbc *s, struct mb_msg *m, uint32_t *seq)
 {
 	pthread_mutex_lock(&s->wlock);
 	m->seq = mbc_next_seq(s);
+	s->call_answers = s->nanswers;
 	if (seq)
 		*seq = m->seq;
 	int r = mbc_send_locked(s, m);
@@ -219,7 +247,7 @@ static int mbc_send(struct mbc *s, struct mb_msg *m, uint32_t *seq)
 static int mbc_read_frame(struct mbc *s, struct mb_msg *m, int64_t deadline)
 {
 	for (;;) {
-		if (s->wdead) {
+		if (__atomic_load_n(&s->wdead, __ATOMIC_RELAXED)) {
 			mbc_drop(s);
 			return MB_ECONNLOST;
 		}
@@ -235,8 +263,29 @@ static int mbc_read_frame(struct mbc *s, struct mb_msg *m, int64_t deadline)
 			mbc_drop(s);
 			return n == -MB_ST_VERSION ? MB_EVERSION : MB_EPROTO;
 		}
+		/*
+		 * Waits of a slice or more (or for ever) block in recv(2),
+		 * which SO_RCVTIMEO wakes every slice to look at the
+		 * deadline: one system call per reply on the usual path.
+		 * Shorter waits poll first; an expired one only peeks.
+		 */
+		int ms = mbc_poll_ms(deadline);
+		int flags = 0;
+		if (ms == 0) {
+			flags = MSG_DONTWAIT;
+		} else if (ms > 0 && ms < MBC_SLICE_MS) {
+			struct pollfd p = { .fd = s->fd, .events = POLLIN };
+			int pr = poll(&p, 1, ms);
+			if (pr < 0 && errno != EINTR) {
+				mbc_drop(s);
+				return MB_ESYS;
+			}
+			if (pr <= 0)
+				continue;
+			flags = MSG_DONTWAIT;
+		}
 		ssize_t got = recv(s->fd, s->rbuf + s->rlen, sizeof(s->rbuf) - s->rlen,
-				   MSG_DONTWAIT);
+				   flags);
 		if (got > 0) {
 			s->rlen += (size_t)got;
 			continue;
@@ -251,14 +300,8 @@ static int mbc_read_frame(struct mbc *s, struct mb_msg *m, int64_t deadline)
 			mbc_drop(s);
 			return MB_ECONNLOST;
 		}
-		int ms = mbc_poll_ms(deadline);
 		if (ms == 0)
 			return 0;
-		struct pollfd p = { .fd = s->fd, .events = POLLIN };
-		if (poll(&p, 1, ms) < 0 && errno != EINTR) {
-			mbc_drop(s);
-			return MB_ESYS;
-		}
 	}
 }
 
@@ -290,8 +333,10 @@ static int mbc_share_query(struct mbc *s, const struct mb_msg *m)
 	pthread_mutex_lock(&s->wlock);
 	int r = mbc_send_locked(s, &a);
 	pthread_mutex_unlock(&s->wlock);
-	if (r == MB_OK)
+	if (r == MB_OK) {
 		s->balance -= (int64_t)freed;
+		s->nanswers++;
+	}
 	return r;
 }
 
@@ -309,7 +354,8 @@ static int mbc_unsolicited(struct mbc *s, const struct mb_msg *m)
 	case MB_MSG_REPAY:
 		if (!mb_wire_count_ok(m->w[MB_W_REPAY_PAGES]))
 			return MB_EPROTO;
-		s->balance = (int64_t)m->w[MB_W_REPAY_BALANCE];
+		/* The balance word may predate answers still in flight. */
+		s->balance += (int64_t)m->w[MB_W_REPAY_PAGES];
 		if (s->repay)
 			s->repay(s->arg, m->w[MB_W_REPAY_PAGES]);
 		return 1;
@@ -330,6 +376,15 @@ static int mbc_unsolicited(struct mbc *s, const struct mb_msg *m)
 			       mb_wire_type_name((unsigned)m->w[MB_W_ERR_TYPE]),
 			       mb_wire_status_name((unsigned)m->w[MB_W_ERR_STATUS]));
 			return 1;
+		}
+		/* The server ends the conversation (shutdown, our bad frame). */
+		if (m->seq == 0) {
+			int err = m->w[MB_W_ERR_STATUS] == MB_ST_SHUTDOWN ?
+				MB_ESHUTDOWN : MB_EPROTO;
+			mb_log(MB_LOG_DEBUG, "mbclient: broker closes: %s",
+			       mb_wire_status_name((unsigned)m->w[MB_W_ERR_STATUS]));
+			mbc_drop(s);
+			return err;
 		}
 		return 0;
 	default:
@@ -460,11 +515,21 @@ static int mbc_connect(struct mbc *s)
 		mb_log(MB_LOG_DEBUG, "mbclient: cannot connect to %s", s->path);
 		return fd;
 	}
+	/* Blocking I/O with timeouts (see mbc_read_frame, mbc_send_locked). */
+	struct timeval rcv = { MBC_SLICE_MS / 1000, (MBC_SLICE_MS % 1000) * 1000 };
+	struct timeval snd = { MBC_REPLY_TIMEOUT_MS / 1000, (MBC_REPLY_TIMEOUT_MS % 1000) * 1000 };
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof(snd)) < 0) {
+		close(fd);
+		return MB_ESYS;
+	}
 	pthread_mutex_lock(&s->wlock);
-	s->fd = fd;
+	__atomic_store_n(&s->fd, fd, __ATOMIC_RELAXED);
 	s->wdead = 0;
 	s->rlen = 0;
-	s->balance = 0;
+	__atomic_store_n(&s->balance, 0, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&s->wlock);
 
 	struct mb_msg m;
@@ -567,10 +632,8 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	if (strlen(path) >= MBC_PATH_MAX)
 		return MB_EINVAL;
 
+	/* The storage is taken as uninitialised: never read before this. */
 	struct mbc *s = mbc_of(c);
-	/* Storage inherited from a parent process: its fd is our own copy. */
-	if (s->magic == MBC_MAGIC && s->pid != getpid() && s->fd >= 0)
-		close(s->fd);
 	memset(s, 0, sizeof(*s));
 	pthread_mutex_init(&s->lock, NULL);
 	pthread_mutex_init(&s->wlock, NULL);
@@ -638,7 +701,7 @@ static int mbc_grant(struct mbc *s, const struct mb_msg *m, unsigned type,
 	if (st >= MB_ST_COUNT || got > pages ||
 	    (type == MB_MSG_RESERVE && st == MB_ST_OK && got != pages))
 		return mbc_fail(s, MB_EPROTO);
-	s->balance = (int64_t)m->w[MB_W_GRANT_BALANCE];
+	mbc_adopt(s, m->w[MB_W_GRANT_BALANCE], (int64_t)got);
 	if (granted)
 		*granted = got;
 	return mbc_status_err(st);
@@ -668,6 +731,7 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 		MB_WIRE_NO_DEADLINE;
 	pthread_mutex_lock(&s->wlock);
 	m.seq = mbc_next_seq(s);
+	s->call_answers = s->nanswers;
 	uint32_t seq = m.seq;
 	r = mbc_send_locked(s, &m);
 	if (r == MB_OK) {
@@ -746,7 +810,7 @@ MB_API int mb_return(mb_client *c, uint64_t pages)
 		r = mbc_status_err(m.w[MB_W_ERR_STATUS]);
 	else if (r == MB_OK) {
 		r = mbc_status_err(m.w[MB_W_RETACK_STATUS]);
-		s->balance = (int64_t)m.w[MB_W_RETACK_BALANCE];
+		mbc_adopt(s, m.w[MB_W_RETACK_BALANCE], r == MB_OK ? -(int64_t)pages : 0);
 	}
 	return mbc_leave(s, r);
 }
@@ -786,7 +850,7 @@ MB_API int mb_query(mb_client *c, struct mb_info *out)
 	if (r == MB_OK)
 		r = mbc_status_err(m.w[0]);
 	if (r == MB_OK) {
-		s->balance = (int64_t)m.w[MB_W_QR_BALANCE];
+		mbc_adopt(s, m.w[MB_W_QR_BALANCE], 0);
 		s->total = m.w[MB_W_QR_TOTAL];
 		out->page_size = m.w[MB_W_QR_PAGE_SIZE];
 		out->pool = (int64_t)m.w[MB_W_QR_POOL];
@@ -888,7 +952,7 @@ MB_API int mb_status(mb_client *c, struct mb_status_head *head,
 
 MB_API int mb_subscribe(mb_client *c, unsigned mask)
 {
-	if (mask & ~(unsigned)MB_EV_ALL)
+	if (mask & ~(unsigned)MB_EVENT_ALL)
 		return MB_EINVAL;
 	struct mbc *s;
 	int r = mbc_enter(c, &s);

@@ -12,14 +12,25 @@
  * another thread while a request on the same handle is blocked.
  *
  * Fork: a child must never speak on its parent's connection.  The library
- * notices that getpid() changed and treats the handle as disconnected (the
- * child's calls return MB_ENOTCONN until mb_open() on a fresh handle); the
- * parent's connection is unaffected.  The socket is close-on-exec.
+ * notices that getpid() changed and treats the handle as disconnected: the
+ * child's calls return MB_ENOTCONN without touching the socket or the
+ * handle's locks; mb_close() in the child only closes the child's copy of
+ * the descriptor (no TERMINATE), after which mb_open() on that storage, or
+ * on fresh storage, makes the child a client of its own.  The parent's
+ * connection is unaffected.  The socket is close-on-exec.
+ *
+ * mb_open() takes uninitialised storage; a handle that failed to open
+ * keeps its options, and later calls retry the connection (so a client
+ * started before the broker recovers).  mb_close() releases it in every
+ * case.
  *
  * Errors: functions return 0 or a negative MB_E* code; mb_strerror() names
  * it.  A lost server is MB_ECONNLOST; the next call reconnects and says
  * HELLO again (the balance held before the loss is counted from zero: the
- * broker reclaimed it when the connection closed).
+ * broker reclaimed it when the connection closed).  A frame from the server
+ * that is malformed or does not fit the conversation is MB_EPROTO and
+ * drops the connection the same way.  After a reconnect mb_fd() returns a
+ * new descriptor: event loops fetch it again after MB_ECONNLOST.
  */
 #ifndef MBCLIENT_H
 #define MBCLIENT_H
@@ -55,6 +66,17 @@ enum mb_client_urgency {
 	MB_URGENCY_RESERVE = 1, /* all or nothing, may wait */
 };
 
+/* Events for mb_subscribe() (a mask) and the event callback. */
+enum mb_client_event {
+	MB_EVENT_POOL_LOW = 1u << 0,      /* the pool fell to the broker's low mark */
+	MB_EVENT_POOL_OK = 1u << 1,       /* the pool is back above it */
+	MB_EVENT_TOTAL_CHANGED = 1u << 2, /* total changed (value: the old total) */
+	MB_EVENT_MEM_NOTIFY = 1u << 3,    /* system memory above the notify mark */
+	MB_EVENT_MEM_DENY = 1u << 4,      /* system memory above the deny mark */
+	MB_EVENT_MEM_OK = 1u << 5,        /* system memory back to normal */
+	MB_EVENT_ALL = (1u << 6) - 1,
+};
+
 /* Error codes (negative return values). */
 enum {
 	MB_OK = 0,
@@ -88,7 +110,7 @@ typedef uint64_t (*mb_share_fn)(void *arg, enum mb_client_urgency urgency,
 /* Optional: a source is told here when lent pages come back to it. */
 typedef void (*mb_repay_fn)(void *arg, uint64_t pages);
 
-/* Optional: subscribed events (MB_EV_* in the protocol documentation). */
+/* Optional: subscribed events (one MB_EVENT_* bit per call). */
 typedef void (*mb_event_fn)(void *arg, unsigned event, int64_t pool,
 			    uint64_t total, uint64_t value);
 
@@ -148,26 +170,33 @@ int mb_close(mb_client *c);
  * timeout_ms: -1 waits for the server's answer however long (RESERVE with no
  * deadline); 0 uses the server's default deadline for REQUEST; > 0 is the
  * deadline sent to the server, and the call also gives up locally a little
- * after it.  While waiting, a bidi handle still answers share queries.
+ * after it (it then sends CANCEL; a server that stays silent is dropped)
+ * and returns MB_ETIMEDOUT.  While waiting, a bidi handle still answers
+ * share queries.  pages == 0 returns at once without I/O.
  */
 int mb_request(mb_client *c, uint64_t pages, int timeout_ms, uint64_t *granted);
 int mb_reserve(mb_client *c, uint64_t pages, int timeout_ms, uint64_t *granted);
 /* Give pages back; more than the balance (plus source pages) is MB_EOVERRETURN. */
 int mb_return(mb_client *c, uint64_t pages);
-/* Cancel this handle's pending request; the blocked caller gets MB_ECANCELED. */
+/* Cancel this handle's pending request; the blocked caller gets MB_ECANCELED
+ * (or the grant, if it crossed the cancel).  Returns 0 when CANCEL was sent,
+ * MB_EAGAIN when no request is pending.  Callable from any thread. */
 int mb_cancel(mb_client *c);
 int mb_query(mb_client *c, struct mb_info *out);
 /* Snapshot: head, then row() for each client; row() returning non-zero stops. */
 int mb_status(mb_client *c, struct mb_status_head *head, mb_status_row_fn row,
 	      void *arg);
-/* Subscribe to events (mask of MB_EV_*); they arrive through opt.event. */
+/* Subscribe to events (mask of MB_EVENT_*; 0 ends the subscription); they
+ * arrive through opt.event, and the subscription survives a reconnect. */
 int mb_subscribe(mb_client *c, unsigned mask);
 
 /* Event-loop use: poll this fd for input, then call mb_dispatch(). */
 int mb_fd(const mb_client *c);
 /* Read what has arrived and run the callbacks; timeout_ms 0 does not wait,
- * -1 waits for one message.  Returns the number of messages handled, or an
- * error (MB_ECONNLOST when the server went away). */
+ * -1 waits for one message.  Returns the number of messages handled,
+ * MB_EAGAIN when none came in time, or an error (MB_ECONNLOST when the
+ * server went away).  Every blocking call also handles what is buffered
+ * before it returns, so polling mb_fd() never misses a message. */
 int mb_dispatch(mb_client *c, int timeout_ms);
 
 uint64_t mb_page_size(const mb_client *c);

@@ -9,6 +9,8 @@
  *     total = initial + sum(declared source pages)
  *
  * and every balance is >= 0, except a source's, which is >= -declared.
+ * Counting what a source holds as its balance plus its declared pages,
+ * the same equation reads pool + sum(holdings) + in flight = total.
  * The pool goes negative (a debt) when a source leaves with pages lent out
  * or a reload shrinks the total below what is lent; nothing is handed out
  * from the pool until returns pay the debt.  broker_check_invariants()
@@ -160,7 +162,7 @@ static unsigned reply_type(unsigned type)
 	case MB_MSG_RETURN: return MB_MSG_RETURN_ACK;
 	case MB_MSG_CANCEL: return MB_MSG_CANCEL_ACK;
 	case MB_MSG_QUERY: return MB_MSG_QUERY_REPLY;
-	case MB_MSG_STATUS: return MB_MSG_STATUS_END;
+	case MB_MSG_STATUS: return MB_MSG_STATUS_HEAD; /* and nothing follows */
 	case MB_MSG_TERMINATE: return MB_MSG_TERMINATE_ACK;
 	case MB_MSG_SUBSCRIBE: return MB_MSG_SUBSCRIBE_ACK;
 	default: return MB_MSG_ERROR;

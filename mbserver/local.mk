@@ -6,3 +6,4 @@ mbserver_mbserver_SOURCES = \
 	mbserver/conf.c mbserver/conf.h \
 	mbserver/broker.c mbserver/broker.h
 mbserver_mbserver_LDADD = common/libmbcommon.la
+dist_man_MANS += man/mbserver.8 man/membroker.conf.5

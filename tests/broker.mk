@@ -1,1 +1,22 @@
 # tests of broker
+if HAVE_CHECK
+check_PROGRAMS += tests/test_broker
+UNIT_TESTS += tests/test_broker
+TESTS += tests/test_broker
+tests_test_broker_SOURCES = tests/broker/test_broker.c \
+	mbserver/broker.c mbserver/broker.h
+tests_test_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/mbserver -DMB_BROKER_DEBUG
+tests_test_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_broker_LDADD = common/libmbcommon.la $(CHECK_LIBS)
+endif
+
+# A real mbserver over real sockets (not under ASan/valgrind).
+if HAVE_CHECK
+check_PROGRAMS += tests/test_broker_sock
+TESTS += tests/test_broker_sock
+tests_test_broker_sock_SOURCES = tests/broker/test_broker_sock.c
+tests_test_broker_sock_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_broker_sock_LDADD = common/libmbcommon.la $(CHECK_LIBS)
+endif
+TESTS += tests/broker/conf_keys.sh
+EXTRA_DIST += tests/broker/conf_keys.sh

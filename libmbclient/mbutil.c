@@ -1,0 +1,458 @@
+/*
+ * mbutil - ask the memory broker for quota, hold it, return it and query it
+ * from a shell.  The commands on one command line run in order on one
+ * connection, so "mbutil request 64M return 16M query" is meaningful; the
+ * broker takes back whatever is still held when mbutil exits.
+ */
+#include <config.h>
+
+#include "mbclient.h"
+#include "mb_size.h"
+#include "mb_wire.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Exit statuses. */
+#define EX_OK 0
+#define EX_ERROR 1    /* broker unreachable, refused, protocol error */
+#define EX_USAGE 2
+#define EX_SHORT 3    /* granted less than asked, or RESERVE denied */
+
+#define SIZE_TEXT 32
+#define NS_PER_MS 1000000LL
+
+static volatile sig_atomic_t stop_flag;
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	stop_flag = 1;
+}
+
+struct util {
+	mb_client c;
+	const char *sock;
+	enum mb_client_kind kind;
+	const char *source_amount;
+	int timeout_ms;
+	int quiet;
+	int opened;
+	uint64_t page_size;
+	uint64_t total;
+	uint64_t source_pages;
+	uint64_t shared;  /* pages given back on the broker's request */
+	uint64_t repaid;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: mbutil [OPTION]... COMMAND [ARG]... [COMMAND [ARG]...]...\n"
+		"Ask the memory broker for quota, hold it, return it and query it.\n"
+		"Commands run in order on one connection; what is still held at exit\n"
+		"goes back to the broker.\n"
+		"\n"
+		"Commands:\n"
+		"  request AMOUNT          ask for AMOUNT (may be granted in part)\n"
+		"  reserve AMOUNT          ask for all of AMOUNT or nothing\n"
+		"  return AMOUNT           give back AMOUNT of what is held\n"
+		"  hold AMOUNT [DURATION]  request AMOUNT (0: nothing more; RESERVE with\n"
+		"                          --reserve), then hold until SIGINT/SIGTERM or for\n"
+		"                          DURATION (\"500ms\", \"5s\", \"1m\"), answering the\n"
+		"                          broker's give-back queries (bidi, source)\n"
+		"  query                   print total, pool, page size and what is held\n"
+		"\n"
+		"AMOUNT: pages (\"100\" or \"100p\"), bytes with a unit (\"512K\", \"64M\", \"1G\"),\n"
+		"or a percentage of the broker's total (\"25%%\").  Bytes round up to pages.\n"
+		"\n"
+		"Options:\n"
+		"  -s, --socket PATH       broker socket (default: $%s or %s)\n"
+		"  -t, --timeout MS        deadline of request/reserve in milliseconds\n"
+		"  -k, --kind KIND         sink (default), bidi or source\n"
+		"      --source AMOUNT     pages a source owns and lends (implies --kind source)\n"
+		"  -r, --reserve           hold uses RESERVE instead of REQUEST\n"
+		"  -q, --quiet             print nothing but errors\n"
+		"  -h, --help              show this help and exit\n"
+		"  -V, --version           show the version and exit\n"
+		"\n"
+		"Exit status: 0 on success, 1 on an error (broker unreachable, refused),\n"
+		"2 on a usage error, 3 when less than asked was granted or a reserve was denied.\n",
+		MB_SOCKET_ENV, MB_DEFAULT_SOCKET);
+}
+
+static void size_text(char *buf, uint64_t pages, uint64_t page_size)
+{
+	mb_format_size(buf, SIZE_TEXT, pages * page_size);
+}
+
+/* Give back what is held when the broker asks: a bidi mbutil is cooperative. */
+static uint64_t give_back(void *arg, enum mb_client_urgency urg, uint64_t pages)
+{
+	struct util *u = arg;
+	/* A bidi client gives what it holds; a source lends its own too. */
+	int64_t held = mb_balance(&u->c) + (int64_t)u->source_pages;
+	uint64_t have = held > 0 ? (uint64_t)held : 0;
+	uint64_t give = pages < have ? pages : have;
+	u->shared += give;
+	if (!u->quiet)
+		printf("share: asked %llu pages (%s), giving %llu\n",
+		       (unsigned long long)pages,
+		       urg == MB_URGENCY_RESERVE ? "reserve" : "request",
+		       (unsigned long long)give);
+	fflush(stdout);
+	return give;
+}
+
+static void on_repay(void *arg, uint64_t pages)
+{
+	struct util *u = arg;
+	u->repaid += pages;
+	if (!u->quiet)
+		printf("repay: %llu pages came back\n", (unsigned long long)pages);
+	fflush(stdout);
+}
+
+static int fail(const char *what, int r)
+{
+	fprintf(stderr, "mbutil: %s: %s\n", what, mb_strerror(r));
+	return EX_ERROR;
+}
+
+/* Amount in pages: "100", "100p", "64M", "25%". */
+static int parse_amount(struct util *u, const char *s, uint64_t *pages)
+{
+	size_t n = strlen(s);
+	if (n == 0)
+		return -1;
+	if (s[n - 1] == 'p' || s[n - 1] == 'P' || strspn(s, "0123456789") == n) {
+		char num[32];
+		size_t len = s[n - 1] == 'p' || s[n - 1] == 'P' ? n - 1 : n;
+		if (len == 0 || len >= sizeof(num))
+			return -1;
+		memcpy(num, s, len);
+		num[len] = '\0';
+		return mb_parse_u64(num, pages) < 0 || !mb_wire_count_ok(*pages) ? -1 : 0;
+	}
+	uint64_t bytes;
+	uint64_t base = u->total * u->page_size;
+	if (mb_parse_size(s, base, &bytes) < 0)
+		return -1;
+	*pages = bytes / u->page_size + (bytes % u->page_size != 0);
+	return mb_wire_count_ok(*pages) ? 0 : -1;
+}
+
+static int ensure_open(struct util *u)
+{
+	if (u->opened)
+		return 0;
+	struct mb_options o = {
+		.socket_path = u->sock, .kind = u->kind, .name = "mbutil",
+		.share = give_back, .repay = on_repay, .arg = u,
+	};
+	if (u->kind == MB_CLIENT_SINK)
+		o.share = NULL;
+	if (u->kind == MB_CLIENT_SOURCE) {
+		/* A source's amount in bytes needs the page size: ask first. */
+		mb_client probe;
+		struct mb_options po = { .socket_path = u->sock, .kind = MB_CLIENT_OBSERVER,
+					 .name = "mbutil" };
+		int r = mb_open(&probe, &po);
+		if (r == MB_OK) {
+			u->page_size = mb_page_size(&probe);
+			struct mb_info info;
+			if (mb_query(&probe, &info) == MB_OK)
+				u->total = info.total;
+		}
+		mb_close(&probe);
+		if (r != MB_OK)
+			return fail("connect", r);
+		if (parse_amount(u, u->source_amount, &o.source_pages) < 0) {
+			fprintf(stderr, "mbutil: bad amount '%s'\n", u->source_amount);
+			return EX_USAGE;
+		}
+		u->source_pages = o.source_pages;
+	}
+	int r = mb_open(&u->c, &o);
+	if (r != MB_OK) {
+		mb_close(&u->c);
+		return fail("connect", r);
+	}
+	u->opened = 1;
+	u->page_size = mb_page_size(&u->c);
+	struct mb_info info;
+	r = mb_query(&u->c, &info);
+	if (r != MB_OK)
+		return fail("query", r);
+	u->total = info.total;
+	return 0;
+}
+
+static int cmd_ask(struct util *u, const char *verb, const char *arg, int reserve)
+{
+	uint64_t pages, got = 0;
+	if (parse_amount(u, arg, &pages) < 0) {
+		fprintf(stderr, "mbutil: bad amount '%s'\n", arg);
+		return EX_USAGE;
+	}
+	int r = reserve ? mb_reserve(&u->c, pages, u->timeout_ms, &got) :
+		mb_request(&u->c, pages, u->timeout_ms, &got);
+	char a[SIZE_TEXT], b[SIZE_TEXT];
+	size_text(a, got, u->page_size);
+	size_text(b, pages, u->page_size);
+	if (r == MB_EDENIED || (r == MB_OK && got < pages)) {
+		if (!u->quiet)
+			printf("%s: granted %llu of %llu pages (%s of %s)%s\n", verb,
+			       (unsigned long long)got, (unsigned long long)pages, a, b,
+			       r == MB_EDENIED ? ": denied" : "");
+		return EX_SHORT;
+	}
+	if (r != MB_OK)
+		return fail(verb, r);
+	if (!u->quiet)
+		printf("%s: granted %llu of %llu pages (%s of %s)\n", verb,
+		       (unsigned long long)got, (unsigned long long)pages, a, b);
+	return EX_OK;
+}
+
+static int cmd_return(struct util *u, const char *arg)
+{
+	uint64_t pages;
+	if (parse_amount(u, arg, &pages) < 0) {
+		fprintf(stderr, "mbutil: bad amount '%s'\n", arg);
+		return EX_USAGE;
+	}
+	int r = mb_return(&u->c, pages);
+	if (r != MB_OK)
+		return fail("return", r);
+	if (!u->quiet) {
+		char a[SIZE_TEXT];
+		size_text(a, pages, u->page_size);
+		printf("return: %llu pages (%s), holding %lld\n", (unsigned long long)pages,
+		       a, (long long)mb_balance(&u->c));
+	}
+	return EX_OK;
+}
+
+static int cmd_query(struct util *u)
+{
+	struct mb_info info;
+	int r = mb_query(&u->c, &info);
+	if (r != MB_OK)
+		return fail("query", r);
+	if (u->quiet)
+		return EX_OK;
+	char t[SIZE_TEXT], p[SIZE_TEXT], h[SIZE_TEXT];
+	size_text(t, info.total, info.page_size);
+	mb_format_size(p, sizeof(p), (uint64_t)(info.pool < 0 ? -info.pool : info.pool) *
+		       info.page_size);
+	mb_format_size(h, sizeof(h), (uint64_t)(info.balance < 0 ? -info.balance :
+						 info.balance) * info.page_size);
+	printf("total:     %llu pages (%s)\n", (unsigned long long)info.total, t);
+	printf("pool:      %lld pages (%s%s)\n", (long long)info.pool,
+	       info.pool < 0 ? "-" : "", p);
+	printf("held:      %lld pages (%s%s)\n", (long long)info.balance,
+	       info.balance < 0 ? "-" : "", h);
+	printf("page size: %llu\n", (unsigned long long)info.page_size);
+	printf("clients:   %llu\n", (unsigned long long)info.clients);
+	return EX_OK;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / NS_PER_MS;
+}
+
+/* Hold until a signal or the deadline, answering the broker meanwhile. */
+static int hold_loop(struct util *u, int64_t deadline)
+{
+	if (!u->quiet) {
+		printf("holding %lld pages%s\n", (long long)mb_balance(&u->c),
+		       deadline < 0 ? " until signalled" : "");
+		fflush(stdout);
+	}
+	while (!stop_flag) {
+		int ms = -1;
+		if (deadline >= 0) {
+			int64_t left = deadline - now_ms();
+			if (left <= 0)
+				break;
+			ms = (int)left;
+		}
+		int fd = mb_fd(&u->c);
+		if (fd < 0)
+			return fail("hold", fd);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int n = poll(&p, 1, ms);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			continue;
+		int r = mb_dispatch(&u->c, 0);
+		if (r < 0 && r != MB_EAGAIN)
+			return fail("hold", r);
+	}
+	return EX_OK;
+}
+
+static int is_command(const char *s)
+{
+	static const char *const cmds[] = { "request", "reserve", "return", "hold",
+					    "query", NULL };
+	for (int i = 0; cmds[i]; i++)
+		if (strcmp(s, cmds[i]) == 0)
+			return 1;
+	return 0;
+}
+
+static int run(struct util *u, int reserve_hold, int argc, char **argv)
+{
+	int status = EX_OK;
+	for (int i = 0; i < argc; i++) {
+		const char *cmd = argv[i];
+		if (!is_command(cmd)) {
+			fprintf(stderr, "mbutil: unknown command '%s'\n", cmd);
+			return EX_USAGE;
+		}
+		int r = ensure_open(u);
+		if (r != 0)
+			return r;
+		if (strcmp(cmd, "query") == 0) {
+			r = cmd_query(u);
+		} else if (strcmp(cmd, "hold") == 0) {
+			int64_t deadline = -1;
+			if (i + 1 >= argc) {
+				fprintf(stderr, "mbutil: hold needs an amount (0: what is held)\n");
+				return EX_USAGE;
+			}
+			r = EX_OK;
+			const char *amount = argv[++i];
+			if (strcmp(amount, "0") != 0)
+				r = cmd_ask(u, reserve_hold ? "reserve" : "request", amount,
+					    reserve_hold);
+			if (r == EX_USAGE || r == EX_ERROR)
+				return r;
+			if (i + 1 < argc && !is_command(argv[i + 1])) {
+				uint64_t dur;
+				if (mb_parse_duration_ms(argv[++i], &dur) < 0) {
+					fprintf(stderr, "mbutil: bad duration '%s'\n", argv[i]);
+					return EX_USAGE;
+				}
+				deadline = now_ms() + (int64_t)dur;
+			}
+			int h = hold_loop(u, deadline);
+			if (h != EX_OK)
+				r = h;
+		} else {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "mbutil: %s needs an amount\n", cmd);
+				return EX_USAGE;
+			}
+			const char *arg = argv[++i];
+			if (strcmp(cmd, "return") == 0)
+				r = cmd_return(u, arg);
+			else
+				r = cmd_ask(u, cmd, arg, strcmp(cmd, "reserve") == 0);
+		}
+		if (r == EX_USAGE || r == EX_ERROR)
+			return r;
+		if (r != EX_OK)
+			status = r;
+	}
+	return status;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "socket", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "kind", required_argument, NULL, 'k' },
+		{ "source", required_argument, NULL, 'S' },
+		{ "reserve", no_argument, NULL, 'r' },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 }
+	};
+	static struct util u = { .kind = MB_CLIENT_SINK };
+	int reserve_hold = 0, ch;
+	/* "+": options end at the first command. */
+	while ((ch = getopt_long(argc, argv, "+s:t:k:rqhV", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			u.sock = optarg;
+			break;
+		case 't': {
+			uint64_t ms;
+			if (mb_parse_duration_ms(optarg, &ms) < 0 || ms > INT32_MAX) {
+				fprintf(stderr, "mbutil: bad timeout '%s'\n", optarg);
+				return EX_USAGE;
+			}
+			u.timeout_ms = ms == 0 ? 0 : (int)ms;
+			break;
+		}
+		case 'k':
+			if (strcmp(optarg, "sink") == 0)
+				u.kind = MB_CLIENT_SINK;
+			else if (strcmp(optarg, "bidi") == 0)
+				u.kind = MB_CLIENT_BIDI;
+			else if (strcmp(optarg, "source") == 0)
+				u.kind = MB_CLIENT_SOURCE;
+			else {
+				fprintf(stderr, "mbutil: bad kind '%s'\n", optarg);
+				return EX_USAGE;
+			}
+			break;
+		case 'S':
+			u.source_amount = optarg;
+			u.kind = MB_CLIENT_SOURCE;
+			break;
+		case 'r':
+			reserve_hold = 1;
+			break;
+		case 'q':
+			u.quiet = 1;
+			break;
+		case 'h':
+			usage(stdout);
+			return EX_OK;
+		case 'V':
+			printf("mbutil (%s)\n", PACKAGE_STRING);
+			return EX_OK;
+		default:
+			usage(stderr);
+			return EX_USAGE;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return EX_USAGE;
+	}
+	if (u.kind == MB_CLIENT_SOURCE && u.source_amount == NULL) {
+		fprintf(stderr, "mbutil: a source needs --source AMOUNT\n");
+		return EX_USAGE;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	struct sigaction sa = { .sa_handler = on_signal };
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+
+	int status = run(&u, reserve_hold, argc - optind, argv + optind);
+	if (u.opened) {
+		int r = mb_close(&u.c);
+		if (r != MB_OK && status == EX_OK)
+			status = fail("close", r);
+	}
+	return status;
+}

@@ -1,0 +1,971 @@
+/*
+ * test_broker_sock.c - a real mbserver, started on a private socket in a
+ * private temporary directory, spoken to with raw frames (mb_wire).
+ *
+ * Each test starts its own server, so the tests run in parallel with
+ * anything.  Reads have a time limit, so a server that hangs fails the
+ * test instead of hanging it.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mb_wire.h"
+
+#define IO_TIMEOUT_MS 10000
+#define MANY 4000
+
+struct srv {
+	pid_t pid;
+	char dir[64];
+	char sock[108];
+	char log[128];
+	char conf[128];
+};
+
+static const char *builddir(void)
+{
+	const char *d = getenv("top_builddir");
+	return d ? d : ".";
+}
+
+static void write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs(text, f);
+	ck_assert_int_eq(fclose(f), 0);
+}
+
+static char *read_file(const char *path)
+{
+	static char buf[1 << 16];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return strcpy(buf, "");
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+static void srv_init(struct srv *s)
+{
+	memset(s, 0, sizeof(*s));
+	strcpy(s->dir, "/tmp/mbsock.XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(s->dir));
+	snprintf(s->sock, sizeof(s->sock), "%s/mb.sock", s->dir);
+	snprintf(s->log, sizeof(s->log), "%s/mbserver.log", s->dir);
+	snprintf(s->conf, sizeof(s->conf), "%s/membroker.conf", s->dir);
+	write_file(s->conf, "total = 400K\nshare_deadline = 300ms\nrequest_deadline = 2s\n");
+}
+
+/* Start mbserver with the test's config; extra args end with NULL. */
+static pid_t srv_spawn(struct srv *s, int listen_fd, rlim_t nofile, ...)
+{
+	char bin[512];
+	snprintf(bin, sizeof(bin), "%s/mbserver/mbserver", builddir());
+	const char *argv[32] = { bin, "--config", s->conf, "--socket", s->sock,
+				 "--log-level", "info" };
+	int argc = 7;
+	va_list ap;
+	va_start(ap, nofile);
+	const char *a;
+	while ((a = va_arg(ap, const char *)) != NULL && argc < 30)
+		argv[argc++] = a;
+	va_end(ap);
+	argv[argc] = NULL;
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* A failing test must not leave its server behind. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (nofile) {
+			struct rlimit rl = { nofile, nofile };
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+		if (listen_fd >= 0) {
+			char pidbuf[32];
+			dup2(listen_fd, 3);
+			snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
+			setenv("LISTEN_PID", pidbuf, 1);
+			setenv("LISTEN_FDS", "1", 1);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int try_connect(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void wait_ready(struct srv *s)
+{
+	for (int i = 0; i < 400; i++) {
+		int st;
+		if (waitpid(s->pid, &st, WNOHANG) == s->pid)
+			ck_abort_msg("mbserver exited: %s", read_file(s->log));
+		int fd = try_connect(s->sock);
+		if (fd >= 0) {
+			close(fd);
+			return;
+		}
+		usleep(10000);
+	}
+	ck_abort_msg("mbserver did not start: %s", read_file(s->log));
+}
+
+static void srv_start(struct srv *s)
+{
+	s->pid = srv_spawn(s, -1, 0, NULL);
+	wait_ready(s);
+}
+
+static int wait_exit(pid_t pid)
+{
+	for (int i = 0; i < 1000; i++) {
+		int st;
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+		usleep(10000);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	ck_abort_msg("process %d did not exit", (int)pid);
+	return -1;
+}
+
+static void srv_stop(struct srv *s)
+{
+	ck_assert_int_eq(kill(s->pid, SIGTERM), 0);
+	ck_assert_int_eq(wait_exit(s->pid), 0);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", s->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", s->dir);
+}
+
+/* ---- raw frames ------------------------------------------------------- */
+
+static void write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		ck_assert_msg(n > 0, "send: %s", strerror(errno));
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+static void send_msg(int fd, const struct mb_msg *m)
+{
+	unsigned char buf[MB_WIRE_MAX_FRAME];
+	int n = mb_wire_encode(m, buf, sizeof(buf));
+	ck_assert_int_gt(n, 0);
+	write_all(fd, buf, (size_t)n);
+}
+
+static void send2(int fd, unsigned type, uint32_t seq, uint64_t w0, uint64_t w1)
+{
+	struct mb_msg m;
+	mb_msg_init(&m, type, seq);
+	m.w[0] = w0;
+	m.w[1] = w1;
+	send_msg(fd, &m);
+}
+
+/* Read exactly len bytes: 1, 0 on EOF, -1 on time-out. */
+static int read_exact(int fd, unsigned char *buf, size_t len, int timeout_ms)
+{
+	size_t got = 0;
+	while (got < len) {
+		struct pollfd p = { fd, POLLIN, 0 };
+		int r = poll(&p, 1, timeout_ms);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r == 0)
+			return -1;
+		ssize_t n = read(fd, buf + got, len - got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == ECONNRESET)
+			return 0;
+		ck_assert_msg(n >= 0, "read: %s", strerror(errno));
+		if (n == 0)
+			return 0;
+		got += (size_t)n;
+	}
+	return 1;
+}
+
+static int recv_msg(int fd, struct mb_msg *m, int timeout_ms)
+{
+	unsigned char buf[MB_WIRE_MAX_FRAME];
+	int r = read_exact(fd, buf, MB_WIRE_HDR_SIZE, timeout_ms);
+	if (r <= 0)
+		return r;
+	unsigned len = buf[12] | buf[13] << 8 | buf[14] << 16 | (unsigned)buf[15] << 24;
+	ck_assert_uint_le(len, MB_WIRE_MAX_FRAME - MB_WIRE_HDR_SIZE);
+	r = read_exact(fd, buf + MB_WIRE_HDR_SIZE, len, timeout_ms);
+	ck_assert_int_eq(r, 1);
+	ck_assert_int_eq(mb_wire_decode(buf, MB_WIRE_HDR_SIZE + len, m),
+			 (int)(MB_WIRE_HDR_SIZE + len));
+	return 1;
+}
+
+static struct mb_msg expect(int fd, unsigned type)
+{
+	struct mb_msg m;
+	int r = recv_msg(fd, &m, IO_TIMEOUT_MS);
+	ck_assert_msg(r == 1, "expected %s, got %s", mb_wire_type_name(type),
+		      r == 0 ? "EOF" : "nothing");
+	ck_assert_msg(m.type == type, "expected %s, got %s", mb_wire_type_name(type),
+		      mb_wire_type_name(m.type));
+	return m;
+}
+
+static void expect_eof(int fd)
+{
+	struct mb_msg m;
+	int r = recv_msg(fd, &m, IO_TIMEOUT_MS);
+	ck_assert_msg(r == 0, "expected EOF, got %s", r < 0 ? "nothing" :
+		      mb_wire_type_name(m.type));
+}
+
+static void expect_silence(int fd, int ms)
+{
+	struct mb_msg m;
+	ck_assert_int_eq(recv_msg(fd, &m, ms), -1);
+}
+
+static uint64_t hello(int fd, unsigned kind, uint64_t src)
+{
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_HELLO, 1);
+	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+	m.w[MB_W_HELLO_KIND] = kind;
+	m.w[MB_W_HELLO_SOURCE_PAGES] = src;
+	mb_wire_put_comm(&m.w[MB_W_HELLO_COMM], "rawtest");
+	send_msg(fd, &m);
+	struct mb_msg a = expect(fd, MB_MSG_HELLO_ACK);
+	ck_assert_uint_eq(a.w[MB_W_ACK_STATUS], MB_ST_OK);
+	return a.w[MB_W_ACK_CLIENT_ID];
+}
+
+static int client(struct srv *s, unsigned kind, uint64_t src)
+{
+	int fd = try_connect(s->sock);
+	ck_assert_int_ge(fd, 0);
+	hello(fd, kind, src);
+	return fd;
+}
+
+static struct mb_msg query(int fd)
+{
+	send2(fd, MB_MSG_QUERY, 77, 0, 0);
+	struct mb_msg q = expect(fd, MB_MSG_QUERY_REPLY);
+	ck_assert_uint_eq(q.seq, 77);
+	return q;
+}
+
+static void grant(int fd, uint64_t pages, unsigned status, uint64_t want)
+{
+	send2(fd, MB_MSG_REQUEST, 5, pages, 0);
+	struct mb_msg g = expect(fd, MB_MSG_GRANT);
+	ck_assert_uint_eq(g.seq, 5);
+	ck_assert_uint_eq(g.w[MB_W_GRANT_STATUS], status);
+	ck_assert_uint_eq(g.w[MB_W_GRANT_PAGES], want);
+}
+
+/* The server still serves: a fresh client registers, takes and returns. */
+static void still_serving(struct srv *s)
+{
+	int fd = client(s, MB_KIND_SINK, 0);
+	grant(fd, 1, MB_ST_OK, 1);
+	send2(fd, MB_MSG_RETURN, 6, 1, 0);
+	ck_assert_uint_eq(expect(fd, MB_MSG_RETURN_ACK).w[0], MB_ST_OK);
+	close(fd);
+}
+
+/* Poll QUERY until the pool reaches want (the server notices closes
+ * asynchronously). */
+static void wait_pool(int fd, int64_t want)
+{
+	int64_t pool = 0;
+	for (int i = 0; i < 500; i++) {
+		pool = (int64_t)query(fd).w[MB_W_QR_POOL];
+		if (pool == want)
+			return;
+		usleep(10000);
+	}
+	ck_abort_msg("pool stays at %ld, expected %ld", (long)pool, (long)want);
+}
+
+static void raw_bytes(int fd, const void *p, size_t n)
+{
+	write_all(fd, p, n);
+}
+
+static void put_le(unsigned char *p, uint64_t v, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void header(unsigned char *h, uint32_t magic, unsigned ver, unsigned type, uint32_t len)
+{
+	put_le(h, magic, 4);
+	put_le(h + 4, ver, 2);
+	put_le(h + 6, type, 2);
+	put_le(h + 8, 1, 4);
+	put_le(h + 12, len, 4);
+}
+
+/* ---- bad input ---------------------------------------------------------- */
+
+static void bad_frame_closes(const void *bytes, size_t n, unsigned status)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int watcher = client(&s, MB_KIND_SINK, 0);
+	grant(watcher, 3, MB_ST_OK, 3);
+	int fd = client(&s, MB_KIND_SINK, 0);
+	grant(fd, 2, MB_ST_OK, 2);
+	raw_bytes(fd, bytes, n);
+	struct mb_msg e = expect(fd, MB_MSG_ERROR);
+	ck_assert_uint_eq(e.w[MB_W_ERR_STATUS], status);
+	expect_eof(fd);
+	close(fd);
+	/* Its 2 pages came back; the other client is unaffected. */
+	wait_pool(watcher, 100 - 3);
+	still_serving(&s);
+	close(watcher);
+	srv_stop(&s);
+}
+
+START_TEST(garbage_bytes)
+{
+	const char junk[] = "GET / HTTP/1.0\r\n\r\n";
+	bad_frame_closes(junk, sizeof(junk) - 1, MB_ST_PROTO);
+}
+END_TEST
+
+START_TEST(huge_length)
+{
+	unsigned char h[MB_WIRE_HDR_SIZE];
+	header(h, MB_WIRE_MAGIC, MB_WIRE_VERSION, MB_MSG_REQUEST, 0xffffffffu);
+	bad_frame_closes(h, sizeof(h), MB_ST_PROTO);
+}
+END_TEST
+
+START_TEST(wrong_version)
+{
+	unsigned char h[MB_WIRE_HDR_SIZE];
+	header(h, MB_WIRE_MAGIC, 9, MB_MSG_QUERY, 0);
+	bad_frame_closes(h, sizeof(h), MB_ST_VERSION);
+}
+END_TEST
+
+START_TEST(unknown_type)
+{
+	unsigned char h[MB_WIRE_HDR_SIZE];
+	header(h, MB_WIRE_MAGIC, MB_WIRE_VERSION, 1234, 0);
+	bad_frame_closes(h, sizeof(h), MB_ST_UNKNOWN);
+}
+END_TEST
+
+START_TEST(partial_frame_silence_and_close)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	unsigned char h[MB_WIRE_HDR_SIZE];
+	header(h, MB_WIRE_MAGIC, MB_WIRE_VERSION, MB_MSG_REQUEST, 16);
+	int silent = client(&s, MB_KIND_SINK, 0);
+	grant(silent, 4, MB_ST_OK, 4);
+	raw_bytes(silent, h, 7); /* and then nothing */
+	int closer = try_connect(s.sock);
+	raw_bytes(closer, h, 3);
+	close(closer); /* partial frame then EOF */
+	int half = try_connect(s.sock);
+	raw_bytes(half, h, sizeof(h)); /* full header, no payload */
+	for (int i = 0; i < 20; i++)
+		still_serving(&s);
+	/* The silent client is still connected and still counted. */
+	int obs = client(&s, MB_KIND_OBSERVER, 0);
+	ck_assert_uint_eq(query(obs).w[MB_W_QR_POOL], 100 - 4);
+	expect_silence(silent, 100); /* nothing to answer yet */
+	/* Completing its frame makes it a normal client again. */
+	unsigned char rest[MB_WIRE_HDR_SIZE + 16] = { 0 };
+	memcpy(rest, h, sizeof(h));
+	put_le(rest + MB_WIRE_HDR_SIZE, 1, 8);
+	raw_bytes(silent, rest + 7, sizeof(rest) - 7);
+	struct mb_msg g = expect(silent, MB_MSG_GRANT);
+	ck_assert_uint_eq(g.w[MB_W_GRANT_PAGES], 1);
+	close(silent);
+	close(half);
+	wait_pool(obs, 100);
+	close(obs);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(bad_counts_and_misuse)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int pre = try_connect(s.sock);
+	/* Before HELLO. */
+	send2(pre, MB_MSG_REQUEST, 3, 1, 0);
+	ck_assert_uint_eq(expect(pre, MB_MSG_GRANT).w[0], MB_ST_NOTREG);
+	send2(pre, MB_MSG_RETURN, 3, 1, 0);
+	ck_assert_uint_eq(expect(pre, MB_MSG_RETURN_ACK).w[0], MB_ST_NOTREG);
+	send2(pre, MB_MSG_CANCEL, 3, 0, 0);
+	ck_assert_uint_eq(expect(pre, MB_MSG_CANCEL_ACK).w[0], MB_ST_NOTREG);
+	hello(pre, MB_KIND_SINK, 0);
+	/* HELLO twice. */
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_HELLO, 9);
+	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+	send_msg(pre, &m);
+	ck_assert_uint_eq(expect(pre, MB_MSG_HELLO_ACK).w[0], MB_ST_NOTREG);
+	/* Negative and huge counts. */
+	grant(pre, (uint64_t)-5, MB_ST_INVAL, 0);
+	grant(pre, MB_WIRE_MAX_PAGES + 1, MB_ST_INVAL, 0);
+	send2(pre, MB_MSG_RESERVE, 4, (uint64_t)INT64_MIN, 0);
+	ck_assert_uint_eq(expect(pre, MB_MSG_GRANT).w[0], MB_ST_INVAL);
+	send2(pre, MB_MSG_RETURN, 4, (uint64_t)-1, 0);
+	ck_assert_uint_eq(expect(pre, MB_MSG_RETURN_ACK).w[0], MB_ST_INVAL);
+	/* Over-return. */
+	grant(pre, 10, MB_ST_OK, 10);
+	send2(pre, MB_MSG_RETURN, 4, 11, 0);
+	struct mb_msg r = expect(pre, MB_MSG_RETURN_ACK);
+	ck_assert_uint_eq(r.w[MB_W_RETACK_STATUS], MB_ST_OVERRETURN);
+	ck_assert_uint_eq(r.w[MB_W_RETACK_BALANCE], 10);
+	/* SHARE_ANSWER from a sink. */
+	send2(pre, MB_MSG_SHARE_ANSWER, 4, 5, 0);
+	struct mb_msg e = expect(pre, MB_MSG_ERROR);
+	ck_assert_uint_eq(e.w[MB_W_ERR_STATUS], MB_ST_PERM);
+	/* A server-to-client type sent by a client. */
+	send2(pre, MB_MSG_REPAY, 4, 5, 0);
+	ck_assert_uint_eq(expect(pre, MB_MSG_ERROR).w[0], MB_ST_UNKNOWN);
+	/* Nothing changed the accounting, and the connection still works. */
+	struct mb_msg q = query(pre);
+	ck_assert_uint_eq(q.w[MB_W_QR_POOL], 90);
+	ck_assert_uint_eq(q.w[MB_W_QR_TOTAL], 100);
+	ck_assert_uint_eq(q.w[MB_W_QR_BALANCE], 10);
+	send2(pre, MB_MSG_TERMINATE, 8, 0, 0);
+	struct mb_msg t = expect(pre, MB_MSG_TERMINATE_ACK);
+	ck_assert_uint_eq(t.w[MB_W_TERMACK_RECLAIMED], 10);
+	expect_eof(pre);
+	close(pre);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(status_reader_closes_early)
+{
+	enum { CLIENTS = 300, READERS = 30 };
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	static int fds[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++)
+		fds[i] = client(&s, MB_KIND_SINK, 0);
+	for (int i = 0; i < READERS; i++) {
+		int r = try_connect(s.sock);
+		ck_assert_int_ge(r, 0);
+		send2(r, MB_MSG_STATUS, 1, 0, 0);
+		close(r);
+	}
+	/* A reader that stays gets the full snapshot. */
+	int r = try_connect(s.sock);
+	send2(r, MB_MSG_STATUS, 2, 0, 0);
+	struct mb_msg h = expect(r, MB_MSG_STATUS_HEAD);
+	ck_assert_uint_eq(h.w[MB_W_SH_CLIENTS], CLIENTS);
+	for (int i = 0; i < CLIENTS; i++)
+		expect(r, MB_MSG_STATUS_CLIENT);
+	expect(r, MB_MSG_STATUS_END);
+	close(r);
+	still_serving(&s);
+	for (int i = 0; i < CLIENTS; i++)
+		close(fds[i]);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(killed_client_pages_return)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int obs = client(&s, MB_KIND_OBSERVER, 0);
+	int pipefd[2];
+	ck_assert_int_eq(pipe(pipefd), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		int fd = client(&s, MB_KIND_SINK, 0);
+		grant(fd, 60, MB_ST_OK, 60);
+		if (write(pipefd[1], "x", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	char c;
+	ck_assert_int_eq(read(pipefd[0], &c, 1), 1);
+	ck_assert_uint_eq(query(obs).w[MB_W_QR_POOL], 40);
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	wait_pool(obs, 100);
+	ck_assert_ptr_nonnull(strstr(read_file(s.log), "leaves holding 60 pages"));
+	close(obs);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(silent_bidi_deadline)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int bidi = client(&s, MB_KIND_BIDI, 0);
+	grant(bidi, 100, MB_ST_OK, 100);
+	int sink = client(&s, MB_KIND_SINK, 0);
+	send2(sink, MB_MSG_REQUEST, 9, 10, 0);
+	struct mb_msg q = expect(bidi, MB_MSG_SHARE_QUERY);
+	ck_assert_uint_eq(q.w[MB_W_SQ_PAGES], 10);
+	ck_assert_uint_eq(q.w[MB_W_SQ_DEADLINE_MS], 300);
+	/* The bidi client never answers; the requester is answered anyway. */
+	struct mb_msg g = expect(sink, MB_MSG_GRANT);
+	ck_assert_uint_eq(g.seq, 9);
+	ck_assert_uint_eq(g.w[MB_W_GRANT_STATUS], MB_ST_OK);
+	ck_assert_uint_eq(g.w[MB_W_GRANT_PAGES], 0);
+	ck_assert_ptr_nonnull(strstr(read_file(s.log), "counted as a denial"));
+	/* Its late answer still counts: the pages go to the pool. */
+	mb_msg_init(&g, MB_MSG_SHARE_ANSWER, q.seq);
+	g.w[MB_W_ANS_PAGES] = 10;
+	send_msg(bidi, &g);
+	wait_pool(sink, 10);
+	close(bidi);
+	close(sink);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(bidi_give_back_round_trip)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int src = client(&s, MB_KIND_SOURCE, 50);
+	int sink = client(&s, MB_KIND_SINK, 0);
+	send2(sink, MB_MSG_RESERVE, 3, 120, 0);
+	struct mb_msg q = expect(src, MB_MSG_SHARE_QUERY);
+	ck_assert_uint_eq(q.w[MB_W_SQ_URGENCY], MB_URG_REQUEST);
+	ck_assert_uint_eq(q.w[MB_W_SQ_PAGES], 20);
+	struct mb_msg a;
+	mb_msg_init(&a, MB_MSG_SHARE_ANSWER, q.seq);
+	a.w[MB_W_ANS_PAGES] = 20;
+	send_msg(src, &a);
+	struct mb_msg g = expect(sink, MB_MSG_GRANT);
+	ck_assert_uint_eq(g.w[MB_W_GRANT_PAGES], 120);
+	send2(sink, MB_MSG_RETURN, 4, 120, 0);
+	expect(sink, MB_MSG_RETURN_ACK);
+	struct mb_msg r = expect(src, MB_MSG_REPAY);
+	ck_assert_uint_eq(r.w[MB_W_REPAY_PAGES], 20);
+	ck_assert_uint_eq(r.w[MB_W_REPAY_BALANCE], 0);
+	close(src);
+	close(sink);
+	srv_stop(&s);
+}
+END_TEST
+
+static void raise_nofile(rlim_t want)
+{
+	struct rlimit rl;
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < want && rl.rlim_max >= want) {
+		rl.rlim_cur = want;
+		ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	}
+}
+
+START_TEST(many_clients)
+{
+	struct rlimit rl;
+	raise_nofile(MANY + 64);
+	getrlimit(RLIMIT_NOFILE, &rl);
+	if (rl.rlim_cur < MANY + 64) {
+		fprintf(stderr, "SKIP many_clients: descriptor limit %lu\n",
+			(unsigned long)rl.rlim_cur);
+		return;
+	}
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "total = 16000K\n"); /* 4000 pages */
+	srv_start(&s);
+	static int fds[MANY];
+	for (int i = 0; i < MANY; i++) {
+		fds[i] = try_connect(s.sock);
+		ck_assert_msg(fds[i] >= 0, "connect %d: %s", i, strerror(errno));
+		struct mb_msg m;
+		mb_msg_init(&m, MB_MSG_HELLO, 1);
+		m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+		send_msg(fds[i], &m);
+	}
+	for (int i = 0; i < MANY; i++) {
+		ck_assert_uint_eq(expect(fds[i], MB_MSG_HELLO_ACK).w[0], MB_ST_OK);
+		send2(fds[i], MB_MSG_REQUEST, 2, 1, 0);
+	}
+	for (int i = 0; i < MANY; i++) {
+		struct mb_msg g = expect(fds[i], MB_MSG_GRANT);
+		ck_assert_uint_eq(g.w[MB_W_GRANT_STATUS], MB_ST_OK);
+		ck_assert_uint_eq(g.w[MB_W_GRANT_PAGES], 1);
+	}
+	struct mb_msg q = query(fds[0]);
+	ck_assert_uint_eq(q.w[MB_W_QR_POOL], 0);
+	ck_assert_uint_eq(q.w[MB_W_QR_CLIENTS], MANY);
+	for (int i = 0; i < MANY; i++)
+		send2(fds[i], MB_MSG_RETURN, 3, 1, 0);
+	for (int i = 0; i < MANY; i++)
+		ck_assert_uint_eq(expect(fds[i], MB_MSG_RETURN_ACK).w[0], MB_ST_OK);
+	ck_assert_uint_eq(query(fds[0]).w[MB_W_QR_POOL], MANY);
+	for (int i = 0; i < MANY; i++)
+		close(fds[i]);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(out_of_descriptors)
+{
+	enum { LIMIT = 32, TRY = 48 };
+	struct srv s;
+	srv_init(&s);
+	s.pid = srv_spawn(&s, -1, LIMIT, NULL);
+	wait_ready(&s);
+	int fds[TRY], ok = 0;
+	for (int i = 0; i < TRY; i++) {
+		fds[i] = try_connect(s.sock);
+		ck_assert_int_ge(fds[i], 0);
+		struct mb_msg m;
+		mb_msg_init(&m, MB_MSG_HELLO, 1);
+		m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+		send_msg(fds[i], &m);
+		if (recv_msg(fds[i], &m, IO_TIMEOUT_MS) == 1) {
+			ck_assert_uint_eq(m.type, MB_MSG_HELLO_ACK);
+			ok++;
+		} else {
+			close(fds[i]);
+			fds[i] = -1;
+		}
+	}
+	ck_assert_int_gt(ok, 10);
+	ck_assert_int_lt(ok, TRY);
+	ck_assert_ptr_nonnull(strstr(read_file(s.log), "out of file descriptors"));
+	/* The served ones still work; after closing some, new ones get in. */
+	for (int i = 0; i < TRY; i++) {
+		if (fds[i] >= 0) {
+			query(fds[i]);
+			close(fds[i]);
+		}
+	}
+	usleep(300000);
+	still_serving(&s);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(second_instance_refused)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	pid_t p2 = srv_spawn(&s, -1, 0, NULL);
+	ck_assert_int_eq(wait_exit(p2), 1);
+	ck_assert_ptr_nonnull(strstr(read_file(s.log), "already listening"));
+	still_serving(&s);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(stale_socket_replaced)
+{
+	struct srv s;
+	srv_init(&s);
+	/* A socket file nobody listens on (a server that died). */
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, s.sock);
+	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	close(fd);
+	srv_start(&s);
+	still_serving(&s);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(sigterm_removes_socket)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int fd = client(&s, MB_KIND_SINK, 0);
+	grant(fd, 5, MB_ST_OK, 5);
+	struct stat st;
+	ck_assert_int_eq(stat(s.sock, &st), 0);
+	ck_assert_uint_eq(st.st_mode & 0777, 0660);
+	ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+	ck_assert_int_eq(wait_exit(s.pid), 0);
+	ck_assert_int_ne(access(s.sock, F_OK), 0);
+	expect_eof(fd);
+	close(fd);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", s.dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(sighup_reload)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int obs = client(&s, MB_KIND_OBSERVER, 0);
+	send2(obs, MB_MSG_SUBSCRIBE, 2, MB_EV_TOTAL_CHANGED, 0);
+	expect(obs, MB_MSG_SUBSCRIBE_ACK);
+	int bidi = client(&s, MB_KIND_BIDI, 0);
+	grant(bidi, 80, MB_ST_OK, 80);
+	/* Shrink below what is lent: the pool is in debt, the bidi is asked. */
+	write_file(s.conf, "total = 200K\nshare_deadline = 300ms\n");
+	kill(s.pid, SIGHUP);
+	struct mb_msg e = expect(obs, MB_MSG_EVENT);
+	ck_assert_uint_eq(e.w[MB_W_EV_EVENT], MB_EV_TOTAL_CHANGED);
+	ck_assert_uint_eq(e.w[MB_W_EV_TOTAL], 50);
+	struct mb_msg q = expect(bidi, MB_MSG_SHARE_QUERY);
+	ck_assert_uint_eq(q.w[MB_W_SQ_PAGES], 30);
+	struct mb_msg a;
+	mb_msg_init(&a, MB_MSG_SHARE_ANSWER, q.seq);
+	a.w[MB_W_ANS_PAGES] = 30;
+	send_msg(bidi, &a);
+	wait_pool(obs, 0);
+	/* A bad file is refused and the running values stay. */
+	write_file(s.conf, "total = 300K\nno_such_key = 1\n");
+	kill(s.pid, SIGHUP);
+	for (int i = 0; i < 500 && !strstr(read_file(s.log), "keeping the current"); i++)
+		usleep(10000);
+	char *log = read_file(s.log);
+	ck_assert_ptr_nonnull(strstr(log, "membroker.conf:2: unknown key 'no_such_key'"));
+	ck_assert_ptr_nonnull(strstr(log, "keeping the current configuration"));
+	ck_assert_uint_eq(query(obs).w[MB_W_QR_TOTAL], 50);
+	close(bidi);
+	close(obs);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(bad_config_refuses_start)
+{
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "# comment\ntotal = 1M\nshare_deadline = soon\n");
+	pid_t p = srv_spawn(&s, -1, 0, NULL);
+	ck_assert_int_eq(wait_exit(p), 1);
+	char *log = read_file(s.log);
+	ck_assert_msg(strstr(log, "membroker.conf:3: share_deadline") != NULL, "log: %s", log);
+	ck_assert_int_ne(access(s.sock, F_OK), 0);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", s.dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(socket_activation_and_notify)
+{
+	struct srv s;
+	srv_init(&s);
+	/* The service manager's side: a listening socket and a notify socket. */
+	int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	strcpy(sa.sun_path, s.sock);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(lfd, 16), 0);
+	char npath[128];
+	snprintf(npath, sizeof(npath), "%s/notify", s.dir);
+	int nfd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	struct sockaddr_un na = { .sun_family = AF_UNIX };
+	strcpy(na.sun_path, npath);
+	ck_assert_int_eq(bind(nfd, (struct sockaddr *)&na, sizeof(na)), 0);
+	setenv("NOTIFY_SOCKET", npath, 1);
+	s.pid = srv_spawn(&s, lfd, 0, NULL);
+	unsetenv("NOTIFY_SOCKET");
+	close(lfd);
+	struct pollfd p = { nfd, POLLIN, 0 };
+	ck_assert_int_eq(poll(&p, 1, IO_TIMEOUT_MS), 1);
+	char buf[64] = { 0 };
+	ck_assert_int_gt(recv(nfd, buf, sizeof(buf) - 1, 0), 0);
+	ck_assert_str_eq(buf, "READY=1");
+	still_serving(&s);
+	ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+	ck_assert_int_eq(wait_exit(s.pid), 0);
+	/* An activated socket belongs to the service manager: it stays. */
+	ck_assert_int_eq(access(s.sock, F_OK), 0);
+	close(nfd);
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", s.dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+START_TEST(slow_reader_does_not_stall)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	/* A client that sends STATUS after STATUS and never reads. */
+	int hog = try_connect(s.sock);
+	int sz = 4096;
+	setsockopt(hog, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	int fds[200];
+	for (int i = 0; i < 200; i++)
+		fds[i] = client(&s, MB_KIND_SINK, 0);
+	unsigned char frames[MB_WIRE_HDR_SIZE * 64];
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_STATUS, 1);
+	for (int i = 0; i < 64; i++)
+		mb_wire_encode(&m, frames + i * MB_WIRE_HDR_SIZE, MB_WIRE_HDR_SIZE);
+	int fl = fcntl(hog, F_GETFL);
+	fcntl(hog, F_SETFL, fl | O_NONBLOCK);
+	for (int round = 0; round < 200; round++) {
+		if (send(hog, frames, sizeof(frames), MSG_NOSIGNAL) < 0)
+			break;
+	}
+	/* Everyone else is served meanwhile. */
+	for (int i = 0; i < 200; i++)
+		grant(fds[i], 0, MB_ST_OK, 0);
+	still_serving(&s);
+	close(hog);
+	for (int i = 0; i < 200; i++)
+		close(fds[i]);
+	srv_stop(&s);
+}
+END_TEST
+
+
+/* In a child running as uid/gid: QUERY and report the status (or 99). */
+static int query_as(struct srv *s, uid_t uid, gid_t gid)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) != 0 || setgid(gid) != 0 || setuid(uid) != 0)
+			_exit(98);
+		int fd = try_connect(s->sock);
+		if (fd < 0)
+			_exit(97);
+		send2(fd, MB_MSG_QUERY, 1, 0, 0);
+		struct mb_msg m;
+		if (recv_msg(fd, &m, IO_TIMEOUT_MS) != 1 || m.type != MB_MSG_QUERY_REPLY)
+			_exit(99);
+		_exit((int)m.w[MB_W_QR_STATUS]);
+	}
+	return wait_exit(pid);
+}
+
+START_TEST(allowed_users)
+{
+	if (getuid() != 0) {
+		fprintf(stderr, "SKIP allowed_users: needs root to change uid\n");
+		return;
+	}
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "total = 400K\nsocket_mode = 0666\nallow_uids = 12345\nallow_gids = 23456\n");
+	ck_assert_int_eq(chmod(s.dir, 0755), 0);
+	srv_start(&s);
+	ck_assert_int_eq(query_as(&s, 12345, 12345), MB_ST_OK);
+	ck_assert_int_eq(query_as(&s, 34567, 23456), MB_ST_OK);
+	ck_assert_int_eq(query_as(&s, 34567, 34567), MB_ST_PERM);
+	ck_assert_int_eq(query_as(&s, 0, 0), MB_ST_OK); /* root always */
+	srv_stop(&s);
+}
+END_TEST
+
+static Suite *sock_suite(void)
+{
+	Suite *s = suite_create("broker_sock");
+	TCase *t = tcase_create("bad_input");
+	tcase_set_timeout(t, 30);
+	tcase_add_test(t, garbage_bytes);
+	tcase_add_test(t, huge_length);
+	tcase_add_test(t, wrong_version);
+	tcase_add_test(t, unknown_type);
+	tcase_add_test(t, partial_frame_silence_and_close);
+	tcase_add_test(t, bad_counts_and_misuse);
+	tcase_add_test(t, status_reader_closes_early);
+	tcase_add_test(t, slow_reader_does_not_stall);
+	suite_add_tcase(s, t);
+	t = tcase_create("clients");
+	tcase_set_timeout(t, 30);
+	tcase_add_test(t, killed_client_pages_return);
+	tcase_add_test(t, silent_bidi_deadline);
+	tcase_add_test(t, bidi_give_back_round_trip);
+	tcase_add_test(t, many_clients);
+	tcase_add_test(t, out_of_descriptors);
+	suite_add_tcase(s, t);
+	t = tcase_create("daemon");
+	tcase_set_timeout(t, 30);
+	tcase_add_test(t, second_instance_refused);
+	tcase_add_test(t, stale_socket_replaced);
+	tcase_add_test(t, sigterm_removes_socket);
+	tcase_add_test(t, sighup_reload);
+	tcase_add_test(t, bad_config_refuses_start);
+	tcase_add_test(t, socket_activation_and_notify);
+	tcase_add_test(t, allowed_users);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(sock_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
