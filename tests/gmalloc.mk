@@ -34,8 +34,3 @@ GMALLOC_SH_TESTS = \
 TESTS += $(GMALLOC_SH_TESTS)
 EXTRA_DIST += $(GMALLOC_SH_TESTS) tests/gmalloc/gmlib.sh
 
-# An observer client that prints the broker's pool (broker test).
-check_PROGRAMS += tests/gmalloc/gm_mbquery
-tests_gmalloc_gm_mbquery_SOURCES = tests/gmalloc/gm_mbquery.c
-tests_gmalloc_gm_mbquery_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
-tests_gmalloc_gm_mbquery_LDADD = libmbclient/libmbclient.la

@@ -6,17 +6,18 @@
 . "$top_srcdir/tests/gmalloc/gmlib.sh"
 need_cmd python3
 MBSERVER="$top_builddir/mbserver/mbserver"
-QUERY="$top_builddir/tests/gmalloc/gm_mbquery"
+MBSTATUS="$top_builddir/libmbclient/mbstatus"
 [ -x "$MBSERVER" ] || skip "mbserver not built"
+[ -x "$MBSTATUS" ] || skip "mbstatus not built"
 
 # pool_back: after the clients exit, the broker holds all its quota again.
 pool_back() {
 	i=0
 	while :; do
-		q=$("$QUERY") || fail "broker query failed"
-		pool=$(echo "$q" | sed 's/.*pool=\([-0-9]*\).*/\1/')
-		total=$(echo "$q" | sed 's/.*total=\([0-9]*\).*/\1/')
-		[ "$pool" = "$total" ] && return 0
+		q=$("$MBSTATUS" | head -n 1) || fail "mbstatus failed"
+		set -- $q
+		[ "$1" = pool ] && [ "$3" = of ] || fail "unexpected mbstatus output: $q"
+		[ "$2" = "$4" ] && return 0
 		i=$((i + 1)); [ $i -gt 100 ] && fail "quota not back after exit: $q"
 		sleep 0.05
 	done
@@ -72,6 +73,9 @@ while [ ! -e "$TEST_TMP/ready" ]; do
 	i=$((i + 1)); [ $i -gt 500 ] && fail "python3 did not start"
 	sleep 0.02
 done
+# The broker sees the running program's quota.
+"$MBSTATUS" >"$TEST_TMP/status" || fail "mbstatus failed"
+grep -Eq 'python3[^ ]* +sink +[1-9][0-9]* ' "$TEST_TMP/status" || { cat "$TEST_TMP/status"; fail "no quota held by python3"; }
 kill "$BROKER_PID"; wait "$BROKER_PID" 2>/dev/null || true; rm -f "$MEMBROKER_SOCKET"
 start_broker 512M
 touch "$TEST_TMP/go"
