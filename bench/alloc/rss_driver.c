@@ -5,7 +5,11 @@
  * /proc/self/status right after the frees and again after a pause.  The
  * allocator under test is whatever LD_PRELOAD puts in front of glibc.
  *
- * Output, one line:  peak=<MiB> live=<MiB> after=<MiB> later=<MiB> blocks=<n>
+ * Output, one line:
+ *   base=<MiB> peak=<MiB> live=<MiB> pages=<MiB> after=<MiB> later=<MiB> blocks=<n>
+ * base is VmRSS before the first allocation; pages is the size of the
+ * distinct pages the live blocks touch, the least any allocator that does
+ * not move blocks can keep resident for them.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -44,6 +48,30 @@ static double vmrss_mib(void)
 	return kib / 1024.0;
 }
 
+static int cmp_page(const void *a, const void *b)
+{
+	uintptr_t x = *(const uintptr_t *)a, y = *(const uintptr_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static uintptr_t pagelist[MAX_BLOCKS * 4];
+
+/* Distinct pages under the first `keep` blocks of `order`. */
+static double live_pages_mib(void **b, const size_t *l, const int *ord, int keep)
+{
+	size_t n = 0, uniq = 0;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	for (int i = 0; i < keep; i++) {
+		uintptr_t s = (uintptr_t)b[ord[i]], e = s + l[ord[i]] - 1;
+		for (uintptr_t p = s / page; p <= e / page && n < sizeof(pagelist) / sizeof(pagelist[0]); p++)
+			pagelist[n++] = p;
+	}
+	qsort(pagelist, n, sizeof(pagelist[0]), cmp_page);
+	for (size_t i = 0; i < n; i++)
+		uniq += i == 0 || pagelist[i] != pagelist[i - 1];
+	return (double)(uniq * page) / (1 << 20);
+}
+
 static void *blk[MAX_BLOCKS];
 static size_t len[MAX_BLOCKS];
 static int order[MAX_BLOCKS];
@@ -52,6 +80,7 @@ int main(void)
 {
 	size_t total = 0, live = 0;
 	int n = 0;
+	double base = vmrss_mib();
 	while (total < TOTAL - BIG_BLOCKS * BIG_SIZE && n < MAX_BLOCKS) {
 		unsigned bits = 4 + (unsigned)(next() % 12);  /* 16 B .. 32 KiB */
 		size_t sz = ((size_t)1 << bits) + (size_t)(next() % ((size_t)1 << bits));
@@ -91,8 +120,9 @@ int main(void)
 	double after = vmrss_mib();
 	sleep(PAUSE_S);
 	double later = vmrss_mib();
-	printf("peak=%.1f live=%.1f after=%.1f later=%.1f blocks=%d\n", peak,
-	       (double)live / (1 << 20), after, later, n);
+	double pages = live_pages_mib(blk, len, order, keep);
+	printf("base=%.1f peak=%.1f live=%.1f pages=%.1f after=%.1f later=%.1f blocks=%d\n",
+	       base, peak, (double)live / (1 << 20), pages, after, later, n);
 	for (int i = 0; i < keep; i++)
 		free(blk[order[i]]);
 	return 0;

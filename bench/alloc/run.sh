@@ -33,7 +33,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
 echo "== RSS after freeing 99% of 512 MiB (MiB, median of $RUNS; live = data still allocated)"
-printf '%-10s %8s %8s %10s %10s %10s\n' allocator peak live after after+2s after/live
+echo "(base = RSS before allocating; pages = distinct pages under the live blocks)"
+printf '%-10s %6s %7s %6s %6s %8s %9s %11s\n' allocator base peak live pages after after+2s after/live
 for a in $allocs; do
 	name=${a%%:*}; lib=${a#*:}
 	if [ "$name" != glibc ] && [ -z "$lib" ]; then
@@ -49,12 +50,13 @@ for a in $allocs; do
 		fi
 		i=$((i + 1))
 	done
+	base=$(field base <"$tmp/r" | median); pages=$(field pages <"$tmp/r" | median)
 	peak=$(field peak <"$tmp/r" | median); live=$(field live <"$tmp/r" | median)
 	after=$(field after <"$tmp/r" | median); later=$(field later <"$tmp/r" | median)
-	printf '%-10s %8s %8s %10s %10s %10.2f\n' "$name" "$peak" "$live" "$after" "$later" \
+	printf '%-10s %6s %7s %6s %6s %8s %9s %11.2f\n' "$name" "$base" "$peak" "$live" "$pages" "$after" "$later" \
 		"$(echo "$after $live" | awk '{print $1 / $2}')"
 done
-echo "(gmalloc's free_high mark: 1 MiB by default; aim: after <= live + fragmentation of live pages + free_high)"
+echo "(aim for gmalloc: after <= base + pages + free_high (1 MiB by default) + its metadata)"
 
 command -v hyperfine >/dev/null || { echo "hyperfine not installed: no timings"; exit 0; }
 echo
