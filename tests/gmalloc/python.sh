@@ -22,4 +22,8 @@ GMALLOC_REPORT_AT_EXIT=on pre python3 "$TEST_TMP/work.py" >"$TEST_TMP/got" 2>"$T
 	{ cat "$TEST_TMP/err"; fail "python3 under gmalloc failed"; }
 cmp -s "$TEST_TMP/want" "$TEST_TMP/got" || fail "output differs: $(cat "$TEST_TMP/got") vs $(cat "$TEST_TMP/want")"
 check_report "$TEST_TMP/err"
+# The same with every block guarded and freed memory trashed.
+GMALLOC_GUARD=on GMALLOC_TRASH=on pre python3 "$TEST_TMP/work.py" >"$TEST_TMP/got" 2>"$TEST_TMP/err" ||
+	{ cat "$TEST_TMP/err"; fail "python3 under gmalloc with guard and trash failed"; }
+cmp -s "$TEST_TMP/want" "$TEST_TMP/got" || fail "output differs with guard and trash"
 echo "python ok: $(cat "$TEST_TMP/got")"
