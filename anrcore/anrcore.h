@@ -80,6 +80,9 @@ struct anr_stats {
 	size_t madvised_bytes;
 	uint64_t deferred_frees;  /* frees queued because the heap was busy */
 	uint64_t bad_frees;
+	/* Extensions: resident = in_use + slab_free + free_resident. */
+	size_t slab_free;     /* bytes of slab pages not in live objects */
+	size_t metadata;      /* bytes of the reservation set apart for metadata */
 };
 
 /* Reserve and initialise.  Returns NULL (errno set) if the reservation fails. */

@@ -1,1 +1,9 @@
-# anrcore: build rules (paths relative to the top of the tree)
+# anrcore: the allocator core, an internal PIC library linked into
+# libgmalloc.so and libanrmalloc.so.  It knows nothing of the broker.
+noinst_LTLIBRARIES += anrcore/libanrcore.la
+anrcore_libanrcore_la_SOURCES = \
+	anrcore/anrcore.h anrcore/anrcore_internal.h anrcore/vg.h \
+	anrcore/heap.c anrcore/pages.c anrcore/tlsf.c anrcore/slab.c \
+	anrcore/stats.c
+anrcore_libanrcore_la_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
+anrcore_libanrcore_la_LIBADD = common/libmbcommon.la $(PTHREAD_LIBS)

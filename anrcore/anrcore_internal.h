@@ -1,0 +1,176 @@
+/*
+ * anrcore_internal.h - state of one heap and the interfaces between the
+ * files of the core.  heap.c explains the design; each file owns one idea:
+ *
+ *   pages.c  bitmaps, resident accounting, budget, madvise hysteresis
+ *   tlsf.c   spans: good-fit allocator of page runs (two-level bitmaps)
+ *   slab.c   size classes and slabs of small objects
+ *   stats.c  statistics, report, walk, block lookup, consistency check
+ *   heap.c   creation, locking, deferred frees, the public calls
+ */
+#ifndef ANRCORE_INTERNAL_H
+#define ANRCORE_INTERNAL_H
+
+#include "anrcore.h"
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Page map entry kinds.  NONE: interior page of a span (or never used). */
+enum anr_kind {
+	ANR_PG_NONE = 0,
+	ANR_PG_FREE,      /* first page of a free span; npages = length */
+	ANR_PG_FREE_TAIL, /* last page of a free span of >= 2 pages; npages = length */
+	ANR_PG_LARGE,     /* first page of a large block; npages = length */
+	ANR_PG_SLAB,      /* first page of a slab; cls, nfree */
+	ANR_PG_SLAB_BODY, /* later page of a slab; npages = distance to its first page */
+};
+
+/* One entry per data page, in the metadata area (never next to user data). */
+struct anr_page {
+	uint32_t npages;
+	uint32_t next;    /* free list (free spans) or partial list (slabs) */
+	uint32_t prev;
+	uint8_t kind;
+	uint8_t cls;
+	uint16_t nfree;   /* slabs: free objects */
+};
+
+#define ANR_NIL UINT32_MAX
+
+/* Size classes: see slab.c for the mapping. */
+#define ANR_SLAB_MAX ((size_t)16384)
+#define ANR_NCLASSES 36
+#define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
+
+struct anr_class {
+	uint32_t size;
+	uint32_t npages;
+	uint32_t nobjs;
+};
+
+/* Good-fit allocator of page runs: first level by power of two, second
+ * level splits each power of two into ANR_SL_COUNT lists. */
+#define ANR_SL_LOG2 4
+#define ANR_SL_COUNT (1u << ANR_SL_LOG2)
+#define ANR_FL_COUNT (32 - ANR_SL_LOG2 + 1)
+
+/* A bitmap with a summary level: bit k of sum says word k is not zero, so
+ * the highest set bit below a position is found without a long scan. */
+struct anr_bm2 {
+	uint64_t *w;
+	uint64_t *sum;
+	size_t nwords;
+};
+
+struct anr_heap {
+	/* Fixed at creation. */
+	char *base;            /* the reservation */
+	size_t reserve;
+	char *data;            /* first data page */
+	size_t page;
+	unsigned page_shift;
+	uint32_t npages;       /* data pages */
+	struct anr_page *pm;   /* page map */
+	uint64_t *slabbits;    /* bmw words per data page (used at slab heads) */
+	unsigned bmw;
+	uint64_t *resident;    /* page may be resident */
+	struct anr_bm2 dirty;  /* resident and free (returnable) */
+	struct anr_bm2 heads;  /* first page of a live span */
+	enum anr_bad_free_action bad_free;
+	int trash_free;
+	int vg;                /* valgrind client requests are on */
+	char name[32];
+
+	pthread_mutex_t lock;
+	void *deferred;        /* lock-free stack of frees (link in the block) */
+
+	/* Spans. */
+	uint32_t fl_map;
+	uint32_t sl_map[ANR_FL_COUNT];
+	uint32_t free_head[ANR_FL_COUNT][ANR_SL_COUNT];
+
+	/* Slabs. */
+	struct anr_class cls[ANR_NCLASSES];
+	uint32_t partial[ANR_NCLASSES];
+
+	/* Accounting, in pages unless named bytes. */
+	size_t budget;          /* bytes; read without the lock */
+	size_t free_low, free_high;
+	size_t resident_pages;  /* bits set in resident */
+	size_t used_pages;      /* pages of live spans (all resident) */
+	size_t dirty_pages;     /* bits set in dirty */
+	size_t top;             /* high-water mark of pages ever handed out */
+	size_t in_use;          /* bytes, usable sizes */
+	size_t slab_free;       /* bytes of slab pages not in live objects */
+	size_t peak_in_use, peak_resident;
+	uint64_t allocs, frees, hook_calls, failures, madvise_calls;
+	size_t madvised_bytes;
+	uint64_t deferred_frees; /* atomic */
+	uint64_t bad_frees;      /* atomic */
+	uint64_t madvise_errors;
+	size_t last_had;         /* resident pages found by the last charge */
+
+	anr_more_fn hook;
+	void *hook_arg;
+};
+
+/* pages.c */
+static inline int
+anr_bit(const uint64_t *w, size_t i)
+{
+	return (int)((w[i >> 6] >> (i & 63)) & 1);
+}
+size_t anr_bits_count(const uint64_t *w, size_t start, size_t n);
+void anr_bits_set(uint64_t *w, size_t start, size_t n);
+void anr_bits_clear(uint64_t *w, size_t start, size_t n);
+void anr_bm2_set(struct anr_bm2 *b, size_t start, size_t n);
+void anr_bm2_clear(struct anr_bm2 *b, size_t start, size_t n);
+size_t anr_bm2_prev(const struct anr_bm2 *b, size_t i); /* SIZE_MAX if none */
+/* Take n pages aligned to align_pages (power of two) and charge them to
+ * the budget.  ANR_NIL on failure; *short_pages > 0 if the budget was the
+ * reason (the number of pages missing). */
+uint32_t anr_pages_get(struct anr_heap *h, size_t n, size_t align_pages,
+		       size_t *short_pages);
+/* Extend the live span s of n pages by extra pages in place if the next
+ * span is free and the budget allows; 0 on success. */
+int anr_pages_grow(struct anr_heap *h, uint32_t s, size_t n, size_t extra,
+		   size_t *short_pages);
+/* Give back pages [s, s+n) of a live span (all of it or its tail). */
+void anr_pages_put(struct anr_heap *h, uint32_t s, size_t n);
+/* Return free resident pages, highest first, until at most keep remain. */
+size_t anr_pages_trim(struct anr_heap *h, size_t keep_pages);
+/* Apply the hysteresis after pages became free. */
+void anr_pages_settle(struct anr_heap *h);
+
+/* tlsf.c */
+void anr_span_init(struct anr_heap *h);
+uint32_t anr_span_take(struct anr_heap *h, size_t n);
+void anr_span_release(struct anr_heap *h, uint32_t s, size_t n);
+int anr_span_extend(struct anr_heap *h, uint32_t s, size_t n, size_t extra);
+void anr_span_mapping(size_t n, unsigned *fl, unsigned *sl);
+int anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages);
+
+/* slab.c */
+unsigned anr_size_class(size_t size);
+size_t anr_class_size(unsigned c);
+void anr_slab_init(struct anr_heap *h);
+int anr_slab_class_for(const struct anr_heap *h, size_t size, size_t align);
+void *anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages);
+void anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx);
+uint64_t *anr_slab_bits(const struct anr_heap *h, uint32_t s);
+
+/* heap.c */
+void anr_heap_lock(struct anr_heap *h);   /* also runs deferred frees */
+void anr_heap_unlock(struct anr_heap *h);
+void anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p);
+
+static inline char *
+anr_page_addr(const struct anr_heap *h, size_t i)
+{
+	return h->data + (i << h->page_shift);
+}
+
+#endif /* ANRCORE_INTERNAL_H */

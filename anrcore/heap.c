@@ -1,0 +1,705 @@
+/*
+ * heap.c - one heap: creation, locking, deferred frees and the public calls.
+ *
+ * Data structure.  A heap is one reservation made by anr_create():
+ *
+ *   base                                                     base + reserve
+ *   | struct anr_heap | page map | slab bitmaps | page bitmaps |G| data pages ...|
+ *   |<----------------- metadata (never handed out) -------->| |<- npages ---->|
+ *
+ * G is one PROT_NONE guard page set up at creation, so that running off
+ * the front of the first block faults instead of reaching the metadata.
+ * Nothing about a block is stored next to it: the page map has one
+ * 16-byte entry per data page, slabs keep their allocation bitmaps in the
+ * slab bitmap array (indexed by the slab's first page), and three bitmaps
+ * of one bit per page say which pages may be resident, which of those are
+ * free (returnable), and which pages start a live span.  A user overrun can
+ * damage user data but never the allocator's bookkeeping, and every
+ * pointer given to free() is judged from that bookkeeping alone.
+ *
+ * The data pages are cut into spans (tlsf.c): free spans, large blocks
+ * (requests above ANR_SLAB_MAX, rounded up to pages, pointer = first
+ * page) and slabs of small objects (slab.c).  Pages are charged to the
+ * budget when a span is handed out and become returnable when it is given
+ * back (pages.c).
+ *
+ * Invariants (checked by anr_check()):
+ *  1. The spans tile the data pages; no two free spans are adjacent.
+ *  2. Page map: the first page of every span says its kind and length; the
+ *     last page of a free span of >= 2 pages says FREE_TAIL and the length;
+ *     the other pages of a slab say SLAB_BODY and their distance to its
+ *     first page; all other entries are NONE.
+ *  3. Every free span is on exactly the free list its length maps to, and
+ *     the list bitmaps say which lists are non-empty.
+ *  4. A slab's bitmap has one set bit per live object plus the bits past its
+ *     last object; nfree counts the clear ones; the slabs with nfree > 0 are
+ *     exactly those on their class's partial list; no slab is entirely free.
+ *  5. resident = pages of live spans + dirty pages; dirty pages are exactly
+ *     the resident pages of free spans; resident <= budget except after the
+ *     budget was lowered below what is live.
+ *  6. heads has a bit exactly at the first page of each live span.
+ *
+ * Locking.  All of this is guarded by one mutex per heap; there is no
+ * global state, so per-thread caches can later sit in front of it and
+ * talk to the heap in batches.  The lock is never held while the
+ * need-more-memory hook runs.  A free that finds the lock taken does not
+ * wait: it pushes the block on a lock-free stack (the link is written in
+ * the dead block) and the next thread that takes the lock frees it.
+ */
+#include "config.h"
+
+#include "anrcore_internal.h"
+#include "vg.h"
+
+#include "mb_log.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define CACHE_LINE 64
+#define MIN_DATA_PAGES 16
+
+static size_t
+round_up(size_t v, size_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static size_t
+words_for(size_t bits)
+{
+	return (bits + 63) / 64;
+}
+
+struct layout {
+	size_t pm, slabbits, resident, dirty, dirty_sum, heads, heads_sum;
+	size_t data; /* offset of the first data page */
+};
+
+static size_t
+plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
+{
+	size_t w = words_for(npages), sw = words_for(w), off;
+
+	off = round_up(sizeof(struct anr_heap), CACHE_LINE);
+	l->pm = off;
+	off = round_up(off + npages * sizeof(struct anr_page), CACHE_LINE);
+	l->slabbits = off;
+	off += npages * bmw * sizeof(uint64_t);
+	l->resident = off;
+	off += w * sizeof(uint64_t);
+	l->dirty = off;
+	off += w * sizeof(uint64_t);
+	l->dirty_sum = off;
+	off += sw * sizeof(uint64_t);
+	l->heads = off;
+	off += w * sizeof(uint64_t);
+	l->heads_sum = off;
+	off += sw * sizeof(uint64_t);
+	l->data = round_up(off, page) + page; /* one guard page */
+	return l->data + npages * page;
+}
+
+/* The most data pages whose metadata fits in the reservation with them. */
+static size_t
+fit_pages(size_t reserve, size_t page, unsigned bmw, struct layout *l)
+{
+	size_t lo = 0, hi = reserve / page;
+
+	if (hi > (size_t)UINT32_MAX - 1)
+		hi = (size_t)UINT32_MAX - 1;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo + 1) / 2;
+		if (plan(mid, page, bmw, l) <= reserve)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+struct anr_heap *
+anr_create(const struct anr_config *cfg)
+{
+	struct anr_config c = { 0 };
+	struct anr_heap *h;
+	struct layout l;
+	long ps = sysconf(_SC_PAGESIZE);
+	size_t page, reserve, npages;
+	unsigned bmw;
+	void *base;
+
+	if (cfg != NULL)
+		c = *cfg;
+	if (ps <= 0 || (ps & (ps - 1)) != 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	page = (size_t)ps;
+	reserve = c.reserve != 0 ? c.reserve : ANR_DEFAULT_RESERVE;
+	reserve &= ~(page - 1);
+	bmw = (unsigned)words_for(page / ANR_ALIGN);
+	npages = fit_pages(reserve, page, bmw, &l);
+	if (npages < MIN_DATA_PAGES) {
+		errno = EINVAL;
+		return NULL;
+	}
+	reserve = plan(npages, page, bmw, &l);
+	base = mmap(NULL, reserve, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED)
+		return NULL;
+	/* The guard page in front of the data: the only protection change,
+	 * made before the heap is used. */
+	if (mprotect((char *)base + l.data - page, page, PROT_NONE) != 0)
+		mb_log(MB_LOG_WARNING, "anrcore: no guard page (error %d)", errno);
+
+	h = base;
+	h->base = base;
+	h->reserve = reserve;
+	h->data = (char *)base + l.data;
+	h->page = page;
+	h->page_shift = (unsigned)__builtin_ctzl(page);
+	h->npages = (uint32_t)npages;
+	h->pm = (struct anr_page *)((char *)base + l.pm);
+	h->slabbits = (uint64_t *)((char *)base + l.slabbits);
+	h->bmw = bmw;
+	h->resident = (uint64_t *)((char *)base + l.resident);
+	h->dirty.w = (uint64_t *)((char *)base + l.dirty);
+	h->dirty.sum = (uint64_t *)((char *)base + l.dirty_sum);
+	h->dirty.nwords = words_for(npages);
+	h->heads.w = (uint64_t *)((char *)base + l.heads);
+	h->heads.sum = (uint64_t *)((char *)base + l.heads_sum);
+	h->heads.nwords = words_for(npages);
+	h->bad_free = c.bad_free;
+	if (h->bad_free != ANR_BAD_FREE_REPORT && h->bad_free != ANR_BAD_FREE_IGNORE)
+		h->bad_free = ANR_BAD_FREE_ABORT;
+	h->trash_free = c.trash_free;
+	h->vg = c.valgrind && ANR_VG_RUNNING();
+	mb_format(h->name, sizeof(h->name), "%s", c.name != NULL ? c.name : "anrcore");
+	h->budget = c.budget != 0 ? c.budget : npages * page;
+	h->free_high = c.free_high != 0 ? c.free_high : ANR_DEFAULT_FREE_HIGH;
+	h->free_low = c.free_low != 0 || c.free_high != 0 ? c.free_low : ANR_DEFAULT_FREE_LOW;
+	if (h->free_low > h->free_high)
+		h->free_low = h->free_high;
+	if (pthread_mutex_init(&h->lock, NULL) != 0) {
+		munmap(base, reserve);
+		errno = ENOMEM;
+		return NULL;
+	}
+	anr_span_init(h);
+	anr_slab_init(h);
+	ANR_VG_NOACCESS(h, h->data, npages * page);
+	return h;
+}
+
+static void
+vg_forget(struct anr_heap *h)
+{
+	/* Tell valgrind the blocks still live die with the heap. */
+	size_t i = 0;
+
+	while (i < h->top) {
+		struct anr_page *pg = &h->pm[i];
+		if (pg->kind == ANR_PG_LARGE) {
+			ANR_VG_FREE(h, anr_page_addr(h, i));
+		} else if (pg->kind == ANR_PG_SLAB) {
+			const struct anr_class *k = &h->cls[pg->cls];
+			uint64_t *bits = anr_slab_bits(h, (uint32_t)i);
+			for (size_t o = 0; o < k->nobjs; o++)
+				if (anr_bit(bits, o))
+					ANR_VG_FREE(h, anr_page_addr(h, i) + o * k->size);
+		}
+		i += pg->npages;
+	}
+}
+
+void
+anr_destroy(struct anr_heap *h)
+{
+	if (h == NULL)
+		return;
+	if (h->vg)
+		vg_forget(h);
+	pthread_mutex_destroy(&h->lock);
+	munmap(h->base, h->reserve);
+}
+
+void
+anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p)
+{
+	__atomic_add_fetch(&h->bad_frees, 1, __ATOMIC_RELAXED);
+	if (h->bad_free == ANR_BAD_FREE_IGNORE)
+		return;
+	mb_log(MB_LOG_ERR, "%s: %s(%p): %s", h->name, op, p, what);
+	if (h->bad_free == ANR_BAD_FREE_ABORT)
+		abort();
+}
+
+/* Where a pointer handed to free() or realloc() lives. */
+struct loc {
+	uint32_t s;      /* first page of its span */
+	size_t idx;      /* slabs: object index */
+	size_t usable;
+	int slab;
+};
+
+/* NULL if p is a live block (filling *l), else what is wrong with it. */
+static const char *
+locate(struct anr_heap *h, const void *p, struct loc *l)
+{
+	const char *cp = p;
+	size_t off, i;
+	struct anr_page *pg;
+
+	if (cp < h->base || cp >= h->base + h->reserve)
+		return "pointer not from this heap";
+	if (cp < h->data)
+		return "pointer into allocator metadata";
+	off = (size_t)(cp - h->data);
+	i = off >> h->page_shift;
+	pg = &h->pm[i];
+	switch (pg->kind) {
+	case ANR_PG_LARGE:
+		if ((off & (h->page - 1)) != 0)
+			return "pointer inside a block";
+		l->s = (uint32_t)i;
+		l->slab = 0;
+		l->usable = (size_t)pg->npages << h->page_shift;
+		return NULL;
+	case ANR_PG_SLAB:
+	case ANR_PG_SLAB_BODY: {
+		uint32_t s = pg->kind == ANR_PG_SLAB ? (uint32_t)i : (uint32_t)(i - pg->npages);
+		const struct anr_class *k = &h->cls[h->pm[s].cls];
+		size_t o = (size_t)(cp - anr_page_addr(h, s)), idx = o / k->size;
+		if (idx * k->size != o || idx >= k->nobjs)
+			return "pointer inside a block";
+		if (!anr_bit(anr_slab_bits(h, s), idx))
+			return "double free (object not allocated)";
+		l->s = s;
+		l->idx = idx;
+		l->slab = 1;
+		l->usable = k->size;
+		return NULL;
+	}
+	default: {
+		size_t hd = anr_bm2_prev(&h->heads, i);
+		if (hd != SIZE_MAX && hd + h->pm[hd].npages > i)
+			return "pointer inside a block";
+		return "double free (pages not allocated)";
+	}
+	}
+}
+
+static void
+note_in_use(struct anr_heap *h, size_t usable)
+{
+	h->in_use += usable;
+	h->allocs++;
+	if (h->in_use > h->peak_in_use)
+		h->peak_in_use = h->in_use;
+}
+
+/* Release a located block; the lock is held. */
+static void
+release(struct anr_heap *h, void *p, const struct loc *l)
+{
+	if (h->trash_free) {
+		ANR_VG_UNDEFINED(h, p, l->usable);
+		memset(p, ANR_TRASH_BYTE, l->usable);
+	}
+	ANR_VG_FREE(h, p);
+	ANR_VG_NOACCESS(h, p, l->usable);
+	h->in_use -= l->usable;
+	h->frees++;
+	if (l->slab) {
+		anr_slab_free(h, l->s, l->idx);
+	} else {
+		struct anr_page *pg = &h->pm[l->s];
+		size_t n = pg->npages;
+		anr_bm2_clear(&h->heads, l->s, 1);
+		pg->kind = ANR_PG_NONE;
+		anr_pages_put(h, l->s, n);
+	}
+	anr_pages_settle(h);
+}
+
+static void
+free_locked(struct anr_heap *h, void *p, const char *op)
+{
+	struct loc l;
+	const char *bad = locate(h, p, &l);
+
+	if (bad != NULL) {
+		anr_bad(h, op, bad, p);
+		return;
+	}
+	release(h, p, &l);
+}
+
+static void
+drain(struct anr_heap *h)
+{
+	void *p = __atomic_exchange_n(&h->deferred, NULL, __ATOMIC_ACQUIRE);
+
+	while (p != NULL) {
+		void *next;
+		memcpy(&next, p, sizeof(next));
+		free_locked(h, p, "free");
+		p = next;
+	}
+}
+
+static void
+heap_lock(struct anr_heap *h)
+{
+	pthread_mutex_lock(&h->lock);
+	if (__atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL)
+		drain(h);
+}
+
+static void
+heap_unlock(struct anr_heap *h)
+{
+	pthread_mutex_unlock(&h->lock);
+}
+
+/*
+ * Allocate under the lock.  On failure *short_pages says how many pages
+ * the budget lacks (0: no address space or a bad request).
+ */
+static void *
+alloc_locked(struct anr_heap *h, size_t size, size_t align, size_t *usable,
+	     int *zeroed, size_t *short_pages)
+{
+	int c = -1;
+	uint32_t s;
+	size_t n, align_pages;
+	void *p;
+
+	*short_pages = 0;
+	*zeroed = 0;
+	if (size <= ANR_SLAB_MAX)
+		c = align <= ANR_ALIGN ? (int)anr_size_class(size)
+				       : anr_slab_class_for(h, size, align);
+	if (c >= 0) {
+		p = anr_slab_alloc(h, (unsigned)c, short_pages);
+		if (p == NULL)
+			return NULL;
+		*usable = h->cls[c].size;
+		note_in_use(h, *usable);
+		return p;
+	}
+	n = size == 0 ? 1 : (size + h->page - 1) >> h->page_shift;
+	align_pages = align > h->page ? align >> h->page_shift : 1;
+	s = anr_pages_get(h, n, align_pages, short_pages);
+	if (s == ANR_NIL)
+		return NULL;
+	h->pm[s].kind = ANR_PG_LARGE;
+	h->pm[s].npages = (uint32_t)n;
+	anr_bm2_set(&h->heads, s, 1);
+	*usable = n << h->page_shift;
+	*zeroed = h->last_had == 0; /* fresh pages read as zero */
+	note_in_use(h, *usable);
+	return anr_page_addr(h, s);
+}
+
+static void *
+alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
+{
+	size_t usable, short_pages;
+	int zeroed;
+	void *p;
+
+	if (size > ((size_t)h->npages << h->page_shift))
+		goto fail;
+	for (unsigned tries = 0;; tries++) {
+		anr_more_fn hook;
+		void *arg;
+
+		heap_lock(h);
+		p = alloc_locked(h, size, align, &usable, &zeroed, &short_pages);
+		hook = h->hook;
+		arg = h->hook_arg;
+		heap_unlock(h);
+		if (p != NULL)
+			break;
+		/* Only a lack of budget is the hook's business; it runs
+		 * without the lock and a bounded number of times. */
+		if (short_pages == 0 || hook == NULL || (flags & ANR_NO_HOOK) ||
+		    tries >= ANR_HOOK_MAX_RETRIES)
+			goto fail;
+		__atomic_add_fetch(&h->hook_calls, 1, __ATOMIC_RELAXED);
+		if (hook(arg, h, short_pages << h->page_shift) == 0)
+			goto fail;
+	}
+	ANR_VG_ALLOC(h, p, size, (flags & ANR_ZERO) != 0);
+	if ((flags & ANR_ZERO) && !zeroed)
+		memset(p, 0, size);
+	return p;
+fail:
+	__atomic_add_fetch(&h->failures, 1, __ATOMIC_RELAXED);
+	errno = ENOMEM;
+	return NULL;
+}
+
+void *
+anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
+{
+	return alloc_common(h, ANR_ALIGN, size, flags);
+}
+
+void *
+anr_alloc_aligned(struct anr_heap *h, size_t align, size_t size, unsigned flags)
+{
+	if (align < sizeof(void *) || (align & (align - 1)) != 0) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (align > ((size_t)h->npages << h->page_shift)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return alloc_common(h, align < ANR_ALIGN ? ANR_ALIGN : align, size, flags);
+}
+
+/* Cheap checks that need no lock: the pointer is in the data pages and
+ * aligned like every block. */
+static const char *
+plausible(const struct anr_heap *h, const void *p)
+{
+	const char *cp = p;
+
+	if (cp < h->base || cp >= h->base + h->reserve)
+		return "pointer not from this heap";
+	if (cp < h->data)
+		return "pointer into allocator metadata";
+	if (((uintptr_t)cp & (ANR_ALIGN - 1)) != 0)
+		return "pointer inside a block";
+	return NULL;
+}
+
+void
+anr_free(struct anr_heap *h, void *p)
+{
+	const char *bad;
+
+	if (p == NULL)
+		return;
+	bad = plausible(h, p);
+	if (bad != NULL) {
+		anr_bad(h, "free", bad, p);
+		return;
+	}
+	if (pthread_mutex_trylock(&h->lock) != 0) {
+		/* Busy: queue it for the lock holder rather than wait. */
+		void *head = __atomic_load_n(&h->deferred, __ATOMIC_RELAXED);
+		ANR_VG_UNDEFINED(h, p, sizeof(head));
+		do
+			memcpy(p, &head, sizeof(head));
+		while (!__atomic_compare_exchange_n(&h->deferred, &head, p, 1,
+						    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+		__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	if (__atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL)
+		drain(h);
+	free_locked(h, p, "free");
+	heap_unlock(h);
+}
+
+size_t
+anr_usable_size(struct anr_heap *h, const void *p)
+{
+	struct loc l;
+	size_t u = 0;
+
+	if (p == NULL || plausible(h, p) != NULL)
+		return 0;
+	heap_lock(h);
+	if (locate(h, p, &l) == NULL)
+		u = l.usable;
+	heap_unlock(h);
+	return u;
+}
+
+/* Try to resize in place; returns p on success, NULL if it must move. */
+static void *
+resize_locked(struct anr_heap *h, void *p, const struct loc *l, size_t size)
+{
+	size_t n, nn, short_pages;
+	struct anr_page *pg;
+
+	if (h->vg)
+		return NULL; /* keep valgrind's view of the block simple */
+	if (l->slab)
+		return size <= l->usable && size > l->usable / 2 ? p : NULL;
+	if (size <= ANR_SLAB_MAX)
+		return NULL;
+	pg = &h->pm[l->s];
+	n = pg->npages;
+	nn = (size + h->page - 1) >> h->page_shift;
+	if (nn < n) {
+		pg->npages = (uint32_t)nn;
+		h->in_use -= (n - nn) << h->page_shift;
+		anr_pages_put(h, (uint32_t)(l->s + nn), n - nn);
+		anr_pages_settle(h);
+	} else if (nn > n) {
+		if (anr_pages_grow(h, l->s, n, nn - n, &short_pages) != 0)
+			return NULL;
+		pg->npages = (uint32_t)nn;
+		h->in_use += (nn - n) << h->page_shift;
+		if (h->in_use > h->peak_in_use)
+			h->peak_in_use = h->in_use;
+	}
+	return p;
+}
+
+void *
+anr_realloc(struct anr_heap *h, void *p, size_t size, unsigned flags)
+{
+	struct loc l;
+	const char *bad;
+	void *q;
+	size_t old;
+
+	if (p == NULL)
+		return anr_alloc(h, size, flags);
+	if (size == 0) {
+		anr_free(h, p);
+		return NULL;
+	}
+	bad = plausible(h, p);
+	if (bad != NULL) {
+		anr_bad(h, "realloc", bad, p);
+		errno = EINVAL;
+		return NULL;
+	}
+	if (size > ((size_t)h->npages << h->page_shift)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	heap_lock(h);
+	bad = locate(h, p, &l);
+	if (bad != NULL) {
+		heap_unlock(h);
+		anr_bad(h, "realloc", bad, p);
+		errno = EINVAL;
+		return NULL;
+	}
+	old = l.usable;
+	q = resize_locked(h, p, &l, size);
+	heap_unlock(h);
+	if (q != NULL) {
+		if ((flags & ANR_ZERO) && size > old)
+			memset((char *)q + old, 0, size - old);
+		return q;
+	}
+	q = alloc_common(h, ANR_ALIGN, size, flags & ~(unsigned)ANR_ZERO);
+	if (q == NULL) {
+		/* Shrinking never fails: keep the old block. */
+		return size <= old ? p : NULL;
+	}
+	/* Under valgrind the bytes past the requested size of the old block
+	 * are unaddressable; copying them is harmless. */
+	ANR_VG_QUIET_BEGIN(h);
+	memcpy(q, p, size < old ? size : old);
+	ANR_VG_QUIET_END(h);
+	if ((flags & ANR_ZERO) && size > old)
+		memset((char *)q + old, 0, size - old);
+	anr_free(h, p);
+	return q;
+}
+
+int
+anr_owns(const struct anr_heap *h, const void *p)
+{
+	const char *cp = p;
+	return cp >= h->base && cp < h->base + h->reserve;
+}
+
+void
+anr_set_budget(struct anr_heap *h, size_t bytes)
+{
+	size_t limit;
+
+	heap_lock(h);
+	__atomic_store_n(&h->budget, bytes, __ATOMIC_RELAXED);
+	limit = bytes >> h->page_shift;
+	if (h->resident_pages > limit) {
+		size_t over = h->resident_pages - limit;
+		anr_pages_trim(h, over < h->dirty_pages ? h->dirty_pages - over : 0);
+	}
+	heap_unlock(h);
+}
+
+size_t
+anr_get_budget(const struct anr_heap *h)
+{
+	return __atomic_load_n(&h->budget, __ATOMIC_RELAXED);
+}
+
+void
+anr_set_hook(struct anr_heap *h, anr_more_fn fn, void *arg)
+{
+	heap_lock(h);
+	h->hook = fn;
+	h->hook_arg = arg;
+	heap_unlock(h);
+}
+
+void
+anr_set_marks(struct anr_heap *h, size_t free_low, size_t free_high)
+{
+	heap_lock(h);
+	h->free_high = free_high;
+	h->free_low = free_low < free_high ? free_low : free_high;
+	anr_pages_settle(h);
+	heap_unlock(h);
+}
+
+size_t
+anr_trim(struct anr_heap *h, size_t keep)
+{
+	size_t given;
+
+	heap_lock(h);
+	given = anr_pages_trim(h, keep >> h->page_shift) << h->page_shift;
+	heap_unlock(h);
+	return given;
+}
+
+void
+anr_fork_prepare(struct anr_heap *h)
+{
+	pthread_mutex_lock(&h->lock);
+}
+
+void
+anr_fork_parent(struct anr_heap *h)
+{
+	pthread_mutex_unlock(&h->lock);
+}
+
+void
+anr_fork_child(struct anr_heap *h)
+{
+	/* The only thread of the child holds the lock; start it afresh.
+	 * Frees other threads had queued stay queued and are done later. */
+	pthread_mutex_init(&h->lock, NULL);
+}
+
+void
+anr_heap_lock(struct anr_heap *h)
+{
+	heap_lock(h);
+}
+
+void
+anr_heap_unlock(struct anr_heap *h)
+{
+	heap_unlock(h);
+}

@@ -1,0 +1,316 @@
+/*
+ * pages.c - which data pages may be resident, the budget, and giving free
+ * pages back to the kernel.
+ *
+ * Two page bitmaps live in the metadata area:
+ *   resident: the page may be resident (it was handed out since it was
+ *             last given back).  Every page of a live span is resident.
+ *   dirty:    resident and inside a free span, i.e. returnable.
+ * so resident = live pages + dirty pages, and the budget bounds resident.
+ *
+ * A span handed out turns its dirty pages live and charges its other
+ * pages to the budget; a span given back turns all its pages dirty.  When
+ * the dirty pages pass the high mark they are returned with
+ * madvise(MADV_DONTNEED), highest address first (the allocator hands out
+ * low addresses first, so high free pages are the least likely to be
+ * needed again), down to the low mark.
+ */
+#include "config.h"
+
+#include "anrcore_internal.h"
+
+#include "mb_log.h"
+
+#include <errno.h>
+#include <sys/mman.h>
+
+#define WORD_BITS 64
+
+static uint64_t
+range_mask(size_t lo, size_t hi)
+{
+	/* bits lo..hi-1 of one word, 0 <= lo < hi <= 64 */
+	uint64_t m = hi == WORD_BITS ? ~UINT64_C(0) : (UINT64_C(1) << hi) - 1;
+	return m & ~((UINT64_C(1) << lo) - 1);
+}
+
+size_t
+anr_bits_count(const uint64_t *w, size_t start, size_t n)
+{
+	size_t c = 0, i = start, end = start + n;
+
+	while (i < end) {
+		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
+		if (hi > WORD_BITS)
+			hi = WORD_BITS;
+		c += (size_t)__builtin_popcountll(w[i >> 6] & range_mask(lo, hi));
+		i = (i & ~(size_t)63) + hi;
+	}
+	return c;
+}
+
+void
+anr_bits_set(uint64_t *w, size_t start, size_t n)
+{
+	size_t i = start, end = start + n;
+
+	while (i < end) {
+		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
+		if (hi > WORD_BITS)
+			hi = WORD_BITS;
+		w[i >> 6] |= range_mask(lo, hi);
+		i = (i & ~(size_t)63) + hi;
+	}
+}
+
+void
+anr_bits_clear(uint64_t *w, size_t start, size_t n)
+{
+	size_t i = start, end = start + n;
+
+	while (i < end) {
+		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
+		if (hi > WORD_BITS)
+			hi = WORD_BITS;
+		w[i >> 6] &= ~range_mask(lo, hi);
+		i = (i & ~(size_t)63) + hi;
+	}
+}
+
+static void
+bm2_sync(struct anr_bm2 *b, size_t first_word, size_t last_word)
+{
+	for (size_t k = first_word; k <= last_word; k++) {
+		uint64_t bit = UINT64_C(1) << (k & 63);
+		if (b->w[k] != 0)
+			b->sum[k >> 6] |= bit;
+		else
+			b->sum[k >> 6] &= ~bit;
+	}
+}
+
+void
+anr_bm2_set(struct anr_bm2 *b, size_t start, size_t n)
+{
+	if (n == 0)
+		return;
+	anr_bits_set(b->w, start, n);
+	bm2_sync(b, start >> 6, (start + n - 1) >> 6);
+}
+
+void
+anr_bm2_clear(struct anr_bm2 *b, size_t start, size_t n)
+{
+	if (n == 0)
+		return;
+	anr_bits_clear(b->w, start, n);
+	bm2_sync(b, start >> 6, (start + n - 1) >> 6);
+}
+
+static size_t
+highest_bit(uint64_t v)
+{
+	return (size_t)(63 - __builtin_clzll(v));
+}
+
+size_t
+anr_bm2_prev(const struct anr_bm2 *b, size_t i)
+{
+	size_t k = i >> 6;
+	uint64_t v;
+
+	if (k >= b->nwords) {
+		k = b->nwords - 1;
+		v = b->w[k];
+	} else
+		v = b->w[k] & range_mask(0, (i & 63) + 1);
+	if (v != 0)
+		return (k << 6) + highest_bit(v);
+	if (k == 0)
+		return SIZE_MAX;
+	k--;
+	/* Search the summary for the highest non-empty word <= k. */
+	for (size_t s = k >> 6;; s--) {
+		uint64_t sv = b->sum[s];
+		if (s == k >> 6)
+			sv &= range_mask(0, (k & 63) + 1);
+		if (sv != 0) {
+			size_t word = (s << 6) + highest_bit(sv);
+			return (word << 6) + highest_bit(b->w[word]);
+		}
+		if (s == 0)
+			return SIZE_MAX;
+	}
+}
+
+static void
+note_resident(struct anr_heap *h)
+{
+	size_t bytes = h->resident_pages << h->page_shift;
+	if (bytes > h->peak_resident)
+		h->peak_resident = bytes;
+}
+
+static size_t
+budget_pages(const struct anr_heap *h)
+{
+	return __atomic_load_n(&h->budget, __ATOMIC_RELAXED) >> h->page_shift;
+}
+
+/* dirty[s, s+n) = resident[s, s+n) */
+static void
+dirty_from_resident(struct anr_heap *h, size_t s, size_t n)
+{
+	size_t i = s, end = s + n;
+
+	if (n == 0)
+		return;
+	while (i < end) {
+		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
+		uint64_t m;
+		if (hi > WORD_BITS)
+			hi = WORD_BITS;
+		m = range_mask(lo, hi);
+		h->dirty.w[i >> 6] = (h->dirty.w[i >> 6] & ~m) | (h->resident[i >> 6] & m);
+		i = (i & ~(size_t)63) + hi;
+	}
+	bm2_sync(&h->dirty, s >> 6, (end - 1) >> 6);
+}
+
+/*
+ * Charge pages [s, s+n) of a span being handed out.  Returns 0, or the
+ * number of pages the budget lacks (nothing changed then).
+ */
+static size_t
+charge(struct anr_heap *h, size_t s, size_t n)
+{
+	size_t had = anr_bits_count(h->resident, s, n);
+	size_t fresh = n - had, limit = budget_pages(h);
+
+	/* This span's resident pages stop being returnable. */
+	anr_bm2_clear(&h->dirty, s, n);
+	h->dirty_pages -= had;
+	if (h->resident_pages + fresh > limit) {
+		/* Returning other free pages costs nothing but a fault later. */
+		size_t need = h->resident_pages + fresh - limit;
+		if (h->dirty_pages >= need)
+			anr_pages_trim(h, h->dirty_pages - need);
+		if (h->resident_pages + fresh > limit) {
+			dirty_from_resident(h, s, n);
+			h->dirty_pages += had;
+			return h->resident_pages + fresh - limit;
+		}
+	}
+	anr_bits_set(h->resident, s, n);
+	h->last_had = had;
+	h->resident_pages += fresh;
+	h->used_pages += n;
+	if (s + n > h->top)
+		h->top = s + n;
+	note_resident(h);
+	return 0;
+}
+
+uint32_t
+anr_pages_get(struct anr_heap *h, size_t n, size_t align_pages,
+	      size_t *short_pages)
+{
+	size_t total = n, lead = 0;
+	uint32_t s;
+
+	*short_pages = 0;
+	if (n == 0 || n > h->npages)
+		return ANR_NIL;
+	if (align_pages > 1) {
+		if (align_pages - 1 > h->npages - n)
+			return ANR_NIL;
+		total = n + align_pages - 1;
+	}
+	s = anr_span_take(h, total);
+	if (s == ANR_NIL)
+		return ANR_NIL;
+	if (align_pages > 1) {
+		uintptr_t a = (uintptr_t)anr_page_addr(h, s);
+		uintptr_t mask = ((uintptr_t)align_pages << h->page_shift) - 1;
+		lead = (((a + mask) & ~mask) - a) >> h->page_shift;
+		/* Give the unaligned head and the spare tail back unused. */
+		if (total - lead - n > 0)
+			anr_span_release(h, (uint32_t)(s + lead + n), total - lead - n);
+		if (lead > 0)
+			anr_span_release(h, s, lead);
+		s += (uint32_t)lead;
+	}
+	*short_pages = charge(h, s, n);
+	if (*short_pages != 0) {
+		anr_span_release(h, s, n);
+		return ANR_NIL;
+	}
+	return s;
+}
+
+int
+anr_pages_grow(struct anr_heap *h, uint32_t s, size_t n, size_t extra,
+	       size_t *short_pages)
+{
+	*short_pages = 0;
+	if (anr_span_extend(h, s, n, extra) != 0)
+		return -1;
+	*short_pages = charge(h, s + n, extra);
+	if (*short_pages != 0) {
+		anr_span_release(h, (uint32_t)(s + n), extra);
+		return -1;
+	}
+	return 0;
+}
+
+void
+anr_pages_put(struct anr_heap *h, uint32_t s, size_t n)
+{
+	/* Every page of a live span is resident, so all become dirty. */
+	anr_bm2_set(&h->dirty, s, n);
+	h->dirty_pages += n;
+	h->used_pages -= n;
+	anr_span_release(h, s, n);
+}
+
+void
+anr_pages_settle(struct anr_heap *h)
+{
+	if ((h->dirty_pages << h->page_shift) > h->free_high)
+		anr_pages_trim(h, h->free_low >> h->page_shift);
+}
+
+size_t
+anr_pages_trim(struct anr_heap *h, size_t keep)
+{
+	size_t given = 0;
+	size_t pos = h->top;
+
+	while (h->dirty_pages > keep && pos > 0) {
+		size_t hi = anr_bm2_prev(&h->dirty, pos - 1);
+		size_t lo, want = h->dirty_pages - keep;
+
+		if (hi == SIZE_MAX)
+			break;
+		/* Extend the run downwards while pages stay dirty. */
+		lo = hi;
+		while (lo > 0 && hi - lo + 1 < want && anr_bit(h->dirty.w, lo - 1))
+			lo--;
+		h->madvise_calls++;
+		if (madvise(anr_page_addr(h, lo), (hi - lo + 1) << h->page_shift,
+			    MADV_DONTNEED) != 0) {
+			if (h->madvise_errors++ == 0)
+				mb_log(MB_LOG_ERR, "%s: madvise: error %d; keeping free pages",
+				       h->name, errno);
+			break;
+		}
+		anr_bm2_clear(&h->dirty, lo, hi - lo + 1);
+		anr_bits_clear(h->resident, lo, hi - lo + 1);
+		h->dirty_pages -= hi - lo + 1;
+		h->resident_pages -= hi - lo + 1;
+		h->madvised_bytes += (hi - lo + 1) << h->page_shift;
+		given += hi - lo + 1;
+		pos = lo;
+	}
+	return given;
+}

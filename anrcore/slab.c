@@ -1,0 +1,220 @@
+/*
+ * slab.c - small objects.
+ *
+ * Size classes.  A request of 1..ANR_SLAB_MAX bytes is served from the
+ * smallest class that holds it:
+ *
+ *   classes 0..7:    16, 32, ..., 128          (steps of 16 bytes)
+ *   classes 8 and up: four per power of two:   160, 192, 224, 256,
+ *                    320, 384, 448, 512, ..., 10240, 12288, 14336, 16384
+ *
+ * i.e. above 128 bytes the range (2^b, 2^(b+1)] is cut into four equal
+ * steps of 2^(b-2), so the space lost to rounding is below 25 % (12.5 % on
+ * average) and every class size is a multiple of 16.  anr_size_class() is
+ * the only place that maps a size to a class; tests check it for every size.
+ *
+ * A slab is a span of 1..ANR_SLAB_SPAN_MAX pages cut into objects of one
+ * class, with no header: its state is the page map entry of its first page
+ * (class, free count, partial-list links), the page map entries of its
+ * other pages (distance to the first), and an allocation bitmap of bmw
+ * words kept for the first page in the metadata area: one bit per object.
+ * Bits past the last object are set, so they are never handed out.
+ * Slabs with free objects are on their class's partial list; a slab whose
+ * objects are all free goes back to the span allocator at once.
+ */
+#include "config.h"
+
+#include "anrcore_internal.h"
+
+#include <string.h>
+
+#define LINEAR_MAX 128
+#define LINEAR_STEP 16
+#define LINEAR_CLASSES (LINEAR_MAX / LINEAR_STEP)
+#define STEPS_LOG2 2 /* four classes per power of two */
+#define FIRST_LOG_B 7 /* 2^7 = LINEAR_MAX */
+#define WASTE_DIV 8   /* a slab may lose at most 1/8 of its span to the tail */
+
+unsigned
+anr_size_class(size_t size)
+{
+	size_t s;
+	unsigned b;
+
+	if (size <= LINEAR_MAX)
+		return size == 0 ? 0 : (unsigned)((size - 1) / LINEAR_STEP);
+	s = size - 1;
+	b = 63u - (unsigned)__builtin_clzll(s);
+	return LINEAR_CLASSES + ((b - FIRST_LOG_B) << STEPS_LOG2) +
+	       (unsigned)((s >> (b - STEPS_LOG2)) - (1u << STEPS_LOG2));
+}
+
+size_t
+anr_class_size(unsigned c)
+{
+	unsigned k, b;
+
+	if (c < LINEAR_CLASSES)
+		return (size_t)(c + 1) * LINEAR_STEP;
+	k = c - LINEAR_CLASSES;
+	b = FIRST_LOG_B + (k >> STEPS_LOG2);
+	return (size_t)((1u << STEPS_LOG2) + (k & ((1u << STEPS_LOG2) - 1)) + 1)
+	       << (b - STEPS_LOG2);
+}
+
+void
+anr_slab_init(struct anr_heap *h)
+{
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		struct anr_class *k = &h->cls[c];
+		size_t size = anr_class_size(c), best = 0, best_waste = SIZE_MAX;
+
+		for (size_t p = 1; p <= ANR_SLAB_SPAN_MAX; p++) {
+			size_t span = p * h->page, waste;
+			if (span < size)
+				continue;
+			waste = span % size;
+			if (waste * WASTE_DIV <= span) {
+				best = p;
+				break;
+			}
+			/* compare waste fractions waste/span */
+			if (best == 0 || waste * best * h->page < best_waste * span) {
+				best = p;
+				best_waste = waste;
+			}
+		}
+		k->size = (uint32_t)size;
+		k->npages = (uint32_t)best;
+		k->nobjs = (uint32_t)(best * h->page / size);
+		h->partial[c] = ANR_NIL;
+	}
+}
+
+/*
+ * The class for a request of size bytes aligned to align (a power of two):
+ * objects sit at multiples of the class size from a page boundary, so a
+ * class whose size is a multiple of align gives aligned objects.
+ */
+int
+anr_slab_class_for(const struct anr_heap *h, size_t size, size_t align)
+{
+	unsigned c;
+
+	if (size > ANR_SLAB_MAX || align > h->page)
+		return -1;
+	for (c = anr_size_class(size); c < ANR_NCLASSES; c++)
+		if ((h->cls[c].size & (align - 1)) == 0)
+			return (int)c;
+	return -1;
+}
+
+uint64_t *
+anr_slab_bits(const struct anr_heap *h, uint32_t s)
+{
+	return h->slabbits + (size_t)s * h->bmw;
+}
+
+static void
+partial_push(struct anr_heap *h, unsigned c, uint32_t s)
+{
+	struct anr_page *pg = &h->pm[s];
+
+	pg->prev = ANR_NIL;
+	pg->next = h->partial[c];
+	if (pg->next != ANR_NIL)
+		h->pm[pg->next].prev = s;
+	h->partial[c] = s;
+}
+
+static void
+partial_del(struct anr_heap *h, unsigned c, uint32_t s)
+{
+	struct anr_page *pg = &h->pm[s];
+
+	if (pg->prev != ANR_NIL)
+		h->pm[pg->prev].next = pg->next;
+	else
+		h->partial[c] = pg->next;
+	if (pg->next != ANR_NIL)
+		h->pm[pg->next].prev = pg->prev;
+	pg->next = pg->prev = ANR_NIL;
+}
+
+static uint32_t
+slab_new(struct anr_heap *h, unsigned c, size_t *short_pages)
+{
+	const struct anr_class *k = &h->cls[c];
+	uint32_t s = anr_pages_get(h, k->npages, 1, short_pages);
+	uint64_t *bits;
+	size_t nbits = (size_t)h->bmw * 64;
+
+	if (s == ANR_NIL)
+		return ANR_NIL;
+	h->pm[s].kind = ANR_PG_SLAB;
+	h->pm[s].cls = (uint8_t)c;
+	h->pm[s].nfree = (uint16_t)k->nobjs;
+	h->pm[s].npages = k->npages;
+	for (uint32_t i = 1; i < k->npages; i++) {
+		h->pm[s + i].kind = ANR_PG_SLAB_BODY;
+		h->pm[s + i].npages = i;
+	}
+	bits = anr_slab_bits(h, s);
+	memset(bits, 0, (size_t)h->bmw * sizeof(*bits));
+	anr_bits_set(bits, k->nobjs, nbits - k->nobjs);
+	anr_bm2_set(&h->heads, s, 1);
+	h->slab_free += (size_t)k->npages << h->page_shift;
+	partial_push(h, c, s);
+	return s;
+}
+
+void *
+anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages)
+{
+	const struct anr_class *k = &h->cls[c];
+	uint32_t s = h->partial[c];
+	uint64_t *bits;
+
+	*short_pages = 0;
+	if (s == ANR_NIL) {
+		s = slab_new(h, c, short_pages);
+		if (s == ANR_NIL)
+			return NULL;
+	}
+	bits = anr_slab_bits(h, s);
+	for (unsigned w = 0; w < h->bmw; w++) {
+		uint64_t v = ~bits[w];
+		if (v != 0) {
+			unsigned b = (unsigned)__builtin_ctzll(v);
+			size_t idx = (size_t)w * 64 + b;
+			bits[w] |= UINT64_C(1) << b;
+			if (--h->pm[s].nfree == 0)
+				partial_del(h, c, s);
+			h->slab_free -= k->size;
+			return anr_page_addr(h, s) + idx * k->size;
+		}
+	}
+	return NULL; /* unreachable: a partial slab has a free object */
+}
+
+void
+anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx)
+{
+	unsigned c = h->pm[s].cls;
+	const struct anr_class *k = &h->cls[c];
+	uint64_t *bits = anr_slab_bits(h, s);
+
+	bits[idx >> 6] &= ~(UINT64_C(1) << (idx & 63));
+	h->slab_free += k->size;
+	if (h->pm[s].nfree++ == 0)
+		partial_push(h, c, s);
+	if (h->pm[s].nfree < k->nobjs)
+		return;
+	/* Empty: the pages go back to the span allocator. */
+	partial_del(h, c, s);
+	h->slab_free -= (size_t)k->npages << h->page_shift;
+	anr_bm2_clear(&h->heads, s, 1);
+	for (uint32_t i = 1; i < k->npages; i++)
+		h->pm[s + i] = (struct anr_page){ 0 };
+	anr_pages_put(h, s, k->npages);
+}

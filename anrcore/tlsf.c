@@ -1,0 +1,227 @@
+/*
+ * tlsf.c - spans: a good-fit allocator of runs of data pages.
+ *
+ * Every data page belongs to exactly one span: free, a large block or a
+ * slab.  Free spans sit in segregated lists indexed like TLSF: the first
+ * level is the power of two of the length, the second splits that power
+ * into ANR_SL_COUNT equal ranges.  One bit per list (sl_map) and one bit
+ * per first level (fl_map) make the search two find-first-set operations.
+ * A request is rounded up to the next list boundary before the search, so
+ * every span of the list found fits; the exact list's first span is tried
+ * too, which keeps requests of odd lengths from splitting bigger spans.
+ *
+ * Boundary tags are out of band: the page map entry of a free span's first
+ * page says FREE and its length, the entry of its last page FREE_TAIL and
+ * the length.  Freeing a span looks at the entry just before it and the
+ * entry just after it and merges at once, so two free spans are never
+ * adjacent.  Entries of pages inside a span are NONE; merging clears the
+ * entries that become inner ones.  Every operation is O(1) apart from the
+ * two bitmap look-ups.
+ */
+#include "config.h"
+
+#include "anrcore_internal.h"
+
+static unsigned
+fls32(uint32_t v)
+{
+	return 31u - (unsigned)__builtin_clz(v);
+}
+
+void
+anr_span_mapping(size_t n, unsigned *fl, unsigned *sl)
+{
+	if (n < ANR_SL_COUNT) {
+		*fl = 0;
+		*sl = (unsigned)n;
+	} else {
+		unsigned f = fls32((uint32_t)n);
+		*sl = (unsigned)(n >> (f - ANR_SL_LOG2)) - ANR_SL_COUNT;
+		*fl = f - ANR_SL_LOG2 + 1;
+	}
+}
+
+static void
+list_add(struct anr_heap *h, uint32_t s, uint32_t n)
+{
+	unsigned fl, sl;
+	struct anr_page *pg = &h->pm[s];
+
+	anr_span_mapping(n, &fl, &sl);
+	pg->kind = ANR_PG_FREE;
+	pg->npages = n;
+	pg->prev = ANR_NIL;
+	pg->next = h->free_head[fl][sl];
+	if (pg->next != ANR_NIL)
+		h->pm[pg->next].prev = s;
+	h->free_head[fl][sl] = s;
+	h->sl_map[fl] |= 1u << sl;
+	h->fl_map |= 1u << fl;
+	if (n > 1) {
+		struct anr_page *t = &h->pm[s + n - 1];
+		t->kind = ANR_PG_FREE_TAIL;
+		t->npages = n;
+	}
+}
+
+/* Unlink a free span; its first and last entries become NONE. */
+static void
+list_del(struct anr_heap *h, uint32_t s)
+{
+	struct anr_page *pg = &h->pm[s];
+	uint32_t n = pg->npages;
+	unsigned fl, sl;
+
+	anr_span_mapping(n, &fl, &sl);
+	if (pg->prev != ANR_NIL)
+		h->pm[pg->prev].next = pg->next;
+	else
+		h->free_head[fl][sl] = pg->next;
+	if (pg->next != ANR_NIL)
+		h->pm[pg->next].prev = pg->prev;
+	if (h->free_head[fl][sl] == ANR_NIL) {
+		h->sl_map[fl] &= ~(1u << sl);
+		if (h->sl_map[fl] == 0)
+			h->fl_map &= ~(1u << fl);
+	}
+	if (n > 1)
+		h->pm[s + n - 1] = (struct anr_page){ 0 };
+	*pg = (struct anr_page){ 0 };
+}
+
+void
+anr_span_init(struct anr_heap *h)
+{
+	h->fl_map = 0;
+	for (unsigned f = 0; f < ANR_FL_COUNT; f++) {
+		h->sl_map[f] = 0;
+		for (unsigned s = 0; s < ANR_SL_COUNT; s++)
+			h->free_head[f][s] = ANR_NIL;
+	}
+	list_add(h, 0, h->npages);
+}
+
+static uint32_t
+find_fit(struct anr_heap *h, size_t n)
+{
+	unsigned fl, sl;
+	uint32_t s, map;
+	uint64_t r = n;
+
+	/* The first span of n's own list may be long enough. */
+	anr_span_mapping(n, &fl, &sl);
+	s = h->free_head[fl][sl];
+	if (s != ANR_NIL && h->pm[s].npages >= n)
+		return s;
+	/* Round up to the next list: all of its spans fit. */
+	if (n >= ANR_SL_COUNT)
+		r = n + (UINT64_C(1) << (fls32((uint32_t)n) - ANR_SL_LOG2)) - 1;
+	if (r > UINT32_MAX)
+		return ANR_NIL;
+	anr_span_mapping((size_t)r, &fl, &sl);
+	if (fl >= ANR_FL_COUNT)
+		return ANR_NIL;
+	map = h->sl_map[fl] & (~0u << sl);
+	if (map == 0) {
+		map = fl + 1 < ANR_FL_COUNT ? h->fl_map & (~0u << (fl + 1)) : 0;
+		if (map == 0)
+			return ANR_NIL;
+		fl = (unsigned)__builtin_ctz(map);
+		map = h->sl_map[fl];
+	}
+	sl = (unsigned)__builtin_ctz(map);
+	return h->free_head[fl][sl];
+}
+
+uint32_t
+anr_span_take(struct anr_heap *h, size_t n)
+{
+	uint32_t s, len;
+
+	if (n == 0 || n > h->npages)
+		return ANR_NIL;
+	s = find_fit(h, n);
+	if (s == ANR_NIL)
+		return ANR_NIL;
+	len = h->pm[s].npages;
+	list_del(h, s);
+	if (len > n)
+		list_add(h, (uint32_t)(s + n), (uint32_t)(len - n));
+	return s;
+}
+
+void
+anr_span_release(struct anr_heap *h, uint32_t s, size_t n)
+{
+	uint32_t start = s, len = (uint32_t)n;
+
+	h->pm[s] = (struct anr_page){ 0 };
+	if (s > 0) {
+		struct anr_page *l = &h->pm[s - 1];
+		uint32_t ls = ANR_NIL;
+		if (l->kind == ANR_PG_FREE_TAIL)
+			ls = s - l->npages;
+		else if (l->kind == ANR_PG_FREE)
+			ls = s - 1;
+		if (ls != ANR_NIL) {
+			len += h->pm[ls].npages;
+			list_del(h, ls);
+			start = ls;
+		}
+	}
+	if ((size_t)s + n < h->npages && h->pm[s + n].kind == ANR_PG_FREE) {
+		uint32_t r = (uint32_t)(s + n);
+		len += h->pm[r].npages;
+		list_del(h, r);
+	}
+	list_add(h, start, len);
+}
+
+int
+anr_span_extend(struct anr_heap *h, uint32_t s, size_t n, size_t extra)
+{
+	size_t r = (size_t)s + n;
+	uint32_t len;
+
+	if (r >= h->npages || h->pm[r].kind != ANR_PG_FREE ||
+	    h->pm[r].npages < extra)
+		return -1;
+	len = h->pm[r].npages;
+	list_del(h, (uint32_t)r);
+	if (len > extra)
+		list_add(h, (uint32_t)(r + extra), (uint32_t)(len - extra));
+	return 0;
+}
+
+/* Lists agree with the bitmaps and with the page map; counts free spans. */
+int
+anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages)
+{
+	size_t count = 0, pages = 0;
+
+	for (unsigned f = 0; f < ANR_FL_COUNT; f++) {
+		if (((h->fl_map >> f) & 1) != (h->sl_map[f] != 0))
+			return -1;
+		for (unsigned l = 0; l < ANR_SL_COUNT; l++) {
+			uint32_t s = h->free_head[f][l], prev = ANR_NIL;
+			if (((h->sl_map[f] >> l) & 1) != (s != ANR_NIL))
+				return -1;
+			while (s != ANR_NIL) {
+				unsigned ff, ll;
+				if (s >= h->npages || h->pm[s].kind != ANR_PG_FREE ||
+				    h->pm[s].prev != prev || count > h->npages)
+					return -1;
+				anr_span_mapping(h->pm[s].npages, &ff, &ll);
+				if (ff != f || ll != l)
+					return -1;
+				count++;
+				pages += h->pm[s].npages;
+				prev = s;
+				s = h->pm[s].next;
+			}
+		}
+	}
+	*nfree_spans = count;
+	*free_pages = pages;
+	return 0;
+}

@@ -1,0 +1,1222 @@
+/*
+ * Unit tests of the allocator core: size classes, a random workload
+ * against a shadow model, page return and hysteresis, budget and hook,
+ * bad frees, deferred frees, threads and fork, walking and lookup.
+ */
+#include "config.h"
+
+#include "anrcore.h"
+#include "anrcore_internal.h"
+#include "mb_log.h"
+
+#include "fastcheck.h"
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+#include <valgrind/memcheck.h>
+#define UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#else
+#define UNDER_VALGRIND() 0
+#endif
+
+#define KiB ((size_t)1 << 10)
+#define MiB ((size_t)1 << 20)
+#define GiB ((size_t)1 << 30)
+#define TEST_RESERVE (4 * GiB)
+
+/* Iteration counts are cut down under valgrind, which is ~50x slower. */
+static unsigned
+scaled(unsigned n)
+{
+	return UNDER_VALGRIND() ? n / 20 + 1 : n;
+}
+
+static struct anr_heap *
+heap_with(size_t budget, enum anr_bad_free_action bad)
+{
+	struct anr_config c = {
+		.reserve = TEST_RESERVE,
+		.budget = budget,
+		.bad_free = bad,
+		.valgrind = 1,
+		.name = "test",
+	};
+	struct anr_heap *h = anr_create(&c);
+	ck_assert_ptr_nonnull(h);
+	return h;
+}
+
+static struct anr_heap *
+heap_plain(void)
+{
+	return heap_with(0, ANR_BAD_FREE_ABORT);
+}
+
+static void
+stats(struct anr_heap *h, struct anr_stats *st)
+{
+	anr_get_stats(h, st);
+	ck_assert_uint_eq(st->resident, st->in_use + st->slab_free + st->free_resident);
+}
+
+static uint64_t rng_state = 88172645463325252ull;
+
+static uint64_t
+rnd(void)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return rng_state;
+}
+
+/* ---- size classes ---- */
+
+START_TEST(size_class_mapping)
+{
+	unsigned prev = 0;
+
+	ck_assert_uint_eq(anr_size_class(0), 0);
+	ck_assert_uint_eq(anr_class_size(0), 16);
+	for (size_t s = 1; s <= ANR_SLAB_MAX; s++) {
+		unsigned c = anr_size_class(s);
+		size_t cs = anr_class_size(c);
+		ck_assert_uint_lt(c, ANR_NCLASSES);
+		ck_assert_uint_ge(cs, s);
+		ck_assert_uint_eq(cs % ANR_ALIGN, 0);
+		/* smallest class that holds s */
+		if (c > 0)
+			ck_assert_uint_lt(anr_class_size(c - 1), s);
+		ck_assert_uint_ge(c, prev);
+		ck_assert_uint_le(c, prev + 1);
+		/* rounding loses < 25 % above 128 bytes, < 16 bytes below */
+		if (s > 128)
+			ck_assert_uint_lt((cs - s) * 4, cs);
+		else
+			ck_assert_uint_lt(cs - s, 16);
+		prev = c;
+	}
+	ck_assert_uint_eq(anr_size_class(ANR_SLAB_MAX), ANR_NCLASSES - 1);
+	ck_assert_uint_eq(anr_class_size(ANR_NCLASSES - 1), ANR_SLAB_MAX);
+	for (unsigned c = 0; c < ANR_NCLASSES; c++)
+		ck_assert_uint_eq(anr_size_class(anr_class_size(c)), c);
+}
+END_TEST
+
+START_TEST(size_class_heap)
+{
+	/* Every small size through the heap: usable size is its class size. */
+	struct anr_heap *h = heap_plain();
+	struct anr_stats st;
+
+	for (size_t s = 0; s <= ANR_SLAB_MAX; s++) {
+		char *p = anr_alloc(h, s, 0);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_uint_eq((uintptr_t)p % ANR_ALIGN, 0);
+		ck_assert_uint_eq(anr_usable_size(h, p), anr_class_size(anr_size_class(s)));
+		if (s > 0) {
+			p[0] = 1;
+			p[s - 1] = 2;
+		}
+		anr_free(h, p);
+	}
+	/* Just above: whole pages. */
+	char *p = anr_alloc(h, ANR_SLAB_MAX + 1, 0);
+	ck_assert_uint_eq(anr_usable_size(h, p), ANR_SLAB_MAX + (size_t)sysconf(_SC_PAGESIZE));
+	anr_free(h, p);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/* ---- random operations against a shadow model ---- */
+
+struct slot {
+	unsigned char *p;
+	size_t size, usable, align;
+	unsigned char seed;
+};
+
+#define PATTERN_EDGE 64
+
+static unsigned char
+pat(unsigned char seed, size_t i)
+{
+	return (unsigned char)(seed + i * 7);
+}
+
+/* The bytes of a block that carry the pattern: its first and last
+ * PATTERN_EDGE bytes and one byte per KiB, enough to catch overlaps. */
+static size_t
+next_pos(size_t i, size_t size)
+{
+	i++;
+	if (i < PATTERN_EDGE || i + PATTERN_EDGE >= size || (i & 1023) == 0)
+		return i;
+	i = (i | 1023) + 1;
+	return i + PATTERN_EDGE >= size && size > PATTERN_EDGE ? size - PATTERN_EDGE : i;
+}
+
+static void
+fill(struct slot *s)
+{
+	for (size_t i = 0; i < s->size; i = next_pos(i, s->size))
+		s->p[i] = pat(s->seed, i);
+}
+
+/* Bytes below upto that were written for a block of s->size bytes. */
+static void
+verify(const struct slot *s, size_t upto)
+{
+	for (size_t i = 0; i < s->size; i = next_pos(i, s->size))
+		if (i < upto)
+			ck_assert_msg(s->p[i] == pat(s->seed, i), "byte %zu of %zu-byte block",
+				      i, s->size);
+}
+
+static size_t
+random_size(void)
+{
+	unsigned r = (unsigned)(rnd() % 1000);
+
+	if (r < 700)
+		return rnd() % 512;
+	if (r < 900)
+		return rnd() % (ANR_SLAB_MAX + 1);
+	if (r < 990)
+		return rnd() % (256 * KiB);
+	return rnd() % (4 * MiB);
+}
+
+#define NSLOTS 512
+
+START_TEST(random_shadow)
+{
+	struct anr_heap *h = heap_plain();
+	static struct slot slots[NSLOTS];
+	size_t live_usable = 0;
+	unsigned iters = scaled(60000);
+	struct anr_stats st;
+
+	memset(slots, 0, sizeof(slots));
+	for (unsigned it = 0; it < iters; it++) {
+		struct slot *s = &slots[rnd() % NSLOTS];
+		unsigned op = (unsigned)(rnd() % 10);
+
+		if (s->p != NULL && op < 4) {
+			verify(s, s->size);
+			live_usable -= s->usable;
+			anr_free(h, s->p);
+			s->p = NULL;
+		} else if (s->p != NULL && op < 7) {
+			size_t ns = random_size();
+			unsigned char *q;
+			verify(s, s->size);
+			q = anr_realloc(h, s->p, ns, 0);
+			if (ns == 0) {
+				ck_assert_ptr_null(q);
+				live_usable -= s->usable;
+				s->p = NULL;
+				continue;
+			}
+			ck_assert_ptr_nonnull(q);
+			s->p = q;
+			verify(s, ns < s->size ? ns : s->size);
+			live_usable -= s->usable;
+			s->size = ns;
+			s->align = ANR_ALIGN;
+			s->usable = anr_usable_size(h, q);
+			live_usable += s->usable;
+			fill(s);
+		} else if (s->p == NULL) {
+			size_t size = random_size(), align = ANR_ALIGN;
+			if (op == 7) {
+				align = (size_t)1 << (3 + rnd() % 15);
+				s->p = anr_alloc_aligned(h, align, size, 0);
+			} else if (op == 8) {
+				s->p = anr_alloc(h, size, ANR_ZERO);
+				ck_assert_ptr_nonnull(s->p);
+				for (size_t i = 0; i < size; i++)
+					ck_assert_uint_eq(s->p[i], 0);
+			} else {
+				s->p = anr_alloc(h, size, 0);
+			}
+			ck_assert_msg(s->p != NULL, "op %u size %zu align %zu errno %d", op,
+				      size, align, errno);
+			ck_assert_uint_eq((uintptr_t)s->p % align, 0);
+			ck_assert_uint_eq((uintptr_t)s->p % ANR_ALIGN, 0);
+			s->size = size;
+			s->align = align;
+			s->usable = anr_usable_size(h, s->p);
+			ck_assert_uint_ge(s->usable, size);
+			s->seed = (unsigned char)rnd();
+			live_usable += s->usable;
+			fill(s);
+		}
+		if (it % 997 == 0) {
+			stats(h, &st);
+			ck_assert_uint_eq(st.in_use, live_usable);
+			ck_assert_uint_le(st.free_resident, ANR_DEFAULT_FREE_HIGH);
+		}
+		if (it % scaled(10000) == 0)
+			ck_assert_int_eq(anr_check(h), 0);
+	}
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, live_usable);
+	ck_assert_int_eq(anr_check(h), 0);
+	for (unsigned i = 0; i < NSLOTS; i++)
+		if (slots[i].p != NULL) {
+			verify(&slots[i], slots[i].size);
+			anr_free(h, slots[i].p);
+		}
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_eq(st.slab_free, 0);
+	ck_assert_uint_eq(st.bad_frees, 0);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(huge_requests)
+{
+	struct anr_heap *h = heap_plain();
+	size_t sizes[] = { SIZE_MAX, SIZE_MAX - 15, SIZE_MAX / 2, (size_t)1 << 62,
+			   TEST_RESERVE, TEST_RESERVE + 1 };
+
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		errno = 0;
+		ck_assert_ptr_null(anr_alloc(h, sizes[i], 0));
+		ck_assert_int_eq(errno, ENOMEM);
+		errno = 0;
+		ck_assert_ptr_null(anr_alloc(h, sizes[i], ANR_ZERO));
+		ck_assert_int_eq(errno, ENOMEM);
+		errno = 0;
+		ck_assert_ptr_null(anr_alloc_aligned(h, 4096, sizes[i], 0));
+		ck_assert_int_eq(errno, ENOMEM);
+	}
+	void *p = anr_alloc(h, 100, 0);
+	errno = 0;
+	ck_assert_ptr_null(anr_realloc(h, p, SIZE_MAX, 0));
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_uint_eq(anr_usable_size(h, p), 112);
+	/* A huge alignment. */
+	errno = 0;
+	ck_assert_ptr_null(anr_alloc_aligned(h, (size_t)1 << 62, 16, 0));
+	ck_assert_int_eq(errno, ENOMEM);
+	anr_free(h, p);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(aligned_all_powers)
+{
+	struct anr_heap *h = heap_plain();
+	size_t sizes[] = { 1, 16, 100, 4096, 5000, 70000 };
+
+	errno = 0;
+	ck_assert_ptr_null(anr_alloc_aligned(h, 24, 16, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(anr_alloc_aligned(h, 4, 16, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	errno = 0;
+	ck_assert_ptr_null(anr_alloc_aligned(h, 0, 16, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	for (size_t a = sizeof(void *); a <= 64 * MiB; a <<= 1)
+		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+			char *p = anr_alloc_aligned(h, a, sizes[i], ANR_ZERO);
+			ck_assert_ptr_nonnull(p);
+			ck_assert_uint_eq((uintptr_t)p % a, 0);
+			ck_assert_uint_eq((uintptr_t)p % ANR_ALIGN, 0);
+			ck_assert_uint_ge(anr_usable_size(h, p), sizes[i]);
+			ck_assert_int_eq(p[sizes[i] - 1], 0);
+			memset(p, 0x5a, sizes[i]);
+			anr_free(h, p);
+		}
+	ck_assert_int_eq(anr_check(h), 0);
+	struct anr_stats st;
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(realloc_cases)
+{
+	struct anr_heap *h = heap_plain();
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	struct anr_stats st;
+	char *p, *q;
+
+	/* realloc(NULL) allocates; size 0 frees. */
+	p = anr_realloc(h, NULL, 40, 0);
+	ck_assert_ptr_nonnull(p);
+	memset(p, 7, 40);
+	ck_assert_ptr_null(anr_realloc(h, p, 0, 0));
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+
+	/* Small to large and back keeps the contents. */
+	p = anr_alloc(h, 100, 0);
+	for (int i = 0; i < 100; i++)
+		p[i] = (char)i;
+	p = anr_realloc(h, p, 100 * KiB, 0);
+	for (int i = 0; i < 100; i++)
+		ck_assert_int_eq(p[i], (char)i);
+	p = anr_realloc(h, p, 50, 0);
+	for (int i = 0; i < 50; i++)
+		ck_assert_int_eq(p[i], (char)i);
+	anr_free(h, p);
+
+	/* A large block grows into the free pages after it and shrinks. */
+	p = anr_alloc(h, 64 * KiB, 0);
+	memset(p, 3, 64 * KiB);
+	q = anr_realloc(h, p, 128 * KiB, ANR_ZERO);
+	ck_assert_ptr_nonnull(q);
+	if (!UNDER_VALGRIND())
+		ck_assert_ptr_eq(q, p);
+	ck_assert_int_eq(q[64 * KiB - 1], 3);
+	ck_assert_int_eq(q[64 * KiB], 0);
+	ck_assert_int_eq(q[128 * KiB - 1], 0);
+	p = anr_realloc(h, q, 20 * KiB, 0);
+	ck_assert_int_eq(p[20 * KiB - 1], 3);
+	ck_assert_uint_eq(anr_usable_size(h, p), (20 * KiB + page - 1) / page * page);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, anr_usable_size(h, p));
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_free(h, p);
+
+	/* A blocked large block moves. */
+	p = anr_alloc(h, 64 * KiB, 0);
+	q = anr_alloc(h, 64 * KiB, 0);
+	memset(p, 9, 64 * KiB);
+	char *r = anr_realloc(h, p, 256 * KiB, 0);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_int_eq(r[64 * KiB - 1], 9);
+	anr_free(h, q);
+	anr_free(h, r);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(zeroed_reuse)
+{
+	struct anr_heap *h = heap_plain();
+
+	for (int round = 0; round < 3; round++) {
+		size_t sizes[] = { 24, 3000, 20000, 300 * KiB };
+		for (size_t i = 0; i < 4; i++) {
+			char *p = anr_alloc(h, sizes[i], 0);
+			memset(p, 0xee, sizes[i]);
+			anr_free(h, p);
+			p = anr_alloc(h, sizes[i], ANR_ZERO);
+			for (size_t j = 0; j < sizes[i]; j++)
+				ck_assert_int_eq(p[j], 0);
+			anr_free(h, p);
+		}
+	}
+	anr_destroy(h);
+}
+END_TEST
+
+/* ---- page return ---- */
+
+static size_t
+resident_pages(void *p, size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), n = len / page, count = 0;
+	static unsigned char vec[65536];
+
+	ck_assert_uint_le(n, sizeof(vec));
+	ck_assert_int_eq(mincore(p, len, vec), 0);
+	for (size_t i = 0; i < n; i++)
+		count += vec[i] & 1;
+	return count;
+}
+
+START_TEST(page_return_mincore)
+{
+	struct anr_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
+				.free_high = 1 * MiB, .valgrind = 1 };
+	struct anr_heap *h = anr_create(&c);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 64 * MiB;
+	struct anr_stats st;
+	char *p = anr_alloc(h, len, 0);
+
+	ck_assert_ptr_nonnull(p);
+	memset(p, 1, len);
+	ck_assert_uint_eq(resident_pages(p, len), len / page);
+	stats(h, &st);
+	ck_assert_uint_ge(st.resident, len);
+	anr_free(h, p);
+	/* Given back down to the low mark; the highest pages went first. */
+	ck_assert_uint_le(resident_pages(p, len), 256 * KiB / page);
+	ck_assert_uint_eq(resident_pages(p + len - 256 * KiB, 256 * KiB), 0);
+	stats(h, &st);
+	ck_assert_uint_le(st.free_resident, 256 * KiB);
+	ck_assert_uint_le(st.resident, 256 * KiB);
+	ck_assert_uint_ge(st.madvise_calls, 1);
+	ck_assert_uint_ge(st.madvised_bytes, len - 256 * KiB);
+
+	/* Many medium blocks freed in random order: still bounded. */
+	enum { N = 200 };
+	char *v[N];
+	for (int i = 0; i < N; i++) {
+		v[i] = anr_alloc(h, 40 * KiB + (size_t)i * 100, 0);
+		memset(v[i], 2, 40 * KiB);
+	}
+	for (int i = N - 1; i > 0; i--) {
+		int j = (int)(rnd() % (unsigned)(i + 1));
+		char *t = v[i]; v[i] = v[j]; v[j] = t;
+	}
+	for (int i = 0; i < N; i++) {
+		anr_free(h, v[i]);
+		stats(h, &st);
+		ck_assert_uint_le(st.free_resident, 1 * MiB);
+	}
+	ck_assert_int_eq(anr_check(h), 0);
+
+	/* Explicit trim to nothing. */
+	p = anr_alloc(h, 512 * KiB, 0);
+	memset(p, 1, 512 * KiB);
+	anr_free(h, p);
+	anr_trim(h, 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.free_resident, 0);
+	ck_assert_uint_eq(st.resident, 0);
+	ck_assert_uint_eq(resident_pages(p, 512 * KiB), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(hysteresis_churn)
+{
+	struct anr_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
+				.free_high = 1 * MiB, .valgrind = 1 };
+	struct anr_heap *h = anr_create(&c);
+	struct anr_stats st;
+	unsigned n = scaled(20000);
+
+	/* Allocate/free churn below the high mark never gives pages back. */
+	for (unsigned i = 0; i < n; i++) {
+		char *a = anr_alloc(h, 200 * KiB, 0);
+		char *b = anr_alloc(h, 64, 0);
+		a[0] = b[0] = 1;
+		anr_free(h, a);
+		anr_free(h, b);
+	}
+	stats(h, &st);
+	ck_assert_uint_eq(st.madvise_calls, 0);
+	ck_assert_uint_le(st.free_resident, 1 * MiB);
+
+	/* Churn across the marks: each give-back buys at least
+	 * (high - low) of churn, so the calls stay a fraction of the ops. */
+	for (unsigned i = 0; i < n; i++) {
+		char *a = anr_alloc(h, 600 * KiB, 0);
+		a[0] = 1;
+		char *b = anr_alloc(h, 600 * KiB, 0);
+		b[0] = 1;
+		anr_free(h, a);
+		anr_free(h, b);
+		stats(h, &st);
+		ck_assert_uint_le(st.free_resident, 1 * MiB);
+	}
+	stats(h, &st);
+	ck_assert_uint_le(st.madvise_calls, n + 1);
+	ck_assert_int_eq(anr_check(h), 0);
+
+	/* Raising the marks stops it. */
+	anr_set_marks(h, 4 * MiB, 8 * MiB);
+	uint64_t before = st.madvise_calls;
+	for (unsigned i = 0; i < n; i++) {
+		char *a = anr_alloc(h, 600 * KiB, 0);
+		char *b = anr_alloc(h, 600 * KiB, 0);
+		anr_free(h, a);
+		anr_free(h, b);
+	}
+	stats(h, &st);
+	ck_assert_uint_eq(st.madvise_calls, before);
+	/* Lowering them gives back at once. */
+	anr_set_marks(h, 0, 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.free_resident, 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/* ---- budget and hook ---- */
+
+struct hook_state {
+	int calls;
+	int mode; /* 0 raise budget, 1 refuse, 2 lie, 3 free a block */
+	size_t last_bytes;
+	void *victim;
+};
+
+static int
+hook_fn(void *arg, struct anr_heap *h, size_t bytes)
+{
+	struct hook_state *hs = arg;
+
+	hs->calls++;
+	hs->last_bytes = bytes;
+	switch (hs->mode) {
+	case 0:
+		anr_set_budget(h, anr_get_budget(h) + bytes);
+		return 1;
+	case 1:
+		return 0;
+	case 2:
+		return 1;
+	default:
+		if (hs->victim == NULL)
+			return 0;
+		anr_free(h, hs->victim);
+		hs->victim = NULL;
+		return 1;
+	}
+}
+
+START_TEST(budget_and_hook)
+{
+	struct anr_heap *h = heap_with(1 * MiB, ANR_BAD_FREE_ABORT);
+	struct hook_state hs = { 0 };
+	struct anr_stats st;
+	char *p, *q;
+
+	ck_assert_uint_eq(anr_get_budget(h), 1 * MiB);
+	/* Without a hook: fails at the budget. */
+	p = anr_alloc(h, 768 * KiB, 0);
+	ck_assert_ptr_nonnull(p);
+	errno = 0;
+	ck_assert_ptr_null(anr_alloc(h, 512 * KiB, 0));
+	ck_assert_int_eq(errno, ENOMEM);
+	stats(h, &st);
+	ck_assert_uint_le(st.resident, 1 * MiB);
+	ck_assert_uint_eq(st.failures, 1);
+
+	anr_set_hook(h, hook_fn, &hs);
+	/* A hook that raises the budget: success. */
+	q = anr_alloc(h, 512 * KiB, 0);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(hs.calls, 1);
+	ck_assert_uint_ge(hs.last_bytes, 256 * KiB);
+	ck_assert_uint_ge(anr_get_budget(h), 1280 * KiB);
+	anr_free(h, q);
+
+	/* ANR_NO_HOOK never calls it. */
+	hs.calls = 0;
+	errno = 0;
+	ck_assert_ptr_null(anr_alloc(h, 64 * MiB, ANR_NO_HOOK));
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_int_eq(hs.calls, 0);
+
+	/* A refusing hook: one call, NULL and ENOMEM. */
+	hs.mode = 1;
+	errno = 0;
+	ck_assert_ptr_null(anr_alloc(h, 64 * MiB, 0));
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_int_eq(hs.calls, 1);
+
+	/* A lying hook: bounded retries. */
+	hs.mode = 2;
+	hs.calls = 0;
+	ck_assert_ptr_null(anr_alloc(h, 64 * MiB, 0));
+	ck_assert_int_eq(hs.calls, ANR_HOOK_MAX_RETRIES);
+	ck_assert_ptr_null(anr_realloc(h, p, 64 * MiB, 0));
+	ck_assert_int_eq(hs.calls, 2 * ANR_HOOK_MAX_RETRIES);
+	ck_assert_int_eq(p[0], p[0]); /* the old block is still ours */
+	ck_assert_uint_eq(anr_usable_size(h, p), 768 * KiB);
+
+	/* A hook that frees memory (it may call into the heap). */
+	hs.mode = 3;
+	hs.calls = 0;
+	anr_set_budget(h, 1 * MiB);
+	hs.victim = p;
+	q = anr_alloc(h, 600 * KiB, 0);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(hs.calls, 1);
+	anr_free(h, q);
+
+	/* Small objects in existing slabs need no budget; new pages do. */
+	anr_set_hook(h, NULL, NULL);
+	anr_set_budget(h, 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.resident, 0);
+	ck_assert_ptr_null(anr_alloc(h, 16, 0));
+	anr_set_budget(h, 64 * KiB);
+	p = anr_alloc(h, 16, 0);
+	ck_assert_ptr_nonnull(p);
+	anr_set_budget(h, 0);
+	q = anr_alloc(h, 16, 0);
+	ck_assert_ptr_nonnull(q);
+	anr_free(h, p);
+	anr_free(h, q);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(budget_lowered)
+{
+	struct anr_config c = { .reserve = TEST_RESERVE, .free_low = 8 * MiB,
+				.free_high = 16 * MiB, .valgrind = 1 };
+	struct anr_heap *h = anr_create(&c);
+	struct anr_stats st;
+	char *p = anr_alloc(h, 4 * MiB, 0), *q;
+
+	memset(p, 1, 4 * MiB);
+	anr_free(h, p);
+	stats(h, &st);
+	ck_assert_uint_eq(st.free_resident, 4 * MiB);
+	/* Lowering the budget gives back free pages at once. */
+	anr_set_budget(h, 1 * MiB);
+	stats(h, &st);
+	ck_assert_uint_le(st.resident, 1 * MiB);
+	/* Free resident pages are given back to make room. */
+	p = anr_alloc(h, 512 * KiB, 0);
+	ck_assert_ptr_nonnull(p);
+	q = anr_alloc(h, 512 * KiB, 0);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_ptr_null(anr_alloc(h, 64 * KiB, 0));
+	stats(h, &st);
+	ck_assert_uint_le(st.resident, 1 * MiB);
+	anr_free(h, p);
+	anr_free(h, q);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/* ---- bad frees ---- */
+
+static char sink_buf[4096];
+static size_t sink_len;
+static int sink_lines;
+
+static void
+sink_fn(int level, const char *line, size_t len)
+{
+	(void)level;
+	sink_lines++;
+	if (sink_len + len < sizeof(sink_buf)) {
+		memcpy(sink_buf + sink_len, line, len);
+		sink_len += len;
+		sink_buf[sink_len] = '\0';
+	}
+}
+
+static void
+sink_reset(void)
+{
+	sink_len = 0;
+	sink_lines = 0;
+	sink_buf[0] = '\0';
+}
+
+struct bad_case {
+	const char *name;
+	const char *expect;
+};
+
+/* Make one bad free of kind k; returns the pointer used. */
+static void *
+bad_free(struct anr_heap *h, int k, void **keep)
+{
+	static char not_ours[64];
+	char *p;
+
+	*keep = NULL;
+	switch (k) {
+	case 0: /* double free of a small object */
+		p = anr_alloc(h, 40, 0);
+		*keep = anr_alloc(h, 40, 0); /* keeps the slab alive */
+		anr_free(h, p);
+		anr_free(h, p);
+		return p;
+	case 1: /* double free of a large block */
+		p = anr_alloc(h, 100 * KiB, 0);
+		anr_free(h, p);
+		anr_free(h, p);
+		return p;
+	case 2: /* interior pointer of a small object */
+		p = anr_alloc(h, 100, 0);
+		*keep = p;
+		anr_free(h, p + 16);
+		return p + 16;
+	case 3: /* interior pointer of a large block, page aligned */
+		p = anr_alloc(h, 100 * KiB, 0);
+		*keep = p;
+		anr_free(h, p + 2 * sysconf(_SC_PAGESIZE));
+		return p + 2 * sysconf(_SC_PAGESIZE);
+	case 4: /* misaligned pointer */
+		p = anr_alloc(h, 100, 0);
+		*keep = p;
+		anr_free(h, p + 3);
+		return p + 3;
+	case 5: /* foreign pointer */
+		anr_free(h, not_ours);
+		return not_ours;
+	case 6: /* pointer into the metadata */
+		anr_free(h, (char *)h + 4096);
+		return (char *)h + 4096;
+	default: /* a page never handed out */
+		p = (char *)h->data + ((size_t)h->npages - 1) * (size_t)sysconf(_SC_PAGESIZE);
+		anr_free(h, p);
+		return p;
+	}
+}
+
+#define NBAD 8
+static const char *const bad_expect[NBAD] = {
+	"double free", "double free", "inside a block", "inside a block",
+	"inside a block", "not from this heap", "metadata", "double free",
+};
+
+START_TEST(bad_free_report)
+{
+	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anr_stats st;
+
+	mb_log_set_sink(sink_fn);
+	for (int k = 0; k < NBAD; k++) {
+		void *keep;
+		sink_reset();
+		void *p = bad_free(h, k, &keep);
+		ck_assert_int_eq(sink_lines, 1);
+		ck_assert_msg(strstr(sink_buf, bad_expect[k]) != NULL, "case %d: %s", k, sink_buf);
+		ck_assert_msg(strstr(sink_buf, "free(") != NULL, "%s", sink_buf);
+		(void)p;
+		stats(h, &st);
+		ck_assert_uint_eq(st.bad_frees, (uint64_t)k + 1);
+		ck_assert_int_eq(anr_check(h), 0);
+		anr_free(h, keep);
+	}
+	/* realloc of a bad pointer: reported, NULL, nothing changed */
+	sink_reset();
+	char *p = anr_alloc(h, 100, 0);
+	errno = 0;
+	ck_assert_ptr_null(anr_realloc(h, p + 16, 200, 0));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_int_eq(sink_lines, 1);
+	ck_assert_ptr_nonnull(strstr(sink_buf, "realloc("));
+	anr_free(h, p);
+	ck_assert_ptr_null(anr_realloc(h, p, 200, 0));
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, NBAD + 2);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anr_check(h), 0);
+	/* usable size of a bad pointer is 0 */
+	ck_assert_uint_eq(anr_usable_size(h, p), 0);
+	mb_log_set_sink(NULL);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(bad_free_ignore)
+{
+	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_IGNORE);
+	struct anr_stats st;
+
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	for (int k = 0; k < NBAD; k++) {
+		void *keep;
+		bad_free(h, k, &keep);
+		anr_free(h, keep);
+	}
+	ck_assert_int_eq(sink_lines, 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, NBAD);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anr_check(h), 0);
+	mb_log_set_sink(NULL);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(bad_free_abort)
+{
+	/* Each kind in a child: it dies with SIGABRT after one report line. */
+	for (int k = 0; k < NBAD; k++) {
+		int fds[2], status;
+		char buf[1024];
+		ssize_t n, total = 0;
+		pid_t pid;
+
+		ck_assert_int_eq(pipe(fds), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			struct anr_heap *h;
+			void *keep;
+			struct sigaction sa = { .sa_handler = SIG_DFL };
+			sigaction(SIGABRT, &sa, NULL);
+			dup2(fds[1], 2);
+			close(fds[0]);
+			mb_log_init("t", 2, MB_LOG_NOTICE);
+			h = heap_with(0, ANR_BAD_FREE_ABORT);
+			bad_free(h, k, &keep);
+			_exit(0);
+		}
+		close(fds[1]);
+		while ((n = read(fds[0], buf + total, sizeof(buf) - 1 - (size_t)total)) > 0)
+			total += n;
+		buf[total] = '\0';
+		close(fds[0]);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+			      "case %d: status %x", k, status);
+		ck_assert_msg(strstr(buf, bad_expect[k]) != NULL, "case %d: %s", k, buf);
+		ck_assert_msg(strchr(buf, '\n') == buf + total - 1, "not one line: %s", buf);
+	}
+}
+END_TEST
+
+START_TEST(two_heaps)
+{
+	struct anr_heap *a = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anr_heap *b = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anr_stats st;
+	void *p = anr_alloc(a, 64, 0);
+
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	ck_assert(anr_owns(a, p));
+	ck_assert(!anr_owns(b, p));
+	anr_free(b, p);
+	ck_assert_ptr_nonnull(strstr(sink_buf, "not from this heap"));
+	stats(a, &st);
+	ck_assert_uint_eq(st.in_use, 64);
+	anr_free(a, p);
+	mb_log_set_sink(NULL);
+	anr_destroy(a);
+	anr_destroy(b);
+}
+END_TEST
+
+/* ---- deferred frees ---- */
+
+START_TEST(deferred_free)
+{
+	struct anr_heap *h = heap_plain();
+	struct anr_stats st;
+	void *p = anr_alloc(h, 32, 0), *q = anr_alloc(h, 300 * KiB, 0);
+
+	/* The lock is busy: the frees are queued, not waited for. */
+	anr_heap_lock(h);
+	anr_free(h, p);
+	anr_free(h, q);
+	anr_heap_unlock(h);
+	stats(h, &st);
+	ck_assert_uint_eq(st.deferred_frees, 2);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_eq(st.frees, 2);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/* ---- threads ---- */
+
+struct worker {
+	struct anr_heap *h;
+	unsigned iters;
+	volatile int *stop;
+	uint64_t seed;
+	void **shared;   /* cross-thread handoff slots */
+};
+
+#define SHARED 64
+
+static void *
+worker_fn(void *arg)
+{
+	struct worker *w = arg;
+	void *mine[64] = { 0 };
+	uint64_t x = w->seed;
+
+	for (unsigned i = 0; i < w->iters || (w->stop != NULL && !*w->stop); i++) {
+		unsigned k;
+		size_t size;
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		k = (unsigned)(x % 64);
+		size = (x >> 8) % 2000;
+		if ((x >> 20) % 50 == 0)
+			size = (x >> 8) % (200 * KiB);
+		if (mine[k] != NULL) {
+			ck_assert_uint_eq(*(unsigned char *)mine[k], (unsigned char)k);
+			anr_free(w->h, mine[k]);
+			mine[k] = NULL;
+		} else {
+			mine[k] = anr_alloc(w->h, size + 1, 0);
+			ck_assert_ptr_nonnull(mine[k]);
+			*(unsigned char *)mine[k] = (unsigned char)k;
+		}
+		if (w->shared != NULL && (x >> 30) % 8 == 0) {
+			/* hand a block to whoever comes next: frees cross threads */
+			void *b = anr_alloc(w->h, 48, 0);
+			void *old = __atomic_exchange_n(&w->shared[k], b, __ATOMIC_ACQ_REL);
+			anr_free(w->h, old);
+		}
+	}
+	for (unsigned k = 0; k < 64; k++)
+		anr_free(w->h, mine[k]);
+	return NULL;
+}
+
+START_TEST(threads_stress)
+{
+	struct anr_heap *h = heap_plain();
+	static void *shared[SHARED];
+	pthread_t t[4];
+	struct worker w[4];
+	struct anr_stats st;
+
+	memset(shared, 0, sizeof(shared));
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct worker){ .h = h, .iters = scaled(200000),
+					.seed = 1234567u + (uint64_t)i * 7919, .shared = shared };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, worker_fn, &w[i]), 0);
+	}
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	for (int i = 0; i < SHARED; i++)
+		anr_free(h, shared[i]);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_eq(st.bad_frees, 0);
+	ck_assert_uint_eq(st.allocs, st.frees);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(fork_with_threads)
+{
+	struct anr_heap *h = heap_plain();
+	volatile int stop = 0;
+	pthread_t t[2];
+	struct worker w[2];
+	unsigned forks = scaled(40);
+
+	for (int i = 0; i < 2; i++) {
+		w[i] = (struct worker){ .h = h, .iters = 0, .stop = &stop,
+					.seed = 99991u + (uint64_t)i };
+		ck_assert_int_eq(pthread_create(&t[i], NULL, worker_fn, &w[i]), 0);
+	}
+	for (unsigned f = 0; f < forks; f++) {
+		pid_t pid;
+		int status;
+
+		anr_fork_prepare(h);
+		pid = fork();
+		if (pid == 0) {
+			anr_fork_child(h);
+			/* The child's heap is whole and usable. */
+			void *v[100];
+			int ok = anr_check(h) == 0;
+			for (int i = 0; i < 100; i++) {
+				v[i] = anr_alloc(h, (size_t)i * 97 + 1, 0);
+				ok = ok && v[i] != NULL;
+			}
+			for (int i = 0; i < 100; i++)
+				anr_free(h, v[i]);
+			ok = ok && anr_check(h) == 0;
+			/* The workers' blocks have no owner here. */
+			anr_destroy(h);
+			_exit(ok ? 0 : 1);
+		}
+		anr_fork_parent(h);
+		ck_assert_int_ge(pid, 0);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %x", status);
+	}
+	stop = 1;
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/* ---- walk, lookup, report ---- */
+
+struct walk_acc {
+	size_t count, bytes;
+};
+
+static int
+walk_fn(void *arg, void *block, size_t size)
+{
+	struct walk_acc *a = arg;
+	(void)block;
+	a->count++;
+	a->bytes += size;
+	return 0;
+}
+
+static int
+walk_stop(void *arg, void *block, size_t size)
+{
+	(void)block;
+	(void)size;
+	return ++*(int *)arg == 3 ? 42 : 0;
+}
+
+START_TEST(walk_and_block_of)
+{
+	struct anr_heap *h = heap_plain();
+	enum { N = 300 };
+	char *v[N];
+	struct walk_acc acc = { 0 };
+	struct anr_stats st;
+	size_t size;
+	int stops = 0;
+
+	for (int i = 0; i < N; i++)
+		v[i] = anr_alloc(h, (size_t)(i % 10 == 0 ? 50000 + i : i * 13 + 1), 0);
+	for (int i = 0; i < N; i += 3) {
+		anr_free(h, v[i]);
+		v[i] = NULL;
+	}
+	ck_assert_int_eq(anr_walk(h, walk_fn, &acc), 0);
+	stats(h, &st);
+	ck_assert_uint_eq(acc.count, N - (N + 2) / 3);
+	ck_assert_uint_eq(acc.bytes, st.in_use);
+	ck_assert_int_eq(anr_walk(h, walk_stop, &stops), 42);
+	ck_assert_int_eq(stops, 3);
+	for (int i = 0; i < N; i++) {
+		if (v[i] == NULL)
+			continue;
+		size_t u = anr_usable_size(h, v[i]);
+		ck_assert_ptr_eq(anr_block_of(h, v[i], &size), v[i]);
+		ck_assert_uint_eq(size, u);
+		ck_assert_ptr_eq(anr_block_of(h, v[i] + u / 2, &size), v[i]);
+		ck_assert_ptr_eq(anr_block_of(h, v[i] + u - 1, NULL), v[i]);
+	}
+	/* Freed blocks, metadata and foreign memory are not blocks. */
+	ck_assert_ptr_null(anr_block_of(h, h, &size));
+	ck_assert_ptr_null(anr_block_of(h, &size, &size));
+	ck_assert_ptr_null(anr_block_of(h, h->data + ((size_t)h->npages - 1) * h->page, &size));
+	for (int i = 0; i < N; i++)
+		if (v[i] != NULL)
+			anr_free(h, v[i]);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(report_and_defaults)
+{
+	struct anr_heap *h = anr_create(NULL);
+	struct anr_stats st;
+	char buf[4096];
+	int fds[2];
+	ssize_t n;
+
+	ck_assert_ptr_nonnull(h);
+	anr_get_stats(h, &st);
+	ck_assert_uint_ge(st.reserved, ANR_DEFAULT_RESERVE - 64 * KiB);
+	ck_assert_uint_le(st.reserved, ANR_DEFAULT_RESERVE);
+	ck_assert_uint_eq(st.budget + st.metadata, st.reserved);
+	void *p = anr_alloc(h, 1000, 0);
+	ck_assert_int_eq(pipe(fds), 0);
+	anr_report(h, fds[1]);
+	close(fds[1]);
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	close(fds[0]);
+	ck_assert_ptr_nonnull(strstr(buf, "in use"));
+	ck_assert_ptr_nonnull(strstr(buf, "1 KiB"));
+	anr_free(h, p);
+	anr_destroy(h);
+}
+END_TEST
+
+START_TEST(trash_on_free)
+{
+	struct anr_config c = { .reserve = TEST_RESERVE, .trash_free = 1 };
+	struct anr_heap *h = anr_create(&c);
+	unsigned char *p = anr_alloc(h, 64, 0), *keep = anr_alloc(h, 64, 0);
+
+	if (UNDER_VALGRIND()) {
+		/* reading freed memory is what valgrind is there to catch */
+		anr_free(h, p);
+		anr_free(h, keep);
+		anr_destroy(h);
+		return;
+	}
+	memset(p, 0, 64);
+	anr_free(h, p);
+	for (int i = 0; i < 64; i++)
+		ck_assert_uint_eq(p[i], ANR_TRASH_BYTE);
+	anr_free(h, keep);
+	anr_destroy(h);
+}
+END_TEST
+
+/* ANRCORE_TEST=name runs one test (Check of this version has no filter). */
+#define ADD(t) do { if (only == NULL || strcmp(only, #t) == 0) tcase_add_test(tc, t); } while (0)
+
+static Suite *
+anrcore_suite(void)
+{
+	Suite *s = suite_create("anrcore");
+	TCase *tc = tcase_create("core");
+	const char *only = getenv("ANRCORE_TEST");
+
+	tcase_set_timeout(tc, 120);
+	ADD(size_class_mapping);
+	ADD(size_class_heap);
+	ADD(random_shadow);
+	ADD(huge_requests);
+	ADD(aligned_all_powers);
+	ADD(realloc_cases);
+	ADD(zeroed_reuse);
+	ADD(page_return_mincore);
+	ADD(hysteresis_churn);
+	ADD(budget_and_hook);
+	ADD(budget_lowered);
+	ADD(bad_free_report);
+	ADD(bad_free_ignore);
+	ADD(bad_free_abort);
+	ADD(two_heaps);
+	ADD(deferred_free);
+	ADD(threads_stress);
+	ADD(fork_with_threads);
+	ADD(walk_and_block_of);
+	ADD(report_and_defaults);
+	ADD(trash_on_free);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(anrcore_suite());
+	int failed;
+
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
