@@ -1054,6 +1054,12 @@ static const char *const mbc_errors[] = {
 	[-MB_ESYS] = "system call failed",
 };
 
+/* The library links its own private copy of the log writer. */
+MB_API void mb_set_log(int fd, int level)
+{
+	mb_log_init("", fd, level);
+}
+
 MB_API const char *mb_strerror(int err)
 {
 	if (err > 0 || -err >= (int)(sizeof(mbc_errors) / sizeof(mbc_errors[0])) ||

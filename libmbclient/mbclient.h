@@ -51,7 +51,7 @@ extern "C" {
 /* Opaque handle storage; the library keeps its state inside. */
 #define MB_CLIENT_STORAGE 1024
 typedef struct mb_client {
-	_Alignas(16) unsigned char opaque[MB_CLIENT_STORAGE];
+	unsigned char opaque[MB_CLIENT_STORAGE] __attribute__((aligned(16)));
 } mb_client;
 
 enum mb_client_kind {
@@ -204,6 +204,15 @@ int64_t mb_balance(const mb_client *c);
 int mb_is_open(const mb_client *c);
 
 const char *mb_strerror(int err);
+
+/*
+ * Where the library's own diagnostics go (a lost server, a malformed frame,
+ * a late reply): a file descriptor (-1: nowhere) and the highest syslog
+ * level written (3 err .. 7 debug).  Default: fd 2; the library writes
+ * warnings and errors only, unless the level asks for debug lines.
+ * Process-wide; written with one write(2) per line, no allocation.
+ */
+void mb_set_log(int fd, int level);
 
 #ifdef __cplusplus
 }

@@ -74,6 +74,7 @@ struct server {
 	int stop;
 	uint64_t accept_resume;
 	uint64_t nconns;
+	uint64_t nclosing; /* connections waiting to flush before closing */
 	uint64_t now;
 	struct conn *conns;
 	struct conn *flush;
@@ -162,6 +163,8 @@ static void destroy(struct server *s, struct conn *c)
 	if (c->dead)
 		return;
 	c->dead = 1;
+	if (c->closing)
+		s->nclosing--;
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
 	close(c->fd);
 	if (c->prev)
@@ -233,15 +236,22 @@ static void cb_send(void *ctx, struct bclient *bc, const struct mb_msg *m)
 	want_flush(s, c);
 }
 
-static void cb_close(void *ctx, struct bclient *bc)
+/* Stop reading; close once the queued frames are out or the grace ends. */
+static void start_closing(struct server *s, struct conn *c)
 {
-	struct server *s = ctx;
-	struct conn *c = broker_client_user(bc);
-	if (!c || c->dead || c->closing)
+	if (c->dead || c->closing)
 		return;
 	c->closing = 1;
 	c->close_by = s->now + CLOSE_GRACE_MS;
+	s->nclosing++;
 	want_flush(s, c);
+}
+
+static void cb_close(void *ctx, struct bclient *bc)
+{
+	struct conn *c = broker_client_user(bc);
+	if (c)
+		start_closing(ctx, c);
 }
 
 static const struct broker_ops server_ops = { cb_send, cb_close };
@@ -351,7 +361,12 @@ static void handle_input(struct server *s, struct conn *c)
 			if (n == 0 && c->inlen > 0)
 				mb_log(MB_LOG_NOTICE, "client %lu closed in the middle of a frame",
 				       (unsigned long)broker_client_id(c->bc));
-			destroy(s, c);
+			/* A peer that only shut its writing side still gets the
+			 * replies already queued for it. */
+			if (n == 0 && c->outlen > c->outoff)
+				start_closing(s, c);
+			else
+				destroy(s, c);
 			return;
 		}
 		c->inlen += (size_t)n;
@@ -678,7 +693,7 @@ static void handle_signals(struct server *s)
 static int wait_timeout(struct server *s)
 {
 	uint64_t next = broker_next_deadline(s->b);
-	for (struct conn *c = s->conns; c; c = c->next)
+	for (struct conn *c = s->nclosing ? s->conns : NULL; c; c = c->next)
 		if (c->closing && c->close_by < next)
 			next = c->close_by;
 	if (!s->listening && s->accept_resume < next)
@@ -692,9 +707,12 @@ static int wait_timeout(struct server *s)
 
 static void expire(struct server *s)
 {
-	broker_tick(s->b, s->now);
+	/* A memory watermark policy samples here and publishes its events
+	 * through broker_post_event(). */
+	if (broker_next_deadline(s->b) <= s->now)
+		broker_tick(s->b, s->now);
 	struct conn *c, *nx;
-	for (c = s->conns; c; c = nx) {
+	for (c = s->nclosing ? s->conns : NULL; c; c = nx) {
 		nx = c->next;
 		if (c->closing && c->close_by <= s->now)
 			destroy(s, c);

@@ -20,5 +20,7 @@ tests_test_client_broker_LDADD = libmbclient/libmbclient.la $(CHECK_LIBS) $(PTHR
 endif
 
 # Real programs: the tools against a real mbserver, the library's exports.
-TESTS += tests/client/mbtools.sh tests/client/exports.sh tests/client/manpages.sh
-EXTRA_DIST += tests/client/mbtools.sh tests/client/exports.sh tests/client/manpages.sh
+TESTS += tests/client/mbtools.sh tests/client/exports.sh tests/client/manpages.sh \
+	tests/client/header.sh
+EXTRA_DIST += tests/client/mbtools.sh tests/client/exports.sh tests/client/manpages.sh \
+	tests/client/header.sh

@@ -666,6 +666,18 @@ START_TEST(many_clients)
 	for (int i = 0; i < MANY; i++)
 		ck_assert_uint_eq(expect(fds[i], MB_MSG_RETURN_ACK).w[0], MB_ST_OK);
 	ck_assert_uint_eq(query(fds[0]).w[MB_W_QR_POOL], MANY);
+	/* A status reader that shuts its writing side at once still gets the
+	 * whole snapshot, larger than a socket buffer. */
+	int r = try_connect(s.sock);
+	send2(r, MB_MSG_STATUS, 3, 0, 0);
+	ck_assert_int_eq(shutdown(r, SHUT_WR), 0);
+	usleep(200000);
+	ck_assert_uint_eq(expect(r, MB_MSG_STATUS_HEAD).w[MB_W_SH_CLIENTS], MANY);
+	for (int i = 0; i < MANY; i++)
+		expect(r, MB_MSG_STATUS_CLIENT);
+	expect(r, MB_MSG_STATUS_END);
+	expect_eof(r);
+	close(r);
 	for (int i = 0; i < MANY; i++)
 		close(fds[i]);
 	srv_stop(&s);

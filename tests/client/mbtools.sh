@@ -43,6 +43,11 @@ expect_rc 2 "$MBSTATUS" --bogus
 expect_rc 2 "$MBSTATUS" extra-argument
 
 start_broker 400p
+# The socket file exists before the broker listens: wait until it answers.
+i=0
+until "$MBUTIL" -q query 2>/dev/null; do
+	i=$((i + 1)); [ $i -gt 200 ] && fail "broker does not answer"; sleep 0.05
+done
 
 expect_rc 2 "$MBUTIL" request lots
 expect_rc 2 "$MBUTIL" request

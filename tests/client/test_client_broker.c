@@ -22,7 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -112,6 +113,18 @@ struct broker {
 
 static struct broker B;
 
+static int broker_accepts(const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+	close(fd);
+	return ok;
+}
+
 static void broker_spawn(struct broker *b, const char *total, const char *const *extra)
 {
 	const char *top = getenv("top_builddir");
@@ -138,9 +151,9 @@ static void broker_spawn(struct broker *b, const char *total, const char *const 
 		execv(exe, (char *const *)argv);
 		_exit(127);
 	}
+	/* Ready when it accepts: the socket file appears before listen(2). */
 	for (int i = 0; i < 400; i++) {
-		struct stat st;
-		if (stat(b->sock, &st) == 0 && S_ISSOCK(st.st_mode))
+		if (broker_accepts(b->sock))
 			return;
 		int status;
 		if (waitpid(b->pid, &status, WNOHANG) == b->pid)
@@ -211,6 +224,7 @@ static void open_as(mb_client *c, enum mb_client_kind kind, struct giver *g,
 {
 	struct mb_options o = {
 		.socket_path = B.sock, .kind = kind, .name = "cbtest",
+		.connect_timeout_ms = 5000, /* loaded test machines */
 		.source_pages = source_pages,
 	};
 	if (kind == MB_CLIENT_BIDI || kind == MB_CLIENT_SOURCE) {

@@ -757,6 +757,30 @@ START_TEST(status_rows)
 }
 END_TEST
 
+START_TEST(log_destination)
+{
+	/* Diagnostics go where mb_set_log() says: a pipe here. */
+	int pfd[2];
+	ck_assert_int_eq(pipe(pfd), 0);
+	mb_set_log(pfd[1], 7);
+	mb_client c;
+	struct mb_options o = { .socket_path = "/nonexistent/socket" };
+	ck_assert_int_eq(mb_open(&c, &o), MB_ECONNECT);
+	mb_close(&c);
+	close(pfd[1]);
+	char buf[512];
+	ssize_t n = read(pfd[0], buf, sizeof(buf) - 1);
+	close(pfd[0]);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	ck_assert_ptr_nonnull(strstr(buf, "/nonexistent/socket"));
+	mb_set_log(-1, 7);
+	ck_assert_int_eq(mb_open(&c, &o), MB_ECONNECT); /* and nowhere */
+	mb_close(&c);
+	mb_set_log(2, 4);
+}
+END_TEST
+
 START_TEST(strerror_all)
 {
 	for (int e = MB_OK; e >= MB_ESYS; e--) {
@@ -788,6 +812,7 @@ static Suite *client_suite(void)
 	tcase_add_test(t, fork_child);
 	tcase_add_test(t, status_rows);
 	tcase_add_test(t, strerror_all);
+	tcase_add_test(t, log_destination);
 	suite_add_tcase(s, t);
 	return s;
 }
