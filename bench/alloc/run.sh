@@ -5,7 +5,8 @@
 #    random order) under glibc, gmalloc, jemalloc, mimalloc and tcmalloc,
 #    each preloaded into the same driver; medians of RUNS runs.
 # 2. Time of real programs (python3, sqlite3, gcc, git, stress-ng) under
-#    gmalloc and glibc with hyperfine; ratio of the medians.
+#    gmalloc and glibc, runs interleaved and timed with /usr/bin/time;
+#    ratios of the median wall and CPU (user+sys) times.
 #
 # Environment: RUNS (default 3), TIME_RUNS (default 5).
 set -eu
@@ -58,9 +59,10 @@ for a in $allocs; do
 done
 echo "(aim for gmalloc: after <= base + pages + free_high (1 MiB by default) + its metadata)"
 
-command -v hyperfine >/dev/null || { echo "hyperfine not installed: no timings"; exit 0; }
+[ -x /usr/bin/time ] || { echo "/usr/bin/time not installed: no timings"; exit 0; }
 echo
-echo "== Real programs: median wall time, gmalloc vs glibc ($TIME_RUNS runs each)"
+echo "== Real programs: medians of $TIME_RUNS interleaved runs, gmalloc vs glibc"
+echo "   (wall = elapsed s; cpu = user+sys s, less sensitive to a busy machine)"
 w="$tmp/work"; mkdir -p "$w"
 cat >"$w/work.py" <<'PY'
 import hashlib, json
@@ -96,16 +98,27 @@ sqlite:rm -f $w/db && sqlite3 $w/db <$w/db.sql
 gcc:gcc -O2 -c -o $w/x.o $w/big.c
 git:sh $w/git.sh $w
 stress-ng:stress-ng --malloc 1 --malloc-ops 200000 --temp-path $w -q"
-printf '%-10s %10s %10s %8s\n' program glibc_s gmalloc_s ratio
+# one NAME CMD LIB: run CMD once (LIB preloaded if set), append "wall cpu".
+one() {
+	if [ -n "$3" ]; then
+		env LD_PRELOAD="$3" GMALLOC_CONF=/dev/null /usr/bin/time -f '%e %U %S' -o "$tmp/t" sh -c "$2" >/dev/null 2>&1 || return 1
+	else
+		/usr/bin/time -f '%e %U %S' -o "$tmp/t" sh -c "$2" >/dev/null 2>&1 || return 1
+	fi
+	awk '{printf "%s %.3f\n", $1, $2 + $3}' "$tmp/t" >>"$tmp/$1"
+}
+printf '%-10s %9s %9s %7s %9s %9s %7s\n' program glibc_wall gm_wall ratio glibc_cpu gm_cpu ratio
 echo "$progs" | while IFS= read -r line; do
 	name=${line%%:*}; cmd=${line#*:}
-	command -v "$(echo "$cmd" | awk '{print ($1 == "rm") ? "sqlite3" : $1}')" >/dev/null || { echo "$name: not installed"; continue; }
-	HOME="$w" GIT_CONFIG_NOSYSTEM=1 hyperfine -N --warmup 1 --runs "$TIME_RUNS" --export-json "$tmp/$name.json" \
-		-n glibc "sh -c '$cmd'" -n gmalloc "env LD_PRELOAD=$gm sh -c '$cmd'" >/dev/null 2>&1 ||
-		{ echo "$name: failed"; continue; }
-	python3 - "$tmp/$name.json" "$name" <<'PY'
-import json, sys
-r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
-print("%-10s %10.3f %10.3f %8.2f" % (sys.argv[2], r["glibc"], r["gmalloc"], r["gmalloc"] / r["glibc"]))
-PY
+	: >"$tmp/g"; : >"$tmp/m"
+	HOME="$w"; GIT_CONFIG_NOSYSTEM=1; export HOME GIT_CONFIG_NOSYSTEM
+	one warm "$cmd" "" && one warm "$cmd" "$gm" || { echo "$name: failed"; continue; }
+	i=0
+	while [ $i -lt "$TIME_RUNS" ]; do
+		one g "$cmd" "" && one m "$cmd" "$gm" || { echo "$name: failed"; break; }
+		i=$((i + 1))
+	done
+	gw=$(cut -d' ' -f1 "$tmp/g" | median); mw=$(cut -d' ' -f1 "$tmp/m" | median)
+	gc=$(cut -d' ' -f2 "$tmp/g" | median); mc=$(cut -d' ' -f2 "$tmp/m" | median)
+	echo "$name $gw $mw $gc $mc" | awk '{printf "%-10s %9.3f %9.3f %7.2f %9.3f %9.3f %7.2f\n", $1, $2, $3, ($2 > 0 ? $3 / $2 : 0), $4, $5, ($4 > 0 ? $5 / $4 : 0)}'
 done
