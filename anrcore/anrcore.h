@@ -36,7 +36,9 @@ enum anr_bad_free_action {
 
 struct anr_config {
 	size_t reserve;     /* address space to reserve; 0: ANR_DEFAULT_RESERVE */
-	size_t budget;      /* bytes that may be resident; 0: unlimited (= reserve) */
+	size_t budget;      /* bytes of data pages that may be resident; 0: unlimited
+			     * (= reserve).  Metadata (about 1 % of the pages ever
+			     * used) is not counted. */
 	size_t free_low;    /* resident free bytes kept when trimming */
 	size_t free_high;   /* trim when resident free bytes pass this */
 	enum anr_bad_free_action bad_free;
@@ -56,16 +58,19 @@ struct anr_config {
 #define ANR_NO_HOOK 0x2   /* never call the need-more-memory hook: fail fast */
 
 /*
- * Need-more-memory hook: the heap needs `bytes` more budget than it has.
- * The hook may block, may call anr_set_budget() or anr_free() on this heap
- * (the heap lock is not held while it runs), and returns non-zero if it
- * made progress (the allocation is retried) or 0 if it cannot help (the
- * allocation fails).  A hook that keeps claiming progress without the
- * budget growing is called at most ANR_HOOK_MAX_RETRIES times per
- * allocation.
+ * Need-more-memory hook: the heap needs `bytes` more budget than it has
+ * (a whole number of pages).  The hook may block, may call
+ * anr_set_budget() or anr_free() on this heap (the heap lock is not held
+ * while it runs), and returns non-zero if it made progress (the allocation
+ * is retried) or 0 if it cannot help (the allocation fails).  A hook that
+ * keeps claiming progress while the budget missing does not shrink is
+ * called at most ANR_HOOK_MAX_RETRIES times per allocation; one that gives
+ * a little each time, at most ANR_HOOK_MAX_CALLS times.  Running out of
+ * address space (not budget) fails without calling the hook.
  */
 typedef int (*anr_more_fn)(void *arg, struct anr_heap *h, size_t bytes);
 #define ANR_HOOK_MAX_RETRIES 8
+#define ANR_HOOK_MAX_CALLS 1024
 
 struct anr_stats {
 	size_t in_use;        /* bytes handed out (usable sizes) */

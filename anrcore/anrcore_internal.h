@@ -26,6 +26,7 @@ enum anr_kind {
 	ANR_PG_LARGE,     /* first page of a large block; npages = length */
 	ANR_PG_SLAB,      /* first page of a slab; cls, nfree */
 	ANR_PG_SLAB_BODY, /* later page of a slab; npages = distance to its first page */
+	ANR_PG_TRIM,      /* first page of free pages being given back; npages */
 };
 
 /* One entry per data page, in the metadata area (never next to user data). */
@@ -39,17 +40,37 @@ struct anr_page {
 };
 
 #define ANR_NIL UINT32_MAX
+#define ANR_DEFER_SLOTS 256 /* a power of two */
+#define ANR_TRIM_BATCH 8     /* page runs given back per unlocked round */
+#define ANR_TRIM_ROUNDS 4    /* rounds at most per unlock */
 
 /* Size classes: see slab.c for the mapping. */
 #define ANR_SLAB_MAX ((size_t)16384)
 #define ANR_NCLASSES 36
 #define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
+#define ANR_EMPTY_CACHE_PAGES 16 /* pages of empty slabs kept for reuse */
 
 struct anr_class {
 	uint32_t size;
 	uint32_t npages;
 	uint32_t nobjs;
+	uint64_t magic; /* ceil(2^ANR_MAGIC_SHIFT / size) */
 };
+
+/*
+ * Object index of byte offset o in a slab without a division.  With
+ * m = ceil(2^40 / size) = (2^40 + e) / size, 0 <= e < size, and o = q size + r:
+ * o m / 2^40 = q + (r + o e / 2^40) / size, whose floor is q as long as
+ * o e < 2^40, which holds because o < 2^20 (16 pages of up to 64 KiB) and
+ * e < size <= 2^14.  The tests compare it with a division for every offset
+ * of every class.
+ */
+#define ANR_MAGIC_SHIFT 40
+static inline size_t
+anr_slab_index(const struct anr_class *k, size_t o)
+{
+	return (size_t)(((uint64_t)o * k->magic) >> ANR_MAGIC_SHIFT);
+}
 
 /* Good-fit allocator of page runs: first level by power of two, second
  * level splits each power of two into ANR_SL_COUNT lists. */
@@ -79,13 +100,20 @@ struct anr_heap {
 	uint64_t *resident;    /* page may be resident */
 	struct anr_bm2 dirty;  /* resident and free (returnable) */
 	struct anr_bm2 heads;  /* first page of a live span */
+	struct anr_bm2 fheads; /* first page of a free span */
 	enum anr_bad_free_action bad_free;
 	int trash_free;
 	int vg;                /* valgrind client requests are on */
 	char name[32];
 
 	pthread_mutex_t lock;
-	void *deferred;        /* lock-free stack of frees (link in the block) */
+	/* Frees that found the lock busy: a ring of slots taken with
+	 * compare-and-swap, and when it is full a stack linked through the
+	 * blocks themselves.  Both are emptied by the next lock holder. */
+	void *defer_slot[ANR_DEFER_SLOTS];
+	unsigned defer_hint;   /* atomic: where the next push starts looking */
+	unsigned defer_count;  /* atomic: pointers in defer_slot */
+	void *deferred;        /* overflow stack (link in the block) */
 
 	/* Spans. */
 	uint32_t fl_map;
@@ -95,6 +123,9 @@ struct anr_heap {
 	/* Slabs. */
 	struct anr_class cls[ANR_NCLASSES];
 	uint32_t partial[ANR_NCLASSES];
+	uint32_t empty_slab[ANR_NCLASSES]; /* an empty slab kept, or ANR_NIL */
+	size_t class_slabs[ANR_NCLASSES];  /* slabs of each class */
+	size_t class_live[ANR_NCLASSES];   /* live objects of each class */
 
 	/* Accounting, in pages unless named bytes. */
 	size_t budget;          /* bytes; read without the lock */
@@ -105,13 +136,22 @@ struct anr_heap {
 	size_t top;             /* high-water mark of pages ever handed out */
 	size_t in_use;          /* bytes, usable sizes */
 	size_t slab_free;       /* bytes of slab pages not in live objects */
+	size_t empty_pages;     /* pages of empty slabs kept (slab.c) */
 	size_t peak_in_use, peak_resident;
 	uint64_t allocs, frees, hook_calls, failures, madvise_calls;
 	size_t madvised_bytes;
+	size_t meta_madvised;    /* atomic: bytes of metadata given back */
 	uint64_t deferred_frees; /* atomic */
 	uint64_t bad_frees;      /* atomic */
 	uint64_t madvise_errors;
 	size_t last_had;         /* resident pages found by the last charge */
+
+	/* Giving pages back outside the lock (pages.c). */
+	int trim_wanted;        /* dirty pages passed the high mark */
+	int trimming;           /* a thread is giving pages back */
+	unsigned trim_n;
+	uint32_t trim_s[ANR_TRIM_BATCH], trim_len[ANR_TRIM_BATCH];
+	size_t inflight_pages;  /* resident pages of ANR_PG_TRIM spans */
 
 	anr_more_fn hook;
 	void *hook_arg;
@@ -142,14 +182,20 @@ int anr_pages_grow(struct anr_heap *h, uint32_t s, size_t n, size_t extra,
 void anr_pages_put(struct anr_heap *h, uint32_t s, size_t n);
 /* Return free resident pages, highest first, until at most keep remain. */
 size_t anr_pages_trim(struct anr_heap *h, size_t keep_pages);
-/* Apply the hysteresis after pages became free. */
+/* Apply the hysteresis after pages became free: notes that pages should
+ * go back; anr_pages_unlock() does it after the lock is released. */
 void anr_pages_settle(struct anr_heap *h);
+/* Release the heap lock, giving pages back first if settle asked for it. */
+void anr_pages_unlock(struct anr_heap *h);
+/* In a fork child: finish the give-backs the parent's threads had begun. */
+void anr_pages_fork_child(struct anr_heap *h);
 
 /* tlsf.c */
 void anr_span_init(struct anr_heap *h);
 uint32_t anr_span_take(struct anr_heap *h, size_t n);
 void anr_span_release(struct anr_heap *h, uint32_t s, size_t n);
 int anr_span_extend(struct anr_heap *h, uint32_t s, size_t n, size_t extra);
+void anr_span_carve(struct anr_heap *h, uint32_t s, size_t n);
 void anr_span_mapping(size_t n, unsigned *fl, unsigned *sl);
 int anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages);
 
@@ -160,11 +206,12 @@ void anr_slab_init(struct anr_heap *h);
 int anr_slab_class_for(const struct anr_heap *h, size_t size, size_t align);
 void *anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages);
 void anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx);
+void anr_slab_flush(struct anr_heap *h);
 uint64_t *anr_slab_bits(const struct anr_heap *h, uint32_t s);
 
 /* heap.c */
-void anr_heap_lock(struct anr_heap *h);   /* also runs deferred frees */
-void anr_heap_unlock(struct anr_heap *h);
+void anr_core_lock(struct anr_heap *h);   /* also runs deferred frees */
+void anr_core_unlock(struct anr_heap *h);
 void anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p);
 
 static inline char *

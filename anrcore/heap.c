@@ -11,11 +11,17 @@
  * the front of the first block faults instead of reaching the metadata.
  * Nothing about a block is stored next to it: the page map has one
  * 16-byte entry per data page, slabs keep their allocation bitmaps in the
- * slab bitmap array (indexed by the slab's first page), and three bitmaps
+ * slab bitmap array (indexed by the slab's first page), and four bitmaps
  * of one bit per page say which pages may be resident, which of those are
- * free (returnable), and which pages start a live span.  A user overrun can
- * damage user data but never the allocator's bookkeeping, and every
- * pointer given to free() is judged from that bookkeeping alone.
+ * free (returnable), and which pages start a live span or a free one.  A
+ * user overrun can damage user data but never the allocator's
+ * bookkeeping, and every pointer given to free() is judged from that
+ * bookkeeping alone.  The metadata costs about 1.2 % of the reservation in
+ * address space; it becomes resident only for pages that are used.
+ *
+ *   data page:   | obj | obj | obj | ... | obj |tail|   (a one-page slab)
+ *   page map:    [SLAB cls=3 nfree=17 next/prev: partial list]
+ *   slab bitmap: 1101110...  (one bit per object, out of band)
  *
  * The data pages are cut into spans (tlsf.c): free spans, large blocks
  * (requests above ANR_SLAB_MAX, rounded up to pages, pointer = first
@@ -33,18 +39,22 @@
  *     the list bitmaps say which lists are non-empty.
  *  4. A slab's bitmap has one set bit per live object plus the bits past its
  *     last object; nfree counts the clear ones; the slabs with nfree > 0 are
- *     exactly those on their class's partial list; no slab is entirely free.
- *  5. resident = pages of live spans + dirty pages; dirty pages are exactly
- *     the resident pages of free spans; resident <= budget except after the
- *     budget was lowered below what is live.
- *  6. heads has a bit exactly at the first page of each live span.
+ *     exactly those on their class's partial list; an entirely free slab is
+ *     its class's empty_slab, and those hold empty_pages pages.
+ *  5. resident = pages of live spans + dirty pages + pages being given back
+ *     (TRIM spans, outside the free lists while madvise runs unlocked);
+ *     dirty pages are exactly the resident pages of free spans; resident <=
+ *     budget except after the budget was lowered below what is live.
+ *  6. heads has a bit exactly at the first page of each live span, fheads
+ *     exactly at the first page of each free span.
  *
  * Locking.  All of this is guarded by one mutex per heap; there is no
  * global state, so per-thread caches can later sit in front of it and
  * talk to the heap in batches.  The lock is never held while the
- * need-more-memory hook runs.  A free that finds the lock taken does not
- * wait: it pushes the block on a lock-free stack (the link is written in
- * the dead block) and the next thread that takes the lock frees it.
+ * need-more-memory hook runs, nor while pages go back to the kernel after
+ * a free (pages.c).  A free that finds the lock taken does not
+ * wait: it puts the pointer in a lock-free ring of slots in the heap state
+ * and the next thread that takes the lock frees it (see defer()).
  */
 #include "config.h"
 
@@ -76,6 +86,7 @@ words_for(size_t bits)
 
 struct layout {
 	size_t pm, slabbits, resident, dirty, dirty_sum, heads, heads_sum;
+	size_t fheads, fheads_sum;
 	size_t data; /* offset of the first data page */
 };
 
@@ -98,6 +109,10 @@ plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 	l->heads = off;
 	off += w * sizeof(uint64_t);
 	l->heads_sum = off;
+	off += sw * sizeof(uint64_t);
+	l->fheads = off;
+	off += w * sizeof(uint64_t);
+	l->fheads_sum = off;
 	off += sw * sizeof(uint64_t);
 	l->data = round_up(off, page) + page; /* one guard page */
 	return l->data + npages * page;
@@ -174,6 +189,9 @@ anr_create(const struct anr_config *cfg)
 	h->heads.w = (uint64_t *)((char *)base + l.heads);
 	h->heads.sum = (uint64_t *)((char *)base + l.heads_sum);
 	h->heads.nwords = words_for(npages);
+	h->fheads.w = (uint64_t *)((char *)base + l.fheads);
+	h->fheads.sum = (uint64_t *)((char *)base + l.fheads_sum);
+	h->fheads.nwords = words_for(npages);
 	h->bad_free = c.bad_free;
 	if (h->bad_free != ANR_BAD_FREE_REPORT && h->bad_free != ANR_BAD_FREE_IGNORE)
 		h->bad_free = ANR_BAD_FREE_ABORT;
@@ -192,7 +210,6 @@ anr_create(const struct anr_config *cfg)
 	}
 	anr_span_init(h);
 	anr_slab_init(h);
-	ANR_VG_NOACCESS(h, h->data, npages * page);
 	return h;
 }
 
@@ -228,13 +245,27 @@ anr_destroy(struct anr_heap *h)
 	munmap(h->base, h->reserve);
 }
 
+/*
+ * One line per bad pointer.  It names the pointer by its offset in the
+ * heap, not its address, so that logs do not reveal the layout of the
+ * process; a pointer from elsewhere is not printed at all.
+ */
 void
 anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p)
 {
+	const char *cp = p;
+
 	__atomic_add_fetch(&h->bad_frees, 1, __ATOMIC_RELAXED);
 	if (h->bad_free == ANR_BAD_FREE_IGNORE)
 		return;
-	mb_log(MB_LOG_ERR, "%s: %s(%p): %s", h->name, op, p, what);
+	if (cp >= h->data && cp < h->base + h->reserve)
+		mb_log(MB_LOG_ERR, "%s: %s(data+0x%zx): %s", h->name, op,
+		       (size_t)(cp - h->data), what);
+	else if (cp >= h->base && cp < h->data)
+		mb_log(MB_LOG_ERR, "%s: %s(metadata+0x%zx): %s", h->name, op,
+		       (size_t)(cp - h->base), what);
+	else
+		mb_log(MB_LOG_ERR, "%s: %s(): %s", h->name, op, what);
 	if (h->bad_free == ANR_BAD_FREE_ABORT)
 		abort();
 }
@@ -274,7 +305,7 @@ locate(struct anr_heap *h, const void *p, struct loc *l)
 	case ANR_PG_SLAB_BODY: {
 		uint32_t s = pg->kind == ANR_PG_SLAB ? (uint32_t)i : (uint32_t)(i - pg->npages);
 		const struct anr_class *k = &h->cls[h->pm[s].cls];
-		size_t o = (size_t)(cp - anr_page_addr(h, s)), idx = o / k->size;
+		size_t o = (size_t)(cp - anr_page_addr(h, s)), idx = anr_slab_index(k, o);
 		if (idx * k->size != o || idx >= k->nobjs)
 			return "pointer inside a block";
 		if (!anr_bit(anr_slab_bits(h, s), idx))
@@ -343,8 +374,17 @@ free_locked(struct anr_heap *h, void *p, const char *op)
 static void
 drain(struct anr_heap *h)
 {
-	void *p = __atomic_exchange_n(&h->deferred, NULL, __ATOMIC_ACQUIRE);
+	void *p;
 
+	for (unsigned j = 0; j < ANR_DEFER_SLOTS &&
+	     __atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE) != 0; j++) {
+		p = __atomic_exchange_n(&h->defer_slot[j], NULL, __ATOMIC_ACQUIRE);
+		if (p != NULL) {
+			__atomic_sub_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
+			free_locked(h, p, "free");
+		}
+	}
+	p = __atomic_exchange_n(&h->deferred, NULL, __ATOMIC_ACQUIRE);
 	while (p != NULL) {
 		void *next;
 		memcpy(&next, p, sizeof(next));
@@ -353,18 +393,55 @@ drain(struct anr_heap *h)
 	}
 }
 
+static int
+deferred_pending(struct anr_heap *h)
+{
+	return __atomic_load_n(&h->defer_count, __ATOMIC_RELAXED) != 0 ||
+	       __atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL;
+}
+
 static void
 heap_lock(struct anr_heap *h)
 {
 	pthread_mutex_lock(&h->lock);
-	if (__atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL)
+	if (deferred_pending(h))
 		drain(h);
+}
+
+/*
+ * Queue a free for the lock holder without waiting.  The pointer goes in
+ * a slot of the ring, out of band: a bad pointer is only judged later and
+ * must not make us write into memory.  Only when the ring is full is the
+ * link written into the block.
+ */
+static void
+defer(struct anr_heap *h, void *p)
+{
+	unsigned start = __atomic_fetch_add(&h->defer_hint, 1, __ATOMIC_RELAXED);
+	void *head;
+
+	__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < ANR_DEFER_SLOTS; i++) {
+		void *expected = NULL;
+		unsigned j = (start + i) & (ANR_DEFER_SLOTS - 1);
+		if (__atomic_compare_exchange_n(&h->defer_slot[j], &expected, p, 0,
+						__ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
+			__atomic_add_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
+			return;
+		}
+	}
+	head = __atomic_load_n(&h->deferred, __ATOMIC_RELAXED);
+	ANR_VG_UNDEFINED(h, p, sizeof(head));
+	do
+		memcpy(p, &head, sizeof(head));
+	while (!__atomic_compare_exchange_n(&h->deferred, &head, p, 1,
+					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
 static void
 heap_unlock(struct anr_heap *h)
 {
-	pthread_mutex_unlock(&h->lock);
+	anr_pages_unlock(h);
 }
 
 /*
@@ -410,33 +487,43 @@ alloc_locked(struct anr_heap *h, size_t size, size_t align, size_t *usable,
 static void *
 alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 {
-	size_t usable, short_pages;
+	size_t usable, short_pages, prev_short = SIZE_MAX;
 	int zeroed;
 	void *p;
 
 	if (size > ((size_t)h->npages << h->page_shift))
 		goto fail;
-	for (unsigned tries = 0;; tries++) {
+	for (unsigned calls = 0, stalls = 0;; calls++) {
 		anr_more_fn hook;
 		void *arg;
 
 		heap_lock(h);
 		p = alloc_locked(h, size, align, &usable, &zeroed, &short_pages);
+		/* Valgrind learns of the block under the lock, so that a fork
+		 * never finds a block live for us and dead for valgrind. */
+		if (p != NULL)
+			ANR_VG_ALLOC(h, p, size, (flags & ANR_ZERO) != 0);
 		hook = h->hook;
 		arg = h->hook_arg;
 		heap_unlock(h);
 		if (p != NULL)
 			break;
-		/* Only a lack of budget is the hook's business; it runs
-		 * without the lock and a bounded number of times. */
+		/*
+		 * Only a lack of budget is the hook's business.  It runs
+		 * without the lock, as long as each call brings the allocation
+		 * closer (less budget missing); ANR_HOOK_MAX_RETRIES calls that
+		 * do not, or ANR_HOOK_MAX_CALLS in all, and the allocation fails.
+		 */
 		if (short_pages == 0 || hook == NULL || (flags & ANR_NO_HOOK) ||
-		    tries >= ANR_HOOK_MAX_RETRIES)
+		    calls >= ANR_HOOK_MAX_CALLS)
 			goto fail;
+		if (short_pages >= prev_short && ++stalls >= ANR_HOOK_MAX_RETRIES)
+			goto fail;
+		prev_short = short_pages;
 		__atomic_add_fetch(&h->hook_calls, 1, __ATOMIC_RELAXED);
 		if (hook(arg, h, short_pages << h->page_shift) == 0)
 			goto fail;
 	}
-	ANR_VG_ALLOC(h, p, size, (flags & ANR_ZERO) != 0);
 	if ((flags & ANR_ZERO) && !zeroed)
 		memset(p, 0, size);
 	return p;
@@ -496,16 +583,10 @@ anr_free(struct anr_heap *h, void *p)
 	}
 	if (pthread_mutex_trylock(&h->lock) != 0) {
 		/* Busy: queue it for the lock holder rather than wait. */
-		void *head = __atomic_load_n(&h->deferred, __ATOMIC_RELAXED);
-		ANR_VG_UNDEFINED(h, p, sizeof(head));
-		do
-			memcpy(p, &head, sizeof(head));
-		while (!__atomic_compare_exchange_n(&h->deferred, &head, p, 1,
-						    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-		__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
+		defer(h, p);
 		return;
 	}
-	if (__atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL)
+	if (deferred_pending(h))
 		drain(h);
 	free_locked(h, p, "free");
 	heap_unlock(h);
@@ -629,6 +710,8 @@ anr_set_budget(struct anr_heap *h, size_t bytes)
 	heap_lock(h);
 	__atomic_store_n(&h->budget, bytes, __ATOMIC_RELAXED);
 	limit = bytes >> h->page_shift;
+	if (h->resident_pages > limit)
+		anr_slab_flush(h);
 	if (h->resident_pages > limit) {
 		size_t over = h->resident_pages - limit;
 		anr_pages_trim(h, over < h->dirty_pages ? h->dirty_pages - over : 0);
@@ -667,6 +750,7 @@ anr_trim(struct anr_heap *h, size_t keep)
 	size_t given;
 
 	heap_lock(h);
+	anr_slab_flush(h);
 	given = anr_pages_trim(h, keep >> h->page_shift) << h->page_shift;
 	heap_unlock(h);
 	return given;
@@ -688,18 +772,20 @@ void
 anr_fork_child(struct anr_heap *h)
 {
 	/* The only thread of the child holds the lock; start it afresh.
-	 * Frees other threads had queued stay queued and are done later. */
+	 * Frees other threads had queued stay queued and are done later;
+	 * pages another thread was giving back are given back here. */
 	pthread_mutex_init(&h->lock, NULL);
+	anr_pages_fork_child(h);
 }
 
 void
-anr_heap_lock(struct anr_heap *h)
+anr_core_lock(struct anr_heap *h)
 {
 	heap_lock(h);
 }
 
 void
-anr_heap_unlock(struct anr_heap *h)
+anr_core_unlock(struct anr_heap *h)
 {
 	heap_unlock(h);
 }

@@ -13,15 +13,22 @@
  * the dirty pages pass the high mark they are returned with
  * madvise(MADV_DONTNEED), highest address first (the allocator hands out
  * low addresses first, so high free pages are the least likely to be
- * needed again), down to the low mark.
+ * needed again), down to the low mark.  That madvise runs after the heap
+ * lock is released, by the thread that freed: the chosen runs are first
+ * taken out of the free spans, so no other thread waits for the kernel
+ * and none can be handed pages that are being dropped.  Only a shortage
+ * of budget, an explicit trim and a lowered budget give pages back with
+ * the lock held, because the caller needs them gone before going on.
  */
 #include "config.h"
 
 #include "anrcore_internal.h"
+#include "vg.h"
 
 #include "mb_log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <sys/mman.h>
 
 #define WORD_BITS 64
@@ -34,6 +41,20 @@ range_mask(size_t lo, size_t hi)
 	return m & ~((UINT64_C(1) << lo) - 1);
 }
 
+/* Bits set in v, without a call into libgcc on CPUs built without popcnt. */
+static unsigned
+popcount64(uint64_t v)
+{
+#ifdef __POPCNT__
+	return (unsigned)__builtin_popcountll(v);
+#else
+	v = v - ((v >> 1) & UINT64_C(0x5555555555555555));
+	v = (v & UINT64_C(0x3333333333333333)) + ((v >> 2) & UINT64_C(0x3333333333333333));
+	v = (v + (v >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
+	return (unsigned)((v * UINT64_C(0x0101010101010101)) >> 56);
+#endif
+}
+
 size_t
 anr_bits_count(const uint64_t *w, size_t start, size_t n)
 {
@@ -43,7 +64,7 @@ anr_bits_count(const uint64_t *w, size_t start, size_t n)
 		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
 		if (hi > WORD_BITS)
 			hi = WORD_BITS;
-		c += (size_t)__builtin_popcountll(w[i >> 6] & range_mask(lo, hi));
+		c += popcount64(w[i >> 6] & range_mask(lo, hi));
 		i = (i & ~(size_t)63) + hi;
 	}
 	return c;
@@ -193,8 +214,7 @@ charge(struct anr_heap *h, size_t s, size_t n)
 	if (h->resident_pages + fresh > limit) {
 		/* Returning other free pages costs nothing but a fault later. */
 		size_t need = h->resident_pages + fresh - limit;
-		if (h->dirty_pages >= need)
-			anr_pages_trim(h, h->dirty_pages - need);
+		anr_pages_trim(h, h->dirty_pages > need ? h->dirty_pages - need : 0);
 		if (h->resident_pages + fresh > limit) {
 			dirty_from_resident(h, s, n);
 			h->dirty_pages += had;
@@ -205,8 +225,12 @@ charge(struct anr_heap *h, size_t s, size_t n)
 	h->last_had = had;
 	h->resident_pages += fresh;
 	h->used_pages += n;
-	if (s + n > h->top)
+	if (s + n > h->top) {
+		/* Pages never used before: valgrind starts them unaddressable,
+		 * so slack behind a block is caught too. */
+		ANR_VG_NOACCESS(h, anr_page_addr(h, h->top), (s + n - h->top) << h->page_shift);
 		h->top = s + n;
+	}
 	note_resident(h);
 	return 0;
 }
@@ -273,11 +297,143 @@ anr_pages_put(struct anr_heap *h, uint32_t s, size_t n)
 	anr_span_release(h, s, n);
 }
 
+/*
+ * The metadata of free pages is dead too: the page map entries inside a
+ * free run are NONE (zero) and its slab bitmaps are unused, so the whole
+ * metadata pages that cover only such entries go back with the run.  They
+ * read as zero when touched again, which is what those entries hold.
+ */
+static void
+advise_inner(struct anr_heap *h, void *addr, size_t len)
+{
+	uintptr_t a = (uintptr_t)addr, mask = h->page - 1;
+	uintptr_t start = (a + mask) & ~mask, end = (a + len) & ~mask;
+
+	if (end > start && madvise((void *)start, end - start, MADV_DONTNEED) == 0)
+		__atomic_add_fetch(&h->meta_madvised, end - start, __ATOMIC_RELAXED);
+}
+
+static void
+release_meta(struct anr_heap *h, size_t lo, size_t n)
+{
+	if (n > 2)
+		advise_inner(h, &h->pm[lo + 1], (n - 2) * sizeof(struct anr_page));
+	advise_inner(h, anr_slab_bits(h, (uint32_t)lo), n * h->bmw * sizeof(uint64_t));
+}
+
 void
 anr_pages_settle(struct anr_heap *h)
 {
 	if ((h->dirty_pages << h->page_shift) > h->free_high)
-		anr_pages_trim(h, h->free_low >> h->page_shift);
+		h->trim_wanted = 1;
+}
+
+/*
+ * Choose the runs of dirty pages to give back, highest first, and take
+ * them out of the free spans (as TRIM spans) so that nobody can be handed
+ * them while madvise runs without the lock.
+ */
+static void
+trim_pick(struct anr_heap *h)
+{
+	size_t keep = h->free_low >> h->page_shift, pos = h->top;
+
+	h->trim_n = 0;
+	while (h->dirty_pages > keep && h->trim_n < ANR_TRIM_BATCH && pos > 0) {
+		size_t hi = anr_bm2_prev(&h->dirty, pos - 1), lo, n;
+		size_t want = h->dirty_pages - keep;
+
+		if (hi == SIZE_MAX)
+			break;
+		lo = hi;
+		while (lo > 0 && hi - lo + 1 < want && anr_bit(h->dirty.w, lo - 1))
+			lo--;
+		n = hi - lo + 1;
+		anr_span_carve(h, (uint32_t)lo, n);
+		h->pm[lo].kind = ANR_PG_TRIM;
+		h->pm[lo].npages = (uint32_t)n;
+		anr_bm2_clear(&h->dirty, lo, n);
+		h->dirty_pages -= n;
+		h->inflight_pages += n;
+		h->trim_s[h->trim_n] = (uint32_t)lo;
+		h->trim_len[h->trim_n] = (uint32_t)n;
+		h->trim_n++;
+		pos = lo;
+	}
+}
+
+static int
+trim_advise(struct anr_heap *h, unsigned i)
+{
+	if (madvise(anr_page_addr(h, h->trim_s[i]),
+		    (size_t)h->trim_len[i] << h->page_shift, MADV_DONTNEED) != 0)
+		return errno;
+	release_meta(h, h->trim_s[i], h->trim_len[i]);
+	return 0;
+}
+
+/* Put the runs back as free spans, resident or not as madvise decided. */
+static void
+trim_finish(struct anr_heap *h, const int *err)
+{
+	for (unsigned i = 0; i < h->trim_n; i++) {
+		uint32_t s = h->trim_s[i];
+		size_t n = h->trim_len[i];
+
+		h->madvise_calls++;
+		if (err[i] == 0) {
+			anr_bits_clear(h->resident, s, n);
+			h->resident_pages -= n;
+			h->madvised_bytes += n << h->page_shift;
+		} else {
+			if (h->madvise_errors++ == 0)
+				mb_log(MB_LOG_ERR, "%s: madvise: error %d; keeping free pages",
+				       h->name, err[i]);
+			anr_bm2_set(&h->dirty, s, n);
+			h->dirty_pages += n;
+		}
+		h->inflight_pages -= n;
+		anr_span_release(h, s, n);
+	}
+	h->trim_n = 0;
+}
+
+void
+anr_pages_unlock(struct anr_heap *h)
+{
+	int err[ANR_TRIM_BATCH];
+
+	for (unsigned round = 0; round < ANR_TRIM_ROUNDS && h->trim_wanted &&
+	     !h->trimming; round++) {
+		h->trim_wanted = 0;
+		trim_pick(h);
+		if (h->trim_n == 0)
+			break;
+		/* The slow part runs unlocked: other threads allocate and free
+		 * meanwhile; the runs are out of everybody's reach. */
+		h->trimming = 1;
+		pthread_mutex_unlock(&h->lock);
+		for (unsigned i = 0; i < h->trim_n; i++)
+			err[i] = trim_advise(h, i);
+		pthread_mutex_lock(&h->lock);
+		trim_finish(h, err);
+		h->trimming = 0;
+		anr_pages_settle(h);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
+
+void
+anr_pages_fork_child(struct anr_heap *h)
+{
+	int err[ANR_TRIM_BATCH];
+
+	if (!h->trimming)
+		return;
+	for (unsigned i = 0; i < h->trim_n; i++)
+		err[i] = trim_advise(h, i);
+	trim_finish(h, err);
+	h->trimming = 0;
 }
 
 size_t
@@ -304,6 +460,7 @@ anr_pages_trim(struct anr_heap *h, size_t keep)
 				       h->name, errno);
 			break;
 		}
+		release_meta(h, lo, hi - lo + 1);
 		anr_bm2_clear(&h->dirty, lo, hi - lo + 1);
 		anr_bits_clear(h->resident, lo, hi - lo + 1);
 		h->dirty_pages -= hi - lo + 1;

@@ -19,8 +19,11 @@
  * other pages (distance to the first), and an allocation bitmap of bmw
  * words kept for the first page in the metadata area: one bit per object.
  * Bits past the last object are set, so they are never handed out.
- * Slabs with free objects are on their class's partial list; a slab whose
- * objects are all free goes back to the span allocator at once.
+ * Slabs with free objects are on their class's partial list.  A slab whose
+ * objects are all free goes back to the span allocator, except that each
+ * class may keep one empty slab (up to ANR_EMPTY_CACHE_PAGES in all), so
+ * that a loop allocating and freeing one object does not build and tear
+ * down a slab each time.
  */
 #include "config.h"
 
@@ -87,7 +90,9 @@ anr_slab_init(struct anr_heap *h)
 		k->size = (uint32_t)size;
 		k->npages = (uint32_t)best;
 		k->nobjs = (uint32_t)(best * h->page / size);
+		k->magic = ((UINT64_C(1) << ANR_MAGIC_SHIFT) + size - 1) / size;
 		h->partial[c] = ANR_NIL;
+		h->empty_slab[c] = ANR_NIL;
 	}
 }
 
@@ -163,6 +168,7 @@ slab_new(struct anr_heap *h, unsigned c, size_t *short_pages)
 	memset(bits, 0, (size_t)h->bmw * sizeof(*bits));
 	anr_bits_set(bits, k->nobjs, nbits - k->nobjs);
 	anr_bm2_set(&h->heads, s, 1);
+	h->class_slabs[c]++;
 	h->slab_free += (size_t)k->npages << h->page_shift;
 	partial_push(h, c, s);
 	return s;
@@ -180,6 +186,9 @@ anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages)
 		s = slab_new(h, c, short_pages);
 		if (s == ANR_NIL)
 			return NULL;
+	} else if (s == h->empty_slab[c]) {
+		h->empty_slab[c] = ANR_NIL; /* the kept empty slab is used again */
+		h->empty_pages -= k->npages;
 	}
 	bits = anr_slab_bits(h, s);
 	for (unsigned w = 0; w < h->bmw; w++) {
@@ -191,10 +200,27 @@ anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages)
 			if (--h->pm[s].nfree == 0)
 				partial_del(h, c, s);
 			h->slab_free -= k->size;
+			h->class_live[c]++;
 			return anr_page_addr(h, s) + idx * k->size;
 		}
 	}
 	return NULL; /* unreachable: a partial slab has a free object */
+}
+
+/* An empty slab's pages go back to the span allocator. */
+static void
+slab_release(struct anr_heap *h, uint32_t s)
+{
+	unsigned c = h->pm[s].cls;
+	const struct anr_class *k = &h->cls[c];
+
+	partial_del(h, c, s);
+	h->class_slabs[c]--;
+	h->slab_free -= (size_t)k->npages << h->page_shift;
+	anr_bm2_clear(&h->heads, s, 1);
+	for (uint32_t i = 1; i < k->npages; i++)
+		h->pm[s + i] = (struct anr_page){ 0 };
+	anr_pages_put(h, s, k->npages);
 }
 
 void
@@ -205,16 +231,32 @@ anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx)
 	uint64_t *bits = anr_slab_bits(h, s);
 
 	bits[idx >> 6] &= ~(UINT64_C(1) << (idx & 63));
+	h->class_live[c]--;
 	h->slab_free += k->size;
 	if (h->pm[s].nfree++ == 0)
 		partial_push(h, c, s);
 	if (h->pm[s].nfree < k->nobjs)
 		return;
-	/* Empty: the pages go back to the span allocator. */
-	partial_del(h, c, s);
-	h->slab_free -= (size_t)k->npages << h->page_shift;
-	anr_bm2_clear(&h->heads, s, 1);
-	for (uint32_t i = 1; i < k->npages; i++)
-		h->pm[s + i] = (struct anr_page){ 0 };
-	anr_pages_put(h, s, k->npages);
+	/* Empty: keep one per class, a few pages in all. */
+	if (h->empty_slab[c] == ANR_NIL &&
+	    h->empty_pages + k->npages <= ANR_EMPTY_CACHE_PAGES) {
+		h->empty_slab[c] = s;
+		h->empty_pages += k->npages;
+		return;
+	}
+	slab_release(h, s);
+}
+
+/* Give the kept empty slabs back (before trimming). */
+void
+anr_slab_flush(struct anr_heap *h)
+{
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		uint32_t s = h->empty_slab[c];
+		if (s != ANR_NIL) {
+			h->empty_slab[c] = ANR_NIL;
+			h->empty_pages -= h->cls[c].npages;
+			slab_release(h, s);
+		}
+	}
 }

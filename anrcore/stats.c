@@ -39,9 +39,9 @@ fill_stats(struct anr_heap *h, struct anr_stats *st)
 void
 anr_get_stats(struct anr_heap *h, struct anr_stats *st)
 {
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	fill_stats(h, st);
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 }
 
 static void
@@ -61,6 +61,31 @@ line(int fd, const char *fmt, ...)
 }
 
 #define KiB(x) ((x) >> 10)
+
+/* Slabs per class and the longest free run; skipped if the heap is busy. */
+static void
+report_detail(struct anr_heap *h, int fd)
+{
+	size_t longest = 0;
+
+	if (pthread_mutex_trylock(&h->lock) != 0)
+		return;
+	if (h->fl_map != 0) {
+		unsigned fl = 31u - (unsigned)__builtin_clz(h->fl_map);
+		unsigned sl = 31u - (unsigned)__builtin_clz(h->sl_map[fl]);
+		longest = (size_t)h->pm[h->free_head[fl][sl]].npages << h->page_shift;
+	}
+	line(fd, "  longest free run %zu KiB\n", KiB(longest));
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		const struct anr_class *k = &h->cls[c];
+		if (h->class_slabs[c] == 0)
+			continue;
+		line(fd, "  class %5u B: %zu slabs of %u pages, %zu of %zu objects live\n",
+		     k->size, h->class_slabs[c], k->npages, h->class_live[c],
+		     h->class_slabs[c] * k->nobjs);
+	}
+	pthread_mutex_unlock(&h->lock);
+}
 
 void
 anr_report(struct anr_heap *h, int fd)
@@ -87,9 +112,13 @@ anr_report(struct anr_heap *h, int fd)
 	line(fd, "  allocs %llu frees %llu deferred frees %llu bad frees %llu\n",
 	     (unsigned long long)st.allocs, (unsigned long long)st.frees,
 	     (unsigned long long)st.deferred_frees, (unsigned long long)st.bad_frees);
-	line(fd, "  hook calls %llu failures %llu madvise calls %llu (%zu KiB given back)\n",
+	if (locked)
+		report_detail(h, fd);
+	line(fd, "  hook calls %llu failures %llu madvise calls %llu (%zu KiB given back,"
+	     " %zu KiB of metadata)\n",
 	     (unsigned long long)st.hook_calls, (unsigned long long)st.failures,
-	     (unsigned long long)st.madvise_calls, KiB(st.madvised_bytes));
+	     (unsigned long long)st.madvise_calls, KiB(st.madvised_bytes),
+	     KiB(__atomic_load_n(&h->meta_madvised, __ATOMIC_RELAXED)));
 }
 
 int
@@ -99,7 +128,7 @@ anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 	size_t i = 0;
 	int r = 0;
 
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	while (i < h->top && r == 0) {
 		struct anr_page *pg = &h->pm[i];
 		if (pg->kind == ANR_PG_LARGE) {
@@ -113,7 +142,7 @@ anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 		}
 		i += pg->npages;
 	}
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	return r;
 }
 
@@ -127,7 +156,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 	if (cp < h->data || cp >= h->data + ((size_t)h->npages << h->page_shift))
 		return NULL;
 	i = (size_t)(cp - h->data) >> h->page_shift;
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	hd = anr_bm2_prev(&h->heads, i);
 	if (hd != SIZE_MAX && hd + h->pm[hd].npages > i) {
 		struct anr_page *pg = &h->pm[hd];
@@ -138,7 +167,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 				*size = (size_t)pg->npages << h->page_shift;
 		} else if (pg->kind == ANR_PG_SLAB) {
 			const struct anr_class *k = &h->cls[pg->cls];
-			size_t idx = (size_t)(cp - start) / k->size;
+			size_t idx = anr_slab_index(k, (size_t)(cp - start));
 			if (idx < k->nobjs && anr_bit(anr_slab_bits(h, (uint32_t)hd), idx)) {
 				block = start + idx * k->size;
 				if (size != NULL)
@@ -146,7 +175,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 			}
 		}
 	}
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	return block;
 }
 
@@ -154,7 +183,8 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 
 struct tally {
 	size_t used, dirty, in_use, slab_free, free_spans, free_pages;
-	size_t live_spans, partial[ANR_NCLASSES];
+	size_t live_spans, empty, inflight, partial[ANR_NCLASSES];
+	size_t slabs[ANR_NCLASSES], live[ANR_NCLASSES];
 };
 
 #define FAIL(...) do { mb_log(MB_LOG_ERR, __VA_ARGS__); return -1; } while (0)
@@ -196,10 +226,15 @@ check_slab(struct anr_heap *h, size_t i, struct tally *t)
 	if (k->nobjs - live != pg->nfree)
 		FAIL("%s: check: slab %zu nfree %u, bitmap says %zu", h->name, i,
 		     pg->nfree, k->nobjs - live);
-	if (live == 0)
-		FAIL("%s: check: slab %zu is empty but kept", h->name, i);
+	if (live == 0) {
+		if (h->empty_slab[pg->cls] != i)
+			FAIL("%s: check: slab %zu is empty but not kept", h->name, i);
+		t->empty += k->npages;
+	}
 	if (pg->nfree > 0)
 		t->partial[pg->cls]++;
+	t->slabs[pg->cls]++;
+	t->live[pg->cls] += live;
 	t->in_use += live * k->size;
 	t->slab_free += ((size_t)k->npages << h->page_shift) - live * k->size;
 	return 0;
@@ -219,6 +254,8 @@ check_spans(struct anr_heap *h, struct tally *t)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
 		if (anr_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);
+		if (anr_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
+			FAIL("%s: check: free head bit of page %zu wrong", h->name, i);
 		res = anr_bits_count(h->resident, i, n);
 		switch (pg->kind) {
 		case ANR_PG_FREE:
@@ -251,6 +288,15 @@ check_spans(struct anr_heap *h, struct tally *t)
 			t->live_spans++;
 			prev_free = 0;
 			break;
+		case ANR_PG_TRIM:
+			if (check_interior(h, i, n, 1, n) != 0)
+				return -1;
+			if (res != n || anr_bits_count(h->dirty.w, i, n) != 0)
+				FAIL("%s: check: pages %zu+%zu being given back are wrong",
+				     h->name, i, n);
+			t->inflight += n;
+			prev_free = 0;
+			break;
 		default:
 			FAIL("%s: check: page %zu starts a span but has kind %u", h->name,
 			     i, pg->kind);
@@ -277,6 +323,8 @@ check_partial(struct anr_heap *h, const struct tally *t)
 		if (count != t->partial[c])
 			FAIL("%s: check: class %u has %zu partial slabs, list has %zu",
 			     h->name, c, t->partial[c], count);
+		if (t->slabs[c] != h->class_slabs[c] || t->live[c] != h->class_live[c])
+			FAIL("%s: check: class %u counts wrong", h->name, c);
 	}
 	return 0;
 }
@@ -297,18 +345,26 @@ check_locked(struct anr_heap *h)
 		     h->name, nfree, free_pages, t.free_spans, t.free_pages);
 	if (t.used != h->used_pages || t.dirty != h->dirty_pages ||
 	    anr_bits_count(h->resident, 0, h->npages) != h->resident_pages ||
-	    h->resident_pages != h->used_pages + h->dirty_pages)
+	    t.inflight != h->inflight_pages ||
+	    h->resident_pages != h->used_pages + h->dirty_pages + h->inflight_pages)
 		FAIL("%s: check: page counts wrong (used %zu/%zu dirty %zu/%zu resident %zu)",
 		     h->name, t.used, h->used_pages, t.dirty, h->dirty_pages, h->resident_pages);
 	if (t.in_use != h->in_use || t.slab_free != h->slab_free)
 		FAIL("%s: check: in use %zu (counted %zu), slab free %zu (counted %zu)",
 		     h->name, h->in_use, t.in_use, h->slab_free, t.slab_free);
+	if (anr_bits_count(h->fheads.w, 0, h->npages) != t.free_spans)
+		FAIL("%s: check: free head bitmap count wrong", h->name);
+	if (t.empty != h->empty_pages)
+		FAIL("%s: check: %zu pages of empty slabs, %zu counted", h->name,
+		     t.empty, h->empty_pages);
 	if (anr_bits_count(h->heads.w, 0, h->npages) != t.live_spans)
 		FAIL("%s: check: head bitmap count wrong", h->name);
 	for (size_t k = 0; k < words; k++) {
 		int a = (h->dirty.sum[k >> 6] >> (k & 63)) & 1;
 		int b = (h->heads.sum[k >> 6] >> (k & 63)) & 1;
-		if (a != (h->dirty.w[k] != 0) || b != (h->heads.w[k] != 0))
+		int c = (h->fheads.sum[k >> 6] >> (k & 63)) & 1;
+		if (a != (h->dirty.w[k] != 0) || b != (h->heads.w[k] != 0) ||
+		    c != (h->fheads.w[k] != 0))
 			FAIL("%s: check: bitmap summary wrong at word %zu", h->name, k);
 	}
 	return 0;
@@ -319,8 +375,8 @@ anr_check(struct anr_heap *h)
 {
 	int r;
 
-	anr_heap_lock(h);
+	anr_core_lock(h);
 	r = check_locked(h);
-	anr_heap_unlock(h);
+	anr_core_unlock(h);
 	return r;
 }

@@ -57,6 +57,7 @@ list_add(struct anr_heap *h, uint32_t s, uint32_t n)
 	h->free_head[fl][sl] = s;
 	h->sl_map[fl] |= 1u << sl;
 	h->fl_map |= 1u << fl;
+	anr_bm2_set(&h->fheads, s, 1);
 	if (n > 1) {
 		struct anr_page *t = &h->pm[s + n - 1];
 		t->kind = ANR_PG_FREE_TAIL;
@@ -87,6 +88,7 @@ list_del(struct anr_heap *h, uint32_t s)
 	if (n > 1)
 		h->pm[s + n - 1] = (struct anr_page){ 0 };
 	*pg = (struct anr_page){ 0 };
+	anr_bm2_clear(&h->fheads, s, 1);
 }
 
 void
@@ -175,6 +177,20 @@ anr_span_release(struct anr_heap *h, uint32_t s, size_t n)
 		list_del(h, r);
 	}
 	list_add(h, start, len);
+}
+
+/* Take pages [s, s+n), which lie inside one free span, out of it. */
+void
+anr_span_carve(struct anr_heap *h, uint32_t s, size_t n)
+{
+	uint32_t f = (uint32_t)anr_bm2_prev(&h->fheads, s);
+	uint32_t len = h->pm[f].npages;
+
+	list_del(h, f);
+	if (s > f)
+		list_add(h, f, s - f);
+	if ((size_t)s + n < (size_t)f + len)
+		list_add(h, (uint32_t)(s + n), (uint32_t)(f + len - s - n));
 }
 
 int

@@ -18,3 +18,11 @@ tests_anrcore_nomap_SOURCES = tests/anrcore/nomap.c
 tests_anrcore_nomap_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/anrcore
 tests_anrcore_nomap_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrcore_nomap_LDADD = anrcore/libanrcore.la $(PTHREAD_LIBS)
+
+# Valgrind sees the heap's blocks as it sees glibc's (runs valgrind itself).
+check_PROGRAMS += tests/anrcore_vgdemo
+tests_anrcore_vgdemo_SOURCES = tests/anrcore/vgdemo.c
+tests_anrcore_vgdemo_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/anrcore
+tests_anrcore_vgdemo_LDADD = anrcore/libanrcore.la
+TESTS += tests/anrcore_valgrind.sh
+EXTRA_DIST += tests/anrcore_valgrind.sh
