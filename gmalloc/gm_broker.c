@@ -86,6 +86,10 @@ static void gm_give_up(struct anr_heap *h, const char *why, int err)
 		mb_format(lim, sizeof(lim), "none");
 	mb_log(MB_LOG_WARNING, "broker at %s: %s: %s; fixed limit %s applies",
 	       sock ? sock : "the default socket", why, mb_strerror(err), lim);
+	/* Hand back whatever we hold: the broker is no longer asked. */
+	if (atomic_load(&gm_mb_state) == GM_MB_OPEN)
+		(void)mb_close(&gm_mb);
+	atomic_store(&gm_held, 0);
 	atomic_store(&gm_mb_state, GM_MB_DEAD);
 	struct anr_stats st;
 	anr_get_stats(h, &st);
