@@ -34,7 +34,7 @@
 #define GiB ((size_t)1 << 30)
 /* Valgrind shadows a whole mapping when it is made and unmade, which
  * costs seconds per GiB: heaps under valgrind reserve less. */
-#define TEST_RESERVE (UNDER_VALGRIND() ? 512 * MiB : 4 * GiB)
+#define TEST_RESERVE (UNDER_VALGRIND() ? 192 * MiB : 4 * GiB)
 
 /* Iteration counts are cut down under valgrind, which is ~50x slower. */
 static unsigned
@@ -220,7 +220,7 @@ random_size(void)
 		return rnd() % (256 * KiB);
 	if (rnd() % 64 != 0)
 		return rnd() % (4 * MiB);
-	return rnd() % (48 * MiB); /* now and then a huge one */
+	return rnd() % (UNDER_VALGRIND() ? 12 * MiB : 48 * MiB); /* now and then a huge one */
 }
 
 #define NSLOTS 512
