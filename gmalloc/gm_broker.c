@@ -1,0 +1,333 @@
+/*
+ * gm_broker.c - gmalloc as a sink client of the membroker daemon.
+ *
+ * While a broker is in use, the core's budget is the quota we hold,
+ * capped by the fixed limit: the limit is never passed, whatever the
+ * broker would grant.  The core calls gm_broker_more() (without its heap
+ * lock) when an allocation would pass the budget; we ask for quota in
+ * multiples of quota_step with REQUEST and, when configured, RESERVE the
+ * rest.  After frees, quota held above resident use by more than
+ * quota_release goes back, keeping one step of slack so that a program
+ * freeing and allocating around the mark does not ping-pong with the
+ * broker.
+ *
+ * The connection is opened lazily by the first need.  If the broker
+ * cannot be reached, one warning is printed and the fixed limit applies
+ * for the rest of the process.  A forked child holds no quota: it
+ * reconnects on its first need with a fresh handle.
+ *
+ * Counters are atomics so that the report, which may run in a signal
+ * handler, reads them without the lock.
+ */
+#include "config.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gm_internal.h"
+#include "mb_log.h"
+#include "mb_size.h"
+#include "mbclient.h"
+
+enum gm_mb_state {
+	GM_MB_OFF = 0,     /* broker = off */
+	GM_MB_UNTRIED = 1, /* not connected yet (or lost, or forked) */
+	GM_MB_OPEN = 2,
+	GM_MB_DEAD = 3,    /* unreachable: the fixed limit applies */
+};
+
+static mb_client gm_mb;
+static pthread_mutex_t gm_mb_lock = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int gm_mb_state;
+static _Atomic uint64_t gm_held;       /* quota bytes held */
+static _Atomic uint64_t gm_freed;      /* bytes freed since the last check */
+static uint64_t gm_page;               /* bytes per quota page */
+static int gm_mb_opened;               /* gm_mb went through mb_open() */
+
+static _Atomic uint64_t st_requests, st_reserves, st_granted, st_returns,
+	st_returned, st_refused, st_lost;
+
+static const char *gm_state_names[] = { "off", "not connected", "connected",
+					"unreachable (fixed limit)" };
+
+size_t gm_fixed_budget(void)
+{
+	return (size_t)gm_cfg.limit;
+}
+
+static size_t gm_capped(uint64_t held)
+{
+	if (gm_cfg.limit && held > gm_cfg.limit)
+		return (size_t)gm_cfg.limit;
+	return (size_t)held;
+}
+
+void gm_broker_init(struct anr_heap *h)
+{
+	if (!gm_cfg.broker) {
+		atomic_store(&gm_mb_state, GM_MB_OFF);
+		return;
+	}
+	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
+	anr_set_hook(h, gm_broker_more, NULL);
+	/* No quota yet: the first allocation asks for it. */
+	anr_set_budget(h, 0);
+}
+
+static void gm_give_up(struct anr_heap *h, const char *why, int err)
+{
+	const char *sock = gm_cfg.broker_socket[0] ? gm_cfg.broker_socket : NULL;
+	char lim[32];
+	if (gm_cfg.limit)
+		mb_format_size(lim, sizeof(lim), gm_cfg.limit);
+	else
+		mb_format(lim, sizeof(lim), "none");
+	mb_log(MB_LOG_WARNING, "broker at %s: %s: %s; fixed limit %s applies",
+	       sock ? sock : "the default socket", why, mb_strerror(err), lim);
+	/* Hand back whatever we hold: the broker is no longer asked. */
+	if (atomic_load(&gm_mb_state) == GM_MB_OPEN)
+		(void)mb_close(&gm_mb);
+	atomic_store(&gm_held, 0);
+	atomic_store(&gm_mb_state, GM_MB_DEAD);
+	struct anr_stats st;
+	anr_get_stats(h, &st);
+	anr_set_budget(h, gm_cfg.limit ? (size_t)gm_cfg.limit : st.reserved);
+}
+
+static int gm_connect(struct anr_heap *h)
+{
+	struct mb_options opt;
+	memset(&opt, 0, sizeof(opt));
+	opt.socket_path = gm_cfg.broker_socket[0] ? gm_cfg.broker_socket : NULL;
+	opt.kind = MB_CLIENT_SINK;
+	/* A handle left by a parent process or a lost connection is closed
+	 * without speaking on it, then started afresh. */
+	if (gm_mb_opened)
+		(void)mb_close(&gm_mb);
+	memset(&gm_mb, 0, sizeof(gm_mb));
+	gm_mb_opened = 1;
+	int rc = mb_open(&gm_mb, &opt);
+	if (rc != 0) {
+		gm_give_up(h, "connect", rc);
+		return -1;
+	}
+	gm_page = mb_page_size(&gm_mb);
+	if (gm_page == 0)
+		gm_page = (uint64_t)sysconf(_SC_PAGESIZE);
+	atomic_store(&gm_held, 0);
+	atomic_store(&gm_mb_state, GM_MB_OPEN);
+	mb_log(MB_LOG_INFO, "connected to the broker (quota page %lu bytes)",
+	       (unsigned long)gm_page);
+	return 0;
+}
+
+/* The broker took our balance back when the connection broke. */
+static void gm_lost(struct anr_heap *h, int rc)
+{
+	atomic_fetch_add(&st_lost, 1);
+	mb_log(MB_LOG_WARNING, "broker connection lost (%s): reconnecting",
+	       mb_strerror(rc));
+	atomic_store(&gm_held, 0);
+	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
+	/* Nothing backs the budget now; the next need asks for all of it. */
+	anr_set_budget(h, 0);
+}
+
+static int gm_conn_error(int rc)
+{
+	return rc == MB_ECONNLOST || rc == MB_ESHUTDOWN || rc == MB_ENOTCONN;
+}
+
+/* The broker said no for now: the allocation fails, we stay connected. */
+static int gm_refusal(int rc)
+{
+	return rc == MB_EDENIED || rc == MB_ETIMEDOUT || rc == MB_ECAP ||
+	       rc == MB_ECANCELED;
+}
+
+static uint64_t round_up(uint64_t v, uint64_t m)
+{
+	return (v + m - 1) / m * m;
+}
+
+/* Ask for enough quota to cover `need` more bytes.  Lock held. */
+static int gm_ask(struct anr_heap *h, size_t need)
+{
+	uint64_t held = atomic_load(&gm_held);
+	uint64_t cap = UINT64_MAX;
+	if (gm_cfg.limit)
+		cap = held < gm_cfg.limit ? gm_cfg.limit - held : 0;
+	if (need > cap)
+		return 0;
+	uint64_t want = round_up(need, gm_cfg.quota_step);
+	if (want > cap)
+		want = need;
+	uint64_t pages = round_up(want, gm_page) / gm_page;
+	uint64_t granted = 0, more = 0;
+	atomic_fetch_add(&st_requests, 1);
+	int rc = mb_request(&gm_mb, pages, 0, &granted);
+	if (rc == 0 && granted * gm_page < need &&
+	    gm_cfg.urgency == GM_URGENCY_THEN_RESERVE) {
+		uint64_t rest = round_up(need - granted * gm_page, gm_page) / gm_page;
+		int timeout = gm_cfg.reserve_timeout ? (int)gm_cfg.reserve_timeout : -1;
+		atomic_fetch_add(&st_reserves, 1);
+		rc = mb_reserve(&gm_mb, rest, timeout, &more);
+		if (rc == MB_EDENIED || rc == MB_ETIMEDOUT) {
+			more = 0;
+			rc = 0;
+		}
+	}
+	if (gm_conn_error(rc)) {
+		gm_lost(h, rc);
+		return 1; /* retried: reconnect, or fall back to the limit */
+	}
+	if (gm_refusal(rc)) {
+		atomic_fetch_add(&st_refused, 1);
+		return 0;
+	}
+	if (rc != 0) {
+		/* Refused for good (permissions, protocol): stop asking. */
+		gm_give_up(h, "quota request", rc);
+		return 1;
+	}
+	granted += more;
+	if (granted == 0) {
+		atomic_fetch_add(&st_refused, 1);
+		return 0;
+	}
+	atomic_fetch_add(&st_granted, granted * gm_page);
+	held = atomic_fetch_add(&gm_held, granted * gm_page) + granted * gm_page;
+	anr_set_budget(h, gm_capped(held));
+	return 1;
+}
+
+int gm_broker_more(void *arg, struct anr_heap *h, size_t bytes)
+{
+	int progress = 0;
+	(void)arg;
+	pthread_mutex_lock(&gm_mb_lock);
+	switch (atomic_load(&gm_mb_state)) {
+	case GM_MB_UNTRIED:
+		if (gm_connect(h) == 0)
+			progress = gm_ask(h, bytes);
+		else
+			progress = 1; /* the budget is now the fixed limit */
+		break;
+	case GM_MB_OPEN:
+		progress = gm_ask(h, bytes);
+		break;
+	default:
+		break;
+	}
+	pthread_mutex_unlock(&gm_mb_lock);
+	return progress;
+}
+
+size_t gm_broker_release(int force)
+{
+	struct anr_heap *h = gm_heap_ptr;
+	size_t given = 0;
+	if (atomic_load(&gm_mb_state) != GM_MB_OPEN || !h)
+		return 0;
+	if (force)
+		pthread_mutex_lock(&gm_mb_lock);
+	else if (pthread_mutex_trylock(&gm_mb_lock) != 0)
+		return 0; /* someone is talking to the broker: next time */
+	if (atomic_load(&gm_mb_state) != GM_MB_OPEN)
+		goto out;
+	struct anr_stats st;
+	anr_get_stats(h, &st);
+	uint64_t held = atomic_load(&gm_held);
+	uint64_t keep = round_up(st.resident, gm_page);
+	if (!force)
+		keep += gm_cfg.quota_step;
+	if (held <= keep || (!force && held - st.resident <= gm_cfg.quota_release))
+		goto out;
+	uint64_t pages = (held - keep) / gm_page;
+	if (pages == 0)
+		goto out;
+	/* Lower the budget first so the core cannot grow into what goes back. */
+	anr_set_budget(h, gm_capped(held - pages * gm_page));
+	atomic_fetch_add(&st_returns, 1);
+	int rc = mb_return(&gm_mb, pages);
+	if (rc == 0) {
+		atomic_fetch_sub(&gm_held, pages * gm_page);
+		atomic_fetch_add(&st_returned, pages * gm_page);
+		given = (size_t)(pages * gm_page);
+	} else if (gm_conn_error(rc)) {
+		gm_lost(h, rc);
+	} else {
+		mb_log(MB_LOG_WARNING, "returning %lu quota pages failed: %s",
+		       (unsigned long)pages, mb_strerror(rc));
+		anr_set_budget(h, gm_capped(held));
+	}
+out:
+	pthread_mutex_unlock(&gm_mb_lock);
+	return given;
+}
+
+void gm_broker_note_free(size_t bytes)
+{
+	if (atomic_load_explicit(&gm_mb_state, memory_order_relaxed) != GM_MB_OPEN)
+		return;
+	uint64_t f = atomic_fetch_add_explicit(&gm_freed, bytes, memory_order_relaxed) + bytes;
+	if (f < gm_cfg.quota_step)
+		return;
+	atomic_store_explicit(&gm_freed, 0, memory_order_relaxed);
+	(void)gm_broker_release(0);
+}
+
+void gm_broker_fork_child(void)
+{
+	pthread_mutex_init(&gm_mb_lock, NULL);
+	int s = atomic_load(&gm_mb_state);
+	if (s != GM_MB_OPEN && s != GM_MB_UNTRIED)
+		return;
+	/* The parent's quota stays the parent's: the child starts at zero
+	 * and connects on its first need. */
+	atomic_store(&gm_held, 0);
+	atomic_store(&gm_freed, 0);
+	atomic_store(&st_requests, 0);
+	atomic_store(&st_reserves, 0);
+	atomic_store(&st_granted, 0);
+	atomic_store(&st_returns, 0);
+	atomic_store(&st_returned, 0);
+	atomic_store(&st_refused, 0);
+	atomic_store(&st_lost, 0);
+	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
+	anr_set_budget(gm_heap_ptr, 0);
+}
+
+void gm_broker_report(int fd)
+{
+	char line[MB_LOG_LINE_MAX], held[32], granted[32], returned[32];
+	int s = atomic_load(&gm_mb_state);
+	if (s < GM_MB_OFF || s > GM_MB_DEAD)
+		s = GM_MB_OFF;
+	mb_format_size(held, sizeof(held), atomic_load(&gm_held));
+	mb_format_size(granted, sizeof(granted), atomic_load(&st_granted));
+	mb_format_size(returned, sizeof(returned), atomic_load(&st_returned));
+	size_t n = mb_format(line, sizeof(line),
+			     "gmalloc: broker %s; quota held %s; requests %lu (reserves %lu, "
+			     "refused %lu), granted %s; returns %lu, returned %s; "
+			     "connections lost %lu\n",
+			     gm_state_names[s], held,
+			     (unsigned long)atomic_load(&st_requests),
+			     (unsigned long)atomic_load(&st_reserves),
+			     (unsigned long)atomic_load(&st_refused), granted,
+			     (unsigned long)atomic_load(&st_returns), returned,
+			     (unsigned long)atomic_load(&st_lost));
+	(void)mb_write_all(fd, line, n);
+}
+
+uint64_t gm_broker_held(void)
+{
+	return atomic_load(&gm_held);
+}
+
+int gm_broker_open(void)
+{
+	return atomic_load_explicit(&gm_mb_state, memory_order_relaxed) == GM_MB_OPEN;
+}

@@ -1,0 +1,86 @@
+/*
+ * gm_internal.h - shared state of libgmalloc's modules.
+ *
+ * Everything here runs inside malloc: no heap allocation (other than our
+ * own heap, outside its lock), no stdio; messages go through mb_log.
+ */
+#ifndef GM_INTERNAL_H
+#define GM_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "anrcore.h"
+#include "mb_conf.h"
+
+#define GM_SOCKET_MAX 108 /* sizeof(sun_path) */
+#define GM_SIGNAL_MAX 16
+
+enum gm_on_limit { GM_ON_LIMIT_NULL = 0, GM_ON_LIMIT_ABORT = 1 };
+enum gm_urgency { GM_URGENCY_REQUEST = 0, GM_URGENCY_THEN_RESERVE = 1 };
+
+struct gm_config {
+	uint64_t limit;          /* fixed maximum; 0: none */
+	uint64_t reserve;        /* address space of the heap */
+	uint64_t free_low;
+	uint64_t free_high;
+	int on_limit;            /* enum gm_on_limit */
+	int broker;
+	char broker_socket[GM_SOCKET_MAX];
+	uint64_t quota_step;
+	uint64_t quota_release;
+	int urgency;             /* enum gm_urgency */
+	uint64_t reserve_timeout; /* ms; 0: wait for ever */
+	int bad_free;            /* enum anr_bad_free_action */
+	int trash;
+	int guard;
+	int report_at_exit;
+	char report_signal[GM_SIGNAL_MAX];
+	int log_level;
+};
+
+/* gm_config.c */
+extern const struct mb_conf_key gm_conf_table[];
+/* Defaults, then the file, then GMALLOC_* variables; bad entries are
+ * reported and leave the default.  Returns the number of bad entries. */
+int gm_config_read(struct gm_config *cfg, char *const *envp);
+/* Signal number of a report_signal value ("USR1", "SIGUSR2", "12", "0"),
+ * or -1 if it names no usable signal. */
+int gm_signal_parse(const char *s);
+
+/* gm_init.c */
+extern struct gm_config gm_cfg;
+extern struct anr_heap *gm_heap_ptr;
+/* The heap, initialising it on first use.  NULL while the calling thread
+ * is itself initialising (use the bootstrap arena) or if init failed. */
+struct anr_heap *gm_heap(void);
+int gm_init_failed(void);
+void *gm_boot_alloc(size_t align, size_t size);
+int gm_boot_owns(const void *p);
+size_t gm_boot_size(const void *p);
+
+/* gm_broker.c */
+void gm_broker_init(struct anr_heap *h);
+int gm_broker_more(void *arg, struct anr_heap *h, size_t bytes);
+/* Called after frees: return surplus quota above the hysteresis mark. */
+void gm_broker_note_free(size_t bytes);
+size_t gm_broker_release(int force);
+void gm_broker_fork_child(void);
+void gm_broker_report(int fd);
+uint64_t gm_broker_held(void);
+/* Connected: frees are counted so surplus quota can go back. */
+int gm_broker_open(void);
+/* The budget the core should have without any quota from the broker. */
+size_t gm_fixed_budget(void);
+
+/* gm_report.c */
+void gm_report_fd(int fd);
+void gm_out_of_memory(size_t size);
+
+/* gm_guard.c */
+#define GM_GUARD_OVERHEAD 16
+void gm_guard_set(void *p, size_t size, size_t usable);
+/* Verifies the guard of a live block; returns its requested size. */
+size_t gm_guard_check(void *p, size_t usable);
+
+#endif /* GM_INTERNAL_H */

@@ -1,0 +1,60 @@
+/*
+ * gm_report.c - the heap report (on request, on a signal, at exit) and
+ * what happens at the limit.
+ *
+ * The report may run inside a signal handler that interrupted malloc:
+ * it only formats on the stack, reads atomics and calls anr_report(),
+ * which is async-signal-safe.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "gm_internal.h"
+#include "mb_log.h"
+#include "mb_size.h"
+
+static void gm_report_config(int fd)
+{
+	char line[MB_LOG_LINE_MAX], val[64];
+	size_t n = mb_format(line, sizeof(line), "gmalloc: pid %ld; config:",
+			     (long)getpid());
+	static const char *const shown[] = { "limit", "reserve", "free_low",
+		"free_high", "on_limit", "broker", "quota_step", "quota_release",
+		"urgency", "bad_free", "trash", "guard", NULL };
+	for (int i = 0; shown[i]; i++) {
+		const struct mb_conf_key *k = mb_conf_find(gm_conf_table, shown[i]);
+		if (!k)
+			continue;
+		mb_conf_format(k, &gm_cfg, val, sizeof(val));
+		n += mb_format(line + n, sizeof(line) - n, " %s=%s", shown[i], val);
+	}
+	n += mb_format(line + n, sizeof(line) - n, "\n");
+	(void)mb_write_all(fd, line, n);
+}
+
+void gm_report_fd(int fd)
+{
+	struct anr_heap *h = gm_heap_ptr;
+	gm_report_config(fd);
+	if (h)
+		anr_report(h, fd);
+	gm_broker_report(fd);
+}
+
+void gm_out_of_memory(size_t size)
+{
+	/* Sizes the reservation could never hold are plain errors, not the
+	 * limit being reached: they return NULL whatever on_limit says. */
+	if (gm_cfg.on_limit == GM_ON_LIMIT_ABORT && size <= gm_cfg.reserve) {
+		char sz[32];
+		mb_format_size(sz, sizeof(sz), size);
+		mb_log(MB_LOG_ERR, "out of memory at the limit: %zu bytes (%s) requested; aborting",
+		       size, sz);
+		gm_report_fd(STDERR_FILENO);
+		abort();
+	}
+	errno = ENOMEM;
+}
