@@ -15,8 +15,9 @@ if HAVE_CHECK
 check_PROGRAMS += tests/test_broker_sock
 TESTS += tests/test_broker_sock
 tests_test_broker_sock_SOURCES = tests/broker/test_broker_sock.c
+tests_test_broker_sock_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests/testlib
 tests_test_broker_sock_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
-tests_test_broker_sock_LDADD = common/libmbcommon.la $(CHECK_LIBS)
+tests_test_broker_sock_LDADD = tests/testlib/libmbtest.la common/libmbcommon.la $(CHECK_LIBS)
 endif
 TESTS += tests/broker/conf_keys.sh
 EXTRA_DIST += tests/broker/conf_keys.sh

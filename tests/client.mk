@@ -14,9 +14,9 @@ tests_test_client_unit_LDADD = libmbclient/libmbclient.la common/libmbcommon.la 
 check_PROGRAMS += tests/test_client_broker
 TESTS += tests/test_client_broker
 tests_test_client_broker_SOURCES = tests/client/test_client_broker.c
-tests_test_client_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
+tests_test_client_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests/testlib -I$(top_srcdir)/libmbclient
 tests_test_client_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
-tests_test_client_broker_LDADD = libmbclient/libmbclient.la $(CHECK_LIBS) $(PTHREAD_LIBS)
+tests_test_client_broker_LDADD = tests/testlib/libmbtest.la libmbclient/libmbclient.la $(CHECK_LIBS) $(PTHREAD_LIBS)
 endif
 
 # Real programs: the tools against a real mbserver, the library's exports.

@@ -3,6 +3,12 @@
 # valgrind (check-unit, check-valgrind); TESTS is everything make check runs.
 EXTRA_DIST += tests/valgrind.sh tests/lib.sh tests/valgrind.supp
 
+# Starting a real mbserver from a C test: one helper for every suite.
+if HAVE_CHECK
+check_LTLIBRARIES += tests/testlib/libmbtest.la
+tests_testlib_libmbtest_la_SOURCES = tests/testlib/mbt_server.c tests/testlib/mbt_server.h
+endif
+
 include tests/common.mk
 include tests/broker.mk
 include tests/client.mk

@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -26,6 +25,7 @@
 #include <unistd.h>
 
 #include "mb_wire.h"
+#include "mbt_server.h"
 
 #define IO_TIMEOUT_MS 10000
 #define MANY 4000
@@ -37,12 +37,6 @@ struct srv {
 	char log[128];
 	char conf[128];
 };
-
-static const char *builddir(void)
-{
-	const char *d = getenv("top_builddir");
-	return d ? d : ".";
-}
 
 static void write_file(const char *path, const char *text)
 {
@@ -78,70 +72,33 @@ static void srv_init(struct srv *s)
 /* Start mbserver with the test's config; extra args end with NULL. */
 static pid_t srv_spawn(struct srv *s, int listen_fd, rlim_t nofile, ...)
 {
-	char bin[512];
-	snprintf(bin, sizeof(bin), "%s/mbserver/mbserver", builddir());
-	const char *argv[32] = { bin, "--config", s->conf, "--socket", s->sock,
+	const char *args[32] = { "--config", s->conf, "--socket", s->sock,
 				 "--log-level", "info" };
-	int argc = 7;
+	int argc = 6;
 	va_list ap;
 	va_start(ap, nofile);
 	const char *a;
 	while ((a = va_arg(ap, const char *)) != NULL && argc < 30)
-		argv[argc++] = a;
+		args[argc++] = a;
 	va_end(ap);
-	argv[argc] = NULL;
-	pid_t pid = fork();
+	args[argc] = NULL;
+	pid_t pid = mbt_spawn_server(args, s->log, nofile, listen_fd);
 	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		/* A failing test must not leave its server behind. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		dup2(fd, 1);
-		dup2(fd, 2);
-		if (nofile) {
-			struct rlimit rl = { nofile, nofile };
-			setrlimit(RLIMIT_NOFILE, &rl);
-		}
-		if (listen_fd >= 0) {
-			char pidbuf[32];
-			dup2(listen_fd, 3);
-			snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
-			setenv("LISTEN_PID", pidbuf, 1);
-			setenv("LISTEN_FDS", "1", 1);
-		}
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
 	return pid;
 }
 
 static int try_connect(const char *path)
 {
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	strcpy(sa.sun_path, path);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	ck_assert_int_ge(fd, 0);
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
-		close(fd);
-		return -1;
-	}
-	return fd;
+	return mbt_connect(path);
 }
 
 static void wait_ready(struct srv *s)
 {
-	for (int i = 0; i < 400; i++) {
-		int st;
-		if (waitpid(s->pid, &st, WNOHANG) == s->pid)
-			ck_abort_msg("mbserver exited: %s", read_file(s->log));
-		int fd = try_connect(s->sock);
-		if (fd >= 0) {
-			close(fd);
-			return;
-		}
-		usleep(10000);
-	}
-	ck_abort_msg("mbserver did not start: %s", read_file(s->log));
+	int rc = mbt_wait_server(s->pid, s->sock);
+	if (rc == -1)
+		ck_abort_msg("mbserver exited: %s", read_file(s->log));
+	if (rc != 0)
+		ck_abort_msg("mbserver did not start: %s", read_file(s->log));
 }
 
 static void srv_start(struct srv *s)

@@ -10,6 +10,7 @@
 #include <config.h>
 
 #include "mbclient.h"
+#include "mbt_server.h"
 
 #include <check.h>
 #include <errno.h>
@@ -21,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -113,57 +113,24 @@ struct broker {
 
 static struct broker B;
 
-static int broker_accepts(const char *path)
-{
-	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	size_t len = strlen(path);
-	if (len >= sizeof(sa.sun_path))
-		return 0;
-	memcpy(sa.sun_path, path, len + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return 0;
-	int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-	close(fd);
-	return ok;
-}
-
 static void broker_spawn(struct broker *b, const char *total, const char *const *extra)
 {
-	const char *top = getenv("top_builddir");
-	ck_assert_msg(top != NULL, "top_builddir not set: run through make check");
-	char exe[512];
-	snprintf(exe, sizeof(exe), "%s/mbserver/mbserver", top);
-	const char *argv[32] = { exe, "--config", "/dev/null", "--socket", b->sock,
+	ck_assert_msg(getenv("top_builddir") != NULL,
+		      "top_builddir not set: run through make check");
+	const char *args[32] = { "--config", "/dev/null", "--socket", b->sock,
 				 "--total", total, "--log-level", "info" };
-	int n = 9;
+	int n = 8;
 	for (int i = 0; extra && extra[i] && n < 30; i++)
-		argv[n++] = extra[i];
-	argv[n] = NULL;
+		args[n++] = extra[i];
+	args[n] = NULL;
 	unlink(b->sock);
-	b->pid = fork();
+	b->pid = mbt_spawn_server(args, b->log, 0, -1);
 	ck_assert_int_ge(b->pid, 0);
-	if (b->pid == 0) {
-		/* A failed test must not leave its broker behind. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		int fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-		}
-		execv(exe, (char *const *)argv);
-		_exit(127);
-	}
-	/* Ready when it accepts: the socket file appears before listen(2). */
-	for (int i = 0; i < 400; i++) {
-		if (broker_accepts(b->sock))
-			return;
-		int status;
-		if (waitpid(b->pid, &status, WNOHANG) == b->pid)
-			ck_abort_msg("mbserver exited at start (see %s)", b->log);
-		usleep(10000);
-	}
-	ck_abort_msg("mbserver did not create its socket");
+	int rc = mbt_wait_server(b->pid, b->sock);
+	if (rc == -1)
+		ck_abort_msg("mbserver exited at start (see %s)", b->log);
+	if (rc != 0)
+		ck_abort_msg("mbserver did not create its socket");
 }
 
 static void broker_start(const char *total, const char *const *extra)
