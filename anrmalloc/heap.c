@@ -122,7 +122,7 @@ API int anr_config_set(struct anr_malloc_config *cfg, const char *key,
 API int anr_config_env(struct anr_malloc_config *cfg, const char *prefix)
 {
 	return mb_conf_env(am_keys, cfg, prefix ? prefix : AM_ENV_PREFIX,
-			   environ);
+			   environ, NULL);
 }
 
 API void anr_config_help(int fd)

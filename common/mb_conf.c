@@ -296,8 +296,16 @@ int mb_conf_load(const struct mb_conf_key *table, void *cfg, const char *path)
 	return reader_finish(&r);
 }
 
+static int listed(const char *const *names, const char *var, size_t n)
+{
+	for (; names && *names; names++)
+		if (strlen(*names) == n && strncmp(*names, var, n) == 0)
+			return 1;
+	return 0;
+}
+
 int mb_conf_env(const struct mb_conf_key *table, void *cfg, const char *prefix,
-		char *const *envp)
+		char *const *envp, const char *const *not_keys)
 {
 	int bad = 0;
 	size_t plen = strlen(prefix);
@@ -310,21 +318,29 @@ int mb_conf_env(const struct mb_conf_key *table, void *cfg, const char *prefix,
 		if (strncmp(var, prefix, plen) != 0)
 			continue;
 		const char *eq = strchr(var, '=');
-		if (!eq || (size_t)(eq - var) - plen >= sizeof(name))
+		if (!eq)
 			continue;
-		size_t n = (size_t)(eq - var) - plen;
+		size_t vlen = (size_t)(eq - var);
+		if (listed(not_keys, var, vlen))
+			continue;
+		size_t n = vlen - plen;
+		if (n >= sizeof(name)) {
+			mb_log(MB_LOG_WARNING, "environment %.*s: unknown key", (int)vlen, var);
+			bad++;
+			continue;
+		}
 		for (size_t i = 0; i < n; i++) {
 			char c = var[plen + i];
 			name[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
 		}
 		name[n] = '\0';
 		if (!mb_conf_find(table, name)) {
-			/* Not every PREFIX_ variable is a key (e.g. GMALLOC_CONF). */
+			mb_log(MB_LOG_WARNING, "environment %.*s: unknown key", (int)vlen, var);
+			bad++;
 			continue;
 		}
 		if (mb_conf_set(table, cfg, name, eq + 1, err, sizeof(err))) {
-			mb_log(MB_LOG_WARNING, "environment %.*s: %s",
-			       (int)(eq - var), var, err);
+			mb_log(MB_LOG_WARNING, "environment %.*s: %s", (int)vlen, var, err);
 			bad++;
 		}
 	}

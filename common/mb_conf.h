@@ -69,11 +69,14 @@ int mb_conf_parse_text(const struct mb_conf_key *table, void *cfg,
 
 /*
  * Apply PREFIX_KEY environment variables: key "free_high" with prefix
- * "GMALLOC_" is GMALLOC_FREE_HIGH.  Bad values are reported naming the
- * variable.  Returns the number of bad variables.
+ * "GMALLOC_" is GMALLOC_FREE_HIGH.  Bad values, and PREFIX_ variables that
+ * name no key (a typo must not pass silently), are reported naming the
+ * variable.  not_keys lists the full names of PREFIX_ variables the caller
+ * reads itself (e.g. "GMALLOC_CONF"); NULL-terminated, or NULL for none.
+ * Returns the number of bad variables.
  */
 int mb_conf_env(const struct mb_conf_key *table, void *cfg, const char *prefix,
-		char *const *envp);
+		char *const *envp, const char *const *not_keys);
 
 /* Print the table to fd: one key per line with type, default and help. */
 void mb_conf_help(const struct mb_conf_key *table, int fd);

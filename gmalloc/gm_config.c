@@ -27,6 +27,9 @@
 #define GM_ENV_CONF "GMALLOC_CONF"
 #define GM_MIN_QUOTA_STEP 4096
 
+/* GMALLOC_ variables that are not keys of the table. */
+static const char *const gm_env_not_keys[] = { GM_ENV_CONF, NULL };
+
 static const char *const on_limit_choices[] = { "null", "abort", NULL };
 static const char *const urgency_choices[] = { "request", "request-then-reserve", NULL };
 static const char *const bad_free_choices[] = { "abort", "report", "ignore", NULL };
@@ -138,43 +141,6 @@ static int check_signal(struct gm_config *cfg, const char *origin)
 	return 1;
 }
 
-/* GMALLOC_<NAME> variables that name no key are reported, not ignored:
- * a typo in a limit must not pass silently. */
-static int check_unknown_env(char *const *envp)
-{
-	size_t plen = strlen(GM_ENV_PREFIX);
-	char name[64];
-	int bad = 0;
-	if (!envp)
-		return 0;
-	for (char *const *e = envp; *e; e++) {
-		const char *var = *e;
-		if (strncmp(var, GM_ENV_PREFIX, plen) != 0)
-			continue;
-		const char *eq = strchr(var, '=');
-		if (!eq)
-			continue;
-		size_t n = (size_t)(eq - var);
-		if (n == strlen(GM_ENV_CONF) && strncmp(var, GM_ENV_CONF, n) == 0)
-			continue;
-		if (n - plen >= sizeof(name)) {
-			mb_log(MB_LOG_WARNING, "environment %.*s: unknown key", (int)n, var);
-			bad++;
-			continue;
-		}
-		for (size_t i = 0; i < n - plen; i++) {
-			char c = var[plen + i];
-			name[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
-		}
-		name[n - plen] = '\0';
-		if (!mb_conf_find(gm_conf_table, name)) {
-			mb_log(MB_LOG_WARNING, "environment %.*s: unknown key", (int)n, var);
-			bad++;
-		}
-	}
-	return bad;
-}
-
 /* Relations between keys that no single value can break. */
 static int check_relations(struct gm_config *cfg)
 {
@@ -223,9 +189,10 @@ int gm_config_read(struct gm_config *cfg, char *const *envp)
 	}
 	if (rc >= 0)
 		bad += check_signal(cfg, path);
-	bad += mb_conf_env(gm_conf_table, cfg, GM_ENV_PREFIX, envp);
+	/* Unknown GMALLOC_ variables are reported too: a typo in a limit
+	 * must not pass silently. */
+	bad += mb_conf_env(gm_conf_table, cfg, GM_ENV_PREFIX, envp, gm_env_not_keys);
 	bad += check_signal(cfg, "environment GMALLOC_REPORT_SIGNAL");
-	bad += check_unknown_env(envp);
 	bad += check_relations(cfg);
 	return bad;
 }

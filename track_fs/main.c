@@ -255,7 +255,7 @@ static int apply_settings(struct cmdline *cl, struct tfs_conf *cf)
 		fprintf(stderr, "track_fs: %s: %d bad line(s)\n", path, rc);
 		return -1;
 	}
-	if (mb_conf_env(tfs_conf_keys, cf, TFS_ENV_PREFIX, environ) != 0)
+	if (mb_conf_env(tfs_conf_keys, cf, TFS_ENV_PREFIX, environ, NULL) != 0)
 		return -1;
 	for (i = 0; i < cl->nset; i++) {
 		if (mb_conf_set(tfs_conf_keys, cf, cl->set[i].key,

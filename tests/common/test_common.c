@@ -242,9 +242,22 @@ START_TEST(conf_file_and_env)
 
 	char *envp[] = { "DEMO_TOTAL=1G", "DEMO_CONF=/x", "DEMO_COUNT=many",
 			 "OTHER_COUNT=5", NULL };
-	ck_assert_int_eq(mb_conf_env(demo_keys, &c, "DEMO_", envp), 1);
+	static const char *const not_keys[] = { "DEMO_CONF", NULL };
+	ck_assert_int_eq(mb_conf_env(demo_keys, &c, "DEMO_", envp, not_keys), 1);
 	ck_assert_uint_eq(c.total, 1024 * MiB);
 	ck_assert_uint_eq(c.count, 9);
+	/* A variable under the prefix that names no key is reported. */
+	captured_len = 0;
+	captured[0] = '\0';
+	mb_log_init("t", 2, MB_LOG_INFO);
+	mb_log_set_sink(capture);
+	char *typo[] = { "DEMO_TOTL=2G", "DEMO_CONF=/x", NULL };
+	int bad = mb_conf_env(demo_keys, &c, "DEMO_", typo, not_keys);
+	mb_log_set_sink(NULL);
+	ck_assert_int_eq(bad, 1);
+	ck_assert_uint_eq(c.total, 1024 * MiB);
+	ck_assert_ptr_nonnull(strstr(captured, "environment DEMO_TOTL: unknown key"));
+	ck_assert_ptr_null(strstr(captured, "DEMO_CONF"));
 	mb_log_init("t", 2, MB_LOG_NOTICE);
 }
 END_TEST
