@@ -113,6 +113,10 @@ void *anr_block_of(struct anr_heap *h, const void *p, size_t *size);
  * allocate or free in this heap. */
 int anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 	     void *arg);
+/* The same without waiting (for signal handlers): if the heap is busy,
+ * *busy is set and nothing is walked. */
+int anr_walk_try(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+		 void *arg, int *busy);
 
 void anr_set_budget(struct anr_heap *h, size_t bytes);
 size_t anr_get_budget(const struct anr_heap *h);
@@ -131,5 +135,47 @@ void anr_report(struct anr_heap *h, int fd);
 void anr_fork_prepare(struct anr_heap *h);
 void anr_fork_parent(struct anr_heap *h);
 void anr_fork_child(struct anr_heap *h);
+
+/*
+ * Call stacks (backtrace.c), for the debug features of the allocators.
+ * anr_backtrace() stores up to `depth` (<= ANR_BT_MAX) return addresses,
+ * innermost first, starting at the frame of `caller` (the return address
+ * seen by the allocator's entry point) so the allocator's own frames are
+ * left out; the rest of out[0..depth) is zeroed.  It returns the number
+ * stored.  It never allocates and never recurses: a thread already
+ * unwinding (the unwinder called malloc) gets the caller alone.
+ */
+#define ANR_BT_MAX 64
+size_t anr_backtrace(uintptr_t *out, size_t depth, const void *caller);
+
+/*
+ * Naming code addresses as "file+0xaddress", the address in the file
+ * (what nm prints, addr2line -e file and gdb's "info symbol" take).  The
+ * table is filled from /proc/self/maps by anr_modmap_load() with open and
+ * read only, so both calls are async-signal-safe and take no loader lock;
+ * it is large, keep it static.
+ */
+#define ANR_MODMAP_MAX 256
+struct anr_module {
+	uintptr_t start, end;   /* an executable mapping */
+	uintptr_t base;         /* ip - base: the address in the file */
+	uint32_t path;          /* offset in pool */
+};
+struct anr_modmap {
+	size_t n, pool_used;
+	int truncated;          /* more executable mappings than fit */
+	struct anr_module mod[ANR_MODMAP_MAX];
+	char pool[16384];
+	/* while loading: the last mapping at file offset 0; the executable */
+	uintptr_t first_start, first_end;
+	uintptr_t exe_phdr, exe_bias;
+	int exe_known;
+	size_t first_len;
+	char first_path[512];
+};
+int anr_modmap_load(struct anr_modmap *m);
+/* Writes "file+0xoffset", or "0xaddress" if no mapping holds ip (m may be
+ * NULL); returns the length written (truncated to len - 1). */
+size_t anr_where(const struct anr_modmap *m, uintptr_t ip, char *buf, size_t len);
 
 #endif /* ANRCORE_H */

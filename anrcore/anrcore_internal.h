@@ -211,6 +211,7 @@ uint64_t *anr_slab_bits(const struct anr_heap *h, uint32_t s);
 
 /* heap.c */
 void anr_core_lock(struct anr_heap *h);   /* also runs deferred frees */
+int anr_core_trylock(struct anr_heap *h); /* 0 if taken, -1 if busy */
 void anr_core_unlock(struct anr_heap *h);
 void anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p);
 

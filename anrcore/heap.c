@@ -784,6 +784,16 @@ anr_core_lock(struct anr_heap *h)
 	heap_lock(h);
 }
 
+int
+anr_core_trylock(struct anr_heap *h)
+{
+	if (pthread_mutex_trylock(&h->lock) != 0)
+		return -1;
+	if (deferred_pending(h))
+		drain(h);
+	return 0;
+}
+
 void
 anr_core_unlock(struct anr_heap *h)
 {

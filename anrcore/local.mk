@@ -1,9 +1,10 @@
 # anrcore: the allocator core, an internal PIC library linked into
 # libgmalloc.so and libanrmalloc.so.  It knows nothing of the broker.
+# Call stacks use libgcc's unwinder (_Unwind_Backtrace, from libgcc_s).
 noinst_LTLIBRARIES += anrcore/libanrcore.la
 anrcore_libanrcore_la_SOURCES = \
 	anrcore/anrcore.h anrcore/anrcore_internal.h anrcore/vg.h \
 	anrcore/heap.c anrcore/pages.c anrcore/tlsf.c anrcore/slab.c \
-	anrcore/stats.c
+	anrcore/stats.c anrcore/backtrace.c
 anrcore_libanrcore_la_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
 anrcore_libanrcore_la_LIBADD = common/libmbcommon.la $(PTHREAD_LIBS)

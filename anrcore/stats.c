@@ -121,14 +121,13 @@ anr_report(struct anr_heap *h, int fd)
 	     KiB(__atomic_load_n(&h->meta_madvised, __ATOMIC_RELAXED)));
 }
 
-int
-anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
-	 void *arg)
+static int
+walk_locked(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+	    void *arg)
 {
 	size_t i = 0;
 	int r = 0;
 
-	anr_core_lock(h);
 	while (i < h->top && r == 0) {
 		struct anr_page *pg = &h->pm[i];
 		if (pg->kind == ANR_PG_LARGE) {
@@ -142,6 +141,31 @@ anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 		}
 		i += pg->npages;
 	}
+	return r;
+}
+
+int
+anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+	 void *arg)
+{
+	int r;
+
+	anr_core_lock(h);
+	r = walk_locked(h, fn, arg);
+	anr_core_unlock(h);
+	return r;
+}
+
+int
+anr_walk_try(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+	     void *arg, int *busy)
+{
+	int r;
+
+	*busy = anr_core_trylock(h) != 0;
+	if (*busy)
+		return 0;
+	r = walk_locked(h, fn, arg);
 	anr_core_unlock(h);
 	return r;
 }

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <unwind.h>
 
 #include "am_internal.h"
 #include "mb_log.h"
@@ -18,8 +17,6 @@
 #define API __attribute__((visibility("default")))
 #define AM_CALLER() __builtin_extract_return_addr(__builtin_return_address(0))
 #define AM_SIZE_MAX (SIZE_MAX / 2)
-/* Frames of the layer itself that may precede the caller's. */
-#define AM_STACK_SLACK 8
 
 _Static_assert(sizeof(struct am_hdr) == 64, "anrmalloc.h documents a 64-byte header");
 _Static_assert(sizeof(struct am_hdr) % ANR_ALIGN == 0, "the header keeps user data aligned");
@@ -130,54 +127,13 @@ size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
 	return n;
 }
 
-struct am_bt {
-	uintptr_t *out;
-	size_t n, max, want;
-	uintptr_t caller;
-	size_t first;          /* index of the caller's frame, or max */
-};
-
-static _Unwind_Reason_Code am_bt_step(struct _Unwind_Context *ctx, void *arg)
-{
-	struct am_bt *b = arg;
-	uintptr_t ip = _Unwind_GetIP(ctx);
-
-	if (ip == 0 || b->n >= b->max)
-		return _URC_END_OF_STACK;
-	if (ip == b->caller && b->first == b->max)
-		b->first = b->n;
-	b->out[b->n++] = ip;
-	/* Unwinding costs per frame: stop once the caller's are in. */
-	if (b->first != b->max && b->n - b->first >= b->want)
-		return _URC_END_OF_STACK;
-	return _URC_NO_REASON;
-}
-
-/*
- * The unwinder reads DWARF tables: no heap, no stdio, no frame pointers
- * needed.  The stack is cut so that it starts at the allocating caller
- * (the frame whose address is the recorded return address), whatever the
- * compiler inlined inside this layer.
- */
+/* The stack starts at the allocating caller (anrcore/backtrace.c). */
 static void am_capture_stack(struct anr_malloc_heap *h, struct am_hdr *hd)
 {
 	uintptr_t *f = (uintptr_t *)((char *)hd + h->frames_off);
-	uintptr_t tmp[AM_MAX_STACK_DEPTH + AM_STACK_SLACK];
-	struct am_bt b = { tmp, 0, h->cfg.stack_depth + AM_STACK_SLACK,
-			   h->cfg.stack_depth, (uintptr_t)hd->caller,
-			   h->cfg.stack_depth + AM_STACK_SLACK };
-	size_t first, n;
 
-	if (h->cfg.stack_depth == 0)
-		return;
-	_Unwind_Backtrace(am_bt_step, &b);
-	first = b.first < b.n ? b.first : 0;
-	n = b.n - first;
-	if (n > h->cfg.stack_depth)
-		n = h->cfg.stack_depth;
-	memcpy(f, tmp + first, n * sizeof(f[0]));
-	for (size_t i = n; i < h->cfg.stack_depth; i++)
-		f[i] = 0;
+	if (h->cfg.stack_depth != 0)
+		(void)anr_backtrace(f, h->cfg.stack_depth, hd->caller);
 }
 
 /* ---- flight recorder ---- */

@@ -41,7 +41,7 @@
 #define AM_GUARD_PATTERN UINT64_C(0x5a17c0de9e3779b9)
 #define AM_GUARD_SIZE sizeof(uint64_t)
 #define AM_NO_SLOT UINT32_MAX
-#define AM_MAX_STACK_DEPTH 64
+#define AM_MAX_STACK_DEPTH ANR_BT_MAX
 #define AM_MAX_DEBUG_INFO 4096
 #define AM_MAX_RECORDER (UINT64_C(1) << 24)
 #define AM_MAX_BLOCKS (UINT64_C(1) << 31)
@@ -179,6 +179,14 @@ int am_guards_ok(struct anr_malloc_heap *h, const struct am_hdr *hd,
 void am_guard_error(struct anr_malloc_heap *h, const void *user,
 		    const struct am_hdr *hd, const char *when);
 void am_release_slot(struct anr_malloc_heap *h, uint32_t slot);
+/* report.c: stack frames named from /proc/self/maps (one shared table,
+ * held between acquire and release; NULL if it could not be read), then
+ * written a frame a line to o, or to fd when o is NULL. */
+struct am_out;
+const struct anr_modmap *am_map_acquire(void);
+void am_map_release(void);
+void am_frame_lines(int fd, struct am_out *o, const struct anr_modmap *map,
+		    const uintptr_t *frames, size_t n);
 size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
 		 const uintptr_t **frames);
 

@@ -115,11 +115,13 @@ static void am_leak_line(int fd, const char *heap, const struct am_dead *d)
 	if (d->file)
 		n += mb_format(line + n, sizeof(line) - n, " at %s:%d (%s)",
 			       d->file, d->line, d->func ? d->func : "?");
-	for (size_t i = 0; i < d->nframes; i++)
-		n += mb_format(line + n, sizeof(line) - n, "%s%p",
-			       i ? " " : " stack=", (void *)d->frames[i]);
 	n += mb_format(line + n, sizeof(line) - n, " heap=%s\n", heap);
 	mb_write_all(fd, line, n);
+	if (d->nframes) {
+		const struct anr_modmap *map = am_map_acquire();
+		am_frame_lines(fd, NULL, map, d->frames, d->nframes);
+		am_map_release();
+	}
 }
 
 static void am_dead_fill(struct anr_malloc_heap *h, struct am_dead *d,

@@ -219,11 +219,45 @@ static size_t am_copy_rows(struct anr_malloc_heap *h, size_t *i,
 	return n;
 }
 
+/* Mapped files, to name stack frames: one table for all reports. */
+static pthread_mutex_t am_map_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct anr_modmap am_map;
+
+const struct anr_modmap *am_map_acquire(void)
+{
+	pthread_mutex_lock(&am_map_lock);
+	return anr_modmap_load(&am_map) == 0 ? &am_map : NULL;
+}
+
+void am_map_release(void)
+{
+	pthread_mutex_unlock(&am_map_lock);
+}
+
+void am_frame_lines(int fd, struct am_out *o, const struct anr_modmap *map,
+		    const uintptr_t *frames, size_t n)
+{
+	char line[MB_LOG_LINE_MAX];
+
+	for (size_t f = 0; f < n; f++) {
+		size_t m = mb_format(line, sizeof(line), "    #%zu ", f);
+		m += anr_where(map, frames[f], line + m, sizeof(line) - m - 1);
+		line[m++] = '\n';
+		if (o)
+			am_out_line(o, line, m);
+		else
+			(void)mb_write_all(fd, line, m);
+	}
+}
+
 static void am_report_blocks(struct anr_malloc_heap *h, struct am_out *o)
 {
 	struct am_row rows[AM_CHUNK];
 	size_t i = 0, n, total = 0;
+	const struct anr_modmap *map = NULL;
 
+	if (h->cfg.stack_depth)
+		map = am_map_acquire();
 	am_outf(o, "== live blocks\n");
 	while ((n = am_copy_rows(h, &i, rows)) != 0) {
 		for (size_t k = 0; k < n; k++) {
@@ -242,17 +276,16 @@ static void am_report_blocks(struct anr_malloc_heap *h, struct am_out *o)
 			if (r->dinfo)
 				m += mb_format(line + m, sizeof(line) - m,
 					       " debug_info=%u", r->dinfo);
-			for (size_t f = 0; f < r->nframes; f++)
-				m += mb_format(line + m, sizeof(line) - m, "%s%p",
-					       f ? " " : " stack=",
-					       (void *)r->frames[f]);
 			m += mb_format(line + m, sizeof(line) - m, "\n");
 			am_out_line(o, line, m);
+			am_frame_lines(-1, o, map, r->frames, r->nframes);
 		}
 		total += n;
 		if (o->err)
 			break;
 	}
+	if (h->cfg.stack_depth)
+		am_map_release();
 	am_outf(o, "== %zu live blocks\n", total);
 }
 

@@ -6,7 +6,7 @@ TESTS += tests/test_anrcore
 tests_test_anrcore_SOURCES = tests/anrcore/test_anrcore.c tests/anrcore/fastcheck.h
 tests_test_anrcore_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/anrcore
 tests_test_anrcore_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
-tests_test_anrcore_LDADD = anrcore/libanrcore.la $(CHECK_LIBS) $(PTHREAD_LIBS)
+tests_test_anrcore_LDADD = anrcore/libanrcore.la $(CHECK_LIBS) $(PTHREAD_LIBS) -ldl
 endif
 
 # The no-map-change proof: a seccomp filter that kills on mmap and friends

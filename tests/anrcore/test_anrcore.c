@@ -10,6 +10,7 @@
 #include "mb_log.h"
 
 #include "fastcheck.h"
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1272,6 +1273,134 @@ START_TEST(walk_and_block_of)
 }
 END_TEST
 
+START_TEST(walk_try_busy)
+{
+	struct anr_heap *h = heap_plain();
+	struct walk_acc acc = { 0 };
+	void *p = anr_alloc(h, 100, 0), *q = anr_alloc(h, 70000, 0);
+	int busy = -1;
+
+	/* Another holder of the lock: nothing is walked, nothing waits. */
+	pthread_mutex_lock(&h->lock);
+	ck_assert_int_eq(anr_walk_try(h, walk_fn, &acc, &busy), 0);
+	pthread_mutex_unlock(&h->lock);
+	ck_assert_int_eq(busy, 1);
+	ck_assert_uint_eq(acc.count, 0);
+	ck_assert_int_eq(anr_walk_try(h, walk_fn, &acc, &busy), 0);
+	ck_assert_int_eq(busy, 0);
+	ck_assert_uint_eq(acc.count, 2);
+	anr_free(h, p);
+	anr_free(h, q);
+	anr_destroy(h);
+}
+END_TEST
+
+/* Return addresses seen by the functions below, to compare the stack with. */
+static uintptr_t bt_ret_inner, bt_ret_outer;
+
+static __attribute__((noinline)) size_t
+bt_inner(uintptr_t *out, size_t depth)
+{
+	size_t n;
+
+	bt_ret_inner = (uintptr_t)__builtin_return_address(0);
+	n = anr_backtrace(out, depth, __builtin_return_address(0));
+	__asm__ volatile("" ::: "memory"); /* no tail call */
+	return n;
+}
+
+static __attribute__((noinline)) size_t
+bt_outer(uintptr_t *out, size_t depth)
+{
+	size_t n;
+
+	bt_ret_outer = (uintptr_t)__builtin_return_address(0);
+	n = bt_inner(out, depth);
+	__asm__ volatile("" ::: "memory");
+	return n;
+}
+
+START_TEST(backtrace_from_caller)
+{
+	uintptr_t out[ANR_BT_MAX + 2];
+	size_t n;
+
+	memset(out, 0xff, sizeof(out));
+	n = bt_outer(out, 4);
+	/* The stack starts at bt_inner's caller (inside bt_outer), then
+	 * bt_outer's caller (this test); anr_backtrace's own frames and
+	 * bt_inner's are left out; slots past n are zeroed. */
+	ck_assert_uint_ge(n, 2);
+	ck_assert_uint_le(n, 4);
+	ck_assert_uint_eq(out[0], bt_ret_inner);
+	ck_assert_uint_eq(out[1], bt_ret_outer);
+	for (size_t i = n; i < 4; i++)
+		ck_assert_uint_eq(out[i], 0);
+	ck_assert_uint_eq(out[4], UINTPTR_MAX);
+
+	n = bt_outer(out, 1);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(out[0], bt_ret_inner);
+	ck_assert_uint_eq(bt_outer(out, 0), 0);
+	/* Depth is capped at ANR_BT_MAX. */
+	memset(out, 0xff, sizeof(out));
+	n = bt_outer(out, 1000);
+	ck_assert_uint_ge(n, 2);
+	ck_assert_uint_le(n, ANR_BT_MAX);
+	ck_assert_uint_eq(out[ANR_BT_MAX], UINTPTR_MAX);
+	/* A caller that is not on the stack: the caller alone. */
+	n = anr_backtrace(out, 4, (const void *)0x1234);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_uint_eq(out[0], 0x1234);
+	ck_assert_uint_eq(out[1], 0);
+}
+END_TEST
+
+static struct anr_modmap where_map;
+
+START_TEST(where_names_file_and_address)
+{
+	char exe[512], want[600], got[600];
+	ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	uintptr_t ip = (uintptr_t)&bt_outer + 1;
+	Dl_info di;
+	const unsigned char *ehdr;
+	uintptr_t expect;
+
+	ck_assert_int_gt(len, 0);
+	exe[len] = '\0';
+	ck_assert_int_eq(anr_modmap_load(&where_map), 0);
+	ck_assert_uint_gt(where_map.n, 2);
+	ck_assert_int_eq(where_map.truncated, 0);
+	/* Our own code: the executable's path and the address nm would show
+	 * (relative to the load base for a position-independent program). */
+	ck_assert_int_ne(dladdr((void *)ip, &di), 0);
+	ehdr = di.dli_fbase;
+	expect = ehdr[16] == 2 /* ET_EXEC */ ? ip : ip - (uintptr_t)di.dli_fbase;
+	snprintf(want, sizeof(want), "%s+0x%lx", exe, (unsigned long)expect);
+	anr_where(&where_map, ip, got, sizeof(got));
+	ck_assert_str_eq(got, want);
+	/* A libc function is named by libc's path. */
+	ck_assert_int_ne(dladdr((void *)&write, &di), 0);
+	anr_where(&where_map, (uintptr_t)&write, got, sizeof(got));
+	snprintf(want, sizeof(want), "+0x%lx",
+		 (unsigned long)((uintptr_t)&write - (uintptr_t)di.dli_fbase));
+	ck_assert_ptr_nonnull(strstr(got, "libc.so"));
+	ck_assert_ptr_nonnull(strstr(got, want));
+	/* Outside every mapping, or without a table: the bare address. */
+	anr_where(&where_map, 0x10, got, sizeof(got));
+	ck_assert_str_eq(got, "0x10");
+	anr_where(NULL, ip, got, sizeof(got));
+	snprintf(want, sizeof(want), "0x%lx", (unsigned long)ip);
+	ck_assert_str_eq(got, want);
+	/* A short buffer is cut, never overrun. */
+	memset(got, 'x', sizeof(got));
+	ck_assert_uint_eq(anr_where(&where_map, ip, got, 8), 7);
+	ck_assert_uint_eq(strlen(got), 7);
+	ck_assert_int_eq(got[8], 'x');
+}
+END_TEST
+
 START_TEST(report_and_defaults)
 {
 	struct anr_heap *h;
@@ -1365,6 +1494,9 @@ anrcore_suite(void)
 	ADD(fork_with_threads);
 	ADD(span_reuse_and_merge);
 	ADD(walk_and_block_of);
+	ADD(walk_try_busy);
+	ADD(backtrace_from_caller);
+	ADD(where_names_file_and_address);
 	ADD(report_and_defaults);
 	ADD(trash_on_free);
 	suite_add_tcase(s, tc);
