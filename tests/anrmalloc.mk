@@ -10,7 +10,7 @@ tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c
 tests_anrmalloc_test_anrmalloc_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 tests_anrmalloc_test_anrmalloc_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrmalloc_test_anrmalloc_LDADD = anrmalloc/libanrmalloc_impl.la \
-	common/libmbcommon.la $(CHECK_LIBS) $(PTHREAD_LIBS)
+	common/libmbcommon.la $(CHECK_LIBS) $(PTHREAD_LIBS) -ldl
 
 tests_anrmalloc_test_anrmalloc_broker_SOURCES = tests/anrmalloc/test_anrmalloc_broker.c
 tests_anrmalloc_test_anrmalloc_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -642,6 +643,55 @@ START_TEST(caller_and_stack_recorded)
 }
 END_TEST
 
+/* How the reports name a frame of this program: "exe+0xaddress", the
+ * address nm shows (relative to the load base for a PIE). */
+static void frame_text(const void *ip, char *buf, size_t len)
+{
+	char exe[512];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	Dl_info di;
+	uintptr_t a = (uintptr_t)ip;
+
+	ck_assert_int_gt(n, 0);
+	exe[n] = '\0';
+	ck_assert_int_ne(dladdr(ip, &di), 0);
+	if (((const unsigned char *)di.dli_fbase)[16] != 2 /* not ET_EXEC */)
+		a -= (uintptr_t)di.dli_fbase;
+	snprintf(buf, len, "%s+0x%lx", exe, (unsigned long)a);
+}
+
+START_TEST(reports_name_stack_frames)
+{
+	anr_heap_t *h = heap_with(stack_on);
+	struct anr_gc_result res;
+	struct anr_block_info in;
+	void *p = alloc_here(h, 77);
+	char frame[600], want[700];
+	const char *text;
+	int fd;
+
+	ck_assert_int_eq(anr_block_info(h, p, &in), 0);
+	ck_assert_uint_ge(in.nframes, 2);
+	frame_text(in.frames[0], frame, sizeof(frame));
+	/* The block report: the block line, then its frames a line each. */
+	text = heap_report(h, ANR_REPORT_BLOCKS);
+	snprintf(want, sizeof(want), "size=77 ");
+	ck_assert_msg(strstr(text, want), "no '%s' in:\n%s", want, text);
+	snprintf(want, sizeof(want), "\n    #0 %s\n    #1 ", frame);
+	ck_assert_msg(strstr(text, want), "no '%s' in:\n%s", want, text);
+	/* The leak report names the same frame under the leak line. */
+	fd = mem_fd();
+	ck_assert_int_eq(anr_leak_report(h, fd, &res), 0);
+	text = fd_text(fd);
+	snprintf(want, sizeof(want), "size=77 alloc=");
+	ck_assert_msg(strstr(text, want), "no '%s' in:\n%s", want, text);
+	snprintf(want, sizeof(want), "\n    #0 %s\n", frame);
+	ck_assert_msg(strstr(text, want), "no '%s' in:\n%s", want, text);
+	anr_malloc_free(h, p);
+	anr_heap_destroy(h);
+}
+END_TEST
+
 struct roots {
 	void *keep[4];
 	int n;
@@ -1241,6 +1291,7 @@ static Suite *anrmalloc_suite(void)
 	tcase_add_test(tc, guard_damage_caught_by_verify);
 	tcase_add_test(tc, caller_and_stack_recorded);
 	tcase_add_test(tc, leak_report_names_caller);
+	tcase_add_test(tc, reports_name_stack_frames);
 	tcase_add_test(tc, gc_conservative_scan);
 	tcase_add_test(tc, recorder_keeps_last_n);
 	tcase_add_test(tc, debug_info_round_trip);
