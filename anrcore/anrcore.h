@@ -56,6 +56,9 @@ struct anr_config {
 /* Flags of the allocation calls. */
 #define ANR_ZERO 0x1      /* return zeroed memory */
 #define ANR_NO_HOOK 0x2   /* never call the need-more-memory hook: fail fast */
+/* The caller uses the block up to its usable size (a trailer at its end):
+ * valgrind is told of all of it, not only of the size asked for. */
+#define ANR_USABLE 0x4
 
 /*
  * Need-more-memory hook: the heap needs `bytes` more budget than it has

@@ -502,7 +502,8 @@ alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 		/* Valgrind learns of the block under the lock, so that a fork
 		 * never finds a block live for us and dead for valgrind. */
 		if (p != NULL)
-			ANR_VG_ALLOC(h, p, size, (flags & ANR_ZERO) != 0);
+			ANR_VG_ALLOC(h, p, (flags & ANR_USABLE) ? usable : size,
+				     (flags & ANR_ZERO) != 0);
 		hook = h->hook;
 		arg = h->hook_arg;
 		heap_unlock(h);

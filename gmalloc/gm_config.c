@@ -65,6 +65,8 @@ const struct mb_conf_key gm_conf_table[] = {
 	  "fill freed memory with a pattern", NULL },
 	{ "guard", MB_CONF_BOOL, OFF(guard), 0, "off",
 	  "guard words after each block, checked when it is freed or resized", NULL },
+	{ "backtrace_depth", MB_CONF_U64, OFF(backtrace_depth), 0, "0",
+	  "call-stack frames kept with each block and listed by call site in the report (0: off, at most 16)", NULL },
 	{ "report_at_exit", MB_CONF_BOOL, OFF(report_at_exit), 0, "off",
 	  "write the heap report to stderr when the program exits", NULL },
 	{ "report_signal", MB_CONF_STRING, OFF(report_signal), GM_SIGNAL_MAX, "0",
@@ -159,6 +161,11 @@ static int check_relations(struct gm_config *cfg)
 	if (cfg->quota_release < cfg->quota_step) {
 		mb_log(MB_LOG_WARNING, "quota_release is below quota_step: using quota_release = quota_step");
 		cfg->quota_release = cfg->quota_step;
+		bad++;
+	}
+	if (cfg->backtrace_depth > GM_BT_MAX) {
+		mb_log(MB_LOG_WARNING, "backtrace_depth above %d: using %d", GM_BT_MAX, GM_BT_MAX);
+		cfg->backtrace_depth = GM_BT_MAX;
 		bad++;
 	}
 	if (cfg->limit > cfg->reserve) {

@@ -233,6 +233,7 @@ static void gm_init_once(void)
 	mb_log_init("gmalloc", STDERR_FILENO, MB_LOG_WARNING);
 	gm_config_read(&gm_cfg, gm_environ());
 	mb_log_set_level(gm_cfg.log_level);
+	gm_trailer_setup();
 	struct anr_heap *h = gm_create_heap();
 	if (!h) {
 		atomic_store(&gm_state, GM_FAILED);

@@ -15,6 +15,7 @@
 
 #define GM_SOCKET_MAX 108 /* sizeof(sun_path) */
 #define GM_SIGNAL_MAX 16
+#define GM_BT_MAX 16      /* backtrace_depth at most */
 
 enum gm_on_limit { GM_ON_LIMIT_NULL = 0, GM_ON_LIMIT_ABORT = 1 };
 enum gm_urgency { GM_URGENCY_REQUEST = 0, GM_URGENCY_THEN_RESERVE = 1 };
@@ -34,6 +35,7 @@ struct gm_config {
 	int bad_free;            /* enum anr_bad_free_action */
 	int trash;
 	int guard;
+	uint64_t backtrace_depth; /* frames per block; 0: off */
 	int report_at_exit;
 	char report_signal[GM_SIGNAL_MAX];
 	int log_level;
@@ -77,10 +79,19 @@ size_t gm_fixed_budget(void);
 void gm_report_fd(int fd);
 void gm_out_of_memory(size_t size);
 
-/* gm_guard.c */
-#define GM_GUARD_OVERHEAD 16
-void gm_guard_set(void *p, size_t size, size_t usable);
-/* Verifies the guard of a live block; returns its requested size. */
-size_t gm_guard_check(void *p, size_t usable);
+/*
+ * gm_trailer.c: with guard or backtrace_depth on, each block carries a
+ * trailer at the end of its usable size:
+ *   [data: size bytes][fill (guard)][frames: depth words][size][canary]
+ * The block is asked of the core gm_trailer_bytes() larger.
+ */
+extern size_t gm_trailer_size;  /* 0: blocks have no trailer */
+void gm_trailer_setup(void);
+void gm_trailer_set(void *p, size_t size, size_t usable, const void *caller);
+/* Verifies the trailer of a live block (aborting if it was overwritten);
+ * returns the requested size. */
+size_t gm_trailer_check(void *p, size_t usable);
+/* The report's "live blocks by call site" (backtrace_depth > 0). */
+void gm_trailer_report(int fd);
 
 #endif /* GM_INTERNAL_H */

@@ -23,7 +23,7 @@ static void gm_report_config(int fd)
 			     (long)getpid());
 	static const char *const shown[] = { "limit", "reserve", "free_low",
 		"free_high", "on_limit", "broker", "quota_step", "quota_release",
-		"urgency", "bad_free", "trash", "guard", NULL };
+		"urgency", "bad_free", "trash", "guard", "backtrace_depth", NULL };
 	for (int i = 0; shown[i]; i++) {
 		const struct mb_conf_key *k = mb_conf_find(gm_conf_table, shown[i]);
 		if (!k)
@@ -42,6 +42,7 @@ void gm_report_fd(int fd)
 	if (h)
 		anr_report(h, fd);
 	gm_broker_report(fd);
+	gm_trailer_report(fd);
 }
 
 void gm_out_of_memory(size_t size)

@@ -24,6 +24,8 @@
 #include "mb_log.h"
 
 #define GM_API __attribute__((visibility("default")))
+/* Where the program called us from: the first frame of a block's stack. */
+#define GM_CALLER() __builtin_extract_return_addr(__builtin_return_address(0))
 
 /* mallopt() parameters glibc defines; all are accepted. */
 #ifndef M_MXFAST
@@ -51,7 +53,7 @@ static size_t gm_pagesize(void)
 }
 
 /* Allocate with the given alignment (0 or <= ANR_ALIGN: the default). */
-static void *gm_alloc(size_t align, size_t size, unsigned flags)
+static void *gm_alloc(size_t align, size_t size, unsigned flags, const void *caller)
 {
 	struct anr_heap *h = gm_heap();
 	if (__builtin_expect(h == NULL, 0)) {
@@ -62,12 +64,13 @@ static void *gm_alloc(size_t align, size_t size, unsigned flags)
 		return gm_boot_alloc(align, size);
 	}
 	size_t req = size;
-	if (gm_cfg.guard) {
-		if (size > SIZE_MAX - GM_GUARD_OVERHEAD) {
+	if (gm_trailer_size) {
+		if (size > SIZE_MAX - gm_trailer_size) {
 			errno = ENOMEM;
 			return NULL;
 		}
-		req = size + GM_GUARD_OVERHEAD;
+		req = size + gm_trailer_size;
+		flags |= ANR_USABLE;
 	}
 	void *p;
 	if (align <= ANR_ALIGN)
@@ -78,8 +81,8 @@ static void *gm_alloc(size_t align, size_t size, unsigned flags)
 		gm_out_of_memory(size);
 		return NULL;
 	}
-	if (gm_cfg.guard)
-		gm_guard_set(p, size, anr_usable_size(h, p));
+	if (gm_trailer_size)
+		gm_trailer_set(p, size, anr_usable_size(h, p), caller);
 	return p;
 }
 
@@ -97,14 +100,14 @@ static void gm_early_bad_free(void *p)
 static size_t gm_size_of(struct anr_heap *h, void *p)
 {
 	size_t usable = anr_usable_size(h, p);
-	if (usable && gm_cfg.guard)
-		return gm_guard_check(p, usable);
+	if (usable && gm_trailer_size)
+		return gm_trailer_check(p, usable);
 	return usable;
 }
 
 GM_API void *malloc(size_t size)
 {
-	return gm_alloc(0, size, 0);
+	return gm_alloc(0, size, 0, GM_CALLER());
 }
 
 GM_API void free(void *p)
@@ -117,7 +120,7 @@ GM_API void free(void *p)
 		return;
 	}
 	size_t bytes = 0;
-	if (gm_cfg.guard || gm_broker_open())
+	if (gm_trailer_size || gm_broker_open())
 		bytes = gm_size_of(h, p);
 	anr_free(h, p);
 	if (bytes)
@@ -131,13 +134,13 @@ GM_API void *calloc(size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return gm_alloc(0, total, ANR_ZERO);
+	return gm_alloc(0, total, ANR_ZERO, GM_CALLER());
 }
 
-/* Move a block to a new one of `size` bytes: boot blocks, guard mode. */
-static void *gm_move(void *p, size_t old, size_t size)
+/* Move a block to a new one of `size` bytes: boot blocks, trailers. */
+static void *gm_move(void *p, size_t old, size_t size, const void *caller)
 {
-	void *q = gm_alloc(0, size, 0);
+	void *q = gm_alloc(0, size, 0, caller);
 	if (!q)
 		return NULL;
 	memcpy(q, p, old < size ? old : size);
@@ -145,14 +148,14 @@ static void *gm_move(void *p, size_t old, size_t size)
 	return q;
 }
 
-GM_API void *realloc(void *p, size_t size)
+static void *gm_realloc(void *p, size_t size, const void *caller)
 {
 	if (!p)
-		return gm_alloc(0, size, 0);
+		return gm_alloc(0, size, 0, caller);
 	if (gm_boot_owns(p)) {
 		if (size == 0)
 			return NULL;
-		return gm_move(p, gm_boot_size(p), size);
+		return gm_move(p, gm_boot_size(p), size, caller);
 	}
 	struct anr_heap *h = gm_heap();
 	if (!h) {
@@ -160,18 +163,23 @@ GM_API void *realloc(void *p, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (gm_cfg.guard) {
+	if (gm_trailer_size) {
 		size_t old = gm_size_of(h, p);
 		if (size == 0 || old == 0) {
 			free(p);
 			return NULL;
 		}
-		return gm_move(p, old, size);
+		return gm_move(p, old, size, caller);
 	}
 	void *q = anr_realloc(h, p, size, 0);
 	if (!q && size != 0 && anr_usable_size(h, p) != 0)
 		gm_out_of_memory(size);
 	return q;
+}
+
+GM_API void *realloc(void *p, size_t size)
+{
+	return gm_realloc(p, size, GM_CALLER());
 }
 
 GM_API void *reallocarray(void *p, size_t n, size_t size)
@@ -181,7 +189,7 @@ GM_API void *reallocarray(void *p, size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return realloc(p, total);
+	return gm_realloc(p, total, GM_CALLER());
 }
 
 GM_API int posix_memalign(void **out, size_t align, size_t size)
@@ -189,7 +197,7 @@ GM_API int posix_memalign(void **out, size_t align, size_t size)
 	if (!is_pow2(align) || align % sizeof(void *) != 0)
 		return EINVAL;
 	int saved = errno;
-	void *p = gm_alloc(align, size, 0);
+	void *p = gm_alloc(align, size, 0, GM_CALLER());
 	if (!p) {
 		errno = saved;
 		return ENOMEM;
@@ -204,7 +212,7 @@ GM_API void *aligned_alloc(size_t align, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
-	return gm_alloc(align, size, 0);
+	return gm_alloc(align, size, 0, GM_CALLER());
 }
 
 /* glibc's memalign: a non-power of two is rounded up to one. */
@@ -216,12 +224,12 @@ GM_API void *memalign(size_t align, size_t size)
 	}
 	if (align && !is_pow2(align))
 		align = (size_t)1 << (64 - __builtin_clzl(align));
-	return gm_alloc(align, size, 0);
+	return gm_alloc(align, size, 0, GM_CALLER());
 }
 
 GM_API void *valloc(size_t size)
 {
-	return gm_alloc(gm_pagesize(), size, 0);
+	return gm_alloc(gm_pagesize(), size, 0, GM_CALLER());
 }
 
 GM_API void *pvalloc(size_t size)
@@ -232,7 +240,7 @@ GM_API void *pvalloc(size_t size)
 		return NULL;
 	}
 	size = (size + page - 1) & ~(page - 1);
-	return gm_alloc(page, size ? size : page, 0);
+	return gm_alloc(page, size ? size : page, 0, GM_CALLER());
 }
 
 GM_API size_t malloc_usable_size(void *p)

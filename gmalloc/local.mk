@@ -10,7 +10,7 @@ EXTRA_DIST += gmalloc/libgmalloc.map
 gmalloc_libgmalloc_la_SOURCES = \
 	gmalloc/gmalloc.c gmalloc/gmalloc.h gmalloc/gm_internal.h \
 	gmalloc/gm_init.c gmalloc/gm_config.c gmalloc/gm_broker.c \
-	gmalloc/gm_report.c gmalloc/gm_guard.c
+	gmalloc/gm_report.c gmalloc/gm_trailer.c
 gmalloc_libgmalloc_la_CPPFLAGS = $(AM_CPPFLAGS) \
 	-I$(top_srcdir)/anrcore -I$(top_srcdir)/libmbclient
 # The compiler must not turn code inside the allocator into calls of the

@@ -7,6 +7,9 @@
 # 2. Time of real programs (python3, sqlite3, gcc, git, stress-ng) under
 #    gmalloc and glibc, runs interleaved and timed with /usr/bin/time;
 #    ratios of the median wall and CPU (user+sys) times.
+# 3. Cost of gmalloc's debug settings on the python3 workload: guard = on
+#    and backtrace_depth = 8 against gmalloc plain, and the extra CPU time
+#    per allocation (allocations counted by gmalloc's own report).
 #
 # Environment: RUNS (default 3), TIME_RUNS (default 5).
 set -eu
@@ -98,10 +101,11 @@ sqlite:rm -f $w/db && sqlite3 $w/db <$w/db.sql
 gcc:gcc -O2 -c -o $w/x.o $w/big.c
 git:sh $w/git.sh $w
 stress-ng:stress-ng --malloc 1 --malloc-ops 200000 --temp-path $w -q"
-# one NAME CMD LIB: run CMD once (LIB preloaded if set), append "wall cpu".
+# one NAME CMD LIB [VAR=VALUE...]: run CMD once (LIB preloaded if set,
+# with the variables set), append "wall cpu".
 one() {
 	if [ -n "$3" ]; then
-		env LD_PRELOAD="$3" GMALLOC_CONF=/dev/null /usr/bin/time -f '%e %U %S' -o "$tmp/t" sh -c "$2" >/dev/null 2>&1 || return 1
+		env LD_PRELOAD="$3" GMALLOC_CONF=/dev/null ${4:-} /usr/bin/time -f '%e %U %S' -o "$tmp/t" sh -c "$2" >/dev/null 2>&1 || return 1
 	else
 		/usr/bin/time -f '%e %U %S' -o "$tmp/t" sh -c "$2" >/dev/null 2>&1 || return 1
 	fi
@@ -122,3 +126,25 @@ echo "$progs" | while IFS= read -r line; do
 	gc=$(cut -d' ' -f2 "$tmp/g" | median); mc=$(cut -d' ' -f2 "$tmp/m" | median)
 	echo "$name $gw $mw $gc $mc" | awk '{printf "%-10s %9.3f %9.3f %7.2f %9.3f %9.3f %7.2f\n", $1, $2, $3, ($2 > 0 ? $3 / $2 : 0), $4, $5, ($4 > 0 ? $5 / $4 : 0)}'
 done
+
+echo
+echo "== Debug settings of gmalloc on python3: medians of $TIME_RUNS interleaved runs"
+nallocs=$(env LD_PRELOAD="$gm" GMALLOC_CONF=/dev/null GMALLOC_REPORT_AT_EXIT=on python3 "$w/work.py" 2>&1 >/dev/null |
+	sed -n 's/^  allocs \([0-9]*\) .*/\1/p' | tail -1)
+: >"$tmp/p"; : >"$tmp/gd"; : >"$tmp/bt"
+one warm "python3 $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || echo "python3: failed"
+i=0
+while [ $i -lt "$TIME_RUNS" ]; do
+	one p "python3 $w/work.py" "$gm" &&
+	one gd "python3 $w/work.py" "$gm" "GMALLOC_GUARD=on" &&
+	one bt "python3 $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || { echo "python3: failed"; break; }
+	i=$((i + 1))
+done
+pc=$(cut -d' ' -f2 "$tmp/p" | median)
+printf '%-22s %9s %9s %7s %14s\n' setting wall cpu ratio "extra ns/alloc"
+for f in p:plain gd:guard=on bt:backtrace_depth=8; do
+	k=${f%%:*}
+	echo "${f#*:} $(cut -d' ' -f1 "$tmp/$k" | median) $(cut -d' ' -f2 "$tmp/$k" | median) $pc ${nallocs:-0}" |
+		awk '{printf "%-22s %9.3f %9.3f %7.2f %14.0f\n", $1, $2, $3, ($4 > 0 ? $3 / $4 : 0), ($5 > 0 ? ($3 - $4) * 1e9 / $5 : 0)}'
+done
+echo "(allocations in one run: ${nallocs:-unknown})"

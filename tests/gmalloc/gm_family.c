@@ -11,6 +11,10 @@
  *   gm_family badfree      free a pointer gmalloc never handed out
  *   gm_family leak         leak one 1234-byte block (valgrind test)
  *   gm_family overflow     write past a block, then free it (guard test)
+ *   gm_family sites        blocks from known call sites (site_*), then
+ *                          the report on stdout (backtrace_depth test)
+ *   gm_family sigreport N  threads allocate while the report signal
+ *                          (SIGUSR2) is raised N times
  *   gm_family seccomp      after the first malloc, forbid every system call
  *                          that changes the memory map, then run the family
  *                          (a violation kills the process with SIGSYS)
@@ -21,6 +25,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -544,6 +549,119 @@ __attribute__((noinline)) static void leak_one(void)
 	sink = NULL;
 }
 
+/* ---- call sites (backtrace_depth) ---- */
+
+static void *kept[4096];
+
+__attribute__((noinline)) static void *site_small(size_t n)
+{
+	void *p = malloc(n);
+	__asm__ volatile("" ::: "memory"); /* a call, not a jump */
+	return p;
+}
+
+__attribute__((noinline)) static void *site_zeroed(size_t n)
+{
+	void *p = calloc(1, n);
+	__asm__ volatile("" ::: "memory");
+	return p;
+}
+
+__attribute__((noinline)) static void *site_grow(void *p, size_t n)
+{
+	void *q = realloc(p, n);
+	__asm__ volatile("" ::: "memory");
+	return q;
+}
+
+__attribute__((noinline)) static void *site_aligned(size_t n)
+{
+	void *p = NULL;
+	if (posix_memalign(&p, 256, n) != 0)
+		return NULL;
+	__asm__ volatile("" ::: "memory");
+	return p;
+}
+
+/* 1000 x 100 bytes, 10 x 50000 zeroed, one block grown to 30000 and
+ * 3 x 7000 aligned to 256: each site's count and bytes are exact. */
+static int sites(void)
+{
+	void (*report)(int) = (void (*)(int))dlsym(RTLD_DEFAULT, "gmalloc_report");
+	size_t k = 0;
+	char *g = NULL;
+
+	for (int i = 0; i < 1000; i++) {
+		kept[k] = site_small(100);
+		CHECK(kept[k] && malloc_usable_size(kept[k]) >= 100);
+		k++;
+	}
+	for (int i = 0; i < 10; i++) {
+		unsigned char *z = site_zeroed(50000);
+		CHECK(z && z[0] == 0 && z[49999] == 0);
+		kept[k++] = z;
+	}
+	for (size_t n = 1000; n <= 30000; n += 1000) {
+		g = site_grow(g, n);
+		CHECK(g != NULL);
+		memset(g + n - 1000, (int)(n / 1000), 1000);
+	}
+	for (size_t n = 1000; n <= 30000; n += 1000)
+		CHECK(g[n - 1] == (char)(n / 1000));
+	kept[k++] = g;
+	for (int i = 0; i < 3; i++) {
+		kept[k] = site_aligned(7000);
+		CHECK(aligned(kept[k], 256));
+		k++;
+	}
+	CHECK(report != NULL);
+	if (failures)
+		return 1;
+	report(STDOUT_FILENO);
+	for (size_t i = 0; i < k; i++)
+		free(kept[i]);
+	return 0;
+}
+
+static volatile int sig_stop;
+
+static void *sig_worker(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg;
+	void *slot[64] = { 0 };
+
+	while (!sig_stop) {
+		unsigned i = (seed = seed * 1103515245u + 12345u) % 64;
+		free(slot[i]);
+		slot[i] = malloc(16 + (seed >> 8) % 5000);
+	}
+	for (int i = 0; i < 64; i++)
+		free(slot[i]);
+	return NULL;
+}
+
+/* The report from a signal handler while other threads allocate: it may
+ * find the heap busy, it must never deadlock. */
+static int sigreport(int n)
+{
+	pthread_t t[3];
+
+	for (int i = 0; i < 3; i++)
+		if (pthread_create(&t[i], NULL, sig_worker, (void *)(uintptr_t)(i + 1)) != 0)
+			return 2;
+	for (int i = 0; i < n; i++) {
+		void *p = malloc(100);
+		kill(getpid(), SIGUSR2);
+		free(p);
+		usleep(2000);
+	}
+	sig_stop = 1;
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	printf("reports done\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "family";
@@ -559,6 +677,10 @@ int main(int argc, char **argv)
 		return churn(argc > 2 ? atol(argv[2]) : 64);
 	if (strcmp(mode, "seccomp") == 0)
 		return seccomp_run();
+	if (strcmp(mode, "sites") == 0)
+		return sites();
+	if (strcmp(mode, "sigreport") == 0)
+		return sigreport(argc > 2 ? atoi(argv[2]) : 20);
 	if (strcmp(mode, "badfree") == 0) {
 		static char not_ours[64];
 		free(not_ours + 16);

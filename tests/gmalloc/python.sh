@@ -26,4 +26,14 @@ check_report "$TEST_TMP/err"
 GMALLOC_GUARD=on GMALLOC_TRASH=on pre python3 "$TEST_TMP/work.py" >"$TEST_TMP/got" 2>"$TEST_TMP/err" ||
 	{ cat "$TEST_TMP/err"; fail "python3 under gmalloc with guard and trash failed"; }
 cmp -s "$TEST_TMP/want" "$TEST_TMP/got" || fail "output differs with guard and trash"
+# The same with a stack kept for every block (the unwinder runs inside
+# every malloc, including those made while modules are loaded); the
+# report names the interpreter's own frames.
+GMALLOC_BACKTRACE_DEPTH=8 GMALLOC_REPORT_AT_EXIT=on pre python3 "$TEST_TMP/work.py" >"$TEST_TMP/got" 2>"$TEST_TMP/err" ||
+	{ cat "$TEST_TMP/err"; fail "python3 under gmalloc with backtrace_depth 8 failed"; }
+cmp -s "$TEST_TMP/want" "$TEST_TMP/got" || fail "output differs with backtrace_depth 8"
+grep -q '^gmalloc: live blocks by call site (backtrace_depth 8): ' "$TEST_TMP/err" ||
+	{ cat "$TEST_TMP/err"; fail "no call-site section"; }
+grep -q '^    #[0-7] /.*python[^ ]*+0x[0-9a-f]*$' "$TEST_TMP/err" ||
+	{ cat "$TEST_TMP/err"; fail "no frame of the interpreter named"; }
 echo "python ok: $(cat "$TEST_TMP/got")"

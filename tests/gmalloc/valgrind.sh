@@ -17,6 +17,13 @@ vg "$FAMILY" churn 8 >"$TEST_TMP/out" 2>"$TEST_TMP/err" || { cat "$TEST_TMP/err"
 grep -qx 'churn done' "$TEST_TMP/out" || fail "churn did not finish"
 grep -q 'ERROR SUMMARY: 0 errors' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "errors under memcheck"; }
 
+# Trailers (guard words and the stack kept in every block) and the
+# call-site report: no errors either.
+GMALLOC_BACKTRACE_DEPTH=4 GMALLOC_GUARD=on vg "$FAMILY" sites >"$TEST_TMP/out" 2>"$TEST_TMP/err" ||
+	{ cat "$TEST_TMP/err"; fail "sites with backtrace_depth 4 under memcheck reported errors"; }
+grep -q '^  100000 bytes in 1000 blocks$' "$TEST_TMP/out" || { cat "$TEST_TMP/out"; fail "no call-site report under memcheck"; }
+grep -q 'ERROR SUMMARY: 0 errors' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "errors under memcheck (backtrace_depth 4)"; }
+
 if vg "$FAMILY" leak >"$TEST_TMP/out" 2>"$TEST_TMP/err"; then
 	cat "$TEST_TMP/err"; fail "the leak was not reported"
 fi
