@@ -26,4 +26,4 @@ gmalloc_libgmalloc_la_LIBADD = anrcore/libanrcore.la \
 EXTRA_gmalloc_libgmalloc_la_DEPENDENCIES = gmalloc/libgmalloc.map
 
 # The allocator benchmark (bench/alloc/run.sh; not part of make check).
-EXTRA_DIST += bench/alloc/run.sh bench/alloc/rss_driver.c
+EXTRA_DIST += bench/alloc/run.sh bench/alloc/rss_driver.c bench/alloc/pairs.c

@@ -9,7 +9,9 @@
 #    ratios of the median wall and CPU (user+sys) times.
 # 3. Cost of gmalloc's debug settings on the python3 workload: guard = on
 #    and backtrace_depth = 8 against gmalloc plain, and the extra CPU time
-#    per allocation (allocations counted by gmalloc's own report).
+#    per allocation (allocations counted by gmalloc's own reports, summed
+#    over every process the command runs); then the cost of one malloc/free
+#    pair made three calls deep (pairs.c) at backtrace_depth 0, 4, 8 and 16.
 #
 # Environment: RUNS (default 3), TIME_RUNS (default 5).
 set -eu
@@ -24,6 +26,7 @@ gm="$build/gmalloc/.libs/libgmalloc.so"
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-alloc.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/rss_driver" "$here/rss_driver.c"
+cc -O2 -o "$tmp/pairs" "$here/pairs.c"
 
 findlib() {
 	for d in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib; do
@@ -130,7 +133,7 @@ done
 echo
 echo "== Debug settings of gmalloc on python3: medians of $TIME_RUNS interleaved runs"
 nallocs=$(env LD_PRELOAD="$gm" GMALLOC_CONF=/dev/null GMALLOC_REPORT_AT_EXIT=on python3 "$w/work.py" 2>&1 >/dev/null |
-	sed -n 's/^  allocs \([0-9]*\) .*/\1/p' | tail -1)
+	sed -n 's/^  allocs \([0-9]*\) .*/\1/p' | awk '{ n += $1 } END { print n }')
 : >"$tmp/p"; : >"$tmp/gd"; : >"$tmp/bt"
 one warm "python3 $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || echo "python3: failed"
 i=0
@@ -148,3 +151,19 @@ for f in p:plain gd:guard=on bt:backtrace_depth=8; do
 		awk '{printf "%-22s %9.3f %9.3f %7.2f %14.0f\n", $1, $2, $3, ($4 > 0 ? $3 / $4 : 0), ($5 > 0 ? ($3 - $4) * 1e9 / $5 : 0)}'
 done
 echo "(allocations in one run: ${nallocs:-unknown})"
+
+echo
+echo "== malloc+free pairs three calls deep (pairs.c): ns per pair, median of $RUNS"
+pairs_ns() {
+	i=0
+	while [ $i -lt "$RUNS" ]; do
+		env "$@" "$tmp/pairs" 300000
+		i=$((i + 1))
+	done | median
+}
+printf '%-26s %8s\n' allocator ns/pair
+printf '%-26s %8s\n' glibc "$(pairs_ns X=1)"
+for d in 0 4 8 16; do
+	printf '%-26s %8s\n' "gmalloc backtrace_depth=$d" \
+		"$(pairs_ns LD_PRELOAD="$gm" GMALLOC_CONF=/dev/null GMALLOC_BACKTRACE_DEPTH=$d)"
+done
