@@ -107,6 +107,10 @@ void anr_free(struct anr_heap *h, void *p);
 /* realloc semantics of C: NULL p allocates; size 0 frees and returns NULL. */
 void *anr_realloc(struct anr_heap *h, void *p, size_t size, unsigned flags);
 size_t anr_usable_size(struct anr_heap *h, const void *p);
+/* Usable bytes freed since the heap was made (deferred frees count when
+ * they are done); read without the lock, for callers that act every so
+ * many bytes freed without asking each block's size. */
+uint64_t anr_freed_bytes(const struct anr_heap *h);
 
 /* p lies inside this heap's reservation (not necessarily live). */
 int anr_owns(const struct anr_heap *h, const void *p);

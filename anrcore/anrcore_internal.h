@@ -141,6 +141,8 @@ struct anr_heap {
 	uint64_t allocs, frees, hook_calls, failures, madvise_calls;
 	size_t madvised_bytes;
 	size_t meta_madvised;    /* atomic: bytes of metadata given back */
+	uint64_t freed_bytes;    /* usable bytes ever freed; written under the
+				  * lock, read without it (anr_freed_bytes) */
 	uint64_t deferred_frees; /* atomic */
 	uint64_t bad_frees;      /* atomic */
 	uint64_t madvise_errors;

@@ -346,6 +346,7 @@ release(struct anr_heap *h, void *p, const struct loc *l)
 	ANR_VG_NOACCESS(h, p, l->usable);
 	h->in_use -= l->usable;
 	h->frees++;
+	__atomic_store_n(&h->freed_bytes, h->freed_bytes + l->usable, __ATOMIC_RELAXED);
 	if (l->slab) {
 		anr_slab_free(h, l->s, l->idx);
 	} else {
@@ -591,6 +592,12 @@ anr_free(struct anr_heap *h, void *p)
 		drain(h);
 	free_locked(h, p, "free");
 	heap_unlock(h);
+}
+
+uint64_t
+anr_freed_bytes(const struct anr_heap *h)
+{
+	return __atomic_load_n(&h->freed_bytes, __ATOMIC_RELAXED);
 }
 
 size_t

@@ -42,7 +42,7 @@ static mb_client gm_mb;
 static pthread_mutex_t gm_mb_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Atomic int gm_mb_state;
 static _Atomic uint64_t gm_held;       /* quota bytes held */
-static _Atomic uint64_t gm_freed;      /* bytes freed since the last check */
+static _Atomic uint64_t gm_freed_mark; /* anr_freed_bytes() at the last check */
 static uint64_t gm_page;               /* bytes per quota page */
 static int gm_mb_opened;               /* gm_mb went through mb_open() */
 
@@ -268,14 +268,20 @@ out:
 	return given;
 }
 
-void gm_broker_note_free(size_t bytes)
+void gm_broker_note_free(void)
 {
 	if (atomic_load_explicit(&gm_mb_state, memory_order_relaxed) != GM_MB_OPEN)
 		return;
-	uint64_t f = atomic_fetch_add_explicit(&gm_freed, bytes, memory_order_relaxed) + bytes;
-	if (f < gm_cfg.quota_step)
+	/* Every quota_step of bytes freed, see whether surplus quota can go
+	 * back: the core counts the bytes, no block's size is looked up. */
+	uint64_t now = anr_freed_bytes(gm_heap_ptr);
+	uint64_t mark = atomic_load_explicit(&gm_freed_mark, memory_order_relaxed);
+	if (now - mark < gm_cfg.quota_step)
 		return;
-	atomic_store_explicit(&gm_freed, 0, memory_order_relaxed);
+	if (!atomic_compare_exchange_strong_explicit(&gm_freed_mark, &mark, now,
+						      memory_order_relaxed,
+						      memory_order_relaxed))
+		return; /* another thread is on it */
 	(void)gm_broker_release(0);
 }
 
@@ -288,7 +294,7 @@ void gm_broker_fork_child(void)
 	/* The parent's quota stays the parent's: the child starts at zero
 	 * and connects on its first need. */
 	atomic_store(&gm_held, 0);
-	atomic_store(&gm_freed, 0);
+	atomic_store(&gm_freed_mark, anr_freed_bytes(gm_heap_ptr));
 	atomic_store(&st_requests, 0);
 	atomic_store(&st_reserves, 0);
 	atomic_store(&st_granted, 0);

@@ -65,7 +65,7 @@ size_t gm_boot_size(const void *p);
 void gm_broker_init(struct anr_heap *h);
 int gm_broker_more(void *arg, struct anr_heap *h, size_t bytes);
 /* Called after frees: return surplus quota above the hysteresis mark. */
-void gm_broker_note_free(size_t bytes);
+void gm_broker_note_free(void);
 size_t gm_broker_release(int force);
 void gm_broker_fork_child(void);
 void gm_broker_report(int fd);

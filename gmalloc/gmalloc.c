@@ -119,12 +119,11 @@ GM_API void free(void *p)
 		gm_early_bad_free(p);
 		return;
 	}
-	size_t bytes = 0;
-	if (gm_trailer_size || gm_broker_open())
-		bytes = gm_size_of(h, p);
+	if (gm_trailer_size)
+		(void)gm_size_of(h, p); /* checks the trailer */
 	anr_free(h, p);
-	if (bytes)
-		gm_broker_note_free(bytes);
+	if (gm_broker_open())
+		gm_broker_note_free();
 }
 
 GM_API void *calloc(size_t n, size_t size)

@@ -1295,6 +1295,41 @@ START_TEST(walk_try_busy)
 }
 END_TEST
 
+START_TEST(freed_bytes_counted)
+{
+	struct anr_heap *h = heap_plain();
+	size_t sizes[] = { 1, 16, 100, 4000, 16384, 16385, 300000 };
+	void *p[7], *q;
+	size_t u[7], uq;
+	uint64_t before = anr_freed_bytes(h), sum = 0;
+
+	for (int i = 0; i < 7; i++) {
+		p[i] = anr_alloc(h, sizes[i], 0);
+		ck_assert_ptr_nonnull(p[i]);
+		u[i] = anr_usable_size(h, p[i]);
+	}
+	ck_assert_uint_eq(anr_freed_bytes(h), before);
+	for (int i = 0; i < 6; i++) {
+		anr_free(h, p[i]);
+		sum += u[i];
+		ck_assert_uint_eq(anr_freed_bytes(h), before + sum);
+	}
+	/* A free deferred while the heap is busy counts once it is done, by
+	 * the next holder of the lock. */
+	pthread_mutex_lock(&h->lock);
+	anr_free(h, p[6]);
+	pthread_mutex_unlock(&h->lock);
+	ck_assert_uint_eq(anr_freed_bytes(h), before + sum);
+	q = anr_alloc(h, 10, 0);
+	sum += u[6];
+	ck_assert_uint_eq(anr_freed_bytes(h), before + sum);
+	uq = anr_usable_size(h, q);
+	anr_free(h, q);
+	ck_assert_uint_eq(anr_freed_bytes(h), before + sum + uq);
+	anr_destroy(h);
+}
+END_TEST
+
 /* Return addresses seen by the functions below, to compare the stack with. */
 static uintptr_t bt_ret_inner, bt_ret_outer;
 
@@ -1500,6 +1535,7 @@ anrcore_suite(void)
 	ADD(span_reuse_and_merge);
 	ADD(walk_and_block_of);
 	ADD(walk_try_busy);
+	ADD(freed_bytes_counted);
 	ADD(backtrace_from_caller);
 	ADD(where_names_file_and_address);
 	ADD(report_and_defaults);
