@@ -190,6 +190,23 @@ void am_frame_lines(int fd, struct am_out *o, const struct anr_modmap *map,
 size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
 		 const uintptr_t **frames);
 
+/* A live block as the reports print it, copied out under the heap lock
+ * (report.c: am_row_fill) so that formatting runs without it. */
+#define AM_REPORT_FRAMES 8
+struct am_row {
+	void *base;
+	const void *user;
+	size_t size;
+	uint64_t seq;
+	const void *caller;
+	const char *file, *func;
+	int line;
+	uint32_t tid, dinfo;
+	uintptr_t frames[AM_REPORT_FRAMES];
+	size_t nframes;
+};
+void am_row_fill(const struct anr_malloc_heap *h, void *base, struct am_row *r);
+
 void am_drain_locked(struct anr_malloc_heap *h);
 
 /* gc.c */

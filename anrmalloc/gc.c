@@ -90,20 +90,9 @@ static void am_scan(struct anr_malloc_heap *h)
 	}
 }
 
-/* One garbage block as seen by the sweep, copied out under the lock. */
-struct am_dead {
-	void *base;
-	const void *user;
-	size_t size;
-	uint64_t seq;
-	const void *caller;
-	const char *file, *func;
-	int line;
-	uintptr_t frames[8];
-	size_t nframes;
-};
-
-static void am_leak_line(int fd, const char *heap, const struct am_dead *d)
+/* One leak line, then the block's stack named with map. */
+static void am_leak_line(int fd, const char *heap, const struct anr_modmap *map,
+			 const struct am_row *d)
 {
 	char line[MB_LOG_LINE_MAX];
 	size_t n;
@@ -117,37 +106,15 @@ static void am_leak_line(int fd, const char *heap, const struct am_dead *d)
 			       d->file, d->line, d->func ? d->func : "?");
 	n += mb_format(line + n, sizeof(line) - n, " heap=%s\n", heap);
 	mb_write_all(fd, line, n);
-	if (d->nframes) {
-		const struct anr_modmap *map = am_map_acquire();
-		am_frame_lines(fd, NULL, map, d->frames, d->nframes);
-		am_map_release();
-	}
-}
-
-static void am_dead_fill(struct anr_malloc_heap *h, struct am_dead *d,
-			 void *base)
-{
-	const struct am_hdr *hd = base;
-	const uintptr_t *f;
-	size_t nf = am_frames(h, hd, &f);
-
-	d->base = base;
-	d->user = (char *)base + hd->user_off;
-	d->size = hd->size;
-	d->seq = hd->seq;
-	d->caller = hd->caller;
-	d->file = hd->file;
-	d->func = hd->func;
-	d->line = hd->line;
-	d->nframes = nf < 8 ? nf : 8;
-	memcpy(d->frames, f, d->nframes * sizeof(f[0]));
+	am_frame_lines(fd, NULL, map, d->frames, d->nframes);
 }
 
 /* Sweep slots [i, i + AM_CHUNK): returns the next index, or 0 at the end. */
 static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
-			     unsigned flags, int fd, struct anr_gc_result *r)
+			     unsigned flags, int fd, const struct anr_modmap *map,
+			     struct anr_gc_result *r)
 {
-	struct am_dead dead[AM_CHUNK];
+	struct am_row dead[AM_CHUNK];
 	size_t nd = 0, end;
 
 	pthread_mutex_lock(&h->lock);
@@ -173,7 +140,7 @@ static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 			r->live_bytes += hd->size;
 			continue;
 		}
-		am_dead_fill(h, &dead[nd], s->base);
+		am_row_fill(h, s->base, &dead[nd]);
 		r->unmarked_blocks++;
 		r->unmarked_bytes += hd->size;
 		if (flags & ANR_GC_FREE) {
@@ -187,7 +154,7 @@ static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 	pthread_mutex_unlock(&h->lock);
 	for (size_t k = 0; k < nd; k++) {
 		if (flags & ANR_GC_REPORT)
-			am_leak_line(fd, h->cfg.name, &dead[k]);
+			am_leak_line(fd, h->cfg.name, map, &dead[k]);
 		if (flags & ANR_GC_FREE) {
 			anr_free(h->core, dead[k].base);
 			r->freed_blocks++;
@@ -232,8 +199,14 @@ API int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 	am_call_markers(h);
 	if (h->cfg.gc_scan)
 		am_scan(h);
-	for (size_t i = 0; (i = am_sweep_chunk(h, i, flags, fd, &r)) != 0;)
+	/* Leak lines name their frames: the mapped files are read once for
+	 * the whole sweep. */
+	int named = (flags & ANR_GC_REPORT) && fd >= 0 && h->cfg.stack_depth;
+	const struct anr_modmap *map = named ? am_map_acquire() : NULL;
+	for (size_t i = 0; (i = am_sweep_chunk(h, i, flags, fd, map, &r)) != 0;)
 		;
+	if (named)
+		am_map_release();
 
 	pthread_mutex_lock(&h->lock);
 	h->gc_running = 0;

@@ -27,7 +27,6 @@
 
 #define API __attribute__((visibility("default")))
 #define AM_OUT_BUF 4096
-#define AM_REPORT_FRAMES 8
 #define AM_SEND_TIMEOUT_S 2
 #define AM_LOWEST_NICE 19
 #define AM_LISTEN_BACKLOG 4
@@ -175,17 +174,25 @@ static void am_report_recorder(struct anr_malloc_heap *h, struct am_out *o)
 	}
 }
 
-struct am_row {
-	const void *user;
-	size_t size;
-	uint64_t seq;
-	const void *caller;
-	const char *file, *func;
-	int line;
-	uint32_t tid, dinfo;
-	uintptr_t frames[AM_REPORT_FRAMES];
-	size_t nframes;
-};
+void am_row_fill(const struct anr_malloc_heap *h, void *base, struct am_row *r)
+{
+	const struct am_hdr *hd = base;
+	const uintptr_t *f;
+	size_t nf = am_frames(h, hd, &f);
+
+	r->base = base;
+	r->user = (char *)base + hd->user_off;
+	r->size = hd->size;
+	r->seq = hd->seq;
+	r->caller = hd->caller;
+	r->file = hd->file;
+	r->func = hd->func;
+	r->line = hd->line;
+	r->tid = hd->tid;
+	r->dinfo = hd->dinfo_len;
+	r->nframes = nf < AM_REPORT_FRAMES ? nf : AM_REPORT_FRAMES;
+	memcpy(r->frames, f, r->nframes * sizeof(f[0]));
+}
 
 static size_t am_copy_rows(struct anr_malloc_heap *h, size_t *i,
 			   struct am_row *rows)
@@ -195,24 +202,10 @@ static size_t am_copy_rows(struct anr_malloc_heap *h, size_t *i,
 	pthread_mutex_lock(&h->lock);
 	for (; *i < h->slots_hw && n < AM_CHUNK; (*i)++) {
 		struct am_slot *s = &h->slots[*i];
-		const struct am_hdr *hd = s->base;
-		const uintptr_t *f;
-		size_t nf;
 
 		if (s->state != AM_SLOT_LIVE)
 			continue;
-		rows[n].user = (const char *)hd + hd->user_off;
-		rows[n].size = hd->size;
-		rows[n].seq = hd->seq;
-		rows[n].caller = hd->caller;
-		rows[n].file = hd->file;
-		rows[n].func = hd->func;
-		rows[n].line = hd->line;
-		rows[n].tid = hd->tid;
-		rows[n].dinfo = hd->dinfo_len;
-		nf = am_frames(h, hd, &f);
-		rows[n].nframes = nf < AM_REPORT_FRAMES ? nf : AM_REPORT_FRAMES;
-		memcpy(rows[n].frames, f, rows[n].nframes * sizeof(f[0]));
+		am_row_fill(h, s->base, &rows[n]);
 		n++;
 	}
 	pthread_mutex_unlock(&h->lock);
