@@ -57,6 +57,7 @@ static const char *const status_names[MB_ST_COUNT] = {
 	[MB_ST_SHUTDOWN] = "SHUTDOWN",
 	[MB_ST_NOREQ] = "NOREQ",
 	[MB_ST_UNKNOWN] = "UNKNOWN",
+	[MB_ST_UIDCAP] = "UIDCAP",
 };
 
 int mb_wire_payload_words(unsigned type)

@@ -111,6 +111,7 @@ enum mb_status {
 	MB_ST_SHUTDOWN = 12,  /* server is shutting down */
 	MB_ST_NOREQ = 13,     /* CANCEL with nothing pending, or stray answer */
 	MB_ST_UNKNOWN = 14,   /* unknown message type */
+	MB_ST_UIDCAP = 15,    /* per-uid cap (pages or connections) reached */
 	MB_ST_COUNT
 };
 

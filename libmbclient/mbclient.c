@@ -154,7 +154,8 @@ static int mbc_status_err(uint64_t st)
 	case MB_ST_TIMEDOUT: return MB_ETIMEDOUT;
 	case MB_ST_CANCELED: return MB_ECANCELED;
 	case MB_ST_OVERRETURN: return MB_EOVERRETURN;
-	case MB_ST_CAP: return MB_ECAP;
+	case MB_ST_CAP:
+	case MB_ST_UIDCAP: return MB_ECAP;
 	case MB_ST_SHUTDOWN: return MB_ESHUTDOWN;
 	case MB_ST_NOREQ: return MB_EINVAL;
 	default: return MB_EPROTO; /* PROTO, NOTREG, UNKNOWN: we broke the rules */
@@ -555,10 +556,12 @@ static int mbc_connect(struct mbc *s)
 		return err;
 	}
 	uint64_t ps = m.w[MB_W_ACK_PAGE_SIZE];
-	if (ps == 0 || (ps & (ps - 1)) != 0 || !mb_wire_count_ok(m.w[MB_W_ACK_TOTAL]))
+	if (ps == 0 || (ps & (ps - 1)) != 0)
 		return mbc_fail(s, MB_EPROTO);
 	s->page_size = ps;
-	s->total = m.w[MB_W_ACK_TOTAL];
+	/* A total past the wire maximum says nothing about this handle. */
+	s->total = m.w[MB_W_ACK_TOTAL] < MB_WIRE_MAX_PAGES ? m.w[MB_W_ACK_TOTAL] :
+		MB_WIRE_MAX_PAGES;
 	s->client_id = m.w[MB_W_ACK_CLIENT_ID];
 
 	if (s->sub_mask) {

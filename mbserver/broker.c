@@ -48,13 +48,19 @@
 
 enum cl_state { CL_NEW, CL_REG, CL_GONE };
 
+struct bclient;
+TAILQ_HEAD(clist, bclient);
+
 #define SHARE_NONE (-1)
 #define NO_DEADLINE UINT64_MAX
 
-/* (client, urgency levels) pairs that already answered one request. */
+/* What one request knows of one client: the urgency levels at which it
+ * already answered, and the query it has yet to answer for it. */
 struct answered {
 	uint64_t id;
-	unsigned levels; /* bit per enum mb_urgency */
+	unsigned levels;       /* bit per enum mb_urgency */
+	struct bclient *asked; /* open ask, or NULL */
+	uint64_t pages;        /* pages asked of it for this request */
 };
 
 struct breq {
@@ -65,7 +71,7 @@ struct breq {
 	uint32_t seq;
 	uint64_t asked, need, acquired;
 	uint64_t started, deadline;
-	struct bclient *sharer;
+	unsigned nsharers; /* clients asked for this request, not answered yet */
 	struct answered *ans;
 	size_t nans, capans;
 	TAILQ_ENTRY(bclient) qlink;
@@ -75,6 +81,10 @@ struct bclient {
 	uint64_t id;
 	enum cl_state state;
 	int allowed;
+	int heard;          /* sent at least one frame */
+	uint64_t since;     /* connected, or last frame while unregistered */
+	struct clist *timer; /* fresh or quiet list it is on, or NULL */
+	TAILQ_ENTRY(bclient) tlink;
 	unsigned kind;
 	struct broker_peer peer;
 	char comm[MB_WIRE_COMM_WORDS * 8 + 1];
@@ -93,8 +103,6 @@ struct bclient {
 	void *user;
 };
 
-TAILQ_HEAD(clist, bclient);
-
 struct broker {
 	struct broker_config cfg;
 	struct broker_ops ops;
@@ -111,6 +119,8 @@ struct broker {
 	struct clist all;
 	struct clist askable;
 	struct clist queue;
+	struct clist fresh; /* no frame yet, oldest connection first */
+	struct clist quiet; /* unregistered, least recently heard first */
 };
 
 #define DEFAULT_ANS_CAP 4
@@ -141,6 +151,14 @@ static const char *kind_name(unsigned kind)
 static const char *urg_name(unsigned urg)
 {
 	return urg == MB_URG_RESERVE ? "RESERVE" : "REQUEST";
+}
+
+/* A command name is shown in logs and status: printable ASCII only. */
+static void sanitize_name(char *name)
+{
+	for (; *name; name++)
+		if (*name < 0x20 || *name > 0x7e)
+			*name = '?';
 }
 
 /* ---- output ---------------------------------------------------------- */
@@ -240,45 +258,76 @@ static void note_events(struct broker *b)
 
 /* ---- requests -------------------------------------------------------- */
 
-static int answered(const struct breq *r, const struct bclient *c, unsigned urg)
+static struct answered *ans_find(const struct breq *r, const struct bclient *c)
 {
 	for (size_t i = 0; i < r->nans; i++)
 		if (r->ans[i].id == c->id)
-			return (r->ans[i].levels & (1u << urg)) != 0;
-	return 0;
+			return &r->ans[i];
+	return NULL;
+}
+
+static int answered(const struct breq *r, const struct bclient *c, unsigned urg)
+{
+	const struct answered *a = ans_find(r, c);
+	return a && (a->levels & (1u << urg)) != 0;
 }
 
 static int answered_any(const struct breq *r, const struct bclient *c)
 {
-	for (size_t i = 0; i < r->nans; i++)
-		if (r->ans[i].id == c->id)
-			return r->ans[i].levels != 0;
-	return 0;
+	const struct answered *a = ans_find(r, c);
+	return a && a->levels != 0;
 }
 
-/* Record an answer.  Out of memory only means the client may be asked
- * again, which the deadlines keep bounded. */
-static void mark_answered(struct breq *r, const struct bclient *c, unsigned urg)
+static int asked(const struct breq *r, const struct bclient *c)
 {
-	for (size_t i = 0; i < r->nans; i++) {
-		if (r->ans[i].id == c->id) {
-			r->ans[i].levels |= 1u << urg;
-			return;
-		}
-	}
+	const struct answered *a = ans_find(r, c);
+	return a && a->asked;
+}
+
+/* The record of c in r, made if missing; NULL when out of memory, which
+ * only means c is not asked for r (or may be asked again): the deadlines
+ * keep that bounded. */
+static struct answered *ans_get(struct breq *r, const struct bclient *c)
+{
+	struct answered *a = ans_find(r, c);
+	if (a)
+		return a;
 	if (r->nans == r->capans) {
 		size_t ncap = r->capans ? r->capans * 2 : DEFAULT_ANS_CAP;
 		struct answered *n = realloc(r->ans, ncap * sizeof(*n));
 		if (!n) {
-			mb_log(MB_LOG_WARNING, "out of memory recording a share answer");
-			return;
+			mb_log(MB_LOG_WARNING, "out of memory recording a share query");
+			return NULL;
 		}
 		r->ans = n;
 		r->capans = ncap;
 	}
-	r->ans[r->nans].id = c->id;
-	r->ans[r->nans].levels = 1u << urg;
-	r->nans++;
+	a = &r->ans[r->nans++];
+	memset(a, 0, sizeof(*a));
+	a->id = c->id;
+	return a;
+}
+
+/* c answered (or left): r no longer waits for it. */
+static struct answered *ans_close(struct breq *r, const struct bclient *c)
+{
+	struct answered *a = ans_find(r, c);
+	if (!a || !a->asked)
+		return NULL;
+	a->asked = NULL;
+	a->pages = 0;
+	r->nsharers--;
+	return a;
+}
+
+/* Pages asked for r and not answered yet. */
+static uint64_t covered(const struct breq *r)
+{
+	uint64_t sum = 0;
+	for (size_t i = 0; i < r->nans; i++)
+		if (r->ans[i].asked)
+			sum = sat_add(sum, r->ans[i].pages);
+	return sum;
 }
 
 static void req_clear(struct breq *r)
@@ -401,36 +450,78 @@ static void build_query(struct bclient *c, unsigned lvl, uint64_t pages)
 	c->sh_pages = sat_add(c->sh_pages, pages);
 }
 
+/* Pages a client can give: what it holds plus, for a source, what it owns. */
+static uint64_t holdings(const struct bclient *c)
+{
+	int64_t h = c->balance + (int64_t)c->source_pages;
+	return h > 0 ? (uint64_t)h : 0;
+}
+
+/* Is a ranked before b?  Sources first, then the largest holder. */
+static int ranks_before(const struct bclient *a, const struct bclient *b)
+{
+	int as = a->kind == MB_KIND_SOURCE, bs = b->kind == MB_KIND_SOURCE;
+	if (as != bs)
+		return as;
+	return holdings(a) > holdings(b);
+}
+
+/* The best client to ask next for owner's request, or NULL; *wait is set
+ * when a busy client may still answer later. */
+static struct bclient *candidate(struct broker *b, struct bclient *owner,
+				 unsigned *lvl_out, int *wait)
+{
+	struct breq *r = &owner->req;
+	struct bclient *c, *best = NULL;
+	unsigned best_lvl = r->urg;
+	TAILQ_FOREACH(c, &b->askable, alink) {
+		if (c == owner || holdings(c) == 0 || answered(r, c, r->urg) || asked(r, c))
+			continue;
+		unsigned lvl = r->urg;
+		if (r->urg == MB_URG_RESERVE && c->kind == MB_KIND_SOURCE &&
+		    !answered_any(r, c))
+			lvl = MB_URG_REQUEST;
+		enum decision d = decide(r, c, lvl);
+		if (d == D_WAIT)
+			*wait = 1;
+		if (d == D_ASK && (!best || ranks_before(c, best))) {
+			best = c;
+			best_lvl = lvl;
+		}
+	}
+	*lvl_out = best_lvl;
+	return best;
+}
+
+/*
+ * Ask holders for each waiting request, in parallel: the largest holders
+ * first, until the pages asked cover what the request still needs.
+ * Clients that hold nothing are never asked.
+ */
 static int assign(struct broker *b)
 {
 	int progress = 0;
 	struct bclient *owner;
 	TAILQ_FOREACH(owner, &b->queue, req.qlink) {
 		struct breq *r = &owner->req;
-		if (r->complete || r->sharer)
+		if (r->complete)
 			continue;
-		struct bclient *c, *chosen = NULL;
-		unsigned lvl = r->urg;
 		int wait = 0;
-		TAILQ_FOREACH(c, &b->askable, alink) {
-			if (c == owner || answered(r, c, r->urg))
-				continue;
-			lvl = r->urg;
-			if (r->urg == MB_URG_RESERVE && c->kind == MB_KIND_SOURCE &&
-			    !answered_any(r, c))
-				lvl = MB_URG_REQUEST;
-			enum decision d = decide(r, c, lvl);
-			if (d == D_WAIT)
-				wait = 1;
-			if (d == D_ASK) {
-				chosen = c;
+		uint64_t cov = covered(r);
+		while (cov < r->need) {
+			unsigned lvl;
+			struct bclient *c = candidate(b, owner, &lvl, &wait);
+			struct answered *a = c ? ans_get(r, c) : NULL;
+			if (!a)
 				break;
-			}
+			uint64_t k = umin(r->need - cov, holdings(c));
+			build_query(c, lvl, k);
+			a->asked = c;
+			a->pages = k;
+			r->nsharers++;
+			cov = sat_add(cov, k);
 		}
-		if (chosen) {
-			build_query(chosen, lvl, r->need);
-			r->sharer = chosen;
-		} else if (!wait) {
+		if (r->nsharers == 0 && !wait) {
 			req_finish(b, owner, MB_ST_DENIED);
 			progress = 1;
 		}
@@ -523,10 +614,10 @@ static void take_share(struct broker *b, struct bclient *c, uint64_t k, int open
 		struct bclient *o;
 		TAILQ_FOREACH(o, &b->queue, req.qlink) {
 			struct breq *r = &o->req;
-			if (r->sharer != c)
+			struct answered *a = ans_close(r, c);
+			if (!a)
 				continue;
-			r->sharer = NULL;
-			mark_answered(r, c, lvl);
+			a->levels |= 1u << lvl;
 			if (r->complete)
 				continue;
 			uint64_t give = umin(left, r->need);
@@ -541,13 +632,6 @@ static void take_share(struct broker *b, struct bclient *c, uint64_t k, int open
 		c->sh_pages = 0;
 	}
 	b->pool += (int64_t)left;
-}
-
-/* Pages a client can give: what it holds plus, for a source, what it owns. */
-static uint64_t holdings(const struct bclient *c)
-{
-	int64_t h = c->balance + (int64_t)c->source_pages;
-	return h > 0 ? (uint64_t)h : 0;
 }
 
 static void on_share_answer(struct broker *b, struct bclient *c,
@@ -578,6 +662,42 @@ static void on_share_answer(struct broker *b, struct bclient *c,
 
 /* ---- client lifecycle ------------------------------------------------- */
 
+/*
+ * Time limits of unregistered connections.  A connection is on `fresh`
+ * until its first frame (handshake_ms), then on `quiet` while it stays
+ * unregistered (idle_ms since its last frame); registering takes it off.
+ * Both lists are ordered by `since`, so their heads are the next deadlines.
+ */
+static void timer_disarm(struct broker *b, struct bclient *c)
+{
+	(void)b;
+	if (c->timer)
+		TAILQ_REMOVE(c->timer, c, tlink);
+	c->timer = NULL;
+}
+
+static void timer_arm(struct broker *b, struct bclient *c, struct clist *l)
+{
+	timer_disarm(b, c);
+	TAILQ_INSERT_TAIL(l, c, tlink);
+	c->timer = l;
+}
+
+static void timer_heard(struct broker *b, struct bclient *c, uint64_t now)
+{
+	c->heard = 1;
+	c->since = now;
+	timer_arm(b, c, &b->quiet);
+}
+
+static uint64_t timer_due(const struct broker *b, const struct clist *l,
+			  uint64_t limit)
+{
+	const struct bclient *c = TAILQ_FIRST(l);
+	(void)b;
+	return c && limit ? sat_add(c->since, limit) : NO_DEADLINE;
+}
+
 static int allowed(const struct broker_config *cfg, const struct broker_peer *p)
 {
 	if (p->uid == 0 || (cfg->nuids == 0 && cfg->ngids == 0))
@@ -599,13 +719,15 @@ struct bclient *broker_connect(struct broker *b, const struct broker_peer *peer,
 		return NULL;
 	c->peer = *peer;
 	c->peer.comm[sizeof(c->peer.comm) - 1] = '\0';
+	sanitize_name(c->peer.comm);
 	memcpy(c->comm, c->peer.comm, sizeof(c->comm));
 	c->user = user;
 	c->state = CL_NEW;
 	c->sh_level = SHARE_NONE;
 	c->allowed = allowed(&b->cfg, peer);
 	TAILQ_INSERT_TAIL(&b->all, c, link);
-	(void)now;
+	c->since = now;
+	timer_arm(b, c, &b->fresh);
 	return c;
 }
 
@@ -622,8 +744,7 @@ static void detach(struct broker *b, struct bclient *c, uint64_t now)
 	}
 	struct bclient *o;
 	TAILQ_FOREACH(o, &b->queue, req.qlink)
-		if (o->req.sharer == c)
-			o->req.sharer = NULL;
+		ans_close(&o->req, c);
 	if (c->balance != 0)
 		mb_log(MB_LOG_INFO, "client %lu (%s, pid %d) leaves holding %ld pages%s",
 		       (unsigned long)c->id, c->comm, (int)c->peer.pid, (long)c->balance,
@@ -645,6 +766,7 @@ void broker_disconnect(struct broker *b, struct bclient *c, uint64_t now)
 		mb_log(MB_LOG_INFO, "client %lu (%s, pid %d) disconnected",
 		       (unsigned long)c->id, c->comm, (int)c->peer.pid);
 	detach(b, c, now);
+	timer_disarm(b, c);
 	TAILQ_REMOVE(&b->all, c, link);
 	free(c);
 }
@@ -653,6 +775,27 @@ static void drop(struct broker *b, struct bclient *c, uint64_t now)
 {
 	detach(b, c, now);
 	b->ops.close(b->ctx, c);
+}
+
+int broker_admit(struct broker *b, struct bclient *c, uint64_t now)
+{
+	uint64_t limit = b->cfg.uid_connections, n = 0;
+	if (!limit || c->peer.uid == 0)
+		return 0;
+	const struct bclient *o;
+	TAILQ_FOREACH(o, &b->all, link)
+		if (o != c && o->state != CL_GONE && o->peer.uid == c->peer.uid)
+			n++;
+	if (n < limit)
+		return 0;
+	struct mb_msg r;
+	mb_msg_init(&r, MB_MSG_ERROR, 0);
+	r.w[MB_W_ERR_STATUS] = MB_ST_UIDCAP;
+	mb_log(MB_LOG_NOTICE, "pid %d uid %u: already %lu connections (uid_connections): "
+	       "refused", (int)c->peer.pid, (unsigned)c->peer.uid, (unsigned long)n);
+	emit(b, c, &r);
+	drop(b, c, now);
+	return -1;
 }
 
 void broker_bad_frame(struct broker *b, struct bclient *c, unsigned status,
@@ -666,6 +809,40 @@ void broker_bad_frame(struct broker *b, struct bclient *c, unsigned status,
 	       (unsigned long)c->id, (int)c->peer.pid, mb_wire_status_name(status));
 	emit(b, c, &r);
 	drop(b, c, now);
+}
+
+static int in_list(const uid_t *ids, size_t n, uid_t id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] == id)
+			return 1;
+	return 0;
+}
+
+/*
+ * May c register as a source declaring src pages?  Only root and the
+ * configured source_uids lend, at most source_max pages each, and the
+ * total stays within what the wire can carry.
+ */
+static unsigned source_verdict(const struct broker *b, const struct bclient *c,
+			       uint64_t src)
+{
+	uint64_t total = b->cfg.initial + b->source_total;
+	if (c->peer.uid != 0 && !in_list(b->cfg.source_uids, b->cfg.nsource_uids,
+					 c->peer.uid)) {
+		mb_log(MB_LOG_NOTICE, "pid %d uid %u may not be a source (source_uids)",
+		       (int)c->peer.pid, (unsigned)c->peer.uid);
+		return MB_ST_PERM;
+	}
+	if (src > b->cfg.source_max) {
+		mb_log(MB_LOG_NOTICE, "pid %d uid %u declares %lu source pages, more than "
+		       "source_max (%lu)", (int)c->peer.pid, (unsigned)c->peer.uid,
+		       (unsigned long)src, (unsigned long)b->cfg.source_max);
+		return MB_ST_CAP;
+	}
+	if (total > MB_WIRE_MAX_PAGES || src > MB_WIRE_MAX_PAGES - total)
+		return MB_ST_INVAL;
+	return MB_ST_OK;
 }
 
 static void on_hello(struct broker *b, struct bclient *c, const struct mb_msg *m,
@@ -683,16 +860,25 @@ static void on_hello(struct broker *b, struct bclient *c, const struct mb_msg *m
 		return;
 	}
 	if (kind >= MB_KIND_COUNT || (kind != MB_KIND_SOURCE && src != 0) ||
-	    !mb_wire_count_ok(src) || src > MB_WIRE_MAX_PAGES - b->source_total) {
+	    !mb_wire_count_ok(src)) {
 		refuse(b, c, m, MB_ST_INVAL);
 		return;
 	}
+	if (kind == MB_KIND_SOURCE) {
+		unsigned st = source_verdict(b, c, src);
+		if (st != MB_ST_OK) {
+			refuse(b, c, m, st);
+			return;
+		}
+	}
 	c->id = ++b->next_id;
 	c->state = CL_REG;
+	timer_disarm(b, c);
 	c->kind = (unsigned)kind;
 	c->source_pages = src;
 	char name[MB_WIRE_COMM_WORDS * 8 + 1];
 	mb_wire_get_comm(&m->w[MB_W_HELLO_COMM], name);
+	sanitize_name(name);
 	if (name[0])
 		memcpy(c->comm, name, sizeof(c->comm));
 	b->source_total += src;
@@ -715,6 +901,44 @@ static void on_hello(struct broker *b, struct bclient *c, const struct mb_msg *m
 	emit(b, c, &r);
 	/* A new bidi client or source is a new candidate for waiting requests. */
 	cycle(b, now);
+}
+
+/* Pages held by the uid's clients, counting what their queued requests
+ * may still receive. */
+static uint64_t uid_held(const struct broker *b, uid_t uid)
+{
+	uint64_t sum = 0;
+	const struct bclient *o;
+	TAILQ_FOREACH(o, &b->all, link) {
+		if (o->state != CL_REG || o->peer.uid != uid)
+			continue;
+		if (o->balance > 0)
+			sum = sat_add(sum, (uint64_t)o->balance);
+		if (o->req.active)
+			sum = sat_add(sum, o->req.asked);
+	}
+	return sum;
+}
+
+/* How many more pages c may ask for: the per-connection cap and the cap
+ * of its uid (root has none); *status names the one that binds. */
+static uint64_t cap_room(const struct broker *b, const struct bclient *c,
+			 unsigned *status)
+{
+	uint64_t room = UINT64_MAX;
+	*status = MB_ST_CAP;
+	if (b->cfg.cap)
+		room = c->balance >= (int64_t)b->cfg.cap ? 0 :
+			(uint64_t)((int64_t)b->cfg.cap - c->balance);
+	if (b->cfg.uid_cap && c->peer.uid != 0) {
+		uint64_t held = uid_held(b, c->peer.uid);
+		uint64_t uroom = held >= b->cfg.uid_cap ? 0 : b->cfg.uid_cap - held;
+		if (uroom < room) {
+			room = uroom;
+			*status = MB_ST_UIDCAP;
+		}
+	}
+	return room;
 }
 
 static uint64_t req_deadline(const struct broker *b, unsigned urg, uint64_t ms,
@@ -747,16 +971,14 @@ static void on_request(struct broker *b, struct bclient *c, const struct mb_msg 
 		refuse(b, c, m, MB_ST_BUSY);
 		return;
 	}
-	if (b->cfg.cap) {
-		uint64_t room = c->balance >= (int64_t)b->cfg.cap ? 0 :
-			(uint64_t)((int64_t)b->cfg.cap - c->balance);
-		if (n > room) {
-			if (urg == MB_URG_RESERVE || room == 0) {
-				refuse(b, c, m, MB_ST_CAP);
-				return;
-			}
-			n = room;
+	unsigned cap_status;
+	uint64_t room = cap_room(b, c, &cap_status);
+	if (n > room) {
+		if (urg == MB_URG_RESERVE || room == 0) {
+			refuse(b, c, m, cap_status);
+			return;
 		}
+		n = room;
 	}
 	if (n == 0) {
 		send_grant(b, c, m->seq, MB_ST_OK, 0);
@@ -933,6 +1155,8 @@ void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
 {
 	if (c->state == CL_GONE)
 		return;
+	if (c->state == CL_NEW)
+		timer_heard(b, c, now);
 	if (!c->allowed) {
 		mb_log(MB_LOG_NOTICE, "pid %d uid %u gid %u is not allowed",
 		       (int)c->peer.pid, (unsigned)c->peer.uid, (unsigned)c->peer.gid);
@@ -1001,9 +1225,24 @@ void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
 
 /* ---- time, configuration, shutdown ------------------------------------ */
 
+/* Close unregistered connections past their time limit. */
+static void expire_silent(struct broker *b, struct clist *l, uint64_t limit,
+			  const char *what, uint64_t now)
+{
+	struct bclient *c;
+	while ((c = TAILQ_FIRST(l)) != NULL && timer_due(b, l, limit) <= now) {
+		timer_disarm(b, c);
+		mb_log(MB_LOG_NOTICE, "pid %d uid %u: %s for %lu ms: closing",
+		       (int)c->peer.pid, (unsigned)c->peer.uid, what, (unsigned long)limit);
+		drop(b, c, now);
+	}
+}
+
 void broker_tick(struct broker *b, uint64_t now)
 {
 	struct bclient *c;
+	expire_silent(b, &b->fresh, b->cfg.handshake_ms, "no frame", now);
+	expire_silent(b, &b->quiet, b->cfg.idle_ms, "unregistered and silent", now);
 	TAILQ_FOREACH(c, &b->queue, req.qlink) {
 		struct breq *r = &c->req;
 		if (r->complete || r->deadline > now)
@@ -1036,32 +1275,53 @@ uint64_t broker_next_deadline(const struct broker *b)
 	TAILQ_FOREACH(c, &b->askable, alink)
 		if (c->sh_sent && c->sh_deadline < next)
 			next = c->sh_deadline;
+	next = umin(next, timer_due(b, &b->fresh, b->cfg.handshake_ms));
+	next = umin(next, timer_due(b, &b->quiet, b->cfg.idle_ms));
 	return next;
+}
+
+static int copy_ids(uid_t **dst, const uid_t *src, size_t n)
+{
+	*dst = NULL;
+	if (!n)
+		return 0;
+	*dst = calloc(n, sizeof(**dst));
+	if (!*dst)
+		return -1;
+	memcpy(*dst, src, n * sizeof(**dst));
+	return 0;
 }
 
 static int copy_config(struct broker_config *dst, const struct broker_config *src)
 {
-	uid_t *uids = NULL;
+	uid_t *uids = NULL, *suids;
 	gid_t *gids = NULL;
+	if (copy_ids(&suids, src->source_uids, src->nsource_uids) != 0)
+		return -1;
 	if (src->nuids) {
 		uids = calloc(src->nuids, sizeof(*uids));
-		if (!uids)
+		if (!uids) {
+			free(suids);
 			return -1;
+		}
 		memcpy(uids, src->uids, src->nuids * sizeof(*uids));
 	}
 	if (src->ngids) {
 		gids = calloc(src->ngids, sizeof(*gids));
 		if (!gids) {
 			free(uids);
+			free(suids);
 			return -1;
 		}
 		memcpy(gids, src->gids, src->ngids * sizeof(*gids));
 	}
 	free(dst->uids);
 	free(dst->gids);
+	free(dst->source_uids);
 	*dst = *src;
 	dst->uids = uids;
 	dst->gids = gids;
+	dst->source_uids = suids;
 	return 0;
 }
 
@@ -1134,6 +1394,8 @@ struct broker *broker_new(const struct broker_config *cfg,
 	TAILQ_INIT(&b->all);
 	TAILQ_INIT(&b->askable);
 	TAILQ_INIT(&b->queue);
+	TAILQ_INIT(&b->fresh);
+	TAILQ_INIT(&b->quiet);
 	return b;
 }
 
@@ -1150,6 +1412,7 @@ void broker_free(struct broker *b)
 	}
 	free(b->cfg.uids);
 	free(b->cfg.gids);
+	free(b->cfg.source_uids);
 	free(b);
 }
 
@@ -1202,8 +1465,18 @@ int broker_check_invariants(const struct broker *b)
 			BROKEN("request of client %lu: %lu + %lu != %lu", (unsigned long)c->id,
 			       (unsigned long)r->need, (unsigned long)r->acquired,
 			       (unsigned long)r->asked);
-		if (r->sharer && (!r->sharer->sh_sent || r->sharer->state != CL_REG))
-			BROKEN("request of client %lu waits on no query", (unsigned long)c->id);
+		unsigned open = 0;
+		for (size_t i = 0; i < r->nans; i++) {
+			const struct bclient *a = r->ans[i].asked;
+			if (!a)
+				continue;
+			open++;
+			if (!a->sh_sent || a->state != CL_REG)
+				BROKEN("request of client %lu waits on no query", (unsigned long)c->id);
+		}
+		if (open != r->nsharers)
+			BROKEN("request of client %lu: %u open asks, counted %u",
+			       (unsigned long)c->id, open, r->nsharers);
 	}
 	if (sum != (int64_t)b->cfg.initial)
 		BROKEN("pool %ld + balances + in flight = %ld, not %lu", (long)b->pool,

@@ -31,6 +31,15 @@ struct broker_config {
 	uint64_t request_deadline_ms; /* default (and longest) wait of a REQUEST */
 	uint64_t share_deadline_ms;   /* how long a bidi client has to answer */
 	uint64_t pool_low;            /* pool at or below this many pages is "low" */
+	/* Trust: who may lend declared pages and how many, and what one user
+	 * may take.  root (uid 0) may always be a source and has no uid caps. */
+	uint64_t source_max;          /* most pages one source may declare */
+	uid_t *source_uids;           /* besides root, who may be a source */
+	size_t nsource_uids;
+	uint64_t uid_cap;             /* most pages all clients of one uid hold; 0: none */
+	uint64_t uid_connections;     /* most connections of one uid; 0: no limit */
+	uint64_t handshake_ms;        /* first frame due this long after connecting; 0: never */
+	uint64_t idle_ms;             /* an unregistered connection silent this long is closed; 0: never */
 	/* Who may register; empty lists allow everyone.  uid 0 is always allowed. */
 	uid_t *uids;
 	size_t nuids;
@@ -63,6 +72,10 @@ void broker_free(struct broker *b);
  * Returns NULL only when out of memory. */
 struct bclient *broker_connect(struct broker *b, const struct broker_peer *peer,
 			       void *user, uint64_t now);
+/* Right after broker_connect: refuse the connection (ERROR MB_ST_UIDCAP
+ * and a close action) when its uid already has uid_connections others.
+ * Returns 0 when admitted, -1 when refused. */
+int broker_admit(struct broker *b, struct bclient *c, uint64_t now);
 /* A decoded frame from c. */
 void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
 		    uint64_t now);

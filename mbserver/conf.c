@@ -15,7 +15,7 @@
 #define F(field) offsetof(struct mbs_conf, field)
 #define S(field) sizeof(((struct mbs_conf *)0)->field)
 
-static const char *const log_targets[] = { "stderr", "syslog", NULL };
+static const char *const log_targets[] = { "stderr", "syslog", "journal", NULL };
 
 const struct mb_conf_key mbs_conf_table[] = {
 	{ "total", MB_CONF_SIZE, F(total), 0, "0",
@@ -32,6 +32,20 @@ const struct mb_conf_key mbs_conf_table[] = {
 	  "groups allowed to register, comma separated names or numbers", NULL },
 	{ "client_cap", MB_CONF_SIZE, F(client_cap), 0, "0",
 	  "most quota one client may hold (0: no cap)", NULL },
+	{ "source_uids", MB_CONF_STRING, F(source_uids), S(source_uids), "",
+	  "users who may register as sources and lend declared pages, besides root (empty: root only)", NULL },
+	{ "source_max", MB_CONF_SIZE, F(source_max), 0, "0",
+	  "most pages one source may declare (0: the broker's own total)", NULL },
+	{ "uid_cap", MB_CONF_SIZE, F(uid_cap), 0, "0",
+	  "most quota all clients of one user may hold together; root exempt (0: no cap)", NULL },
+	{ "uid_connections", MB_CONF_U64, F(uid_connections), 0, "256",
+	  "most connections one user may have open; root exempt (0: no limit)", NULL },
+	{ "handshake_timeout", MB_CONF_DURATION, F(handshake_timeout), 0, "5s",
+	  "a connection that sends no frame within this time is closed (0: never)", NULL },
+	{ "idle_timeout", MB_CONF_DURATION, F(idle_timeout), 0, "60s",
+	  "an unregistered connection silent this long is closed (0: never)", NULL },
+	{ "output_budget", MB_CONF_SIZE, F(output_budget), 0, "32M",
+	  "replies queued for all clients together; past it the largest unread queue is dropped", NULL },
 	{ "request_deadline", MB_CONF_DURATION, F(request_deadline), 0, "2s",
 	  "longest wait of a REQUEST, and its default deadline", NULL },
 	{ "share_deadline", MB_CONF_DURATION, F(share_deadline), 0, "1s",
@@ -41,7 +55,7 @@ const struct mb_conf_key mbs_conf_table[] = {
 	{ "log_level", MB_CONF_LOGLEVEL, F(log_level), 0, "notice",
 	  "highest level logged: err, warning, notice, info, debug", NULL },
 	{ "log_target", MB_CONF_ENUM, F(log_target), 0, "stderr",
-	  "where logs go", log_targets },
+	  "where logs go: stderr (with journald priority prefixes when stderr is the journal), syslog, or journal (always prefixed)", log_targets },
 	MB_CONF_END
 };
 
@@ -59,7 +73,7 @@ int mbs_conf_load(struct mbs_conf *cf, const char *path, int missing_ok,
 		if (rc == -ENOENT && missing_ok) {
 			mb_log(MB_LOG_INFO, "%s: not found, using defaults", path);
 		} else if (rc < 0) {
-			mb_log(MB_LOG_ERR, "%s: cannot read (errno %d)", path, -rc);
+			mb_log(MB_LOG_ERR, "%s: cannot read (%s)", path, strerror(-rc));
 			bad++;
 		} else {
 			bad += rc;
@@ -156,8 +170,10 @@ int mbs_conf_resolve(const struct mbs_conf *cf, uint64_t page_size,
 	memset(out, 0, sizeof(*out));
 	struct idlist u = { (unsigned *)out->uids, 0, 0 };
 	struct idlist g = { (unsigned *)out->gids, 0, 1 };
+	struct idlist su = { (unsigned *)out->source_uids, 0, 0 };
 	if (each_item(cf->allow_uids, "allow_uids", add_id, &u) != 0 ||
-	    each_item(cf->allow_gids, "allow_gids", add_id, &g) != 0)
+	    each_item(cf->allow_gids, "allow_gids", add_id, &g) != 0 ||
+	    each_item(cf->source_uids, "source_uids", add_id, &su) != 0)
 		return -1;
 	out->socket_gid = (gid_t)-1;
 	if (cf->socket_group[0]) {
@@ -182,6 +198,21 @@ int mbs_conf_resolve(const struct mbs_conf *cf, uint64_t page_size,
 	bc->cap = cf->client_cap / page_size;
 	if (cf->client_cap && bc->cap == 0) {
 		mb_log(MB_LOG_ERR, "client_cap: less than one page");
+		return -1;
+	}
+	bc->source_max = cf->source_max ? cf->source_max / page_size : bc->initial;
+	bc->source_uids = out->source_uids;
+	bc->nsource_uids = su.n;
+	bc->uid_cap = cf->uid_cap / page_size;
+	if (cf->uid_cap && bc->uid_cap == 0) {
+		mb_log(MB_LOG_ERR, "uid_cap: less than one page");
+		return -1;
+	}
+	bc->uid_connections = cf->uid_connections;
+	bc->handshake_ms = cf->handshake_timeout;
+	bc->idle_ms = cf->idle_timeout;
+	if (cf->output_budget < MBS_OUTPUT_BUDGET_MIN) {
+		mb_log(MB_LOG_ERR, "output_budget: less than %u bytes", MBS_OUTPUT_BUDGET_MIN);
 		return -1;
 	}
 	bc->request_deadline_ms = cf->request_deadline;

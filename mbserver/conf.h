@@ -16,8 +16,10 @@
 #define MBS_PATH_MAX 108   /* sun_path */
 #define MBS_LIST_MAX 512
 #define MBS_MAX_IDS 64
+#define MBS_OUTPUT_BUDGET_MIN (64 * 1024)
 
-enum mbs_log_target { MBS_LOG_STDERR, MBS_LOG_SYSLOG };
+/* stderr turns into journal when stderr is the journal (JOURNAL_STREAM). */
+enum mbs_log_target { MBS_LOG_STDERR, MBS_LOG_SYSLOG, MBS_LOG_JOURNAL };
 
 struct mbs_conf {
 	uint64_t total;            /* bytes */
@@ -27,6 +29,13 @@ struct mbs_conf {
 	char allow_uids[MBS_LIST_MAX];
 	char allow_gids[MBS_LIST_MAX];
 	uint64_t client_cap;       /* bytes, 0: none */
+	char source_uids[MBS_LIST_MAX];
+	uint64_t source_max;       /* bytes, 0: the total */
+	uint64_t uid_cap;          /* bytes, 0: none */
+	uint64_t uid_connections;  /* 0: no limit */
+	uint64_t handshake_timeout; /* ms */
+	uint64_t idle_timeout;     /* ms */
+	uint64_t output_budget;    /* bytes of replies queued for all clients */
 	uint64_t request_deadline; /* ms */
 	uint64_t share_deadline;   /* ms */
 	uint64_t pool_low;         /* bytes */
@@ -41,6 +50,7 @@ struct mbs_resolved {
 	struct broker_config bc;
 	uid_t uids[MBS_MAX_IDS];
 	gid_t gids[MBS_MAX_IDS];
+	uid_t source_uids[MBS_MAX_IDS];
 	gid_t socket_gid;          /* (gid_t)-1: leave the group alone */
 };
 

@@ -12,6 +12,15 @@
  *
  * Connections freed during one loop round are parked until the round ends,
  * so an epoll event that still names them finds them marked dead.
+ *
+ * Fair service: a connection gets at most FRAMES_PER_TURN frames handled
+ * per loop round; one with more complete frames waiting goes on the
+ * backlog and gets its next share in the next round, after every other
+ * ready connection had its turn (round robin), so a flood of STATUS
+ * requests delays only its sender.  Memory: the reply buffers of all
+ * connections together stay within output_budget; when a reply does not
+ * fit, the connection with the most unread replies is dropped (it is the
+ * one that does not read), never buffered without limit.
  */
 #include "config.h"
 #include "server.h"
@@ -26,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -45,18 +55,24 @@
 #define MAX_WAIT_MS 60000
 #define LISTEN_BACKLOG 4096
 #define SD_LISTEN_FDS_START 3
+#define FRAMES_PER_TURN 16
+#define LOCK_SUFFIX ".lock"
 
 struct conn {
 	int fd;
 	int dead;
 	int closing;
 	int overflow;
+	pid_t pid;
 	int on_flush;
+	int on_backlog;
+	int buried;
 	uint32_t mask; /* epoll interest registered */
 	uint64_t close_by;
 	struct bclient *bc;
 	struct conn *prev, *next; /* all live connections */
 	struct conn *fnext;       /* flush list or graveyard */
+	struct conn *bnext;       /* backlog */
 	unsigned char *out;
 	size_t outoff, outlen, outcap;
 	size_t inlen;
@@ -79,6 +95,9 @@ struct server {
 	struct conn *conns;
 	struct conn *flush;
 	struct conn *grave;
+	struct conn *backlog;
+	size_t out_alloc;         /* reply buffers of live connections */
+	int lock_fd;
 	uint64_t emfile_logged;
 };
 
@@ -111,7 +130,7 @@ static void sd_notify_msg(const char *msg)
 		return;
 	if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
 		   (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n)) < 0)
-		mb_log(MB_LOG_WARNING, "cannot notify the service manager (errno %d)", errno);
+		mb_log(MB_LOG_WARNING, "cannot notify the service manager (%s)", strerror(errno));
 	close(fd);
 }
 
@@ -124,12 +143,39 @@ static void syslog_sink(int level, const char *line, size_t len)
 	syslog(level, "%.*s", (int)len, line);
 }
 
+/* journald reads a "<level>" prefix on each line of a stream it owns. */
+static void journal_sink(int level, const char *line, size_t len)
+{
+	char buf[MB_LOG_LINE_MAX + 8];
+	size_t n = mb_format(buf, sizeof(buf), "<%d>%.*s", level, (int)len, line);
+	if (n > 0 && buf[n - 1] != '\n' && n < sizeof(buf) - 1)
+		buf[n++] = '\n';
+	mb_write_all(2, buf, n);
+}
+
+/* Is stderr the stream systemd named in JOURNAL_STREAM ("dev:ino")? */
+static int stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	struct stat st;
+	char want[64];
+	if (!js || fstat(2, &st) != 0)
+		return 0;
+	mb_format(want, sizeof(want), "%lu:%lu", (unsigned long)st.st_dev,
+		  (unsigned long)st.st_ino);
+	return strcmp(js, want) == 0;
+}
+
 static void apply_log(const struct mbs_conf *cf)
 {
 	if (cf->log_target == MBS_LOG_SYSLOG) {
 		openlog("mbserver", LOG_PID | LOG_NDELAY, LOG_DAEMON);
 		mb_log_init("", -1, cf->log_level);
 		mb_log_set_sink(syslog_sink);
+	} else if (cf->log_target == MBS_LOG_JOURNAL ||
+		   (cf->log_target == MBS_LOG_STDERR && stderr_is_journal())) {
+		mb_log_init("", -1, cf->log_level);
+		mb_log_set_sink(journal_sink);
 	} else {
 		mb_log_set_sink(NULL);
 		mb_log_init("mbserver", 2, cf->log_level);
@@ -146,7 +192,7 @@ static void set_mask(struct server *s, struct conn *c, uint32_t mask)
 	if (epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
 		c->mask = mask;
 	else
-		mb_log(MB_LOG_WARNING, "epoll_ctl: errno %d", errno);
+		mb_log(MB_LOG_WARNING, "epoll_ctl: %s", strerror(errno));
 }
 
 static void want_flush(struct server *s, struct conn *c)
@@ -156,6 +202,33 @@ static void want_flush(struct server *s, struct conn *c)
 	c->on_flush = 1;
 	c->fnext = s->flush;
 	s->flush = c;
+}
+
+/* A dead connection is freed when the round ends and no list holds it. */
+static void maybe_bury(struct server *s, struct conn *c)
+{
+	if (!c->dead || c->on_flush || c->on_backlog || c->buried)
+		return;
+	c->buried = 1;
+	c->fnext = s->grave;
+	s->grave = c;
+}
+
+static void want_backlog(struct server *s, struct conn *c)
+{
+	if (c->on_backlog || c->dead)
+		return;
+	c->on_backlog = 1;
+	c->bnext = s->backlog;
+	s->backlog = c;
+}
+
+static void out_free(struct server *s, struct conn *c)
+{
+	s->out_alloc -= c->outcap;
+	free(c->out);
+	c->out = NULL;
+	c->outcap = 0;
 }
 
 static void destroy(struct server *s, struct conn *c)
@@ -178,20 +251,50 @@ static void destroy(struct server *s, struct conn *c)
 	c->bc = NULL;
 	if (bc)
 		broker_disconnect(s->b, bc, s->now);
-	free(c->out);
+	if (!c->overflow)
+		out_free(s, c);
+	else
+		free(c->out); /* already taken off out_alloc */
 	c->out = NULL;
-	/* It may still sit on the flush list: park it and free it when the
-	 * round is over. */
-	if (!c->on_flush) {
-		c->fnext = s->grave;
-		s->grave = c;
-	}
+	/* It may still sit on the flush list or the backlog: park it and free
+	 * it when the round is over. */
+	maybe_bury(s, c);
 }
 
 static size_t out_hard(const struct server *s)
 {
 	/* Enough for a full STATUS with every connection listed, twice. */
-	return OUT_HARD_MIN + 2 * (size_t)s->nconns * MB_WIRE_MAX_FRAME;
+	size_t hard = OUT_HARD_MIN + 2 * (size_t)s->nconns * MB_WIRE_MAX_FRAME;
+	return hard < s->cf.output_budget ? hard : (size_t)s->cf.output_budget;
+}
+
+/* Mark c to be dropped: it gets no more frames and its buffer no longer
+ * counts against the budget (it is freed before the round ends). */
+static void overflow(struct server *s, struct conn *c, const char *why)
+{
+	mb_log(MB_LOG_NOTICE, "client %lu (pid %d) %s: disconnecting",
+	       (unsigned long)broker_client_id(c->bc), (int)c->pid, why);
+	c->overflow = 1;
+	s->out_alloc -= c->outcap;
+	want_flush(s, c);
+}
+
+/* Make room for `grow` more bytes of reply buffers for c: drop the
+ * connections with the most unread replies while that is not c.  0 when
+ * the room is there, -1 when c itself is the one to drop. */
+static int out_room(struct server *s, struct conn *c, size_t grow)
+{
+	while (s->out_alloc + grow > s->cf.output_budget) {
+		struct conn *v = NULL, *o;
+		for (o = s->conns; o; o = o->next)
+			if (!o->dead && !o->overflow && (!v || o->outlen - o->outoff >
+							 v->outlen - v->outoff))
+				v = o;
+		if (!v || v == c || v->outlen - v->outoff <= c->outlen - c->outoff)
+			return -1;
+		overflow(s, v, "has the most unread replies with the output budget full");
+	}
+	return 0;
 }
 
 static void cb_send(void *ctx, struct bclient *bc, const struct mb_msg *m)
@@ -202,10 +305,7 @@ static void cb_send(void *ctx, struct bclient *bc, const struct mb_msg *m)
 		return;
 	size_t queued = c->outlen - c->outoff;
 	if (queued + MB_WIRE_MAX_FRAME > out_hard(s)) {
-		mb_log(MB_LOG_NOTICE, "client %lu does not read its replies: disconnecting",
-		       (unsigned long)broker_client_id(bc));
-		c->overflow = 1;
-		want_flush(s, c);
+		overflow(s, c, "does not read its replies");
 		return;
 	}
 	if (c->outlen + MB_WIRE_MAX_FRAME > c->outcap) {
@@ -216,13 +316,16 @@ static void cb_send(void *ctx, struct bclient *bc, const struct mb_msg *m)
 		}
 		if (c->outlen + MB_WIRE_MAX_FRAME > c->outcap) {
 			size_t ncap = c->outcap ? c->outcap * 2 : 1024;
-			unsigned char *n = realloc(c->out, ncap);
-			if (!n) {
-				mb_log(MB_LOG_ERR, "out of memory queueing a reply: disconnecting");
-				c->overflow = 1;
-				want_flush(s, c);
+			if (out_room(s, c, ncap - c->outcap) != 0) {
+				overflow(s, c, "does not read its replies with the output budget full");
 				return;
 			}
+			unsigned char *n = realloc(c->out, ncap);
+			if (!n) {
+				overflow(s, c, "cannot have a reply queued (out of memory)");
+				return;
+			}
+			s->out_alloc += ncap - c->outcap;
 			c->out = n;
 			c->outcap = ncap;
 		}
@@ -256,6 +359,13 @@ static void cb_close(void *ctx, struct bclient *bc)
 
 static const struct broker_ops server_ops = { cb_send, cb_close };
 
+/* A complete (or malformed) frame waits in the input buffer. */
+static int has_frame(const struct conn *c)
+{
+	struct mb_msg m;
+	return c->inlen > 0 && mb_wire_decode(c->in, c->inlen, &m) != 0;
+}
+
 /* Write what is queued; update the epoll interest; finish a close. */
 static void flush_conn(struct server *s, struct conn *c)
 {
@@ -281,18 +391,18 @@ static void flush_conn(struct server *s, struct conn *c)
 	}
 	if (c->outoff == c->outlen) {
 		c->outoff = c->outlen = 0;
-		if (c->outcap > OUT_SHRINK) {
-			free(c->out);
-			c->out = NULL;
-			c->outcap = 0;
-		}
+		if (c->outcap > OUT_SHRINK)
+			out_free(s, c);
 		if (c->closing) {
 			destroy(s, c);
 			return;
 		}
 	}
 	uint32_t mask = 0;
-	if (!c->closing && c->outlen - c->outoff < OUT_SOFT)
+	int can_take = !c->closing && c->outlen - c->outoff < OUT_SOFT;
+	if (can_take && has_frame(c))
+		want_backlog(s, c); /* frames left over from its last turn */
+	if (can_take && c->inlen < IN_CAP)
 		mask |= EPOLLIN;
 	if (c->outlen > c->outoff)
 		mask |= EPOLLOUT;
@@ -306,8 +416,7 @@ static void run_flush(struct server *s)
 		s->flush = c->fnext;
 		c->on_flush = 0;
 		if (c->dead) {
-			c->fnext = s->grave;
-			s->grave = c;
+			maybe_bury(s, c);
 			continue;
 		}
 		flush_conn(s, c);
@@ -316,6 +425,16 @@ static void run_flush(struct server *s)
 
 static void bury(struct server *s)
 {
+	/* The backlog can name connections that died this round. */
+	for (struct conn *c = s->backlog, **pp = &s->backlog; c; c = *pp) {
+		if (c->dead) {
+			*pp = c->bnext;
+			c->on_backlog = 0;
+			maybe_bury(s, c);
+		} else {
+			pp = &c->bnext;
+		}
+	}
 	while (s->grave) {
 		struct conn *c = s->grave;
 		s->grave = c->fnext;
@@ -323,10 +442,14 @@ static void bury(struct server *s)
 	}
 }
 
+/* Handle up to FRAMES_PER_TURN complete frames, fewer when the replies
+ * queued reach OUT_SOFT; what is left waits for the connection's next
+ * turn (flush_conn puts it on the backlog). */
 static void parse_input(struct server *s, struct conn *c)
 {
 	size_t off = 0;
-	while (!c->dead && !c->closing && off < c->inlen) {
+	for (int n = 0; n < FRAMES_PER_TURN && !c->dead && !c->closing && off < c->inlen &&
+	     c->outlen - c->outoff < OUT_SOFT; n++) {
 		struct mb_msg m;
 		int rc = mb_wire_decode(c->in + off, c->inlen - off, &m);
 		if (rc == 0)
@@ -347,10 +470,31 @@ static void parse_input(struct server *s, struct conn *c)
 	}
 	memmove(c->in, c->in + off, c->inlen - off);
 	c->inlen -= off;
+	want_flush(s, c); /* recompute its epoll interest and its backlog */
+}
+
+/* One turn for every connection that had frames left over. */
+static void run_backlog(struct server *s)
+{
+	struct conn *list = s->backlog;
+	s->backlog = NULL;
+	while (list) {
+		struct conn *c = list;
+		list = c->bnext;
+		c->on_backlog = 0;
+		if (c->dead) {
+			maybe_bury(s, c);
+			continue;
+		}
+		if (!c->closing)
+			parse_input(s, c);
+	}
 }
 
 static void handle_input(struct server *s, struct conn *c)
 {
+	if (c->inlen >= IN_CAP)
+		return; /* its buffer waits for its next turn */
 	for (;;) {
 		ssize_t n = read(c->fd, c->in + c->inlen, IN_CAP - c->inlen);
 		if (n < 0 && errno == EINTR)
@@ -454,14 +598,14 @@ static void handle_accept(struct server *s)
 					return;
 				continue;
 			}
-			mb_log(MB_LOG_WARNING, "accept: errno %d", errno);
+			mb_log(MB_LOG_WARNING, "accept: %s", strerror(errno));
 			pause_accept(s);
 			return;
 		}
 		struct ucred cred;
 		socklen_t len = sizeof(cred);
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-			mb_log(MB_LOG_WARNING, "SO_PEERCRED: errno %d", errno);
+			mb_log(MB_LOG_WARNING, "SO_PEERCRED: %s", strerror(errno));
 			close(fd);
 			continue;
 		}
@@ -480,6 +624,7 @@ static void handle_accept(struct server *s)
 			continue;
 		}
 		c->fd = fd;
+		c->pid = cred.pid;
 		c->mask = EPOLLIN;
 		c->next = s->conns;
 		if (s->conns)
@@ -488,6 +633,7 @@ static void handle_accept(struct server *s)
 		s->nconns++;
 		mb_log(MB_LOG_DEBUG, "connection from pid %d uid %u", (int)cred.pid,
 		       (unsigned)cred.uid);
+		broker_admit(s->b, c->bc, s->now);
 	}
 }
 
@@ -551,7 +697,7 @@ static int probe_live(const char *path)
 		return 1; /* EAGAIN: a listener whose backlog is full */
 	if (e == ECONNREFUSED)
 		return 0;
-	mb_log(MB_LOG_ERR, "%s: cannot probe the socket (errno %d)", path, e);
+	mb_log(MB_LOG_ERR, "%s: cannot probe the socket (%s)", path, strerror(e));
 	return -1;
 }
 
@@ -571,15 +717,48 @@ static void set_socket_perms(struct server *s)
 {
 	const char *path = s->cf.socket;
 	if (chmod(path, s->cf.socket_mode) != 0)
-		mb_log(MB_LOG_WARNING, "chmod %s: errno %d", path, errno);
+		mb_log(MB_LOG_WARNING, "chmod %s: %s", path, strerror(errno));
 	if (s->res.socket_gid != (gid_t)-1 && chown(path, (uid_t)-1, s->res.socket_gid) != 0)
-		mb_log(MB_LOG_WARNING, "chown %s: errno %d", path, errno);
+		mb_log(MB_LOG_WARNING, "chown %s: %s", path, strerror(errno));
+}
+
+/*
+ * Take the lock file beside the socket, held for the life of the process:
+ * of two brokers started at the same moment on one path, the second stops
+ * here instead of racing the first through probe, unlink and bind.  The
+ * file is never removed (removing it would let a third broker lock a new
+ * file while the first still holds the old one).
+ */
+static int take_lock(struct server *s)
+{
+	char lock[MBS_PATH_MAX + sizeof(LOCK_SUFFIX)];
+	mb_format(lock, sizeof(lock), "%s%s", s->cf.socket, LOCK_SUFFIX);
+	make_parent(s->cf.socket);
+	int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0) {
+		mb_log(MB_LOG_ERR, "cannot open the lock file %s: %s", lock, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+		if (e == EWOULDBLOCK)
+			mb_log(MB_LOG_ERR, "another broker is already listening on %s "
+			       "(it holds %s)", s->cf.socket, lock);
+		else
+			mb_log(MB_LOG_ERR, "cannot lock %s: %s", lock, strerror(e));
+		close(fd);
+		return -1;
+	}
+	s->lock_fd = fd;
+	return 0;
 }
 
 static int bind_socket(struct server *s)
 {
 	const char *path = s->cf.socket;
 	struct sockaddr_un sa;
+	if (take_lock(s) != 0)
+		return -1;
 	int live = probe_live(path);
 	if (live < 0)
 		return -1;
@@ -594,7 +773,7 @@ static int bind_socket(struct server *s)
 	make_parent(path);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0) {
-		mb_log(MB_LOG_ERR, "socket: errno %d", errno);
+		mb_log(MB_LOG_ERR, "socket: %s", strerror(errno));
 		return -1;
 	}
 	mode_t old = umask((mode_t)(~s->cf.socket_mode & 0777));
@@ -602,13 +781,13 @@ static int bind_socket(struct server *s)
 	int e = errno;
 	umask(old);
 	if (rc != 0) {
-		mb_log(MB_LOG_ERR, "bind %s: errno %d%s", path, e,
+		mb_log(MB_LOG_ERR, "bind %s: %s%s", path, strerror(e),
 		       e == EADDRINUSE ? " (another broker started meanwhile)" : "");
 		close(fd);
 		return -1;
 	}
 	if (listen(fd, LISTEN_BACKLOG) != 0) {
-		mb_log(MB_LOG_ERR, "listen: errno %d", errno);
+		mb_log(MB_LOG_ERR, "listen: %s", strerror(errno));
 		close(fd);
 		unlink(path);
 		return -1;
@@ -625,7 +804,7 @@ static void raise_nofile(void)
 		return;
 	rl.rlim_cur = rl.rlim_max;
 	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-		mb_log(MB_LOG_WARNING, "cannot raise the descriptor limit (errno %d)", errno);
+		mb_log(MB_LOG_WARNING, "cannot raise the descriptor limit (%s)", strerror(errno));
 }
 
 /* ---- configuration ----------------------------------------------------- */
@@ -661,6 +840,7 @@ static void reload(struct server *s)
 	s->res = res;
 	s->res.bc.uids = s->res.uids;
 	s->res.bc.gids = s->res.gids;
+	s->res.bc.source_uids = s->res.source_uids;
 	apply_log(&s->cf);
 	if (!s->activated)
 		set_socket_perms(s);
@@ -726,11 +906,11 @@ static void loop(struct server *s)
 	struct epoll_event evs[MAX_EVENTS];
 	while (!s->stop) {
 		s->now = now_ms();
-		int n = epoll_wait(s->ep, evs, MAX_EVENTS, wait_timeout(s));
+		int n = epoll_wait(s->ep, evs, MAX_EVENTS, s->backlog ? 0 : wait_timeout(s));
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			mb_log(MB_LOG_ERR, "epoll_wait: errno %d", errno);
+			mb_log(MB_LOG_ERR, "epoll_wait: %s", strerror(errno));
 			n = 0;
 		}
 		s->now = now_ms();
@@ -758,6 +938,8 @@ static void loop(struct server *s)
 			}
 			run_flush(s);
 		}
+		run_backlog(s);
+		run_flush(s);
 		expire(s);
 		run_flush(s);
 		bury(s);
@@ -781,7 +963,7 @@ int server_main(const struct server_opts *opts)
 	struct server *s = &sv;
 	memset(s, 0, sizeof(*s));
 	s->opts = opts;
-	s->lfd = s->sfd = s->ep = s->reserve_fd = -1;
+	s->lfd = s->sfd = s->ep = s->reserve_fd = s->lock_fd = -1;
 	long ps = sysconf(_SC_PAGESIZE);
 	if (load_config(opts, &s->cf, &s->res, ps > 0 ? (uint64_t)ps : 4096) != 0)
 		return 1;
@@ -796,7 +978,7 @@ int server_main(const struct server_opts *opts)
 	sigaddset(&set, SIGHUP);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) != 0 ||
 	    (s->sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
-		mb_log(MB_LOG_ERR, "signalfd: errno %d", errno);
+		mb_log(MB_LOG_ERR, "signalfd: %s", strerror(errno));
 		return 1;
 	}
 	int afd = activated_socket();
@@ -815,14 +997,14 @@ int server_main(const struct server_opts *opts)
 	s->b = broker_new(&s->res.bc, &server_ops, s, s->now);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &signal_tag };
 	if (s->ep < 0 || !s->b || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->sfd, &ev) != 0) {
-		mb_log(MB_LOG_ERR, "cannot set up the event loop (errno %d)", errno);
+		mb_log(MB_LOG_ERR, "cannot set up the event loop (%s)", strerror(errno));
 		if (!s->activated)
 			unlink(s->cf.socket);
 		return 1;
 	}
 	resume_accept(s);
 	if (!s->listening) {
-		mb_log(MB_LOG_ERR, "cannot watch the listening socket (errno %d)", errno);
+		mb_log(MB_LOG_ERR, "cannot watch the listening socket (%s)", strerror(errno));
 		if (!s->activated)
 			unlink(s->cf.socket);
 		return 1;
@@ -840,12 +1022,14 @@ int server_main(const struct server_opts *opts)
 	shutdown_all(s);
 	close(s->lfd);
 	if (!s->activated && unlink(s->cf.socket) != 0)
-		mb_log(MB_LOG_WARNING, "unlink %s: errno %d", s->cf.socket, errno);
+		mb_log(MB_LOG_WARNING, "unlink %s: %s", s->cf.socket, strerror(errno));
 	broker_free(s->b);
 	close(s->ep);
 	close(s->sfd);
 	if (s->reserve_fd >= 0)
 		close(s->reserve_fd);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
 	mb_log(MB_LOG_NOTICE, "stopped");
 	return 0;
 }

@@ -58,18 +58,24 @@ static void check(void)
 	ck_assert_int_eq(broker_check_invariants(b), 0);
 }
 
+/* The test clients run as uid 1000, which may be a source here. */
+static uid_t source_uids[] = { 1000 };
+
 static void setup_cfg(uint64_t initial)
 {
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.page_size = PAGE;
 	cfg.initial = initial;
+	cfg.source_uids = source_uids;
+	cfg.nsource_uids = 1;
+	cfg.source_max = MB_WIRE_MAX_PAGES;
 	cfg.request_deadline_ms = REQ_DL;
 	cfg.share_deadline_ms = SHARE_DL;
 }
 
 static void start(uint64_t initial)
 {
-	mb_log_init("test_broker", 2, MB_LOG_ERR);
+	mb_log_init("test_broker", 2, getenv("TB_DEBUG") ? MB_LOG_DEBUG : MB_LOG_ERR);
 	now = 1000;
 	setup_cfg(initial);
 	b = broker_new(&cfg, &ops, NULL, now);
@@ -478,12 +484,13 @@ static void request_on_requested(unsigned q1, unsigned q2)
 	none(sink); /* waits on bidi1's open query */
 	answer(b1, 5);
 	expect_grant(b2, MB_ST_OK, 10);
-	expect_query(b1, u2, 5);
+	/* The largest holder is asked now. */
+	expect_query(b2, u2, 5);
 	none(sink);
-	answer(b1, 5);
+	answer(b2, 5);
 	expect_grant(sink, MB_ST_OK, 5);
-	bal(b1, 0);
-	bal(b2, 10);
+	bal(b1, 5);
+	bal(b2, 5);
 	bal(sink, 5);
 	pool_is(0);
 	bye(b1);
@@ -551,21 +558,13 @@ START_TEST(t13_multiple_requests)
 		k[i] = hello(MB_KIND_SINK, 0);
 	send2(k[0], MB_MSG_REQUEST, 10, 0);
 	expect_query(src, MB_URG_REQUEST, 10);
+	/* e2 and e3 hold nothing: they are never asked; the others wait for
+	 * the source's open query. */
 	send2(k[1], MB_MSG_REQUEST, 20, 0);
-	expect_query(e2, MB_URG_REQUEST, 20);
-	answer(e2, 0);
-	expect_query(e3, MB_URG_REQUEST, 20);
-	answer(e3, 0);
 	send2(k[2], MB_MSG_RESERVE, 30, 0);
-	expect_query(e2, MB_URG_RESERVE, 30);
-	answer(e2, 0);
-	expect_query(e3, MB_URG_RESERVE, 30);
-	answer(e3, 0);
 	send2(k[3], MB_MSG_RESERVE, 40, 0);
-	expect_query(e2, MB_URG_RESERVE, 40);
-	answer(e2, 0);
-	expect_query(e3, MB_URG_RESERVE, 40);
-	answer(e3, 0);
+	none(e2);
+	none(e3);
 	for (int i = 0; i < 4; i++)
 		none(k[i]);
 	struct mb_msg head;
@@ -651,8 +650,7 @@ START_TEST(t15_io_errors)
 	/* A source vanishes while owed one page. */
 	bye(src);
 	send2(sink, MB_MSG_REQUEST, 5, 0);
-	expect_query(bidi, MB_URG_REQUEST, 5);
-	answer(bidi, 0);
+	none(bidi); /* it holds nothing: not asked */
 	expect_grant(sink, MB_ST_OK, 0);
 	struct mb_msg q = query(sink);
 	ck_assert_uint_eq(q.w[MB_W_QR_TOTAL], 0);
@@ -763,9 +761,11 @@ START_TEST(defect_negative_pool_negative_return)
 	struct tc *bsrc = hello(MB_KIND_SOURCE, 10);
 	struct tc *sink = hello(MB_KIND_SINK, 0);
 	send2(sink, MB_MSG_REQUEST, 15, 0);
-	expect_query(bsrc, MB_URG_REQUEST, 15); /* newest source first */
-	answer(bsrc, 10);
+	/* Both at once, newest source first among equals. */
+	expect_query(bsrc, MB_URG_REQUEST, 10);
 	expect_query(a, MB_URG_REQUEST, 5);
+	answer(bsrc, 10);
+	none(sink);
 	answer(a, 5);
 	expect_grant(sink, MB_ST_OK, 15);
 	bye(a); /* leaves with 5 lent: the pool takes the debt */
@@ -910,11 +910,13 @@ END_TEST
 /* 7.1-9: a failed RESERVE leaves the queue at once and for good. */
 START_TEST(defect_reserve_revived)
 {
-	start(5);
+	start(6);
 	struct tc *bidi = hello(MB_KIND_BIDI, 0);
 	struct tc *sink = hello(MB_KIND_SINK, 0);
+	send2(bidi, MB_MSG_REQUEST, 1, 0);
+	expect_grant(bidi, MB_ST_OK, 1);
 	send2(sink, MB_MSG_RESERVE, 8, 0);
-	expect_query(bidi, MB_URG_RESERVE, 3);
+	expect_query(bidi, MB_URG_RESERVE, 1); /* all it holds */
 	answer(bidi, 0);
 	expect_grant(sink, MB_ST_DENIED, 0);
 	ck_assert_uint_eq(broker_nqueued(b), 0);
@@ -1010,10 +1012,16 @@ START_TEST(defect_trust_everything)
 	m.w[MB_W_HELLO_SOURCE_PAGES] = MB_WIRE_MAX_PAGES + 1;
 	deliver(s, &m);
 	ck_assert_uint_eq(expect(s, MB_MSG_HELLO_ACK).w[0], MB_ST_INVAL);
+	/* The total never passes what the wire can carry. */
 	m.w[MB_W_HELLO_SOURCE_PAGES] = MB_WIRE_MAX_PAGES;
 	deliver(s, &m);
+	ck_assert_uint_eq(expect(s, MB_MSG_HELLO_ACK).w[0], MB_ST_INVAL);
+	m.w[MB_W_HELLO_SOURCE_PAGES] = MB_WIRE_MAX_PAGES - 100;
+	deliver(s, &m);
 	ck_assert_uint_eq(expect(s, MB_MSG_HELLO_ACK).w[0], MB_ST_OK);
+	ck_assert_uint_eq(broker_total(b), MB_WIRE_MAX_PAGES);
 	struct tc *s2 = tc_conn_as(1000, 1000);
+	m.w[MB_W_HELLO_SOURCE_PAGES] = 1;
 	deliver(s2, &m);
 	ck_assert_uint_eq(expect(s2, MB_MSG_HELLO_ACK).w[0], MB_ST_INVAL);
 	/* A sink may not declare source pages. */
@@ -1021,11 +1029,68 @@ START_TEST(defect_trust_everything)
 	m.w[MB_W_HELLO_SOURCE_PAGES] = 1;
 	deliver(s2, &m);
 	ck_assert_uint_eq(expect(s2, MB_MSG_HELLO_ACK).w[0], MB_ST_INVAL);
-	ck_assert_uint_eq(broker_total(b), 100 + MB_WIRE_MAX_PAGES);
+	ck_assert_uint_eq(broker_total(b), MB_WIRE_MAX_PAGES);
 	bye(s);
 	bye(s2);
 	bye(sink);
 	bye(bidi);
+	finish();
+}
+END_TEST
+
+static struct tc *hello_as(uid_t uid, unsigned kind, uint64_t src, unsigned status)
+{
+	struct tc *c = tc_conn_as(uid, uid);
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_HELLO, ++c->seq);
+	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+	m.w[MB_W_HELLO_KIND] = kind;
+	m.w[MB_W_HELLO_SOURCE_PAGES] = src;
+	deliver(c, &m);
+	struct mb_msg a = expect(c, MB_MSG_HELLO_ACK);
+	ck_assert_msg(a.w[MB_W_ACK_STATUS] == status, "HELLO as uid %u: %s, expected %s",
+		      (unsigned)uid, mb_wire_status_name((unsigned)a.w[0]),
+		      mb_wire_status_name(status));
+	c->id = a.w[MB_W_ACK_CLIENT_ID];
+	return c;
+}
+
+/* Issue 10: a source declared 1,000,000 pages on a 100-page broker,
+ * returned them, and another client was granted 900,000.  Who may be a
+ * source and how much it may declare come from the configuration. */
+START_TEST(source_declaration_bounded)
+{
+	start(0);
+	broker_free(b);
+	setup_cfg(100);
+	cfg.nsource_uids = 0; /* the default: root only */
+	cfg.source_max = 100; /* the default: the broker's own total */
+	b = broker_new(&cfg, &ops, NULL, now);
+	struct tc *user = hello_as(1000, MB_KIND_SOURCE, 1000000, MB_ST_PERM);
+	ck_assert_uint_eq(broker_total(b), 100);
+	struct tc *root = hello_as(0, MB_KIND_SOURCE, 1000000, MB_ST_CAP);
+	ck_assert_uint_eq(broker_total(b), 100);
+	struct tc *root2 = hello_as(0, MB_KIND_SOURCE, 100, MB_ST_OK);
+	ck_assert_uint_eq(broker_total(b), 200);
+	/* Returning declared pages and asking for them gives no more. */
+	struct tc *sink = hello(MB_KIND_SINK, 0);
+	send2(sink, MB_MSG_REQUEST, 900000, 0);
+	expect_query(root2, MB_URG_REQUEST, 100);
+	answer(root2, 100);
+	expect_grant(sink, MB_ST_OK, 200);
+	/* A listed uid may be a source, within source_max. */
+	setup_cfg(100);
+	cfg.source_max = 50;
+	broker_reconfigure(b, &cfg, now);
+	check();
+	struct tc *listed = hello_as(1000, MB_KIND_SOURCE, 51, MB_ST_CAP);
+	struct tc *listed2 = hello_as(1000, MB_KIND_SOURCE, 50, MB_ST_OK);
+	bye(user);
+	bye(root);
+	bye(root2);
+	bye(sink);
+	bye(listed);
+	bye(listed2);
 	finish();
 }
 END_TEST
@@ -1057,7 +1122,7 @@ START_TEST(request_deadline_partial)
 	ret(bidi, 1, MB_ST_OK);
 	/* A client deadline shorter than the share deadline ends it first. */
 	send2(sink, MB_MSG_REQUEST, 5, 100);
-	expect_query(bidi, MB_URG_REQUEST, 4);
+	expect_query(bidi, MB_URG_REQUEST, 2); /* no more than it holds */
 	ck_assert_uint_eq(broker_next_deadline(b), now + 100);
 	advance(100);
 	expect_grant(sink, MB_ST_OK, 1); /* partial: what it held */
@@ -1072,15 +1137,12 @@ START_TEST(request_deadline_partial)
 	send2(b2, MB_MSG_REQUEST, 3, 0);
 	expect_grant(b2, MB_ST_OK, 3);
 	send2(sink, MB_MSG_REQUEST, 5, 100000);
-	expect_query(bidi, MB_URG_REQUEST, 5);
-	advance(SHARE_DL);
-	expect_query(b2, MB_URG_REQUEST, 5); /* bidi denied by silence */
-	none(sink);
-	ck_assert_uint_eq(broker_next_deadline(b), now + REQ_DL - SHARE_DL);
-	advance(REQ_DL - SHARE_DL - 1);
+	expect_query(b2, MB_URG_REQUEST, 3);
+	none(bidi); /* it holds nothing now */
+	advance(SHARE_DL - 1);
 	none(sink);
 	advance(1);
-	expect_grant(sink, MB_ST_OK, 0);
+	expect_grant(sink, MB_ST_OK, 0); /* b2 denied by silence */
 	bye(bidi);
 	bye(b2);
 	bye(sink);
@@ -1373,9 +1435,9 @@ START_TEST(source_repaid_before_pool)
 	struct tc *s2 = hello(MB_KIND_SOURCE, 10);
 	struct tc *sink = hello(MB_KIND_SINK, 0);
 	send2(sink, MB_MSG_REQUEST, 25, 0);
-	expect_query(s2, MB_URG_REQUEST, 20); /* newest source first */
-	answer(s2, 10);
+	expect_query(s2, MB_URG_REQUEST, 10); /* newest source first */
 	expect_query(s1, MB_URG_REQUEST, 10);
+	answer(s2, 10);
 	answer(s1, 10);
 	expect_grant(sink, MB_ST_OK, 25);
 	ret(sink, 12, MB_ST_OK);
@@ -1543,6 +1605,7 @@ static Suite *broker_suite(void)
 	tcase_add_test(t, defect_second_request_dropped);
 	tcase_add_test(t, defect_no_timeouts);
 	tcase_add_test(t, defect_trust_everything);
+	tcase_add_test(t, source_declaration_bounded);
 	tcase_add_test(t, defect_32bit_overflow);
 	suite_add_tcase(s, t);
 	t = tcase_create("features");
