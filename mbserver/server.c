@@ -1010,7 +1010,9 @@ int server_main(const struct server_opts *opts)
 		return 1;
 	}
 	if (s->res.bc.initial == 0)
-		mb_log(MB_LOG_NOTICE, "the broker owns no pages: only sources can lend");
+		mb_log(MB_LOG_NOTICE, "the broker owns no pages: only sources can lend%s",
+		       s->res.bc.source_max ? "" : ", and none may declare any until "
+		       "source_max is set");
 	mb_log(MB_LOG_NOTICE, "%s listening on %s: total %lu pages of %lu bytes",
 	       PACKAGE_STRING, s->activated ? "(activated socket)" : s->cf.socket,
 	       (unsigned long)broker_total(s->b), (unsigned long)s->res.bc.page_size);

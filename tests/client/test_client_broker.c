@@ -414,7 +414,9 @@ END_TEST
 
 START_TEST(source_lends_and_is_repaid)
 {
-	broker_start("0", NULL);
+	/* A broker owning nothing lets its sources declare source_max. */
+	static const char *const src_max[] = { "--set", "source_max=1M", NULL };
+	broker_start("0", src_max);
 	mb_client src, sink;
 	struct giver gv = { .give = 1000 };
 	open_as(&src, MB_CLIENT_SOURCE, &gv, 40);
