@@ -1571,6 +1571,238 @@ START_TEST(random_soak)
 }
 END_TEST
 
+/* Issue 10: client_cap was per connection: three connections of one user
+ * held three times the cap.  uid_cap bounds them together. */
+START_TEST(uid_cap_across_connections)
+{
+	start(0);
+	broker_free(b);
+	setup_cfg(100);
+	cfg.cap = 10;
+	cfg.uid_cap = 10;
+	b = broker_new(&cfg, &ops, NULL, now);
+	struct tc *c[3];
+	for (int i = 0; i < 3; i++)
+		c[i] = hello(MB_KIND_SINK, 0); /* all uid 1000 */
+	send2(c[0], MB_MSG_REQUEST, 6, 0);
+	expect_grant(c[0], MB_ST_OK, 6);
+	send2(c[1], MB_MSG_REQUEST, 10, 0);
+	expect_grant(c[1], MB_ST_OK, 4); /* cut to what the uid has left */
+	send2(c[2], MB_MSG_REQUEST, 1, 0);
+	expect_grant(c[2], MB_ST_UIDCAP, 0);
+	send2(c[2], MB_MSG_RESERVE, 1, 0);
+	expect_grant(c[2], MB_ST_UIDCAP, 0);
+	/* Another user and root are not charged for it. */
+	struct tc *other = hello_as(2000, MB_KIND_SINK, 0, MB_ST_OK);
+	send2(other, MB_MSG_REQUEST, 10, 0);
+	expect_grant(other, MB_ST_OK, 10);
+	struct tc *root = hello_as(0, MB_KIND_SINK, 0, MB_ST_OK);
+	send2(root, MB_MSG_REQUEST, 10, 0);
+	expect_grant(root, MB_ST_OK, 10);
+	/* Returning frees room for the uid. */
+	ret(c[0], 6, MB_ST_OK);
+	send2(c[2], MB_MSG_RESERVE, 6, 0);
+	expect_grant(c[2], MB_ST_OK, 6);
+	for (int i = 0; i < 3; i++)
+		bye(c[i]);
+	bye(other);
+	bye(root);
+	finish();
+}
+END_TEST
+
+/* A pending request counts against the uid's cap while it waits. */
+START_TEST(uid_cap_counts_pending)
+{
+	start(0);
+	broker_free(b);
+	setup_cfg(10);
+	cfg.uid_cap = 8;
+	b = broker_new(&cfg, &ops, NULL, now);
+	struct tc *holder = hello_as(2000, MB_KIND_BIDI, 0, MB_ST_OK);
+	send2(holder, MB_MSG_REQUEST, 8, 0);
+	expect_grant(holder, MB_ST_OK, 8);
+	struct tc *a = hello(MB_KIND_SINK, 0);
+	struct tc *a2 = hello(MB_KIND_SINK, 0);
+	send2(a, MB_MSG_REQUEST, 6, 0); /* 2 from the pool, waits for 4 */
+	expect_query(holder, MB_URG_REQUEST, 4);
+	send2(a2, MB_MSG_REQUEST, 6, 0); /* cut to the 2 left for uid 1000 */
+	none(a2);
+	answer(holder, 4);
+	expect_grant(a, MB_ST_OK, 6);
+	expect_query(holder, MB_URG_REQUEST, 2);
+	answer(holder, 0);
+	expect_grant(a2, MB_ST_OK, 0);
+	bye(a);
+	bye(a2);
+	bye(holder);
+	finish();
+}
+END_TEST
+
+/* uid_connections: one connection too many is refused at once. */
+START_TEST(uid_connection_limit)
+{
+	start(0);
+	broker_free(b);
+	setup_cfg(10);
+	cfg.uid_connections = 2;
+	b = broker_new(&cfg, &ops, NULL, now);
+	struct tc *c[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = tc_conn_as(1000, 1000);
+		ck_assert_int_eq(broker_admit(b, c[i]->bc, now), i < 2 ? 0 : -1);
+	}
+	struct mb_msg e = expect(c[2], MB_MSG_ERROR);
+	ck_assert_uint_eq(e.w[MB_W_ERR_STATUS], MB_ST_UIDCAP);
+	ck_assert(c[2]->closed);
+	bye(c[2]);
+	struct tc *root = tc_conn_as(0, 0);
+	ck_assert_int_eq(broker_admit(b, root->bc, now), 0);
+	struct tc *again = tc_conn_as(1000, 1000);
+	ck_assert_int_eq(broker_admit(b, again->bc, now), -1);
+	bye(c[0]);
+	bye(again);
+	again = tc_conn_as(1000, 1000);
+	ck_assert_int_eq(broker_admit(b, again->bc, now), 0);
+	bye(again);
+	bye(c[1]);
+	bye(root);
+	finish();
+}
+END_TEST
+
+/* Silent connections, even of users not allowed, are closed after
+ * handshake_ms; unregistered readers after idle_ms of silence;
+ * registered clients never. */
+START_TEST(handshake_and_idle_timeouts)
+{
+	start(0);
+	broker_free(b);
+	setup_cfg(10);
+	uid_t uids[] = { 1000 };
+	cfg.uids = uids;
+	cfg.nuids = 1;
+	cfg.handshake_ms = 100;
+	cfg.idle_ms = 1000;
+	b = broker_new(&cfg, &ops, NULL, now);
+	struct tc *silent = tc_conn_as(1000, 1000);
+	struct tc *stranger = tc_conn_as(3000, 3000);
+	struct tc *reader = tc_conn_as(1000, 1000);
+	struct tc *reg = hello(MB_KIND_SINK, 0);
+	ck_assert_uint_eq(broker_next_deadline(b), now + 100);
+	advance(50);
+	query(reader);
+	advance(49);
+	ck_assert(!silent->closed && !stranger->closed);
+	advance(1);
+	ck_assert(silent->closed && stranger->closed);
+	ck_assert(!reader->closed && !reg->closed);
+	ck_assert_uint_eq(broker_next_deadline(b), now - 50 + 1000);
+	advance(949);
+	ck_assert(!reader->closed);
+	advance(1);
+	ck_assert(reader->closed);
+	ck_assert_uint_eq(broker_next_deadline(b), UINT64_MAX);
+	advance(100000);
+	ck_assert(!reg->closed);
+	bye(silent);
+	bye(stranger);
+	bye(reader);
+	bye(reg);
+	finish();
+}
+END_TEST
+
+/* Issue 10: with 20 silent bidi clients registered first, a REQUEST got 0
+ * pages after 2 s and a RESERVE took 20 s while a holder of 100 pages was
+ * connected.  Clients holding nothing are not asked; holders are asked in
+ * parallel, the largest first. */
+START_TEST(give_back_asks_holders_in_parallel)
+{
+	start(0);
+	broker_free(b);
+	setup_cfg(100);
+	b = broker_new(&cfg, &ops, NULL, now);
+	struct tc *idle[20];
+	for (int i = 0; i < 20; i++)
+		idle[i] = hello(MB_KIND_BIDI, 0);
+	struct tc *small = hello(MB_KIND_BIDI, 0);
+	struct tc *big = hello(MB_KIND_BIDI, 0);
+	send2(small, MB_MSG_REQUEST, 30, 0);
+	expect_grant(small, MB_ST_OK, 30);
+	send2(big, MB_MSG_REQUEST, 70, 0);
+	expect_grant(big, MB_ST_OK, 70);
+	struct tc *sink = hello(MB_KIND_SINK, 0);
+	send2(sink, MB_MSG_REQUEST, 80, 0);
+	expect_query(big, MB_URG_REQUEST, 70);
+	expect_query(small, MB_URG_REQUEST, 10);
+	for (int i = 0; i < 20; i++)
+		none(idle[i]);
+	answer(small, 10);
+	none(sink);
+	answer(big, 70);
+	expect_grant(sink, MB_ST_OK, 80); /* no clock moved */
+	ret(sink, 80, MB_ST_OK);
+	send2(big, MB_MSG_REQUEST, 70, 0);
+	expect_grant(big, MB_ST_OK, 70);
+	send2(small, MB_MSG_REQUEST, 10, 0);
+	expect_grant(small, MB_ST_OK, 10);
+	/* A RESERVE with one silent holder and one that answers ends at the
+	 * first share deadline, not one deadline per client. */
+	send2(sink, MB_MSG_RESERVE, 90, 0);
+	expect_query(big, MB_URG_RESERVE, 70);
+	expect_query(small, MB_URG_RESERVE, 20);
+	answer(small, 20);
+	advance(SHARE_DL - 1);
+	none(sink);
+	advance(1);
+	expect_grant(sink, MB_ST_DENIED, 0);
+	pool_is(20);
+	for (int i = 0; i < 20; i++) {
+		none(idle[i]);
+		bye(idle[i]);
+	}
+	bye(small);
+	bye(big);
+	bye(sink);
+	finish();
+}
+END_TEST
+
+/* Issue 10: the command name shown in status was whatever the client
+ * sent, control characters included. */
+START_TEST(command_name_sanitised)
+{
+	start(10);
+	struct tc *c = tc_conn_as(1000, 1000);
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_HELLO, 1);
+	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+	m.w[MB_W_HELLO_KIND] = MB_KIND_SINK;
+	mb_wire_put_comm(&m.w[MB_W_HELLO_COMM], "a\033[2J\n\"\x80z");
+	deliver(c, &m);
+	expect(c, MB_MSG_HELLO_ACK);
+	struct tc *p = calloc(1, sizeof(*p));
+	struct broker_peer peer = { .pid = 1, .uid = 0, .gid = 0 };
+	strcpy(peer.comm, "x\ty\x7f");
+	p->bc = broker_connect(b, &peer, p, now);
+	send2(p, MB_MSG_HELLO, MB_WIRE_VERSION, MB_KIND_SINK);
+	expect(p, MB_MSG_HELLO_ACK);
+	send2(c, MB_MSG_STATUS, 0, 0);
+	expect(c, MB_MSG_STATUS_HEAD);
+	char name[MB_WIRE_COMM_WORDS * 8 + 1];
+	mb_wire_get_comm(&expect(c, MB_MSG_STATUS_CLIENT).w[MB_W_SC_COMM], name);
+	ck_assert_str_eq(name, "a?[2J?\"?z");
+	mb_wire_get_comm(&expect(c, MB_MSG_STATUS_CLIENT).w[MB_W_SC_COMM], name);
+	ck_assert_str_eq(name, "x?y?");
+	expect(c, MB_MSG_STATUS_END);
+	bye(c);
+	bye(p);
+	finish();
+}
+END_TEST
+
 static Suite *broker_suite(void)
 {
 	Suite *s = suite_create("broker");
@@ -1622,6 +1854,12 @@ static Suite *broker_suite(void)
 	tcase_add_test(t, events_and_policy_hook);
 	tcase_add_test(t, shutdown_answers_waiters);
 	tcase_add_test(t, random_soak);
+	tcase_add_test(t, uid_cap_across_connections);
+	tcase_add_test(t, uid_cap_counts_pending);
+	tcase_add_test(t, uid_connection_limit);
+	tcase_add_test(t, handshake_and_idle_timeouts);
+	tcase_add_test(t, give_back_asks_holders_in_parallel);
+	tcase_add_test(t, command_name_sanitised);
 	suite_add_tcase(s, t);
 	return s;
 }
