@@ -97,16 +97,29 @@ static void bytes_text(char *buf, int64_t pages, uint64_t page_size)
 	mb_format_size(buf + off, SIZE_TEXT - off, mag * page_size);
 }
 
-/* JSON string: the command name is printable ASCII already. */
+/* JSON string.  The broker sends printable ASCII, but this does not rely
+ * on it: quotes and backslashes are escaped, every other byte outside
+ * printable ASCII becomes \u00XX, so the output is always valid JSON. */
 static void json_str(FILE *f, const char *s)
 {
 	fputc('"', f);
-	for (; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			fputc('\\', f);
-		fputc(*s, f);
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fprintf(f, "\\%c", *p);
+		else if (*p < 0x20 || *p > 0x7e)
+			fprintf(f, "\\u%04x", *p);
+		else
+			fputc(*p, f);
 	}
 	fputc('"', f);
+}
+
+/* A table cell shows printable ASCII only. */
+static void printable(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || (unsigned char)*s > 0x7e)
+			*s = '?';
 }
 
 static void print_json(FILE *f, const struct mb_status_head *h, const struct rows *rs)
@@ -179,6 +192,7 @@ static void print_table(FILE *f, const struct mb_status_head *h, const struct ro
 		snprintf(cell[i][0], CELL, "%llu", (unsigned long long)r->id);
 		snprintf(cell[i][1], CELL, "%lld", (long long)r->pid);
 		snprintf(cell[i][2], CELL, "%s", r->comm);
+		printable(cell[i][2]);
 		if (r->kind == MB_CLIENT_SOURCE)
 			snprintf(cell[i][3], CELL, "source(%llu)",
 				 (unsigned long long)r->source_pages);

@@ -19,5 +19,15 @@ tests_test_broker_sock_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests/testlib
 tests_test_broker_sock_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_test_broker_sock_LDADD = tests/testlib/libmbtest.la common/libmbcommon.la $(CHECK_LIBS)
 endif
+# The same file, its tests that need root; skipped (77) without root.
+if HAVE_CHECK
+check_PROGRAMS += tests/test_broker_root
+TESTS += tests/test_broker_root
+tests_test_broker_root_SOURCES = tests/broker/test_broker_sock.c
+tests_test_broker_root_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests/testlib -DMBT_AS_ROOT
+# The other tests of the file are not built into it: not "unused".
+tests_test_broker_root_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -Wno-unused-function -Wno-unused-variable
+tests_test_broker_root_LDADD = tests/testlib/libmbtest.la common/libmbcommon.la $(CHECK_LIBS)
+endif
 TESTS += tests/broker/conf_keys.sh
 EXTRA_DIST += tests/broker/conf_keys.sh

@@ -573,74 +573,6 @@ START_TEST(bidi_give_back_round_trip)
 }
 END_TEST
 
-static void raise_nofile(rlim_t want)
-{
-	struct rlimit rl;
-	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-	if (rl.rlim_cur < want && rl.rlim_max >= want) {
-		rl.rlim_cur = want;
-		ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
-	}
-}
-
-START_TEST(many_clients)
-{
-	struct rlimit rl;
-	raise_nofile(MANY + 64);
-	getrlimit(RLIMIT_NOFILE, &rl);
-	if (rl.rlim_cur < MANY + 64) {
-		fprintf(stderr, "SKIP many_clients: descriptor limit %lu\n",
-			(unsigned long)rl.rlim_cur);
-		return;
-	}
-	struct srv s;
-	srv_init(&s);
-	write_file(s.conf, "total = 16000K\n"); /* 4000 pages */
-	srv_start(&s);
-	static int fds[MANY];
-	for (int i = 0; i < MANY; i++) {
-		fds[i] = try_connect(s.sock);
-		ck_assert_msg(fds[i] >= 0, "connect %d: %s", i, strerror(errno));
-		struct mb_msg m;
-		mb_msg_init(&m, MB_MSG_HELLO, 1);
-		m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
-		send_msg(fds[i], &m);
-	}
-	for (int i = 0; i < MANY; i++) {
-		ck_assert_uint_eq(expect(fds[i], MB_MSG_HELLO_ACK).w[0], MB_ST_OK);
-		send2(fds[i], MB_MSG_REQUEST, 2, 1, 0);
-	}
-	for (int i = 0; i < MANY; i++) {
-		struct mb_msg g = expect(fds[i], MB_MSG_GRANT);
-		ck_assert_uint_eq(g.w[MB_W_GRANT_STATUS], MB_ST_OK);
-		ck_assert_uint_eq(g.w[MB_W_GRANT_PAGES], 1);
-	}
-	struct mb_msg q = query(fds[0]);
-	ck_assert_uint_eq(q.w[MB_W_QR_POOL], 0);
-	ck_assert_uint_eq(q.w[MB_W_QR_CLIENTS], MANY);
-	for (int i = 0; i < MANY; i++)
-		send2(fds[i], MB_MSG_RETURN, 3, 1, 0);
-	for (int i = 0; i < MANY; i++)
-		ck_assert_uint_eq(expect(fds[i], MB_MSG_RETURN_ACK).w[0], MB_ST_OK);
-	ck_assert_uint_eq(query(fds[0]).w[MB_W_QR_POOL], MANY);
-	/* A status reader that shuts its writing side at once still gets the
-	 * whole snapshot, larger than a socket buffer. */
-	int r = try_connect(s.sock);
-	send2(r, MB_MSG_STATUS, 3, 0, 0);
-	ck_assert_int_eq(shutdown(r, SHUT_WR), 0);
-	usleep(200000);
-	ck_assert_uint_eq(expect(r, MB_MSG_STATUS_HEAD).w[MB_W_SH_CLIENTS], MANY);
-	for (int i = 0; i < MANY; i++)
-		expect(r, MB_MSG_STATUS_CLIENT);
-	expect(r, MB_MSG_STATUS_END);
-	expect_eof(r);
-	close(r);
-	for (int i = 0; i < MANY; i++)
-		close(fds[i]);
-	srv_stop(&s);
-}
-END_TEST
-
 START_TEST(out_of_descriptors)
 {
 	enum { LIMIT = 32, TRY = 48 };
@@ -856,6 +788,72 @@ START_TEST(slow_reader_does_not_stall)
 END_TEST
 
 
+#ifdef MBT_AS_ROOT
+/* ---- tests that need root: the whole program is skipped without it ---- */
+
+static void raise_nofile(rlim_t want)
+{
+	struct rlimit rl;
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_cur < want) {
+		rl.rlim_cur = want;
+		if (rl.rlim_max < want)
+			rl.rlim_max = want; /* root may raise the hard limit */
+		ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	}
+}
+
+START_TEST(many_clients)
+{
+	raise_nofile(MANY + 64);
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "total = 16000K\n"); /* 4000 pages */
+	srv_start(&s);
+	static int fds[MANY];
+	for (int i = 0; i < MANY; i++) {
+		fds[i] = try_connect(s.sock);
+		ck_assert_msg(fds[i] >= 0, "connect %d: %s", i, strerror(errno));
+		struct mb_msg m;
+		mb_msg_init(&m, MB_MSG_HELLO, 1);
+		m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+		send_msg(fds[i], &m);
+	}
+	for (int i = 0; i < MANY; i++) {
+		ck_assert_uint_eq(expect(fds[i], MB_MSG_HELLO_ACK).w[0], MB_ST_OK);
+		send2(fds[i], MB_MSG_REQUEST, 2, 1, 0);
+	}
+	for (int i = 0; i < MANY; i++) {
+		struct mb_msg g = expect(fds[i], MB_MSG_GRANT);
+		ck_assert_uint_eq(g.w[MB_W_GRANT_STATUS], MB_ST_OK);
+		ck_assert_uint_eq(g.w[MB_W_GRANT_PAGES], 1);
+	}
+	struct mb_msg q = query(fds[0]);
+	ck_assert_uint_eq(q.w[MB_W_QR_POOL], 0);
+	ck_assert_uint_eq(q.w[MB_W_QR_CLIENTS], MANY);
+	for (int i = 0; i < MANY; i++)
+		send2(fds[i], MB_MSG_RETURN, 3, 1, 0);
+	for (int i = 0; i < MANY; i++)
+		ck_assert_uint_eq(expect(fds[i], MB_MSG_RETURN_ACK).w[0], MB_ST_OK);
+	ck_assert_uint_eq(query(fds[0]).w[MB_W_QR_POOL], MANY);
+	/* A status reader that shuts its writing side at once still gets the
+	 * whole snapshot, larger than a socket buffer. */
+	int r = try_connect(s.sock);
+	send2(r, MB_MSG_STATUS, 3, 0, 0);
+	ck_assert_int_eq(shutdown(r, SHUT_WR), 0);
+	usleep(200000);
+	ck_assert_uint_eq(expect(r, MB_MSG_STATUS_HEAD).w[MB_W_SH_CLIENTS], MANY);
+	for (int i = 0; i < MANY; i++)
+		expect(r, MB_MSG_STATUS_CLIENT);
+	expect(r, MB_MSG_STATUS_END);
+	expect_eof(r);
+	close(r);
+	for (int i = 0; i < MANY; i++)
+		close(fds[i]);
+	srv_stop(&s);
+}
+END_TEST
+
 /* In a child running as uid/gid: QUERY and report the status (or 99). */
 static int query_as(struct srv *s, uid_t uid, gid_t gid)
 {
@@ -878,10 +876,6 @@ static int query_as(struct srv *s, uid_t uid, gid_t gid)
 
 START_TEST(allowed_users)
 {
-	if (getuid() != 0) {
-		fprintf(stderr, "SKIP allowed_users: needs root to change uid\n");
-		return;
-	}
 	struct srv s;
 	srv_init(&s);
 	write_file(s.conf, "total = 400K\nsocket_mode = 0666\nallow_uids = 12345\nallow_gids = 23456\n");
@@ -894,6 +888,33 @@ START_TEST(allowed_users)
 	srv_stop(&s);
 }
 END_TEST
+
+static Suite *root_suite(void)
+{
+	Suite *s = suite_create("broker_root");
+	TCase *t = tcase_create("root");
+	tcase_set_timeout(t, 60);
+	tcase_add_test(t, many_clients);
+	tcase_add_test(t, allowed_users);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	if (geteuid() != 0) {
+		fprintf(stderr, "SKIP: these tests change uid and raise the descriptor limit: "
+			"they need root\n");
+		return 77;
+	}
+	SRunner *sr = srunner_create(root_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#else
 
 static Suite *sock_suite(void)
 {
@@ -914,7 +935,6 @@ static Suite *sock_suite(void)
 	tcase_add_test(t, killed_client_pages_return);
 	tcase_add_test(t, silent_bidi_deadline);
 	tcase_add_test(t, bidi_give_back_round_trip);
-	tcase_add_test(t, many_clients);
 	tcase_add_test(t, out_of_descriptors);
 	suite_add_tcase(s, t);
 	t = tcase_create("daemon");
@@ -925,7 +945,6 @@ static Suite *sock_suite(void)
 	tcase_add_test(t, sighup_reload);
 	tcase_add_test(t, bad_config_refuses_start);
 	tcase_add_test(t, socket_activation_and_notify);
-	tcase_add_test(t, allowed_users);
 	suite_add_tcase(s, t);
 	return s;
 }
@@ -938,3 +957,5 @@ int main(void)
 	srunner_free(sr);
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
+
+#endif /* MBT_AS_ROOT */
