@@ -788,6 +788,190 @@ START_TEST(slow_reader_does_not_stall)
 END_TEST
 
 
+/* Issue 10: two brokers started at the same moment could both run (probe,
+ * unlink, bind without a lock).  Of two started together exactly one
+ * serves; the other exits 1 with a clear message. */
+/* The window of that race made deterministic: the second broker's probe
+ * finds no socket (the first one's was unlinked between its probe and its
+ * bind).  Without a lock it ran beside the first. */
+START_TEST(second_instance_refused_without_socket_file)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	ck_assert_int_eq(unlink(s.sock), 0);
+	pid_t p2 = srv_spawn(&s, -1, 0, NULL);
+	int rc = wait_exit(p2);
+	ck_assert_msg(rc == 1, "second broker: status %d: %s", rc, read_file(s.log));
+	ck_assert_ptr_nonnull(strstr(read_file(s.log), "another broker is already listening"));
+	ck_assert_int_eq(kill(s.pid, 0), 0);
+	srv_stop(&s);
+}
+END_TEST
+
+START_TEST(simultaneous_start_one_wins)
+{
+	enum { ROUNDS = 10, N = 4 };
+	for (int round = 0; round < ROUNDS; round++) {
+		struct srv s;
+		srv_init(&s);
+		pid_t p[N];
+		int alive = N;
+		for (int i = 0; i < N; i++)
+			p[i] = srv_spawn(&s, -1, 0, NULL);
+		/* Losers exit at once; give any late loser time to go too. */
+		for (int t = 0; t < 100 && alive > 1; t++) {
+			for (int i = 0; i < N; i++) {
+				int st;
+				if (p[i] > 0 && waitpid(p[i], &st, WNOHANG) == p[i]) {
+					ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 1,
+						      "loser status %d", st);
+					p[i] = 0;
+					alive--;
+				}
+			}
+			usleep(10000);
+		}
+		usleep(100000);
+		ck_assert_msg(alive == 1, "round %d: %d brokers run: %s", round, alive,
+			      read_file(s.log));
+		for (int i = 0; i < N; i++)
+			if (p[i] > 0)
+				s.pid = p[i];
+		wait_ready(&s);
+		ck_assert_ptr_nonnull(strstr(read_file(s.log), "another broker is already listening"));
+		still_serving(&s);
+		srv_stop(&s);
+	}
+}
+END_TEST
+
+/* Issue 10: silent connections, even from users who are not allowed,
+ * used up the descriptor limit.  They are closed after handshake_timeout. */
+START_TEST(silent_connections_closed)
+{
+	enum { LIMIT = 32, SILENT = 40 };
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "total = 400K\nhandshake_timeout = 300ms\n");
+	s.pid = srv_spawn(&s, -1, LIMIT, NULL);
+	wait_ready(&s);
+	int fds[SILENT];
+	for (int i = 0; i < SILENT; i++)
+		fds[i] = try_connect(s.sock);
+	/* The ones the server took are closed by it, without a word. */
+	for (int i = 0; i < SILENT; i++) {
+		if (fds[i] >= 0) {
+			expect_eof(fds[i]);
+			close(fds[i]);
+		}
+	}
+	still_serving(&s);
+	ck_assert_ptr_nonnull(strstr(read_file(s.log), "no frame for 300 ms"));
+	srv_stop(&s);
+}
+END_TEST
+
+static long rss_kb(pid_t pid)
+{
+	char path[64], *p;
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	p = strstr(read_file(path), "VmRSS:");
+	return p ? strtol(p + 6, NULL, 10) : -1;
+}
+
+/* Issue 10: 1,000 connections asking for status and never reading took
+ * mbserver from 1.6 MB to 152 MB.  Replies queued for all connections
+ * stay within output_budget; the connections that do not read are dropped. */
+START_TEST(output_budget_bounds_memory)
+{
+	enum { REG = 400, HOGS = 100, BUDGET_KB = 1024 };
+	struct rlimit rl;
+	getrlimit(RLIMIT_NOFILE, &rl);
+	ck_assert_uint_ge(rl.rlim_cur, REG + HOGS + 32);
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "total = 4000K\noutput_budget = 1M\n");
+	srv_start(&s);
+	static int reg[REG], hog[HOGS];
+	for (int i = 0; i < REG; i++)
+		reg[i] = client(&s, MB_KIND_SINK, 0);
+	long before = rss_kb(s.pid);
+	/* Each STATUS reply is about REG * 144 bytes = 56 KiB. */
+	unsigned char frames[MB_WIRE_HDR_SIZE * 8];
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_STATUS, 1);
+	for (int i = 0; i < 8; i++)
+		mb_wire_encode(&m, frames + i * MB_WIRE_HDR_SIZE, MB_WIRE_HDR_SIZE);
+	for (int i = 0; i < HOGS; i++) {
+		hog[i] = try_connect(s.sock);
+		ck_assert_int_ge(hog[i], 0);
+		int sz = 4096;
+		setsockopt(hog[i], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+		write_all(hog[i], frames, sizeof(frames));
+	}
+	/* Let the server take every request in. */
+	for (int i = 0; i < 20; i++) {
+		usleep(50000);
+		query(reg[0]);
+	}
+	long after = rss_kb(s.pid);
+	ck_assert_msg(after - before < 4 * BUDGET_KB,
+		      "rss %ld kB -> %ld kB with a %d kB budget", before, after, BUDGET_KB);
+	ck_assert_ptr_nonnull(strstr(read_file(s.log), "output budget full"));
+	still_serving(&s);
+	for (int i = 0; i < HOGS; i++)
+		close(hog[i]);
+	for (int i = 0; i < REG; i++)
+		close(reg[i]);
+	srv_stop(&s);
+}
+END_TEST
+
+static int run_status_json(struct srv *s, const char *out)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "%s/libmbclient/mbstatus --socket %s --json >%s 2>&1",
+		 mbt_builddir(), s->sock, out);
+	return system(cmd);
+}
+
+/* Issue 10: a source declaring about 2^52 pages pushed the total past the
+ * wire maximum and every status reader failed with "protocol error";
+ * a command name with quotes, backslashes and control bytes must still
+ * give valid JSON. */
+START_TEST(huge_source_and_odd_names_keep_status_working)
+{
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "total = 400K\nsource_max = 18446744073709551615\n");
+	srv_start(&s);
+	int src = try_connect(s.sock);
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_HELLO, 1);
+	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+	m.w[MB_W_HELLO_KIND] = MB_KIND_SOURCE;
+	m.w[MB_W_HELLO_SOURCE_PAGES] = MB_WIRE_MAX_PAGES - 50;
+	mb_wire_put_comm(&m.w[MB_W_HELLO_COMM], "q\"b\\\x01\x1b[J\xff");
+	send_msg(src, &m);
+	ck_assert_uint_eq(expect(src, MB_MSG_HELLO_ACK).w[MB_W_ACK_STATUS], MB_ST_INVAL);
+	m.w[MB_W_HELLO_SOURCE_PAGES] = MB_WIRE_MAX_PAGES - 100;
+	send_msg(src, &m);
+	struct mb_msg a = expect(src, MB_MSG_HELLO_ACK);
+	ck_assert_uint_eq(a.w[MB_W_ACK_STATUS], MB_ST_OK);
+	ck_assert_uint_eq(a.w[MB_W_ACK_TOTAL], MB_WIRE_MAX_PAGES);
+	char out[160], cmd[512];
+	snprintf(out, sizeof(out), "%s/status.json", s.dir);
+	ck_assert_msg(run_status_json(&s, out) == 0, "mbstatus: %s", read_file(out));
+	snprintf(cmd, sizeof(cmd), "python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); "
+		 "sys.exit(0 if any(r[\"command\"] == \"q\\\"b\\\\?\\u001b[J?\" or "
+		 "r[\"command\"] == \"q\\\"b\\\\??[J?\" for r in s[\"rows\"]) else 1)' %s", out);
+	ck_assert_msg(system(cmd) == 0, "status JSON: %s", read_file(out));
+	close(src);
+	srv_stop(&s);
+}
+END_TEST
+
 #ifdef MBT_AS_ROOT
 /* ---- tests that need root: the whole program is skipped without it ---- */
 
@@ -929,6 +1113,9 @@ static Suite *sock_suite(void)
 	tcase_add_test(t, bad_counts_and_misuse);
 	tcase_add_test(t, status_reader_closes_early);
 	tcase_add_test(t, slow_reader_does_not_stall);
+	tcase_add_test(t, silent_connections_closed);
+	tcase_add_test(t, output_budget_bounds_memory);
+	tcase_add_test(t, huge_source_and_odd_names_keep_status_working);
 	suite_add_tcase(s, t);
 	t = tcase_create("clients");
 	tcase_set_timeout(t, 30);
@@ -940,6 +1127,8 @@ static Suite *sock_suite(void)
 	t = tcase_create("daemon");
 	tcase_set_timeout(t, 30);
 	tcase_add_test(t, second_instance_refused);
+	tcase_add_test(t, simultaneous_start_one_wins);
+	tcase_add_test(t, second_instance_refused_without_socket_file);
 	tcase_add_test(t, stale_socket_replaced);
 	tcase_add_test(t, sigterm_removes_socket);
 	tcase_add_test(t, sighup_reload);
