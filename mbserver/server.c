@@ -56,6 +56,7 @@
 #define LISTEN_BACKLOG 4096
 #define SD_LISTEN_FDS_START 3
 #define FRAMES_PER_TURN 16
+#define LIVENESS_MS 1000
 #define LOCK_SUFFIX ".lock"
 
 struct conn {
@@ -97,6 +98,7 @@ struct server {
 	struct conn *grave;
 	struct conn *backlog;
 	size_t out_alloc;         /* reply buffers of live connections */
+	uint64_t next_liveness;
 	int lock_fd;
 	uint64_t emfile_logged;
 };
@@ -878,6 +880,8 @@ static int wait_timeout(struct server *s)
 			next = c->close_by;
 	if (!s->listening && s->accept_resume < next)
 		next = s->accept_resume;
+	if (s->nconns && s->next_liveness < next)
+		next = s->next_liveness;
 	if (next == UINT64_MAX)
 		return MAX_WAIT_MS;
 	if (next <= s->now)
@@ -885,8 +889,33 @@ static int wait_timeout(struct server *s)
 	return next - s->now > MAX_WAIT_MS ? MAX_WAIT_MS : (int)(next - s->now);
 }
 
+/*
+ * A connection outlives its process when a child forked after connecting
+ * keeps the descriptor: the socket never reaches EOF and the pages would
+ * stay with the dead process.  Every LIVENESS_MS the pids of registered
+ * peers are checked; a connection whose process is gone is closed.
+ */
+static void check_peers(struct server *s)
+{
+	struct conn *c, *nx;
+	s->next_liveness = s->now + LIVENESS_MS;
+	for (c = s->conns; c; c = nx) {
+		nx = c->next;
+		if (c->dead || c->closing || c->pid <= 0 || !broker_client_registered(c->bc))
+			continue;
+		if (kill(c->pid, 0) != 0 && errno == ESRCH) {
+			mb_log(MB_LOG_NOTICE, "client %lu: pid %d has exited but its connection "
+			       "is still open (inherited by a child): closing it",
+			       (unsigned long)broker_client_id(c->bc), (int)c->pid);
+			destroy(s, c);
+		}
+	}
+}
+
 static void expire(struct server *s)
 {
+	if (s->nconns && s->now >= s->next_liveness)
+		check_peers(s);
 	/* A memory watermark policy samples here and publishes its events
 	 * through broker_post_event(). */
 	if (broker_next_deadline(s->b) <= s->now)

@@ -972,6 +972,52 @@ START_TEST(huge_source_and_odd_names_keep_status_working)
 }
 END_TEST
 
+/* Issue 10: a child after fork kept the parent's connection open, so the
+ * parent's pages were not reclaimed while the child lived. */
+START_TEST(pages_return_when_owner_exits_before_child)
+{
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int watcher = client(&s, MB_KIND_OBSERVER, 0);
+	int ready[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t owner = fork();
+	ck_assert_int_ge(owner, 0);
+	if (owner == 0) {
+		int fd = try_connect(s.sock);
+		struct mb_msg m;
+		mb_msg_init(&m, MB_MSG_HELLO, 1);
+		m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+		send_msg(fd, &m);
+		send2(fd, MB_MSG_REQUEST, 2, 30, 0);
+		if (recv_msg(fd, &m, IO_TIMEOUT_MS) != 1 || recv_msg(fd, &m, IO_TIMEOUT_MS) != 1 ||
+		    m.type != MB_MSG_GRANT || m.w[MB_W_GRANT_PAGES] != 30)
+			_exit(1);
+		if (fork() == 0) { /* the child keeps the descriptor, silent */
+			pid_t me = getpid();
+			close(ready[0]);
+			if (write(ready[1], &me, sizeof(me)) != (ssize_t)sizeof(me))
+				_exit(1);
+			sleep(30);
+			_exit(0);
+		}
+		_exit(0);
+	}
+	close(ready[1]);
+	pid_t child;
+	ck_assert_int_eq(read(ready[0], &child, sizeof(child)), (ssize_t)sizeof(child));
+	ck_assert_int_eq(wait_exit(owner), 0);
+	ck_assert_int_eq((int64_t)query(watcher).w[MB_W_QR_POOL], 70);
+	wait_pool(watcher, 100);
+	ck_assert_ptr_nonnull(strstr(read_file(s.log), "inherited by a child"));
+	kill(child, SIGKILL);
+	close(ready[0]);
+	close(watcher);
+	srv_stop(&s);
+}
+END_TEST
+
 #ifdef MBT_AS_ROOT
 /* ---- tests that need root: the whole program is skipped without it ---- */
 
@@ -1120,6 +1166,7 @@ static Suite *sock_suite(void)
 	t = tcase_create("clients");
 	tcase_set_timeout(t, 30);
 	tcase_add_test(t, killed_client_pages_return);
+	tcase_add_test(t, pages_return_when_owner_exits_before_child);
 	tcase_add_test(t, silent_bidi_deadline);
 	tcase_add_test(t, bidi_give_back_round_trip);
 	tcase_add_test(t, out_of_descriptors);
