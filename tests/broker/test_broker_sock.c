@@ -132,6 +132,14 @@ static void srv_stop(struct srv *s)
 		fprintf(stderr, "cannot remove %s\n", s->dir);
 }
 
+static void srv_stop_dir(struct srv *s)
+{
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", s->dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", s->dir);
+}
+
 /* ---- raw frames ------------------------------------------------------- */
 
 static void write_all(int fd, const void *buf, size_t len)
@@ -1018,6 +1026,51 @@ START_TEST(pages_return_when_owner_exits_before_child)
 }
 END_TEST
 
+/* Issue 10: logs had no priority for journald and errors were bare
+ * numbers ("errno 2"). */
+START_TEST(log_priorities_and_error_text)
+{
+	struct srv s;
+	srv_init(&s);
+	/* stderr is the journal (JOURNAL_STREAM names it): prefixed lines. */
+	int fd = open(s.log, O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	struct stat st;
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	close(fd);
+	char js[64];
+	snprintf(js, sizeof(js), "%lu:%lu", (unsigned long)st.st_dev, (unsigned long)st.st_ino);
+	setenv("JOURNAL_STREAM", js, 1);
+	s.pid = srv_spawn(&s, -1, 0, NULL);
+	unsetenv("JOURNAL_STREAM");
+	wait_ready(&s);
+	still_serving(&s);
+	ck_assert_int_eq(kill(s.pid, SIGTERM), 0);
+	ck_assert_int_eq(wait_exit(s.pid), 0);
+	char *log = read_file(s.log);
+	ck_assert_msg(strstr(log, "<6>client 1: rawtest") != NULL, "log: %s", log);
+	for (char *line = log; *line; ) {
+		ck_assert_msg(line[0] == '<' && line[1] >= '3' && line[1] <= '7' && line[2] == '>',
+			      "line without a priority: %.60s", line);
+		char *nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		line = nl + 1;
+	}
+	/* A plain file as stderr: no prefix; errors are named, not numbered. */
+	unlink(s.log);
+	char missing[160];
+	snprintf(missing, sizeof(missing), "%s/none.conf", s.dir);
+	const char *args[] = { "--config", missing, "--socket", s.sock, NULL };
+	pid_t p = mbt_spawn_server(args, s.log, 0, -1);
+	ck_assert_int_eq(wait_exit(p), 1);
+	log = read_file(s.log);
+	ck_assert_msg(strstr(log, "cannot read (No such file or directory)") != NULL &&
+		      log[0] != '<', "log: %s", log);
+	srv_stop_dir(&s);
+}
+END_TEST
+
 #ifdef MBT_AS_ROOT
 /* ---- tests that need root: the whole program is skipped without it ---- */
 
@@ -1175,6 +1228,7 @@ static Suite *sock_suite(void)
 	tcase_set_timeout(t, 30);
 	tcase_add_test(t, second_instance_refused);
 	tcase_add_test(t, simultaneous_start_one_wins);
+	tcase_add_test(t, log_priorities_and_error_text);
 	tcase_add_test(t, second_instance_refused_without_socket_file);
 	tcase_add_test(t, stale_socket_replaced);
 	tcase_add_test(t, sigterm_removes_socket);
