@@ -24,5 +24,5 @@ noinst_PROGRAMS += bench/broker/mbbench
 bench_broker_mbbench_SOURCES = bench/broker/mbbench.c
 bench_broker_mbbench_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
 bench_broker_mbbench_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
-bench_broker_mbbench_LDADD = libmbclient/libmbclient.la $(PTHREAD_LIBS)
+bench_broker_mbbench_LDADD = libmbclient/libmbclient.la common/libmbcommon.la $(PTHREAD_LIBS)
 EXTRA_DIST += bench/broker/run.sh
