@@ -310,6 +310,76 @@ static void lc_start(struct lc *c, int64_t t0)
 	send_frame(c->fd, MB_MSG_REQUEST, ++c->seq, 1, 0);
 }
 
+/* Read what c's socket holds and hand each complete frame to fn.  -1 at
+ * EOF, on a read error or a malformed frame, or fn's first nonzero result;
+ * else 0. */
+static int lc_read(struct lc *c, int (*fn)(struct lc *c, const struct mb_msg *m, void *arg),
+		   void *arg)
+{
+	ssize_t r = read(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen);
+	if (r <= 0)
+		return -1;
+	c->inlen += (size_t)r;
+	size_t off = 0;
+	struct mb_msg m;
+	int used, rc = 0;
+	while (rc == 0 && (used = mb_wire_decode(c->in + off, c->inlen - off, &m)) > 0) {
+		off += (size_t)used;
+		rc = fn(c, &m, arg);
+	}
+	if (rc == 0 && used < 0)
+		rc = -1;
+	memmove(c->in, c->in + off, c->inlen - off);
+	c->inlen -= off;
+	return rc;
+}
+
+struct load {
+	long per_s;
+	int64_t count_from;
+	int64_t *lat;
+	size_t cap, n;
+};
+
+/* One reply to a load client: the next step of its pair. */
+static int load_frame(struct lc *c, const struct mb_msg *m, void *arg)
+{
+	struct load *L = arg;
+	if (m->w[0] != MB_ST_OK) {
+		fprintf(stderr, "mbbench: %s %s\n", mb_wire_type_name(m->type),
+			mb_wire_status_name((unsigned)m->w[0]));
+		return -1;
+	}
+	if (c->state == LC_GRANT && m->type == MB_MSG_GRANT) {
+		c->state = LC_ACK;
+		send_frame(c->fd, MB_MSG_RETURN, ++c->seq, 1, 0);
+	} else if (c->state == LC_ACK && m->type == MB_MSG_RETURN_ACK) {
+		int64_t t = now_ns();
+		if (c->t0 >= L->count_from && L->n < L->cap)
+			L->lat[L->n++] = t - c->t0;
+		c->state = LC_IDLE;
+		if (!L->per_s) {
+			lc_start(c, t);
+		} else if (c->on) {
+			int64_t at = c->owed[c->oh];
+			c->oh = (c->oh + 1) % LOAD_QUEUE;
+			c->on--;
+			lc_start(c, at);
+		}
+	}
+	return 0;
+}
+
+/* The echo peer's answer: a reply of the broker's size, status OK. */
+static int echo_frame(struct lc *c, const struct mb_msg *m, void *arg)
+{
+	(void)arg;
+	unsigned rt = m->type == MB_MSG_HELLO ? MB_MSG_HELLO_ACK :
+		m->type == MB_MSG_REQUEST ? MB_MSG_GRANT : MB_MSG_RETURN_ACK;
+	send_frame(c->fd, rt, m->seq, MB_ST_OK, m->type == MB_MSG_REQUEST);
+	return 0;
+}
+
 static int64_t sched_at(int64_t start, long j, long clients, int64_t period)
 {
 	return start + (int64_t)(j / clients) * period + (j % clients) * period / clients;
@@ -349,7 +419,8 @@ static int bench_load(const char *sock, long clients, long seconds, long per_s)
 	int64_t start = now_ns();
 	int64_t count_from = start + seconds * NS_PER_S / 5;
 	int64_t end = start + seconds * NS_PER_S;
-	long next = 0, n = 0, dropped = 0;
+	long next = 0, dropped = 0;
+	struct load L = { per_s, count_from, lat, cap, 0 };
 	if (!per_s)
 		for (long i = 0; i < clients; i++)
 			lc_start(&cl[i], start);
@@ -376,54 +447,17 @@ static int bench_load(const char *sock, long clients, long seconds, long per_s)
 		struct timespec ts = { wait > 0 ? wait / NS_PER_S : 0, wait > 0 ? wait % NS_PER_S : 0 };
 		int k = epoll_pwait2(ep, evs, LOAD_EVENTS, &ts, NULL);
 		for (int e = 0; e < k; e++) {
-			struct lc *c = &cl[evs[e].data.u64];
-			ssize_t r = read(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen);
-			if (r <= 0) {
-				fprintf(stderr, "mbbench: server closed a connection\n");
+			if (lc_read(&cl[evs[e].data.u64], load_frame, &L) != 0) {
+				fprintf(stderr, "mbbench: connection lost or bad reply\n");
 				return 1;
 			}
-			c->inlen += (size_t)r;
-			size_t off = 0;
-			struct mb_msg m;
-			int used;
-			while ((used = mb_wire_decode(c->in + off, c->inlen - off, &m)) > 0) {
-				off += (size_t)used;
-				if (m.w[0] != MB_ST_OK) {
-					fprintf(stderr, "mbbench: %s %s\n", mb_wire_type_name(m.type),
-						mb_wire_status_name((unsigned)m.w[0]));
-					return 1;
-				}
-				if (c->state == LC_GRANT && m.type == MB_MSG_GRANT) {
-					c->state = LC_ACK;
-					send_frame(c->fd, MB_MSG_RETURN, ++c->seq, 1, 0);
-				} else if (c->state == LC_ACK && m.type == MB_MSG_RETURN_ACK) {
-					int64_t t = now_ns();
-					if (c->t0 >= count_from && (size_t)n < cap)
-						lat[n++] = t - c->t0;
-					c->state = LC_IDLE;
-					if (!per_s) {
-						lc_start(c, t);
-					} else if (c->on) {
-						int64_t at = c->owed[c->oh];
-						c->oh = (c->oh + 1) % LOAD_QUEUE;
-						c->on--;
-						lc_start(c, at);
-					}
-				}
-			}
-			if (used < 0) {
-				fprintf(stderr, "mbbench: malformed frame\n");
-				return 1;
-			}
-			memmove(c->in, c->in + off, c->inlen - off);
-			c->inlen -= off;
 		}
 	}
-	if (n == 0) {
+	if (L.n == 0) {
 		fprintf(stderr, "mbbench: no pair completed\n");
 		return 1;
 	}
-	report(per_s ? "open" : "closed", clients, n, lat, end - count_from);
+	report(per_s ? "open" : "closed", clients, (long)L.n, lat, end - count_from);
 	if (dropped)
 		fprintf(stderr, "mbbench: %ld scheduled pairs dropped (client too late)\n", dropped);
 	for (long i = 0; i < clients; i++)
@@ -464,24 +498,10 @@ static int bench_echo(const char *sock)
 				continue;
 			}
 			struct lc *c = evs[e].data.ptr;
-			ssize_t r = read(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen);
-			if (r <= 0) {
+			if (lc_read(c, echo_frame, NULL) != 0) {
 				close(c->fd);
 				free(c);
-				continue;
 			}
-			c->inlen += (size_t)r;
-			size_t off = 0;
-			struct mb_msg m;
-			int used;
-			while ((used = mb_wire_decode(c->in + off, c->inlen - off, &m)) > 0) {
-				off += (size_t)used;
-				unsigned rt = m.type == MB_MSG_HELLO ? MB_MSG_HELLO_ACK :
-					m.type == MB_MSG_REQUEST ? MB_MSG_GRANT : MB_MSG_RETURN_ACK;
-				send_frame(c->fd, rt, m.seq, MB_ST_OK, m.type == MB_MSG_REQUEST);
-			}
-			memmove(c->in, c->in + off, c->inlen - off);
-			c->inlen -= off;
 		}
 	}
 }
