@@ -1172,6 +1172,49 @@ START_TEST(allowed_users)
 }
 END_TEST
 
+/* uid_connections: one connection too many of an ordinary user gets
+ * ERROR UIDCAP and is closed; root is exempt. */
+START_TEST(uid_connections_enforced)
+{
+	struct srv s;
+	srv_init(&s);
+	write_file(s.conf, "total = 400K\nsocket_mode = 0666\nuid_connections = 2\n");
+	ck_assert_int_eq(chmod(s.dir, 0755), 0);
+	srv_start(&s);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (setgroups(0, NULL) != 0 || setgid(12345) != 0 || setuid(12345) != 0)
+			_exit(98);
+		int a = try_connect(s.sock), b = try_connect(s.sock), c = try_connect(s.sock);
+		struct mb_msg m;
+		send2(a, MB_MSG_QUERY, 1, 0, 0);
+		send2(b, MB_MSG_QUERY, 1, 0, 0);
+		if (recv_msg(a, &m, IO_TIMEOUT_MS) != 1 || m.type != MB_MSG_QUERY_REPLY ||
+		    recv_msg(b, &m, IO_TIMEOUT_MS) != 1 || m.type != MB_MSG_QUERY_REPLY)
+			_exit(1);
+		if (recv_msg(c, &m, IO_TIMEOUT_MS) != 1 || m.type != MB_MSG_ERROR ||
+		    m.w[MB_W_ERR_STATUS] != MB_ST_UIDCAP || recv_msg(c, &m, IO_TIMEOUT_MS) != 0)
+			_exit(2);
+		/* One closes: room for one more. */
+		close(a);
+		usleep(200000);
+		int d = try_connect(s.sock);
+		send2(d, MB_MSG_QUERY, 1, 0, 0);
+		if (recv_msg(d, &m, IO_TIMEOUT_MS) != 1 || m.type != MB_MSG_QUERY_REPLY)
+			_exit(3);
+		_exit(0);
+	}
+	ck_assert_int_eq(wait_exit(pid), 0);
+	int fds[4];
+	for (int i = 0; i < 4; i++)
+		fds[i] = client(&s, MB_KIND_SINK, 0); /* root: no limit */
+	for (int i = 0; i < 4; i++)
+		close(fds[i]);
+	srv_stop(&s);
+}
+END_TEST
+
 static Suite *root_suite(void)
 {
 	Suite *s = suite_create("broker_root");
@@ -1179,6 +1222,7 @@ static Suite *root_suite(void)
 	tcase_set_timeout(t, 60);
 	tcase_add_test(t, many_clients);
 	tcase_add_test(t, allowed_users);
+	tcase_add_test(t, uid_connections_enforced);
 	suite_add_tcase(s, t);
 	return s;
 }
