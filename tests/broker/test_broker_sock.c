@@ -980,6 +980,54 @@ START_TEST(huge_source_and_odd_names_keep_status_working)
 }
 END_TEST
 
+/* Issue 10: 100 connections flooding STATUS made the broker refuse new
+ * clients for about 10 s.  Each connection gets a bounded share of every
+ * loop round.  With the server stopped, one connection queues 250 STATUS
+ * requests and a newcomer connects and says HELLO; once the server runs
+ * again, the flood's replies show when the newcomer was registered:
+ * without fair service all 250 came first. */
+START_TEST(status_flood_does_not_delay_newcomers)
+{
+	enum { FLOOD = 250 };
+	struct srv s;
+	srv_init(&s);
+	srv_start(&s);
+	int flood = try_connect(s.sock);
+	ck_assert_int_ge(flood, 0);
+	unsigned char frames[MB_WIRE_HDR_SIZE * FLOOD];
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_STATUS, 1);
+	for (int i = 0; i < FLOOD; i++)
+		mb_wire_encode(&m, frames + i * MB_WIRE_HDR_SIZE, MB_WIRE_HDR_SIZE);
+	ck_assert_int_eq(kill(s.pid, SIGSTOP), 0);
+	write_all(flood, frames, sizeof(frames));
+	int late = try_connect(s.sock);
+	ck_assert_int_ge(late, 0);
+	mb_msg_init(&m, MB_MSG_HELLO, 1);
+	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+	send_msg(late, &m);
+	ck_assert_int_eq(kill(s.pid, SIGCONT), 0);
+	expect(late, MB_MSG_HELLO_ACK);
+	int before = 0;
+	for (int i = 0; i < FLOOD; i++) {
+		struct mb_msg h = expect(flood, MB_MSG_STATUS_HEAD);
+		if (h.w[MB_W_SH_CLIENTS] == 0)
+			before++;
+		for (;;) {
+			struct mb_msg r;
+			ck_assert_int_eq(recv_msg(flood, &r, IO_TIMEOUT_MS), 1);
+			if (r.type == MB_MSG_STATUS_END)
+				break;
+		}
+	}
+	ck_assert_msg(before < FLOOD / 2, "%d of %d STATUS answered before the newcomer's HELLO",
+		      before, FLOOD);
+	close(flood);
+	close(late);
+	srv_stop(&s);
+}
+END_TEST
+
 /* Issue 10: a child after fork kept the parent's connection open, so the
  * parent's pages were not reclaimed while the child lived. */
 START_TEST(pages_return_when_owner_exits_before_child)
@@ -1257,6 +1305,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(t, status_reader_closes_early);
 	tcase_add_test(t, slow_reader_does_not_stall);
 	tcase_add_test(t, silent_connections_closed);
+	tcase_add_test(t, status_flood_does_not_delay_newcomers);
 	tcase_add_test(t, output_budget_bounds_memory);
 	tcase_add_test(t, huge_source_and_odd_names_keep_status_working);
 	suite_add_tcase(s, t);
