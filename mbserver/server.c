@@ -225,12 +225,14 @@ static void want_backlog(struct server *s, struct conn *c)
 	s->backlog = c;
 }
 
+/* Free c's reply buffer; what it still held is dropped. */
 static void out_free(struct server *s, struct conn *c)
 {
 	s->out_alloc -= c->outcap;
 	free(c->out);
 	c->out = NULL;
 	c->outcap = 0;
+	c->outoff = c->outlen = 0;
 }
 
 static void destroy(struct server *s, struct conn *c)
@@ -286,6 +288,13 @@ static void overflow(struct server *s, struct conn *c, const char *why)
  * the room is there, -1 when c itself is the one to drop. */
 static int out_room(struct server *s, struct conn *c, size_t grow)
 {
+	if (s->out_alloc + grow > s->cf.output_budget) {
+		/* Buffers kept by connections with nothing queued go first. */
+		for (struct conn *o = s->conns; o; o = o->next)
+			if (o != c && !o->dead && !o->overflow && o->outoff == o->outlen &&
+			    o->outcap)
+				out_free(s, o);
+	}
 	while (s->out_alloc + grow > s->cf.output_budget) {
 		struct conn *v = NULL, *o;
 		for (o = s->conns; o; o = o->next)
