@@ -18,17 +18,27 @@
  *
  * Brokering.  A REQUEST or RESERVE is granted at once when the queue is
  * empty and the pool covers it; otherwise it joins the FIFO queue, takes
- * what the pool has, and an assignment pass looks for one bidi client to
- * ask per request (sources first, newest source first, then bidi clients in
- * registration order).  The deferral rules of the pass (decide()) say
- * whether a busy client is skipped or must be waited for; a request with
- * no one to ask and nothing to wait for ends at once: a REQUEST with what
- * it holds, a RESERVE with everything or nothing.  A RESERVE asks a source
- * at REQUEST urgency before RESERVE urgency.  Several requests asking the
- * same client in one pass are merged into one query; a client has at most
- * one open query.  Answers go to the requests that asked, oldest first, and
- * the rest to the pool; an answer that arrives after its requests are gone
- * goes to the pool too.  When the queue is empty the pool repays sources
+ * what the pool has, and an assignment pass asks clients that hold pages,
+ * several at once (sources first, then the largest holders; newest source
+ * first among equals), each for no more than it holds, until the pages
+ * asked cover what the request still needs.  Clients holding nothing are
+ * never asked.  The deferral rules of the pass (decide()) say whether a
+ * busy client is skipped or must be waited for; a request with no one to
+ * ask, no open ask and nothing to wait for ends at once: a REQUEST with
+ * what it holds, a RESERVE with everything or nothing.  A RESERVE asks a
+ * source at REQUEST urgency before RESERVE urgency.  Several requests
+ * asking the same client in one pass are merged into one query; a client
+ * has at most one open query.  Answers go to the requests that asked,
+ * oldest first, and the rest to the pool; an answer that arrives after its
+ * requests are gone goes to the pool too.
+ *
+ * Trust.  What a client declares is bounded by the configuration: only
+ * root and source_uids may be sources, each declaring at most source_max
+ * pages, and the total never passes MB_WIRE_MAX_PAGES; uid_cap bounds what
+ * all the connections of one uid hold (queued requests counted at their
+ * full size), uid_connections how many it has open.  Unregistered
+ * connections are closed after handshake_ms without a frame or idle_ms of
+ * silence.  When the queue is empty the pool repays sources
  * first.  Every wait is bounded: a REQUEST by the configured deadline (or
  * the client's shorter one), a RESERVE by the client's deadline if any, a
  * share query by the share deadline, after which it counts as a denial.
