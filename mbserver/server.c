@@ -499,6 +499,9 @@ static void run_backlog(struct server *s)
 		}
 		if (!c->closing)
 			parse_input(s, c);
+		/* Connections dropped for the output budget free their buffers
+		 * now, before the next one queues replies. */
+		run_flush(s);
 	}
 }
 
