@@ -1,0 +1,234 @@
+/*
+ * Regression tests of anr_malloc: the collector scans blocks marked
+ * before a collection, children forked while another thread allocates
+ * can allocate, and a need-more callback that allocates from its own heap
+ * gets a plain failure instead of a nested callback.  They also run under
+ * ASan+UBSan and valgrind.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "anrmalloc/anrmalloc.h"
+#include "mb_log.h"
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+#define FORK_CHILDREN 200
+#define CHILD_DEADLINE_S 5 /* a child that has not finished by then hangs */
+
+static anr_heap_t *small_heap(int scan)
+{
+	struct anr_malloc_config c;
+	anr_heap_t *h;
+
+	anr_config_init(&c);
+	c.reserve = 64 * MIB;
+	c.budget = 1 * MIB;
+	c.on_error = ANR_ERROR_REPORT;
+	c.max_blocks = 65536;
+	c.gc_scan = scan;
+	h = anr_heap_create(&c);
+	ck_assert_ptr_nonnull(h);
+	return h;
+}
+
+/* ---- mark, then collect ---- */
+
+START_TEST(gc_scans_blocks_marked_before_collect)
+{
+	anr_heap_t *h = small_heap(1);
+	struct anr_gc_result res;
+	void **root = anr_malloc(h, 4 * sizeof(void *));
+	void **mid = anr_malloc(h, 4 * sizeof(void *));
+	char *leaf = anr_malloc(h, 100);
+	void *garbage = anr_malloc(h, 100);
+
+	ck_assert_ptr_nonnull(root);
+	ck_assert_ptr_nonnull(mid);
+	ck_assert_ptr_nonnull(leaf);
+	ck_assert_ptr_nonnull(garbage);
+	memset(root, 0, 4 * sizeof(void *));
+	memset(mid, 0, 4 * sizeof(void *));
+	root[1] = mid;
+	mid[2] = leaf + 10;            /* interior pointer */
+	strcpy(leaf, "still in use");
+
+	/* The documented manual way: mark the root, collect without
+	 * callbacks.  What the root reaches must survive. */
+	ck_assert_int_eq(anr_gc_mark(h, root), 1);
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), 0);
+	ck_assert_uint_eq(res.live_blocks, 3);
+	ck_assert_uint_eq(res.freed_blocks, 1);
+	ck_assert_int_eq(anr_check_block(h, mid), 0);
+	ck_assert_int_eq(anr_check_block(h, leaf), 0);
+	ck_assert_str_eq(leaf, "still in use");
+
+	/* Marks do not outlive the collection: the next one frees all. */
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), 0);
+	ck_assert_uint_eq(res.freed_blocks, 3);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+/* ---- fork while another thread allocates ---- */
+
+struct churn {
+	anr_heap_t *h;
+	volatile int stop;
+};
+
+static void *churn_thread(void *arg)
+{
+	struct churn *c = arg;
+	void *keep[16] = { 0 };
+	unsigned i = 0;
+
+	while (!c->stop) {
+		unsigned k = i++ % 16;
+		anr_malloc_free(c->h, keep[k]);
+		keep[k] = anr_malloc(c->h, 16 + (i * 37) % (8 * KIB));
+	}
+	for (unsigned k = 0; k < 16; k++)
+		anr_malloc_free(c->h, keep[k]);
+	return NULL;
+}
+
+START_TEST(fork_while_another_thread_allocates)
+{
+	struct churn c = { small_heap(0), 0 };
+	pthread_t t;
+	int hung = 0, failed = 0;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, churn_thread, &c), 0);
+	for (int i = 0; i < FORK_CHILDREN && hung + failed == 0; i++) {
+		int st;
+		pid_t pid = fork();
+
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			void *p;
+
+			signal(SIGALRM, SIG_DFL);
+			alarm(CHILD_DEADLINE_S);
+			p = anr_malloc(c.h, 200);
+			if (p == NULL)
+				_exit(2);
+			anr_malloc_free(c.h, p);
+			p = anr_malloc(c.h, 64 * KIB);
+			anr_malloc_free(c.h, p);
+			_exit(anr_verify(c.h) == 0 ? 0 : 3);
+		}
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
+			hung++;
+		else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			failed++;
+	}
+	c.stop = 1;
+	pthread_join(t, NULL);
+	ck_assert_int_eq(hung, 0);
+	ck_assert_int_eq(failed, 0);
+	ck_assert_int_eq(anr_verify(c.h), 0);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
+/* ---- a need-more callback that allocates from its own heap ---- */
+
+struct greedy {
+	void *held[64];
+	int n;
+	int calls, depth, max_depth, nested_null;
+};
+
+static size_t greedy_need(void *arg, anr_heap_t *h, size_t bytes,
+			  enum anr_need_reason why, unsigned round)
+{
+	struct greedy *g = arg;
+	size_t freed = 0;
+	void *p;
+
+	(void)bytes;
+	(void)why;
+	(void)round;
+	g->calls++;
+	if (++g->depth > g->max_depth)
+		g->max_depth = g->depth;
+	/* What the man page warns against: allocate while short. */
+	p = anr_malloc(h, 512 * KIB);
+	if (p == NULL)
+		g->nested_null++;
+	anr_malloc_free(h, p);
+	if (g->n > 0) {
+		anr_malloc_free(h, g->held[--g->n]);
+		freed = 256 * KIB;
+	}
+	g->depth--;
+	return freed;
+}
+
+START_TEST(need_callback_allocating_from_its_heap_fails_fast)
+{
+	struct greedy g;
+	anr_heap_t *h = small_heap(0);
+	void *p;
+
+	memset(&g, 0, sizeof(g));
+	for (g.n = 0; g.n < 3; g.n++) {
+		g.held[g.n] = anr_malloc(h, 256 * KIB);
+		ck_assert_ptr_nonnull(g.held[g.n]);
+	}
+	ck_assert_int_eq(anr_add_need_callback(h, greedy_need, &g), 0);
+	p = anr_malloc(h, 512 * KIB);
+	/* The callback ran, was never nested, and its own allocation failed
+	 * at once instead of calling it again. */
+	ck_assert_int_ge(g.calls, 1);
+	ck_assert_int_eq(g.max_depth, 1);
+	ck_assert_int_ge(g.nested_null, 1);
+	ck_assert_ptr_nonnull(p);
+	anr_malloc_free(h, p);
+	/* Outside the callback, allocations still run it. */
+	g.calls = 0;
+	p = anr_malloc(h, 2 * MIB);
+	ck_assert_ptr_null(p);
+	ck_assert_int_ge(g.calls, 1);
+	ck_assert_int_eq(g.max_depth, 1);
+	for (int i = 0; i < g.n; i++)
+		anr_malloc_free(h, g.held[i]);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+static Suite *defects_suite(void)
+{
+	Suite *s = suite_create("anrmalloc-defects");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, gc_scans_blocks_marked_before_collect);
+	tcase_add_test(tc, fork_while_another_thread_allocates);
+	tcase_add_test(tc, need_callback_allocating_from_its_heap_fails_fast);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(defects_suite());
+	int failed;
+
+	mb_log_init("test_anrmalloc_defects", -1, MB_LOG_ERR);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
