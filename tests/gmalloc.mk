@@ -24,6 +24,7 @@ GMALLOC_SH_TESTS = \
 	tests/gmalloc/config.sh \
 	tests/gmalloc/limit.sh \
 	tests/gmalloc/guard.sh \
+	tests/gmalloc/canary.sh \
 	tests/gmalloc/backtrace.sh \
 	tests/gmalloc/python.sh \
 	tests/gmalloc/sqlite.sh \
