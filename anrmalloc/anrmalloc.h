@@ -110,7 +110,8 @@ int anr_config_load(struct anr_malloc_config *cfg, const char *path);
 /* One key from text; 0 or -1 (reported). */
 int anr_config_set(struct anr_malloc_config *cfg, const char *key,
 		   const char *value);
-/* PREFIX_KEY environment variables (ANRMALLOC_ if prefix is NULL). */
+/* PREFIX_KEY environment variables (ANRMALLOC_ if prefix is NULL); none
+ * in a setuid or setgid program (AT_SECURE). */
 int anr_config_env(struct anr_malloc_config *cfg, const char *prefix);
 /* The key table, one key per line, to fd. */
 void anr_config_help(int fd);

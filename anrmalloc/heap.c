@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -119,8 +120,12 @@ API int anr_config_set(struct anr_malloc_config *cfg, const char *key,
 	return 0;
 }
 
+/* A setuid or setgid program does not take its configuration from the
+ * environment of whoever runs it. */
 API int anr_config_env(struct anr_malloc_config *cfg, const char *prefix)
 {
+	if (getauxval(AT_SECURE) != 0)
+		return 0;
 	return mb_conf_env(am_keys, cfg, prefix ? prefix : AM_ENV_PREFIX,
 			   environ, NULL);
 }

@@ -4,7 +4,10 @@
  * Order: built-in defaults, then one file (GMALLOC_CONF if set, else
  * SYSCONFDIR/gmalloc.conf), then GMALLOC_<KEY> variables, so the
  * environment wins.  A bad line or variable is reported in one line that
- * names it and the key keeps the value it had.  This runs inside the first
+ * names it and the key keeps the value it had.  In a setuid or setgid
+ * program (AT_SECURE) the caller's environment is not trusted: GMALLOC_CONF
+ * and GMALLOC_<KEY> are ignored and only the system file is read.  This
+ * runs inside the first
  * malloc call: no heap, no stdio, no getenv (the environment pointer is
  * passed in because libc may not have published it yet).
  */
@@ -13,6 +16,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "gm_internal.h"
 #include "mb_log.h"
@@ -182,6 +186,10 @@ int gm_config_read(struct gm_config *cfg, char *const *envp)
 	memset(cfg, 0, sizeof(*cfg));
 	if (mb_conf_defaults(gm_conf_table, cfg) != 0)
 		bad++;
+	/* A setuid or setgid program: the caller's environment is not ours. */
+	int secure = getauxval(AT_SECURE) != 0;
+	if (secure)
+		envp = NULL;
 	const char *path = env_get(envp, GM_ENV_CONF);
 	int explicit_path = path && path[0];
 	if (!explicit_path)
