@@ -42,7 +42,7 @@ static const char *const bad_free_choices[] = { "abort", "report", "ignore", NUL
 
 const struct mb_conf_key gm_conf_table[] = {
 	{ "limit", MB_CONF_SIZE, OFF(limit), 0, "0",
-	  "fixed maximum of resident heap memory (bytes, K/M/G, or % of RAM); 0: no limit", NULL },
+	  "fixed maximum of memory in blocks handed out (touched or not) and free pages kept (bytes, K/M/G, or % of RAM); 0: no limit", NULL },
 	{ "reserve", MB_CONF_SIZE, OFF(reserve), 0, "32G",
 	  "address space reserved once for the heap (never committed up front)", NULL },
 	{ "free_low", MB_CONF_SIZE, OFF(free_low), 0, "256K",

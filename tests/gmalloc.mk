@@ -31,6 +31,7 @@ GMALLOC_SH_TESTS = \
 	tests/gmalloc/nomap.sh \
 	tests/gmalloc/config.sh \
 	tests/gmalloc/limit.sh \
+	tests/gmalloc/limit_counts.sh \
 	tests/gmalloc/guard.sh \
 	tests/gmalloc/canary.sh \
 	tests/gmalloc/setuid.sh \

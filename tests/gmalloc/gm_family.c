@@ -716,7 +716,12 @@ static int table(long table_mib, long touch_mib)
 	unsigned char *t = opaque(malloc(len));
 
 	if (!t) {
-		printf("table refused errno %d\n", errno);
+		int err = errno;
+
+		/* A second refusal, to see that it is reported only once. */
+		t = opaque(malloc(len));
+		printf("table refused errno %d%s\n", err, t ? "" : " twice");
+		free(t);
 		return 0;
 	}
 	for (size_t i = 0; i < ((size_t)touch_mib << 20) && i < len; i += 4096)
