@@ -43,8 +43,9 @@ static const char *const bad_free_choices[] = { "abort", "report", "ignore", NUL
 const struct mb_conf_key gm_conf_table[] = {
 	{ "limit", MB_CONF_SIZE, OFF(limit), 0, "0",
 	  "fixed maximum of memory in blocks handed out (touched or not) and free pages kept (bytes, K/M/G, or % of RAM); 0: no limit", NULL },
-	{ "reserve", MB_CONF_SIZE, OFF(reserve), 0, "32G",
-	  "address space reserved once for the heap (never committed up front)", NULL },
+	{ "reserve", MB_CONF_SIZE, OFF(reserve), 0, "0",
+	  "address space reserved once for the heap (never committed up front); "
+	  "0: 8 times RAM, 1G to 32G; cut to fit RLIMIT_AS", NULL },
 	{ "free_low", MB_CONF_SIZE, OFF(free_low), 0, "256K",
 	  "free resident memory kept when pages are given back", NULL },
 	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
@@ -172,7 +173,7 @@ static int check_relations(struct gm_config *cfg)
 		cfg->backtrace_depth = GM_BT_MAX;
 		bad++;
 	}
-	if (cfg->limit > cfg->reserve) {
+	if (cfg->reserve != 0 && cfg->limit > cfg->reserve) {
 		/* Address space is cheap; the limit is what the user meant. */
 		mb_log(MB_LOG_INFO, "reserve raised to the limit");
 		cfg->reserve = cfg->limit;

@@ -32,6 +32,7 @@ GMALLOC_SH_TESTS = \
 	tests/gmalloc/config.sh \
 	tests/gmalloc/limit.sh \
 	tests/gmalloc/limit_counts.sh \
+	tests/gmalloc/rlimit.sh \
 	tests/gmalloc/guard.sh \
 	tests/gmalloc/canary.sh \
 	tests/gmalloc/setuid.sh \

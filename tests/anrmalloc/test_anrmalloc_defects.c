@@ -14,6 +14,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -208,6 +211,55 @@ START_TEST(need_callback_allocating_from_its_heap_fails_fast)
 }
 END_TEST
 
+/* ---- a reservation under RLIMIT_AS ---- */
+
+/* VmSize, from /proc/self/statm. */
+static uint64_t mapped_now(void)
+{
+	char buf[128] = { 0 };
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long long pages = 0;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	ck_assert_int_eq(sscanf(buf, "%llu", &pages), 1);
+	return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+START_TEST(reserve_fits_the_address_space_limit)
+{
+	/* Each test runs in its own process: the limit dies with it. */
+	const uint64_t room = 200 * (uint64_t)MIB;
+	struct rlimit rl;
+	struct anr_malloc_config c;
+	struct anr_malloc_stats st;
+	anr_heap_t *h;
+	void *p, *q;
+
+	rl.rlim_cur = rl.rlim_max = mapped_now() + room;
+	ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+	anr_config_init(&c);
+	c.reserve = 1024 * MIB;   /* would not fit */
+	c.budget = 0;
+	h = anr_heap_create(&c);
+	ck_assert_ptr_nonnull(h);
+	anr_heap_stats(h, &st);
+	/* An eighth of the room, and at least 64 MiB, stay with the program. */
+	ck_assert_uint_le(st.reserved, room - 64 * MIB);
+	ck_assert_uint_ge(st.reserved, 64 * MIB);
+	p = anr_malloc(h, 32 * MIB);
+	ck_assert_ptr_nonnull(p);
+	/* What was left is still there for the program's own mappings. */
+	q = mmap(NULL, 32 * MIB, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ck_assert_ptr_ne(q, MAP_FAILED);
+	munmap(q, 32 * MIB);
+	anr_malloc_free(h, p);
+	anr_heap_destroy(h);
+}
+END_TEST
+
 static Suite *defects_suite(void)
 {
 	Suite *s = suite_create("anrmalloc-defects");
@@ -217,6 +269,7 @@ static Suite *defects_suite(void)
 	tcase_add_test(tc, gc_scans_blocks_marked_before_collect);
 	tcase_add_test(tc, fork_while_another_thread_allocates);
 	tcase_add_test(tc, need_callback_allocating_from_its_heap_fails_fast);
+	tcase_add_test(tc, reserve_fits_the_address_space_limit);
 	suite_add_tcase(s, tc);
 	return s;
 }
