@@ -378,6 +378,13 @@ static void am_fork_child(void)
 			continue;
 		anr_fork_child(h->core);
 		am_lock_init(&h->lock, am_lock_pi(h));
+		/* A collection another thread was running ended with it. */
+		if (h->gc_running) {
+			h->gc_running = 0;
+			h->grey_head = AM_NO_SLOT;
+			for (size_t j = 0; j < h->slots_hw; j++)
+				h->slots[j].grey = 0;
+		}
 	}
 	pthread_mutex_init(&am_registry_lock, NULL);
 }

@@ -145,6 +145,69 @@ START_TEST(fork_while_another_thread_allocates)
 }
 END_TEST
 
+/* ---- fork while another thread collects ---- */
+
+struct held_mark {
+	pid_t parent;
+	volatile int in_mark, release;
+};
+
+static void slow_mark(void *arg, anr_heap_t *h)
+{
+	struct held_mark *m = arg;
+
+	(void)h;
+	if (getpid() != m->parent)
+		return;         /* the child's own collection */
+	m->in_mark = 1;
+	while (!m->release)
+		usleep(1000);
+}
+
+static void *collect_thread(void *arg)
+{
+	anr_heap_t *h = arg;
+	struct anr_gc_result r;
+
+	return (void *)(intptr_t)anr_gc_collect(h, 0, -1, &r);
+}
+
+START_TEST(fork_while_another_thread_collects)
+{
+	struct held_mark m = { getpid(), 0, 0 };
+	anr_heap_t *h = small_heap(1);
+	void *p = anr_malloc(h, 100);
+	pthread_t t;
+	void *rc;
+	int st;
+	pid_t pid;
+
+	ck_assert_int_eq(anr_add_mark_callback(h, slow_mark, &m), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, collect_thread, h), 0);
+	while (!m.in_mark)
+		usleep(1000);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct anr_gc_result r;
+
+		signal(SIGALRM, SIG_DFL);
+		alarm(CHILD_DEADLINE_S);
+		/* The parent's collection is not the child's: it can collect. */
+		_exit(anr_gc_collect(h, ANR_GC_FREE, -1, &r) == 0 &&
+		      r.freed_blocks == 1 ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	m.release = 1;
+	pthread_join(t, &rc);
+	ck_assert_int_eq((int)(intptr_t)rc, 0);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "child could not collect (status %d)", st);
+	anr_malloc_free(h, p);
+	anr_heap_destroy(h);
+}
+END_TEST
+
 /* ---- a need-more callback that allocates from its own heap ---- */
 
 struct greedy {
@@ -268,6 +331,7 @@ static Suite *defects_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, gc_scans_blocks_marked_before_collect);
 	tcase_add_test(tc, fork_while_another_thread_allocates);
+	tcase_add_test(tc, fork_while_another_thread_collects);
 	tcase_add_test(tc, need_callback_allocating_from_its_heap_fails_fast);
 	tcase_add_test(tc, reserve_fits_the_address_space_limit);
 	suite_add_tcase(s, tc);
