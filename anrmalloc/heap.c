@@ -16,7 +16,6 @@
 #include "mb_addr.h"
 #include "mb_conf.h"
 #include "mb_log.h"
-#include "mb_size.h"
 
 #define API __attribute__((visibility("default")))
 #define AM_REGISTRY_MAX 64
@@ -272,33 +271,13 @@ static int am_tables(struct anr_malloc_heap *h)
 	return 0;
 }
 
-/* The reservation, cut to what RLIMIT_AS leaves (the rule of mb_addr.h),
- * said in one line when cut. */
-static size_t am_fit_reserve(const struct anr_malloc_config *c)
-{
-	uint64_t want = c->reserve ? c->reserve : ANR_DEFAULT_RESERVE;
-	uint64_t mapped, rlimit = mb_addr_limit(&mapped);
-	uint64_t fit = mb_addr_fit(want, rlimit, mapped);
-	char w[32], f[32], rl[32], m[32];
-
-	if (fit >= want)
-		return (size_t)want;
-	mb_format_size(w, sizeof(w), want);
-	mb_format_size(f, sizeof(f), fit);
-	mb_format_size(rl, sizeof(rl), rlimit);
-	mb_format_size(m, sizeof(m), mapped);
-	mb_log(MB_LOG_WARNING, "anrmalloc %s: reservation cut from %s to %s: the "
-	       "address-space limit (RLIMIT_AS, ulimit -v) is %s and %s is mapped "
-	       "already", c->name, w, f, rl, m);
-	return (size_t)fit;
-}
-
 static struct anr_heap *am_core_create(const struct anr_malloc_config *c)
 {
 	struct anr_config cc;
 
 	memset(&cc, 0, sizeof(cc));
-	cc.reserve = am_fit_reserve(c);
+	cc.reserve = (size_t)mb_addr_reserve(c->reserve ? c->reserve : ANR_DEFAULT_RESERVE,
+					     c->name);
 	cc.budget = c->budget;
 	/* The core reads 0 as "no limit"; with a broker it means "only what
 	 * the broker grants", which starts at one page. */

@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "mb_addr.h"
+#include "mb_log.h"
+#include "mb_size.h"
 
 #define STATM_MAX 128
 
@@ -59,6 +61,24 @@ uint64_t mb_addr_limit(uint64_t *mapped)
 	*mapped = mapped_bytes();
 	/* A limit of 0 would read as "none": keep it at one byte. */
 	return rl.rlim_cur != 0 ? (uint64_t)rl.rlim_cur : 1;
+}
+
+uint64_t mb_addr_reserve(uint64_t want, const char *who)
+{
+	uint64_t mapped, rlimit = mb_addr_limit(&mapped);
+	uint64_t fit = mb_addr_fit(want, rlimit, mapped);
+	char w[32], f[32], rl[32], m[32];
+
+	if (fit >= want)
+		return want;
+	mb_format_size(w, sizeof(w), want);
+	mb_format_size(f, sizeof(f), fit);
+	mb_format_size(rl, sizeof(rl), rlimit);
+	mb_format_size(m, sizeof(m), mapped);
+	mb_log(MB_LOG_WARNING, "%s: reservation cut from %s to %s: the address-space "
+	       "limit (RLIMIT_AS, ulimit -v) is %s and %s is mapped already; the "
+	       "rest is left to the program's other mappings", who, w, f, rl, m);
+	return fit;
 }
 
 uint64_t mb_addr_ram(void)

@@ -27,6 +27,10 @@ uint64_t mb_addr_fit(uint64_t want, uint64_t rlimit, uint64_t mapped);
  * mapped bytes (VmSize, from /proc/self/statm; 0 if unreadable). */
 uint64_t mb_addr_limit(uint64_t *mapped);
 
+/* want, cut by the rule to what this process's RLIMIT_AS leaves; when
+ * cut, one warning through mb_log names who (a heap) and the figures. */
+uint64_t mb_addr_reserve(uint64_t want, const char *who);
+
 /* Physical memory of the machine in bytes (sysinfo), 0 if unknown. */
 uint64_t mb_addr_ram(void);
 

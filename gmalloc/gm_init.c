@@ -31,7 +31,6 @@
 #include "gm_internal.h"
 #include "mb_addr.h"
 #include "mb_log.h"
-#include "mb_size.h"
 
 enum gm_state { GM_UNINIT = 0, GM_BUSY = 1, GM_READY = 2, GM_FAILED = 3 };
 
@@ -219,30 +218,6 @@ static uint64_t gm_auto_reserve(void)
 	return r > gm_cfg.limit ? r : gm_cfg.limit;
 }
 
-/*
- * The reservation to try: the configured or automatic one, cut to what
- * RLIMIT_AS leaves (the rule of mb_addr.h), said on stderr when cut.
- */
-static uint64_t gm_choose_reserve(void)
-{
-	uint64_t want = gm_cfg.reserve ? gm_cfg.reserve : gm_auto_reserve();
-	uint64_t mapped, rlimit = mb_addr_limit(&mapped);
-	uint64_t fit = mb_addr_fit(want, rlimit, mapped);
-	char w[32], f[32], rl[32], m[32];
-
-	if (fit >= want)
-		return want;
-	mb_format_size(w, sizeof(w), want);
-	mb_format_size(f, sizeof(f), fit);
-	mb_format_size(rl, sizeof(rl), rlimit);
-	mb_format_size(m, sizeof(m), mapped);
-	mb_log(MB_LOG_WARNING, "heap reservation cut from %s to %s: the address-space "
-	       "limit (RLIMIT_AS, ulimit -v) is %s and %s is mapped already; "
-	       "the rest is left to the program's other mappings%s", w, f, rl, m,
-	       gm_cfg.limit > fit ? "; the limit cannot be reached" : "");
-	return fit;
-}
-
 static struct anr_heap *gm_create_heap(void)
 {
 	struct anr_config ac;
@@ -254,7 +229,8 @@ static struct anr_heap *gm_create_heap(void)
 	ac.valgrind = 1;
 	ac.name = "gmalloc";
 	ac.budget = gm_fixed_budget();
-	uint64_t reserve = gm_choose_reserve(), first = reserve;
+	uint64_t want = gm_cfg.reserve ? gm_cfg.reserve : gm_auto_reserve();
+	uint64_t reserve = mb_addr_reserve(want, "heap"), first = reserve;
 	for (;;) {
 		ac.reserve = reserve;
 		if (ac.budget > reserve)

@@ -26,6 +26,7 @@
 
 #include "anrmalloc/anrmalloc.h"
 #include "mb_log.h"
+#include "tests/testlib/mbt_check.h"
 
 #define KIB 1024u
 #define MIB (1024u * 1024u)
@@ -387,12 +388,6 @@ static Suite *defects_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(defects_suite());
-	int failed;
-
 	mb_log_init("test_anrmalloc_defects", -1, MB_LOG_ERR);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mbt_run_suite(defects_suite());
 }

@@ -21,6 +21,7 @@
 
 #include "anrmalloc/anrmalloc.h"
 #include "mb_log.h"
+#include "tests/testlib/mbt_check.h"
 
 void am_test_core_lock(anr_heap_t *h);
 void am_test_core_unlock(anr_heap_t *h);
@@ -161,8 +162,6 @@ int main(void)
 {
 	Suite *s = suite_create("anrmalloc-pi");
 	TCase *tc = tcase_create("core");
-	SRunner *sr;
-	int failed;
 
 	if (!can_run_fifo()) {
 		printf("SKIP: cannot start a SCHED_FIFO thread (needs root or CAP_SYS_NICE)\n");
@@ -173,9 +172,5 @@ int main(void)
 	tcase_add_test(tc, core_lock_inherits_priority);
 	tcase_add_test(tc, plain_lock_without_the_option);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return mbt_run_suite(s);
 }

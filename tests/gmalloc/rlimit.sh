@@ -16,7 +16,7 @@ limited ls -la /usr/lib >/dev/null 2>&1 || skip "ls fails under ulimit -v $AS_KI
 
 limited env LD_PRELOAD="$GMLIB" ls -la /usr/lib >"$TEST_TMP/out" 2>"$TEST_TMP/err" ||
 	{ cat "$TEST_TMP/err"; fail "ls under ulimit -v $AS_KIB failed"; }
-n=$(grep -c 'heap reservation cut from .* to .*RLIMIT_AS' "$TEST_TMP/err")
+n=$(grep -c 'reservation cut from .* to .*RLIMIT_AS' "$TEST_TMP/err")
 [ "$n" = 1 ] || { cat "$TEST_TMP/err"; fail "$n reservation lines on stderr, expected 1"; }
 [ "$(wc -l <"$TEST_TMP/err")" = 1 ] || { cat "$TEST_TMP/err"; fail "ls said more than the reservation line"; }
 
