@@ -45,6 +45,7 @@ struct anr_config {
 	int trash_free;     /* fill freed memory with ANR_TRASH_BYTE */
 	int valgrind;       /* tell valgrind about blocks (when running under it) */
 	const char *name;   /* for reports ("gmalloc", a heap's name) */
+	int priority_inherit; /* the heap lock is PTHREAD_PRIO_INHERIT */
 };
 
 #define ANR_DEFAULT_RESERVE ((size_t)32 << 30) /* 32 GiB of address space */

@@ -157,6 +157,8 @@ struct anr_heap {
 
 	anr_more_fn hook;
 	void *hook_arg;
+
+	int lock_pi;            /* the lock inherits priority (heap_lock_init) */
 };
 
 /* pages.c */

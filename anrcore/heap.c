@@ -136,6 +136,28 @@ fit_pages(size_t reserve, size_t page, unsigned bmw, struct layout *l)
 	return lo;
 }
 
+/*
+ * The heap lock, priority-inheriting when configured: a real-time thread
+ * waiting for it then lends its priority to the holder.  At creation and
+ * again in a fork child.
+ */
+static int
+heap_lock_init(struct anr_heap *h)
+{
+	pthread_mutexattr_t a;
+	int rc;
+
+	if (!h->lock_pi)
+		return pthread_mutex_init(&h->lock, NULL);
+	if (pthread_mutexattr_init(&a) != 0)
+		return -1;
+	rc = pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
+	if (rc == 0)
+		rc = pthread_mutex_init(&h->lock, &a);
+	pthread_mutexattr_destroy(&a);
+	return rc;
+}
+
 struct anr_heap *
 anr_create(const struct anr_config *cfg)
 {
@@ -203,7 +225,8 @@ anr_create(const struct anr_config *cfg)
 	h->free_low = c.free_low != 0 || c.free_high != 0 ? c.free_low : ANR_DEFAULT_FREE_LOW;
 	if (h->free_low > h->free_high)
 		h->free_low = h->free_high;
-	if (pthread_mutex_init(&h->lock, NULL) != 0) {
+	h->lock_pi = c.priority_inherit;
+	if (heap_lock_init(h) != 0) {
 		munmap(base, reserve);
 		errno = ENOMEM;
 		return NULL;
@@ -782,7 +805,7 @@ anr_fork_child(struct anr_heap *h)
 	/* The only thread of the child holds the lock; start it afresh.
 	 * Frees other threads had queued stay queued and are done later;
 	 * pages another thread was giving back are given back here. */
-	pthread_mutex_init(&h->lock, NULL);
+	heap_lock_init(h);
 	anr_pages_fork_child(h);
 }
 

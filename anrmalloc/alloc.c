@@ -172,13 +172,35 @@ API size_t anr_recorder_read(anr_heap_t *h, struct anr_op *ops, size_t n)
 
 /* ---- the need-more loop ---- */
 
+/*
+ * The heaps whose need-more callbacks this thread is running, innermost
+ * first.  An allocation from one of them inside its own callbacks would
+ * run the callbacks again, without end: it gets no callback at all and
+ * fails at once if the budget is short (the re-entry guard).
+ */
+struct am_need_run {
+	const struct anr_malloc_heap *h;
+	struct am_need_run *outer;
+};
+static __thread struct am_need_run *am_need_running;
+
+static int am_in_callbacks(const struct anr_malloc_heap *h)
+{
+	for (const struct am_need_run *r = am_need_running; r; r = r->outer)
+		if (r->h == h)
+			return 1;
+	return 0;
+}
+
 static size_t am_run_need(struct anr_malloc_heap *h, size_t bytes,
 			  enum anr_need_reason why, unsigned round)
 {
 	struct am_callback cb[ANR_MAX_CALLBACKS];
+	struct am_need_run run = { h, am_need_running };
 	unsigned n;
 	size_t got = 0;
 
+	am_need_running = &run;
 	pthread_mutex_lock(&h->lock);
 	n = h->n_need;
 	memcpy(cb, h->need, n * sizeof(cb[0]));
@@ -190,6 +212,7 @@ static size_t am_run_need(struct anr_malloc_heap *h, size_t bytes,
 		if (why == ANR_NEED_ALLOC && got >= bytes)
 			break;
 	}
+	am_need_running = run.outer;
 	return got;
 }
 
@@ -206,7 +229,8 @@ int am_core_hook(void *arg, struct anr_heap *core, size_t bytes)
 	struct anr_gc_result gr;
 
 	(void)core;
-	if (c == NULL || c->h != h || c->round >= h->cfg.need_more_retries)
+	if (c == NULL || c->h != h || c->round >= h->cfg.need_more_retries ||
+	    am_in_callbacks(h))
 		return 0;
 	c->round++;
 	if (am_run_need(h, bytes, ANR_NEED_ALLOC, c->round - 1) > 0)
@@ -345,7 +369,7 @@ static void am_hdr_init(struct anr_malloc_heap *h, struct am_hdr *hd,
 static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 		      unsigned flags, const struct am_site *site)
 {
-	int hooks = !(flags & ANR_NO_HOOK);
+	int hooks;
 	size_t off, total;
 	uint32_t slot;
 	unsigned char *base;
@@ -355,6 +379,9 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 		errno = EINVAL;
 		return NULL;
 	}
+	if (am_in_callbacks(h))
+		flags |= ANR_NO_HOOK;
+	hooks = !(flags & ANR_NO_HOOK);
 	off = h->hdr_size;
 	if (align > ANR_ALIGN)
 		off = (off + align - 1) & ~(align - 1);
@@ -587,7 +614,7 @@ static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 	if (nb == NULL) {
 		h->slots[slot].state = AM_SLOT_LIVE;
 		pthread_mutex_unlock(&h->lock);
-		am_fail(h, size, site->caller, 1, AM_NO_SLOT);
+		am_fail(h, size, site->caller, !am_in_callbacks(h), AM_NO_SLOT);
 		return NULL;
 	}
 	hd = (struct am_hdr *)nb;

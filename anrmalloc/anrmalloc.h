@@ -110,7 +110,8 @@ int anr_config_load(struct anr_malloc_config *cfg, const char *path);
 /* One key from text; 0 or -1 (reported). */
 int anr_config_set(struct anr_malloc_config *cfg, const char *key,
 		   const char *value);
-/* PREFIX_KEY environment variables (ANRMALLOC_ if prefix is NULL). */
+/* PREFIX_KEY environment variables (ANRMALLOC_ if prefix is NULL); none
+ * in a setuid or setgid program (AT_SECURE). */
 int anr_config_env(struct anr_malloc_config *cfg, const char *prefix);
 /* The key table, one key per line, to fd. */
 void anr_config_help(int fd);
@@ -189,7 +190,9 @@ enum anr_need_reason {
  * within one allocation and grows with urgency.  Runs in the thread that
  * allocates (or that serves the broker), without any heap lock held: it
  * may call anr_malloc_free() and anr_gc_collect() on any heap, and may
- * block.  It must not allocate from h.
+ * block.  It should not allocate from h: if it does, that allocation
+ * calls no callback and fails at once when the budget is short (as
+ * anr_malloc_if_available), so callbacks never nest.
  */
 typedef size_t (*anr_need_fn)(void *arg, anr_heap_t *h, size_t bytes,
 			      enum anr_need_reason why, unsigned round);

@@ -4,7 +4,7 @@
  * Mark bytes live in the block table, outside the heap.  The sweep clears
  * them, so marks set between collections count for the next one.  A
  * collection runs the subsystems' mark callbacks (anr_gc_mark), scans
- * newly marked blocks for further pointers when gc_scan is on (the grey
+ * the blocks marked before it began and the newly marked blocks for further pointers when gc_scan is on (the grey
  * list is threaded through the table's .next field, so it needs no
  * memory), and then sweeps in chunks of AM_CHUNK slots: the lock is
  * dropped between chunks and blocks are handed to the core outside it.
@@ -66,6 +66,33 @@ static void am_scan_block(struct anr_malloc_heap *h, uint32_t slot)
 		memcpy(&w, u + i * sizeof(w), sizeof(w));
 		if (w != 0 && anr_owns(h->core, (const void *)w))
 			am_mark_locked(h, (const void *)w);
+	}
+}
+
+/*
+ * Blocks marked before the collection began (anr_gc_mark outside one:
+ * "mark, then collect") were not put on the grey list; put them there so
+ * that what they point to is scanned too.  AM_CHUNK slots per lock hold.
+ */
+static void am_grey_premarked(struct anr_malloc_heap *h)
+{
+	for (size_t i = 0;; i += AM_CHUNK) {
+		pthread_mutex_lock(&h->lock);
+		if (i >= h->slots_hw) {
+			pthread_mutex_unlock(&h->lock);
+			return;
+		}
+		size_t end = i + AM_CHUNK < h->slots_hw ? i + AM_CHUNK : h->slots_hw;
+		for (size_t j = i; j < end; j++) {
+			struct am_slot *s = &h->slots[j];
+
+			if (s->state != AM_SLOT_LIVE || !s->mark || s->grey)
+				continue;
+			s->grey = 1;
+			s->next = h->grey_head;
+			h->grey_head = (uint32_t)j;
+		}
+		pthread_mutex_unlock(&h->lock);
 	}
 }
 
@@ -196,6 +223,8 @@ API int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 	h->grey_head = AM_NO_SLOT;
 	pthread_mutex_unlock(&h->lock);
 
+	if (h->cfg.gc_scan)
+		am_grey_premarked(h);
 	am_call_markers(h);
 	if (h->cfg.gc_scan)
 		am_scan(h);

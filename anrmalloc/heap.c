@@ -8,10 +8,12 @@
 #include <errno.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
 #include "am_internal.h"
+#include "mb_addr.h"
 #include "mb_conf.h"
 #include "mb_log.h"
 
@@ -119,8 +121,12 @@ API int anr_config_set(struct anr_malloc_config *cfg, const char *key,
 	return 0;
 }
 
+/* A setuid or setgid program does not take its configuration from the
+ * environment of whoever runs it. */
 API int anr_config_env(struct anr_malloc_config *cfg, const char *prefix)
 {
+	if (getauxval(AT_SECURE) != 0)
+		return 0;
 	return mb_conf_env(am_keys, cfg, prefix ? prefix : AM_ENV_PREFIX,
 			   environ, NULL);
 }
@@ -270,7 +276,8 @@ static struct anr_heap *am_core_create(const struct anr_malloc_config *c)
 	struct anr_config cc;
 
 	memset(&cc, 0, sizeof(cc));
-	cc.reserve = c->reserve;
+	cc.reserve = (size_t)mb_addr_reserve(c->reserve ? c->reserve : ANR_DEFAULT_RESERVE,
+					     c->name);
 	cc.budget = c->budget;
 	/* The core reads 0 as "no limit"; with a broker it means "only what
 	 * the broker grants", which starts at one page. */
@@ -283,6 +290,9 @@ static struct anr_heap *am_core_create(const struct anr_malloc_config *c)
 	cc.trash_free = c->trash_free;
 	cc.valgrind = 1;
 	cc.name = c->name;
+	/* An allocation takes the core's lock first: it is the one a
+	 * real-time thread waits for. */
+	cc.priority_inherit = c->priority_inherit || c->debug_socket[0];
 	return anr_create(&cc);
 }
 
@@ -298,6 +308,73 @@ static int am_start_services(struct anr_malloc_heap *h)
 	    anr_debug_socket_start(h, h->cfg.debug_socket) != 0)
 		return -1;
 	return 0;
+}
+
+/*
+ * fork: a child is born with one thread, and every lock another thread
+ * held in the parent would stay held for ever.  The handlers take every
+ * lock of every heap before the fork, in the order the heaps take them
+ * (the registry, then per heap its own lock, then the core's), and
+ * release them after it in the parent; the child starts them afresh.
+ */
+static int am_lock_pi(const struct anr_malloc_heap *h)
+{
+	return h->cfg.priority_inherit || h->cfg.debug_socket[0];
+}
+
+static void am_fork_prepare(void)
+{
+	pthread_mutex_lock(&am_registry_lock);
+	for (size_t i = 0; i < AM_REGISTRY_MAX; i++) {
+		struct anr_malloc_heap *h = am_registry[i];
+
+		if (h == NULL)
+			continue;
+		pthread_mutex_lock(&h->lock);
+		anr_fork_prepare(h->core);
+	}
+}
+
+static void am_fork_parent(void)
+{
+	for (size_t i = AM_REGISTRY_MAX; i-- > 0;) {
+		struct anr_malloc_heap *h = am_registry[i];
+
+		if (h == NULL)
+			continue;
+		anr_fork_parent(h->core);
+		pthread_mutex_unlock(&h->lock);
+	}
+	pthread_mutex_unlock(&am_registry_lock);
+}
+
+static void am_fork_child(void)
+{
+	for (size_t i = 0; i < AM_REGISTRY_MAX; i++) {
+		struct anr_malloc_heap *h = am_registry[i];
+
+		if (h == NULL)
+			continue;
+		anr_fork_child(h->core);
+		am_lock_init(&h->lock, am_lock_pi(h));
+		/* A collection another thread was running ended with it. */
+		if (h->gc_running) {
+			h->gc_running = 0;
+			h->grey_head = AM_NO_SLOT;
+			for (size_t j = 0; j < h->slots_hw; j++)
+				h->slots[j].grey = 0;
+		}
+	}
+	pthread_mutex_init(&am_registry_lock, NULL);
+}
+
+static pthread_once_t am_atfork_once = PTHREAD_ONCE_INIT;
+
+static void am_atfork_register(void)
+{
+	if (pthread_atfork(am_fork_prepare, am_fork_parent, am_fork_child) != 0)
+		mb_log(MB_LOG_WARNING, "anrmalloc: pthread_atfork failed: "
+		       "fork is not protected");
 }
 
 API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
@@ -324,7 +401,7 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 	h->dbg_fd = -1;
 	h->mb_stop[0] = h->mb_stop[1] = -1;
 	h->dbg_stop[0] = h->dbg_stop[1] = -1;
-	am_lock_init(&h->lock, cfg->priority_inherit || cfg->debug_socket[0]);
+	am_lock_init(&h->lock, am_lock_pi(h));
 	am_layout(h);
 	for (size_t i = 0; i < AM_DEFER_CELLS; i++)
 		h->defer[i].seq = i;
@@ -334,6 +411,7 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 	if (h->core == NULL)
 		goto fail;
 	anr_set_hook(h->core, am_core_hook, h);
+	pthread_once(&am_atfork_once, am_atfork_register);
 	if (am_registry_add(h) != 0) {
 		errno = EMFILE;
 		goto fail;

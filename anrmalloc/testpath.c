@@ -50,3 +50,18 @@ void am_test_unlock(anr_heap_t *h)
 {
 	pthread_mutex_unlock(&h->lock);
 }
+
+/* Hold the core's lock, the one every allocation takes first (the
+ * priority-inheritance test). */
+void am_test_core_lock(anr_heap_t *h);
+void am_test_core_unlock(anr_heap_t *h);
+
+void am_test_core_lock(anr_heap_t *h)
+{
+	anr_fork_prepare(h->core);
+}
+
+void am_test_core_unlock(anr_heap_t *h)
+{
+	anr_fork_parent(h->core);
+}

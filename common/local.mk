@@ -6,4 +6,5 @@ common_libmbcommon_la_SOURCES = \
 	common/mb_wire.c common/mb_wire.h \
 	common/mb_log.c common/mb_log.h \
 	common/mb_size.c common/mb_size.h \
-	common/mb_conf.c common/mb_conf.h
+	common/mb_conf.c common/mb_conf.h \
+	common/mb_addr.c common/mb_addr.h

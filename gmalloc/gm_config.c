@@ -4,7 +4,10 @@
  * Order: built-in defaults, then one file (GMALLOC_CONF if set, else
  * SYSCONFDIR/gmalloc.conf), then GMALLOC_<KEY> variables, so the
  * environment wins.  A bad line or variable is reported in one line that
- * names it and the key keeps the value it had.  This runs inside the first
+ * names it and the key keeps the value it had.  In a setuid or setgid
+ * program (AT_SECURE) the caller's environment is not trusted: GMALLOC_CONF
+ * and GMALLOC_<KEY> are ignored and only the system file is read.  This
+ * runs inside the first
  * malloc call: no heap, no stdio, no getenv (the environment pointer is
  * passed in because libc may not have published it yet).
  */
@@ -13,6 +16,7 @@
 #include <signal.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/auxv.h>
 
 #include "gm_internal.h"
 #include "mb_log.h"
@@ -38,9 +42,10 @@ static const char *const bad_free_choices[] = { "abort", "report", "ignore", NUL
 
 const struct mb_conf_key gm_conf_table[] = {
 	{ "limit", MB_CONF_SIZE, OFF(limit), 0, "0",
-	  "fixed maximum of resident heap memory (bytes, K/M/G, or % of RAM); 0: no limit", NULL },
-	{ "reserve", MB_CONF_SIZE, OFF(reserve), 0, "32G",
-	  "address space reserved once for the heap (never committed up front)", NULL },
+	  "fixed maximum of memory in blocks handed out (touched or not) and free pages kept (bytes, K/M/G, or % of RAM); 0: no limit", NULL },
+	{ "reserve", MB_CONF_SIZE, OFF(reserve), 0, "0",
+	  "address space reserved once for the heap (never committed up front); "
+	  "0: 8 times RAM, 1G to 32G; cut to fit RLIMIT_AS", NULL },
 	{ "free_low", MB_CONF_SIZE, OFF(free_low), 0, "256K",
 	  "free resident memory kept when pages are given back", NULL },
 	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
@@ -168,7 +173,7 @@ static int check_relations(struct gm_config *cfg)
 		cfg->backtrace_depth = GM_BT_MAX;
 		bad++;
 	}
-	if (cfg->limit > cfg->reserve) {
+	if (cfg->reserve != 0 && cfg->limit > cfg->reserve) {
 		/* Address space is cheap; the limit is what the user meant. */
 		mb_log(MB_LOG_INFO, "reserve raised to the limit");
 		cfg->reserve = cfg->limit;
@@ -182,6 +187,10 @@ int gm_config_read(struct gm_config *cfg, char *const *envp)
 	memset(cfg, 0, sizeof(*cfg));
 	if (mb_conf_defaults(gm_conf_table, cfg) != 0)
 		bad++;
+	/* A setuid or setgid program: the caller's environment is not ours. */
+	int secure = getauxval(AT_SECURE) != 0;
+	if (secure)
+		envp = NULL;
 	const char *path = env_get(envp, GM_ENV_CONF);
 	int explicit_path = path && path[0];
 	if (!explicit_path)

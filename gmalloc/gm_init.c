@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "gm_internal.h"
+#include "mb_addr.h"
 #include "mb_log.h"
 
 enum gm_state { GM_UNINIT = 0, GM_BUSY = 1, GM_READY = 2, GM_FAILED = 3 };
@@ -36,9 +37,14 @@ enum gm_state { GM_UNINIT = 0, GM_BUSY = 1, GM_READY = 2, GM_FAILED = 3 };
 #define GM_BOOT_SIZE (256 * 1024)
 #define GM_BOOT_HDR 16          /* size word, kept 16-byte aligned */
 #define GM_BOOT_MAX_ALIGN 4096
-/* If the configured reservation is refused (RLIMIT_AS, a small VM), try
- * smaller ones down to this before giving up. */
+/* If the reservation is still refused (a small VM), try smaller ones down
+ * to this before giving up. */
 #define GM_MIN_RESERVE ((uint64_t)64 << 20)
+/* reserve = 0: GM_RESERVE_PER_RAM times the machine's memory, within
+ * these bounds (and at least the limit). */
+#define GM_RESERVE_PER_RAM 8
+#define GM_AUTO_RESERVE_MIN ((uint64_t)1 << 30)
+#define GM_AUTO_RESERVE_MAX ((uint64_t)32 << 30)
 #define GM_ENV_MAX_VARS 64
 #define GM_ENV_BUF 8192
 #define GM_ENV_VAR_MAX 1024
@@ -200,6 +206,18 @@ static void gm_install_signal(void)
 		       gm_cfg.report_signal);
 }
 
+/* reserve = 0 (the default): from the machine's memory. */
+static uint64_t gm_auto_reserve(void)
+{
+	uint64_t ram = mb_addr_ram(), r = GM_AUTO_RESERVE_MAX;
+
+	if (ram != 0 && ram < GM_AUTO_RESERVE_MAX / GM_RESERVE_PER_RAM)
+		r = ram * GM_RESERVE_PER_RAM;
+	if (r < GM_AUTO_RESERVE_MIN)
+		r = GM_AUTO_RESERVE_MIN;
+	return r > gm_cfg.limit ? r : gm_cfg.limit;
+}
+
 static struct anr_heap *gm_create_heap(void)
 {
 	struct anr_config ac;
@@ -211,15 +229,24 @@ static struct anr_heap *gm_create_heap(void)
 	ac.valgrind = 1;
 	ac.name = "gmalloc";
 	ac.budget = gm_fixed_budget();
-	uint64_t reserve = gm_cfg.reserve;
+	uint64_t want = gm_cfg.reserve ? gm_cfg.reserve : gm_auto_reserve();
+	uint64_t reserve = mb_addr_reserve(want, "heap"), first = reserve;
 	for (;;) {
 		ac.reserve = reserve;
 		if (ac.budget > reserve)
 			ac.budget = reserve;
 		struct anr_heap *h = anr_create(&ac);
-		if (h)
+		if (h) {
+			if (reserve != first)
+				mb_log(MB_LOG_WARNING, "heap reservation of %lu bytes refused; "
+				       "reserved %lu", (unsigned long)first,
+				       (unsigned long)reserve);
+			struct anr_stats st;
+			anr_get_stats(h, &st);
+			gm_cfg.reserve = st.reserved;
 			return h;
-		if (reserve / 2 < GM_MIN_RESERVE || reserve / 2 < gm_cfg.limit)
+		}
+		if (reserve / 2 < GM_MIN_RESERVE)
 			break;
 		reserve /= 2;
 	}

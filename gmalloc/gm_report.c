@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -45,6 +46,29 @@ void gm_report_fd(int fd)
 	gm_trailer_report(fd);
 }
 
+/*
+ * on_limit=null: the first refusal of the process is said on stderr in
+ * one line, so that a program that then dies on the NULL leaves a trace;
+ * later refusals are silent.
+ */
+static void gm_refusal_note(size_t size)
+{
+	static atomic_flag said = ATOMIC_FLAG_INIT;
+	struct anr_stats st;
+	char sz[32], used[32], budget[32], reserved[32];
+
+	if (atomic_flag_test_and_set(&said) || gm_heap_ptr == NULL)
+		return;
+	anr_get_stats(gm_heap_ptr, &st);
+	mb_format_size(sz, sizeof(sz), size);
+	mb_format_size(used, sizeof(used), st.resident);
+	mb_format_size(budget, sizeof(budget), st.budget);
+	mb_format_size(reserved, sizeof(reserved), st.reserved);
+	mb_log(MB_LOG_WARNING, "out of memory: %zu bytes (%s) refused with %s committed "
+	       "of a budget of %s (reservation %s); malloc returns NULL "
+	       "(on_limit=null, said once)", size, sz, used, budget, reserved);
+}
+
 void gm_out_of_memory(size_t size)
 {
 	/* Sizes the reservation could never hold are plain errors, not the
@@ -57,5 +81,7 @@ void gm_out_of_memory(size_t size)
 		gm_report_fd(STDERR_FILENO);
 		abort();
 	}
+	if (size <= gm_cfg.reserve)
+		gm_refusal_note(size);
 	errno = ENOMEM;
 }

@@ -7,7 +7,10 @@
  *   [data: size bytes][fill, guard on][frames: depth words][size][canary]
  *
  * The size word and the canary are mixed with the block's address, so a
- * block copied elsewhere does not look valid.  free and realloc check
+ * block copied elsewhere does not look valid, and with two secrets drawn
+ * once per process at init (getrandom; never redrawn, so a fork child
+ * still reads its parent's blocks), so an overflow cannot write a
+ * trailer that looks valid without first reading one.  free and realloc check
  * them (and the fill, with guard on): a write past the end of the block
  * is reported with its address and size, then abort().
  *
@@ -19,37 +22,86 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "gm_internal.h"
 #include "mb_log.h"
 
 #define GM_GUARD_FILL 0xfd
 #define GM_TRAILER_WORDS 16     /* size word + canary */
-#define GM_TRAILER_SIZE_KEY 0x5bd1e9955bd1e995ULL
-#define GM_TRAILER_CANARY 0xc0ffee0ddba11ad5ULL
+#define GM_AT_RANDOM_BYTES 16
 
 size_t gm_trailer_size;
 static size_t gm_depth;
+/* Drawn once by gm_trailer_setup, before any block has a trailer. */
+static uint64_t gm_size_key, gm_canary_key;
+
+/* A 64-bit mixing function (the finaliser of splitmix64). */
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/*
+ * The secrets come from getrandom without blocking.  Early in boot the
+ * kernel may have no entropy yet: then the kernel's per-process random
+ * bytes (AT_RANDOM) are used, passed through mix64 so that the values
+ * glibc derives from them (the stack protector's canary) cannot be read
+ * back from a trailer.  No allocation either way.
+ */
+static void draw_secrets(void)
+{
+	uint64_t k[2];
+	ssize_t n;
+
+	do
+		n = getrandom(k, sizeof(k), GRND_NONBLOCK);
+	while (n < 0 && errno == EINTR);
+	if (n != (ssize_t)sizeof(k)) {
+		const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+		uint64_t a = 0, b = 0;
+
+		if (r) {
+			memcpy(&a, r, sizeof(a));
+			memcpy(&b, r + sizeof(a), GM_AT_RANDOM_BYTES - sizeof(a));
+		}
+		a ^= (uint64_t)(uintptr_t)&gm_size_key ^ (uint64_t)getpid();
+		b ^= (uint64_t)time(NULL);
+		k[0] = mix64(a ^ mix64(b));
+		k[1] = mix64(k[0] ^ b);
+	}
+	gm_size_key = k[0];
+	gm_canary_key = k[1];
+}
 
 void gm_trailer_setup(void)
 {
 	gm_depth = (size_t)gm_cfg.backtrace_depth;
-	if (gm_cfg.guard || gm_depth)
+	if (gm_cfg.guard || gm_depth) {
+		draw_secrets();
 		gm_trailer_size = GM_TRAILER_WORDS + gm_depth * sizeof(uintptr_t);
+	}
 }
 
 static uint64_t size_word(const void *p, uint64_t size)
 {
-	return size ^ GM_TRAILER_SIZE_KEY ^ (uint64_t)(uintptr_t)p;
+	return size ^ gm_size_key ^ (uint64_t)(uintptr_t)p;
 }
 
 static uint64_t canary_word(const void *p)
 {
-	return GM_TRAILER_CANARY ^ (uint64_t)(uintptr_t)p;
+	return gm_canary_key ^ (uint64_t)(uintptr_t)p;
 }
 
 void gm_trailer_set(void *p, size_t size, size_t usable, const void *caller)
@@ -85,7 +137,7 @@ static size_t trailer_size_of(const void *p, size_t usable)
 	if (usable < gm_trailer_size)
 		return SIZE_MAX;
 	memcpy(w, (const unsigned char *)p + usable - GM_TRAILER_WORDS, sizeof(w));
-	size = w[0] ^ GM_TRAILER_SIZE_KEY ^ (uint64_t)(uintptr_t)p;
+	size = w[0] ^ gm_size_key ^ (uint64_t)(uintptr_t)p;
 	if (w[1] != canary_word(p) || size > usable - gm_trailer_size)
 		return SIZE_MAX;
 	return (size_t)size;

@@ -1,9 +1,11 @@
 # tests of anrmalloc
 EXTRA_DIST += tests/anrmalloc/anrmalloc_broker.sh tests/anrmalloc/anrmalloc_symbols.sh
 if HAVE_CHECK
-check_PROGRAMS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_broker
-UNIT_TESTS += tests/anrmalloc/test_anrmalloc
-TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/anrmalloc_broker.sh \
+check_PROGRAMS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_broker \
+	tests/anrmalloc/test_anrmalloc_defects tests/anrmalloc/test_anrmalloc_pi
+UNIT_TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects
+TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects \
+	tests/anrmalloc/test_anrmalloc_pi tests/anrmalloc/anrmalloc_broker.sh \
 	tests/anrmalloc/anrmalloc_symbols.sh
 
 tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c
@@ -11,6 +13,23 @@ tests_anrmalloc_test_anrmalloc_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 tests_anrmalloc_test_anrmalloc_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrmalloc_test_anrmalloc_LDADD = anrmalloc/libanrmalloc_impl.la \
 	common/libmbcommon.la $(CHECK_LIBS) $(PTHREAD_LIBS) -ldl
+
+# Regression tests of the layer's defects, and priority inheritance (needs
+# SCHED_FIFO, else skipped): both on the implementation library.
+ANRMALLOC_UNIT_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
+ANRMALLOC_UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
+ANRMALLOC_UNIT_LDADD = anrmalloc/libanrmalloc_impl.la common/libmbcommon.la \
+	$(CHECK_LIBS) $(PTHREAD_LIBS)
+tests_anrmalloc_test_anrmalloc_defects_SOURCES = tests/anrmalloc/test_anrmalloc_defects.c \
+	tests/testlib/mbt_check.h
+tests_anrmalloc_test_anrmalloc_defects_CPPFLAGS = $(ANRMALLOC_UNIT_CPPFLAGS)
+tests_anrmalloc_test_anrmalloc_defects_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
+tests_anrmalloc_test_anrmalloc_defects_LDADD = $(ANRMALLOC_UNIT_LDADD)
+tests_anrmalloc_test_anrmalloc_pi_SOURCES = tests/anrmalloc/test_anrmalloc_pi.c \
+	tests/testlib/mbt_check.h
+tests_anrmalloc_test_anrmalloc_pi_CPPFLAGS = $(ANRMALLOC_UNIT_CPPFLAGS)
+tests_anrmalloc_test_anrmalloc_pi_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
+tests_anrmalloc_test_anrmalloc_pi_LDADD = $(ANRMALLOC_UNIT_LDADD)
 
 tests_anrmalloc_test_anrmalloc_broker_SOURCES = tests/anrmalloc/test_anrmalloc_broker.c
 tests_anrmalloc_test_anrmalloc_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)

@@ -17,13 +17,25 @@ tests_gmalloc_gm_family_SOURCES = tests/gmalloc/gm_family.c
 tests_gmalloc_gm_family_LDADD = -ldl $(PTHREAD_LIBS)
 tests_gmalloc_gm_family_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS) -fno-builtin
 
+# Linked with libgmalloc and libanrmalloc, without libtool's wrapper
+# (-no-install), so that setuid.sh can make a setuid copy of it.
+check_PROGRAMS += tests/gmalloc/gm_secure
+tests_gmalloc_gm_secure_SOURCES = tests/gmalloc/gm_secure.c
+tests_gmalloc_gm_secure_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
+tests_gmalloc_gm_secure_LDADD = gmalloc/libgmalloc.la anrmalloc/libanrmalloc.la
+tests_gmalloc_gm_secure_LDFLAGS = -no-install
+
 GMALLOC_SH_TESTS = \
 	tests/gmalloc/exports.sh \
 	tests/gmalloc/family.sh \
 	tests/gmalloc/nomap.sh \
 	tests/gmalloc/config.sh \
 	tests/gmalloc/limit.sh \
+	tests/gmalloc/limit_counts.sh \
+	tests/gmalloc/rlimit.sh \
 	tests/gmalloc/guard.sh \
+	tests/gmalloc/canary.sh \
+	tests/gmalloc/setuid.sh \
 	tests/gmalloc/backtrace.sh \
 	tests/gmalloc/python.sh \
 	tests/gmalloc/sqlite.sh \

@@ -15,6 +15,12 @@
  *                          the report on stdout (backtrace_depth test)
  *   gm_family sigreport N  threads allocate while the report signal
  *                          (SIGUSR2) is raised N times
+ *   gm_family canary       print the canary secret of a block's trailer
+ *                          (guard test: two processes must differ)
+ *   gm_family forge        rewrite a block's trailer as the constant-XOR-
+ *                          address scheme would, then free it
+ *   gm_family table T U    malloc a T MiB table, touch U MiB of it, print
+ *                          "table ok" or "table refused errno E"
  *   gm_family seccomp      after the first malloc, forbid every system call
  *                          that changes the memory map, then run the family
  *                          (a violation kills the process with SIGSYS)
@@ -668,6 +674,63 @@ static int sigreport(int n)
 	return 0;
 }
 
+/* guard = on: the trailer [size word][canary] is the first 16 bytes after
+ * the data that are not guard fill (0xfd). */
+#define TRAILER_PROBE_SIZE 112
+#define TRAILER_PROBE_MAX 4096
+static uint64_t *find_trailer(unsigned char *p)
+{
+	for (size_t o = TRAILER_PROBE_SIZE; o < TRAILER_PROBE_MAX; o += 16) {
+		for (size_t i = 0; i < 16; i++)
+			if (p[o + i] != 0xfd)
+				return (uint64_t *)(void *)(p + o);
+	}
+	return NULL;
+}
+
+static int canary(int forge)
+{
+	unsigned char *p = opaque(malloc(TRAILER_PROBE_SIZE));
+	uint64_t *t = p ? find_trailer(p) : NULL;
+	uint64_t addr = (uint64_t)(uintptr_t)p;
+
+	if (!t)
+		return 2;
+	if (!forge) {
+		printf("canary secret %016llx\n", (unsigned long long)(t[1] ^ addr));
+		free(p);
+		return 0;
+	}
+	/* What an overflow can write without reading anything first. */
+	t[0] = TRAILER_PROBE_SIZE ^ 0x5bd1e9955bd1e995ULL ^ addr;
+	t[1] = 0xc0ffee0ddba11ad5ULL ^ addr;
+	free(p);
+	printf("forged trailer accepted\n");
+	return 0;
+}
+
+/* A large table of which only a part is ever touched. */
+static int table(long table_mib, long touch_mib)
+{
+	size_t len = (size_t)table_mib << 20;
+	unsigned char *t = opaque(malloc(len));
+
+	if (!t) {
+		int err = errno;
+
+		/* A second refusal, to see that it is reported only once. */
+		t = opaque(malloc(len));
+		printf("table refused errno %d%s\n", err, t ? "" : " twice");
+		free(t);
+		return 0;
+	}
+	for (size_t i = 0; i < ((size_t)touch_mib << 20) && i < len; i += 4096)
+		t[i] = 1;
+	free(t);
+	printf("table ok\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "family";
@@ -683,6 +746,10 @@ int main(int argc, char **argv)
 		return churn(argc > 2 ? atol(argv[2]) : 64);
 	if (strcmp(mode, "seccomp") == 0)
 		return seccomp_run();
+	if (strcmp(mode, "canary") == 0 || strcmp(mode, "forge") == 0)
+		return canary(mode[0] == 'f');
+	if (strcmp(mode, "table") == 0)
+		return table(argc > 2 ? atol(argv[2]) : 0, argc > 3 ? atol(argv[3]) : 0);
 	if (strcmp(mode, "sites") == 0)
 		return sites();
 	if (strcmp(mode, "sigreport") == 0)

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "gm_internal.h"
+#include "mb_addr.h"
 #include "mb_log.h"
 
 static char logbuf[8192];
@@ -61,7 +62,7 @@ START_TEST(defaults_parse)
 	char *env[] = { "GMALLOC_CONF=/dev/null", NULL };
 	ck_assert_int_eq(gm_config_read(&cfg, env), 0);
 	ck_assert_uint_eq(cfg.limit, 0);
-	ck_assert_uint_eq(cfg.reserve, (uint64_t)32 << 30);
+	ck_assert_uint_eq(cfg.reserve, 0);
 	ck_assert_uint_eq(cfg.free_low, 256 << 10);
 	ck_assert_uint_eq(cfg.free_high, 1 << 20);
 	ck_assert_int_eq(cfg.on_limit, GM_ON_LIMIT_NULL);
@@ -151,7 +152,7 @@ START_TEST(missing_file_reported)
 	ck_assert_int_eq(gm_config_read(&cfg, env), 1);
 	ck_assert_int_eq(loglines, 1);
 	ck_assert_msg(strstr(logbuf, "GMALLOC_CONF=/nonexistent/gmalloc.conf"), "%s", logbuf);
-	ck_assert_uint_eq(cfg.reserve, (uint64_t)32 << 30);
+	ck_assert_uint_eq(cfg.reserve, 0);
 }
 END_TEST
 
@@ -166,6 +167,27 @@ START_TEST(relations_fixed)
 	ck_assert_uint_eq(cfg.free_low, cfg.free_high);
 	ck_assert_uint_eq(cfg.quota_release, cfg.quota_step);
 	ck_assert_uint_eq(cfg.reserve, cfg.limit);
+}
+END_TEST
+
+/* The reservation rule under RLIMIT_AS (mb_addr.h), as gmalloc(3) states
+ * it. */
+START_TEST(reserve_rule)
+{
+	const uint64_t M = 1 << 20, G = (uint64_t)1 << 30;
+
+	/* No limit: what was asked. */
+	ck_assert_uint_eq(mb_addr_fit(32 * G, 0, 5 * M), 32 * G);
+	/* Plenty of room: an eighth is left. */
+	ck_assert_uint_eq(mb_addr_fit(32 * G, 3 * G + 8 * M, 8 * M), 3 * G - 3 * G / 8);
+	/* Less: 64 MiB are left. */
+	ck_assert_uint_eq(mb_addr_fit(32 * G, 260 * M, 4 * M), 192 * M);
+	/* Little: half the room. */
+	ck_assert_uint_eq(mb_addr_fit(32 * G, 104 * M, 4 * M), 50 * M);
+	/* Asked for less than fits: unchanged. */
+	ck_assert_uint_eq(mb_addr_fit(16 * M, 104 * M, 4 * M), 16 * M);
+	/* Mapped past the limit: nothing. */
+	ck_assert_uint_eq(mb_addr_fit(32 * G, 4 * M, 8 * M), 0);
 }
 END_TEST
 
@@ -255,6 +277,7 @@ int main(void)
 	tcase_add_test(tc, missing_file_reported);
 	tcase_add_test(tc, relations_fixed);
 	tcase_add_test(tc, signals);
+	tcase_add_test(tc, reserve_rule);
 	tcase_add_test(tc, man_page_lists_every_key);
 	tcase_add_test(tc, example_conf_lists_every_key);
 	suite_add_tcase(s, tc);

@@ -1,0 +1,393 @@
+/*
+ * Regression tests of anr_malloc: the collector scans blocks marked
+ * before a collection, children forked while another thread allocates
+ * can allocate, and a need-more callback that allocates from its own heap
+ * gets a plain failure instead of a nested callback.  They also run under
+ * ASan+UBSan and valgrind.
+ */
+#include "config.h"
+
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+#include <valgrind/valgrind.h>
+#endif
+
+#include "anrmalloc/anrmalloc.h"
+#include "mb_log.h"
+#include "tests/testlib/mbt_check.h"
+
+#define KIB 1024u
+#define MIB (1024u * 1024u)
+#define TRUE_PROGRAM "/bin/true"
+#define FORK_CHILDREN 200
+#define FORK_CHILDREN_VALGRIND 20 /* each fork under valgrind is slow */
+#define CHILD_DEADLINE_S 5 /* a child that has not finished by then hangs */
+
+static anr_heap_t *small_heap(int scan)
+{
+	struct anr_malloc_config c;
+	anr_heap_t *h;
+
+	anr_config_init(&c);
+	c.reserve = 64 * MIB;
+	c.budget = 1 * MIB;
+	c.on_error = ANR_ERROR_REPORT;
+	c.max_blocks = 65536;
+	c.gc_scan = scan;
+	h = anr_heap_create(&c);
+	ck_assert_ptr_nonnull(h);
+	return h;
+}
+
+/* ---- mark, then collect ---- */
+
+START_TEST(gc_scans_blocks_marked_before_collect)
+{
+	anr_heap_t *h = small_heap(1);
+	struct anr_gc_result res;
+	void **root = anr_malloc(h, 4 * sizeof(void *));
+	void **mid = anr_malloc(h, 4 * sizeof(void *));
+	char *leaf = anr_malloc(h, 100);
+	void *garbage = anr_malloc(h, 100);
+
+	ck_assert_ptr_nonnull(root);
+	ck_assert_ptr_nonnull(mid);
+	ck_assert_ptr_nonnull(leaf);
+	ck_assert_ptr_nonnull(garbage);
+	memset(root, 0, 4 * sizeof(void *));
+	memset(mid, 0, 4 * sizeof(void *));
+	memset(leaf, 0, 100);
+	memset(garbage, 0, 100);
+	root[1] = mid;
+	mid[2] = leaf + 10;            /* interior pointer */
+	strcpy(leaf, "still in use");
+
+	/* The documented manual way: mark the root, collect without
+	 * callbacks.  What the root reaches must survive. */
+	ck_assert_int_eq(anr_gc_mark(h, root), 1);
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), 0);
+	ck_assert_uint_eq(res.live_blocks, 3);
+	ck_assert_uint_eq(res.freed_blocks, 1);
+	ck_assert_int_eq(anr_check_block(h, mid), 0);
+	ck_assert_int_eq(anr_check_block(h, leaf), 0);
+	ck_assert_str_eq(leaf, "still in use");
+
+	/* Marks do not outlive the collection: the next one frees all. */
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), 0);
+	ck_assert_uint_eq(res.freed_blocks, 3);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+/* ---- fork while another thread allocates ---- */
+
+struct churn {
+	anr_heap_t *h;
+	volatile int stop;
+};
+
+/* Global, so that a child's copy still reaches the blocks (valgrind). */
+static void *churn_keep[16];
+
+static void *churn_thread(void *arg)
+{
+	struct churn *c = arg;
+	void **keep = churn_keep;
+	unsigned i = 0;
+
+	while (!c->stop) {
+		unsigned k = i++ % 16;
+		anr_malloc_free(c->h, keep[k]);
+		keep[k] = anr_malloc(c->h, 16 + (i * 37) % (8 * KIB));
+	}
+	for (unsigned k = 0; k < 16; k++)
+		anr_malloc_free(c->h, keep[k]);
+	return NULL;
+}
+
+/*
+ * The child's verdict goes through a pipe and the child then becomes
+ * /bin/true instead of exiting: a block the other thread had just
+ * allocated and not yet stored is lost in the child, which is no fault of
+ * the child, and must not fail valgrind's leak check at exit.
+ */
+static void child_verdict(int fd, char verdict)
+{
+	if (write(fd, &verdict, 1) != 1)
+		_exit(4);
+	execl(TRUE_PROGRAM, "true", (char *)NULL);
+	_exit(5);
+}
+
+static void child_allocates(anr_heap_t *h, int fd)
+{
+	void *p;
+
+	signal(SIGALRM, SIG_DFL);
+	alarm(CHILD_DEADLINE_S);
+	p = anr_malloc(h, 200);
+	if (p == NULL)
+		child_verdict(fd, 'n');
+	anr_malloc_free(h, p);
+	p = anr_malloc(h, 64 * KIB);
+	anr_malloc_free(h, p);
+	child_verdict(fd, anr_verify(h) == 0 ? 'y' : 'v');
+}
+
+static int children(void)
+{
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+	if (RUNNING_ON_VALGRIND)
+		return FORK_CHILDREN_VALGRIND;
+#endif
+	return FORK_CHILDREN;
+}
+
+START_TEST(fork_while_another_thread_allocates)
+{
+	struct churn c = { small_heap(0), 0 };
+	pthread_t t;
+	int hung = 0, failed = 0;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, churn_thread, &c), 0);
+	for (int i = 0; i < children() && hung + failed == 0; i++) {
+		int st, fds[2];
+		char verdict = 0;
+		pid_t pid;
+
+		ck_assert_int_eq(pipe(fds), 0);
+		pid = fork();
+		ck_assert_int_ge(pid, 0);
+		if (pid == 0) {
+			close(fds[0]);
+			child_allocates(c.h, fds[1]);
+		}
+		close(fds[1]);
+		ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+		if (read(fds[0], &verdict, 1) != 1)
+			verdict = 0;
+		close(fds[0]);
+		if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
+			hung++;
+		else if (verdict != 'y')
+			failed++;
+	}
+	c.stop = 1;
+	pthread_join(t, NULL);
+	ck_assert_int_eq(hung, 0);
+	ck_assert_int_eq(failed, 0);
+	ck_assert_int_eq(anr_verify(c.h), 0);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
+/* ---- fork while another thread collects ---- */
+
+struct held_mark {
+	pid_t parent;
+	volatile int in_mark, release;
+};
+
+static void slow_mark(void *arg, anr_heap_t *h)
+{
+	struct held_mark *m = arg;
+
+	(void)h;
+	if (getpid() != m->parent)
+		return;         /* the child's own collection */
+	m->in_mark = 1;
+	while (!m->release)
+		usleep(1000);
+}
+
+static void *collect_thread(void *arg)
+{
+	anr_heap_t *h = arg;
+	struct anr_gc_result r;
+
+	return (void *)(intptr_t)anr_gc_collect(h, 0, -1, &r);
+}
+
+START_TEST(fork_while_another_thread_collects)
+{
+	struct held_mark m = { getpid(), 0, 0 };
+	anr_heap_t *h = small_heap(1);
+	void *p = anr_malloc(h, 100);
+	pthread_t t;
+	void *rc;
+	int st;
+	pid_t pid;
+
+	ck_assert_int_eq(anr_add_mark_callback(h, slow_mark, &m), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, collect_thread, h), 0);
+	while (!m.in_mark)
+		usleep(1000);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct anr_gc_result r;
+
+		signal(SIGALRM, SIG_DFL);
+		alarm(CHILD_DEADLINE_S);
+		/* The parent's collection is not the child's: it can collect. */
+		_exit(anr_gc_collect(h, ANR_GC_FREE, -1, &r) == 0 &&
+		      r.freed_blocks == 1 ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	m.release = 1;
+	pthread_join(t, &rc);
+	ck_assert_int_eq((int)(intptr_t)rc, 0);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		      "child could not collect (status %d)", st);
+	anr_malloc_free(h, p);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+/* ---- a need-more callback that allocates from its own heap ---- */
+
+struct greedy {
+	void *held[64];
+	int n;
+	int calls, depth, max_depth, nested_null;
+};
+
+static size_t greedy_need(void *arg, anr_heap_t *h, size_t bytes,
+			  enum anr_need_reason why, unsigned round)
+{
+	struct greedy *g = arg;
+	size_t freed = 0;
+	void *p;
+
+	(void)bytes;
+	(void)why;
+	(void)round;
+	g->calls++;
+	if (++g->depth > g->max_depth)
+		g->max_depth = g->depth;
+	/* What the man page warns against: allocate while short. */
+	p = anr_malloc(h, 512 * KIB);
+	if (p == NULL)
+		g->nested_null++;
+	anr_malloc_free(h, p);
+	if (g->n > 0) {
+		anr_malloc_free(h, g->held[--g->n]);
+		freed = 256 * KIB;
+	}
+	g->depth--;
+	return freed;
+}
+
+START_TEST(need_callback_allocating_from_its_heap_fails_fast)
+{
+	struct greedy g;
+	anr_heap_t *h = small_heap(0);
+	void *p;
+
+	memset(&g, 0, sizeof(g));
+	for (g.n = 0; g.n < 3; g.n++) {
+		g.held[g.n] = anr_malloc(h, 256 * KIB);
+		ck_assert_ptr_nonnull(g.held[g.n]);
+	}
+	ck_assert_int_eq(anr_add_need_callback(h, greedy_need, &g), 0);
+	p = anr_malloc(h, 512 * KIB);
+	/* The callback ran, was never nested, and its own allocation failed
+	 * at once instead of calling it again. */
+	ck_assert_int_ge(g.calls, 1);
+	ck_assert_int_eq(g.max_depth, 1);
+	ck_assert_int_ge(g.nested_null, 1);
+	ck_assert_ptr_nonnull(p);
+	anr_malloc_free(h, p);
+	/* Outside the callback, allocations still run it. */
+	g.calls = 0;
+	p = anr_malloc(h, 2 * MIB);
+	ck_assert_ptr_null(p);
+	ck_assert_int_ge(g.calls, 1);
+	ck_assert_int_eq(g.max_depth, 1);
+	for (int i = 0; i < g.n; i++)
+		anr_malloc_free(h, g.held[i]);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+/* ---- a reservation under RLIMIT_AS ---- */
+
+/* VmSize, from /proc/self/statm. */
+static uint64_t mapped_now(void)
+{
+	char buf[128] = { 0 };
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long long pages = 0;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(fgets(buf, sizeof(buf), f));
+	fclose(f);
+	ck_assert_int_eq(sscanf(buf, "%llu", &pages), 1);
+	return pages * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+START_TEST(reserve_fits_the_address_space_limit)
+{
+	/* Each test runs in its own process: the limit dies with it. */
+	const uint64_t room = 200 * (uint64_t)MIB;
+	struct rlimit rl;
+	struct anr_malloc_config c;
+	struct anr_malloc_stats st;
+	anr_heap_t *h;
+	void *p, *q;
+
+	rl.rlim_cur = rl.rlim_max = mapped_now() + room;
+	ck_assert_int_eq(setrlimit(RLIMIT_AS, &rl), 0);
+	anr_config_init(&c);
+	c.reserve = 1024 * MIB;   /* would not fit */
+	c.budget = 0;
+	h = anr_heap_create(&c);
+	ck_assert_ptr_nonnull(h);
+	anr_heap_stats(h, &st);
+	/* An eighth of the room, and at least 64 MiB, stay with the program. */
+	ck_assert_uint_le(st.reserved, room - 64 * MIB);
+	ck_assert_uint_ge(st.reserved, 64 * MIB);
+	p = anr_malloc(h, 32 * MIB);
+	ck_assert_ptr_nonnull(p);
+	/* What was left is still there for the program's own mappings. */
+	q = mmap(NULL, 32 * MIB, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	ck_assert_ptr_ne(q, MAP_FAILED);
+	munmap(q, 32 * MIB);
+	anr_malloc_free(h, p);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+static Suite *defects_suite(void)
+{
+	Suite *s = suite_create("anrmalloc-defects");
+	TCase *tc = tcase_create("core");
+
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, gc_scans_blocks_marked_before_collect);
+	tcase_add_test(tc, fork_while_another_thread_allocates);
+	tcase_add_test(tc, fork_while_another_thread_collects);
+	tcase_add_test(tc, need_callback_allocating_from_its_heap_fails_fast);
+	tcase_add_test(tc, reserve_fits_the_address_space_limit);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(void)
+{
+	mb_log_init("test_anrmalloc_defects", -1, MB_LOG_ERR);
+	return mbt_run_suite(defects_suite());
+}
