@@ -285,7 +285,12 @@ static void set_owner(struct tfs_inode *parent, fuse_req_t req, int dirfd,
 
 /*
  * Bytes of pages in [off, off + len) that tmpfs has not allocated yet: the
- * upper bound charged before a write or fallocate.
+ * upper bound charged before a write or fallocate.  Below the end of the
+ * file the holes are found with SEEK_DATA/SEEK_HOLE; st_blocks cannot tell,
+ * since it also counts pages preallocated past the end (fallocate with
+ * FALLOC_FL_KEEP_SIZE).  Past the end nothing can be seen, so every page is
+ * taken as new; preallocated pages there (and below the end, which tmpfs
+ * reports as holes until written) are overestimated, never missed.
  */
 static uint64_t unallocated(int fd, const struct stat *st, uint64_t off,
 			    uint64_t len)
@@ -295,18 +300,11 @@ static uint64_t unallocated(int fd, const struct stat *st, uint64_t off,
 
 	if (len == 0)
 		return 0;
-	if ((uint64_t)st_bytes(st) >= alloc_end) {
-		/* Dense file: only pages past the end are new. */
-		if (end <= alloc_end)
-			return 0;
-		return end - (start > alloc_end ? start : alloc_end);
-	}
 	for (pos = start; pos < end && pos < alloc_end;) {
 		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
 
 		if (d == -1 || (uint64_t)d >= end) {
 			holes += (end < alloc_end ? end : alloc_end) - pos;
-			pos = alloc_end;
 			break;
 		}
 		holes += round_down((uint64_t)d) - pos;
