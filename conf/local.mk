@@ -15,3 +15,9 @@ conf/membroker.service: $(srcdir)/conf/membroker.service.in Makefile
 
 conf/membroker: $(srcdir)/conf/membroker.init Makefile
 	$(AM_V_GEN)$(MKDIR_P) conf && $(conf_subst) $(srcdir)/conf/membroker.init > $@ && chmod +x $@
+
+# The units name only units that exist and order without a cycle; the init
+# script reports failures (busybox sh and start-stop-daemon).
+CONF_TESTS = tests/conf/units.sh
+TESTS += $(CONF_TESTS)
+EXTRA_DIST += $(CONF_TESTS) tests/conf/units.py
