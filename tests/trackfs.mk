@@ -20,7 +20,7 @@ check_PROGRAMS += tests/trackfs/test_tfs_unit
 UNIT_TESTS += tests/trackfs/test_tfs_unit
 TESTS += tests/trackfs/test_tfs_unit
 tests_trackfs_test_tfs_unit_SOURCES = tests/trackfs/test_tfs_unit.c \
-	track_fs/charge.c track_fs/walk.c track_fs/conf.c track_fs/tfs.h
+	track_fs/charge.c track_fs/walk.c track_fs/uid.c track_fs/conf.c track_fs/tfs.h
 tests_trackfs_test_tfs_unit_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient \
 	-I$(top_srcdir)/track_fs
 tests_trackfs_test_tfs_unit_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
