@@ -163,6 +163,7 @@ int tfs_ops_init(int rootfd, const struct tfs_conf *cf)
 	tfs_root.fd = rootfd;
 	tfs_root.dev = st.st_dev;
 	tfs_root.ino = st.st_ino;
+	tfs_root.uid = st.st_uid;
 	tfs_root.nlookup = 2;
 	pthread_mutex_init(&tfs_root.lock, NULL);
 	tfs_timeout = (double)cf->cache_timeout / 1000.0;
