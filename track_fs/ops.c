@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -53,6 +54,7 @@
 #define TFS_HASH_MIN 1024
 #define TFS_PROC_PATH 64
 #define TFS_XATTR_MAX 65536
+#define TFS_MINCORE_WINDOW (1U << 20)
 
 static struct tfs_inode tfs_root;
 static double tfs_timeout;
@@ -161,6 +163,7 @@ int tfs_ops_init(int rootfd, const struct tfs_conf *cf)
 	if (fstatat(rootfd, "", &st, AT_EMPTY_PATH) == -1)
 		return -errno;
 	tfs_root.fd = rootfd;
+	tfs_root.rfd = -1;
 	tfs_root.dev = st.st_dev;
 	tfs_root.ino = st.st_ino;
 	tfs_root.uid = st.st_uid;
@@ -299,6 +302,8 @@ void tfs_ops_fini(void)
 		for (; in != NULL; in = next) {
 			next = in->hnext;
 			close(in->fd);
+			if (in->rfd >= 0)
+				close(in->rfd);
 			pthread_mutex_destroy(&in->lock);
 			free(in);
 		}
@@ -347,6 +352,7 @@ static int do_lookup(struct tfs_inode *parent, const char *name,
 			return ENOMEM;
 		}
 		in->fd = fd;
+		in->rfd = -1;
 		in->dev = st.st_dev;
 		in->ino = st.st_ino;
 		in->nlookup = 1;
@@ -382,6 +388,8 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
 	tbl_remove(in);
 	pthread_mutex_unlock(&tbl_lock);
 	close(in->fd);
+	if (in->rfd >= 0)
+		close(in->rfd);
 	pthread_mutex_destroy(&in->lock);
 	free(in);
 }
@@ -408,39 +416,90 @@ static void set_owner(struct tfs_inode *parent, fuse_req_t req, int dirfd,
 }
 
 /*
- * Bytes of pages in [off, off + len) that tmpfs has not allocated yet: the
- * upper bound charged before a write or fallocate.  Below the end of the
- * file the holes are found with SEEK_DATA/SEEK_HOLE; st_blocks cannot tell,
- * since it also counts pages preallocated past the end (fallocate with
- * FALLOC_FL_KEEP_SIZE).  Past the end nothing can be seen, so every page is
- * taken as new; preallocated pages there (and below the end, which tmpfs
- * reports as holes until written) are overestimated, never missed.
+ * Pages of [start, end) in the file's page cache, which for tmpfs are the
+ * pages it has allocated (a page in swap and out of the swap cache reads
+ * as absent, which only overestimates).  mincore(2) on a read-only shared
+ * mapping of a window at a time: the cost follows the range, not the file,
+ * and it sees pages preallocated past the end too.  -1 if the file cannot
+ * be mapped (then SEEK_DATA is used).  Under in->lock.
  */
-static uint64_t unallocated(int fd, const struct stat *st, uint64_t off,
-			    uint64_t len, uint64_t *below)
+static int64_t resident(struct tfs_inode *in, uint64_t start, uint64_t end)
+{
+	unsigned char vec[TFS_MINCORE_WINDOW / TFS_PAGE];
+	uint64_t pos, n = 0;
+	size_t i;
+
+	if (in->rfd < 0) {
+		char path[TFS_PROC_PATH];
+
+		proc_path(path, in->fd);
+		in->rfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (in->rfd < 0)
+			return -1;
+	}
+	for (pos = start; pos < end; pos += TFS_MINCORE_WINDOW) {
+		size_t len = end - pos < TFS_MINCORE_WINDOW ?
+			(size_t)(end - pos) : TFS_MINCORE_WINDOW;
+		void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, in->rfd,
+			       (off_t)pos);
+
+		if (m == MAP_FAILED)
+			return -1;
+		if (mincore(m, len, vec) != 0) {
+			munmap(m, len);
+			return -1;
+		}
+		munmap(m, len);
+		for (i = 0; i < len / TFS_PAGE; i++)
+			n += vec[i] & 1;
+	}
+	return (int64_t)(n * TFS_PAGE);
+}
+
+/*
+ * Bytes of pages in [off, off + len) that tmpfs has not allocated yet: the
+ * upper bound charged before a write or fallocate; *below gets the part
+ * below the end of the file (holes the change may fill).  st_blocks cannot
+ * tell: it also counts pages preallocated past the end (fallocate with
+ * FALLOC_FL_KEEP_SIZE).  Without mincore, holes below the end are found
+ * with SEEK_DATA/SEEK_HOLE (which take unwritten preallocated pages for
+ * holes: an overestimate) and every page past the end is taken as new.
+ */
+static uint64_t unallocated(struct tfs_inode *in, int fd,
+			    const struct stat *st, uint64_t off, uint64_t len,
+			    uint64_t *below)
 {
 	uint64_t start = round_down(off), end = round_up(off + len);
-	uint64_t alloc_end = round_up((uint64_t)st->st_size), holes = 0, pos;
+	uint64_t alloc_end = round_up((uint64_t)st->st_size), pos, from;
+	uint64_t mid = end < alloc_end ? end : alloc_end, holes = 0;
+	int64_t r = 0;
 
 	*below = 0;
 	if (len == 0)
 		return 0;
-	for (pos = start; pos < end && pos < alloc_end;) {
-		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+	if (start < mid && (r = resident(in, start, mid)) >= 0) {
+		holes = mid - start - (uint64_t)r;
+	} else {
+		for (pos = start; pos < mid;) {
+			off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
 
-		if (d == -1 || (uint64_t)d >= end) {
-			holes += (end < alloc_end ? end : alloc_end) - pos;
-			break;
+			if (d == -1 || (uint64_t)d >= mid) {
+				holes += mid - pos;
+				break;
+			}
+			holes += round_down((uint64_t)d) - pos;
+			h = lseek(fd, d, SEEK_HOLE);
+			if (h == -1)
+				break;
+			pos = round_up((uint64_t)h);
 		}
-		holes += round_down((uint64_t)d) - pos;
-		h = lseek(fd, d, SEEK_HOLE);
-		if (h == -1)
-			break;
-		pos = round_up((uint64_t)h);
 	}
 	*below = holes;
-	if (end > alloc_end)
-		holes += end - (start > alloc_end ? start : alloc_end);
+	if (end > alloc_end) {
+		from = start > alloc_end ? start : alloc_end;
+		r = resident(in, from, end);
+		holes += end - from - (r >= 0 ? (uint64_t)r : 0);
+	}
 	return holes;
 }
 
@@ -995,6 +1054,10 @@ static void tfs_release(fuse_req_t req, fuse_ino_t ino,
 		tfs_charge_drop_resv(in);
 		tfs_uid_adjust(in->uid, footprint(in) - fp);
 	}
+	if (in->nopen == 0 && in->rfd >= 0) {
+		close(in->rfd);
+		in->rfd = -1;
+	}
 	if (in->nopen == 0 && fstat((int)fi->fh, &st) == 0 &&
 	    st.st_nlink == 0 && !in->gone)
 		credit_inode(in);
@@ -1054,7 +1117,7 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, errno);
 		return;
 	}
-	est = unallocated((int)fi->fh, &st, (uint64_t)off, size, &below);
+	est = unallocated(in, (int)fi->fh, &st, (uint64_t)off, size, &below);
 	/* A write past the end leaves holes to reserve in between. */
 	gap = in->nwrite > 0 ? gap_before(&st, (uint64_t)off) : 0;
 	if (change_begin(in, below, est - below + gap, fi->writepage ?
@@ -1093,7 +1156,7 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 		goto out;
 	}
 	if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
-		est = unallocated((int)fi->fh, &st, (uint64_t)off,
+		est = unallocated(in, (int)fi->fh, &st, (uint64_t)off,
 				  (uint64_t)len, &below);
 		if (in->nwrite > 0 && !(mode & FALLOC_FL_KEEP_SIZE))
 			more = gap_before(&st, (uint64_t)off);

@@ -58,6 +58,7 @@ extern const struct mb_conf_key tfs_conf_keys[];
 struct tfs_inode {
 	struct tfs_inode *hnext;
 	int fd;                 /* O_PATH */
+	int rfd;                /* read-only, for mincore; -1; under lock */
 	dev_t dev;
 	ino_t ino;
 	uint64_t nlookup;       /* under the table lock */
