@@ -55,6 +55,7 @@
 #define TFS_PROC_PATH 64
 #define TFS_XATTR_MAX 65536
 #define TFS_MINCORE_WINDOW (1U << 20)
+#define TFS_RFD_FAILED (-2)
 
 static struct tfs_inode tfs_root;
 static double tfs_timeout;
@@ -416,12 +417,14 @@ static void set_owner(struct tfs_inode *parent, fuse_req_t req, int dirfd,
 }
 
 /*
- * Pages of [start, end) in the file's page cache, which for tmpfs are the
- * pages it has allocated (a page in swap and out of the swap cache reads
- * as absent, which only overestimates).  mincore(2) on a read-only shared
- * mapping of a window at a time: the cost follows the range, not the file,
- * and it sees pages preallocated past the end too.  -1 if the file cannot
- * be mapped (then SEEK_DATA is used).  Under in->lock.
+ * Pages of [start, end) in the file's page cache that hold data, which for
+ * tmpfs are allocated pages (preallocated pages not yet written, and pages
+ * in swap out of the swap cache, read as absent: an overestimate of what a
+ * change allocates, never an underestimate).  mincore(2) on a read-only
+ * shared mapping of a window at a time: the cost follows the range, where
+ * SEEK_HOLE walks on to the next hole, through the whole of a dense file.
+ * -1 if the file cannot be mapped (then SEEK_DATA is used); a failed open
+ * is not retried before the last close.  Under in->lock.
  */
 static int64_t resident(struct tfs_inode *in, uint64_t start, uint64_t end)
 {
@@ -429,13 +432,17 @@ static int64_t resident(struct tfs_inode *in, uint64_t start, uint64_t end)
 	uint64_t pos, n = 0;
 	size_t i;
 
+	if (in->rfd == TFS_RFD_FAILED)
+		return -1;
 	if (in->rfd < 0) {
 		char path[TFS_PROC_PATH];
 
 		proc_path(path, in->fd);
 		in->rfd = open(path, O_RDONLY | O_CLOEXEC);
-		if (in->rfd < 0)
+		if (in->rfd < 0) {
+			in->rfd = TFS_RFD_FAILED;
 			return -1;
+		}
 	}
 	for (pos = start; pos < end; pos += TFS_MINCORE_WINDOW) {
 		size_t len = end - pos < TFS_MINCORE_WINDOW ?
@@ -462,8 +469,8 @@ static int64_t resident(struct tfs_inode *in, uint64_t start, uint64_t end)
  * below the end of the file (holes the change may fill).  st_blocks cannot
  * tell: it also counts pages preallocated past the end (fallocate with
  * FALLOC_FL_KEEP_SIZE).  Without mincore, holes below the end are found
- * with SEEK_DATA/SEEK_HOLE (which take unwritten preallocated pages for
- * holes: an overestimate) and every page past the end is taken as new.
+ * with SEEK_DATA/SEEK_HOLE (which also take unwritten preallocated pages
+ * for holes) and every page past the end is taken as new.
  */
 static uint64_t unallocated(struct tfs_inode *in, int fd,
 			    const struct stat *st, uint64_t off, uint64_t len,
@@ -1054,8 +1061,9 @@ static void tfs_release(fuse_req_t req, fuse_ino_t ino,
 		tfs_charge_drop_resv(in);
 		tfs_uid_adjust(in->uid, footprint(in) - fp);
 	}
-	if (in->nopen == 0 && in->rfd >= 0) {
-		close(in->rfd);
+	if (in->nopen == 0 && in->rfd != -1) {
+		if (in->rfd >= 0)
+			close(in->rfd);
 		in->rfd = -1;
 	}
 	if (in->nopen == 0 && fstat((int)fi->fh, &st) == 0 &&
