@@ -833,10 +833,29 @@ static void tfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
  */
 struct victim {
 	int known;
+	int dir;		/* a directory: only its xattrs were charged */
 	struct stat st;
-	uint64_t xattrs;	/* of a node unknown to the kernel */
+	uint64_t xattrs;	/* of a node unknown to the kernel, or a dir */
 	struct tfs_inode *in;
 };
+
+/* The charged xattrs of `name` in dir (the name itself, not followed). */
+static uint64_t name_xattrs(struct tfs_inode *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dir->fd, name);
+	return tfs_xattr_usage(path, 0);
+}
+
+/* Give back the xattrs of a directory that is gone. */
+static void dir_gone(const struct stat *st, uint64_t xattrs)
+{
+	if (xattrs == 0)
+		return;
+	tfs_charge_adjust(-(int64_t)xattrs);
+	tfs_uid_adjust(st->st_uid, -(int64_t)xattrs);
+}
 
 static void victim_get(struct tfs_inode *dir, const char *name,
 		       struct victim *v)
@@ -844,26 +863,27 @@ static void victim_get(struct tfs_inode *dir, const char *name,
 	memset(v, 0, sizeof(*v));
 	if (fstatat(dir->fd, name, &v->st, AT_SYMLINK_NOFOLLOW) == -1)
 		return;
-	if (S_ISDIR(v->st.st_mode))
+	if (S_ISDIR(v->st.st_mode)) {
+		v->dir = 1;
+		v->xattrs = name_xattrs(dir, name);
 		return;
+	}
 	v->known = 1;
 	pthread_mutex_lock(&tbl_lock);
 	v->in = tbl_find(v->st.st_dev, v->st.st_ino);
 	if (v->in != NULL)
 		v->in->nlookup++;	/* held across the removal */
 	pthread_mutex_unlock(&tbl_lock);
-	if (v->in == NULL && v->st.st_nlink <= 1) {
-		char path[PATH_MAX];
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dir->fd, name);
-		v->xattrs = tfs_xattr_usage(path, 0);
-	}
+	if (v->in == NULL && v->st.st_nlink <= 1)
+		v->xattrs = name_xattrs(dir, name);
 }
 
 static void victim_settle(struct victim *v, int removed)
 {
 	struct stat st;
 
+	if (v->dir && removed)
+		dir_gone(&v->st, v->xattrs);
 	if (!v->known)
 		return;
 	if (v->in == NULL) {
@@ -902,20 +922,16 @@ static void tfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void tfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct tfs_inode *p = ino_of(parent);
-	char path[PATH_MAX];
 	struct stat st;
 	uint64_t x = 0;
 	int rc;
 
 	/* A directory's xattrs were charged; its pages never are. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", p->fd, name);
 	if (fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		x = tfs_xattr_usage(path, 0);
+		x = name_xattrs(p, name);
 	rc = unlinkat(p->fd, name, AT_REMOVEDIR);
-	if (rc == 0 && x > 0) {
-		tfs_charge_adjust(-(int64_t)x);
-		tfs_uid_adjust(st.st_uid, -(int64_t)x);
-	}
+	if (rc == 0)
+		dir_gone(&st, x);
 	fuse_reply_err(req, rc == -1 ? errno : 0);
 }
 

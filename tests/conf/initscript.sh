@@ -25,7 +25,8 @@ for a in start-stop-daemon sleep sed cat rm; do ln -s "$(command -v busybox)" "$
 sed -e "s|@sbindir@/mbserver|$MBSERVER|g" -e "s|@bindir@/mbstatus|$MBSTATUS|g" \
     -e "s|@sysconfdir@/membroker.conf|$CONF|g" -e "s|/run/membroker.pid|$PIDFILE|g" \
     "$top_srcdir/conf/membroker.init" >"$TEST_TMP/membroker"
-at_exit '[ -r "$PIDFILE" ] && kill "$(cat "$PIDFILE")" 2>/dev/null'
+# Whatever a failed check leaves running is stopped at exit.
+at_exit 'for f in "$PIDFILE" "$TEST_TMP/saved.pid"; do [ -r "$f" ] && kill "$(cat "$f")" 2>/dev/null; done'
 
 # run ACTION: the script under busybox sh; sets RC and OUT.
 run() {
@@ -46,6 +47,7 @@ run start
 [ $RC = 0 ] || fail "start: status $RC"
 answers || fail "start said $RC but no broker answers"
 PID=$(cat "$PIDFILE") || fail "no pid file"
+at_exit "kill $PID 2>/dev/null"
 kill -0 "$PID" || fail "pid $PID not running"
 run status
 [ $RC = 0 ] || fail "status of a running broker: $RC"

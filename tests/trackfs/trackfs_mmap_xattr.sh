@@ -90,6 +90,28 @@ PY
 rm -r "$MNT/u"
 expect_eq "used after removing the files" "$(tfs_used)" 0
 
+# A directory's xattrs are charged and go with it (rmdir, rename over it).
+python3 - "$MNT" <<'PY' || fail "directory xattrs"
+import os, sys
+d = sys.argv[1]
+def used():
+    s = os.statvfs(d)
+    return (s.f_blocks - s.f_bfree) * s.f_frsize
+for n in ("d1", "d2", "d3"):
+    os.mkdir(d + "/" + n)
+os.setxattr(d + "/d2", "user.z", b"z" * 5000)
+os.setxattr(d + "/d3", "user.z", b"z" * 5000)
+if used() != 12288:       # 10012 bytes, in whole pages
+    sys.exit("two 5006-byte xattrs of directories: %d in use" % used())
+os.rename(d + "/d1", d + "/d2")
+if used() != 8192:
+    sys.exit("after renaming over a directory: %d in use" % used())
+os.rmdir(d + "/d3")
+if used() != 0:
+    sys.exit("after rmdir: %d in use" % used())
+os.rmdir(d + "/d2")
+PY
+
 # Charges of xattrs survive a remount (measured from the backing store).
 touch "$MNT/keep" && setfattr -n user.k -v "$(head -c 3000 /dev/zero | tr '\0' k)" "$MNT/keep" 2>/dev/null ||
 	python3 -c "import os,sys; os.setxattr(sys.argv[1], 'user.k', b'k' * 3000)" "$MNT/keep" ||
