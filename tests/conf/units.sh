@@ -38,7 +38,10 @@ done
 	>"$TEST_TMP/verify" 2>&1
 rc=$?
 cat "$TEST_TMP/verify"
-if [ $rc -ne 0 ] || grep -qiE "cycle|unknown|ignoring|not executable|failed" "$TEST_TMP/verify"; then
+# Only complaints about the shipped units count (the host's own units may
+# have their own).
+if [ $rc -ne 0 ] || grep -iE "membroker|track_fs|scratch" "$TEST_TMP/verify" |
+	grep -qiE "cycle|unknown|ignoring|not executable|failed|invalid"; then
 	fail "systemd-analyze verify"
 fi
 echo PASS
