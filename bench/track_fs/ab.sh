@@ -13,26 +13,21 @@ A=$(cd "$1" && pwd)
 B=$(cd "$2" && pwd)
 RUNS=${RUNS:-5}
 T=$(mktemp -d /tmp/tfsab.XXXXXX)
-pids=
-cleanup() {
-	for m in "$T/ma" "$T/mb"; do fusermount3 -u "$m" 2>/dev/null || true; done
-	for p in $pids; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	umount -l "$T/back" 2>/dev/null || true
-	rm -rf "$T"
-}
+run_pids=
+. "$(cd "$(dirname "$0")" && pwd)/common.sh"
+cleanup() { bench_cleanup "$T" "$run_pids" "$T/ma" "$T/mb"; }
 trap cleanup EXIT INT TERM
 mkdir -p "$T/back" "$T/ma" "$T/mb"
 mount -t tmpfs -o size=3G tfsab "$T/back"
 mkdir "$T/back/a" "$T/back/b"
 "$B/mbserver/mbserver" --config /dev/null --socket "$T/mb.sock" --total 2G >/dev/null 2>&1 &
-pids="$!"
+run_pids="$!"
 sleep 0.5
 MEMBROKER_SOCKET=$T/mb.sock; export MEMBROKER_SOCKET
 "$A/track_fs/track_fs" -f --backing "$T/back/a" "$T/ma" >/dev/null 2>&1 &
-pids="$pids $!"
+run_pids="$run_pids $!"
 "$B/track_fs/track_fs" -f --backing "$T/back/b" "$T/mb" >/dev/null 2>&1 &
-pids="$pids $!"
+run_pids="$run_pids $!"
 sleep 1
 r=1
 while [ $r -le "$RUNS" ]; do
