@@ -56,6 +56,10 @@
 #define TFS_XATTR_MAX 65536
 #define TFS_MINCORE_WINDOW (1U << 20)
 #define TFS_RFD_FAILED (-2)
+/* in->eof: what is known of pages past the end of the file. */
+#define TFS_EOF_UNKNOWN 0
+#define TFS_EOF_CLEAN 1
+#define TFS_EOF_PAST 2
 
 static struct tfs_inode tfs_root;
 static double tfs_timeout;
@@ -467,11 +471,40 @@ static int64_t resident(struct tfs_inode *in, uint64_t start, uint64_t end)
  * Bytes of pages in [off, off + len) that tmpfs has not allocated yet: the
  * upper bound charged before a write or fallocate; *below gets the part
  * below the end of the file (holes the change may fill).  st_blocks cannot
- * tell: it also counts pages preallocated past the end (fallocate with
+ * tell when pages were preallocated past the end (fallocate with
  * FALLOC_FL_KEEP_SIZE).  Without mincore, holes below the end are found
  * with SEEK_DATA/SEEK_HOLE (which also take unwritten preallocated pages
- * for holes) and every page past the end is taken as new.
+ * for holes).  Every page past the end is taken as new.
  */
+/*
+ * 1 if the file has no page past its end, so that blocks covering its
+ * size mean no hole below it.  Learnt once per inode with one SEEK_HOLE
+ * (when the blocks cover the size and no hole is found below the end, no
+ * page can be past it); a truncate that shrinks the file frees every page
+ * past its new end, and only a fallocate with FALLOC_FL_KEEP_SIZE past the
+ * end puts pages there.  Under in->lock.
+ */
+static int clean_end(struct tfs_inode *in, int fd, const struct stat *st)
+{
+	off_t h;
+
+	if (in->eof != TFS_EOF_UNKNOWN)
+		return in->eof == TFS_EOF_CLEAN;
+	if ((uint64_t)st_bytes(st) > round_up((uint64_t)st->st_size)) {
+		in->eof = TFS_EOF_PAST;
+		return 0;
+	}
+	if ((uint64_t)st_bytes(st) < round_up((uint64_t)st->st_size))
+		return 0;	/* holes below: tells nothing about past the end */
+	if (st->st_blocks == 0) {
+		in->eof = TFS_EOF_CLEAN;	/* no page at all */
+		return 1;
+	}
+	h = lseek(fd, 0, SEEK_HOLE);
+	in->eof = h != -1 && h >= st->st_size ? TFS_EOF_CLEAN : TFS_EOF_PAST;
+	return in->eof == TFS_EOF_CLEAN;
+}
+
 static uint64_t unallocated(struct tfs_inode *in, int fd,
 			    const struct stat *st, uint64_t off, uint64_t len,
 			    uint64_t *below)
@@ -484,6 +517,9 @@ static uint64_t unallocated(struct tfs_inode *in, int fd,
 	*below = 0;
 	if (len == 0)
 		return 0;
+	/* The usual case: a dense file, nothing past its end. */
+	if ((uint64_t)st_bytes(st) == alloc_end && clean_end(in, fd, st))
+		mid = start > mid ? mid : start;
 	if (start < mid && (r = resident(in, start, mid)) >= 0) {
 		holes = mid - start - (uint64_t)r;
 	} else {
@@ -502,10 +538,10 @@ static uint64_t unallocated(struct tfs_inode *in, int fd,
 		}
 	}
 	*below = holes;
+	/* Past the end only unwritten preallocated pages can be: new. */
 	if (end > alloc_end) {
 		from = start > alloc_end ? start : alloc_end;
-		r = resident(in, from, end);
-		holes += end - from - (r >= 0 ? (uint64_t)r : 0);
+		holes += end - from;
 	}
 	return holes;
 }
@@ -626,6 +662,8 @@ static int charged_truncate(struct tfs_inode *in, struct fuse_file_info *fi,
 		rc = truncate(path, size);
 	}
 	err = rc == -1 ? errno : 0;
+	if (err == 0 && size < st.st_size)
+		in->eof = TFS_EOF_CLEAN;	/* tmpfs freed all past the end */
 	change_end(in, inode_stat(in, fi, &st) == 0 ? &st : NULL, &c);
 out:
 	pthread_mutex_unlock(&in->lock);
@@ -972,8 +1010,11 @@ static int opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd)
 
 	pthread_mutex_lock(&in->lock);
 	if ((fi->flags & O_TRUNC) && fstat(fd, &st) == 0 &&
-	    change_begin(in, 0, 0, TFS_CHARGE_HARD, &c) == 0)
+	    change_begin(in, 0, 0, TFS_CHARGE_HARD, &c) == 0) {
+		if (st.st_blocks == 0)
+			in->eof = TFS_EOF_CLEAN;
 		change_end(in, &st, &c);
+	}
 	if (writable(fi->flags)) {
 		in->nwrite++;
 		err = reserve_holes(in, fd);
@@ -1179,6 +1220,9 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 		err = errno;
 		goto out;
 	}
+	if ((mode & FALLOC_FL_KEEP_SIZE) && !(mode & FALLOC_FL_PUNCH_HOLE) &&
+	    (uint64_t)off + (uint64_t)len > (uint64_t)st.st_size)
+		in->eof = TFS_EOF_PAST;
 	if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
 		est = unallocated(in, (int)fi->fh, &st, (uint64_t)off,
 				  (uint64_t)len, &below);

@@ -59,6 +59,7 @@ struct tfs_inode {
 	struct tfs_inode *hnext;
 	int fd;                 /* O_PATH */
 	int rfd;                /* read-only, for mincore; -1; under lock */
+	int eof;                /* pages past the end? TFS_EOF_*; under lock */
 	dev_t dev;
 	ino_t ino;
 	uint64_t nlookup;       /* under the table lock */
