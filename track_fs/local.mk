@@ -19,7 +19,7 @@ endif
 dist_man_MANS += man/track_fs.8
 EXTRA_DIST += track_fs/mount.track_fs.in conf/track_fs@.service.in \
 	bench/track_fs/bench.sh bench/track_fs/ab.sh bench/track_fs/common.sh \
-	bench/track_fs/syscalls.sh 	bench/track_fs/README bench/track_fs/smallfiles.c
+	bench/track_fs/syscalls.sh bench/track_fs/README bench/track_fs/smallfiles.c
 CLEANFILES += track_fs/mount.track_fs conf/track_fs@.service
 
 trackfs_subst = sed -e 's|@bindir@|$(bindir)|g'
