@@ -8,10 +8,17 @@ initd_SCRIPTS = conf/membroker
 EXTRA_DIST += conf/membroker.service.in conf/membroker.socket conf/membroker.init
 CLEANFILES += conf/membroker.service conf/membroker
 
-conf_subst = sed -e 's|@sbindir[@]|$(sbindir)|g' -e 's|@sysconfdir[@]|$(sysconfdir)|g'
+conf_subst = sed -e 's|@sbindir[@]|$(sbindir)|g' -e 's|@bindir[@]|$(bindir)|g' \
+	-e 's|@sysconfdir[@]|$(sysconfdir)|g'
 
 conf/membroker.service: $(srcdir)/conf/membroker.service.in Makefile
 	$(AM_V_GEN)$(MKDIR_P) conf && $(conf_subst) $(srcdir)/conf/membroker.service.in > $@
 
 conf/membroker: $(srcdir)/conf/membroker.init Makefile
 	$(AM_V_GEN)$(MKDIR_P) conf && $(conf_subst) $(srcdir)/conf/membroker.init > $@ && chmod +x $@
+
+# The units name only units that exist and order without a cycle; the init
+# script reports failures (busybox sh and start-stop-daemon).
+CONF_TESTS = tests/conf/units.sh tests/conf/initscript.sh
+TESTS += $(CONF_TESTS)
+EXTRA_DIST += $(CONF_TESTS) tests/conf/units.py

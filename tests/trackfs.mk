@@ -3,8 +3,10 @@
 TRACKFS_TESTS = tests/trackfs/trackfs_conf.sh tests/trackfs/trackfs_posix.sh \
 	tests/trackfs/trackfs_quota.sh tests/trackfs/trackfs_cycles.sh \
 	tests/trackfs/trackfs_crash.sh tests/trackfs/trackfs_integrity.sh \
-	tests/trackfs/trackfs_down.sh
-EXTRA_DIST += $(TRACKFS_TESTS) tests/trackfs/lib_tfs.sh
+	tests/trackfs/trackfs_down.sh tests/trackfs/trackfs_prealloc.sh \
+	tests/trackfs/trackfs_mmap_xattr.sh tests/trackfs/trackfs_uid.sh \
+	tests/trackfs/trackfs_cost.sh
+EXTRA_DIST += $(TRACKFS_TESTS) tests/trackfs/lib_tfs.sh tests/trackfs/tfs_grow.py
 if HAVE_FUSE
 TESTS += $(TRACKFS_TESTS)
 check_PROGRAMS += tests/trackfs/tfs_balance
@@ -20,7 +22,7 @@ check_PROGRAMS += tests/trackfs/test_tfs_unit
 UNIT_TESTS += tests/trackfs/test_tfs_unit
 TESTS += tests/trackfs/test_tfs_unit
 tests_trackfs_test_tfs_unit_SOURCES = tests/trackfs/test_tfs_unit.c \
-	track_fs/charge.c track_fs/walk.c track_fs/conf.c track_fs/tfs.h
+	track_fs/charge.c track_fs/walk.c track_fs/uid.c track_fs/conf.c track_fs/tfs.h
 tests_trackfs_test_tfs_unit_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient \
 	-I$(top_srcdir)/track_fs
 tests_trackfs_test_tfs_unit_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)

@@ -472,6 +472,8 @@ void tfs_charge_usage(struct tfs_usage *u, int ask_broker)
 		tfs_serve_yield();
 		int rc = mb_query(&ch.cl, &info);
 
+		if (rc == 0)
+			u->total = info.total * ch.ps;
 		if (rc == 0 && info.pool > 0)
 			u->available = (uint64_t)info.pool * ch.ps;
 		else if (rc != 0 && rc != MB_EPERM)

@@ -3,7 +3,7 @@
 if HAVE_FUSE
 bin_PROGRAMS += track_fs/track_fs
 track_fs_track_fs_SOURCES = track_fs/main.c track_fs/ops.c \
-	track_fs/charge.c track_fs/walk.c track_fs/conf.c track_fs/tfs.h
+	track_fs/charge.c track_fs/walk.c track_fs/uid.c track_fs/conf.c track_fs/tfs.h
 track_fs_track_fs_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
 track_fs_track_fs_CFLAGS = $(AM_CFLAGS) $(FUSE3_CFLAGS) $(PTHREAD_CFLAGS)
 track_fs_track_fs_LDADD = libmbclient/libmbclient.la common/libmbcommon.la \
@@ -18,7 +18,8 @@ dist_trackfs_unit_DATA = conf/scratch.mount
 endif
 dist_man_MANS += man/track_fs.8
 EXTRA_DIST += track_fs/mount.track_fs.in conf/track_fs@.service.in \
-	bench/track_fs/bench.sh bench/track_fs/README bench/track_fs/smallfiles.c
+	bench/track_fs/bench.sh bench/track_fs/ab.sh bench/track_fs/common.sh \
+	bench/track_fs/syscalls.sh bench/track_fs/README bench/track_fs/smallfiles.c
 CLEANFILES += track_fs/mount.track_fs conf/track_fs@.service
 
 trackfs_subst = sed -e 's|@bindir@|$(bindir)|g'

@@ -239,6 +239,40 @@ static void cmdline_free(struct cmdline *cl)
 	cl->config = NULL;
 }
 
+/* uid_limit in bytes; a percentage is of `total`.  0 or -EINVAL. */
+static int uid_limit_of(const struct tfs_conf *cf, uint64_t total,
+			uint64_t *out)
+{
+	uint64_t v;
+	int rc = mb_parse_size(cf->uid_limit, total, &v);
+
+	if (rc == 0 && out != NULL)
+		*out = v;
+	return rc;
+}
+
+/*
+ * The per-user limit: a percentage is of the broker's total as seen at
+ * mount (of the cap while the broker is unreachable in cap mode).
+ */
+static void set_uid_limit(const struct tfs_conf *cf)
+{
+	struct tfs_usage u;
+	uint64_t lim = 0, base;
+	char sz[32];
+
+	tfs_charge_usage(&u, 1);
+	base = u.broker_up ? u.total : cf->cap;
+	if (uid_limit_of(cf, base ? base : 1, &lim) != 0)
+		lim = 0;
+	tfs_uid_set_limit(lim);
+	if (lim > 0) {
+		mb_format_size(sz, sizeof(sz), lim);
+		mb_log(MB_LOG_INFO, "each user's files may cost up to %s (root "
+		       "exempt)", sz);
+	}
+}
+
 static int apply_settings(struct cmdline *cl, struct tfs_conf *cf)
 {
 	char err[MB_CONF_ERR_MAX];
@@ -270,6 +304,11 @@ static int apply_settings(struct cmdline *cl, struct tfs_conf *cf)
 	}
 	if (cf->threads == 0) {
 		fprintf(stderr, "track_fs: threads must be at least 1\n");
+		return -1;
+	}
+	if (uid_limit_of(cf, 1ULL << 40, NULL) != 0) {
+		fprintf(stderr, "track_fs: uid_limit: '%s' is neither a size nor "
+			"a percentage\n", cf->uid_limit);
 		return -1;
 	}
 	return 0;
@@ -371,8 +410,10 @@ static int open_backing(struct tfs_conf *cf, const char *mnt)
  *
  * The termination signals are blocked in every thread; the main thread
  * waits for them, or for the workers to report that the session ended.
+ * SIGUSR2 writes each user's usage to the log.
  */
 #define TFS_SIG_DONE SIGUSR1
+#define TFS_SIG_REPORT SIGUSR2
 
 static struct {
 	pthread_mutex_t lock;
@@ -461,6 +502,7 @@ static int serve(struct fuse_session *se, unsigned nthreads)
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGQUIT);
 	sigaddset(&set, TFS_SIG_DONE);
+	sigaddset(&set, TFS_SIG_REPORT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	for (i = 0; i < nthreads; i++) {
 		if (pthread_create(&tids[i], NULL, worker, NULL) != 0)
@@ -476,6 +518,10 @@ static int serve(struct fuse_session *se, unsigned nthreads)
 	while (!fuse_session_exited(se)) {
 		if (sigwait(&set, &sig) != 0)
 			break;
+		if (sig == TFS_SIG_REPORT) {
+			tfs_uid_log();
+			continue;
+		}
 		if (sig != TFS_SIG_DONE)
 			mb_log(MB_LOG_NOTICE, "signal %d: unmounting", sig);
 		pthread_mutex_lock(&srv.lock);
@@ -517,6 +563,8 @@ static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 	}
 	mb_format_size(sz, sizeof(sz), used);
 	mb_log(MB_LOG_INFO, "%s holds %s at start", cf->backing, sz);
+	if (cf->charge)
+		set_uid_limit(cf);
 	if (tfs_ops_init(rootfd, cf) != 0) {
 		fprintf(stderr, "track_fs: out of memory\n");
 		goto fail;
@@ -548,6 +596,7 @@ static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 	fuse_opt_free_args(&args);
 	tfs_ops_fini();
 	tfs_charge_fini();
+	tfs_uid_fini();
 	return rc == 0 ? 0 : 1;
 
 fail:

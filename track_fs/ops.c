@@ -16,7 +16,16 @@
  *   st_blocks really seen, so the charge of an inode always equals its
  *   st_blocks * 512 as last observed.
  * - A file loses its charge when its last link goes and nobody has it
- *   open; otherwise at the last release.
+ *   open; otherwise at the last release.  Its extended attributes (name
+ *   length plus value size) are charged when set and given back with it.
+ * - While a file is open for writing (nwrite > 0) its reserve covers the
+ *   holes below its size (round_up(size) - st_blocks * 512), so the pages a
+ *   shared mapping writes back are already paid for: opening for writing
+ *   and every change that makes new holes (a truncate that grows the file,
+ *   a write or fallocate past the end, a punched hole) take that quota
+ *   first, and are refused with ENOSPC if the broker does not grant it.
+ * - Every charge is also booked to the owner of the inode (uid.c), which
+ *   may refuse it when the owner is at its limit.
  * - Writes are never cached by the kernel (no writeback cache), so a
  *   refused charge reaches the writer as ENOSPC from write(2) itself.
  */
@@ -31,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
@@ -44,6 +54,12 @@
 #define TFS_HASH_MIN 1024
 #define TFS_PROC_PATH 64
 #define TFS_XATTR_MAX 65536
+#define TFS_MINCORE_WINDOW (1U << 20)
+#define TFS_RFD_FAILED (-2)
+/* in->eof: what is known of pages past the end of the file. */
+#define TFS_EOF_UNKNOWN 0
+#define TFS_EOF_CLEAN 1
+#define TFS_EOF_PAST 2
 
 static struct tfs_inode tfs_root;
 static double tfs_timeout;
@@ -152,8 +168,10 @@ int tfs_ops_init(int rootfd, const struct tfs_conf *cf)
 	if (fstatat(rootfd, "", &st, AT_EMPTY_PATH) == -1)
 		return -errno;
 	tfs_root.fd = rootfd;
+	tfs_root.rfd = -1;
 	tfs_root.dev = st.st_dev;
 	tfs_root.ino = st.st_ino;
+	tfs_root.uid = st.st_uid;
 	tfs_root.nlookup = 2;
 	pthread_mutex_init(&tfs_root.lock, NULL);
 	tfs_timeout = (double)cf->cache_timeout / 1000.0;
@@ -162,6 +180,119 @@ int tfs_ops_init(int rootfd, const struct tfs_conf *cf)
 	tfs_is_root = geteuid() == 0;
 	if (tbl_grow() == -1)
 		return -ENOMEM;
+	return 0;
+}
+
+static int writable(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY;
+}
+
+/* What an inode costs its owner, xattrs aside.  Under in->lock. */
+static int64_t footprint(const struct tfs_inode *in)
+{
+	return in->blocks + (int64_t)in->resv;
+}
+
+/* Holes below the size: what the reserve of a file open for writing covers.
+ * Pages preallocated past the end (FALLOC_FL_KEEP_SIZE) make it smaller. */
+static uint64_t hole_room(const struct stat *st)
+{
+	uint64_t size = round_up((uint64_t)st->st_size);
+	uint64_t b = (uint64_t)st_bytes(st);
+
+	return size > b ? size - b : 0;
+}
+
+static uint64_t inode_xattrs(struct tfs_inode *in)
+{
+	char path[TFS_PROC_PATH];
+
+	proc_path(path, in->fd);
+	return tfs_xattr_usage(path, 1);
+}
+
+/* A charged change of one inode in progress. */
+struct change {
+	uint64_t bytes;		/* bound charged to the quota */
+	uint64_t upend;		/* pending in the owner's account */
+	int64_t fp;		/* footprint before */
+};
+
+/*
+ * Before a change of `in` under its lock: `below` bytes of pages it may
+ * allocate in holes below the end (taken from the inode's reserve first)
+ * and `rest` more (past the end, or new holes to reserve).  Checks the
+ * owner's limit, then the quota; 0 or -ENOSPC.
+ */
+static int change_begin(struct tfs_inode *in, uint64_t below, uint64_t rest,
+			int mode, struct change *c)
+{
+	uint64_t take = in->resv < below ? in->resv : below, stash = 0;
+	int rc;
+
+	c->fp = footprint(in);
+	c->bytes = below + rest;
+	c->upend = c->bytes - take;
+	if (tfs_uid_begin(in->uid, c->upend, mode == TFS_CHARGE_FORCE) != 0)
+		return -ENOSPC;
+	/* Only holes being filled use the reserve, not pages past the end. */
+	if (in->resv > below) {
+		stash = in->resv - below;
+		in->resv = below;
+	}
+	rc = tfs_charge_begin(in, c->bytes, mode);
+	in->resv += stash;
+	if (rc != 0)
+		tfs_uid_end(in->uid, c->upend, 0);
+	return rc;
+}
+
+/*
+ * After the change: book what st_blocks shows (st NULL: nothing seen), keep
+ * the unused part as the reserve while the file is open for writing, cut
+ * it to the holes, and book the owner's difference.
+ */
+static void change_end(struct tfs_inode *in, const struct stat *st,
+		       const struct change *c)
+{
+	int64_t delta = st != NULL ? st_bytes(st) - in->blocks : 0;
+
+	tfs_charge_end(in, c->bytes, delta, in->nwrite > 0);
+	if (st != NULL)
+		tfs_charge_trim_resv(in, in->nwrite > 0 ? hole_room(st) : 0);
+	tfs_uid_end(in->uid, c->upend, footprint(in) - c->fp);
+}
+
+/* Give back everything an inode costs (last link gone, no opener). */
+static void credit_inode(struct tfs_inode *in)
+{
+	int64_t fp = footprint(in), x = (int64_t)inode_xattrs(in);
+
+	tfs_charge_drop_resv(in);
+	tfs_charge_credit(in);
+	tfs_charge_adjust(-x);
+	tfs_uid_adjust(in->uid, footprint(in) - fp - x);
+}
+
+/*
+ * A file opened for writing: its reserve grows to cover the holes below
+ * its size.  0 or ENOSPC (the open is then refused).  Under in->lock.
+ */
+static int reserve_holes(struct tfs_inode *in, int fd)
+{
+	struct stat st;
+	struct change c;
+	uint64_t room;
+
+	if (!tfs_charge_enabled() || fstat(fd, &st) == -1)
+		return 0;
+	room = hole_room(&st);
+	if (room <= in->resv)
+		return 0;
+	if (change_begin(in, 0, room - in->resv, TFS_CHARGE_HARD, &c) != 0)
+		return ENOSPC;
+	change_end(in, &st, &c);
 	return 0;
 }
 
@@ -176,6 +307,8 @@ void tfs_ops_fini(void)
 		for (; in != NULL; in = next) {
 			next = in->hnext;
 			close(in->fd);
+			if (in->rfd >= 0)
+				close(in->rfd);
 			pthread_mutex_destroy(&in->lock);
 			free(in);
 		}
@@ -224,10 +357,12 @@ static int do_lookup(struct tfs_inode *parent, const char *name,
 			return ENOMEM;
 		}
 		in->fd = fd;
+		in->rfd = -1;
 		in->dev = st.st_dev;
 		in->ino = st.st_ino;
 		in->nlookup = 1;
 		in->blocks = st_bytes(&st);
+		in->uid = st.st_uid;
 		pthread_mutex_init(&in->lock, NULL);
 		size_t h = tbl_hash(in->dev, in->ino);
 		in->hnext = tbl[h];
@@ -258,6 +393,8 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
 	tbl_remove(in);
 	pthread_mutex_unlock(&tbl_lock);
 	close(in->fd);
+	if (in->rfd >= 0)
+		close(in->rfd);
 	pthread_mutex_destroy(&in->lock);
 	free(in);
 }
@@ -284,40 +421,137 @@ static void set_owner(struct tfs_inode *parent, fuse_req_t req, int dirfd,
 }
 
 /*
- * Bytes of pages in [off, off + len) that tmpfs has not allocated yet: the
- * upper bound charged before a write or fallocate.
+ * Pages of [start, end) in the file's page cache that hold data, which for
+ * tmpfs are allocated pages (preallocated pages not yet written, and pages
+ * in swap out of the swap cache, read as absent: an overestimate of what a
+ * change allocates, never an underestimate).  mincore(2) on a read-only
+ * shared mapping of a window at a time: the cost follows the range, where
+ * SEEK_HOLE walks on to the next hole, through the whole of a dense file.
+ * -1 if the file cannot be mapped (then SEEK_DATA is used); a failed open
+ * is not retried before the last close.  Under in->lock.
  */
-static uint64_t unallocated(int fd, const struct stat *st, uint64_t off,
-			    uint64_t len)
+static int64_t resident(struct tfs_inode *in, uint64_t start, uint64_t end)
+{
+	unsigned char vec[TFS_MINCORE_WINDOW / TFS_PAGE];
+	uint64_t pos, n = 0;
+	size_t i;
+
+	if (in->rfd == TFS_RFD_FAILED)
+		return -1;
+	if (in->rfd < 0) {
+		char path[TFS_PROC_PATH];
+
+		proc_path(path, in->fd);
+		in->rfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (in->rfd < 0) {
+			in->rfd = TFS_RFD_FAILED;
+			return -1;
+		}
+	}
+	for (pos = start; pos < end; pos += TFS_MINCORE_WINDOW) {
+		size_t len = end - pos < TFS_MINCORE_WINDOW ?
+			(size_t)(end - pos) : TFS_MINCORE_WINDOW;
+		void *m = mmap(NULL, len, PROT_READ, MAP_SHARED, in->rfd,
+			       (off_t)pos);
+
+		if (m == MAP_FAILED)
+			return -1;
+		if (mincore(m, len, vec) != 0) {
+			munmap(m, len);
+			return -1;
+		}
+		munmap(m, len);
+		for (i = 0; i < len / TFS_PAGE; i++)
+			n += vec[i] & 1;
+	}
+	return (int64_t)(n * TFS_PAGE);
+}
+
+/*
+ * Bytes of pages in [off, off + len) that tmpfs has not allocated yet: the
+ * upper bound charged before a write or fallocate; *below gets the part
+ * below the end of the file (holes the change may fill).  st_blocks cannot
+ * tell when pages were preallocated past the end (fallocate with
+ * FALLOC_FL_KEEP_SIZE).  Without mincore, holes below the end are found
+ * with SEEK_DATA/SEEK_HOLE (which also take unwritten preallocated pages
+ * for holes).  Every page past the end is taken as new.
+ */
+/*
+ * 1 if the file has no page past its end, so that blocks covering its
+ * size mean no hole below it.  Learnt once per inode with one SEEK_HOLE
+ * (when the blocks cover the size and no hole is found below the end, no
+ * page can be past it); a truncate that shrinks the file frees every page
+ * past its new end, and only a fallocate with FALLOC_FL_KEEP_SIZE past the
+ * end puts pages there.  Under in->lock.
+ */
+static int clean_end(struct tfs_inode *in, int fd, const struct stat *st)
+{
+	off_t h;
+
+	if (in->eof != TFS_EOF_UNKNOWN)
+		return in->eof == TFS_EOF_CLEAN;
+	if ((uint64_t)st_bytes(st) > round_up((uint64_t)st->st_size)) {
+		in->eof = TFS_EOF_PAST;
+		return 0;
+	}
+	if ((uint64_t)st_bytes(st) < round_up((uint64_t)st->st_size))
+		return 0;	/* holes below: tells nothing about past the end */
+	if (st->st_blocks == 0) {
+		in->eof = TFS_EOF_CLEAN;	/* no page at all */
+		return 1;
+	}
+	h = lseek(fd, 0, SEEK_HOLE);
+	in->eof = h != -1 && h >= st->st_size ? TFS_EOF_CLEAN : TFS_EOF_PAST;
+	return in->eof == TFS_EOF_CLEAN;
+}
+
+static uint64_t unallocated(struct tfs_inode *in, int fd,
+			    const struct stat *st, uint64_t off, uint64_t len,
+			    uint64_t *below)
 {
 	uint64_t start = round_down(off), end = round_up(off + len);
-	uint64_t alloc_end = round_up((uint64_t)st->st_size), holes = 0, pos;
+	uint64_t alloc_end = round_up((uint64_t)st->st_size), pos, from;
+	uint64_t mid = end < alloc_end ? end : alloc_end, holes = 0;
+	int64_t r = 0;
 
+	*below = 0;
 	if (len == 0)
 		return 0;
-	if ((uint64_t)st_bytes(st) >= alloc_end) {
-		/* Dense file: only pages past the end are new. */
-		if (end <= alloc_end)
-			return 0;
-		return end - (start > alloc_end ? start : alloc_end);
-	}
-	for (pos = start; pos < end && pos < alloc_end;) {
-		off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
+	/* The usual case: a dense file, nothing past its end. */
+	if ((uint64_t)st_bytes(st) == alloc_end && clean_end(in, fd, st))
+		mid = start > mid ? mid : start;
+	if (start < mid && (r = resident(in, start, mid)) >= 0) {
+		holes = mid - start - (uint64_t)r;
+	} else {
+		for (pos = start; pos < mid;) {
+			off_t d = lseek(fd, (off_t)pos, SEEK_DATA), h;
 
-		if (d == -1 || (uint64_t)d >= end) {
-			holes += (end < alloc_end ? end : alloc_end) - pos;
-			pos = alloc_end;
-			break;
+			if (d == -1 || (uint64_t)d >= mid) {
+				holes += mid - pos;
+				break;
+			}
+			holes += round_down((uint64_t)d) - pos;
+			h = lseek(fd, d, SEEK_HOLE);
+			if (h == -1)
+				break;
+			pos = round_up((uint64_t)h);
 		}
-		holes += round_down((uint64_t)d) - pos;
-		h = lseek(fd, d, SEEK_HOLE);
-		if (h == -1)
-			break;
-		pos = round_up((uint64_t)h);
 	}
-	if (end > alloc_end)
-		holes += end - (start > alloc_end ? start : alloc_end);
+	*below = holes;
+	/* Past the end only unwritten preallocated pages can be: new. */
+	if (end > alloc_end) {
+		from = start > alloc_end ? start : alloc_end;
+		holes += end - from;
+	}
 	return holes;
+}
+
+/* Holes a change starting at off leaves between the end and off. */
+static uint64_t gap_before(const struct stat *st, uint64_t off)
+{
+	uint64_t alloc_end = round_up((uint64_t)st->st_size);
+
+	return round_down(off) > alloc_end ? round_down(off) - alloc_end : 0;
 }
 
 static void tfs_init(void *userdata, struct fuse_conn_info *conn)
@@ -397,29 +631,30 @@ static void tfs_getattr(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_attr(req, &st, tfs_timeout);
 }
 
-/* Change the size with the growth charged first. */
+/*
+ * Change the size.  Growing allocates nothing in tmpfs (the new part is a
+ * hole), so it costs nothing, except while the file is open for writing:
+ * then the new holes join the reserve first (refused with ENOSPC).
+ */
 static int charged_truncate(struct tfs_inode *in, struct fuse_file_info *fi,
 			    off_t size)
 {
 	struct stat st;
+	struct change c;
 	char path[TFS_PROC_PATH];
-	uint64_t est = 0, hole_room;
+	uint64_t grow = 0;
 	int err, rc;
 
 	pthread_mutex_lock(&in->lock);
 	err = inode_stat(in, fi, &st);
 	if (err != 0)
 		goto out;
-	/*
-	 * Growing the size allocates nothing in tmpfs (holes are free), so it
-	 * cannot fail for quota.  While the file is open the growth is set
-	 * aside if the broker has it, for the shared-mapping writes that
-	 * usually follow; otherwise those writes are charged as they come.
-	 */
-	if (in->nopen > 0 && (uint64_t)size > round_up((uint64_t)st.st_size))
-		est = round_up((uint64_t)size) - round_up((uint64_t)st.st_size);
-	if (est > 0 && tfs_charge_begin(in, est, TFS_CHARGE_SOFT) != 0)
-		est = 0;
+	if (in->nwrite > 0 && (uint64_t)size > round_up((uint64_t)st.st_size))
+		grow = round_up((uint64_t)size) - round_up((uint64_t)st.st_size);
+	if (change_begin(in, 0, grow, TFS_CHARGE_HARD, &c) != 0) {
+		err = ENOSPC;
+		goto out;
+	}
 	if (fi != NULL) {
 		rc = ftruncate((int)fi->fh, size);
 	} else {
@@ -427,18 +662,27 @@ static int charged_truncate(struct tfs_inode *in, struct fuse_file_info *fi,
 		rc = truncate(path, size);
 	}
 	err = rc == -1 ? errno : 0;
-	if (inode_stat(in, fi, &st) != 0)
-		st.st_blocks = in->blocks / TFS_BLOCK_UNIT;
-	/* Growth kept for shared-mapping writes while the file is open. */
-	tfs_charge_end(in, est, st_bytes(&st) - in->blocks, in->nopen > 0);
-	/* A reserve never exceeds the holes below the size. */
-	hole_room = round_up((uint64_t)st.st_size);
-	hole_room = hole_room > (uint64_t)st_bytes(&st) ?
-		hole_room - (uint64_t)st_bytes(&st) : 0;
-	tfs_charge_trim_resv(in, hole_room);
+	if (err == 0 && size < st.st_size)
+		in->eof = TFS_EOF_CLEAN;	/* tmpfs freed all past the end */
+	change_end(in, inode_stat(in, fi, &st) == 0 ? &st : NULL, &c);
 out:
 	pthread_mutex_unlock(&in->lock);
 	return err;
+}
+
+/* A new owner takes the inode's cost over. */
+static void change_owner(struct tfs_inode *in, uid_t uid)
+{
+	int64_t cost;
+
+	pthread_mutex_lock(&in->lock);
+	if (uid != in->uid) {
+		cost = footprint(in) + (int64_t)inode_xattrs(in);
+		tfs_uid_adjust(in->uid, -cost);
+		tfs_uid_adjust(uid, cost);
+		in->uid = uid;
+	}
+	pthread_mutex_unlock(&in->lock);
 }
 
 static void tfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
@@ -467,6 +711,8 @@ static void tfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 			err = errno;
 			goto out;
 		}
+		if (valid & FUSE_SET_ATTR_UID)
+			change_owner(in, uid);
 	}
 	if (valid & FUSE_SET_ATTR_SIZE) {
 		err = charged_truncate(in, fi, attr->st_size);
@@ -565,19 +811,28 @@ static void tfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct tfs_inode *p = ino_of(parent);
 	struct stat st;
 	uint64_t est = round_up(strlen(link) + 1);
+	uid_t uid = tfs_is_root ? fuse_req_ctx(req)->uid : geteuid();
 	int err = 0;
 
-	/* A long target takes a page of tmpfs. */
+	/* A long target takes a page of tmpfs; the caller will own it. */
+	if (tfs_uid_begin(uid, est, 0) != 0) {
+		fuse_reply_err(req, ENOSPC);
+		return;
+	}
 	if (tfs_charge_begin(NULL, est, TFS_CHARGE_HARD) != 0) {
+		tfs_uid_end(uid, est, 0);
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
 	if (symlinkat(link, p->fd, name) == -1)
 		err = errno;
-	if (err == 0 && fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+	if (err == 0 && fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		tfs_charge_end(NULL, est, st_bytes(&st), 0);
-	else
+		tfs_uid_end(uid, est, st_bytes(&st));
+	} else {
 		tfs_charge_end(NULL, est, 0, 0);
+		tfs_uid_end(uid, est, 0);
+	}
 	if (err != 0) {
 		fuse_reply_err(req, err);
 		return;
@@ -616,9 +871,29 @@ static void tfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
  */
 struct victim {
 	int known;
+	int dir;		/* a directory: only its xattrs were charged */
 	struct stat st;
+	uint64_t xattrs;	/* of a node unknown to the kernel, or a dir */
 	struct tfs_inode *in;
 };
+
+/* The charged xattrs of `name` in dir (the name itself, not followed). */
+static uint64_t name_xattrs(struct tfs_inode *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", dir->fd, name);
+	return tfs_xattr_usage(path, 0);
+}
+
+/* Give back the xattrs of a directory that is gone. */
+static void dir_gone(const struct stat *st, uint64_t xattrs)
+{
+	if (xattrs == 0)
+		return;
+	tfs_charge_adjust(-(int64_t)xattrs);
+	tfs_uid_adjust(st->st_uid, -(int64_t)xattrs);
+}
 
 static void victim_get(struct tfs_inode *dir, const char *name,
 		       struct victim *v)
@@ -626,33 +901,44 @@ static void victim_get(struct tfs_inode *dir, const char *name,
 	memset(v, 0, sizeof(*v));
 	if (fstatat(dir->fd, name, &v->st, AT_SYMLINK_NOFOLLOW) == -1)
 		return;
-	if (S_ISDIR(v->st.st_mode))
+	if (S_ISDIR(v->st.st_mode)) {
+		v->dir = 1;
+		v->xattrs = name_xattrs(dir, name);
 		return;
+	}
 	v->known = 1;
 	pthread_mutex_lock(&tbl_lock);
 	v->in = tbl_find(v->st.st_dev, v->st.st_ino);
 	if (v->in != NULL)
 		v->in->nlookup++;	/* held across the removal */
 	pthread_mutex_unlock(&tbl_lock);
+	if (v->in == NULL && v->st.st_nlink <= 1)
+		v->xattrs = name_xattrs(dir, name);
 }
 
 static void victim_settle(struct victim *v, int removed)
 {
 	struct stat st;
 
+	if (v->dir && removed)
+		dir_gone(&v->st, v->xattrs);
 	if (!v->known)
 		return;
 	if (v->in == NULL) {
 		/* Unknown to the kernel, hence not open: blocks unchanged. */
-		if (removed && v->st.st_nlink <= 1)
-			tfs_charge_adjust(-st_bytes(&v->st));
+		if (removed && v->st.st_nlink <= 1) {
+			int64_t cost = st_bytes(&v->st) + (int64_t)v->xattrs;
+
+			tfs_charge_adjust(-cost);
+			tfs_uid_adjust(v->st.st_uid, -cost);
+		}
 		return;
 	}
 	if (removed) {
 		pthread_mutex_lock(&v->in->lock);
 		if (fstatat(v->in->fd, "", &st, AT_EMPTY_PATH) == 0 &&
 		    st.st_nlink == 0 && v->in->nopen == 0 && !v->in->gone)
-			tfs_charge_credit(v->in);
+			credit_inode(v->in);
 		pthread_mutex_unlock(&v->in->lock);
 	}
 	forget_one((fuse_ino_t)(uintptr_t)v->in, 1);
@@ -673,8 +959,17 @@ static void tfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void tfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	int rc = unlinkat(ino_of(parent)->fd, name, AT_REMOVEDIR);
+	struct tfs_inode *p = ino_of(parent);
+	struct stat st;
+	uint64_t x = 0;
+	int rc;
 
+	/* A directory's xattrs were charged; its pages never are. */
+	if (fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		x = name_xattrs(p, name);
+	rc = unlinkat(p->fd, name, AT_REMOVEDIR);
+	if (rc == 0)
+		dir_gone(&st, x);
 	fuse_reply_err(req, rc == -1 ? errno : 0);
 }
 
@@ -703,42 +998,70 @@ static int reopen(struct tfs_inode *in, int flags)
 	return open(path, (flags & ~O_NOFOLLOW) | O_CLOEXEC);
 }
 
-/* After O_TRUNC: book what the truncation gave back. */
-static void resync(struct tfs_inode *in, int fd)
+/*
+ * A new opener: after O_TRUNC book what the truncation gave back; for
+ * writing, reserve the holes.  0 or ENOSPC (nothing counted then).
+ */
+static int opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd)
 {
 	struct stat st;
+	struct change c;
+	int err = 0;
 
-	if (fstat(fd, &st) == 0)
-		tfs_charge_end(in, 0, st_bytes(&st) - in->blocks, 0);
-}
-
-static void opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd)
-{
 	pthread_mutex_lock(&in->lock);
-	in->nopen++;
-	if (fi->flags & O_TRUNC)
-		resync(in, fd);
+	if ((fi->flags & O_TRUNC) && fstat(fd, &st) == 0 &&
+	    change_begin(in, 0, 0, TFS_CHARGE_HARD, &c) == 0) {
+		if (st.st_blocks == 0)
+			in->eof = TFS_EOF_CLEAN;
+		change_end(in, &st, &c);
+	}
+	if (writable(fi->flags)) {
+		in->nwrite++;
+		err = reserve_holes(in, fd);
+		if (err != 0)
+			in->nwrite--;
+	}
+	if (err == 0)
+		in->nopen++;
 	pthread_mutex_unlock(&in->lock);
 	fi->fh = (uint64_t)fd;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
+	return err;
+}
+
+/* Undo opened() for an opener that is gone before it got the file. */
+static void unopened(struct tfs_inode *in, struct fuse_file_info *fi)
+{
+	pthread_mutex_lock(&in->lock);
+	in->nopen--;
+	if (writable(fi->flags) && --in->nwrite == 0 && in->resv > 0) {
+		int64_t fp = footprint(in);
+
+		tfs_charge_drop_resv(in);
+		tfs_uid_adjust(in->uid, footprint(in) - fp);
+	}
+	pthread_mutex_unlock(&in->lock);
 }
 
 static void tfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tfs_inode *in = ino_of(ino);
-	int fd = reopen(in, fi->flags);
+	int fd = reopen(in, fi->flags), err;
 
 	if (fd == -1) {
 		fuse_reply_err(req, errno);
 		return;
 	}
-	opened(in, fi, fd);
+	err = opened(in, fi, fd);
+	if (err != 0) {
+		close(fd);
+		fuse_reply_err(req, err);
+		return;
+	}
 	if (fuse_reply_open(req, fi) != 0) {
 		/* The opener is gone; no release will come. */
-		pthread_mutex_lock(&in->lock);
-		in->nopen--;
-		pthread_mutex_unlock(&in->lock);
+		unopened(in, fi);
 		close(fd);
 	}
 }
@@ -763,12 +1086,16 @@ static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 		return;
 	}
 	in = ino_of(e.ino);
-	opened(in, fi, fd);
+	err = opened(in, fi, fd);
+	if (err != 0) {
+		close(fd);
+		forget_one(e.ino, 1);
+		fuse_reply_err(req, err);
+		return;
+	}
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		/* The creator is gone: no release and no forget will come. */
-		pthread_mutex_lock(&in->lock);
-		in->nopen--;
-		pthread_mutex_unlock(&in->lock);
+		unopened(in, fi);
 		close(fd);
 		forget_one(e.ino, 1);
 	}
@@ -783,12 +1110,22 @@ static void tfs_release(fuse_req_t req, fuse_ino_t ino,
 	pthread_mutex_lock(&in->lock);
 	if (in->nopen > 0)
 		in->nopen--;
-	if (in->nopen == 0) {
+	if (writable(fi->flags) && in->nwrite > 0)
+		in->nwrite--;
+	if (in->nwrite == 0 && in->resv > 0) {
+		int64_t fp = footprint(in);
+
 		tfs_charge_drop_resv(in);
-		if (fstat((int)fi->fh, &st) == 0 && st.st_nlink == 0 &&
-		    !in->gone)
-			tfs_charge_credit(in);
+		tfs_uid_adjust(in->uid, footprint(in) - fp);
 	}
+	if (in->nopen == 0 && in->rfd != -1) {
+		if (in->rfd >= 0)
+			close(in->rfd);
+		in->rfd = -1;
+	}
+	if (in->nopen == 0 && fstat((int)fi->fh, &st) == 0 &&
+	    st.st_nlink == 0 && !in->gone)
+		credit_inode(in);
 	pthread_mutex_unlock(&in->lock);
 	close((int)fi->fh);
 	fuse_reply_err(req, 0);
@@ -827,7 +1164,8 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 	size_t size = fuse_buf_size(in_buf);
 	struct fuse_bufvec out = FUSE_BUFVEC_INIT(size);
 	struct stat st;
-	uint64_t est = 0;
+	struct change c;
+	uint64_t est, below, gap;
 	ssize_t n;
 
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
@@ -844,19 +1182,18 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 		fuse_reply_err(req, errno);
 		return;
 	}
-	est = unallocated((int)fi->fh, &st, (uint64_t)off, size);
-	if (tfs_charge_begin(in, est, fi->writepage ? TFS_CHARGE_FORCE :
-			     TFS_CHARGE_HARD) != 0) {
+	est = unallocated(in, (int)fi->fh, &st, (uint64_t)off, size, &below);
+	/* A write past the end leaves holes to reserve in between. */
+	gap = in->nwrite > 0 ? gap_before(&st, (uint64_t)off) : 0;
+	if (change_begin(in, below, est - below + gap, fi->writepage ?
+			 TFS_CHARGE_FORCE : TFS_CHARGE_HARD, &c) != 0) {
 		pthread_mutex_unlock(&in->lock);
 		fuse_reply_err(req, ENOSPC);
 		return;
 	}
 	n = fuse_buf_copy(&out, in_buf, tfs_splice >= TFS_SPLICE_ALL ?
 				  0 : FUSE_BUF_NO_SPLICE);
-	if (fstat((int)fi->fh, &st) == 0)
-		tfs_charge_end(in, est, st_bytes(&st) - in->blocks, 0);
-	else
-		tfs_charge_end(in, est, 0, 0);
+	change_end(in, fstat((int)fi->fh, &st) == 0 ? &st : NULL, &c);
 	pthread_mutex_unlock(&in->lock);
 reply:
 	if (n < 0)
@@ -870,8 +1207,9 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 {
 	struct tfs_inode *in = ino_of(ino);
 	struct stat st;
-	uint64_t est = 0;
-	int err = 0;
+	struct change c;
+	uint64_t est = 0, below = 0, more = 0;
+	int err = 0, cmode = TFS_CHARGE_HARD;
 
 	if (off < 0 || len <= 0) {
 		fuse_reply_err(req, EINVAL);
@@ -882,18 +1220,36 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 		err = errno;
 		goto out;
 	}
-	if (!(mode & FALLOC_FL_PUNCH_HOLE))
-		est = unallocated((int)fi->fh, &st, (uint64_t)off, (uint64_t)len);
-	if (tfs_charge_begin(in, est, TFS_CHARGE_HARD) != 0) {
-		err = ENOSPC;
-		goto out;
+	if ((mode & FALLOC_FL_KEEP_SIZE) && !(mode & FALLOC_FL_PUNCH_HOLE) &&
+	    (uint64_t)off + (uint64_t)len > (uint64_t)st.st_size)
+		in->eof = TFS_EOF_PAST;
+	if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
+		est = unallocated(in, (int)fi->fh, &st, (uint64_t)off,
+				  (uint64_t)len, &below);
+		if (in->nwrite > 0 && !(mode & FALLOC_FL_KEEP_SIZE))
+			more = gap_before(&st, (uint64_t)off);
+	} else if (in->nwrite > 0) {
+		/*
+		 * The punched pages become holes of a file open for writing:
+		 * kept as its reserve if the broker still has them (a punch
+		 * frees memory, it is never refused).
+		 */
+		more = round_up((uint64_t)off + (uint64_t)len) -
+			round_down((uint64_t)off);
+		cmode = TFS_CHARGE_SOFT;
+	}
+	if (change_begin(in, below, est - below + more, cmode, &c) != 0) {
+		if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
+			err = ENOSPC;
+			goto out;
+		}
+		mb_log(MB_LOG_INFO, "hole punched in a file open for writing "
+		       "without a reserve for it");
+		change_begin(in, 0, 0, cmode, &c);
 	}
 	if (fallocate((int)fi->fh, mode, off, len) == -1)
 		err = errno;
-	if (fstat((int)fi->fh, &st) == 0)
-		tfs_charge_end(in, est, st_bytes(&st) - in->blocks, 0);
-	else
-		tfs_charge_end(in, est, 0, 0);
+	change_end(in, fstat((int)fi->fh, &st) == 0 ? &st : NULL, &c);
 out:
 	pthread_mutex_unlock(&in->lock);
 	fuse_reply_err(req, err);
@@ -1078,14 +1434,40 @@ static void tfs_statfs(fuse_req_t req, fuse_ino_t ino)
 	fuse_reply_statfs(req, &sv);
 }
 
+/*
+ * Extended attributes live in kernel memory: each is charged its name
+ * length plus its value size, to the quota and to the file's owner.
+ */
 static void tfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name,
 			 const char *value, size_t size, int flags)
 {
+	struct tfs_inode *in = ino_of(ino);
 	char path[TFS_PROC_PATH];
+	ssize_t old;
+	uint64_t was, now = strlen(name) + size, more;
+	int err = 0;
 
-	proc_path(path, ino_of(ino)->fd);
-	fuse_reply_err(req, setxattr(path, name, value, size, flags) == -1 ?
-		       errno : 0);
+	proc_path(path, in->fd);
+	pthread_mutex_lock(&in->lock);
+	old = getxattr(path, name, NULL, 0);
+	was = old >= 0 ? strlen(name) + (uint64_t)old : 0;
+	more = now > was ? now - was : 0;
+	if (tfs_uid_begin(in->uid, more, 0) != 0) {
+		err = ENOSPC;
+		goto out;
+	}
+	if (tfs_charge_begin(NULL, more, TFS_CHARGE_HARD) != 0) {
+		tfs_uid_end(in->uid, more, 0);
+		err = ENOSPC;
+		goto out;
+	}
+	if (setxattr(path, name, value, size, flags) == -1)
+		err = errno;
+	tfs_charge_end(NULL, more, err == 0 ? (int64_t)now - (int64_t)was : 0, 0);
+	tfs_uid_end(in->uid, more, err == 0 ? (int64_t)now - (int64_t)was : 0);
+out:
+	pthread_mutex_unlock(&in->lock);
+	fuse_reply_err(req, err);
 }
 
 static void reply_xattr(fuse_req_t req, size_t size, ssize_t n, char *buf)
@@ -1135,10 +1517,24 @@ static void tfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
 
 static void tfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
+	struct tfs_inode *in = ino_of(ino);
 	char path[TFS_PROC_PATH];
+	ssize_t old;
+	int err = 0;
 
-	proc_path(path, ino_of(ino)->fd);
-	fuse_reply_err(req, removexattr(path, name) == -1 ? errno : 0);
+	proc_path(path, in->fd);
+	pthread_mutex_lock(&in->lock);
+	old = getxattr(path, name, NULL, 0);
+	if (removexattr(path, name) == -1)
+		err = errno;
+	else if (old >= 0) {
+		int64_t was = (int64_t)(strlen(name) + (uint64_t)old);
+
+		tfs_charge_adjust(-was);
+		tfs_uid_adjust(in->uid, -was);
+	}
+	pthread_mutex_unlock(&in->lock);
+	fuse_reply_err(req, err);
 }
 
 const struct fuse_lowlevel_ops tfs_ops = {

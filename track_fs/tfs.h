@@ -42,6 +42,7 @@ struct tfs_conf {
 	int charge;
 	int splice;
 	int log_level;
+	char uid_limit[32];        /* size or percent of the broker total */
 };
 
 extern const struct mb_conf_key tfs_conf_keys[];
@@ -49,18 +50,23 @@ extern const struct mb_conf_key tfs_conf_keys[];
 /*
  * One backing inode.  The FUSE node id is the address of this struct (the
  * root uses FUSE_ROOT_ID).  `blocks` is what the accounting has charged for
- * the inode (st_blocks * 512 when last seen); `resv` is quota set aside by a
- * truncate or fallocate that grew the file's size without allocating pages,
- * kept for shared-mapping writes until the last close.
+ * the inode (st_blocks * 512 when last seen); `resv` is quota set aside for
+ * the holes below the file's size while it is open for writing (nwrite > 0),
+ * so that shared-mapping writes into them are covered.  `uid` is the owner
+ * whose per-user account the inode's blocks, reserve and xattrs are in.
  */
 struct tfs_inode {
 	struct tfs_inode *hnext;
 	int fd;                 /* O_PATH */
+	int rfd;                /* read-only, for mincore; -1; under lock */
+	int eof;                /* pages past the end? TFS_EOF_*; under lock */
 	dev_t dev;
 	ino_t ino;
 	uint64_t nlookup;       /* under the table lock */
 	pthread_mutex_t lock;   /* serialises charged changes of this inode */
 	uint64_t nopen;         /* under lock */
+	uint64_t nwrite;        /* opens with write access; under lock */
+	uid_t uid;              /* under lock */
 	int64_t blocks;         /* bytes charged; under lock */
 	uint64_t resv;          /* under lock */
 	int gone;               /* last link removed and credited; under lock */
@@ -92,14 +98,32 @@ void tfs_charge_drop_resv(struct tfs_inode *in);
 /* Book a change of blocks seen outside a charged call. */
 void tfs_charge_adjust(int64_t delta);
 struct tfs_usage {
-	uint64_t used, reserved, held, available;
+	uint64_t used, reserved, held, available, total;
 	int broker_up;
 };
 void tfs_charge_usage(struct tfs_usage *u, int ask_broker);
 int tfs_charge_enabled(void);
 
-/* walk.c: bytes of blocks under a directory, hard links counted once. */
+/* walk.c: bytes of blocks and xattrs under a directory, hard links counted
+ * once; each file's cost is also booked to its owner (tfs_uid_adjust). */
 int tfs_walk_usage(int dirfd, uint64_t *bytes);
+/* Bytes of a file's extended attributes as charged: the length of each
+ * name plus the size of its value.  follow: resolve a last component that
+ * is a link (a /proc/self/fd path) instead of reading the link's own. */
+uint64_t tfs_xattr_usage(const char *path, int follow);
+
+/* uid.c: per-owner accounting and limit (0: none; root is never limited). */
+void tfs_uid_set_limit(uint64_t limit);
+/* Before a change that may cost uid `bytes` more: 0, or -ENOSPC over the
+ * limit (force: never refused). */
+int tfs_uid_begin(uid_t uid, uint64_t bytes, int force);
+/* After it: drop the pending bytes and book delta. */
+void tfs_uid_end(uid_t uid, uint64_t bytes, int64_t delta);
+void tfs_uid_adjust(uid_t uid, int64_t delta);
+int64_t tfs_uid_cost(uid_t uid);
+/* Every owner's figure to the log. */
+void tfs_uid_log(void);
+void tfs_uid_fini(void);
 
 /* main.c: hand the reading of requests to another thread before blocking. */
 void tfs_serve_yield(void);

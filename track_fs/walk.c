@@ -11,9 +11,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "mb_log.h"
@@ -21,6 +24,35 @@
 
 #define WALK_SET_MIN 256
 #define WALK_BLOCK 512
+#define WALK_PROC_PATH (PATH_MAX + 64)
+
+uint64_t tfs_xattr_usage(const char *path, int follow)
+{
+	ssize_t (*list)(const char *, char *, size_t) = follow ? listxattr :
+		llistxattr;
+	ssize_t (*get)(const char *, const char *, void *, size_t) = follow ?
+		getxattr : lgetxattr;
+	ssize_t len = list(path, NULL, 0), i;
+	uint64_t sum = 0;
+	char *names;
+
+	if (len <= 0)
+		return 0;
+	names = malloc((size_t)len + 1);
+	if (names == NULL)
+		return 0;
+	len = list(path, names, (size_t)len);
+	for (i = 0; i < len;) {
+		size_t n = strnlen(names + i, (size_t)(len - i));
+		ssize_t v = get(path, names + i, NULL, 0);
+
+		if (v >= 0)
+			sum += n + (uint64_t)v;
+		i += (ssize_t)n + 1;
+	}
+	free(names);
+	return sum;
+}
 
 /* Inodes with more than one link, so that each is counted once. */
 struct walk_set {
@@ -79,6 +111,8 @@ static int walk_dir(int dirfd, dev_t dev, struct walk_set *set, uint64_t *sum)
 	}
 	while (rc == 0 && (errno = 0, de = readdir(dp)) != NULL) {
 		struct stat st;
+		char path[WALK_PROC_PATH];
+		uint64_t cost;
 
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
@@ -89,10 +123,15 @@ static int walk_dir(int dirfd, dev_t dev, struct walk_set *set, uint64_t *sum)
 		}
 		if (st.st_dev != dev)
 			continue;	/* another file system mounted inside */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", fd, de->d_name);
 		if (S_ISDIR(st.st_mode)) {
 			int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY |
 					 O_NOFOLLOW | O_CLOEXEC);
 
+			/* A directory's pages are not charged, its xattrs are. */
+			cost = tfs_xattr_usage(path, 0);
+			*sum += cost;
+			tfs_uid_adjust(st.st_uid, (int64_t)cost);
 			if (sub == -1) {
 				rc = -errno;
 				continue;
@@ -109,7 +148,9 @@ static int walk_dir(int dirfd, dev_t dev, struct walk_set *set, uint64_t *sum)
 			if (added <= 0)
 				continue;
 		}
-		*sum += (uint64_t)st.st_blocks * WALK_BLOCK;
+		cost = (uint64_t)st.st_blocks * WALK_BLOCK + tfs_xattr_usage(path, 0);
+		*sum += cost;
+		tfs_uid_adjust(st.st_uid, (int64_t)cost);
 	}
 	if (rc == 0 && errno != 0)
 		rc = -errno;

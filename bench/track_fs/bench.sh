@@ -25,13 +25,8 @@ command -v fio >/dev/null || { echo "needs fio"; exit 1; }
 
 tmp=$(mktemp -d /tmp/tfsbench.XXXXXX)
 broker_pid= tfs_pids=
-cleanup() {
-	for m in "$tmp/pt" "$tmp/tfs"; do fusermount3 -u "$m" 2>/dev/null || true; done
-	for p in $tfs_pids $broker_pid; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	umount -l "$tmp/back" 2>/dev/null || true
-	rm -rf "$tmp"
-}
+. "$here/common.sh"
+cleanup() { bench_cleanup "$tmp" "$tfs_pids $broker_pid" "$tmp/pt" "$tmp/tfs"; }
 trap cleanup EXIT INT TERM
 mkdir -p "$tmp/back" "$tmp/pt" "$tmp/tfs"
 mount -t tmpfs -o size=8G tfs_bench "$tmp/back"

@@ -72,3 +72,18 @@ expect_eq() {
 }
 
 MiB=1048576
+
+# as_nobody CMD...: run as uid/gid 65534 without supplementary groups.
+# tfs_need_nobody sets NOBODY_PY, a python3 that user can run.
+as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+tfs_need_nobody() {
+	command -v setpriv >/dev/null || skip "needs setpriv"
+	for py in "$(command -v python3)" /usr/bin/python3; do
+		if as_nobody "$py" -c pass 2>/dev/null; then
+			NOBODY_PY=$py
+			chmod 0755 "$TEST_TMP" || fail "chmod $TEST_TMP"
+			return 0
+		fi
+	done
+	skip "no python3 that uid 65534 can run"
+}

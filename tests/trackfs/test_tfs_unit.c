@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "mb_conf.h"
@@ -142,6 +143,73 @@ START_TEST(walk_counts_links_once)
 	ck_assert_uint_eq(got, want);
 	close(fd);
 	rm_tmp();
+}
+END_TEST
+
+/* Extended attributes count as name length plus value size, once per
+ * inode, directories' included; each file's cost goes to its owner. */
+START_TEST(walk_counts_xattrs)
+{
+	char a[PATH_MAX + 64], val[300];
+	uint64_t got, want;
+	int64_t before = tfs_uid_cost(geteuid());
+	int fd;
+
+	mk_tmp();
+	write_file("f", 4096, 0);
+	snprintf(a, sizeof(a), "%s/f", tmpdir);
+	memset(val, 'x', sizeof(val));
+	if (setxattr(a, "user.t", val, sizeof(val), 0) != 0) {
+		rm_tmp();
+		return;		/* TMPDIR without user xattrs: nothing to count */
+	}
+	snprintf(a, sizeof(a), "%s/d", tmpdir);
+	ck_assert_int_eq(mkdir(a, 0755), 0);
+	ck_assert_int_eq(setxattr(a, "user.dd", val, 10, 0), 0);
+	snprintf(a, sizeof(a), "%s/f", tmpdir);
+	ck_assert_uint_eq(tfs_xattr_usage(a, 0), strlen("user.t") + sizeof(val));
+	want = blocks_of("f") + strlen("user.t") + sizeof(val) + strlen("user.dd") + 10;
+	fd = open(tmpdir, O_PATH | O_DIRECTORY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(tfs_walk_usage(fd, &got), 0);
+	ck_assert_uint_eq(got, want);
+	ck_assert_int_eq(tfs_uid_cost(geteuid()) - before, (int64_t)want);
+	close(fd);
+	rm_tmp();
+}
+END_TEST
+
+/* The per-owner limit: pending changes count, root and writeback pass. */
+START_TEST(uid_limit)
+{
+	uid_t u = 4242, v;
+
+	tfs_uid_set_limit(MiB);
+	ck_assert_int_eq(tfs_uid_begin(u, 512 * KiB, 0), 0);
+	ck_assert_int_eq(tfs_uid_begin(u, 600 * KiB, 0), -ENOSPC);
+	tfs_uid_end(u, 512 * KiB, 512 * KiB);
+	ck_assert_int_eq(tfs_uid_cost(u), (int64_t)(512 * KiB));
+	ck_assert_int_eq(tfs_uid_begin(u, 600 * KiB, 0), -ENOSPC);
+	ck_assert_int_eq(tfs_uid_begin(u, 512 * KiB, 0), 0);
+	tfs_uid_end(u, 512 * KiB, 0);
+	ck_assert_int_eq(tfs_uid_begin(0, 64 * MiB, 0), 0);
+	tfs_uid_end(0, 64 * MiB, 64 * MiB);
+	ck_assert_int_eq(tfs_uid_begin(u, 600 * KiB, 1), 0);
+	tfs_uid_end(u, 600 * KiB, 600 * KiB);
+	ck_assert_int_eq(tfs_uid_begin(u, 1, 0), -ENOSPC);
+	tfs_uid_adjust(u, -(int64_t)(1112 * KiB));
+	ck_assert_int_eq(tfs_uid_cost(u), 0);
+	/* Many owners: the table grows and keeps every figure. */
+	for (v = 10000; v < 12000; v++)
+		tfs_uid_adjust(v, (int64_t)v);
+	for (v = 10000; v < 12000; v++)
+		ck_assert_int_eq(tfs_uid_cost(v), (int64_t)v);
+	tfs_uid_log();
+	tfs_uid_set_limit(0);
+	ck_assert_int_eq(tfs_uid_begin(u, 64 * MiB, 0), 0);
+	tfs_uid_end(u, 64 * MiB, 0);
+	tfs_uid_fini();
+	ck_assert_int_eq(tfs_uid_cost(10001), 0);
 }
 END_TEST
 
@@ -276,6 +344,8 @@ int main(void)
 	mb_log_init("test_tfs_unit", STDERR_FILENO, MB_LOG_ERR);
 	tcase_add_test(tc, conf_table);
 	tcase_add_test(tc, walk_counts_links_once);
+	tcase_add_test(tc, walk_counts_xattrs);
+	tcase_add_test(tc, uid_limit);
 	tcase_add_test(tc, deny_without_broker);
 	tcase_add_test(tc, deny_refuses_existing_files);
 	tcase_add_test(tc, cap_without_broker);

@@ -50,10 +50,11 @@ expect_eq "used after truncate" "$(tfs_used)" $((1 * MiB))
 expect_eq "used after O_TRUNC" "$(tfs_used)" 0
 rm "$MNT/again"
 
-# Sparse: charged by pages, not by size.
-truncate -s 100M "$MNT/sparse" || fail "truncate up"
-expect_eq "used by a 100M hole" "$(tfs_used)" 0
-dd if=/dev/zero of="$MNT/sparse" bs=4K count=1 seek=12800 conv=notrunc status=none ||
+# Sparse: charged by pages, not by size (the holes are reserved only while
+# the file is open for writing).
+truncate -s 4M "$MNT/sparse" || fail "truncate up"
+expect_eq "used by a 4M hole" "$(tfs_used)" 0
+dd if=/dev/zero of="$MNT/sparse" bs=4K count=1 seek=512 conv=notrunc status=none ||
 	fail "write into a hole"
 expect_eq "used by one page" "$(tfs_used)" 4096
 printf x | dd of="$MNT/sparse2" bs=1 seek=$MiB status=none || fail "write at 1M"
@@ -146,19 +147,34 @@ PY
 expect_eq "after mmap writes" "$(tfs_used)" $MiB
 rm "$MNT/mm"
 
-# A mapping of a sparse file far larger than the quota: the pages written
-# through it are kept (page writeback is never refused) and charged.
+# A sparse file open for writing has its holes reserved, so that what a
+# shared mapping writes into them is paid for: growing it past the quota
+# is refused, growing it within the quota holds the holes until the close.
+python3 "$top_srcdir/tests/trackfs/tfs_grow.py" "$MNT/mmbig" $((64 * MiB)) $((4 * MiB)) ||
+	fail "growing an open sparse file"
 python3 - "$MNT/mmbig" <<'PY' || fail "sparse mmap"
 import mmap, os, sys
-p, size = sys.argv[1], 64 << 20
-fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
-os.ftruncate(fd, size)
+p = sys.argv[1]
+d = os.path.dirname(p)
+def used():
+    s = os.statvfs(d)
+    return (s.f_blocks - s.f_bfree) * s.f_frsize
+size = 4 << 20
+fd = os.open(p, os.O_RDWR)
+if used() != size:
+    sys.exit("opened for writing, a 4M hole reserves %d" % used())
 m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
 m[0:4] = b"head"
 m[size - 4:size] = b"tail"
 m.flush()
 m.close()
 os.close(fd)
+if used() != 8192:
+    sys.exit("after close: %d in use, want 8192" % used())
+ro = os.open(p, os.O_RDONLY)
+if used() != 8192:
+    sys.exit("a reader reserved the holes: %d" % used())
+os.close(ro)
 with open(p, "rb") as f:
     if f.read(4) != b"head":
         sys.exit("first page lost")

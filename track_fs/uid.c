@@ -1,0 +1,188 @@
+/*
+ * uid.c - what each user's files cost, and the per-user limit.
+ *
+ * track_fs is free software; you can redistribute it and/or modify it
+ * under the terms of the GNU General Public License version 2 as
+ * published by the Free Software Foundation (see COPYING.GPL-2).
+ *
+ * A file costs its owner (st_uid) the bytes it is charged for: its pages,
+ * its extended attributes and the reserve it holds while open for writing.
+ * A change may start only while the owner's cost, plus the changes of that
+ * owner in flight, plus its own bound stays within the limit; root (uid 0)
+ * is never limited.  Page writeback (FORCE) is booked, never refused.  The
+ * table is open addressing on the uid, grown at half full, under one lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "mb_log.h"
+#include "mb_size.h"
+#include "tfs.h"
+
+#define UID_SLOTS_MIN 64
+
+struct uid_slot {
+	uid_t uid;
+	int in_use;
+	int64_t bytes;		/* cost of the files this uid owns */
+	uint64_t pending;	/* bounds of its changes in flight */
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct uid_slot *slot;
+	size_t size, count;
+	uint64_t limit;
+} ut = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static size_t uid_hash(uid_t uid, size_t size)
+{
+	uint64_t h = (uint64_t)uid * 0x9e3779b97f4a7c15ULL;
+
+	return (size_t)(h >> 32) & (size - 1);
+}
+
+static int uid_grow(void)
+{
+	size_t nsize = ut.size ? ut.size * 2 : UID_SLOTS_MIN, i;
+	struct uid_slot *n = calloc(nsize, sizeof(*n));
+
+	if (n == NULL)
+		return -1;
+	for (i = 0; i < ut.size; i++) {
+		size_t j;
+
+		if (!ut.slot[i].in_use)
+			continue;
+		for (j = uid_hash(ut.slot[i].uid, nsize); n[j].in_use;
+		     j = (j + 1) & (nsize - 1))
+			;
+		n[j] = ut.slot[i];
+	}
+	free(ut.slot);
+	ut.slot = n;
+	ut.size = nsize;
+	return 0;
+}
+
+/* The slot of uid, added if new; NULL without memory.  Under the lock. */
+static struct uid_slot *uid_find(uid_t uid)
+{
+	size_t i;
+
+	if ((ut.count + 1) * 2 > ut.size && uid_grow() != 0) {
+		if (ut.size == 0 || ut.count + 1 >= ut.size)
+			return NULL;
+	}
+	for (i = uid_hash(uid, ut.size); ut.slot[i].in_use;
+	     i = (i + 1) & (ut.size - 1))
+		if (ut.slot[i].uid == uid)
+			return &ut.slot[i];
+	ut.slot[i].in_use = 1;
+	ut.slot[i].uid = uid;
+	ut.count++;
+	return &ut.slot[i];
+}
+
+void tfs_uid_set_limit(uint64_t limit)
+{
+	pthread_mutex_lock(&ut.lock);
+	ut.limit = limit;
+	pthread_mutex_unlock(&ut.lock);
+}
+
+int tfs_uid_begin(uid_t uid, uint64_t bytes, int force)
+{
+	struct uid_slot *s;
+	int rc = 0;
+
+	if (bytes == 0)
+		return 0;
+	pthread_mutex_lock(&ut.lock);
+	s = uid_find(uid);
+	if (s == NULL) {
+		rc = force ? 0 : -ENOSPC;
+		goto out;
+	}
+	if (!force && uid != 0 && ut.limit > 0) {
+		uint64_t cost = (uint64_t)(s->bytes > 0 ? s->bytes : 0) + s->pending;
+
+		if (cost + bytes > ut.limit || cost + bytes < cost) {
+			rc = -ENOSPC;
+			goto out;
+		}
+	}
+	s->pending += bytes;
+out:
+	pthread_mutex_unlock(&ut.lock);
+	return rc;
+}
+
+void tfs_uid_end(uid_t uid, uint64_t bytes, int64_t delta)
+{
+	struct uid_slot *s;
+
+	if (bytes == 0 && delta == 0)
+		return;
+	pthread_mutex_lock(&ut.lock);
+	s = uid_find(uid);
+	if (s != NULL) {
+		s->pending -= bytes < s->pending ? bytes : s->pending;
+		s->bytes += delta;
+	} else {
+		mb_log(MB_LOG_WARNING, "no memory to account uid %u",
+		       (unsigned)uid);
+	}
+	pthread_mutex_unlock(&ut.lock);
+}
+
+void tfs_uid_adjust(uid_t uid, int64_t delta)
+{
+	tfs_uid_end(uid, 0, delta);
+}
+
+int64_t tfs_uid_cost(uid_t uid)
+{
+	int64_t b = 0;
+	size_t i;
+
+	pthread_mutex_lock(&ut.lock);
+	for (i = 0; ut.size > 0 && i < ut.size; i++)
+		if (ut.slot[i].in_use && ut.slot[i].uid == uid)
+			b = ut.slot[i].bytes;
+	pthread_mutex_unlock(&ut.lock);
+	return b;
+}
+
+void tfs_uid_log(void)
+{
+	char lim[32], sz[32];
+	size_t i;
+
+	pthread_mutex_lock(&ut.lock);
+	if (ut.limit > 0)
+		mb_format_size(lim, sizeof(lim), ut.limit);
+	mb_log(MB_LOG_NOTICE, "usage by uid (limit %s, root exempt):",
+	       ut.limit > 0 ? lim : "none");
+	for (i = 0; i < ut.size; i++) {
+		const struct uid_slot *s = &ut.slot[i];
+
+		if (!s->in_use || (s->bytes == 0 && s->pending == 0))
+			continue;
+		mb_format_size(sz, sizeof(sz), s->bytes > 0 ? (uint64_t)s->bytes : 0);
+		mb_log(MB_LOG_NOTICE, "uid %u: %lld bytes (%s)%s", (unsigned)s->uid,
+		       (long long)s->bytes, sz, ut.limit > 0 && s->uid != 0 &&
+		       s->bytes > 0 && (uint64_t)s->bytes >= ut.limit ?
+		       ", at its limit" : "");
+	}
+	pthread_mutex_unlock(&ut.lock);
+}
+
+void tfs_uid_fini(void)
+{
+	pthread_mutex_lock(&ut.lock);
+	free(ut.slot);
+	ut.slot = NULL;
+	ut.size = ut.count = 0;
+	pthread_mutex_unlock(&ut.lock);
+}
