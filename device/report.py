@@ -64,11 +64,18 @@ def anon_bytes(pid):
 
 
 def dir_usage(path):
+    """Bytes the files of a directory occupy."""
+    total = 0
     try:
-        st = os.statvfs(path)
+        with os.scandir(path) as it:
+            for e in it:
+                try:
+                    total += e.stat(follow_symlinks=False).st_blocks * 512
+                except OSError:
+                    pass
     except OSError:
         return None
-    return (st.f_blocks - st.f_bfree) * st.f_frsize
+    return total
 
 
 def read_pids(path):

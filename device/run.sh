@@ -315,3 +315,4 @@ device $DEVICE_NOTE
 watermarks $WATERMARK_LEVELS
 EOF
 "$PYTHON" "$TOP/device/report.py" report --dir "$OUT" ${CHART:+--chart "$TOP/device/timeline.gp"}
+echo "Runs, logs and samples: $OUT"
