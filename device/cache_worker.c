@@ -60,7 +60,6 @@ static size_t evict(struct cache *c, size_t want)
 	return freed;
 }
 
-/* Round 0 of an allocation lets the heap ask the broker first. */
 static size_t on_need(void *arg, anr_heap_t *h, size_t bytes,
 		      enum anr_need_reason why, unsigned round)
 {
@@ -68,12 +67,17 @@ static size_t on_need(void *arg, anr_heap_t *h, size_t bytes,
 	size_t freed;
 
 	(void)h;
-	if (why == ANR_NEED_ALLOC && round == 0)
-		return 0;
-	freed = evict(c, bytes);
-	if (why == ANR_NEED_GIVE_BACK)
-		c->target = cache_bytes(c);
-	return freed;
+	switch (why) {
+	case ANR_NEED_GIVE_BACK:
+		freed = evict(c, bytes);
+		c->target = cache_bytes(c); /* it grows back slowly from here */
+		return freed;
+	case ANR_NEED_ALLOC:
+	default:
+		/* The heap asks the broker in round 0; after that the cache's
+		 * own oldest objects make room. */
+		return round == 0 ? 0 : evict(c, bytes);
+	}
 }
 
 static void on_mark(void *arg, anr_heap_t *h)
