@@ -16,4 +16,4 @@ device_cache_worker_LDADD = device/libworkload.la anrmalloc/libanrmalloc.la \
 	libmbclient/libmbclient.la common/libmbcommon.la
 
 dist_noinst_SCRIPTS += device/run.sh device/pyjob.py device/report.py
-EXTRA_DIST += device/timeline.gp
+EXTRA_DIST += device/timeline.gp doc/device-timeline.png

@@ -461,7 +461,7 @@ def chart(a, params, runs):
                     f.write("%s %s\n" % (s["t"], before))
                 last, before = k, s["device"]
     levels = params.get("watermarks", "").split()
-    for term, ext in (('pngcairo size 1200,440 font "Sans,9"', "png"), ("svg size 1200,440", "svg")):
+    for term, ext in (('png size 1200,440 font "DejaVuSans,9"', "png"), ("svg size 1200,440", "svg")):
         cmd = ["gnuplot", "-e",
                "dir='%s'; outfile='%s'; term='%s'; limit=%s; total=%s; wm1=%s; wm2=%s; "
                "has_suite=%d; has_plain=%d" % (

@@ -6,6 +6,7 @@
 # workloads hold (quota with the suite, memory without it), the hog on top,
 # under the device's memory (page cache included).
 eval "set terminal ".term
+set termoption noenhanced
 set output outfile
 set multiplot layout 1, (has_suite + has_plain)
 set xlabel "seconds"
@@ -22,10 +23,10 @@ if (has_suite) {
 	f = dir."/suite/samples.tsv"
 	set title "with the suite: quota each client holds (stacked)"
 	plot f u 1:(z(7)+z(6)+z(5)+z(8)+z(13)) w filledcurves x1 fc rgb c_hog t "hog (no broker)", \
-	     f u 1:(z(7)+z(6)+z(5)+z(8)) w filledcurves x1 fc rgb c_spool t "spool (track\\_fs)", \
+	     f u 1:(z(7)+z(6)+z(5)+z(8)) w filledcurves x1 fc rgb c_spool t "spool (track_fs)", \
 	     f u 1:(z(7)+z(6)+z(5)) w filledcurves x1 fc rgb c_rend t "renderer (gmalloc)", \
 	     f u 1:(z(7)+z(6)) w filledcurves x1 fc rgb c_py t "python3 (gmalloc)", \
-	     f u 1:(z(7)) w filledcurves x1 fc rgb c_cache t "cache (anr\\_malloc)", \
+	     f u 1:(z(7)) w filledcurves x1 fc rgb c_cache t "cache (anr_malloc)", \
 	     f u 1:2 w l lc rgb "#000000" lw 2 t "device memory", \
 	     f u 1:14 w l lc rgb "#000000" lw 1 dt 2 t "anonymous + tmpfs", \
 	     limit w l lc rgb "#c00000" lw 1.5 dt 2 t "limit", \
