@@ -74,14 +74,19 @@ sz() { awk -v r="$1" -v s="$SCALE" 'BEGIN { n = split(r, a, ":"); o = "";
 TOTAL=$((LIMIT - HOG - RESERVE))
 [ "$TOTAL" -gt 0 ] || { echo "device/run.sh: limit $LIMIT MiB leaves no total after hog $HOG and reserve $RESERVE" >&2; exit 2; }
 
-# Memory watermarks of the broker (notify, deny), as mbserver options and as
-# levels in MiB for the chart and the crossing count.  None are set yet:
-# the broker's total alone keeps the device inside its limit.
+# Memory watermarks of the broker: device memory levels in MiB at which it
+# tells clients to give back (notify) and refuses new quota (deny); empty:
+# none.  device_watermarks turns them into mbserver options for the suite
+# run and into the levels the chart draws and the report counts crossings
+# of.  Until they are set, the broker's total alone keeps the device inside
+# its limit.
+WATERMARK_NOTIFY=""
+WATERMARK_DENY=""
 WATERMARK_OPTIONS=""
 WATERMARK_LEVELS=""
 device_watermarks() {
 	WATERMARK_OPTIONS=""
-	WATERMARK_LEVELS=""
+	WATERMARK_LEVELS="$WATERMARK_NOTIFY $WATERMARK_DENY"
 }
 
 for f in mbserver/mbserver libmbclient/mbstatus track_fs/track_fs device/renderer \
@@ -172,14 +177,15 @@ in_device() {
 
 # ---- one run --------------------------------------------------------------
 
-RUN_PIDS=""
+RUN_PIDS=""  # daemons, until the run's end
+WORK_PIDS="" # the sampler and the workloads, until they are waited for
 MOUNTS=""
 cleanup_run() {
-	for p in $RUN_PIDS; do kill "$p" 2>/dev/null; done
+	for p in $WORK_PIDS $RUN_PIDS; do kill "$p" 2>/dev/null; done
 	for m in $MOUNTS; do fusermount3 -u "$m" 2>/dev/null || umount -l "$m" 2>/dev/null; done
 	wait 2>/dev/null
 	device_remove
-	RUN_PIDS="" MOUNTS=""
+	RUN_PIDS="" WORK_PIDS="" MOUNTS=""
 }
 trap 'cleanup_run; exit 130' INT TERM
 trap 'cleanup_run' EXIT
@@ -239,6 +245,7 @@ run_one() {
 		${CG:+--usage "$(device_usage_file)"} ${CG:+--cgroup-version "$CG_VERSION"} \
 		${CG:+--cgroup "$CG"} --stop "$D/stop" &
 	sampler=$!
+	WORK_PIDS="$WORK_PIDS $sampler"
 
 	common="--seed $SEED --seconds $SECONDS_RUN"
 	if [ "$mode" = suite ]; then
@@ -251,24 +258,36 @@ run_one() {
 	fi
 	workers=""
 	# shellcheck disable=SC2086
-	in_device "$@" "$B/device/renderer" $common --size "$RENDERER" --report "$D/renderer.log"
+	in_device "$@" "$B/device/renderer" $common --size "$RENDERER" --report "$D/renderer.log" \
+		>"$D/renderer.out" 2>&1
 	workers="$workers renderer:$!"
 	# shellcheck disable=SC2086
 	in_device "$@" PYTHONMALLOC=malloc "$PYTHON" "$TOP/device/pyjob.py" $common --size "$PYJOB" \
-		--report "$D/pyjob.log"
+		--report "$D/pyjob.log" \
+		>"$D/pyjob.out" 2>&1
 	workers="$workers pyjob:$!"
 	# shellcheck disable=SC2086
 	in_device env MEMBROKER_SOCKET="$sock" "$B/device/cache_worker" $common $cache_broker \
-		--size "$CACHE" --report "$D/cache.log"
+		--size "$CACHE" --report "$D/cache.log" \
+		>"$D/cache.out" 2>&1
 	workers="$workers cache:$!"
 	# shellcheck disable=SC2086
-	in_device "$B/device/spooler" $common --size "$SPOOL" --dir "$spool" --report "$D/spooler.log"
+	in_device "$B/device/spooler" $common --size "$SPOOL" --dir "$spool" --report "$D/spooler.log" \
+		>"$D/spooler.out" 2>&1
 	workers="$workers spooler:$!"
 	# shellcheck disable=SC2086
-	in_device "$B/device/hog" $common --size "$HOG" --report "$D/hog.log"
+	in_device "$B/device/hog" $common --size "$HOG" --report "$D/hog.log" \
+		>"$D/hog.out" 2>&1
 	workers="$workers hog:$!"
-	for w in $workers; do echo "${w%%:*} ${w#*:}" >>"$D/pids"; done
-	echo "  $mode run: jobs for $SECONDS_RUN s (follow it: mbstatus --watch --socket $sock)"
+	for w in $workers; do
+		echo "${w%%:*} ${w#*:}" >>"$D/pids"
+		WORK_PIDS="$WORK_PIDS ${w#*:}"
+	done
+	if [ "$mode" = suite ]; then
+		echo "  suite run: $SECONDS_RUN s of jobs (follow it: mbstatus --watch --socket $sock)"
+	else
+		echo "  plain run: $SECONDS_RUN s of jobs"
+	fi
 
 	: >"$D/status"
 	for w in $workers; do
@@ -287,6 +306,7 @@ run_one() {
 	fi
 	touch "$D/stop"
 	wait "$sampler"
+	WORK_PIDS=""
 	if [ -n "$CG" ]; then
 		echo "oom_kills $(device_oom_kills)" >>"$D/status"
 		echo "peak_bytes $(device_peak)" >>"$D/status"
