@@ -118,6 +118,9 @@ find_cgroups() {
 		WHY="no memory cgroup mounted"
 		return 1
 	fi
+	probe=$CG_ROOT/membroker-device-probe-$$
+	mkdir "$probe" 2>/dev/null && rmdir "$probe" ||
+		{ WHY="cannot create a memory cgroup under $CG_ROOT"; CG_VERSION=""; return 1; }
 }
 if find_cgroups; then
 	DEVICE_NOTE="memory cgroup v$CG_VERSION, limit $LIMIT MiB, no swap"

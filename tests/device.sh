@@ -10,9 +10,13 @@
 need_root
 if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
 	grep -qw memory /sys/fs/cgroup/cgroup.controllers || skip "cgroup v2 without the memory controller"
+	CG_ROOT=/sys/fs/cgroup
 else
 	[ -f /sys/fs/cgroup/memory/memory.limit_in_bytes ] || skip "needs a memory cgroup"
+	CG_ROOT=/sys/fs/cgroup/memory
 fi
+mkdir "$CG_ROOT/membroker-test-probe-$$" 2>/dev/null || skip "cannot create a memory cgroup under $CG_ROOT"
+rmdir "$CG_ROOT/membroker-test-probe-$$"
 [ -x /usr/bin/python3 ] || command -v python3 >/dev/null || skip "needs python3"
 [ -x "$top_builddir/device/renderer" ] || skip "the device workloads are not built"
 
