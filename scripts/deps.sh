@@ -1,9 +1,10 @@
-# scripts/deps.sh - sourced by test.sh and demo.sh: install what the build
+# scripts/deps.sh - sourced by test.sh, demo.sh and tour.sh: install what the build
 # and the tests need on Debian 12, then bootstrap, configure and build.
 set -eu
 
 DEB_BUILD="autoconf automake libtool pkg-config make gcc check libfuse3-dev fuse3 valgrind"
 DEB_TEST="python3 sqlite3 git stress-ng procps busybox systemd strace"
+DEB_DEVICE="python3 gnuplot-nox"
 DEB_BENCH="hyperfine fio libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 time"
 
 missing_packages() {

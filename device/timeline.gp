@@ -1,0 +1,50 @@
+# device/timeline.gp - the timeline chart of device/run.sh (report.py runs
+# it with dir, outfile, term, limit, total, wm1, wm2, has_suite, has_plain).
+# Columns of samples.tsv: 1 t, 2 device, 3 oom_kills, 4 pool, 5-8 quota of
+# renderer, pyjob, cache, spooler, 9-13 memory of renderer, pyjob, cache,
+# spooler, hog, 14 anonymous + tmpfs (MiB).  Each panel stacks what the
+# workloads hold (quota with the suite, memory without it), the hog on top,
+# under the device's memory (page cache included).
+eval "set terminal ".term
+set termoption noenhanced
+set output outfile
+set multiplot layout 1, (has_suite + has_plain)
+set xlabel "seconds"
+set ylabel "MiB"
+set yrange [0:limit * 1.3]
+set autoscale xfix
+set key top left horizontal maxrows 2 font ",8" samplen 1.5 width -2
+set grid ytics lc rgb "#dddddd"
+set style fill solid 0.75 noborder
+z(c) = valid(c) ? column(c) : 0
+c_hog = "#bbbbbb"; c_cache = "#e6a15c"; c_py = "#8e88c7"; c_rend = "#5cb89a"; c_spool = "#e77fb3"
+
+if (has_suite) {
+	f = dir."/suite/samples.tsv"
+	set title "with the suite: quota each client holds (stacked)"
+	plot f u 1:(z(7)+z(6)+z(5)+z(8)+z(13)) w filledcurves x1 fc rgb c_hog t "hog (no broker)", \
+	     f u 1:(z(7)+z(6)+z(5)+z(8)) w filledcurves x1 fc rgb c_spool t "spool (track_fs)", \
+	     f u 1:(z(7)+z(6)+z(5)) w filledcurves x1 fc rgb c_rend t "renderer (gmalloc)", \
+	     f u 1:(z(7)+z(6)) w filledcurves x1 fc rgb c_py t "python3 (gmalloc)", \
+	     f u 1:(z(7)) w filledcurves x1 fc rgb c_cache t "cache (anr_malloc)", \
+	     f u 1:2 w l lc rgb "#000000" lw 2 t "device memory", \
+	     f u 1:14 w l lc rgb "#000000" lw 1 dt 2 t "anonymous + tmpfs", \
+	     limit w l lc rgb "#c00000" lw 1.5 dt 2 t "limit", \
+	     total w l lc rgb "#0050b0" lw 1.5 dt 4 t "broker total", \
+	     (wm1 == wm1 ? wm1 : 1/0) w l lc rgb "#e08000" lw 1.2 dt 3 t (wm1 == wm1 ? "watermarks" : ""), \
+	     (wm2 == wm2 ? wm2 : 1/0) w l lc rgb "#e08000" lw 1.2 dt 3 notitle
+}
+if (has_plain) {
+	f = dir."/plain/samples.tsv"
+	set title "plain: memory each process uses (stacked)"
+	plot f u 1:(z(11)+z(10)+z(9)+z(12)+z(13)) w filledcurves x1 fc rgb c_hog t "hog", \
+	     f u 1:(z(11)+z(10)+z(9)+z(12)) w filledcurves x1 fc rgb c_spool t "spool (tmpfs)", \
+	     f u 1:(z(11)+z(10)+z(9)) w filledcurves x1 fc rgb c_rend t "renderer", \
+	     f u 1:(z(11)+z(10)) w filledcurves x1 fc rgb c_py t "python3", \
+	     f u 1:(z(11)) w filledcurves x1 fc rgb c_cache t "cache", \
+	     f u 1:2 w l lc rgb "#000000" lw 2 t "device memory", \
+	     f u 1:14 w l lc rgb "#000000" lw 1 dt 2 t "anonymous + tmpfs", \
+	     limit w l lc rgb "#c00000" lw 1.5 dt 2 t "limit", \
+	     dir."/plain/kills.dat" u 1:2 w p pt 2 ps 2.5 lw 3 lc rgb "#c00000" t "OOM kill"
+}
+unset multiplot
