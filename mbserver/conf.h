@@ -29,6 +29,7 @@ struct mbs_conf {
 	uint64_t client_cap;       /* bytes, 0: none */
 	uint64_t request_deadline; /* ms */
 	uint64_t share_deadline;   /* ms */
+	uint64_t claim_grace;      /* ms */
 	uint64_t pool_low;         /* bytes */
 	int log_level;
 	int log_target;
