@@ -27,6 +27,7 @@
  */
 #include "config.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -207,6 +208,20 @@ static int gm_conn_error(int rc)
 	       (rc == MB_ETIMEDOUT && !mb_is_open(&gm_mb));
 }
 
+/*
+ * A sink hears from the broker only in replies: a closed connection (the
+ * broker died or restarted) shows as input on the idle socket.  Lock held.
+ */
+static void gm_check_alive(struct anr_heap *h)
+{
+	struct pollfd p = { .fd = mb_fd(&gm_mb), .events = POLLIN };
+	if (p.fd < 0 || poll(&p, 1, 0) <= 0)
+		return;
+	int rc = mb_dispatch(&gm_mb, 0);
+	if (rc < 0 && rc != MB_EAGAIN && gm_conn_error(rc))
+		gm_lost(h, rc);
+}
+
 /* LOST: reconnect when the retry is due.  Lock held.  0 when connected. */
 static int gm_retry(struct anr_heap *h)
 {
@@ -367,15 +382,14 @@ void gm_broker_note_free(void)
 						      memory_order_relaxed,
 						      memory_order_relaxed))
 		return; /* another thread is on it */
-	if (state == GM_MB_LOST) {
-		/* A cheap moment to see whether the broker is back. */
-		if (pthread_mutex_trylock(&gm_mb_lock) != 0)
-			return;
-		if (atomic_load(&gm_mb_state) == GM_MB_LOST)
-			(void)gm_retry(gm_heap_ptr);
-		pthread_mutex_unlock(&gm_mb_lock);
+	if (pthread_mutex_trylock(&gm_mb_lock) != 0)
 		return;
-	}
+	/* A cheap moment to notice that the broker went away, or is back. */
+	if (atomic_load(&gm_mb_state) == GM_MB_OPEN)
+		gm_check_alive(gm_heap_ptr);
+	if (atomic_load(&gm_mb_state) == GM_MB_LOST)
+		(void)gm_retry(gm_heap_ptr);
+	pthread_mutex_unlock(&gm_mb_lock);
 	(void)gm_broker_release(0);
 }
 

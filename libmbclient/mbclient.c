@@ -537,6 +537,8 @@ static int mbc_claim(struct mbc *s)
 	uint64_t pages = s->claim(s->arg);
 	if (!mb_wire_count_ok(pages))
 		pages = MB_WIRE_MAX_PAGES;
+	if (pages == 0 && !(s->flags & MB_OPEN_KEEP))
+		return MB_OK; /* the balance is 0 already */
 	mb_msg_init(&m, MB_MSG_CLAIM, 0);
 	m.w[MB_W_CLAIM_PAGES] = pages;
 	int r = mbc_call(s, &m, MB_MSG_CLAIM_ACK);

@@ -16,6 +16,7 @@ include tests/anrcore.mk
 include tests/gmalloc.mk
 include tests/anrmalloc.mk
 include tests/trackfs.mk
+include tests/chaos.mk
 
 check-unit:
 	$(MAKE) $(AM_MAKEFLAGS) check TESTS="$(UNIT_TESTS)"
