@@ -893,13 +893,23 @@ MB_API int mb_return(mb_client *c, uint64_t pages)
 	return mbc_leave(s, r);
 }
 
-MB_API int mb_cancel(mb_client *c)
+/* The handle's state, if it is open in this process (no lock taken). */
+static int mbc_own(mb_client *c, struct mbc **sp)
 {
 	if (c == NULL)
 		return MB_EINVAL;
-	struct mbc *s = mbc_of(c);
-	if (s->magic != MBC_MAGIC || s->pid != getpid())
+	*sp = mbc_of(c);
+	if ((*sp)->magic != MBC_MAGIC || (*sp)->pid != getpid())
 		return MB_ENOTCONN;
+	return MB_OK;
+}
+
+MB_API int mb_cancel(mb_client *c)
+{
+	struct mbc *s;
+	int own = mbc_own(c, &s);
+	if (own < 0)
+		return own;
 	/* Only the write lock: the request being cancelled holds s->lock. */
 	pthread_mutex_lock(&s->wlock);
 	int r = MB_EAGAIN;
@@ -1060,13 +1070,11 @@ MB_API int mb_fd(const mb_client *c)
 
 MB_API int mb_reconnect(mb_client *c)
 {
-	if (c == NULL)
-		return MB_EINVAL;
-	struct mbc *s = mbc_of(c);
-	if (s->magic != MBC_MAGIC || s->pid != getpid())
-		return MB_ENOTCONN;
+	struct mbc *s;
+	int r = mbc_own(c, &s);
+	if (r < 0)
+		return r;
 	pthread_mutex_lock(&s->lock);
-	int r = MB_OK;
 	if (s->fd < 0) {
 		int64_t now = mbc_now_ns();
 		if (now < __atomic_load_n(&s->retry_at, __ATOMIC_RELAXED)) {

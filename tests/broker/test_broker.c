@@ -1513,6 +1513,14 @@ END_TEST
 
 #define GRACE 30000
 
+/* A broker that keeps a leaving KEEP client's balance for GRACE ms. */
+static void start_with_grace(uint64_t initial)
+{
+	start(initial);
+	cfg.claim_grace_ms = GRACE;
+	broker_reconfigure(b, &cfg, now);
+}
+
 /* HELLO as uid with a name and flags. */
 static struct tc *hello_as(unsigned kind, uid_t uid, const char *name, uint64_t flags)
 {
@@ -1628,9 +1636,7 @@ END_TEST
 /* A KEEP client that dies finds its balance again when it comes back. */
 START_TEST(kept_balance_reclaimed)
 {
-	start(100);
-	cfg.claim_grace_ms = GRACE;
-	broker_reconfigure(b, &cfg, now);
+	start_with_grace(100);
 	struct tc *fs = hello_as(MB_KIND_BIDI, 1000, "track_fs", MB_HELLO_KEEP);
 	send2(fs, MB_MSG_REQUEST, 50, 0);
 	expect_grant(fs, MB_ST_OK, 50);
@@ -1683,9 +1689,7 @@ END_TEST
 
 START_TEST(kept_balance_expires)
 {
-	start(100);
-	cfg.claim_grace_ms = GRACE;
-	broker_reconfigure(b, &cfg, now);
+	start_with_grace(100);
 	struct tc *a = hello_as(MB_KIND_SINK, 1000, "holder", MB_HELLO_KEEP);
 	struct tc *a2 = hello_as(MB_KIND_SINK, 1000, "holder", MB_HELLO_KEEP);
 	send2(a, MB_MSG_REQUEST, 20, 0);
