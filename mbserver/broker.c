@@ -1165,7 +1165,8 @@ void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
 			return;
 		default:
 			refuse(b, c, m, reply_type(m->type) == MB_MSG_ERROR &&
-			       m->type != MB_MSG_SHARE_ANSWER ? MB_ST_UNKNOWN : MB_ST_NOTREG);
+			       m->type != MB_MSG_SHARE_ANSWER && m->type != MB_MSG_CLAIM ?
+			       MB_ST_UNKNOWN : MB_ST_NOTREG);
 			return;
 		}
 	}

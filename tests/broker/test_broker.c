@@ -1618,10 +1618,10 @@ START_TEST(claim_refusals)
 	expect(d, MB_MSG_CANCEL_ACK);
 	answer(src, 0);
 	bye(x);
-	/* Before HELLO a claim is not understood. */
+	/* Before HELLO a claim is refused. */
 	struct tc *e = tc_conn_as(1000, 1000);
 	send2(e, MB_MSG_CLAIM, 5, 0);
-	expect(e, MB_MSG_ERROR);
+	ck_assert_uint_eq(expect(e, MB_MSG_ERROR).w[MB_W_ERR_STATUS], MB_ST_NOTREG);
 	bye(e);
 	bye(d);
 	bye(c);
@@ -1720,6 +1720,56 @@ START_TEST(kept_balance_expires)
 }
 END_TEST
 
+/* Claims, kept balances and departures at random: the invariants hold
+ * after every event, and every page is back at the end. */
+START_TEST(claim_soak)
+{
+	enum { N = 12, STEPS = 3000 };
+	static const char *const names[] = { "fs", "cache", "app" };
+	start_with_grace(200);
+	struct tc *c[N];
+	unsigned seed = 777;
+	for (int i = 0; i < N; i++)
+		c[i] = hello_as(i % 2 ? MB_KIND_BIDI : MB_KIND_SINK, 1000 + i % 2,
+				names[i % 3], MB_HELLO_KEEP);
+	for (int step = 0; step < STEPS; step++) {
+		seed = seed * 1103515245 + 12345;
+		int i = (int)((seed >> 16) % N);
+		drain_all(c, N);
+		switch ((seed >> 8) % 6) {
+		case 0:
+			send2(c[i], MB_MSG_REQUEST, (seed >> 4) % 40, 0);
+			break;
+		case 1: {
+			int64_t h = broker_client_balance(c[i]->bc);
+			send2(c[i], MB_MSG_RETURN, h > 0 ? (uint64_t)h / 2 : 0, 0);
+			break;
+		}
+		case 2:
+			send2(c[i], MB_MSG_CLAIM, (seed >> 4) % 60, 0);
+			break;
+		case 3:
+			answer(c[i], (seed >> 4) % 5);
+			break;
+		case 4:
+			advance(GRACE / 7);
+			break;
+		case 5:
+			bye(c[i]);
+			c[i] = hello_as(i % 2 ? MB_KIND_BIDI : MB_KIND_SINK, 1000 + i % 2,
+					names[(seed >> 3) % 3], (seed >> 5) % 2 ? MB_HELLO_KEEP : 0);
+			break;
+		}
+	}
+	for (int i = 0; i < N; i++)
+		bye(c[i]);
+	advance(GRACE);
+	ck_assert_uint_eq(broker_kept(b), 0);
+	pool_is(200);
+	finish();
+}
+END_TEST
+
 static Suite *broker_suite(void)
 {
 	Suite *s = suite_create("broker");
@@ -1776,6 +1826,7 @@ static Suite *broker_suite(void)
 	tcase_add_test(t, claim_refusals);
 	tcase_add_test(t, kept_balance_reclaimed);
 	tcase_add_test(t, kept_balance_expires);
+	tcase_add_test(t, claim_soak);
 	suite_add_tcase(s, t);
 	return s;
 }
