@@ -184,8 +184,13 @@ static uint64_t broker_ask(uint64_t pages, int reserve)
 		rc = mb_reserve(&ch.cl, pages, broker_timeout(), &granted);
 	else
 		rc = mb_request(&ch.cl, pages, broker_timeout(), &granted);
-	if (rc == MB_EDENIED || rc == MB_ECAP)
+	/* The broker answered (a RESERVE past its deadline is a refusal);
+	 * only a broker that went silent or away is lost. */
+	if (rc == MB_EDENIED || rc == MB_ECAP ||
+	    (rc == MB_ETIMEDOUT && mb_is_open(&ch.cl))) {
+		sync_held();
 		return 0;
+	}
 	if (rc != 0) {
 		broker_lost(rc);
 		return 0;

@@ -58,4 +58,28 @@ grep -q "takes back its [1-9][0-9]* kept pages" "$TEST_TMP/mbserver.log" ||
 	{ cat "$TEST_TMP/mbserver.log"; fail "kept balance not taken back"; }
 expect_eq "used after restart" "$(tfs_used)" "$used"
 tfs_umount
+
+# A RESERVE the broker refuses at its deadline is an answer, not a lost
+# broker: the connection (and what the files hold) stays.
+# A stopped bidi client holds the broker's answer past the RESERVE's
+# deadline (share_deadline 1s > broker_timeout 500ms): TIMEDOUT.
+"$MBUTIL" --kind bidi hold 1M >"$TEST_TMP/bidi.out" 2>&1 &
+bidi=$!
+at_exit "kill -CONT $bidi 2>/dev/null; kill $bidi 2>/dev/null"
+i=0
+until grep -q holding "$TEST_TMP/bidi.out"; do
+	i=$((i + 1)); [ $i -gt 250 ] && fail "bidi holder did not start"; sleep 0.02
+done
+kill -STOP $bidi
+before=$(grep -c "broker unreachable" "$TEST_TMP/track_fs.log")
+tfs_mount -o urgency=reserve,broker_timeout=500ms
+timeout 20 dd if=/dev/zero of="$MNT/big" bs=1M count=16 status=none 2>/dev/null &&
+	fail "a write over the total succeeded"
+grep -q "RESERVE deadline passed" "$TEST_TMP/mbserver.log" ||
+	{ cat "$TEST_TMP/mbserver.log"; fail "the RESERVE did not reach its deadline"; }
+kill -CONT $bidi
+[ "$(grep -c "broker unreachable" "$TEST_TMP/track_fs.log")" = "$before" ] ||
+	{ cat "$TEST_TMP/track_fs.log"; fail "a refused RESERVE was taken for a lost broker"; }
+[ "$(tfs_balance)" -ge "$used" ] || fail "the mount lost its balance after a refused RESERVE"
+tfs_umount
 echo "PASS"
