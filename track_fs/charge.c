@@ -41,6 +41,9 @@
 #define TFS_NS_PER_MS 1000000ULL
 #define TFS_STREAM_MS 100ULL
 #define TFS_DISPATCH_MS 200
+/* Failed attempts in a row stretch the retry interval up to this many times
+ * (a stopped broker costs each attempt broker_timeout under the lock). */
+#define TFS_RETRY_BACKOFF_MAX 4
 
 static struct {
 	pthread_mutex_t lock;
@@ -53,6 +56,7 @@ static struct {
 	int64_t used;
 	uint64_t resv;
 	uint64_t last_try_ms;
+	uint64_t retry_factor; /* 1, doubled per failed attempt */
 	uint64_t last_ask_ms;
 	int said_down;
 	pthread_t dispatcher;
@@ -165,11 +169,19 @@ static int broker_open(void)
 /* Down: try again once retry_interval has passed.  Under the lock. */
 static void broker_retry(void)
 {
-	if (ch.up || now_ms() - ch.last_try_ms < ch.cf->retry_interval)
+	if (ch.retry_factor == 0)
+		ch.retry_factor = 1;
+	if (ch.up || now_ms() - ch.last_try_ms < ch.cf->retry_interval * ch.retry_factor)
 		return;
 	int rc = broker_open();
 
-	if (rc != 0 && !ch.said_down)
+	if (rc == 0) {
+		ch.retry_factor = 1;
+		return;
+	}
+	if (ch.retry_factor < TFS_RETRY_BACKOFF_MAX)
+		ch.retry_factor *= 2;
+	if (!ch.said_down)
 		broker_lost(rc);
 }
 

@@ -42,7 +42,7 @@ const struct mb_conf_key tfs_conf_keys[] = {
 	K("broker_timeout", MB_CONF_DURATION, broker_timeout, "250ms",
 	  "deadline of each broker call"),
 	K("retry_interval", MB_CONF_DURATION, retry_interval, "250ms",
-	  "least time between reconnection attempts"),
+	  "least time between reconnection attempts (up to 4x while they fail)"),
 	K("threads", MB_CONF_U64, threads, "4",
 	  "worker threads; one reads requests, another takes over while one waits"),
 	K("cache_timeout", MB_CONF_DURATION, cache_timeout, "1s",
