@@ -541,7 +541,12 @@ START_TEST(stopped_broker_deadlines)
 	struct mb_info i;
 	ck_assert_int_eq(mb_query(&c, &i), MB_ECONNECT);
 	ck_assert_int_eq(kill(B.pid, SIGCONT), 0);
-	ck_assert_int_eq(mb_query(&c, &i), MB_OK);
+	/* Running again: the next calls reconnect (a loaded machine may need
+	 * more than one connect timeout to catch up). */
+	int r = MB_ECONNECT;
+	for (int k = 0; k < 20 && r != MB_OK; k++)
+		r = mb_query(&c, &i);
+	ck_assert_int_eq(r, MB_OK);
 	mb_close(&c);
 	broker_stop();
 }

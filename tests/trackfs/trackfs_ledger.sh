@@ -48,7 +48,11 @@ g=$(granted_pages 16M)
 # track_fs is killed: its files stay, and so does its balance.
 kill -9 "$TFS_PID"; wait "$TFS_PID" 2>/dev/null
 fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT" || fail "unmount after the kill"
-grep -q "kept for it" "$TEST_TMP/mbserver.log" || { cat "$TEST_TMP/mbserver.log"; fail "balance not kept"; }
+i=0
+until grep -q "kept for it" "$TEST_TMP/mbserver.log"; do
+	i=$((i + 1)); [ $i -gt 250 ] && { cat "$TEST_TMP/mbserver.log"; fail "balance not kept"; }
+	sleep 0.02
+done
 g=$(granted_pages 16M)
 [ "$g" -le $((PAGES - used / 4096)) ] ||
 	fail "a sink was granted $g pages of a killed track_fs's kept balance"
