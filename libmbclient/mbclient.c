@@ -547,7 +547,7 @@ static int mbc_claim(struct mbc *s)
 	uint64_t st = m.w[0];
 	if (m.type == MB_MSG_CLAIM_ACK && (st == MB_ST_OK || st == MB_ST_CLAIM_PARTIAL)) {
 		uint64_t bal = m.w[MB_W_CLAIMACK_BALANCE];
-		if (!mb_wire_count_ok(bal) || (st == MB_ST_OK && bal != pages))
+		if (bal > pages || (st == MB_ST_OK && bal != pages))
 			return mbc_fail(s, MB_EPROTO);
 		__atomic_store_n(&s->balance, (int64_t)bal, __ATOMIC_RELAXED);
 		if (st != MB_ST_OK)

@@ -685,6 +685,32 @@ START_TEST(claim_and_reconnect)
 }
 END_TEST
 
+/* A claim answered with more than was claimed is a broken broker. */
+static void s_claim_bad(struct peer *p)
+{
+	struct mb_msg m;
+	peer_hello(p);
+	PEER_CHECK(p, peer_recv(p, &m) == 0);
+	PEER_CHECK(p, m.type == MB_MSG_CLAIM);
+	peer_reply(p, MB_MSG_CLAIM_ACK, m.seq, MB_ST_CLAIM_PARTIAL, 99, 0);
+	PEER_CHECK(p, peer_recv(p, &m) == -1);
+}
+
+START_TEST(claim_answer_checked)
+{
+	struct peer p;
+	peer_start(&p, s_claim_bad);
+	mb_client c;
+	struct mb_options o;
+	opts(&o, &p, MB_CLIENT_SINK);
+	o.claim = claim_held;
+	ck_assert_int_eq(mb_open(&c, &o), MB_EPROTO);
+	ck_assert_int_eq(mb_balance(&c), 0);
+	ck_assert_int_eq(mb_close(&c), MB_OK);
+	peer_finish(&p);
+}
+END_TEST
+
 /* --- malformed frames and a lost server --- */
 
 static void s_malformed(struct peer *p)
@@ -932,6 +958,7 @@ static Suite *client_suite(void)
 	tcase_add_test(t, timeouts);
 	tcase_add_test(t, stalled_broker_deadlines);
 	tcase_add_test(t, claim_and_reconnect);
+	tcase_add_test(t, claim_answer_checked);
 	tcase_add_test(t, malformed_and_lost);
 	tcase_add_test(t, fork_child);
 	tcase_add_test(t, status_rows);
