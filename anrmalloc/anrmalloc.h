@@ -97,7 +97,7 @@ struct anr_malloc_config {
 	char broker_socket[ANR_PATH_MAX]; /* empty: $MEMBROKER_SOCKET or default */
 	int broker_thread;              /* serve the broker from a helper thread */
 	uint64_t broker_chunk;          /* smallest amount asked for at a time */
-	uint64_t broker_timeout;        /* deadline of a request (ms); 0: server's */
+	uint64_t broker_timeout;        /* deadline of every broker call (ms) */
 	uint64_t broker_initial;        /* quota reserved when the heap is created */
 };
 

@@ -9,6 +9,14 @@
  * helper thread, or inside a blocking request of our own.  It runs the
  * give-back callbacks, trims, and answers with the pages that really left
  * the budget.
+ *
+ * Every broker call has the deadline broker_timeout; when it passes or the
+ * broker goes away, the heap lives on its own budget (the no-broker
+ * behaviour) and reconnects from wherever the connection is served: the
+ * helper thread polls the library's reconnect timer, anr_broker_dispatch()
+ * retries when it is due.  A new connection claims the pages the heap has
+ * resident beyond its own budget, and what the broker accepts raises the
+ * budget again.
  */
 #include "config.h"
 
@@ -77,6 +85,30 @@ static uint64_t am_share(void *arg, enum mb_client_urgency urgency,
 	return got / h->mb_page;
 }
 
+/* What a new connection declares: resident pages beyond the heap's own budget. */
+static uint64_t am_claim(void *arg)
+{
+	struct anr_malloc_heap *h = arg;
+	struct anr_stats st;
+	size_t over;
+
+	if (h->mb_page == 0)
+		return 0; /* the first connection: nothing is held yet */
+	anr_get_stats(h->core, &st);
+	over = st.resident > h->cfg.budget ? st.resident - h->cfg.budget : 0;
+	return (over + h->mb_page - 1) / h->mb_page;
+}
+
+/* Not connected: reconnect when the library's timer says so. */
+static void am_broker_retry(struct anr_malloc_heap *h)
+{
+	if (mb_fd(&h->mb) >= 0 || mb_reconnect(&h->mb) != 0)
+		return;
+	mb_log(MB_LOG_NOTICE, "anrmalloc %s: broker reachable again, %lld pages claimed",
+	       h->cfg.name, (long long)mb_balance(&h->mb));
+	am_broker_sync(h);
+}
+
 API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 {
 	struct mb_options o;
@@ -91,7 +123,10 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 	o.kind = MB_CLIENT_BIDI;
 	o.name = h->cfg.name;
 	o.share = am_share;
+	o.claim = am_claim;
 	o.arg = h;
+	o.connect_timeout_ms = (int)h->cfg.broker_timeout;
+	o.call_timeout_ms = (int)h->cfg.broker_timeout;
 	rc = mb_open(&h->mb, &o);
 	if (rc != 0) {
 		mb_log(MB_LOG_ERR, "anrmalloc %s: cannot reach the broker: %s",
@@ -180,7 +215,9 @@ API size_t anr_broker_return_unused(anr_heap_t *h)
 
 API int anr_broker_fd(anr_heap_t *h)
 {
-	return h->mb_connected ? mb_fd(&h->mb) : -1;
+	int fd = h->mb_connected ? mb_fd(&h->mb) : -1;
+
+	return fd >= 0 ? fd : -1;
 }
 
 API int anr_broker_dispatch(anr_heap_t *h)
@@ -189,6 +226,11 @@ API int anr_broker_dispatch(anr_heap_t *h)
 
 	if (!h->mb_connected)
 		return MB_ENOTCONN;
+	if (mb_fd(&h->mb) < 0) {
+		am_broker_retry(h);
+		if (mb_fd(&h->mb) < 0)
+			return MB_ENOTCONN;
+	}
 	rc = mb_dispatch(&h->mb, 0);
 	am_broker_sync(h);
 	return rc;
@@ -199,28 +241,32 @@ static void *am_broker_main(void *arg)
 	struct anr_malloc_heap *h = arg;
 
 	for (;;) {
+		int fd = mb_fd(&h->mb);
+		/* Not connected: sleep until the library's reconnect timer. */
+		int ms = fd >= 0 ? AM_POLL_MS : mb_reconnect_ms(&h->mb);
 		struct pollfd p[2] = {
-			{ mb_fd(&h->mb), POLLIN, 0 },
+			{ fd, POLLIN, 0 },
 			{ h->mb_stop[0], POLLIN, 0 },
 		};
-		int rc = poll(p, 2, AM_POLL_MS);
+		int rc;
 
+		if (ms < 0 || ms > AM_POLL_MS)
+			ms = AM_POLL_MS;
+		rc = poll(p, 2, ms);
 		if (rc < 0 && errno != EINTR)
 			break;
 		if (p[1].revents)
 			break;
-		if (p[0].fd < 0 || (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+		if (fd < 0) {
+			am_broker_retry(h);
+			continue;
+		}
+		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			rc = mb_dispatch(&h->mb, 0);
 			am_broker_sync(h);
-			if (rc < 0 && rc != MB_EAGAIN) {
+			if (rc < 0 && rc != MB_EAGAIN)
 				mb_log(MB_LOG_WARNING, "anrmalloc %s: broker: %s",
 				       h->cfg.name, mb_strerror(rc));
-				/* Reconnection happens on the next call; do
-				 * not spin on a dead socket. */
-				poll(&p[1], 1, AM_POLL_MS);
-				if (p[1].revents)
-					break;
-			}
 		}
 	}
 	return NULL;

@@ -80,8 +80,8 @@ static const struct mb_conf_key am_keys[] = {
 	  "answer the broker from a helper thread", NULL },
 	{ "broker_chunk", MB_CONF_SIZE, OFF(broker_chunk), 0, "1M",
 	  "smallest amount asked from the broker at a time", NULL },
-	{ "broker_timeout", MB_CONF_DURATION, OFF(broker_timeout), 0, "0",
-	  "deadline of a quota request (0: the broker's default)", NULL },
+	{ "broker_timeout", MB_CONF_DURATION, OFF(broker_timeout), 0, "250ms",
+	  "deadline of every broker call; past it the heap lives on its own budget", NULL },
 	{ "broker_initial", MB_CONF_SIZE, OFF(broker_initial), 0, "0",
 	  "quota reserved from the broker at creation", NULL },
 	MB_CONF_END

@@ -75,6 +75,7 @@ enum mb_msg_type {
 	MB_MSG_TERMINATE = 8,
 	MB_MSG_SUBSCRIBE = 9,
 	MB_MSG_SHARE_ANSWER = 10,
+	MB_MSG_CLAIM = 11,        /* after a reconnect: the pages this client holds */
 	/* server -> client replies */
 	MB_MSG_HELLO_ACK = 32,
 	MB_MSG_GRANT = 33,        /* reply to REQUEST and RESERVE */
@@ -87,6 +88,7 @@ enum mb_msg_type {
 	MB_MSG_TERMINATE_ACK = 40,
 	MB_MSG_SUBSCRIBE_ACK = 41,
 	MB_MSG_ERROR = 42,        /* reply to a frame that has no reply of its own */
+	MB_MSG_CLAIM_ACK = 43,
 	/* server -> client, unsolicited */
 	MB_MSG_SHARE_QUERY = 64,  /* please give back pages (bidi and source only) */
 	MB_MSG_REPAY = 65,        /* pages a source lent come back to it */
@@ -112,7 +114,8 @@ enum mb_status {
 	MB_ST_NOREQ = 13,     /* CANCEL with nothing pending, or stray answer */
 	MB_ST_UNKNOWN = 14,   /* unknown message type */
 	MB_ST_UIDCAP = 15,    /* per-uid cap (pages or connections) reached */
-	MB_ST_COUNT
+	MB_ST_CLAIM_PARTIAL = 17, /* CLAIM accepted in part: the pool had less */
+	MB_ST_COUNT /* 16 is reserved */
 };
 
 /* Events for SUBSCRIBE (bit mask) and EVENT. */
@@ -125,6 +128,14 @@ enum mb_event {
 	MB_EV_MEM_OK = 1u << 5,
 	MB_EV_ALL = (1u << 6) - 1
 };
+
+/*
+ * HELLO flags (word MB_W_HELLO_FLAGS).  KEEP: when this connection ends
+ * without TERMINATE, the broker keeps the balance out of the pool for its
+ * claim grace; a later HELLO with KEEP from the same uid and name takes it
+ * back.  Unknown bits are ignored.
+ */
+#define MB_HELLO_KEEP (UINT64_C(1) << 8)
 
 /* Word indexes of each payload. */
 enum { MB_W_HELLO_VERSION, MB_W_HELLO_KIND, MB_W_HELLO_SOURCE_PAGES,
@@ -161,6 +172,15 @@ enum { MB_W_TERMACK_STATUS, MB_W_TERMACK_RECLAIMED, MB_W_TERMACK_COUNT };
 enum { MB_W_SUB_MASK, MB_W_SUB_COUNT };
 enum { MB_W_SUBACK_STATUS, MB_W_SUBACK_MASK, MB_W_SUBACK_COUNT };
 enum { MB_W_ANS_PAGES, MB_W_ANS_COUNT };
+/*
+ * CLAIM: the pages this client holds in all (memory it kept using while the
+ * broker was away).  Sinks and bidi clients only, once per connection,
+ * with no request pending; the broker sets the balance to the claim as far
+ * as its pool (and the per-client cap) allows and answers OK, or
+ * CLAIM_PARTIAL with the balance it accepted.
+ */
+enum { MB_W_CLAIM_PAGES, MB_W_CLAIM_COUNT };
+enum { MB_W_CLAIMACK_STATUS, MB_W_CLAIMACK_BALANCE, MB_W_CLAIMACK_COUNT };
 enum { MB_W_ERR_STATUS, MB_W_ERR_TYPE /* type of the offending frame */, MB_W_ERR_COUNT };
 enum { MB_W_SQ_URGENCY, MB_W_SQ_PAGES, MB_W_SQ_DEADLINE_MS, MB_W_SQ_COUNT };
 enum { MB_W_REPAY_PAGES, MB_W_REPAY_BALANCE, MB_W_REPAY_COUNT };

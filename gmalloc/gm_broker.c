@@ -11,19 +11,27 @@
  * freeing and allocating around the mark does not ping-pong with the
  * broker.
  *
- * The connection is opened lazily by the first need.  If the broker
- * cannot be reached, one warning is printed and the fixed limit applies
- * for the rest of the process.  A forked child holds no quota: it
- * reconnects on its first need with a fresh handle.
+ * The connection is opened lazily by the first need.  Every broker call
+ * has the deadline broker_timeout.  If the broker cannot be reached, stops
+ * answering or the connection breaks, one warning is printed and the fixed
+ * limit applies (LOST) until a retry, on the next need or after frees, at
+ * most every MB_RECONNECT_INTERVAL_MS backing off to GM_RETRY_MAX_MS, reaches it
+ * again; the new connection then claims what the heap has resident, and
+ * what the broker accepts is the quota held.  A broker that refuses us for
+ * good (permissions, protocol) leaves the fixed limit for the rest of the
+ * process (DEAD).  A forked child holds no quota: it reconnects on its
+ * first need with a fresh handle.
  *
  * Counters are atomics so that the report, which may run in a signal
  * handler, reads them without the lock.
  */
 #include "config.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "gm_internal.h"
@@ -35,8 +43,14 @@ enum gm_mb_state {
 	GM_MB_OFF = 0,     /* broker = off */
 	GM_MB_UNTRIED = 1, /* not connected yet (or lost, or forked) */
 	GM_MB_OPEN = 2,
-	GM_MB_DEAD = 3,    /* unreachable: the fixed limit applies */
+	GM_MB_DEAD = 3,    /* refused for good: the fixed limit applies */
+	GM_MB_LOST = 4,    /* unreachable or silent: fixed limit, retried */
 };
+
+#define GM_NS_PER_MS 1000000LL
+/* Retries of a silent broker back off up to this: each may cost a
+ * broker_timeout, and a broker that comes back is still found within it. */
+#define GM_RETRY_MAX_MS 1000
 
 static mb_client gm_mb;
 static pthread_mutex_t gm_mb_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -45,12 +59,16 @@ static _Atomic uint64_t gm_held;       /* quota bytes held */
 static _Atomic uint64_t gm_freed_mark; /* anr_freed_bytes() at the last check */
 static uint64_t gm_page;               /* bytes per quota page */
 static int gm_mb_opened;               /* gm_mb went through mb_open() */
+static _Atomic int64_t gm_retry_at;    /* LOST: next attempt (monotonic ms) */
+static int64_t gm_retry_ms;            /* LOST: current interval */
+static int gm_warned;                  /* the fallback was announced */
 
 static _Atomic uint64_t st_requests, st_reserves, st_granted, st_returns,
 	st_returned, st_refused, st_lost;
 
 static const char *gm_state_names[] = { "off", "not connected", "connected",
-					"unreachable (fixed limit)" };
+					"refused (fixed limit)",
+					"unreachable (fixed limit until it answers)" };
 
 size_t gm_fixed_budget(void)
 {
@@ -76,24 +94,65 @@ void gm_broker_init(struct anr_heap *h)
 	anr_set_budget(h, 0);
 }
 
+static int64_t gm_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / GM_NS_PER_MS;
+}
+
+/* Failures that may pass: the broker is away, stopped or restarting. */
+static int gm_transient(int err)
+{
+	return err == MB_ECONNECT || err == MB_ECONNLOST || err == MB_ETIMEDOUT ||
+	       err == MB_ESHUTDOWN || err == MB_ENOTCONN || err == MB_ESYS;
+}
+
+/*
+ * The broker is not asked for now: the fixed limit applies.  A transient
+ * failure is retried later (LOST); a refusal lasts (DEAD).  One warning.
+ */
 static void gm_give_up(struct anr_heap *h, const char *why, int err)
 {
-	const char *sock = gm_cfg.broker_socket[0] ? gm_cfg.broker_socket : NULL;
-	char lim[32];
-	if (gm_cfg.limit)
-		mb_format_size(lim, sizeof(lim), gm_cfg.limit);
-	else
-		mb_format(lim, sizeof(lim), "none");
-	mb_log(MB_LOG_WARNING, "broker at %s: %s: %s; fixed limit %s applies",
-	       sock ? sock : "the default socket", why, mb_strerror(err), lim);
+	int retry = gm_transient(err);
+	if (!gm_warned || !retry) {
+		const char *sock = gm_cfg.broker_socket[0] ? gm_cfg.broker_socket : NULL;
+		char lim[32];
+		if (gm_cfg.limit)
+			mb_format_size(lim, sizeof(lim), gm_cfg.limit);
+		else
+			mb_format(lim, sizeof(lim), "none");
+		mb_log(MB_LOG_WARNING, "broker at %s: %s: %s; fixed limit %s applies%s",
+		       sock ? sock : "the default socket", why, mb_strerror(err), lim,
+		       retry ? " until it answers" : "");
+		gm_warned = 1;
+	}
 	/* Hand back whatever we hold: the broker is no longer asked. */
-	if (atomic_load(&gm_mb_state) == GM_MB_OPEN)
+	if (atomic_load(&gm_mb_state) == GM_MB_OPEN && !retry)
 		(void)mb_close(&gm_mb);
 	atomic_store(&gm_held, 0);
-	atomic_store(&gm_mb_state, GM_MB_DEAD);
+	if (atomic_load(&gm_mb_state) != GM_MB_LOST)
+		gm_retry_ms = MB_RECONNECT_INTERVAL_MS;
+	else if (gm_retry_ms < GM_RETRY_MAX_MS)
+		gm_retry_ms *= 2;
+	atomic_store(&gm_retry_at, gm_now_ms() + gm_retry_ms);
+	atomic_store(&gm_mb_state, retry ? GM_MB_LOST : GM_MB_DEAD);
 	struct anr_stats st;
 	anr_get_stats(h, &st);
 	anr_set_budget(h, gm_cfg.limit ? (size_t)gm_cfg.limit : st.reserved);
+}
+
+/* What a new connection declares: the quota pages the heap has resident. */
+static uint64_t gm_claim(void *arg)
+{
+	struct anr_heap *h = arg;
+	uint64_t page = mb_page_size(&gm_mb);
+	if (page == 0)
+		return 0;
+	struct anr_stats st;
+	anr_get_stats(h, &st);
+	uint64_t bytes = gm_capped(st.resident);
+	return (bytes + page - 1) / page;
 }
 
 static int gm_connect(struct anr_heap *h)
@@ -102,6 +161,10 @@ static int gm_connect(struct anr_heap *h)
 	memset(&opt, 0, sizeof(opt));
 	opt.socket_path = gm_cfg.broker_socket[0] ? gm_cfg.broker_socket : NULL;
 	opt.kind = MB_CLIENT_SINK;
+	opt.connect_timeout_ms = (int)gm_cfg.broker_timeout;
+	opt.call_timeout_ms = (int)gm_cfg.broker_timeout;
+	opt.claim = gm_claim;
+	opt.arg = h;
 	/* A handle left by a parent process or a lost connection is closed
 	 * without speaking on it, then started afresh. */
 	if (gm_mb_opened)
@@ -116,28 +179,59 @@ static int gm_connect(struct anr_heap *h)
 	gm_page = mb_page_size(&gm_mb);
 	if (gm_page == 0)
 		gm_page = (uint64_t)sysconf(_SC_PAGESIZE);
-	atomic_store(&gm_held, 0);
+	/* What the broker accepted of our claim is the quota we hold. */
+	int64_t bal = mb_balance(&gm_mb);
+	uint64_t held = bal > 0 ? (uint64_t)bal * gm_page : 0;
+	atomic_store(&gm_held, held);
 	atomic_store(&gm_mb_state, GM_MB_OPEN);
-	mb_log(MB_LOG_INFO, "connected to the broker (quota page %lu bytes)",
-	       (unsigned long)gm_page);
+	anr_set_budget(h, gm_capped(held));
+	mb_log(MB_LOG_INFO, "connected to the broker (quota page %lu bytes, %lu held)",
+	       (unsigned long)gm_page, (unsigned long)held);
 	return 0;
 }
 
-/* The broker took our balance back when the connection broke. */
+/* The broker went away or stopped answering: it holds nothing for us now. */
 static void gm_lost(struct anr_heap *h, int rc)
 {
 	atomic_fetch_add(&st_lost, 1);
-	mb_log(MB_LOG_WARNING, "broker connection lost (%s): reconnecting",
-	       mb_strerror(rc));
-	atomic_store(&gm_held, 0);
-	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
-	/* Nothing backs the budget now; the next need asks for all of it. */
-	anr_set_budget(h, 0);
+	mb_log(MB_LOG_WARNING, "broker connection lost (%s): fixed limit until it "
+	       "answers again", mb_strerror(rc));
+	gm_warned = 1;
+	gm_give_up(h, "connection lost", rc);
+	/* The broker may be back already (a restart): try at the next need. */
+	atomic_store(&gm_retry_at, gm_now_ms());
 }
 
 static int gm_conn_error(int rc)
 {
-	return rc == MB_ECONNLOST || rc == MB_ESHUTDOWN || rc == MB_ENOTCONN;
+	return rc == MB_ECONNLOST || rc == MB_ESHUTDOWN || rc == MB_ENOTCONN ||
+	       (rc == MB_ETIMEDOUT && !mb_is_open(&gm_mb));
+}
+
+/*
+ * A sink hears from the broker only in replies: a closed connection (the
+ * broker died or restarted) shows as input on the idle socket.  Lock held.
+ */
+static void gm_check_alive(struct anr_heap *h)
+{
+	struct pollfd p = { .fd = mb_fd(&gm_mb), .events = POLLIN };
+	if (p.fd < 0 || poll(&p, 1, 0) <= 0)
+		return;
+	int rc = mb_dispatch(&gm_mb, 0);
+	if (rc < 0 && rc != MB_EAGAIN && gm_conn_error(rc))
+		gm_lost(h, rc);
+}
+
+/* LOST: reconnect when the retry is due.  Lock held.  0 when connected. */
+static int gm_retry(struct anr_heap *h)
+{
+	int64_t now = gm_now_ms();
+	if (now < atomic_load(&gm_retry_at))
+		return -1;
+	if (gm_connect(h) != 0)
+		return -1;
+	mb_log(MB_LOG_NOTICE, "broker answers again: quota from the broker applies");
+	return 0;
 }
 
 /* The broker said no for now: the allocation fails, we stay connected. */
@@ -167,14 +261,14 @@ static int gm_ask(struct anr_heap *h, size_t need)
 	uint64_t pages = round_up(want, gm_page) / gm_page;
 	uint64_t granted = 0, more = 0;
 	atomic_fetch_add(&st_requests, 1);
-	int rc = mb_request(&gm_mb, pages, 0, &granted);
+	int rc = mb_request(&gm_mb, pages, (int)gm_cfg.broker_timeout, &granted);
 	if (rc == 0 && granted * gm_page < need &&
 	    gm_cfg.urgency == GM_URGENCY_THEN_RESERVE) {
 		uint64_t rest = round_up(need - granted * gm_page, gm_page) / gm_page;
 		int timeout = gm_cfg.reserve_timeout ? (int)gm_cfg.reserve_timeout : -1;
 		atomic_fetch_add(&st_reserves, 1);
 		rc = mb_reserve(&gm_mb, rest, timeout, &more);
-		if (rc == MB_EDENIED || rc == MB_ETIMEDOUT) {
+		if (rc == MB_EDENIED || (rc == MB_ETIMEDOUT && mb_is_open(&gm_mb))) {
 			more = 0;
 			rc = 0;
 		}
@@ -217,6 +311,11 @@ int gm_broker_more(void *arg, struct anr_heap *h, size_t bytes)
 		break;
 	case GM_MB_OPEN:
 		progress = gm_ask(h, bytes);
+		break;
+	case GM_MB_LOST:
+		/* The fixed limit is used up: the broker may be back. */
+		if (gm_retry(h) == 0)
+			progress = 1;
 		break;
 	default:
 		break;
@@ -270,7 +369,8 @@ out:
 
 void gm_broker_note_free(void)
 {
-	if (atomic_load_explicit(&gm_mb_state, memory_order_relaxed) != GM_MB_OPEN)
+	int state = atomic_load_explicit(&gm_mb_state, memory_order_relaxed);
+	if (state != GM_MB_OPEN && state != GM_MB_LOST)
 		return;
 	/* Every quota_step of bytes freed, see whether surplus quota can go
 	 * back: the core counts the bytes, no block's size is looked up. */
@@ -282,6 +382,14 @@ void gm_broker_note_free(void)
 						      memory_order_relaxed,
 						      memory_order_relaxed))
 		return; /* another thread is on it */
+	if (pthread_mutex_trylock(&gm_mb_lock) != 0)
+		return;
+	/* A cheap moment to notice that the broker went away, or is back. */
+	if (atomic_load(&gm_mb_state) == GM_MB_OPEN)
+		gm_check_alive(gm_heap_ptr);
+	if (atomic_load(&gm_mb_state) == GM_MB_LOST)
+		(void)gm_retry(gm_heap_ptr);
+	pthread_mutex_unlock(&gm_mb_lock);
 	(void)gm_broker_release(0);
 }
 
@@ -289,7 +397,7 @@ void gm_broker_fork_child(void)
 {
 	pthread_mutex_init(&gm_mb_lock, NULL);
 	int s = atomic_load(&gm_mb_state);
-	if (s != GM_MB_OPEN && s != GM_MB_UNTRIED)
+	if (s != GM_MB_OPEN && s != GM_MB_UNTRIED && s != GM_MB_LOST)
 		return;
 	/* The parent's quota stays the parent's: the child starts at zero
 	 * and connects on its first need. */
@@ -310,7 +418,7 @@ void gm_broker_report(int fd)
 {
 	char line[MB_LOG_LINE_MAX], held[32], granted[32], returned[32];
 	int s = atomic_load(&gm_mb_state);
-	if (s < GM_MB_OFF || s > GM_MB_DEAD)
+	if (s < GM_MB_OFF || s > GM_MB_LOST)
 		s = GM_MB_OFF;
 	mb_format_size(held, sizeof(held), atomic_load(&gm_held));
 	mb_format_size(granted, sizeof(granted), atomic_load(&st_granted));
@@ -335,5 +443,6 @@ uint64_t gm_broker_held(void)
 
 int gm_broker_open(void)
 {
-	return atomic_load_explicit(&gm_mb_state, memory_order_relaxed) == GM_MB_OPEN;
+	int s = atomic_load_explicit(&gm_mb_state, memory_order_relaxed);
+	return s == GM_MB_OPEN || s == GM_MB_LOST;
 }

@@ -56,6 +56,8 @@ const struct mb_conf_key gm_conf_table[] = {
 	  "ask the membroker daemon for quota when the budget runs out", NULL },
 	{ "broker_socket", MB_CONF_STRING, OFF(broker_socket), GM_SOCKET_MAX, "",
 	  "broker socket; empty: $MEMBROKER_SOCKET or the default path", NULL },
+	{ "broker_timeout", MB_CONF_DURATION, OFF(broker_timeout), 0, "250ms",
+	  "deadline of every broker call; past it the fixed limit applies until the broker answers again", NULL },
 	{ "quota_step", MB_CONF_SIZE, OFF(quota_step), 0, "1M",
 	  "quota is requested from the broker in multiples of this", NULL },
 	{ "quota_release", MB_CONF_SIZE, OFF(quota_release), 0, "4M",

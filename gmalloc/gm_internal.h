@@ -28,6 +28,7 @@ struct gm_config {
 	int on_limit;            /* enum gm_on_limit */
 	int broker;
 	char broker_socket[GM_SOCKET_MAX];
+	uint64_t broker_timeout; /* ms: deadline of every broker call */
 	uint64_t quota_step;
 	uint64_t quota_release;
 	int urgency;             /* enum gm_urgency */
@@ -70,7 +71,8 @@ size_t gm_broker_release(int force);
 void gm_broker_fork_child(void);
 void gm_broker_report(int fd);
 uint64_t gm_broker_held(void);
-/* Connected: frees are counted so surplus quota can go back. */
+/* Connected, or lost and retried: frees are counted so surplus quota can
+ * go back, or the broker be tried again. */
 int gm_broker_open(void);
 /* The budget the core should have without any quota from the broker. */
 size_t gm_fixed_budget(void);

@@ -8,7 +8,7 @@ libmbclient_libmbclient_la_SOURCES = libmbclient/mbclient.c libmbclient/mbclient
 libmbclient_libmbclient_la_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
 libmbclient_libmbclient_la_LIBADD = common/libmbcommon.la $(PTHREAD_LIBS)
 # current:revision:age of the library interface
-libmbclient_libmbclient_la_LDFLAGS = -version-info 1:0:0 -no-undefined \
+libmbclient_libmbclient_la_LDFLAGS = -version-info 2:0:0 -no-undefined \
 	-export-symbols $(top_srcdir)/libmbclient/libmbclient.sym
 
 bin_PROGRAMS += libmbclient/mbstatus libmbclient/mbutil

@@ -10,7 +10,11 @@
  *    thread sleeps in a request holding s->lock.  The fd is only closed
  *    with both locks held, so a writer never writes to a reused fd.
  *  - fd < 0 means "not connected"; the next call that needs the server
- *    connects and says HELLO again.  Any transport error, malformed frame
+ *    connects and says HELLO again (then CLAIM, when the caller declares
+ *    holdings).
+ *  - Every wait has a deadline (connect, HELLO, each reply, each send
+ *    through SO_SNDTIMEO); only mb_dispatch(-1) waits as long as its
+ *    caller asked.  Any transport error, malformed frame
  *    or reply that does not fit the conversation drops the connection.
  *  - A handle remembers the pid that opened it.  In another process (after
  *    fork) every call fails with MB_ENOTCONN before touching a lock or the
@@ -45,8 +49,8 @@
 #define MBC_PATH_MAX sizeof(((struct sockaddr_un *)0)->sun_path)
 #define MBC_NAME_MAX (MB_WIRE_COMM_WORDS * 8)
 #define MBC_CONNECT_TIMEOUT_MS 1000    /* mb_options.connect_timeout_ms == 0 */
-#define MBC_REPLY_TIMEOUT_MS 10000     /* replies that need no brokering */
-#define MBC_GRACE_MS 1000              /* local wait beyond a server deadline */
+#define MBC_REPLY_TIMEOUT_MS 10000     /* mb_options.call_timeout_ms == 0 */
+#define MBC_GRACE_MS 1000              /* most local wait beyond a server deadline */
 #define MBC_SLICE_MS 1000              /* longest single blocking recv(2) */
 #define MBC_CONNECT_RETRY_NS 1000000L  /* backlog full: retry after 1 ms */
 #define MBC_MAX_TIMEOUT_MS (24L * 3600 * 1000) /* longest deadline accepted */
@@ -72,6 +76,10 @@ struct mbc {
 	mb_event_fn event;
 	void *arg;
 	int connect_timeout_ms;
+	int call_timeout_ms;
+	unsigned flags;
+	mb_claim_fn claim;
+	int64_t retry_at;       /* mb_reconnect(): next attempt (monotonic ns) */
 	unsigned sub_mask;
 	/* learned from the server */
 	uint64_t page_size;
@@ -463,7 +471,7 @@ static int mbc_call(struct mbc *s, struct mb_msg *m, unsigned reply)
 	int r = mbc_send(s, m, &seq);
 	if (r < 0)
 		return mbc_fail(s, r);
-	r = mbc_wait(s, seq, reply, m, mbc_deadline(MBC_REPLY_TIMEOUT_MS));
+	r = mbc_wait(s, seq, reply, m, mbc_deadline(s->call_timeout_ms));
 	if (r == 0) {
 		mb_log(MB_LOG_WARNING, "mbclient: no %s from the broker in time",
 		       mb_wire_type_name(reply));
@@ -507,6 +515,52 @@ static int mbc_socket(struct mbc *s, int64_t deadline)
 	}
 }
 
+/*
+ * After HELLO: declare what this client holds (opt.claim), or learn what
+ * the broker kept for it (MB_OPEN_KEEP).  A broker that refuses the claim
+ * leaves the balance as it is: the client keeps running with less quota.
+ */
+static int mbc_claim(struct mbc *s)
+{
+	struct mb_msg m;
+	if (s->claim == NULL) {
+		if (!(s->flags & MB_OPEN_KEEP))
+			return MB_OK;
+		mb_msg_init(&m, MB_MSG_QUERY, 0);
+		int r = mbc_call(s, &m, MB_MSG_QUERY_REPLY);
+		if (r == MB_OK && m.type == MB_MSG_QUERY_REPLY &&
+		    m.w[MB_W_QR_STATUS] == MB_ST_OK &&
+		    mb_wire_count_ok(m.w[MB_W_QR_BALANCE]))
+			__atomic_store_n(&s->balance, (int64_t)m.w[MB_W_QR_BALANCE],
+					 __ATOMIC_RELAXED);
+		return r < 0 ? r : MB_OK;
+	}
+	uint64_t pages = s->claim(s->arg);
+	if (!mb_wire_count_ok(pages))
+		pages = MB_WIRE_MAX_PAGES;
+	if (pages == 0 && !(s->flags & MB_OPEN_KEEP))
+		return MB_OK; /* the balance is 0 already */
+	mb_msg_init(&m, MB_MSG_CLAIM, 0);
+	m.w[MB_W_CLAIM_PAGES] = pages;
+	int r = mbc_call(s, &m, MB_MSG_CLAIM_ACK);
+	if (r < 0)
+		return r;
+	uint64_t st = m.w[0];
+	if (m.type == MB_MSG_CLAIM_ACK && (st == MB_ST_OK || st == MB_ST_CLAIM_PARTIAL)) {
+		uint64_t bal = m.w[MB_W_CLAIMACK_BALANCE];
+		if (bal > pages || (st == MB_ST_OK && bal != pages))
+			return mbc_fail(s, MB_EPROTO);
+		__atomic_store_n(&s->balance, (int64_t)bal, __ATOMIC_RELAXED);
+		if (st != MB_ST_OK)
+			mb_log(MB_LOG_WARNING, "mbclient: broker accepted %lu of the %lu pages "
+			       "claimed", (unsigned long)bal, (unsigned long)pages);
+		return MB_OK;
+	}
+	mb_log(MB_LOG_WARNING, "mbclient: broker refused the claim of %lu pages: %s",
+	       (unsigned long)pages, mb_wire_status_name((unsigned)st));
+	return MB_OK;
+}
+
 /* Connect and say HELLO.  Caller holds s->lock. */
 static int mbc_connect(struct mbc *s)
 {
@@ -518,7 +572,7 @@ static int mbc_connect(struct mbc *s)
 	}
 	/* Blocking I/O with timeouts (see mbc_read_frame, mbc_send_locked). */
 	struct timeval rcv = { MBC_SLICE_MS / 1000, (MBC_SLICE_MS % 1000) * 1000 };
-	struct timeval snd = { MBC_REPLY_TIMEOUT_MS / 1000, (MBC_REPLY_TIMEOUT_MS % 1000) * 1000 };
+	struct timeval snd = { s->call_timeout_ms / 1000, (s->call_timeout_ms % 1000) * 1000 };
 	int fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof(rcv)) < 0 ||
@@ -538,6 +592,8 @@ static int mbc_connect(struct mbc *s)
 	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
 	m.w[MB_W_HELLO_KIND] = (uint64_t)s->kind;
 	m.w[MB_W_HELLO_SOURCE_PAGES] = s->source_pages;
+	if (s->flags & MB_OPEN_KEEP)
+		m.w[MB_W_HELLO_FLAGS] = MB_HELLO_KEEP;
 	mb_wire_put_comm(&m.w[MB_W_HELLO_COMM], s->name);
 	uint32_t seq;
 	int r = mbc_send(s, &m, &seq);
@@ -571,7 +627,7 @@ static int mbc_connect(struct mbc *s)
 		if (r < 0)
 			return r;
 	}
-	return MB_OK;
+	return mbc_claim(s);
 }
 
 /*
@@ -625,7 +681,12 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	    (opt->kind != MB_CLIENT_SOURCE && opt->source_pages != 0) ||
 	    ((opt->kind == MB_CLIENT_BIDI || opt->kind == MB_CLIENT_SOURCE) &&
 	     opt->share == NULL) ||
-	    opt->connect_timeout_ms < -1)
+	    opt->connect_timeout_ms < -1 || opt->call_timeout_ms < 0 ||
+	    opt->connect_timeout_ms > MBC_MAX_TIMEOUT_MS ||
+	    opt->call_timeout_ms > MBC_MAX_TIMEOUT_MS ||
+	    (opt->flags & ~(unsigned)MB_OPEN_KEEP) ||
+	    ((opt->claim || opt->flags) &&
+	     opt->kind != MB_CLIENT_SINK && opt->kind != MB_CLIENT_BIDI))
 		return MB_EINVAL;
 	const char *path = opt->socket_path;
 	if (path == NULL)
@@ -649,7 +710,12 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	s->event = opt->event;
 	s->arg = opt->arg;
 	s->connect_timeout_ms = opt->connect_timeout_ms == 0 ?
-		MBC_CONNECT_TIMEOUT_MS : opt->connect_timeout_ms;
+		MBC_CONNECT_TIMEOUT_MS : opt->connect_timeout_ms < 0 ?
+		MBC_MAX_TIMEOUT_MS : opt->connect_timeout_ms;
+	s->call_timeout_ms = opt->call_timeout_ms == 0 ?
+		MBC_REPLY_TIMEOUT_MS : opt->call_timeout_ms;
+	s->flags = opt->flags;
+	s->claim = opt->claim;
 	memcpy(s->path, path, strlen(path) + 1);
 	mbc_set_name(s, opt->name);
 	s->magic = MBC_MAGIC;
@@ -710,6 +776,20 @@ static int mbc_grant(struct mbc *s, const struct mb_msg *m, unsigned type,
 	return mbc_status_err(st);
 }
 
+/* Local wait beyond a deadline the server should have kept. */
+static long mbc_grace_ms(const struct mbc *s)
+{
+	return s->call_timeout_ms < MBC_GRACE_MS ? s->call_timeout_ms : MBC_GRACE_MS;
+}
+
+/* Local deadline of a request (see mb_request in mbclient.h). */
+static int64_t mbc_ask_deadline(const struct mbc *s, int timeout_ms)
+{
+	if (timeout_ms > 0)
+		return mbc_deadline((long)timeout_ms + mbc_grace_ms(s));
+	return mbc_deadline(timeout_ms == 0 ? MBC_REPLY_TIMEOUT_MS : MBC_MAX_TIMEOUT_MS);
+}
+
 static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 		   uint64_t *granted)
 {
@@ -745,9 +825,7 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 	if (r < 0)
 		return mbc_leave(s, mbc_fail(s, r));
 
-	int64_t deadline = timeout_ms > 0 ?
-		mbc_deadline((long)timeout_ms + MBC_GRACE_MS) : -1;
-	r = mbc_wait(s, seq, MB_MSG_GRANT, &m, deadline);
+	r = mbc_wait(s, seq, MB_MSG_GRANT, &m, mbc_ask_deadline(s, timeout_ms));
 	int timed_out = r == 0;
 	if (r == 0) {
 		/* The server let its own deadline pass: stop the request and
@@ -759,7 +837,7 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 		int w = mbc_send_locked(s, &k);
 		pthread_mutex_unlock(&s->wlock);
 		r = w < 0 ? w : mbc_wait(s, seq, MB_MSG_GRANT, &m,
-					 mbc_deadline(MBC_GRACE_MS));
+					 mbc_deadline(mbc_grace_ms(s)));
 		if (r == 0) {
 			mb_log(MB_LOG_WARNING, "mbclient: broker did not answer %s in time",
 			       mb_wire_type_name(type));
@@ -818,13 +896,23 @@ MB_API int mb_return(mb_client *c, uint64_t pages)
 	return mbc_leave(s, r);
 }
 
-MB_API int mb_cancel(mb_client *c)
+/* The handle's state, if it is open in this process (no lock taken). */
+static int mbc_own(mb_client *c, struct mbc **sp)
 {
 	if (c == NULL)
 		return MB_EINVAL;
-	struct mbc *s = mbc_of(c);
-	if (s->magic != MBC_MAGIC || s->pid != getpid())
+	*sp = mbc_of(c);
+	if ((*sp)->magic != MBC_MAGIC || (*sp)->pid != getpid())
 		return MB_ENOTCONN;
+	return MB_OK;
+}
+
+MB_API int mb_cancel(mb_client *c)
+{
+	struct mbc *s;
+	int own = mbc_own(c, &s);
+	if (own < 0)
+		return own;
 	/* Only the write lock: the request being cancelled holds s->lock. */
 	pthread_mutex_lock(&s->wlock);
 	int r = MB_EAGAIN;
@@ -925,7 +1013,7 @@ MB_API int mb_status(mb_client *c, struct mb_status_head *head,
 	/* Rows, then END; every row is read even after row() says stop. */
 	int stop = 0;
 	for (;;) {
-		int w = mbc_read_frame(s, &m, mbc_deadline(MBC_REPLY_TIMEOUT_MS));
+		int w = mbc_read_frame(s, &m, mbc_deadline(s->call_timeout_ms));
 		if (w == 0) {
 			mbc_drop(s);
 			return mbc_leave(s, MB_ETIMEDOUT);
@@ -981,6 +1069,44 @@ MB_API int mb_fd(const mb_client *c)
 		return MB_ENOTCONN;
 	int fd = __atomic_load_n(&s->fd, __ATOMIC_RELAXED);
 	return fd < 0 ? MB_ENOTCONN : fd;
+}
+
+MB_API int mb_reconnect(mb_client *c)
+{
+	struct mbc *s;
+	int r = mbc_own(c, &s);
+	if (r < 0)
+		return r;
+	pthread_mutex_lock(&s->lock);
+	if (s->fd < 0) {
+		int64_t now = mbc_now_ns();
+		if (now < __atomic_load_n(&s->retry_at, __ATOMIC_RELAXED)) {
+			pthread_mutex_unlock(&s->lock);
+			return MB_EAGAIN;
+		}
+		r = mbc_connect(s);
+		if (r < 0) {
+			__atomic_store_n(&s->retry_at,
+					 now + (int64_t)MB_RECONNECT_INTERVAL_MS * NS_PER_MS,
+					 __ATOMIC_RELAXED);
+			pthread_mutex_unlock(&s->lock);
+			return r;
+		}
+		mb_log(MB_LOG_INFO, "mbclient: reconnected to %s", s->path);
+	}
+	return mbc_leave(s, r);
+}
+
+MB_API int mb_reconnect_ms(const mb_client *c)
+{
+	if (c == NULL)
+		return MB_EINVAL;
+	const struct mbc *s = mbc_cof(c);
+	if (s->magic != MBC_MAGIC || s->pid != getpid())
+		return MB_ENOTCONN;
+	if (__atomic_load_n(&s->fd, __ATOMIC_RELAXED) >= 0)
+		return -1;
+	return mbc_poll_ms(__atomic_load_n(&s->retry_at, __ATOMIC_RELAXED));
 }
 
 MB_API int mb_dispatch(mb_client *c, int timeout_ms)

@@ -26,11 +26,26 @@
  *
  * Errors: functions return 0 or a negative MB_E* code; mb_strerror() names
  * it.  A lost server is MB_ECONNLOST; the next call reconnects and says
- * HELLO again (the balance held before the loss is counted from zero: the
- * broker reclaimed it when the connection closed).  A frame from the server
+ * HELLO again.  The broker reclaimed the old balance when the connection
+ * closed (or, after a restart, never knew it): a client that still uses
+ * that memory sets opt.claim, and the library declares what it returns
+ * with CLAIM right after every HELLO; the broker accepts it as far as its
+ * pool allows and mb_balance() says how much.  A frame from the server
  * that is malformed or does not fit the conversation is MB_EPROTO and
  * drops the connection the same way.  After a reconnect mb_fd() returns a
  * new descriptor: event loops fetch it again after MB_ECONNLOST.
+ *
+ * Deadlines: no call waits without one.  Connecting (HELLO included) is
+ * bounded by opt.connect_timeout_ms, every other exchange by
+ * opt.call_timeout_ms, a request by its own deadline (see mb_request).
+ * When the broker stays silent past it (stopped, hung), the call returns
+ * MB_ETIMEDOUT and drops the connection, so the next call reconnects.
+ *
+ * Reconnecting an idle client: while mb_fd() says MB_ENOTCONN, an event
+ * loop polls with mb_reconnect_ms() as its timeout and calls
+ * mb_reconnect() when it expires; attempts are MB_RECONNECT_INTERVAL_MS
+ * apart, so a broker that comes back is found within that interval plus
+ * the connect timeout.
  */
 #ifndef MBCLIENT_H
 #define MBCLIENT_H
@@ -42,7 +57,10 @@
 extern "C" {
 #endif
 
-#define MB_CLIENT_API_VERSION 1
+#define MB_CLIENT_API_VERSION 2
+
+/* Least time between two attempts of mb_reconnect(). */
+#define MB_RECONNECT_INTERVAL_MS 250
 
 /* Default socket path; MEMBROKER_SOCKET in the environment overrides it. */
 #define MB_DEFAULT_SOCKET "/run/membroker/membroker.sock"
@@ -114,6 +132,23 @@ typedef void (*mb_repay_fn)(void *arg, uint64_t pages);
 typedef void (*mb_event_fn)(void *arg, unsigned event, int64_t pool,
 			    uint64_t total, uint64_t value);
 
+/* mb_options.flags */
+enum mb_open_flags {
+	/* When the connection ends without mb_close() (a crash, a lost
+	 * broker), ask the broker to keep the balance for this uid and name
+	 * for its claim grace; the next connection with the same name and
+	 * this flag takes it back (it shows in mb_balance() after the HELLO). */
+	MB_OPEN_KEEP = 1u << 0,
+};
+
+/*
+ * Optional: called after every successful HELLO (the first and each
+ * reconnect), before any other message; returns the pages this client
+ * holds now, which the library declares with CLAIM.  Runs with the
+ * handle's lock held: it must not call the handle.
+ */
+typedef uint64_t (*mb_claim_fn)(void *arg);
+
 struct mb_options {
 	const char *socket_path;   /* NULL: $MEMBROKER_SOCKET or MB_DEFAULT_SOCKET */
 	enum mb_client_kind kind;
@@ -123,7 +158,11 @@ struct mb_options {
 	mb_repay_fn repay;
 	mb_event_fn event;
 	void *arg;                 /* passed to the callbacks */
-	int connect_timeout_ms;    /* 0: default (1000 ms); -1: wait for ever */
+	int connect_timeout_ms;    /* 0: default (1000 ms); -1: the longest (24 h) */
+	int call_timeout_ms;       /* replies that need no brokering: RETURN, QUERY,
+				    * STATUS, CLAIM...; 0: default (10000 ms) */
+	unsigned flags;            /* enum mb_open_flags */
+	mb_claim_fn claim;         /* see mb_claim_fn; NULL: nothing is claimed */
 };
 
 struct mb_info {
@@ -167,12 +206,14 @@ int mb_close(mb_client *c);
 /*
  * Ask for pages.  REQUEST may grant fewer (*granted says how many, possibly
  * 0, and the call returns 0); RESERVE grants all or fails with MB_EDENIED.
- * timeout_ms: -1 waits for the server's answer however long (RESERVE with no
- * deadline); 0 uses the server's default deadline for REQUEST; > 0 is the
- * deadline sent to the server, and the call also gives up locally a little
- * after it (it then sends CANCEL; a server that stays silent is dropped)
- * and returns MB_ETIMEDOUT.  While waiting, a bidi handle still answers
- * share queries.  pages == 0 returns at once without I/O.
+ * timeout_ms > 0 is the deadline sent to the server; the call also gives
+ * up locally a little after it (by the call timeout, at most 1 s): it then
+ * sends CANCEL and, when the server stays silent for another call timeout,
+ * drops the connection and returns MB_ETIMEDOUT.  0 uses the server's
+ * default deadline (REQUEST) and waits locally for the default reply
+ * timeout (10 s); -1 sends no deadline (a RESERVE the server keeps queued)
+ * and waits locally for at most 24 h.  While waiting, a bidi handle still
+ * answers share queries.  pages == 0 returns at once without I/O.
  */
 int mb_request(mb_client *c, uint64_t pages, int timeout_ms, uint64_t *granted);
 int mb_reserve(mb_client *c, uint64_t pages, int timeout_ms, uint64_t *granted);
@@ -192,8 +233,19 @@ int mb_subscribe(mb_client *c, unsigned mask);
 
 /* Event-loop use: poll this fd for input, then call mb_dispatch(). */
 int mb_fd(const mb_client *c);
+/*
+ * Reconnect a handle that lost its broker: 0 when connected (at once when
+ * it still is; CLAIM included, see mb_claim_fn), MB_EAGAIN when the last
+ * attempt is less than MB_RECONNECT_INTERVAL_MS old, or the error of this
+ * attempt.  Bounded by the connect timeout.
+ */
+int mb_reconnect(mb_client *c);
+/* Milliseconds until mb_reconnect() will try again (0: now), or -1 while
+ * connected: a timeout for the event loop's poll. */
+int mb_reconnect_ms(const mb_client *c);
 /* Read what has arrived and run the callbacks; timeout_ms 0 does not wait,
- * -1 waits for one message.  Returns the number of messages handled,
+ * -1 waits for one message (the only wait whose length is the caller's
+ * choice alone).  Returns the number of messages handled,
  * MB_EAGAIN when none came in time, or an error (MB_ECONNLOST when the
  * server went away).  Every blocking call also handles what is buffered
  * before it returns, so polling mb_fd() never misses a message. */

@@ -50,6 +50,7 @@ struct util {
 	uint64_t source_pages;
 	uint64_t shared;  /* pages given back on the broker's request */
 	uint64_t repaid;
+	uint64_t holding; /* hold: pages held, declared again after a reconnect */
 };
 
 static void usage(FILE *f)
@@ -111,6 +112,13 @@ static uint64_t give_back(void *arg, enum mb_client_urgency urg, uint64_t pages)
 	return give;
 }
 
+/* After a reconnect (a restarted broker): what the hold still holds. */
+static uint64_t claim_held(void *arg)
+{
+	struct util *u = arg;
+	return u->holding;
+}
+
 static void on_repay(void *arg, uint64_t pages)
 {
 	struct util *u = arg;
@@ -159,6 +167,8 @@ static int ensure_open(struct util *u)
 	};
 	if (u->kind == MB_CLIENT_SINK)
 		o.share = NULL;
+	if (u->kind == MB_CLIENT_SINK || u->kind == MB_CLIENT_BIDI)
+		o.claim = claim_held;
 	if (u->kind == MB_CLIENT_SOURCE) {
 		/* A source's amount in bytes needs the page size: ask first. */
 		mb_client probe;
@@ -289,15 +299,36 @@ static int hold_loop(struct util *u, int64_t deadline)
 			ms = (int)left;
 		}
 		int fd = mb_fd(&u->c);
-		if (fd < 0)
-			return fail("hold", fd);
+		if (fd < 0) {
+			/* The broker went away: come back to it when it returns
+			 * and declare what is held. */
+			int wait = mb_reconnect_ms(&u->c);
+			if (ms >= 0 && ms < wait)
+				wait = ms;
+			struct timespec ts = { wait / 1000, (long)(wait % 1000) * NS_PER_MS };
+			if (wait > 0)
+				nanosleep(&ts, NULL);
+			if (mb_reconnect(&u->c) == MB_OK && !u->quiet) {
+				printf("reconnected: holding %lld pages\n",
+				       (long long)mb_balance(&u->c));
+				fflush(stdout);
+			}
+			continue;
+		}
 		struct pollfd p = { .fd = fd, .events = POLLIN };
 		int n = poll(&p, 1, ms);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			continue;
+		int64_t before = mb_balance(&u->c);
 		int r = mb_dispatch(&u->c, 0);
+		if (r == MB_ECONNLOST || r == MB_ESHUTDOWN || r == MB_ETIMEDOUT) {
+			u->holding = before > 0 ? (uint64_t)before : 0;
+			if (!u->quiet)
+				fprintf(stderr, "mbutil: hold: %s: reconnecting\n", mb_strerror(r));
+			continue;
+		}
 		if (r < 0 && r != MB_EAGAIN)
 			return fail("hold", r);
 	}

@@ -42,6 +42,16 @@
  * first.  Every wait is bounded: a REQUEST by the configured deadline (or
  * the client's shorter one), a RESERVE by the client's deadline if any, a
  * share query by the share deadline, after which it counts as a denial.
+ *
+ * Claims.  After a broker restart, clients still hold the memory the old
+ * broker lent them.  A client declares it with one CLAIM per connection:
+ * its balance becomes the claim as far as the pool allows (the rest is
+ * reported as refused, never taken from another client).  A client that
+ * said HELLO with MB_HELLO_KEEP and leaves without TERMINATE has its
+ * balance kept out of the pool for claim_grace; the same uid and name
+ * saying HELLO with KEEP gets it back, otherwise it returns to the pool
+ * when the grace is over.  Kept pages count with the balances in the
+ * accounting equation.
  */
 #include "broker.h"
 #include "mb_log.h"
@@ -103,6 +113,8 @@ struct bclient {
 	unsigned events;
 	struct breq req;
 	/* The one share query of a bidi client: built during a pass, then sent. */
+	int keep;          /* HELLO asked to keep the balance after a disconnect */
+	int claim_done;    /* its one CLAIM was made */
 	int sh_level;
 	int sh_sent;
 	int sh_building;
@@ -112,6 +124,17 @@ struct bclient {
 	TAILQ_ENTRY(bclient) alink; /* askable: sources (newest first), then bidi */
 	void *user;
 };
+
+/* A balance kept for a client that left with MB_HELLO_KEEP. */
+struct kept {
+	uid_t uid;
+	char comm[MB_WIRE_COMM_WORDS * 8 + 1];
+	uint64_t pages;
+	uint64_t expires;
+	TAILQ_ENTRY(kept) link;
+};
+
+TAILQ_HEAD(keptlist, kept);
 
 struct broker {
 	struct broker_config cfg;
@@ -131,6 +154,8 @@ struct broker {
 	struct clist queue;
 	struct clist fresh; /* no frame yet, oldest connection first */
 	struct clist quiet; /* unregistered, least recently heard first */
+	struct keptlist kept;
+	uint64_t nkept, kept_pages;
 };
 
 #define DEFAULT_ANS_CAP 4
@@ -708,6 +733,131 @@ static uint64_t timer_due(const struct broker *b, const struct clist *l,
 	return c && limit ? sat_add(c->since, limit) : NO_DEADLINE;
 }
 
+/* ---- kept balances and claims ----------------------------------------- */
+
+/* Most balances kept at once: each costs the daemon memory. */
+#define KEPT_MAX 1024
+
+static struct kept *kept_find(struct broker *b, uid_t uid, const char *comm)
+{
+	struct kept *k;
+	TAILQ_FOREACH(k, &b->kept, link)
+		if (k->uid == uid && strcmp(k->comm, comm) == 0)
+			return k;
+	return NULL;
+}
+
+static void kept_remove(struct broker *b, struct kept *k)
+{
+	TAILQ_REMOVE(&b->kept, k, link);
+	b->kept_pages -= k->pages;
+	b->nkept--;
+	free(k);
+}
+
+/* A KEEP client leaves holding pages: they wait for it instead of going
+ * back to the pool.  Leaves the balance at 0 when kept. */
+static void keep_balance(struct broker *b, struct bclient *c, uint64_t now)
+{
+	if (!c->keep || c->balance <= 0 || b->cfg.claim_grace_ms == 0)
+		return;
+	struct kept *k = kept_find(b, c->peer.uid, c->comm);
+	if (k == NULL) {
+		if (b->nkept >= KEPT_MAX || (k = calloc(1, sizeof(*k))) == NULL) {
+			mb_log(MB_LOG_WARNING, "client %lu (%s): no room to keep its %ld pages",
+			       (unsigned long)c->id, c->comm, (long)c->balance);
+			return;
+		}
+		k->uid = c->peer.uid;
+		memcpy(k->comm, c->comm, sizeof(k->comm));
+		TAILQ_INSERT_TAIL(&b->kept, k, link);
+		b->nkept++;
+	}
+	k->pages += (uint64_t)c->balance;
+	k->expires = sat_add(now, b->cfg.claim_grace_ms);
+	b->kept_pages += (uint64_t)c->balance;
+	mb_log(MB_LOG_NOTICE, "client %lu (%s, uid %u) left holding %ld pages: kept for it "
+	       "for %lu ms", (unsigned long)c->id, c->comm, (unsigned)c->peer.uid,
+	       (long)c->balance, (unsigned long)b->cfg.claim_grace_ms);
+	c->balance = 0;
+}
+
+/* HELLO flags: a KEEP client takes back what was kept for its uid and name. */
+static void hello_keep(struct broker *b, struct bclient *c, uint64_t flags)
+{
+	c->keep = (flags & MB_HELLO_KEEP) &&
+		(c->kind == MB_KIND_SINK || c->kind == MB_KIND_BIDI);
+	if (!c->keep)
+		return;
+	struct kept *k = kept_find(b, c->peer.uid, c->comm);
+	if (k == NULL)
+		return;
+	mb_log(MB_LOG_NOTICE, "client %lu (%s, uid %u) takes back its %lu kept pages",
+	       (unsigned long)c->id, c->comm, (unsigned)c->peer.uid,
+	       (unsigned long)k->pages);
+	c->balance += (int64_t)k->pages;
+	kept_remove(b, k);
+}
+
+static void expire_kept(struct broker *b, uint64_t now)
+{
+	struct kept *k, *tmp;
+	TAILQ_FOREACH_SAFE(k, &b->kept, link, tmp) {
+		if (k->expires > now)
+			continue;
+		mb_log(MB_LOG_NOTICE, "%lu pages kept for %s (uid %u) go back to the pool: "
+		       "it did not return in time", (unsigned long)k->pages, k->comm,
+		       (unsigned)k->uid);
+		b->pool += (int64_t)k->pages;
+		kept_remove(b, k);
+	}
+}
+
+static uint64_t kept_next_deadline(const struct broker *b, uint64_t next)
+{
+	const struct kept *k;
+	TAILQ_FOREACH(k, &b->kept, link)
+		if (k->expires < next)
+			next = k->expires;
+	return next;
+}
+
+static int kept_check(const struct broker *b)
+{
+	uint64_t pages = 0, n = 0;
+	const struct kept *k;
+	TAILQ_FOREACH(k, &b->kept, link) {
+		if (k->pages == 0) {
+			mb_log(MB_LOG_ERR, "invariant broken: empty kept balance of %s", k->comm);
+			return -1;
+		}
+		pages += k->pages;
+		n++;
+	}
+	if (pages != b->kept_pages || n != b->nkept) {
+		mb_log(MB_LOG_ERR, "invariant broken: kept %lu pages in %lu entries, "
+		       "counted %lu in %lu", (unsigned long)pages, (unsigned long)n,
+		       (unsigned long)b->kept_pages, (unsigned long)b->nkept);
+		return -1;
+	}
+	return 0;
+}
+
+/* STATUS rows for kept balances: client id 0, pid 0. */
+static void status_kept(struct broker *b, struct bclient *c, uint32_t seq)
+{
+	const struct kept *k;
+	TAILQ_FOREACH(k, &b->kept, link) {
+		struct mb_msg r;
+		mb_msg_init(&r, MB_MSG_STATUS_CLIENT, seq);
+		r.w[MB_W_SC_UID] = k->uid;
+		r.w[MB_W_SC_KIND] = MB_KIND_SINK;
+		r.w[MB_W_SC_BALANCE] = k->pages;
+		mb_wire_put_comm(&r.w[MB_W_SC_COMM], k->comm);
+		emit(b, c, &r);
+	}
+}
+
 static int allowed(const struct broker_config *cfg, const struct broker_peer *p)
 {
 	if (p->uid == 0 || (cfg->nuids == 0 && cfg->ngids == 0))
@@ -755,6 +905,7 @@ static void detach(struct broker *b, struct bclient *c, uint64_t now)
 	struct bclient *o;
 	TAILQ_FOREACH(o, &b->queue, req.qlink)
 		ans_close(&o->req, c);
+	keep_balance(b, c, now);
 	if (c->balance != 0)
 		mb_log(MB_LOG_INFO, "client %lu (%s, pid %d) leaves holding %ld pages%s",
 		       (unsigned long)c->id, c->comm, (int)c->peer.pid, (long)c->balance,
@@ -893,6 +1044,7 @@ static void on_hello(struct broker *b, struct bclient *c, const struct mb_msg *m
 		memcpy(c->comm, name, sizeof(c->comm));
 	b->source_total += src;
 	b->nclients++;
+	hello_keep(b, c, m->w[MB_W_HELLO_FLAGS]);
 	if (kind == MB_KIND_SOURCE)
 		TAILQ_INSERT_HEAD(&b->askable, c, alink);
 	else if (kind == MB_KIND_BIDI)
@@ -1124,6 +1276,7 @@ static void on_status(struct broker *b, struct bclient *c, const struct mb_msg *
 		mb_wire_put_comm(&r.w[MB_W_SC_COMM], o->comm);
 		emit(b, c, &r);
 	}
+	status_kept(b, c, m->seq);
 	mb_msg_init(&r, MB_MSG_STATUS_END, m->seq);
 	r.w[MB_W_SE_STATUS] = MB_ST_OK;
 	emit(b, c, &r);
@@ -1149,6 +1302,7 @@ static void on_terminate(struct broker *b, struct bclient *c, const struct mb_ms
 	if (c->state == CL_REG)
 		mb_log(MB_LOG_INFO, "client %lu (%s) terminates",
 		       (unsigned long)c->id, c->comm);
+	c->keep = 0; /* a client that says goodbye gives everything back */
 	/* Answer the pending request first so a waiting caller is released. */
 	if (c->req.active) {
 		uint32_t seq = c->req.seq;
@@ -1158,6 +1312,61 @@ static void on_terminate(struct broker *b, struct bclient *c, const struct mb_ms
 	}
 	emit(b, c, &r);
 	drop(b, c, now);
+}
+
+static void claim_reply(struct broker *b, struct bclient *c, uint32_t seq,
+			unsigned status)
+{
+	struct mb_msg r;
+	mb_msg_init(&r, MB_MSG_CLAIM_ACK, seq);
+	r.w[MB_W_CLAIMACK_STATUS] = status;
+	r.w[MB_W_CLAIMACK_BALANCE] = (uint64_t)c->balance;
+	emit(b, c, &r);
+}
+
+/*
+ * CLAIM: the client holds `want` pages in all.  Its balance becomes that,
+ * as far as the pool (and the per-client cap) allows; pages it holds
+ * beyond the claim go back.  Nothing is taken from another client.
+ */
+static void on_claim(struct broker *b, struct bclient *c, const struct mb_msg *m,
+		     uint64_t now)
+{
+	uint64_t want = m->w[MB_W_CLAIM_PAGES];
+	unsigned st = MB_ST_OK;
+	if (c->kind != MB_KIND_SINK && c->kind != MB_KIND_BIDI)
+		st = MB_ST_PERM;
+	else if (!mb_wire_count_ok(want) || c->claim_done)
+		st = MB_ST_INVAL;
+	else if (c->req.active)
+		st = MB_ST_BUSY;
+	if (st != MB_ST_OK) {
+		mb_log(MB_LOG_INFO, "client %lu (pid %d): CLAIM refused: %s",
+		       (unsigned long)c->id, (int)c->peer.pid, mb_wire_status_name(st));
+		claim_reply(b, c, m->seq, st);
+		return;
+	}
+	c->claim_done = 1;
+	uint64_t have = (uint64_t)c->balance;
+	if (want <= have) {
+		b->pool += (int64_t)(have - want);
+	} else {
+		unsigned cap_status;
+		uint64_t room = b->pool > 0 ? (uint64_t)b->pool : 0;
+		room = umin(room, cap_room(b, c, &cap_status));
+		uint64_t add = umin(want - have, room);
+		b->pool -= (int64_t)add;
+		want = have + add;
+		if (want != m->w[MB_W_CLAIM_PAGES])
+			st = MB_ST_CLAIM_PARTIAL;
+	}
+	c->balance = (int64_t)want;
+	mb_log(MB_LOG_NOTICE, "client %lu (%s, pid %d uid %u) claims %lu pages: %lu accepted",
+	       (unsigned long)c->id, c->comm, (int)c->peer.pid, (unsigned)c->peer.uid,
+	       (unsigned long)m->w[MB_W_CLAIM_PAGES], (unsigned long)want);
+	claim_reply(b, c, m->seq, st);
+	note_events(b);
+	cycle(b, now);
 }
 
 void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
@@ -1190,7 +1399,8 @@ void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
 			return;
 		default:
 			refuse(b, c, m, reply_type(m->type) == MB_MSG_ERROR &&
-			       m->type != MB_MSG_SHARE_ANSWER ? MB_ST_UNKNOWN : MB_ST_NOTREG);
+			       m->type != MB_MSG_SHARE_ANSWER && m->type != MB_MSG_CLAIM ?
+			       MB_ST_UNKNOWN : MB_ST_NOTREG);
 			return;
 		}
 	}
@@ -1222,6 +1432,9 @@ void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
 		break;
 	case MB_MSG_SHARE_ANSWER:
 		on_share_answer(b, c, m, now);
+		break;
+	case MB_MSG_CLAIM:
+		on_claim(b, c, m, now);
 		break;
 	default:
 		refuse(b, c, m, MB_ST_UNKNOWN);
@@ -1272,6 +1485,7 @@ void broker_tick(struct broker *b, uint64_t now)
 		       (unsigned long)b->cfg.share_deadline_ms);
 		take_share(b, c, 0, 1);
 	}
+	expire_kept(b, now);
 	cycle(b, now);
 }
 
@@ -1287,7 +1501,7 @@ uint64_t broker_next_deadline(const struct broker *b)
 			next = c->sh_deadline;
 	next = umin(next, timer_due(b, &b->fresh, b->cfg.handshake_ms));
 	next = umin(next, timer_due(b, &b->quiet, b->cfg.idle_ms));
-	return next;
+	return kept_next_deadline(b, next);
 }
 
 static int copy_ids(uid_t **dst, const uid_t *src, size_t n)
@@ -1406,6 +1620,7 @@ struct broker *broker_new(const struct broker_config *cfg,
 	TAILQ_INIT(&b->queue);
 	TAILQ_INIT(&b->fresh);
 	TAILQ_INIT(&b->quiet);
+	TAILQ_INIT(&b->kept);
 	return b;
 }
 
@@ -1419,6 +1634,11 @@ void broker_free(struct broker *b)
 		if (c->req.active)
 			req_clear(&c->req);
 		free(c);
+	}
+	struct kept *k;
+	while ((k = TAILQ_FIRST(&b->kept)) != NULL) {
+		TAILQ_REMOVE(&b->kept, k, link);
+		free(k);
 	}
 	free(b->cfg.uids);
 	free(b->cfg.gids);
@@ -1436,6 +1656,7 @@ int64_t broker_pool(const struct broker *b) { return b->pool; }
 uint64_t broker_total(const struct broker *b) { return b->cfg.initial + b->source_total; }
 uint64_t broker_nclients(const struct broker *b) { return b->nclients; }
 uint64_t broker_nqueued(const struct broker *b) { return b->nqueued; }
+uint64_t broker_kept(const struct broker *b) { return b->kept_pages; }
 
 #define BROKEN(...) do { mb_log(MB_LOG_ERR, "invariant broken: " __VA_ARGS__); return -1; } while (0)
 
@@ -1488,6 +1709,9 @@ int broker_check_invariants(const struct broker *b)
 			BROKEN("request of client %lu: %u open asks, counted %u",
 			       (unsigned long)c->id, open, r->nsharers);
 	}
+	if (kept_check(b) != 0)
+		return -1;
+	sum += (int64_t)b->kept_pages;
 	if (sum != (int64_t)b->cfg.initial)
 		BROKEN("pool %ld + balances + in flight = %ld, not %lu", (long)b->pool,
 		       (long)sum, (unsigned long)b->cfg.initial);

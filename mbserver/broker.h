@@ -30,6 +30,7 @@ struct broker_config {
 	uint64_t cap;                 /* most pages one client may hold; 0: no cap */
 	uint64_t request_deadline_ms; /* default (and longest) wait of a REQUEST */
 	uint64_t share_deadline_ms;   /* how long a bidi client has to answer */
+	uint64_t claim_grace_ms;      /* balance of a KEEP client kept this long; 0: never */
 	uint64_t pool_low;            /* pool at or below this many pages is "low" */
 	/* Trust: who may lend declared pages and how many, and what one user
 	 * may take.  root (uid 0) may always be a source and has no uid caps. */
@@ -113,6 +114,8 @@ int64_t broker_pool(const struct broker *b);
 uint64_t broker_total(const struct broker *b);
 uint64_t broker_nclients(const struct broker *b);
 uint64_t broker_nqueued(const struct broker *b);
+/* Pages kept for clients that left with MB_HELLO_KEEP, awaiting their return. */
+uint64_t broker_kept(const struct broker *b);
 
 /*
  * Check every accounting invariant; returns 0, or -1 after logging the

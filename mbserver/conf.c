@@ -50,6 +50,8 @@ const struct mb_conf_key mbs_conf_table[] = {
 	  "longest wait of a REQUEST, and its default deadline", NULL },
 	{ "share_deadline", MB_CONF_DURATION, F(share_deadline), 0, "1s",
 	  "time a bidi client has to answer a give-back query; silence counts as a denial", NULL },
+	{ "claim_grace", MB_CONF_DURATION, F(claim_grace), 0, "30s",
+	  "how long the balance of a client that asked to keep it waits for its return (0: not kept)", NULL },
 	{ "pool_low", MB_CONF_SIZE, F(pool_low), 0, "0",
 	  "pool at or below this amount raises the pool-low event", NULL },
 	{ "log_level", MB_CONF_LOGLEVEL, F(log_level), 0, "notice",
@@ -217,6 +219,7 @@ int mbs_conf_resolve(const struct mbs_conf *cf, uint64_t page_size,
 	}
 	bc->request_deadline_ms = cf->request_deadline;
 	bc->share_deadline_ms = cf->share_deadline;
+	bc->claim_grace_ms = cf->claim_grace;
 	bc->pool_low = cf->pool_low / page_size;
 	bc->uids = out->uids;
 	bc->nuids = u.n;

@@ -38,6 +38,7 @@ struct mbs_conf {
 	uint64_t output_budget;    /* bytes of replies queued for all clients */
 	uint64_t request_deadline; /* ms */
 	uint64_t share_deadline;   /* ms */
+	uint64_t claim_grace;      /* ms */
 	uint64_t pool_low;         /* bytes */
 	int log_level;
 	int log_target;

@@ -17,6 +17,7 @@ include tests/gmalloc.mk
 include tests/anrmalloc.mk
 include tests/trackfs.mk
 include tests/device.mk
+include tests/chaos.mk
 
 check-unit:
 	$(MAKE) $(AM_MAKEFLAGS) check TESTS="$(UNIT_TESTS)"

@@ -14,8 +14,12 @@
  * (held - used - resv) above `release_hysteresis` is handed back down to
  * half the hysteresis, so a run of small writes costs no round trip.
  * While the broker is unreachable `held` is zero and the limit is either
- * nothing (deny) or `cap`; a reconnect asks for everything in use again,
- * since the broker reclaimed the old balance when the connection closed.
+ * nothing (deny) or `cap`.  The dispatcher thread tries to reconnect every
+ * retry_interval, idle or not; every new connection claims (CLAIM) what
+ * is in use and set aside, which a restarted broker did not know, and what
+ * the broker accepts is `held`.  The connection asks the broker to keep the
+ * balance for a while if track_fs dies (MB_OPEN_KEEP): the files stay in
+ * the backing directory, and a restarted track_fs takes the balance back.
  * track_fs is a bidirectional client: asked to give back, it gives its
  * spare quota (never what files use); a dispatcher thread answers such
  * queries while no file operation is in a call to the broker.  After every
@@ -37,6 +41,9 @@
 #define TFS_NS_PER_MS 1000000ULL
 #define TFS_STREAM_MS 100ULL
 #define TFS_DISPATCH_MS 200
+/* Failed attempts in a row stretch the retry interval up to this many times
+ * (a stopped broker costs each attempt broker_timeout under the lock). */
+#define TFS_RETRY_BACKOFF_MAX 4
 
 static struct {
 	pthread_mutex_t lock;
@@ -49,6 +56,7 @@ static struct {
 	int64_t used;
 	uint64_t resv;
 	uint64_t last_try_ms;
+	uint64_t retry_factor; /* 1, doubled per failed attempt */
 	uint64_t last_ask_ms;
 	int said_down;
 	pthread_t dispatcher;
@@ -116,6 +124,15 @@ static void broker_lost(int rc)
 	ch.last_try_ms = now_ms();
 }
 
+/* What a new connection declares: the pages in use and set aside. */
+static uint64_t claim_cb(void *arg)
+{
+	(void)arg;
+	uint64_t ps = mb_page_size(&ch.cl);
+
+	return ps ? (busy() + ps - 1) / ps : 0;
+}
+
 static int broker_open(void)
 {
 	struct mb_options opt;
@@ -128,6 +145,9 @@ static int broker_open(void)
 	opt.share = share_cb;
 	opt.name = ch.cf->client_name;
 	opt.connect_timeout_ms = broker_timeout();
+	opt.call_timeout_ms = broker_timeout();
+	opt.flags = MB_OPEN_KEEP;
+	opt.claim = claim_cb;
 	ch.last_try_ms = now_ms();
 	rc = mb_open(&ch.cl, &opt);
 	if (rc != 0) {
@@ -135,14 +155,34 @@ static int broker_open(void)
 		return rc;
 	}
 	ch.up = 1;
-	ch.held = 0;
 	ch.ps = mb_page_size(&ch.cl);
 	if (ch.ps == 0)
 		ch.ps = 4096;
+	sync_held();
 	if (ch.said_down)
-		mb_log(MB_LOG_NOTICE, "broker reachable again");
+		mb_log(MB_LOG_NOTICE, "broker reachable again: %llu bytes claimed",
+		       (unsigned long long)ch.held);
 	ch.said_down = 0;
 	return 0;
+}
+
+/* Down: try again once retry_interval has passed.  Under the lock. */
+static void broker_retry(void)
+{
+	if (ch.retry_factor == 0)
+		ch.retry_factor = 1;
+	if (ch.up || now_ms() - ch.last_try_ms < ch.cf->retry_interval * ch.retry_factor)
+		return;
+	int rc = broker_open();
+
+	if (rc == 0) {
+		ch.retry_factor = 1;
+		return;
+	}
+	if (ch.retry_factor < TFS_RETRY_BACKOFF_MAX)
+		ch.retry_factor *= 2;
+	if (!ch.said_down)
+		broker_lost(rc);
 }
 
 /* Ask for pages; on a broker failure mark it down.  Returns pages got. */
@@ -156,8 +196,13 @@ static uint64_t broker_ask(uint64_t pages, int reserve)
 		rc = mb_reserve(&ch.cl, pages, broker_timeout(), &granted);
 	else
 		rc = mb_request(&ch.cl, pages, broker_timeout(), &granted);
-	if (rc == MB_EDENIED || rc == MB_ECAP)
+	/* The broker answered (a RESERVE past its deadline is a refusal);
+	 * only a broker that went silent or away is lost. */
+	if (rc == MB_EDENIED || rc == MB_ECAP ||
+	    (rc == MB_ETIMEDOUT && mb_is_open(&ch.cl))) {
+		sync_held();
 		return 0;
+	}
 	if (rc != 0) {
 		broker_lost(rc);
 		return 0;
@@ -174,12 +219,7 @@ static int ensure(uint64_t extra, int may_reserve)
 	if (need == 0)
 		return 0;
 	if (!ch.up) {
-		if (now_ms() - ch.last_try_ms >= ch.cf->retry_interval) {
-			int rc = broker_open();
-
-			if (rc != 0 && !ch.said_down)
-				broker_lost(rc);
-		}
+		broker_retry();
 		if (!ch.up) {
 			if (ch.cf->on_broker_down == TFS_DOWN_CAP &&
 			    need <= ch.cf->cap)
@@ -257,6 +297,9 @@ static void *dispatcher(void *arg)
 		int fd;
 
 		pthread_mutex_lock(&ch.lock);
+		/* An idle mount reconnects too: a restarted broker must learn
+		 * what the files use before it lends it to someone else. */
+		broker_retry();
 		fd = ch.up ? mb_fd(&ch.cl) : -1;
 		pthread_mutex_unlock(&ch.lock);
 		if (fd < 0) {

@@ -217,7 +217,8 @@ int main(int argc, char **argv)
 	while (!stop && (seconds <= 0 || now_s() - start < seconds)) {
 		struct pollfd p = { anr_broker_fd(c.heap), POLLIN, 0 };
 
-		if (poll(&p, 1, filled ? 100 : FILL_STEP_MS) > 0)
+		/* Not connected (fd -1): dispatch reconnects when it is due. */
+		if (poll(&p, 1, filled ? 100 : FILL_STEP_MS) > 0 || p.fd < 0)
 			anr_broker_dispatch(c.heap);
 		if (c.bytes + object <= c.target) {
 			if (!fill_one(&c, object)) {

@@ -106,6 +106,7 @@ START_TEST(config_defaults_and_keys)
 	ck_assert_str_eq(c.name, "anrmalloc");
 	ck_assert_uint_eq(c.reserve, 1u << 30);
 	ck_assert_uint_eq(c.need_more_retries, 4);
+	ck_assert_uint_eq(c.broker_timeout, 250);
 	ck_assert_int_eq(anr_config_set(&c, "guards", "yes"), 0);
 	ck_assert_int_eq(c.guards, 1);
 	ck_assert_int_eq(anr_config_set(&c, "budget", "3M"), 0);

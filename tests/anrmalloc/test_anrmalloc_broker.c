@@ -292,6 +292,37 @@ START_TEST(initial_quota_reserved)
 }
 END_TEST
 
+/* A stopped broker costs an allocation broker_timeout, never a hang. */
+START_TEST(stopped_broker_costs_a_deadline)
+{
+	struct cache c = { 0 };
+	const char *pid = getenv("ANRM_BROKER_PID");
+	pid_t bp;
+	void *p;
+
+	ck_assert_ptr_nonnull(pid);
+	bp = (pid_t)atol(pid);
+	c.h = broker_heap(0);
+	fill(&c, 2);
+	ck_assert_int_eq(kill(bp, SIGSTOP), 0);
+	/* Past the budget: the broker is asked, says nothing, the heap is
+	 * left with what it has.  (The test's own timeout catches a hang.) */
+	p = anr_malloc(c.h, 8 * MIB);
+	ck_assert_int_eq(kill(bp, SIGCONT), 0);
+	ck_assert_ptr_null(p);
+	/* The broker runs again: the heap reconnects and is served. */
+	for (int i = 0; i < 500 && anr_broker_dispatch(c.h) == MB_ENOTCONN; i++)
+		usleep(10000);
+	ck_assert_int_ge(anr_broker_fd(c.h), 0);
+	p = anr_malloc(c.h, 2 * MIB);
+	ck_assert_ptr_nonnull(p);
+	anr_malloc_free(c.h, p);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
 /* Last: it kills the broker (ANRM_BROKER_PID). */
 START_TEST(lost_broker_takes_budget_back)
 {
@@ -338,6 +369,7 @@ int main(void)
 	tcase_add_test(tc, give_back_from_own_loop);
 	tcase_add_test(tc, quota_refused_is_oom);
 	tcase_add_test(tc, initial_quota_reserved);
+	tcase_add_test(tc, stopped_broker_costs_a_deadline);
 	tcase_add_test(tc, lost_broker_takes_budget_back);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);

@@ -1799,6 +1799,285 @@ START_TEST(command_name_sanitised)
 	expect(c, MB_MSG_STATUS_END);
 	bye(c);
 	bye(p);
+}
+END_TEST
+
+/* ---- claims after a restart, balances kept for a returning client ------ */
+
+#define GRACE 30000
+
+/* A broker that keeps a leaving KEEP client's balance for GRACE ms. */
+static void start_with_grace(uint64_t initial)
+{
+	start(initial);
+	cfg.claim_grace_ms = GRACE;
+	broker_reconfigure(b, &cfg, now);
+}
+
+/* HELLO as uid with a name and flags. */
+static struct tc *hello_named(unsigned kind, uid_t uid, const char *name, uint64_t flags)
+{
+	struct tc *c = tc_conn_as(uid, uid);
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_HELLO, ++c->seq);
+	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
+	m.w[MB_W_HELLO_KIND] = kind;
+	m.w[MB_W_HELLO_FLAGS] = flags;
+	mb_wire_put_comm(&m.w[MB_W_HELLO_COMM], name);
+	deliver(c, &m);
+	struct mb_msg a = expect(c, MB_MSG_HELLO_ACK);
+	ck_assert_uint_eq(a.w[MB_W_ACK_STATUS], MB_ST_OK);
+	c->id = a.w[MB_W_ACK_CLIENT_ID];
+	return c;
+}
+
+static void claim(struct tc *c, uint64_t pages, unsigned status, uint64_t balance)
+{
+	send2(c, MB_MSG_CLAIM, pages, 0);
+	struct mb_msg a = expect(c, MB_MSG_CLAIM_ACK);
+	ck_assert_msg(a.w[MB_W_CLAIMACK_STATUS] == status &&
+		      a.w[MB_W_CLAIMACK_BALANCE] == balance,
+		      "CLAIM %lu: %s balance %lu, expected %s %lu", (unsigned long)pages,
+		      mb_wire_status_name((unsigned)a.w[0]), (unsigned long)a.w[1],
+		      mb_wire_status_name(status), (unsigned long)balance);
+	ck_assert_uint_eq(a.seq, c->seq);
+	bal(c, (int64_t)balance);
+}
+
+/* Defect 6: a new broker learns what clients hold and never lends it twice. */
+START_TEST(claim_after_restart)
+{
+	start(100);
+	struct tc *fs = hello(MB_KIND_BIDI, 0);
+	struct tc *app = hello(MB_KIND_SINK, 0);
+	claim(fs, 60, MB_ST_OK, 60);
+	pool_is(40);
+	/* More than what remains: the rest is refused, nobody is asked. */
+	claim(app, 70, MB_ST_CLAIM_PARTIAL, 40);
+	none(fs);
+	pool_is(0);
+	/* A sink asking now gets nothing: every page is claimed. */
+	struct tc *sink = hello(MB_KIND_SINK, 0);
+	send2(sink, MB_MSG_REQUEST, 50, 0);
+	expect_query(fs, MB_URG_REQUEST, 50);
+	answer(fs, 0);
+	expect_grant(sink, MB_ST_OK, 0);
+	/* One claim per connection. */
+	claim(fs, 80, MB_ST_INVAL, 60);
+	/* A claim below the balance gives the rest back. */
+	struct tc *fs2 = hello(MB_KIND_BIDI, 0);
+	send2(app, MB_MSG_RETURN, 40, 0);
+	expect(app, MB_MSG_RETURN_ACK);
+	send2(fs2, MB_MSG_REQUEST, 10, 0);
+	expect_grant(fs2, MB_ST_OK, 10);
+	claim(fs2, 4, MB_ST_OK, 4);
+	pool_is(36);
+	bye(fs);
+	bye(fs2);
+	bye(app);
+	bye(sink);
+	pool_is(100);
+	finish();
+}
+END_TEST
+
+START_TEST(claim_refusals)
+{
+	start(100);
+	cfg.cap = 30;
+	broker_reconfigure(b, &cfg, now);
+	struct tc *obs = hello(MB_KIND_OBSERVER, 0);
+	struct tc *src = hello(MB_KIND_SOURCE, 10);
+	claim(obs, 5, MB_ST_PERM, 0);
+	claim(src, 5, MB_ST_PERM, 0);
+	claim(src, 5, MB_ST_PERM, 0); /* a refusal does not use up the claim */
+	/* The per-client cap bounds a claim as it bounds a request. */
+	struct tc *a = hello(MB_KIND_SINK, 0);
+	claim(a, 50, MB_ST_CLAIM_PARTIAL, 30);
+	struct tc *c = hello(MB_KIND_SINK, 0);
+	claim(c, MB_WIRE_MAX_PAGES + 1, MB_ST_INVAL, 0);
+	/* Not while a request of the same client waits. */
+	struct tc *x = hello(MB_KIND_SINK, 0);
+	send2(x, MB_MSG_REQUEST, 30, 0);
+	expect_grant(x, MB_ST_OK, 30);
+	send2(c, MB_MSG_REQUEST, 30, 0);
+	expect_grant(c, MB_ST_OK, 30);
+	struct tc *d = hello(MB_KIND_SINK, 0);
+	send2(d, MB_MSG_RESERVE, 20, 5000);
+	expect_query(src, MB_URG_REQUEST, 10);
+	claim(d, 5, MB_ST_BUSY, 0);
+	send2(d, MB_MSG_CANCEL, 0, 0);
+	expect_grant(d, MB_ST_CANCELED, 0);
+	expect(d, MB_MSG_CANCEL_ACK);
+	answer(src, 0);
+	bye(x);
+	/* Before HELLO a claim is refused. */
+	struct tc *e = tc_conn_as(1000, 1000);
+	send2(e, MB_MSG_CLAIM, 5, 0);
+	ck_assert_uint_eq(expect(e, MB_MSG_ERROR).w[MB_W_ERR_STATUS], MB_ST_NOTREG);
+	bye(e);
+	bye(d);
+	bye(c);
+	bye(a);
+	bye(src);
+	bye(obs);
+	pool_is(100);
+	finish();
+}
+END_TEST
+
+/* A claim is bounded by the uid's cap like a request: a user cannot
+ * reconnect its way past uid_cap. */
+START_TEST(claim_bounded_by_uid_cap)
+{
+	start(0);
+	broker_free(b);
+	setup_cfg(100);
+	cfg.uid_cap = 10;
+	b = broker_new(&cfg, &ops, NULL, now);
+	struct tc *a = hello_named(MB_KIND_SINK, 1000, "a", 0);
+	struct tc *c = hello_named(MB_KIND_SINK, 1000, "c", 0);
+	send2(a, MB_MSG_REQUEST, 6, 0);
+	expect_grant(a, MB_ST_OK, 6);
+	claim(c, 50, MB_ST_CLAIM_PARTIAL, 4);
+	pool_is(90);
+	bye(a);
+	bye(c);
+	finish();
+}
+END_TEST
+
+/* A KEEP client that dies finds its balance again when it comes back. */
+START_TEST(kept_balance_reclaimed)
+{
+	start_with_grace(100);
+	struct tc *fs = hello_named(MB_KIND_BIDI, 1000, "track_fs", MB_HELLO_KEEP);
+	send2(fs, MB_MSG_REQUEST, 50, 0);
+	expect_grant(fs, MB_ST_OK, 50);
+	bye(fs); /* killed */
+	pool_is(50);
+	ck_assert_uint_eq(broker_kept(b), 50);
+	ck_assert_uint_eq(broker_next_deadline(b), now + GRACE);
+	/* The kept balance shows in STATUS as a row with no pid. */
+	struct tc *obs = hello(MB_KIND_OBSERVER, 0);
+	send2(obs, MB_MSG_STATUS, 0, 0);
+	expect(obs, MB_MSG_STATUS_HEAD);
+	struct mb_msg row = expect(obs, MB_MSG_STATUS_CLIENT); /* the observer */
+	row = expect(obs, MB_MSG_STATUS_CLIENT);
+	ck_assert_uint_eq(row.w[MB_W_SC_PID], 0);
+	ck_assert_uint_eq(row.w[MB_W_SC_BALANCE], 50);
+	expect(obs, MB_MSG_STATUS_END);
+	/* Nobody else gets it: another uid, another name, no KEEP flag. */
+	struct tc *other = hello_named(MB_KIND_SINK, 1001, "track_fs", MB_HELLO_KEEP);
+	struct tc *named = hello_named(MB_KIND_SINK, 1000, "sink", MB_HELLO_KEEP);
+	struct tc *plain = hello_named(MB_KIND_BIDI, 1000, "track_fs", 0);
+	send2(other, MB_MSG_REQUEST, 100, 0);
+	expect_grant(other, MB_ST_OK, 50); /* nobody holding anything is asked */
+	bal(named, 0);
+	bal(plain, 0);
+	/* The same uid and name with KEEP takes it back, then claims what it uses. */
+	advance(GRACE - 1);
+	struct tc *back = hello_named(MB_KIND_BIDI, 1000, "track_fs", MB_HELLO_KEEP);
+	bal(back, 50);
+	ck_assert_uint_eq(broker_kept(b), 0);
+	claim(back, 45, MB_ST_OK, 45);
+	pool_is(5);
+	/* TERMINATE gives everything back: nothing is kept. */
+	send2(back, MB_MSG_TERMINATE, 0, 0);
+	expect(back, MB_MSG_TERMINATE_ACK);
+	bye(back);
+	ck_assert_uint_eq(broker_kept(b), 0);
+	pool_is(50);
+	bye(other); /* its own balance is kept for it */
+	ck_assert_uint_eq(broker_kept(b), 50);
+	bye(named);
+	bye(plain);
+	bye(obs);
+	advance(GRACE);
+	pool_is(100);
+	finish();
+}
+END_TEST
+
+START_TEST(kept_balance_expires)
+{
+	start_with_grace(100);
+	struct tc *a = hello_named(MB_KIND_SINK, 1000, "holder", MB_HELLO_KEEP);
+	struct tc *a2 = hello_named(MB_KIND_SINK, 1000, "holder", MB_HELLO_KEEP);
+	send2(a, MB_MSG_REQUEST, 20, 0);
+	expect_grant(a, MB_ST_OK, 20);
+	send2(a2, MB_MSG_REQUEST, 10, 0);
+	expect_grant(a2, MB_ST_OK, 10);
+	bye(a);
+	advance(1000);
+	bye(a2); /* same uid and name: one entry, the later grace */
+	ck_assert_uint_eq(broker_kept(b), 30);
+	advance(GRACE - 1);
+	ck_assert_uint_eq(broker_kept(b), 30);
+	pool_is(70);
+	advance(1);
+	ck_assert_uint_eq(broker_kept(b), 0);
+	pool_is(100);
+	ck_assert_uint_eq(broker_next_deadline(b), UINT64_MAX);
+	/* With no grace configured nothing is kept. */
+	cfg.claim_grace_ms = 0;
+	broker_reconfigure(b, &cfg, now);
+	struct tc *c = hello_named(MB_KIND_SINK, 1000, "holder", MB_HELLO_KEEP);
+	send2(c, MB_MSG_REQUEST, 20, 0);
+	expect_grant(c, MB_ST_OK, 20);
+	bye(c);
+	ck_assert_uint_eq(broker_kept(b), 0);
+	pool_is(100);
+	finish();
+}
+END_TEST
+
+/* Claims, kept balances and departures at random: the invariants hold
+ * after every event, and every page is back at the end. */
+START_TEST(claim_soak)
+{
+	enum { N = 12, STEPS = 3000 };
+	static const char *const names[] = { "fs", "cache", "app" };
+	start_with_grace(200);
+	struct tc *c[N];
+	unsigned seed = 777;
+	for (int i = 0; i < N; i++)
+		c[i] = hello_named(i % 2 ? MB_KIND_BIDI : MB_KIND_SINK, 1000 + i % 2,
+				names[i % 3], MB_HELLO_KEEP);
+	for (int step = 0; step < STEPS; step++) {
+		seed = seed * 1103515245 + 12345;
+		int i = (int)((seed >> 16) % N);
+		drain_all(c, N);
+		switch ((seed >> 8) % 6) {
+		case 0:
+			send2(c[i], MB_MSG_REQUEST, (seed >> 4) % 40, 0);
+			break;
+		case 1: {
+			int64_t h = broker_client_balance(c[i]->bc);
+			send2(c[i], MB_MSG_RETURN, h > 0 ? (uint64_t)h / 2 : 0, 0);
+			break;
+		}
+		case 2:
+			send2(c[i], MB_MSG_CLAIM, (seed >> 4) % 60, 0);
+			break;
+		case 3:
+			answer(c[i], (seed >> 4) % 5);
+			break;
+		case 4:
+			advance(GRACE / 7);
+			break;
+		case 5:
+			bye(c[i]);
+			c[i] = hello_named(i % 2 ? MB_KIND_BIDI : MB_KIND_SINK, 1000 + i % 2,
+					names[(seed >> 3) % 3], (seed >> 5) % 2 ? MB_HELLO_KEEP : 0);
+			break;
+		}
+	}
+	for (int i = 0; i < N; i++)
+		bye(c[i]);
+	advance(GRACE);
+	ck_assert_uint_eq(broker_kept(b), 0);
+	pool_is(200);
 	finish();
 }
 END_TEST
@@ -1860,6 +2139,14 @@ static Suite *broker_suite(void)
 	tcase_add_test(t, handshake_and_idle_timeouts);
 	tcase_add_test(t, give_back_asks_holders_in_parallel);
 	tcase_add_test(t, command_name_sanitised);
+	suite_add_tcase(s, t);
+	t = tcase_create("claims");
+	tcase_add_test(t, claim_after_restart);
+	tcase_add_test(t, claim_refusals);
+	tcase_add_test(t, claim_bounded_by_uid_cap);
+	tcase_add_test(t, kept_balance_reclaimed);
+	tcase_add_test(t, kept_balance_expires);
+	tcase_add_test(t, claim_soak);
 	suite_add_tcase(s, t);
 	return s;
 }

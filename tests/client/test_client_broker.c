@@ -524,6 +524,139 @@ START_TEST(server_lost_then_reconnect)
 }
 END_TEST
 
+/* Defect 2: a stopped broker costs a call its deadline, never a hang. */
+START_TEST(stopped_broker_deadlines)
+{
+	broker_start("100p", NULL);
+	mb_client c;
+	struct mb_options o = {
+		.socket_path = B.sock, .kind = MB_CLIENT_SINK, .name = "stopped",
+		.connect_timeout_ms = 300, .call_timeout_ms = 300,
+	};
+	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
+	uint64_t g;
+	ck_assert_int_eq(mb_request(&c, 5, 200, &g), MB_OK);
+	ck_assert_int_eq(kill(B.pid, SIGSTOP), 0);
+	ck_assert_int_eq(mb_request(&c, 5, 200, &g), MB_ETIMEDOUT);
+	ck_assert_int_eq(mb_is_open(&c), 0);
+	ck_assert_int_eq(mb_request(&c, 5, 0, &g), MB_ECONNECT); /* HELLO unanswered */
+	struct mb_info i;
+	ck_assert_int_eq(mb_query(&c, &i), MB_ECONNECT);
+	ck_assert_int_eq(kill(B.pid, SIGCONT), 0);
+	/* Running again: the next calls reconnect (a loaded machine may need
+	 * more than one connect timeout to catch up). */
+	int r = MB_ECONNECT;
+	for (int k = 0; k < 20 && r != MB_OK; k++)
+		r = mb_query(&c, &i);
+	ck_assert_int_eq(r, MB_OK);
+	mb_close(&c);
+	broker_stop();
+}
+END_TEST
+
+static uint64_t held_pages;
+
+static uint64_t claim_held(void *arg)
+{
+	(void)arg;
+	return held_pages;
+}
+
+static int64_t row_balance(mb_client *obs, uint64_t id, int64_t pid)
+{
+	struct seek s = { .id = id };
+	ck_assert_int_eq(mb_status(obs, NULL, find_row, &s), MB_OK);
+	ck_assert_msg(s.found, "no status row for client %llu", (unsigned long long)id);
+	ck_assert_int_eq(s.row.pid, pid);
+	return s.row.balance;
+}
+
+/* Defect 6: an idle holder reconnects to a restarted broker and claims. */
+START_TEST(restart_then_claim)
+{
+	broker_start("100p", NULL);
+	mb_client h;
+	struct giver gv = { 0 };
+	struct mb_options o = {
+		.socket_path = B.sock, .kind = MB_CLIENT_BIDI, .name = "holder",
+		.connect_timeout_ms = 5000, .share = give_back, .arg = &gv,
+		.claim = claim_held,
+	};
+	held_pages = 0;
+	ck_assert_int_eq(mb_open(&h, &o), MB_OK);
+	uint64_t g;
+	ck_assert_int_eq(mb_request(&h, 40, 0, &g), MB_OK);
+	held_pages = 40;
+	broker_kill(SIGKILL);
+	broker_spawn(&B, "100p", NULL);
+	/* The holder's loop: poll the connection, or the reconnect timer. */
+	int connected = 0;
+	for (int i = 0; i < 200 && !connected; i++) {
+		int fd = mb_fd(&h);
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int ms = mb_reconnect_ms(&h);
+		poll(&p, fd >= 0 ? 1 : 0, fd >= 0 ? 50 : ms);
+		if (fd >= 0) {
+			(void)mb_dispatch(&h, 0);
+		} else if (mb_reconnect(&h) == MB_OK) {
+			connected = 1;
+		}
+	}
+	ck_assert_msg(connected, "the holder did not reconnect");
+	ck_assert_int_eq(mb_balance(&h), 40);
+	mb_client obs, sink;
+	observer(&obs);
+	ck_assert_int_eq(row_balance(&obs, id_of(&h), getpid()), 40);
+	/* A sink gets what is left, not the holder's pages. */
+	open_as(&sink, MB_CLIENT_SINK, NULL, 0);
+	ck_assert_int_eq(mb_request(&sink, 100, 2000, &g), MB_OK);
+	ck_assert_uint_eq(g, 60);
+	mb_close(&sink);
+	mb_close(&h);
+	ck_assert_int_eq(pool_of(&obs), 100);
+	mb_close(&obs);
+	broker_stop();
+}
+END_TEST
+
+/* A KEEP client killed holding pages finds them again when it restarts. */
+START_TEST(kept_for_a_killed_client)
+{
+	broker_start("100p", NULL);
+	struct mb_options o = {
+		.socket_path = B.sock, .kind = MB_CLIENT_SINK, .name = "keeper",
+		.connect_timeout_ms = 5000, .flags = MB_OPEN_KEEP,
+	};
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		mb_client k;
+		uint64_t g = 0;
+		if (mb_open(&k, &o) != MB_OK || mb_request(&k, 30, 0, &g) != MB_OK || g != 30)
+			_exit(1);
+		_exit(0); /* dies holding 30 pages */
+	}
+	int st;
+	ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+	ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	mb_client obs;
+	observer(&obs);
+	/* Out of the pool, shown as a row with no pid, until it comes back. */
+	for (int i = 0; i < 500 && pool_of(&obs) != 70; i++)
+		usleep(10000);
+	ck_assert_int_eq(pool_of(&obs), 70);
+	ck_assert_int_eq(row_balance(&obs, 0, 0), 30);
+	mb_client k;
+	ck_assert_int_eq(mb_open(&k, &o), MB_OK);
+	ck_assert_int_eq(mb_balance(&k), 30);
+	ck_assert_int_eq(mb_return(&k, 30), MB_OK);
+	ck_assert_int_eq(pool_of(&obs), 100);
+	mb_close(&k);
+	mb_close(&obs);
+	broker_stop();
+}
+END_TEST
+
 START_TEST(fork_child_and_parent)
 {
 	broker_start("100p", NULL);
@@ -769,6 +902,9 @@ static Suite *suite(void)
 	tcase_add_test(t, cancel_from_another_thread);
 	tcase_add_test(t, timeouts);
 	tcase_add_test(t, server_lost_then_reconnect);
+	tcase_add_test(t, stopped_broker_deadlines);
+	tcase_add_test(t, restart_then_claim);
+	tcase_add_test(t, kept_for_a_killed_client);
 	tcase_add_test(t, fork_child_and_parent);
 	tcase_add_test(t, two_handles_two_clients);
 	tcase_add_test(t, subscribe_events);

@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define PAGE 4096
@@ -563,6 +564,153 @@ START_TEST(timeouts)
 }
 END_TEST
 
+/* --- defect 2: a broker that accepts, says HELLO_ACK, then never answers --- */
+
+#define STALL_CALL_MS 200
+
+/* Every connection: HELLO, then read whatever comes and never answer. */
+static void s_stalled(struct peer *p)
+{
+	for (int i = 0; i < 3; i++) {
+		struct mb_msg m;
+		peer_hello(p);
+		while (peer_recv(p, &m) == 0)
+			;
+		close(p->fd);
+		p->fd = -1;
+	}
+}
+
+START_TEST(stalled_broker_deadlines)
+{
+	struct peer p;
+	peer_start(&p, s_stalled);
+	mb_client c;
+	struct mb_options o;
+	opts(&o, &p, MB_CLIENT_SINK);
+	o.call_timeout_ms = STALL_CALL_MS;
+	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
+	uint64_t g = 1;
+	/* Timeout 0 ("the broker's default") used to wait for ever. */
+	ck_assert_int_eq(mb_request(&c, 5, 0, &g), MB_ETIMEDOUT);
+	ck_assert_uint_eq(g, 0);
+	ck_assert_int_eq(mb_is_open(&c), 0);
+	ck_assert_int_eq(mb_request(&c, 5, 100, &g), MB_ETIMEDOUT);
+	ck_assert_int_eq(mb_is_open(&c), 0);
+	struct mb_info i;
+	ck_assert_int_eq(mb_query(&c, &i), MB_ETIMEDOUT);
+	ck_assert_int_eq(mb_is_open(&c), 0);
+	ck_assert_int_eq(mb_close(&c), MB_OK);
+	peer_finish(&p);
+}
+END_TEST
+
+/* --- claims after every HELLO, and reconnecting an idle client --- */
+
+static unsigned claims_asked;
+
+static uint64_t claim_held(void *arg)
+{
+	(void)arg;
+	claims_asked++;
+	return 40;
+}
+
+static void s_claim(struct peer *p)
+{
+	struct mb_msg m;
+	peer_hello(p);
+	PEER_CHECK(p, (p->hello.w[MB_W_HELLO_FLAGS] & MB_HELLO_KEEP) != 0);
+	PEER_CHECK(p, peer_recv(p, &m) == 0);
+	PEER_CHECK(p, m.type == MB_MSG_CLAIM && m.w[MB_W_CLAIM_PAGES] == 40);
+	peer_reply(p, MB_MSG_CLAIM_ACK, m.seq, MB_ST_CLAIM_PARTIAL, 25, 0);
+	/* The broker goes away... */
+	close(p->fd);
+	p->fd = -1;
+	/* ...and comes back: the client reconnects and claims again. */
+	peer_hello(p);
+	PEER_CHECK(p, peer_recv(p, &m) == 0);
+	PEER_CHECK(p, m.type == MB_MSG_CLAIM && m.w[MB_W_CLAIM_PAGES] == 40);
+	peer_reply(p, MB_MSG_CLAIM_ACK, m.seq, MB_ST_OK, 40, 0);
+	peer_bye(p);
+}
+
+START_TEST(claim_and_reconnect)
+{
+	struct peer p;
+	peer_start(&p, s_claim);
+	claims_asked = 0;
+	mb_client c;
+	struct mb_options o;
+	opts(&o, &p, MB_CLIENT_BIDI);
+	o.flags = MB_OPEN_KEEP;
+	o.claim = claim_held;
+	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
+	ck_assert_int_eq(mb_balance(&c), 25);
+	ck_assert_int_eq(mb_reconnect_ms(&c), -1);
+	ck_assert_int_eq(mb_reconnect(&c), MB_OK);
+	/* An idle client notices the loss in its loop. */
+	ck_assert_int_eq(mb_dispatch(&c, 5000), MB_ECONNLOST);
+	ck_assert_int_eq(mb_fd(&c), MB_ENOTCONN);
+	ck_assert_int_eq(mb_balance(&c), 0);
+	ck_assert_int_eq(mb_reconnect_ms(&c), 0);
+	ck_assert_int_eq(mb_reconnect(&c), MB_OK);
+	ck_assert_int_ge(mb_fd(&c), 0);
+	ck_assert_int_eq(mb_balance(&c), 40);
+	ck_assert_uint_eq(claims_asked, 2);
+	ck_assert_int_eq(mb_close(&c), MB_OK);
+	peer_finish(&p);
+	/* Nobody listens: attempts are spaced, and the timer says when.  (What
+	 * is asserted depends on how long the machine took, never on luck.) */
+	ck_assert_int_eq(mb_open(&c, &o), MB_ECONNECT);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ck_assert_int_eq(mb_reconnect(&c), MB_ECONNECT);
+	int again = mb_reconnect(&c);
+	int ms = mb_reconnect_ms(&c);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	long took = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	ck_assert_int_le(ms, MB_RECONNECT_INTERVAL_MS);
+	if (took < MB_RECONNECT_INTERVAL_MS / 2) {
+		ck_assert_int_eq(again, MB_EAGAIN);
+		ck_assert_int_gt(ms, 0);
+	} else {
+		ck_assert(again == MB_EAGAIN || again == MB_ECONNECT);
+	}
+	ck_assert_int_eq(mb_close(&c), MB_OK);
+	/* Claims and KEEP are for sinks and bidi clients. */
+	opts(&o, &p, MB_CLIENT_OBSERVER);
+	o.claim = claim_held;
+	ck_assert_int_eq(mb_open(&c, &o), MB_EINVAL);
+}
+END_TEST
+
+/* A claim answered with more than was claimed is a broken broker. */
+static void s_claim_bad(struct peer *p)
+{
+	struct mb_msg m;
+	peer_hello(p);
+	PEER_CHECK(p, peer_recv(p, &m) == 0);
+	PEER_CHECK(p, m.type == MB_MSG_CLAIM);
+	peer_reply(p, MB_MSG_CLAIM_ACK, m.seq, MB_ST_CLAIM_PARTIAL, 99, 0);
+	PEER_CHECK(p, peer_recv(p, &m) == -1);
+}
+
+START_TEST(claim_answer_checked)
+{
+	struct peer p;
+	peer_start(&p, s_claim_bad);
+	mb_client c;
+	struct mb_options o;
+	opts(&o, &p, MB_CLIENT_SINK);
+	o.claim = claim_held;
+	ck_assert_int_eq(mb_open(&c, &o), MB_EPROTO);
+	ck_assert_int_eq(mb_balance(&c), 0);
+	ck_assert_int_eq(mb_close(&c), MB_OK);
+	peer_finish(&p);
+}
+END_TEST
+
 /* --- malformed frames and a lost server --- */
 
 static void s_malformed(struct peer *p)
@@ -808,6 +956,9 @@ static Suite *client_suite(void)
 	tcase_add_test(t, dispatch_loop);
 	tcase_add_test(t, cancel_from_thread);
 	tcase_add_test(t, timeouts);
+	tcase_add_test(t, stalled_broker_deadlines);
+	tcase_add_test(t, claim_and_reconnect);
+	tcase_add_test(t, claim_answer_checked);
 	tcase_add_test(t, malformed_and_lost);
 	tcase_add_test(t, fork_child);
 	tcase_add_test(t, status_rows);

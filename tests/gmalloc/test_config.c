@@ -67,6 +67,8 @@ START_TEST(defaults_parse)
 	ck_assert_uint_eq(cfg.free_high, 1 << 20);
 	ck_assert_int_eq(cfg.on_limit, GM_ON_LIMIT_NULL);
 	ck_assert_int_eq(cfg.broker, 0);
+	/* Well under a second: a silent broker must not freeze malloc. */
+	ck_assert_uint_eq(cfg.broker_timeout, 250);
 	ck_assert_int_eq(cfg.bad_free, ANR_BAD_FREE_ABORT);
 	ck_assert_str_eq(cfg.report_signal, "0");
 	ck_assert_int_eq(cfg.log_level, MB_LOG_WARNING);

@@ -104,6 +104,8 @@ START_TEST(conf_table)
 	ck_assert_uint_eq(cf.release_hysteresis, 4 * MiB);
 	ck_assert_int_eq(cf.charge, 1);
 	ck_assert_int_eq(cf.on_broker_down, TFS_DOWN_DENY);
+	ck_assert_uint_eq(cf.broker_timeout, 250);
+	ck_assert_uint_eq(cf.retry_interval, 250);
 	for (i = 0; tfs_conf_keys[i].name != NULL; i++) {
 		ck_assert_ptr_nonnull(tfs_conf_keys[i].help);
 		for (j = i + 1; tfs_conf_keys[j].name != NULL; j++)
