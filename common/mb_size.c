@@ -251,6 +251,27 @@ int mb_parse_mode(const char *s, unsigned *out)
 	return 0;
 }
 
+int mb_meminfo_text(const char *text, const char *key, uint64_t *bytes)
+{
+	size_t klen = strlen(key);
+	for (const char *line = text; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			uint64_t kb;
+			const char *p = parse_digits(skip_ws(line + klen + 1), &kb);
+			if (!p)
+				return -EINVAL;
+			p = skip_ws(p);
+			if (strncmp(p, "kB", 2) == 0)
+				return mul_ok(kb, 1024, bytes) ? -ERANGE : 0;
+			*bytes = kb;
+			return 0;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return -ENOENT;
+}
+
 uint64_t mb_meminfo_field(const char *path, const char *key)
 {
 	char buf[4096];
@@ -270,25 +291,8 @@ uint64_t mb_meminfo_field(const char *path, const char *key)
 	}
 	close(fd);
 	buf[len] = '\0';
-	size_t klen = strlen(key);
-	for (char *line = buf; line && *line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-			uint64_t kb;
-			const char *p = parse_digits(skip_ws(line + klen + 1), &kb);
-			if (!p)
-				return 0;
-			p = skip_ws(p);
-			uint64_t bytes;
-			if (strncmp(p, "kB", 2) == 0)
-				return mul_ok(kb, 1024, &bytes) ? 0 : bytes;
-			return kb;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return 0;
+	uint64_t bytes;
+	return mb_meminfo_text(buf, key, &bytes) == 0 ? bytes : 0;
 }
 
 uint64_t mb_meminfo_total(const char *path)

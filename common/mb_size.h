@@ -35,6 +35,9 @@ int mb_parse_mode(const char *s, unsigned *out);
  * can be overridden (tests use a fixture); NULL means /proc/meminfo. */
 uint64_t mb_meminfo_total(const char *path);
 /* Any "Key:   N kB" field of a meminfo-format file, in bytes; 0 if absent. */
+/* The same from text already read (meminfo, smaps_rollup, memory.stat):
+ * 0, -ENOENT when the key is absent, -EINVAL or -ERANGE for a bad value. */
+int mb_meminfo_text(const char *text, const char *key, uint64_t *bytes);
 uint64_t mb_meminfo_field(const char *path, const char *key);
 
 /* Human-readable amount: "512.0 MiB", "4096 B". */

@@ -22,6 +22,7 @@ static const struct wire_type wire_types[MB_MSG_TYPE_MAX] = {
 	[MB_MSG_TERMINATE] = { "TERMINATE", MB_W_TERM_COUNT },
 	[MB_MSG_SUBSCRIBE] = { "SUBSCRIBE", MB_W_SUB_COUNT },
 	[MB_MSG_SHARE_ANSWER] = { "SHARE_ANSWER", MB_W_ANS_COUNT },
+	[MB_MSG_CONTROL] = { "CONTROL", MB_W_CTL_COUNT },
 	[MB_MSG_HELLO_ACK] = { "HELLO_ACK", MB_W_ACK_COUNT },
 	[MB_MSG_GRANT] = { "GRANT", MB_W_GRANT_COUNT },
 	[MB_MSG_RETURN_ACK] = { "RETURN_ACK", MB_W_RETACK_COUNT },
@@ -33,12 +34,14 @@ static const struct wire_type wire_types[MB_MSG_TYPE_MAX] = {
 	[MB_MSG_TERMINATE_ACK] = { "TERMINATE_ACK", MB_W_TERMACK_COUNT },
 	[MB_MSG_SUBSCRIBE_ACK] = { "SUBSCRIBE_ACK", MB_W_SUBACK_COUNT },
 	[MB_MSG_ERROR] = { "ERROR", MB_W_ERR_COUNT },
+	[MB_MSG_CONTROL_ACK] = { "CONTROL_ACK", MB_W_CA_COUNT },
 	[MB_MSG_SHARE_QUERY] = { "SHARE_QUERY", MB_W_SQ_COUNT },
 	[MB_MSG_REPAY] = { "REPAY", MB_W_REPAY_COUNT },
 	[MB_MSG_EVENT] = { "EVENT", MB_W_EV_COUNT },
 };
 
 _Static_assert(MB_W_SC_COUNT <= MB_WIRE_MAX_WORDS, "STATUS_CLIENT too long");
+_Static_assert(MB_W_CA_COUNT <= MB_WIRE_MAX_WORDS, "CONTROL_ACK too long");
 _Static_assert(MB_W_HELLO_COUNT <= MB_WIRE_MAX_WORDS, "HELLO too long");
 
 static const char *const status_names[MB_ST_COUNT] = {
@@ -57,6 +60,7 @@ static const char *const status_names[MB_ST_COUNT] = {
 	[MB_ST_SHUTDOWN] = "SHUTDOWN",
 	[MB_ST_NOREQ] = "NOREQ",
 	[MB_ST_UNKNOWN] = "UNKNOWN",
+	[MB_ST_LOWMEM] = "LOWMEM",
 };
 
 int mb_wire_payload_words(unsigned type)
@@ -75,7 +79,7 @@ const char *mb_wire_type_name(unsigned type)
 
 const char *mb_wire_status_name(unsigned status)
 {
-	if (status >= MB_ST_COUNT)
+	if (status >= MB_ST_COUNT || status_names[status] == NULL)
 		return "?";
 	return status_names[status];
 }

@@ -21,3 +21,16 @@ tests_test_broker_sock_LDADD = tests/testlib/libmbtest.la common/libmbcommon.la 
 endif
 TESTS += tests/broker/conf_keys.sh
 EXTRA_DIST += tests/broker/conf_keys.sh
+
+# The device view, the watermark policy and the broker's policy hooks.
+if HAVE_CHECK
+check_PROGRAMS += tests/test_watermark
+UNIT_TESTS += tests/test_watermark
+TESTS += tests/test_watermark
+tests_test_watermark_SOURCES = tests/broker/test_watermark.c \
+	mbserver/broker.c mbserver/broker.h mbserver/device.c mbserver/device.h \
+	mbserver/watermark.c mbserver/watermark.h
+tests_test_watermark_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/mbserver -DMB_BROKER_DEBUG
+tests_test_watermark_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_watermark_LDADD = common/libmbcommon.la $(CHECK_LIBS)
+endif
