@@ -315,3 +315,27 @@ size_t mb_format_size(char *buf, size_t cap, uint64_t bytes)
 	unsigned tenth = (unsigned)(rem * 10 / 1024);
 	return mb_format(buf, cap, "%lu.%u %s", (unsigned long)whole, tenth, units[u]);
 }
+
+int mb_parse_hundredths(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	int frac = -1, digits = 0;
+	for (; *s && *s != '%'; s++) {
+		if (*s == '.' && frac < 0) {
+			frac = 0;
+			continue;
+		}
+		if (*s < '0' || *s > '9' || frac >= 2 || v > UINT64_MAX / 1000)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+		digits++;
+		if (frac >= 0)
+			frac++;
+	}
+	if (*s != '%' || s[1] != '\0' || digits == 0 || frac == 0)
+		return -EINVAL;
+	for (int k = frac < 0 ? 0 : frac; k < 2; k++)
+		v *= 10;
+	*out = v;
+	return 0;
+}

@@ -325,8 +325,7 @@ static int cmd_mark(struct util *u, const char *name, const char *value)
 	if (!bad && strcmp(value, "off") == 0)
 		unit = MB_MARK_OFF;
 	else if (!bad && value[n - 1] == '%')
-		/* "90%" of 10000 hundredths. */
-		bad = mb_parse_size(value, 10000, &v) < 0, unit = MB_MARK_PERCENT;
+		bad = mb_parse_hundredths(value, &v) < 0, unit = MB_MARK_PERCENT;
 	else if (!bad)
 		bad = mb_parse_size(value, 0, &v) < 0;
 	if (bad) {

@@ -1257,6 +1257,7 @@ uint64_t broker_lent(const struct broker *b)
 
 const struct broker_peer *broker_client_peer(const struct bclient *c) { return &c->peer; }
 int broker_client_kind(const struct bclient *c) { return (int)c->kind; }
+const char *broker_client_name(const struct bclient *c) { return c->comm; }
 void broker_client_set_private(struct bclient *c, uint64_t word) { c->private_word = word; }
 void broker_client_set_last(struct bclient *c, int last) { c->last = last; }
 int broker_client_last(const struct bclient *c) { return c->last; }

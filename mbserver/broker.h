@@ -121,6 +121,8 @@ void broker_foreach(struct broker *b, void (*fn)(void *arg, struct bclient *c),
 uint64_t broker_lent(const struct broker *b);
 const struct broker_peer *broker_client_peer(const struct bclient *c);
 int broker_client_kind(const struct bclient *c);
+/* The name it gave in HELLO, or its command name. */
+const char *broker_client_name(const struct bclient *c);
 /* Shown in STATUS (MB_W_SC_PRIVATE). */
 void broker_client_set_private(struct bclient *c, uint64_t word);
 /* A client served after the others: its requests queue behind theirs. */

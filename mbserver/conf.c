@@ -84,7 +84,7 @@ const struct mb_conf_key mbs_conf_table[] = {
 	{ "overuse_percent", MB_CONF_U64, F(overuse_percent), 0, "150",
 	  "a client whose private memory passes this percent of its grant is flagged", NULL },
 	{ "escalate_command", MB_CONF_STRING, F(escalate_command), S(escalate_command), "",
-	  "command run (sh -c) when deny lasts and a privileged request waits; empty: never", NULL },
+	  "command run (sh -c) when deny lasts and a privileged RESERVE finds the pool short; empty: never", NULL },
 	{ "escalate_after", MB_CONF_DURATION, F(escalate_after), 0, "5s",
 	  "how long deny must last before escalation, and its least interval", NULL },
 	MB_CONF_END

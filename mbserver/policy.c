@@ -52,7 +52,7 @@ struct policy {
 	int read_failed;
 	uint64_t resident;    /* brokered bytes found resident by the audit */
 	uint64_t deny_since;
-	int priv_waiting;
+	uint64_t priv_short;  /* when a privileged RESERVE last found the pool short */
 	uint64_t last_escalation;
 	struct gb_check gb[GB_MAX];
 	size_t ngb;
@@ -193,7 +193,7 @@ static void chosen(void *arg, struct bclient *c, uint64_t pages)
 	char f1[FIGURE];
 	mb_log(MB_LOG_NOTICE, "decision: give-back asked: client %lu (%s, pid %d) holds %ld pages, "
 	       "asked %lu pages within %lu ms, private memory %s",
-	       (unsigned long)broker_client_id(c), peer->comm, (int)peer->pid,
+	       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
 	       (long)broker_client_balance(c), (unsigned long)pages,
 	       (unsigned long)p->share_ms, g && g->have_before ? fig(f1, g->before) : "unknown");
 }
@@ -214,7 +214,7 @@ void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
 	}
 	if (given == 0) {
 		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave 0 of "
-		       "%lu pages (%s)", (unsigned long)broker_client_id(c), peer->comm,
+		       "%lu pages (%s)", (unsigned long)broker_client_id(c), broker_client_name(c),
 		       (int)peer->pid, (unsigned long)asked, timedout ? "deadline passed" : "refused");
 		return;
 	}
@@ -222,7 +222,7 @@ void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
 	if (!found || !g.have_before || device_private_bytes(peer->pid, &after) != 0) {
 		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave %lu "
 		       "of %lu pages (not checked: private memory unknown)",
-		       (unsigned long)broker_client_id(c), peer->comm, (int)peer->pid,
+		       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
 		       (unsigned long)given, (unsigned long)asked);
 		return;
 	}
@@ -236,7 +236,7 @@ void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
 	mb_log(honoured ? MB_LOG_NOTICE : MB_LOG_WARNING,
 	       "decision: give-back check: client %lu (%s, pid %d) said it gave %lu of %lu pages (%s); "
 	       "private memory %s -> %s, freed %s: %s",
-	       (unsigned long)broker_client_id(c), peer->comm, (int)peer->pid,
+	       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
 	       (unsigned long)given, (unsigned long)asked, fig(f1, said), fig(f2, g.before),
 	       fig(f3, after), fig(f4, freed),
 	       honoured ? "honoured" : "NOT honoured: served after others from now on");
@@ -273,19 +273,19 @@ static void escalate(struct policy *p, struct broker *b, uint64_t now)
 {
 	if (p->wm.state != MB_MEM_DENY) {
 		p->deny_since = 0;
-		p->priv_waiting = 0;
+		p->priv_short = 0;
 		return;
 	}
 	if (p->deny_since == 0)
 		p->deny_since = now;
 	if (!p->escalate[0] || now - p->deny_since < p->escalate_after ||
-	    !p->priv_waiting || broker_nqueued(b) == 0 ||
+	    !p->priv_short || now - p->priv_short > p->escalate_after ||
 	    (p->last_escalation && now - p->last_escalation < p->escalate_after))
 		return;
 	p->last_escalation = now;
 	char reason[256], f1[FIGURE], f2[FIGURE], f3[FIGURE];
 	mb_format(reason, sizeof(reason), "deny for %lu ms: device uses %s of %s (deny_high %s), "
-		  "a privileged request waits",
+		  "a privileged RESERVE could not be met",
 		  (unsigned long)(now - p->deny_since), fig(f1, p->wm.measure),
 		  fig(f2, p->wm.dev.total), fig(f3, p->wm.res[MB_CTL_DENY_HIGH]));
 	mb_log(MB_LOG_WARNING, "decision: escalation: running '%s': %s", p->escalate, reason);
@@ -369,7 +369,7 @@ void policy_tick(struct policy *p, struct broker *b, uint64_t now)
 	if (d.giveback) {
 		char f1[FIGURE], f2[FIGURE];
 		uint64_t asked = broker_give_back(b, d.giveback, now, chosen, p);
-		mb_log(MB_LOG_NOTICE, "decision: give-back: device uses %s, target %s: %lu pages "
+		mb_log(asked ? MB_LOG_NOTICE : MB_LOG_INFO, "decision: give-back: device uses %s, target %s: %lu pages "
 		       "wanted, %lu asked", fig(f1, p->wm.measure), fig(f2, d.target),
 		       (unsigned long)d.giveback, (unsigned long)asked);
 	}
@@ -386,8 +386,14 @@ unsigned policy_admit(struct policy *p, struct bclient *c, unsigned type,
 	const struct broker_peer *peer = broker_client_peer(c);
 	char f1[FIGURE], f2[FIGURE];
 	if (privileged(p, peer)) {
-		if (type == MB_MSG_RESERVE)
-			p->priv_waiting = 1;
+		if (type == MB_MSG_RESERVE && p->b &&
+		    (int64_t)pages > broker_pool(p->b)) {
+			p->priv_short = p->now ? p->now : 1;
+			mb_log(MB_LOG_NOTICE, "decision: deny: privileged RESERVE of %lu pages from "
+			       "client %lu (uid %u) finds %ld pages in the pool",
+			       (unsigned long)pages, (unsigned long)broker_client_id(c),
+			       (unsigned)peer->uid, (long)broker_pool(p->b));
+		}
 		return MB_ST_OK;
 	}
 	mb_log(MB_LOG_INFO, "decision: deny: %s of %lu pages from client %lu (uid %u) refused: "

@@ -30,34 +30,6 @@ const char *wm_state_name(unsigned state)
 	return state <= MB_MEM_DENY ? state_names[state] : "?";
 }
 
-/* "90", "12.5", "110.25" percent (above 100 allowed) into hundredths. */
-static int parse_percent(const char *t, size_t n, struct wm_mark *out)
-{
-	uint64_t v = 0;
-	size_t i = 0;
-	int frac = -1;
-	for (; i < n; i++) {
-		if (t[i] == '.' && frac < 0) {
-			frac = 0;
-			continue;
-		}
-		if (t[i] < '0' || t[i] > '9' || frac >= 2 || v > PERCENT_MAX_HUNDREDTHS)
-			return -EINVAL;
-		v = v * 10 + (uint64_t)(t[i] - '0');
-		if (frac >= 0)
-			frac++;
-	}
-	if (n == 0 || (frac == 0))
-		return -EINVAL;
-	for (int k = frac < 0 ? 0 : frac; k < 2; k++)
-		v *= 10;
-	if (v > PERCENT_MAX_HUNDREDTHS)
-		return -EINVAL;
-	out->unit = MB_CTL_UNIT_PERCENT;
-	out->value = v;
-	return 0;
-}
-
 int wm_parse_mark(const char *text, struct wm_mark *out)
 {
 	size_t n = strlen(text);
@@ -66,8 +38,13 @@ int wm_parse_mark(const char *text, struct wm_mark *out)
 		out->value = 0;
 		return 0;
 	}
-	if (text[n - 1] == '%')
-		return parse_percent(text, n - 1, out);
+	if (text[n - 1] == '%') {
+		if (mb_parse_hundredths(text, &out->value) != 0 ||
+		    out->value > PERCENT_MAX_HUNDREDTHS)
+			return -EINVAL;
+		out->unit = MB_CTL_UNIT_PERCENT;
+		return 0;
+	}
 	if (mb_parse_size(text, 0, &out->value) != 0)
 		return -EINVAL;
 	out->unit = MB_CTL_UNIT_BYTES;

@@ -34,3 +34,11 @@ tests_test_watermark_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/mbserver -DMB_BRO
 tests_test_watermark_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
 tests_test_watermark_LDADD = common/libmbcommon.la $(CHECK_LIBS)
 endif
+
+# A bidi client with real memory that gives back honestly or lies.
+check_PROGRAMS += tests/broker/gb_client
+tests_broker_gb_client_SOURCES = tests/broker/gb_client.c
+tests_broker_gb_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
+tests_broker_gb_client_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
+TESTS += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh
+EXTRA_DIST += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh
