@@ -42,3 +42,10 @@ tests_broker_gb_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
 tests_broker_gb_client_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
 TESTS += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh
 EXTRA_DIST += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh
+
+# A real memory cgroup v1 as the device (root; skipped otherwise).
+check_PROGRAMS += tests/broker/grow
+tests_broker_grow_SOURCES = tests/broker/grow.c
+tests_broker_grow_LDADD = common/libmbcommon.la
+TESTS += tests/broker/watermarks_cgroup.sh
+EXTRA_DIST += tests/broker/watermarks_cgroup.sh
