@@ -144,7 +144,7 @@ static int gm_conn_error(int rc)
 static int gm_refusal(int rc)
 {
 	return rc == MB_EDENIED || rc == MB_ETIMEDOUT || rc == MB_ECAP ||
-	       rc == MB_ECANCELED;
+	       rc == MB_ECANCELED || rc == MB_ELOWMEM;
 }
 
 static uint64_t round_up(uint64_t v, uint64_t m)
@@ -174,7 +174,7 @@ static int gm_ask(struct anr_heap *h, size_t need)
 		int timeout = gm_cfg.reserve_timeout ? (int)gm_cfg.reserve_timeout : -1;
 		atomic_fetch_add(&st_reserves, 1);
 		rc = mb_reserve(&gm_mb, rest, timeout, &more);
-		if (rc == MB_EDENIED || rc == MB_ETIMEDOUT) {
+		if (rc == MB_EDENIED || rc == MB_ETIMEDOUT || rc == MB_ELOWMEM) {
 			more = 0;
 			rc = 0;
 		}

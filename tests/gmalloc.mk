@@ -31,6 +31,7 @@ GMALLOC_SH_TESTS = \
 	tests/gmalloc/git.sh \
 	tests/gmalloc/stress.sh \
 	tests/gmalloc/broker.sh \
+	tests/gmalloc/lowmem.sh \
 	tests/gmalloc/valgrind.sh
 TESTS += $(GMALLOC_SH_TESTS)
 EXTRA_DIST += $(GMALLOC_SH_TESTS) tests/gmalloc/gmlib.sh

@@ -3,7 +3,7 @@
 TRACKFS_TESTS = tests/trackfs/trackfs_conf.sh tests/trackfs/trackfs_posix.sh \
 	tests/trackfs/trackfs_quota.sh tests/trackfs/trackfs_cycles.sh \
 	tests/trackfs/trackfs_crash.sh tests/trackfs/trackfs_integrity.sh \
-	tests/trackfs/trackfs_down.sh
+	tests/trackfs/trackfs_down.sh tests/trackfs/trackfs_lowmem.sh
 EXTRA_DIST += $(TRACKFS_TESTS) tests/trackfs/lib_tfs.sh
 if HAVE_FUSE
 TESTS += $(TRACKFS_TESTS)

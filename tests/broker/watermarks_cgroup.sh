@@ -55,5 +55,6 @@ grep "give-back check: client [0-9]* (cache_holder" "$LOG" | head -1 | grep -q "
 	{ cat "$LOG"; fail "the cache holder's give-back was not honoured"; }
 grep -q "decision: normal -> notify: device uses" "$LOG" || fail "no notify decision"
 # Pages are back: the cgroup comes under the notify mark again.
-wait_for "usage under the notify mark" test "$(usage)" -lt 153
+under_notify() { [ "$(usage)" -lt 153 ]; }
+wait_for "usage under the notify mark" under_notify
 echo "ok: cache and grower at $before+80 MiB; after the give-back the cgroup uses $(usage) MiB"

@@ -1,0 +1,65 @@
+#!/bin/sh
+# gmalloc treats the broker's deny state as a refusal: a program of an
+# unprivileged user gets NULL (Python: MemoryError) while the device is
+# past the deny mark, stays connected, and allocates again once the
+# device is back to normal (the broker is not given up as for a
+# permanent error).
+. "$top_srcdir/tests/gmalloc/gmlib.sh"
+need_root
+need_cmd python3
+command -v setpriv >/dev/null || skip "needs setpriv"
+MBUTIL="$top_builddir/libmbclient/mbutil"
+chmod 755 "$TEST_TMP"
+MI="$TEST_TMP/meminfo"
+set_used() {
+	printf 'MemTotal: 1048576 kB\nMemAvailable: %d kB\n' $(( (1024 - $1) * 1024 )) >"$MI.new" &&
+		mv "$MI.new" "$MI"
+}
+wait_for() {
+	what=$1; shift
+	i=0
+	until "$@" >/dev/null 2>&1; do
+		i=$((i + 1)); [ $i -gt 200 ] && { cat "$TEST_TMP/out" "$TEST_TMP/err"; fail "timed out waiting for $what"; }
+		sleep 0.05
+	done
+}
+state_is() { "$MBUTIL" memstate | grep -q "^state: *$1\$"; }
+set_used 100
+start_broker 512M -o socket_mode=0666 -o device=meminfo -o device_meminfo="$MI" \
+	-o device_poll=20ms -o deny_high=80% -o deny_low=70%
+wait_for "normal" state_is normal
+# The program starts in normal state, then allocates 64 MiB at each signal.
+cat >"$TEST_TMP/alloc.py" <<'PY'
+import os, sys, time
+def attempt(go):
+    while not os.path.exists(go):
+        time.sleep(0.02)
+    try:
+        b = bytearray(64 << 20)
+        return "ok %d" % len(b)
+    except MemoryError:
+        return "refused"
+print("started", flush=True)
+print(attempt(sys.argv[1] + "1"), flush=True)
+print(attempt(sys.argv[1] + "2"), flush=True)
+PY
+GMALLOC_BROKER=on GMALLOC_LIMIT=1G setpriv --reuid=65534 --regid=65534 --clear-groups \
+	env LD_PRELOAD="$GMLIB" python3 "$TEST_TMP/alloc.py" "$TEST_TMP/go" \
+	>"$TEST_TMP/out" 2>"$TEST_TMP/err" &
+P=$!
+at_exit "kill $P 2>/dev/null"
+wait_for "the program" grep -q started "$TEST_TMP/out"
+set_used 900
+wait_for "deny" state_is deny
+touch "$TEST_TMP/go1"
+lines_ge() { [ "$(wc -l <"$TEST_TMP/out")" -ge "$1" ]; }
+wait_for "the first attempt" lines_ge 2
+[ "$(sed -n 2p "$TEST_TMP/out")" = refused ] || fail "64 MiB allocated in deny state: $(cat "$TEST_TMP/out" "$TEST_TMP/err")"
+grep -q "refused: LOWMEM" "$TEST_TMP/mbserver.log" || fail "the broker did not refuse with LOWMEM"
+set_used 100
+wait_for "normal" state_is normal
+touch "$TEST_TMP/go2"
+wait $P || fail "python3 failed: $(cat "$TEST_TMP/err")"
+[ "$(sed -n 3p "$TEST_TMP/out")" = "ok $((64 << 20))" ] || fail "no memory after deny ended: $(cat "$TEST_TMP/out" "$TEST_TMP/err")"
+if grep -q "fixed limit" "$TEST_TMP/err"; then fail "gmalloc gave the broker up: $(cat "$TEST_TMP/err")"; fi
+echo ok
