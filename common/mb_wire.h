@@ -130,6 +130,9 @@ enum mb_event {
 	MB_EV_ALL = ((1u << 6) - 1) | MB_EV_MEM_EARLY
 };
 
+/* HELLO flags.  Bits 0..7: memory policy. */
+#define MB_HELLO_EXPENDABLE (UINT64_C(1) << 0) /* may be signalled as a last resort */
+
 /* Word indexes of each payload. */
 enum { MB_W_HELLO_VERSION, MB_W_HELLO_KIND, MB_W_HELLO_SOURCE_PAGES,
        MB_W_HELLO_FLAGS, MB_W_HELLO_COMM, /* + MB_WIRE_COMM_WORDS */

@@ -67,6 +67,7 @@ struct mbc {
 	/* options */
 	enum mb_client_kind kind;
 	uint64_t source_pages;
+	unsigned flags;
 	mb_share_fn share;
 	mb_repay_fn repay;
 	mb_event_fn event;
@@ -541,6 +542,7 @@ static int mbc_connect(struct mbc *s)
 	mb_msg_init(&m, MB_MSG_HELLO, 0);
 	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
 	m.w[MB_W_HELLO_KIND] = (uint64_t)s->kind;
+	m.w[MB_W_HELLO_FLAGS] = s->flags & MB_OPT_EXPENDABLE ? MB_HELLO_EXPENDABLE : 0;
 	m.w[MB_W_HELLO_SOURCE_PAGES] = s->source_pages;
 	mb_wire_put_comm(&m.w[MB_W_HELLO_COMM], s->name);
 	uint32_t seq;
@@ -627,7 +629,7 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	    (opt->kind != MB_CLIENT_SOURCE && opt->source_pages != 0) ||
 	    ((opt->kind == MB_CLIENT_BIDI || opt->kind == MB_CLIENT_SOURCE) &&
 	     opt->share == NULL) ||
-	    opt->connect_timeout_ms < -1)
+	    opt->connect_timeout_ms < -1 || (opt->flags & ~(unsigned)MB_OPT_EXPENDABLE))
 		return MB_EINVAL;
 	const char *path = opt->socket_path;
 	if (path == NULL)
@@ -646,6 +648,7 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	s->fd = -1;
 	s->kind = opt->kind;
 	s->source_pages = opt->source_pages;
+	s->flags = opt->flags;
 	s->share = opt->share;
 	s->repay = opt->repay;
 	s->event = opt->event;

@@ -127,6 +127,14 @@ struct mb_options {
 	mb_event_fn event;
 	void *arg;                 /* passed to the callbacks */
 	int connect_timeout_ms;    /* 0: default (1000 ms); -1: wait for ever */
+	unsigned flags;            /* MB_OPT_* */
+};
+
+/* mb_options.flags */
+enum {
+	/* The broker may signal this process as a last resort when the device
+	 * stays past its deny mark (only if it is configured to). */
+	MB_OPT_EXPENDABLE = 1u << 0,
 };
 
 struct mb_info {

@@ -44,6 +44,7 @@ struct util {
 	const char *source_amount;
 	int timeout_ms;
 	int quiet;
+	unsigned flags;
 	int opened;
 	uint64_t page_size;
 	uint64_t total;
@@ -84,6 +85,8 @@ static void usage(FILE *f)
 		"  -k, --kind KIND         sink (default), bidi or source\n"
 		"      --source AMOUNT     pages a source owns and lends (implies --kind source)\n"
 		"  -r, --reserve           hold uses RESERVE instead of REQUEST\n"
+		"  -e, --expendable        register as expendable: the broker may signal\n"
+		"                          this process as a last resort in deny state\n"
 		"  -q, --quiet             print nothing but errors\n"
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n"
@@ -164,6 +167,7 @@ static int ensure_open(struct util *u)
 	struct mb_options o = {
 		.socket_path = u->sock, .kind = u->kind, .name = "mbutil",
 		.share = give_back, .repay = on_repay, .event = on_event, .arg = u,
+		.flags = u->flags,
 	};
 	if (u->kind == MB_CLIENT_SINK)
 		o.share = NULL;
@@ -507,6 +511,7 @@ int main(int argc, char **argv)
 		{ "kind", required_argument, NULL, 'k' },
 		{ "source", required_argument, NULL, 'S' },
 		{ "reserve", no_argument, NULL, 'r' },
+		{ "expendable", no_argument, NULL, 'e' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -515,7 +520,7 @@ int main(int argc, char **argv)
 	static struct util u = { .kind = MB_CLIENT_SINK };
 	int reserve_hold = 0, ch;
 	/* "+": options end at the first command. */
-	while ((ch = getopt_long(argc, argv, "+s:t:k:rqhV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+s:t:k:reqhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			u.sock = optarg;
@@ -547,6 +552,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			reserve_hold = 1;
+			break;
+		case 'e':
+			u.flags |= MB_OPT_EXPENDABLE;
 			break;
 		case 'q':
 			u.quiet = 1;

@@ -89,6 +89,7 @@ struct bclient {
 	uint64_t sh_pages, sh_sent_at, sh_deadline;
 	uint32_t sh_seq;
 	int last;              /* served after the others */
+	uint64_t flags;        /* HELLO flags */
 	uint64_t private_word; /* MB_W_SC_PRIVATE */
 	TAILQ_ENTRY(bclient) link;  /* every connection */
 	TAILQ_ENTRY(bclient) alink; /* askable: sources (newest first), then bidi */
@@ -710,6 +711,7 @@ static void on_hello(struct broker *b, struct bclient *c, const struct mb_msg *m
 	c->state = CL_REG;
 	c->kind = (unsigned)kind;
 	c->source_pages = src;
+	c->flags = m->w[MB_W_HELLO_FLAGS];
 	char name[MB_WIRE_COMM_WORDS * 8 + 1];
 	mb_wire_get_comm(&m->w[MB_W_HELLO_COMM], name);
 	if (name[0])
@@ -1261,6 +1263,7 @@ const char *broker_client_name(const struct bclient *c) { return c->comm; }
 void broker_client_set_private(struct bclient *c, uint64_t word) { c->private_word = word; }
 void broker_client_set_last(struct bclient *c, int last) { c->last = last; }
 int broker_client_last(const struct bclient *c) { return c->last; }
+uint64_t broker_client_flags(const struct bclient *c) { return c->flags; }
 
 /* ---- accessors and invariants ----------------------------------------- */
 

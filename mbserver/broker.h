@@ -128,6 +128,8 @@ void broker_client_set_private(struct bclient *c, uint64_t word);
 /* A client served after the others: its requests queue behind theirs. */
 void broker_client_set_last(struct bclient *c, int last);
 int broker_client_last(const struct bclient *c);
+/* The flags it sent in HELLO (MB_HELLO_*). */
+uint64_t broker_client_flags(const struct bclient *c);
 
 /* Accessors for the daemon and tests. */
 void *broker_client_user(const struct bclient *c);

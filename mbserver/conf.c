@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -85,6 +86,9 @@ const struct mb_conf_key mbs_conf_table[] = {
 	  "a client whose private memory passes this percent of its grant is flagged", NULL },
 	{ "escalate_command", MB_CONF_STRING, F(escalate_command), S(escalate_command), "",
 	  "command run (sh -c) when deny lasts and a privileged RESERVE finds the pool short; empty: never", NULL },
+	{ "escalate_signal", MB_CONF_STRING, F(escalate_signal), S(escalate_signal), "",
+	  "signal (TERM, KILL, INT, HUP, USR1, USR2 or a number) sent as a last resort to the "
+	  "largest client registered as expendable; empty: never", NULL },
 	{ "escalate_after", MB_CONF_DURATION, F(escalate_after), 0, "5s",
 	  "how long deny must last before escalation, and its least interval", NULL },
 	MB_CONF_END
@@ -193,6 +197,29 @@ static int add_id(const char *item, void *arg)
 	return lookup_id(item, l->group, &l->ids[l->n++]);
 }
 
+static int parse_signal(const char *text, int *sig)
+{
+	static const struct { const char *name; int sig; } names[] = {
+		{ "TERM", SIGTERM }, { "KILL", SIGKILL }, { "INT", SIGINT },
+		{ "HUP", SIGHUP }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+	};
+	uint64_t v;
+	*sig = 0;
+	if (!text[0])
+		return 0;
+	if (strncmp(text, "SIG", 3) == 0)
+		text += 3;
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(text, names[i].name) == 0) {
+			*sig = names[i].sig;
+			return 0;
+		}
+	if (mb_parse_u64(text, &v) != 0 || v == 0 || v > (uint64_t)SIGRTMAX)
+		return -1;
+	*sig = (int)v;
+	return 0;
+}
+
 static const char *const mark_keys[MB_CTL_MARK_COUNT] = {
 	"notify_high", "notify_low", "deny_high", "deny_low", "headroom"
 };
@@ -214,6 +241,10 @@ static int resolve_policy(const struct mbs_conf *cf, uint64_t page_size,
 			       mark_keys[i], cf->marks[i]);
 			return -1;
 		}
+	}
+	if (parse_signal(cf->escalate_signal, &out->escalate_signal) != 0) {
+		mb_log(MB_LOG_ERR, "escalate_signal: unknown signal '%s'", cf->escalate_signal);
+		return -1;
 	}
 	if (cf->giveback_honour > 100 || cf->overuse_percent == 0) {
 		mb_log(MB_LOG_ERR, "giveback_honour must be 0..100, overuse_percent above 0");

@@ -49,6 +49,7 @@ struct mbs_conf {
 	uint64_t audit_interval;   /* ms */
 	uint64_t overuse_percent;
 	char escalate_command[MBS_LIST_MAX];
+	char escalate_signal[16];
 	uint64_t escalate_after;   /* ms */
 };
 
@@ -65,6 +66,7 @@ struct mbs_resolved {
 	size_t npriv_uids;
 	gid_t priv_gids[MBS_MAX_IDS];
 	size_t npriv_gids;
+	int escalate_signal;       /* 0: none */
 };
 
 /* Defaults, then the file (a missing file is fine only when missing_ok),

@@ -16,6 +16,7 @@
 #include "mb_size.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -39,6 +40,7 @@ struct policy {
 	struct device_paths paths;
 	uint64_t poll_ms, audit_ms, honour, overuse, share_ms;
 	char escalate[MBS_LIST_MAX];
+	int escalate_signal;
 	uint64_t escalate_after;
 	uid_t uids[MBS_MAX_IDS];
 	size_t nuids;
@@ -75,6 +77,7 @@ static void set_config(struct policy *p, const struct mbs_conf *cf,
 	p->share_ms = res->bc.share_deadline_ms;
 	memcpy(p->escalate, cf->escalate_command, sizeof(p->escalate));
 	p->escalate_after = cf->escalate_after;
+	p->escalate_signal = res->escalate_signal;
 	memcpy(p->uids, res->priv_uids, sizeof(p->uids));
 	p->nuids = res->npriv_uids;
 	memcpy(p->gids, res->priv_gids, sizeof(p->gids));
@@ -269,6 +272,41 @@ static void run_command(const char *cmd, const char *reason)
 		;
 }
 
+struct victim {
+	struct bclient *c;
+	int64_t balance;
+};
+
+static void pick_expendable(void *arg, struct bclient *c)
+{
+	struct victim *v = arg;
+	int64_t bal = broker_client_balance(c);
+	if (!(broker_client_flags(c) & MB_HELLO_EXPENDABLE) || broker_client_peer(c)->pid <= 0)
+		return;
+	if (!v->c || bal > v->balance) {
+		v->c = c;
+		v->balance = bal;
+	}
+}
+
+static void signal_expendable(struct policy *p, struct broker *b, const char *reason)
+{
+	struct victim v = { NULL, 0 };
+	broker_foreach(b, pick_expendable, &v);
+	if (!v.c) {
+		mb_log(MB_LOG_WARNING, "decision: escalation: no client registered as expendable "
+		       "to signal: %s", reason);
+		return;
+	}
+	const struct broker_peer *peer = broker_client_peer(v.c);
+	mb_log(MB_LOG_WARNING, "decision: escalation: signal %d to client %lu (%s, pid %d) "
+	       "holding %ld pages, registered as expendable: %s", p->escalate_signal,
+	       (unsigned long)broker_client_id(v.c), broker_client_name(v.c), (int)peer->pid,
+	       (long)v.balance, reason);
+	if (kill(peer->pid, p->escalate_signal) != 0)
+		mb_log(MB_LOG_WARNING, "escalation: kill %d: errno %d", (int)peer->pid, errno);
+}
+
 static void escalate(struct policy *p, struct broker *b, uint64_t now)
 {
 	if (p->wm.state != MB_MEM_DENY) {
@@ -278,7 +316,7 @@ static void escalate(struct policy *p, struct broker *b, uint64_t now)
 	}
 	if (p->deny_since == 0)
 		p->deny_since = now;
-	if (!p->escalate[0] || now - p->deny_since < p->escalate_after ||
+	if ((!p->escalate[0] && !p->escalate_signal) || now - p->deny_since < p->escalate_after ||
 	    !p->priv_short || now - p->priv_short > p->escalate_after ||
 	    (p->last_escalation && now - p->last_escalation < p->escalate_after))
 		return;
@@ -288,8 +326,12 @@ static void escalate(struct policy *p, struct broker *b, uint64_t now)
 		  "a privileged RESERVE could not be met",
 		  (unsigned long)(now - p->deny_since), fig(f1, p->wm.measure),
 		  fig(f2, p->wm.dev.total), fig(f3, p->wm.res[MB_CTL_DENY_HIGH]));
-	mb_log(MB_LOG_WARNING, "decision: escalation: running '%s': %s", p->escalate, reason);
-	run_command(p->escalate, reason);
+	if (p->escalate[0]) {
+		mb_log(MB_LOG_WARNING, "decision: escalation: running '%s': %s", p->escalate, reason);
+		run_command(p->escalate, reason);
+	}
+	if (p->escalate_signal)
+		signal_expendable(p, b, reason);
 }
 
 /* ---- the poll ---------------------------------------------------------- */

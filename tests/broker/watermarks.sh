@@ -34,7 +34,8 @@ set_used 100
 start_broker 256M -o device=meminfo -o device_meminfo="$MI" -o device_poll=20ms \
 	-o notify_high=50% -o notify_low=40% -o deny_high=80% -o deny_low=70% \
 	-o share_deadline=1s -o giveback_retry=30s -o audit_interval=100ms \
-	-o escalate_command="echo \"\$MB_REASON\" >$TEST_TMP/escalated" -o escalate_after=300ms
+	-o escalate_command="echo \"\$MB_REASON\" >$TEST_TMP/escalated" -o escalate_after=300ms \
+	-o escalate_signal=TERM
 wait_for "the first sample" used_is 100
 state_is normal || fail "not normal at 100 MiB"
 
@@ -67,12 +68,28 @@ wait_for "the deny event" grep -q "event: mem-deny" "$TEST_TMP/events"
 # The pool follows the device: 1 GiB less 900 MiB used outside is 124 MiB.
 "$MBUTIL" memstate | grep -q "^lendable: *31744 pages" || fail "lendable: $("$MBUTIL" memstate)"
 
-# Escalation: deny lasts and a privileged RESERVE cannot be met.
+# Escalation: deny lasts and a privileged RESERVE cannot be met.  Of two
+# clients, only the one registered as expendable may be signalled.
+"$MBUTIL" --kind bidi hold 2M 60s >/dev/null 2>&1 &
+KEEP=$!
+at_exit "kill $KEEP 2>/dev/null"
+"$MBUTIL" --expendable hold 1M 60s >/dev/null 2>&1 &
+EXP=$!
+at_exit "kill $EXP 2>/dev/null"
+holds() { "$MBSTATUS" --json | grep -q "\"pid\":$1,[^}]*\"balance\":$2,"; }
+wait_for "the expendable holder" holds "$EXP" 256
+wait_for "the other holder" holds "$KEEP" 512
+gone() { ! kill -0 "$EXP" 2>/dev/null; }
 "$MBUTIL" reserve 200M >/dev/null 2>&1 && fail "a reserve past the device was granted"
 wait_for "escalation" test -s "$TEST_TMP/escalated"
 grep -q "^deny for [0-9]* ms: device uses 900.0 MiB of 1.0 GiB (deny_high 819.1 MiB), a privileged RESERVE could not be met" \
 	"$TEST_TMP/escalated" || fail "escalation reason: $(cat "$TEST_TMP/escalated")"
 logged "decision: escalation: running 'echo" || fail "escalation not logged"
+wait_for "the expendable client to go" gone
+logged "decision: escalation: signal 15 to client [0-9]* (mbutil, pid $EXP) holding 256 pages, registered as expendable: deny for" ||
+	fail "signal not logged"
+kill -0 "$KEEP" 2>/dev/null || fail "a client that is not expendable was signalled"
+kill "$KEEP"
 
 # Run-time marks: deny moves above the device figure (both marks: under
 # deny_low alone the decay would keep deny).
