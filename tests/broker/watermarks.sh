@@ -11,56 +11,42 @@ GB="$top_builddir/tests/broker/gb_client"
 mk_tmpdir
 MI="$TEST_TMP/meminfo"
 LOG="$TEST_TMP/mbserver.log"
+WAIT_LOG=$LOG
 
-# used MiB of a 1 GiB device; written whole, then renamed into place.
-set_used() {
-	printf 'MemTotal: 1048576 kB\nMemAvailable: %d kB\nCommitted_AS: 1000 kB\n' \
-		$(( (1024 - $1) * 1024 )) >"$MI.new" && mv "$MI.new" "$MI"
-}
-# wait_for WHAT COMMAND...: up to 10 s for the command to succeed.
-wait_for() {
-	what=$1; shift
-	i=0
-	until "$@" >/dev/null 2>&1; do
-		i=$((i + 1)); [ $i -gt 200 ] && { cat "$LOG"; fail "timed out waiting for $what"; }
-		sleep 0.05
-	done
-}
-state_is() { "$MBUTIL" memstate | grep -q "^state: *$1\$"; }
 used_is() { "$MBUTIL" memstate | grep -q "^device: *$(($1 * 1048576)) of"; }
 logged() { grep -q -- "$1" "$LOG"; }
 
-set_used 100
+fake_meminfo "$MI" 100
 start_broker 256M -o device=meminfo -o device_meminfo="$MI" -o device_poll=20ms \
 	-o notify_high=50% -o notify_low=40% -o deny_high=80% -o deny_low=70% \
 	-o share_deadline=1s -o giveback_retry=30s -o audit_interval=100ms \
 	-o escalate_command="echo \"\$MB_REASON\" >$TEST_TMP/escalated" -o escalate_after=300ms \
 	-o escalate_signal=TERM
-wait_for "the first sample" used_is 100
-state_is normal || fail "not normal at 100 MiB"
+wait_until "the first sample" used_is 100
+mem_state_is normal || fail "not normal at 100 MiB"
 
 "$MBUTIL" events 60s >"$TEST_TMP/events" &
 EV=$!
 at_exit "kill $EV 2>/dev/null"
-wait_for "the subscription" grep -q listening "$TEST_TMP/events"
+wait_until "the subscription" grep -q listening "$TEST_TMP/events"
 
 # Notify at 50%, with the decay: still notify between the marks.
-set_used 600
-wait_for "notify" state_is notify
-wait_for "the notify event" grep -q "event: mem-notify" "$TEST_TMP/events"
+fake_meminfo "$MI" 600
+wait_until "notify" mem_state_is notify
+wait_until "the notify event" grep -q "event: mem-notify" "$TEST_TMP/events"
 logged "decision: normal -> notify: device uses 600.0 MiB of 1.0 GiB (mark 512.0 MiB" ||
 	fail "no decision line for notify"
-set_used 450
-wait_for "a sample at 450 MiB" used_is 450
-state_is notify || fail "left notify above the low mark"
-set_used 400
-wait_for "normal" state_is normal
-wait_for "the ok event" grep -q "event: mem-ok" "$TEST_TMP/events"
+fake_meminfo "$MI" 450
+wait_until "a sample at 450 MiB" used_is 450
+mem_state_is notify || fail "left notify above the low mark"
+fake_meminfo "$MI" 400
+wait_until "normal" mem_state_is normal
+wait_until "the ok event" grep -q "event: mem-ok" "$TEST_TMP/events"
 
 # Deny at 80%: a root client is still served; the state shows everywhere.
-set_used 900
-wait_for "deny" state_is deny
-wait_for "the deny event" grep -q "event: mem-deny" "$TEST_TMP/events"
+fake_meminfo "$MI" 900
+wait_until "deny" mem_state_is deny
+wait_until "the deny event" grep -q "event: mem-deny" "$TEST_TMP/events"
 "$MBUTIL" request 1M >/dev/null || fail "root refused in deny state"
 "$MBSTATUS" | grep -q "^device deny (meminfo): 900.0 MiB used of 1.0 GiB" || fail "mbstatus: $("$MBSTATUS")"
 "$MBSTATUS" --json | grep -q '"device":{"state":"deny","source":"meminfo","total":1073741824,"used":943718400' ||
@@ -77,15 +63,15 @@ at_exit "kill $KEEP 2>/dev/null"
 EXP=$!
 at_exit "kill $EXP 2>/dev/null"
 holds() { "$MBSTATUS" --json | grep -q "\"pid\":$1,[^}]*\"balance\":$2,"; }
-wait_for "the expendable holder" holds "$EXP" 256
-wait_for "the other holder" holds "$KEEP" 512
+wait_until "the expendable holder" holds "$EXP" 256
+wait_until "the other holder" holds "$KEEP" 512
 gone() { ! kill -0 "$EXP" 2>/dev/null; }
 "$MBUTIL" reserve 200M >/dev/null 2>&1 && fail "a reserve past the device was granted"
-wait_for "escalation" test -s "$TEST_TMP/escalated"
+wait_until "escalation" test -s "$TEST_TMP/escalated"
 grep -q "^deny for [0-9]* ms: device uses 900.0 MiB of 1.0 GiB (deny_high 819.1 MiB), a privileged RESERVE could not be met" \
 	"$TEST_TMP/escalated" || fail "escalation reason: $(cat "$TEST_TMP/escalated")"
 logged "decision: escalation: running 'echo" || fail "escalation not logged"
-wait_for "the expendable client to go" gone
+wait_until "the expendable client to go" gone
 logged "decision: escalation: signal 15 to client [0-9]* (mbutil, pid $EXP) holding 256 pages, registered as expendable: deny for" ||
 	fail "signal not logged"
 kill -0 "$KEEP" 2>/dev/null || fail "a client that is not expendable was signalled"
@@ -94,38 +80,37 @@ kill "$KEEP"
 # Run-time marks: deny moves above the device figure (both marks: under
 # deny_low alone the decay would keep deny).
 "$MBUTIL" mark deny_high 95% >/dev/null || fail "mark deny_high"
-state_is deny || fail "deny left above deny_low"
+mem_state_is deny || fail "deny left above deny_low"
 "$MBUTIL" mark deny_low 90% >/dev/null || fail "mark deny_low"
-wait_for "notify after the mark moved" state_is notify
+wait_until "notify after the mark moved" mem_state_is notify
 logged "decision: deny_high set to 95% by uid 0" || fail "mark change not logged"
 "$MBUTIL" mark deny_high 105% | grep -q "^deny_high *1127428915\$" || fail "a mark above 100%"
 "$MBUTIL" mark notify_high lots >/dev/null 2>&1; [ $? = 2 ] || fail "a bad mark value was accepted"
-set_used 100
-wait_for "normal again" state_is normal
+fake_meminfo "$MI" 100
+wait_until "normal again" mem_state_is normal
 
-# Give-back with an amount, a deadline and a check.
-"$GB" honest 16M 60 >"$TEST_TMP/honest" 2>&1 &
-H=$!
-at_exit "kill $H 2>/dev/null"
-wait_for "the honest client" grep -q ready "$TEST_TMP/honest"
-set_used 600
-wait_for "the honest client's answer" grep -q "^asked 4096 " "$TEST_TMP/honest"
-wait_for "the check" logged "give-back check: client [0-9]* (honest, pid $H) said it gave 4096 of 4096 pages"
-logged "decision: give-back asked: client [0-9]* (honest, pid $H) holds 4096 pages, asked 4096 pages within 1000 ms" ||
+# Give-back with an amount, a deadline and a check.  crossing MODE: a
+# bidi client holding 16 MiB, then notify; GB_PID is the client, $CHECK
+# the check's log line.
+crossing() {
+	"$GB" "$1" 16M 60 >"$TEST_TMP/$1" 2>&1 &
+	GB_PID=$!
+	at_exit "kill $GB_PID 2>/dev/null"
+	wait_until "the $1 client" grep -q ready "$TEST_TMP/$1"
+	fake_meminfo "$MI" 600
+	wait_until "the $1 client's check" logged "give-back check: client [0-9]* ($1, pid $GB_PID) said it gave 4096 of 4096 pages"
+	CHECK=$(grep "give-back check: client [0-9]* ($1" "$LOG" | tail -n 1)
+}
+crossing honest
+logged "decision: give-back asked: client [0-9]* (honest, pid [0-9]*) holds 4096 pages, asked 4096 pages within 1000 ms" ||
 	fail "no give-back line with amount and deadline"
-grep "give-back check: client [0-9]* (honest" "$LOG" | grep -q ": honoured$" || fail "honest client not honoured"
-kill $H; wait $H 2>/dev/null
-set_used 100
-wait_for "normal again" state_is normal
+case $CHECK in *": honoured") ;; *) fail "honest client not honoured: $CHECK" ;; esac
+kill $GB_PID
+fake_meminfo "$MI" 100
+wait_until "normal again" mem_state_is normal
 
-"$GB" liar 16M 60 >"$TEST_TMP/liar" 2>&1 &
-L=$!
-at_exit "kill $L 2>/dev/null"
-wait_for "the liar" grep -q ready "$TEST_TMP/liar"
-set_used 600
-wait_for "the liar's check" logged "give-back check: client [0-9]* (liar, pid $L)"
-grep "give-back check: client [0-9]* (liar" "$LOG" | grep -q "NOT honoured" || fail "the liar passed the check"
+crossing liar
+case $CHECK in *"NOT honoured"*) ;; *) fail "the liar passed the check: $CHECK" ;; esac
 "$MBSTATUS" | grep " liar " | grep -q "DISHONOURED" || fail "liar not flagged: $("$MBSTATUS")"
 "$MBSTATUS" --json | grep -q '"command":"liar".*"dishonoured":true' || fail "liar not flagged in JSON"
-kill $L; wait $L 2>/dev/null
 echo "ok"

@@ -19,15 +19,8 @@ mkdir "$CG" || skip "cannot create a memory cgroup"
 at_exit "for p in \$(cat $CG/cgroup.procs 2>/dev/null); do kill \$p 2>/dev/null; done; sleep 0.3; rmdir $CG"
 echo $((256 * 1048576)) >"$CG/memory.limit_in_bytes" || skip "cannot set a memory limit"
 LOG="$TEST_TMP/mbserver.log"
+WAIT_LOG=$LOG
 in_cg() { sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "$@"; }
-wait_for() {
-	what=$1; shift
-	i=0
-	until "$@" >/dev/null 2>&1; do
-		i=$((i + 1)); [ $i -gt 400 ] && { cat "$LOG"; fail "timed out waiting for $what"; }
-		sleep 0.05
-	done
-}
 usage() { echo $(( $(cat "$CG/memory.usage_in_bytes") / 1048576 )); }
 
 MEMBROKER_SOCKET="$TEST_TMP/mb.sock"; export MEMBROKER_SOCKET
@@ -42,19 +35,19 @@ grep -q "device: memory cgroup $CG\$" "$LOG" || { cat "$LOG"; fail "the broker d
 "$MBUTIL" memstate | grep -q "^device: .* of 268435456 bytes" || fail "device: $("$MBUTIL" memstate)"
 
 in_cg "$HOLDER" --cache 96M --seconds 120 >"$TEST_TMP/holder" 2>&1 &
-wait_for "the cache" grep -q "cache filled" "$TEST_TMP/holder"
+wait_until "the cache" grep -q "cache filled" "$TEST_TMP/holder"
 before=$(usage)
 "$MBUTIL" memstate | grep -q "^state: *normal" || fail "notify before the grower: $("$MBUTIL" memstate), usage $before MiB"
 
 # 96 MiB of cache + 80 MiB outside the broker pass 60% of 256 MiB.
 in_cg "$GROW" 80M 4M 120 >"$TEST_TMP/grow" 2>&1 &
-wait_for "the grower" grep -q grown "$TEST_TMP/grow"
-wait_for "the give-back" grep -q "evicted .* for the broker" "$TEST_TMP/holder"
-wait_for "the check" grep -q "give-back check: client [0-9]* (cache_holder, pid [0-9]*)" "$LOG"
+wait_until "the grower" grep -q grown "$TEST_TMP/grow"
+wait_until "the give-back" grep -q "evicted .* for the broker" "$TEST_TMP/holder"
+wait_until "the check" grep -q "give-back check: client [0-9]* (cache_holder, pid [0-9]*)" "$LOG"
 grep "give-back check: client [0-9]* (cache_holder" "$LOG" | head -1 | grep -q ": honoured$" ||
 	{ cat "$LOG"; fail "the cache holder's give-back was not honoured"; }
 grep -q "decision: normal -> notify: device uses" "$LOG" || fail "no notify decision"
 # Pages are back: the cgroup comes under the notify mark again.
 under_notify() { [ "$(usage)" -lt 153 ]; }
-wait_for "usage under the notify mark" under_notify
+wait_until "usage under the notify mark" under_notify
 echo "ok: cache and grower at $before+80 MiB; after the give-back the cgroup uses $(usage) MiB"

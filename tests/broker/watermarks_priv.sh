@@ -10,27 +10,15 @@ mk_tmpdir
 chmod 755 "$TEST_TMP"
 MI="$TEST_TMP/meminfo"
 LOG="$TEST_TMP/mbserver.log"
+WAIT_LOG=$LOG
 as() { u=$1; shift; setpriv --reuid="$u" --regid="$u" --clear-groups "$@"; }
-set_used() {
-	printf 'MemTotal: 1048576 kB\nMemAvailable: %d kB\n' $(( (1024 - $1) * 1024 )) >"$MI.new" &&
-		mv "$MI.new" "$MI"
-}
-wait_for() {
-	what=$1; shift
-	i=0
-	until "$@" >/dev/null 2>&1; do
-		i=$((i + 1)); [ $i -gt 200 ] && { cat "$LOG"; fail "timed out waiting for $what"; }
-		sleep 0.05
-	done
-}
-state_is() { "$MBUTIL" memstate | grep -q "^state: *$1\$"; }
 
-set_used 100
+fake_meminfo "$MI" 100
 start_broker 64M -o socket_mode=0666 -o device=meminfo -o device_meminfo="$MI" \
 	-o device_poll=20ms -o deny_high=80% -o deny_low=70% -o privileged_uids=65533
 as 65534 "$MBUTIL" request 1M >/dev/null || fail "uid 65534 refused in normal state"
-set_used 900
-wait_for "deny" state_is deny
+fake_meminfo "$MI" 900
+wait_until "deny" mem_state_is deny
 
 out=$(as 65534 "$MBUTIL" request 1M 2>&1); rc=$?
 [ $rc = 1 ] || fail "uid 65534 REQUEST in deny state: exit $rc ($out)"
@@ -45,8 +33,8 @@ as 65533 "$MBUTIL" reserve 1M >/dev/null || fail "privileged uid 65533 refused"
 # Marks: only the privileged may move them.
 out=$(as 65534 "$MBUTIL" mark deny_high 99% 2>&1) && fail "uid 65534 moved a mark"
 echo "$out" | grep -q "not permitted" || fail "mark by uid 65534: $out"
-state_is deny || fail "a refused mark change took effect"
+mem_state_is deny || fail "a refused mark change took effect"
 as 65533 "$MBUTIL" mark deny_high 99% mark deny_low 95% >/dev/null || fail "uid 65533 cannot move a mark"
-wait_for "normal" state_is normal
+wait_until "normal" mem_state_is normal
 as 65534 "$MBUTIL" request 1M >/dev/null || fail "uid 65534 refused after deny ended"
 echo ok

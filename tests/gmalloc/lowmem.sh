@@ -11,23 +11,11 @@ command -v setpriv >/dev/null || skip "needs setpriv"
 MBUTIL="$top_builddir/libmbclient/mbutil"
 chmod 755 "$TEST_TMP"
 MI="$TEST_TMP/meminfo"
-set_used() {
-	printf 'MemTotal: 1048576 kB\nMemAvailable: %d kB\n' $(( (1024 - $1) * 1024 )) >"$MI.new" &&
-		mv "$MI.new" "$MI"
-}
-wait_for() {
-	what=$1; shift
-	i=0
-	until "$@" >/dev/null 2>&1; do
-		i=$((i + 1)); [ $i -gt 200 ] && { cat "$TEST_TMP/out" "$TEST_TMP/err"; fail "timed out waiting for $what"; }
-		sleep 0.05
-	done
-}
-state_is() { "$MBUTIL" memstate | grep -q "^state: *$1\$"; }
-set_used 100
+WAIT_LOG="$TEST_TMP/out $TEST_TMP/err"
+fake_meminfo "$MI" 100
 start_broker 512M -o socket_mode=0666 -o device=meminfo -o device_meminfo="$MI" \
 	-o device_poll=20ms -o deny_high=80% -o deny_low=70%
-wait_for "normal" state_is normal
+wait_until "normal" mem_state_is normal
 # The program starts in normal state, then allocates 64 MiB at each signal.
 cat >"$TEST_TMP/alloc.py" <<'PY'
 import os, sys, time
@@ -48,16 +36,16 @@ GMALLOC_BROKER=on GMALLOC_LIMIT=1G setpriv --reuid=65534 --regid=65534 --clear-g
 	>"$TEST_TMP/out" 2>"$TEST_TMP/err" &
 P=$!
 at_exit "kill $P 2>/dev/null"
-wait_for "the program" grep -q started "$TEST_TMP/out"
-set_used 900
-wait_for "deny" state_is deny
+wait_until "the program" grep -q started "$TEST_TMP/out"
+fake_meminfo "$MI" 900
+wait_until "deny" mem_state_is deny
 touch "$TEST_TMP/go1"
 lines_ge() { [ "$(wc -l <"$TEST_TMP/out")" -ge "$1" ]; }
-wait_for "the first attempt" lines_ge 2
+wait_until "the first attempt" lines_ge 2
 [ "$(sed -n 2p "$TEST_TMP/out")" = refused ] || fail "64 MiB allocated in deny state: $(cat "$TEST_TMP/out" "$TEST_TMP/err")"
 grep -q "refused: LOWMEM" "$TEST_TMP/mbserver.log" || fail "the broker did not refuse with LOWMEM"
-set_used 100
-wait_for "normal" state_is normal
+fake_meminfo "$MI" 100
+wait_until "normal" mem_state_is normal
 touch "$TEST_TMP/go2"
 wait $P || fail "python3 failed: $(cat "$TEST_TMP/err")"
 [ "$(sed -n 3p "$TEST_TMP/out")" = "ok $((64 << 20))" ] || fail "no memory after deny ended: $(cat "$TEST_TMP/out" "$TEST_TMP/err")"
