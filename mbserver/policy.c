@@ -53,6 +53,7 @@ struct policy {
 	uint64_t next_poll, next_audit;
 	int read_failed;
 	uint64_t resident;    /* brokered bytes found resident by the audit */
+	uint64_t audit_lent;  /* pages lent at that audit */
 	uint64_t deny_since;
 	uint64_t priv_short;  /* when a privileged RESERVE last found the pool short */
 	uint64_t last_escalation;
@@ -172,7 +173,26 @@ static void audit_one(void *arg, struct bclient *c)
 static void audit(struct policy *p, struct broker *b)
 {
 	p->resident = 0;
+	p->audit_lent = broker_lent(b);
 	broker_foreach(b, audit_one, p);
+}
+
+/*
+ * Brokered memory that is resident now: what the last audit found, plus
+ * the pages lent since, at most all that is lent.  Counting new grants as
+ * used keeps a client that grows into its grant between two audits from
+ * looking like memory taken outside the broker (which would shrink the
+ * pool and ask that very client to give back).  Without the audit,
+ * everything lent counts as resident.
+ */
+static uint64_t brokered_resident(const struct policy *p, uint64_t lent)
+{
+	uint64_t all = lent * p->page_size;
+	if (!p->audit_ms)
+		return all;
+	uint64_t grown = lent > p->audit_lent ? (lent - p->audit_lent) * p->page_size : 0;
+	uint64_t est = p->resident + grown;
+	return est < all ? est : all;
 }
 
 /* ---- give-back --------------------------------------------------------- */
@@ -361,7 +381,7 @@ static void transition(struct policy *p, struct broker *b, const struct wm_decis
 
 static void follow_device(struct policy *p, struct broker *b, uint64_t now)
 {
-	uint64_t want = wm_lendable(&p->wm, p->configured, p->resident);
+	uint64_t want = wm_lendable(&p->wm, p->configured, brokered_resident(p, broker_lent(b)));
 	uint64_t step = p->configured / 128 ? p->configured / 128 : 1;
 	uint64_t diff = want > p->applied ? want - p->applied : p->applied - want;
 	if (diff < step && !(want == p->configured && p->applied != want))
