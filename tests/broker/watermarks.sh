@@ -21,7 +21,7 @@ start_broker 256M -o device=meminfo -o device_meminfo="$MI" -o device_poll=20ms 
 	-o notify_high=50% -o notify_low=40% -o deny_high=80% -o deny_low=70% \
 	-o share_deadline=1s -o giveback_retry=30s -o audit_interval=100ms \
 	-o escalate_command="echo \"\$MB_REASON\" >$TEST_TMP/escalated" -o escalate_after=300ms \
-	-o escalate_signal=TERM
+	-o escalate_signal=TERM -o early_horizon=3s -o rate_window=200ms
 wait_until "the first sample" used_is 100
 mem_state_is normal || fail "not normal at 100 MiB"
 
@@ -113,4 +113,17 @@ crossing liar
 case $CHECK in *"NOT honoured"*) ;; *) fail "the liar passed the check: $CHECK" ;; esac
 "$MBSTATUS" | grep " liar " | grep -q "DISHONOURED" || fail "liar not flagged: $("$MBSTATUS")"
 "$MBSTATUS" --json | grep -q '"command":"liar".*"dishonoured":true' || fail "liar not flagged in JSON"
+kill $GB_PID
+
+# Early warning: 200 MiB lent at once puts deny (719 MiB away) under a
+# second at that rate, inside the 3 s horizon: notify starts before any mark.
+fake_meminfo "$MI" 100
+wait_until "normal before the burst" mem_state_is normal
+"$MBUTIL" hold 200M 3s >/dev/null 2>&1 &
+HOLD=$!
+at_exit "kill $HOLD 2>/dev/null"
+wait_until "the early warning event" grep -q "event: mem-early" "$TEST_TMP/events"
+logged "decision: normal -> notify (early): device uses 100.0 MiB" || fail "no early notify decision"
+logged "decision: early warning: deny in about [0-9]* ms at [0-9]* pages/s (horizon 3000 ms)" ||
+	fail "no estimate in the log"
 echo "ok"
