@@ -275,7 +275,8 @@ static void cb_answered(void *ctx, struct bclient *bc, uint64_t asked, uint64_t 
 }
 
 static const struct broker_ops server_ops = {
-	cb_send, cb_close, cb_admit, cb_control, cb_answered
+	.send = cb_send, .close = cb_close,
+	.admit = cb_admit, .control = cb_control, .answered = cb_answered,
 };
 
 /* Write what is queued; update the epoll interest; finish a close. */
