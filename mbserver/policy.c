@@ -58,7 +58,7 @@ struct policy {
 	uint64_t priv_short;  /* when a privileged RESERVE last found the pool short */
 	uint64_t last_escalation;
 	struct gb_check gb[GB_MAX];
-	size_t ngb;
+	size_t ngb, gb_next;
 	struct broker *b;
 	uint64_t now;
 };
@@ -205,20 +205,19 @@ static void chosen(void *arg, struct bclient *c, uint64_t pages)
 	for (size_t i = 0; i < p->ngb; i++)
 		if (p->gb[i].id == broker_client_id(c))
 			g = &p->gb[i];
-	if (!g && p->ngb < GB_MAX)
-		g = &p->gb[p->ngb++];
-	if (g) {
-		g->id = broker_client_id(c);
-		g->pid = peer->pid;
-		g->pages = pages;
-		g->have_before = device_private_bytes(peer->pid, &g->before) == 0;
-	}
+	/* Full (clients that left unanswered): a slot is reused in turn. */
+	if (!g)
+		g = p->ngb < GB_MAX ? &p->gb[p->ngb++] : &p->gb[p->gb_next++ % GB_MAX];
+	g->id = broker_client_id(c);
+	g->pid = peer->pid;
+	g->pages = pages;
+	g->have_before = device_private_bytes(peer->pid, &g->before) == 0;
 	char f1[FIGURE];
 	mb_log(MB_LOG_NOTICE, "decision: give-back asked: client %lu (%s, pid %d) holds %ld pages, "
 	       "asked %lu pages within %lu ms, private memory %s",
 	       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
 	       (long)broker_client_balance(c), (unsigned long)pages,
-	       (unsigned long)p->share_ms, g && g->have_before ? fig(f1, g->before) : "unknown");
+	       (unsigned long)p->share_ms, g->have_before ? fig(f1, g->before) : "unknown");
 }
 
 void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
@@ -235,6 +234,8 @@ void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
 			break;
 		}
 	}
+	if (!found)
+		return; /* a query of the broker's own, not a give-back */
 	if (given == 0) {
 		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave 0 of "
 		       "%lu pages (%s)", (unsigned long)broker_client_id(c), broker_client_name(c),
@@ -242,7 +243,7 @@ void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
 		return;
 	}
 	uint64_t after;
-	if (!found || !g.have_before || device_private_bytes(peer->pid, &after) != 0) {
+	if (!g.have_before || device_private_bytes(peer->pid, &after) != 0) {
 		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave %lu "
 		       "of %lu pages (not checked: private memory unknown)",
 		       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
