@@ -81,7 +81,7 @@ const struct mb_conf_key mbs_conf_table[] = {
 	{ "rate_window", MB_CONF_DURATION, F(rate_window), 0, "1s",
 	  "smoothing window of the lending rate behind the estimate", NULL },
 	{ "audit_interval", MB_CONF_DURATION, F(audit_interval), 0, "1s",
-	  "interval between two readings of each client's private memory (0: never)", NULL },
+	  "interval between two readings of each client's private memory (0: never, and the pool does not follow the device)", NULL },
 	{ "overuse_percent", MB_CONF_U64, F(overuse_percent), 0, "150",
 	  "a client whose private memory passes this percent of its grant is flagged", NULL },
 	{ "escalate_command", MB_CONF_STRING, F(escalate_command), S(escalate_command), "",

@@ -54,6 +54,7 @@ struct policy {
 	int read_failed;
 	uint64_t resident;    /* brokered bytes found resident by the audit */
 	uint64_t audit_lent;  /* pages lent at that audit */
+	uint64_t audit_used;  /* device bytes used at that audit */
 	uint64_t deny_since;
 	uint64_t priv_short;  /* when a privileged RESERVE last found the pool short */
 	uint64_t last_escalation;
@@ -124,7 +125,7 @@ uint64_t policy_next_deadline(const struct policy *p)
 	if (p->mode == DEVICE_NONE)
 		return UINT64_MAX;
 	uint64_t next = p->next_poll;
-	if (p->audit_ms && p->next_audit < next)
+	if (p->audit_ms && p->wm.have_sample && p->next_audit < next)
 		next = p->next_audit;
 	return next;
 }
@@ -174,24 +175,24 @@ static void audit(struct policy *p, struct broker *b)
 {
 	p->resident = 0;
 	p->audit_lent = broker_lent(b);
+	p->audit_used = p->wm.dev.used;
 	broker_foreach(b, audit_one, p);
 }
 
 /*
  * Brokered memory that is resident now: what the last audit found, plus
- * the pages lent since, at most all that is lent.  Counting new grants as
- * used keeps a client that grows into its grant between two audits from
- * looking like memory taken outside the broker (which would shrink the
- * pool and ask that very client to give back).  Without the audit,
- * everything lent counts as resident.
+ * what the device has used more since, as far as lending grew meanwhile
+ * (a client growing into a new grant must not look like memory taken
+ * outside the broker), at most all that is lent.  Pages lent but not yet
+ * touched get no credit: counting them would let the pool grow by what it
+ * has just lent.
  */
 static uint64_t brokered_resident(const struct policy *p, uint64_t lent)
 {
 	uint64_t all = lent * p->page_size;
-	if (!p->audit_ms)
-		return all;
 	uint64_t grown = lent > p->audit_lent ? (lent - p->audit_lent) * p->page_size : 0;
-	uint64_t est = p->resident + grown;
+	uint64_t used = p->wm.dev.used > p->audit_used ? p->wm.dev.used - p->audit_used : 0;
+	uint64_t est = p->resident + (grown < used ? grown : used);
 	return est < all ? est : all;
 }
 
@@ -382,6 +383,9 @@ static void transition(struct policy *p, struct broker *b, const struct wm_decis
 
 static void follow_device(struct policy *p, struct broker *b, uint64_t now)
 {
+	/* Without the audit, brokered and outside memory cannot be told apart. */
+	if (!p->audit_ms)
+		return;
 	uint64_t want = wm_lendable(&p->wm, p->configured, brokered_resident(p, broker_lent(b)));
 	uint64_t step = p->configured / 128 ? p->configured / 128 : 1;
 	uint64_t diff = want > p->applied ? want - p->applied : p->applied - want;
@@ -398,19 +402,9 @@ static void follow_device(struct policy *p, struct broker *b, uint64_t now)
 	broker_set_initial(b, want, now);
 }
 
-void policy_tick(struct policy *p, struct broker *b, uint64_t now)
+/* Read the device and act on the decision.  0, or -1 when unreadable. */
+static int poll_device(struct policy *p, struct broker *b, uint64_t now)
 {
-	p->b = b;
-	p->now = now;
-	if (p->mode == DEVICE_NONE)
-		return;
-	if (p->audit_ms && now >= p->next_audit) {
-		audit(p, b);
-		p->next_audit = now + p->audit_ms;
-	}
-	if (now < p->next_poll)
-		return;
-	p->next_poll = now + p->poll_ms;
 	struct dev_sample s;
 	int rc = device_read(&p->paths, p->mode, &s);
 	if (rc != 0) {
@@ -419,7 +413,7 @@ void policy_tick(struct policy *p, struct broker *b, uint64_t now)
 			       "watermarks wait for a reading",
 			       p->mode == DEVICE_CGROUP ? p->cgroup : p->meminfo, -rc);
 		p->read_failed = 1;
-		return;
+		return -1;
 	}
 	if (p->read_failed)
 		mb_log(MB_LOG_NOTICE, "device readable again");
@@ -428,15 +422,36 @@ void policy_tick(struct policy *p, struct broker *b, uint64_t now)
 	wm_sample(&p->wm, &s, broker_lent(b), now, &d);
 	if (d.to != d.from)
 		transition(p, b, &d);
-	follow_device(p, b, now);
 	if (d.giveback) {
 		char f1[FIGURE], f2[FIGURE];
 		uint64_t asked = broker_give_back(b, d.giveback, now, chosen, p);
-		mb_log(asked ? MB_LOG_NOTICE : MB_LOG_INFO, "decision: give-back: device uses %s, target %s: %lu pages "
-		       "wanted, %lu asked", fig(f1, p->wm.measure), fig(f2, d.target),
-		       (unsigned long)d.giveback, (unsigned long)asked);
+		mb_log(asked ? MB_LOG_NOTICE : MB_LOG_INFO, "decision: give-back: device uses %s, "
+		       "target %s: %lu pages wanted, %lu asked", fig(f1, p->wm.measure),
+		       fig(f2, d.target), (unsigned long)d.giveback, (unsigned long)asked);
 	}
-	escalate(p, b, now);
+	return 0;
+}
+
+void policy_tick(struct policy *p, struct broker *b, uint64_t now)
+{
+	p->b = b;
+	p->now = now;
+	if (p->mode == DEVICE_NONE)
+		return;
+	int sampled = 0;
+	if (now >= p->next_poll) {
+		p->next_poll = now + p->poll_ms;
+		sampled = poll_device(p, b, now) == 0;
+	}
+	/* The audit pairs with a sample (audit_used): never before the first. */
+	if (p->audit_ms && now >= p->next_audit && p->wm.have_sample) {
+		audit(p, b);
+		p->next_audit = now + p->audit_ms;
+	}
+	if (sampled) {
+		follow_device(p, b, now);
+		escalate(p, b, now);
+	}
 }
 
 /* ---- hooks ------------------------------------------------------------- */
