@@ -54,6 +54,10 @@ const struct mb_conf_key mbs_conf_table[] = {
 	  "meminfo file read for the machine's figures", NULL },
 	{ "device_cgroup", MB_CONF_STRING, F(device_cgroup), S(device_cgroup), "",
 	  "memory cgroup directory (v1 or v2) for device = cgroup; empty: the broker's own", NULL },
+	{ "device_psi", MB_CONF_STRING, F(device_psi), S(device_psi), "/proc/pressure/memory",
+	  "memory pressure (PSI) file, read where the kernel allows; empty: none", NULL },
+	{ "psi_notify", MB_CONF_STRING, F(psi_notify), S(psi_notify), "",
+	  "also notify when the \"some\" stall of the last 10 s reaches this percent; empty: off", NULL },
 	{ "device_poll", MB_CONF_DURATION, F(device_poll), 0, "100ms",
 	  "interval between two readings of the device", NULL },
 	{ "device_measure", MB_CONF_ENUM, F(device_measure), 0, "used",
@@ -252,6 +256,12 @@ static int resolve_policy(const struct mbs_conf *cf, uint64_t page_size,
 	}
 	if (cf->device != DEVICE_NONE && cf->device_poll == 0) {
 		mb_log(MB_LOG_ERR, "device_poll: must be above 0");
+		return -1;
+	}
+	w->psi_notify = 0;
+	if (cf->psi_notify[0] && (mb_parse_hundredths(cf->psi_notify, &w->psi_notify) != 0 ||
+				  w->psi_notify > 10000)) {
+		mb_log(MB_LOG_ERR, "psi_notify: '%s' is not a percent from 0 to 100", cf->psi_notify);
 		return -1;
 	}
 	w->committed = cf->device_measure == 1;

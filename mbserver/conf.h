@@ -37,6 +37,8 @@ struct mbs_conf {
 	int device;                /* enum device_mode */
 	char device_meminfo[MBS_PATH_MAX * 2];
 	char device_cgroup[MBS_PATH_MAX * 2];
+	char device_psi[MBS_PATH_MAX * 2];
+	char psi_notify[32];
 	uint64_t device_poll;      /* ms */
 	int device_measure;        /* 0 used, 1 committed */
 	char marks[MB_CTL_MARK_COUNT][32]; /* notify_high .. headroom, as text */

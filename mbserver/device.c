@@ -139,21 +139,47 @@ static int read_cgroup(const struct device_paths *p, struct dev_sample *out)
 	return 0;
 }
 
+/* "some avg10=1.23 avg60=..." into hundredths of a percent. */
+static uint64_t read_psi(const char *path)
+{
+	char buf[256];
+	static const char key[] = "some avg10=";
+	if (!path || !path[0] || slurp(path, buf, sizeof(buf)) <= 0)
+		return DEVICE_PSI_UNKNOWN;
+	const char *v = strstr(buf, key);
+	if (!v)
+		return DEVICE_PSI_UNKNOWN;
+	v += sizeof(key) - 1;
+	uint64_t whole = 0, frac = 0;
+	int digits = 0, fd = 0;
+	for (; *v >= '0' && *v <= '9' && digits < 4; v++, digits++)
+		whole = whole * 10 + (uint64_t)(*v - '0');
+	if (digits == 0 || *v != '.')
+		return DEVICE_PSI_UNKNOWN;
+	for (v++; *v >= '0' && *v <= '9' && fd < 2; v++, fd++)
+		frac = frac * 10 + (uint64_t)(*v - '0');
+	return fd == 2 ? whole * 100 + frac : DEVICE_PSI_UNKNOWN;
+}
+
 int device_read(const struct device_paths *p, enum device_mode mode,
 		struct dev_sample *out)
 {
+	int rc;
 	memset(out, 0, sizeof(*out));
 	switch (mode) {
 	case DEVICE_MEMINFO:
 		out->source = MB_DEV_MEMINFO;
-		return read_meminfo(p->meminfo, out);
+		rc = read_meminfo(p->meminfo, out);
+		break;
 	case DEVICE_CGROUP:
-		if (!p->cgroup || !p->cgroup[0])
-			return -ENOENT;
-		return read_cgroup(p, out);
+		rc = !p->cgroup || !p->cgroup[0] ? -ENOENT : read_cgroup(p, out);
+		break;
 	default:
-		return -ENOENT;
+		rc = -ENOENT;
+		break;
 	}
+	out->psi_some = rc == 0 ? read_psi(p->psi) : DEVICE_PSI_UNKNOWN;
+	return rc;
 }
 
 int device_find_cgroup(const char *proc_cgroup, const char *mount, char *out,

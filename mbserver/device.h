@@ -19,16 +19,22 @@ enum device_mode { DEVICE_NONE, DEVICE_MEMINFO, DEVICE_CGROUP };
 struct device_paths {
 	const char *meminfo; /* meminfo-format file, e.g. /proc/meminfo */
 	const char *cgroup;  /* memory cgroup directory (DEVICE_CGROUP) */
+	const char *psi;     /* pressure file (/proc/pressure/memory); NULL or "": none */
 };
+
+#define DEVICE_PSI_UNKNOWN UINT64_MAX
 
 struct dev_sample {
 	unsigned source;    /* enum mb_dev_source */
 	uint64_t total;     /* bytes the device has */
 	uint64_t used;      /* bytes that are not available */
 	uint64_t committed; /* Committed_AS in bytes; 0 when not known */
+	uint64_t psi_some;  /* "some" avg10 stall, hundredths of a percent;
+			       DEVICE_PSI_UNKNOWN where the kernel does not tell */
 };
 
-/* Read one sample.  0, or -errno (the file that failed is logged once by
+/* Read one sample (PSI is optional: an unreadable pressure file only
+ * leaves psi_some unknown).  0, or -errno (the file that failed is logged once by
  * the caller, which knows whether it already said so). */
 int device_read(const struct device_paths *p, enum device_mode mode,
 		struct dev_sample *out);

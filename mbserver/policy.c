@@ -37,6 +37,7 @@ struct policy {
 	enum device_mode mode;
 	char meminfo[MBS_PATH_MAX * 2];
 	char cgroup[MBS_PATH_MAX * 2];
+	char psi[MBS_PATH_MAX * 2];
 	struct device_paths paths;
 	uint64_t poll_ms, audit_ms, honour, overuse, share_ms;
 	char escalate[MBS_LIST_MAX];
@@ -72,6 +73,8 @@ static void set_config(struct policy *p, const struct mbs_conf *cf,
 	memcpy(p->cgroup, cf->device_cgroup, sizeof(p->cgroup));
 	p->paths.meminfo = p->meminfo;
 	p->paths.cgroup = p->cgroup;
+	memcpy(p->psi, cf->device_psi, sizeof(p->psi));
+	p->paths.psi = p->psi;
 	p->poll_ms = cf->device_poll;
 	p->audit_ms = cf->audit_interval;
 	p->honour = cf->giveback_honour;
@@ -365,10 +368,15 @@ static void transition(struct policy *p, struct broker *b, const struct wm_decis
 	uint64_t mark = d->to == MB_MEM_DENY ? w->res[MB_CTL_DENY_HIGH] :
 		d->to == MB_MEM_NOTIFY ? w->res[MB_CTL_NOTIFY_HIGH] :
 		w->res[d->from == MB_MEM_DENY ? MB_CTL_DENY_LOW : MB_CTL_NOTIFY_LOW];
-	mb_log(MB_LOG_NOTICE, "decision: %s -> %s%s: device uses %s of %s (mark %s, lent %s)",
-	       wm_state_name(d->from), wm_state_name(d->to), d->early ? " (early)" : "",
+	char psi[48] = "";
+	if (w->dev.psi_some != DEVICE_PSI_UNKNOWN)
+		mb_format(psi, sizeof(psi), ", psi some %lu.%02lu%%",
+			  (unsigned long)(w->dev.psi_some / 100), (unsigned long)(w->dev.psi_some % 100));
+	mb_log(MB_LOG_NOTICE, "decision: %s -> %s%s: device uses %s of %s (mark %s, lent %s%s)",
+	       wm_state_name(d->from), wm_state_name(d->to),
+	       d->early ? " (early)" : d->psi ? " (stall)" : "",
 	       fig(f1, w->measure), fig(f2, w->dev.total), fig(f3, mark),
-	       fig(f4, broker_lent(b) * p->page_size));
+	       fig(f4, broker_lent(b) * p->page_size), psi);
 	if (d->early) {
 		mb_log(MB_LOG_NOTICE, "decision: early warning: deny in about %lu ms at %ld pages/s "
 		       "(horizon %lu ms)", (unsigned long)w->estimate_ms, (long)w->rate_pps,

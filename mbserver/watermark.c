@@ -5,7 +5,8 @@
  *
  *     deny    m >= deny_high, or in deny and m >= deny_low
  *     notify  m >= notify_high, or in notify/deny and m >= notify_low,
- *             or the estimated time to deny is under the horizon
+ *             or the estimated time to deny is under the horizon,
+ *             or the PSI "some" stall is at psi_notify or above
  *     normal  otherwise
  *
  * Entering notify or deny asks back the pages that bring m under the low
@@ -151,6 +152,12 @@ static int early_due(const struct wm *w)
 	return w->estimate_ms < (w->early ? 2 * h : h);
 }
 
+static int psi_due(const struct wm *w)
+{
+	return w->cfg.psi_notify && w->dev.psi_some != DEVICE_PSI_UNKNOWN &&
+	       w->dev.psi_some >= w->cfg.psi_notify;
+}
+
 static enum mb_mem_state next_state(const struct wm *w, int *early)
 {
 	uint64_t m = w->measure;
@@ -168,7 +175,7 @@ static enum mb_mem_state next_state(const struct wm *w, int *early)
 		*early = 1;
 		return MB_MEM_NOTIFY;
 	}
-	return MB_MEM_NORMAL;
+	return psi_due(w) ? MB_MEM_NOTIFY : MB_MEM_NORMAL;
 }
 
 /* Bytes the device should come under while notify or deny lasts. */
@@ -193,6 +200,8 @@ void wm_sample(struct wm *w, const struct dev_sample *s, uint64_t lent,
 	d->from = w->state;
 	d->to = next_state(w, &early);
 	d->early = early && d->from == MB_MEM_NORMAL;
+	d->psi = d->to == MB_MEM_NOTIFY && !early && psi_due(w) &&
+		 !(w->res[MB_CTL_NOTIFY_HIGH] != WM_OFF && w->measure >= w->res[MB_CTL_NOTIFY_LOW]);
 	w->state = d->to;
 	w->early = early;
 	if (d->to == MB_MEM_NORMAL)

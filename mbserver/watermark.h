@@ -35,6 +35,8 @@ struct wm_config {
 	uint64_t horizon_ms;   /* notify early when deny is nearer; 0: off */
 	uint64_t rate_window_ms; /* smoothing of the lending rate */
 	uint64_t retry_ms;     /* ask again this often while above the mark */
+	uint64_t psi_notify;   /* notify at this "some" avg10 stall (hundredths
+				  of a percent), where PSI can be read; 0: off */
 };
 
 struct wm {
@@ -54,6 +56,7 @@ struct wm {
 struct wm_decision {
 	enum mb_mem_state from, to; /* differ on a transition */
 	int early;                  /* notify entered on the estimate */
+	int psi;                    /* notify held by the stall figure alone */
 	uint64_t giveback;          /* pages to ask back now; 0: none */
 	uint64_t target;            /* bytes the device should come under */
 };

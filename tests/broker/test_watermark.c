@@ -64,13 +64,29 @@ START_TEST(meminfo_figures)
 	    "MemAvailable:     262144 kB\nCommitted_AS:    2097152 kB\n");
 	char mi[256];
 	strcpy(mi, at("meminfo"));
-	struct device_paths p = { mi, NULL };
+	struct device_paths p = { mi, NULL, NULL };
 	struct dev_sample s;
 	ck_assert_int_eq(device_read(&p, DEVICE_MEMINFO, &s), 0);
 	ck_assert_uint_eq(s.source, MB_DEV_MEMINFO);
 	ck_assert_uint_eq(s.total, 1024 * MiB);
 	ck_assert_uint_eq(s.used, 768 * MiB);
 	ck_assert_uint_eq(s.committed, 2048 * MiB);
+	ck_assert_uint_eq(s.psi_some, DEVICE_PSI_UNKNOWN);
+	/* PSI where the kernel offers it; absent or garbled: unknown. */
+	char psi[256];
+	put("pressure", "some avg10=12.34 avg60=1.00 avg300=0.00 total=99\n"
+	    "full avg10=3.00 avg60=0.00 avg300=0.00 total=5\n");
+	strcpy(psi, at("pressure"));
+	p.psi = psi;
+	ck_assert_int_eq(device_read(&p, DEVICE_MEMINFO, &s), 0);
+	ck_assert_uint_eq(s.psi_some, 1234);
+	put("pressure", "some avg10=x\n");
+	ck_assert_int_eq(device_read(&p, DEVICE_MEMINFO, &s), 0);
+	ck_assert_uint_eq(s.psi_some, DEVICE_PSI_UNKNOWN);
+	strcpy(psi, at("no-pressure"));
+	ck_assert_int_eq(device_read(&p, DEVICE_MEMINFO, &s), 0);
+	ck_assert_uint_eq(s.psi_some, DEVICE_PSI_UNKNOWN);
+	p.psi = NULL;
 	/* No MemAvailable: an error, never a guess. */
 	put("meminfo", "MemTotal: 1048576 kB\n");
 	ck_assert_int_lt(device_read(&p, DEVICE_MEMINFO, &s), 0);
@@ -91,7 +107,7 @@ START_TEST(cgroup_v1_and_v2)
 	put("v1/memory.limit_in_bytes", "209715200\n");
 	put("v1/memory.stat", "cache 1000\ntotal_inactive_file 4194304\ntotal_rss 5\n");
 	strcpy(cg, at("v1"));
-	struct device_paths p = { mi, cg };
+	struct device_paths p = { mi, cg, NULL };
 	struct dev_sample s;
 	ck_assert_int_eq(device_read(&p, DEVICE_CGROUP, &s), 0);
 	ck_assert_uint_eq(s.source, MB_DEV_CGROUP1);
@@ -173,7 +189,7 @@ static void setup_wm(const char *nh, const char *nl, const char *dh, const char 
 
 static struct wm_decision feed(uint64_t used_mib, uint64_t lent)
 {
-	struct dev_sample s = { MB_DEV_MEMINFO, 1000 * MiB, used_mib * MiB, 0 };
+	struct dev_sample s = { MB_DEV_MEMINFO, 1000 * MiB, used_mib * MiB, 0, DEVICE_PSI_UNKNOWN };
 	struct wm_decision d;
 	now += 100;
 	wm_sample(&w, &s, lent, now, &d);
@@ -258,13 +274,35 @@ START_TEST(committed_above_total)
 	struct wm_config c = { .page_size = PAGE, .committed = 1, .retry_ms = 1000 };
 	ck_assert_int_eq(wm_parse_mark("110%", &c.mark[MB_CTL_DENY_HIGH]), 0);
 	wm_init(&w, &c);
-	struct dev_sample s = { MB_DEV_MEMINFO, 1000 * MiB, 100 * MiB, 1050 * MiB };
+	struct dev_sample s = { MB_DEV_MEMINFO, 1000 * MiB, 100 * MiB, 1050 * MiB,
+				DEVICE_PSI_UNKNOWN };
 	struct wm_decision d;
 	wm_sample(&w, &s, 0, 10, &d);
 	ck_assert_uint_eq(d.to, MB_MEM_NORMAL);
 	s.committed = 1100 * MiB;
 	wm_sample(&w, &s, 0, 20, &d);
 	ck_assert_uint_eq(d.to, MB_MEM_DENY);
+}
+END_TEST
+
+START_TEST(stall_notifies)
+{
+	struct wm_config c = { .page_size = PAGE, .retry_ms = 1000, .psi_notify = 1000 };
+	for (int i = 0; i < MB_CTL_MARK_COUNT; i++)
+		c.mark[i].unit = MB_CTL_OFF;
+	wm_init(&w, &c);
+	struct dev_sample s = { MB_DEV_MEMINFO, 1000 * MiB, 100 * MiB, 0, 999 };
+	struct wm_decision d;
+	wm_sample(&w, &s, 0, 10, &d);
+	ck_assert_uint_eq(d.to, MB_MEM_NORMAL);
+	s.psi_some = 1000;
+	wm_sample(&w, &s, 0, 20, &d);
+	ck_assert_uint_eq(d.to, MB_MEM_NOTIFY);
+	ck_assert_int_eq(d.psi, 1);
+	ck_assert_uint_eq(d.giveback, 0); /* no mark: no amount to ask for */
+	s.psi_some = DEVICE_PSI_UNKNOWN;
+	wm_sample(&w, &s, 0, 30, &d);
+	ck_assert_uint_eq(d.to, MB_MEM_NORMAL);
 }
 END_TEST
 
@@ -545,6 +583,7 @@ static Suite *wm_suite(void)
 	tcase_add_test(t, deny_and_back);
 	tcase_add_test(t, committed_above_total);
 	tcase_add_test(t, early_warning);
+	tcase_add_test(t, stall_notifies);
 	tcase_add_test(t, lendable_follows_device);
 	suite_add_tcase(s, t);
 	t = tcase_create("broker hooks");

@@ -17,11 +17,15 @@ used_is() { "$MBUTIL" memstate | grep -q "^device: *$(($1 * 1048576)) of"; }
 logged() { grep -q -- "$1" "$LOG"; }
 
 fake_meminfo "$MI" 100
+PSI="$TEST_TMP/pressure"
+pressure() { printf 'some avg10=%s avg60=0.00 avg300=0.00 total=1\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n' "$1" >"$PSI"; }
+pressure 0.00
 start_broker 256M -o device=meminfo -o device_meminfo="$MI" -o device_poll=20ms \
 	-o notify_high=50% -o notify_low=40% -o deny_high=80% -o deny_low=70% \
 	-o share_deadline=1s -o giveback_retry=30s -o audit_interval=100ms \
 	-o escalate_command="echo \"\$MB_REASON\" >$TEST_TMP/escalated" -o escalate_after=300ms \
-	-o escalate_signal=TERM -o early_horizon=3s -o rate_window=200ms
+	-o escalate_signal=TERM -o early_horizon=3s -o rate_window=200ms \
+	-o device_psi="$PSI" -o psi_notify=20%
 wait_until "the first sample" used_is 100
 mem_state_is normal || fail "not normal at 100 MiB"
 
@@ -34,7 +38,7 @@ wait_until "the subscription" grep -q listening "$TEST_TMP/events"
 fake_meminfo "$MI" 600
 wait_until "notify" mem_state_is notify
 wait_until "the notify event" grep -q "event: mem-notify" "$TEST_TMP/events"
-logged "decision: normal -> notify: device uses 600.0 MiB of 1.0 GiB (mark 512.0 MiB" ||
+logged "decision: normal -> notify: device uses 600.0 MiB of 1.0 GiB (mark 512.0 MiB, lent 0 B, psi some 0.00%)" ||
 	fail "no decision line for notify"
 fake_meminfo "$MI" 450
 wait_until "a sample at 450 MiB" used_is 450
@@ -133,4 +137,14 @@ wait_until "the early warning event" grep -q "event: mem-early" "$TEST_TMP/event
 logged "decision: normal -> notify (early): device uses 100.0 MiB" || fail "no early notify decision"
 logged "decision: early warning: deny in about [0-9]* ms at [0-9]* pages/s (horizon 3000 ms)" ||
 	fail "no estimate in the log"
+kill $HOLD
+wait_until "normal after the burst" mem_state_is normal
+
+# Stall, where the kernel reports it, is an extra signal for notify.
+pressure 25.50
+wait_until "notify on stall" mem_state_is notify
+logged "decision: normal -> notify (stall): device uses 100.0 MiB of 1.0 GiB (mark 512.0 MiB, lent 0 B, psi some 25.50%)" ||
+	fail "no stall decision: $(grep "decision: normal -> notify" "$LOG" | tail -n 1)"
+pressure 1.00
+wait_until "normal after the stall" mem_state_is normal
 echo "ok"
