@@ -11,6 +11,11 @@
  * freeing and allocating around the mark does not ping-pong with the
  * broker.
  *
+ * The broker's notify and deny events (subscribed at connection) are read
+ * on the same free path: after one, cached free pages go back to the
+ * kernel and every quota page above resident use goes back to the broker,
+ * without the slack.
+ *
  * The connection is opened lazily by the first need.  If the broker
  * cannot be reached, one warning is printed and the fixed limit applies
  * for the rest of the process.  A forked child holds no quota: it
@@ -45,6 +50,7 @@ static _Atomic uint64_t gm_held;       /* quota bytes held */
 static _Atomic uint64_t gm_freed_mark; /* anr_freed_bytes() at the last check */
 static uint64_t gm_page;               /* bytes per quota page */
 static int gm_mb_opened;               /* gm_mb went through mb_open() */
+static _Atomic int gm_low;             /* notify or deny came: give back */
 
 static _Atomic uint64_t st_requests, st_reserves, st_granted, st_returns,
 	st_returned, st_refused, st_lost;
@@ -96,12 +102,25 @@ static void gm_give_up(struct anr_heap *h, const char *why, int err)
 	anr_set_budget(h, gm_cfg.limit ? (size_t)gm_cfg.limit : st.reserved);
 }
 
+/* Runs inside a library call on gm_mb: only notes the event. */
+static void gm_on_event(void *arg, unsigned event, int64_t pool, uint64_t total,
+			uint64_t value)
+{
+	(void)arg;
+	(void)pool;
+	(void)total;
+	(void)value;
+	if (event == MB_EVENT_MEM_NOTIFY || event == MB_EVENT_MEM_DENY)
+		atomic_store(&gm_low, 1);
+}
+
 static int gm_connect(struct anr_heap *h)
 {
 	struct mb_options opt;
 	memset(&opt, 0, sizeof(opt));
 	opt.socket_path = gm_cfg.broker_socket[0] ? gm_cfg.broker_socket : NULL;
 	opt.kind = MB_CLIENT_SINK;
+	opt.event = gm_on_event;
 	/* A handle left by a parent process or a lost connection is closed
 	 * without speaking on it, then started afresh. */
 	if (gm_mb_opened)
@@ -118,6 +137,8 @@ static int gm_connect(struct anr_heap *h)
 		gm_page = (uint64_t)sysconf(_SC_PAGESIZE);
 	atomic_store(&gm_held, 0);
 	atomic_store(&gm_mb_state, GM_MB_OPEN);
+	if (mb_subscribe(&gm_mb, MB_EVENT_MEM_NOTIFY | MB_EVENT_MEM_DENY) != 0)
+		mb_log(MB_LOG_INFO, "the broker sends no memory events");
 	mb_log(MB_LOG_INFO, "connected to the broker (quota page %lu bytes)",
 	       (unsigned long)gm_page);
 	return 0;
@@ -282,6 +303,19 @@ void gm_broker_note_free(void)
 						      memory_order_relaxed,
 						      memory_order_relaxed))
 		return; /* another thread is on it */
+	/* Read what the broker sent meanwhile (no wait); its events set gm_low. */
+	if (pthread_mutex_trylock(&gm_mb_lock) == 0) {
+		if (atomic_load(&gm_mb_state) == GM_MB_OPEN)
+			(void)mb_dispatch(&gm_mb, 0);
+		pthread_mutex_unlock(&gm_mb_lock);
+	}
+	if (atomic_exchange(&gm_low, 0)) {
+		size_t pages = anr_trim(gm_heap_ptr, 0);
+		size_t quota = gm_broker_release(1);
+		mb_log(MB_LOG_INFO, "memory is low: %lu bytes of free pages and %lu bytes of "
+		       "quota given back", (unsigned long)pages, (unsigned long)quota);
+		return;
+	}
 	(void)gm_broker_release(0);
 }
 
