@@ -170,8 +170,9 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 	h->broker_granted_bytes += granted * h->mb_page;
 	pthread_mutex_unlock(&h->lock);
 	if (rc != 0) {
-		mb_log(MB_LOG_WARNING, "anrmalloc %s: quota request: %s",
-		       h->cfg.name, mb_strerror(rc));
+		/* Low memory is a refusal like any other, and expected to pass. */
+		mb_log(rc == MB_ELOWMEM ? MB_LOG_INFO : MB_LOG_WARNING,
+		       "anrmalloc %s: quota request: %s", h->cfg.name, mb_strerror(rc));
 		return 0;
 	}
 	return (size_t)(granted * h->mb_page);

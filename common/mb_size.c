@@ -251,6 +251,27 @@ int mb_parse_mode(const char *s, unsigned *out)
 	return 0;
 }
 
+int mb_meminfo_text(const char *text, const char *key, uint64_t *bytes)
+{
+	size_t klen = strlen(key);
+	for (const char *line = text; line && *line;) {
+		const char *nl = strchr(line, '\n');
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			uint64_t kb;
+			const char *p = parse_digits(skip_ws(line + klen + 1), &kb);
+			if (!p)
+				return -EINVAL;
+			p = skip_ws(p);
+			if (strncmp(p, "kB", 2) == 0)
+				return mul_ok(kb, 1024, bytes) ? -ERANGE : 0;
+			*bytes = kb;
+			return 0;
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	return -ENOENT;
+}
+
 uint64_t mb_meminfo_field(const char *path, const char *key)
 {
 	char buf[4096];
@@ -270,25 +291,8 @@ uint64_t mb_meminfo_field(const char *path, const char *key)
 	}
 	close(fd);
 	buf[len] = '\0';
-	size_t klen = strlen(key);
-	for (char *line = buf; line && *line;) {
-		char *nl = strchr(line, '\n');
-		if (nl)
-			*nl = '\0';
-		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
-			uint64_t kb;
-			const char *p = parse_digits(skip_ws(line + klen + 1), &kb);
-			if (!p)
-				return 0;
-			p = skip_ws(p);
-			uint64_t bytes;
-			if (strncmp(p, "kB", 2) == 0)
-				return mul_ok(kb, 1024, &bytes) ? 0 : bytes;
-			return kb;
-		}
-		line = nl ? nl + 1 : NULL;
-	}
-	return 0;
+	uint64_t bytes;
+	return mb_meminfo_text(buf, key, &bytes) == 0 ? bytes : 0;
 }
 
 uint64_t mb_meminfo_total(const char *path)
@@ -310,4 +314,28 @@ size_t mb_format_size(char *buf, size_t cap, uint64_t bytes)
 		return mb_format(buf, cap, "%lu B", (unsigned long)bytes);
 	unsigned tenth = (unsigned)(rem * 10 / 1024);
 	return mb_format(buf, cap, "%lu.%u %s", (unsigned long)whole, tenth, units[u]);
+}
+
+int mb_parse_hundredths(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	int frac = -1, digits = 0;
+	for (; *s && *s != '%'; s++) {
+		if (*s == '.' && frac < 0) {
+			frac = 0;
+			continue;
+		}
+		if (*s < '0' || *s > '9' || frac >= 2 || v > UINT64_MAX / 1000)
+			return -EINVAL;
+		v = v * 10 + (uint64_t)(*s - '0');
+		digits++;
+		if (frac >= 0)
+			frac++;
+	}
+	if (*s != '%' || s[1] != '\0' || digits == 0 || frac == 0)
+		return -EINVAL;
+	for (int k = frac < 0 ? 0 : frac; k < 2; k++)
+		v *= 10;
+	*out = v;
+	return 0;
 }

@@ -22,6 +22,9 @@
 
 /* base: what "N%" and "all-except N" refer to; 0 makes them -EINVAL. */
 int mb_parse_size(const char *s, uint64_t base, uint64_t *out);
+/* A percent with at most two decimals, "90%", "12.5%", "110.25%" (above
+ * 100 allowed), in hundredths of a percent: 9000, 1250, 11025. */
+int mb_parse_hundredths(const char *s, uint64_t *out);
 /* Plain unsigned decimal (or 0x hex), no sign, no trailing garbage. */
 int mb_parse_u64(const char *s, uint64_t *out);
 /* yes/no, true/false, on/off, 1/0. */
@@ -35,6 +38,9 @@ int mb_parse_mode(const char *s, unsigned *out);
  * can be overridden (tests use a fixture); NULL means /proc/meminfo. */
 uint64_t mb_meminfo_total(const char *path);
 /* Any "Key:   N kB" field of a meminfo-format file, in bytes; 0 if absent. */
+/* The same from text already read (meminfo, smaps_rollup, memory.stat):
+ * 0, -ENOENT when the key is absent, -EINVAL or -ERANGE for a bad value. */
+int mb_meminfo_text(const char *text, const char *key, uint64_t *bytes);
 uint64_t mb_meminfo_field(const char *path, const char *key);
 
 /* Human-readable amount: "512.0 MiB", "4096 B". */

@@ -23,6 +23,7 @@ static const struct wire_type wire_types[MB_MSG_TYPE_MAX] = {
 	[MB_MSG_SUBSCRIBE] = { "SUBSCRIBE", MB_W_SUB_COUNT },
 	[MB_MSG_SHARE_ANSWER] = { "SHARE_ANSWER", MB_W_ANS_COUNT },
 	[MB_MSG_CLAIM] = { "CLAIM", MB_W_CLAIM_COUNT },
+	[MB_MSG_CONTROL] = { "CONTROL", MB_W_CTL_COUNT },
 	[MB_MSG_HELLO_ACK] = { "HELLO_ACK", MB_W_ACK_COUNT },
 	[MB_MSG_GRANT] = { "GRANT", MB_W_GRANT_COUNT },
 	[MB_MSG_RETURN_ACK] = { "RETURN_ACK", MB_W_RETACK_COUNT },
@@ -35,12 +36,14 @@ static const struct wire_type wire_types[MB_MSG_TYPE_MAX] = {
 	[MB_MSG_SUBSCRIBE_ACK] = { "SUBSCRIBE_ACK", MB_W_SUBACK_COUNT },
 	[MB_MSG_ERROR] = { "ERROR", MB_W_ERR_COUNT },
 	[MB_MSG_CLAIM_ACK] = { "CLAIM_ACK", MB_W_CLAIMACK_COUNT },
+	[MB_MSG_CONTROL_ACK] = { "CONTROL_ACK", MB_W_CA_COUNT },
 	[MB_MSG_SHARE_QUERY] = { "SHARE_QUERY", MB_W_SQ_COUNT },
 	[MB_MSG_REPAY] = { "REPAY", MB_W_REPAY_COUNT },
 	[MB_MSG_EVENT] = { "EVENT", MB_W_EV_COUNT },
 };
 
 _Static_assert(MB_W_SC_COUNT <= MB_WIRE_MAX_WORDS, "STATUS_CLIENT too long");
+_Static_assert(MB_W_CA_COUNT <= MB_WIRE_MAX_WORDS, "CONTROL_ACK too long");
 _Static_assert(MB_W_HELLO_COUNT <= MB_WIRE_MAX_WORDS, "HELLO too long");
 
 static const char *const status_names[MB_ST_COUNT] = {
@@ -61,6 +64,7 @@ static const char *const status_names[MB_ST_COUNT] = {
 	[MB_ST_UNKNOWN] = "UNKNOWN",
 	[MB_ST_UIDCAP] = "UIDCAP",
 	[MB_ST_CLAIM_PARTIAL] = "CLAIM_PARTIAL",
+	[MB_ST_LOWMEM] = "LOWMEM",
 };
 
 int mb_wire_payload_words(unsigned type)

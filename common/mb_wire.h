@@ -76,6 +76,7 @@ enum mb_msg_type {
 	MB_MSG_SUBSCRIBE = 9,
 	MB_MSG_SHARE_ANSWER = 10,
 	MB_MSG_CLAIM = 11,        /* after a reconnect: the pages this client holds */
+	MB_MSG_CONTROL = 12,      /* read or set the memory watermarks */
 	/* server -> client replies */
 	MB_MSG_HELLO_ACK = 32,
 	MB_MSG_GRANT = 33,        /* reply to REQUEST and RESERVE */
@@ -89,6 +90,7 @@ enum mb_msg_type {
 	MB_MSG_SUBSCRIBE_ACK = 41,
 	MB_MSG_ERROR = 42,        /* reply to a frame that has no reply of its own */
 	MB_MSG_CLAIM_ACK = 43,
+	MB_MSG_CONTROL_ACK = 44,
 	/* server -> client, unsolicited */
 	MB_MSG_SHARE_QUERY = 64,  /* please give back pages (bidi and source only) */
 	MB_MSG_REPAY = 65,        /* pages a source lent come back to it */
@@ -115,6 +117,7 @@ enum mb_status {
 	MB_ST_UNKNOWN = 14,   /* unknown message type */
 	MB_ST_UIDCAP = 15,    /* per-uid cap (pages or connections) reached */
 	MB_ST_CLAIM_PARTIAL = 17, /* CLAIM accepted in part: the pool had less */
+	MB_ST_LOWMEM = 18,    /* the device is past the deny watermark */
 	MB_ST_COUNT /* 16 is reserved */
 };
 
@@ -126,7 +129,9 @@ enum mb_event {
 	MB_EV_MEM_NOTIFY = 1u << 3,  /* system memory above the notify watermark */
 	MB_EV_MEM_DENY = 1u << 4,    /* system memory above the deny watermark */
 	MB_EV_MEM_OK = 1u << 5,
-	MB_EV_ALL = (1u << 6) - 1
+	/* value: the estimated milliseconds until deny, from the lending rate */
+	MB_EV_MEM_EARLY = 1u << 8,
+	MB_EV_ALL = ((1u << 6) - 1) | MB_EV_MEM_EARLY
 };
 
 /*
@@ -136,6 +141,8 @@ enum mb_event {
  * back.  Unknown bits are ignored.
  */
 #define MB_HELLO_KEEP (UINT64_C(1) << 8)
+/* HELLO flags.  Bits 0..7: memory policy. */
+#define MB_HELLO_EXPENDABLE (UINT64_C(1) << 0) /* may be signalled as a last resort */
 
 /* Word indexes of each payload. */
 enum { MB_W_HELLO_VERSION, MB_W_HELLO_KIND, MB_W_HELLO_SOURCE_PAGES,
@@ -165,7 +172,13 @@ enum { MB_W_SC_ID, MB_W_SC_PID, MB_W_SC_UID, MB_W_SC_KIND, MB_W_SC_BALANCE,
        MB_W_SC_REQ_PAGES, MB_W_SC_REQ_ACQUIRED, MB_W_SC_REQ_AGE_MS,
        MB_W_SC_SHARE_URG /* urgency + 1, or 0 for no open query */,
        MB_W_SC_SHARE_PAGES, MB_W_SC_SHARE_AGE_MS, MB_W_SC_COMM,
-       MB_W_SC_COUNT = MB_W_SC_COMM + MB_WIRE_COMM_WORDS };
+       /* private resident bytes last measured (MB_SC_PRIVATE_UNKNOWN: not
+        * measured), or'ed with MB_SC_DISHONOURED */
+       MB_W_SC_PRIVATE = MB_W_SC_COMM + MB_WIRE_COMM_WORDS,
+       MB_W_SC_COUNT };
+#define MB_SC_PRIVATE_MASK ((UINT64_C(1) << 62) - 1)
+#define MB_SC_PRIVATE_UNKNOWN MB_SC_PRIVATE_MASK
+#define MB_SC_DISHONOURED (UINT64_C(1) << 62) /* did not free what it claimed */
 enum { MB_W_SE_STATUS, MB_W_SE_COUNT };
 enum { MB_W_TERM_COUNT = 0 };
 enum { MB_W_TERMACK_STATUS, MB_W_TERMACK_RECLAIMED, MB_W_TERMACK_COUNT };
@@ -185,6 +198,31 @@ enum { MB_W_ERR_STATUS, MB_W_ERR_TYPE /* type of the offending frame */, MB_W_ER
 enum { MB_W_SQ_URGENCY, MB_W_SQ_PAGES, MB_W_SQ_DEADLINE_MS, MB_W_SQ_COUNT };
 enum { MB_W_REPAY_PAGES, MB_W_REPAY_BALANCE, MB_W_REPAY_COUNT };
 enum { MB_W_EV_EVENT, MB_W_EV_POOL, MB_W_EV_TOTAL, MB_W_EV_VALUE, MB_W_EV_COUNT };
+/*
+ * CONTROL: read (MB_CTL_GET, anyone) or set (MB_CTL_SET, privileged callers
+ * only) one watermark.  A value is bytes, or hundredths of a percent of the
+ * device with MB_CTL_UNIT_PERCENT (11000 is 110%); MB_CTL_OFF turns a mark
+ * off.  The reply carries the whole state after the change.
+ */
+enum mb_ctl_op { MB_CTL_GET = 0, MB_CTL_SET = 1 };
+enum mb_ctl_mark { MB_CTL_NOTIFY_HIGH = 0, MB_CTL_NOTIFY_LOW = 1,
+		   MB_CTL_DENY_HIGH = 2, MB_CTL_DENY_LOW = 3, MB_CTL_HEADROOM = 4,
+		   MB_CTL_MARK_COUNT };
+enum mb_ctl_unit { MB_CTL_UNIT_BYTES = 0, MB_CTL_UNIT_PERCENT = 1, MB_CTL_OFF = 2 };
+/* Watermark states, in order of severity. */
+enum mb_mem_state { MB_MEM_NORMAL = 0, MB_MEM_NOTIFY = 1, MB_MEM_DENY = 2 };
+/* Where the device figures come from. */
+enum mb_dev_source { MB_DEV_NONE = 0, MB_DEV_MEMINFO = 1, MB_DEV_CGROUP1 = 2,
+		     MB_DEV_CGROUP2 = 3 };
+enum { MB_W_CTL_OP, MB_W_CTL_MARK, MB_W_CTL_UNIT, MB_W_CTL_VALUE, MB_W_CTL_COUNT };
+/* Amounts in bytes; marks that are off read as UINT64_MAX; the estimate is
+ * UINT64_MAX when memory is not growing. */
+enum { MB_W_CA_STATUS, MB_W_CA_STATE /* enum mb_mem_state */,
+       MB_W_CA_SOURCE /* enum mb_dev_source */, MB_W_CA_DEV_TOTAL, MB_W_CA_DEV_USED,
+       MB_W_CA_NOTIFY_HIGH, MB_W_CA_NOTIFY_LOW, MB_W_CA_DENY_HIGH, MB_W_CA_DENY_LOW,
+       MB_W_CA_HEADROOM, MB_W_CA_LENDABLE /* pages */, MB_W_CA_LENT /* pages */,
+       MB_W_CA_RATE /* pages lent per second, signed */, MB_W_CA_ESTIMATE_MS,
+       MB_W_CA_OVERUSE_PCT, MB_W_CA_POLL_MS, MB_W_CA_COUNT };
 
 /* A decoded frame. */
 struct mb_msg {

@@ -11,6 +11,11 @@
  * freeing and allocating around the mark does not ping-pong with the
  * broker.
  *
+ * The broker's notify and deny events (subscribed at connection) are read
+ * on the same free path: after one, cached free pages go back to the
+ * kernel and every quota page above resident use goes back to the broker,
+ * without the slack.
+ *
  * The connection is opened lazily by the first need.  Every broker call
  * has the deadline broker_timeout.  If the broker cannot be reached, stops
  * answering or the connection breaks, one warning is printed and the fixed
@@ -62,6 +67,7 @@ static int gm_mb_opened;               /* gm_mb went through mb_open() */
 static _Atomic int64_t gm_retry_at;    /* LOST: next attempt (monotonic ms) */
 static int64_t gm_retry_ms;            /* LOST: current interval */
 static int gm_warned;                  /* the fallback was announced */
+static _Atomic int gm_low;             /* notify or deny came: give back */
 
 static _Atomic uint64_t st_requests, st_reserves, st_granted, st_returns,
 	st_returned, st_refused, st_lost;
@@ -155,6 +161,18 @@ static uint64_t gm_claim(void *arg)
 	return (bytes + page - 1) / page;
 }
 
+/* Runs inside a library call on gm_mb: only notes the event. */
+static void gm_on_event(void *arg, unsigned event, int64_t pool, uint64_t total,
+			uint64_t value)
+{
+	(void)arg;
+	(void)pool;
+	(void)total;
+	(void)value;
+	if (event == MB_EVENT_MEM_NOTIFY || event == MB_EVENT_MEM_DENY)
+		atomic_store(&gm_low, 1);
+}
+
 static int gm_connect(struct anr_heap *h)
 {
 	struct mb_options opt;
@@ -165,6 +183,7 @@ static int gm_connect(struct anr_heap *h)
 	opt.call_timeout_ms = (int)gm_cfg.broker_timeout;
 	opt.claim = gm_claim;
 	opt.arg = h;
+	opt.event = gm_on_event;
 	/* A handle left by a parent process or a lost connection is closed
 	 * without speaking on it, then started afresh. */
 	if (gm_mb_opened)
@@ -185,6 +204,8 @@ static int gm_connect(struct anr_heap *h)
 	atomic_store(&gm_held, held);
 	atomic_store(&gm_mb_state, GM_MB_OPEN);
 	anr_set_budget(h, gm_capped(held));
+	if (mb_subscribe(&gm_mb, MB_EVENT_MEM_NOTIFY | MB_EVENT_MEM_DENY) != 0)
+		mb_log(MB_LOG_INFO, "the broker sends no memory events");
 	mb_log(MB_LOG_INFO, "connected to the broker (quota page %lu bytes, %lu held)",
 	       (unsigned long)gm_page, (unsigned long)held);
 	return 0;
@@ -238,7 +259,7 @@ static int gm_retry(struct anr_heap *h)
 static int gm_refusal(int rc)
 {
 	return rc == MB_EDENIED || rc == MB_ETIMEDOUT || rc == MB_ECAP ||
-	       rc == MB_ECANCELED;
+	       rc == MB_ECANCELED || rc == MB_ELOWMEM;
 }
 
 static uint64_t round_up(uint64_t v, uint64_t m)
@@ -268,7 +289,8 @@ static int gm_ask(struct anr_heap *h, size_t need)
 		int timeout = gm_cfg.reserve_timeout ? (int)gm_cfg.reserve_timeout : -1;
 		atomic_fetch_add(&st_reserves, 1);
 		rc = mb_reserve(&gm_mb, rest, timeout, &more);
-		if (rc == MB_EDENIED || (rc == MB_ETIMEDOUT && mb_is_open(&gm_mb))) {
+		if (rc == MB_EDENIED || rc == MB_ELOWMEM ||
+		    (rc == MB_ETIMEDOUT && mb_is_open(&gm_mb))) {
 			more = 0;
 			rc = 0;
 		}
@@ -384,12 +406,20 @@ void gm_broker_note_free(void)
 		return; /* another thread is on it */
 	if (pthread_mutex_trylock(&gm_mb_lock) != 0)
 		return;
-	/* A cheap moment to notice that the broker went away, or is back. */
+	/* A cheap moment to notice that the broker went away, or is back;
+	 * reading what it sent meanwhile runs gm_on_event. */
 	if (atomic_load(&gm_mb_state) == GM_MB_OPEN)
 		gm_check_alive(gm_heap_ptr);
 	if (atomic_load(&gm_mb_state) == GM_MB_LOST)
 		(void)gm_retry(gm_heap_ptr);
 	pthread_mutex_unlock(&gm_mb_lock);
+	if (atomic_exchange(&gm_low, 0)) {
+		size_t pages = anr_trim(gm_heap_ptr, 0);
+		size_t quota = gm_broker_release(1);
+		mb_log(MB_LOG_INFO, "memory is low: %lu bytes of free pages and %lu bytes of "
+		       "quota given back", (unsigned long)pages, (unsigned long)quota);
+		return;
+	}
 	(void)gm_broker_release(0);
 }
 

@@ -109,7 +109,11 @@ _Static_assert(MBC_SAME(MB_EVENT_POOL_LOW, MB_EV_POOL_LOW) &&
 	       MBC_SAME(MB_EVENT_MEM_NOTIFY, MB_EV_MEM_NOTIFY) &&
 	       MBC_SAME(MB_EVENT_MEM_DENY, MB_EV_MEM_DENY) &&
 	       MBC_SAME(MB_EVENT_MEM_OK, MB_EV_MEM_OK) &&
+	       MBC_SAME(MB_EVENT_MEM_EARLY, MB_EV_MEM_EARLY) &&
 	       MBC_SAME(MB_EVENT_ALL, MB_EV_ALL), "events");
+_Static_assert(MBC_SAME(MB_MARK_COUNT, MB_CTL_MARK_COUNT) &&
+	       MBC_SAME(MB_MARK_OFF, MB_CTL_OFF) &&
+	       MBC_SAME(MB_MEM_LEVEL_DENY, MB_MEM_DENY), "marks");
 
 _Static_assert(sizeof(struct mbc) <= MB_CLIENT_STORAGE,
 	       "struct mbc does not fit in mb_client");
@@ -166,6 +170,7 @@ static int mbc_status_err(uint64_t st)
 	case MB_ST_UIDCAP: return MB_ECAP;
 	case MB_ST_SHUTDOWN: return MB_ESHUTDOWN;
 	case MB_ST_NOREQ: return MB_EINVAL;
+	case MB_ST_LOWMEM: return MB_ELOWMEM;
 	default: return MB_EPROTO; /* PROTO, NOTREG, UNKNOWN: we broke the rules */
 	}
 }
@@ -592,8 +597,10 @@ static int mbc_connect(struct mbc *s)
 	m.w[MB_W_HELLO_VERSION] = MB_WIRE_VERSION;
 	m.w[MB_W_HELLO_KIND] = (uint64_t)s->kind;
 	m.w[MB_W_HELLO_SOURCE_PAGES] = s->source_pages;
+	if (s->flags & MB_OPEN_EXPENDABLE)
+		m.w[MB_W_HELLO_FLAGS] |= MB_HELLO_EXPENDABLE;
 	if (s->flags & MB_OPEN_KEEP)
-		m.w[MB_W_HELLO_FLAGS] = MB_HELLO_KEEP;
+		m.w[MB_W_HELLO_FLAGS] |= MB_HELLO_KEEP;
 	mb_wire_put_comm(&m.w[MB_W_HELLO_COMM], s->name);
 	uint32_t seq;
 	int r = mbc_send(s, &m, &seq);
@@ -684,8 +691,8 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	    opt->connect_timeout_ms < -1 || opt->call_timeout_ms < 0 ||
 	    opt->connect_timeout_ms > MBC_MAX_TIMEOUT_MS ||
 	    opt->call_timeout_ms > MBC_MAX_TIMEOUT_MS ||
-	    (opt->flags & ~(unsigned)MB_OPEN_KEEP) ||
-	    ((opt->claim || opt->flags) &&
+	    (opt->flags & ~(unsigned)(MB_OPEN_KEEP | MB_OPEN_EXPENDABLE)) ||
+	    ((opt->claim || (opt->flags & MB_OPEN_KEEP)) &&
 	     opt->kind != MB_CLIENT_SINK && opt->kind != MB_CLIENT_BIDI))
 		return MB_EINVAL;
 	const char *path = opt->socket_path;
@@ -976,6 +983,10 @@ static void mbc_row(const struct mb_msg *m, struct mb_status_client *row)
 	row->share_pages = m->w[MB_W_SC_SHARE_PAGES];
 	row->share_age_ms = m->w[MB_W_SC_SHARE_AGE_MS];
 	mb_wire_get_comm(&m->w[MB_W_SC_COMM], row->comm);
+	uint64_t priv = m->w[MB_W_SC_PRIVATE];
+	row->private_known = (priv & MB_SC_PRIVATE_MASK) != MB_SC_PRIVATE_UNKNOWN;
+	row->private_bytes = row->private_known ? priv & MB_SC_PRIVATE_MASK : 0;
+	row->dishonoured = (priv & MB_SC_DISHONOURED) != 0;
 }
 
 static int mbc_row_ok(const struct mb_msg *m)
@@ -1058,6 +1069,56 @@ MB_API int mb_subscribe(mb_client *c, unsigned mask)
 	if (r == MB_OK)
 		s->sub_mask = mask;
 	return mbc_leave(s, r);
+}
+
+static int mbc_control(mb_client *c, uint64_t op, uint64_t mark, uint64_t unit,
+		       uint64_t value, struct mb_memstate *out)
+{
+	struct mbc *s;
+	int r = mbc_enter(c, &s);
+	if (r < 0)
+		return r;
+	struct mb_msg m;
+	mb_msg_init(&m, MB_MSG_CONTROL, 0);
+	m.w[MB_W_CTL_OP] = op;
+	m.w[MB_W_CTL_MARK] = mark;
+	m.w[MB_W_CTL_UNIT] = unit;
+	m.w[MB_W_CTL_VALUE] = value;
+	r = mbc_call(s, &m, MB_MSG_CONTROL_ACK);
+	if (r == MB_OK)
+		r = mbc_status_err(m.w[0]);
+	if (r == MB_OK && m.type != MB_MSG_CONTROL_ACK)
+		r = MB_EPROTO;
+	if (r == MB_OK && out) {
+		out->level = (enum mb_mem_level)m.w[MB_W_CA_STATE];
+		out->source = (int)m.w[MB_W_CA_SOURCE];
+		out->device_total = m.w[MB_W_CA_DEV_TOTAL];
+		out->device_used = m.w[MB_W_CA_DEV_USED];
+		for (unsigned i = 0; i < MB_MARK_COUNT; i++)
+			out->mark[i] = m.w[MB_W_CA_NOTIFY_HIGH + i];
+		out->lendable = m.w[MB_W_CA_LENDABLE];
+		out->lent = m.w[MB_W_CA_LENT];
+		out->rate = (int64_t)m.w[MB_W_CA_RATE];
+		out->estimate_ms = m.w[MB_W_CA_ESTIMATE_MS];
+		out->overuse_percent = m.w[MB_W_CA_OVERUSE_PCT];
+		out->poll_ms = m.w[MB_W_CA_POLL_MS];
+	}
+	return mbc_leave(s, r);
+}
+
+MB_API int mb_memstate(mb_client *c, struct mb_memstate *out)
+{
+	if (out == NULL)
+		return MB_EINVAL;
+	return mbc_control(c, MB_CTL_GET, 0, 0, 0, out);
+}
+
+MB_API int mb_set_mark(mb_client *c, enum mb_mark mark, enum mb_mark_unit unit,
+		       uint64_t value, struct mb_memstate *out)
+{
+	if ((unsigned)mark >= MB_MARK_COUNT || (unsigned)unit > MB_MARK_OFF)
+		return MB_EINVAL;
+	return mbc_control(c, MB_CTL_SET, mark, unit, value, out);
 }
 
 MB_API int mb_fd(const mb_client *c)
@@ -1181,6 +1242,7 @@ static const char *const mbc_errors[] = {
 	[-MB_ESHUTDOWN] = "the memory broker is shutting down",
 	[-MB_EAGAIN] = "nothing to do now",
 	[-MB_ESYS] = "system call failed",
+	[-MB_ELOWMEM] = "refused: memory is low",
 };
 
 /* The library links its own private copy of the log writer. */

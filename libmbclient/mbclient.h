@@ -92,7 +92,9 @@ enum mb_client_event {
 	MB_EVENT_MEM_NOTIFY = 1u << 3,    /* system memory above the notify mark */
 	MB_EVENT_MEM_DENY = 1u << 4,      /* system memory above the deny mark */
 	MB_EVENT_MEM_OK = 1u << 5,        /* system memory back to normal */
-	MB_EVENT_ALL = (1u << 6) - 1,
+	MB_EVENT_MEM_EARLY = 1u << 8,     /* deny is near at the lending rate
+					     (value: estimated milliseconds) */
+	MB_EVENT_ALL = ((1u << 6) - 1) | MB_EVENT_MEM_EARLY,
 };
 
 /* Error codes (negative return values). */
@@ -114,6 +116,7 @@ enum {
 	MB_ESHUTDOWN = -14,  /* the broker is shutting down */
 	MB_EAGAIN = -15,     /* nothing to do now (dispatch without a message) */
 	MB_ESYS = -16,       /* a system call failed; see errno */
+	MB_ELOWMEM = -17,    /* refused: the device is past the deny watermark */
 };
 
 /*
@@ -139,6 +142,9 @@ enum mb_open_flags {
 	 * for its claim grace; the next connection with the same name and
 	 * this flag takes it back (it shows in mb_balance() after the HELLO). */
 	MB_OPEN_KEEP = 1u << 0,
+	/* The broker may signal this process as a last resort when the device
+	 * stays past its deny mark (only if it is configured to). */
+	MB_OPEN_EXPENDABLE = 1u << 1,
 };
 
 /*
@@ -188,11 +194,39 @@ struct mb_status_client {
 	int share_urgency;     /* -1 none, else enum mb_client_urgency */
 	uint64_t share_pages, share_age_ms;
 	char comm[17];
+	/* Private resident memory the broker last measured (device view on). */
+	int private_known;
+	uint64_t private_bytes;
+	int dishonoured;       /* said it gave memory back and did not */
 };
 
 struct mb_status_head {
 	int64_t pool;
 	uint64_t total, initial, page_size, clients, queued, uptime_ms;
+};
+
+/* The device and its watermarks, from mb_memstate() and mb_set_mark(). */
+enum mb_mem_level { MB_MEM_LEVEL_NORMAL = 0, MB_MEM_LEVEL_NOTIFY = 1, MB_MEM_LEVEL_DENY = 2 };
+enum mb_mark { MB_MARK_NOTIFY_HIGH = 0, MB_MARK_NOTIFY_LOW = 1, MB_MARK_DENY_HIGH = 2,
+	       MB_MARK_DENY_LOW = 3, MB_MARK_HEADROOM = 4, MB_MARK_COUNT };
+enum mb_mark_unit {
+	MB_MARK_BYTES = 0,
+	MB_MARK_PERCENT = 1, /* hundredths of a percent of the device: 9000 is 90% */
+	MB_MARK_OFF = 2,
+};
+#define MB_MARK_UNSET UINT64_MAX
+struct mb_memstate {
+	enum mb_mem_level level;
+	int source;              /* 0 no device view, 1 meminfo, 2 cgroup v1, 3 cgroup v2 */
+	uint64_t device_total;   /* bytes */
+	uint64_t device_used;    /* bytes compared with the marks */
+	uint64_t mark[MB_MARK_COUNT]; /* bytes; MB_MARK_UNSET when off */
+	uint64_t lendable;       /* pages the broker may own now */
+	uint64_t lent;           /* pages lent */
+	int64_t rate;            /* pages lent per second, smoothed */
+	uint64_t estimate_ms;    /* until deny at that rate; UINT64_MAX: never */
+	uint64_t overuse_percent; /* private memory past this share of a grant is flagged */
+	uint64_t poll_ms;        /* device poll interval; 0: no device view */
 };
 
 typedef int (*mb_status_row_fn)(void *arg, const struct mb_status_client *row);
@@ -230,6 +264,13 @@ int mb_status(mb_client *c, struct mb_status_head *head, mb_status_row_fn row,
 /* Subscribe to events (mask of MB_EVENT_*; 0 ends the subscription); they
  * arrive through opt.event, and the subscription survives a reconnect. */
 int mb_subscribe(mb_client *c, unsigned mask);
+
+/* The device figures, watermark level and estimate (any client). */
+int mb_memstate(mb_client *c, struct mb_memstate *out);
+/* Change one mark at run time (privileged users only: MB_EPERM otherwise);
+ * out (may be NULL) receives the state after the change. */
+int mb_set_mark(mb_client *c, enum mb_mark mark, enum mb_mark_unit unit,
+		uint64_t value, struct mb_memstate *out);
 
 /* Event-loop use: poll this fd for input, then call mb_dispatch(). */
 int mb_fd(const mb_client *c);

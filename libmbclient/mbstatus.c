@@ -122,7 +122,60 @@ static void printable(char *s)
 			*s = '?';
 }
 
-static void print_json(FILE *f, const struct mb_status_head *h, const struct rows *rs)
+static const char *const level_names[] = { "normal", "notify", "deny" };
+static const char *const source_names[] = { "none", "meminfo", "cgroup-v1", "cgroup-v2" };
+static const char *const mark_names[MB_MARK_COUNT] = {
+	"notify_high", "notify_low", "deny_high", "deny_low", "headroom"
+};
+
+static const char *level_name(int l)
+{
+	return l >= 0 && l <= MB_MEM_LEVEL_DENY ? level_names[l] : "?";
+}
+
+static const char *source_name(int s)
+{
+	return s >= 0 && s <= 3 ? source_names[s] : "?";
+}
+
+/* Private memory past overuse_percent of the grant. */
+static int overuse(const struct mb_status_client *r, const struct mb_memstate *ms,
+		   uint64_t page_size)
+{
+	if (!ms || !r->private_known || r->balance <= 0 ||
+	    (r->kind != MB_CLIENT_SINK && r->kind != MB_CLIENT_BIDI))
+		return 0;
+	return r->private_bytes / 100 > (uint64_t)r->balance * page_size / 100 *
+		ms->overuse_percent / 100;
+}
+
+static void json_u64(FILE *f, const char *key, uint64_t v)
+{
+	if (v == UINT64_MAX)
+		fprintf(f, ",\"%s\":null", key);
+	else
+		fprintf(f, ",\"%s\":%llu", key, (unsigned long long)v);
+}
+
+static void json_device(FILE *f, const struct mb_memstate *ms)
+{
+	fprintf(f, ",\"device\":{\"state\":\"%s\",\"source\":\"%s\"",
+		level_name(ms->level), source_name(ms->source));
+	json_u64(f, "total", ms->device_total);
+	json_u64(f, "used", ms->device_used);
+	for (int i = 0; i < MB_MARK_COUNT; i++)
+		json_u64(f, mark_names[i], ms->mark[i]);
+	json_u64(f, "lendable_pages", ms->lendable);
+	json_u64(f, "lent_pages", ms->lent);
+	fprintf(f, ",\"rate_pages_per_s\":%lld", (long long)ms->rate);
+	json_u64(f, "estimate_ms", ms->estimate_ms);
+	json_u64(f, "overuse_percent", ms->overuse_percent);
+	json_u64(f, "poll_ms", ms->poll_ms);
+	fputc('}', f);
+}
+
+static void print_json(FILE *f, const struct mb_status_head *h, const struct rows *rs,
+		       const struct mb_memstate *ms)
 {
 	fprintf(f, "{\"pool\":%lld,\"total\":%llu,\"initial\":%llu,\"page_size\":%llu,"
 		"\"clients\":%llu,\"queued\":%llu,\"uptime_ms\":%llu,\"rows\":[",
@@ -153,29 +206,67 @@ static void print_json(FILE *f, const struct mb_status_head *h, const struct row
 				(unsigned long long)r->share_age_ms);
 		else
 			fputs("null", f);
-		fputc('}', f);
+		if (r->private_known)
+			fprintf(f, ",\"private_bytes\":%llu", (unsigned long long)r->private_bytes);
+		else
+			fputs(",\"private_bytes\":null", f);
+		fprintf(f, ",\"overuse\":%s,\"dishonoured\":%s}",
+			overuse(r, ms, h->page_size) ? "true" : "false",
+			r->dishonoured ? "true" : "false");
 	}
-	fputs("]}\n", f);
+	fputc(']', f);
+	if (ms)
+		json_device(f, ms);
+	fputs("}\n", f);
 }
 
-#define NCOLS 8
+#define NCOLS 9
 static const char *const col_head[NCOLS] = {
-	"ID", "PID", "COMMAND", "KIND", "BALANCE", "BYTES", "REQUEST", "SHARE QUERY"
+	"ID", "PID", "COMMAND", "KIND", "BALANCE", "BYTES", "PRIVATE", "REQUEST", "SHARE QUERY"
 };
 #define CELL 64
 
-static void print_table(FILE *f, const struct mb_status_head *h, const struct rows *rs)
+static void print_device(FILE *f, const struct mb_memstate *ms, uint64_t page_size)
+{
+	char t[SIZE_TEXT], u[SIZE_TEXT], m[MB_MARK_COUNT][SIZE_TEXT];
+	mb_format_size(t, sizeof(t), ms->device_total);
+	mb_format_size(u, sizeof(u), ms->device_used);
+	for (int i = 0; i < MB_MARK_COUNT; i++) {
+		if (ms->mark[i] == MB_MARK_UNSET)
+			snprintf(m[i], SIZE_TEXT, "off");
+		else
+			mb_format_size(m[i], SIZE_TEXT, ms->mark[i]);
+	}
+	fprintf(f, "device %s (%s): %s used of %s; notify %s/%s, deny %s/%s, headroom %s\n",
+		level_name(ms->level), source_name(ms->source), u, t, m[0], m[1], m[2], m[3], m[4]);
+	char l[SIZE_TEXT];
+	mb_format_size(l, sizeof(l), ms->lendable * page_size);
+	fprintf(f, "lendable %llu pages (%s), lent %llu, rate %lld pages/s, deny in ",
+		(unsigned long long)ms->lendable, l, (unsigned long long)ms->lent,
+		(long long)ms->rate);
+	if (ms->estimate_ms == UINT64_MAX)
+		fputs("- (not growing)\n", f);
+	else
+		fprintf(f, "%llu.%03llu s\n", (unsigned long long)(ms->estimate_ms / 1000),
+			(unsigned long long)(ms->estimate_ms % 1000));
+}
+
+static void print_table(FILE *f, const struct mb_status_head *h, const struct rows *rs,
+			const struct mb_memstate *ms)
 {
 	char pool[SIZE_TEXT], total[SIZE_TEXT];
 	bytes_text(pool, h->pool, h->page_size);
 	bytes_text(total, (int64_t)h->total, h->page_size);
 	fprintf(f, "pool %lld of %llu pages (%s of %s), page %llu B, %llu clients, "
-		"%llu queued, up %llu.%03llu s\n\n",
+		"%llu queued, up %llu.%03llu s\n",
 		(long long)h->pool, (unsigned long long)h->total, pool, total,
 		(unsigned long long)h->page_size, (unsigned long long)h->clients,
 		(unsigned long long)h->queued,
 		(unsigned long long)(h->uptime_ms / 1000),
 		(unsigned long long)(h->uptime_ms % 1000));
+	if (ms && ms->poll_ms)
+		print_device(f, ms, h->page_size);
+	fputc('\n', f);
 
 	size_t n = rs->n;
 	char (*cell)[NCOLS][CELL] = calloc(n ? n : 1, sizeof(*cell));
@@ -201,25 +292,33 @@ static void print_table(FILE *f, const struct mb_status_head *h, const struct ro
 		snprintf(cell[i][4], CELL, "%lld", (long long)r->balance);
 		bytes_text(b, r->balance, h->page_size);
 		snprintf(cell[i][5], CELL, "%s", b);
+		if (r->private_known) {
+			mb_format_size(b, sizeof(b), r->private_bytes);
+			snprintf(cell[i][6], CELL, "%s%s%s", b,
+				 overuse(r, ms, h->page_size) ? " OVERUSE" : "",
+				 r->dishonoured ? " DISHONOURED" : "");
+		} else {
+			snprintf(cell[i][6], CELL, "-%s", r->dishonoured ? " DISHONOURED" : "");
+		}
 		if (req_name(r->req_type))
-			snprintf(cell[i][6], CELL, "%s %llu/%llu %llums", req_name(r->req_type),
+			snprintf(cell[i][7], CELL, "%s %llu/%llu %llums", req_name(r->req_type),
 				 (unsigned long long)r->req_acquired,
 				 (unsigned long long)r->req_pages,
 				 (unsigned long long)r->req_age_ms);
 		else
-			snprintf(cell[i][6], CELL, "-");
+			snprintf(cell[i][7], CELL, "-");
 		if (urg_name(r->share_urgency))
-			snprintf(cell[i][7], CELL, "%s %llu %llums", urg_name(r->share_urgency),
+			snprintf(cell[i][8], CELL, "%s %llu %llums", urg_name(r->share_urgency),
 				 (unsigned long long)r->share_pages,
 				 (unsigned long long)r->share_age_ms);
 		else
-			snprintf(cell[i][7], CELL, "-");
+			snprintf(cell[i][8], CELL, "-");
 		for (int c = 0; c < NCOLS; c++)
 			if (strlen(cell[i][c]) > width[c])
 				width[c] = strlen(cell[i][c]);
 	}
 	/* Numbers right-aligned, text left-aligned. */
-	static const int right[NCOLS] = { 1, 1, 0, 0, 1, 1, 0, 0 };
+	static const int right[NCOLS] = { 1, 1, 0, 0, 1, 1, 1, 0, 0 };
 	/* The last column is not padded: no trailing blanks. */
 	for (int c = 0; c < NCOLS; c++)
 		fprintf(f, "%s%*s", c ? "  " : "",
@@ -248,12 +347,15 @@ static int show(mb_client *c, int json, int clear)
 		free(rs.r);
 		return 1;
 	}
+	/* A broker without the device view (or an older one) has no memstate. */
+	struct mb_memstate msb;
+	const struct mb_memstate *ms = mb_memstate(c, &msb) == MB_OK ? &msb : NULL;
 	if (clear)
 		fputs("\033[H\033[2J", stdout);
 	if (json)
-		print_json(stdout, &h, &rs);
+		print_json(stdout, &h, &rs, ms);
 	else
-		print_table(stdout, &h, &rs);
+		print_table(stdout, &h, &rs, ms);
 	fflush(stdout);
 	free(rs.r);
 	return 0;

@@ -44,6 +44,7 @@ struct util {
 	const char *source_amount;
 	int timeout_ms;
 	int quiet;
+	unsigned flags;
 	int opened;
 	uint64_t page_size;
 	uint64_t total;
@@ -70,6 +71,11 @@ static void usage(FILE *f)
 		"                          DURATION (\"500ms\", \"5s\", \"1m\"), answering the\n"
 		"                          broker's give-back queries (bidi, source)\n"
 		"  query                   print total, pool, page size and what is held\n"
+		"  memstate                print the device, its watermark state and marks\n"
+		"  mark NAME VALUE         set a watermark at run time (root or a privileged\n"
+		"                          user): NAME notify_high, notify_low, deny_high,\n"
+		"                          deny_low or headroom; VALUE \"90%%\", \"512M\" or \"off\"\n"
+		"  events DURATION         print the memory events that arrive for DURATION\n"
 		"\n"
 		"AMOUNT: pages (\"100\" or \"100p\"), bytes with a unit (\"512K\", \"64M\", \"1G\"),\n"
 		"or a percentage of the broker's total (\"25%%\").  Bytes round up to pages.\n"
@@ -80,6 +86,8 @@ static void usage(FILE *f)
 		"  -k, --kind KIND         sink (default), bidi or source\n"
 		"      --source AMOUNT     pages a source owns and lends (implies --kind source)\n"
 		"  -r, --reserve           hold uses RESERVE instead of REQUEST\n"
+		"  -e, --expendable        register as expendable: the broker may signal\n"
+		"                          this process as a last resort in deny state\n"
 		"  -q, --quiet             print nothing but errors\n"
 		"  -h, --help              show this help and exit\n"
 		"  -V, --version           show the version and exit\n"
@@ -157,13 +165,17 @@ static int parse_amount(struct util *u, const char *s, uint64_t *pages)
 	return mb_wire_count_ok(*pages) ? 0 : -1;
 }
 
+static void on_event(void *arg, unsigned event, int64_t pool, uint64_t total,
+		     uint64_t value);
+
 static int ensure_open(struct util *u)
 {
 	if (u->opened)
 		return 0;
 	struct mb_options o = {
 		.socket_path = u->sock, .kind = u->kind, .name = "mbutil",
-		.share = give_back, .repay = on_repay, .arg = u,
+		.share = give_back, .repay = on_repay, .event = on_event, .arg = u,
+		.flags = u->flags,
 	};
 	if (u->kind == MB_CLIENT_SINK)
 		o.share = NULL;
@@ -275,6 +287,97 @@ static int cmd_query(struct util *u)
 	return EX_OK;
 }
 
+static const char *const mark_names[MB_MARK_COUNT] = {
+	"notify_high", "notify_low", "deny_high", "deny_low", "headroom"
+};
+static const char *const level_names[] = { "normal", "notify", "deny" };
+
+static void print_memstate(const struct mb_memstate *ms)
+{
+	char t[SIZE_TEXT], u[SIZE_TEXT];
+	mb_format_size(t, sizeof(t), ms->device_total);
+	mb_format_size(u, sizeof(u), ms->device_used);
+	printf("state:     %s\n", ms->level <= MB_MEM_LEVEL_DENY ? level_names[ms->level] : "?");
+	printf("device:    %llu of %llu bytes used (%s of %s)\n",
+	       (unsigned long long)ms->device_used, (unsigned long long)ms->device_total, u, t);
+	for (int i = 0; i < MB_MARK_COUNT; i++) {
+		if (ms->mark[i] == MB_MARK_UNSET)
+			printf("%-11s off\n", mark_names[i]);
+		else
+			printf("%-11s %llu\n", mark_names[i], (unsigned long long)ms->mark[i]);
+	}
+	printf("lendable:  %llu pages\n", (unsigned long long)ms->lendable);
+	printf("lent:      %llu pages\n", (unsigned long long)ms->lent);
+	printf("rate:      %lld pages/s\n", (long long)ms->rate);
+	if (ms->estimate_ms == UINT64_MAX)
+		printf("estimate:  -\n");
+	else
+		printf("estimate:  %llu ms\n", (unsigned long long)ms->estimate_ms);
+}
+
+static int cmd_memstate(struct util *u)
+{
+	struct mb_memstate ms;
+	int r = mb_memstate(&u->c, &ms);
+	if (r != MB_OK)
+		return fail("memstate", r);
+	if (!u->quiet)
+		print_memstate(&ms);
+	return EX_OK;
+}
+
+static int cmd_mark(struct util *u, const char *name, const char *value)
+{
+	int mark = -1;
+	for (int i = 0; i < MB_MARK_COUNT; i++)
+		if (strcmp(name, mark_names[i]) == 0)
+			mark = i;
+	size_t n = strlen(value);
+	uint64_t v = 0;
+	enum mb_mark_unit unit = MB_MARK_BYTES;
+	int bad = mark < 0 || n == 0;
+	if (!bad && strcmp(value, "off") == 0)
+		unit = MB_MARK_OFF;
+	else if (!bad && value[n - 1] == '%')
+		bad = mb_parse_hundredths(value, &v) < 0, unit = MB_MARK_PERCENT;
+	else if (!bad)
+		bad = mb_parse_size(value, 0, &v) < 0;
+	if (bad) {
+		fprintf(stderr, "mbutil: mark NAME VALUE: bad '%s %s'\n", name, value);
+		return EX_USAGE;
+	}
+	struct mb_memstate ms;
+	int r = mb_set_mark(&u->c, (enum mb_mark)mark, unit, v, &ms);
+	if (r != MB_OK)
+		return fail("mark", r);
+	if (!u->quiet)
+		print_memstate(&ms);
+	return EX_OK;
+}
+
+static const char *event_name(unsigned ev)
+{
+	switch (ev) {
+	case MB_EVENT_POOL_LOW: return "pool-low";
+	case MB_EVENT_POOL_OK: return "pool-ok";
+	case MB_EVENT_TOTAL_CHANGED: return "total-changed";
+	case MB_EVENT_MEM_NOTIFY: return "mem-notify";
+	case MB_EVENT_MEM_DENY: return "mem-deny";
+	case MB_EVENT_MEM_OK: return "mem-ok";
+	case MB_EVENT_MEM_EARLY: return "mem-early";
+	default: return "?";
+	}
+}
+
+static void on_event(void *arg, unsigned event, int64_t pool, uint64_t total, uint64_t value)
+{
+	struct util *u = arg;
+	if (!u->quiet)
+		printf("event: %s value %llu pool %lld total %llu\n", event_name(event),
+		       (unsigned long long)value, (long long)pool, (unsigned long long)total);
+	fflush(stdout);
+}
+
 static int64_t now_ms(void)
 {
 	struct timespec ts;
@@ -282,14 +385,10 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / NS_PER_MS;
 }
 
-/* Hold until a signal or the deadline, answering the broker meanwhile. */
-static int hold_loop(struct util *u, int64_t deadline)
+/* Until a signal or the deadline (-1: none), answer the broker and print
+ * what it sends. */
+static int wait_loop(struct util *u, int64_t deadline, const char *what)
 {
-	if (!u->quiet) {
-		printf("holding %lld pages%s\n", (long long)mb_balance(&u->c),
-		       deadline < 0 ? " until signalled" : "");
-		fflush(stdout);
-	}
 	while (!stop_flag) {
 		int ms = -1;
 		if (deadline >= 0) {
@@ -330,15 +429,25 @@ static int hold_loop(struct util *u, int64_t deadline)
 			continue;
 		}
 		if (r < 0 && r != MB_EAGAIN)
-			return fail("hold", r);
+			return fail(what, r);
 	}
 	return EX_OK;
+}
+
+static int hold_loop(struct util *u, int64_t deadline)
+{
+	if (!u->quiet) {
+		printf("holding %lld pages%s\n", (long long)mb_balance(&u->c),
+		       deadline < 0 ? " until signalled" : "");
+		fflush(stdout);
+	}
+	return wait_loop(u, deadline, "hold");
 }
 
 static int is_command(const char *s)
 {
 	static const char *const cmds[] = { "request", "reserve", "return", "hold",
-					    "query", NULL };
+					    "query", "memstate", "mark", "events", NULL };
 	for (int i = 0; cmds[i]; i++)
 		if (strcmp(s, cmds[i]) == 0)
 			return 1;
@@ -359,6 +468,29 @@ static int run(struct util *u, int reserve_hold, int argc, char **argv)
 			return r;
 		if (strcmp(cmd, "query") == 0) {
 			r = cmd_query(u);
+		} else if (strcmp(cmd, "memstate") == 0) {
+			r = cmd_memstate(u);
+		} else if (strcmp(cmd, "mark") == 0) {
+			if (i + 2 >= argc) {
+				fprintf(stderr, "mbutil: mark needs NAME and VALUE\n");
+				return EX_USAGE;
+			}
+			r = cmd_mark(u, argv[i + 1], argv[i + 2]);
+			i += 2;
+		} else if (strcmp(cmd, "events") == 0) {
+			uint64_t dur;
+			if (i + 1 >= argc || mb_parse_duration_ms(argv[i + 1], &dur) < 0) {
+				fprintf(stderr, "mbutil: events needs a duration\n");
+				return EX_USAGE;
+			}
+			i++;
+			r = mb_subscribe(&u->c, MB_EVENT_MEM_NOTIFY | MB_EVENT_MEM_DENY |
+					 MB_EVENT_MEM_OK | MB_EVENT_MEM_EARLY);
+			if (r != MB_OK)
+				return fail("events", r);
+			if (!u->quiet)
+				printf("listening\n");
+			r = wait_loop(u, now_ms() + (int64_t)dur, "events");
 		} else if (strcmp(cmd, "hold") == 0) {
 			int64_t deadline = -1;
 			if (i + 1 >= argc) {
@@ -410,6 +542,7 @@ int main(int argc, char **argv)
 		{ "kind", required_argument, NULL, 'k' },
 		{ "source", required_argument, NULL, 'S' },
 		{ "reserve", no_argument, NULL, 'r' },
+		{ "expendable", no_argument, NULL, 'e' },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
@@ -418,7 +551,7 @@ int main(int argc, char **argv)
 	static struct util u = { .kind = MB_CLIENT_SINK };
 	int reserve_hold = 0, ch;
 	/* "+": options end at the first command. */
-	while ((ch = getopt_long(argc, argv, "+s:t:k:rqhV", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+s:t:k:reqhV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			u.sock = optarg;
@@ -450,6 +583,9 @@ int main(int argc, char **argv)
 			break;
 		case 'r':
 			reserve_hold = 1;
+			break;
+		case 'e':
+			u.flags |= MB_OPEN_EXPENDABLE;
 			break;
 		case 'q':
 			u.quiet = 1;

@@ -120,6 +120,9 @@ struct bclient {
 	int sh_building;
 	uint64_t sh_pages, sh_sent_at, sh_deadline;
 	uint32_t sh_seq;
+	int last;              /* served after the others */
+	uint64_t flags;        /* HELLO flags */
+	uint64_t private_word; /* MB_W_SC_PRIVATE */
 	TAILQ_ENTRY(bclient) link;  /* every connection */
 	TAILQ_ENTRY(bclient) alink; /* askable: sources (newest first), then bidi */
 	void *user;
@@ -218,6 +221,7 @@ static unsigned reply_type(unsigned type)
 	case MB_MSG_STATUS: return MB_MSG_STATUS_HEAD; /* and nothing follows */
 	case MB_MSG_TERMINATE: return MB_MSG_TERMINATE_ACK;
 	case MB_MSG_SUBSCRIBE: return MB_MSG_SUBSCRIBE_ACK;
+	case MB_MSG_CONTROL: return MB_MSG_CONTROL_ACK;
 	default: return MB_MSG_ERROR;
 	}
 }
@@ -416,6 +420,19 @@ static void dequeue(struct broker *b, struct bclient *c)
 	TAILQ_REMOVE(&b->queue, c, req.qlink);
 	b->nqueued--;
 	req_clear(&c->req);
+}
+
+/* FIFO, except that clients served last queue behind all others. */
+static void enqueue(struct broker *b, struct bclient *c)
+{
+	struct bclient *o;
+	if (!c->last)
+		TAILQ_FOREACH(o, &b->queue, req.qlink)
+			if (o->last) {
+				TAILQ_INSERT_BEFORE(o, c, req.qlink);
+				return;
+			}
+	TAILQ_INSERT_TAIL(&b->queue, c, req.qlink);
 }
 
 /* Answer completed requests and take them off the queue. */
@@ -691,6 +708,8 @@ static void on_share_answer(struct broker *b, struct bclient *c,
 	mb_log(MB_LOG_INFO, "client %lu (%s) gives back %lu pages%s",
 	       (unsigned long)c->id, c->comm, (unsigned long)k,
 	       open ? "" : " (late or unsolicited: to the pool)");
+	if (open && b->ops.answered)
+		b->ops.answered(b->ctx, c, c->sh_pages, k, 0);
 	take_share(b, c, k, open);
 	cycle(b, now);
 }
@@ -884,6 +903,7 @@ struct bclient *broker_connect(struct broker *b, const struct broker_peer *peer,
 	c->user = user;
 	c->state = CL_NEW;
 	c->sh_level = SHARE_NONE;
+	c->private_word = MB_SC_PRIVATE_UNKNOWN;
 	c->allowed = allowed(&b->cfg, peer);
 	TAILQ_INSERT_TAIL(&b->all, c, link);
 	c->since = now;
@@ -1037,6 +1057,7 @@ static void on_hello(struct broker *b, struct bclient *c, const struct mb_msg *m
 	timer_disarm(b, c);
 	c->kind = (unsigned)kind;
 	c->source_pages = src;
+	c->flags = m->w[MB_W_HELLO_FLAGS];
 	char name[MB_WIRE_COMM_WORDS * 8 + 1];
 	mb_wire_get_comm(&m->w[MB_W_HELLO_COMM], name);
 	sanitize_name(name);
@@ -1133,6 +1154,13 @@ static void on_request(struct broker *b, struct bclient *c, const struct mb_msg 
 		refuse(b, c, m, MB_ST_BUSY);
 		return;
 	}
+	if (b->ops.admit) {
+		unsigned st = b->ops.admit(b->ctx, c, m->type, n);
+		if (st != MB_ST_OK) {
+			refuse(b, c, m, st);
+			return;
+		}
+	}
 	unsigned cap_status;
 	uint64_t room = cap_room(b, c, &cap_status);
 	if (n > room) {
@@ -1146,7 +1174,7 @@ static void on_request(struct broker *b, struct bclient *c, const struct mb_msg 
 		send_grant(b, c, m->seq, MB_ST_OK, 0);
 		return;
 	}
-	if (TAILQ_EMPTY(&b->queue) && b->pool >= (int64_t)n) {
+	if (TAILQ_EMPTY(&b->queue) && b->pool >= (int64_t)n && !c->last) {
 		b->pool -= (int64_t)n;
 		c->balance += (int64_t)n;
 		mb_log(MB_LOG_DEBUG, "client %lu: %s %lu pages granted at once",
@@ -1163,7 +1191,7 @@ static void on_request(struct broker *b, struct bclient *c, const struct mb_msg 
 	r->asked = r->need = n;
 	r->started = now;
 	r->deadline = req_deadline(b, urg, m->w[MB_W_REQ_DEADLINE_MS], now);
-	TAILQ_INSERT_TAIL(&b->queue, c, req.qlink);
+	enqueue(b, c);
 	b->nqueued++;
 	mb_log(MB_LOG_DEBUG, "client %lu: %s %lu pages queued",
 	       (unsigned long)c->id, urg_name(urg), (unsigned long)n);
@@ -1274,6 +1302,7 @@ static void on_status(struct broker *b, struct bclient *c, const struct mb_msg *
 			r.w[MB_W_SC_SHARE_AGE_MS] = age(now, o->sh_sent_at);
 		}
 		mb_wire_put_comm(&r.w[MB_W_SC_COMM], o->comm);
+		r.w[MB_W_SC_PRIVATE] = o->private_word;
 		emit(b, c, &r);
 	}
 	status_kept(b, c, m->seq);
@@ -1289,6 +1318,18 @@ static void on_subscribe(struct broker *b, struct bclient *c, const struct mb_ms
 	mb_msg_init(&r, MB_MSG_SUBSCRIBE_ACK, m->seq);
 	r.w[MB_W_SUBACK_STATUS] = MB_ST_OK;
 	r.w[MB_W_SUBACK_MASK] = c->events;
+	emit(b, c, &r);
+}
+
+static void on_control(struct broker *b, struct bclient *c, const struct mb_msg *m)
+{
+	if (!b->ops.control) {
+		refuse(b, c, m, MB_ST_UNKNOWN);
+		return;
+	}
+	struct mb_msg r;
+	mb_msg_init(&r, MB_MSG_CONTROL_ACK, m->seq);
+	b->ops.control(b->ctx, c, m, &r);
 	emit(b, c, &r);
 }
 
@@ -1394,6 +1435,9 @@ void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
 		case MB_MSG_STATUS:
 			on_status(b, c, m, now);
 			return;
+		case MB_MSG_CONTROL:
+			on_control(b, c, m);
+			return;
 		case MB_MSG_TERMINATE:
 			on_terminate(b, c, m, now);
 			return;
@@ -1435,6 +1479,9 @@ void broker_message(struct broker *b, struct bclient *c, const struct mb_msg *m,
 		break;
 	case MB_MSG_CLAIM:
 		on_claim(b, c, m, now);
+		break;
+	case MB_MSG_CONTROL:
+		on_control(b, c, m);
 		break;
 	default:
 		refuse(b, c, m, MB_ST_UNKNOWN);
@@ -1483,6 +1530,8 @@ void broker_tick(struct broker *b, uint64_t now)
 		       (unsigned long)c->id, c->comm, (int)c->peer.pid,
 		       urg_name((unsigned)c->sh_level), (unsigned long)c->sh_pages,
 		       (unsigned long)b->cfg.share_deadline_ms);
+		if (b->ops.answered)
+			b->ops.answered(b->ctx, c, c->sh_pages, 0, 1);
 		take_share(b, c, 0, 1);
 	}
 	expire_kept(b, now);
@@ -1645,6 +1694,69 @@ void broker_free(struct broker *b)
 	free(b->cfg.source_uids);
 	free(b);
 }
+
+/* ---- hooks of the memory policy --------------------------------------- */
+
+uint64_t broker_give_back(struct broker *b, uint64_t pages, uint64_t now,
+			  void (*chosen)(void *arg, struct bclient *c, uint64_t pages),
+			  void *arg)
+{
+	uint64_t asked = 0;
+	while (asked < pages) {
+		/* Largest holder not yet asked: clients are few, a scan is fine. */
+		struct bclient *c, *best = NULL;
+		TAILQ_FOREACH(c, &b->askable, alink) {
+			if (c->req.active || c->sh_level != SHARE_NONE || c->sh_building ||
+			    holdings(c) == 0)
+				continue;
+			if (!best || holdings(c) > holdings(best))
+				best = c;
+		}
+		if (!best)
+			break;
+		uint64_t k = umin(pages - asked, holdings(best));
+		build_query(best, MB_URG_REQUEST, k);
+		if (chosen)
+			chosen(arg, best, k);
+		asked += k;
+	}
+	send_built(b, now);
+	return asked;
+}
+
+void broker_set_initial(struct broker *b, uint64_t pages, uint64_t now)
+{
+	if (pages == b->cfg.initial)
+		return;
+	b->pool += (int64_t)pages - (int64_t)b->cfg.initial;
+	b->cfg.initial = pages;
+	if (b->pool < 0)
+		reclaim_debt(b, now);
+	cycle(b, now);
+}
+
+void broker_foreach(struct broker *b, void (*fn)(void *arg, struct bclient *c),
+		    void *arg)
+{
+	struct bclient *c, *tmp;
+	TAILQ_FOREACH_SAFE(c, &b->all, link, tmp)
+		if (c->state == CL_REG)
+			fn(arg, c);
+}
+
+uint64_t broker_lent(const struct broker *b)
+{
+	return b->pool < (int64_t)b->cfg.initial ?
+		(uint64_t)((int64_t)b->cfg.initial - b->pool) : 0;
+}
+
+const struct broker_peer *broker_client_peer(const struct bclient *c) { return &c->peer; }
+int broker_client_kind(const struct bclient *c) { return (int)c->kind; }
+const char *broker_client_name(const struct bclient *c) { return c->comm; }
+void broker_client_set_private(struct bclient *c, uint64_t word) { c->private_word = word; }
+void broker_client_set_last(struct bclient *c, int last) { c->last = last; }
+int broker_client_last(const struct bclient *c) { return c->last; }
+uint64_t broker_client_flags(const struct bclient *c) { return c->flags; }
 
 /* ---- accessors and invariants ----------------------------------------- */
 

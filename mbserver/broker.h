@@ -63,6 +63,17 @@ struct broker_ops {
 	 * already forgotten the client's pages; the daemon calls
 	 * broker_disconnect() when the connection is really gone. */
 	void (*close)(void *ctx, struct bclient *c);
+	/* Optional hooks of a memory policy (NULL: none). */
+	/* May c's REQUEST or RESERVE (type) of pages go ahead?  MB_ST_OK, or the
+	 * status it is refused with. */
+	unsigned (*admit)(void *ctx, struct bclient *c, unsigned type, uint64_t pages);
+	/* Answer a CONTROL frame: fill reply (already a CONTROL_ACK). */
+	void (*control)(void *ctx, struct bclient *c, const struct mb_msg *m,
+			struct mb_msg *reply);
+	/* c answered a give-back query for asked pages with given (0 when its
+	 * deadline passed: timedout set). */
+	void (*answered)(void *ctx, struct bclient *c, uint64_t asked,
+			 uint64_t given, int timedout);
 };
 
 struct broker *broker_new(const struct broker_config *cfg,
@@ -104,6 +115,35 @@ void broker_shutdown(struct broker *b, uint64_t now);
  * MEM_OK through this call.
  */
 void broker_post_event(struct broker *b, unsigned event, uint64_t value);
+
+/*
+ * Ask bidi clients and sources for `pages`, largest holders first, each
+ * for at most what it holds, skipping those already asked or requesting.
+ * chosen (may be NULL) is told of each client before its query is sent.
+ * Returns the pages asked for.
+ */
+uint64_t broker_give_back(struct broker *b, uint64_t pages, uint64_t now,
+			  void (*chosen)(void *arg, struct bclient *c, uint64_t pages),
+			  void *arg);
+/* The device changed what the broker may own: pages becomes its own total
+ * (a pool left in debt asks the difference back, as a reload does). */
+void broker_set_initial(struct broker *b, uint64_t pages, uint64_t now);
+/* Call fn for each registered client. */
+void broker_foreach(struct broker *b, void (*fn)(void *arg, struct bclient *c),
+		    void *arg);
+/* Pages out of the broker's own pool: lent or in flight. */
+uint64_t broker_lent(const struct broker *b);
+const struct broker_peer *broker_client_peer(const struct bclient *c);
+int broker_client_kind(const struct bclient *c);
+/* The name it gave in HELLO, or its command name. */
+const char *broker_client_name(const struct bclient *c);
+/* Shown in STATUS (MB_W_SC_PRIVATE). */
+void broker_client_set_private(struct bclient *c, uint64_t word);
+/* A client served after the others: its requests queue behind theirs. */
+void broker_client_set_last(struct bclient *c, int last);
+int broker_client_last(const struct bclient *c);
+/* The flags it sent in HELLO (MB_HELLO_*). */
+uint64_t broker_client_flags(const struct bclient *c);
 
 /* Accessors for the daemon and tests. */
 void *broker_client_user(const struct bclient *c);

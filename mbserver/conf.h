@@ -10,6 +10,7 @@
 
 #include "mb_conf.h"
 #include "broker.h"
+#include "watermark.h"
 
 #define MBS_DEFAULT_CONFIG SYSCONFDIR "/membroker.conf"
 #define MBS_DEFAULT_SOCKET "/run/membroker/membroker.sock"
@@ -42,6 +43,26 @@ struct mbs_conf {
 	uint64_t pool_low;         /* bytes */
 	int log_level;
 	int log_target;
+	/* The device view and the watermark policy (policy.c). */
+	int device;                /* enum device_mode */
+	char device_meminfo[MBS_PATH_MAX * 2];
+	char device_cgroup[MBS_PATH_MAX * 2];
+	char device_psi[MBS_PATH_MAX * 2];
+	char psi_notify[32];
+	uint64_t device_poll;      /* ms */
+	int device_measure;        /* 0 used, 1 committed */
+	char marks[MB_CTL_MARK_COUNT][32]; /* notify_high .. headroom, as text */
+	char privileged_uids[MBS_LIST_MAX];
+	char privileged_gids[MBS_LIST_MAX];
+	uint64_t giveback_retry;   /* ms */
+	uint64_t giveback_honour;  /* percent */
+	uint64_t early_horizon;    /* ms */
+	uint64_t rate_window;      /* ms */
+	uint64_t audit_interval;   /* ms */
+	uint64_t overuse_percent;
+	char escalate_command[MBS_LIST_MAX];
+	char escalate_signal[16];
+	uint64_t escalate_after;   /* ms */
 };
 
 extern const struct mb_conf_key mbs_conf_table[];
@@ -53,6 +74,12 @@ struct mbs_resolved {
 	gid_t gids[MBS_MAX_IDS];
 	uid_t source_uids[MBS_MAX_IDS];
 	gid_t socket_gid;          /* (gid_t)-1: leave the group alone */
+	struct wm_config wm;
+	uid_t priv_uids[MBS_MAX_IDS];
+	size_t npriv_uids;
+	gid_t priv_gids[MBS_MAX_IDS];
+	size_t npriv_gids;
+	int escalate_signal;       /* 0: none */
 };
 
 /* Defaults, then the file (a missing file is fine only when missing_ok),

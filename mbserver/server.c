@@ -25,6 +25,7 @@
 #include "config.h"
 #include "server.h"
 #include "broker.h"
+#include "policy.h"
 #include "mb_log.h"
 #include "mb_wire.h"
 
@@ -85,6 +86,7 @@ struct server {
 	struct mbs_conf cf;
 	struct mbs_resolved res;
 	struct broker *b;
+	struct policy *pol;
 	int ep, lfd, sfd, reserve_fd;
 	int activated;
 	int listening;
@@ -368,7 +370,28 @@ static void cb_close(void *ctx, struct bclient *bc)
 		start_closing(ctx, c);
 }
 
-static const struct broker_ops server_ops = { cb_send, cb_close };
+static unsigned cb_admit(void *ctx, struct bclient *bc, unsigned type, uint64_t pages)
+{
+	return policy_admit(((struct server *)ctx)->pol, bc, type, pages);
+}
+
+static void cb_control(void *ctx, struct bclient *bc, const struct mb_msg *m,
+		       struct mb_msg *reply)
+{
+	struct server *s = ctx;
+	policy_control(s->pol, s->b, bc, m, reply);
+}
+
+static void cb_answered(void *ctx, struct bclient *bc, uint64_t asked, uint64_t given,
+			int timedout)
+{
+	policy_answered(((struct server *)ctx)->pol, bc, asked, given, timedout);
+}
+
+static const struct broker_ops server_ops = {
+	.send = cb_send, .close = cb_close,
+	.admit = cb_admit, .control = cb_control, .answered = cb_answered,
+};
 
 /* A complete (or malformed) frame waits in the input buffer. */
 static int has_frame(const struct conn *c)
@@ -859,6 +882,7 @@ static void reload(struct server *s)
 	if (!s->activated)
 		set_socket_perms(s);
 	broker_reconfigure(s->b, &s->res.bc, s->now);
+	policy_reconfigure(s->pol, &s->cf, &s->res);
 	mb_log(MB_LOG_NOTICE, "configuration reloaded: total %lu pages",
 	       (unsigned long)broker_total(s->b));
 	sd_notify_msg("READY=1");
@@ -887,6 +911,8 @@ static void handle_signals(struct server *s)
 static int wait_timeout(struct server *s)
 {
 	uint64_t next = broker_next_deadline(s->b);
+	if (policy_next_deadline(s->pol) < next)
+		next = policy_next_deadline(s->pol);
 	for (struct conn *c = s->nclosing ? s->conns : NULL; c; c = c->next)
 		if (c->closing && c->close_by < next)
 			next = c->close_by;
@@ -928,8 +954,7 @@ static void expire(struct server *s)
 {
 	if (s->nconns && s->now >= s->next_liveness)
 		check_peers(s);
-	/* A memory watermark policy samples here and publishes its events
-	 * through broker_post_event(). */
+	policy_tick(s->pol, s->b, s->now);
 	if (broker_next_deadline(s->b) <= s->now)
 		broker_tick(s->b, s->now);
 	struct conn *c, *nx;
@@ -1036,8 +1061,9 @@ int server_main(const struct server_opts *opts)
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
 	s->now = now_ms();
 	s->b = broker_new(&s->res.bc, &server_ops, s, s->now);
+	s->pol = policy_new(&s->cf, &s->res);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &signal_tag };
-	if (s->ep < 0 || !s->b || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->sfd, &ev) != 0) {
+	if (s->ep < 0 || !s->b || !s->pol || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->sfd, &ev) != 0) {
 		mb_log(MB_LOG_ERR, "cannot set up the event loop (%s)", strerror(errno));
 		if (!s->activated)
 			unlink(s->cf.socket);
@@ -1067,6 +1093,7 @@ int server_main(const struct server_opts *opts)
 	if (!s->activated && unlink(s->cf.socket) != 0)
 		mb_log(MB_LOG_WARNING, "unlink %s: %s", s->cf.socket, strerror(errno));
 	broker_free(s->b);
+	policy_free(s->pol);
 	close(s->ep);
 	close(s->sfd);
 	if (s->reserve_fd >= 0)

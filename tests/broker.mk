@@ -31,3 +31,31 @@ tests_test_broker_root_LDADD = tests/testlib/libmbtest.la common/libmbcommon.la 
 endif
 TESTS += tests/broker/conf_keys.sh
 EXTRA_DIST += tests/broker/conf_keys.sh
+
+# The device view, the watermark policy and the broker's policy hooks.
+if HAVE_CHECK
+check_PROGRAMS += tests/test_watermark
+UNIT_TESTS += tests/test_watermark
+TESTS += tests/test_watermark
+tests_test_watermark_SOURCES = tests/broker/test_watermark.c \
+	mbserver/broker.c mbserver/broker.h mbserver/device.c mbserver/device.h \
+	mbserver/watermark.c mbserver/watermark.h
+tests_test_watermark_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/mbserver -DMB_BROKER_DEBUG
+tests_test_watermark_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS)
+tests_test_watermark_LDADD = common/libmbcommon.la $(CHECK_LIBS)
+endif
+
+# A bidi client with real memory that gives back honestly or lies.
+check_PROGRAMS += tests/broker/gb_client
+tests_broker_gb_client_SOURCES = tests/broker/gb_client.c
+tests_broker_gb_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
+tests_broker_gb_client_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
+TESTS += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh
+EXTRA_DIST += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh
+
+# A real memory cgroup v1 as the device (root; skipped otherwise).
+check_PROGRAMS += tests/broker/grow
+tests_broker_grow_SOURCES = tests/broker/grow.c
+tests_broker_grow_LDADD = common/libmbcommon.la
+TESTS += tests/broker/watermarks_cgroup.sh
+EXTRA_DIST += tests/broker/watermarks_cgroup.sh

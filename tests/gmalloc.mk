@@ -44,6 +44,7 @@ GMALLOC_SH_TESTS = \
 	tests/gmalloc/stress.sh \
 	tests/gmalloc/broker.sh \
 	tests/gmalloc/broker_stall.sh \
+	tests/gmalloc/lowmem.sh \
 	tests/gmalloc/valgrind.sh
 TESTS += $(GMALLOC_SH_TESTS)
 EXTRA_DIST += $(GMALLOC_SH_TESTS) tests/gmalloc/gmlib.sh

@@ -40,3 +40,31 @@ wait_broker() {
 		sleep 0.05
 	done
 }
+
+# wait_until WHAT COMMAND...: run COMMAND until it succeeds, for at most
+# 10 s; then print $WAIT_LOG (if set) and fail naming WHAT.  A bound on a
+# wait, not a timing: the test asserts the state, not when it came.
+wait_until() {
+	what=$1; shift
+	i=0
+	until "$@" >/dev/null 2>&1; do
+		i=$((i + 1))
+		if [ $i -gt 200 ]; then
+			[ -n "${WAIT_LOG:-}" ] && cat $WAIT_LOG
+			fail "timed out waiting for $what"
+		fi
+		sleep 0.05
+	done
+}
+
+# fake_meminfo FILE MIB: a meminfo for mbserver's device = meminfo: a
+# 1 GiB device of which MIB are used; replaced whole (renamed into place).
+fake_meminfo() {
+	printf 'MemTotal: 1048576 kB\nMemAvailable: %d kB\nCommitted_AS: 1000 kB\n' \
+		$(( (1024 - $2) * 1024 )) >"$1.new" && mv "$1.new" "$1"
+}
+
+# mem_state_is normal|notify|deny: the broker's watermark state.
+mem_state_is() {
+	"$top_builddir/libmbclient/mbutil" memstate | grep -q "^state: *$1\$"
+}

@@ -61,6 +61,7 @@ static struct {
 	int said_down;
 	pthread_t dispatcher;
 	int dispatching;
+	int lowmem;         /* the broker's device is in deny state */
 } ch = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static uint64_t now_ms(void)
@@ -110,6 +111,26 @@ static uint64_t share_cb(void *arg, enum mb_client_urgency urgency,
 	return give;
 }
 
+/*
+ * Memory events: in deny state no new quota is taken, even when the broker
+ * would serve this (privileged) process: new data gets ENOSPC.  Spare
+ * quota goes back through share_cb when the broker asks on notify.
+ */
+static void event_cb(void *arg, unsigned event, int64_t pool, uint64_t total,
+		     uint64_t value)
+{
+	int low = event == MB_EVENT_MEM_DENY;
+
+	(void)arg;
+	(void)pool;
+	(void)total;
+	(void)value;
+	if (low != ch.lowmem)
+		mb_log(MB_LOG_NOTICE, "%s", low ? "memory is low: new data is refused" :
+		       "memory is no longer low: new data is accepted");
+	ch.lowmem = low;
+}
+
 static void broker_lost(int rc)
 {
 	if (!ch.said_down)
@@ -143,6 +164,7 @@ static int broker_open(void)
 	opt.socket_path = ch.cf->broker_socket[0] ? ch.cf->broker_socket : NULL;
 	opt.kind = MB_CLIENT_BIDI;
 	opt.share = share_cb;
+	opt.event = event_cb;
 	opt.name = ch.cf->client_name;
 	opt.connect_timeout_ms = broker_timeout();
 	opt.call_timeout_ms = broker_timeout();
@@ -156,6 +178,14 @@ static int broker_open(void)
 	}
 	ch.up = 1;
 	ch.ps = mb_page_size(&ch.cl);
+	{
+		struct mb_memstate ms;
+
+		ch.lowmem = mb_memstate(&ch.cl, &ms) == 0 && ms.level == MB_MEM_LEVEL_DENY;
+		if (mb_subscribe(&ch.cl, MB_EVENT_MEM_NOTIFY | MB_EVENT_MEM_DENY |
+				 MB_EVENT_MEM_OK) != 0)
+			mb_log(MB_LOG_WARNING, "cannot follow the broker's memory events");
+	}
 	if (ch.ps == 0)
 		ch.ps = 4096;
 	sync_held();
@@ -198,7 +228,7 @@ static uint64_t broker_ask(uint64_t pages, int reserve)
 		rc = mb_request(&ch.cl, pages, broker_timeout(), &granted);
 	/* The broker answered (a RESERVE past its deadline is a refusal);
 	 * only a broker that went silent or away is lost. */
-	if (rc == MB_EDENIED || rc == MB_ECAP ||
+	if (rc == MB_EDENIED || rc == MB_ECAP || rc == MB_ELOWMEM ||
 	    (rc == MB_ETIMEDOUT && mb_is_open(&ch.cl))) {
 		sync_held();
 		return 0;
@@ -229,6 +259,8 @@ static int ensure(uint64_t extra, int may_reserve)
 	}
 	if (need <= ch.held)
 		return 0;
+	if (ch.lowmem)
+		return -ENOSPC;
 	deficit = need - ch.held;
 	pages = (deficit + ch.ps - 1) / ch.ps;
 	step = (ch.cf->step + ch.ps - 1) / ch.ps;

@@ -51,7 +51,7 @@ static void t_close(void *ctx, struct bclient *bc)
 	c->closed = 1;
 }
 
-static const struct broker_ops ops = { t_send, t_close };
+static const struct broker_ops ops = { .send = t_send, .close = t_close };
 
 static void check(void)
 {

@@ -1,0 +1,539 @@
+/*
+ * policy.c - the memory policy of the daemon (see policy.h).
+ *
+ * Give-back check.  When a client is asked to give back, its private
+ * resident memory is read; when it answers that it gave k pages, it is
+ * read again.  The client honoured the request when its private memory
+ * fell by giveback_honour percent of what it said (at most what it had),
+ * or when it is now within what it still holds.  A client that did not is
+ * served after the others from then on and flagged in the status.
+ */
+#include "config.h"
+#include "policy.h"
+#include "device.h"
+#include "watermark.h"
+#include "mb_log.h"
+#include "mb_size.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define GB_MAX 64            /* open give-back checks remembered */
+#define FIGURE 32
+
+struct gb_check {
+	uint64_t id;
+	pid_t pid;
+	uint64_t pages;
+	uint64_t before; /* private bytes when asked */
+	int have_before;
+};
+
+struct policy {
+	enum device_mode mode;
+	char meminfo[MBS_PATH_MAX * 2];
+	char cgroup[MBS_PATH_MAX * 2];
+	char psi[MBS_PATH_MAX * 2];
+	struct device_paths paths;
+	uint64_t poll_ms, audit_ms, honour, overuse, share_ms;
+	char escalate[MBS_LIST_MAX];
+	int escalate_signal;
+	uint64_t escalate_after;
+	uid_t uids[MBS_MAX_IDS];
+	size_t nuids;
+	gid_t gids[MBS_MAX_IDS];
+	size_t ngids;
+	uint64_t page_size;
+	uint64_t configured;  /* pages of the configuration */
+	uint64_t applied;     /* pages the broker was last given */
+	struct wm wm;
+	uint64_t next_poll, next_audit;
+	int read_failed;
+	uint64_t resident;    /* brokered bytes found resident by the audit */
+	uint64_t audit_lent;  /* pages lent at that audit */
+	uint64_t audit_used;  /* device bytes used at that audit */
+	uint64_t deny_since;
+	uint64_t priv_short;  /* when a privileged RESERVE last found the pool short */
+	uint64_t last_escalation;
+	struct gb_check gb[GB_MAX];
+	size_t ngb, gb_next;
+	struct broker *b;
+	uint64_t now;
+};
+
+static void set_config(struct policy *p, const struct mbs_conf *cf,
+		       const struct mbs_resolved *res)
+{
+	p->mode = (enum device_mode)cf->device;
+	memcpy(p->meminfo, cf->device_meminfo, sizeof(p->meminfo));
+	memcpy(p->cgroup, cf->device_cgroup, sizeof(p->cgroup));
+	p->paths.meminfo = p->meminfo;
+	p->paths.cgroup = p->cgroup;
+	memcpy(p->psi, cf->device_psi, sizeof(p->psi));
+	p->paths.psi = p->psi;
+	p->poll_ms = cf->device_poll;
+	p->audit_ms = cf->audit_interval;
+	p->honour = cf->giveback_honour;
+	p->overuse = cf->overuse_percent;
+	p->share_ms = res->bc.share_deadline_ms;
+	memcpy(p->escalate, cf->escalate_command, sizeof(p->escalate));
+	p->escalate_after = cf->escalate_after;
+	p->escalate_signal = res->escalate_signal;
+	memcpy(p->uids, res->priv_uids, sizeof(p->uids));
+	p->nuids = res->npriv_uids;
+	memcpy(p->gids, res->priv_gids, sizeof(p->gids));
+	p->ngids = res->npriv_gids;
+	p->page_size = res->bc.page_size;
+	p->configured = p->applied = res->bc.initial;
+	if (p->mode == DEVICE_CGROUP && !p->cgroup[0]) {
+		int rc = device_find_cgroup("/proc/self/cgroup", "/sys/fs/cgroup",
+					    p->cgroup, sizeof(p->cgroup));
+		if (rc != 0)
+			mb_log(MB_LOG_WARNING, "cannot find the broker's memory cgroup (errno %d)", -rc);
+		else
+			mb_log(MB_LOG_NOTICE, "device: memory cgroup %s", p->cgroup);
+	}
+	p->read_failed = 0;
+}
+
+struct policy *policy_new(const struct mbs_conf *cf, const struct mbs_resolved *res)
+{
+	struct policy *p = calloc(1, sizeof(*p));
+	if (!p)
+		return NULL;
+	set_config(p, cf, res);
+	wm_init(&p->wm, &res->wm);
+	return p;
+}
+
+void policy_free(struct policy *p)
+{
+	free(p);
+}
+
+void policy_reconfigure(struct policy *p, const struct mbs_conf *cf,
+			const struct mbs_resolved *res)
+{
+	set_config(p, cf, res);
+	wm_configure(&p->wm, &res->wm);
+	p->next_poll = 0;
+}
+
+uint64_t policy_next_deadline(const struct policy *p)
+{
+	if (p->mode == DEVICE_NONE)
+		return UINT64_MAX;
+	uint64_t next = p->next_poll;
+	if (p->audit_ms && p->wm.have_sample && p->next_audit < next)
+		next = p->next_audit;
+	return next;
+}
+
+static int privileged(const struct policy *p, const struct broker_peer *peer)
+{
+	if (peer->uid == 0)
+		return 1;
+	for (size_t i = 0; i < p->nuids; i++)
+		if (p->uids[i] == peer->uid)
+			return 1;
+	for (size_t i = 0; i < p->ngids; i++)
+		if (p->gids[i] == peer->gid)
+			return 1;
+	return 0;
+}
+
+static const char *fig(char *buf, uint64_t bytes)
+{
+	if (bytes == WM_OFF)
+		return "off";
+	mb_format_size(buf, FIGURE, bytes);
+	return buf;
+}
+
+/* ---- audit ------------------------------------------------------------- */
+
+static void audit_one(void *arg, struct bclient *c)
+{
+	struct policy *p = arg;
+	const struct broker_peer *peer = broker_client_peer(c);
+	uint64_t bytes;
+	uint64_t flag = broker_client_last(c) ? MB_SC_DISHONOURED : 0;
+	if (device_private_bytes(peer->pid, &bytes) != 0) {
+		broker_client_set_private(c, MB_SC_PRIVATE_UNKNOWN | flag);
+		return;
+	}
+	if (bytes > MB_SC_PRIVATE_MASK - 1)
+		bytes = MB_SC_PRIVATE_MASK - 1;
+	broker_client_set_private(c, bytes | flag);
+	int64_t bal = broker_client_balance(c);
+	uint64_t grant = bal > 0 ? (uint64_t)bal * p->page_size : 0;
+	p->resident += bytes < grant ? bytes : grant;
+}
+
+static void audit(struct policy *p, struct broker *b)
+{
+	p->resident = 0;
+	p->audit_lent = broker_lent(b);
+	p->audit_used = p->wm.dev.used;
+	broker_foreach(b, audit_one, p);
+}
+
+/*
+ * Brokered memory that is resident now: what the last audit found, plus
+ * what the device has used more since, as far as lending grew meanwhile
+ * (a client growing into a new grant must not look like memory taken
+ * outside the broker), at most all that is lent.  Pages lent but not yet
+ * touched get no credit: counting them would let the pool grow by what it
+ * has just lent.
+ */
+static uint64_t brokered_resident(const struct policy *p, uint64_t lent)
+{
+	uint64_t all = lent * p->page_size;
+	uint64_t grown = lent > p->audit_lent ? (lent - p->audit_lent) * p->page_size : 0;
+	uint64_t used = p->wm.dev.used > p->audit_used ? p->wm.dev.used - p->audit_used : 0;
+	uint64_t est = p->resident + (grown < used ? grown : used);
+	return est < all ? est : all;
+}
+
+/* ---- give-back --------------------------------------------------------- */
+
+static void chosen(void *arg, struct bclient *c, uint64_t pages)
+{
+	struct policy *p = arg;
+	const struct broker_peer *peer = broker_client_peer(c);
+	struct gb_check *g = NULL;
+	for (size_t i = 0; i < p->ngb; i++)
+		if (p->gb[i].id == broker_client_id(c))
+			g = &p->gb[i];
+	/* Full (clients that left unanswered): a slot is reused in turn. */
+	if (!g)
+		g = p->ngb < GB_MAX ? &p->gb[p->ngb++] : &p->gb[p->gb_next++ % GB_MAX];
+	g->id = broker_client_id(c);
+	g->pid = peer->pid;
+	g->pages = pages;
+	g->have_before = device_private_bytes(peer->pid, &g->before) == 0;
+	char f1[FIGURE];
+	mb_log(MB_LOG_NOTICE, "decision: give-back asked: client %lu (%s, pid %d) holds %ld pages, "
+	       "asked %lu pages within %lu ms, private memory %s",
+	       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
+	       (long)broker_client_balance(c), (unsigned long)pages,
+	       (unsigned long)p->share_ms, g->have_before ? fig(f1, g->before) : "unknown");
+}
+
+void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
+		     uint64_t given, int timedout)
+{
+	const struct broker_peer *peer = broker_client_peer(c);
+	struct gb_check g = { 0 };
+	int found = 0;
+	for (size_t i = 0; i < p->ngb; i++) {
+		if (p->gb[i].id == broker_client_id(c)) {
+			g = p->gb[i];
+			p->gb[i] = p->gb[--p->ngb];
+			found = 1;
+			break;
+		}
+	}
+	if (!found)
+		return; /* a query of the broker's own, not a give-back */
+	if (given == 0) {
+		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave 0 of "
+		       "%lu pages (%s)", (unsigned long)broker_client_id(c), broker_client_name(c),
+		       (int)peer->pid, (unsigned long)asked, timedout ? "deadline passed" : "refused");
+		return;
+	}
+	uint64_t after;
+	if (!g.have_before || device_private_bytes(peer->pid, &after) != 0) {
+		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave %lu "
+		       "of %lu pages (not checked: private memory unknown)",
+		       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
+		       (unsigned long)given, (unsigned long)asked);
+		return;
+	}
+	uint64_t said = given * p->page_size;
+	uint64_t freed = g.before > after ? g.before - after : 0;
+	uint64_t need = (said < g.before ? said : g.before) * p->honour / 100;
+	int64_t bal = broker_client_balance(c); /* the given pages are already taken */
+	uint64_t holds = bal > 0 ? (uint64_t)bal * p->page_size : 0;
+	int honoured = freed >= need || after <= holds;
+	char f1[FIGURE], f2[FIGURE], f3[FIGURE], f4[FIGURE];
+	mb_log(honoured ? MB_LOG_NOTICE : MB_LOG_WARNING,
+	       "decision: give-back check: client %lu (%s, pid %d) said it gave %lu of %lu pages (%s); "
+	       "private memory %s -> %s, freed %s: %s",
+	       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
+	       (unsigned long)given, (unsigned long)asked, fig(f1, said), fig(f2, g.before),
+	       fig(f3, after), fig(f4, freed),
+	       honoured ? "honoured" : "NOT honoured: served after others from now on");
+	if (!honoured) {
+		broker_client_set_last(c, 1);
+		broker_client_set_private(c, (after < MB_SC_PRIVATE_MASK ? after :
+					      MB_SC_PRIVATE_MASK - 1) | MB_SC_DISHONOURED);
+	}
+}
+
+/* ---- escalation -------------------------------------------------------- */
+
+static void run_command(const char *cmd, const char *reason)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		mb_log(MB_LOG_ERR, "escalation: fork: errno %d", errno);
+		return;
+	}
+	if (pid == 0) {
+		/* Detach twice so the daemon never waits for the command. */
+		if (fork() == 0) {
+			setenv("MB_REASON", reason, 1);
+			execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+			_exit(127);
+		}
+		_exit(0);
+	}
+	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+		;
+}
+
+struct victim {
+	struct bclient *c;
+	int64_t balance;
+};
+
+static void pick_expendable(void *arg, struct bclient *c)
+{
+	struct victim *v = arg;
+	int64_t bal = broker_client_balance(c);
+	if (!(broker_client_flags(c) & MB_HELLO_EXPENDABLE) || broker_client_peer(c)->pid <= 0)
+		return;
+	if (!v->c || bal > v->balance) {
+		v->c = c;
+		v->balance = bal;
+	}
+}
+
+static void signal_expendable(struct policy *p, struct broker *b, const char *reason)
+{
+	struct victim v = { NULL, 0 };
+	broker_foreach(b, pick_expendable, &v);
+	if (!v.c) {
+		mb_log(MB_LOG_WARNING, "decision: escalation: no client registered as expendable "
+		       "to signal: %s", reason);
+		return;
+	}
+	const struct broker_peer *peer = broker_client_peer(v.c);
+	mb_log(MB_LOG_WARNING, "decision: escalation: signal %d to client %lu (%s, pid %d) "
+	       "holding %ld pages, registered as expendable: %s", p->escalate_signal,
+	       (unsigned long)broker_client_id(v.c), broker_client_name(v.c), (int)peer->pid,
+	       (long)v.balance, reason);
+	if (kill(peer->pid, p->escalate_signal) != 0)
+		mb_log(MB_LOG_WARNING, "escalation: kill %d: errno %d", (int)peer->pid, errno);
+}
+
+static void escalate(struct policy *p, struct broker *b, uint64_t now)
+{
+	if (p->wm.state != MB_MEM_DENY) {
+		p->deny_since = 0;
+		p->priv_short = 0;
+		return;
+	}
+	if (p->deny_since == 0)
+		p->deny_since = now;
+	if ((!p->escalate[0] && !p->escalate_signal) || now - p->deny_since < p->escalate_after ||
+	    !p->priv_short || now - p->priv_short > p->escalate_after ||
+	    (p->last_escalation && now - p->last_escalation < p->escalate_after))
+		return;
+	p->last_escalation = now;
+	char reason[256], f1[FIGURE], f2[FIGURE], f3[FIGURE];
+	mb_format(reason, sizeof(reason), "deny for %lu ms: device uses %s of %s (deny_high %s), "
+		  "a privileged RESERVE could not be met",
+		  (unsigned long)(now - p->deny_since), fig(f1, p->wm.measure),
+		  fig(f2, p->wm.dev.total), fig(f3, p->wm.res[MB_CTL_DENY_HIGH]));
+	if (p->escalate[0]) {
+		mb_log(MB_LOG_WARNING, "decision: escalation: running '%s': %s", p->escalate, reason);
+		run_command(p->escalate, reason);
+	}
+	if (p->escalate_signal)
+		signal_expendable(p, b, reason);
+}
+
+/* ---- the poll ---------------------------------------------------------- */
+
+static void transition(struct policy *p, struct broker *b, const struct wm_decision *d)
+{
+	const struct wm *w = &p->wm;
+	char f1[FIGURE], f2[FIGURE], f3[FIGURE], f4[FIGURE];
+	uint64_t mark = d->to == MB_MEM_DENY ? w->res[MB_CTL_DENY_HIGH] :
+		d->to == MB_MEM_NOTIFY ? w->res[MB_CTL_NOTIFY_HIGH] :
+		w->res[d->from == MB_MEM_DENY ? MB_CTL_DENY_LOW : MB_CTL_NOTIFY_LOW];
+	char psi[48] = "";
+	if (w->dev.psi_some != DEVICE_PSI_UNKNOWN)
+		mb_format(psi, sizeof(psi), ", psi some %lu.%02lu%%",
+			  (unsigned long)(w->dev.psi_some / 100), (unsigned long)(w->dev.psi_some % 100));
+	mb_log(MB_LOG_NOTICE, "decision: %s -> %s%s: device uses %s of %s (mark %s, lent %s%s)",
+	       wm_state_name(d->from), wm_state_name(d->to),
+	       d->early ? " (early)" : d->psi ? " (stall)" : "",
+	       fig(f1, w->measure), fig(f2, w->dev.total), fig(f3, mark),
+	       fig(f4, broker_lent(b) * p->page_size), psi);
+	if (d->early) {
+		mb_log(MB_LOG_NOTICE, "decision: early warning: deny in about %lu ms at %ld pages/s "
+		       "(horizon %lu ms)", (unsigned long)w->estimate_ms, (long)w->rate_pps,
+		       (unsigned long)w->cfg.horizon_ms);
+		broker_post_event(b, MB_EV_MEM_EARLY, w->estimate_ms);
+	}
+	uint64_t pages = w->measure / (p->page_size ? p->page_size : 1);
+	unsigned ev = d->to == MB_MEM_DENY ? MB_EV_MEM_DENY :
+		d->to == MB_MEM_NOTIFY ? MB_EV_MEM_NOTIFY : MB_EV_MEM_OK;
+	broker_post_event(b, ev, pages);
+}
+
+static void follow_device(struct policy *p, struct broker *b, uint64_t now)
+{
+	/* Without the audit, brokered and outside memory cannot be told apart. */
+	if (!p->audit_ms)
+		return;
+	uint64_t want = wm_lendable(&p->wm, p->configured, brokered_resident(p, broker_lent(b)));
+	uint64_t step = p->configured / 128 ? p->configured / 128 : 1;
+	uint64_t diff = want > p->applied ? want - p->applied : p->applied - want;
+	if (diff < step && !(want == p->configured && p->applied != want))
+		return;
+	char f1[FIGURE], f2[FIGURE], f3[FIGURE];
+	uint64_t lent = broker_lent(b);
+	mb_log(MB_LOG_NOTICE, "decision: lendable %lu -> %lu pages: device %s, used %s, "
+	       "headroom %s, lent %lu pages%s", (unsigned long)p->applied,
+	       (unsigned long)want, fig(f1, p->wm.dev.total), fig(f2, p->wm.dev.used),
+	       fig(f3, p->wm.res[MB_CTL_HEADROOM]), (unsigned long)lent,
+	       want < lent ? ": asking the difference back" : "");
+	p->applied = want;
+	broker_set_initial(b, want, now);
+}
+
+/* Read the device and act on the decision.  0, or -1 when unreadable. */
+static int poll_device(struct policy *p, struct broker *b, uint64_t now)
+{
+	struct dev_sample s;
+	int rc = device_read(&p->paths, p->mode, &s);
+	if (rc != 0) {
+		if (!p->read_failed)
+			mb_log(MB_LOG_WARNING, "cannot read the device (%s) (errno %d): "
+			       "watermarks wait for a reading",
+			       p->mode == DEVICE_CGROUP ? p->cgroup : p->meminfo, -rc);
+		p->read_failed = 1;
+		return -1;
+	}
+	if (p->read_failed)
+		mb_log(MB_LOG_NOTICE, "device readable again");
+	p->read_failed = 0;
+	struct wm_decision d;
+	wm_sample(&p->wm, &s, broker_lent(b), now, &d);
+	if (d.to != d.from)
+		transition(p, b, &d);
+	if (d.giveback) {
+		char f1[FIGURE], f2[FIGURE];
+		uint64_t asked = broker_give_back(b, d.giveback, now, chosen, p);
+		mb_log(asked ? MB_LOG_NOTICE : MB_LOG_INFO, "decision: give-back: device uses %s, "
+		       "target %s: %lu pages wanted, %lu asked", fig(f1, p->wm.measure),
+		       fig(f2, d.target), (unsigned long)d.giveback, (unsigned long)asked);
+	}
+	return 0;
+}
+
+void policy_tick(struct policy *p, struct broker *b, uint64_t now)
+{
+	p->b = b;
+	p->now = now;
+	if (p->mode == DEVICE_NONE)
+		return;
+	int sampled = 0;
+	if (now >= p->next_poll) {
+		p->next_poll = now + p->poll_ms;
+		sampled = poll_device(p, b, now) == 0;
+	}
+	/* The audit pairs with a sample (audit_used): never before the first. */
+	if (p->audit_ms && now >= p->next_audit && p->wm.have_sample) {
+		audit(p, b);
+		p->next_audit = now + p->audit_ms;
+	}
+	if (sampled) {
+		follow_device(p, b, now);
+		escalate(p, b, now);
+	}
+}
+
+/* ---- hooks ------------------------------------------------------------- */
+
+unsigned policy_admit(struct policy *p, struct bclient *c, unsigned type,
+		      uint64_t pages)
+{
+	if (p->mode == DEVICE_NONE || p->wm.state != MB_MEM_DENY)
+		return MB_ST_OK;
+	const struct broker_peer *peer = broker_client_peer(c);
+	char f1[FIGURE], f2[FIGURE];
+	if (privileged(p, peer)) {
+		if (type == MB_MSG_RESERVE && p->b &&
+		    (int64_t)pages > broker_pool(p->b)) {
+			p->priv_short = p->now ? p->now : 1;
+			mb_log(MB_LOG_NOTICE, "decision: deny: privileged RESERVE of %lu pages from "
+			       "client %lu (uid %u) finds %ld pages in the pool",
+			       (unsigned long)pages, (unsigned long)broker_client_id(c),
+			       (unsigned)peer->uid, (long)broker_pool(p->b));
+		}
+		return MB_ST_OK;
+	}
+	mb_log(MB_LOG_INFO, "decision: deny: %s of %lu pages from client %lu (uid %u) refused: "
+	       "device uses %s, deny_high %s", mb_wire_type_name(type), (unsigned long)pages,
+	       (unsigned long)broker_client_id(c), (unsigned)peer->uid, fig(f1, p->wm.measure),
+	       fig(f2, p->wm.res[MB_CTL_DENY_HIGH]));
+	return MB_ST_LOWMEM;
+}
+
+static const char *const mark_names[MB_CTL_MARK_COUNT] = {
+	"notify_high", "notify_low", "deny_high", "deny_low", "headroom"
+};
+
+void policy_control(struct policy *p, struct broker *b, struct bclient *c,
+		    const struct mb_msg *m, struct mb_msg *r)
+{
+	const struct broker_peer *peer = broker_client_peer(c);
+	uint64_t op = m->w[MB_W_CTL_OP], mark = m->w[MB_W_CTL_MARK];
+	uint64_t unit = m->w[MB_W_CTL_UNIT], value = m->w[MB_W_CTL_VALUE];
+	unsigned st = MB_ST_OK;
+	if (op == MB_CTL_SET) {
+		if (!privileged(p, peer))
+			st = MB_ST_PERM;
+		else if (mark >= MB_CTL_MARK_COUNT || unit > MB_CTL_OFF ||
+			 (unit == MB_CTL_UNIT_PERCENT && value > PERCENT_MAX_HUNDREDTHS))
+			st = MB_ST_INVAL;
+		if (st == MB_ST_OK) {
+			wm_set_mark(&p->wm, (unsigned)mark, (unsigned)unit, value);
+			p->next_poll = p->now; /* act on it at once */
+			mb_log(MB_LOG_NOTICE, "decision: %s set to %lu%s by uid %u (pid %d)",
+			       mark_names[mark], (unsigned long)(unit == MB_CTL_UNIT_PERCENT ?
+								 value / 100 : value),
+			       unit == MB_CTL_UNIT_PERCENT ? "%" : unit == MB_CTL_OFF ? " (off)" : " bytes",
+			       (unsigned)peer->uid, (int)peer->pid);
+		} else {
+			mb_log(MB_LOG_NOTICE, "CONTROL from uid %u (pid %d) refused: %s",
+			       (unsigned)peer->uid, (int)peer->pid, mb_wire_status_name(st));
+		}
+	} else if (op != MB_CTL_GET) {
+		st = MB_ST_INVAL;
+	}
+	const struct wm *w = &p->wm;
+	r->w[MB_W_CA_STATUS] = st;
+	r->w[MB_W_CA_STATE] = w->state;
+	r->w[MB_W_CA_SOURCE] = p->mode == DEVICE_NONE || !w->have_sample ? MB_DEV_NONE : w->dev.source;
+	r->w[MB_W_CA_DEV_TOTAL] = w->dev.total;
+	r->w[MB_W_CA_DEV_USED] = w->measure;
+	for (unsigned i = 0; i < MB_CTL_MARK_COUNT; i++)
+		r->w[MB_W_CA_NOTIFY_HIGH + i] = w->have_sample ? w->res[i] :
+			wm_resolve(&w->cfg.mark[i], 0);
+	r->w[MB_W_CA_LENDABLE] = p->applied;
+	r->w[MB_W_CA_LENT] = broker_lent(b);
+	r->w[MB_W_CA_RATE] = (uint64_t)w->rate_pps;
+	r->w[MB_W_CA_ESTIMATE_MS] = w->estimate_ms;
+	r->w[MB_W_CA_OVERUSE_PCT] = p->overuse;
+	r->w[MB_W_CA_POLL_MS] = p->mode == DEVICE_NONE ? 0 : p->poll_ms;
+}
