@@ -10,7 +10,7 @@ FUZZ_TARGETS = wire broker conf client trackfs
 FUZZ_TESTS = fuzz/wire.sh fuzz/broker.sh fuzz/conf.sh fuzz/client.sh fuzz/trackfs.sh
 EXTRA_DIST += fuzz/fz_input.h fuzz/short-run.sh $(FUZZ_TESTS) fuzz/corpus fuzz/regress \
 	fuzz/fuzz_wire.c fuzz/fuzz_broker.c fuzz/fuzz_conf.c fuzz/fuzz_client.c \
-	fuzz/fuzz_trackfs.c bench/fuzz/run.sh
+	fuzz/fuzz_trackfs.c fuzz/seeds.py bench/fuzz/run.sh
 
 if HAVE_FUZZER
 noinst_PROGRAMS += fuzz/fuzz_wire fuzz/fuzz_broker fuzz/fuzz_conf fuzz/fuzz_client
