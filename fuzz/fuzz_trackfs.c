@@ -78,6 +78,9 @@ static void fz_fail(const char *what, int line)
 
 static void stop_broker(void)
 {
+	/* track_fs lets go first, so that it does not see its broker die. */
+	tfs_charge_fini();
+	mb_close(&observer);
 	if (broker_pid > 0) {
 		kill(broker_pid, SIGTERM);
 		waitpid(broker_pid, NULL, 0);
@@ -107,7 +110,8 @@ static void start_broker(const char *argv0)
 	broker_pid = fork();
 	if (broker_pid == 0) {
 		execl(bin, bin, "--config", "/dev/null", "--socket", sock_path,
-		      "--total", FZ_TOTAL, "--log-level", "err", (char *)NULL);
+		      "--total", FZ_TOTAL, "--log-level",
+		      getenv("FZ_VERBOSE") ? "debug" : "err", (char *)NULL);
 		fprintf(stderr, "fuzz_trackfs: cannot run %s (set FUZZ_MBSERVER)\n", bin);
 		_exit(127);
 	}
