@@ -6,7 +6,6 @@
 #                       after replaying the seeds and every kept crash
 #   bench/fuzz/run.sh   longer runs
 FUZZ_COMMON = common/mb_wire.c common/mb_log.c common/mb_size.c common/mb_conf.c
-FUZZ_TARGETS = wire broker conf client trackfs
 FUZZ_TESTS = fuzz/wire.sh fuzz/broker.sh fuzz/conf.sh fuzz/client.sh fuzz/trackfs.sh
 EXTRA_DIST += fuzz/fz_input.h fuzz/short-run.sh $(FUZZ_TESTS) fuzz/corpus fuzz/regress \
 	fuzz/fuzz_wire.c fuzz/fuzz_broker.c fuzz/fuzz_conf.c fuzz/fuzz_client.c \
