@@ -52,6 +52,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 #define FZ_INODES 8
 #define FZ_TOTAL "64M"
 #define FZ_CHUNK 65536
+/* No file system holds more than this (1 PiB): an inode's blocks, and the
+ * blocks changed outside charged calls, stay within it, as st_blocks of a
+ * real tmpfs do. */
+#define FZ_MAX_BYTES (INT64_C(1) << 50)
 
 static struct tfs_conf cf;
 static char dir_path[64];
@@ -191,8 +195,8 @@ static void change(struct fz_in *in, struct tfs_inode *ino)
 	int keep = (k >> 2) & 1;
 	uint64_t est = amount(in);
 	uint8_t use = fz_byte(in);
-	if (est > (UINT64_C(1) << 60))
-		est = UINT64_C(1) << 60;
+	if (est > (uint64_t)FZ_MAX_BYTES)
+		est = (uint64_t)FZ_MAX_BYTES;
 	if (tfs_charge_begin(ino, est, mode) != 0) {
 		FZ_TCHECK(mode != TFS_CHARGE_FORCE);
 		return;
@@ -205,12 +209,14 @@ static void change(struct fz_in *in, struct tfs_inode *ino)
 		delta = -(int64_t)(had / 0x20 * (use - 0xc0)); /* freed blocks */
 	else
 		delta = (int64_t)(est + (uint64_t)(use - 0xdf) * FZ_CHUNK); /* beyond it */
+	if (had + delta > FZ_MAX_BYTES)
+		delta = FZ_MAX_BYTES - had;
 	if (delta > (int64_t)est || mode == TFS_CHARGE_FORCE)
 		over = 1;
 	if (ino == NULL) {
 		/* A change without an inode (a create) books its blocks to
 		 * the file system as a whole. */
-		if (delta < 0)
+		if (delta < 0 || outside + delta > FZ_MAX_BYTES)
 			delta = 0;
 		tfs_charge_end(NULL, est, delta, 0);
 		outside += delta;
@@ -289,6 +295,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			int64_t d = (int64_t)(amount(&in) % (UINT64_C(1) << 40));
 			if (fz_byte(&in) & 1)
 				d = -d;
+			if (outside + d > FZ_MAX_BYTES)
+				d = 0;
 			if (d > 0)
 				over = 1;
 			tfs_charge_adjust(d);
