@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -111,8 +112,14 @@ static void start_broker(const char *argv0)
 		exit(1);
 	}
 	snprintf(sock_path, sizeof(sock_path), "%s/mb.sock", dir_path);
+	pid_t parent = getpid();
 	broker_pid = fork();
 	if (broker_pid == 0) {
+		/* A crash ends the harness without atexit(): the broker goes
+		 * with it all the same. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(1);
 		execl(bin, bin, "--config", "/dev/null", "--socket", sock_path,
 		      "--total", FZ_TOTAL, "--log-level",
 		      getenv("FZ_VERBOSE") ? "debug" : "err", (char *)NULL);
