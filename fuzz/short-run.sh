@@ -23,6 +23,8 @@ FUZZ_MBSERVER=$top_builddir/mbserver/mbserver; export FUZZ_MBSERVER
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fuzz-$t.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/corpus"
+# The harnesses' own sockets and directories go there too, even after a crash.
+TMPDIR=$tmp; export TMPDIR
 opts="-timeout=20 -rss_limit_mb=2048 -max_len=4096"
 
 report_crash() {
