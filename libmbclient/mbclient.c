@@ -190,16 +190,27 @@ static void mbc_drop(struct mbc *s)
 	pthread_mutex_unlock(&s->wlock);
 }
 
+/* A balance (signed: a source lends) no broker can report. */
+static int mbc_balance_bad(int64_t b)
+{
+	return b > (int64_t)MB_WIRE_MAX_PAGES || b < -(int64_t)MB_WIRE_MAX_PAGES;
+}
+
 /*
  * Take the balance a reply reports, unless share answers left after the
  * request (the server had not seen them yet): then apply delta instead.
+ * A balance beyond the wire's range is MB_EPROTO (and never stored, so no
+ * later sum with it can overflow).
  */
-static void mbc_adopt(struct mbc *s, uint64_t reported, int64_t delta)
+static int mbc_adopt(struct mbc *s, uint64_t reported, int64_t delta)
 {
+	int64_t b = s->balance + delta;
 	if (s->nanswers == s->call_answers)
-		s->balance = (int64_t)reported;
-	else
-		s->balance += delta;
+		b = (int64_t)reported;
+	if (mbc_balance_bad(b))
+		return MB_EPROTO;
+	s->balance = b;
+	return MB_OK;
 }
 
 static uint32_t mbc_next_seq(struct mbc *s)
@@ -366,7 +377,8 @@ static int mbc_unsolicited(struct mbc *s, const struct mb_msg *m)
 		return r < 0 ? r : 1;
 	}
 	case MB_MSG_REPAY:
-		if (!mb_wire_count_ok(m->w[MB_W_REPAY_PAGES]))
+		if (!mb_wire_count_ok(m->w[MB_W_REPAY_PAGES]) ||
+		    mbc_balance_bad(s->balance + (int64_t)m->w[MB_W_REPAY_PAGES]))
 			return MB_EPROTO;
 		/* The balance word may predate answers still in flight. */
 		s->balance += (int64_t)m->w[MB_W_REPAY_PAGES];
@@ -777,7 +789,8 @@ static int mbc_grant(struct mbc *s, const struct mb_msg *m, unsigned type,
 	if (st >= MB_ST_COUNT || got > pages ||
 	    (type == MB_MSG_RESERVE && st == MB_ST_OK && got != pages))
 		return mbc_fail(s, MB_EPROTO);
-	mbc_adopt(s, m->w[MB_W_GRANT_BALANCE], (int64_t)got);
+	if (mbc_adopt(s, m->w[MB_W_GRANT_BALANCE], (int64_t)got) < 0)
+		return mbc_fail(s, MB_EPROTO);
 	if (granted)
 		*granted = got;
 	return mbc_status_err(st);
@@ -898,7 +911,9 @@ MB_API int mb_return(mb_client *c, uint64_t pages)
 		r = mbc_status_err(m.w[MB_W_ERR_STATUS]);
 	else if (r == MB_OK) {
 		r = mbc_status_err(m.w[MB_W_RETACK_STATUS]);
-		mbc_adopt(s, m.w[MB_W_RETACK_BALANCE], r == MB_OK ? -(int64_t)pages : 0);
+		if (mbc_adopt(s, m.w[MB_W_RETACK_BALANCE],
+			      r == MB_OK ? -(int64_t)pages : 0) < 0)
+			r = mbc_fail(s, MB_EPROTO);
 	}
 	return mbc_leave(s, r);
 }
@@ -947,8 +962,9 @@ MB_API int mb_query(mb_client *c, struct mb_info *out)
 	r = mbc_call(s, &m, MB_MSG_QUERY_REPLY);
 	if (r == MB_OK)
 		r = mbc_status_err(m.w[0]);
+	if (r == MB_OK && mbc_adopt(s, m.w[MB_W_QR_BALANCE], 0) < 0)
+		r = mbc_fail(s, MB_EPROTO);
 	if (r == MB_OK) {
-		mbc_adopt(s, m.w[MB_W_QR_BALANCE], 0);
 		s->total = m.w[MB_W_QR_TOTAL];
 		out->page_size = m.w[MB_W_QR_PAGE_SIZE];
 		out->pool = (int64_t)m.w[MB_W_QR_POOL];

@@ -5,6 +5,8 @@ set -eu
 DEB_BUILD="autoconf automake libtool pkg-config make gcc check libfuse3-dev fuse3 valgrind"
 DEB_TEST="python3 sqlite3 git stress-ng procps busybox systemd strace"
 DEB_DEVICE="python3 gnuplot-nox"
+# libFuzzer harnesses (fuzz/): clang and its runtime (libclang_rt.fuzzer).
+DEB_FUZZ="clang libclang-rt-14-dev"
 DEB_BENCH="hyperfine fio libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 time"
 
 missing_packages() {

@@ -1,0 +1,3 @@
+#!/bin/sh
+# A short libFuzzer run of fuzz/fuzz_broker (see fuzz/short-run.sh).
+exec "${top_srcdir:?run through make check}/fuzz/short-run.sh" broker
