@@ -103,7 +103,7 @@ static void f_close(void *ctx, struct bclient *bc)
 	c->closed = 1;
 }
 
-static const struct broker_ops ops = { f_send, f_close };
+static const struct broker_ops ops = { .send = f_send, .close = f_close };
 
 static void read_config(struct fz_in *in, struct broker_config *cfg)
 {

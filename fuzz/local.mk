@@ -25,7 +25,8 @@ fuzz_fuzz_broker_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/mbserver
 fuzz_fuzz_broker_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
 fuzz_fuzz_broker_LDFLAGS = $(FUZZ_CFLAGS)
 
-fuzz_fuzz_conf_SOURCES = fuzz/fuzz_conf.c fuzz/fz_input.h mbserver/conf.c track_fs/conf.c \
+fuzz_fuzz_conf_SOURCES = fuzz/fuzz_conf.c fuzz/fz_input.h mbserver/conf.c mbserver/watermark.c \
+	track_fs/conf.c \
 	$(FUZZ_COMMON)
 fuzz_fuzz_conf_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/mbserver -I$(top_srcdir)/track_fs
 fuzz_fuzz_conf_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
