@@ -355,12 +355,16 @@ static int mbc_share_query(struct mbc *s, const struct mb_msg *m)
 	struct mb_msg a;
 	mb_msg_init(&a, MB_MSG_SHARE_ANSWER, m->seq);
 	a.w[MB_W_ANS_PAGES] = freed;
+	/* The balance drops before the answer leaves: once the broker has it,
+	 * another thread reading mb_balance() must not see the pages still. */
+	s->balance -= (int64_t)freed;
+	s->nanswers++;
 	pthread_mutex_lock(&s->wlock);
 	int r = mbc_send_locked(s, &a);
 	pthread_mutex_unlock(&s->wlock);
-	if (r == MB_OK) {
-		s->balance -= (int64_t)freed;
-		s->nanswers++;
+	if (r != MB_OK) {
+		s->balance += (int64_t)freed;
+		s->nanswers--;
 	}
 	return r;
 }
