@@ -156,7 +156,7 @@ static int on_row(void *arg, const struct mb_status_client *row)
 
 static int known(int r)
 {
-	return r <= 0 && r >= MB_ESYS;
+	return r <= 0 && r >= MB_ELOWMEM; /* the lowest code */
 }
 
 static void step(mb_client *c, uint8_t op, uint8_t a, uint8_t b)

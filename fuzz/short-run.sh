@@ -25,7 +25,8 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/corpus"
 # The harnesses' own sockets and directories go there too, even after a crash.
 TMPDIR=$tmp; export TMPDIR
-opts="-timeout=20 -rss_limit_mb=2048 -max_len=4096"
+# A fixed seed (FUZZ_SEED) makes a run repeatable as far as timing allows.
+opts="-timeout=20 -rss_limit_mb=2048 -max_len=4096 -seed=${FUZZ_SEED:-1}"
 
 report_crash() {
 	for a in "$tmp"/crash-* "$tmp"/timeout-* "$tmp"/leak-* "$tmp"/oom-*; do
