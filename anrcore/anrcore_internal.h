@@ -108,12 +108,11 @@ struct anr_heap {
 
 	pthread_mutex_t lock;
 	/* Frees that found the lock busy: a ring of slots taken with
-	 * compare-and-swap, and when it is full a stack linked through the
-	 * blocks themselves.  Both are emptied by the next lock holder. */
+	 * compare-and-swap, emptied by the next lock holder.  A free that
+	 * finds the ring full waits for the lock. */
 	void *defer_slot[ANR_DEFER_SLOTS];
 	unsigned defer_hint;   /* atomic: where the next push starts looking */
 	unsigned defer_count;  /* atomic: pointers in defer_slot */
-	void *deferred;        /* overflow stack (link in the block) */
 
 	/* Spans. */
 	uint32_t fl_map;

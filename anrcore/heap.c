@@ -54,7 +54,9 @@
  * need-more-memory hook runs, nor while pages go back to the kernel after
  * a free (pages.c).  A free that finds the lock taken does not
  * wait: it puts the pointer in a lock-free ring of slots in the heap state
- * and the next thread that takes the lock frees it (see defer()).
+ * and the next thread that takes the lock frees it (see defer()).  When
+ * the ring is full the free waits for the lock: nothing is ever written
+ * into a block before the pointer has been judged.
  */
 #include "config.h"
 
@@ -375,30 +377,20 @@ free_locked(struct anr_heap *h, void *p, const char *op)
 static void
 drain(struct anr_heap *h)
 {
-	void *p;
-
 	for (unsigned j = 0; j < ANR_DEFER_SLOTS &&
 	     __atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE) != 0; j++) {
-		p = __atomic_exchange_n(&h->defer_slot[j], NULL, __ATOMIC_ACQUIRE);
+		void *p = __atomic_exchange_n(&h->defer_slot[j], NULL, __ATOMIC_ACQUIRE);
 		if (p != NULL) {
 			__atomic_sub_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
 			free_locked(h, p, "free");
 		}
-	}
-	p = __atomic_exchange_n(&h->deferred, NULL, __ATOMIC_ACQUIRE);
-	while (p != NULL) {
-		void *next;
-		memcpy(&next, p, sizeof(next));
-		free_locked(h, p, "free");
-		p = next;
 	}
 }
 
 static int
 deferred_pending(struct anr_heap *h)
 {
-	return __atomic_load_n(&h->defer_count, __ATOMIC_RELAXED) != 0 ||
-	       __atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL;
+	return __atomic_load_n(&h->defer_count, __ATOMIC_RELAXED) != 0;
 }
 
 static void
@@ -410,33 +402,27 @@ heap_lock(struct anr_heap *h)
 }
 
 /*
- * Queue a free for the lock holder without waiting.  The pointer goes in
- * a slot of the ring, out of band: a bad pointer is only judged later and
- * must not make us write into memory.  Only when the ring is full is the
- * link written into the block.
+ * Queue a free for the lock holder without waiting: the pointer goes in a
+ * slot of the ring, out of band, because a bad pointer is only judged
+ * later and must not make us write into memory.  Returns 0 if the ring is
+ * full; the caller then waits for the lock and frees at once.
  */
-static void
+static int
 defer(struct anr_heap *h, void *p)
 {
 	unsigned start = __atomic_fetch_add(&h->defer_hint, 1, __ATOMIC_RELAXED);
-	void *head;
 
-	__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < ANR_DEFER_SLOTS; i++) {
 		void *expected = NULL;
 		unsigned j = (start + i) & (ANR_DEFER_SLOTS - 1);
 		if (__atomic_compare_exchange_n(&h->defer_slot[j], &expected, p, 0,
 						__ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
 			__atomic_add_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
-			return;
+			__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
+			return 1;
 		}
 	}
-	head = __atomic_load_n(&h->deferred, __ATOMIC_RELAXED);
-	ANR_VG_UNDEFINED(h, p, sizeof(head));
-	do
-		memcpy(p, &head, sizeof(head));
-	while (!__atomic_compare_exchange_n(&h->deferred, &head, p, 1,
-					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+	return 0;
 }
 
 static void
@@ -583,13 +569,14 @@ anr_free(struct anr_heap *h, void *p)
 		anr_bad(h, "free", bad, p);
 		return;
 	}
-	if (pthread_mutex_trylock(&h->lock) != 0) {
-		/* Busy: queue it for the lock holder rather than wait. */
-		defer(h, p);
-		return;
+	if (pthread_mutex_trylock(&h->lock) == 0) {
+		if (deferred_pending(h))
+			drain(h);
+	} else if (defer(h, p)) {
+		return; /* busy: queued for the lock holder rather than waited */
+	} else {
+		heap_lock(h); /* the ring is full: wait, judge, then free */
 	}
-	if (deferred_pending(h))
-		drain(h);
 	free_locked(h, p, "free");
 	heap_unlock(h);
 }

@@ -980,6 +980,47 @@ END_TEST
 
 /* ---- deferred frees ---- */
 
+/*
+ * A second thread holds the heap lock from hold_lock_begin() until
+ * hold_lock_end() or, at the latest, HOLD_MS later: a free that must wait
+ * for the lock waits that long, never for ever.
+ */
+#define HOLD_MS 300
+static struct {
+	struct anr_heap *h;
+	pthread_t t;
+	int locked, release;
+} holder;
+
+static void *
+holder_fn(void *arg)
+{
+	(void)arg;
+	anr_core_lock(holder.h);
+	__atomic_store_n(&holder.locked, 1, __ATOMIC_RELEASE);
+	for (int ms = 0; ms < HOLD_MS && !__atomic_load_n(&holder.release, __ATOMIC_ACQUIRE); ms++)
+		usleep(1000);
+	anr_core_unlock(holder.h);
+	return NULL;
+}
+
+static void
+hold_lock_begin(struct anr_heap *h)
+{
+	holder.h = h;
+	holder.locked = holder.release = 0;
+	ck_assert_int_eq(pthread_create(&holder.t, NULL, holder_fn, NULL), 0);
+	while (!__atomic_load_n(&holder.locked, __ATOMIC_ACQUIRE))
+		usleep(100);
+}
+
+static void
+hold_lock_end(void)
+{
+	__atomic_store_n(&holder.release, 1, __ATOMIC_RELEASE);
+	pthread_join(holder.t, NULL);
+}
+
 START_TEST(deferred_free)
 {
 	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
@@ -999,15 +1040,16 @@ START_TEST(deferred_free)
 	ck_assert_uint_eq(st.frees, 2);
 	ck_assert_int_eq(anr_check(h), 0);
 
-	/* More than the ring holds: the rest waits in the blocks. */
+	/* More than the ring holds: the frees past it wait for the lock
+	 * (a second thread holds it for a while), nothing is lost. */
 	for (int i = 0; i < N; i++)
 		v[i] = anr_alloc(h, (size_t)(i % 7) * 100 + 1, 0);
-	anr_core_lock(h);
+	hold_lock_begin(h);
 	for (int i = 0; i < N; i++)
 		anr_free(h, v[i]);
-	anr_core_unlock(h);
+	hold_lock_end();
 	stats(h, &st);
-	ck_assert_uint_eq(st.deferred_frees, 2 + N);
+	ck_assert_uint_eq(st.deferred_frees, 2 + ANR_DEFER_SLOTS);
 	ck_assert_uint_eq(st.in_use, 0);
 	ck_assert_int_eq(anr_check(h), 0);
 
@@ -1029,6 +1071,47 @@ START_TEST(deferred_free)
 		ck_assert_int_eq(q[i], 0x11);
 	anr_free(h, q);
 	mb_log_set_sink(NULL);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/*
+ * The ring full, a double free and a free of an interior pointer: both
+ * are judged before anything is written into a block.  (They once went
+ * on a list linked through the blocks: the double free made a cycle that
+ * the next lock holder followed for ever, the interior pointer's link
+ * overwrote 8 bytes of a live block.)
+ */
+START_TEST(deferred_ring_full_bad_frees)
+{
+	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anr_stats st;
+	static char *v[ANR_DEFER_SLOTS];
+	char *p, *q;
+
+	for (int i = 0; i < ANR_DEFER_SLOTS; i++)
+		v[i] = anr_alloc(h, 32, 0);
+	p = anr_alloc(h, 64, 0);
+	q = anr_alloc(h, 64, 0);
+	memset(q, 0x11, 64);
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	hold_lock_begin(h);
+	for (int i = 0; i < ANR_DEFER_SLOTS; i++)
+		anr_free(h, v[i]); /* fills the ring */
+	anr_free(h, p);
+	anr_free(h, p);
+	anr_free(h, q + 16);
+	hold_lock_end();
+	stats(h, &st);
+	mb_log_set_sink(NULL);
+	ck_assert_uint_eq(st.bad_frees, 2);
+	ck_assert_int_eq(sink_lines, 2);
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(q[i], 0x11);
+	ck_assert_uint_eq(st.in_use, 64);
+	anr_free(h, q);
 	ck_assert_int_eq(anr_check(h), 0);
 	anr_destroy(h);
 }
@@ -1530,6 +1613,7 @@ anrcore_suite(void)
 	ADD(bad_free_abort);
 	ADD(two_heaps);
 	ADD(deferred_free);
+	ADD(deferred_ring_full_bad_frees);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(span_reuse_and_merge);
