@@ -61,6 +61,7 @@
 #include "config.h"
 
 #include "anrcore_internal.h"
+#include "theap_fast.h"
 #include "vg.h"
 
 #include "mb_log.h"
@@ -87,7 +88,7 @@ words_for(size_t bits)
 }
 
 struct layout {
-	size_t pm, slabbits, resident, dirty, dirty_sum, heads, heads_sum;
+	size_t pm, slabbits, rfree, owner, resident, dirty, dirty_sum, heads, heads_sum;
 	size_t fheads, fheads_sum;
 	size_t data; /* offset of the first data page */
 };
@@ -102,6 +103,10 @@ plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 	off = round_up(off + npages * sizeof(struct anr_page), CACHE_LINE);
 	l->slabbits = off;
 	off += npages * bmw * sizeof(uint64_t);
+	l->rfree = off;
+	off += npages * bmw * sizeof(uint64_t);
+	l->owner = off;
+	off = round_up(off + npages, CACHE_LINE);
 	l->resident = off;
 	off += w * sizeof(uint64_t);
 	l->dirty = off;
@@ -136,6 +141,28 @@ fit_pages(size_t reserve, size_t page, unsigned bmw, struct layout *l)
 			hi = mid - 1;
 	}
 	return lo;
+}
+
+/*
+ * Only valgrind tools that follow heap blocks want the client requests
+ * (memcheck, helgrind, drd, massif, dhat: each preloads its own library);
+ * under callgrind or cachegrind they would only add to what is measured.
+ */
+static int
+vg_tool_tracks_blocks(void)
+{
+	static const char *const tools[] = {
+		"vgpreload_memcheck", "vgpreload_helgrind", "vgpreload_drd",
+		"vgpreload_massif", "vgpreload_dhat",
+	};
+	const char *pre = getenv("LD_PRELOAD");
+
+	if (pre == NULL)
+		return 1;
+	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+		if (strstr(pre, tools[i]) != NULL)
+			return 1;
+	return strstr(pre, "vgpreload_") == NULL;
 }
 
 struct anr_heap *
@@ -183,6 +210,8 @@ anr_create(const struct anr_config *cfg)
 	h->npages = (uint32_t)npages;
 	h->pm = (struct anr_page *)((char *)base + l.pm);
 	h->slabbits = (uint64_t *)((char *)base + l.slabbits);
+	h->rfree = (uint64_t *)((char *)base + l.rfree);
+	h->owner = (uint8_t *)base + l.owner;
 	h->bmw = bmw;
 	h->resident = (uint64_t *)((char *)base + l.resident);
 	h->dirty.w = (uint64_t *)((char *)base + l.dirty);
@@ -198,7 +227,8 @@ anr_create(const struct anr_config *cfg)
 	if (h->bad_free != ANR_BAD_FREE_REPORT && h->bad_free != ANR_BAD_FREE_IGNORE)
 		h->bad_free = ANR_BAD_FREE_ABORT;
 	h->trash_free = c.trash_free;
-	h->vg = c.valgrind && ANR_VG_RUNNING();
+	h->vg = c.valgrind && ANR_VG_RUNNING() && vg_tool_tracks_blocks();
+	h->fast_free = !h->trash_free && !h->vg;
 	mb_format(h->name, sizeof(h->name), "%s", c.name != NULL ? c.name : "anrcore");
 	h->budget = c.budget != 0 ? c.budget : npages * page;
 	h->free_high = c.free_high != 0 ? c.free_high : ANR_DEFAULT_FREE_HIGH;
@@ -212,6 +242,7 @@ anr_create(const struct anr_config *cfg)
 	}
 	anr_span_init(h);
 	anr_slab_init(h);
+	anr_theap_init(h);
 	return h;
 }
 
@@ -241,6 +272,7 @@ anr_destroy(struct anr_heap *h)
 {
 	if (h == NULL)
 		return;
+	anr_theap_fini(h);
 	if (h->vg)
 		vg_forget(h);
 	pthread_mutex_destroy(&h->lock);
@@ -310,7 +342,8 @@ locate(struct anr_heap *h, const void *p, struct loc *l)
 		size_t o = (size_t)(cp - anr_page_addr(h, s)), idx = anr_slab_index(k, o);
 		if (idx * k->size != o || idx >= k->nobjs)
 			return "pointer inside a block";
-		if (!anr_bit(anr_slab_bits(h, s), idx))
+		if (!anr_bit(anr_slab_bits(h, s), idx) ||
+		    anr_bit(h->rfree + (size_t)s * h->bmw, idx))
 			return "double free (object not allocated)";
 		l->s = s;
 		l->idx = idx;
@@ -371,6 +404,8 @@ free_locked(struct anr_heap *h, void *p, const char *op)
 		anr_bad(h, op, bad, p);
 		return;
 	}
+	if (l.slab && anr_theap_free(h, NULL, p, l.s, 1))
+		return; /* a thread owns the slab: it folds the free in */
 	release(h, p, &l);
 }
 
@@ -436,8 +471,8 @@ heap_unlock(struct anr_heap *h)
  * the budget lacks (0: no address space or a bad request).
  */
 static void *
-alloc_locked(struct anr_heap *h, size_t size, size_t align, size_t *usable,
-	     int *zeroed, size_t *short_pages)
+alloc_locked(struct anr_heap *h, struct anr_theap *t, size_t size, size_t align,
+	     size_t *usable, int *zeroed, size_t *short_pages)
 {
 	int c = -1;
 	uint32_t s;
@@ -449,6 +484,13 @@ alloc_locked(struct anr_heap *h, size_t size, size_t align, size_t *usable,
 	if (size <= ANR_SLAB_MAX)
 		c = align <= ANR_ALIGN ? (int)anr_size_class(size)
 				       : anr_slab_class_for(h, size, align);
+	if (c >= 0 && t != NULL) {
+		if (anr_theap_refill_locked(h, t, (unsigned)c, short_pages) != 0)
+			return NULL;
+		p = anr_theap_alloc(h, t, (unsigned)c);
+		*usable = h->cls[c].size;
+		return p;
+	}
 	if (c >= 0) {
 		p = anr_slab_alloc(h, (unsigned)c, short_pages);
 		if (p == NULL)
@@ -477,6 +519,8 @@ alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 	size_t usable, short_pages, prev_short = SIZE_MAX;
 	int zeroed;
 	void *p;
+	/* Claimed before the lock is taken: claiming may call malloc. */
+	struct anr_theap *t = size <= ANR_SLAB_MAX && align <= h->page ? anr_theap_get(h) : NULL;
 
 	if (size > ((size_t)h->npages << h->page_shift))
 		goto fail;
@@ -485,7 +529,7 @@ alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 		void *arg;
 
 		heap_lock(h);
-		p = alloc_locked(h, size, align, &usable, &zeroed, &short_pages);
+		p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
 		/* Valgrind learns of the block under the lock, so that a fork
 		 * never finds a block live for us and dead for valgrind. */
 		if (p != NULL)
@@ -524,6 +568,20 @@ fail:
 void *
 anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
 {
+	if (__builtin_expect(size <= ANR_SLAB_MAX, 1)) {
+		struct anr_theap *t = anr_theap_get(h);
+		if (t != NULL) {
+			unsigned c = anr_size_class(size);
+			void *p = anr_theap_alloc(h, t, c);
+			if (p != NULL) {
+				ANR_VG_ALLOC(h, p, (flags & ANR_USABLE) ? h->cls[c].size : size,
+					     (flags & ANR_ZERO) != 0);
+				if (flags & ANR_ZERO)
+					memset(p, 0, size);
+				return p;
+			}
+		}
+	}
 	return alloc_common(h, ANR_ALIGN, size, flags);
 }
 
@@ -561,14 +619,31 @@ void
 anr_free(struct anr_heap *h, void *p)
 {
 	const char *bad;
+	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
 
 	if (p == NULL)
 		return;
-	bad = plausible(h, p);
-	if (bad != NULL) {
-		anr_bad(h, "free", bad, p);
-		return;
+	/* One comparison puts p in the data pages (below h->data it wraps). */
+	if (__builtin_expect(i < h->npages && (off & (ANR_ALIGN - 1)) == 0, 1)) {
+		unsigned kind = __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED);
+		if (kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) {
+			uint32_t s = anr_slab_head(h, i);
+			struct anr_theap *t = anr_tl.uid == h->uid ? anr_tl.t : anr_theap_peek(h);
+			if (s > i)
+				goto locked;
+			if (t != NULL && h->fast_free && anr_theap_free_local(h, t, p, s))
+				return;
+			if (anr_theap_free(h, t, p, s, 0))
+				return;
+		}
+	} else {
+		bad = plausible(h, p);
+		if (bad != NULL) {
+			anr_bad(h, "free", bad, p);
+			return;
+		}
 	}
+locked:
 	if (pthread_mutex_trylock(&h->lock) == 0) {
 		if (deferred_pending(h))
 			drain(h);
@@ -584,7 +659,8 @@ anr_free(struct anr_heap *h, void *p)
 uint64_t
 anr_freed_bytes(const struct anr_heap *h)
 {
-	return __atomic_load_n(&h->freed_bytes, __ATOMIC_RELAXED);
+	return __atomic_load_n(&h->freed_bytes, __ATOMIC_RELAXED) +
+	       anr_theap_freed_pending(h);
 }
 
 size_t
@@ -745,6 +821,7 @@ anr_trim(struct anr_heap *h, size_t keep)
 	size_t given;
 
 	heap_lock(h);
+	anr_theap_flush_locked(h);
 	anr_slab_flush(h);
 	given = anr_pages_trim(h, keep >> h->page_shift) << h->page_shift;
 	heap_unlock(h);
@@ -771,6 +848,7 @@ anr_fork_child(struct anr_heap *h)
 	 * pages another thread was giving back are given back here. */
 	pthread_mutex_init(&h->lock, NULL);
 	anr_pages_fork_child(h);
+	anr_theap_fork_child(h);
 }
 
 void

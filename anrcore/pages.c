@@ -319,6 +319,8 @@ release_meta(struct anr_heap *h, size_t lo, size_t n)
 	if (n > 2)
 		advise_inner(h, &h->pm[lo + 1], (n - 2) * sizeof(struct anr_page));
 	advise_inner(h, anr_slab_bits(h, (uint32_t)lo), n * h->bmw * sizeof(uint64_t));
+	advise_inner(h, h->rfree + (size_t)lo * h->bmw, n * h->bmw * sizeof(uint64_t));
+	advise_inner(h, h->owner + lo, n);
 }
 
 void

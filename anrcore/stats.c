@@ -34,6 +34,19 @@ fill_stats(struct anr_heap *h, struct anr_stats *st)
 	st->bad_frees = __atomic_load_n(&h->bad_frees, __ATOMIC_RELAXED);
 	st->slab_free = h->slab_free;
 	st->metadata = (size_t)(h->data - h->base);
+	/* Thread heaps: their owners' counts, read without stopping them. */
+	{
+		size_t in_use, slab_bytes;
+		uint64_t allocs, frees;
+		anr_theap_totals(h, &in_use, &slab_bytes, &allocs, &frees);
+		st->in_use += in_use;
+		st->slab_free += slab_bytes - in_use;
+		st->allocs += allocs;
+		st->frees += frees;
+		if (st->in_use > h->peak_in_use)
+			h->peak_in_use = st->in_use;
+		st->peak_in_use = h->peak_in_use;
+	}
 }
 
 void
@@ -78,11 +91,14 @@ report_detail(struct anr_heap *h, int fd)
 	line(fd, "  longest free run %zu KiB\n", KiB(longest));
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		const struct anr_class *k = &h->cls[c];
-		if (h->class_slabs[c] == 0)
+		size_t slabs, live;
+		anr_theap_class_counts(h, c, &slabs, &live);
+		slabs += h->class_slabs[c];
+		live += h->class_live[c];
+		if (slabs == 0)
 			continue;
 		line(fd, "  class %5u B: %zu slabs of %u pages, %zu of %zu objects live\n",
-		     k->size, h->class_slabs[c], k->npages, h->class_live[c],
-		     h->class_slabs[c] * k->nobjs);
+		     k->size, slabs, k->npages, live, slabs * k->nobjs);
 	}
 	pthread_mutex_unlock(&h->lock);
 }
@@ -244,6 +260,20 @@ check_slab(struct anr_heap *h, size_t i, struct tally *t)
 		if (h->pm[i + j].kind != ANR_PG_SLAB_BODY || h->pm[i + j].npages != j)
 			FAIL("%s: check: slab %zu page %u not marked", h->name, i, j);
 	bits = anr_slab_bits(h, (uint32_t)i);
+	if (h->owner[i] != 0) {
+		/* A thread's slab: its owner changes it without the lock, so
+		 * only the caller's own slabs can be looked at closely. */
+		struct anr_theap *me = anr_theap_peek(h);
+		if (h->owner[i] > ANR_THEAPS)
+			FAIL("%s: check: slab %zu has owner %u", h->name, i, h->owner[i]);
+		if (me == NULL || me->id != h->owner[i])
+			return 0;
+		live = anr_bits_count(bits, 0, k->nobjs);
+		if (k->nobjs - live != pg->nfree)
+			FAIL("%s: check: owned slab %zu nfree %u, bitmap says %zu", h->name, i,
+			     pg->nfree, k->nobjs - live);
+		return 0;
+	}
 	if (anr_bits_count(bits, k->nobjs, nbits - k->nobjs) != nbits - k->nobjs)
 		FAIL("%s: check: slab %zu has free bits past its end", h->name, i);
 	live = anr_bits_count(bits, 0, k->nobjs);

@@ -1027,9 +1027,10 @@ START_TEST(deferred_free)
 	struct anr_stats st;
 	enum { N = 3 * ANR_DEFER_SLOTS };
 	static char *v[N];
-	char *p = anr_alloc(h, 32, 0), *q = anr_alloc(h, 300 * KiB, 0);
+	char *p = anr_alloc(h, 20 * KiB, 0), *q = anr_alloc(h, 300 * KiB, 0);
 
-	/* The lock is busy: the frees are queued, not waited for. */
+	/* The lock is busy: the frees of large blocks are queued, not waited
+	 * for (small objects of a thread's own slabs never need the lock). */
 	anr_core_lock(h);
 	anr_free(h, p);
 	anr_free(h, q);
@@ -1043,7 +1044,7 @@ START_TEST(deferred_free)
 	/* More than the ring holds: the frees past it wait for the lock
 	 * (a second thread holds it for a while), nothing is lost. */
 	for (int i = 0; i < N; i++)
-		v[i] = anr_alloc(h, (size_t)(i % 7) * 100 + 1, 0);
+		v[i] = anr_alloc(h, ANR_SLAB_MAX + 1 + (size_t)(i % 7) * 1000, 0);
 	hold_lock_begin(h);
 	for (int i = 0; i < N; i++)
 		anr_free(h, v[i]);
@@ -1091,9 +1092,9 @@ START_TEST(deferred_ring_full_bad_frees)
 	char *p, *q;
 
 	for (int i = 0; i < ANR_DEFER_SLOTS; i++)
-		v[i] = anr_alloc(h, 32, 0);
-	p = anr_alloc(h, 64, 0);
-	q = anr_alloc(h, 64, 0);
+		v[i] = anr_alloc(h, ANR_SLAB_MAX + 1, 0);
+	p = anr_alloc(h, ANR_SLAB_MAX + 1, 0);
+	q = anr_alloc(h, ANR_SLAB_MAX + 1, 0);
 	memset(q, 0x11, 64);
 	mb_log_set_sink(sink_fn);
 	sink_reset();
@@ -1110,8 +1111,189 @@ START_TEST(deferred_ring_full_bad_frees)
 	ck_assert_int_eq(sink_lines, 2);
 	for (int i = 0; i < 64; i++)
 		ck_assert_int_eq(q[i], 0x11);
-	ck_assert_uint_eq(st.in_use, 64);
+	ck_assert_uint_eq(st.in_use, anr_usable_size(h, q));
 	anr_free(h, q);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/* ---- thread heaps ---- */
+
+/* A slab emptied and kept as the spare, then allocated from again, is
+ * live: giving the kept empty slabs back must leave it alone. */
+START_TEST(theap_spare_reused_then_trim)
+{
+	struct anr_heap *h = heap_plain();
+	/* one slab of the 16-byte class is one page */
+	const int PER = (int)(sysconf(_SC_PAGESIZE) / 16), N = 3 * PER, MORE = 1;
+	static unsigned char *v[3 * 4096 + 1];
+	struct anr_stats st;
+
+	ck_assert_int_le(N + MORE, 3 * 4096 + 1);
+
+	for (int i = 0; i < N; i++) {
+		v[i] = anr_alloc(h, 16, 0);
+		memset(v[i], i & 0xff, 16);
+	}
+	/* Free a whole slab's worth in the middle: it becomes the spare; the
+	 * next allocation finds the last slab full and takes the spare. */
+	for (int i = PER; i < 2 * PER; i++) {
+		anr_free(h, v[i]);
+		v[i] = NULL;
+	}
+	for (int i = N; i < N + MORE; i++) {
+		v[i] = anr_alloc(h, 16, 0);
+		memset(v[i], i & 0xff, 16);
+	}
+	anr_trim(h, 0);
+	ck_assert_int_eq(anr_check(h), 0);
+	for (int i = 0; i < N + MORE; i++)
+		if (v[i] != NULL)
+			for (int j = 0; j < 16; j++)
+				ck_assert_int_eq(v[i][j], i & 0xff);
+	for (int i = 0; i < N + MORE; i++)
+		anr_free(h, v[i]);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_eq(st.allocs, st.frees);
+	anr_destroy(h);
+}
+END_TEST
+
+struct xfree {
+	struct anr_heap *h;
+	char **v;
+	int n;
+};
+
+static void *
+xfree_fn(void *arg)
+{
+	struct xfree *x = arg;
+
+	for (int i = 0; i < x->n; i++)
+		anr_free(x->h, x->v[i]);
+	return NULL;
+}
+
+static void *
+alloc_and_exit_fn(void *arg)
+{
+	struct xfree *x = arg;
+
+	for (int i = 0; i < x->n; i++) {
+		x->v[i] = anr_alloc(x->h, 48, 0);
+		memset(x->v[i], 0x5a, 48);
+	}
+	return NULL;
+}
+
+/*
+ * Frees from another thread: counted at once, reused by the owner, and a
+ * second free of the same object or a free of an interior pointer is
+ * reported before anything is written into the block.
+ */
+START_TEST(theap_remote_frees)
+{
+	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	enum { N = 2000 };
+	static char *v[N];
+	struct xfree x = { .h = h, .v = v, .n = N };
+	struct anr_stats st, st2;
+	pthread_t t;
+	char *live;
+
+	for (int i = 0; i < N; i++)
+		v[i] = anr_alloc(h, 64, 0);
+	live = anr_alloc(h, 64, 0);
+	memset(live, 0x33, 64);
+	stats(h, &st);
+	ck_assert_int_eq(pthread_create(&t, NULL, xfree_fn, &x), 0);
+	pthread_join(t, NULL);
+	stats(h, &st2);
+	ck_assert_uint_eq(st2.in_use, st.in_use - (size_t)N * 64);
+	ck_assert_uint_eq(st2.frees, st.frees + N);
+	ck_assert_uint_eq(st2.resident, st.resident);
+
+	/* The owner gets the objects back without new pages. */
+	for (int i = 0; i < N; i++)
+		v[i] = anr_alloc(h, 64, 0);
+	stats(h, &st2);
+	ck_assert_uint_eq(st2.resident, st.resident);
+	ck_assert_uint_eq(st2.in_use, st.in_use);
+
+	/* Bad frees from another thread. */
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	x.n = 1;
+	ck_assert_int_eq(pthread_create(&t, NULL, xfree_fn, &x), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(pthread_create(&t, NULL, xfree_fn, &x), 0);
+	pthread_join(t, NULL); /* double free */
+	v[0] = live + 16;
+	ck_assert_int_eq(pthread_create(&t, NULL, xfree_fn, &x), 0);
+	pthread_join(t, NULL); /* interior pointer */
+	anr_free(h, live + 32); /* interior pointer, owner */
+	mb_log_set_sink(NULL);
+	stats(h, &st2);
+	ck_assert_uint_eq(st2.bad_frees, 3);
+	ck_assert_int_eq(sink_lines, 3);
+	for (int i = 0; i < 64; i++)
+		ck_assert_int_eq(live[i], 0x33);
+	anr_free(h, live);
+	for (int i = 1; i < N; i++)
+		anr_free(h, v[i]);
+	stats(h, &st2);
+	ck_assert_uint_eq(st2.in_use, 0);
+	ck_assert_uint_eq(st2.allocs, st2.frees);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/* The slabs of a thread that exits become shared; the next thread adopts
+ * them instead of taking new pages. */
+START_TEST(theap_exit_adopted)
+{
+	struct anr_heap *h = heap_plain();
+	enum { N = 3000 };
+	static char *v[N];
+	struct xfree x = { .h = h, .v = v, .n = N };
+	struct anr_stats st, st2;
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_exit_fn, &x), 0);
+	pthread_join(t, NULL);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, (size_t)N * 48);
+	ck_assert_int_eq(anr_check(h), 0);
+	/* Free every other one here (the slabs are shared now). */
+	for (int i = 0; i < N; i += 2)
+		anr_free(h, v[i]);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, (size_t)N / 2 * 48);
+	/* A new thread fills the holes. */
+	x.n = N / 2;
+	x.v = v + N; /* unused below: the thread writes into a second array */
+	{
+		static char *w[N / 2];
+		x.v = w;
+		ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_exit_fn, &x), 0);
+		pthread_join(t, NULL);
+		stats(h, &st2);
+		ck_assert_uint_eq(st2.resident, st.resident);
+		for (int i = 0; i < N / 2; i++)
+			anr_free(h, w[i]);
+	}
+	for (int i = 1; i < N; i += 2) {
+		for (int j = 0; j < 48; j++)
+			ck_assert_int_eq(v[i][j], 0x5a);
+		anr_free(h, v[i]);
+	}
+	stats(h, &st2);
+	ck_assert_uint_eq(st2.in_use, 0);
+	ck_assert_uint_eq(st2.allocs, st2.frees);
 	ck_assert_int_eq(anr_check(h), 0);
 	anr_destroy(h);
 }
@@ -1403,7 +1585,7 @@ START_TEST(freed_bytes_counted)
 	anr_free(h, p[6]);
 	pthread_mutex_unlock(&h->lock);
 	ck_assert_uint_eq(anr_freed_bytes(h), before + sum);
-	q = anr_alloc(h, 10, 0);
+	q = anr_alloc(h, 100 * KiB, 0); /* takes the lock */
 	sum += u[6];
 	ck_assert_uint_eq(anr_freed_bytes(h), before + sum);
 	uq = anr_usable_size(h, q);
@@ -1614,6 +1796,9 @@ anrcore_suite(void)
 	ADD(two_heaps);
 	ADD(deferred_free);
 	ADD(deferred_ring_full_bad_frees);
+	ADD(theap_spare_reused_then_trim);
+	ADD(theap_remote_frees);
+	ADD(theap_exit_adopted);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(span_reuse_and_merge);
