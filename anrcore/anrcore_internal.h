@@ -44,7 +44,9 @@ struct anr_page {
 #define ANR_NIL UINT32_MAX
 #define ANR_DEFER_SLOTS 256 /* a power of two */
 #define ANR_TRIM_BATCH 8     /* page runs given back per unlocked round */
-#define ANR_TRIM_ROUNDS 4    /* rounds at most per unlock */
+#define ANR_TRIM_ROUNDS 1    /* rounds at most per unlock */
+#define ANR_TRIM_SLICE_PAGES 1024 /* pages given back per round at most */
+#define ANR_DRAIN_MAX 16     /* deferred frees done per lock taken at most */
 
 /* Size classes: see slab.c for the mapping. */
 #define ANR_SLAB_MAX ((size_t)16384)
@@ -80,12 +82,20 @@ anr_slab_index(const struct anr_class *k, size_t o)
 #define ANR_SL_COUNT (1u << ANR_SL_LOG2)
 #define ANR_FL_COUNT (32 - ANR_SL_LOG2 + 1)
 
-/* A bitmap with a summary level: bit k of sum says word k is not zero, so
- * the highest set bit below a position is found without a long scan. */
+/*
+ * A bitmap with summary levels: bit k of level L+1 says word k of level L
+ * is not zero, up to a level of one word, so the highest set bit below a
+ * position is found by looking at two words per level at most (see
+ * anr_bm2_prev), whatever the size of the heap.  Level 0 is w.
+ */
+#define ANR_BM_LEVELS 6 /* 2^32 bits need 6 levels of 64-bit words */
 struct anr_bm2 {
 	uint64_t *w;
-	uint64_t *sum;
-	size_t nwords;
+	uint64_t *sum;          /* = lv[1] */
+	size_t nwords;          /* words of level 0 */
+	unsigned nlevels;
+	uint64_t *lv[ANR_BM_LEVELS];
+	size_t nw[ANR_BM_LEVELS];
 };
 
 /*
@@ -147,6 +157,7 @@ struct anr_heap {
 	void *defer_slot[ANR_DEFER_SLOTS];
 	unsigned defer_hint;   /* atomic: where the next push starts looking */
 	unsigned defer_count;  /* atomic: pointers in defer_slot */
+	unsigned drain_pos;    /* where the last drain stopped (locked) */
 
 	/* Spans. */
 	uint32_t fl_map;
@@ -187,6 +198,8 @@ struct anr_heap {
 	unsigned trim_n;
 	uint32_t trim_s[ANR_TRIM_BATCH], trim_len[ANR_TRIM_BATCH];
 	size_t inflight_pages;  /* resident pages of ANR_PG_TRIM spans */
+	size_t trim_credit;     /* pages the lock holder freed itself: it may
+				 * give that many back besides the slice */
 
 	anr_more_fn hook;
 	void *hook_arg;
@@ -201,6 +214,31 @@ struct anr_heap {
 	struct anr_theap th[ANR_THEAPS];
 };
 
+/*
+ * Steps: the units of work the bound in ARCHITECTURE.md counts (a bitmap
+ * word looked at in a search, a deferred free done, a madvise call).  The
+ * counter is per thread and costs one add on slow paths only; the tests
+ * read it around each call.  Bitmap ranges set or cleared for a span
+ * (n / 64 words for n pages, like the kernel's own work on those pages)
+ * are not steps.
+ */
+extern __thread uint64_t anr_step_count __attribute__((tls_model("initial-exec")));
+static inline void
+anr_steps(uint64_t n)
+{
+	anr_step_count += n;
+}
+/* Steps of one call at most: ANR_DRAIN_MAX deferred frees (each judged
+ * with at most one 2 x ANR_BM_LEVELS-word search), one trim round of
+ * ANR_TRIM_BATCH runs (two searches, the run's extension by words and
+ * one madvise each) over at most ANR_TRIM_SLICE_PAGES pages, and one
+ * search of the call itself.  A call that frees a block of n pages may
+ * give those n pages back too: n / 64 more words. */
+#define ANR_BM_STEPS_MAX (2 * ANR_BM_LEVELS)
+#define ANR_CALL_STEPS_MAX (ANR_DRAIN_MAX * (1 + ANR_BM_STEPS_MAX) + \
+	ANR_TRIM_BATCH * (2 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 1) + \
+	ANR_BM_STEPS_MAX)
+
 /* pages.c */
 static inline int
 anr_bit(const uint64_t *w, size_t i)
@@ -213,6 +251,10 @@ void anr_bits_clear(uint64_t *w, size_t start, size_t n);
 void anr_bm2_set(struct anr_bm2 *b, size_t start, size_t n);
 void anr_bm2_clear(struct anr_bm2 *b, size_t start, size_t n);
 size_t anr_bm2_prev(const struct anr_bm2 *b, size_t i); /* SIZE_MAX if none */
+/* Words a bitmap of nbits bits and its levels take; anr_bm2_place lays
+ * them out from mem. */
+size_t anr_bm2_words(size_t nbits);
+void anr_bm2_place(struct anr_bm2 *b, uint64_t *mem, size_t nbits);
 /* Take n pages aligned to align_pages (power of two) and charge them to
  * the budget.  ANR_NIL on failure; *short_pages > 0 if the budget was the
  * reason (the number of pages missing). */
@@ -336,7 +378,9 @@ anr_slab_head(const struct anr_heap *h, size_t i)
 }
 
 /* heap.c */
-void anr_core_lock(struct anr_heap *h);   /* also runs deferred frees */
+void anr_core_lock(struct anr_heap *h);   /* also runs a few deferred frees */
+/* Also runs every deferred free (statistics, checks: not malloc or free). */
+void anr_core_lock_drained(struct anr_heap *h);
 int anr_core_trylock(struct anr_heap *h); /* 0 if taken, -1 if busy */
 void anr_core_unlock(struct anr_heap *h);
 void anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p);
@@ -345,6 +389,17 @@ static inline uint64_t *
 anr_slab_bits(const struct anr_heap *h, uint32_t s)
 {
 	return h->slabbits + (size_t)s * h->bmw;
+}
+
+/* Object idx of slab s is live: allocated and not freed by another
+ * thread (a remote free waits in rfree until the owner folds it in). */
+static inline int
+anr_slab_live(const struct anr_heap *h, uint32_t s, size_t idx)
+{
+	size_t w = (size_t)s * h->bmw + (idx >> 6);
+	uint64_t m = UINT64_C(1) << (idx & 63);
+	return (h->slabbits[w] & m) != 0 &&
+	       (__atomic_load_n(&h->rfree[w], __ATOMIC_RELAXED) & m) == 0;
 }
 
 static inline char *

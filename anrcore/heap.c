@@ -88,15 +88,14 @@ words_for(size_t bits)
 }
 
 struct layout {
-	size_t pm, slabbits, rfree, owner, resident, dirty, dirty_sum, heads, heads_sum;
-	size_t fheads, fheads_sum;
+	size_t pm, slabbits, rfree, owner, resident, dirty, heads, fheads;
 	size_t data; /* offset of the first data page */
 };
 
 static size_t
 plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 {
-	size_t w = words_for(npages), sw = words_for(w), off;
+	size_t w = words_for(npages), off;
 
 	off = round_up(sizeof(struct anr_heap), CACHE_LINE);
 	l->pm = off;
@@ -110,17 +109,11 @@ plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 	l->resident = off;
 	off += w * sizeof(uint64_t);
 	l->dirty = off;
-	off += w * sizeof(uint64_t);
-	l->dirty_sum = off;
-	off += sw * sizeof(uint64_t);
+	off += anr_bm2_words(npages) * sizeof(uint64_t);
 	l->heads = off;
-	off += w * sizeof(uint64_t);
-	l->heads_sum = off;
-	off += sw * sizeof(uint64_t);
+	off += anr_bm2_words(npages) * sizeof(uint64_t);
 	l->fheads = off;
-	off += w * sizeof(uint64_t);
-	l->fheads_sum = off;
-	off += sw * sizeof(uint64_t);
+	off += anr_bm2_words(npages) * sizeof(uint64_t);
 	l->data = round_up(off, page) + page; /* one guard page */
 	return l->data + npages * page;
 }
@@ -214,15 +207,9 @@ anr_create(const struct anr_config *cfg)
 	h->owner = (uint8_t *)base + l.owner;
 	h->bmw = bmw;
 	h->resident = (uint64_t *)((char *)base + l.resident);
-	h->dirty.w = (uint64_t *)((char *)base + l.dirty);
-	h->dirty.sum = (uint64_t *)((char *)base + l.dirty_sum);
-	h->dirty.nwords = words_for(npages);
-	h->heads.w = (uint64_t *)((char *)base + l.heads);
-	h->heads.sum = (uint64_t *)((char *)base + l.heads_sum);
-	h->heads.nwords = words_for(npages);
-	h->fheads.w = (uint64_t *)((char *)base + l.fheads);
-	h->fheads.sum = (uint64_t *)((char *)base + l.fheads_sum);
-	h->fheads.nwords = words_for(npages);
+	anr_bm2_place(&h->dirty, (uint64_t *)((char *)base + l.dirty), npages);
+	anr_bm2_place(&h->heads, (uint64_t *)((char *)base + l.heads), npages);
+	anr_bm2_place(&h->fheads, (uint64_t *)((char *)base + l.fheads), npages);
 	h->bad_free = c.bad_free;
 	if (h->bad_free != ANR_BAD_FREE_REPORT && h->bad_free != ANR_BAD_FREE_IGNORE)
 		h->bad_free = ANR_BAD_FREE_ABORT;
@@ -258,9 +245,8 @@ vg_forget(struct anr_heap *h)
 			ANR_VG_FREE(h, anr_page_addr(h, i));
 		} else if (pg->kind == ANR_PG_SLAB) {
 			const struct anr_class *k = &h->cls[pg->cls];
-			uint64_t *bits = anr_slab_bits(h, (uint32_t)i);
 			for (size_t o = 0; o < k->nobjs; o++)
-				if (anr_bit(bits, o))
+				if (anr_slab_live(h, (uint32_t)i, o))
 					ANR_VG_FREE(h, anr_page_addr(h, i) + o * k->size);
 		}
 		i += pg->npages;
@@ -409,17 +395,27 @@ free_locked(struct anr_heap *h, void *p, const char *op)
 	release(h, p, &l);
 }
 
+/* At most ANR_DRAIN_MAX queued frees per lock taken: a thread does a
+ * bounded share of the others' work; the ring is looked at from where the
+ * last holder stopped. */
 static void
-drain(struct anr_heap *h)
+drain(struct anr_heap *h, unsigned max)
 {
-	for (unsigned j = 0; j < ANR_DEFER_SLOTS &&
-	     __atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE) != 0; j++) {
-		void *p = __atomic_exchange_n(&h->defer_slot[j], NULL, __ATOMIC_ACQUIRE);
+	unsigned done = 0, j = h->drain_pos;
+
+	for (unsigned n = 0; n < ANR_DEFER_SLOTS && done < max &&
+	     __atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE) != 0; n++) {
+		void *p;
+		j = (j + 1) & (ANR_DEFER_SLOTS - 1);
+		p = __atomic_exchange_n(&h->defer_slot[j], NULL, __ATOMIC_ACQUIRE);
 		if (p != NULL) {
 			__atomic_sub_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
+			anr_steps(1);
 			free_locked(h, p, "free");
+			done++;
 		}
 	}
+	h->drain_pos = j;
 }
 
 static int
@@ -433,7 +429,7 @@ heap_lock(struct anr_heap *h)
 {
 	pthread_mutex_lock(&h->lock);
 	if (deferred_pending(h))
-		drain(h);
+		drain(h, ANR_DRAIN_MAX);
 }
 
 /*
@@ -568,14 +564,13 @@ fail:
 void *
 anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
 {
-	if (__builtin_expect(size <= ANR_SLAB_MAX, 1)) {
+	/* Under valgrind every block changes hands under the lock (see
+	 * alloc_common), so the lock-free paths are for plain runs. */
+	if (__builtin_expect(size <= ANR_SLAB_MAX && !h->vg, 1)) {
 		struct anr_theap *t = anr_theap_get(h);
 		if (t != NULL) {
-			unsigned c = anr_size_class(size);
-			void *p = anr_theap_alloc(h, t, c);
+			void *p = anr_theap_alloc(h, t, anr_size_class(size));
 			if (p != NULL) {
-				ANR_VG_ALLOC(h, p, (flags & ANR_USABLE) ? h->cls[c].size : size,
-					     (flags & ANR_ZERO) != 0);
 				if (flags & ANR_ZERO)
 					memset(p, 0, size);
 				return p;
@@ -626,7 +621,7 @@ anr_free(struct anr_heap *h, void *p)
 	/* One comparison puts p in the data pages (below h->data it wraps). */
 	if (__builtin_expect(i < h->npages && (off & (ANR_ALIGN - 1)) == 0, 1)) {
 		unsigned kind = __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED);
-		if (kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) {
+		if ((kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) && !h->vg) {
 			uint32_t s = anr_slab_head(h, i);
 			struct anr_theap *t = anr_tl.uid == h->uid ? anr_tl.t : anr_theap_peek(h);
 			if (s > i)
@@ -646,7 +641,7 @@ anr_free(struct anr_heap *h, void *p)
 locked:
 	if (pthread_mutex_trylock(&h->lock) == 0) {
 		if (deferred_pending(h))
-			drain(h);
+			drain(h, ANR_DRAIN_MAX);
 	} else if (defer(h, p)) {
 		return; /* busy: queued for the lock holder rather than waited */
 	} else {
@@ -828,6 +823,12 @@ anr_trim(struct anr_heap *h, size_t keep)
 	return given;
 }
 
+size_t
+anr_release_free(struct anr_heap *h)
+{
+	return anr_trim(h, 0);
+}
+
 void
 anr_fork_prepare(struct anr_heap *h)
 {
@@ -863,8 +864,16 @@ anr_core_trylock(struct anr_heap *h)
 	if (pthread_mutex_trylock(&h->lock) != 0)
 		return -1;
 	if (deferred_pending(h))
-		drain(h);
+		drain(h, ANR_DRAIN_MAX);
 	return 0;
+}
+
+void
+anr_core_lock_drained(struct anr_heap *h)
+{
+	pthread_mutex_lock(&h->lock);
+	if (deferred_pending(h))
+		drain(h, ANR_DEFER_SLOTS);
 }
 
 void

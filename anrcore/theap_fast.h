@@ -17,9 +17,9 @@ anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
 {
 	uint32_t s = t->cur[c];
 	struct anr_page *pg;
-	uint64_t *bits, v;
+	uint64_t *bits, v, b;
 	unsigned w = 0;
-	size_t size;
+	size_t size = h->cls[c].size;
 
 	if (__builtin_expect(s == ANR_NIL, 0))
 		return NULL;
@@ -37,12 +37,15 @@ anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
 	bits = anr_slab_bits(h, s);
 	while ((v = ~bits[w]) == 0)
 		w++;
-	v &= -v;
-	bits[w] |= v;
+	b = v & -v;
+	bits[w] = ~v | b;
 	pg->nfree--;
-	size = h->cls[c].size;
-	ANR_TH_STORE(t->in_use, t->in_use + size);
-	ANR_TH_STORE(t->allocs, t->allocs + 1);
+	{
+		size_t in_use = t->in_use + size;
+		uint64_t allocs = t->allocs + 1;
+		ANR_TH_STORE(t->in_use, in_use);
+		ANR_TH_STORE(t->allocs, allocs);
+	}
 	return anr_page_addr(h, s) + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
 }
 
@@ -55,30 +58,39 @@ static inline int
 anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s)
 {
 	struct anr_page *pg = &h->pm[s];
-	const struct anr_class *k = &h->cls[pg->cls];
-	size_t off = (size_t)((char *)p - anr_page_addr(h, s)), idx;
-	uint64_t *bits, m;
+	unsigned c = pg->cls;
+	const struct anr_class *k = &h->cls[c];
+	size_t size = k->size, nobjs = k->nobjs;
+	size_t off = (size_t)((char *)p - anr_page_addr(h, s)), idx, w;
+	size_t bit = (size_t)s * h->bmw;
+	uint64_t *bits, m, v;
+	unsigned nfree;
 
 	if (h->owner[s] != t->id)
 		return 0;
 	idx = anr_slab_index(k, off);
-	if (__builtin_expect(idx * k->size != off || idx >= k->nobjs, 0))
+	if (__builtin_expect(idx * size != off || idx >= nobjs, 0))
 		return 0;
-	bits = anr_slab_bits(h, s) + (idx >> 6);
+	w = idx >> 6;
 	m = UINT64_C(1) << (idx & 63);
-	if (__builtin_expect((*bits & m) == 0 ||
-			     (h->rfree[(size_t)s * h->bmw + (idx >> 6)] & m) != 0, 0))
+	bits = h->slabbits + bit + w;
+	v = *bits;
+	if (__builtin_expect((v & m) == 0 || (h->rfree[bit + w] & m) != 0, 0))
 		return 0;
-	*bits &= ~m;
-	pg->nfree++;
-	ANR_TH_STORE(t->in_use, t->in_use - k->size);
-	ANR_TH_STORE(t->frees, t->frees + 1);
-	t->freed_pending += k->size;
-	if (__builtin_expect(t->freed_pending >= ANR_FREED_PUBLISH, 0))
-		anr_theap_publish(h, t);
-	if (__builtin_expect(pg->nfree == k->nobjs, 0)) {
+	*bits = v & ~m;
+	nfree = pg->nfree + 1u;
+	pg->nfree = (uint16_t)nfree;
+	{
+		size_t in_use = t->in_use - size;
+		uint64_t frees = t->frees + 1, pending = t->freed_pending + size;
+		ANR_TH_STORE(t->in_use, in_use);
+		ANR_TH_STORE(t->frees, frees);
+		t->freed_pending = pending;
+		if (__builtin_expect(pending >= ANR_FREED_PUBLISH, 0))
+			anr_theap_publish(h, t);
+	}
+	if (__builtin_expect(nfree == nobjs, 0)) {
 		/* Emptied: the current slab stays so, within the cache limit. */
-		unsigned c = pg->cls;
 		if (t->cur[c] == s && !t->cur_empty[c] &&
 		    t->empty_pages + k->npages <= ANR_EMPTY_CACHE_PAGES) {
 			t->cur_empty[c] = 1;

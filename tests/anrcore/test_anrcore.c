@@ -1299,6 +1299,214 @@ START_TEST(theap_exit_adopted)
 }
 END_TEST
 
+struct keeper {
+	struct anr_heap *h;
+	pthread_barrier_t *b;
+};
+
+/* Allocates and frees small objects of many classes (keeping empty slabs),
+ * waits, then allocates once more (a class it never used). */
+static void *
+keeper_fn(void *arg)
+{
+	struct keeper *k = arg;
+	static void *v[40][32];
+	void *q;
+
+	for (int c = 0; c < 40; c++)
+		for (int i = 0; i < 32; i++)
+			v[c][i] = anr_alloc(k->h, (size_t)c * 96 + 1, 0);
+	for (int c = 0; c < 40; c++)
+		for (int i = 0; i < 32; i++)
+			anr_free(k->h, v[c][i]);
+	pthread_barrier_wait(k->b); /* 1: empties kept */
+	pthread_barrier_wait(k->b); /* 2: release asked for */
+	q = anr_alloc(k->h, 16000, 0);
+	anr_free(k->h, q);
+	pthread_barrier_wait(k->b); /* 3 */
+	pthread_barrier_wait(k->b); /* 4: stay alive until checked */
+	return NULL;
+}
+
+/* anr_release_free gives back every free page and has the other threads
+ * give back their kept empty slabs, without waiting for them. */
+START_TEST(release_free_all_threads)
+{
+	struct anr_heap *h = heap_plain();
+	pthread_barrier_t b;
+	struct keeper k = { .h = h, .b = &b };
+	struct anr_stats st, st2;
+	pthread_t t;
+	char *big;
+	size_t given;
+
+	pthread_barrier_init(&b, NULL, 2);
+	ck_assert_int_eq(pthread_create(&t, NULL, keeper_fn, &k), 0);
+	pthread_barrier_wait(&b);
+	big = anr_alloc(h, 300 * KiB, 0);
+	memset(big, 1, 300 * KiB);
+	anr_free(h, big);
+	stats(h, &st);
+	ck_assert_uint_gt(st.slab_free, 0);
+	given = anr_release_free(h);
+	stats(h, &st2);
+	ck_assert_uint_ge(given, st.free_resident);
+	ck_assert_uint_eq(st2.free_resident, 0);
+	pthread_barrier_wait(&b);
+	pthread_barrier_wait(&b);
+	anr_release_free(h);
+	stats(h, &st2);
+	/* what the thread kept went back; only its one current slab stays */
+	ck_assert_uint_eq(st2.slab_free, (size_t)h->cls[anr_size_class(16000)].npages *
+					  (size_t)sysconf(_SC_PAGESIZE));
+	ck_assert_uint_lt(st2.slab_free, st.slab_free);
+	ck_assert_uint_eq(st2.free_resident, 0);
+	pthread_barrier_wait(&b);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
+/* ---- bounded work per call ---- */
+
+struct handover {
+	struct anr_heap *h;
+	void *volatile slot[64];
+	volatile int stop;
+};
+
+/* Frees whatever the main thread hands over: its frees find the lock busy
+ * now and then, so the main thread's calls run deferred frees too. */
+static void *
+handover_fn(void *arg)
+{
+	struct handover *x = arg;
+
+	while (!x->stop)
+		for (int i = 0; i < 64; i++) {
+			void *p = __atomic_exchange_n(&x->slot[i], NULL, __ATOMIC_ACQ_REL);
+			if (p != NULL)
+				anr_free(x->h, p);
+		}
+	for (int i = 0; i < 64; i++)
+		anr_free(x->h, x->slot[i]);
+	return NULL;
+}
+
+/*
+ * Every call does at most ANR_CALL_STEPS_MAX steps (ARCHITECTURE.md),
+ * plus n / 64 + 1 for a call that frees n pages of its own, over a long
+ * random mix of small, medium and huge blocks (up to 1 GiB), reallocs,
+ * aligned blocks and frees from another thread.  A search that went bit
+ * by bit or word by word over the heap would pass the bound at once.
+ */
+START_TEST(steps_bounded)
+{
+	struct anr_config c = { .reserve = UNDER_VALGRIND() ? 192 * MiB : 8 * GiB,
+				.bad_free = ANR_BAD_FREE_ABORT, .valgrind = 1 };
+	struct anr_heap *h = anr_create(&c);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t huge = UNDER_VALGRIND() ? 32 * MiB : GiB;
+	enum { SLOTS = 1024 };
+	static char *v[SLOTS];
+	static size_t vsize[SLOTS];
+	static struct handover x;
+	unsigned n = scaled(400000);
+	uint64_t worst = 0, before, used;
+	unsigned huge_live = 0;
+	pthread_t t;
+
+	memset(&x, 0, sizeof(x));
+	x.h = h;
+	ck_assert_int_eq(pthread_create(&t, NULL, handover_fn, &x), 0);
+	for (unsigned it = 0; it < n; it++) {
+		uint64_t r = rnd();
+		unsigned k = (unsigned)(r % SLOTS), kind = (unsigned)((r >> 10) % 1000);
+		size_t size, freed_pages = 0;
+
+		if (v[k] == NULL) {
+			if (kind < 900)
+				size = (r >> 20) % 2048 + 1;
+			else if (kind < 995)
+				size = (r >> 20) % (2 * MiB) + 1;
+			else if (huge_live < 2)
+				size = huge;
+			else
+				size = 100 * KiB;
+			if (size > 2 * MiB)
+				huge_live++;
+			before = anr_step_count;
+			if (kind % 7 == 0)
+				v[k] = anr_alloc_aligned(h, (size_t)64 << (r % 12), size, 0);
+			else
+				v[k] = anr_alloc(h, size, 0);
+			used = anr_step_count - before;
+			if (v[k] == NULL) {
+				struct anr_stats fs;
+				anr_get_stats(h, &fs);
+				ck_abort_msg("alloc of %zu (kind %u, %u huge) failed: in use %zu, "
+					     "resident %zu, address %zu", size, kind, huge_live,
+					     fs.in_use, fs.resident, fs.address_used);
+			}
+			vsize[k] = size;
+			v[k][0] = 1;
+		} else if (kind < 100) {
+			size = (r >> 20) % (2 * MiB) + 1;
+			if (vsize[k] > 2 * MiB)
+				huge_live--;
+			freed_pages = vsize[k] / page + 1;
+			before = anr_step_count;
+			v[k] = anr_realloc(h, v[k], size, 0);
+			used = anr_step_count - before;
+			ck_assert_ptr_nonnull(v[k]);
+			vsize[k] = size;
+		} else if (kind < 200) {
+			void *old;
+			if (vsize[k] > 2 * MiB) {
+				/* huge blocks are freed here, where they are counted */
+				it--;
+				goto own_free;
+			}
+			old = __atomic_exchange_n(&x.slot[k % 64], v[k], __ATOMIC_ACQ_REL);
+			freed_pages = vsize[k] / page + 1;
+			v[k] = NULL;
+			before = anr_step_count;
+			anr_free(h, old);
+			used = anr_step_count - before;
+		} else {
+own_free:
+			if (vsize[k] > 2 * MiB)
+				huge_live--;
+			freed_pages = vsize[k] / page + 1;
+			before = anr_step_count;
+			anr_free(h, v[k]);
+			used = anr_step_count - before;
+			v[k] = NULL;
+		}
+		ck_assert_uint_le(used, ANR_CALL_STEPS_MAX + freed_pages / 64 + 1);
+		if (used > worst)
+			worst = used;
+	}
+	x.stop = 1;
+	pthread_join(t, NULL);
+	/* one 1 GiB free on its own */
+	{
+		char *b = anr_alloc(h, huge, 0);
+		ck_assert_ptr_nonnull(b);
+		before = anr_step_count;
+		anr_free(h, b);
+		used = anr_step_count - before;
+		ck_assert_uint_le(used, ANR_CALL_STEPS_MAX + huge / page / 64 + 1);
+	}
+	for (unsigned k = 0; k < SLOTS; k++)
+		anr_free(h, v[k]);
+	ck_assert_uint_gt(worst, 0);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
 /* ---- threads ---- */
 
 struct worker {
@@ -1799,6 +2007,8 @@ anrcore_suite(void)
 	ADD(theap_spare_reused_then_trim);
 	ADD(theap_remote_frees);
 	ADD(theap_exit_adopted);
+	ADD(release_free_all_threads);
+	ADD(steps_bounded);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(span_reuse_and_merge);
