@@ -40,7 +40,10 @@ struct anr_config {
 			     * (= reserve).  Metadata (about 1 % of the pages ever
 			     * used) is not counted. */
 	size_t free_low;    /* resident free bytes kept when trimming */
-	size_t free_high;   /* trim when resident free bytes pass this */
+	size_t free_high;   /* trim when resident free bytes pass this.  When
+			     * pages given back are soon taken again, both
+			     * marks double, up to 32 x; they halve again when
+			     * giving back is no longer undone. */
 	enum anr_bad_free_action bad_free;
 	int trash_free;     /* fill freed memory with ANR_TRASH_BYTE */
 	int valgrind;       /* tell valgrind about blocks (when running under it) */

@@ -47,6 +47,7 @@ struct anr_page {
 #define ANR_TRIM_ROUNDS 1    /* rounds at most per unlock */
 #define ANR_TRIM_SLICE_PAGES 1024 /* pages given back per round at most */
 #define ANR_DRAIN_MAX 16     /* deferred frees done per lock taken at most */
+#define ANR_MARK_SHIFT_MAX 5 /* marks grow to 32 x under page churn at most */
 
 /* Size classes: see slab.c for the mapping. */
 #define ANR_SLAB_MAX ((size_t)16384)
@@ -198,6 +199,9 @@ struct anr_heap {
 	unsigned trim_n;
 	uint32_t trim_s[ANR_TRIM_BATCH], trim_len[ANR_TRIM_BATCH];
 	size_t inflight_pages;  /* resident pages of ANR_PG_TRIM spans */
+	unsigned mark_shift;    /* the marks in force are free_low/high << this */
+	size_t given_recent;    /* pages given back since the last trim began */
+	size_t refaulted;       /* of those, pages charged again since */
 	size_t trim_credit;     /* pages the lock holder freed itself: it may
 				 * give that many back besides the slice */
 

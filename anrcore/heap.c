@@ -390,7 +390,7 @@ free_locked(struct anr_heap *h, void *p, const char *op)
 		anr_bad(h, op, bad, p);
 		return;
 	}
-	if (l.slab && anr_theap_free(h, NULL, p, l.s, 1))
+	if (l.slab && anr_theap_free(h, anr_theap_peek(h), p, l.s, 1))
 		return; /* a thread owns the slab: it folds the free in */
 	release(h, p, &l);
 }
@@ -806,7 +806,10 @@ anr_set_marks(struct anr_heap *h, size_t free_low, size_t free_high)
 	heap_lock(h);
 	h->free_high = free_high;
 	h->free_low = free_low < free_high ? free_low : free_high;
-	anr_pages_settle(h);
+	h->mark_shift = 0;
+	/* An explicit call: what is above the new high mark goes at once. */
+	if ((h->dirty_pages << h->page_shift) > h->free_high)
+		anr_pages_trim(h, h->free_low >> h->page_shift);
 	heap_unlock(h);
 }
 
@@ -819,6 +822,10 @@ anr_trim(struct anr_heap *h, size_t keep)
 	anr_theap_flush_locked(h);
 	anr_slab_flush(h);
 	given = anr_pages_trim(h, keep >> h->page_shift) << h->page_shift;
+	/* An explicit trim starts the marks afresh. */
+	h->mark_shift = 0;
+	h->given_recent = h->refaulted = 0;
+	h->trim_wanted = 0;
 	heap_unlock(h);
 	return given;
 }

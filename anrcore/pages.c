@@ -19,6 +19,13 @@
  * and none can be handed pages that are being dropped.  Only a shortage
  * of budget, an explicit trim and a lowered budget give pages back with
  * the lock held, because the caller needs them gone before going on.
+ *
+ * Hysteresis that does not thrash: when at least half of the pages given
+ * back since the last trim have been charged again by the time the next
+ * trim starts, giving back is being undone, and both marks double (up to
+ * 2^ANR_MARK_SHIFT_MAX times the configured ones); a trim that finds
+ * nothing taken back halves them again, down to the configured marks.
+ * anr_set_marks() and anr_trim() start from the configured marks.
  */
 #include "config.h"
 
@@ -270,6 +277,11 @@ charge(struct anr_heap *h, size_t s, size_t n)
 			return h->resident_pages + fresh - limit;
 		}
 	}
+	if (fresh > 0 && h->given_recent > 0) {
+		size_t r = fresh < h->given_recent ? fresh : h->given_recent;
+		h->given_recent -= r;
+		h->refaulted += r;
+	}
 	anr_bits_set(h->resident, s, n);
 	h->last_had = had;
 	h->resident_pages += fresh;
@@ -398,8 +410,23 @@ run_low(const struct anr_heap *h, size_t hi, size_t max)
 void
 anr_pages_settle(struct anr_heap *h)
 {
-	if ((h->dirty_pages << h->page_shift) > h->free_high)
+	if ((h->dirty_pages << h->page_shift) > (h->free_high << h->mark_shift))
 		h->trim_wanted = 1;
+}
+
+/* A trim begins: see whether the last one was undone and move the marks. */
+static void
+marks_adapt(struct anr_heap *h)
+{
+	size_t given = h->given_recent + h->refaulted;
+
+	if (given > 0 && h->refaulted * 2 >= given) {
+		if (h->mark_shift < ANR_MARK_SHIFT_MAX)
+			h->mark_shift++;
+	} else if (h->refaulted == 0 && h->mark_shift > 0) {
+		h->mark_shift--;
+	}
+	h->given_recent = h->refaulted = 0;
 }
 
 /*
@@ -410,10 +437,12 @@ anr_pages_settle(struct anr_heap *h)
 static void
 trim_pick(struct anr_heap *h)
 {
-	size_t keep = h->free_low >> h->page_shift, pos = h->top;
+	size_t keep, pos = h->top;
 
 	size_t taken = 0, slice = ANR_TRIM_SLICE_PAGES;
 
+	marks_adapt(h);
+	keep = (h->free_low << h->mark_shift) >> h->page_shift;
 	if (h->trim_credit > slice)
 		slice = h->trim_credit;
 	h->trim_credit = 0;
@@ -466,6 +495,7 @@ trim_finish(struct anr_heap *h, const int *err)
 		if (err[i] == 0) {
 			anr_bits_clear(h->resident, s, n);
 			h->resident_pages -= n;
+			h->given_recent += n;
 			h->madvised_bytes += n << h->page_shift;
 		} else {
 			if (h->madvise_errors++ == 0)

@@ -344,8 +344,8 @@ anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
 
 /* A local free emptied slab s: keep it (as the current slab or the
  * spare) within the cache limit, else give it back. */
-void
-anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+static void
+emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s, int locked)
 {
 	size_t np = h->cls[c].npages;
 
@@ -361,11 +361,19 @@ anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t 
 			return;
 		}
 	}
-	anr_core_lock(h);
+	if (!locked)
+		anr_core_lock(h);
 	release_owned(h, t, s);
 	if (__atomic_load_n(&t->flush_wanted, __ATOMIC_RELAXED))
 		flush_spares(h, t);
-	anr_core_unlock(h);
+	if (!locked)
+		anr_core_unlock(h);
+}
+
+void
+anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+{
+	emptied(h, t, c, s, 0);
 }
 
 static void
@@ -403,7 +411,7 @@ anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
 	m = UINT64_C(1) << (idx & 63);
 	bits = anr_slab_bits(h, s) + w;
 	rf = h->rfree + (size_t)s * h->bmw + w;
-	if (t != NULL && o == t->id && !locked) {
+	if (t != NULL && o == t->id) {
 		if ((*bits & m) == 0 || (LOAD(*rf) & m) != 0) {
 			anr_bad(h, "free", "double free (object not allocated)", p);
 			return 1;
@@ -415,7 +423,7 @@ anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
 		STORE(t->frees, t->frees + 1);
 		publish_freed(h, t, k->size);
 		if (__builtin_expect(pg->nfree == k->nobjs, 0))
-			anr_theap_emptied(h, t, pg->cls, s);
+			emptied(h, t, pg->cls, s, locked);
 		return 1;
 	}
 	if ((LOAD(*bits) & m) == 0 || (LOAD(*rf) & m) != 0) {
