@@ -4,23 +4,24 @@
  * Data structure.  A heap is one reservation made by anr_create():
  *
  *   base                                                     base + reserve
- *   | struct anr_heap | page map | slab bitmaps | page bitmaps |G| data pages ...|
+ *   | struct anr_heap | page map | slab bitmaps | owners | page bitmaps |G| data ...|
  *   |<----------------- metadata (never handed out) -------->| |<- npages ---->|
  *
  * G is one PROT_NONE guard page set up at creation, so that running off
  * the front of the first block faults instead of reaching the metadata.
  * Nothing about a block is stored next to it: the page map has one
- * 16-byte entry per data page, slabs keep their allocation bitmaps in the
- * slab bitmap array (indexed by the slab's first page), and four bitmaps
+ * 16-byte entry per data page, slabs keep their allocation bitmaps and
+ * their remote-free bitmaps in two arrays indexed by the slab's first page
+ * (with a byte naming the owning thread heap), and four bitmaps
  * of one bit per page say which pages may be resident, which of those are
  * free (returnable), and which pages start a live span or a free one.  A
  * user overrun can damage user data but never the allocator's
  * bookkeeping, and every pointer given to free() is judged from that
- * bookkeeping alone.  The metadata costs about 1.2 % of the reservation in
+ * bookkeeping alone.  The metadata costs about 2 % of the reservation in
  * address space; it becomes resident only for pages that are used.
  *
  *   data page:   | obj | obj | obj | ... | obj |tail|   (a one-page slab)
- *   page map:    [SLAB cls=3 nfree=17 next/prev: partial list]
+ *   page map:    [SLAB cls=3 nfree=17 next/prev: partial list or owner's ring]
  *   slab bitmap: 1101110...  (one bit per object, out of band)
  *
  * The data pages are cut into spans (tlsf.c): free spans, large blocks
@@ -37,26 +38,44 @@
  *     first page; all other entries are NONE.
  *  3. Every free span is on exactly the free list its length maps to, and
  *     the list bitmaps say which lists are non-empty.
- *  4. A slab's bitmap has one set bit per live object plus the bits past its
- *     last object; nfree counts the clear ones; the slabs with nfree > 0 are
- *     exactly those on their class's partial list; an entirely free slab is
- *     its class's empty_slab, and those hold empty_pages pages.
+ *  4. A slab is shared (owner 0) or owned by one thread heap (theap.c).
+ *     A shared slab's bitmap has one set bit per live object plus the bits
+ *     past its last object; nfree counts the clear ones; the shared slabs
+ *     with nfree > 0 are exactly those on their class's partial list; an
+ *     entirely free shared slab is its class's empty_slab, and those hold
+ *     empty_pages pages.  An owned slab is on its owner's ring for its
+ *     class, and only the owner changes its bitmap and nfree.  An object
+ *     is live when its bit is set and its remote-free bit (rfree) is not.
  *  5. resident = pages of live spans + dirty pages + pages being given back
  *     (TRIM spans, outside the free lists while madvise runs unlocked);
  *     dirty pages are exactly the resident pages of free spans; resident <=
  *     budget except after the budget was lowered below what is live.
  *  6. heads has a bit exactly at the first page of each live span, fheads
- *     exactly at the first page of each free span.
+ *     exactly at the first page of each free span; each summary level of
+ *     these bitmaps says which words of the level below are not zero.
  *
- * Locking.  All of this is guarded by one mutex per heap; there is no
- * global state, so per-thread caches can later sit in front of it and
- * talk to the heap in batches.  The lock is never held while the
- * need-more-memory hook runs, nor while pages go back to the kernel after
- * a free (pages.c).  A free that finds the lock taken does not
- * wait: it puts the pointer in a lock-free ring of slots in the heap state
- * and the next thread that takes the lock frees it (see defer()).  When
- * the ring is full the free waits for the lock: nothing is ever written
- * into a block before the pointer has been judged.
+ * Locking.  Small objects go through the calling thread's theap
+ * (theap.c): allocation and free by the owning thread take no lock and do
+ * no atomic read-modify-write, a free by another thread is one fetch_or.
+ * Everything else - spans, shared slabs, pages, the budget, a theap
+ * taking or giving back a slab - is guarded by one mutex per heap; there
+ * is no global state but a counter that gives each heap a unique id.  The
+ * lock is never held while the need-more-memory hook runs, nor while
+ * pages go back to the kernel after a free (pages.c).  A free that finds
+ * the lock taken does not wait: it puts the pointer in a lock-free ring
+ * of slots in the heap state and a later lock holder frees it (see
+ * defer()).  When the ring is full the free waits for the lock: nothing
+ * is ever written into a block before the pointer has been judged.
+ *
+ * Bounded work.  No call does work that grows with the heap or with
+ * other threads' backlog: a lock holder runs at most ANR_DRAIN_MAX queued
+ * frees, gives back at most one slice of ANR_TRIM_SLICE_PAGES pages (plus
+ * the pages of a block it freed itself) in at most ANR_TRIM_BATCH madvise
+ * calls, and every bitmap search looks at two words per level of the
+ * multi-level bitmaps.  ANR_CALL_STEPS_MAX is the bound; the steps test
+ * counts it over a long random workload.  Explicit calls (anr_trim,
+ * anr_release_free, lowering the budget or the marks, statistics, walks,
+ * checks) and a thread's exit may do more.
  */
 #include "config.h"
 
