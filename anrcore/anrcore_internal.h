@@ -234,13 +234,14 @@ anr_steps(uint64_t n)
 }
 /* Steps of one call at most: ANR_DRAIN_MAX deferred frees (each judged
  * with at most one 2 x ANR_BM_LEVELS-word search), one trim round of
- * ANR_TRIM_BATCH runs (two searches, the run's extension by words and
- * one madvise each) over at most ANR_TRIM_SLICE_PAGES pages, and one
+ * ANR_TRIM_BATCH runs (three searches, the run's extension by words, one
+ * madvise of the run and one of its free span's metadata each) over at
+ * most ANR_TRIM_SLICE_PAGES pages, and one
  * search of the call itself.  A call that frees a block of n pages may
  * give those n pages back too: n / 64 more words. */
 #define ANR_BM_STEPS_MAX (2 * ANR_BM_LEVELS)
 #define ANR_CALL_STEPS_MAX (ANR_DRAIN_MAX * (1 + ANR_BM_STEPS_MAX) + \
-	ANR_TRIM_BATCH * (2 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 1) + \
+	ANR_TRIM_BATCH * (3 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 2) + \
 	ANR_BM_STEPS_MAX)
 
 /* pages.c */

@@ -421,6 +421,7 @@ static void
 drain(struct anr_heap *h, unsigned max)
 {
 	unsigned done = 0, j = h->drain_pos;
+	size_t credit = h->trim_credit; /* others' blocks: no credit for us */
 
 	for (unsigned n = 0; n < ANR_DEFER_SLOTS && done < max &&
 	     __atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE) != 0; n++) {
@@ -435,6 +436,7 @@ drain(struct anr_heap *h, unsigned max)
 		}
 	}
 	h->drain_pos = j;
+	h->trim_credit = credit;
 }
 
 static int

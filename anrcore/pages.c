@@ -407,6 +407,24 @@ run_low(const struct anr_heap *h, size_t hi, size_t max)
 	return floor;
 }
 
+/*
+ * The metadata of a whole free span goes back, not only that of the run
+ * just returned: after many small blocks spread over a large range are
+ * freed, the page map entries inside the merged free span are all NONE,
+ * but the metadata pages they sit on were made resident by the blocks'
+ * head and tail entries.  Locked (others may carve the span otherwise).
+ */
+static void
+release_span_meta(struct anr_heap *h, size_t page)
+{
+	size_t f = anr_bm2_prev(&h->fheads, page);
+
+	if (f != SIZE_MAX && h->pm[f].kind == ANR_PG_FREE && f + h->pm[f].npages > page) {
+		anr_steps(1);
+		release_meta(h, f, h->pm[f].npages);
+	}
+}
+
 void
 anr_pages_settle(struct anr_heap *h)
 {
@@ -506,6 +524,7 @@ trim_finish(struct anr_heap *h, const int *err)
 		}
 		h->inflight_pages -= n;
 		anr_span_release(h, s, n);
+		release_span_meta(h, s);
 	}
 	h->trim_n = 0;
 }
@@ -572,7 +591,7 @@ anr_pages_trim(struct anr_heap *h, size_t keep)
 				       h->name, errno);
 			break;
 		}
-		release_meta(h, lo, hi - lo + 1);
+		release_span_meta(h, lo);
 		anr_bm2_clear(&h->dirty, lo, hi - lo + 1);
 		anr_bits_clear(h->resident, lo, hi - lo + 1);
 		h->dirty_pages -= hi - lo + 1;

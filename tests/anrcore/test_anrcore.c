@@ -547,6 +547,44 @@ START_TEST(page_return_mincore)
 }
 END_TEST
 
+/*
+ * Bookkeeping goes back with the pages: 2,000 small blocks aligned to
+ * 1 MiB spread over 2 GiB make 2,000 pages of the page map resident; once
+ * they are freed and the pages given back, so is that page map.  (It
+ * once stayed: only the entries inside each returned run went back.)
+ */
+START_TEST(metadata_returned)
+{
+	struct anr_heap *h = heap_plain();
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	enum { N = 2000 };
+	static void *v[N];
+	size_t pm_bytes, before, after;
+	char *pm0;
+	unsigned n = UNDER_VALGRIND() ? 150 : N;
+
+	for (unsigned i = 0; i < n; i++) {
+		v[i] = anr_alloc_aligned(h, MiB, 16, 0);
+		ck_assert_ptr_nonnull(v[i]);
+		memset(v[i], 1, 16);
+	}
+	pm0 = (char *)((uintptr_t)h->pm & ~(uintptr_t)(page - 1));
+	pm_bytes = (size_t)((char *)&h->pm[h->top] - pm0);
+	before = resident_pages(pm0, pm_bytes);
+	ck_assert_uint_ge(before, n / 2);
+	for (unsigned i = 0; i < n; i++)
+		anr_free(h, v[i]);
+	after = resident_pages(pm0, pm_bytes);
+	ck_assert_msg(after <= 64, "%zu of %zu page map pages still resident after the frees",
+		      after, before);
+	anr_release_free(h);
+	after = resident_pages(pm0, pm_bytes);
+	ck_assert_uint_le(after, 16);
+	ck_assert_int_eq(anr_check(h), 0);
+	anr_destroy(h);
+}
+END_TEST
+
 START_TEST(hysteresis_churn)
 {
 	struct anr_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
@@ -2003,6 +2041,7 @@ anrcore_suite(void)
 	ADD(realloc_cases);
 	ADD(zeroed_reuse);
 	ADD(page_return_mincore);
+	ADD(metadata_returned);
 	ADD(hysteresis_churn);
 	ADD(budget_and_hook);
 	ADD(budget_lowered);
