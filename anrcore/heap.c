@@ -582,12 +582,10 @@ fail:
 	return NULL;
 }
 
-void *
-anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
+static __attribute__((noinline)) void *
+alloc_slow(struct anr_heap *h, size_t size, unsigned flags)
 {
-	/* Under valgrind every block changes hands under the lock (see
-	 * alloc_common), so the lock-free paths are for plain runs. */
-	if (__builtin_expect(size <= ANR_SLAB_MAX && !h->vg, 1)) {
+	if (size <= ANR_SLAB_MAX && !h->vg) {
 		struct anr_theap *t = anr_theap_get(h);
 		if (t != NULL) {
 			void *p = anr_theap_alloc(h, t, anr_size_class(size));
@@ -599,6 +597,23 @@ anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
 		}
 	}
 	return alloc_common(h, ANR_ALIGN, size, flags);
+}
+
+void *
+anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
+{
+	/* The fast path: this thread's theap is cached and no valgrind
+	 * request is due (under valgrind every block changes hands under
+	 * the lock, see alloc_common). */
+	if (__builtin_expect(size <= ANR_SLAB_MAX && anr_tl.uid == h->uid && !h->vg, 1)) {
+		void *p = anr_theap_alloc(h, anr_tl.t, anr_size_class(size));
+		if (__builtin_expect(p != NULL, 1)) {
+			if (flags & ANR_ZERO)
+				memset(p, 0, size);
+			return p;
+		}
+	}
+	return alloc_slow(h, size, flags);
 }
 
 void *
@@ -631,8 +646,8 @@ plausible(const struct anr_heap *h, const void *p)
 	return NULL;
 }
 
-void
-anr_free(struct anr_heap *h, void *p)
+static __attribute__((noinline)) void
+free_slow(struct anr_heap *h, void *p)
 {
 	const char *bad;
 	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
@@ -670,6 +685,29 @@ locked:
 	}
 	free_locked(h, p, "free");
 	heap_unlock(h);
+}
+
+void
+anr_free(struct anr_heap *h, void *p)
+{
+	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
+
+	/* The fast path: an object of a slab this thread owns, no trash fill
+	 * and no valgrind request due.  Everything else (NULL too) is judged
+	 * by free_slow. */
+	if (__builtin_expect(i < h->npages && (off & (ANR_ALIGN - 1)) == 0 &&
+			     anr_tl.uid == h->uid && h->fast_free, 1)) {
+		const struct anr_page *pg = &h->pm[i];
+		unsigned kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
+		uint32_t s = (uint32_t)i;
+
+		if (kind == ANR_PG_SLAB_BODY)
+			s = (uint32_t)(i - pg->npages);
+		if ((kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) && s <= i &&
+		    anr_theap_free_local(h, anr_tl.t, p, s))
+			return;
+	}
+	free_slow(h, p);
 }
 
 uint64_t
