@@ -33,14 +33,7 @@ cc -O2 -o "$tmp/pair_loop" "$here/pair_loop.c" -lpthread
 cc -O2 -I"$src/anrcore" -I"$build" -I"$src/common" -o "$tmp/churn" "$here/churn.c" \
 	"$build/anrcore/.libs/libanrcore.a" "$build/common/.libs/libmbcommon.a" -lpthread
 
-findlib() {
-	for d in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib; do
-		[ -f "$d/$1" ] && { echo "$d/$1"; return 0; }
-	done
-	echo ""
-}
-allocs="glibc: gmalloc:$gm jemalloc:$(findlib libjemalloc.so.2) mimalloc:$(findlib libmimalloc.so.2) tcmalloc:$(findlib libtcmalloc_minimal.so.4)"
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. "$here/peers.sh"
 
 # instructions of pair_loop SIZE COUNT under callgrind with preload $1
 irefs() {
