@@ -574,9 +574,13 @@ START_TEST(metadata_returned)
 	ck_assert_uint_ge(before, n / 2);
 	for (unsigned i = 0; i < n; i++)
 		anr_free(h, v[i]);
+	/* The free pages passed the high mark (not under valgrind, where the
+	 * reservation holds too few 1 MiB steps): some went back, and with
+	 * them the page map of their free span. */
 	after = resident_pages(pm0, pm_bytes);
-	ck_assert_msg(after <= 64, "%zu of %zu page map pages still resident after the frees",
-		      after, before);
+	if (n * page > ANR_DEFAULT_FREE_HIGH)
+		ck_assert_msg(after <= 64, "%zu of %zu page map pages still resident after "
+			      "the frees", after, before);
 	anr_release_free(h);
 	after = resident_pages(pm0, pm_bytes);
 	ck_assert_uint_le(after, 16);
