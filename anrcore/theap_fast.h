@@ -12,7 +12,7 @@
 #define ANR_TH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
 /* An object of class c from t's current slab; NULL: the slow path. */
-static inline void *
+static inline __attribute__((always_inline)) void *
 anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
 {
 	uint32_t s = t->cur[c];
@@ -54,7 +54,7 @@ anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
  * and no valgrind request is due.  Returns 0 when this is not that case
  * or p is not a live object's start: anr_theap_free() decides then.
  */
-static inline int
+static inline __attribute__((always_inline)) int
 anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s)
 {
 	struct anr_page *pg = &h->pm[s];
