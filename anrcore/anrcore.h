@@ -40,7 +40,10 @@ struct anr_config {
 			     * (= reserve).  Metadata (about 1 % of the pages ever
 			     * used) is not counted. */
 	size_t free_low;    /* resident free bytes kept when trimming */
-	size_t free_high;   /* trim when resident free bytes pass this */
+	size_t free_high;   /* trim when resident free bytes pass this.  When
+			     * pages given back are soon taken again, both
+			     * marks double, up to 32 x; they halve again when
+			     * giving back is no longer undone. */
 	enum anr_bad_free_action bad_free;
 	int trash_free;     /* fill freed memory with ANR_TRASH_BYTE */
 	int valgrind;       /* tell valgrind about blocks (when running under it) */
@@ -132,6 +135,15 @@ void anr_set_hook(struct anr_heap *h, anr_more_fn fn, void *arg);
 void anr_set_marks(struct anr_heap *h, size_t free_low, size_t free_high);
 /* Give resident free pages back now, down to keep bytes; returns bytes given. */
 size_t anr_trim(struct anr_heap *h, size_t keep);
+/*
+ * Give back everything that can go: the empty slabs the calling thread
+ * keeps, the shared empty slabs and every free resident page (madvise).
+ * Other threads' kept empty slabs (16 pages at most each) are flagged
+ * and go back at their owner's next call that needs a new slab: the
+ * call never waits for them, so it ends in time bounded by the free pages
+ * even while threads keep allocating.  Returns the bytes given back.
+ */
+size_t anr_release_free(struct anr_heap *h);
 void anr_get_stats(struct anr_heap *h, struct anr_stats *st);
 /* Verify the metadata; 0 if consistent, else reports and returns -1. */
 int anr_check(struct anr_heap *h);

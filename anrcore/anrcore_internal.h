@@ -4,7 +4,9 @@
  *
  *   pages.c  bitmaps, resident accounting, budget, madvise hysteresis
  *   tlsf.c   spans: good-fit allocator of page runs (two-level bitmaps)
- *   slab.c   size classes and slabs of small objects
+ *   slab.c   size classes and slabs of small objects (shared, under the lock)
+ *   theap.c  thread heaps: slabs owned by one thread, no lock on their
+ *            fast paths, frees from other threads with one atomic op
  *   stats.c  statistics, report, walk, block lookup, consistency check
  *   heap.c   creation, locking, deferred frees, the public calls
  */
@@ -42,7 +44,10 @@ struct anr_page {
 #define ANR_NIL UINT32_MAX
 #define ANR_DEFER_SLOTS 256 /* a power of two */
 #define ANR_TRIM_BATCH 8     /* page runs given back per unlocked round */
-#define ANR_TRIM_ROUNDS 4    /* rounds at most per unlock */
+#define ANR_TRIM_ROUNDS 1    /* rounds at most per unlock */
+#define ANR_TRIM_SLICE_PAGES 1024 /* pages given back per round at most */
+#define ANR_DRAIN_MAX 16     /* deferred frees done per lock taken at most */
+#define ANR_MARK_SHIFT_MAX 5 /* marks grow to 32 x under page churn at most */
 
 /* Size classes: see slab.c for the mapping. */
 #define ANR_SLAB_MAX ((size_t)16384)
@@ -78,13 +83,50 @@ anr_slab_index(const struct anr_class *k, size_t o)
 #define ANR_SL_COUNT (1u << ANR_SL_LOG2)
 #define ANR_FL_COUNT (32 - ANR_SL_LOG2 + 1)
 
-/* A bitmap with a summary level: bit k of sum says word k is not zero, so
- * the highest set bit below a position is found without a long scan. */
+/*
+ * A bitmap with summary levels: bit k of level L+1 says word k of level L
+ * is not zero, up to a level of one word, so the highest set bit below a
+ * position is found by looking at two words per level at most (see
+ * anr_bm2_prev), whatever the size of the heap.  Level 0 is w.
+ */
+#define ANR_BM_LEVELS 6 /* 2^32 bits need 6 levels of 64-bit words */
 struct anr_bm2 {
 	uint64_t *w;
-	uint64_t *sum;
-	size_t nwords;
+	uint64_t *sum;          /* = lv[1] */
+	size_t nwords;          /* words of level 0 */
+	unsigned nlevels;
+	uint64_t *lv[ANR_BM_LEVELS];
+	size_t nw[ANR_BM_LEVELS];
 };
+
+/*
+ * A thread heap (theap.c): the slabs one thread owns.  Only the owner
+ * touches its fields and the allocation bitmaps of its slabs; other
+ * threads read the counters (relaxed) for statistics.  For each class the
+ * owned slabs form a ring linked through their page map entries
+ * (next/prev); cur is the one allocated from, spare an empty one kept.
+ */
+#define ANR_THEAPS 127         /* thread heaps per heap (owner ids 1..127) */
+#define ANR_THEAP_SCAN 4       /* slabs looked at per refill without the lock */
+#define ANR_FREED_PUBLISH 65536 /* bytes freed locally before they are published */
+struct anr_theap {
+	int claimed;             /* atomic: a thread owns this one */
+	uint8_t id;              /* owner id (index + 1) */
+	uint32_t cur[ANR_NCLASSES];
+	uint32_t spare[ANR_NCLASSES];
+	uint32_t nslabs[ANR_NCLASSES];   /* slabs in each ring */
+	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages */
+	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
+	size_t in_use;           /* bytes of live objects in owned slabs */
+	size_t slab_bytes;       /* bytes of owned slab pages */
+	uint64_t allocs, frees;  /* frees: local ones */
+	/* Frees of other threads' objects by this thread, and frees of this
+	 * thread's objects by others that it has folded in: their difference,
+	 * summed, is what waits in the remote-free bitmaps. */
+	uint64_t rcount, rbytes, ccount, cbytes;
+	uint64_t freed_pending;  /* freed bytes not yet added to freed_bytes */
+	int flush_wanted;        /* atomic: give the spare slabs back */
+} __attribute__((aligned(64)));
 
 struct anr_heap {
 	/* Fixed at creation. */
@@ -96,6 +138,8 @@ struct anr_heap {
 	uint32_t npages;       /* data pages */
 	struct anr_page *pm;   /* page map */
 	uint64_t *slabbits;    /* bmw words per data page (used at slab heads) */
+	uint64_t *rfree;       /* the same: objects freed by other threads (atomic) */
+	uint8_t *owner;        /* per page (slab heads): owning theap id, 0 shared */
 	unsigned bmw;
 	uint64_t *resident;    /* page may be resident */
 	struct anr_bm2 dirty;  /* resident and free (returnable) */
@@ -104,16 +148,17 @@ struct anr_heap {
 	enum anr_bad_free_action bad_free;
 	int trash_free;
 	int vg;                /* valgrind client requests are on */
+	int fast_free;         /* neither trash fill nor valgrind requests */
 	char name[32];
 
 	pthread_mutex_t lock;
 	/* Frees that found the lock busy: a ring of slots taken with
-	 * compare-and-swap, and when it is full a stack linked through the
-	 * blocks themselves.  Both are emptied by the next lock holder. */
+	 * compare-and-swap, emptied by the next lock holder.  A free that
+	 * finds the ring full waits for the lock. */
 	void *defer_slot[ANR_DEFER_SLOTS];
 	unsigned defer_hint;   /* atomic: where the next push starts looking */
 	unsigned defer_count;  /* atomic: pointers in defer_slot */
-	void *deferred;        /* overflow stack (link in the block) */
+	unsigned drain_pos;    /* where the last drain stopped (locked) */
 
 	/* Spans. */
 	uint32_t fl_map;
@@ -154,12 +199,51 @@ struct anr_heap {
 	unsigned trim_n;
 	uint32_t trim_s[ANR_TRIM_BATCH], trim_len[ANR_TRIM_BATCH];
 	size_t inflight_pages;  /* resident pages of ANR_PG_TRIM spans */
+	unsigned mark_shift;    /* the marks in force are free_low/high << this */
+	size_t given_recent;    /* pages given back since the last trim began */
+	size_t refaulted;       /* of those, pages charged again since */
+	size_t trim_credit;     /* pages the lock holder freed itself: it may
+				 * give that many back besides the slice */
 
 	anr_more_fn hook;
 	void *hook_arg;
 
 	int lock_pi;            /* the lock inherits priority (heap_lock_init) */
+	/* Thread heaps (theap.c). */
+	uint64_t uid;            /* unique per heap made in this process */
+	pthread_key_t key;       /* thread -> its theap; destructor abandons it */
+	int key_ok;
+	/* The same counts for threads without a theap and for theaps that
+	 * were abandoned (atomic). */
+	uint64_t th_rcount, th_rbytes, th_ccount, th_cbytes;
+	struct anr_theap th[ANR_THEAPS];
 };
+
+/*
+ * Steps: the units of work the bound in ARCHITECTURE.md counts (a bitmap
+ * word looked at in a search, a deferred free done, a madvise call).  The
+ * counter is per thread and costs one add on slow paths only; the tests
+ * read it around each call.  Bitmap ranges set or cleared for a span
+ * (n / 64 words for n pages, like the kernel's own work on those pages)
+ * are not steps.
+ */
+extern __thread uint64_t anr_step_count __attribute__((tls_model("initial-exec")));
+static inline void
+anr_steps(uint64_t n)
+{
+	anr_step_count += n;
+}
+/* Steps of one call at most: ANR_DRAIN_MAX deferred frees (each judged
+ * with at most one 2 x ANR_BM_LEVELS-word search), one trim round of
+ * ANR_TRIM_BATCH runs (three searches, the run's extension by words, one
+ * madvise of the run and one of its free span's metadata each) over at
+ * most ANR_TRIM_SLICE_PAGES pages, and one
+ * search of the call itself.  A call that frees a block of n pages may
+ * give those n pages back too: n / 64 more words. */
+#define ANR_BM_STEPS_MAX (2 * ANR_BM_LEVELS)
+#define ANR_CALL_STEPS_MAX (ANR_DRAIN_MAX * (1 + ANR_BM_STEPS_MAX) + \
+	ANR_TRIM_BATCH * (3 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 2) + \
+	ANR_BM_STEPS_MAX)
 
 /* pages.c */
 static inline int
@@ -173,6 +257,10 @@ void anr_bits_clear(uint64_t *w, size_t start, size_t n);
 void anr_bm2_set(struct anr_bm2 *b, size_t start, size_t n);
 void anr_bm2_clear(struct anr_bm2 *b, size_t start, size_t n);
 size_t anr_bm2_prev(const struct anr_bm2 *b, size_t i); /* SIZE_MAX if none */
+/* Words a bitmap of nbits bits and its levels take; anr_bm2_place lays
+ * them out from mem. */
+size_t anr_bm2_words(size_t nbits);
+void anr_bm2_place(struct anr_bm2 *b, uint64_t *mem, size_t nbits);
 /* Take n pages aligned to align_pages (power of two) and charge them to
  * the budget.  ANR_NIL on failure; *short_pages > 0 if the budget was the
  * reason (the number of pages missing). */
@@ -204,20 +292,121 @@ void anr_span_mapping(size_t n, unsigned *fl, unsigned *sl);
 int anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages);
 
 /* slab.c */
-unsigned anr_size_class(size_t size);
+#define ANR_LINEAR_MAX 128
+#define ANR_LINEAR_STEP 16
+#define ANR_STEPS_LOG2 2  /* four classes per power of two above ANR_LINEAR_MAX */
+#define ANR_FIRST_LOG_B 7 /* 2^7 = ANR_LINEAR_MAX */
+static inline unsigned
+anr_size_class(size_t size)
+{
+	size_t s;
+	unsigned b;
+
+	if (size <= ANR_LINEAR_MAX)
+		return size == 0 ? 0 : (unsigned)((size - 1) / ANR_LINEAR_STEP);
+	s = size - 1;
+	b = 63u - (unsigned)__builtin_clzll(s);
+	return ANR_LINEAR_MAX / ANR_LINEAR_STEP + ((b - ANR_FIRST_LOG_B) << ANR_STEPS_LOG2) +
+	       (unsigned)((s >> (b - ANR_STEPS_LOG2)) - (1u << ANR_STEPS_LOG2));
+}
 size_t anr_class_size(unsigned c);
 void anr_slab_init(struct anr_heap *h);
 int anr_slab_class_for(const struct anr_heap *h, size_t size, size_t align);
 void *anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages);
 void anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx);
 void anr_slab_flush(struct anr_heap *h);
-uint64_t *anr_slab_bits(const struct anr_heap *h, uint32_t s);
+
+void anr_partial_push(struct anr_heap *h, unsigned c, uint32_t s);
+void anr_partial_del(struct anr_heap *h, unsigned c, uint32_t s);
+/* A new slab of class c for a theap (not on the partial list). */
+uint32_t anr_slab_new_owned(struct anr_heap *h, unsigned c, size_t *short_pages);
+/* Give an empty slab that is on no list back to the span allocator. */
+void anr_slab_release_unlisted(struct anr_heap *h, uint32_t s);
+/* Objects of shared slab s freed by other threads: free them (locked). */
+void anr_slab_collect_shared(struct anr_heap *h, uint32_t s);
+
+/* theap.c */
+struct anr_tl {
+	const struct anr_heap *h;
+	uint64_t uid;
+	struct anr_theap *t;
+	int busy;     /* inside pthread_setspecific */
+	int exiting;  /* the thread's key destructors have run */
+};
+extern __thread struct anr_tl anr_tl __attribute__((tls_model("initial-exec")));
+void anr_theap_init(struct anr_heap *h);
+void anr_theap_fini(struct anr_heap *h);
+/* The calling thread's theap, claimed on first use; NULL if none. */
+struct anr_theap *anr_theap_lookup(struct anr_heap *h);
+static inline struct anr_theap *
+anr_theap_get(struct anr_heap *h)
+{
+	/* uids are unique in the process: one comparison names the heap */
+	if (__builtin_expect(anr_tl.uid == h->uid, 1))
+		return anr_tl.t;
+	return anr_theap_lookup(h);
+}
+/* The same without claiming one. */
+struct anr_theap *anr_theap_peek(const struct anr_heap *h);
+/* Current slab of class c is full: find free objects without the lock. */
+int anr_theap_refill_unlocked(struct anr_heap *h, struct anr_theap *t, unsigned c);
+/* A local free emptied owned slab s. */
+void anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s);
+/* Bytes freed locally: published every ANR_FREED_PUBLISH bytes. */
+void anr_theap_publish(struct anr_heap *h, struct anr_theap *t);
+/* Give class c of t a slab with free objects (locked); 0 on success. */
+int anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
+			    size_t *short_pages);
+/* Free an object of a slab some theap owns (checked out of band); returns
+ * 0 if the slab is shared (the caller frees it under the lock). */
+int anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
+		   int locked);
+/* Bytes the calling thread freed and has not yet published. */
+uint64_t anr_theap_freed_pending(const struct anr_heap *h);
+/* Give every slab of t to the shared lists (locked); the slot stays claimed. */
+void anr_theap_abandon_locked(struct anr_heap *h, struct anr_theap *t);
+/* Totals of all theaps (racy reads of other threads' counters). */
+void anr_theap_totals(struct anr_heap *h, size_t *in_use, size_t *slab_bytes,
+		      uint64_t *allocs, uint64_t *frees);
+/* Slabs and live objects of class c in all theaps (racy; for reports). */
+void anr_theap_class_counts(struct anr_heap *h, unsigned c, size_t *slabs,
+			    size_t *live);
+/* In a fork child: theaps of the threads that did not survive are abandoned. */
+void anr_theap_fork_child(struct anr_heap *h);
+/* Give-back: the spare slabs of every theap (locked). */
+size_t anr_theap_flush_locked(struct anr_heap *h);
+
+static inline uint32_t
+anr_slab_head(const struct anr_heap *h, size_t i)
+{
+	const struct anr_page *pg = &h->pm[i];
+	return pg->kind == ANR_PG_SLAB ? (uint32_t)i : (uint32_t)(i - pg->npages);
+}
 
 /* heap.c */
-void anr_core_lock(struct anr_heap *h);   /* also runs deferred frees */
+void anr_core_lock(struct anr_heap *h);   /* also runs a few deferred frees */
+/* Also runs every deferred free (statistics, checks: not malloc or free). */
+void anr_core_lock_drained(struct anr_heap *h);
 int anr_core_trylock(struct anr_heap *h); /* 0 if taken, -1 if busy */
 void anr_core_unlock(struct anr_heap *h);
 void anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p);
+
+static inline uint64_t *
+anr_slab_bits(const struct anr_heap *h, uint32_t s)
+{
+	return h->slabbits + (size_t)s * h->bmw;
+}
+
+/* Object idx of slab s is live: allocated and not freed by another
+ * thread (a remote free waits in rfree until the owner folds it in). */
+static inline int
+anr_slab_live(const struct anr_heap *h, uint32_t s, size_t idx)
+{
+	size_t w = (size_t)s * h->bmw + (idx >> 6);
+	uint64_t m = UINT64_C(1) << (idx & 63);
+	return (h->slabbits[w] & m) != 0 &&
+	       (__atomic_load_n(&h->rfree[w], __ATOMIC_RELAXED) & m) == 0;
+}
 
 static inline char *
 anr_page_addr(const struct anr_heap *h, size_t i)

@@ -4,23 +4,24 @@
  * Data structure.  A heap is one reservation made by anr_create():
  *
  *   base                                                     base + reserve
- *   | struct anr_heap | page map | slab bitmaps | page bitmaps |G| data pages ...|
+ *   | struct anr_heap | page map | slab bitmaps | owners | page bitmaps |G| data ...|
  *   |<----------------- metadata (never handed out) -------->| |<- npages ---->|
  *
  * G is one PROT_NONE guard page set up at creation, so that running off
  * the front of the first block faults instead of reaching the metadata.
  * Nothing about a block is stored next to it: the page map has one
- * 16-byte entry per data page, slabs keep their allocation bitmaps in the
- * slab bitmap array (indexed by the slab's first page), and four bitmaps
+ * 16-byte entry per data page, slabs keep their allocation bitmaps and
+ * their remote-free bitmaps in two arrays indexed by the slab's first page
+ * (with a byte naming the owning thread heap), and four bitmaps
  * of one bit per page say which pages may be resident, which of those are
  * free (returnable), and which pages start a live span or a free one.  A
  * user overrun can damage user data but never the allocator's
  * bookkeeping, and every pointer given to free() is judged from that
- * bookkeeping alone.  The metadata costs about 1.2 % of the reservation in
+ * bookkeeping alone.  The metadata costs about 2 % of the reservation in
  * address space; it becomes resident only for pages that are used.
  *
  *   data page:   | obj | obj | obj | ... | obj |tail|   (a one-page slab)
- *   page map:    [SLAB cls=3 nfree=17 next/prev: partial list]
+ *   page map:    [SLAB cls=3 nfree=17 next/prev: partial list or owner's ring]
  *   slab bitmap: 1101110...  (one bit per object, out of band)
  *
  * The data pages are cut into spans (tlsf.c): free spans, large blocks
@@ -37,28 +38,49 @@
  *     first page; all other entries are NONE.
  *  3. Every free span is on exactly the free list its length maps to, and
  *     the list bitmaps say which lists are non-empty.
- *  4. A slab's bitmap has one set bit per live object plus the bits past its
- *     last object; nfree counts the clear ones; the slabs with nfree > 0 are
- *     exactly those on their class's partial list; an entirely free slab is
- *     its class's empty_slab, and those hold empty_pages pages.
+ *  4. A slab is shared (owner 0) or owned by one thread heap (theap.c).
+ *     A shared slab's bitmap has one set bit per live object plus the bits
+ *     past its last object; nfree counts the clear ones; the shared slabs
+ *     with nfree > 0 are exactly those on their class's partial list; an
+ *     entirely free shared slab is its class's empty_slab, and those hold
+ *     empty_pages pages.  An owned slab is on its owner's ring for its
+ *     class, and only the owner changes its bitmap and nfree.  An object
+ *     is live when its bit is set and its remote-free bit (rfree) is not.
  *  5. resident = pages of live spans + dirty pages + pages being given back
  *     (TRIM spans, outside the free lists while madvise runs unlocked);
  *     dirty pages are exactly the resident pages of free spans; resident <=
  *     budget except after the budget was lowered below what is live.
  *  6. heads has a bit exactly at the first page of each live span, fheads
- *     exactly at the first page of each free span.
+ *     exactly at the first page of each free span; each summary level of
+ *     these bitmaps says which words of the level below are not zero.
  *
- * Locking.  All of this is guarded by one mutex per heap; there is no
- * global state, so per-thread caches can later sit in front of it and
- * talk to the heap in batches.  The lock is never held while the
- * need-more-memory hook runs, nor while pages go back to the kernel after
- * a free (pages.c).  A free that finds the lock taken does not
- * wait: it puts the pointer in a lock-free ring of slots in the heap state
- * and the next thread that takes the lock frees it (see defer()).
+ * Locking.  Small objects go through the calling thread's theap
+ * (theap.c): allocation and free by the owning thread take no lock and do
+ * no atomic read-modify-write, a free by another thread is one fetch_or.
+ * Everything else - spans, shared slabs, pages, the budget, a theap
+ * taking or giving back a slab - is guarded by one mutex per heap; there
+ * is no global state but a counter that gives each heap a unique id.  The
+ * lock is never held while the need-more-memory hook runs, nor while
+ * pages go back to the kernel after a free (pages.c).  A free that finds
+ * the lock taken does not wait: it puts the pointer in a lock-free ring
+ * of slots in the heap state and a later lock holder frees it (see
+ * defer()).  When the ring is full the free waits for the lock: nothing
+ * is ever written into a block before the pointer has been judged.
+ *
+ * Bounded work.  No call does work that grows with the heap or with
+ * other threads' backlog: a lock holder runs at most ANR_DRAIN_MAX queued
+ * frees, gives back at most one slice of ANR_TRIM_SLICE_PAGES pages (plus
+ * the pages of a block it freed itself) in at most ANR_TRIM_BATCH madvise
+ * calls, and every bitmap search looks at two words per level of the
+ * multi-level bitmaps.  ANR_CALL_STEPS_MAX is the bound; the steps test
+ * counts it over a long random workload.  Explicit calls (anr_trim,
+ * anr_release_free, lowering the budget or the marks, statistics, walks,
+ * checks) and a thread's exit may do more.
  */
 #include "config.h"
 
 #include "anrcore_internal.h"
+#include "theap_fast.h"
 #include "vg.h"
 
 #include "mb_log.h"
@@ -85,35 +107,32 @@ words_for(size_t bits)
 }
 
 struct layout {
-	size_t pm, slabbits, resident, dirty, dirty_sum, heads, heads_sum;
-	size_t fheads, fheads_sum;
+	size_t pm, slabbits, rfree, owner, resident, dirty, heads, fheads;
 	size_t data; /* offset of the first data page */
 };
 
 static size_t
 plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 {
-	size_t w = words_for(npages), sw = words_for(w), off;
+	size_t w = words_for(npages), off;
 
 	off = round_up(sizeof(struct anr_heap), CACHE_LINE);
 	l->pm = off;
 	off = round_up(off + npages * sizeof(struct anr_page), CACHE_LINE);
 	l->slabbits = off;
 	off += npages * bmw * sizeof(uint64_t);
+	l->rfree = off;
+	off += npages * bmw * sizeof(uint64_t);
+	l->owner = off;
+	off = round_up(off + npages, CACHE_LINE);
 	l->resident = off;
 	off += w * sizeof(uint64_t);
 	l->dirty = off;
-	off += w * sizeof(uint64_t);
-	l->dirty_sum = off;
-	off += sw * sizeof(uint64_t);
+	off += anr_bm2_words(npages) * sizeof(uint64_t);
 	l->heads = off;
-	off += w * sizeof(uint64_t);
-	l->heads_sum = off;
-	off += sw * sizeof(uint64_t);
+	off += anr_bm2_words(npages) * sizeof(uint64_t);
 	l->fheads = off;
-	off += w * sizeof(uint64_t);
-	l->fheads_sum = off;
-	off += sw * sizeof(uint64_t);
+	off += anr_bm2_words(npages) * sizeof(uint64_t);
 	l->data = round_up(off, page) + page; /* one guard page */
 	return l->data + npages * page;
 }
@@ -156,6 +175,28 @@ heap_lock_init(struct anr_heap *h)
 		rc = pthread_mutex_init(&h->lock, &a);
 	pthread_mutexattr_destroy(&a);
 	return rc;
+}
+
+/*
+ * Only valgrind tools that follow heap blocks want the client requests
+ * (memcheck, helgrind, drd, massif, dhat: each preloads its own library);
+ * under callgrind or cachegrind they would only add to what is measured.
+ */
+static int
+vg_tool_tracks_blocks(void)
+{
+	static const char *const tools[] = {
+		"vgpreload_memcheck", "vgpreload_helgrind", "vgpreload_drd",
+		"vgpreload_massif", "vgpreload_dhat",
+	};
+	const char *pre = getenv("LD_PRELOAD");
+
+	if (pre == NULL)
+		return 1;
+	for (size_t i = 0; i < sizeof(tools) / sizeof(tools[0]); i++)
+		if (strstr(pre, tools[i]) != NULL)
+			return 1;
+	return strstr(pre, "vgpreload_") == NULL;
 }
 
 struct anr_heap *
@@ -203,22 +244,19 @@ anr_create(const struct anr_config *cfg)
 	h->npages = (uint32_t)npages;
 	h->pm = (struct anr_page *)((char *)base + l.pm);
 	h->slabbits = (uint64_t *)((char *)base + l.slabbits);
+	h->rfree = (uint64_t *)((char *)base + l.rfree);
+	h->owner = (uint8_t *)base + l.owner;
 	h->bmw = bmw;
 	h->resident = (uint64_t *)((char *)base + l.resident);
-	h->dirty.w = (uint64_t *)((char *)base + l.dirty);
-	h->dirty.sum = (uint64_t *)((char *)base + l.dirty_sum);
-	h->dirty.nwords = words_for(npages);
-	h->heads.w = (uint64_t *)((char *)base + l.heads);
-	h->heads.sum = (uint64_t *)((char *)base + l.heads_sum);
-	h->heads.nwords = words_for(npages);
-	h->fheads.w = (uint64_t *)((char *)base + l.fheads);
-	h->fheads.sum = (uint64_t *)((char *)base + l.fheads_sum);
-	h->fheads.nwords = words_for(npages);
+	anr_bm2_place(&h->dirty, (uint64_t *)((char *)base + l.dirty), npages);
+	anr_bm2_place(&h->heads, (uint64_t *)((char *)base + l.heads), npages);
+	anr_bm2_place(&h->fheads, (uint64_t *)((char *)base + l.fheads), npages);
 	h->bad_free = c.bad_free;
 	if (h->bad_free != ANR_BAD_FREE_REPORT && h->bad_free != ANR_BAD_FREE_IGNORE)
 		h->bad_free = ANR_BAD_FREE_ABORT;
 	h->trash_free = c.trash_free;
-	h->vg = c.valgrind && ANR_VG_RUNNING();
+	h->vg = c.valgrind && ANR_VG_RUNNING() && vg_tool_tracks_blocks();
+	h->fast_free = !h->trash_free && !h->vg;
 	mb_format(h->name, sizeof(h->name), "%s", c.name != NULL ? c.name : "anrcore");
 	h->budget = c.budget != 0 ? c.budget : npages * page;
 	h->free_high = c.free_high != 0 ? c.free_high : ANR_DEFAULT_FREE_HIGH;
@@ -233,6 +271,7 @@ anr_create(const struct anr_config *cfg)
 	}
 	anr_span_init(h);
 	anr_slab_init(h);
+	anr_theap_init(h);
 	return h;
 }
 
@@ -248,9 +287,8 @@ vg_forget(struct anr_heap *h)
 			ANR_VG_FREE(h, anr_page_addr(h, i));
 		} else if (pg->kind == ANR_PG_SLAB) {
 			const struct anr_class *k = &h->cls[pg->cls];
-			uint64_t *bits = anr_slab_bits(h, (uint32_t)i);
 			for (size_t o = 0; o < k->nobjs; o++)
-				if (anr_bit(bits, o))
+				if (anr_slab_live(h, (uint32_t)i, o))
 					ANR_VG_FREE(h, anr_page_addr(h, i) + o * k->size);
 		}
 		i += pg->npages;
@@ -262,6 +300,7 @@ anr_destroy(struct anr_heap *h)
 {
 	if (h == NULL)
 		return;
+	anr_theap_fini(h);
 	if (h->vg)
 		vg_forget(h);
 	pthread_mutex_destroy(&h->lock);
@@ -331,7 +370,8 @@ locate(struct anr_heap *h, const void *p, struct loc *l)
 		size_t o = (size_t)(cp - anr_page_addr(h, s)), idx = anr_slab_index(k, o);
 		if (idx * k->size != o || idx >= k->nobjs)
 			return "pointer inside a block";
-		if (!anr_bit(anr_slab_bits(h, s), idx))
+		if (!anr_bit(anr_slab_bits(h, s), idx) ||
+		    anr_bit(h->rfree + (size_t)s * h->bmw, idx))
 			return "double free (object not allocated)";
 		l->s = s;
 		l->idx = idx;
@@ -392,36 +432,40 @@ free_locked(struct anr_heap *h, void *p, const char *op)
 		anr_bad(h, op, bad, p);
 		return;
 	}
+	if (l.slab && anr_theap_free(h, anr_theap_peek(h), p, l.s, 1))
+		return; /* a thread owns the slab: it folds the free in */
 	release(h, p, &l);
 }
 
+/* At most ANR_DRAIN_MAX queued frees per lock taken: a thread does a
+ * bounded share of the others' work; the ring is looked at from where the
+ * last holder stopped. */
 static void
-drain(struct anr_heap *h)
+drain(struct anr_heap *h, unsigned max)
 {
-	void *p;
+	unsigned done = 0, j = h->drain_pos;
+	size_t credit = h->trim_credit; /* others' blocks: no credit for us */
 
-	for (unsigned j = 0; j < ANR_DEFER_SLOTS &&
-	     __atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE) != 0; j++) {
+	for (unsigned n = 0; n < ANR_DEFER_SLOTS && done < max &&
+	     __atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE) != 0; n++) {
+		void *p;
+		j = (j + 1) & (ANR_DEFER_SLOTS - 1);
 		p = __atomic_exchange_n(&h->defer_slot[j], NULL, __ATOMIC_ACQUIRE);
 		if (p != NULL) {
 			__atomic_sub_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
+			anr_steps(1);
 			free_locked(h, p, "free");
+			done++;
 		}
 	}
-	p = __atomic_exchange_n(&h->deferred, NULL, __ATOMIC_ACQUIRE);
-	while (p != NULL) {
-		void *next;
-		memcpy(&next, p, sizeof(next));
-		free_locked(h, p, "free");
-		p = next;
-	}
+	h->drain_pos = j;
+	h->trim_credit = credit;
 }
 
 static int
 deferred_pending(struct anr_heap *h)
 {
-	return __atomic_load_n(&h->defer_count, __ATOMIC_RELAXED) != 0 ||
-	       __atomic_load_n(&h->deferred, __ATOMIC_RELAXED) != NULL;
+	return __atomic_load_n(&h->defer_count, __ATOMIC_RELAXED) != 0;
 }
 
 static void
@@ -429,37 +473,31 @@ heap_lock(struct anr_heap *h)
 {
 	pthread_mutex_lock(&h->lock);
 	if (deferred_pending(h))
-		drain(h);
+		drain(h, ANR_DRAIN_MAX);
 }
 
 /*
- * Queue a free for the lock holder without waiting.  The pointer goes in
- * a slot of the ring, out of band: a bad pointer is only judged later and
- * must not make us write into memory.  Only when the ring is full is the
- * link written into the block.
+ * Queue a free for the lock holder without waiting: the pointer goes in a
+ * slot of the ring, out of band, because a bad pointer is only judged
+ * later and must not make us write into memory.  Returns 0 if the ring is
+ * full; the caller then waits for the lock and frees at once.
  */
-static void
+static int
 defer(struct anr_heap *h, void *p)
 {
 	unsigned start = __atomic_fetch_add(&h->defer_hint, 1, __ATOMIC_RELAXED);
-	void *head;
 
-	__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
 	for (unsigned i = 0; i < ANR_DEFER_SLOTS; i++) {
 		void *expected = NULL;
 		unsigned j = (start + i) & (ANR_DEFER_SLOTS - 1);
 		if (__atomic_compare_exchange_n(&h->defer_slot[j], &expected, p, 0,
 						__ATOMIC_RELEASE, __ATOMIC_RELAXED)) {
 			__atomic_add_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
-			return;
+			__atomic_add_fetch(&h->deferred_frees, 1, __ATOMIC_RELAXED);
+			return 1;
 		}
 	}
-	head = __atomic_load_n(&h->deferred, __ATOMIC_RELAXED);
-	ANR_VG_UNDEFINED(h, p, sizeof(head));
-	do
-		memcpy(p, &head, sizeof(head));
-	while (!__atomic_compare_exchange_n(&h->deferred, &head, p, 1,
-					    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+	return 0;
 }
 
 static void
@@ -473,8 +511,8 @@ heap_unlock(struct anr_heap *h)
  * the budget lacks (0: no address space or a bad request).
  */
 static void *
-alloc_locked(struct anr_heap *h, size_t size, size_t align, size_t *usable,
-	     int *zeroed, size_t *short_pages)
+alloc_locked(struct anr_heap *h, struct anr_theap *t, size_t size, size_t align,
+	     size_t *usable, int *zeroed, size_t *short_pages)
 {
 	int c = -1;
 	uint32_t s;
@@ -486,6 +524,13 @@ alloc_locked(struct anr_heap *h, size_t size, size_t align, size_t *usable,
 	if (size <= ANR_SLAB_MAX)
 		c = align <= ANR_ALIGN ? (int)anr_size_class(size)
 				       : anr_slab_class_for(h, size, align);
+	if (c >= 0 && t != NULL) {
+		if (anr_theap_refill_locked(h, t, (unsigned)c, short_pages) != 0)
+			return NULL;
+		p = anr_theap_alloc(h, t, (unsigned)c);
+		*usable = h->cls[c].size;
+		return p;
+	}
 	if (c >= 0) {
 		p = anr_slab_alloc(h, (unsigned)c, short_pages);
 		if (p == NULL)
@@ -514,6 +559,8 @@ alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 	size_t usable, short_pages, prev_short = SIZE_MAX;
 	int zeroed;
 	void *p;
+	/* Claimed before the lock is taken: claiming may call malloc. */
+	struct anr_theap *t = size <= ANR_SLAB_MAX && align <= h->page ? anr_theap_get(h) : NULL;
 
 	if (size > ((size_t)h->npages << h->page_shift))
 		goto fail;
@@ -522,7 +569,7 @@ alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 		void *arg;
 
 		heap_lock(h);
-		p = alloc_locked(h, size, align, &usable, &zeroed, &short_pages);
+		p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
 		/* Valgrind learns of the block under the lock, so that a fork
 		 * never finds a block live for us and dead for valgrind. */
 		if (p != NULL)
@@ -558,10 +605,38 @@ fail:
 	return NULL;
 }
 
+static __attribute__((noinline)) void *
+alloc_slow(struct anr_heap *h, size_t size, unsigned flags)
+{
+	if (size <= ANR_SLAB_MAX && !h->vg) {
+		struct anr_theap *t = anr_theap_get(h);
+		if (t != NULL) {
+			void *p = anr_theap_alloc(h, t, anr_size_class(size));
+			if (p != NULL) {
+				if (flags & ANR_ZERO)
+					memset(p, 0, size);
+				return p;
+			}
+		}
+	}
+	return alloc_common(h, ANR_ALIGN, size, flags);
+}
+
 void *
 anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
 {
-	return alloc_common(h, ANR_ALIGN, size, flags);
+	/* The fast path: this thread's theap is cached and no valgrind
+	 * request is due (under valgrind every block changes hands under
+	 * the lock, see alloc_common). */
+	if (__builtin_expect(size <= ANR_SLAB_MAX && anr_tl.uid == h->uid && !h->vg, 1)) {
+		void *p = anr_theap_alloc(h, anr_tl.t, anr_size_class(size));
+		if (__builtin_expect(p != NULL, 1)) {
+			if (flags & ANR_ZERO)
+				memset(p, 0, size);
+			return p;
+		}
+	}
+	return alloc_slow(h, size, flags);
 }
 
 void *
@@ -594,33 +669,75 @@ plausible(const struct anr_heap *h, const void *p)
 	return NULL;
 }
 
-void
-anr_free(struct anr_heap *h, void *p)
+static __attribute__((noinline)) void
+free_slow(struct anr_heap *h, void *p)
 {
 	const char *bad;
+	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
 
 	if (p == NULL)
 		return;
-	bad = plausible(h, p);
-	if (bad != NULL) {
-		anr_bad(h, "free", bad, p);
-		return;
+	/* One comparison puts p in the data pages (below h->data it wraps). */
+	if (__builtin_expect(i < h->npages && (off & (ANR_ALIGN - 1)) == 0, 1)) {
+		unsigned kind = __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED);
+		if ((kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) && !h->vg) {
+			uint32_t s = anr_slab_head(h, i);
+			struct anr_theap *t = anr_tl.uid == h->uid ? anr_tl.t : anr_theap_peek(h);
+			if (s > i)
+				goto locked;
+			if (t != NULL && h->fast_free && anr_theap_free_local(h, t, p, s))
+				return;
+			if (anr_theap_free(h, t, p, s, 0))
+				return;
+		}
+	} else {
+		bad = plausible(h, p);
+		if (bad != NULL) {
+			anr_bad(h, "free", bad, p);
+			return;
+		}
 	}
-	if (pthread_mutex_trylock(&h->lock) != 0) {
-		/* Busy: queue it for the lock holder rather than wait. */
-		defer(h, p);
-		return;
+locked:
+	if (pthread_mutex_trylock(&h->lock) == 0) {
+		if (deferred_pending(h))
+			drain(h, ANR_DRAIN_MAX);
+	} else if (defer(h, p)) {
+		return; /* busy: queued for the lock holder rather than waited */
+	} else {
+		heap_lock(h); /* the ring is full: wait, judge, then free */
 	}
-	if (deferred_pending(h))
-		drain(h);
 	free_locked(h, p, "free");
 	heap_unlock(h);
+}
+
+void
+anr_free(struct anr_heap *h, void *p)
+{
+	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
+
+	/* The fast path: an object of a slab this thread owns, no trash fill
+	 * and no valgrind request due.  Everything else (NULL too) is judged
+	 * by free_slow. */
+	if (__builtin_expect(i < h->npages && (off & (ANR_ALIGN - 1)) == 0 &&
+			     anr_tl.uid == h->uid && h->fast_free, 1)) {
+		const struct anr_page *pg = &h->pm[i];
+		unsigned kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
+		uint32_t s = (uint32_t)i;
+
+		if (kind == ANR_PG_SLAB_BODY)
+			s = (uint32_t)(i - pg->npages);
+		if ((kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) && s <= i &&
+		    anr_theap_free_local(h, anr_tl.t, p, s))
+			return;
+	}
+	free_slow(h, p);
 }
 
 uint64_t
 anr_freed_bytes(const struct anr_heap *h)
 {
-	return __atomic_load_n(&h->freed_bytes, __ATOMIC_RELAXED);
+	return __atomic_load_n(&h->freed_bytes, __ATOMIC_RELAXED) +
+	       anr_theap_freed_pending(h);
 }
 
 size_t
@@ -771,7 +888,10 @@ anr_set_marks(struct anr_heap *h, size_t free_low, size_t free_high)
 	heap_lock(h);
 	h->free_high = free_high;
 	h->free_low = free_low < free_high ? free_low : free_high;
-	anr_pages_settle(h);
+	h->mark_shift = 0;
+	/* An explicit call: what is above the new high mark goes at once. */
+	if ((h->dirty_pages << h->page_shift) > h->free_high)
+		anr_pages_trim(h, h->free_low >> h->page_shift);
 	heap_unlock(h);
 }
 
@@ -781,10 +901,21 @@ anr_trim(struct anr_heap *h, size_t keep)
 	size_t given;
 
 	heap_lock(h);
+	anr_theap_flush_locked(h);
 	anr_slab_flush(h);
 	given = anr_pages_trim(h, keep >> h->page_shift) << h->page_shift;
+	/* An explicit trim starts the marks afresh. */
+	h->mark_shift = 0;
+	h->given_recent = h->refaulted = 0;
+	h->trim_wanted = 0;
 	heap_unlock(h);
 	return given;
+}
+
+size_t
+anr_release_free(struct anr_heap *h)
+{
+	return anr_trim(h, 0);
 }
 
 void
@@ -807,6 +938,7 @@ anr_fork_child(struct anr_heap *h)
 	 * pages another thread was giving back are given back here. */
 	heap_lock_init(h);
 	anr_pages_fork_child(h);
+	anr_theap_fork_child(h);
 }
 
 void
@@ -821,8 +953,16 @@ anr_core_trylock(struct anr_heap *h)
 	if (pthread_mutex_trylock(&h->lock) != 0)
 		return -1;
 	if (deferred_pending(h))
-		drain(h);
+		drain(h, ANR_DRAIN_MAX);
 	return 0;
+}
+
+void
+anr_core_lock_drained(struct anr_heap *h)
+{
+	pthread_mutex_lock(&h->lock);
+	if (deferred_pending(h))
+		drain(h, ANR_DEFER_SLOTS);
 }
 
 void

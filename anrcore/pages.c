@@ -19,6 +19,13 @@
  * and none can be handed pages that are being dropped.  Only a shortage
  * of budget, an explicit trim and a lowered budget give pages back with
  * the lock held, because the caller needs them gone before going on.
+ *
+ * Hysteresis that does not thrash: when at least half of the pages given
+ * back since the last trim have been charged again by the time the next
+ * trim starts, giving back is being undone, and both marks double (up to
+ * 2^ANR_MARK_SHIFT_MAX times the configured ones); a trim that finds
+ * nothing taken back halves them again, down to the configured marks.
+ * anr_set_marks() and anr_trim() start from the configured marks.
  */
 #include "config.h"
 
@@ -32,6 +39,8 @@
 #include <sys/mman.h>
 
 #define WORD_BITS 64
+
+__thread uint64_t anr_step_count __attribute__((tls_model("initial-exec")));
 
 static uint64_t
 range_mask(size_t lo, size_t hi)
@@ -98,15 +107,55 @@ anr_bits_clear(uint64_t *w, size_t start, size_t n)
 	}
 }
 
+size_t
+anr_bm2_words(size_t nbits)
+{
+	size_t total = 0, n = (nbits + 63) / 64;
+
+	for (unsigned l = 0; l < ANR_BM_LEVELS; l++) {
+		total += n;
+		if (n == 1)
+			break;
+		n = (n + 63) / 64;
+	}
+	return total;
+}
+
+void
+anr_bm2_place(struct anr_bm2 *b, uint64_t *mem, size_t nbits)
+{
+	size_t n = (nbits + 63) / 64;
+
+	b->nlevels = 0;
+	for (unsigned l = 0; l < ANR_BM_LEVELS; l++) {
+		b->lv[l] = mem;
+		b->nw[l] = n;
+		b->nlevels++;
+		mem += n;
+		if (n == 1)
+			break;
+		n = (n + 63) / 64;
+	}
+	b->w = b->lv[0];
+	b->sum = b->nlevels > 1 ? b->lv[1] : b->lv[0];
+	b->nwords = b->nw[0];
+}
+
+/* Words first_word..last_word of level 0 changed: fix the levels above. */
 static void
 bm2_sync(struct anr_bm2 *b, size_t first_word, size_t last_word)
 {
-	for (size_t k = first_word; k <= last_word; k++) {
-		uint64_t bit = UINT64_C(1) << (k & 63);
-		if (b->w[k] != 0)
-			b->sum[k >> 6] |= bit;
-		else
-			b->sum[k >> 6] &= ~bit;
+	for (unsigned l = 1; l < b->nlevels; l++) {
+		uint64_t *below = b->lv[l - 1], *up = b->lv[l];
+		for (size_t k = first_word; k <= last_word; k++) {
+			uint64_t bit = UINT64_C(1) << (k & 63);
+			if (below[k] != 0)
+				up[k >> 6] |= bit;
+			else
+				up[k >> 6] &= ~bit;
+		}
+		first_word >>= 6;
+		last_word >>= 6;
 	}
 }
 
@@ -134,34 +183,41 @@ highest_bit(uint64_t v)
 	return (size_t)(63 - __builtin_clzll(v));
 }
 
+/*
+ * The highest set bit at or below i: at each level look at the word
+ * holding the position, masked; if it is empty go up a level to find the
+ * nearest non-empty word below, then come down one word per level.  At
+ * most two words per level: ANR_BM_STEPS_MAX in all.
+ */
 size_t
 anr_bm2_prev(const struct anr_bm2 *b, size_t i)
 {
-	size_t k = i >> 6;
-	uint64_t v;
+	size_t pos = i;
 
-	if (k >= b->nwords) {
-		k = b->nwords - 1;
-		v = b->w[k];
-	} else
-		v = b->w[k] & range_mask(0, (i & 63) + 1);
-	if (v != 0)
-		return (k << 6) + highest_bit(v);
-	if (k == 0)
-		return SIZE_MAX;
-	k--;
-	/* Search the summary for the highest non-empty word <= k. */
-	for (size_t s = k >> 6;; s--) {
-		uint64_t sv = b->sum[s];
-		if (s == k >> 6)
-			sv &= range_mask(0, (k & 63) + 1);
-		if (sv != 0) {
-			size_t word = (s << 6) + highest_bit(sv);
-			return (word << 6) + highest_bit(b->w[word]);
+	for (unsigned l = 0; l < b->nlevels; l++) {
+		size_t k = pos >> 6;
+		uint64_t v;
+
+		if (k >= b->nw[l]) {
+			k = b->nw[l] - 1;
+			v = b->lv[l][k];
+		} else {
+			v = b->lv[l][k] & range_mask(0, (pos & 63) + 1);
 		}
-		if (s == 0)
+		anr_steps(1);
+		if (v != 0) {
+			pos = (k << 6) + highest_bit(v);
+			while (l-- > 0) {
+				anr_steps(1);
+				pos = (pos << 6) + highest_bit(b->lv[l][pos]);
+			}
+			return pos;
+		}
+		if (k == 0)
 			return SIZE_MAX;
+		pos = k - 1; /* the words below k, one level up */
 	}
+	return SIZE_MAX;
 }
 
 static void
@@ -220,6 +276,11 @@ charge(struct anr_heap *h, size_t s, size_t n)
 			h->dirty_pages += had;
 			return h->resident_pages + fresh - limit;
 		}
+	}
+	if (fresh > 0 && h->given_recent > 0) {
+		size_t r = fresh < h->given_recent ? fresh : h->given_recent;
+		h->given_recent -= r;
+		h->refaulted += r;
 	}
 	anr_bits_set(h->resident, s, n);
 	h->last_had = had;
@@ -290,6 +351,7 @@ anr_pages_grow(struct anr_heap *h, uint32_t s, size_t n, size_t extra,
 void
 anr_pages_put(struct anr_heap *h, uint32_t s, size_t n)
 {
+	h->trim_credit += n;
 	/* Every page of a live span is resident, so all become dirty. */
 	anr_bm2_set(&h->dirty, s, n);
 	h->dirty_pages += n;
@@ -319,13 +381,70 @@ release_meta(struct anr_heap *h, size_t lo, size_t n)
 	if (n > 2)
 		advise_inner(h, &h->pm[lo + 1], (n - 2) * sizeof(struct anr_page));
 	advise_inner(h, anr_slab_bits(h, (uint32_t)lo), n * h->bmw * sizeof(uint64_t));
+	advise_inner(h, h->rfree + (size_t)lo * h->bmw, n * h->bmw * sizeof(uint64_t));
+	advise_inner(h, h->owner + lo, n);
+}
+
+/*
+ * The lowest lo <= hi such that pages lo..hi are all dirty and the run
+ * is at most max pages, a word at a time.
+ */
+static size_t
+run_low(const struct anr_heap *h, size_t hi, size_t max)
+{
+	size_t lo = hi, floor = hi + 1 > max ? hi + 1 - max : 0;
+
+	while (lo > floor) {
+		size_t k = (lo - 1) >> 6;
+		uint64_t zeros = ~h->dirty.w[k] & range_mask(0, ((lo - 1) & 63) + 1);
+		anr_steps(1);
+		if (zeros != 0) {
+			size_t z = (k << 6) + highest_bit(zeros) + 1;
+			return z > floor ? z : floor;
+		}
+		lo = k << 6;
+	}
+	return floor;
+}
+
+/*
+ * The metadata of a whole free span goes back, not only that of the run
+ * just returned: after many small blocks spread over a large range are
+ * freed, the page map entries inside the merged free span are all NONE,
+ * but the metadata pages they sit on were made resident by the blocks'
+ * head and tail entries.  Locked (others may carve the span otherwise).
+ */
+static void
+release_span_meta(struct anr_heap *h, size_t page)
+{
+	size_t f = anr_bm2_prev(&h->fheads, page);
+
+	if (f != SIZE_MAX && h->pm[f].kind == ANR_PG_FREE && f + h->pm[f].npages > page) {
+		anr_steps(1);
+		release_meta(h, f, h->pm[f].npages);
+	}
 }
 
 void
 anr_pages_settle(struct anr_heap *h)
 {
-	if ((h->dirty_pages << h->page_shift) > h->free_high)
+	if ((h->dirty_pages << h->page_shift) > (h->free_high << h->mark_shift))
 		h->trim_wanted = 1;
+}
+
+/* A trim begins: see whether the last one was undone and move the marks. */
+static void
+marks_adapt(struct anr_heap *h)
+{
+	size_t given = h->given_recent + h->refaulted;
+
+	if (given > 0 && h->refaulted * 2 >= given) {
+		if (h->mark_shift < ANR_MARK_SHIFT_MAX)
+			h->mark_shift++;
+	} else if (h->refaulted == 0 && h->mark_shift > 0) {
+		h->mark_shift--;
+	}
+	h->given_recent = h->refaulted = 0;
 }
 
 /*
@@ -336,19 +455,28 @@ anr_pages_settle(struct anr_heap *h)
 static void
 trim_pick(struct anr_heap *h)
 {
-	size_t keep = h->free_low >> h->page_shift, pos = h->top;
+	size_t keep, pos = h->top;
 
+	size_t taken = 0, slice = ANR_TRIM_SLICE_PAGES;
+
+	marks_adapt(h);
+	keep = (h->free_low << h->mark_shift) >> h->page_shift;
+	if (h->trim_credit > slice)
+		slice = h->trim_credit;
+	h->trim_credit = 0;
 	h->trim_n = 0;
-	while (h->dirty_pages > keep && h->trim_n < ANR_TRIM_BATCH && pos > 0) {
+	while (h->dirty_pages > keep && h->trim_n < ANR_TRIM_BATCH && pos > 0 &&
+	       taken < slice) {
 		size_t hi = anr_bm2_prev(&h->dirty, pos - 1), lo, n;
 		size_t want = h->dirty_pages - keep;
 
 		if (hi == SIZE_MAX)
 			break;
-		lo = hi;
-		while (lo > 0 && hi - lo + 1 < want && anr_bit(h->dirty.w, lo - 1))
-			lo--;
+		if (want > slice - taken)
+			want = slice - taken;
+		lo = run_low(h, hi, want);
 		n = hi - lo + 1;
+		taken += n;
 		anr_span_carve(h, (uint32_t)lo, n);
 		h->pm[lo].kind = ANR_PG_TRIM;
 		h->pm[lo].npages = (uint32_t)n;
@@ -365,6 +493,7 @@ trim_pick(struct anr_heap *h)
 static int
 trim_advise(struct anr_heap *h, unsigned i)
 {
+	anr_steps(1);
 	if (madvise(anr_page_addr(h, h->trim_s[i]),
 		    (size_t)h->trim_len[i] << h->page_shift, MADV_DONTNEED) != 0)
 		return errno;
@@ -384,6 +513,7 @@ trim_finish(struct anr_heap *h, const int *err)
 		if (err[i] == 0) {
 			anr_bits_clear(h->resident, s, n);
 			h->resident_pages -= n;
+			h->given_recent += n;
 			h->madvised_bytes += n << h->page_shift;
 		} else {
 			if (h->madvise_errors++ == 0)
@@ -394,6 +524,7 @@ trim_finish(struct anr_heap *h, const int *err)
 		}
 		h->inflight_pages -= n;
 		anr_span_release(h, s, n);
+		release_span_meta(h, s);
 	}
 	h->trim_n = 0;
 }
@@ -420,6 +551,7 @@ anr_pages_unlock(struct anr_heap *h)
 		h->trimming = 0;
 		anr_pages_settle(h);
 	}
+	h->trim_credit = 0; /* the credit is for this call only */
 	pthread_mutex_unlock(&h->lock);
 }
 
@@ -449,10 +581,9 @@ anr_pages_trim(struct anr_heap *h, size_t keep)
 		if (hi == SIZE_MAX)
 			break;
 		/* Extend the run downwards while pages stay dirty. */
-		lo = hi;
-		while (lo > 0 && hi - lo + 1 < want && anr_bit(h->dirty.w, lo - 1))
-			lo--;
+		lo = run_low(h, hi, want);
 		h->madvise_calls++;
+		anr_steps(1);
 		if (madvise(anr_page_addr(h, lo), (hi - lo + 1) << h->page_shift,
 			    MADV_DONTNEED) != 0) {
 			if (h->madvise_errors++ == 0)
@@ -460,7 +591,7 @@ anr_pages_trim(struct anr_heap *h, size_t keep)
 				       h->name, errno);
 			break;
 		}
-		release_meta(h, lo, hi - lo + 1);
+		release_span_meta(h, lo);
 		anr_bm2_clear(&h->dirty, lo, hi - lo + 1);
 		anr_bits_clear(h->resident, lo, hi - lo + 1);
 		h->dirty_pages -= hi - lo + 1;

@@ -31,26 +31,12 @@
 
 #include <string.h>
 
-#define LINEAR_MAX 128
-#define LINEAR_STEP 16
+#define LINEAR_MAX ANR_LINEAR_MAX
+#define LINEAR_STEP ANR_LINEAR_STEP
 #define LINEAR_CLASSES (LINEAR_MAX / LINEAR_STEP)
-#define STEPS_LOG2 2 /* four classes per power of two */
-#define FIRST_LOG_B 7 /* 2^7 = LINEAR_MAX */
+#define STEPS_LOG2 ANR_STEPS_LOG2
+#define FIRST_LOG_B ANR_FIRST_LOG_B
 #define WASTE_DIV 8   /* a slab may lose at most 1/8 of its span to the tail */
-
-unsigned
-anr_size_class(size_t size)
-{
-	size_t s;
-	unsigned b;
-
-	if (size <= LINEAR_MAX)
-		return size == 0 ? 0 : (unsigned)((size - 1) / LINEAR_STEP);
-	s = size - 1;
-	b = 63u - (unsigned)__builtin_clzll(s);
-	return LINEAR_CLASSES + ((b - FIRST_LOG_B) << STEPS_LOG2) +
-	       (unsigned)((s >> (b - STEPS_LOG2)) - (1u << STEPS_LOG2));
-}
 
 size_t
 anr_class_size(unsigned c)
@@ -114,14 +100,8 @@ anr_slab_class_for(const struct anr_heap *h, size_t size, size_t align)
 	return -1;
 }
 
-uint64_t *
-anr_slab_bits(const struct anr_heap *h, uint32_t s)
-{
-	return h->slabbits + (size_t)s * h->bmw;
-}
-
-static void
-partial_push(struct anr_heap *h, unsigned c, uint32_t s)
+void
+anr_partial_push(struct anr_heap *h, unsigned c, uint32_t s)
 {
 	struct anr_page *pg = &h->pm[s];
 
@@ -132,8 +112,8 @@ partial_push(struct anr_heap *h, unsigned c, uint32_t s)
 	h->partial[c] = s;
 }
 
-static void
-partial_del(struct anr_heap *h, unsigned c, uint32_t s)
+void
+anr_partial_del(struct anr_heap *h, unsigned c, uint32_t s)
 {
 	struct anr_page *pg = &h->pm[s];
 
@@ -146,8 +126,9 @@ partial_del(struct anr_heap *h, unsigned c, uint32_t s)
 	pg->next = pg->prev = ANR_NIL;
 }
 
+/* Take and lay out the pages of a new slab of class c (no list, no counts). */
 static uint32_t
-slab_new(struct anr_heap *h, unsigned c, size_t *short_pages)
+slab_build(struct anr_heap *h, unsigned c, size_t *short_pages)
 {
 	const struct anr_class *k = &h->cls[c];
 	uint32_t s = anr_pages_get(h, k->npages, 1, short_pages);
@@ -167,11 +148,29 @@ slab_new(struct anr_heap *h, unsigned c, size_t *short_pages)
 	bits = anr_slab_bits(h, s);
 	memset(bits, 0, (size_t)h->bmw * sizeof(*bits));
 	anr_bits_set(bits, k->nobjs, nbits - k->nobjs);
+	memset(h->rfree + (size_t)s * h->bmw, 0, (size_t)h->bmw * sizeof(*bits));
 	anr_bm2_set(&h->heads, s, 1);
+	return s;
+}
+
+static uint32_t
+slab_new(struct anr_heap *h, unsigned c, size_t *short_pages)
+{
+	const struct anr_class *k = &h->cls[c];
+	uint32_t s = slab_build(h, c, short_pages);
+
+	if (s == ANR_NIL)
+		return ANR_NIL;
 	h->class_slabs[c]++;
 	h->slab_free += (size_t)k->npages << h->page_shift;
-	partial_push(h, c, s);
+	anr_partial_push(h, c, s);
 	return s;
+}
+
+uint32_t
+anr_slab_new_owned(struct anr_heap *h, unsigned c, size_t *short_pages)
+{
+	return slab_build(h, c, short_pages);
 }
 
 void *
@@ -198,13 +197,25 @@ anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages)
 			size_t idx = (size_t)w * 64 + b;
 			bits[w] |= UINT64_C(1) << b;
 			if (--h->pm[s].nfree == 0)
-				partial_del(h, c, s);
+				anr_partial_del(h, c, s);
 			h->slab_free -= k->size;
 			h->class_live[c]++;
 			return anr_page_addr(h, s) + idx * k->size;
 		}
 	}
 	return NULL; /* unreachable: a partial slab has a free object */
+}
+
+void
+anr_slab_release_unlisted(struct anr_heap *h, uint32_t s)
+{
+	const struct anr_class *k = &h->cls[h->pm[s].cls];
+
+	__atomic_store_n(&h->owner[s], 0, __ATOMIC_RELAXED);
+	anr_bm2_clear(&h->heads, s, 1);
+	for (uint32_t i = 1; i < k->npages; i++)
+		h->pm[s + i] = (struct anr_page){ 0 };
+	anr_pages_put(h, s, k->npages);
 }
 
 /* An empty slab's pages go back to the span allocator. */
@@ -214,13 +225,10 @@ slab_release(struct anr_heap *h, uint32_t s)
 	unsigned c = h->pm[s].cls;
 	const struct anr_class *k = &h->cls[c];
 
-	partial_del(h, c, s);
+	anr_partial_del(h, c, s);
 	h->class_slabs[c]--;
 	h->slab_free -= (size_t)k->npages << h->page_shift;
-	anr_bm2_clear(&h->heads, s, 1);
-	for (uint32_t i = 1; i < k->npages; i++)
-		h->pm[s + i] = (struct anr_page){ 0 };
-	anr_pages_put(h, s, k->npages);
+	anr_slab_release_unlisted(h, s);
 }
 
 void
@@ -234,7 +242,7 @@ anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx)
 	h->class_live[c]--;
 	h->slab_free += k->size;
 	if (h->pm[s].nfree++ == 0)
-		partial_push(h, c, s);
+		anr_partial_push(h, c, s);
 	if (h->pm[s].nfree < k->nobjs)
 		return;
 	/* Empty: keep one per class, a few pages in all. */
@@ -257,6 +265,33 @@ anr_slab_flush(struct anr_heap *h)
 			h->empty_slab[c] = ANR_NIL;
 			h->empty_pages -= h->cls[c].npages;
 			slab_release(h, s);
+		}
+	}
+}
+
+void
+anr_slab_collect_shared(struct anr_heap *h, uint32_t s)
+{
+	uint64_t *rf = h->rfree + (size_t)s * h->bmw;
+	const struct anr_class *k = &h->cls[h->pm[s].cls];
+
+	for (unsigned w = 0; w < h->bmw; w++) {
+		uint64_t x;
+		if (__atomic_load_n(&rf[w], __ATOMIC_RELAXED) == 0)
+			continue;
+		x = __atomic_exchange_n(&rf[w], 0, __ATOMIC_ACQ_REL);
+		while (x != 0) {
+			size_t idx = (size_t)w * 64 + (size_t)__builtin_ctzll(x);
+			x &= x - 1;
+			/* counted as a remote free by the thread that freed it */
+			h->in_use -= k->size;
+			__atomic_add_fetch(&h->th_ccount, 1, __ATOMIC_RELAXED);
+			__atomic_add_fetch(&h->th_cbytes, k->size, __ATOMIC_RELAXED);
+			__atomic_store_n(&h->freed_bytes, h->freed_bytes + k->size,
+					 __ATOMIC_RELAXED);
+			anr_slab_free(h, s, idx);
+			if (h->pm[s].kind != ANR_PG_SLAB)
+				return; /* the slab went back: nothing else was live */
 		}
 	}
 }

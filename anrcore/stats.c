@@ -34,12 +34,25 @@ fill_stats(struct anr_heap *h, struct anr_stats *st)
 	st->bad_frees = __atomic_load_n(&h->bad_frees, __ATOMIC_RELAXED);
 	st->slab_free = h->slab_free;
 	st->metadata = (size_t)(h->data - h->base);
+	/* Thread heaps: their owners' counts, read without stopping them. */
+	{
+		size_t in_use, slab_bytes;
+		uint64_t allocs, frees;
+		anr_theap_totals(h, &in_use, &slab_bytes, &allocs, &frees);
+		st->in_use += in_use;
+		st->slab_free += slab_bytes - in_use;
+		st->allocs += allocs;
+		st->frees += frees;
+		if (st->in_use > h->peak_in_use)
+			h->peak_in_use = st->in_use;
+		st->peak_in_use = h->peak_in_use;
+	}
 }
 
 void
 anr_get_stats(struct anr_heap *h, struct anr_stats *st)
 {
-	anr_core_lock(h);
+	anr_core_lock_drained(h);
 	fill_stats(h, st);
 	anr_core_unlock(h);
 }
@@ -78,11 +91,14 @@ report_detail(struct anr_heap *h, int fd)
 	line(fd, "  longest free run %zu KiB\n", KiB(longest));
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		const struct anr_class *k = &h->cls[c];
-		if (h->class_slabs[c] == 0)
+		size_t slabs, live;
+		anr_theap_class_counts(h, c, &slabs, &live);
+		slabs += h->class_slabs[c];
+		live += h->class_live[c];
+		if (slabs == 0)
 			continue;
 		line(fd, "  class %5u B: %zu slabs of %u pages, %zu of %zu objects live\n",
-		     k->size, h->class_slabs[c], k->npages, h->class_live[c],
-		     h->class_slabs[c] * k->nobjs);
+		     k->size, slabs, k->npages, live, slabs * k->nobjs);
 	}
 	pthread_mutex_unlock(&h->lock);
 }
@@ -134,9 +150,8 @@ walk_locked(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 			r = fn(arg, anr_page_addr(h, i), (size_t)pg->npages << h->page_shift);
 		} else if (pg->kind == ANR_PG_SLAB) {
 			const struct anr_class *k = &h->cls[pg->cls];
-			uint64_t *bits = anr_slab_bits(h, (uint32_t)i);
 			for (size_t o = 0; o < k->nobjs && r == 0; o++)
-				if (anr_bit(bits, o))
+				if (anr_slab_live(h, (uint32_t)i, o))
 					r = fn(arg, anr_page_addr(h, i) + o * k->size, k->size);
 		}
 		i += pg->npages;
@@ -150,7 +165,7 @@ anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 {
 	int r;
 
-	anr_core_lock(h);
+	anr_core_lock_drained(h);
 	r = walk_locked(h, fn, arg);
 	anr_core_unlock(h);
 	return r;
@@ -180,7 +195,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 	if (cp < h->data || cp >= h->data + ((size_t)h->npages << h->page_shift))
 		return NULL;
 	i = (size_t)(cp - h->data) >> h->page_shift;
-	anr_core_lock(h);
+	anr_core_lock_drained(h);
 	hd = anr_bm2_prev(&h->heads, i);
 	if (hd != SIZE_MAX && hd + h->pm[hd].npages > i) {
 		struct anr_page *pg = &h->pm[hd];
@@ -192,7 +207,7 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 		} else if (pg->kind == ANR_PG_SLAB) {
 			const struct anr_class *k = &h->cls[pg->cls];
 			size_t idx = anr_slab_index(k, (size_t)(cp - start));
-			if (idx < k->nobjs && anr_bit(anr_slab_bits(h, (uint32_t)hd), idx)) {
+			if (idx < k->nobjs && anr_slab_live(h, (uint32_t)hd, idx)) {
 				block = start + idx * k->size;
 				if (size != NULL)
 					*size = k->size;
@@ -244,6 +259,20 @@ check_slab(struct anr_heap *h, size_t i, struct tally *t)
 		if (h->pm[i + j].kind != ANR_PG_SLAB_BODY || h->pm[i + j].npages != j)
 			FAIL("%s: check: slab %zu page %u not marked", h->name, i, j);
 	bits = anr_slab_bits(h, (uint32_t)i);
+	if (h->owner[i] != 0) {
+		/* A thread's slab: its owner changes it without the lock, so
+		 * only the caller's own slabs can be looked at closely. */
+		struct anr_theap *me = anr_theap_peek(h);
+		if (h->owner[i] > ANR_THEAPS)
+			FAIL("%s: check: slab %zu has owner %u", h->name, i, h->owner[i]);
+		if (me == NULL || me->id != h->owner[i])
+			return 0;
+		live = anr_bits_count(bits, 0, k->nobjs);
+		if (k->nobjs - live != pg->nfree)
+			FAIL("%s: check: owned slab %zu nfree %u, bitmap says %zu", h->name, i,
+			     pg->nfree, k->nobjs - live);
+		return 0;
+	}
 	if (anr_bits_count(bits, k->nobjs, nbits - k->nobjs) != nbits - k->nobjs)
 		FAIL("%s: check: slab %zu has free bits past its end", h->name, i);
 	live = anr_bits_count(bits, 0, k->nobjs);
@@ -353,11 +382,22 @@ check_partial(struct anr_heap *h, const struct tally *t)
 	return 0;
 }
 
+/* Each summary bit says whether the word below it is not zero. */
+static int
+check_levels(struct anr_heap *h, const struct anr_bm2 *b)
+{
+	for (unsigned l = 1; l < b->nlevels; l++)
+		for (size_t k = 0; k < b->nw[l - 1]; k++)
+			if ((int)((b->lv[l][k >> 6] >> (k & 63)) & 1) != (b->lv[l - 1][k] != 0))
+				FAIL("%s: check: bitmap level %u wrong at word %zu", h->name, l, k);
+	return 0;
+}
+
 static int
 check_locked(struct anr_heap *h)
 {
 	struct tally t;
-	size_t nfree, free_pages, words = h->dirty.nwords;
+	size_t nfree, free_pages;
 
 	memset(&t, 0, sizeof(t));
 	if (check_spans(h, &t) != 0 || check_partial(h, &t) != 0)
@@ -383,14 +423,9 @@ check_locked(struct anr_heap *h)
 		     t.empty, h->empty_pages);
 	if (anr_bits_count(h->heads.w, 0, h->npages) != t.live_spans)
 		FAIL("%s: check: head bitmap count wrong", h->name);
-	for (size_t k = 0; k < words; k++) {
-		int a = (h->dirty.sum[k >> 6] >> (k & 63)) & 1;
-		int b = (h->heads.sum[k >> 6] >> (k & 63)) & 1;
-		int c = (h->fheads.sum[k >> 6] >> (k & 63)) & 1;
-		if (a != (h->dirty.w[k] != 0) || b != (h->heads.w[k] != 0) ||
-		    c != (h->fheads.w[k] != 0))
-			FAIL("%s: check: bitmap summary wrong at word %zu", h->name, k);
-	}
+	if (check_levels(h, &h->dirty) != 0 || check_levels(h, &h->heads) != 0 ||
+	    check_levels(h, &h->fheads) != 0)
+		return -1;
 	return 0;
 }
 
@@ -399,7 +434,7 @@ anr_check(struct anr_heap *h)
 {
 	int r;
 
-	anr_core_lock(h);
+	anr_core_lock_drained(h);
 	r = check_locked(h);
 	anr_core_unlock(h);
 	return r;

@@ -28,15 +28,7 @@ trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/rss_driver" "$here/rss_driver.c"
 cc -O2 -o "$tmp/pairs" "$here/pairs.c"
 
-findlib() {
-	for d in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib; do
-		[ -f "$d/$1" ] && { echo "$d/$1"; return 0; }
-	done
-	echo ""
-}
-allocs="glibc: gmalloc:$gm jemalloc:$(findlib libjemalloc.so.2) mimalloc:$(findlib libmimalloc.so.2) tcmalloc:$(findlib libtcmalloc_minimal.so.4)"
-
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+. "$here/peers.sh"
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
 echo "== RSS after freeing 99% of 512 MiB (MiB, median of $RUNS; live = data still allocated)"

@@ -1,0 +1,603 @@
+/*
+ * theap.c - thread heaps: small objects without the heap lock.
+ *
+ * Each thread that allocates small objects claims one of the heap's
+ * ANR_THEAPS thread heaps (struct anr_theap, inside struct anr_heap, so
+ * inside the reservation: no mapping, no allocation).  A theap owns slabs:
+ * the page map entry of an owned slab's first page links it into its
+ * owner's ring for its class, and h->owner[] holds the owner's id.
+ *
+ *   malloc (owner):  find a clear bit in the current slab's bitmap, set
+ *                    it.  No lock, no atomic operation.
+ *   free (owner):    check the bit is set (and the remote bit clear), clear
+ *                    it.  No lock, no atomic operation.
+ *   free (other):    check the bit is set, then one atomic fetch_or into
+ *                    the slab's remote-free bitmap (h->rfree, out of band);
+ *                    a bit already set there is a double free.  The owner
+ *                    folds those bits into its bitmap when its current slab
+ *                    runs out (collect()).
+ *
+ * So every pointer is judged from metadata before anything is written,
+ * and nothing is ever written into a free block.  When the current slab is
+ * full the owner looks at up to ANR_THEAP_SCAN other slabs of its ring
+ * without the lock; only then does it take the lock to adopt a shared
+ * slab with free objects or to take new pages from the page allocator,
+ * which charges the budget (and may call the need-more-memory hook from
+ * heap.c's retry loop).  The budget is thus charged per slab that moves
+ * between the shared page allocator and a thread, never per object.
+ *
+ * A slab a local free empties stays the current one or becomes its class's
+ * spare (one per class) while the theap keeps at most ANR_EMPTY_CACHE_PAGES
+ * pages of empty slabs; past that it goes back under the lock.  A thread's exit (destructor of the heap's
+ * pthread key) abandons its theap: under the lock every owned slab becomes
+ * shared again (on its class's partial list, kept empty, or given back) and
+ * the slot is free for the next thread, which adopts shared slabs before it
+ * takes new pages.  A remote free that raced with an abandonment sees the
+ * owner gone after its fetch_or and folds the bit in itself under the lock
+ * (the owner's store and the freer's fetch_or are both sequentially
+ * consistent, so one of the two sees the other).
+ *
+ * The thread -> theap map is a pthread key per heap, with a one-entry
+ * thread-local cache in front of it (the heap and its unique id).  A
+ * thread that is inside pthread_setspecific (which may call malloc) or is
+ * exiting uses the locked shared path.
+ */
+#include "config.h"
+
+#include "anrcore_internal.h"
+#include "vg.h"
+
+#include <stddef.h>
+#include <string.h>
+
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+
+__thread struct anr_tl anr_tl __attribute__((tls_model("initial-exec")));
+static uint64_t next_uid;
+
+static struct anr_heap *
+heap_of(struct anr_theap *t)
+{
+	return (struct anr_heap *)((char *)(t - (t->id - 1)) - offsetof(struct anr_heap, th));
+}
+
+static void
+theap_exit(void *v)
+{
+	struct anr_theap *t = v;
+	struct anr_heap *h = heap_of(t);
+
+	anr_tl.exiting = 1;
+	if (anr_tl.t == t)
+		anr_tl.uid = 0;
+	anr_core_lock(h);
+	anr_theap_abandon_locked(h, t);
+	anr_core_unlock(h);
+	__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
+}
+
+void
+anr_theap_init(struct anr_heap *h)
+{
+	h->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
+	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+		h->th[i].id = (uint8_t)(i + 1);
+		for (unsigned c = 0; c < ANR_NCLASSES; c++)
+			h->th[i].cur[c] = h->th[i].spare[c] = ANR_NIL;
+	}
+	h->key_ok = pthread_key_create(&h->key, theap_exit) == 0;
+}
+
+void
+anr_theap_fini(struct anr_heap *h)
+{
+	if (h->key_ok)
+		pthread_key_delete(h->key);
+	if (anr_tl.uid == h->uid)
+		anr_tl.uid = 0;
+}
+
+struct anr_theap *
+anr_theap_peek(const struct anr_heap *h)
+{
+	if (anr_tl.uid == h->uid)
+		return anr_tl.t;
+	if (!h->key_ok || anr_tl.busy || anr_tl.exiting)
+		return NULL;
+	return pthread_getspecific(h->key);
+}
+
+struct anr_theap *
+anr_theap_lookup(struct anr_heap *h)
+{
+	struct anr_theap *t;
+
+	if (!h->key_ok || anr_tl.busy || anr_tl.exiting)
+		return NULL;
+	t = pthread_getspecific(h->key);
+	if (t == NULL) {
+		for (unsigned i = 0; i < ANR_THEAPS && t == NULL; i++) {
+			int expected = 0;
+			if (__atomic_load_n(&h->th[i].claimed, __ATOMIC_RELAXED) == 0 &&
+			    __atomic_compare_exchange_n(&h->th[i].claimed, &expected, 1, 0,
+							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+				t = &h->th[i];
+		}
+		if (t == NULL)
+			return NULL;
+		anr_tl.busy = 1;
+		if (pthread_setspecific(h->key, t) != 0) {
+			anr_tl.busy = 0;
+			__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
+			return NULL;
+		}
+		anr_tl.busy = 0;
+	}
+	anr_tl.h = h;
+	anr_tl.uid = h->uid;
+	anr_tl.t = t;
+	return t;
+}
+
+void
+anr_theap_publish(struct anr_heap *h, struct anr_theap *t)
+{
+	__atomic_add_fetch(&h->freed_bytes, t->freed_pending, __ATOMIC_RELAXED);
+	t->freed_pending = 0;
+}
+
+static void
+publish_freed(struct anr_heap *h, struct anr_theap *t, size_t bytes)
+{
+	t->freed_pending += bytes;
+	if (t->freed_pending >= ANR_FREED_PUBLISH)
+		anr_theap_publish(h, t);
+}
+
+/* Fold the remote frees of owned slab s into its bitmap. */
+static void
+collect(struct anr_heap *h, struct anr_theap *t, uint32_t s)
+{
+	uint64_t *rf = h->rfree + (size_t)s * h->bmw;
+	uint64_t *bits = anr_slab_bits(h, s);
+	struct anr_page *pg = &h->pm[s];
+	size_t n = 0, size = h->cls[pg->cls].size;
+
+	for (unsigned w = 0; w < h->bmw; w++) {
+		uint64_t x;
+		if (__atomic_load_n(&rf[w], __ATOMIC_RELAXED) == 0)
+			continue;
+		x = __atomic_exchange_n(&rf[w], 0, __ATOMIC_ACQUIRE);
+		bits[w] &= ~x;
+		n += (size_t)__builtin_popcountll(x);
+	}
+	if (n == 0)
+		return;
+	pg->nfree = (uint16_t)(pg->nfree + n);
+	STORE(t->in_use, t->in_use - n * size);
+	STORE(t->ccount, t->ccount + n);
+	STORE(t->cbytes, t->cbytes + n * size);
+	publish_freed(h, t, n * size);
+}
+
+static void
+ring_add(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+{
+	uint32_t cur = t->cur[c];
+
+	STORE(t->nslabs[c], t->nslabs[c] + 1);
+	if (cur == ANR_NIL) {
+		h->pm[s].next = h->pm[s].prev = s;
+	} else {
+		uint32_t nx = h->pm[cur].next;
+		h->pm[s].prev = cur;
+		h->pm[s].next = nx;
+		h->pm[nx].prev = s;
+		h->pm[cur].next = s;
+	}
+	t->cur[c] = s;
+	t->cur_empty[c] = 0;
+}
+
+/* Make s (in the ring) the slab class c allocates from. */
+static void
+set_cur(struct anr_theap *t, unsigned c, uint32_t s)
+{
+	if (t->cur[c] == s)
+		return;
+	t->cur[c] = s;
+	t->cur_empty[c] = 0;
+	if (t->spare[c] == s) {
+		/* still empty and still counted, now as the current slab */
+		t->spare[c] = ANR_NIL;
+		t->cur_empty[c] = 1;
+	}
+}
+
+static void
+ring_del(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+{
+	uint32_t nx = h->pm[s].next, pv = h->pm[s].prev;
+	size_t np = h->cls[c].npages;
+
+	STORE(t->nslabs[c], t->nslabs[c] - 1);
+	if (t->spare[c] == s) {
+		t->spare[c] = ANR_NIL;
+		t->empty_pages -= np;
+	}
+	if (t->cur[c] == s && t->cur_empty[c]) {
+		t->cur_empty[c] = 0;
+		t->empty_pages -= np;
+	}
+	if (nx == s) {
+		t->cur[c] = ANR_NIL;
+	} else {
+		h->pm[pv].next = nx;
+		h->pm[nx].prev = pv;
+		if (t->cur[c] == s)
+			set_cur(t, c, nx);
+	}
+	h->pm[s].next = h->pm[s].prev = ANR_NIL;
+}
+
+/* Give owned empty slab s back to the page allocator (locked). */
+static void
+release_owned(struct anr_heap *h, struct anr_theap *t, uint32_t s)
+{
+	unsigned c = h->pm[s].cls;
+
+	ring_del(h, t, c, s);
+	STORE(t->slab_bytes, t->slab_bytes - ((size_t)h->cls[c].npages << h->page_shift));
+	anr_slab_release_unlisted(h, s);
+	anr_pages_settle(h);
+}
+
+/* The empty slabs t keeps go back (the owner only, locked). */
+static size_t
+flush_spares(struct anr_heap *h, struct anr_theap *t)
+{
+	size_t given = 0;
+
+	__atomic_store_n(&t->flush_wanted, 0, __ATOMIC_RELAXED);
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		size_t bytes = (size_t)h->cls[c].npages << h->page_shift;
+		if (t->spare[c] != ANR_NIL) {
+			given += bytes;
+			release_owned(h, t, t->spare[c]);
+		}
+		while (t->cur[c] != ANR_NIL && t->cur_empty[c]) {
+			given += bytes;
+			release_owned(h, t, t->cur[c]);
+		}
+	}
+	return given;
+}
+
+/* Current slab of class c is full: find free objects without the lock. */
+int
+anr_theap_refill_unlocked(struct anr_heap *h, struct anr_theap *t, unsigned c)
+{
+	uint32_t s = t->cur[c], n = s;
+
+	if (s == ANR_NIL)
+		return -1;
+	collect(h, t, s);
+	if (h->pm[s].nfree > 0)
+		return 0;
+	for (unsigned i = 0; i < ANR_THEAP_SCAN; i++) {
+		n = h->pm[n].next;
+		if (n == s)
+			break;
+		collect(h, t, n);
+		if (h->pm[n].nfree > 0) {
+			set_cur(t, c, n);
+			return 0;
+		}
+	}
+	/* Start the next search past the slabs just seen. */
+	set_cur(t, c, n);
+	return -1;
+}
+
+int
+anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
+			size_t *short_pages)
+{
+	const struct anr_class *k = &h->cls[c];
+	size_t bytes = (size_t)k->npages << h->page_shift;
+	uint32_t s;
+
+	*short_pages = 0;
+	if (__atomic_load_n(&t->flush_wanted, __ATOMIC_RELAXED))
+		flush_spares(h, t);
+	if (t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree > 0)
+		return 0;
+	if (anr_theap_refill_unlocked(h, t, c) == 0)
+		return 0;
+	s = h->partial[c];
+	if (s != ANR_NIL) {
+		/* Adopt a shared slab with free objects. */
+		size_t live = k->nobjs - h->pm[s].nfree;
+		anr_partial_del(h, c, s);
+		if (h->empty_slab[c] == s) {
+			h->empty_slab[c] = ANR_NIL;
+			h->empty_pages -= k->npages;
+		}
+		h->class_slabs[c]--;
+		h->class_live[c] -= live;
+		h->slab_free -= bytes - live * k->size;
+		h->in_use -= live * k->size;
+		STORE(t->in_use, t->in_use + live * k->size);
+		__atomic_store_n(&h->owner[s], t->id, __ATOMIC_SEQ_CST);
+	} else {
+		s = anr_slab_new_owned(h, c, short_pages);
+		if (s == ANR_NIL)
+			return -1;
+		__atomic_store_n(&h->owner[s], t->id, __ATOMIC_RELEASE);
+	}
+	STORE(t->slab_bytes, t->slab_bytes + bytes);
+	ring_add(h, t, c, s);
+	collect(h, t, s);
+	return 0;
+}
+
+/* A local free emptied slab s: keep it (as the current slab or the
+ * spare) within the cache limit, else give it back. */
+static void
+emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s, int locked)
+{
+	size_t np = h->cls[c].npages;
+
+	if (t->empty_pages + np <= ANR_EMPTY_CACHE_PAGES) {
+		if (t->cur[c] == s) {
+			t->cur_empty[c] = 1;
+			t->empty_pages += np;
+			return;
+		}
+		if (t->spare[c] == ANR_NIL) {
+			t->spare[c] = s;
+			t->empty_pages += np;
+			return;
+		}
+	}
+	if (!locked)
+		anr_core_lock(h);
+	release_owned(h, t, s);
+	if (__atomic_load_n(&t->flush_wanted, __ATOMIC_RELAXED))
+		flush_spares(h, t);
+	if (!locked)
+		anr_core_unlock(h);
+}
+
+void
+anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+{
+	emptied(h, t, c, s, 0);
+}
+
+static void
+block_dies(struct anr_heap *h, void *p, size_t size)
+{
+	if (h->trash_free) {
+		ANR_VG_UNDEFINED(h, p, size);
+		memset(p, ANR_TRASH_BYTE, size);
+	}
+	ANR_VG_FREE(h, p);
+	ANR_VG_NOACCESS(h, p, size);
+}
+
+int
+anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
+	       int locked)
+{
+	unsigned o = __atomic_load_n(&h->owner[s], __ATOMIC_ACQUIRE);
+	struct anr_page *pg = &h->pm[s];
+	const struct anr_class *k;
+	size_t off, idx;
+	uint64_t *bits, *rf, m, old;
+	unsigned w;
+
+	if (o == 0)
+		return 0;
+	k = &h->cls[pg->cls];
+	off = (size_t)((char *)p - anr_page_addr(h, s));
+	idx = anr_slab_index(k, off);
+	if (idx * k->size != off || idx >= k->nobjs) {
+		anr_bad(h, "free", "pointer inside a block", p);
+		return 1;
+	}
+	w = (unsigned)(idx >> 6);
+	m = UINT64_C(1) << (idx & 63);
+	bits = anr_slab_bits(h, s) + w;
+	rf = h->rfree + (size_t)s * h->bmw + w;
+	if (t != NULL && o == t->id) {
+		if ((*bits & m) == 0 || (LOAD(*rf) & m) != 0) {
+			anr_bad(h, "free", "double free (object not allocated)", p);
+			return 1;
+		}
+		block_dies(h, p, k->size);
+		*bits &= ~m;
+		pg->nfree++;
+		STORE(t->in_use, t->in_use - k->size);
+		STORE(t->frees, t->frees + 1);
+		publish_freed(h, t, k->size);
+		if (__builtin_expect(pg->nfree == k->nobjs, 0))
+			emptied(h, t, pg->cls, s, locked);
+		return 1;
+	}
+	if ((LOAD(*bits) & m) == 0 || (LOAD(*rf) & m) != 0) {
+		anr_bad(h, "free", "double free (object not allocated)", p);
+		return 1;
+	}
+	block_dies(h, p, k->size);
+	old = __atomic_fetch_or(rf, m, __ATOMIC_SEQ_CST);
+	if ((old & m) != 0) {
+		anr_bad(h, "free", "double free (object not allocated)", p);
+		return 1;
+	}
+	if (t != NULL) {
+		STORE(t->rcount, t->rcount + 1);
+		STORE(t->rbytes, t->rbytes + k->size);
+	} else {
+		__atomic_add_fetch(&h->th_rcount, 1, __ATOMIC_RELAXED);
+		__atomic_add_fetch(&h->th_rbytes, k->size, __ATOMIC_RELAXED);
+	}
+	if (__atomic_load_n(&h->owner[s], __ATOMIC_SEQ_CST) == 0) {
+		/* The owner left meanwhile: fold the bit in ourselves. */
+		if (!locked)
+			anr_core_lock(h);
+		if (h->pm[s].kind == ANR_PG_SLAB &&
+		    __atomic_load_n(&h->owner[s], __ATOMIC_RELAXED) == 0)
+			anr_slab_collect_shared(h, s);
+		if (!locked)
+			anr_core_unlock(h);
+	}
+	return 1;
+}
+
+/* Owned slab s becomes shared (locked). */
+static void
+disown(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+{
+	const struct anr_class *k = &h->cls[c];
+	size_t bytes = (size_t)k->npages << h->page_shift, live, nbits;
+	uint64_t *bits = anr_slab_bits(h, s);
+
+	collect(h, t, s);
+	ring_del(h, t, c, s);
+	__atomic_store_n(&h->owner[s], 0, __ATOMIC_SEQ_CST);
+	collect(h, t, s);
+	/* Count from the bitmap: a fork may have cut an update short. */
+	nbits = (size_t)h->bmw * 64;
+	live = anr_bits_count(bits, 0, k->nobjs);
+	anr_bits_set(bits, k->nobjs, nbits - k->nobjs);
+	h->pm[s].nfree = (uint16_t)(k->nobjs - live);
+	STORE(t->slab_bytes, t->slab_bytes - bytes);
+	STORE(t->in_use, t->in_use - live * k->size);
+	if (live == 0 && (h->empty_slab[c] != ANR_NIL ||
+			  h->empty_pages + k->npages > ANR_EMPTY_CACHE_PAGES)) {
+		anr_slab_release_unlisted(h, s);
+		return;
+	}
+	h->class_slabs[c]++;
+	h->class_live[c] += live;
+	h->slab_free += bytes - live * k->size;
+	h->in_use += live * k->size;
+	if (live == 0) {
+		h->empty_slab[c] = s;
+		h->empty_pages += k->npages;
+	}
+	if (live < k->nobjs)
+		anr_partial_push(h, c, s);
+}
+
+void
+anr_theap_abandon_locked(struct anr_heap *h, struct anr_theap *t)
+{
+	for (unsigned c = 0; c < ANR_NCLASSES; c++)
+		while (t->cur[c] != ANR_NIL)
+			disown(h, t, c, t->cur[c]);
+	/* What the owner counted joins the heap's counts (its bytes in use
+	 * went with its slabs, counted from their bitmaps). */
+	h->allocs += t->allocs;
+	h->frees += t->frees;
+	__atomic_add_fetch(&h->freed_bytes, t->freed_pending, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->th_rcount, t->rcount, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->th_rbytes, t->rbytes, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->th_ccount, t->ccount, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->th_cbytes, t->cbytes, __ATOMIC_RELAXED);
+	STORE(t->in_use, 0);
+	STORE(t->allocs, 0);
+	STORE(t->frees, 0);
+	STORE(t->rcount, 0);
+	STORE(t->rbytes, 0);
+	STORE(t->ccount, 0);
+	STORE(t->cbytes, 0);
+	t->freed_pending = 0;
+	STORE(t->slab_bytes, 0);
+	anr_pages_settle(h);
+}
+
+void
+anr_theap_totals(struct anr_heap *h, size_t *in_use, size_t *slab_bytes,
+		 uint64_t *allocs, uint64_t *frees)
+{
+	uint64_t rc = LOAD(h->th_rcount), rb = LOAD(h->th_rbytes);
+	uint64_t cc = LOAD(h->th_ccount), cb = LOAD(h->th_cbytes);
+
+	*in_use = *slab_bytes = 0;
+	*allocs = *frees = 0;
+	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+		struct anr_theap *t = &h->th[i];
+		*in_use += LOAD(t->in_use);
+		*slab_bytes += LOAD(t->slab_bytes);
+		*allocs += LOAD(t->allocs);
+		*frees += LOAD(t->frees);
+		rc += LOAD(t->rcount);
+		rb += LOAD(t->rbytes);
+		cc += LOAD(t->ccount);
+		cb += LOAD(t->cbytes);
+	}
+	/* Frees that wait in remote-free bitmaps are done for the caller;
+	 * their bytes count as free slab space. */
+	*in_use -= (size_t)(rb - cb);
+	*frees += rc;
+	(void)cc;
+}
+
+uint64_t
+anr_theap_freed_pending(const struct anr_heap *h)
+{
+	struct anr_theap *t = anr_theap_peek(h);
+	return t != NULL ? t->freed_pending : 0;
+}
+
+void
+anr_theap_fork_child(struct anr_heap *h)
+{
+	struct anr_theap *mine = anr_tl.uid == h->uid ? anr_tl.t : NULL;
+
+	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+		struct anr_theap *t = &h->th[i];
+		if (t == mine || __atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == 0)
+			continue;
+		anr_theap_abandon_locked(h, t);
+		__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
+	}
+}
+
+size_t
+anr_theap_flush_locked(struct anr_heap *h)
+{
+	struct anr_theap *mine = anr_theap_peek(h);
+	size_t given = 0;
+
+	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+		struct anr_theap *t = &h->th[i];
+		if (t == mine)
+			given += flush_spares(h, t);
+		else if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED))
+			__atomic_store_n(&t->flush_wanted, 1, __ATOMIC_RELAXED);
+	}
+	return given;
+}
+
+void
+anr_theap_class_counts(struct anr_heap *h, unsigned c, size_t *slabs, size_t *live)
+{
+	const struct anr_class *k = &h->cls[c];
+
+	*slabs = *live = 0;
+	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+		struct anr_theap *t = &h->th[i];
+		uint32_t n = LOAD(t->nslabs[c]), s = LOAD(t->cur[c]);
+		*slabs += n;
+		/* The owner may be changing its ring: stay inside the page map
+		 * and stop after as many steps as it had slabs. */
+		for (uint32_t j = 0; j < n && s < h->npages; j++) {
+			*live += k->nobjs - LOAD(h->pm[s].nfree);
+			s = LOAD(h->pm[s].next);
+		}
+	}
+}

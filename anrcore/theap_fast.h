@@ -1,0 +1,105 @@
+/*
+ * theap_fast.h - the fast paths of thread heaps (theap.c explains them),
+ * inlined into the public calls of heap.c: an allocation from the current
+ * slab and a free into a slab of the calling thread, neither taking a
+ * lock nor doing an atomic read-modify-write.
+ */
+#ifndef ANRCORE_THEAP_FAST_H
+#define ANRCORE_THEAP_FAST_H
+
+#include "anrcore_internal.h"
+
+#define ANR_TH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+/* An object of class c from t's current slab; NULL: the slow path. */
+static inline __attribute__((always_inline)) void *
+anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
+{
+	uint32_t s = t->cur[c];
+	struct anr_page *pg;
+	uint64_t *bits, v, b;
+	unsigned w = 0;
+	size_t size = h->cls[c].size;
+
+	if (__builtin_expect(s == ANR_NIL, 0))
+		return NULL;
+	pg = &h->pm[s];
+	if (__builtin_expect(pg->nfree == 0, 0)) {
+		if (anr_theap_refill_unlocked(h, t, c) != 0)
+			return NULL;
+		s = t->cur[c];
+		pg = &h->pm[s];
+	}
+	if (__builtin_expect(t->cur_empty[c], 0)) {
+		t->cur_empty[c] = 0;
+		t->empty_pages -= h->cls[c].npages;
+	}
+	bits = anr_slab_bits(h, s);
+	while ((v = ~bits[w]) == 0)
+		w++;
+	b = v & -v;
+	bits[w] = ~v | b;
+	pg->nfree--;
+	{
+		size_t in_use = t->in_use + size;
+		uint64_t allocs = t->allocs + 1;
+		ANR_TH_STORE(t->in_use, in_use);
+		ANR_TH_STORE(t->allocs, allocs);
+	}
+	return anr_page_addr(h, s) + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
+}
+
+/*
+ * Free p of slab s, which the calling thread's t owns, when no trash fill
+ * and no valgrind request is due.  Returns 0 when this is not that case
+ * or p is not a live object's start: anr_theap_free() decides then.
+ */
+static inline __attribute__((always_inline)) int
+anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s)
+{
+	struct anr_page *pg = &h->pm[s];
+	unsigned c = pg->cls;
+	const struct anr_class *k = &h->cls[c];
+	size_t size = k->size, nobjs = k->nobjs;
+	size_t off = (size_t)((char *)p - anr_page_addr(h, s)), idx, w;
+	size_t bit = (size_t)s * h->bmw;
+	uint64_t *bits, m, v;
+	unsigned nfree;
+
+	if (h->owner[s] != t->id)
+		return 0;
+	idx = anr_slab_index(k, off);
+	if (__builtin_expect(idx * size != off || idx >= nobjs, 0))
+		return 0;
+	w = idx >> 6;
+	m = UINT64_C(1) << (idx & 63);
+	bits = h->slabbits + bit + w;
+	v = *bits;
+	if (__builtin_expect((v & m) == 0 || (h->rfree[bit + w] & m) != 0, 0))
+		return 0;
+	*bits = v & ~m;
+	nfree = pg->nfree + 1u;
+	pg->nfree = (uint16_t)nfree;
+	{
+		size_t in_use = t->in_use - size;
+		uint64_t frees = t->frees + 1, pending = t->freed_pending + size;
+		ANR_TH_STORE(t->in_use, in_use);
+		ANR_TH_STORE(t->frees, frees);
+		t->freed_pending = pending;
+		if (__builtin_expect(pending >= ANR_FREED_PUBLISH, 0))
+			anr_theap_publish(h, t);
+	}
+	if (__builtin_expect(nfree == nobjs, 0)) {
+		/* Emptied: the current slab stays so, within the cache limit. */
+		if (t->cur[c] == s && !t->cur_empty[c] &&
+		    t->empty_pages + k->npages <= ANR_EMPTY_CACHE_PAGES) {
+			t->cur_empty[c] = 1;
+			t->empty_pages += k->npages;
+		} else {
+			anr_theap_emptied(h, t, c, s);
+		}
+	}
+	return 1;
+}
+
+#endif /* ANRCORE_THEAP_FAST_H */

@@ -1,0 +1,86 @@
+#!/bin/sh
+# bench/alloc/core.sh [BUILDDIR] - the allocator core against its peers (not
+# part of make check; timing belongs here, not in tests).
+#
+# 1. Instructions per malloc+free pair of 16, 64, 256 and 4096 bytes under
+#    callgrind (pair_loop.c run at N and 2N pairs; the difference divided
+#    by N, so start-up cancels out) for glibc, gmalloc, jemalloc, mimalloc
+#    and tcmalloc, each preloaded into the same program.
+# 2. Two-thread scaling: pairs per second of a thread-local malloc(64)+free
+#    loop with 2 threads / with 1 thread; medians of RUNS runs, the
+#    allocators interleaved in each run.
+# 3. madvise calls of the core (churn.c linked with libanrcore) over
+#    OPS operations: a producer/consumer of 4 KiB blocks on two threads
+#    and a mixed workload (sizes to 1 MiB, cross-thread frees, reallocs)
+#    on two threads.
+#
+# Environment: RUNS (default 5), N (default 100000), OPS (default 10000000).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:-${top_builddir:-$here/../../build}}
+build=$(cd "$build" && pwd)
+src=$(cd "$here/../.." && pwd)
+RUNS=${RUNS:-5}
+N=${N:-100000}
+OPS=${OPS:-10000000}
+gm="$build/gmalloc/.libs/libgmalloc.so"
+[ -f "$gm" ] || { echo "build libgmalloc.so first ($gm)" >&2; exit 1; }
+command -v valgrind >/dev/null || { echo "valgrind is needed (callgrind)" >&2; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-core.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+cc -O2 -o "$tmp/pair_loop" "$here/pair_loop.c" -lpthread
+cc -O2 -I"$src/anrcore" -I"$build" -I"$src/common" -o "$tmp/churn" "$here/churn.c" \
+	"$build/anrcore/.libs/libanrcore.a" "$build/common/.libs/libmbcommon.a" -lpthread
+
+. "$here/peers.sh"
+
+# instructions of pair_loop SIZE COUNT under callgrind with preload $1
+irefs() {
+	LD_PRELOAD=$1 GMALLOC_CONF=/dev/null valgrind --tool=callgrind \
+		--callgrind-out-file=/dev/null "$tmp/pair_loop" "$2" "$3" 2>&1 |
+		sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
+}
+
+echo "== instructions per malloc+free pair (callgrind; (I(2N) - I(N)) / N, N = $N)"
+printf '%-10s %8s %8s %8s %8s\n' allocator 16 64 256 4096
+for a in $allocs; do
+	name=${a%%:*} lib=${a#*:}
+	[ "$name" != glibc ] && [ -z "$lib" ] && { printf '%-10s (not installed)\n' "$name"; continue; }
+	line=$(printf '%-10s' "$name")
+	for size in 16 64 256 4096; do
+		i1=$(irefs "$lib" "$size" "$N")
+		i2=$(irefs "$lib" "$size" $((2 * N)))
+		line="$line $(printf '%8d' $(( (i2 - i1) / N )))"
+	done
+	echo "$line"
+done
+
+echo
+echo "== two-thread scaling: malloc(64)+free pairs per second, median of $RUNS"
+printf '%-10s %12s %12s %7s\n' allocator 1-thread 2-threads ratio
+for a in $allocs; do
+	name=${a%%:*}
+	: > "$tmp/$name.1"
+	: > "$tmp/$name.2"
+done
+for r in $(seq "$RUNS"); do
+	for a in $allocs; do
+		name=${a%%:*} lib=${a#*:}
+		[ "$name" != glibc ] && [ -z "$lib" ] && continue
+		for t in 1 2; do
+			LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/pair_loop" 64 3000000 "$t" >> "$tmp/$name.$t"
+		done
+	done
+done
+for a in $allocs; do
+	name=${a%%:*}
+	[ -s "$tmp/$name.1" ] || continue
+	one=$(median < "$tmp/$name.1")
+	two=$(median < "$tmp/$name.2")
+	printf '%-10s %12.0f %12.0f %7.2f\n' "$name" "$one" "$two" "$(awk -v a="$two" -v b="$one" 'BEGIN { print a / b }')"
+done
+
+echo
+echo "== madvise calls of the core over $OPS operations (two threads each)"
+"$tmp/churn" "$OPS"

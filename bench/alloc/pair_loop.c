@@ -1,0 +1,55 @@
+/*
+ * pair_loop.c - N malloc(size)+free pairs, for counting instructions per
+ * pair under callgrind (bench/alloc/instr.sh runs it at two N and takes
+ * the difference, so start-up costs cancel out).
+ * usage: pair_loop SIZE N [THREADS]  (THREADS: run the loop in that many
+ * threads at once and print pairs per second; for the scaling figure).
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static size_t size;
+static long n;
+
+static void *
+loop(void *arg)
+{
+	(void)arg;
+	for (long i = 0; i < n; i++) {
+		void *p = malloc(size);
+		__asm__ volatile("" : : "r"(p) : "memory");
+		free(p);
+	}
+	return NULL;
+}
+
+int
+main(int argc, char **argv)
+{
+	int threads = argc > 3 ? atoi(argv[3]) : 0;
+	pthread_t t[64];
+	struct timespec a, b;
+	double s;
+
+	if (argc < 3)
+		return 2;
+	size = (size_t)atol(argv[1]);
+	n = atol(argv[2]);
+	if (threads <= 0) {
+		loop(NULL);
+		return 0;
+	}
+	if (threads > 64)
+		threads = 64;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (int i = 0; i < threads; i++)
+		pthread_create(&t[i], NULL, loop, NULL);
+	for (int i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) / 1e9;
+	printf("%.0f\n", (double)n * threads / s);
+	return 0;
+}
