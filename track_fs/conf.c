@@ -57,7 +57,7 @@ const struct mb_conf_key tfs_conf_keys[] = {
 	  splice_choices },
 	K("log_level", MB_CONF_LOGLEVEL, log_level, "notice",
 	  "err, warning, notice, info or debug"),
-	K("uid_limit", MB_CONF_STRING, uid_limit, "0",
+	K("uid_limit", MB_CONF_STRING, uid_limit, "50%",
 	  "most one user's files may cost: size or percent of the broker total (0: no limit; root exempt)"),
 	MB_CONF_END
 };

@@ -1,5 +1,5 @@
 #!/bin/sh
-# Per-user limit: with uid_limit=50% of a 32M broker, uid 65534 can neither
+# Per-user limit: with the default uid_limit (50%) of a 32M broker, uid 65534 can neither
 # reserve past 16M by growing an open file nor store past it, while root
 # still writes; SIGUSR2 logs each user's figure; chown moves a file's cost.
 . "$top_srcdir/tests/lib.sh"
@@ -7,7 +7,7 @@
 tfs_need
 tfs_need_nobody
 tfs_need_broker 32M
-tfs_mount -o step=256K,release_hysteresis=1M,uid_limit=50%
+tfs_mount -o step=256K,release_hysteresis=1M
 mkdir "$MNT/u" && chown 65534:65534 "$MNT/u" || fail "mkdir u"
 
 cp "$top_srcdir/tests/trackfs/tfs_grow.py" "$TEST_TMP/" || fail "cp"
