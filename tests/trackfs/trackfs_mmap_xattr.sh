@@ -11,7 +11,7 @@
 tfs_need
 tfs_need_nobody
 tfs_need_broker 16M
-tfs_mount -o step=256K,release_hysteresis=1M
+tfs_mount -o step=256K,release_hysteresis=1M,uid_limit=0 # the whole quota for one user here
 
 # Backing bytes in use (st_blocks * 512) of the whole backing store.
 back_total() { du -s -B1 "$BACK" | cut -f1; }
