@@ -510,11 +510,11 @@ def wm_rows(row, marked, runs):
     row("watermark crossings notify/deny", marks(lambda m: "%d/%d" % (m["notify"], m["deny"])))
     row("  seconds in notify/deny", lambda r: "%.1f/%.1f" % (state_seconds(r, 1), state_seconds(r, 2))
         if marked and r["marks"] else "-")
+    row("    pages gmalloc returned in them", marks(lambda m: "%d" % m["sink_returned"]))
     row("  give-backs asked / pages", marks(lambda m: "%d / %d" % (m["asked"], m["asked_pages"])))
     row("  honoured/not/unanswered", marks(lambda m: "%d/%d/%d" % (
         m["honoured"], m["dishonoured"], m["unanswered"])))
     row("  private memory freed", marks(lambda m: "%.0f MiB" % (m["freed"] / MIB)))
-    row("  gmalloc returned (notify/deny)", marks(lambda m: "%d" % m["sink_returned"]))
     row("  pool lowered for the device", marks(lambda m: "%d times" % m["lowered"]))
     row("  requests denied (LOWMEM)", marks(lambda m: "%d" % m["denied"]))
     who = sorted({n for r in runs for n in (r["marks"] or {}).get("denied_by", {})})
@@ -561,7 +561,7 @@ def chart(a, params, runs):
                 last, before = k, s["device"]
     # Notify high and low, deny high and low (MiB), or none.
     marks = (params.get("watermarks", "").split() + ["NaN"] * 4)[:4]
-    for term, ext in (('png size 1200,440 font "DejaVuSans,9"', "png"), ("svg size 1200,440", "svg")):
+    for term, ext in (('pngcairo size 1200,520 font "DejaVu Sans,9"', "png"), ("svg size 1200,520", "svg")):
         cmd = ["gnuplot", "-e",
                "dir='%s'; outfile='%s'; term='%s'; limit=%s; total=%s; nh=%s; nl=%s; dh=%s; dl=%s; "
                "has_suite=%d; has_plain=%d" % (

@@ -14,9 +14,14 @@ set output outfile
 set multiplot layout 1, (has_suite + has_plain)
 set xlabel "seconds"
 set ylabel "MiB"
-set yrange [0:limit * 1.3]
+set yrange [0:limit * 1.1]
 set autoscale xfix
-set key top left horizontal maxrows 2 font ",8" samplen 1.5 width -2
+set key below horizontal font ",8" samplen 1.5 width -1
+# The same margins for both panels, whatever their keys hold.
+set bmargin 10
+set tmargin 3
+set lmargin 8
+set rmargin 2
 set grid ytics lc rgb "#dddddd"
 set style fill solid 0.75 noborder
 z(c) = valid(c) ? column(c) : 0
@@ -39,7 +44,9 @@ if (has_suite) {
 	     (nh == nh ? nh : 1/0) w l lc rgb "#e08000" lw 1.5 dt 2 t (nh == nh ? "notify high/low" : ""), \
 	     (nl == nl ? nl : 1/0) w l lc rgb "#e08000" lw 1 dt 3 notitle, \
 	     (dh == dh ? dh : 1/0) w l lc rgb "#9000a0" lw 1.5 dt 2 t (dh == dh ? "deny high/low" : ""), \
-	     (dl == dl ? dl : 1/0) w l lc rgb "#9000a0" lw 1 dt 3 notitle
+	     (dl == dl ? dl : 1/0) w l lc rgb "#9000a0" lw 1 dt 3 notitle, \
+	     f u 1:(z(16) == 1 ? limit * 1.05 : 1/0) w p pt 7 ps 0.9 lc rgb "#e08000" t (nh == nh ? "in notify" : ""), \
+	     f u 1:(z(16) == 2 ? limit * 1.05 : 1/0) w p pt 7 ps 0.9 lc rgb "#9000a0" t (dh == dh ? "in deny" : "")
 }
 if (has_plain) {
 	f = dir."/plain/samples.tsv"
