@@ -282,7 +282,7 @@ def size_of(text):
 def watermark_figures(path):
     """What the broker's memory watermarks did, from its decision: lines."""
     fig = {"notify": 0, "deny": 0, "early": 0, "asked": 0, "asked_pages": 0,
-           "honoured": 0, "dishonoured": 0, "unanswered": 0, "freed": 0.0,
+           "honoured": 0, "dishonoured": 0, "gave_none": 0, "freed": 0.0,
            "denied": 0, "denied_by": {}, "lowered": 0, "sink_returned": 0}
     transition = re.compile(r"decision: (\w+) -> (\w+)( \(early\))?:")
     asked = re.compile(r"decision: give-back asked: .* asked (\d+) pages")
@@ -323,7 +323,7 @@ def watermark_figures(path):
                 fig["dishonoured" if m[2] else "honoured"] += 1
                 fig["freed"] += size_of(m[1])
             elif zero.search(line):
-                fig["unanswered"] += 1
+                fig["gave_none"] += 1
             elif (m := denied.search(line)):
                 fig["denied"] += 1
                 who = names.get(m[1], m[1])
@@ -512,8 +512,8 @@ def wm_rows(row, marked, runs):
         if marked and r["marks"] else "-")
     row("    pages gmalloc returned in them", marks(lambda m: "%d" % m["sink_returned"]))
     row("  give-backs asked / pages", marks(lambda m: "%d / %d" % (m["asked"], m["asked_pages"])))
-    row("  honoured/not/unanswered", marks(lambda m: "%d/%d/%d" % (
-        m["honoured"], m["dishonoured"], m["unanswered"])))
+    row("  honoured/not/gave nothing", marks(lambda m: "%d/%d/%d" % (
+        m["honoured"], m["dishonoured"], m["gave_none"])))
     row("  private memory freed", marks(lambda m: "%.0f MiB" % (m["freed"] / MIB)))
     row("  pool lowered for the device", marks(lambda m: "%d times" % m["lowered"]))
     row("  requests denied (LOWMEM)", marks(lambda m: "%d" % m["denied"]))
