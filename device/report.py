@@ -230,43 +230,58 @@ def read_samples(path):
     return rows
 
 
+REGISTERED = re.compile(r"client (\d+): (\S+) \(pid \d+ uid \d+\) registered as (\w+)")
+
+
+def client_lines(path, names, kinds):
+    """The broker log's lines, less the registrations, which fill names and
+    kinds (by client id); None without a log."""
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    rest = []
+    for line in lines:
+        if (m := REGISTERED.search(line)):
+            names[m[1]], kinds[m[1]] = m[2], m[3]
+        else:
+            rest.append(line)
+    return rest
+
+
 def broker_figures(path):
     fig = {"granted": 0, "partial": 0, "denied": 0, "latencies": [],
            "asked": 0, "asked_pages": 0, "freed_pages": 0, "clients": {}}
     done = re.compile(r"client (\d+): (REQUEST|RESERVE) (\d+) of (\d+) pages after (\d+) ms \((\w+)\)")
     at_once = re.compile(r"client (\d+): (REQUEST|RESERVE) \d+ pages granted at once")
-    registered = re.compile(r"client (\d+): (\S+) \(pid \d+ uid \d+\) registered as (\w+)")
     names = {}
 
     def count(cid, what):
         per = fig["clients"].setdefault(names.get(cid, cid), {"granted": 0, "partial": 0, "denied": 0})
         per[what] += 1
         fig[what] += 1
-    try:
-        f = open(path)
-    except OSError:
+    lines = client_lines(path, names, {})
+    if lines is None:
         return None
-    with f:
-        for line in f:
-            if (m := registered.search(line)):
-                names[m[1]] = m[2]
-            elif (m := at_once.search(line)):
+    for line in lines:
+        if (m := at_once.search(line)):
+            count(m[1], "granted")
+            fig["latencies"].append(0)
+        elif (m := done.search(line)):
+            got, asked, ms, status = int(m[3]), int(m[4]), int(m[5]), m[6]
+            fig["latencies"].append(ms)
+            if status == "OK" and got >= asked:
                 count(m[1], "granted")
-                fig["latencies"].append(0)
-            elif (m := done.search(line)):
-                got, asked, ms, status = int(m[3]), int(m[4]), int(m[5]), m[6]
-                fig["latencies"].append(ms)
-                if status == "OK" and got >= asked:
-                    count(m[1], "granted")
-                elif status == "OK" and got > 0:
-                    count(m[1], "partial")
-                else:
-                    count(m[1], "denied")
-            elif (m := re.search(r"to give back (\d+) pages", line)):
-                fig["asked"] += 1
-                fig["asked_pages"] += int(m[1])
-            elif (m := re.search(r"\) gives back (\d+) pages", line)):
-                fig["freed_pages"] += int(m[1])
+            elif status == "OK" and got > 0:
+                count(m[1], "partial")
+            else:
+                count(m[1], "denied")
+        elif (m := re.search(r"to give back (\d+) pages", line)):
+            fig["asked"] += 1
+            fig["asked_pages"] += int(m[1])
+        elif (m := re.search(r"\) gives back (\d+) pages", line)):
+            fig["freed_pages"] += int(m[1])
     return fig
 
 
@@ -290,46 +305,39 @@ def watermark_figures(path):
     zero = re.compile(r"decision: give-back answered: .* gave 0 of")
     denied = re.compile(r"decision: deny: \w+ of \d+ pages from client (\d+) \(uid \d+\) refused")
     lendable = re.compile(r"decision: lendable (\d+) -> (\d+) pages")
-    registered = re.compile(r"client (\d+): (\S+) \(pid \d+ uid \d+\) registered as (\w+)")
     returns = re.compile(r"client (\d+) returns (\d+) pages")
-    names, sinks, state = {}, set(), "normal"
-    try:
-        f = open(path)
-    except OSError:
+    names, kinds, state = {}, {}, "normal"
+    lines = client_lines(path, names, kinds)
+    if lines is None:
         return None
-    with f:
-        for line in f:
-            if (m := registered.search(line)):
-                names[m[1]] = m[2]
-                if m[3] == "sink":
-                    sinks.add(m[1])
-            elif (m := returns.search(line)):
-                # gmalloc programs return free quota when told of notify or deny.
-                if state != "normal" and m[1] in sinks:
-                    fig["sink_returned"] += int(m[2])
-            elif "decision:" not in line:
-                continue
-            elif (m := transition.search(line)):
-                state = m[2]
-                if m[2] == "deny":
-                    fig["deny"] += 1
-                elif m[2] == "notify" and m[1] == "normal":
-                    fig["notify"] += 1
-                    fig["early"] += bool(m[3])
-            elif (m := asked.search(line)):
-                fig["asked"] += 1
-                fig["asked_pages"] += int(m[1])
-            elif (m := check.search(line)):
-                fig["dishonoured" if m[2] else "honoured"] += 1
-                fig["freed"] += size_of(m[1])
-            elif zero.search(line):
-                fig["gave_none"] += 1
-            elif (m := denied.search(line)):
-                fig["denied"] += 1
-                who = names.get(m[1], m[1])
-                fig["denied_by"][who] = fig["denied_by"].get(who, 0) + 1
-            elif (m := lendable.search(line)):
-                fig["lowered"] += int(m[2]) < int(m[1])
+    for line in lines:
+        if (m := returns.search(line)):
+            # gmalloc programs return free quota when told of notify or deny.
+            if state != "normal" and kinds.get(m[1]) == "sink":
+                fig["sink_returned"] += int(m[2])
+        elif "decision:" not in line:
+            continue
+        elif (m := transition.search(line)):
+            state = m[2]
+            if m[2] == "deny":
+                fig["deny"] += 1
+            elif m[2] == "notify" and m[1] == "normal":
+                fig["notify"] += 1
+                fig["early"] += bool(m[3])
+        elif (m := asked.search(line)):
+            fig["asked"] += 1
+            fig["asked_pages"] += int(m[1])
+        elif (m := check.search(line)):
+            fig["dishonoured" if m[2] else "honoured"] += 1
+            fig["freed"] += size_of(m[1])
+        elif zero.search(line):
+            fig["gave_none"] += 1
+        elif (m := denied.search(line)):
+            fig["denied"] += 1
+            who = names.get(m[1], m[1])
+            fig["denied_by"][who] = fig["denied_by"].get(who, 0) + 1
+        elif (m := lendable.search(line)):
+            fig["lowered"] += int(m[2]) < int(m[1])
     return fig
 
 
