@@ -298,6 +298,8 @@ run_one() {
 	WORK_PIDS="$WORK_PIDS $sampler"
 
 	common="--seed $SEED --seconds $SECONDS_RUN"
+	# AS_USER is a command and its options, or nothing.
+	# shellcheck disable=SC2086
 	if [ "$mode" = suite ]; then
 		set -- $AS_USER env MEMBROKER_SOCKET="$sock" LD_PRELOAD="$GMALLOC" GMALLOC_BROKER=yes \
 			GMALLOC_BROKER_SOCKET="$sock"
