@@ -25,6 +25,8 @@ WORKLOADS = ["renderer", "pyjob", "cache", "spooler", "hog"]
 # Workloads whose memory the broker lends (the spool's through track_fs).
 QUOTA_CLIENT = {"renderer": "renderer", "pyjob": "pyjob", "cache": "cache", "spooler": "spool"}
 RATE_AIM = 0.95
+# The broker's watermark states, as the sampler records them.
+STATES = {"normal": 0, "notify": 1, "deny": 2}
 
 
 # ---- sampling ---------------------------------------------------------------
@@ -139,7 +141,7 @@ def fmt(v):
 def sample(a):
     start = time.monotonic()
     cols = ["t", "device", "oom_kills", "pool"] + ["q_" + w for w in QUOTA_CLIENT] + \
-           ["m_" + w for w in WORKLOADS] + ["unreclaimable"]
+           ["m_" + w for w in WORKLOADS] + ["unreclaimable", "used", "state", "lendable"]
     watch = BrokerWatch(a.mbstatus, a.socket)
     with open(a.out, "w") as out:
         out.write("# " + " ".join(cols) + "\n")
@@ -157,7 +159,8 @@ def sample(a):
             kills = oom_kills(a.cgroup, a.cgroup_version) if a.cgroup else 0
             st = watch.latest
             quota = {w: None for w in QUOTA_CLIENT}
-            pool = None
+            pool = used = lendable = None
+            state = "NaN"
             if st:
                 page = st.get("page_size", 4096)
                 pool = st["pool"] * page
@@ -165,8 +168,14 @@ def sample(a):
                 for w, client in QUOTA_CLIENT.items():
                     pid = pids.get(client if client == "spool" else w)
                     quota[w] = by_pid.get(pid, 0 if pid else None)
+                dev = st.get("device")
+                if dev:
+                    used = dev.get("used")
+                    state = str(STATES.get(dev.get("state"), "NaN"))
+                    if dev.get("lendable_pages") is not None:
+                        lendable = dev["lendable_pages"] * page
             row = ["%.2f" % t, fmt(device), str(kills), fmt(pool)] + \
-                  [fmt(quota[w]) for w in QUOTA_CLIENT] + [fmt(mem[w]) for w in WORKLOADS] + [fmt(hard)]
+                  [fmt(quota[w]) for w in QUOTA_CLIENT] + [fmt(mem[w]) for w in WORKLOADS] + [fmt(hard), fmt(used), state, fmt(lendable)]
             out.write(" ".join(row) + "\n")
             out.flush()
             time.sleep(max(0.0, SAMPLE_S - (time.monotonic() - start - t)))
@@ -194,10 +203,16 @@ def read_progress(path):
 
 
 def units_by(points, t):
-    done = 0
+    """Work done by t seconds: the units finished, and the unit under way
+    in proportion to the time it took (some units are whole jobs of a few
+    seconds, and a unit finished a few ms after t would otherwise count as
+    none of it done).  Nothing is counted past the last unit logged."""
+    done, before = 0, 0.0
     for when, units in points:
         if when <= t:
-            done = units
+            done, before = units, when
+        else:
+            return done + (units - done) * (t - before) / (when - before)
     return done
 
 
@@ -215,43 +230,114 @@ def read_samples(path):
     return rows
 
 
+REGISTERED = re.compile(r"client (\d+): (\S+) \(pid \d+ uid \d+\) registered as (\w+)")
+
+
+def client_lines(path, names, kinds):
+    """The broker log's lines, less the registrations, which fill names and
+    kinds (by client id); None without a log."""
+    try:
+        with open(path) as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    rest = []
+    for line in lines:
+        if (m := REGISTERED.search(line)):
+            names[m[1]], kinds[m[1]] = m[2], m[3]
+        else:
+            rest.append(line)
+    return rest
+
+
 def broker_figures(path):
     fig = {"granted": 0, "partial": 0, "denied": 0, "latencies": [],
            "asked": 0, "asked_pages": 0, "freed_pages": 0, "clients": {}}
     done = re.compile(r"client (\d+): (REQUEST|RESERVE) (\d+) of (\d+) pages after (\d+) ms \((\w+)\)")
     at_once = re.compile(r"client (\d+): (REQUEST|RESERVE) \d+ pages granted at once")
-    registered = re.compile(r"client (\d+): (\S+) \(pid \d+ uid \d+\) registered as (\w+)")
     names = {}
 
     def count(cid, what):
         per = fig["clients"].setdefault(names.get(cid, cid), {"granted": 0, "partial": 0, "denied": 0})
         per[what] += 1
         fig[what] += 1
-    try:
-        f = open(path)
-    except OSError:
+    lines = client_lines(path, names, {})
+    if lines is None:
         return None
-    with f:
-        for line in f:
-            if (m := registered.search(line)):
-                names[m[1]] = m[2]
-            elif (m := at_once.search(line)):
+    for line in lines:
+        if (m := at_once.search(line)):
+            count(m[1], "granted")
+            fig["latencies"].append(0)
+        elif (m := done.search(line)):
+            got, asked, ms, status = int(m[3]), int(m[4]), int(m[5]), m[6]
+            fig["latencies"].append(ms)
+            if status == "OK" and got >= asked:
                 count(m[1], "granted")
-                fig["latencies"].append(0)
-            elif (m := done.search(line)):
-                got, asked, ms, status = int(m[3]), int(m[4]), int(m[5]), m[6]
-                fig["latencies"].append(ms)
-                if status == "OK" and got >= asked:
-                    count(m[1], "granted")
-                elif status == "OK" and got > 0:
-                    count(m[1], "partial")
-                else:
-                    count(m[1], "denied")
-            elif (m := re.search(r"to give back (\d+) pages", line)):
-                fig["asked"] += 1
-                fig["asked_pages"] += int(m[1])
-            elif (m := re.search(r"\) gives back (\d+) pages", line)):
-                fig["freed_pages"] += int(m[1])
+            elif status == "OK" and got > 0:
+                count(m[1], "partial")
+            else:
+                count(m[1], "denied")
+        elif (m := re.search(r"to give back (\d+) pages", line)):
+            fig["asked"] += 1
+            fig["asked_pages"] += int(m[1])
+        elif (m := re.search(r"\) gives back (\d+) pages", line)):
+            fig["freed_pages"] += int(m[1])
+    return fig
+
+
+UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40}
+
+
+def size_of(text):
+    """Bytes of a figure of the broker's log ("14.7 MiB", "512 B")."""
+    num, _, unit = text.partition(" ")
+    return float(num) * UNITS.get(unit, 1)
+
+
+def watermark_figures(path):
+    """What the broker's memory watermarks did, from its decision: lines."""
+    fig = {"notify": 0, "deny": 0, "early": 0, "asked": 0, "asked_pages": 0,
+           "honoured": 0, "dishonoured": 0, "gave_none": 0, "freed": 0.0,
+           "denied": 0, "denied_by": {}, "lowered": 0, "sink_returned": 0}
+    transition = re.compile(r"decision: (\w+) -> (\w+)( \(early\))?:")
+    asked = re.compile(r"decision: give-back asked: .* asked (\d+) pages")
+    check = re.compile(r"decision: give-back check: .* freed ([\d.]+ \w+): (NOT )?honoured")
+    zero = re.compile(r"decision: give-back answered: .* gave 0 of")
+    denied = re.compile(r"decision: deny: \w+ of \d+ pages from client (\d+) \(uid \d+\) refused")
+    lendable = re.compile(r"decision: lendable (\d+) -> (\d+) pages")
+    returns = re.compile(r"client (\d+) returns (\d+) pages")
+    names, kinds, state = {}, {}, "normal"
+    lines = client_lines(path, names, kinds)
+    if lines is None:
+        return None
+    for line in lines:
+        if (m := returns.search(line)):
+            # gmalloc programs return free quota when told of notify or deny.
+            if state != "normal" and kinds.get(m[1]) == "sink":
+                fig["sink_returned"] += int(m[2])
+        elif "decision:" not in line:
+            continue
+        elif (m := transition.search(line)):
+            state = m[2]
+            if m[2] == "deny":
+                fig["deny"] += 1
+            elif m[2] == "notify" and m[1] == "normal":
+                fig["notify"] += 1
+                fig["early"] += bool(m[3])
+        elif (m := asked.search(line)):
+            fig["asked"] += 1
+            fig["asked_pages"] += int(m[1])
+        elif (m := check.search(line)):
+            fig["dishonoured" if m[2] else "honoured"] += 1
+            fig["freed"] += size_of(m[1])
+        elif zero.search(line):
+            fig["gave_none"] += 1
+        elif (m := denied.search(line)):
+            fig["denied"] += 1
+            who = names.get(m[1], m[1])
+            fig["denied_by"][who] = fig["denied_by"].get(who, 0) + 1
+        elif (m := lendable.search(line)):
+            fig["lowered"] += int(m[2]) < int(m[1])
     return fig
 
 
@@ -268,6 +354,7 @@ def read_run(d):
         run["work"][w] = read_progress(os.path.join(d, w + ".log"))
     run["samples"] = read_samples(os.path.join(d, "samples.tsv"))
     run["broker"] = broker_figures(os.path.join(d, "mbserver.log"))
+    run["marks"] = watermark_figures(os.path.join(d, "mbserver.log"))
     kills = [float(r["t"]) for r in run["samples"] if int(r.get("oom_kills", 0)) > 0]
     run["first_kill"] = kills[0] if kills else None
     run["oom_kills"] = int(run["status"].get("oom_kills") or 0) if "oom_kills" in run["status"] else None
@@ -363,7 +450,7 @@ def report(a):
         lat = sorted(r["broker"]["latencies"])
         return "median %d, max %d ms" % (lat[len(lat) // 2], lat[-1])
     row("  request latency", latency)
-    row("give-backs asked / pages freed", lambda r: "%d / %d" % (
+    row("all give-backs asked / pages freed", lambda r: "%d / %d" % (
         r["broker"]["asked"], r["broker"]["freed_pages"]) if r["broker"] else "-")
     row("cache give-backs / MiB given", lambda r: "%d / %.0f" % (
         r["work"]["cache"][1].get("give_back_requests", 0), r["work"]["cache"][1].get("given_back_mib", 0)))
@@ -371,8 +458,8 @@ def report(a):
         r["work"]["renderer"][1].get("refused_mallocs", 0), r["work"]["renderer"][1].get("dropped", 0)))
     row("pyjob MemoryErrors", lambda r: "%d" % r["work"]["pyjob"][1].get("memory_errors", 0))
     row("ENOSPC seen (spooler)", lambda r: "%d" % r["work"]["spooler"][1].get("enospc", 0))
-    levels = params.get("watermarks", "").split()
-    row("watermark crossings", lambda r: crossings(r, levels))
+    marked = bool(params.get("watermarks", "").split())
+    wm_rows(row, marked, runs.values())
 
     verdict = {}
     if suite:
@@ -380,6 +467,12 @@ def report(a):
         verdict["suite_all_finished"] = int(all(suite["work"][w][2] and suite["status"].get(w) == "0"
                                                 for w in WORKLOADS))
         verdict["quota_back"] = int(quota_back(suite))
+        m = suite["marks"]
+        if marked and m:
+            verdict.update(wm_notify=m["notify"], wm_deny=m["deny"], wm_asked=m["asked"],
+                           wm_honoured=m["honoured"], wm_dishonoured=m["dishonoured"],
+                           wm_freed_mib="%.1f" % (m["freed"] / MIB), wm_denied=m["denied"],
+                           wm_sink_returned=m["sink_returned"])
     if plain:
         verdict["plain_oom_kills"] = plain["oom_kills"] or 0
     if suite and plain and window:
@@ -412,20 +505,29 @@ def report(a):
         chart(a, params, runs)
 
 
-def crossings(run, levels):
-    if not levels:
-        return "none set"
-    counts = []
-    for level in levels:
-        above, n = False, 0
-        for r in run["samples"]:
-            if r["device"] == "NaN":
-                continue
-            now = float(r["device"]) >= float(level)
-            n += now and not above
-            above = now
-        counts.append(str(n))
-    return "/".join(counts)
+def state_seconds(run, state):
+    """Seconds the sampler saw the broker in a watermark state."""
+    rows = [r for r in run["samples"] if r.get("state", "NaN") != "NaN"]
+    n = sum(1 for r in rows if int(r["state"]) == state)
+    return n * SAMPLE_S
+
+
+def wm_rows(row, marked, runs):
+    def marks(fn):
+        return lambda r: fn(r["marks"]) if marked and r["marks"] else ("none set" if r["marks"] else "-")
+    row("watermark crossings notify/deny", marks(lambda m: "%d/%d" % (m["notify"], m["deny"])))
+    row("  seconds in notify/deny", lambda r: "%.1f/%.1f" % (state_seconds(r, 1), state_seconds(r, 2))
+        if marked and r["marks"] else "-")
+    row("    pages gmalloc returned in them", marks(lambda m: "%d" % m["sink_returned"]))
+    row("  give-backs asked / pages", marks(lambda m: "%d / %d" % (m["asked"], m["asked_pages"])))
+    row("  honoured/not/gave nothing", marks(lambda m: "%d/%d/%d" % (
+        m["honoured"], m["dishonoured"], m["gave_none"])))
+    row("  private memory freed", marks(lambda m: "%.0f MiB" % (m["freed"] / MIB)))
+    row("  pool lowered for the device", marks(lambda m: "%d times" % m["lowered"]))
+    row("  requests denied (LOWMEM)", marks(lambda m: "%d" % m["denied"]))
+    who = sorted({n for r in runs for n in (r["marks"] or {}).get("denied_by", {})})
+    for n in who:
+        row("    of %s" % n, marks(lambda m, n=n: "%d" % m["denied_by"].get(n, 0)))
 
 
 def summary(v):
@@ -435,6 +537,11 @@ def summary(v):
             v["suite_oom_kills"],
             "every workload finished" if v["suite_all_finished"] else "NOT every workload finished",
             "back in the pool" if v["quota_back"] else "NOT back in the pool"))
+    if "wm_notify" in v:
+        parts.append("Watermarks: %d notify and %d deny crossings, %d give-backs asked (%d honoured, "
+                     "%s MiB freed), %d requests denied." % (
+                         v["wm_notify"], v["wm_deny"], v["wm_asked"], v["wm_honoured"],
+                         v["wm_freed_mib"], v["wm_denied"]))
     if "plain_oom_kills" in v:
         parts.append("Plain: %d OOM kills." % v["plain_oom_kills"])
     if "worst_rate_ratio" in v:
@@ -460,15 +567,14 @@ def chart(a, params, runs):
                 if k > last:
                     f.write("%s %s\n" % (s["t"], before))
                 last, before = k, s["device"]
-    levels = params.get("watermarks", "").split()
-    for term, ext in (('png size 1200,440 font "DejaVuSans,9"', "png"), ("svg size 1200,440", "svg")):
+    # Notify high and low, deny high and low (MiB), or none.
+    marks = (params.get("watermarks", "").split() + ["NaN"] * 4)[:4]
+    for term, ext in (('pngcairo size 1200,520 font "DejaVu Sans,9"', "png"), ("svg size 1200,520", "svg")):
         cmd = ["gnuplot", "-e",
-               "dir='%s'; outfile='%s'; term='%s'; limit=%s; total=%s; wm1=%s; wm2=%s; "
+               "dir='%s'; outfile='%s'; term='%s'; limit=%s; total=%s; nh=%s; nl=%s; dh=%s; dl=%s; "
                "has_suite=%d; has_plain=%d" % (
                    a.dir, os.path.join(a.dir, "timeline." + ext), term, params.get("limit", 0),
-                   params.get("total", 0), levels[0] if levels else "NaN",
-                   levels[1] if len(levels) > 1 else "NaN",
-                   "suite" in runs, "plain" in runs), a.chart]
+                   params.get("total", 0), *marks, "suite" in runs, "plain" in runs), a.chart]
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             sys.stderr.write("gnuplot failed: %s\n" % res.stderr.strip())

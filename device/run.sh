@@ -23,6 +23,15 @@ usage: device/run.sh [options]
   --hog MIB          what the process outside the broker grows to (default 32)
   --reserve MIB      device memory kept outside the broker besides the hog:
                      daemons, page cache, interpreter (default 40)
+  --notify HIGH:LOW  the broker's notify watermarks, percent of the limit
+                     (default 80:75): above HIGH it asks clients to give back
+  --deny HIGH:LOW    deny watermarks (default 90:86): above HIGH it refuses
+                     new quota to unprivileged clients
+  --headroom MIB     device memory the broker never lends (default 8)
+  --no-watermarks    the broker's total alone, no device view
+  --user UID         run the broker's clients (renderer, pyjob, cache) as
+                     this user in both runs, so that deny applies to them
+                     (default 65534 when root; 0: as root, exempt from deny)
   --only suite|plain run one of the two
   --out DIR          keep the runs, numbers and chart in DIR (default: a
                      directory under /tmp, printed at the end)
@@ -34,6 +43,7 @@ EOF
 
 SECONDS_RUN=60 LIMIT=256 SEED=1 SCALE="" ONLY="" OUT="" CHART=1
 RENDERER="" PYJOB="" SPOOL="" CACHE="" HOG="" RESERVE=""
+WATERMARK_NOTIFY=80:75 WATERMARK_DENY=90:86 HEADROOM="" WATERMARKS=1 RUN_UID=""
 B=$TOP/build/plain
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -47,6 +57,11 @@ while [ $# -gt 0 ]; do
 	--cache) CACHE=$2; shift ;;
 	--hog) HOG=$2; shift ;;
 	--reserve) RESERVE=$2; shift ;;
+	--notify) WATERMARK_NOTIFY=$2; shift ;;
+	--deny) WATERMARK_DENY=$2; shift ;;
+	--headroom) HEADROOM=$2; shift ;;
+	--no-watermarks) WATERMARKS="" ;;
+	--user) RUN_UID=$2; shift ;;
 	--only) ONLY=$2; shift ;;
 	--out) OUT=$2; shift ;;
 	--build) B=$2; shift ;;
@@ -67,6 +82,7 @@ sz() { awk -v r="$1" -v s="$SCALE" 'BEGIN { n = split(r, a, ":"); o = "";
 [ -n "$CACHE" ] || CACHE=$(sz 96)
 [ -n "$HOG" ] || HOG=$(sz 32)
 [ -n "$RESERVE" ] || RESERVE=$(sz 40)
+[ -n "$HEADROOM" ] || HEADROOM=$(sz 8)
 
 # The broker's total, as ARCHITECTURE.md sizes it for a device: the memory
 # of the device less what stays outside the broker (here the hog) and the
@@ -74,20 +90,39 @@ sz() { awk -v r="$1" -v s="$SCALE" 'BEGIN { n = split(r, a, ":"); o = "";
 TOTAL=$((LIMIT - HOG - RESERVE))
 [ "$TOTAL" -gt 0 ] || { echo "device/run.sh: limit $LIMIT MiB leaves no total after hog $HOG and reserve $RESERVE" >&2; exit 2; }
 
-# Memory watermarks of the broker: device memory levels in MiB at which it
-# tells clients to give back (notify) and refuses new quota (deny); empty:
-# none.  device_watermarks turns them into mbserver options for the suite
-# run and into the levels the chart draws and the report counts crossings
-# of.  Until they are set, the broker's total alone keeps the device inside
-# its limit.
-WATERMARK_NOTIFY=""
-WATERMARK_DENY=""
+# Memory watermarks of the broker, as ARCHITECTURE.md sets them up for a
+# device: mbserver reads the device's memory cgroup (its limit is the
+# device total, its usage less inactive page cache is what the marks are
+# compared with) every device_poll.  Above notify_high it asks bidirectional
+# clients (the cache) to give back down to notify_low and tells gmalloc
+# programs, which return their free pages; above deny_high it refuses new
+# quota to unprivileged clients until the device falls under deny_low; the
+# pool follows the device, less headroom, as the hog grows.  Marks are
+# percents of the limit (WATERMARK_NOTIFY and WATERMARK_DENY, HIGH:LOW, set
+# by --notify and --deny); WATERMARK_LEVELS (MiB: notify high and low, deny
+# high and low) are what the chart draws.
 WATERMARK_OPTIONS=""
 WATERMARK_LEVELS=""
 device_watermarks() {
-	WATERMARK_OPTIONS=""
-	WATERMARK_LEVELS="$WATERMARK_NOTIFY $WATERMARK_DENY"
+	WATERMARK_OPTIONS="" WATERMARK_LEVELS=""
+	[ -n "$WATERMARKS" ] && [ -n "$CG" ] || return 0
+	WATERMARK_OPTIONS="-o device=cgroup -o device_cgroup=$CG -o device_poll=100ms
+		-o notify_high=${WATERMARK_NOTIFY%%:*}% -o notify_low=${WATERMARK_NOTIFY#*:}%
+		-o deny_high=${WATERMARK_DENY%%:*}% -o deny_low=${WATERMARK_DENY#*:}% -o headroom=${HEADROOM}M
+		-o giveback_retry=1s -o audit_interval=1s"
+	WATERMARK_LEVELS=$(echo "$WATERMARK_NOTIFY:$WATERMARK_DENY" | awk -F: -v l="$LIMIT" \
+		'{ for (i = 1; i <= 4; i++) printf "%s%.1f", (i > 1 ? " " : ""), $i * l / 100 }')
 }
+
+# The broker's clients run as an unprivileged user when the script is root
+# (root is exempt from deny); the same user in the plain run.
+[ -n "$RUN_UID" ] || { [ "$(id -u)" = 0 ] && RUN_UID=65534 || RUN_UID=$(id -u); }
+AS_USER=""
+if [ "$RUN_UID" != "$(id -u)" ]; then
+	command -v setpriv >/dev/null ||
+		{ echo "device/run.sh: setpriv (util-linux) is missing: --user $RUN_UID needs it" >&2; exit 1; }
+	AS_USER="setpriv --reuid=$RUN_UID --regid=$RUN_UID --clear-groups"
+fi
 
 for f in mbserver/mbserver libmbclient/mbstatus track_fs/track_fs device/renderer \
 	device/spooler device/hog device/cache_worker; do
@@ -100,6 +135,12 @@ PYTHON=/usr/bin/python3
 
 [ -n "$OUT" ] || OUT=$(mktemp -d "${TMPDIR:-/tmp}/membroker-device.XXXXXX")
 mkdir -p "$OUT"
+if [ -n "$AS_USER" ]; then
+	# The clients write their progress logs into the run directories.
+	chmod a+x "$OUT"
+	$AS_USER test -x "$OUT" || { echo "device/run.sh: uid $RUN_UID cannot reach $OUT:" \
+		"choose another --out, or --user $(id -u)" >&2; exit 1; }
+fi
 
 # ---- the device: a memory cgroup without swap ---------------------------
 
@@ -206,6 +247,12 @@ run_one() {
 	mode=$1 D=$OUT/$1
 	rm -rf "$D"; mkdir -p "$D/spool" "$D/backing"
 	: >"$D/pids"
+	if [ -n "$AS_USER" ]; then
+		chmod a+x "$D"
+		for f in renderer pyjob cache; do
+			: >"$D/$f.log" && chown "$RUN_UID" "$D/$f.log"
+		done
+	fi
 	if [ -n "$CG_VERSION" ]; then
 		device_create "$mode" || { echo "cannot create the cgroup" >&2; return 1; }
 	fi
@@ -219,7 +266,7 @@ run_one() {
 		# shellcheck disable=SC2086
 		in_device "$B/mbserver/mbserver" --config "$TOP/conf/membroker.conf" --socket "$sock" \
 			--total "${TOTAL}M" --log-level debug -o log_target=stderr \
-			$WATERMARK_OPTIONS >"$D/mbserver.log" 2>&1
+			-o socket_mode=0666 $WATERMARK_OPTIONS >"$D/mbserver.log" 2>&1
 		RUN_PIDS="$RUN_PIDS $!"
 		echo "mbserver $!" >>"$D/pids"
 		wait_socket "$sock" || { cat "$D/mbserver.log"; return 1; }
@@ -251,12 +298,14 @@ run_one() {
 	WORK_PIDS="$WORK_PIDS $sampler"
 
 	common="--seed $SEED --seconds $SECONDS_RUN"
+	# AS_USER is a command and its options, or nothing.
+	# shellcheck disable=SC2086
 	if [ "$mode" = suite ]; then
-		set -- env MEMBROKER_SOCKET="$sock" LD_PRELOAD="$GMALLOC" GMALLOC_BROKER=yes \
+		set -- $AS_USER env MEMBROKER_SOCKET="$sock" LD_PRELOAD="$GMALLOC" GMALLOC_BROKER=yes \
 			GMALLOC_BROKER_SOCKET="$sock"
 		cache_broker=--broker
 	else
-		set -- env
+		set -- $AS_USER env
 		cache_broker=--no-broker
 	fi
 	workers=""
@@ -270,7 +319,7 @@ run_one() {
 		>"$D/pyjob.out" 2>&1
 	workers="$workers pyjob:$!"
 	# shellcheck disable=SC2086
-	in_device env MEMBROKER_SOCKET="$sock" "$B/device/cache_worker" $common $cache_broker \
+	in_device $AS_USER env MEMBROKER_SOCKET="$sock" "$B/device/cache_worker" $common $cache_broker \
 		--size "$CACHE" --report "$D/cache.log" \
 		>"$D/cache.out" 2>&1
 	workers="$workers cache:$!"
@@ -322,6 +371,12 @@ run_one() {
 echo "Simulated device: $DEVICE_NOTE; seed $SEED"
 echo "  broker total $TOTAL MiB = limit $LIMIT - hog $HOG - reserve $RESERVE;" \
 	"renderer $RENDERER, pyjob $PYJOB, spool $SPOOL MiB, cache $CACHE MiB"
+if [ -n "$WATERMARKS" ] && [ -n "$CG_VERSION" ]; then
+	WM_NOTE="notify ${WATERMARK_NOTIFY%%:*}%/${WATERMARK_NOTIFY#*:}%, deny ${WATERMARK_DENY%%:*}%/${WATERMARK_DENY#*:}% of the limit, headroom $HEADROOM MiB"
+else
+	WM_NOTE="none"
+fi
+echo "  watermarks: $WM_NOTE; the broker's clients run as uid $RUN_UID"
 RUNS=""
 for mode in suite plain; do
 	[ -z "$ONLY" ] || [ "$ONLY" = "$mode" ] || continue
@@ -336,6 +391,8 @@ seed $SEED
 seconds $SECONDS_RUN
 device $DEVICE_NOTE
 watermarks $WATERMARK_LEVELS
+watermark_note $WM_NOTE
+uid $RUN_UID
 EOF
 "$PYTHON" "$TOP/device/report.py" report --dir "$OUT" ${CHART:+--chart "$TOP/device/timeline.gp"}
 echo "Runs, logs and samples: $OUT"

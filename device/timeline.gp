@@ -1,8 +1,11 @@
 # device/timeline.gp - the timeline chart of device/run.sh (report.py runs
-# it with dir, outfile, term, limit, total, wm1, wm2, has_suite, has_plain).
+# it with dir, outfile, term, limit, total, the watermarks in MiB nh, nl, dh,
+# dl (NaN: none), has_suite, has_plain).
 # Columns of samples.tsv: 1 t, 2 device, 3 oom_kills, 4 pool, 5-8 quota of
 # renderer, pyjob, cache, spooler, 9-13 memory of renderer, pyjob, cache,
-# spooler, hog, 14 anonymous + tmpfs (MiB).  Each panel stacks what the
+# spooler, hog, 14 anonymous + tmpfs, 15 device memory as the broker measures
+# it against its marks (usage less inactive page cache), 16 watermark state
+# (0 normal, 1 notify, 2 deny), 17 what the broker may lend (MiB).  Each panel stacks what the
 # workloads hold (quota with the suite, memory without it), the hog on top,
 # under the device's memory (page cache included).
 eval "set terminal ".term
@@ -11,9 +14,14 @@ set output outfile
 set multiplot layout 1, (has_suite + has_plain)
 set xlabel "seconds"
 set ylabel "MiB"
-set yrange [0:limit * 1.3]
+set yrange [0:limit * 1.1]
 set autoscale xfix
-set key top left horizontal maxrows 2 font ",8" samplen 1.5 width -2
+set key below horizontal font ",8" samplen 1.5 width -1
+# The same margins for both panels, whatever their keys hold.
+set bmargin 10
+set tmargin 3
+set lmargin 8
+set rmargin 2
 set grid ytics lc rgb "#dddddd"
 set style fill solid 0.75 noborder
 z(c) = valid(c) ? column(c) : 0
@@ -29,10 +37,16 @@ if (has_suite) {
 	     f u 1:(z(7)) w filledcurves x1 fc rgb c_cache t "cache (anr_malloc)", \
 	     f u 1:2 w l lc rgb "#000000" lw 2 t "device memory", \
 	     f u 1:14 w l lc rgb "#000000" lw 1 dt 2 t "anonymous + tmpfs", \
+	     f u 1:15 w l lc rgb "#0050b0" lw 1 t (nh == nh ? "device, as the marks see it" : ""), \
 	     limit w l lc rgb "#c00000" lw 1.5 dt 2 t "limit", \
-	     total w l lc rgb "#0050b0" lw 1.5 dt 4 t "broker total", \
-	     (wm1 == wm1 ? wm1 : 1/0) w l lc rgb "#e08000" lw 1.2 dt 3 t (wm1 == wm1 ? "watermarks" : ""), \
-	     (wm2 == wm2 ? wm2 : 1/0) w l lc rgb "#e08000" lw 1.2 dt 3 notitle
+	     f u 1:17 w steps lc rgb "#0050b0" lw 1.5 dt 4 t (nh == nh ? "broker may lend" : ""), \
+	     (nh == nh ? 1/0 : total) w l lc rgb "#0050b0" lw 1.5 dt 4 t (nh == nh ? "" : "broker total"), \
+	     (nh == nh ? nh : 1/0) w l lc rgb "#e08000" lw 1.5 dt 2 t (nh == nh ? "notify high/low" : ""), \
+	     (nl == nl ? nl : 1/0) w l lc rgb "#e08000" lw 1 dt 3 notitle, \
+	     (dh == dh ? dh : 1/0) w l lc rgb "#9000a0" lw 1.5 dt 2 t (dh == dh ? "deny high/low" : ""), \
+	     (dl == dl ? dl : 1/0) w l lc rgb "#9000a0" lw 1 dt 3 notitle, \
+	     f u 1:(z(16) == 1 ? limit * 1.05 : 1/0) w p pt 7 ps 0.9 lc rgb "#e08000" t (nh == nh ? "in notify" : ""), \
+	     f u 1:(z(16) == 2 ? limit * 1.05 : 1/0) w p pt 7 ps 0.9 lc rgb "#9000a0" t (dh == dh ? "in deny" : "")
 }
 if (has_plain) {
 	f = dir."/plain/samples.tsv"
