@@ -17,24 +17,28 @@
 #    4..64 KiB, with and without a thread churning 1..8 MiB blocks (live
 #    set 10..300 MiB); p99, p99.9 and max of its wake-up latency and of
 #    its malloc+memset+free, and p99.99 and max of the churning thread's
-#    free().  RT_SECS seconds per run (1000 wake-ups a second).
+#    free().  RT_SECS seconds per run (1000 wake-ups a second).  No mlockall:
+#    it lays every page an allocator maps in at once, which makes the
+#    wake-ups of every allocator worse under churn (the churning thread
+#    holds the address-space lock while its blocks are faulted in), and
+#    which gmalloc's reserved address space cannot stand.
 # 3. Worst case per call (worst.c): OPS mixed malloc/free/realloc calls,
 #    each timed; p99, p99.99, max; and the free of a written 1 GiB block.
 #    Then the same calls on the core (steps.c, libanrcore) counted in the
 #    steps of its written bound ANR_CALL_STEPS_MAX.
 #
-# Environment: RUNS (default 3), RT_SECS (default 10), OPS (default
-# 10000000), SCALE (workload size, default 1), ONLY (space-separated
+# Environment: RUNS (default 5), RT_SECS (default 10), OPS (default
+# 10000000), SCALE (workload size, default 2), ONLY (space-separated
 # sections to run: work rt worst; default all).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:-${top_builddir:-$here/../../build}}
 build=$(cd "$build" && pwd)
 src=$(cd "$here/../.." && pwd)
-RUNS=${RUNS:-3}
+RUNS=${RUNS:-5}
 RT_SECS=${RT_SECS:-10}
 OPS=${OPS:-10000000}
-SCALE=${SCALE:-1}
+SCALE=${SCALE:-2}
 ONLY=${ONLY:-work rt worst}
 gm="$build/gmalloc/.libs/libgmalloc.so"
 [ -f "$gm" ] || { echo "build libgmalloc.so first ($gm)" >&2; exit 1; }
@@ -125,7 +129,8 @@ if want rt; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "skipped: SCHED_FIFO needs root"
 	else
-		for mode in quiet churn; do
+		modes="quiet churn"
+		for mode in $modes; do
 			for a in $present; do
 				name=${a%%:*} lib=${a#*:}
 				run "$lib" "$tmp/rt" "$mode" "$RT_SECS" >"$tmp/rt.$mode.$name" || true
@@ -134,16 +139,16 @@ if want rt; then
 		if grep -q '^skip' "$tmp/rt.quiet.glibc"; then
 			cat "$tmp/rt.quiet.glibc"
 		else
-			printf '%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s\n' allocator churn \
+			printf '%-9s %-11s %9s %9s %9s %9s %9s %9s %11s %9s\n' allocator mode \
 				wake_p99 wake_p999 wake_max op_p99 op_p999 op_max free_p9999 free_max
 			for a in $present; do
 				name=${a%%:*}
-				for mode in quiet churn; do
+				for mode in $modes; do
 					f="$tmp/rt.$mode.$name"
-					[ -s "$f" ] || { printf '%-9s %-6s failed\n' "$name" "$mode"; continue; }
+					[ -s "$f" ] || { printf '%-9s %-11s failed\n' "$name" "$mode"; continue; }
 					wake=$(grep '^wake' "$f"); op=$(grep '^op' "$f"); fr=$(grep '^churnfree' "$f" || echo "churnfree n 0 p9999 - max -")
 					echo "$name $mode $wake $op $fr" | awk '{
-						printf "%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s\n", $1, ($2 == "churn" ? "yes" : "no"),
+						printf "%-9s %-11s %9s %9s %9s %9s %9s %9s %11s %9s\n", $1, $2,
 							$5, $7, $9, $12, $14, $16, $21, $23 }'
 				done
 			done
