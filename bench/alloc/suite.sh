@@ -17,7 +17,8 @@
 #    4..64 KiB, with and without a thread churning 1..8 MiB blocks (live
 #    set 10..300 MiB); p99, p99.9 and max of its wake-up latency and of
 #    its malloc+memset+free, and p99.99 and max of the churning thread's
-#    free().  RT_SECS seconds per run (1000 wake-ups a second).  No mlockall:
+#    free().  Medians over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a
+#    second), the allocators interleaved.  No mlockall:
 #    it lays every page an allocator maps in at once, which makes the
 #    wake-ups of every allocator worse under churn (the churning thread
 #    holds the address-space lock while its blocks are faulted in), and
@@ -27,7 +28,7 @@
 #    Then the same calls on the core (steps.c, libanrcore) counted in the
 #    steps of its written bound ANR_CALL_STEPS_MAX.
 #
-# Environment: RUNS (default 5), RT_SECS (default 10), OPS (default
+# Environment: RUNS (default 5), RT_SECS (default 5), RT_RUNS (default 3), OPS (default
 # 10000000), SCALE (workload size, default 2), ONLY (space-separated
 # sections to run: work rt worst; default all).
 set -eu
@@ -36,7 +37,8 @@ build=${1:-${top_builddir:-$here/../../build}}
 build=$(cd "$build" && pwd)
 src=$(cd "$here/../.." && pwd)
 RUNS=${RUNS:-5}
-RT_SECS=${RT_SECS:-10}
+RT_SECS=${RT_SECS:-5}
+RT_RUNS=${RT_RUNS:-3}
 OPS=${OPS:-10000000}
 SCALE=${SCALE:-2}
 ONLY=${ONLY:-work rt worst}
@@ -124,32 +126,41 @@ fi
 
 if want rt; then
 	echo
-	echo "== Real-time thread: 1 ms period, malloc+memset+free of 4..64 KiB, $RT_SECS s per run (us)"
+	echo "== Real-time thread: 1 ms period, malloc+memset+free of 4..64 KiB (us; medians of $RT_RUNS runs of $RT_SECS s, interleaved)"
 	echo "   (SCHED_FIFO 50; no mlockall; the churning thread frees 1..8 MiB blocks, live set 10..300 MiB)"
 	if [ "$(id -u)" != 0 ]; then
 		echo "skipped: SCHED_FIFO needs root"
 	else
 		modes="quiet churn"
-		for mode in $modes; do
-			for a in $present; do
-				name=${a%%:*} lib=${a#*:}
-				run "$lib" "$tmp/rt" "$mode" "$RT_SECS" >"$tmp/rt.$mode.$name" || true
+		r=1
+		while [ "$r" -le "$RT_RUNS" ]; do
+			for mode in $modes; do
+				for a in $present; do
+					name=${a%%:*} lib=${a#*:}
+					run "$lib" "$tmp/rt" "$mode" "$RT_SECS" >>"$tmp/rt.$mode.$name" || true
+				done
 			done
+			r=$((r + 1))
 		done
 		if grep -q '^skip' "$tmp/rt.quiet.glibc"; then
-			cat "$tmp/rt.quiet.glibc"
+			grep -m1 '^skip' "$tmp/rt.quiet.glibc"
 		else
-			printf '%-9s %-11s %9s %9s %9s %9s %9s %9s %11s %9s\n' allocator mode \
+			printf '%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s\n' allocator mode \
 				wake_p99 wake_p999 wake_max op_p99 op_p999 op_max free_p9999 free_max
+			# med FILE KIND FIELD: median over the runs of FIELD of the KIND lines
+			med() { grep "^$2 " "$1" | field "$3" | median; }
 			for a in $present; do
 				name=${a%%:*}
 				for mode in $modes; do
 					f="$tmp/rt.$mode.$name"
-					[ -s "$f" ] || { printf '%-9s %-11s failed\n' "$name" "$mode"; continue; }
-					wake=$(grep '^wake' "$f"); op=$(grep '^op' "$f"); fr=$(grep '^churnfree' "$f" || echo "churnfree n 0 p9999 - max -")
-					echo "$name $mode $wake $op $fr" | awk '{
-						printf "%-9s %-11s %9s %9s %9s %9s %9s %9s %11s %9s\n", $1, $2,
-							$5, $7, $9, $12, $14, $16, $21, $23 }'
+					grep -q '^wake' "$f" 2>/dev/null || { printf '%-9s %-6s failed\n' "$name" "$mode"; continue; }
+					fp=- fm=-
+					if [ "$mode" = churn ]; then
+						fp=$(med "$f" churnfree p9999) fm=$(med "$f" churnfree max)
+					fi
+					printf '%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s\n' "$name" "$mode" \
+						"$(med "$f" wake p99)" "$(med "$f" wake p999)" "$(med "$f" wake max)" \
+						"$(med "$f" op p99)" "$(med "$f" op p999)" "$(med "$f" op max)" "$fp" "$fm"
 				done
 			done
 		fi
