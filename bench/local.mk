@@ -6,3 +6,11 @@ bench_watermarks_wmbench_SOURCES = bench/watermarks/wmbench.c
 bench_watermarks_wmbench_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
 bench_watermarks_wmbench_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
 EXTRA_DIST += bench/watermarks/run.sh
+
+# bench/alloc/suite.sh: workloads, the real-time thread and the worst case
+# per call, against the peer allocators (programs built by the script).
+EXTRA_DIST += bench/alloc/suite.sh bench/alloc/workloads.c bench/alloc/rt.c \
+	bench/alloc/worst.c bench/alloc/steps.c
+# the rest of bench/alloc (run.sh and its programs are listed in gmalloc/local.mk)
+EXTRA_DIST += bench/alloc/peers.sh bench/alloc/core.sh bench/alloc/pair_loop.c \
+	bench/alloc/churn.c

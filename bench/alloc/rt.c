@@ -1,0 +1,219 @@
+/*
+ * rt.c - a real-time thread inside an allocating process (bench/alloc/suite.sh).
+ *
+ * usage: rt churn|quiet SECONDS
+ * One SCHED_FIFO thread (priority 50) wakes every 1 ms (clock_nanosleep on
+ * an absolute deadline), then mallocs a block of 4..64 KiB, writes all of
+ * it (memset) and frees it.  It records its wake-up latency (now - deadline)
+ * and the time of malloc+memset+free.  With "churn" a second, ordinary
+ * thread allocates and frees blocks of 1..8 MiB (one byte written per page)
+ * with its live set swinging between 10 and 300 MiB, and records the time of
+ * each of its free() calls.  No mlockall: page faults are part of what is
+ * measured.  Samples go to arrays mapped before the threads start, so the
+ * measuring itself does not allocate.
+ * Prints, in microseconds:
+ *   wake p99 X p999 X max X
+ *   op p99 X p999 X max X
+ *   churnfree n N p9999 X max X        (with churn)
+ * Exits 77 when SCHED_FIFO is not allowed (it needs root or CAP_SYS_NICE).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define PERIOD_NS 1000000L
+#define MIB (1024u * 1024u)
+
+static volatile int stop;
+static uint32_t *wake_ns, *op_ns, *free_ns;
+static size_t nwake, nfree, free_cap;
+
+static int64_t
+now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void *
+map(size_t n)
+{
+	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+
+	if (p == MAP_FAILED) {
+		perror("rt: mmap");
+		exit(1);
+	}
+	return p;
+}
+
+static uint32_t
+clamp(int64_t v)
+{
+	return v < 0 ? 0 : v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+struct rt_arg {
+	size_t n;
+};
+
+static void *
+rt_thread(void *v)
+{
+	struct rt_arg *a = v;
+	struct timespec next;
+	uint64_t x = 88172645463325252ull;
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	for (size_t i = 0; i < a->n; i++) {
+		int64_t dl, t0, t1;
+		size_t size;
+		char *p;
+
+		next.tv_nsec += PERIOD_NS;
+		if (next.tv_nsec >= 1000000000) {
+			next.tv_nsec -= 1000000000;
+			next.tv_sec++;
+		}
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+			;
+		t0 = now_ns();
+		dl = (int64_t)next.tv_sec * 1000000000 + next.tv_nsec;
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		size = 4096 + (size_t)(x % (60 * 1024 + 1));
+		p = malloc(size);
+		if (p != NULL)
+			memset(p, (int)i, size);
+		/* keep the compiler from dropping the malloc/memset/free */
+		__asm__ volatile("" : : "r"(p) : "memory");
+		free(p);
+		t1 = now_ns();
+		wake_ns[i] = clamp(t0 - dl);
+		op_ns[i] = clamp(t1 - t0);
+		nwake = i + 1;
+	}
+	stop = 1;
+	return NULL;
+}
+
+static void *
+churn_thread(void *v)
+{
+	enum { SLOTS = 512 };
+	char *b[SLOTS] = { 0 };
+	size_t sz[SLOTS] = { 0 }, live = 0;
+	uint64_t x = 1234567891ull;
+	int growing = 1;
+
+	(void)v;
+	while (!stop) {
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		unsigned k = (unsigned)(x % SLOTS);
+		if (growing && b[k] == NULL) {
+			size_t n = MIB + (size_t)((x >> 16) % (7 * MIB + 1));
+			b[k] = malloc(n);
+			if (b[k] == NULL)
+				continue;
+			for (size_t o = 0; o < n; o += 4096)
+				b[k][o] = 1;
+			sz[k] = n;
+			live += n;
+			if (live >= 300 * (size_t)MIB)
+				growing = 0;
+		} else if (!growing && b[k] != NULL) {
+			int64_t t0 = now_ns();
+			__asm__ volatile("" : : "r"(b[k]) : "memory");
+			free(b[k]);
+			int64_t t1 = now_ns();
+			if (nfree < free_cap)
+				free_ns[nfree++] = clamp(t1 - t0);
+			b[k] = NULL;
+			live -= sz[k];
+			if (live <= 10 * (size_t)MIB)
+				growing = 1;
+		}
+	}
+	for (int k = 0; k < SLOTS; k++)
+		free(b[k]);
+	return NULL;
+}
+
+static int
+cmp32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* the q-quantile of n sorted values, in microseconds */
+static double
+q_us(const uint32_t *v, size_t n, double q)
+{
+	size_t i = (size_t)(q * (double)n);
+
+	if (n == 0)
+		return 0;
+	if (i >= n)
+		i = n - 1;
+	return v[i] / 1000.0;
+}
+
+int
+main(int argc, char **argv)
+{
+	int churn = argc > 1 && strcmp(argv[1], "churn") == 0;
+	long secs = argc > 2 ? atol(argv[2]) : 10;
+	struct rt_arg a = { (size_t)(secs > 0 ? secs : 10) * 1000 };
+	struct sched_param sp = { .sched_priority = 50 };
+	pthread_attr_t at;
+	pthread_t rt, ch;
+	int e;
+
+	wake_ns = map(a.n * sizeof(uint32_t));
+	op_ns = map(a.n * sizeof(uint32_t));
+	free_cap = 4u << 20;
+	free_ns = map(free_cap * sizeof(uint32_t));
+
+	pthread_attr_init(&at);
+	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedpolicy(&at, SCHED_FIFO);
+	pthread_attr_setschedparam(&at, &sp);
+	e = pthread_create(&rt, &at, rt_thread, &a);
+	if (e == EPERM) {
+		printf("skip: SCHED_FIFO not allowed (needs root or CAP_SYS_NICE)\n");
+		return 77;
+	}
+	if (e != 0) {
+		fprintf(stderr, "rt: pthread_create: %s\n", strerror(e));
+		return 1;
+	}
+	if (churn && pthread_create(&ch, NULL, churn_thread, NULL) != 0) {
+		fprintf(stderr, "rt: pthread_create failed\n");
+		return 1;
+	}
+	pthread_join(rt, NULL);
+	if (churn)
+		pthread_join(ch, NULL);
+
+	qsort(wake_ns, nwake, sizeof(uint32_t), cmp32);
+	qsort(op_ns, nwake, sizeof(uint32_t), cmp32);
+	printf("wake p99 %.1f p999 %.1f max %.1f\n", q_us(wake_ns, nwake, 0.99),
+	       q_us(wake_ns, nwake, 0.999), q_us(wake_ns, nwake, 1));
+	printf("op p99 %.1f p999 %.1f max %.1f\n", q_us(op_ns, nwake, 0.99),
+	       q_us(op_ns, nwake, 0.999), q_us(op_ns, nwake, 1));
+	if (churn) {
+		qsort(free_ns, nfree, sizeof(uint32_t), cmp32);
+		printf("churnfree n %zu p9999 %.1f max %.1f\n", nfree,
+		       q_us(free_ns, nfree, 0.9999), q_us(free_ns, nfree, 1));
+	}
+	return 0;
+}

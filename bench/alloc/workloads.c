@@ -1,0 +1,292 @@
+/*
+ * workloads.c - allocator workloads for bench/alloc/suite.sh, run under
+ * each allocator by LD_PRELOAD and timed from outside with /usr/bin/time.
+ *
+ * usage: workloads NAME [SCALE]   (SCALE multiplies the work; default 1)
+ *   churn        one thread: 4096 live objects of 16..512 bytes, each
+ *                operation replaces a random one
+ *   churn-mt     the same on two threads, each with its own objects
+ *   prodcons     a producer thread allocates 16..1024 bytes and hands the
+ *                blocks over a ring to a consumer thread that frees them
+ *   larson       two threads replace random slots of one shared array of
+ *                8192 objects of 16..4096 bytes; the object taken out
+ *                (often allocated by the other thread) is freed
+ *   large        one thread: 8 live blocks of 256 KiB..8 MiB, one byte
+ *                written per page of each new block
+ *   realloc      strings grown by doubling (16 B -> 1 MiB) and by steps of
+ *                16 bytes (to 64 KiB), 16 strings at a time, with small
+ *                allocations in between
+ * Prints "NAME ops N check X" (the check keeps the work from being
+ * optimised away).
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static long scale = 1;
+
+static uint64_t
+rnd(uint64_t *x)
+{
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	return *x;
+}
+
+static void
+die(const char *what)
+{
+	fprintf(stderr, "workloads: %s failed\n", what);
+	exit(1);
+}
+
+static void *
+xmalloc(size_t n)
+{
+	char *p = malloc(n);
+
+	if (p == NULL)
+		die("malloc");
+	p[0] = (char)n;
+	return p;
+}
+
+/* churn: OPS replacements among 4096 objects; returns a checksum */
+struct churn_arg {
+	long ops;
+	uint64_t seed;
+	uint64_t sum;
+};
+
+static void *
+churn_thread(void *v)
+{
+	struct churn_arg *a = v;
+	enum { LIVE = 4096 };
+	static __thread char *obj[LIVE];
+	uint64_t x = a->seed, sum = 0;
+
+	for (int i = 0; i < LIVE; i++)
+		obj[i] = xmalloc(16 + rnd(&x) % 497);
+	for (long i = 0; i < a->ops; i++) {
+		uint64_t r = rnd(&x);
+		unsigned k = (unsigned)(r % LIVE);
+		sum += (unsigned char)obj[k][0];
+		free(obj[k]);
+		obj[k] = xmalloc(16 + (r >> 20) % 497);
+	}
+	for (int i = 0; i < LIVE; i++)
+		free(obj[i]);
+	a->sum = sum;
+	return NULL;
+}
+
+static uint64_t
+run_threads(void *(*fn)(void *), int n, long ops)
+{
+	pthread_t t[2];
+	struct churn_arg a[2];
+	uint64_t sum = 0;
+
+	for (int i = 0; i < n; i++) {
+		a[i].ops = ops;
+		a[i].seed = 88172645463325252ull + 7919u * (unsigned)i;
+		a[i].sum = 0;
+		if (pthread_create(&t[i], NULL, fn, &a[i]) != 0)
+			die("pthread_create");
+	}
+	for (int i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		sum += a[i].sum;
+	}
+	return sum;
+}
+
+/* prodcons: a ring of RING slots, NULL = empty */
+#define RING 4096
+static char *volatile ring[RING];
+
+static void *
+producer(void *v)
+{
+	struct churn_arg *a = v;
+	uint64_t x = a->seed;
+
+	for (long i = 0; i < a->ops; i++) {
+		char *p = xmalloc(16 + rnd(&x) % 1009);
+		while (__atomic_load_n(&ring[i % RING], __ATOMIC_ACQUIRE) != NULL)
+			sched_yield();
+		__atomic_store_n(&ring[i % RING], p, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+static void *
+consumer(void *v)
+{
+	struct churn_arg *a = v;
+	uint64_t sum = 0;
+
+	for (long i = 0; i < a->ops; i++) {
+		char *p;
+		while ((p = __atomic_exchange_n(&ring[i % RING], NULL, __ATOMIC_ACQ_REL)) == NULL)
+			sched_yield();
+		sum += (unsigned char)p[0];
+		free(p);
+	}
+	a->sum = sum;
+	return NULL;
+}
+
+/* larson: one shared array; each operation swaps a new object in */
+#define SLOTS 8192
+static char *volatile slot[SLOTS];
+
+static void *
+larson_thread(void *v)
+{
+	struct churn_arg *a = v;
+	uint64_t x = a->seed, sum = 0;
+
+	for (long i = 0; i < a->ops; i++) {
+		uint64_t r = rnd(&x);
+		char *p = xmalloc(16 + (r >> 20) % 4081);
+		char *old = __atomic_exchange_n(&slot[r % SLOTS], p, __ATOMIC_ACQ_REL);
+		if (old != NULL) {
+			sum += (unsigned char)old[0];
+			free(old);
+		}
+	}
+	a->sum = sum;
+	return NULL;
+}
+
+static uint64_t
+large(long ops)
+{
+	enum { LIVE = 8 };
+	char *b[LIVE] = { 0 };
+	uint64_t x = 1234567891ull, sum = 0;
+
+	for (long i = 0; i < ops; i++) {
+		uint64_t r = rnd(&x);
+		unsigned k = (unsigned)(r % LIVE);
+		size_t n = 256 * 1024 + (size_t)((r >> 16) % (8 * 1024 * 1024 - 256 * 1024 + 1));
+		if (b[k] != NULL) {
+			sum += (unsigned char)b[k][0];
+			free(b[k]);
+		}
+		b[k] = xmalloc(n);
+		for (size_t o = 0; o < n; o += 4096)
+			b[k][o] = (char)(o >> 12);
+	}
+	for (int k = 0; k < LIVE; k++)
+		free(b[k]);
+	return sum;
+}
+
+static char *
+xrealloc(char *p, size_t n)
+{
+	p = realloc(p, n);
+	if (p == NULL)
+		die("realloc");
+	p[n - 1] = (char)n;
+	return p;
+}
+
+static uint64_t
+grow(long rounds)
+{
+	enum { STR = 16 };
+	uint64_t x = 42, sum = 0;
+
+	for (long r = 0; r < rounds; r++) {
+		char *s[STR] = { 0 }, *small[64] = { 0 };
+		size_t len[STR] = { 0 };
+		/* by doubling, all strings in turn */
+		for (size_t n = 16; n <= 1024 * 1024; n *= 2)
+			for (int i = 0; i < STR; i++) {
+				s[i] = xrealloc(s[i], n);
+				len[i] = n;
+				unsigned k = (unsigned)(rnd(&x) % 64);
+				free(small[k]);
+				small[k] = xmalloc(16 + x % 200);
+			}
+		for (int i = 0; i < STR; i++) {
+			sum += (unsigned char)s[i][len[i] - 1];
+			free(s[i]);
+			s[i] = NULL;
+		}
+		/* by small steps */
+		for (size_t n = 16; n <= 64 * 1024; n += 16)
+			for (int i = 0; i < STR; i++) {
+				s[i] = xrealloc(s[i], n);
+				len[i] = n;
+				if ((n & 255) == 0) {
+					unsigned k = (unsigned)(rnd(&x) % 64);
+					free(small[k]);
+					small[k] = xmalloc(16 + x % 200);
+				}
+			}
+		for (int i = 0; i < STR; i++) {
+			sum += (unsigned char)s[i][len[i] - 1];
+			free(s[i]);
+		}
+		for (int k = 0; k < 64; k++)
+			free(small[k]);
+	}
+	return sum;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *w = argc > 1 ? argv[1] : "";
+	uint64_t sum;
+	long ops;
+
+	if (argc > 2)
+		scale = atol(argv[2]);
+	if (scale < 1)
+		scale = 1;
+	if (strcmp(w, "churn") == 0) {
+		ops = 5000000 * scale;
+		sum = run_threads(churn_thread, 1, ops);
+	} else if (strcmp(w, "churn-mt") == 0) {
+		ops = 2500000 * scale;
+		sum = run_threads(churn_thread, 2, ops);
+		ops *= 2;
+	} else if (strcmp(w, "prodcons") == 0) {
+		pthread_t t[2];
+		struct churn_arg a = { 1000000 * scale, 99991, 0 };
+		ops = a.ops;
+		if (pthread_create(&t[0], NULL, producer, &a) != 0 ||
+		    pthread_create(&t[1], NULL, consumer, &a) != 0)
+			die("pthread_create");
+		pthread_join(t[0], NULL);
+		pthread_join(t[1], NULL);
+		sum = a.sum;
+	} else if (strcmp(w, "larson") == 0) {
+		ops = 1000000 * scale;
+		sum = run_threads(larson_thread, 2, ops);
+		ops *= 2;
+		for (int i = 0; i < SLOTS; i++)
+			free(slot[i]);
+	} else if (strcmp(w, "large") == 0) {
+		ops = 4000 * scale;
+		sum = large(ops);
+	} else if (strcmp(w, "realloc") == 0) {
+		ops = 40 * scale;
+		sum = grow(ops);
+	} else {
+		fprintf(stderr, "usage: workloads churn|churn-mt|prodcons|larson|large|realloc [SCALE]\n");
+		return 2;
+	}
+	printf("%s ops %ld check %llu\n", w, ops, (unsigned long long)sum);
+	return 0;
+}
