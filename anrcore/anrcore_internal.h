@@ -149,6 +149,14 @@ struct anr_heap {
 	int trash_free;
 	int vg;                /* valgrind client requests are on */
 	int fast_free;         /* neither trash fill nor valgrind requests */
+	/* The uid (below) when the fast allocation path may be taken (no
+	 * valgrind requests due), resp. the fast free path (fast_free);
+	 * ANR_UID_NONE otherwise: one comparison with the thread's cached uid
+	 * decides both the heap and the mode. */
+	uint64_t alloc_uid, free_uid;
+	/* Size class of a request of s <= ANR_SLAB_MAX bytes: class_of[(s + 15) / 16]
+	 * (every class size is a multiple of 16). */
+	uint8_t class_of[ANR_SLAB_MAX / ANR_ALIGN + 1];
 	char name[32];
 
 	pthread_mutex_t lock;
@@ -326,6 +334,7 @@ void anr_slab_release_unlisted(struct anr_heap *h, uint32_t s);
 void anr_slab_collect_shared(struct anr_heap *h, uint32_t s);
 
 /* theap.c */
+#define ANR_UID_NONE UINT64_MAX /* never a thread's cached uid */
 struct anr_tl {
 	const struct anr_heap *h;
 	uint64_t uid;

@@ -81,6 +81,8 @@ void
 anr_theap_init(struct anr_heap *h)
 {
 	h->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
+	h->alloc_uid = h->vg ? ANR_UID_NONE : h->uid;
+	h->free_uid = h->fast_free ? h->uid : ANR_UID_NONE;
 	for (unsigned i = 0; i < ANR_THEAPS; i++) {
 		h->th[i].id = (uint8_t)(i + 1);
 		for (unsigned c = 0; c < ANR_NCLASSES; c++)

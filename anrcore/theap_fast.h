@@ -102,4 +102,46 @@ anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t 
 	return 1;
 }
 
+/*
+ * The public calls' fast paths, also inlined by gmalloc's malloc and free.
+ * anr_alloc_fast: an object of the calling thread's theap when its heap
+ * is h and no valgrind request is due; NULL: call anr_alloc.
+ */
+static inline __attribute__((always_inline)) void *
+anr_alloc_fast(struct anr_heap *h, size_t size)
+{
+	if (__builtin_expect(size > ANR_SLAB_MAX || anr_tl.uid != h->alloc_uid, 0))
+		return NULL;
+	return anr_theap_alloc(h, anr_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
+}
+
+/*
+ * anr_free_fast: 1 if p was a live object of a slab the calling thread
+ * owns and it is now free (judged from the metadata first); 0 for
+ * everything else, NULL too (call anr_free).
+ */
+static inline __attribute__((always_inline)) int
+anr_free_fast(struct anr_heap *h, void *p)
+{
+	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
+	const struct anr_page *pg;
+	unsigned kind;
+	uint32_t s = (uint32_t)i;
+
+	/* One comparison puts p in the data pages (below h->data it wraps). */
+	if (__builtin_expect(i >= h->npages || (off & (ANR_ALIGN - 1)) != 0 ||
+			     anr_tl.uid != h->free_uid, 0))
+		return 0;
+	pg = &h->pm[i];
+	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
+	if (kind != ANR_PG_SLAB) {
+		if (kind != ANR_PG_SLAB_BODY)
+			return 0;
+		s = (uint32_t)(i - pg->npages);
+		if (s > i)
+			return 0;
+	}
+	return anr_theap_free_local(h, anr_tl.t, p, s);
+}
+
 #endif /* ANRCORE_THEAP_FAST_H */

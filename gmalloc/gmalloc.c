@@ -22,6 +22,7 @@
 #include "gm_internal.h"
 #include "gmalloc.h"
 #include "mb_log.h"
+#include "theap_fast.h"
 
 #define GM_API __attribute__((visibility("default")))
 /* Where the program called us from: the first frame of a block's stack. */
@@ -105,12 +106,36 @@ static size_t gm_size_of(struct anr_heap *h, void *p)
 	return usable;
 }
 
+/*
+ * malloc and free first try the core's inlined fast paths (small objects
+ * of the calling thread's theap), when the heap is ready in plain mode:
+ * one load of gm_fast_heap decides.  Everything else takes the full path.
+ */
 GM_API void *malloc(size_t size)
 {
+	struct anr_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(h != NULL, 1)) {
+		void *p = anr_alloc_fast(h, size);
+		if (__builtin_expect(p != NULL, 1))
+			return p;
+	}
 	return gm_alloc(0, size, 0, GM_CALLER());
 }
 
+static __attribute__((noinline)) void gm_free(void *p);
+
 GM_API void free(void *p)
+{
+	struct anr_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(h != NULL && anr_free_fast(h, p), 1)) {
+		if (gm_broker_open())
+			gm_broker_note_free();
+		return;
+	}
+	gm_free(p);
+}
+
+static void gm_free(void *p)
 {
 	if (!p || gm_boot_owns(p))
 		return;
