@@ -359,10 +359,6 @@ anr_theap_get(struct anr_heap *h)
 struct anr_theap *anr_theap_peek(const struct anr_heap *h);
 /* Current slab of class c is full: find free objects without the lock. */
 int anr_theap_refill_unlocked(struct anr_heap *h, struct anr_theap *t, unsigned c);
-/* A local free emptied owned slab s. */
-void anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s);
-/* Bytes freed locally: published every ANR_FREED_PUBLISH bytes. */
-void anr_theap_publish(struct anr_heap *h, struct anr_theap *t);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
 			    size_t *short_pages);
@@ -370,6 +366,8 @@ int anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
  * 0 if the slab is shared (the caller frees it under the lock). */
 int anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
 		   int locked);
+/* Bytes freed locally: published every ANR_FREED_PUBLISH bytes. */
+void anr_theap_publish(struct anr_heap *h, struct anr_theap *t);
 /* Bytes the calling thread freed and has not yet published. */
 uint64_t anr_theap_freed_pending(const struct anr_heap *h);
 /* Give every slab of t to the shared lists (locked); the slot stays claimed. */

@@ -684,8 +684,6 @@ free_slow(struct anr_heap *h, void *p)
 			struct anr_theap *t = anr_tl.uid == h->uid ? anr_tl.t : anr_theap_peek(h);
 			if (s > i)
 				goto locked;
-			if (t != NULL && h->fast_free && anr_theap_free_local(h, t, p, s))
-				return;
 			if (anr_theap_free(h, t, p, s, 0))
 				return;
 		}
@@ -715,7 +713,13 @@ anr_free(struct anr_heap *h, void *p)
 	/* The fast path: an object of a slab this thread owns, no trash fill
 	 * and no valgrind request due.  Everything else (NULL too) is judged
 	 * by free_slow. */
-	if (__builtin_expect(!anr_free_fast(h, p), 0))
+	int done = anr_free_fast(h, p);
+
+	if (__builtin_expect(done == 1, 1))
+		return;
+	if (done == 2)
+		anr_theap_publish(h, anr_tl.t);
+	else
 		free_slow(h, p);
 }
 

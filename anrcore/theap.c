@@ -372,12 +372,6 @@ emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s, int loc
 		anr_core_unlock(h);
 }
 
-void
-anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
-{
-	emptied(h, t, c, s, 0);
-}
-
 static void
 block_dies(struct anr_heap *h, void *p, size_t size)
 {

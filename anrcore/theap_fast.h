@@ -50,9 +50,49 @@ anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
 }
 
 /*
+ * The same without a call: NULL also when the current slab is full (the
+ * slow path refills it), so that the inlined path needs no saved register.
+ */
+static inline __attribute__((always_inline)) void *
+anr_theap_alloc_nocall(struct anr_heap *h, struct anr_theap *t, unsigned c)
+{
+	uint32_t s = t->cur[c];
+	struct anr_page *pg;
+	uint64_t *bits, v, b;
+	unsigned w = 0;
+	size_t size = h->cls[c].size;
+
+	if (__builtin_expect(s == ANR_NIL, 0))
+		return NULL;
+	pg = &h->pm[s];
+	if (__builtin_expect(pg->nfree == 0, 0))
+		return NULL;
+	if (t->cur_empty[c]) {
+		t->cur_empty[c] = 0;
+		t->empty_pages -= h->cls[c].npages;
+	}
+	bits = anr_slab_bits(h, s);
+	while ((v = ~bits[w]) == 0)
+		w++;
+	b = v & -v;
+	bits[w] = ~v | b;
+	pg->nfree--;
+	{
+		size_t in_use = t->in_use + size;
+		uint64_t allocs = t->allocs + 1;
+		ANR_TH_STORE(t->in_use, in_use);
+		ANR_TH_STORE(t->allocs, allocs);
+	}
+	return anr_page_addr(h, s) + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
+}
+
+/*
  * Free p of slab s, which the calling thread's t owns, when no trash fill
- * and no valgrind request is due.  Returns 0 when this is not that case
- * or p is not a live object's start: anr_theap_free() decides then.
+ * and no valgrind request is due, and a slab the free empties stays the
+ * current one, so that no call is needed.  Returns 1 when done, 2 when
+ * done and the freed bytes are due to be published (the caller calls
+ * anr_theap_publish), 0, having written nothing, when this is not that
+ * case or p is not a live object's start: anr_theap_free() decides then.
  */
 static inline __attribute__((always_inline)) int
 anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s)
@@ -63,7 +103,7 @@ anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t 
 	size_t size = k->size, nobjs = k->nobjs;
 	size_t off = (size_t)((char *)p - anr_page_addr(h, s)), idx, w;
 	size_t bit = (size_t)s * h->bmw;
-	uint64_t *bits, m, v;
+	uint64_t *bits, m, v, pending;
 	unsigned nfree;
 
 	if (h->owner[s] != t->id)
@@ -77,29 +117,27 @@ anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t 
 	v = *bits;
 	if (__builtin_expect((v & m) == 0 || (h->rfree[bit + w] & m) != 0, 0))
 		return 0;
-	*bits = v & ~m;
 	nfree = pg->nfree + 1u;
-	pg->nfree = (uint16_t)nfree;
-	{
-		size_t in_use = t->in_use - size;
-		uint64_t frees = t->frees + 1, pending = t->freed_pending + size;
-		ANR_TH_STORE(t->in_use, in_use);
-		ANR_TH_STORE(t->frees, frees);
-		t->freed_pending = pending;
-		if (__builtin_expect(pending >= ANR_FREED_PUBLISH, 0))
-			anr_theap_publish(h, t);
-	}
+	pending = t->freed_pending + size;
 	if (__builtin_expect(nfree == nobjs, 0)) {
 		/* Emptied: the current slab stays so, within the cache limit. */
-		if (t->cur[c] == s && !t->cur_empty[c] &&
-		    t->empty_pages + k->npages <= ANR_EMPTY_CACHE_PAGES) {
-			t->cur_empty[c] = 1;
-			t->empty_pages += k->npages;
-		} else {
-			anr_theap_emptied(h, t, c, s);
-		}
+		if (t->cur[c] != s || t->cur_empty[c] ||
+		    t->empty_pages + k->npages > ANR_EMPTY_CACHE_PAGES)
+			return 0;
+		t->cur_empty[c] = 1;
+		t->empty_pages += k->npages;
 	}
-	return 1;
+	*bits = v & ~m;
+	pg->nfree = (uint16_t)nfree;
+	t->freed_pending = pending;
+	{
+		size_t in_use = t->in_use - size;
+		uint64_t frees = t->frees + 1;
+		ANR_TH_STORE(t->in_use, in_use);
+		ANR_TH_STORE(t->frees, frees);
+	}
+	/* 2: the caller publishes the freed bytes (anr_theap_publish). */
+	return 1 + (pending >= ANR_FREED_PUBLISH);
 }
 
 /*
@@ -112,13 +150,14 @@ anr_alloc_fast(struct anr_heap *h, size_t size)
 {
 	if (__builtin_expect(size > ANR_SLAB_MAX || anr_tl.uid != h->alloc_uid, 0))
 		return NULL;
-	return anr_theap_alloc(h, anr_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
+	return anr_theap_alloc_nocall(h, anr_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
 }
 
 /*
  * anr_free_fast: 1 if p was a live object of a slab the calling thread
- * owns and it is now free (judged from the metadata first); 0 for
- * everything else, NULL too (call anr_free).
+ * owns and it is now free (judged from the metadata first), 2 if so and
+ * anr_theap_publish(h, anr_tl.t) is due; 0 for everything else, NULL too
+ * (call anr_free).
  */
 static inline __attribute__((always_inline)) int
 anr_free_fast(struct anr_heap *h, void *p)

@@ -127,10 +127,15 @@ static __attribute__((noinline)) void gm_free(void *p);
 GM_API void free(void *p)
 {
 	struct anr_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
-	if (__builtin_expect(h != NULL && anr_free_fast(h, p), 1)) {
-		if (gm_broker_open())
-			gm_broker_note_free();
-		return;
+	if (__builtin_expect(h != NULL, 1)) {
+		int done = anr_free_fast(h, p);
+		if (__builtin_expect(done != 0, 1)) {
+			if (__builtin_expect(done == 2, 0))
+				anr_theap_publish(h, anr_tl.t);
+			if (gm_broker_open())
+				gm_broker_note_free();
+			return;
+		}
 	}
 	gm_free(p);
 }
