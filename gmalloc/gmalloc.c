@@ -124,16 +124,27 @@ GM_API void *malloc(size_t size)
 
 static __attribute__((noinline)) void gm_free(void *p);
 
+/*
+ * The thread's freed bytes are due to be published (every
+ * ANR_FREED_PUBLISH bytes): that is when the broker may be owed surplus
+ * quota, so the fast path looks at the broker only then.
+ */
+static __attribute__((noinline)) void gm_free_published(struct anr_heap *h)
+{
+	anr_theap_publish(h, anr_tl.t);
+	if (gm_broker_open())
+		gm_broker_note_free();
+}
+
 GM_API void free(void *p)
 {
 	struct anr_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(h != NULL, 1)) {
 		int done = anr_free_fast(h, p);
-		if (__builtin_expect(done != 0, 1)) {
-			if (__builtin_expect(done == 2, 0))
-				anr_theap_publish(h, anr_tl.t);
-			if (gm_broker_open())
-				gm_broker_note_free();
+		if (__builtin_expect(done == 1, 1))
+			return;
+		if (done == 2) {
+			gm_free_published(h);
 			return;
 		}
 	}
