@@ -1,8 +1,9 @@
 /*
  * theap_fast.h - the fast paths of thread heaps (theap.c explains them),
- * inlined into the public calls of heap.c: an allocation from the current
- * slab and a free into a slab of the calling thread, neither taking a
- * lock nor doing an atomic read-modify-write.
+ * inlined into the public calls of heap.c and into gmalloc's malloc and
+ * free: an allocation from the current slab and a free into a slab of the
+ * calling thread, neither taking a lock nor doing an atomic
+ * read-modify-write.
  */
 #ifndef ANRCORE_THEAP_FAST_H
 #define ANRCORE_THEAP_FAST_H
@@ -11,47 +12,10 @@
 
 #define ANR_TH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
-/* An object of class c from t's current slab; NULL: the slow path. */
-static inline __attribute__((always_inline)) void *
-anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
-{
-	uint32_t s = t->cur[c];
-	struct anr_page *pg;
-	uint64_t *bits, v, b;
-	unsigned w = 0;
-	size_t size = h->cls[c].size;
-
-	if (__builtin_expect(s == ANR_NIL, 0))
-		return NULL;
-	pg = &h->pm[s];
-	if (__builtin_expect(pg->nfree == 0, 0)) {
-		if (anr_theap_refill_unlocked(h, t, c) != 0)
-			return NULL;
-		s = t->cur[c];
-		pg = &h->pm[s];
-	}
-	if (__builtin_expect(t->cur_empty[c], 0)) {
-		t->cur_empty[c] = 0;
-		t->empty_pages -= h->cls[c].npages;
-	}
-	bits = anr_slab_bits(h, s);
-	while ((v = ~bits[w]) == 0)
-		w++;
-	b = v & -v;
-	bits[w] = ~v | b;
-	pg->nfree--;
-	{
-		size_t in_use = t->in_use + size;
-		uint64_t allocs = t->allocs + 1;
-		ANR_TH_STORE(t->in_use, in_use);
-		ANR_TH_STORE(t->allocs, allocs);
-	}
-	return anr_page_addr(h, s) + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
-}
-
 /*
- * The same without a call: NULL also when the current slab is full (the
- * slow path refills it), so that the inlined path needs no saved register.
+ * An object of class c from t's current slab, without a call: NULL when
+ * there is none or it is full (anr_theap_alloc refills it), so that the
+ * inlined path needs no saved register.
  */
 static inline __attribute__((always_inline)) void *
 anr_theap_alloc_nocall(struct anr_heap *h, struct anr_theap *t, unsigned c)
@@ -84,6 +48,21 @@ anr_theap_alloc_nocall(struct anr_heap *h, struct anr_theap *t, unsigned c)
 		ANR_TH_STORE(t->allocs, allocs);
 	}
 	return anr_page_addr(h, s) + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
+}
+
+/* An object of class c from t's current slab, refilled (without the
+ * lock) when full; NULL: the slow path. */
+static inline __attribute__((always_inline)) void *
+anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
+{
+	uint32_t s = t->cur[c];
+
+	if (__builtin_expect(s == ANR_NIL, 0))
+		return NULL;
+	if (__builtin_expect(h->pm[s].nfree == 0, 0) &&
+	    anr_theap_refill_unlocked(h, t, c) != 0)
+		return NULL;
+	return anr_theap_alloc_nocall(h, t, c);
 }
 
 /*
