@@ -22,32 +22,36 @@ anr_theap_alloc_nocall(struct anr_heap *h, struct anr_theap *t, unsigned c)
 {
 	uint32_t s = t->cur[c];
 	struct anr_page *pg;
-	uint64_t *bits, v, b;
-	unsigned w = 0;
-	size_t size = h->cls[c].size;
+	uint64_t *bits, v;
+	char *base;
+	size_t size;
+	unsigned w = 0, nfree;
 
 	if (__builtin_expect(s == ANR_NIL, 0))
 		return NULL;
 	pg = &h->pm[s];
-	if (__builtin_expect(pg->nfree == 0, 0))
+	nfree = pg->nfree;
+	if (__builtin_expect(nfree == 0, 0))
 		return NULL;
 	if (t->cur_empty[c]) {
 		t->cur_empty[c] = 0;
 		t->empty_pages -= h->cls[c].npages;
 	}
-	bits = anr_slab_bits(h, s);
-	while ((v = ~bits[w]) == 0)
-		w++;
-	b = v & -v;
-	bits[w] = ~v | b;
-	pg->nfree--;
+	/* The counts first: fewer values live across the search. */
+	pg->nfree = (uint16_t)(nfree - 1);
+	size = h->cls[c].size;
 	{
 		size_t in_use = t->in_use + size;
 		uint64_t allocs = t->allocs + 1;
 		ANR_TH_STORE(t->in_use, in_use);
 		ANR_TH_STORE(t->allocs, allocs);
 	}
-	return anr_page_addr(h, s) + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
+	base = anr_page_addr(h, s);
+	bits = anr_slab_bits(h, s);
+	while ((v = ~bits[w]) == 0)
+		w++;
+	bits[w] = ~v | (v & -v);
+	return base + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
 }
 
 /* An object of class c from t's current slab, refilled (without the
@@ -66,39 +70,36 @@ anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
 }
 
 /*
- * Free p of slab s, which the calling thread's t owns, when no trash fill
- * and no valgrind request is due, and a slab the free empties stays the
- * current one, so that no call is needed.  Returns 1 when done, 2 when
- * done and the freed bytes are due to be published (the caller calls
- * anr_theap_publish), 0, having written nothing, when this is not that
- * case or p is not a live object's start: anr_theap_free() decides then.
+ * Free the object at data_off (bytes from h->data) of slab s, which the
+ * calling thread's t owns, when no trash fill and no valgrind request is
+ * due, and a slab the free empties stays the current one, so that no call
+ * is needed.  Returns 1 when done, 2 when done and the freed bytes are due
+ * to be published (the caller calls anr_theap_publish), 0, having written
+ * nothing, when this is not that case or the offset is not a live
+ * object's start: anr_theap_free() decides then.
  */
 static inline __attribute__((always_inline)) int
-anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s)
+anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, size_t data_off, uint32_t s)
 {
 	struct anr_page *pg = &h->pm[s];
 	unsigned c = pg->cls;
 	const struct anr_class *k = &h->cls[c];
-	size_t size = k->size, nobjs = k->nobjs;
-	size_t off = (size_t)((char *)p - anr_page_addr(h, s)), idx, w;
-	size_t bit = (size_t)s * h->bmw;
-	uint64_t *bits, m, v, pending;
+	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
+	uint64_t m, v, pending;
 	unsigned nfree;
 
 	if (h->owner[s] != t->id)
 		return 0;
 	idx = anr_slab_index(k, off);
-	if (__builtin_expect(idx * size != off || idx >= nobjs, 0))
+	if (__builtin_expect(idx * k->size != off || idx >= k->nobjs, 0))
 		return 0;
-	w = idx >> 6;
+	w = (size_t)s * h->bmw + (idx >> 6);
 	m = UINT64_C(1) << (idx & 63);
-	bits = h->slabbits + bit + w;
-	v = *bits;
-	if (__builtin_expect((v & m) == 0 || (h->rfree[bit + w] & m) != 0, 0))
+	v = h->slabbits[w];
+	if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
 		return 0;
 	nfree = pg->nfree + 1u;
-	pending = t->freed_pending + size;
-	if (__builtin_expect(nfree == nobjs, 0)) {
+	if (__builtin_expect(nfree == k->nobjs, 0)) {
 		/* Emptied: the current slab stays so, within the cache limit. */
 		if (t->cur[c] != s || t->cur_empty[c] ||
 		    t->empty_pages + k->npages > ANR_EMPTY_CACHE_PAGES)
@@ -106,14 +107,17 @@ anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t 
 		t->cur_empty[c] = 1;
 		t->empty_pages += k->npages;
 	}
-	*bits = v & ~m;
+	/* Judged: now the writes, each value dropped once written. */
+	h->slabbits[w] = v & ~m;
 	pg->nfree = (uint16_t)nfree;
-	t->freed_pending = pending;
 	{
+		size_t size = k->size;
 		size_t in_use = t->in_use - size;
 		uint64_t frees = t->frees + 1;
+		pending = t->freed_pending + size;
 		ANR_TH_STORE(t->in_use, in_use);
 		ANR_TH_STORE(t->frees, frees);
+		t->freed_pending = pending;
 	}
 	/* 2: the caller publishes the freed bytes (anr_theap_publish). */
 	return 1 + (pending >= ANR_FREED_PUBLISH);
@@ -159,7 +163,7 @@ anr_free_fast(struct anr_heap *h, void *p)
 		if (s > i)
 			return 0;
 	}
-	return anr_theap_free_local(h, anr_tl.t, p, s);
+	return anr_theap_free_local(h, anr_tl.t, off, s);
 }
 
 #endif /* ANRCORE_THEAP_FAST_H */
