@@ -149,6 +149,14 @@ struct anr_heap {
 	int trash_free;
 	int vg;                /* valgrind client requests are on */
 	int fast_free;         /* neither trash fill nor valgrind requests */
+	/* The uid (below) when the fast allocation path may be taken (no
+	 * valgrind requests due), resp. the fast free path (fast_free);
+	 * ANR_UID_NONE otherwise: one comparison with the thread's cached uid
+	 * decides both the heap and the mode. */
+	uint64_t alloc_uid, free_uid;
+	/* Size class of a request of s <= ANR_SLAB_MAX bytes: class_of[(s + 15) / 16]
+	 * (every class size is a multiple of 16). */
+	uint8_t class_of[ANR_SLAB_MAX / ANR_ALIGN + 1];
 	char name[32];
 
 	pthread_mutex_t lock;
@@ -326,6 +334,7 @@ void anr_slab_release_unlisted(struct anr_heap *h, uint32_t s);
 void anr_slab_collect_shared(struct anr_heap *h, uint32_t s);
 
 /* theap.c */
+#define ANR_UID_NONE UINT64_MAX /* never a thread's cached uid */
 struct anr_tl {
 	const struct anr_heap *h;
 	uint64_t uid;
@@ -350,10 +359,6 @@ anr_theap_get(struct anr_heap *h)
 struct anr_theap *anr_theap_peek(const struct anr_heap *h);
 /* Current slab of class c is full: find free objects without the lock. */
 int anr_theap_refill_unlocked(struct anr_heap *h, struct anr_theap *t, unsigned c);
-/* A local free emptied owned slab s. */
-void anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s);
-/* Bytes freed locally: published every ANR_FREED_PUBLISH bytes. */
-void anr_theap_publish(struct anr_heap *h, struct anr_theap *t);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
 			    size_t *short_pages);
@@ -361,6 +366,8 @@ int anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
  * 0 if the slab is shared (the caller frees it under the lock). */
 int anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
 		   int locked);
+/* Bytes freed locally: published every ANR_FREED_PUBLISH bytes. */
+void anr_theap_publish(struct anr_heap *h, struct anr_theap *t);
 /* Bytes the calling thread freed and has not yet published. */
 uint64_t anr_theap_freed_pending(const struct anr_heap *h);
 /* Give every slab of t to the shared lists (locked); the slot stays claimed. */

@@ -628,13 +628,12 @@ anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
 	/* The fast path: this thread's theap is cached and no valgrind
 	 * request is due (under valgrind every block changes hands under
 	 * the lock, see alloc_common). */
-	if (__builtin_expect(size <= ANR_SLAB_MAX && anr_tl.uid == h->uid && !h->vg, 1)) {
-		void *p = anr_theap_alloc(h, anr_tl.t, anr_size_class(size));
-		if (__builtin_expect(p != NULL, 1)) {
-			if (flags & ANR_ZERO)
-				memset(p, 0, size);
-			return p;
-		}
+	void *p = anr_alloc_fast(h, size);
+
+	if (__builtin_expect(p != NULL, 1)) {
+		if (flags & ANR_ZERO)
+			memset(p, 0, size);
+		return p;
 	}
 	return alloc_slow(h, size, flags);
 }
@@ -685,8 +684,6 @@ free_slow(struct anr_heap *h, void *p)
 			struct anr_theap *t = anr_tl.uid == h->uid ? anr_tl.t : anr_theap_peek(h);
 			if (s > i)
 				goto locked;
-			if (t != NULL && h->fast_free && anr_theap_free_local(h, t, p, s))
-				return;
 			if (anr_theap_free(h, t, p, s, 0))
 				return;
 		}
@@ -713,24 +710,17 @@ locked:
 void
 anr_free(struct anr_heap *h, void *p)
 {
-	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
-
 	/* The fast path: an object of a slab this thread owns, no trash fill
 	 * and no valgrind request due.  Everything else (NULL too) is judged
 	 * by free_slow. */
-	if (__builtin_expect(i < h->npages && (off & (ANR_ALIGN - 1)) == 0 &&
-			     anr_tl.uid == h->uid && h->fast_free, 1)) {
-		const struct anr_page *pg = &h->pm[i];
-		unsigned kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
-		uint32_t s = (uint32_t)i;
+	int done = anr_free_fast(h, p);
 
-		if (kind == ANR_PG_SLAB_BODY)
-			s = (uint32_t)(i - pg->npages);
-		if ((kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) && s <= i &&
-		    anr_theap_free_local(h, anr_tl.t, p, s))
-			return;
-	}
-	free_slow(h, p);
+	if (__builtin_expect(done == 1, 1))
+		return;
+	if (done == 2)
+		anr_theap_publish(h, anr_tl.t);
+	else
+		free_slow(h, p);
 }
 
 uint64_t

@@ -80,6 +80,8 @@ anr_slab_init(struct anr_heap *h)
 		h->partial[c] = ANR_NIL;
 		h->empty_slab[c] = ANR_NIL;
 	}
+	for (size_t i = 0; i < sizeof(h->class_of); i++)
+		h->class_of[i] = (uint8_t)anr_size_class(i * ANR_ALIGN);
 }
 
 /*

@@ -81,6 +81,8 @@ void
 anr_theap_init(struct anr_heap *h)
 {
 	h->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
+	h->alloc_uid = h->vg ? ANR_UID_NONE : h->uid;
+	h->free_uid = h->fast_free ? h->uid : ANR_UID_NONE;
 	for (unsigned i = 0; i < ANR_THEAPS; i++) {
 		h->th[i].id = (uint8_t)(i + 1);
 		for (unsigned c = 0; c < ANR_NCLASSES; c++)
@@ -368,12 +370,6 @@ emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s, int loc
 		flush_spares(h, t);
 	if (!locked)
 		anr_core_unlock(h);
-}
-
-void
-anr_theap_emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
-{
-	emptied(h, t, c, s, 0);
 }
 
 static void

@@ -1,8 +1,9 @@
 /*
  * theap_fast.h - the fast paths of thread heaps (theap.c explains them),
- * inlined into the public calls of heap.c: an allocation from the current
- * slab and a free into a slab of the calling thread, neither taking a
- * lock nor doing an atomic read-modify-write.
+ * inlined into the public calls of heap.c and into gmalloc's malloc and
+ * free: an allocation from the current slab and a free into a slab of the
+ * calling thread, neither taking a lock nor doing an atomic
+ * read-modify-write.
  */
 #ifndef ANRCORE_THEAP_FAST_H
 #define ANRCORE_THEAP_FAST_H
@@ -11,95 +12,158 @@
 
 #define ANR_TH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
-/* An object of class c from t's current slab; NULL: the slow path. */
+/*
+ * An object of class c from t's current slab, without a call: NULL when
+ * there is none or it is full (anr_theap_alloc refills it), so that the
+ * inlined path needs no saved register.
+ */
 static inline __attribute__((always_inline)) void *
-anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
+anr_theap_alloc_nocall(struct anr_heap *h, struct anr_theap *t, unsigned c)
 {
 	uint32_t s = t->cur[c];
 	struct anr_page *pg;
-	uint64_t *bits, v, b;
-	unsigned w = 0;
-	size_t size = h->cls[c].size;
+	uint64_t *bits, v;
+	char *base;
+	size_t size;
+	unsigned w = 0, nfree;
 
 	if (__builtin_expect(s == ANR_NIL, 0))
 		return NULL;
 	pg = &h->pm[s];
-	if (__builtin_expect(pg->nfree == 0, 0)) {
-		if (anr_theap_refill_unlocked(h, t, c) != 0)
-			return NULL;
-		s = t->cur[c];
-		pg = &h->pm[s];
-	}
-	if (__builtin_expect(t->cur_empty[c], 0)) {
+	nfree = pg->nfree;
+	if (__builtin_expect(nfree == 0, 0))
+		return NULL;
+	if (t->cur_empty[c]) {
 		t->cur_empty[c] = 0;
 		t->empty_pages -= h->cls[c].npages;
 	}
-	bits = anr_slab_bits(h, s);
-	while ((v = ~bits[w]) == 0)
-		w++;
-	b = v & -v;
-	bits[w] = ~v | b;
-	pg->nfree--;
+	/* The counts first: fewer values live across the search. */
+	pg->nfree = (uint16_t)(nfree - 1);
+	size = h->cls[c].size;
 	{
 		size_t in_use = t->in_use + size;
 		uint64_t allocs = t->allocs + 1;
 		ANR_TH_STORE(t->in_use, in_use);
 		ANR_TH_STORE(t->allocs, allocs);
 	}
-	return anr_page_addr(h, s) + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
+	base = anr_page_addr(h, s);
+	bits = anr_slab_bits(h, s);
+	while ((v = ~bits[w]) == 0)
+		w++;
+	bits[w] = ~v | (v & -v);
+	return base + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
+}
+
+/* An object of class c from t's current slab, refilled (without the
+ * lock) when full; NULL: the slow path. */
+static inline __attribute__((always_inline)) void *
+anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
+{
+	uint32_t s = t->cur[c];
+
+	if (__builtin_expect(s == ANR_NIL, 0))
+		return NULL;
+	if (__builtin_expect(h->pm[s].nfree == 0, 0) &&
+	    anr_theap_refill_unlocked(h, t, c) != 0)
+		return NULL;
+	return anr_theap_alloc_nocall(h, t, c);
 }
 
 /*
- * Free p of slab s, which the calling thread's t owns, when no trash fill
- * and no valgrind request is due.  Returns 0 when this is not that case
- * or p is not a live object's start: anr_theap_free() decides then.
+ * Free the object at data_off (bytes from h->data) of slab s, which the
+ * calling thread's t owns, when no trash fill and no valgrind request is
+ * due, and a slab the free empties stays the current one, so that no call
+ * is needed.  Returns 1 when done, 2 when done and the freed bytes are due
+ * to be published (the caller calls anr_theap_publish), 0, having written
+ * nothing, when this is not that case or the offset is not a live
+ * object's start: anr_theap_free() decides then.
  */
 static inline __attribute__((always_inline)) int
-anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s)
+anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, size_t data_off, uint32_t s)
 {
 	struct anr_page *pg = &h->pm[s];
 	unsigned c = pg->cls;
 	const struct anr_class *k = &h->cls[c];
-	size_t size = k->size, nobjs = k->nobjs;
-	size_t off = (size_t)((char *)p - anr_page_addr(h, s)), idx, w;
-	size_t bit = (size_t)s * h->bmw;
-	uint64_t *bits, m, v;
+	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
+	uint64_t m, v, pending;
 	unsigned nfree;
 
 	if (h->owner[s] != t->id)
 		return 0;
 	idx = anr_slab_index(k, off);
-	if (__builtin_expect(idx * size != off || idx >= nobjs, 0))
+	if (__builtin_expect(idx * k->size != off || idx >= k->nobjs, 0))
 		return 0;
-	w = idx >> 6;
+	w = (size_t)s * h->bmw + (idx >> 6);
 	m = UINT64_C(1) << (idx & 63);
-	bits = h->slabbits + bit + w;
-	v = *bits;
-	if (__builtin_expect((v & m) == 0 || (h->rfree[bit + w] & m) != 0, 0))
+	v = h->slabbits[w];
+	if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
 		return 0;
-	*bits = v & ~m;
 	nfree = pg->nfree + 1u;
+	if (__builtin_expect(nfree == k->nobjs, 0)) {
+		/* Emptied: the current slab stays so, within the cache limit. */
+		if (t->cur[c] != s || t->cur_empty[c] ||
+		    t->empty_pages + k->npages > ANR_EMPTY_CACHE_PAGES)
+			return 0;
+		t->cur_empty[c] = 1;
+		t->empty_pages += k->npages;
+	}
+	/* Judged: now the writes, each value dropped once written. */
+	h->slabbits[w] = v & ~m;
 	pg->nfree = (uint16_t)nfree;
 	{
+		size_t size = k->size;
 		size_t in_use = t->in_use - size;
-		uint64_t frees = t->frees + 1, pending = t->freed_pending + size;
+		uint64_t frees = t->frees + 1;
+		pending = t->freed_pending + size;
 		ANR_TH_STORE(t->in_use, in_use);
 		ANR_TH_STORE(t->frees, frees);
 		t->freed_pending = pending;
-		if (__builtin_expect(pending >= ANR_FREED_PUBLISH, 0))
-			anr_theap_publish(h, t);
 	}
-	if (__builtin_expect(nfree == nobjs, 0)) {
-		/* Emptied: the current slab stays so, within the cache limit. */
-		if (t->cur[c] == s && !t->cur_empty[c] &&
-		    t->empty_pages + k->npages <= ANR_EMPTY_CACHE_PAGES) {
-			t->cur_empty[c] = 1;
-			t->empty_pages += k->npages;
-		} else {
-			anr_theap_emptied(h, t, c, s);
-		}
+	/* 2: the caller publishes the freed bytes (anr_theap_publish). */
+	return 1 + (pending >= ANR_FREED_PUBLISH);
+}
+
+/*
+ * The public calls' fast paths, also inlined by gmalloc's malloc and free.
+ * anr_alloc_fast: an object of the calling thread's theap when its heap
+ * is h and no valgrind request is due; NULL: call anr_alloc.
+ */
+static inline __attribute__((always_inline)) void *
+anr_alloc_fast(struct anr_heap *h, size_t size)
+{
+	if (__builtin_expect(size > ANR_SLAB_MAX || anr_tl.uid != h->alloc_uid, 0))
+		return NULL;
+	return anr_theap_alloc_nocall(h, anr_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
+}
+
+/*
+ * anr_free_fast: 1 if p was a live object of a slab the calling thread
+ * owns and it is now free (judged from the metadata first), 2 if so and
+ * anr_theap_publish(h, anr_tl.t) is due; 0 for everything else, NULL too
+ * (call anr_free).
+ */
+static inline __attribute__((always_inline)) int
+anr_free_fast(struct anr_heap *h, void *p)
+{
+	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
+	const struct anr_page *pg;
+	unsigned kind;
+	uint32_t s = (uint32_t)i;
+
+	/* One comparison puts p in the data pages (below h->data it wraps). */
+	if (__builtin_expect(i >= h->npages || (off & (ANR_ALIGN - 1)) != 0 ||
+			     anr_tl.uid != h->free_uid, 0))
+		return 0;
+	pg = &h->pm[i];
+	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
+	if (kind != ANR_PG_SLAB) {
+		if (kind != ANR_PG_SLAB_BODY)
+			return 0;
+		s = (uint32_t)(i - pg->npages);
+		if (s > i)
+			return 0;
 	}
-	return 1;
+	return anr_theap_free_local(h, anr_tl.t, off, s);
 }
 
 #endif /* ANRCORE_THEAP_FAST_H */

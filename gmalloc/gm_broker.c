@@ -44,14 +44,6 @@
 #include "mb_size.h"
 #include "mbclient.h"
 
-enum gm_mb_state {
-	GM_MB_OFF = 0,     /* broker = off */
-	GM_MB_UNTRIED = 1, /* not connected yet (or lost, or forked) */
-	GM_MB_OPEN = 2,
-	GM_MB_DEAD = 3,    /* refused for good: the fixed limit applies */
-	GM_MB_LOST = 4,    /* unreachable or silent: fixed limit, retried */
-};
-
 #define GM_NS_PER_MS 1000000LL
 /* Retries of a silent broker back off up to this: each may cost a
  * broker_timeout, and a broker that comes back is still found within it. */
@@ -59,7 +51,7 @@ enum gm_mb_state {
 
 static mb_client gm_mb;
 static pthread_mutex_t gm_mb_lock = PTHREAD_MUTEX_INITIALIZER;
-static _Atomic int gm_mb_state;
+_Atomic int gm_mb_state;
 static _Atomic uint64_t gm_held;       /* quota bytes held */
 static _Atomic uint64_t gm_freed_mark; /* anr_freed_bytes() at the last check */
 static uint64_t gm_page;               /* bytes per quota page */
@@ -469,10 +461,4 @@ void gm_broker_report(int fd)
 uint64_t gm_broker_held(void)
 {
 	return atomic_load(&gm_held);
-}
-
-int gm_broker_open(void)
-{
-	int s = atomic_load_explicit(&gm_mb_state, memory_order_relaxed);
-	return s == GM_MB_OPEN || s == GM_MB_LOST;
 }

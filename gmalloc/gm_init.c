@@ -51,6 +51,7 @@ enum gm_state { GM_UNINIT = 0, GM_BUSY = 1, GM_READY = 2, GM_FAILED = 3 };
 
 struct gm_config gm_cfg;
 struct anr_heap *gm_heap_ptr;
+struct anr_heap *gm_fast_heap;
 
 static _Atomic int gm_state;
 /* Many programs close stderr on their way out (coreutils' close_stdout);
@@ -269,6 +270,8 @@ static void gm_init_once(void)
 	gm_heap_ptr = h;
 	gm_broker_init(h);
 	atomic_store_explicit(&gm_state, GM_READY, memory_order_release);
+	if (gm_trailer_size == 0)
+		__atomic_store_n(&gm_fast_heap, h, __ATOMIC_RELEASE);
 	/* These may allocate: the heap is ready for it now. */
 	if (pthread_atfork(gm_atfork_prepare, gm_atfork_parent, gm_atfork_child) != 0)
 		mb_log(MB_LOG_WARNING, "pthread_atfork failed: fork is not protected");

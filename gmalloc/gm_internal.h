@@ -54,6 +54,9 @@ int gm_signal_parse(const char *s);
 /* gm_init.c */
 extern struct gm_config gm_cfg;
 extern struct anr_heap *gm_heap_ptr;
+/* The heap once it is ready in plain mode (no trailer), else NULL: the
+ * only thing malloc and free read before their inlined fast paths. */
+extern struct anr_heap *gm_fast_heap;
 /* The heap, initialising it on first use.  NULL while the calling thread
  * is itself initialising (use the bootstrap arena) or if init failed. */
 struct anr_heap *gm_heap(void);
@@ -63,6 +66,14 @@ int gm_boot_owns(const void *p);
 size_t gm_boot_size(const void *p);
 
 /* gm_broker.c */
+enum gm_mb_state {
+	GM_MB_OFF = 0,     /* broker = off */
+	GM_MB_UNTRIED = 1, /* not connected yet (or lost, or forked) */
+	GM_MB_OPEN = 2,
+	GM_MB_DEAD = 3,    /* refused for good: the fixed limit applies */
+	GM_MB_LOST = 4,    /* unreachable or silent: fixed limit, retried */
+};
+extern _Atomic int gm_mb_state;
 void gm_broker_init(struct anr_heap *h);
 int gm_broker_more(void *arg, struct anr_heap *h, size_t bytes);
 /* Called after frees: return surplus quota above the hysteresis mark. */
@@ -72,8 +83,12 @@ void gm_broker_fork_child(void);
 void gm_broker_report(int fd);
 uint64_t gm_broker_held(void);
 /* Connected, or lost and retried: frees are counted so surplus quota can
- * go back, or the broker be tried again. */
-int gm_broker_open(void);
+ * go back, or the broker be tried again (read on every free: inline). */
+static inline int gm_broker_open(void)
+{
+	int s = __atomic_load_n(&gm_mb_state, __ATOMIC_RELAXED);
+	return s == GM_MB_OPEN || s == GM_MB_LOST;
+}
 /* The budget the core should have without any quota from the broker. */
 size_t gm_fixed_budget(void);
 

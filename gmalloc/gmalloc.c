@@ -22,6 +22,7 @@
 #include "gm_internal.h"
 #include "gmalloc.h"
 #include "mb_log.h"
+#include "theap_fast.h"
 
 #define GM_API __attribute__((visibility("default")))
 /* Where the program called us from: the first frame of a block's stack. */
@@ -105,12 +106,52 @@ static size_t gm_size_of(struct anr_heap *h, void *p)
 	return usable;
 }
 
+/*
+ * malloc and free first try the core's inlined fast paths (small objects
+ * of the calling thread's theap), when the heap is ready in plain mode:
+ * one load of gm_fast_heap decides.  Everything else takes the full path.
+ */
 GM_API void *malloc(size_t size)
 {
+	struct anr_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(h != NULL, 1)) {
+		void *p = anr_alloc_fast(h, size);
+		if (__builtin_expect(p != NULL, 1))
+			return p;
+	}
 	return gm_alloc(0, size, 0, GM_CALLER());
 }
 
+static __attribute__((noinline)) void gm_free(void *p);
+
+/*
+ * The thread's freed bytes are due to be published (every
+ * ANR_FREED_PUBLISH bytes): that is when the broker may be owed surplus
+ * quota, so the fast path looks at the broker only then.
+ */
+static __attribute__((noinline)) void gm_free_published(struct anr_heap *h)
+{
+	anr_theap_publish(h, anr_tl.t);
+	if (gm_broker_open())
+		gm_broker_note_free();
+}
+
 GM_API void free(void *p)
+{
+	struct anr_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
+	if (__builtin_expect(h != NULL, 1)) {
+		int done = anr_free_fast(h, p);
+		if (__builtin_expect(done == 1, 1))
+			return;
+		if (done == 2) {
+			gm_free_published(h);
+			return;
+		}
+	}
+	gm_free(p);
+}
+
+static void gm_free(void *p)
 {
 	if (!p || gm_boot_owns(p))
 		return;

@@ -116,6 +116,17 @@ START_TEST(size_class_mapping)
 }
 END_TEST
 
+START_TEST(size_class_table)
+{
+	/* The fast paths' class table gives the computed class of every size. */
+	struct anr_heap *h = heap_plain();
+
+	for (size_t s = 0; s <= ANR_SLAB_MAX; s++)
+		ck_assert_uint_eq(h->class_of[(s + ANR_ALIGN - 1) / ANR_ALIGN], anr_size_class(s));
+	anr_destroy(h);
+}
+END_TEST
+
 START_TEST(slab_index_exact)
 {
 	/* The division-free object index, for every offset of every slab. */
@@ -2037,6 +2048,7 @@ anrcore_suite(void)
 
 	tcase_set_timeout(tc, 120);
 	ADD(size_class_mapping);
+	ADD(size_class_table);
 	ADD(slab_index_exact);
 	ADD(size_class_heap);
 	ADD(random_shadow);

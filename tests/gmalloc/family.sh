@@ -25,4 +25,10 @@ grep -qx 'survived bad free' "$TEST_TMP/out" || fail "no survival line"
 [ "$(wc -l <"$TEST_TMP/err")" -eq 1 ] || { cat "$TEST_TMP/err"; fail "expected one report line"; }
 GMALLOC_BAD_FREE=ignore pre "$FAMILY" badfree >"$TEST_TMP/out" 2>"$TEST_TMP/err" || fail "bad_free=ignore aborted"
 [ ! -s "$TEST_TMP/err" ] || { cat "$TEST_TMP/err"; fail "bad_free=ignore printed"; }
+# A double free and a free inside a live block, of small blocks (the
+# inlined fast path): one report line each, nothing written.
+GMALLOC_BAD_FREE=report pre "$FAMILY" refree >"$TEST_TMP/out" 2>"$TEST_TMP/err" ||
+	{ cat "$TEST_TMP/out" "$TEST_TMP/err"; fail "refree failed"; }
+grep -qx 'survived refree' "$TEST_TMP/out" || fail "no refree survival line"
+[ "$(wc -l <"$TEST_TMP/err")" -eq 2 ] || { cat "$TEST_TMP/err"; fail "expected two report lines"; }
 echo "family ok"

@@ -9,6 +9,8 @@
  *                          print "allocated K MiB errno E"
  *   gm_family churn MiB    allocate and free MiB of mixed sizes, touching
  *   gm_family badfree      free a pointer gmalloc never handed out
+ *   gm_family refree       free a small block twice, then a pointer inside
+ *                          a live one; the heap must stay sound
  *   gm_family leak         leak one 1234-byte block (valgrind test)
  *   gm_family overflow     write past a block, then free it (guard test)
  *   gm_family sites        blocks from known call sites (site_*), then
@@ -731,6 +733,42 @@ static int table(long table_mib, long touch_mib)
 	return 0;
 }
 
+/*
+ * Bad frees of the small blocks the inlined fast path serves: each must be
+ * judged before anything is written, so the block stays usable and a
+ * later allocation never hands out a live block twice.
+ */
+static int
+refree(void)
+{
+	char *volatile p = malloc(48);
+	char *volatile live = malloc(48);
+	char *q, *r;
+
+	if (!p || !live)
+		return 1;
+	memset(live, 0x5a, 48);
+	free(p);
+	free(p);        /* double free */
+	free(live + 16); /* inside a live block */
+	q = malloc(48);
+	r = malloc(48);
+	if (!q || !r || q == r || q == live || r == live) {
+		printf("refree: block handed out twice\n");
+		return 1;
+	}
+	for (int i = 0; i < 48; i++)
+		if ((unsigned char)live[i] != 0x5a) {
+			printf("refree: live block changed\n");
+			return 1;
+		}
+	free(q);
+	free(r);
+	free(live);
+	printf("survived refree\n");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "family";
@@ -754,6 +792,8 @@ int main(int argc, char **argv)
 		return sites();
 	if (strcmp(mode, "sigreport") == 0)
 		return sigreport(argc > 2 ? atoi(argv[2]) : 20);
+	if (strcmp(mode, "refree") == 0)
+		return refree();
 	if (strcmp(mode, "badfree") == 0) {
 		static char not_ours[64];
 		free(not_ours + 16);
