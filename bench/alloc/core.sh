@@ -17,14 +17,10 @@
 # Environment: RUNS (default 5), N (default 100000), OPS (default 10000000).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-build=${1:-${top_builddir:-$here/../../build}}
-build=$(cd "$build" && pwd)
-src=$(cd "$here/../.." && pwd)
+. "$here/peers.sh"
 RUNS=${RUNS:-5}
 N=${N:-100000}
 OPS=${OPS:-10000000}
-gm="$build/gmalloc/.libs/libgmalloc.so"
-[ -f "$gm" ] || { echo "build libgmalloc.so first ($gm)" >&2; exit 1; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (callgrind)" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-core.XXXXXX")
@@ -33,7 +29,6 @@ cc -O2 -o "$tmp/pair_loop" "$here/pair_loop.c" -lpthread
 cc -O2 -I"$src/anrcore" -I"$build" -I"$src/common" -o "$tmp/churn" "$here/churn.c" \
 	"$build/anrcore/.libs/libanrcore.a" "$build/common/.libs/libmbcommon.a" -lpthread
 
-. "$here/peers.sh"
 
 # instructions of pair_loop SIZE COUNT under callgrind with preload $1
 irefs() {

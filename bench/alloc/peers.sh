@@ -1,6 +1,13 @@
-# bench/alloc/peers.sh - sourced by run.sh and core.sh (needs $gm set):
-# the allocators compared, as name:library-to-preload ("glibc:" preloads
-# nothing; a peer that is not installed has an empty library), and median.
+# bench/alloc/peers.sh - sourced by run.sh, core.sh and suite.sh (needs $here
+# set, reads the caller's first argument): the build directory ($build),
+# the source tree ($src), libgmalloc.so ($gm), the allocators compared, as
+# name:library-to-preload ("glibc:" preloads nothing; a peer that is not
+# installed has an empty library), and median.
+build=${1:-${top_builddir:-$here/../../build}}
+build=$(cd "$build" && pwd)
+src=$(cd "$here/../.." && pwd)
+gm="$build/gmalloc/.libs/libgmalloc.so"
+[ -f "$gm" ] || { echo "build libgmalloc.so first ($gm)" >&2; exit 1; }
 findlib() {
 	for d in /usr/lib/x86_64-linux-gnu /usr/lib/aarch64-linux-gnu /usr/lib64 /usr/lib; do
 		[ -f "$d/$1" ] && { echo "$d/$1"; return 0; }

@@ -16,19 +16,15 @@
 # Environment: RUNS (default 3), TIME_RUNS (default 5).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-build=${1:-${top_builddir:-$here/../../build}}
-build=$(cd "$build" && pwd)
+. "$here/peers.sh"
 RUNS=${RUNS:-3}
 TIME_RUNS=${TIME_RUNS:-5}
-gm="$build/gmalloc/.libs/libgmalloc.so"
-[ -f "$gm" ] || { echo "build libgmalloc.so first ($gm)" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-alloc.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/rss_driver" "$here/rss_driver.c"
 cc -O2 -o "$tmp/pairs" "$here/pairs.c"
 
-. "$here/peers.sh"
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p"; }
 
 echo "== RSS after freeing 99% of 512 MiB (MiB, median of $RUNS; live = data still allocated)"

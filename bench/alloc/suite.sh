@@ -33,17 +33,13 @@
 # sections to run: work rt worst; default all).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
-build=${1:-${top_builddir:-$here/../../build}}
-build=$(cd "$build" && pwd)
-src=$(cd "$here/../.." && pwd)
+. "$here/peers.sh"
 RUNS=${RUNS:-5}
 RT_SECS=${RT_SECS:-5}
 RT_RUNS=${RT_RUNS:-3}
 OPS=${OPS:-10000000}
 SCALE=${SCALE:-2}
 ONLY=${ONLY:-work rt worst}
-gm="$build/gmalloc/.libs/libgmalloc.so"
-[ -f "$gm" ] || { echo "build libgmalloc.so first ($gm)" >&2; exit 1; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time is needed (Debian package time)" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-suite.XXXXXX")
@@ -54,7 +50,6 @@ cc -O2 -o "$tmp/worst" "$here/worst.c"
 cc -O2 -I"$src/anrcore" -I"$build" -I"$src/common" -o "$tmp/steps" "$here/steps.c" \
 	"$build/anrcore/.libs/libanrcore.a" "$build/common/.libs/libmbcommon.a" -lpthread
 
-. "$here/peers.sh"
 # the allocators present, as name:lib
 present=""
 for a in $allocs; do
