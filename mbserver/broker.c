@@ -877,17 +877,24 @@ static void status_kept(struct broker *b, struct bclient *c, uint32_t seq)
 	}
 }
 
-static int allowed(const struct broker_config *cfg, const struct broker_peer *p)
+int broker_peer_listed(const struct broker_peer *p, const uid_t *uids, size_t nuids,
+		       const gid_t *gids, size_t ngids)
 {
-	if (p->uid == 0 || (cfg->nuids == 0 && cfg->ngids == 0))
+	if (p->uid == 0)
 		return 1;
-	for (size_t i = 0; i < cfg->nuids; i++)
-		if (cfg->uids[i] == p->uid)
+	for (size_t i = 0; i < nuids; i++)
+		if (uids[i] == p->uid)
 			return 1;
-	for (size_t i = 0; i < cfg->ngids; i++)
-		if (cfg->gids[i] == p->gid)
+	for (size_t i = 0; i < ngids; i++)
+		if (gids[i] == p->gid)
 			return 1;
 	return 0;
+}
+
+static int allowed(const struct broker_config *cfg, const struct broker_peer *p)
+{
+	return (cfg->nuids == 0 && cfg->ngids == 0) ||
+	       broker_peer_listed(p, cfg->uids, cfg->nuids, cfg->gids, cfg->ngids);
 }
 
 struct bclient *broker_connect(struct broker *b, const struct broker_peer *peer,
@@ -992,14 +999,6 @@ void broker_bad_frame(struct broker *b, struct bclient *c, unsigned status,
 	drop(b, c, now);
 }
 
-static int in_list(const uid_t *ids, size_t n, uid_t id)
-{
-	for (size_t i = 0; i < n; i++)
-		if (ids[i] == id)
-			return 1;
-	return 0;
-}
-
 /*
  * May c register as a source declaring src pages?  Only root and the
  * configured source_uids lend, at most source_max pages each, and the
@@ -1009,8 +1008,8 @@ static unsigned source_verdict(const struct broker *b, const struct bclient *c,
 			       uint64_t src)
 {
 	uint64_t total = b->cfg.initial + b->source_total;
-	if (c->peer.uid != 0 && !in_list(b->cfg.source_uids, b->cfg.nsource_uids,
-					 c->peer.uid)) {
+	if (!broker_peer_listed(&c->peer, b->cfg.source_uids, b->cfg.nsource_uids,
+				NULL, 0)) {
 		mb_log(MB_LOG_NOTICE, "pid %d uid %u may not be a source (source_uids)",
 		       (int)c->peer.pid, (unsigned)c->peer.uid);
 		return MB_ST_PERM;

@@ -56,6 +56,10 @@ struct broker_peer {
 	char comm[MB_WIRE_COMM_WORDS * 8 + 1]; /* from /proc, may be empty */
 };
 
+/* The peer is root, or its uid is in uids, or its gid in gids. */
+int broker_peer_listed(const struct broker_peer *p, const uid_t *uids, size_t nuids,
+		       const gid_t *gids, size_t ngids);
+
 struct broker_ops {
 	/* Queue one frame for the client; must not call back into the broker. */
 	void (*send)(void *ctx, struct bclient *c, const struct mb_msg *m);

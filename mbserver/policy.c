@@ -135,15 +135,7 @@ uint64_t policy_next_deadline(const struct policy *p)
 
 static int privileged(const struct policy *p, const struct broker_peer *peer)
 {
-	if (peer->uid == 0)
-		return 1;
-	for (size_t i = 0; i < p->nuids; i++)
-		if (p->uids[i] == peer->uid)
-			return 1;
-	for (size_t i = 0; i < p->ngids; i++)
-		if (p->gids[i] == peer->gid)
-			return 1;
-	return 0;
+	return broker_peer_listed(peer, p->uids, p->nuids, p->gids, p->ngids);
 }
 
 static const char *fig(char *buf, uint64_t bytes)
