@@ -1,7 +1,7 @@
 /*
  * anrcore.h - the allocator core shared by gmalloc and anr_malloc.
  *
- * One heap = one large reservation made once, by anr_create(), with
+ * One heap = one large reservation made once, by anrc_create(), with
  * mmap(PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE).
  * After that no allocation, free, realloc, trim or statistics path calls
  * mmap, munmap, mremap, mprotect or brk: real-time threads of the process
@@ -14,7 +14,7 @@
  * hook, which may raise the budget (by asking a broker, freeing caches, or
  * collecting garbage), and fails if the hook cannot help.
  *
- * All state of a heap lives in its struct anr_heap and its reservation:
+ * All state of a heap lives in its struct anrc_heap and its reservation:
  * there are no globals, several heaps can live in one process, and a heap
  * is safe to use from any thread.  No function here allocates from another
  * allocator or calls stdio; reports go through mb_log.
@@ -25,16 +25,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct anr_heap;
+struct anrc_heap;
 
 /* What to do on an invalid free, a double free or a foreign pointer. */
-enum anr_bad_free_action {
+enum anrc_bad_free_action {
 	ANR_BAD_FREE_ABORT = 0,  /* one-line report, then abort() (default) */
 	ANR_BAD_FREE_REPORT = 1, /* one-line report, the call is ignored */
 	ANR_BAD_FREE_IGNORE = 2, /* silently ignored */
 };
 
-struct anr_config {
+struct anrc_config {
 	size_t reserve;     /* address space to reserve; 0: ANR_DEFAULT_RESERVE */
 	size_t budget;      /* bytes of data pages that may be resident; 0: unlimited
 			     * (= reserve).  Metadata (about 1 % of the pages ever
@@ -44,7 +44,7 @@ struct anr_config {
 			     * pages given back are soon taken again, both
 			     * marks double, up to 32 x; they halve again when
 			     * giving back is no longer undone. */
-	enum anr_bad_free_action bad_free;
+	enum anrc_bad_free_action bad_free;
 	int trash_free;     /* fill freed memory with ANR_TRASH_BYTE */
 	int valgrind;       /* tell valgrind about blocks (when running under it) */
 	const char *name;   /* for reports ("gmalloc", a heap's name) */
@@ -67,7 +67,7 @@ struct anr_config {
 /*
  * Need-more-memory hook: the heap needs `bytes` more budget than it has
  * (a whole number of pages).  The hook may block, may call
- * anr_set_budget() or anr_free() on this heap (the heap lock is not held
+ * anrc_set_budget() or anrc_free() on this heap (the heap lock is not held
  * while it runs), and returns non-zero if it made progress (the allocation
  * is retried) or 0 if it cannot help (the allocation fails).  A hook that
  * keeps claiming progress while the budget missing does not shrink is
@@ -75,11 +75,11 @@ struct anr_config {
  * a little each time, at most ANR_HOOK_MAX_CALLS times.  Running out of
  * address space (not budget) fails without calling the hook.
  */
-typedef int (*anr_more_fn)(void *arg, struct anr_heap *h, size_t bytes);
+typedef int (*anrc_more_fn)(void *arg, struct anrc_heap *h, size_t bytes);
 #define ANR_HOOK_MAX_RETRIES 8
 #define ANR_HOOK_MAX_CALLS 1024
 
-struct anr_stats {
+struct anrc_stats {
 	size_t in_use;        /* bytes handed out (usable sizes) */
 	size_t resident;      /* bytes of the reservation currently resident */
 	size_t free_resident; /* resident bytes not in use (kept by hysteresis) */
@@ -98,43 +98,43 @@ struct anr_stats {
 };
 
 /* Reserve and initialise.  Returns NULL (errno set) if the reservation fails. */
-struct anr_heap *anr_create(const struct anr_config *cfg);
+struct anrc_heap *anrc_create(const struct anrc_config *cfg);
 /* Unmap everything; every pointer of the heap becomes invalid. */
-void anr_destroy(struct anr_heap *h);
+void anrc_destroy(struct anrc_heap *h);
 
-void *anr_alloc(struct anr_heap *h, size_t size, unsigned flags);
+void *anrc_alloc(struct anrc_heap *h, size_t size, unsigned flags);
 /* align: any power of two (>= sizeof(void *)); otherwise NULL with EINVAL. */
-void *anr_alloc_aligned(struct anr_heap *h, size_t align, size_t size,
+void *anrc_alloc_aligned(struct anrc_heap *h, size_t align, size_t size,
 			unsigned flags);
 /* NULL is a no-op; anything not live in this heap is a bad free. */
-void anr_free(struct anr_heap *h, void *p);
+void anrc_free(struct anrc_heap *h, void *p);
 /* realloc semantics of C: NULL p allocates; size 0 frees and returns NULL. */
-void *anr_realloc(struct anr_heap *h, void *p, size_t size, unsigned flags);
-size_t anr_usable_size(struct anr_heap *h, const void *p);
+void *anrc_realloc(struct anrc_heap *h, void *p, size_t size, unsigned flags);
+size_t anrc_usable_size(struct anrc_heap *h, const void *p);
 /* Usable bytes freed since the heap was made (deferred frees count when
  * they are done); read without the lock, for callers that act every so
  * many bytes freed without asking each block's size. */
-uint64_t anr_freed_bytes(const struct anr_heap *h);
+uint64_t anrc_freed_bytes(const struct anrc_heap *h);
 
 /* p lies inside this heap's reservation (not necessarily live). */
-int anr_owns(const struct anr_heap *h, const void *p);
+int anrc_owns(const struct anrc_heap *h, const void *p);
 /* The live block containing p (interior pointers too), or NULL. */
-void *anr_block_of(struct anr_heap *h, const void *p, size_t *size);
+void *anrc_block_of(struct anrc_heap *h, const void *p, size_t *size);
 /* Call fn for each live block; stop when it returns non-zero.  fn must not
  * allocate or free in this heap. */
-int anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+int anrc_walk(struct anrc_heap *h, int (*fn)(void *arg, void *block, size_t size),
 	     void *arg);
 /* The same without waiting (for signal handlers): if the heap is busy,
  * *busy is set and nothing is walked. */
-int anr_walk_try(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+int anrc_walk_try(struct anrc_heap *h, int (*fn)(void *arg, void *block, size_t size),
 		 void *arg, int *busy);
 
-void anr_set_budget(struct anr_heap *h, size_t bytes);
-size_t anr_get_budget(const struct anr_heap *h);
-void anr_set_hook(struct anr_heap *h, anr_more_fn fn, void *arg);
-void anr_set_marks(struct anr_heap *h, size_t free_low, size_t free_high);
+void anrc_set_budget(struct anrc_heap *h, size_t bytes);
+size_t anrc_get_budget(const struct anrc_heap *h);
+void anrc_set_hook(struct anrc_heap *h, anrc_more_fn fn, void *arg);
+void anrc_set_marks(struct anrc_heap *h, size_t free_low, size_t free_high);
 /* Give resident free pages back now, down to keep bytes; returns bytes given. */
-size_t anr_trim(struct anr_heap *h, size_t keep);
+size_t anrc_trim(struct anrc_heap *h, size_t keep);
 /*
  * Give back everything that can go: the empty slabs the calling thread
  * keeps, the shared empty slabs and every free resident page (madvise).
@@ -143,22 +143,22 @@ size_t anr_trim(struct anr_heap *h, size_t keep);
  * call never waits for them, so it ends in time bounded by the free pages
  * even while threads keep allocating.  Returns the bytes given back.
  */
-size_t anr_release_free(struct anr_heap *h);
-void anr_get_stats(struct anr_heap *h, struct anr_stats *st);
+size_t anrc_release_free(struct anrc_heap *h);
+void anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st);
 /* Verify the metadata; 0 if consistent, else reports and returns -1. */
-int anr_check(struct anr_heap *h);
+int anrc_check(struct anrc_heap *h);
 /* Write a human-readable statistics report to fd (async-signal-safe). */
-void anr_report(struct anr_heap *h, int fd);
+void anrc_report(struct anrc_heap *h, int fd);
 
 /* Fork protection: call around fork() (gmalloc registers these with
  * pthread_atfork); the child's heap is consistent and usable. */
-void anr_fork_prepare(struct anr_heap *h);
-void anr_fork_parent(struct anr_heap *h);
-void anr_fork_child(struct anr_heap *h);
+void anrc_fork_prepare(struct anrc_heap *h);
+void anrc_fork_parent(struct anrc_heap *h);
+void anrc_fork_child(struct anrc_heap *h);
 
 /*
  * Call stacks (backtrace.c), for the debug features of the allocators.
- * anr_backtrace() stores up to `depth` (<= ANR_BT_MAX) return addresses,
+ * anrc_backtrace() stores up to `depth` (<= ANR_BT_MAX) return addresses,
  * innermost first, starting at the frame of `caller` (the return address
  * seen by the allocator's entry point) so the allocator's own frames are
  * left out; the rest of out[0..depth) is zeroed.  It returns the number
@@ -166,25 +166,25 @@ void anr_fork_child(struct anr_heap *h);
  * unwinding (the unwinder called malloc) gets the caller alone.
  */
 #define ANR_BT_MAX 64
-size_t anr_backtrace(uintptr_t *out, size_t depth, const void *caller);
+size_t anrc_backtrace(uintptr_t *out, size_t depth, const void *caller);
 
 /*
  * Naming code addresses as "file+0xaddress", the address in the file
  * (what nm prints, addr2line -e file and gdb's "info symbol" take).  The
- * table is filled from /proc/self/maps by anr_modmap_load() with open and
+ * table is filled from /proc/self/maps by anrc_modmap_load() with open and
  * read only, so both calls are async-signal-safe and take no loader lock;
  * it is large, keep it static.
  */
 #define ANR_MODMAP_MAX 256
-struct anr_module {
+struct anrc_module {
 	uintptr_t start, end;   /* an executable mapping */
 	uintptr_t base;         /* ip - base: the address in the file */
 	uint32_t path;          /* offset in pool */
 };
-struct anr_modmap {
+struct anrc_modmap {
 	size_t n, pool_used;
 	int truncated;          /* more executable mappings than fit */
-	struct anr_module mod[ANR_MODMAP_MAX];
+	struct anrc_module mod[ANR_MODMAP_MAX];
 	char pool[16384];
 	/* while loading: the last mapping at file offset 0; the executable */
 	uintptr_t first_start, first_end;
@@ -193,9 +193,9 @@ struct anr_modmap {
 	size_t first_len;
 	char first_path[512];
 };
-int anr_modmap_load(struct anr_modmap *m);
+int anrc_modmap_load(struct anrc_modmap *m);
 /* Writes "file+0xoffset", or "0xaddress" if no mapping holds ip (m may be
  * NULL); returns the length written (truncated to len - 1). */
-size_t anr_where(const struct anr_modmap *m, uintptr_t ip, char *buf, size_t len);
+size_t anrc_where(const struct anrc_modmap *m, uintptr_t ip, char *buf, size_t len);
 
 #endif /* ANRCORE_H */

@@ -3,7 +3,7 @@
  * files of the core.  heap.c explains the design; each file owns one idea:
  *
  *   pages.c  bitmaps, resident accounting, budget, madvise hysteresis
- *   tlsf.c   spans: good-fit allocator of page runs (two-level bitmaps)
+ *   spans.c  spans: good-fit allocator of page runs (two-level bitmaps)
  *   slab.c   size classes and slabs of small objects (shared, under the lock)
  *   theap.c  thread heaps: slabs owned by one thread, no lock on their
  *            fast paths, frees from other threads with one atomic op
@@ -21,7 +21,7 @@
 #include <stdint.h>
 
 /* Page map entry kinds.  NONE: interior page of a span (or never used). */
-enum anr_kind {
+enum anrc_kind {
 	ANR_PG_NONE = 0,
 	ANR_PG_FREE,      /* first page of a free span; npages = length */
 	ANR_PG_FREE_TAIL, /* last page of a free span of >= 2 pages; npages = length */
@@ -32,7 +32,7 @@ enum anr_kind {
 };
 
 /* One entry per data page, in the metadata area (never next to user data). */
-struct anr_page {
+struct anrc_page {
 	uint32_t npages;
 	uint32_t next;    /* free list (free spans) or partial list (slabs) */
 	uint32_t prev;
@@ -55,7 +55,7 @@ struct anr_page {
 #define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
 #define ANR_EMPTY_CACHE_PAGES 16 /* pages of empty slabs kept for reuse */
 
-struct anr_class {
+struct anrc_class {
 	uint32_t size;
 	uint32_t npages;
 	uint32_t nobjs;
@@ -72,7 +72,7 @@ struct anr_class {
  */
 #define ANR_MAGIC_SHIFT 40
 static inline size_t
-anr_slab_index(const struct anr_class *k, size_t o)
+anrc_slab_index(const struct anrc_class *k, size_t o)
 {
 	return (size_t)(((uint64_t)o * k->magic) >> ANR_MAGIC_SHIFT);
 }
@@ -87,10 +87,10 @@ anr_slab_index(const struct anr_class *k, size_t o)
  * A bitmap with summary levels: bit k of level L+1 says word k of level L
  * is not zero, up to a level of one word, so the highest set bit below a
  * position is found by looking at two words per level at most (see
- * anr_bm2_prev), whatever the size of the heap.  Level 0 is w.
+ * anrc_bm2_prev), whatever the size of the heap.  Level 0 is w.
  */
 #define ANR_BM_LEVELS 6 /* 2^32 bits need 6 levels of 64-bit words */
-struct anr_bm2 {
+struct anrc_bm2 {
 	uint64_t *w;
 	uint64_t *sum;          /* = lv[1] */
 	size_t nwords;          /* words of level 0 */
@@ -109,7 +109,7 @@ struct anr_bm2 {
 #define ANR_THEAPS 127         /* thread heaps per heap (owner ids 1..127) */
 #define ANR_THEAP_SCAN 4       /* slabs looked at per refill without the lock */
 #define ANR_FREED_PUBLISH 65536 /* bytes freed locally before they are published */
-struct anr_theap {
+struct anrc_theap {
 	int claimed;             /* atomic: a thread owns this one */
 	uint8_t id;              /* owner id (index + 1) */
 	uint32_t cur[ANR_NCLASSES];
@@ -128,7 +128,7 @@ struct anr_theap {
 	int flush_wanted;        /* atomic: give the spare slabs back */
 } __attribute__((aligned(64)));
 
-struct anr_heap {
+struct anrc_heap {
 	/* Fixed at creation. */
 	char *base;            /* the reservation */
 	size_t reserve;
@@ -136,16 +136,16 @@ struct anr_heap {
 	size_t page;
 	unsigned page_shift;
 	uint32_t npages;       /* data pages */
-	struct anr_page *pm;   /* page map */
+	struct anrc_page *pm;   /* page map */
 	uint64_t *slabbits;    /* bmw words per data page (used at slab heads) */
 	uint64_t *rfree;       /* the same: objects freed by other threads (atomic) */
 	uint8_t *owner;        /* per page (slab heads): owning theap id, 0 shared */
 	unsigned bmw;
 	uint64_t *resident;    /* page may be resident */
-	struct anr_bm2 dirty;  /* resident and free (returnable) */
-	struct anr_bm2 heads;  /* first page of a live span */
-	struct anr_bm2 fheads; /* first page of a free span */
-	enum anr_bad_free_action bad_free;
+	struct anrc_bm2 dirty;  /* resident and free (returnable) */
+	struct anrc_bm2 heads;  /* first page of a live span */
+	struct anrc_bm2 fheads; /* first page of a free span */
+	enum anrc_bad_free_action bad_free;
 	int trash_free;
 	int vg;                /* valgrind client requests are on */
 	int fast_free;         /* neither trash fill nor valgrind requests */
@@ -174,7 +174,7 @@ struct anr_heap {
 	uint32_t free_head[ANR_FL_COUNT][ANR_SL_COUNT];
 
 	/* Slabs. */
-	struct anr_class cls[ANR_NCLASSES];
+	struct anrc_class cls[ANR_NCLASSES];
 	uint32_t partial[ANR_NCLASSES];
 	uint32_t empty_slab[ANR_NCLASSES]; /* an empty slab kept, or ANR_NIL */
 	size_t class_slabs[ANR_NCLASSES];  /* slabs of each class */
@@ -195,7 +195,7 @@ struct anr_heap {
 	size_t madvised_bytes;
 	size_t meta_madvised;    /* atomic: bytes of metadata given back */
 	uint64_t freed_bytes;    /* usable bytes ever freed; written under the
-				  * lock, read without it (anr_freed_bytes) */
+				  * lock, read without it (anrc_freed_bytes) */
 	uint64_t deferred_frees; /* atomic */
 	uint64_t bad_frees;      /* atomic */
 	uint64_t madvise_errors;
@@ -213,7 +213,7 @@ struct anr_heap {
 	size_t trim_credit;     /* pages the lock holder freed itself: it may
 				 * give that many back besides the slice */
 
-	anr_more_fn hook;
+	anrc_more_fn hook;
 	void *hook_arg;
 
 	int lock_pi;            /* the lock inherits priority (heap_lock_init) */
@@ -224,7 +224,7 @@ struct anr_heap {
 	/* The same counts for threads without a theap and for theaps that
 	 * were abandoned (atomic). */
 	uint64_t th_rcount, th_rbytes, th_ccount, th_cbytes;
-	struct anr_theap th[ANR_THEAPS];
+	struct anrc_theap th[ANR_THEAPS];
 };
 
 /*
@@ -235,11 +235,11 @@ struct anr_heap {
  * (n / 64 words for n pages, like the kernel's own work on those pages)
  * are not steps.
  */
-extern __thread uint64_t anr_step_count __attribute__((tls_model("initial-exec")));
+extern __thread uint64_t anrc_step_count __attribute__((tls_model("initial-exec")));
 static inline void
-anr_steps(uint64_t n)
+anrc_steps(uint64_t n)
 {
-	anr_step_count += n;
+	anrc_step_count += n;
 }
 /* Steps of one call at most: ANR_DRAIN_MAX deferred frees (each judged
  * with at most one 2 x ANR_BM_LEVELS-word search), one trim round of
@@ -255,49 +255,49 @@ anr_steps(uint64_t n)
 
 /* pages.c */
 static inline int
-anr_bit(const uint64_t *w, size_t i)
+anrc_bit(const uint64_t *w, size_t i)
 {
 	return (int)((w[i >> 6] >> (i & 63)) & 1);
 }
-size_t anr_bits_count(const uint64_t *w, size_t start, size_t n);
-void anr_bits_set(uint64_t *w, size_t start, size_t n);
-void anr_bits_clear(uint64_t *w, size_t start, size_t n);
-void anr_bm2_set(struct anr_bm2 *b, size_t start, size_t n);
-void anr_bm2_clear(struct anr_bm2 *b, size_t start, size_t n);
-size_t anr_bm2_prev(const struct anr_bm2 *b, size_t i); /* SIZE_MAX if none */
-/* Words a bitmap of nbits bits and its levels take; anr_bm2_place lays
+size_t anrc_bits_count(const uint64_t *w, size_t start, size_t n);
+void anrc_bits_set(uint64_t *w, size_t start, size_t n);
+void anrc_bits_clear(uint64_t *w, size_t start, size_t n);
+void anrc_bm2_set(struct anrc_bm2 *b, size_t start, size_t n);
+void anrc_bm2_clear(struct anrc_bm2 *b, size_t start, size_t n);
+size_t anrc_bm2_prev(const struct anrc_bm2 *b, size_t i); /* SIZE_MAX if none */
+/* Words a bitmap of nbits bits and its levels take; anrc_bm2_place lays
  * them out from mem. */
-size_t anr_bm2_words(size_t nbits);
-void anr_bm2_place(struct anr_bm2 *b, uint64_t *mem, size_t nbits);
+size_t anrc_bm2_words(size_t nbits);
+void anrc_bm2_place(struct anrc_bm2 *b, uint64_t *mem, size_t nbits);
 /* Take n pages aligned to align_pages (power of two) and charge them to
  * the budget.  ANR_NIL on failure; *short_pages > 0 if the budget was the
  * reason (the number of pages missing). */
-uint32_t anr_pages_get(struct anr_heap *h, size_t n, size_t align_pages,
+uint32_t anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 		       size_t *short_pages);
 /* Extend the live span s of n pages by extra pages in place if the next
  * span is free and the budget allows; 0 on success. */
-int anr_pages_grow(struct anr_heap *h, uint32_t s, size_t n, size_t extra,
+int anrc_pages_grow(struct anrc_heap *h, uint32_t s, size_t n, size_t extra,
 		   size_t *short_pages);
 /* Give back pages [s, s+n) of a live span (all of it or its tail). */
-void anr_pages_put(struct anr_heap *h, uint32_t s, size_t n);
+void anrc_pages_put(struct anrc_heap *h, uint32_t s, size_t n);
 /* Return free resident pages, highest first, until at most keep remain. */
-size_t anr_pages_trim(struct anr_heap *h, size_t keep_pages);
+size_t anrc_pages_trim(struct anrc_heap *h, size_t keep_pages);
 /* Apply the hysteresis after pages became free: notes that pages should
- * go back; anr_pages_unlock() does it after the lock is released. */
-void anr_pages_settle(struct anr_heap *h);
+ * go back; anrc_return_pages_and_unlock() does it after the lock is released. */
+void anrc_pages_settle(struct anrc_heap *h);
 /* Release the heap lock, giving pages back first if settle asked for it. */
-void anr_pages_unlock(struct anr_heap *h);
+void anrc_return_pages_and_unlock(struct anrc_heap *h);
 /* In a fork child: finish the give-backs the parent's threads had begun. */
-void anr_pages_fork_child(struct anr_heap *h);
+void anrc_pages_fork_child(struct anrc_heap *h);
 
-/* tlsf.c */
-void anr_span_init(struct anr_heap *h);
-uint32_t anr_span_take(struct anr_heap *h, size_t n);
-void anr_span_release(struct anr_heap *h, uint32_t s, size_t n);
-int anr_span_extend(struct anr_heap *h, uint32_t s, size_t n, size_t extra);
-void anr_span_carve(struct anr_heap *h, uint32_t s, size_t n);
-void anr_span_mapping(size_t n, unsigned *fl, unsigned *sl);
-int anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages);
+/* spans.c */
+void anrc_span_init(struct anrc_heap *h);
+uint32_t anrc_span_take(struct anrc_heap *h, size_t n);
+void anrc_span_release(struct anrc_heap *h, uint32_t s, size_t n);
+int anrc_span_extend(struct anrc_heap *h, uint32_t s, size_t n, size_t extra);
+void anrc_span_carve(struct anrc_heap *h, uint32_t s, size_t n);
+void anrc_span_mapping(size_t n, unsigned *fl, unsigned *sl);
+int anrc_span_check(struct anrc_heap *h, size_t *nfree_spans, size_t *free_pages);
 
 /* slab.c */
 #define ANR_LINEAR_MAX 128
@@ -305,7 +305,7 @@ int anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages);
 #define ANR_STEPS_LOG2 2  /* four classes per power of two above ANR_LINEAR_MAX */
 #define ANR_FIRST_LOG_B 7 /* 2^7 = ANR_LINEAR_MAX */
 static inline unsigned
-anr_size_class(size_t size)
+anrc_size_class(size_t size)
 {
 	size_t s;
 	unsigned b;
@@ -317,89 +317,89 @@ anr_size_class(size_t size)
 	return ANR_LINEAR_MAX / ANR_LINEAR_STEP + ((b - ANR_FIRST_LOG_B) << ANR_STEPS_LOG2) +
 	       (unsigned)((s >> (b - ANR_STEPS_LOG2)) - (1u << ANR_STEPS_LOG2));
 }
-size_t anr_class_size(unsigned c);
-void anr_slab_init(struct anr_heap *h);
-int anr_slab_class_for(const struct anr_heap *h, size_t size, size_t align);
-void *anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages);
-void anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx);
-void anr_slab_flush(struct anr_heap *h);
+size_t anrc_class_size(unsigned c);
+void anrc_slab_init(struct anrc_heap *h);
+int anrc_slab_class_for(const struct anrc_heap *h, size_t size, size_t align);
+void *anrc_slab_alloc(struct anrc_heap *h, unsigned c, size_t *short_pages);
+void anrc_slab_free(struct anrc_heap *h, uint32_t s, size_t idx);
+void anrc_slab_flush(struct anrc_heap *h);
 
-void anr_partial_push(struct anr_heap *h, unsigned c, uint32_t s);
-void anr_partial_del(struct anr_heap *h, unsigned c, uint32_t s);
+void anrc_partial_push(struct anrc_heap *h, unsigned c, uint32_t s);
+void anrc_partial_del(struct anrc_heap *h, unsigned c, uint32_t s);
 /* A new slab of class c for a theap (not on the partial list). */
-uint32_t anr_slab_new_owned(struct anr_heap *h, unsigned c, size_t *short_pages);
+uint32_t anrc_slab_new_owned(struct anrc_heap *h, unsigned c, size_t *short_pages);
 /* Give an empty slab that is on no list back to the span allocator. */
-void anr_slab_release_unlisted(struct anr_heap *h, uint32_t s);
+void anrc_slab_release_unlisted(struct anrc_heap *h, uint32_t s);
 /* Objects of shared slab s freed by other threads: free them (locked). */
-void anr_slab_collect_shared(struct anr_heap *h, uint32_t s);
+void anrc_slab_collect_shared(struct anrc_heap *h, uint32_t s);
 
 /* theap.c */
 #define ANR_UID_NONE UINT64_MAX /* never a thread's cached uid */
-struct anr_tl {
-	const struct anr_heap *h;
+struct anrc_tl {
+	const struct anrc_heap *h;
 	uint64_t uid;
-	struct anr_theap *t;
+	struct anrc_theap *t;
 	int busy;     /* inside pthread_setspecific */
 	int exiting;  /* the thread's key destructors have run */
 };
-extern __thread struct anr_tl anr_tl __attribute__((tls_model("initial-exec")));
-void anr_theap_init(struct anr_heap *h);
-void anr_theap_fini(struct anr_heap *h);
+extern __thread struct anrc_tl anrc_tl __attribute__((tls_model("initial-exec")));
+void anrc_theap_init(struct anrc_heap *h);
+void anrc_theap_fini(struct anrc_heap *h);
 /* The calling thread's theap, claimed on first use; NULL if none. */
-struct anr_theap *anr_theap_lookup(struct anr_heap *h);
-static inline struct anr_theap *
-anr_theap_get(struct anr_heap *h)
+struct anrc_theap *anrc_theap_lookup(struct anrc_heap *h);
+static inline struct anrc_theap *
+anrc_theap_get(struct anrc_heap *h)
 {
 	/* uids are unique in the process: one comparison names the heap */
-	if (__builtin_expect(anr_tl.uid == h->uid, 1))
-		return anr_tl.t;
-	return anr_theap_lookup(h);
+	if (__builtin_expect(anrc_tl.uid == h->uid, 1))
+		return anrc_tl.t;
+	return anrc_theap_lookup(h);
 }
 /* The same without claiming one. */
-struct anr_theap *anr_theap_peek(const struct anr_heap *h);
+struct anrc_theap *anrc_theap_peek(const struct anrc_heap *h);
 /* Current slab of class c is full: find free objects without the lock. */
-int anr_theap_refill_unlocked(struct anr_heap *h, struct anr_theap *t, unsigned c);
+int anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
-int anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
+int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			    size_t *short_pages);
 /* Free an object of a slab some theap owns (checked out of band); returns
  * 0 if the slab is shared (the caller frees it under the lock). */
-int anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
+int anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 		   int locked);
 /* Bytes freed locally: published every ANR_FREED_PUBLISH bytes. */
-void anr_theap_publish(struct anr_heap *h, struct anr_theap *t);
+void anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t);
 /* Bytes the calling thread freed and has not yet published. */
-uint64_t anr_theap_freed_pending(const struct anr_heap *h);
+uint64_t anrc_theap_freed_pending(const struct anrc_heap *h);
 /* Give every slab of t to the shared lists (locked); the slot stays claimed. */
-void anr_theap_abandon_locked(struct anr_heap *h, struct anr_theap *t);
+void anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t);
 /* Totals of all theaps (racy reads of other threads' counters). */
-void anr_theap_totals(struct anr_heap *h, size_t *in_use, size_t *slab_bytes,
+void anrc_theap_totals(struct anrc_heap *h, size_t *in_use, size_t *slab_bytes,
 		      uint64_t *allocs, uint64_t *frees);
 /* Slabs and live objects of class c in all theaps (racy; for reports). */
-void anr_theap_class_counts(struct anr_heap *h, unsigned c, size_t *slabs,
+void anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs,
 			    size_t *live);
 /* In a fork child: theaps of the threads that did not survive are abandoned. */
-void anr_theap_fork_child(struct anr_heap *h);
+void anrc_theap_fork_child(struct anrc_heap *h);
 /* Give-back: the spare slabs of every theap (locked). */
-size_t anr_theap_flush_locked(struct anr_heap *h);
+size_t anrc_theap_flush_locked(struct anrc_heap *h);
 
 static inline uint32_t
-anr_slab_head(const struct anr_heap *h, size_t i)
+anrc_slab_head(const struct anrc_heap *h, size_t i)
 {
-	const struct anr_page *pg = &h->pm[i];
+	const struct anrc_page *pg = &h->pm[i];
 	return pg->kind == ANR_PG_SLAB ? (uint32_t)i : (uint32_t)(i - pg->npages);
 }
 
 /* heap.c */
-void anr_core_lock(struct anr_heap *h);   /* also runs a few deferred frees */
+void anrc_lock_and_drain(struct anrc_heap *h);   /* also runs a few deferred frees */
 /* Also runs every deferred free (statistics, checks: not malloc or free). */
-void anr_core_lock_drained(struct anr_heap *h);
-int anr_core_trylock(struct anr_heap *h); /* 0 if taken, -1 if busy */
-void anr_core_unlock(struct anr_heap *h);
-void anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p);
+void anrc_lock_and_drain_all(struct anrc_heap *h);
+int anrc_trylock_and_drain(struct anrc_heap *h); /* 0 if taken, -1 if busy */
+void anrc_unlock_and_return_pages(struct anrc_heap *h);
+void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p);
 
 static inline uint64_t *
-anr_slab_bits(const struct anr_heap *h, uint32_t s)
+anrc_slab_bits(const struct anrc_heap *h, uint32_t s)
 {
 	return h->slabbits + (size_t)s * h->bmw;
 }
@@ -407,7 +407,7 @@ anr_slab_bits(const struct anr_heap *h, uint32_t s)
 /* Object idx of slab s is live: allocated and not freed by another
  * thread (a remote free waits in rfree until the owner folds it in). */
 static inline int
-anr_slab_live(const struct anr_heap *h, uint32_t s, size_t idx)
+anrc_slab_live(const struct anrc_heap *h, uint32_t s, size_t idx)
 {
 	size_t w = (size_t)s * h->bmw + (idx >> 6);
 	uint64_t m = UINT64_C(1) << (idx & 63);
@@ -416,7 +416,7 @@ anr_slab_live(const struct anr_heap *h, uint32_t s, size_t idx)
 }
 
 static inline char *
-anr_page_addr(const struct anr_heap *h, size_t i)
+anrc_page_addr(const struct anrc_heap *h, size_t i)
 {
 	return h->data + (i << h->page_shift);
 }

@@ -38,7 +38,7 @@ struct bt_walk {
 	uintptr_t caller;
 };
 
-static __thread int anr_bt_busy __attribute__((tls_model("initial-exec")));
+static __thread int anrc_bt_busy __attribute__((tls_model("initial-exec")));
 
 static _Unwind_Reason_Code bt_step(struct _Unwind_Context *ctx, void *arg)
 {
@@ -57,7 +57,7 @@ static _Unwind_Reason_Code bt_step(struct _Unwind_Context *ctx, void *arg)
 }
 
 size_t
-anr_backtrace(uintptr_t *out, size_t depth, const void *caller)
+anrc_backtrace(uintptr_t *out, size_t depth, const void *caller)
 {
 	uintptr_t tmp[ANR_BT_MAX + ANR_BT_SLACK];
 	struct bt_walk w;
@@ -67,8 +67,8 @@ anr_backtrace(uintptr_t *out, size_t depth, const void *caller)
 		depth = ANR_BT_MAX;
 	if (depth == 0)
 		return 0;
-	if (!anr_bt_busy) {
-		anr_bt_busy = 1;
+	if (!anrc_bt_busy) {
+		anrc_bt_busy = 1;
 		w.out = tmp;
 		w.n = 0;
 		w.max = depth + ANR_BT_SLACK;
@@ -76,7 +76,7 @@ anr_backtrace(uintptr_t *out, size_t depth, const void *caller)
 		w.first = w.max;
 		w.caller = (uintptr_t)caller;
 		_Unwind_Backtrace(bt_step, &w);
-		anr_bt_busy = 0;
+		anrc_bt_busy = 0;
 		if (w.first < w.n) {
 			n = w.n - w.first;
 			if (n > depth)
@@ -160,7 +160,7 @@ static int exe_bias(uintptr_t *bias)
  * 0, so its base is the start of its mapping at file offset 0; the main
  * executable's is its load bias.
  */
-static uintptr_t file_base(const struct anr_modmap *m, const char *path, size_t len,
+static uintptr_t file_base(const struct anrc_modmap *m, const char *path, size_t len,
 			   uintptr_t start, uintptr_t off)
 {
 	if (m->first_len != len || memcmp(m->first_path, path, len) != 0)
@@ -176,11 +176,11 @@ static uintptr_t file_base(const struct anr_modmap *m, const char *path, size_t 
  * The mapping at offset 0 of each file is remembered (it gives the base);
  * executable mappings backed by a file are kept.
  */
-static void maps_line(struct anr_modmap *m, const char *s, const char *end)
+static void maps_line(struct anrc_modmap *m, const char *s, const char *end)
 {
 	uintptr_t start, stop, off;
 	const char *perms;
-	struct anr_module *mod;
+	struct anrc_module *mod;
 	size_t len;
 	int exec;
 
@@ -226,7 +226,7 @@ static void maps_line(struct anr_modmap *m, const char *s, const char *end)
 }
 
 int
-anr_modmap_load(struct anr_modmap *m)
+anrc_modmap_load(struct anrc_modmap *m)
 {
 	char buf[4096];
 	size_t have = 0;
@@ -269,10 +269,10 @@ anr_modmap_load(struct anr_modmap *m)
 }
 
 size_t
-anr_where(const struct anr_modmap *m, uintptr_t ip, char *buf, size_t len)
+anrc_where(const struct anrc_modmap *m, uintptr_t ip, char *buf, size_t len)
 {
 	for (size_t i = 0; m && i < m->n; i++) {
-		const struct anr_module *mod = &m->mod[i];
+		const struct anrc_module *mod = &m->mod[i];
 		if (ip >= mod->start && ip < mod->end)
 			return mb_format(buf, len, "%s+0x%lx", m->pool + mod->path,
 					 (unsigned long)(ip - mod->base));

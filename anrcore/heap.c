@@ -1,10 +1,10 @@
 /*
  * heap.c - one heap: creation, locking, deferred frees and the public calls.
  *
- * Data structure.  A heap is one reservation made by anr_create():
+ * Data structure.  A heap is one reservation made by anrc_create():
  *
  *   base                                                     base + reserve
- *   | struct anr_heap | page map | slab bitmaps | owners | page bitmaps |G| data ...|
+ *   | struct anrc_heap | page map | slab bitmaps | owners | page bitmaps |G| data ...|
  *   |<----------------- metadata (never handed out) -------->| |<- npages ---->|
  *
  * G is one PROT_NONE guard page set up at creation, so that running off
@@ -24,13 +24,13 @@
  *   page map:    [SLAB cls=3 nfree=17 next/prev: partial list or owner's ring]
  *   slab bitmap: 1101110...  (one bit per object, out of band)
  *
- * The data pages are cut into spans (tlsf.c): free spans, large blocks
+ * The data pages are cut into spans (spans.c): free spans, large blocks
  * (requests above ANR_SLAB_MAX, rounded up to pages, pointer = first
  * page) and slabs of small objects (slab.c).  Pages are charged to the
  * budget when a span is handed out and become returnable when it is given
  * back (pages.c).
  *
- * Invariants (checked by anr_check()):
+ * Invariants (checked by anrc_check()):
  *  1. The spans tile the data pages; no two free spans are adjacent.
  *  2. Page map: the first page of every span says its kind and length; the
  *     last page of a free span of >= 2 pages says FREE_TAIL and the length;
@@ -73,8 +73,8 @@
  * the pages of a block it freed itself) in at most ANR_TRIM_BATCH madvise
  * calls, and every bitmap search looks at two words per level of the
  * multi-level bitmaps.  ANR_CALL_STEPS_MAX is the bound; the steps test
- * counts it over a long random workload.  Explicit calls (anr_trim,
- * anr_release_free, lowering the budget or the marks, statistics, walks,
+ * counts it over a long random workload.  Explicit calls (anrc_trim,
+ * anrc_release_free, lowering the budget or the marks, statistics, walks,
  * checks) and a thread's exit may do more.
  */
 #include "config.h"
@@ -116,9 +116,9 @@ plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 {
 	size_t w = words_for(npages), off;
 
-	off = round_up(sizeof(struct anr_heap), CACHE_LINE);
+	off = round_up(sizeof(struct anrc_heap), CACHE_LINE);
 	l->pm = off;
-	off = round_up(off + npages * sizeof(struct anr_page), CACHE_LINE);
+	off = round_up(off + npages * sizeof(struct anrc_page), CACHE_LINE);
 	l->slabbits = off;
 	off += npages * bmw * sizeof(uint64_t);
 	l->rfree = off;
@@ -128,11 +128,11 @@ plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 	l->resident = off;
 	off += w * sizeof(uint64_t);
 	l->dirty = off;
-	off += anr_bm2_words(npages) * sizeof(uint64_t);
+	off += anrc_bm2_words(npages) * sizeof(uint64_t);
 	l->heads = off;
-	off += anr_bm2_words(npages) * sizeof(uint64_t);
+	off += anrc_bm2_words(npages) * sizeof(uint64_t);
 	l->fheads = off;
-	off += anr_bm2_words(npages) * sizeof(uint64_t);
+	off += anrc_bm2_words(npages) * sizeof(uint64_t);
 	l->data = round_up(off, page) + page; /* one guard page */
 	return l->data + npages * page;
 }
@@ -161,7 +161,7 @@ fit_pages(size_t reserve, size_t page, unsigned bmw, struct layout *l)
  * again in a fork child.
  */
 static int
-heap_lock_init(struct anr_heap *h)
+heap_lock_init(struct anrc_heap *h)
 {
 	pthread_mutexattr_t a;
 	int rc;
@@ -199,11 +199,11 @@ vg_tool_tracks_blocks(void)
 	return strstr(pre, "vgpreload_") == NULL;
 }
 
-struct anr_heap *
-anr_create(const struct anr_config *cfg)
+struct anrc_heap *
+anrc_create(const struct anrc_config *cfg)
 {
-	struct anr_config c = { 0 };
-	struct anr_heap *h;
+	struct anrc_config c = { 0 };
+	struct anrc_heap *h;
 	struct layout l;
 	long ps = sysconf(_SC_PAGESIZE);
 	size_t page, reserve, npages;
@@ -242,15 +242,15 @@ anr_create(const struct anr_config *cfg)
 	h->page = page;
 	h->page_shift = (unsigned)__builtin_ctzl(page);
 	h->npages = (uint32_t)npages;
-	h->pm = (struct anr_page *)((char *)base + l.pm);
+	h->pm = (struct anrc_page *)((char *)base + l.pm);
 	h->slabbits = (uint64_t *)((char *)base + l.slabbits);
 	h->rfree = (uint64_t *)((char *)base + l.rfree);
 	h->owner = (uint8_t *)base + l.owner;
 	h->bmw = bmw;
 	h->resident = (uint64_t *)((char *)base + l.resident);
-	anr_bm2_place(&h->dirty, (uint64_t *)((char *)base + l.dirty), npages);
-	anr_bm2_place(&h->heads, (uint64_t *)((char *)base + l.heads), npages);
-	anr_bm2_place(&h->fheads, (uint64_t *)((char *)base + l.fheads), npages);
+	anrc_bm2_place(&h->dirty, (uint64_t *)((char *)base + l.dirty), npages);
+	anrc_bm2_place(&h->heads, (uint64_t *)((char *)base + l.heads), npages);
+	anrc_bm2_place(&h->fheads, (uint64_t *)((char *)base + l.fheads), npages);
 	h->bad_free = c.bad_free;
 	if (h->bad_free != ANR_BAD_FREE_REPORT && h->bad_free != ANR_BAD_FREE_IGNORE)
 		h->bad_free = ANR_BAD_FREE_ABORT;
@@ -269,38 +269,38 @@ anr_create(const struct anr_config *cfg)
 		errno = ENOMEM;
 		return NULL;
 	}
-	anr_span_init(h);
-	anr_slab_init(h);
-	anr_theap_init(h);
+	anrc_span_init(h);
+	anrc_slab_init(h);
+	anrc_theap_init(h);
 	return h;
 }
 
 static void
-vg_forget(struct anr_heap *h)
+vg_forget(struct anrc_heap *h)
 {
 	/* Tell valgrind the blocks still live die with the heap. */
 	size_t i = 0;
 
 	while (i < h->top) {
-		struct anr_page *pg = &h->pm[i];
+		struct anrc_page *pg = &h->pm[i];
 		if (pg->kind == ANR_PG_LARGE) {
-			ANR_VG_FREE(h, anr_page_addr(h, i));
+			ANR_VG_FREE(h, anrc_page_addr(h, i));
 		} else if (pg->kind == ANR_PG_SLAB) {
-			const struct anr_class *k = &h->cls[pg->cls];
+			const struct anrc_class *k = &h->cls[pg->cls];
 			for (size_t o = 0; o < k->nobjs; o++)
-				if (anr_slab_live(h, (uint32_t)i, o))
-					ANR_VG_FREE(h, anr_page_addr(h, i) + o * k->size);
+				if (anrc_slab_live(h, (uint32_t)i, o))
+					ANR_VG_FREE(h, anrc_page_addr(h, i) + o * k->size);
 		}
 		i += pg->npages;
 	}
 }
 
 void
-anr_destroy(struct anr_heap *h)
+anrc_destroy(struct anrc_heap *h)
 {
 	if (h == NULL)
 		return;
-	anr_theap_fini(h);
+	anrc_theap_fini(h);
 	if (h->vg)
 		vg_forget(h);
 	pthread_mutex_destroy(&h->lock);
@@ -313,7 +313,7 @@ anr_destroy(struct anr_heap *h)
  * process; a pointer from elsewhere is not printed at all.
  */
 void
-anr_bad(struct anr_heap *h, const char *op, const char *what, const void *p)
+anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p)
 {
 	const char *cp = p;
 
@@ -342,11 +342,11 @@ struct loc {
 
 /* NULL if p is a live block (filling *l), else what is wrong with it. */
 static const char *
-locate(struct anr_heap *h, const void *p, struct loc *l)
+locate(struct anrc_heap *h, const void *p, struct loc *l)
 {
 	const char *cp = p;
 	size_t off, i;
-	struct anr_page *pg;
+	struct anrc_page *pg;
 
 	if (cp < h->base || cp >= h->base + h->reserve)
 		return "pointer not from this heap";
@@ -366,12 +366,12 @@ locate(struct anr_heap *h, const void *p, struct loc *l)
 	case ANR_PG_SLAB:
 	case ANR_PG_SLAB_BODY: {
 		uint32_t s = pg->kind == ANR_PG_SLAB ? (uint32_t)i : (uint32_t)(i - pg->npages);
-		const struct anr_class *k = &h->cls[h->pm[s].cls];
-		size_t o = (size_t)(cp - anr_page_addr(h, s)), idx = anr_slab_index(k, o);
+		const struct anrc_class *k = &h->cls[h->pm[s].cls];
+		size_t o = (size_t)(cp - anrc_page_addr(h, s)), idx = anrc_slab_index(k, o);
 		if (idx * k->size != o || idx >= k->nobjs)
 			return "pointer inside a block";
-		if (!anr_bit(anr_slab_bits(h, s), idx) ||
-		    anr_bit(h->rfree + (size_t)s * h->bmw, idx))
+		if (!anrc_bit(anrc_slab_bits(h, s), idx) ||
+		    anrc_bit(h->rfree + (size_t)s * h->bmw, idx))
 			return "double free (object not allocated)";
 		l->s = s;
 		l->idx = idx;
@@ -380,7 +380,7 @@ locate(struct anr_heap *h, const void *p, struct loc *l)
 		return NULL;
 	}
 	default: {
-		size_t hd = anr_bm2_prev(&h->heads, i);
+		size_t hd = anrc_bm2_prev(&h->heads, i);
 		if (hd != SIZE_MAX && hd + h->pm[hd].npages > i)
 			return "pointer inside a block";
 		return "double free (pages not allocated)";
@@ -389,7 +389,7 @@ locate(struct anr_heap *h, const void *p, struct loc *l)
 }
 
 static void
-note_in_use(struct anr_heap *h, size_t usable)
+note_in_use(struct anrc_heap *h, size_t usable)
 {
 	h->in_use += usable;
 	h->allocs++;
@@ -399,7 +399,7 @@ note_in_use(struct anr_heap *h, size_t usable)
 
 /* Release a located block; the lock is held. */
 static void
-release(struct anr_heap *h, void *p, const struct loc *l)
+release(struct anrc_heap *h, void *p, const struct loc *l)
 {
 	if (h->trash_free) {
 		ANR_VG_UNDEFINED(h, p, l->usable);
@@ -411,28 +411,28 @@ release(struct anr_heap *h, void *p, const struct loc *l)
 	h->frees++;
 	__atomic_store_n(&h->freed_bytes, h->freed_bytes + l->usable, __ATOMIC_RELAXED);
 	if (l->slab) {
-		anr_slab_free(h, l->s, l->idx);
+		anrc_slab_free(h, l->s, l->idx);
 	} else {
-		struct anr_page *pg = &h->pm[l->s];
+		struct anrc_page *pg = &h->pm[l->s];
 		size_t n = pg->npages;
-		anr_bm2_clear(&h->heads, l->s, 1);
+		anrc_bm2_clear(&h->heads, l->s, 1);
 		pg->kind = ANR_PG_NONE;
-		anr_pages_put(h, l->s, n);
+		anrc_pages_put(h, l->s, n);
 	}
-	anr_pages_settle(h);
+	anrc_pages_settle(h);
 }
 
 static void
-free_locked(struct anr_heap *h, void *p, const char *op)
+free_locked(struct anrc_heap *h, void *p, const char *op)
 {
 	struct loc l;
 	const char *bad = locate(h, p, &l);
 
 	if (bad != NULL) {
-		anr_bad(h, op, bad, p);
+		anrc_bad(h, op, bad, p);
 		return;
 	}
-	if (l.slab && anr_theap_free(h, anr_theap_peek(h), p, l.s, 1))
+	if (l.slab && anrc_theap_free(h, anrc_theap_peek(h), p, l.s, 1))
 		return; /* a thread owns the slab: it folds the free in */
 	release(h, p, &l);
 }
@@ -441,7 +441,7 @@ free_locked(struct anr_heap *h, void *p, const char *op)
  * bounded share of the others' work; the ring is looked at from where the
  * last holder stopped. */
 static void
-drain(struct anr_heap *h, unsigned max)
+drain(struct anrc_heap *h, unsigned max)
 {
 	unsigned done = 0, j = h->drain_pos;
 	size_t credit = h->trim_credit; /* others' blocks: no credit for us */
@@ -453,7 +453,7 @@ drain(struct anr_heap *h, unsigned max)
 		p = __atomic_exchange_n(&h->defer_slot[j], NULL, __ATOMIC_ACQUIRE);
 		if (p != NULL) {
 			__atomic_sub_fetch(&h->defer_count, 1, __ATOMIC_RELEASE);
-			anr_steps(1);
+			anrc_steps(1);
 			free_locked(h, p, "free");
 			done++;
 		}
@@ -463,13 +463,13 @@ drain(struct anr_heap *h, unsigned max)
 }
 
 static int
-deferred_pending(struct anr_heap *h)
+deferred_pending(struct anrc_heap *h)
 {
 	return __atomic_load_n(&h->defer_count, __ATOMIC_RELAXED) != 0;
 }
 
 static void
-heap_lock(struct anr_heap *h)
+heap_lock(struct anrc_heap *h)
 {
 	pthread_mutex_lock(&h->lock);
 	if (deferred_pending(h))
@@ -483,7 +483,7 @@ heap_lock(struct anr_heap *h)
  * full; the caller then waits for the lock and frees at once.
  */
 static int
-defer(struct anr_heap *h, void *p)
+defer(struct anrc_heap *h, void *p)
 {
 	unsigned start = __atomic_fetch_add(&h->defer_hint, 1, __ATOMIC_RELAXED);
 
@@ -501,9 +501,9 @@ defer(struct anr_heap *h, void *p)
 }
 
 static void
-heap_unlock(struct anr_heap *h)
+heap_unlock(struct anrc_heap *h)
 {
-	anr_pages_unlock(h);
+	anrc_return_pages_and_unlock(h);
 }
 
 /*
@@ -511,7 +511,7 @@ heap_unlock(struct anr_heap *h)
  * the budget lacks (0: no address space or a bad request).
  */
 static void *
-alloc_locked(struct anr_heap *h, struct anr_theap *t, size_t size, size_t align,
+alloc_locked(struct anrc_heap *h, struct anrc_theap *t, size_t size, size_t align,
 	     size_t *usable, int *zeroed, size_t *short_pages)
 {
 	int c = -1;
@@ -522,17 +522,17 @@ alloc_locked(struct anr_heap *h, struct anr_theap *t, size_t size, size_t align,
 	*short_pages = 0;
 	*zeroed = 0;
 	if (size <= ANR_SLAB_MAX)
-		c = align <= ANR_ALIGN ? (int)anr_size_class(size)
-				       : anr_slab_class_for(h, size, align);
+		c = align <= ANR_ALIGN ? (int)anrc_size_class(size)
+				       : anrc_slab_class_for(h, size, align);
 	if (c >= 0 && t != NULL) {
-		if (anr_theap_refill_locked(h, t, (unsigned)c, short_pages) != 0)
+		if (anrc_theap_refill_locked(h, t, (unsigned)c, short_pages) != 0)
 			return NULL;
-		p = anr_theap_alloc(h, t, (unsigned)c);
+		p = anrc_theap_alloc(h, t, (unsigned)c);
 		*usable = h->cls[c].size;
 		return p;
 	}
 	if (c >= 0) {
-		p = anr_slab_alloc(h, (unsigned)c, short_pages);
+		p = anrc_slab_alloc(h, (unsigned)c, short_pages);
 		if (p == NULL)
 			return NULL;
 		*usable = h->cls[c].size;
@@ -541,31 +541,31 @@ alloc_locked(struct anr_heap *h, struct anr_theap *t, size_t size, size_t align,
 	}
 	n = size == 0 ? 1 : (size + h->page - 1) >> h->page_shift;
 	align_pages = align > h->page ? align >> h->page_shift : 1;
-	s = anr_pages_get(h, n, align_pages, short_pages);
+	s = anrc_pages_get(h, n, align_pages, short_pages);
 	if (s == ANR_NIL)
 		return NULL;
 	h->pm[s].kind = ANR_PG_LARGE;
 	h->pm[s].npages = (uint32_t)n;
-	anr_bm2_set(&h->heads, s, 1);
+	anrc_bm2_set(&h->heads, s, 1);
 	*usable = n << h->page_shift;
 	*zeroed = h->last_had == 0; /* fresh pages read as zero */
 	note_in_use(h, *usable);
-	return anr_page_addr(h, s);
+	return anrc_page_addr(h, s);
 }
 
 static void *
-alloc_common(struct anr_heap *h, size_t align, size_t size, unsigned flags)
+alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 {
 	size_t usable, short_pages, prev_short = SIZE_MAX;
 	int zeroed;
 	void *p;
 	/* Claimed before the lock is taken: claiming may call malloc. */
-	struct anr_theap *t = size <= ANR_SLAB_MAX && align <= h->page ? anr_theap_get(h) : NULL;
+	struct anrc_theap *t = size <= ANR_SLAB_MAX && align <= h->page ? anrc_theap_get(h) : NULL;
 
 	if (size > ((size_t)h->npages << h->page_shift))
 		goto fail;
 	for (unsigned calls = 0, stalls = 0;; calls++) {
-		anr_more_fn hook;
+		anrc_more_fn hook;
 		void *arg;
 
 		heap_lock(h);
@@ -606,12 +606,12 @@ fail:
 }
 
 static __attribute__((noinline)) void *
-alloc_slow(struct anr_heap *h, size_t size, unsigned flags)
+alloc_slow(struct anrc_heap *h, size_t size, unsigned flags)
 {
 	if (size <= ANR_SLAB_MAX && !h->vg) {
-		struct anr_theap *t = anr_theap_get(h);
+		struct anrc_theap *t = anrc_theap_get(h);
 		if (t != NULL) {
-			void *p = anr_theap_alloc(h, t, anr_size_class(size));
+			void *p = anrc_theap_alloc(h, t, anrc_size_class(size));
 			if (p != NULL) {
 				if (flags & ANR_ZERO)
 					memset(p, 0, size);
@@ -623,12 +623,12 @@ alloc_slow(struct anr_heap *h, size_t size, unsigned flags)
 }
 
 void *
-anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
+anrc_alloc(struct anrc_heap *h, size_t size, unsigned flags)
 {
 	/* The fast path: this thread's theap is cached and no valgrind
 	 * request is due (under valgrind every block changes hands under
 	 * the lock, see alloc_common). */
-	void *p = anr_alloc_fast(h, size);
+	void *p = anrc_alloc_fast(h, size);
 
 	if (__builtin_expect(p != NULL, 1)) {
 		if (flags & ANR_ZERO)
@@ -639,7 +639,7 @@ anr_alloc(struct anr_heap *h, size_t size, unsigned flags)
 }
 
 void *
-anr_alloc_aligned(struct anr_heap *h, size_t align, size_t size, unsigned flags)
+anrc_alloc_aligned(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 {
 	if (align < sizeof(void *) || (align & (align - 1)) != 0) {
 		errno = EINVAL;
@@ -655,7 +655,7 @@ anr_alloc_aligned(struct anr_heap *h, size_t align, size_t size, unsigned flags)
 /* Cheap checks that need no lock: the pointer is in the data pages and
  * aligned like every block. */
 static const char *
-plausible(const struct anr_heap *h, const void *p)
+plausible(const struct anrc_heap *h, const void *p)
 {
 	const char *cp = p;
 
@@ -669,7 +669,7 @@ plausible(const struct anr_heap *h, const void *p)
 }
 
 static __attribute__((noinline)) void
-free_slow(struct anr_heap *h, void *p)
+free_slow(struct anrc_heap *h, void *p)
 {
 	const char *bad;
 	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
@@ -680,17 +680,17 @@ free_slow(struct anr_heap *h, void *p)
 	if (__builtin_expect(i < h->npages && (off & (ANR_ALIGN - 1)) == 0, 1)) {
 		unsigned kind = __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED);
 		if ((kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) && !h->vg) {
-			uint32_t s = anr_slab_head(h, i);
-			struct anr_theap *t = anr_tl.uid == h->uid ? anr_tl.t : anr_theap_peek(h);
+			uint32_t s = anrc_slab_head(h, i);
+			struct anrc_theap *t = anrc_tl.uid == h->uid ? anrc_tl.t : anrc_theap_peek(h);
 			if (s > i)
 				goto locked;
-			if (anr_theap_free(h, t, p, s, 0))
+			if (anrc_theap_free(h, t, p, s, 0))
 				return;
 		}
 	} else {
 		bad = plausible(h, p);
 		if (bad != NULL) {
-			anr_bad(h, "free", bad, p);
+			anrc_bad(h, "free", bad, p);
 			return;
 		}
 	}
@@ -708,30 +708,30 @@ locked:
 }
 
 void
-anr_free(struct anr_heap *h, void *p)
+anrc_free(struct anrc_heap *h, void *p)
 {
 	/* The fast path: an object of a slab this thread owns, no trash fill
 	 * and no valgrind request due.  Everything else (NULL too) is judged
 	 * by free_slow. */
-	int done = anr_free_fast(h, p);
+	int done = anrc_free_fast(h, p);
 
 	if (__builtin_expect(done == 1, 1))
 		return;
 	if (done == 2)
-		anr_theap_publish(h, anr_tl.t);
+		anrc_theap_publish(h, anrc_tl.t);
 	else
 		free_slow(h, p);
 }
 
 uint64_t
-anr_freed_bytes(const struct anr_heap *h)
+anrc_freed_bytes(const struct anrc_heap *h)
 {
 	return __atomic_load_n(&h->freed_bytes, __ATOMIC_RELAXED) +
-	       anr_theap_freed_pending(h);
+	       anrc_theap_freed_pending(h);
 }
 
 size_t
-anr_usable_size(struct anr_heap *h, const void *p)
+anrc_usable_size(struct anrc_heap *h, const void *p)
 {
 	struct loc l;
 	size_t u = 0;
@@ -747,10 +747,10 @@ anr_usable_size(struct anr_heap *h, const void *p)
 
 /* Try to resize in place; returns p on success, NULL if it must move. */
 static void *
-resize_locked(struct anr_heap *h, void *p, const struct loc *l, size_t size)
+resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
 {
 	size_t n, nn, short_pages;
-	struct anr_page *pg;
+	struct anrc_page *pg;
 
 	if (h->vg)
 		return NULL; /* keep valgrind's view of the block simple */
@@ -764,10 +764,10 @@ resize_locked(struct anr_heap *h, void *p, const struct loc *l, size_t size)
 	if (nn < n) {
 		pg->npages = (uint32_t)nn;
 		h->in_use -= (n - nn) << h->page_shift;
-		anr_pages_put(h, (uint32_t)(l->s + nn), n - nn);
-		anr_pages_settle(h);
+		anrc_pages_put(h, (uint32_t)(l->s + nn), n - nn);
+		anrc_pages_settle(h);
 	} else if (nn > n) {
-		if (anr_pages_grow(h, l->s, n, nn - n, &short_pages) != 0)
+		if (anrc_pages_grow(h, l->s, n, nn - n, &short_pages) != 0)
 			return NULL;
 		pg->npages = (uint32_t)nn;
 		h->in_use += (nn - n) << h->page_shift;
@@ -778,7 +778,7 @@ resize_locked(struct anr_heap *h, void *p, const struct loc *l, size_t size)
 }
 
 void *
-anr_realloc(struct anr_heap *h, void *p, size_t size, unsigned flags)
+anrc_realloc(struct anrc_heap *h, void *p, size_t size, unsigned flags)
 {
 	struct loc l;
 	const char *bad;
@@ -786,14 +786,14 @@ anr_realloc(struct anr_heap *h, void *p, size_t size, unsigned flags)
 	size_t old;
 
 	if (p == NULL)
-		return anr_alloc(h, size, flags);
+		return anrc_alloc(h, size, flags);
 	if (size == 0) {
-		anr_free(h, p);
+		anrc_free(h, p);
 		return NULL;
 	}
 	bad = plausible(h, p);
 	if (bad != NULL) {
-		anr_bad(h, "realloc", bad, p);
+		anrc_bad(h, "realloc", bad, p);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -805,7 +805,7 @@ anr_realloc(struct anr_heap *h, void *p, size_t size, unsigned flags)
 	bad = locate(h, p, &l);
 	if (bad != NULL) {
 		heap_unlock(h);
-		anr_bad(h, "realloc", bad, p);
+		anrc_bad(h, "realloc", bad, p);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -829,19 +829,19 @@ anr_realloc(struct anr_heap *h, void *p, size_t size, unsigned flags)
 	ANR_VG_QUIET_END(h);
 	if ((flags & ANR_ZERO) && size > old)
 		memset((char *)q + old, 0, size - old);
-	anr_free(h, p);
+	anrc_free(h, p);
 	return q;
 }
 
 int
-anr_owns(const struct anr_heap *h, const void *p)
+anrc_owns(const struct anrc_heap *h, const void *p)
 {
 	const char *cp = p;
 	return cp >= h->base && cp < h->base + h->reserve;
 }
 
 void
-anr_set_budget(struct anr_heap *h, size_t bytes)
+anrc_set_budget(struct anrc_heap *h, size_t bytes)
 {
 	size_t limit;
 
@@ -849,22 +849,22 @@ anr_set_budget(struct anr_heap *h, size_t bytes)
 	__atomic_store_n(&h->budget, bytes, __ATOMIC_RELAXED);
 	limit = bytes >> h->page_shift;
 	if (h->resident_pages > limit)
-		anr_slab_flush(h);
+		anrc_slab_flush(h);
 	if (h->resident_pages > limit) {
 		size_t over = h->resident_pages - limit;
-		anr_pages_trim(h, over < h->dirty_pages ? h->dirty_pages - over : 0);
+		anrc_pages_trim(h, over < h->dirty_pages ? h->dirty_pages - over : 0);
 	}
 	heap_unlock(h);
 }
 
 size_t
-anr_get_budget(const struct anr_heap *h)
+anrc_get_budget(const struct anrc_heap *h)
 {
 	return __atomic_load_n(&h->budget, __ATOMIC_RELAXED);
 }
 
 void
-anr_set_hook(struct anr_heap *h, anr_more_fn fn, void *arg)
+anrc_set_hook(struct anrc_heap *h, anrc_more_fn fn, void *arg)
 {
 	heap_lock(h);
 	h->hook = fn;
@@ -873,7 +873,7 @@ anr_set_hook(struct anr_heap *h, anr_more_fn fn, void *arg)
 }
 
 void
-anr_set_marks(struct anr_heap *h, size_t free_low, size_t free_high)
+anrc_set_marks(struct anrc_heap *h, size_t free_low, size_t free_high)
 {
 	heap_lock(h);
 	h->free_high = free_high;
@@ -881,19 +881,19 @@ anr_set_marks(struct anr_heap *h, size_t free_low, size_t free_high)
 	h->mark_shift = 0;
 	/* An explicit call: what is above the new high mark goes at once. */
 	if ((h->dirty_pages << h->page_shift) > h->free_high)
-		anr_pages_trim(h, h->free_low >> h->page_shift);
+		anrc_pages_trim(h, h->free_low >> h->page_shift);
 	heap_unlock(h);
 }
 
 size_t
-anr_trim(struct anr_heap *h, size_t keep)
+anrc_trim(struct anrc_heap *h, size_t keep)
 {
 	size_t given;
 
 	heap_lock(h);
-	anr_theap_flush_locked(h);
-	anr_slab_flush(h);
-	given = anr_pages_trim(h, keep >> h->page_shift) << h->page_shift;
+	anrc_theap_flush_locked(h);
+	anrc_slab_flush(h);
+	given = anrc_pages_trim(h, keep >> h->page_shift) << h->page_shift;
 	/* An explicit trim starts the marks afresh. */
 	h->mark_shift = 0;
 	h->given_recent = h->refaulted = 0;
@@ -903,42 +903,42 @@ anr_trim(struct anr_heap *h, size_t keep)
 }
 
 size_t
-anr_release_free(struct anr_heap *h)
+anrc_release_free(struct anrc_heap *h)
 {
-	return anr_trim(h, 0);
+	return anrc_trim(h, 0);
 }
 
 void
-anr_fork_prepare(struct anr_heap *h)
+anrc_fork_prepare(struct anrc_heap *h)
 {
 	pthread_mutex_lock(&h->lock);
 }
 
 void
-anr_fork_parent(struct anr_heap *h)
+anrc_fork_parent(struct anrc_heap *h)
 {
 	pthread_mutex_unlock(&h->lock);
 }
 
 void
-anr_fork_child(struct anr_heap *h)
+anrc_fork_child(struct anrc_heap *h)
 {
 	/* The only thread of the child holds the lock; start it afresh.
 	 * Frees other threads had queued stay queued and are done later;
 	 * pages another thread was giving back are given back here. */
 	heap_lock_init(h);
-	anr_pages_fork_child(h);
-	anr_theap_fork_child(h);
+	anrc_pages_fork_child(h);
+	anrc_theap_fork_child(h);
 }
 
 void
-anr_core_lock(struct anr_heap *h)
+anrc_lock_and_drain(struct anrc_heap *h)
 {
 	heap_lock(h);
 }
 
 int
-anr_core_trylock(struct anr_heap *h)
+anrc_trylock_and_drain(struct anrc_heap *h)
 {
 	if (pthread_mutex_trylock(&h->lock) != 0)
 		return -1;
@@ -948,7 +948,7 @@ anr_core_trylock(struct anr_heap *h)
 }
 
 void
-anr_core_lock_drained(struct anr_heap *h)
+anrc_lock_and_drain_all(struct anrc_heap *h)
 {
 	pthread_mutex_lock(&h->lock);
 	if (deferred_pending(h))
@@ -956,7 +956,7 @@ anr_core_lock_drained(struct anr_heap *h)
 }
 
 void
-anr_core_unlock(struct anr_heap *h)
+anrc_unlock_and_return_pages(struct anrc_heap *h)
 {
 	heap_unlock(h);
 }

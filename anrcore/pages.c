@@ -25,7 +25,7 @@
  * trim starts, giving back is being undone, and both marks double (up to
  * 2^ANR_MARK_SHIFT_MAX times the configured ones); a trim that finds
  * nothing taken back halves them again, down to the configured marks.
- * anr_set_marks() and anr_trim() start from the configured marks.
+ * anrc_set_marks() and anrc_trim() start from the configured marks.
  */
 #include "config.h"
 
@@ -40,7 +40,7 @@
 
 #define WORD_BITS 64
 
-__thread uint64_t anr_step_count __attribute__((tls_model("initial-exec")));
+__thread uint64_t anrc_step_count __attribute__((tls_model("initial-exec")));
 
 static uint64_t
 range_mask(size_t lo, size_t hi)
@@ -65,7 +65,7 @@ popcount64(uint64_t v)
 }
 
 size_t
-anr_bits_count(const uint64_t *w, size_t start, size_t n)
+anrc_bits_count(const uint64_t *w, size_t start, size_t n)
 {
 	size_t c = 0, i = start, end = start + n;
 
@@ -80,7 +80,7 @@ anr_bits_count(const uint64_t *w, size_t start, size_t n)
 }
 
 void
-anr_bits_set(uint64_t *w, size_t start, size_t n)
+anrc_bits_set(uint64_t *w, size_t start, size_t n)
 {
 	size_t i = start, end = start + n;
 
@@ -94,7 +94,7 @@ anr_bits_set(uint64_t *w, size_t start, size_t n)
 }
 
 void
-anr_bits_clear(uint64_t *w, size_t start, size_t n)
+anrc_bits_clear(uint64_t *w, size_t start, size_t n)
 {
 	size_t i = start, end = start + n;
 
@@ -108,7 +108,7 @@ anr_bits_clear(uint64_t *w, size_t start, size_t n)
 }
 
 size_t
-anr_bm2_words(size_t nbits)
+anrc_bm2_words(size_t nbits)
 {
 	size_t total = 0, n = (nbits + 63) / 64;
 
@@ -122,7 +122,7 @@ anr_bm2_words(size_t nbits)
 }
 
 void
-anr_bm2_place(struct anr_bm2 *b, uint64_t *mem, size_t nbits)
+anrc_bm2_place(struct anrc_bm2 *b, uint64_t *mem, size_t nbits)
 {
 	size_t n = (nbits + 63) / 64;
 
@@ -143,7 +143,7 @@ anr_bm2_place(struct anr_bm2 *b, uint64_t *mem, size_t nbits)
 
 /* Words first_word..last_word of level 0 changed: fix the levels above. */
 static void
-bm2_sync(struct anr_bm2 *b, size_t first_word, size_t last_word)
+bm2_sync(struct anrc_bm2 *b, size_t first_word, size_t last_word)
 {
 	for (unsigned l = 1; l < b->nlevels; l++) {
 		uint64_t *below = b->lv[l - 1], *up = b->lv[l];
@@ -160,20 +160,20 @@ bm2_sync(struct anr_bm2 *b, size_t first_word, size_t last_word)
 }
 
 void
-anr_bm2_set(struct anr_bm2 *b, size_t start, size_t n)
+anrc_bm2_set(struct anrc_bm2 *b, size_t start, size_t n)
 {
 	if (n == 0)
 		return;
-	anr_bits_set(b->w, start, n);
+	anrc_bits_set(b->w, start, n);
 	bm2_sync(b, start >> 6, (start + n - 1) >> 6);
 }
 
 void
-anr_bm2_clear(struct anr_bm2 *b, size_t start, size_t n)
+anrc_bm2_clear(struct anrc_bm2 *b, size_t start, size_t n)
 {
 	if (n == 0)
 		return;
-	anr_bits_clear(b->w, start, n);
+	anrc_bits_clear(b->w, start, n);
 	bm2_sync(b, start >> 6, (start + n - 1) >> 6);
 }
 
@@ -190,7 +190,7 @@ highest_bit(uint64_t v)
  * most two words per level: ANR_BM_STEPS_MAX in all.
  */
 size_t
-anr_bm2_prev(const struct anr_bm2 *b, size_t i)
+anrc_bm2_prev(const struct anrc_bm2 *b, size_t i)
 {
 	size_t pos = i;
 
@@ -204,11 +204,11 @@ anr_bm2_prev(const struct anr_bm2 *b, size_t i)
 		} else {
 			v = b->lv[l][k] & range_mask(0, (pos & 63) + 1);
 		}
-		anr_steps(1);
+		anrc_steps(1);
 		if (v != 0) {
 			pos = (k << 6) + highest_bit(v);
 			while (l-- > 0) {
-				anr_steps(1);
+				anrc_steps(1);
 				pos = (pos << 6) + highest_bit(b->lv[l][pos]);
 			}
 			return pos;
@@ -221,7 +221,7 @@ anr_bm2_prev(const struct anr_bm2 *b, size_t i)
 }
 
 static void
-note_resident(struct anr_heap *h)
+note_resident(struct anrc_heap *h)
 {
 	size_t bytes = h->resident_pages << h->page_shift;
 	if (bytes > h->peak_resident)
@@ -229,14 +229,14 @@ note_resident(struct anr_heap *h)
 }
 
 static size_t
-budget_pages(const struct anr_heap *h)
+budget_pages(const struct anrc_heap *h)
 {
 	return __atomic_load_n(&h->budget, __ATOMIC_RELAXED) >> h->page_shift;
 }
 
 /* dirty[s, s+n) = resident[s, s+n) */
 static void
-dirty_from_resident(struct anr_heap *h, size_t s, size_t n)
+dirty_from_resident(struct anrc_heap *h, size_t s, size_t n)
 {
 	size_t i = s, end = s + n;
 
@@ -259,18 +259,18 @@ dirty_from_resident(struct anr_heap *h, size_t s, size_t n)
  * number of pages the budget lacks (nothing changed then).
  */
 static size_t
-charge(struct anr_heap *h, size_t s, size_t n)
+charge(struct anrc_heap *h, size_t s, size_t n)
 {
-	size_t had = anr_bits_count(h->resident, s, n);
+	size_t had = anrc_bits_count(h->resident, s, n);
 	size_t fresh = n - had, limit = budget_pages(h);
 
 	/* This span's resident pages stop being returnable. */
-	anr_bm2_clear(&h->dirty, s, n);
+	anrc_bm2_clear(&h->dirty, s, n);
 	h->dirty_pages -= had;
 	if (h->resident_pages + fresh > limit) {
 		/* Returning other free pages costs nothing but a fault later. */
 		size_t need = h->resident_pages + fresh - limit;
-		anr_pages_trim(h, h->dirty_pages > need ? h->dirty_pages - need : 0);
+		anrc_pages_trim(h, h->dirty_pages > need ? h->dirty_pages - need : 0);
 		if (h->resident_pages + fresh > limit) {
 			dirty_from_resident(h, s, n);
 			h->dirty_pages += had;
@@ -282,14 +282,14 @@ charge(struct anr_heap *h, size_t s, size_t n)
 		h->given_recent -= r;
 		h->refaulted += r;
 	}
-	anr_bits_set(h->resident, s, n);
+	anrc_bits_set(h->resident, s, n);
 	h->last_had = had;
 	h->resident_pages += fresh;
 	h->used_pages += n;
 	if (s + n > h->top) {
 		/* Pages never used before: valgrind starts them unaddressable,
 		 * so slack behind a block is caught too. */
-		ANR_VG_NOACCESS(h, anr_page_addr(h, h->top), (s + n - h->top) << h->page_shift);
+		ANR_VG_NOACCESS(h, anrc_page_addr(h, h->top), (s + n - h->top) << h->page_shift);
 		h->top = s + n;
 	}
 	note_resident(h);
@@ -297,7 +297,7 @@ charge(struct anr_heap *h, size_t s, size_t n)
 }
 
 uint32_t
-anr_pages_get(struct anr_heap *h, size_t n, size_t align_pages,
+anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 	      size_t *short_pages)
 {
 	size_t total = n, lead = 0;
@@ -311,52 +311,52 @@ anr_pages_get(struct anr_heap *h, size_t n, size_t align_pages,
 			return ANR_NIL;
 		total = n + align_pages - 1;
 	}
-	s = anr_span_take(h, total);
+	s = anrc_span_take(h, total);
 	if (s == ANR_NIL)
 		return ANR_NIL;
 	if (align_pages > 1) {
-		uintptr_t a = (uintptr_t)anr_page_addr(h, s);
+		uintptr_t a = (uintptr_t)anrc_page_addr(h, s);
 		uintptr_t mask = ((uintptr_t)align_pages << h->page_shift) - 1;
 		lead = (((a + mask) & ~mask) - a) >> h->page_shift;
 		/* Give the unaligned head and the spare tail back unused. */
 		if (total - lead - n > 0)
-			anr_span_release(h, (uint32_t)(s + lead + n), total - lead - n);
+			anrc_span_release(h, (uint32_t)(s + lead + n), total - lead - n);
 		if (lead > 0)
-			anr_span_release(h, s, lead);
+			anrc_span_release(h, s, lead);
 		s += (uint32_t)lead;
 	}
 	*short_pages = charge(h, s, n);
 	if (*short_pages != 0) {
-		anr_span_release(h, s, n);
+		anrc_span_release(h, s, n);
 		return ANR_NIL;
 	}
 	return s;
 }
 
 int
-anr_pages_grow(struct anr_heap *h, uint32_t s, size_t n, size_t extra,
+anrc_pages_grow(struct anrc_heap *h, uint32_t s, size_t n, size_t extra,
 	       size_t *short_pages)
 {
 	*short_pages = 0;
-	if (anr_span_extend(h, s, n, extra) != 0)
+	if (anrc_span_extend(h, s, n, extra) != 0)
 		return -1;
 	*short_pages = charge(h, s + n, extra);
 	if (*short_pages != 0) {
-		anr_span_release(h, (uint32_t)(s + n), extra);
+		anrc_span_release(h, (uint32_t)(s + n), extra);
 		return -1;
 	}
 	return 0;
 }
 
 void
-anr_pages_put(struct anr_heap *h, uint32_t s, size_t n)
+anrc_pages_put(struct anrc_heap *h, uint32_t s, size_t n)
 {
 	h->trim_credit += n;
 	/* Every page of a live span is resident, so all become dirty. */
-	anr_bm2_set(&h->dirty, s, n);
+	anrc_bm2_set(&h->dirty, s, n);
 	h->dirty_pages += n;
 	h->used_pages -= n;
-	anr_span_release(h, s, n);
+	anrc_span_release(h, s, n);
 }
 
 /*
@@ -366,7 +366,7 @@ anr_pages_put(struct anr_heap *h, uint32_t s, size_t n)
  * read as zero when touched again, which is what those entries hold.
  */
 static void
-advise_inner(struct anr_heap *h, void *addr, size_t len)
+advise_inner(struct anrc_heap *h, void *addr, size_t len)
 {
 	uintptr_t a = (uintptr_t)addr, mask = h->page - 1;
 	uintptr_t start = (a + mask) & ~mask, end = (a + len) & ~mask;
@@ -376,11 +376,11 @@ advise_inner(struct anr_heap *h, void *addr, size_t len)
 }
 
 static void
-release_meta(struct anr_heap *h, size_t lo, size_t n)
+release_meta(struct anrc_heap *h, size_t lo, size_t n)
 {
 	if (n > 2)
-		advise_inner(h, &h->pm[lo + 1], (n - 2) * sizeof(struct anr_page));
-	advise_inner(h, anr_slab_bits(h, (uint32_t)lo), n * h->bmw * sizeof(uint64_t));
+		advise_inner(h, &h->pm[lo + 1], (n - 2) * sizeof(struct anrc_page));
+	advise_inner(h, anrc_slab_bits(h, (uint32_t)lo), n * h->bmw * sizeof(uint64_t));
 	advise_inner(h, h->rfree + (size_t)lo * h->bmw, n * h->bmw * sizeof(uint64_t));
 	advise_inner(h, h->owner + lo, n);
 }
@@ -390,14 +390,14 @@ release_meta(struct anr_heap *h, size_t lo, size_t n)
  * is at most max pages, a word at a time.
  */
 static size_t
-run_low(const struct anr_heap *h, size_t hi, size_t max)
+run_low(const struct anrc_heap *h, size_t hi, size_t max)
 {
 	size_t lo = hi, floor = hi + 1 > max ? hi + 1 - max : 0;
 
 	while (lo > floor) {
 		size_t k = (lo - 1) >> 6;
 		uint64_t zeros = ~h->dirty.w[k] & range_mask(0, ((lo - 1) & 63) + 1);
-		anr_steps(1);
+		anrc_steps(1);
 		if (zeros != 0) {
 			size_t z = (k << 6) + highest_bit(zeros) + 1;
 			return z > floor ? z : floor;
@@ -415,18 +415,18 @@ run_low(const struct anr_heap *h, size_t hi, size_t max)
  * head and tail entries.  Locked (others may carve the span otherwise).
  */
 static void
-release_span_meta(struct anr_heap *h, size_t page)
+release_span_meta(struct anrc_heap *h, size_t page)
 {
-	size_t f = anr_bm2_prev(&h->fheads, page);
+	size_t f = anrc_bm2_prev(&h->fheads, page);
 
 	if (f != SIZE_MAX && h->pm[f].kind == ANR_PG_FREE && f + h->pm[f].npages > page) {
-		anr_steps(1);
+		anrc_steps(1);
 		release_meta(h, f, h->pm[f].npages);
 	}
 }
 
 void
-anr_pages_settle(struct anr_heap *h)
+anrc_pages_settle(struct anrc_heap *h)
 {
 	if ((h->dirty_pages << h->page_shift) > (h->free_high << h->mark_shift))
 		h->trim_wanted = 1;
@@ -434,7 +434,7 @@ anr_pages_settle(struct anr_heap *h)
 
 /* A trim begins: see whether the last one was undone and move the marks. */
 static void
-marks_adapt(struct anr_heap *h)
+marks_adapt(struct anrc_heap *h)
 {
 	size_t given = h->given_recent + h->refaulted;
 
@@ -453,7 +453,7 @@ marks_adapt(struct anr_heap *h)
  * them while madvise runs without the lock.
  */
 static void
-trim_pick(struct anr_heap *h)
+trim_pick(struct anrc_heap *h)
 {
 	size_t keep, pos = h->top;
 
@@ -467,7 +467,7 @@ trim_pick(struct anr_heap *h)
 	h->trim_n = 0;
 	while (h->dirty_pages > keep && h->trim_n < ANR_TRIM_BATCH && pos > 0 &&
 	       taken < slice) {
-		size_t hi = anr_bm2_prev(&h->dirty, pos - 1), lo, n;
+		size_t hi = anrc_bm2_prev(&h->dirty, pos - 1), lo, n;
 		size_t want = h->dirty_pages - keep;
 
 		if (hi == SIZE_MAX)
@@ -477,10 +477,10 @@ trim_pick(struct anr_heap *h)
 		lo = run_low(h, hi, want);
 		n = hi - lo + 1;
 		taken += n;
-		anr_span_carve(h, (uint32_t)lo, n);
+		anrc_span_carve(h, (uint32_t)lo, n);
 		h->pm[lo].kind = ANR_PG_TRIM;
 		h->pm[lo].npages = (uint32_t)n;
-		anr_bm2_clear(&h->dirty, lo, n);
+		anrc_bm2_clear(&h->dirty, lo, n);
 		h->dirty_pages -= n;
 		h->inflight_pages += n;
 		h->trim_s[h->trim_n] = (uint32_t)lo;
@@ -491,10 +491,10 @@ trim_pick(struct anr_heap *h)
 }
 
 static int
-trim_advise(struct anr_heap *h, unsigned i)
+trim_advise(struct anrc_heap *h, unsigned i)
 {
-	anr_steps(1);
-	if (madvise(anr_page_addr(h, h->trim_s[i]),
+	anrc_steps(1);
+	if (madvise(anrc_page_addr(h, h->trim_s[i]),
 		    (size_t)h->trim_len[i] << h->page_shift, MADV_DONTNEED) != 0)
 		return errno;
 	release_meta(h, h->trim_s[i], h->trim_len[i]);
@@ -503,7 +503,7 @@ trim_advise(struct anr_heap *h, unsigned i)
 
 /* Put the runs back as free spans, resident or not as madvise decided. */
 static void
-trim_finish(struct anr_heap *h, const int *err)
+trim_finish(struct anrc_heap *h, const int *err)
 {
 	for (unsigned i = 0; i < h->trim_n; i++) {
 		uint32_t s = h->trim_s[i];
@@ -511,7 +511,7 @@ trim_finish(struct anr_heap *h, const int *err)
 
 		h->madvise_calls++;
 		if (err[i] == 0) {
-			anr_bits_clear(h->resident, s, n);
+			anrc_bits_clear(h->resident, s, n);
 			h->resident_pages -= n;
 			h->given_recent += n;
 			h->madvised_bytes += n << h->page_shift;
@@ -519,18 +519,18 @@ trim_finish(struct anr_heap *h, const int *err)
 			if (h->madvise_errors++ == 0)
 				mb_log(MB_LOG_ERR, "%s: madvise: error %d; keeping free pages",
 				       h->name, err[i]);
-			anr_bm2_set(&h->dirty, s, n);
+			anrc_bm2_set(&h->dirty, s, n);
 			h->dirty_pages += n;
 		}
 		h->inflight_pages -= n;
-		anr_span_release(h, s, n);
+		anrc_span_release(h, s, n);
 		release_span_meta(h, s);
 	}
 	h->trim_n = 0;
 }
 
 void
-anr_pages_unlock(struct anr_heap *h)
+anrc_return_pages_and_unlock(struct anrc_heap *h)
 {
 	int err[ANR_TRIM_BATCH];
 
@@ -549,14 +549,14 @@ anr_pages_unlock(struct anr_heap *h)
 		pthread_mutex_lock(&h->lock);
 		trim_finish(h, err);
 		h->trimming = 0;
-		anr_pages_settle(h);
+		anrc_pages_settle(h);
 	}
 	h->trim_credit = 0; /* the credit is for this call only */
 	pthread_mutex_unlock(&h->lock);
 }
 
 void
-anr_pages_fork_child(struct anr_heap *h)
+anrc_pages_fork_child(struct anrc_heap *h)
 {
 	int err[ANR_TRIM_BATCH];
 
@@ -569,13 +569,13 @@ anr_pages_fork_child(struct anr_heap *h)
 }
 
 size_t
-anr_pages_trim(struct anr_heap *h, size_t keep)
+anrc_pages_trim(struct anrc_heap *h, size_t keep)
 {
 	size_t given = 0;
 	size_t pos = h->top;
 
 	while (h->dirty_pages > keep && pos > 0) {
-		size_t hi = anr_bm2_prev(&h->dirty, pos - 1);
+		size_t hi = anrc_bm2_prev(&h->dirty, pos - 1);
 		size_t lo, want = h->dirty_pages - keep;
 
 		if (hi == SIZE_MAX)
@@ -583,8 +583,8 @@ anr_pages_trim(struct anr_heap *h, size_t keep)
 		/* Extend the run downwards while pages stay dirty. */
 		lo = run_low(h, hi, want);
 		h->madvise_calls++;
-		anr_steps(1);
-		if (madvise(anr_page_addr(h, lo), (hi - lo + 1) << h->page_shift,
+		anrc_steps(1);
+		if (madvise(anrc_page_addr(h, lo), (hi - lo + 1) << h->page_shift,
 			    MADV_DONTNEED) != 0) {
 			if (h->madvise_errors++ == 0)
 				mb_log(MB_LOG_ERR, "%s: madvise: error %d; keeping free pages",
@@ -592,8 +592,8 @@ anr_pages_trim(struct anr_heap *h, size_t keep)
 			break;
 		}
 		release_span_meta(h, lo);
-		anr_bm2_clear(&h->dirty, lo, hi - lo + 1);
-		anr_bits_clear(h->resident, lo, hi - lo + 1);
+		anrc_bm2_clear(&h->dirty, lo, hi - lo + 1);
+		anrc_bits_clear(h->resident, lo, hi - lo + 1);
 		h->dirty_pages -= hi - lo + 1;
 		h->resident_pages -= hi - lo + 1;
 		h->madvised_bytes += (hi - lo + 1) << h->page_shift;

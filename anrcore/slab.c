@@ -10,7 +10,7 @@
  *
  * i.e. above 128 bytes the range (2^b, 2^(b+1)] is cut into four equal
  * steps of 2^(b-2), so the space lost to rounding is below 25 % (12.5 % on
- * average) and every class size is a multiple of 16.  anr_size_class() is
+ * average) and every class size is a multiple of 16.  anrc_size_class() is
  * the only place that maps a size to a class; tests check it for every size.
  *
  * A slab is a span of 1..ANR_SLAB_SPAN_MAX pages cut into objects of one
@@ -39,7 +39,7 @@
 #define WASTE_DIV 8   /* a slab may lose at most 1/8 of its span to the tail */
 
 size_t
-anr_class_size(unsigned c)
+anrc_class_size(unsigned c)
 {
 	unsigned k, b;
 
@@ -52,11 +52,11 @@ anr_class_size(unsigned c)
 }
 
 void
-anr_slab_init(struct anr_heap *h)
+anrc_slab_init(struct anrc_heap *h)
 {
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
-		struct anr_class *k = &h->cls[c];
-		size_t size = anr_class_size(c), best = 0, best_waste = SIZE_MAX;
+		struct anrc_class *k = &h->cls[c];
+		size_t size = anrc_class_size(c), best = 0, best_waste = SIZE_MAX;
 
 		for (size_t p = 1; p <= ANR_SLAB_SPAN_MAX; p++) {
 			size_t span = p * h->page, waste;
@@ -81,7 +81,7 @@ anr_slab_init(struct anr_heap *h)
 		h->empty_slab[c] = ANR_NIL;
 	}
 	for (size_t i = 0; i < sizeof(h->class_of); i++)
-		h->class_of[i] = (uint8_t)anr_size_class(i * ANR_ALIGN);
+		h->class_of[i] = (uint8_t)anrc_size_class(i * ANR_ALIGN);
 }
 
 /*
@@ -90,22 +90,22 @@ anr_slab_init(struct anr_heap *h)
  * class whose size is a multiple of align gives aligned objects.
  */
 int
-anr_slab_class_for(const struct anr_heap *h, size_t size, size_t align)
+anrc_slab_class_for(const struct anrc_heap *h, size_t size, size_t align)
 {
 	unsigned c;
 
 	if (size > ANR_SLAB_MAX || align > h->page)
 		return -1;
-	for (c = anr_size_class(size); c < ANR_NCLASSES; c++)
+	for (c = anrc_size_class(size); c < ANR_NCLASSES; c++)
 		if ((h->cls[c].size & (align - 1)) == 0)
 			return (int)c;
 	return -1;
 }
 
 void
-anr_partial_push(struct anr_heap *h, unsigned c, uint32_t s)
+anrc_partial_push(struct anrc_heap *h, unsigned c, uint32_t s)
 {
-	struct anr_page *pg = &h->pm[s];
+	struct anrc_page *pg = &h->pm[s];
 
 	pg->prev = ANR_NIL;
 	pg->next = h->partial[c];
@@ -115,9 +115,9 @@ anr_partial_push(struct anr_heap *h, unsigned c, uint32_t s)
 }
 
 void
-anr_partial_del(struct anr_heap *h, unsigned c, uint32_t s)
+anrc_partial_del(struct anrc_heap *h, unsigned c, uint32_t s)
 {
-	struct anr_page *pg = &h->pm[s];
+	struct anrc_page *pg = &h->pm[s];
 
 	if (pg->prev != ANR_NIL)
 		h->pm[pg->prev].next = pg->next;
@@ -130,10 +130,10 @@ anr_partial_del(struct anr_heap *h, unsigned c, uint32_t s)
 
 /* Take and lay out the pages of a new slab of class c (no list, no counts). */
 static uint32_t
-slab_build(struct anr_heap *h, unsigned c, size_t *short_pages)
+slab_build(struct anrc_heap *h, unsigned c, size_t *short_pages)
 {
-	const struct anr_class *k = &h->cls[c];
-	uint32_t s = anr_pages_get(h, k->npages, 1, short_pages);
+	const struct anrc_class *k = &h->cls[c];
+	uint32_t s = anrc_pages_get(h, k->npages, 1, short_pages);
 	uint64_t *bits;
 	size_t nbits = (size_t)h->bmw * 64;
 
@@ -147,38 +147,38 @@ slab_build(struct anr_heap *h, unsigned c, size_t *short_pages)
 		h->pm[s + i].kind = ANR_PG_SLAB_BODY;
 		h->pm[s + i].npages = i;
 	}
-	bits = anr_slab_bits(h, s);
+	bits = anrc_slab_bits(h, s);
 	memset(bits, 0, (size_t)h->bmw * sizeof(*bits));
-	anr_bits_set(bits, k->nobjs, nbits - k->nobjs);
+	anrc_bits_set(bits, k->nobjs, nbits - k->nobjs);
 	memset(h->rfree + (size_t)s * h->bmw, 0, (size_t)h->bmw * sizeof(*bits));
-	anr_bm2_set(&h->heads, s, 1);
+	anrc_bm2_set(&h->heads, s, 1);
 	return s;
 }
 
 static uint32_t
-slab_new(struct anr_heap *h, unsigned c, size_t *short_pages)
+slab_new(struct anrc_heap *h, unsigned c, size_t *short_pages)
 {
-	const struct anr_class *k = &h->cls[c];
+	const struct anrc_class *k = &h->cls[c];
 	uint32_t s = slab_build(h, c, short_pages);
 
 	if (s == ANR_NIL)
 		return ANR_NIL;
 	h->class_slabs[c]++;
 	h->slab_free += (size_t)k->npages << h->page_shift;
-	anr_partial_push(h, c, s);
+	anrc_partial_push(h, c, s);
 	return s;
 }
 
 uint32_t
-anr_slab_new_owned(struct anr_heap *h, unsigned c, size_t *short_pages)
+anrc_slab_new_owned(struct anrc_heap *h, unsigned c, size_t *short_pages)
 {
 	return slab_build(h, c, short_pages);
 }
 
 void *
-anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages)
+anrc_slab_alloc(struct anrc_heap *h, unsigned c, size_t *short_pages)
 {
-	const struct anr_class *k = &h->cls[c];
+	const struct anrc_class *k = &h->cls[c];
 	uint32_t s = h->partial[c];
 	uint64_t *bits;
 
@@ -191,7 +191,7 @@ anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages)
 		h->empty_slab[c] = ANR_NIL; /* the kept empty slab is used again */
 		h->empty_pages -= k->npages;
 	}
-	bits = anr_slab_bits(h, s);
+	bits = anrc_slab_bits(h, s);
 	for (unsigned w = 0; w < h->bmw; w++) {
 		uint64_t v = ~bits[w];
 		if (v != 0) {
@@ -199,52 +199,52 @@ anr_slab_alloc(struct anr_heap *h, unsigned c, size_t *short_pages)
 			size_t idx = (size_t)w * 64 + b;
 			bits[w] |= UINT64_C(1) << b;
 			if (--h->pm[s].nfree == 0)
-				anr_partial_del(h, c, s);
+				anrc_partial_del(h, c, s);
 			h->slab_free -= k->size;
 			h->class_live[c]++;
-			return anr_page_addr(h, s) + idx * k->size;
+			return anrc_page_addr(h, s) + idx * k->size;
 		}
 	}
 	return NULL; /* unreachable: a partial slab has a free object */
 }
 
 void
-anr_slab_release_unlisted(struct anr_heap *h, uint32_t s)
+anrc_slab_release_unlisted(struct anrc_heap *h, uint32_t s)
 {
-	const struct anr_class *k = &h->cls[h->pm[s].cls];
+	const struct anrc_class *k = &h->cls[h->pm[s].cls];
 
 	__atomic_store_n(&h->owner[s], 0, __ATOMIC_RELAXED);
-	anr_bm2_clear(&h->heads, s, 1);
+	anrc_bm2_clear(&h->heads, s, 1);
 	for (uint32_t i = 1; i < k->npages; i++)
-		h->pm[s + i] = (struct anr_page){ 0 };
-	anr_pages_put(h, s, k->npages);
+		h->pm[s + i] = (struct anrc_page){ 0 };
+	anrc_pages_put(h, s, k->npages);
 }
 
 /* An empty slab's pages go back to the span allocator. */
 static void
-slab_release(struct anr_heap *h, uint32_t s)
+slab_release(struct anrc_heap *h, uint32_t s)
 {
 	unsigned c = h->pm[s].cls;
-	const struct anr_class *k = &h->cls[c];
+	const struct anrc_class *k = &h->cls[c];
 
-	anr_partial_del(h, c, s);
+	anrc_partial_del(h, c, s);
 	h->class_slabs[c]--;
 	h->slab_free -= (size_t)k->npages << h->page_shift;
-	anr_slab_release_unlisted(h, s);
+	anrc_slab_release_unlisted(h, s);
 }
 
 void
-anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx)
+anrc_slab_free(struct anrc_heap *h, uint32_t s, size_t idx)
 {
 	unsigned c = h->pm[s].cls;
-	const struct anr_class *k = &h->cls[c];
-	uint64_t *bits = anr_slab_bits(h, s);
+	const struct anrc_class *k = &h->cls[c];
+	uint64_t *bits = anrc_slab_bits(h, s);
 
 	bits[idx >> 6] &= ~(UINT64_C(1) << (idx & 63));
 	h->class_live[c]--;
 	h->slab_free += k->size;
 	if (h->pm[s].nfree++ == 0)
-		anr_partial_push(h, c, s);
+		anrc_partial_push(h, c, s);
 	if (h->pm[s].nfree < k->nobjs)
 		return;
 	/* Empty: keep one per class, a few pages in all. */
@@ -259,7 +259,7 @@ anr_slab_free(struct anr_heap *h, uint32_t s, size_t idx)
 
 /* Give the kept empty slabs back (before trimming). */
 void
-anr_slab_flush(struct anr_heap *h)
+anrc_slab_flush(struct anrc_heap *h)
 {
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		uint32_t s = h->empty_slab[c];
@@ -272,10 +272,10 @@ anr_slab_flush(struct anr_heap *h)
 }
 
 void
-anr_slab_collect_shared(struct anr_heap *h, uint32_t s)
+anrc_slab_collect_shared(struct anrc_heap *h, uint32_t s)
 {
 	uint64_t *rf = h->rfree + (size_t)s * h->bmw;
-	const struct anr_class *k = &h->cls[h->pm[s].cls];
+	const struct anrc_class *k = &h->cls[h->pm[s].cls];
 
 	for (unsigned w = 0; w < h->bmw; w++) {
 		uint64_t x;
@@ -291,7 +291,7 @@ anr_slab_collect_shared(struct anr_heap *h, uint32_t s)
 			__atomic_add_fetch(&h->th_cbytes, k->size, __ATOMIC_RELAXED);
 			__atomic_store_n(&h->freed_bytes, h->freed_bytes + k->size,
 					 __ATOMIC_RELAXED);
-			anr_slab_free(h, s, idx);
+			anrc_slab_free(h, s, idx);
 			if (h->pm[s].kind != ANR_PG_SLAB)
 				return; /* the slab went back: nothing else was live */
 		}

@@ -13,7 +13,7 @@
 #include <string.h>
 
 static void
-fill_stats(struct anr_heap *h, struct anr_stats *st)
+fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 {
 	memset(st, 0, sizeof(*st));
 	st->in_use = h->in_use;
@@ -38,7 +38,7 @@ fill_stats(struct anr_heap *h, struct anr_stats *st)
 	{
 		size_t in_use, slab_bytes;
 		uint64_t allocs, frees;
-		anr_theap_totals(h, &in_use, &slab_bytes, &allocs, &frees);
+		anrc_theap_totals(h, &in_use, &slab_bytes, &allocs, &frees);
 		st->in_use += in_use;
 		st->slab_free += slab_bytes - in_use;
 		st->allocs += allocs;
@@ -50,11 +50,11 @@ fill_stats(struct anr_heap *h, struct anr_stats *st)
 }
 
 void
-anr_get_stats(struct anr_heap *h, struct anr_stats *st)
+anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st)
 {
-	anr_core_lock_drained(h);
+	anrc_lock_and_drain_all(h);
 	fill_stats(h, st);
-	anr_core_unlock(h);
+	anrc_unlock_and_return_pages(h);
 }
 
 static void
@@ -77,7 +77,7 @@ line(int fd, const char *fmt, ...)
 
 /* Slabs per class and the longest free run; skipped if the heap is busy. */
 static void
-report_detail(struct anr_heap *h, int fd)
+report_detail(struct anrc_heap *h, int fd)
 {
 	size_t longest = 0;
 
@@ -90,9 +90,9 @@ report_detail(struct anr_heap *h, int fd)
 	}
 	line(fd, "  longest free run %zu KiB\n", KiB(longest));
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
-		const struct anr_class *k = &h->cls[c];
+		const struct anrc_class *k = &h->cls[c];
 		size_t slabs, live;
-		anr_theap_class_counts(h, c, &slabs, &live);
+		anrc_theap_class_counts(h, c, &slabs, &live);
 		slabs += h->class_slabs[c];
 		live += h->class_live[c];
 		if (slabs == 0)
@@ -104,9 +104,9 @@ report_detail(struct anr_heap *h, int fd)
 }
 
 void
-anr_report(struct anr_heap *h, int fd)
+anrc_report(struct anrc_heap *h, int fd)
 {
-	struct anr_stats st;
+	struct anrc_stats st;
 	/* A report may be asked for from a signal handler: never wait. */
 	int locked = pthread_mutex_trylock(&h->lock) == 0;
 
@@ -138,21 +138,21 @@ anr_report(struct anr_heap *h, int fd)
 }
 
 static int
-walk_locked(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+walk_locked(struct anrc_heap *h, int (*fn)(void *arg, void *block, size_t size),
 	    void *arg)
 {
 	size_t i = 0;
 	int r = 0;
 
 	while (i < h->top && r == 0) {
-		struct anr_page *pg = &h->pm[i];
+		struct anrc_page *pg = &h->pm[i];
 		if (pg->kind == ANR_PG_LARGE) {
-			r = fn(arg, anr_page_addr(h, i), (size_t)pg->npages << h->page_shift);
+			r = fn(arg, anrc_page_addr(h, i), (size_t)pg->npages << h->page_shift);
 		} else if (pg->kind == ANR_PG_SLAB) {
-			const struct anr_class *k = &h->cls[pg->cls];
+			const struct anrc_class *k = &h->cls[pg->cls];
 			for (size_t o = 0; o < k->nobjs && r == 0; o++)
-				if (anr_slab_live(h, (uint32_t)i, o))
-					r = fn(arg, anr_page_addr(h, i) + o * k->size, k->size);
+				if (anrc_slab_live(h, (uint32_t)i, o))
+					r = fn(arg, anrc_page_addr(h, i) + o * k->size, k->size);
 		}
 		i += pg->npages;
 	}
@@ -160,33 +160,33 @@ walk_locked(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
 }
 
 int
-anr_walk(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+anrc_walk(struct anrc_heap *h, int (*fn)(void *arg, void *block, size_t size),
 	 void *arg)
 {
 	int r;
 
-	anr_core_lock_drained(h);
+	anrc_lock_and_drain_all(h);
 	r = walk_locked(h, fn, arg);
-	anr_core_unlock(h);
+	anrc_unlock_and_return_pages(h);
 	return r;
 }
 
 int
-anr_walk_try(struct anr_heap *h, int (*fn)(void *arg, void *block, size_t size),
+anrc_walk_try(struct anrc_heap *h, int (*fn)(void *arg, void *block, size_t size),
 	     void *arg, int *busy)
 {
 	int r;
 
-	*busy = anr_core_trylock(h) != 0;
+	*busy = anrc_trylock_and_drain(h) != 0;
 	if (*busy)
 		return 0;
 	r = walk_locked(h, fn, arg);
-	anr_core_unlock(h);
+	anrc_unlock_and_return_pages(h);
 	return r;
 }
 
 void *
-anr_block_of(struct anr_heap *h, const void *p, size_t *size)
+anrc_block_of(struct anrc_heap *h, const void *p, size_t *size)
 {
 	const char *cp = p;
 	void *block = NULL;
@@ -195,26 +195,26 @@ anr_block_of(struct anr_heap *h, const void *p, size_t *size)
 	if (cp < h->data || cp >= h->data + ((size_t)h->npages << h->page_shift))
 		return NULL;
 	i = (size_t)(cp - h->data) >> h->page_shift;
-	anr_core_lock_drained(h);
-	hd = anr_bm2_prev(&h->heads, i);
+	anrc_lock_and_drain_all(h);
+	hd = anrc_bm2_prev(&h->heads, i);
 	if (hd != SIZE_MAX && hd + h->pm[hd].npages > i) {
-		struct anr_page *pg = &h->pm[hd];
-		char *start = anr_page_addr(h, hd);
+		struct anrc_page *pg = &h->pm[hd];
+		char *start = anrc_page_addr(h, hd);
 		if (pg->kind == ANR_PG_LARGE) {
 			block = start;
 			if (size != NULL)
 				*size = (size_t)pg->npages << h->page_shift;
 		} else if (pg->kind == ANR_PG_SLAB) {
-			const struct anr_class *k = &h->cls[pg->cls];
-			size_t idx = anr_slab_index(k, (size_t)(cp - start));
-			if (idx < k->nobjs && anr_slab_live(h, (uint32_t)hd, idx)) {
+			const struct anrc_class *k = &h->cls[pg->cls];
+			size_t idx = anrc_slab_index(k, (size_t)(cp - start));
+			if (idx < k->nobjs && anrc_slab_live(h, (uint32_t)hd, idx)) {
 				block = start + idx * k->size;
 				if (size != NULL)
 					*size = k->size;
 			}
 		}
 	}
-	anr_core_unlock(h);
+	anrc_unlock_and_return_pages(h);
 	return block;
 }
 
@@ -229,7 +229,7 @@ struct tally {
 #define FAIL(...) do { mb_log(MB_LOG_ERR, __VA_ARGS__); return -1; } while (0)
 
 static int
-check_interior(struct anr_heap *h, size_t i, size_t n, size_t from, size_t to)
+check_interior(struct anrc_heap *h, size_t i, size_t n, size_t from, size_t to)
 {
 	/* entries from..to-1 of the span must be NONE (only below top) */
 	if (to > h->top)
@@ -242,10 +242,10 @@ check_interior(struct anr_heap *h, size_t i, size_t n, size_t from, size_t to)
 }
 
 static int
-check_slab(struct anr_heap *h, size_t i, struct tally *t)
+check_slab(struct anrc_heap *h, size_t i, struct tally *t)
 {
-	struct anr_page *pg = &h->pm[i];
-	const struct anr_class *k;
+	struct anrc_page *pg = &h->pm[i];
+	const struct anrc_class *k;
 	uint64_t *bits;
 	size_t nbits = (size_t)h->bmw * 64, live;
 
@@ -258,24 +258,24 @@ check_slab(struct anr_heap *h, size_t i, struct tally *t)
 	for (uint32_t j = 1; j < k->npages; j++)
 		if (h->pm[i + j].kind != ANR_PG_SLAB_BODY || h->pm[i + j].npages != j)
 			FAIL("%s: check: slab %zu page %u not marked", h->name, i, j);
-	bits = anr_slab_bits(h, (uint32_t)i);
+	bits = anrc_slab_bits(h, (uint32_t)i);
 	if (h->owner[i] != 0) {
 		/* A thread's slab: its owner changes it without the lock, so
 		 * only the caller's own slabs can be looked at closely. */
-		struct anr_theap *me = anr_theap_peek(h);
+		struct anrc_theap *me = anrc_theap_peek(h);
 		if (h->owner[i] > ANR_THEAPS)
 			FAIL("%s: check: slab %zu has owner %u", h->name, i, h->owner[i]);
 		if (me == NULL || me->id != h->owner[i])
 			return 0;
-		live = anr_bits_count(bits, 0, k->nobjs);
+		live = anrc_bits_count(bits, 0, k->nobjs);
 		if (k->nobjs - live != pg->nfree)
 			FAIL("%s: check: owned slab %zu nfree %u, bitmap says %zu", h->name, i,
 			     pg->nfree, k->nobjs - live);
 		return 0;
 	}
-	if (anr_bits_count(bits, k->nobjs, nbits - k->nobjs) != nbits - k->nobjs)
+	if (anrc_bits_count(bits, k->nobjs, nbits - k->nobjs) != nbits - k->nobjs)
 		FAIL("%s: check: slab %zu has free bits past its end", h->name, i);
-	live = anr_bits_count(bits, 0, k->nobjs);
+	live = anrc_bits_count(bits, 0, k->nobjs);
 	if (k->nobjs - live != pg->nfree)
 		FAIL("%s: check: slab %zu nfree %u, bitmap says %zu", h->name, i,
 		     pg->nfree, k->nobjs - live);
@@ -294,22 +294,22 @@ check_slab(struct anr_heap *h, size_t i, struct tally *t)
 }
 
 static int
-check_spans(struct anr_heap *h, struct tally *t)
+check_spans(struct anrc_heap *h, struct tally *t)
 {
 	size_t i = 0;
 	int prev_free = 0;
 
 	while (i < h->npages) {
-		struct anr_page *pg = &h->pm[i];
+		struct anrc_page *pg = &h->pm[i];
 		size_t n = pg->npages, res;
 
 		if (n == 0 || i + n > h->npages)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
-		if (anr_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB))
+		if (anrc_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);
-		if (anr_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
+		if (anrc_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
 			FAIL("%s: check: free head bit of page %zu wrong", h->name, i);
-		res = anr_bits_count(h->resident, i, n);
+		res = anrc_bits_count(h->resident, i, n);
 		switch (pg->kind) {
 		case ANR_PG_FREE:
 			if (prev_free)
@@ -319,7 +319,7 @@ check_spans(struct anr_heap *h, struct tally *t)
 				FAIL("%s: check: free span %zu+%zu has a bad tail", h->name, i, n);
 			if (check_interior(h, i, n, 1, n - 1) != 0)
 				return -1;
-			if (anr_bits_count(h->dirty.w, i, n) != res)
+			if (anrc_bits_count(h->dirty.w, i, n) != res)
 				FAIL("%s: check: free span %zu: dirty != resident", h->name, i);
 			t->dirty += res;
 			t->free_spans++;
@@ -335,7 +335,7 @@ check_spans(struct anr_heap *h, struct tally *t)
 				return -1;
 			if (pg->kind == ANR_PG_LARGE)
 				t->in_use += n << h->page_shift;
-			if (res != n || anr_bits_count(h->dirty.w, i, n) != 0)
+			if (res != n || anrc_bits_count(h->dirty.w, i, n) != 0)
 				FAIL("%s: check: live span %zu+%zu not all resident", h->name, i, n);
 			t->used += n;
 			t->live_spans++;
@@ -344,7 +344,7 @@ check_spans(struct anr_heap *h, struct tally *t)
 		case ANR_PG_TRIM:
 			if (check_interior(h, i, n, 1, n) != 0)
 				return -1;
-			if (res != n || anr_bits_count(h->dirty.w, i, n) != 0)
+			if (res != n || anrc_bits_count(h->dirty.w, i, n) != 0)
 				FAIL("%s: check: pages %zu+%zu being given back are wrong",
 				     h->name, i, n);
 			t->inflight += n;
@@ -360,7 +360,7 @@ check_spans(struct anr_heap *h, struct tally *t)
 }
 
 static int
-check_partial(struct anr_heap *h, const struct tally *t)
+check_partial(struct anrc_heap *h, const struct tally *t)
 {
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		size_t count = 0;
@@ -384,7 +384,7 @@ check_partial(struct anr_heap *h, const struct tally *t)
 
 /* Each summary bit says whether the word below it is not zero. */
 static int
-check_levels(struct anr_heap *h, const struct anr_bm2 *b)
+check_levels(struct anrc_heap *h, const struct anrc_bm2 *b)
 {
 	for (unsigned l = 1; l < b->nlevels; l++)
 		for (size_t k = 0; k < b->nw[l - 1]; k++)
@@ -394,7 +394,7 @@ check_levels(struct anr_heap *h, const struct anr_bm2 *b)
 }
 
 static int
-check_locked(struct anr_heap *h)
+check_locked(struct anrc_heap *h)
 {
 	struct tally t;
 	size_t nfree, free_pages;
@@ -402,13 +402,13 @@ check_locked(struct anr_heap *h)
 	memset(&t, 0, sizeof(t));
 	if (check_spans(h, &t) != 0 || check_partial(h, &t) != 0)
 		return -1;
-	if (anr_span_check(h, &nfree, &free_pages) != 0)
+	if (anrc_span_check(h, &nfree, &free_pages) != 0)
 		FAIL("%s: check: free lists are inconsistent", h->name);
 	if (nfree != t.free_spans || free_pages != t.free_pages)
 		FAIL("%s: check: free lists hold %zu spans/%zu pages, map %zu/%zu",
 		     h->name, nfree, free_pages, t.free_spans, t.free_pages);
 	if (t.used != h->used_pages || t.dirty != h->dirty_pages ||
-	    anr_bits_count(h->resident, 0, h->npages) != h->resident_pages ||
+	    anrc_bits_count(h->resident, 0, h->npages) != h->resident_pages ||
 	    t.inflight != h->inflight_pages ||
 	    h->resident_pages != h->used_pages + h->dirty_pages + h->inflight_pages)
 		FAIL("%s: check: page counts wrong (used %zu/%zu dirty %zu/%zu resident %zu)",
@@ -416,12 +416,12 @@ check_locked(struct anr_heap *h)
 	if (t.in_use != h->in_use || t.slab_free != h->slab_free)
 		FAIL("%s: check: in use %zu (counted %zu), slab free %zu (counted %zu)",
 		     h->name, h->in_use, t.in_use, h->slab_free, t.slab_free);
-	if (anr_bits_count(h->fheads.w, 0, h->npages) != t.free_spans)
+	if (anrc_bits_count(h->fheads.w, 0, h->npages) != t.free_spans)
 		FAIL("%s: check: free head bitmap count wrong", h->name);
 	if (t.empty != h->empty_pages)
 		FAIL("%s: check: %zu pages of empty slabs, %zu counted", h->name,
 		     t.empty, h->empty_pages);
-	if (anr_bits_count(h->heads.w, 0, h->npages) != t.live_spans)
+	if (anrc_bits_count(h->heads.w, 0, h->npages) != t.live_spans)
 		FAIL("%s: check: head bitmap count wrong", h->name);
 	if (check_levels(h, &h->dirty) != 0 || check_levels(h, &h->heads) != 0 ||
 	    check_levels(h, &h->fheads) != 0)
@@ -430,12 +430,12 @@ check_locked(struct anr_heap *h)
 }
 
 int
-anr_check(struct anr_heap *h)
+anrc_check(struct anrc_heap *h)
 {
 	int r;
 
-	anr_core_lock_drained(h);
+	anrc_lock_and_drain_all(h);
 	r = check_locked(h);
-	anr_core_unlock(h);
+	anrc_unlock_and_return_pages(h);
 	return r;
 }

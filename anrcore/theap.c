@@ -2,7 +2,7 @@
  * theap.c - thread heaps: small objects without the heap lock.
  *
  * Each thread that allocates small objects claims one of the heap's
- * ANR_THEAPS thread heaps (struct anr_theap, inside struct anr_heap, so
+ * ANR_THEAPS thread heaps (struct anrc_theap, inside struct anrc_heap, so
  * inside the reservation: no mapping, no allocation).  A theap owns slabs:
  * the page map entry of an owned slab's first page links it into its
  * owner's ring for its class, and h->owner[] holds the owner's id.
@@ -53,32 +53,32 @@
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
-__thread struct anr_tl anr_tl __attribute__((tls_model("initial-exec")));
+__thread struct anrc_tl anrc_tl __attribute__((tls_model("initial-exec")));
 static uint64_t next_uid;
 
-static struct anr_heap *
-heap_of(struct anr_theap *t)
+static struct anrc_heap *
+heap_of(struct anrc_theap *t)
 {
-	return (struct anr_heap *)((char *)(t - (t->id - 1)) - offsetof(struct anr_heap, th));
+	return (struct anrc_heap *)((char *)(t - (t->id - 1)) - offsetof(struct anrc_heap, th));
 }
 
 static void
 theap_exit(void *v)
 {
-	struct anr_theap *t = v;
-	struct anr_heap *h = heap_of(t);
+	struct anrc_theap *t = v;
+	struct anrc_heap *h = heap_of(t);
 
-	anr_tl.exiting = 1;
-	if (anr_tl.t == t)
-		anr_tl.uid = 0;
-	anr_core_lock(h);
-	anr_theap_abandon_locked(h, t);
-	anr_core_unlock(h);
+	anrc_tl.exiting = 1;
+	if (anrc_tl.t == t)
+		anrc_tl.uid = 0;
+	anrc_lock_and_drain(h);
+	anrc_theap_abandon_locked(h, t);
+	anrc_unlock_and_return_pages(h);
 	__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
 }
 
 void
-anr_theap_init(struct anr_heap *h)
+anrc_theap_init(struct anrc_heap *h)
 {
 	h->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
 	h->alloc_uid = h->vg ? ANR_UID_NONE : h->uid;
@@ -92,30 +92,30 @@ anr_theap_init(struct anr_heap *h)
 }
 
 void
-anr_theap_fini(struct anr_heap *h)
+anrc_theap_fini(struct anrc_heap *h)
 {
 	if (h->key_ok)
 		pthread_key_delete(h->key);
-	if (anr_tl.uid == h->uid)
-		anr_tl.uid = 0;
+	if (anrc_tl.uid == h->uid)
+		anrc_tl.uid = 0;
 }
 
-struct anr_theap *
-anr_theap_peek(const struct anr_heap *h)
+struct anrc_theap *
+anrc_theap_peek(const struct anrc_heap *h)
 {
-	if (anr_tl.uid == h->uid)
-		return anr_tl.t;
-	if (!h->key_ok || anr_tl.busy || anr_tl.exiting)
+	if (anrc_tl.uid == h->uid)
+		return anrc_tl.t;
+	if (!h->key_ok || anrc_tl.busy || anrc_tl.exiting)
 		return NULL;
 	return pthread_getspecific(h->key);
 }
 
-struct anr_theap *
-anr_theap_lookup(struct anr_heap *h)
+struct anrc_theap *
+anrc_theap_lookup(struct anrc_heap *h)
 {
-	struct anr_theap *t;
+	struct anrc_theap *t;
 
-	if (!h->key_ok || anr_tl.busy || anr_tl.exiting)
+	if (!h->key_ok || anrc_tl.busy || anrc_tl.exiting)
 		return NULL;
 	t = pthread_getspecific(h->key);
 	if (t == NULL) {
@@ -128,42 +128,42 @@ anr_theap_lookup(struct anr_heap *h)
 		}
 		if (t == NULL)
 			return NULL;
-		anr_tl.busy = 1;
+		anrc_tl.busy = 1;
 		if (pthread_setspecific(h->key, t) != 0) {
-			anr_tl.busy = 0;
+			anrc_tl.busy = 0;
 			__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
 			return NULL;
 		}
-		anr_tl.busy = 0;
+		anrc_tl.busy = 0;
 	}
-	anr_tl.h = h;
-	anr_tl.uid = h->uid;
-	anr_tl.t = t;
+	anrc_tl.h = h;
+	anrc_tl.uid = h->uid;
+	anrc_tl.t = t;
 	return t;
 }
 
 void
-anr_theap_publish(struct anr_heap *h, struct anr_theap *t)
+anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t)
 {
 	__atomic_add_fetch(&h->freed_bytes, t->freed_pending, __ATOMIC_RELAXED);
 	t->freed_pending = 0;
 }
 
 static void
-publish_freed(struct anr_heap *h, struct anr_theap *t, size_t bytes)
+publish_freed(struct anrc_heap *h, struct anrc_theap *t, size_t bytes)
 {
 	t->freed_pending += bytes;
 	if (t->freed_pending >= ANR_FREED_PUBLISH)
-		anr_theap_publish(h, t);
+		anrc_theap_publish(h, t);
 }
 
 /* Fold the remote frees of owned slab s into its bitmap. */
 static void
-collect(struct anr_heap *h, struct anr_theap *t, uint32_t s)
+collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 {
 	uint64_t *rf = h->rfree + (size_t)s * h->bmw;
-	uint64_t *bits = anr_slab_bits(h, s);
-	struct anr_page *pg = &h->pm[s];
+	uint64_t *bits = anrc_slab_bits(h, s);
+	struct anrc_page *pg = &h->pm[s];
 	size_t n = 0, size = h->cls[pg->cls].size;
 
 	for (unsigned w = 0; w < h->bmw; w++) {
@@ -184,7 +184,7 @@ collect(struct anr_heap *h, struct anr_theap *t, uint32_t s)
 }
 
 static void
-ring_add(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+ring_add(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 {
 	uint32_t cur = t->cur[c];
 
@@ -204,7 +204,7 @@ ring_add(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
 
 /* Make s (in the ring) the slab class c allocates from. */
 static void
-set_cur(struct anr_theap *t, unsigned c, uint32_t s)
+set_cur(struct anrc_theap *t, unsigned c, uint32_t s)
 {
 	if (t->cur[c] == s)
 		return;
@@ -218,7 +218,7 @@ set_cur(struct anr_theap *t, unsigned c, uint32_t s)
 }
 
 static void
-ring_del(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+ring_del(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 {
 	uint32_t nx = h->pm[s].next, pv = h->pm[s].prev;
 	size_t np = h->cls[c].npages;
@@ -245,19 +245,19 @@ ring_del(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
 
 /* Give owned empty slab s back to the page allocator (locked). */
 static void
-release_owned(struct anr_heap *h, struct anr_theap *t, uint32_t s)
+release_owned(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 {
 	unsigned c = h->pm[s].cls;
 
 	ring_del(h, t, c, s);
 	STORE(t->slab_bytes, t->slab_bytes - ((size_t)h->cls[c].npages << h->page_shift));
-	anr_slab_release_unlisted(h, s);
-	anr_pages_settle(h);
+	anrc_slab_release_unlisted(h, s);
+	anrc_pages_settle(h);
 }
 
 /* The empty slabs t keeps go back (the owner only, locked). */
 static size_t
-flush_spares(struct anr_heap *h, struct anr_theap *t)
+flush_spares(struct anrc_heap *h, struct anrc_theap *t)
 {
 	size_t given = 0;
 
@@ -278,7 +278,7 @@ flush_spares(struct anr_heap *h, struct anr_theap *t)
 
 /* Current slab of class c is full: find free objects without the lock. */
 int
-anr_theap_refill_unlocked(struct anr_heap *h, struct anr_theap *t, unsigned c)
+anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	uint32_t s = t->cur[c], n = s;
 
@@ -303,10 +303,10 @@ anr_theap_refill_unlocked(struct anr_heap *h, struct anr_theap *t, unsigned c)
 }
 
 int
-anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
+anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			size_t *short_pages)
 {
-	const struct anr_class *k = &h->cls[c];
+	const struct anrc_class *k = &h->cls[c];
 	size_t bytes = (size_t)k->npages << h->page_shift;
 	uint32_t s;
 
@@ -315,13 +315,13 @@ anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
 		flush_spares(h, t);
 	if (t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree > 0)
 		return 0;
-	if (anr_theap_refill_unlocked(h, t, c) == 0)
+	if (anrc_theap_refill_unlocked(h, t, c) == 0)
 		return 0;
 	s = h->partial[c];
 	if (s != ANR_NIL) {
 		/* Adopt a shared slab with free objects. */
 		size_t live = k->nobjs - h->pm[s].nfree;
-		anr_partial_del(h, c, s);
+		anrc_partial_del(h, c, s);
 		if (h->empty_slab[c] == s) {
 			h->empty_slab[c] = ANR_NIL;
 			h->empty_pages -= k->npages;
@@ -333,7 +333,7 @@ anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
 		STORE(t->in_use, t->in_use + live * k->size);
 		__atomic_store_n(&h->owner[s], t->id, __ATOMIC_SEQ_CST);
 	} else {
-		s = anr_slab_new_owned(h, c, short_pages);
+		s = anrc_slab_new_owned(h, c, short_pages);
 		if (s == ANR_NIL)
 			return -1;
 		__atomic_store_n(&h->owner[s], t->id, __ATOMIC_RELEASE);
@@ -347,7 +347,7 @@ anr_theap_refill_locked(struct anr_heap *h, struct anr_theap *t, unsigned c,
 /* A local free emptied slab s: keep it (as the current slab or the
  * spare) within the cache limit, else give it back. */
 static void
-emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s, int locked)
+emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int locked)
 {
 	size_t np = h->cls[c].npages;
 
@@ -364,16 +364,16 @@ emptied(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s, int loc
 		}
 	}
 	if (!locked)
-		anr_core_lock(h);
+		anrc_lock_and_drain(h);
 	release_owned(h, t, s);
 	if (__atomic_load_n(&t->flush_wanted, __ATOMIC_RELAXED))
 		flush_spares(h, t);
 	if (!locked)
-		anr_core_unlock(h);
+		anrc_unlock_and_return_pages(h);
 }
 
 static void
-block_dies(struct anr_heap *h, void *p, size_t size)
+block_dies(struct anrc_heap *h, void *p, size_t size)
 {
 	if (h->trash_free) {
 		ANR_VG_UNDEFINED(h, p, size);
@@ -384,12 +384,12 @@ block_dies(struct anr_heap *h, void *p, size_t size)
 }
 
 int
-anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
+anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 	       int locked)
 {
 	unsigned o = __atomic_load_n(&h->owner[s], __ATOMIC_ACQUIRE);
-	struct anr_page *pg = &h->pm[s];
-	const struct anr_class *k;
+	struct anrc_page *pg = &h->pm[s];
+	const struct anrc_class *k;
 	size_t off, idx;
 	uint64_t *bits, *rf, m, old;
 	unsigned w;
@@ -397,19 +397,19 @@ anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
 	if (o == 0)
 		return 0;
 	k = &h->cls[pg->cls];
-	off = (size_t)((char *)p - anr_page_addr(h, s));
-	idx = anr_slab_index(k, off);
+	off = (size_t)((char *)p - anrc_page_addr(h, s));
+	idx = anrc_slab_index(k, off);
 	if (idx * k->size != off || idx >= k->nobjs) {
-		anr_bad(h, "free", "pointer inside a block", p);
+		anrc_bad(h, "free", "pointer inside a block", p);
 		return 1;
 	}
 	w = (unsigned)(idx >> 6);
 	m = UINT64_C(1) << (idx & 63);
-	bits = anr_slab_bits(h, s) + w;
+	bits = anrc_slab_bits(h, s) + w;
 	rf = h->rfree + (size_t)s * h->bmw + w;
 	if (t != NULL && o == t->id) {
 		if ((*bits & m) == 0 || (LOAD(*rf) & m) != 0) {
-			anr_bad(h, "free", "double free (object not allocated)", p);
+			anrc_bad(h, "free", "double free (object not allocated)", p);
 			return 1;
 		}
 		block_dies(h, p, k->size);
@@ -423,13 +423,13 @@ anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
 		return 1;
 	}
 	if ((LOAD(*bits) & m) == 0 || (LOAD(*rf) & m) != 0) {
-		anr_bad(h, "free", "double free (object not allocated)", p);
+		anrc_bad(h, "free", "double free (object not allocated)", p);
 		return 1;
 	}
 	block_dies(h, p, k->size);
 	old = __atomic_fetch_or(rf, m, __ATOMIC_SEQ_CST);
 	if ((old & m) != 0) {
-		anr_bad(h, "free", "double free (object not allocated)", p);
+		anrc_bad(h, "free", "double free (object not allocated)", p);
 		return 1;
 	}
 	if (t != NULL) {
@@ -442,23 +442,23 @@ anr_theap_free(struct anr_heap *h, struct anr_theap *t, void *p, uint32_t s,
 	if (__atomic_load_n(&h->owner[s], __ATOMIC_SEQ_CST) == 0) {
 		/* The owner left meanwhile: fold the bit in ourselves. */
 		if (!locked)
-			anr_core_lock(h);
+			anrc_lock_and_drain(h);
 		if (h->pm[s].kind == ANR_PG_SLAB &&
 		    __atomic_load_n(&h->owner[s], __ATOMIC_RELAXED) == 0)
-			anr_slab_collect_shared(h, s);
+			anrc_slab_collect_shared(h, s);
 		if (!locked)
-			anr_core_unlock(h);
+			anrc_unlock_and_return_pages(h);
 	}
 	return 1;
 }
 
 /* Owned slab s becomes shared (locked). */
 static void
-disown(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
+disown(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 {
-	const struct anr_class *k = &h->cls[c];
+	const struct anrc_class *k = &h->cls[c];
 	size_t bytes = (size_t)k->npages << h->page_shift, live, nbits;
-	uint64_t *bits = anr_slab_bits(h, s);
+	uint64_t *bits = anrc_slab_bits(h, s);
 
 	collect(h, t, s);
 	ring_del(h, t, c, s);
@@ -466,14 +466,14 @@ disown(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
 	collect(h, t, s);
 	/* Count from the bitmap: a fork may have cut an update short. */
 	nbits = (size_t)h->bmw * 64;
-	live = anr_bits_count(bits, 0, k->nobjs);
-	anr_bits_set(bits, k->nobjs, nbits - k->nobjs);
+	live = anrc_bits_count(bits, 0, k->nobjs);
+	anrc_bits_set(bits, k->nobjs, nbits - k->nobjs);
 	h->pm[s].nfree = (uint16_t)(k->nobjs - live);
 	STORE(t->slab_bytes, t->slab_bytes - bytes);
 	STORE(t->in_use, t->in_use - live * k->size);
 	if (live == 0 && (h->empty_slab[c] != ANR_NIL ||
 			  h->empty_pages + k->npages > ANR_EMPTY_CACHE_PAGES)) {
-		anr_slab_release_unlisted(h, s);
+		anrc_slab_release_unlisted(h, s);
 		return;
 	}
 	h->class_slabs[c]++;
@@ -485,11 +485,11 @@ disown(struct anr_heap *h, struct anr_theap *t, unsigned c, uint32_t s)
 		h->empty_pages += k->npages;
 	}
 	if (live < k->nobjs)
-		anr_partial_push(h, c, s);
+		anrc_partial_push(h, c, s);
 }
 
 void
-anr_theap_abandon_locked(struct anr_heap *h, struct anr_theap *t)
+anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 {
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
 		while (t->cur[c] != ANR_NIL)
@@ -512,11 +512,11 @@ anr_theap_abandon_locked(struct anr_heap *h, struct anr_theap *t)
 	STORE(t->cbytes, 0);
 	t->freed_pending = 0;
 	STORE(t->slab_bytes, 0);
-	anr_pages_settle(h);
+	anrc_pages_settle(h);
 }
 
 void
-anr_theap_totals(struct anr_heap *h, size_t *in_use, size_t *slab_bytes,
+anrc_theap_totals(struct anrc_heap *h, size_t *in_use, size_t *slab_bytes,
 		 uint64_t *allocs, uint64_t *frees)
 {
 	uint64_t rc = LOAD(h->th_rcount), rb = LOAD(h->th_rbytes);
@@ -525,7 +525,7 @@ anr_theap_totals(struct anr_heap *h, size_t *in_use, size_t *slab_bytes,
 	*in_use = *slab_bytes = 0;
 	*allocs = *frees = 0;
 	for (unsigned i = 0; i < ANR_THEAPS; i++) {
-		struct anr_theap *t = &h->th[i];
+		struct anrc_theap *t = &h->th[i];
 		*in_use += LOAD(t->in_use);
 		*slab_bytes += LOAD(t->slab_bytes);
 		*allocs += LOAD(t->allocs);
@@ -543,34 +543,34 @@ anr_theap_totals(struct anr_heap *h, size_t *in_use, size_t *slab_bytes,
 }
 
 uint64_t
-anr_theap_freed_pending(const struct anr_heap *h)
+anrc_theap_freed_pending(const struct anrc_heap *h)
 {
-	struct anr_theap *t = anr_theap_peek(h);
+	struct anrc_theap *t = anrc_theap_peek(h);
 	return t != NULL ? t->freed_pending : 0;
 }
 
 void
-anr_theap_fork_child(struct anr_heap *h)
+anrc_theap_fork_child(struct anrc_heap *h)
 {
-	struct anr_theap *mine = anr_tl.uid == h->uid ? anr_tl.t : NULL;
+	struct anrc_theap *mine = anrc_tl.uid == h->uid ? anrc_tl.t : NULL;
 
 	for (unsigned i = 0; i < ANR_THEAPS; i++) {
-		struct anr_theap *t = &h->th[i];
+		struct anrc_theap *t = &h->th[i];
 		if (t == mine || __atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == 0)
 			continue;
-		anr_theap_abandon_locked(h, t);
+		anrc_theap_abandon_locked(h, t);
 		__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
 	}
 }
 
 size_t
-anr_theap_flush_locked(struct anr_heap *h)
+anrc_theap_flush_locked(struct anrc_heap *h)
 {
-	struct anr_theap *mine = anr_theap_peek(h);
+	struct anrc_theap *mine = anrc_theap_peek(h);
 	size_t given = 0;
 
 	for (unsigned i = 0; i < ANR_THEAPS; i++) {
-		struct anr_theap *t = &h->th[i];
+		struct anrc_theap *t = &h->th[i];
 		if (t == mine)
 			given += flush_spares(h, t);
 		else if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED))
@@ -580,13 +580,13 @@ anr_theap_flush_locked(struct anr_heap *h)
 }
 
 void
-anr_theap_class_counts(struct anr_heap *h, unsigned c, size_t *slabs, size_t *live)
+anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs, size_t *live)
 {
-	const struct anr_class *k = &h->cls[c];
+	const struct anrc_class *k = &h->cls[c];
 
 	*slabs = *live = 0;
 	for (unsigned i = 0; i < ANR_THEAPS; i++) {
-		struct anr_theap *t = &h->th[i];
+		struct anrc_theap *t = &h->th[i];
 		uint32_t n = LOAD(t->nslabs[c]), s = LOAD(t->cur[c]);
 		*slabs += n;
 		/* The owner may be changing its ring: stay inside the page map

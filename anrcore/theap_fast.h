@@ -14,14 +14,14 @@
 
 /*
  * An object of class c from t's current slab, without a call: NULL when
- * there is none or it is full (anr_theap_alloc refills it), so that the
+ * there is none or it is full (anrc_theap_alloc refills it), so that the
  * inlined path needs no saved register.
  */
 static inline __attribute__((always_inline)) void *
-anr_theap_alloc_nocall(struct anr_heap *h, struct anr_theap *t, unsigned c)
+anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	uint32_t s = t->cur[c];
-	struct anr_page *pg;
+	struct anrc_page *pg;
 	uint64_t *bits, v;
 	char *base;
 	size_t size;
@@ -46,8 +46,8 @@ anr_theap_alloc_nocall(struct anr_heap *h, struct anr_theap *t, unsigned c)
 		ANR_TH_STORE(t->in_use, in_use);
 		ANR_TH_STORE(t->allocs, allocs);
 	}
-	base = anr_page_addr(h, s);
-	bits = anr_slab_bits(h, s);
+	base = anrc_page_addr(h, s);
+	bits = anrc_slab_bits(h, s);
 	while ((v = ~bits[w]) == 0)
 		w++;
 	bits[w] = ~v | (v & -v);
@@ -57,16 +57,16 @@ anr_theap_alloc_nocall(struct anr_heap *h, struct anr_theap *t, unsigned c)
 /* An object of class c from t's current slab, refilled (without the
  * lock) when full; NULL: the slow path. */
 static inline __attribute__((always_inline)) void *
-anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
+anrc_theap_alloc(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	uint32_t s = t->cur[c];
 
 	if (__builtin_expect(s == ANR_NIL, 0))
 		return NULL;
 	if (__builtin_expect(h->pm[s].nfree == 0, 0) &&
-	    anr_theap_refill_unlocked(h, t, c) != 0)
+	    anrc_theap_refill_unlocked(h, t, c) != 0)
 		return NULL;
-	return anr_theap_alloc_nocall(h, t, c);
+	return anrc_theap_alloc_nocall(h, t, c);
 }
 
 /*
@@ -74,23 +74,23 @@ anr_theap_alloc(struct anr_heap *h, struct anr_theap *t, unsigned c)
  * calling thread's t owns, when no trash fill and no valgrind request is
  * due, and a slab the free empties stays the current one, so that no call
  * is needed.  Returns 1 when done, 2 when done and the freed bytes are due
- * to be published (the caller calls anr_theap_publish), 0, having written
+ * to be published (the caller calls anrc_theap_publish), 0, having written
  * nothing, when this is not that case or the offset is not a live
- * object's start: anr_theap_free() decides then.
+ * object's start: anrc_theap_free() decides then.
  */
 static inline __attribute__((always_inline)) int
-anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, size_t data_off, uint32_t s)
+anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off, uint32_t s)
 {
-	struct anr_page *pg = &h->pm[s];
+	struct anrc_page *pg = &h->pm[s];
 	unsigned c = pg->cls;
-	const struct anr_class *k = &h->cls[c];
+	const struct anrc_class *k = &h->cls[c];
 	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
 	uint64_t m, v, pending;
 	unsigned nfree;
 
 	if (h->owner[s] != t->id)
 		return 0;
-	idx = anr_slab_index(k, off);
+	idx = anrc_slab_index(k, off);
 	if (__builtin_expect(idx * k->size != off || idx >= k->nobjs, 0))
 		return 0;
 	w = (size_t)s * h->bmw + (idx >> 6);
@@ -119,40 +119,40 @@ anr_theap_free_local(struct anr_heap *h, struct anr_theap *t, size_t data_off, u
 		ANR_TH_STORE(t->frees, frees);
 		t->freed_pending = pending;
 	}
-	/* 2: the caller publishes the freed bytes (anr_theap_publish). */
+	/* 2: the caller publishes the freed bytes (anrc_theap_publish). */
 	return 1 + (pending >= ANR_FREED_PUBLISH);
 }
 
 /*
  * The public calls' fast paths, also inlined by gmalloc's malloc and free.
- * anr_alloc_fast: an object of the calling thread's theap when its heap
- * is h and no valgrind request is due; NULL: call anr_alloc.
+ * anrc_alloc_fast: an object of the calling thread's theap when its heap
+ * is h and no valgrind request is due; NULL: call anrc_alloc.
  */
 static inline __attribute__((always_inline)) void *
-anr_alloc_fast(struct anr_heap *h, size_t size)
+anrc_alloc_fast(struct anrc_heap *h, size_t size)
 {
-	if (__builtin_expect(size > ANR_SLAB_MAX || anr_tl.uid != h->alloc_uid, 0))
+	if (__builtin_expect(size > ANR_SLAB_MAX || anrc_tl.uid != h->alloc_uid, 0))
 		return NULL;
-	return anr_theap_alloc_nocall(h, anr_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
+	return anrc_theap_alloc_nocall(h, anrc_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
 }
 
 /*
- * anr_free_fast: 1 if p was a live object of a slab the calling thread
+ * anrc_free_fast: 1 if p was a live object of a slab the calling thread
  * owns and it is now free (judged from the metadata first), 2 if so and
- * anr_theap_publish(h, anr_tl.t) is due; 0 for everything else, NULL too
- * (call anr_free).
+ * anrc_theap_publish(h, anrc_tl.t) is due; 0 for everything else, NULL too
+ * (call anrc_free).
  */
 static inline __attribute__((always_inline)) int
-anr_free_fast(struct anr_heap *h, void *p)
+anrc_free_fast(struct anrc_heap *h, void *p)
 {
 	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
-	const struct anr_page *pg;
+	const struct anrc_page *pg;
 	unsigned kind;
 	uint32_t s = (uint32_t)i;
 
 	/* One comparison puts p in the data pages (below h->data it wraps). */
 	if (__builtin_expect(i >= h->npages || (off & (ANR_ALIGN - 1)) != 0 ||
-			     anr_tl.uid != h->free_uid, 0))
+			     anrc_tl.uid != h->free_uid, 0))
 		return 0;
 	pg = &h->pm[i];
 	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
@@ -163,7 +163,7 @@ anr_free_fast(struct anr_heap *h, void *p)
 		if (s > i)
 			return 0;
 	}
-	return anr_theap_free_local(h, anr_tl.t, off, s);
+	return anrc_theap_free_local(h, anrc_tl.t, off, s);
 }
 
 #endif /* ANRCORE_THEAP_FAST_H */

@@ -133,7 +133,7 @@ static void am_capture_stack(struct anr_malloc_heap *h, struct am_hdr *hd)
 	uintptr_t *f = (uintptr_t *)((char *)hd + h->frames_off);
 
 	if (h->cfg.stack_depth != 0)
-		(void)anr_backtrace(f, h->cfg.stack_depth, hd->caller);
+		(void)anrc_backtrace(f, h->cfg.stack_depth, hd->caller);
 }
 
 /* ---- flight recorder ---- */
@@ -222,7 +222,7 @@ static size_t am_run_need(struct anr_malloc_heap *h, size_t bytes,
  * the callbacks claim: first the subsystems' callbacks, then the broker,
  * then a collection.
  */
-int am_core_hook(void *arg, struct anr_heap *core, size_t bytes)
+int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes)
 {
 	struct anr_malloc_heap *h = arg;
 	struct am_call *c = am_cur_call;
@@ -252,7 +252,7 @@ int am_core_hook(void *arg, struct anr_heap *core, size_t bytes)
 size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 		    size_t unit, int broker)
 {
-	struct anr_stats st;
+	struct anrc_stats st;
 	struct anr_gc_result gr;
 	size_t spare, give;
 
@@ -265,9 +265,9 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 	pthread_mutex_lock(&h->lock);
 	am_drain_locked(h);     /* queued frees count too */
 	pthread_mutex_unlock(&h->lock);
-	anr_trim(h->core, 0);
+	anrc_trim(h->core, 0);
 	pthread_mutex_lock(&h->lock);
-	anr_get_stats(h->core, &st);
+	anrc_get_stats(h->core, &st);
 	spare = st.budget > st.resident ? st.budget - st.resident : 0;
 	give = bytes < spare ? bytes : spare;
 	if (give > limit)
@@ -277,7 +277,7 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 		give = st.budget > unit ? st.budget - unit : 0;
 	give -= give % unit;
 	if (give) {
-		anr_set_budget(h->core, st.budget - give);
+		anrc_set_budget(h->core, st.budget - give);
 		h->given_back_bytes += give;
 		if (broker)
 			h->mb_held -= (int64_t)(give / unit);
@@ -341,9 +341,9 @@ static void *am_core_alloc(struct anr_malloc_heap *h, size_t align,
 
 	am_cur_call = &call;
 	if (align > ANR_ALIGN)
-		base = anr_alloc_aligned(h->core, align, total, flags);
+		base = anrc_alloc_aligned(h->core, align, total, flags);
 	else
-		base = anr_alloc(h->core, total, flags);
+		base = anrc_alloc(h->core, total, flags);
 	am_cur_call = call.outer;
 	return base;
 }
@@ -407,7 +407,7 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 	slot = am_take_slot(h);
 	if (slot == AM_NO_SLOT) {
 		pthread_mutex_unlock(&h->lock);
-		anr_free(h->core, base);
+		anrc_free(h->core, base);
 		mb_log(MB_LOG_WARNING, "anrmalloc %s: block table full (max_blocks %zu)",
 		       h->cfg.name, h->slots_cap);
 		am_fail(h, size, site->caller, hooks, AM_NO_SLOT);
@@ -435,7 +435,7 @@ int am_lookup(struct anr_malloc_heap *h, const void *p, int interior,
 	      void **basep, uint32_t *slotp)
 {
 	size_t bsize = 0;
-	void *base = anr_block_of(h->core, p, &bsize);
+	void *base = anrc_block_of(h->core, p, &bsize);
 	struct am_hdr *hd = base;
 
 	if (base == NULL || bsize < sizeof(*hd) || hd->magic != AM_MAGIC_LIVE ||
@@ -542,7 +542,7 @@ void am_drain_locked(struct anr_malloc_heap *h)
 		h->defer_out = pos + 1;
 		__atomic_store_n(&c->seq, pos + AM_DEFER_CELLS, __ATOMIC_RELEASE);
 		if (base)
-			anr_free(h->core, base);
+			anrc_free(h->core, base);
 	}
 }
 
@@ -562,7 +562,7 @@ static void am_free(struct anr_malloc_heap *h, void *p, const void *caller)
 	base = am_release_locked(h, p, caller);
 	pthread_mutex_unlock(&h->lock);
 	if (base)
-		anr_free(h->core, base);
+		anrc_free(h->core, base);
 }
 
 static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
@@ -607,7 +607,7 @@ static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 	pthread_mutex_unlock(&h->lock);
 
 	am_cur_call = &call;
-	nb = anr_realloc(h->core, base, off + size + h->tail, 0);
+	nb = anrc_realloc(h->core, base, off + size + h->tail, 0);
 	am_cur_call = call.outer;
 
 	pthread_mutex_lock(&h->lock);
@@ -717,7 +717,7 @@ API size_t anr_malloc_usable_size(anr_heap_t *h, const void *p)
 	if (h->cfg.guards)
 		n = hd->size;
 	else
-		n = anr_usable_size(h->core, base) - hd->user_off;
+		n = anrc_usable_size(h->core, base) - hd->user_off;
 	pthread_mutex_unlock(&h->lock);
 	return n;
 }

@@ -7,7 +7,7 @@
  *     | struct am_hdr | frames | debug info | pad | front guard | data | back guard |
  *
  * The header is always at the core block's start, so any pointer into the
- * block (anr_block_of) leads to it.  Everything else the layer keeps lives
+ * block (anrc_block_of) leads to it.  Everything else the layer keeps lives
  * outside the heap, in mappings made when the heap is created: the block
  * table (one slot per live block, with its mark byte), the flight recorder
  * ring and the heap structure itself.
@@ -106,7 +106,7 @@ struct am_site {
 
 struct anr_malloc_heap {
 	struct anr_malloc_config cfg;
-	struct anr_heap *core;
+	struct anrc_heap *core;
 	pthread_mutex_t lock;
 	size_t map_size;       /* of this structure's own mapping */
 
@@ -171,7 +171,7 @@ struct anr_malloc_heap {
 int am_registry_find(const void *p, struct anr_malloc_heap **out);
 
 /* alloc.c */
-int am_core_hook(void *arg, struct anr_heap *core, size_t bytes);
+int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes);
 int am_lookup(struct anr_malloc_heap *h, const void *p, int interior,
 	      void **basep, uint32_t *slotp);
 int am_guards_ok(struct anr_malloc_heap *h, const struct am_hdr *hd,
@@ -183,9 +183,9 @@ void am_release_slot(struct anr_malloc_heap *h, uint32_t slot);
  * held between acquire and release; NULL if it could not be read), then
  * written a frame a line to o, or to fd when o is NULL. */
 struct am_out;
-const struct anr_modmap *am_map_acquire(void);
+const struct anrc_modmap *am_map_acquire(void);
 void am_map_release(void);
-void am_frame_lines(int fd, struct am_out *o, const struct anr_modmap *map,
+void am_frame_lines(int fd, struct am_out *o, const struct anrc_modmap *map,
 		    const uintptr_t *frames, size_t n);
 size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
 		 const uintptr_t **frames);

@@ -15,8 +15,7 @@
  * anr_malloc_if_available() never calls them and fails at once when the
  * budget is spent.  A callback that keeps claiming success cannot make an
  * allocation loop for ever: each allocation runs at most need_more_retries
- * rounds of callbacks.  The names anr_free and anr_realloc belong to the
- * allocator core, so the heap calls are anr_malloc_free() and
+ * rounds of callbacks.  The heap calls are anr_malloc_free() and
  * anr_malloc_realloc().
  *
  * Callers.  Every block remembers who allocated it: the plain calls record

@@ -52,14 +52,14 @@ void am_broker_sync(struct anr_malloc_heap *h)
 		bal = 0;
 	delta = bal - h->mb_held;
 	if (delta != 0) {
-		budget = anr_get_budget(h->core);
+		budget = anrc_get_budget(h->core);
 		if (delta > 0)
 			budget += (size_t)delta * h->mb_page;
 		else if ((size_t)-delta * h->mb_page < budget)
 			budget -= (size_t)-delta * h->mb_page;
 		else
 			budget = h->mb_page; /* never 0: the core reads 0 as unlimited */
-		anr_set_budget(h->core, budget);
+		anrc_set_budget(h->core, budget);
 		h->mb_held = bal;
 	}
 	pthread_mutex_unlock(&h->lock);
@@ -89,12 +89,12 @@ static uint64_t am_share(void *arg, enum mb_client_urgency urgency,
 static uint64_t am_claim(void *arg)
 {
 	struct anr_malloc_heap *h = arg;
-	struct anr_stats st;
+	struct anrc_stats st;
 	size_t over;
 
 	if (h->mb_page == 0)
 		return 0; /* the first connection: nothing is held yet */
-	anr_get_stats(h->core, &st);
+	anrc_get_stats(h->core, &st);
 	over = st.resident > h->cfg.budget ? st.resident - h->cfg.budget : 0;
 	return (over + h->mb_page - 1) / h->mb_page;
 }
@@ -180,16 +180,16 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 
 API size_t anr_broker_return_unused(anr_heap_t *h)
 {
-	struct anr_stats st;
+	struct anrc_stats st;
 	int64_t bal;
 	size_t spare, pages;
 	int rc;
 
 	if (!h->mb_connected || h->mb_page == 0)
 		return 0;
-	anr_trim(h->core, h->cfg.free_high);
+	anrc_trim(h->core, h->cfg.free_high);
 	pthread_mutex_lock(&h->lock);
-	anr_get_stats(h->core, &st);
+	anrc_get_stats(h->core, &st);
 	bal = mb_balance(&h->mb);
 	spare = st.budget > st.resident + h->cfg.free_high ?
 		st.budget - st.resident - h->cfg.free_high : 0;
@@ -202,7 +202,7 @@ API size_t anr_broker_return_unused(anr_heap_t *h)
 	if (pages > (uint64_t)bal)
 		pages = (size_t)bal;
 	if (pages) {
-		anr_set_budget(h->core, st.budget - pages * h->mb_page);
+		anrc_set_budget(h->core, st.budget - pages * h->mb_page);
 		h->mb_held -= (int64_t)pages;
 	}
 	pthread_mutex_unlock(&h->lock);

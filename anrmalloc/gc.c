@@ -28,7 +28,7 @@ int am_mark_locked(struct anr_malloc_heap *h, const void *p)
 	uint32_t slot;
 	struct am_slot *s;
 
-	if (!anr_owns(h->core, p) || am_lookup(h, p, 1, &base, &slot) != 0)
+	if (!anrc_owns(h->core, p) || am_lookup(h, p, 1, &base, &slot) != 0)
 		return -1;
 	s = &h->slots[slot];
 	if (s->mark)
@@ -64,7 +64,7 @@ static void am_scan_block(struct anr_malloc_heap *h, uint32_t slot)
 		uintptr_t w;
 
 		memcpy(&w, u + i * sizeof(w), sizeof(w));
-		if (w != 0 && anr_owns(h->core, (const void *)w))
+		if (w != 0 && anrc_owns(h->core, (const void *)w))
 			am_mark_locked(h, (const void *)w);
 	}
 }
@@ -118,7 +118,7 @@ static void am_scan(struct anr_malloc_heap *h)
 }
 
 /* One leak line, then the block's stack named with map. */
-static void am_leak_line(int fd, const char *heap, const struct anr_modmap *map,
+static void am_leak_line(int fd, const char *heap, const struct anrc_modmap *map,
 			 const struct am_row *d)
 {
 	char line[MB_LOG_LINE_MAX];
@@ -138,7 +138,7 @@ static void am_leak_line(int fd, const char *heap, const struct anr_modmap *map,
 
 /* Sweep slots [i, i + AM_CHUNK): returns the next index, or 0 at the end. */
 static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
-			     unsigned flags, int fd, const struct anr_modmap *map,
+			     unsigned flags, int fd, const struct anrc_modmap *map,
 			     struct anr_gc_result *r)
 {
 	struct am_row dead[AM_CHUNK];
@@ -183,7 +183,7 @@ static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 		if (flags & ANR_GC_REPORT)
 			am_leak_line(fd, h->cfg.name, map, &dead[k]);
 		if (flags & ANR_GC_FREE) {
-			anr_free(h->core, dead[k].base);
+			anrc_free(h->core, dead[k].base);
 			r->freed_blocks++;
 			r->freed_bytes += dead[k].size;
 		}
@@ -231,7 +231,7 @@ API int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 	/* Leak lines name their frames: the mapped files are read once for
 	 * the whole sweep. */
 	int named = (flags & ANR_GC_REPORT) && fd >= 0 && h->cfg.stack_depth;
-	const struct anr_modmap *map = named ? am_map_acquire() : NULL;
+	const struct anrc_modmap *map = named ? am_map_acquire() : NULL;
 	for (size_t i = 0; (i = am_sweep_chunk(h, i, flags, fd, map, &r)) != 0;)
 		;
 	if (named)

@@ -167,7 +167,7 @@ int am_registry_find(const void *p, struct anr_malloc_heap **out)
 
 	pthread_mutex_lock(&am_registry_lock);
 	for (size_t i = 0; i < AM_REGISTRY_MAX; i++) {
-		if (am_registry[i] && anr_owns(am_registry[i]->core, p)) {
+		if (am_registry[i] && anrc_owns(am_registry[i]->core, p)) {
 			*out = am_registry[i];
 			rc = 0;
 			break;
@@ -271,9 +271,9 @@ static int am_tables(struct anr_malloc_heap *h)
 	return 0;
 }
 
-static struct anr_heap *am_core_create(const struct anr_malloc_config *c)
+static struct anrc_heap *am_core_create(const struct anr_malloc_config *c)
 {
-	struct anr_config cc;
+	struct anrc_config cc;
 
 	memset(&cc, 0, sizeof(cc));
 	cc.reserve = (size_t)mb_addr_reserve(c->reserve ? c->reserve : ANR_DEFAULT_RESERVE,
@@ -293,7 +293,7 @@ static struct anr_heap *am_core_create(const struct anr_malloc_config *c)
 	/* An allocation takes the core's lock first: it is the one a
 	 * real-time thread waits for. */
 	cc.priority_inherit = c->priority_inherit || c->debug_socket[0];
-	return anr_create(&cc);
+	return anrc_create(&cc);
 }
 
 static int am_start_services(struct anr_malloc_heap *h)
@@ -331,7 +331,7 @@ static void am_fork_prepare(void)
 		if (h == NULL)
 			continue;
 		pthread_mutex_lock(&h->lock);
-		anr_fork_prepare(h->core);
+		anrc_fork_prepare(h->core);
 	}
 }
 
@@ -342,7 +342,7 @@ static void am_fork_parent(void)
 
 		if (h == NULL)
 			continue;
-		anr_fork_parent(h->core);
+		anrc_fork_parent(h->core);
 		pthread_mutex_unlock(&h->lock);
 	}
 	pthread_mutex_unlock(&am_registry_lock);
@@ -355,7 +355,7 @@ static void am_fork_child(void)
 
 		if (h == NULL)
 			continue;
-		anr_fork_child(h->core);
+		anrc_fork_child(h->core);
 		am_lock_init(&h->lock, am_lock_pi(h));
 		/* A collection another thread was running ended with it. */
 		if (h->gc_running) {
@@ -410,7 +410,7 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 	h->core = am_core_create(cfg);
 	if (h->core == NULL)
 		goto fail;
-	anr_set_hook(h->core, am_core_hook, h);
+	anrc_set_hook(h->core, am_core_hook, h);
 	pthread_once(&am_atfork_once, am_atfork_register);
 	if (am_registry_add(h) != 0) {
 		errno = EMFILE;
@@ -451,7 +451,7 @@ API void anr_heap_destroy(anr_heap_t *h)
 	am_broker_close(h);
 	am_registry_del(h);
 	if (h->core)
-		anr_destroy(h->core);
+		anrc_destroy(h->core);
 	if (h->slots)
 		munmap(h->slots, h->slots_map);
 	if (h->ring)
@@ -552,9 +552,9 @@ API void anr_oom_clear(anr_heap_t *h)
 
 API void anr_heap_stats(anr_heap_t *h, struct anr_malloc_stats *st)
 {
-	struct anr_stats cs;
+	struct anrc_stats cs;
 
-	anr_get_stats(h->core, &cs);
+	anrc_get_stats(h->core, &cs);
 	memset(st, 0, sizeof(*st));
 	st->budget = cs.budget;
 	st->reserved = cs.reserved;

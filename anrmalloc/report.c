@@ -214,12 +214,12 @@ static size_t am_copy_rows(struct anr_malloc_heap *h, size_t *i,
 
 /* Mapped files, to name stack frames: one table for all reports. */
 static pthread_mutex_t am_map_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct anr_modmap am_map;
+static struct anrc_modmap am_map;
 
-const struct anr_modmap *am_map_acquire(void)
+const struct anrc_modmap *am_map_acquire(void)
 {
 	pthread_mutex_lock(&am_map_lock);
-	return anr_modmap_load(&am_map) == 0 ? &am_map : NULL;
+	return anrc_modmap_load(&am_map) == 0 ? &am_map : NULL;
 }
 
 void am_map_release(void)
@@ -227,14 +227,14 @@ void am_map_release(void)
 	pthread_mutex_unlock(&am_map_lock);
 }
 
-void am_frame_lines(int fd, struct am_out *o, const struct anr_modmap *map,
+void am_frame_lines(int fd, struct am_out *o, const struct anrc_modmap *map,
 		    const uintptr_t *frames, size_t n)
 {
 	char line[MB_LOG_LINE_MAX];
 
 	for (size_t f = 0; f < n; f++) {
 		size_t m = mb_format(line, sizeof(line), "    #%zu ", f);
-		m += anr_where(map, frames[f], line + m, sizeof(line) - m - 1);
+		m += anrc_where(map, frames[f], line + m, sizeof(line) - m - 1);
 		line[m++] = '\n';
 		if (o)
 			am_out_line(o, line, m);
@@ -247,7 +247,7 @@ static void am_report_blocks(struct anr_malloc_heap *h, struct am_out *o)
 {
 	struct am_row rows[AM_CHUNK];
 	size_t i = 0, n, total = 0;
-	const struct anr_modmap *map = NULL;
+	const struct anrc_modmap *map = NULL;
 
 	if (h->cfg.stack_depth)
 		map = am_map_acquire();
@@ -312,7 +312,7 @@ static int am_verify_slot(struct anr_malloc_heap *h, size_t i)
 
 	if (s->state != AM_SLOT_LIVE)
 		return 0;
-	if (!anr_owns(h->core, s->base) ||
+	if (!anrc_owns(h->core, s->base) ||
 	    am_lookup(h, (const char *)s->base + hd->user_off, 0, &base,
 		      &slot) != 0 || slot != i) {
 		mb_log(MB_LOG_ERR, "anrmalloc %s: verify: slot %zu: block %p has "
@@ -346,7 +346,7 @@ API int anr_verify(anr_heap_t *h)
 			bad += am_verify_slot(h, j);
 		pthread_mutex_unlock(&h->lock);
 	}
-	if (anr_check(h->core) != 0)
+	if (anrc_check(h->core) != 0)
 		bad++;
 	return bad;
 }

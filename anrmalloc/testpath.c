@@ -23,7 +23,7 @@ size_t am_test_peek(anr_heap_t *h, const void *p, void *buf, size_t n)
 	const volatile unsigned char *src = p;
 	unsigned char *dst = buf;
 
-	if (!anr_owns(h->core, p) || !anr_owns(h->core, (const char *)p + n - 1))
+	if (!anrc_owns(h->core, p) || !anrc_owns(h->core, (const char *)p + n - 1))
 		return 0;
 #ifdef HAVE_VALGRIND_MEMCHECK_H
 	VALGRIND_DISABLE_ERROR_REPORTING;
@@ -58,10 +58,10 @@ void am_test_core_unlock(anr_heap_t *h);
 
 void am_test_core_lock(anr_heap_t *h)
 {
-	anr_fork_prepare(h->core);
+	anrc_fork_prepare(h->core);
 }
 
 void am_test_core_unlock(anr_heap_t *h)
 {
-	anr_fork_parent(h->core);
+	anrc_fork_parent(h->core);
 }

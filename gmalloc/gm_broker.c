@@ -53,7 +53,7 @@ static mb_client gm_mb;
 static pthread_mutex_t gm_mb_lock = PTHREAD_MUTEX_INITIALIZER;
 _Atomic int gm_mb_state;
 static _Atomic uint64_t gm_held;       /* quota bytes held */
-static _Atomic uint64_t gm_freed_mark; /* anr_freed_bytes() at the last check */
+static _Atomic uint64_t gm_freed_mark; /* anrc_freed_bytes() at the last check */
 static uint64_t gm_page;               /* bytes per quota page */
 static int gm_mb_opened;               /* gm_mb went through mb_open() */
 static _Atomic int64_t gm_retry_at;    /* LOST: next attempt (monotonic ms) */
@@ -80,16 +80,16 @@ static size_t gm_capped(uint64_t held)
 	return (size_t)held;
 }
 
-void gm_broker_init(struct anr_heap *h)
+void gm_broker_init(struct anrc_heap *h)
 {
 	if (!gm_cfg.broker) {
 		atomic_store(&gm_mb_state, GM_MB_OFF);
 		return;
 	}
 	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
-	anr_set_hook(h, gm_broker_more, NULL);
+	anrc_set_hook(h, gm_broker_more, NULL);
 	/* No quota yet: the first allocation asks for it. */
-	anr_set_budget(h, 0);
+	anrc_set_budget(h, 0);
 }
 
 static int64_t gm_now_ms(void)
@@ -110,7 +110,7 @@ static int gm_transient(int err)
  * The broker is not asked for now: the fixed limit applies.  A transient
  * failure is retried later (LOST); a refusal lasts (DEAD).  One warning.
  */
-static void gm_give_up(struct anr_heap *h, const char *why, int err)
+static void gm_give_up(struct anrc_heap *h, const char *why, int err)
 {
 	int retry = gm_transient(err);
 	if (!gm_warned || !retry) {
@@ -135,20 +135,20 @@ static void gm_give_up(struct anr_heap *h, const char *why, int err)
 		gm_retry_ms *= 2;
 	atomic_store(&gm_retry_at, gm_now_ms() + gm_retry_ms);
 	atomic_store(&gm_mb_state, retry ? GM_MB_LOST : GM_MB_DEAD);
-	struct anr_stats st;
-	anr_get_stats(h, &st);
-	anr_set_budget(h, gm_cfg.limit ? (size_t)gm_cfg.limit : st.reserved);
+	struct anrc_stats st;
+	anrc_get_stats(h, &st);
+	anrc_set_budget(h, gm_cfg.limit ? (size_t)gm_cfg.limit : st.reserved);
 }
 
 /* What a new connection declares: the quota pages the heap has resident. */
 static uint64_t gm_claim(void *arg)
 {
-	struct anr_heap *h = arg;
+	struct anrc_heap *h = arg;
 	uint64_t page = mb_page_size(&gm_mb);
 	if (page == 0)
 		return 0;
-	struct anr_stats st;
-	anr_get_stats(h, &st);
+	struct anrc_stats st;
+	anrc_get_stats(h, &st);
 	uint64_t bytes = gm_capped(st.resident);
 	return (bytes + page - 1) / page;
 }
@@ -165,7 +165,7 @@ static void gm_on_event(void *arg, unsigned event, int64_t pool, uint64_t total,
 		atomic_store(&gm_low, 1);
 }
 
-static int gm_connect(struct anr_heap *h)
+static int gm_connect(struct anrc_heap *h)
 {
 	struct mb_options opt;
 	memset(&opt, 0, sizeof(opt));
@@ -195,7 +195,7 @@ static int gm_connect(struct anr_heap *h)
 	uint64_t held = bal > 0 ? (uint64_t)bal * gm_page : 0;
 	atomic_store(&gm_held, held);
 	atomic_store(&gm_mb_state, GM_MB_OPEN);
-	anr_set_budget(h, gm_capped(held));
+	anrc_set_budget(h, gm_capped(held));
 	if (mb_subscribe(&gm_mb, MB_EVENT_MEM_NOTIFY | MB_EVENT_MEM_DENY) != 0)
 		mb_log(MB_LOG_INFO, "the broker sends no memory events");
 	mb_log(MB_LOG_INFO, "connected to the broker (quota page %lu bytes, %lu held)",
@@ -204,7 +204,7 @@ static int gm_connect(struct anr_heap *h)
 }
 
 /* The broker went away or stopped answering: it holds nothing for us now. */
-static void gm_lost(struct anr_heap *h, int rc)
+static void gm_lost(struct anrc_heap *h, int rc)
 {
 	atomic_fetch_add(&st_lost, 1);
 	mb_log(MB_LOG_WARNING, "broker connection lost (%s): fixed limit until it "
@@ -225,7 +225,7 @@ static int gm_conn_error(int rc)
  * A sink hears from the broker only in replies: a closed connection (the
  * broker died or restarted) shows as input on the idle socket.  Lock held.
  */
-static void gm_check_alive(struct anr_heap *h)
+static void gm_check_alive(struct anrc_heap *h)
 {
 	struct pollfd p = { .fd = mb_fd(&gm_mb), .events = POLLIN };
 	if (p.fd < 0 || poll(&p, 1, 0) <= 0)
@@ -236,7 +236,7 @@ static void gm_check_alive(struct anr_heap *h)
 }
 
 /* LOST: reconnect when the retry is due.  Lock held.  0 when connected. */
-static int gm_retry(struct anr_heap *h)
+static int gm_retry(struct anrc_heap *h)
 {
 	int64_t now = gm_now_ms();
 	if (now < atomic_load(&gm_retry_at))
@@ -260,7 +260,7 @@ static uint64_t round_up(uint64_t v, uint64_t m)
 }
 
 /* Ask for enough quota to cover `need` more bytes.  Lock held. */
-static int gm_ask(struct anr_heap *h, size_t need)
+static int gm_ask(struct anrc_heap *h, size_t need)
 {
 	uint64_t held = atomic_load(&gm_held);
 	uint64_t cap = UINT64_MAX;
@@ -307,11 +307,11 @@ static int gm_ask(struct anr_heap *h, size_t need)
 	}
 	atomic_fetch_add(&st_granted, granted * gm_page);
 	held = atomic_fetch_add(&gm_held, granted * gm_page) + granted * gm_page;
-	anr_set_budget(h, gm_capped(held));
+	anrc_set_budget(h, gm_capped(held));
 	return 1;
 }
 
-int gm_broker_more(void *arg, struct anr_heap *h, size_t bytes)
+int gm_broker_more(void *arg, struct anrc_heap *h, size_t bytes)
 {
 	int progress = 0;
 	(void)arg;
@@ -340,7 +340,7 @@ int gm_broker_more(void *arg, struct anr_heap *h, size_t bytes)
 
 size_t gm_broker_release(int force)
 {
-	struct anr_heap *h = gm_heap_ptr;
+	struct anrc_heap *h = gm_heap_ptr;
 	size_t given = 0;
 	if (atomic_load(&gm_mb_state) != GM_MB_OPEN || !h)
 		return 0;
@@ -350,8 +350,8 @@ size_t gm_broker_release(int force)
 		return 0; /* someone is talking to the broker: next time */
 	if (atomic_load(&gm_mb_state) != GM_MB_OPEN)
 		goto out;
-	struct anr_stats st;
-	anr_get_stats(h, &st);
+	struct anrc_stats st;
+	anrc_get_stats(h, &st);
 	uint64_t held = atomic_load(&gm_held);
 	uint64_t keep = round_up(st.resident, gm_page);
 	if (!force)
@@ -362,7 +362,7 @@ size_t gm_broker_release(int force)
 	if (pages == 0)
 		goto out;
 	/* Lower the budget first so the core cannot grow into what goes back. */
-	anr_set_budget(h, gm_capped(held - pages * gm_page));
+	anrc_set_budget(h, gm_capped(held - pages * gm_page));
 	atomic_fetch_add(&st_returns, 1);
 	int rc = mb_return(&gm_mb, pages);
 	if (rc == 0) {
@@ -374,7 +374,7 @@ size_t gm_broker_release(int force)
 	} else {
 		mb_log(MB_LOG_WARNING, "returning %lu quota pages failed: %s",
 		       (unsigned long)pages, mb_strerror(rc));
-		anr_set_budget(h, gm_capped(held));
+		anrc_set_budget(h, gm_capped(held));
 	}
 out:
 	pthread_mutex_unlock(&gm_mb_lock);
@@ -388,7 +388,7 @@ void gm_broker_note_free(void)
 		return;
 	/* Every quota_step of bytes freed, see whether surplus quota can go
 	 * back: the core counts the bytes, no block's size is looked up. */
-	uint64_t now = anr_freed_bytes(gm_heap_ptr);
+	uint64_t now = anrc_freed_bytes(gm_heap_ptr);
 	uint64_t mark = atomic_load_explicit(&gm_freed_mark, memory_order_relaxed);
 	if (now - mark < gm_cfg.quota_step)
 		return;
@@ -406,7 +406,7 @@ void gm_broker_note_free(void)
 		(void)gm_retry(gm_heap_ptr);
 	pthread_mutex_unlock(&gm_mb_lock);
 	if (atomic_exchange(&gm_low, 0)) {
-		size_t pages = anr_trim(gm_heap_ptr, 0);
+		size_t pages = anrc_trim(gm_heap_ptr, 0);
 		size_t quota = gm_broker_release(1);
 		mb_log(MB_LOG_INFO, "memory is low: %lu bytes of free pages and %lu bytes of "
 		       "quota given back", (unsigned long)pages, (unsigned long)quota);
@@ -424,7 +424,7 @@ void gm_broker_fork_child(void)
 	/* The parent's quota stays the parent's: the child starts at zero
 	 * and connects on its first need. */
 	atomic_store(&gm_held, 0);
-	atomic_store(&gm_freed_mark, anr_freed_bytes(gm_heap_ptr));
+	atomic_store(&gm_freed_mark, anrc_freed_bytes(gm_heap_ptr));
 	atomic_store(&st_requests, 0);
 	atomic_store(&st_reserves, 0);
 	atomic_store(&st_granted, 0);
@@ -433,7 +433,7 @@ void gm_broker_fork_child(void)
 	atomic_store(&st_refused, 0);
 	atomic_store(&st_lost, 0);
 	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
-	anr_set_budget(gm_heap_ptr, 0);
+	anrc_set_budget(gm_heap_ptr, 0);
 }
 
 void gm_broker_report(int fd)

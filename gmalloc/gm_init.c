@@ -11,7 +11,7 @@
  * ignores them and realloc() moves them to the heap.
  *
  * Nothing here allocates: the config parser and the logger work on the
- * stack, the heap comes from one mmap in anr_create(), and anything that
+ * stack, the heap comes from one mmap in anrc_create(), and anything that
  * may allocate (pthread_atfork, signal handler setup is fine anyway) runs
  * after the state is READY.
  */
@@ -50,8 +50,8 @@ enum gm_state { GM_UNINIT = 0, GM_BUSY = 1, GM_READY = 2, GM_FAILED = 3 };
 #define GM_ENV_VAR_MAX 1024
 
 struct gm_config gm_cfg;
-struct anr_heap *gm_heap_ptr;
-struct anr_heap *gm_fast_heap;
+struct anrc_heap *gm_heap_ptr;
+struct anrc_heap *gm_fast_heap;
 
 static _Atomic int gm_state;
 /* Many programs close stderr on their way out (coreutils' close_stdout);
@@ -170,17 +170,17 @@ static char **gm_environ(void)
 
 static void gm_atfork_prepare(void)
 {
-	anr_fork_prepare(gm_heap_ptr);
+	anrc_fork_prepare(gm_heap_ptr);
 }
 
 static void gm_atfork_parent(void)
 {
-	anr_fork_parent(gm_heap_ptr);
+	anrc_fork_parent(gm_heap_ptr);
 }
 
 static void gm_atfork_child(void)
 {
-	anr_fork_child(gm_heap_ptr);
+	anrc_fork_child(gm_heap_ptr);
 	gm_broker_fork_child();
 }
 
@@ -219,13 +219,13 @@ static uint64_t gm_auto_reserve(void)
 	return r > gm_cfg.limit ? r : gm_cfg.limit;
 }
 
-static struct anr_heap *gm_create_heap(void)
+static struct anrc_heap *gm_create_heap(void)
 {
-	struct anr_config ac;
+	struct anrc_config ac;
 	memset(&ac, 0, sizeof(ac));
 	ac.free_low = gm_cfg.free_low;
 	ac.free_high = gm_cfg.free_high;
-	ac.bad_free = (enum anr_bad_free_action)gm_cfg.bad_free;
+	ac.bad_free = (enum anrc_bad_free_action)gm_cfg.bad_free;
 	ac.trash_free = gm_cfg.trash;
 	ac.valgrind = 1;
 	ac.name = "gmalloc";
@@ -236,14 +236,14 @@ static struct anr_heap *gm_create_heap(void)
 		ac.reserve = reserve;
 		if (ac.budget > reserve)
 			ac.budget = reserve;
-		struct anr_heap *h = anr_create(&ac);
+		struct anrc_heap *h = anrc_create(&ac);
 		if (h) {
 			if (reserve != first)
 				mb_log(MB_LOG_WARNING, "heap reservation of %lu bytes refused; "
 				       "reserved %lu", (unsigned long)first,
 				       (unsigned long)reserve);
-			struct anr_stats st;
-			anr_get_stats(h, &st);
+			struct anrc_stats st;
+			anrc_get_stats(h, &st);
 			gm_cfg.reserve = st.reserved;
 			return h;
 		}
@@ -262,7 +262,7 @@ static void gm_init_once(void)
 	gm_config_read(&gm_cfg, gm_environ());
 	mb_log_set_level(gm_cfg.log_level);
 	gm_trailer_setup();
-	struct anr_heap *h = gm_create_heap();
+	struct anrc_heap *h = gm_create_heap();
 	if (!h) {
 		atomic_store(&gm_state, GM_FAILED);
 		return;
@@ -280,7 +280,7 @@ static void gm_init_once(void)
 		gm_exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, GM_REPORT_FD_MIN);
 }
 
-static struct anr_heap *gm_init_slow(void)
+static struct anrc_heap *gm_init_slow(void)
 {
 	int expect = GM_UNINIT;
 	if (atomic_compare_exchange_strong(&gm_state, &expect, GM_BUSY)) {
@@ -295,7 +295,7 @@ static struct anr_heap *gm_init_slow(void)
 	return expect == GM_READY ? gm_heap_ptr : NULL;
 }
 
-struct anr_heap *gm_heap(void)
+struct anrc_heap *gm_heap(void)
 {
 	if (__builtin_expect(atomic_load_explicit(&gm_state, memory_order_acquire) == GM_READY, 1))
 		return gm_heap_ptr;

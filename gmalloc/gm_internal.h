@@ -33,7 +33,7 @@ struct gm_config {
 	uint64_t quota_release;
 	int urgency;             /* enum gm_urgency */
 	uint64_t reserve_timeout; /* ms; 0: wait for ever */
-	int bad_free;            /* enum anr_bad_free_action */
+	int bad_free;            /* enum anrc_bad_free_action */
 	int trash;
 	int guard;
 	uint64_t backtrace_depth; /* frames per block; 0: off */
@@ -53,13 +53,13 @@ int gm_signal_parse(const char *s);
 
 /* gm_init.c */
 extern struct gm_config gm_cfg;
-extern struct anr_heap *gm_heap_ptr;
+extern struct anrc_heap *gm_heap_ptr;
 /* The heap once it is ready in plain mode (no trailer), else NULL: the
  * only thing malloc and free read before their inlined fast paths. */
-extern struct anr_heap *gm_fast_heap;
+extern struct anrc_heap *gm_fast_heap;
 /* The heap, initialising it on first use.  NULL while the calling thread
  * is itself initialising (use the bootstrap arena) or if init failed. */
-struct anr_heap *gm_heap(void);
+struct anrc_heap *gm_heap(void);
 int gm_init_failed(void);
 void *gm_boot_alloc(size_t align, size_t size);
 int gm_boot_owns(const void *p);
@@ -74,8 +74,8 @@ enum gm_mb_state {
 	GM_MB_LOST = 4,    /* unreachable or silent: fixed limit, retried */
 };
 extern _Atomic int gm_mb_state;
-void gm_broker_init(struct anr_heap *h);
-int gm_broker_more(void *arg, struct anr_heap *h, size_t bytes);
+void gm_broker_init(struct anrc_heap *h);
+int gm_broker_more(void *arg, struct anrc_heap *h, size_t bytes);
 /* Called after frees: return surplus quota above the hysteresis mark. */
 void gm_broker_note_free(void);
 size_t gm_broker_release(int force);

@@ -3,7 +3,7 @@
  * what happens at the limit.
  *
  * The report may run inside a signal handler that interrupted malloc:
- * it only formats on the stack, reads atomics and calls anr_report(),
+ * it only formats on the stack, reads atomics and calls anrc_report(),
  * which is async-signal-safe.
  */
 #include "config.h"
@@ -38,10 +38,10 @@ static void gm_report_config(int fd)
 
 void gm_report_fd(int fd)
 {
-	struct anr_heap *h = gm_heap_ptr;
+	struct anrc_heap *h = gm_heap_ptr;
 	gm_report_config(fd);
 	if (h)
-		anr_report(h, fd);
+		anrc_report(h, fd);
 	gm_broker_report(fd);
 	gm_trailer_report(fd);
 }
@@ -54,12 +54,12 @@ void gm_report_fd(int fd)
 static void gm_refusal_note(size_t size)
 {
 	static atomic_flag said = ATOMIC_FLAG_INIT;
-	struct anr_stats st;
+	struct anrc_stats st;
 	char sz[32], used[32], budget[32], reserved[32];
 
 	if (atomic_flag_test_and_set(&said) || gm_heap_ptr == NULL)
 		return;
-	anr_get_stats(gm_heap_ptr, &st);
+	anrc_get_stats(gm_heap_ptr, &st);
 	mb_format_size(sz, sizeof(sz), size);
 	mb_format_size(used, sizeof(used), st.resident);
 	mb_format_size(budget, sizeof(budget), st.budget);

@@ -18,7 +18,7 @@
  * unwinder, starting at the program's call into the malloc family.
  * Capture runs after the core has released its lock; the unwinder does
  * not call malloc on Debian 12's libgcc and glibc, and if it ever does,
- * that inner call simply gets no stack (anr_backtrace does not recurse).
+ * that inner call simply gets no stack (anrc_backtrace does not recurse).
  */
 #include "config.h"
 
@@ -116,7 +116,7 @@ void gm_trailer_set(void *p, size_t size, size_t usable, const void *caller)
 	/* usable is a multiple of 16 and p is 16-aligned: the frames are
 	 * word-aligned. */
 	if (gm_depth)
-		(void)anr_backtrace((uintptr_t *)(void *)(b + frames), gm_depth, caller);
+		(void)anrc_backtrace((uintptr_t *)(void *)(b + frames), gm_depth, caller);
 	w[0] = size_word(p, size);
 	w[1] = canary_word(p);
 	memcpy(b + words, w, sizeof(w));
@@ -178,7 +178,7 @@ struct gm_site {
 /* The report's working storage is static (it may run in a signal
  * handler, where nothing can be allocated); one report at a time. */
 static struct gm_site gm_sites[GM_SITES];
-static struct anr_modmap gm_map;
+static struct anrc_modmap gm_map;
 static atomic_flag gm_sites_busy = ATOMIC_FLAG_INIT;
 
 struct gm_tally {
@@ -234,13 +234,13 @@ static int tally_block(void *arg, void *block, size_t usable)
 	return 0;
 }
 
-static int walk_with_retries(struct anr_heap *h, struct gm_tally *t)
+static int walk_with_retries(struct anrc_heap *h, struct gm_tally *t)
 {
 	for (int i = 0; i < GM_WALK_TRIES; i++) {
 		int busy;
 		struct timespec ts = { 0, GM_WALK_WAIT_NS };
 
-		(void)anr_walk_try(h, tally_block, t, &busy);
+		(void)anrc_walk_try(h, tally_block, t, &busy);
 		if (!busy)
 			return 0;
 		/* Held by the thread this report interrupted, or by another
@@ -250,7 +250,7 @@ static int walk_with_retries(struct anr_heap *h, struct gm_tally *t)
 	return -1;
 }
 
-static void print_site(int fd, const struct anr_modmap *map, const struct gm_site *s)
+static void print_site(int fd, const struct anrc_modmap *map, const struct gm_site *s)
 {
 	char line[MB_LOG_LINE_MAX];
 	size_t n;
@@ -260,7 +260,7 @@ static void print_site(int fd, const struct anr_modmap *map, const struct gm_sit
 	(void)mb_write_all(fd, line, n);
 	for (size_t i = 0; i < gm_depth && s->frames[i]; i++) {
 		n = mb_format(line, sizeof(line), "    #%zu ", i);
-		n += anr_where(map, s->frames[i], line + n, sizeof(line) - n - 1);
+		n += anrc_where(map, s->frames[i], line + n, sizeof(line) - n - 1);
 		line[n++] = '\n';
 		(void)mb_write_all(fd, line, n);
 	}
@@ -268,9 +268,9 @@ static void print_site(int fd, const struct anr_modmap *map, const struct gm_sit
 
 void gm_trailer_report(int fd)
 {
-	struct anr_heap *h = gm_heap_ptr;
+	struct anrc_heap *h = gm_heap_ptr;
 	struct gm_tally t;
-	const struct anr_modmap *map;
+	const struct anrc_modmap *map;
 	char line[MB_LOG_LINE_MAX];
 	size_t n;
 
@@ -291,7 +291,7 @@ void gm_trailer_report(int fd)
 		atomic_flag_clear(&gm_sites_busy);
 		return;
 	}
-	map = anr_modmap_load(&gm_map) == 0 ? &gm_map : NULL;
+	map = anrc_modmap_load(&gm_map) == 0 ? &gm_map : NULL;
 	n = mb_format(line, sizeof(line),
 		      "gmalloc: live blocks by call site (backtrace_depth %zu): "
 		      "%llu blocks, %llu bytes, %zu sites; the largest first:\n",

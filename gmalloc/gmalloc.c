@@ -56,7 +56,7 @@ static size_t gm_pagesize(void)
 /* Allocate with the given alignment (0 or <= ANR_ALIGN: the default). */
 static void *gm_alloc(size_t align, size_t size, unsigned flags, const void *caller)
 {
-	struct anr_heap *h = gm_heap();
+	struct anrc_heap *h = gm_heap();
 	if (__builtin_expect(h == NULL, 0)) {
 		if (gm_init_failed()) {
 			errno = ENOMEM;
@@ -75,15 +75,15 @@ static void *gm_alloc(size_t align, size_t size, unsigned flags, const void *cal
 	}
 	void *p;
 	if (align <= ANR_ALIGN)
-		p = anr_alloc(h, req, flags);
+		p = anrc_alloc(h, req, flags);
 	else
-		p = anr_alloc_aligned(h, align, req, flags);
+		p = anrc_alloc_aligned(h, align, req, flags);
 	if (__builtin_expect(p == NULL, 0)) {
 		gm_out_of_memory(size);
 		return NULL;
 	}
 	if (gm_trailer_size)
-		gm_trailer_set(p, size, anr_usable_size(h, p), caller);
+		gm_trailer_set(p, size, anrc_usable_size(h, p), caller);
 	return p;
 }
 
@@ -98,9 +98,9 @@ static void gm_early_bad_free(void *p)
 }
 
 /* Requested size of a live block of ours (guard-aware), 0 if not ours. */
-static size_t gm_size_of(struct anr_heap *h, void *p)
+static size_t gm_size_of(struct anrc_heap *h, void *p)
 {
-	size_t usable = anr_usable_size(h, p);
+	size_t usable = anrc_usable_size(h, p);
 	if (usable && gm_trailer_size)
 		return gm_trailer_check(p, usable);
 	return usable;
@@ -113,9 +113,9 @@ static size_t gm_size_of(struct anr_heap *h, void *p)
  */
 GM_API void *malloc(size_t size)
 {
-	struct anr_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
+	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(h != NULL, 1)) {
-		void *p = anr_alloc_fast(h, size);
+		void *p = anrc_alloc_fast(h, size);
 		if (__builtin_expect(p != NULL, 1))
 			return p;
 	}
@@ -129,18 +129,18 @@ static __attribute__((noinline)) void gm_free(void *p);
  * ANR_FREED_PUBLISH bytes): that is when the broker may be owed surplus
  * quota, so the fast path looks at the broker only then.
  */
-static __attribute__((noinline)) void gm_free_published(struct anr_heap *h)
+static __attribute__((noinline)) void gm_free_published(struct anrc_heap *h)
 {
-	anr_theap_publish(h, anr_tl.t);
+	anrc_theap_publish(h, anrc_tl.t);
 	if (gm_broker_open())
 		gm_broker_note_free();
 }
 
 GM_API void free(void *p)
 {
-	struct anr_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
+	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(h != NULL, 1)) {
-		int done = anr_free_fast(h, p);
+		int done = anrc_free_fast(h, p);
 		if (__builtin_expect(done == 1, 1))
 			return;
 		if (done == 2) {
@@ -155,14 +155,14 @@ static void gm_free(void *p)
 {
 	if (!p || gm_boot_owns(p))
 		return;
-	struct anr_heap *h = gm_heap();
+	struct anrc_heap *h = gm_heap();
 	if (!h) {
 		gm_early_bad_free(p);
 		return;
 	}
 	if (gm_trailer_size)
 		(void)gm_size_of(h, p); /* checks the trailer */
-	anr_free(h, p);
+	anrc_free(h, p);
 	if (gm_broker_open())
 		gm_broker_note_free();
 }
@@ -197,7 +197,7 @@ static void *gm_realloc(void *p, size_t size, const void *caller)
 			return NULL;
 		return gm_move(p, gm_boot_size(p), size, caller);
 	}
-	struct anr_heap *h = gm_heap();
+	struct anrc_heap *h = gm_heap();
 	if (!h) {
 		gm_early_bad_free(p);
 		errno = ENOMEM;
@@ -211,8 +211,8 @@ static void *gm_realloc(void *p, size_t size, const void *caller)
 		}
 		return gm_move(p, old, size, caller);
 	}
-	void *q = anr_realloc(h, p, size, 0);
-	if (!q && size != 0 && anr_usable_size(h, p) != 0)
+	void *q = anrc_realloc(h, p, size, 0);
+	if (!q && size != 0 && anrc_usable_size(h, p) != 0)
 		gm_out_of_memory(size);
 	return q;
 }
@@ -289,7 +289,7 @@ GM_API size_t malloc_usable_size(void *p)
 		return 0;
 	if (gm_boot_owns(p))
 		return gm_boot_size(p);
-	struct anr_heap *h = gm_heap();
+	struct anrc_heap *h = gm_heap();
 	if (!h)
 		return 0;
 	return gm_size_of(h, p);
@@ -297,10 +297,10 @@ GM_API size_t malloc_usable_size(void *p)
 
 GM_API int malloc_trim(size_t pad)
 {
-	struct anr_heap *h = gm_heap();
+	struct anrc_heap *h = gm_heap();
 	if (!h)
 		return 0;
-	size_t given = anr_trim(h, pad);
+	size_t given = anrc_trim(h, pad);
 	given += gm_broker_release(1);
 	return given != 0;
 }
@@ -308,12 +308,12 @@ GM_API int malloc_trim(size_t pad)
 GM_API struct mallinfo2 mallinfo2(void)
 {
 	struct mallinfo2 mi;
-	struct anr_stats st;
+	struct anrc_stats st;
 	memset(&mi, 0, sizeof(mi));
-	struct anr_heap *h = gm_heap();
+	struct anrc_heap *h = gm_heap();
 	if (!h)
 		return mi;
-	anr_get_stats(h, &st);
+	anrc_get_stats(h, &st);
 	mi.arena = st.resident;
 	mi.ordblks = 1;
 	mi.uordblks = st.in_use;
@@ -349,13 +349,13 @@ GM_API struct mallinfo mallinfo(void)
 GM_API int mallopt(int param, int value)
 {
 	if (param == M_TRIM_THRESHOLD) {
-		struct anr_heap *h = gm_heap();
+		struct anrc_heap *h = gm_heap();
 		if (!h || value < 0)
 			return h != NULL;
 		gm_cfg.free_high = (uint64_t)value;
 		if (gm_cfg.free_low > gm_cfg.free_high)
 			gm_cfg.free_low = gm_cfg.free_high;
-		anr_set_marks(h, gm_cfg.free_low, gm_cfg.free_high);
+		anrc_set_marks(h, gm_cfg.free_low, gm_cfg.free_high);
 		return 1;
 	}
 	return param == M_MXFAST || (param < 0 && param >= GM_MALLOPT_MIN);
@@ -371,15 +371,15 @@ GM_API void malloc_stats(void)
 GM_API int malloc_info(int options, FILE *fp)
 {
 	char buf[1024];
-	struct anr_stats st;
+	struct anrc_stats st;
 	if (options != 0) {
 		errno = EINVAL;
 		return -1;
 	}
-	struct anr_heap *h = gm_heap();
+	struct anrc_heap *h = gm_heap();
 	memset(&st, 0, sizeof(st));
 	if (h)
-		anr_get_stats(h, &st);
+		anrc_get_stats(h, &st);
 	mb_format(buf, sizeof(buf),
 		  "<malloc version=\"1\">\n<heap nr=\"0\">\n<sizes>\n</sizes>\n"
 		  "<total type=\"fast\" count=\"0\" size=\"0\"/>\n"
@@ -418,18 +418,18 @@ GM_API int gmalloc_owns(const void *p)
 {
 	if (gm_boot_owns(p))
 		return 1;
-	struct anr_heap *h = gm_heap();
-	return h && anr_owns(h, p);
+	struct anrc_heap *h = gm_heap();
+	return h && anrc_owns(h, p);
 }
 
 GM_API void gmalloc_stats(size_t *in_use, size_t *resident, size_t *budget,
 			  size_t *quota_held)
 {
-	struct anr_stats st;
+	struct anrc_stats st;
 	memset(&st, 0, sizeof(st));
-	struct anr_heap *h = gm_heap();
+	struct anrc_heap *h = gm_heap();
 	if (h)
-		anr_get_stats(h, &st);
+		anrc_get_stats(h, &st);
 	if (in_use)
 		*in_use = st.in_use;
 	if (resident)

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 
 #define RING 1024
-static struct anr_heap *heap;
+static struct anrc_heap *heap;
 static void *volatile ring[RING];
 static long ops;
 
@@ -23,7 +23,7 @@ producer(void *arg)
 {
 	(void)arg;
 	for (long i = 0; i < ops / 2; i++) {
-		void *p = anr_alloc(heap, 4096, 0);
+		void *p = anrc_alloc(heap, 4096, 0);
 		*(volatile char *)p = 1;
 		while (__atomic_load_n(&ring[i % RING], __ATOMIC_ACQUIRE) != NULL)
 			;
@@ -40,7 +40,7 @@ consumer(void *arg)
 		void *p;
 		while ((p = __atomic_exchange_n(&ring[i % RING], NULL, __ATOMIC_ACQ_REL)) == NULL)
 			;
-		anr_free(heap, p);
+		anrc_free(heap, p);
 	}
 	return NULL;
 }
@@ -62,38 +62,38 @@ mixed(void *arg)
 		size = (x >> 30) % 1000 < 900 ? (x >> 40) % 1024 + 1
 		       : (x >> 30) % 1000 < 990 ? (x >> 40) % 65536 + 1 : (x >> 40) % 1048576 + 1;
 		if (mine[k] == NULL) {
-			mine[k] = anr_alloc(heap, size, 0);
+			mine[k] = anrc_alloc(heap, size, 0);
 			*(volatile char *)mine[k] = 1;
 		} else if (op < 2) {
-			mine[k] = anr_realloc(heap, mine[k], size, 0);
+			mine[k] = anrc_realloc(heap, mine[k], size, 0);
 		} else if (op == 2) {
-			anr_free(heap, __atomic_exchange_n(&shared[k % 256], mine[k], __ATOMIC_ACQ_REL));
+			anrc_free(heap, __atomic_exchange_n(&shared[k % 256], mine[k], __ATOMIC_ACQ_REL));
 			mine[k] = NULL;
 		} else {
-			anr_free(heap, mine[k]);
+			anrc_free(heap, mine[k]);
 			mine[k] = NULL;
 		}
 	}
 	for (int k = 0; k < 512; k++)
-		anr_free(heap, mine[k]);
+		anrc_free(heap, mine[k]);
 	return NULL;
 }
 
 static void
 run(const char *name, void *(*a)(void *), void *(*b)(void *))
 {
-	struct anr_stats st;
+	struct anrc_stats st;
 	pthread_t t[2];
 
-	heap = anr_create(NULL);
+	heap = anrc_create(NULL);
 	pthread_create(&t[0], NULL, a, (void *)(uintptr_t)88172645463325252ull);
 	pthread_create(&t[1], NULL, b, (void *)(uintptr_t)1234567891ull);
 	pthread_join(t[0], NULL);
 	pthread_join(t[1], NULL);
-	anr_get_stats(heap, &st);
+	anrc_get_stats(heap, &st);
 	printf("%s ops %ld madvise %llu KiB %zu\n", name, ops,
 	       (unsigned long long)st.madvise_calls, st.madvised_bytes >> 10);
-	anr_destroy(heap);
+	anrc_destroy(heap);
 }
 
 int

@@ -1,6 +1,6 @@
 /*
  * steps.c - the work of single calls of the allocator core, in the steps
- * its written bound counts (anr_step_count, ANR_CALL_STEPS_MAX in
+ * its written bound counts (anrc_step_count, ANR_CALL_STEPS_MAX in
  * anrcore_internal.h), for bench/alloc/suite.sh; linked with libanrcore.
  *
  * usage: steps [OPS]   (default 10000000)
@@ -26,30 +26,30 @@ main(int argc, char **argv)
 {
 	long ops = argc > 1 ? atol(argv[1]) : 10000000;
 	static char *slot[SLOTS];
-	struct anr_heap *h = anr_create(NULL);
+	struct anrc_heap *h = anrc_create(NULL);
 	uint64_t x = 88172645463325252ull, max = 0, over = 0;
 
 	if (h == NULL)
 		return 1;
 	for (long i = 0; i < ops; i++) {
-		uint64_t before = anr_step_count, used;
+		uint64_t before = anrc_step_count, used;
 		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 		unsigned k = (unsigned)(x % SLOTS);
 		unsigned c = (unsigned)((x >> 16) % 100);
 		size_t n = c < 90 ? 1 + (x >> 24) % 1024 : c < 99 ? 1 + (x >> 24) % 65536 : 1 + (x >> 24) % (1u << 20);
 		if (slot[k] == NULL) {
-			slot[k] = anr_alloc(h, n, 0);
-			used = anr_step_count - before;
+			slot[k] = anrc_alloc(h, n, 0);
+			used = anrc_step_count - before;
 			if (slot[k] == NULL)
 				return 1;
 			slot[k][0] = 1;
 		} else if (((x >> 40) & 7) != 0) {
-			anr_free(h, slot[k]);
-			used = anr_step_count - before;
+			anrc_free(h, slot[k]);
+			used = anrc_step_count - before;
 			slot[k] = NULL;
 		} else {
-			char *p = anr_realloc(h, slot[k], n, 0);
-			used = anr_step_count - before;
+			char *p = anrc_realloc(h, slot[k], n, 0);
+			used = anrc_step_count - before;
 			if (p == NULL)
 				return 1;
 			slot[k] = p;
@@ -62,7 +62,7 @@ main(int argc, char **argv)
 			over++;
 	}
 	for (int k = 0; k < SLOTS; k++)
-		anr_free(h, slot[k]);
+		anrc_free(h, slot[k]);
 
 	uint64_t want = (uint64_t)(0.9999 * (double)ops), seen = 0, q = 0;
 	for (q = 0; q <= HMAX; q++) {
@@ -75,17 +75,17 @@ main(int argc, char **argv)
 	       (unsigned long long)max, (unsigned long long)over);
 
 	size_t gib = (size_t)1 << 30;
-	char *p = anr_alloc(h, gib, 0);
+	char *p = anrc_alloc(h, gib, 0);
 	if (p == NULL) {
 		printf("gib alloc failed\n");
 	} else {
 		for (size_t o = 0; o < gib; o += 4096)
 			p[o] = 1;
-		uint64_t before = anr_step_count;
-		anr_free(h, p);
-		printf("gib free %llu allowed %llu\n", (unsigned long long)(anr_step_count - before),
+		uint64_t before = anrc_step_count;
+		anrc_free(h, p);
+		printf("gib free %llu allowed %llu\n", (unsigned long long)(anrc_step_count - before),
 		       (unsigned long long)(ANR_CALL_STEPS_MAX + gib / 4096 / 64 + 1));
 	}
-	anr_destroy(h);
+	anrc_destroy(h);
 	return 0;
 }

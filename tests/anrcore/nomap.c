@@ -1,5 +1,5 @@
 /*
- * The heap never changes the process's mappings after anr_create().
+ * The heap never changes the process's mappings after anrc_create().
  *
  * A child process creates a heap and two worker threads, then installs a
  * seccomp filter on all its threads that kills the process on mmap,
@@ -86,7 +86,7 @@ install_filter(void)
 			    SECCOMP_FILTER_FLAG_TSYNC, &prog);
 }
 
-static struct anr_heap *heap;
+static struct anrc_heap *heap;
 static pthread_barrier_t start, done;
 static void *shared[SLOTS];
 static volatile int failed;
@@ -126,9 +126,9 @@ workload(uint64_t seed)
 		if (p == NULL) {
 			size_t size = pick_size(r);
 			if (op == 0)
-				p = anr_alloc_aligned(heap, (size_t)64 << (r % 10), size, 0);
+				p = anrc_alloc_aligned(heap, (size_t)64 << (r % 10), size, 0);
 			else
-				p = anr_alloc(heap, size, op == 1 ? ANR_ZERO : 0);
+				p = anrc_alloc(heap, size, op == 1 ? ANR_ZERO : 0);
 			if (p == NULL) {
 				failed = 1;
 				return;
@@ -136,7 +136,7 @@ workload(uint64_t seed)
 			*(unsigned char *)p = (unsigned char)k;
 			mine[k] = p;
 		} else if (op < 3) {
-			p = anr_realloc(heap, p, pick_size(r), 0);
+			p = anrc_realloc(heap, p, pick_size(r), 0);
 			if (p == NULL || *(unsigned char *)p != (unsigned char)k) {
 				failed = 1;
 				return;
@@ -145,25 +145,25 @@ workload(uint64_t seed)
 		} else if (op == 3) {
 			/* hand over: frees happen in the other thread too */
 			p = __atomic_exchange_n(&shared[k], p, __ATOMIC_ACQ_REL);
-			anr_free(heap, p);
+			anrc_free(heap, p);
 			mine[k] = NULL;
 		} else {
 			if (*(unsigned char *)p != (unsigned char)k) {
 				failed = 1;
 				return;
 			}
-			anr_free(heap, p);
+			anrc_free(heap, p);
 			mine[k] = NULL;
 		}
 		if (i % 100000 == 0) {
-			struct anr_stats st;
-			anr_get_stats(heap, &st);
-			anr_trim(heap, 0);
-			anr_set_budget(heap, anr_get_budget(heap));
+			struct anrc_stats st;
+			anrc_get_stats(heap, &st);
+			anrc_trim(heap, 0);
+			anrc_set_budget(heap, anrc_get_budget(heap));
 		}
 	}
 	for (unsigned k = 0; k < SLOTS; k++)
-		anr_free(heap, mine[k]);
+		anrc_free(heap, mine[k]);
 }
 
 static void *
@@ -181,10 +181,10 @@ static int
 run_workload(void)
 {
 	pthread_t t[2];
-	struct anr_stats st;
+	struct anrc_stats st;
 	int fd;
 
-	heap = anr_create(NULL);
+	heap = anrc_create(NULL);
 	if (heap == NULL)
 		return 2;
 	if (pthread_barrier_init(&start, NULL, 3) != 0 ||
@@ -200,9 +200,9 @@ run_workload(void)
 	pthread_barrier_wait(&start);
 	pthread_barrier_wait(&done);
 	for (int k = 0; k < SLOTS; k++)
-		anr_free(heap, shared[k]);
-	anr_get_stats(heap, &st);
-	if (failed || st.in_use != 0 || st.bad_frees != 0 || anr_check(heap) != 0) {
+		anrc_free(heap, shared[k]);
+	anrc_get_stats(heap, &st);
+	if (failed || st.in_use != 0 || st.bad_frees != 0 || anrc_check(heap) != 0) {
 		say("anrcore_nomap: workload failed\n");
 		return 1;
 	}
@@ -211,7 +211,7 @@ run_workload(void)
 		return 1;
 	}
 	fd = 2;
-	anr_report(heap, fd);
+	anrc_report(heap, fd);
 	return 0;
 }
 

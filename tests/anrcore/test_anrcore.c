@@ -44,31 +44,31 @@ scaled(unsigned n)
 	return UNDER_VALGRIND() ? n / 20 + 1 : n;
 }
 
-static struct anr_heap *
-heap_with(size_t budget, enum anr_bad_free_action bad)
+static struct anrc_heap *
+heap_with(size_t budget, enum anrc_bad_free_action bad)
 {
-	struct anr_config c = {
+	struct anrc_config c = {
 		.reserve = TEST_RESERVE,
 		.budget = budget,
 		.bad_free = bad,
 		.valgrind = 1,
 		.name = "test",
 	};
-	struct anr_heap *h = anr_create(&c);
+	struct anrc_heap *h = anrc_create(&c);
 	ck_assert_ptr_nonnull(h);
 	return h;
 }
 
-static struct anr_heap *
+static struct anrc_heap *
 heap_plain(void)
 {
 	return heap_with(0, ANR_BAD_FREE_ABORT);
 }
 
 static void
-stats(struct anr_heap *h, struct anr_stats *st)
+stats(struct anrc_heap *h, struct anrc_stats *st)
 {
-	anr_get_stats(h, st);
+	anrc_get_stats(h, st);
 	ck_assert_uint_eq(st->resident, st->in_use + st->slab_free + st->free_resident);
 }
 
@@ -89,17 +89,17 @@ START_TEST(size_class_mapping)
 {
 	unsigned prev = 0;
 
-	ck_assert_uint_eq(anr_size_class(0), 0);
-	ck_assert_uint_eq(anr_class_size(0), 16);
+	ck_assert_uint_eq(anrc_size_class(0), 0);
+	ck_assert_uint_eq(anrc_class_size(0), 16);
 	for (size_t s = 1; s <= ANR_SLAB_MAX; s++) {
-		unsigned c = anr_size_class(s);
-		size_t cs = anr_class_size(c);
+		unsigned c = anrc_size_class(s);
+		size_t cs = anrc_class_size(c);
 		ck_assert_uint_lt(c, ANR_NCLASSES);
 		ck_assert_uint_ge(cs, s);
 		ck_assert_uint_eq(cs % ANR_ALIGN, 0);
 		/* smallest class that holds s */
 		if (c > 0)
-			ck_assert_uint_lt(anr_class_size(c - 1), s);
+			ck_assert_uint_lt(anrc_class_size(c - 1), s);
 		ck_assert_uint_ge(c, prev);
 		ck_assert_uint_le(c, prev + 1);
 		/* rounding loses < 25 % above 128 bytes, < 16 bytes below */
@@ -109,68 +109,68 @@ START_TEST(size_class_mapping)
 			ck_assert_uint_lt(cs - s, 16);
 		prev = c;
 	}
-	ck_assert_uint_eq(anr_size_class(ANR_SLAB_MAX), ANR_NCLASSES - 1);
-	ck_assert_uint_eq(anr_class_size(ANR_NCLASSES - 1), ANR_SLAB_MAX);
+	ck_assert_uint_eq(anrc_size_class(ANR_SLAB_MAX), ANR_NCLASSES - 1);
+	ck_assert_uint_eq(anrc_class_size(ANR_NCLASSES - 1), ANR_SLAB_MAX);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
-		ck_assert_uint_eq(anr_size_class(anr_class_size(c)), c);
+		ck_assert_uint_eq(anrc_size_class(anrc_class_size(c)), c);
 }
 END_TEST
 
 START_TEST(size_class_table)
 {
 	/* The fast paths' class table gives the computed class of every size. */
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 
 	for (size_t s = 0; s <= ANR_SLAB_MAX; s++)
-		ck_assert_uint_eq(h->class_of[(s + ANR_ALIGN - 1) / ANR_ALIGN], anr_size_class(s));
-	anr_destroy(h);
+		ck_assert_uint_eq(h->class_of[(s + ANR_ALIGN - 1) / ANR_ALIGN], anrc_size_class(s));
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(slab_index_exact)
 {
 	/* The division-free object index, for every offset of every slab. */
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
-		const struct anr_class *k = &h->cls[c];
+		const struct anrc_class *k = &h->cls[c];
 		size_t span = (size_t)k->npages * h->page;
 		ck_assert_uint_ge(k->nobjs, 1);
 		ck_assert_uint_le((size_t)k->nobjs * k->size, span);
 		/* at most 1/8 of a slab is lost, or one object fits per slab */
 		ck_assert(k->nobjs == 1 || (span - (size_t)k->nobjs * k->size) * 8 <= span);
 		for (size_t o = 0; o < span; o++)
-			ck_assert_uint_eq(anr_slab_index(k, o), o / k->size);
+			ck_assert_uint_eq(anrc_slab_index(k, o), o / k->size);
 	}
-	anr_destroy(h);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(size_class_heap)
 {
 	/* Every small size through the heap: usable size is its class size. */
-	struct anr_heap *h = heap_plain();
-	struct anr_stats st;
+	struct anrc_heap *h = heap_plain();
+	struct anrc_stats st;
 
 	for (size_t s = 0; s <= ANR_SLAB_MAX; s++) {
-		char *p = anr_alloc(h, s, 0);
+		char *p = anrc_alloc(h, s, 0);
 		ck_assert_ptr_nonnull(p);
 		ck_assert_uint_eq((uintptr_t)p % ANR_ALIGN, 0);
-		ck_assert_uint_eq(anr_usable_size(h, p), anr_class_size(anr_size_class(s)));
+		ck_assert_uint_eq(anrc_usable_size(h, p), anrc_class_size(anrc_size_class(s)));
 		if (s > 0) {
 			p[0] = 1;
 			p[s - 1] = 2;
 		}
-		anr_free(h, p);
+		anrc_free(h, p);
 	}
 	/* Just above: whole pages. */
-	char *p = anr_alloc(h, ANR_SLAB_MAX + 1, 0);
-	ck_assert_uint_eq(anr_usable_size(h, p), ANR_SLAB_MAX + (size_t)sysconf(_SC_PAGESIZE));
-	anr_free(h, p);
+	char *p = anrc_alloc(h, ANR_SLAB_MAX + 1, 0);
+	ck_assert_uint_eq(anrc_usable_size(h, p), ANR_SLAB_MAX + (size_t)sysconf(_SC_PAGESIZE));
+	anrc_free(h, p);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -239,11 +239,11 @@ random_size(void)
 
 START_TEST(random_shadow)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	static struct slot slots[NSLOTS];
 	size_t live_usable = 0;
 	unsigned iters = scaled(60000);
-	struct anr_stats st;
+	struct anrc_stats st;
 
 	memset(slots, 0, sizeof(slots));
 	for (unsigned it = 0; it < iters; it++) {
@@ -253,13 +253,13 @@ START_TEST(random_shadow)
 		if (s->p != NULL && op < 4) {
 			verify(s, s->size);
 			live_usable -= s->usable;
-			anr_free(h, s->p);
+			anrc_free(h, s->p);
 			s->p = NULL;
 		} else if (s->p != NULL && op < 7) {
 			size_t ns = random_size();
 			unsigned char *q;
 			verify(s, s->size);
-			q = anr_realloc(h, s->p, ns, 0);
+			q = anrc_realloc(h, s->p, ns, 0);
 			if (ns == 0) {
 				ck_assert_ptr_null(q);
 				live_usable -= s->usable;
@@ -272,21 +272,21 @@ START_TEST(random_shadow)
 			live_usable -= s->usable;
 			s->size = ns;
 			s->align = ANR_ALIGN;
-			s->usable = anr_usable_size(h, q);
+			s->usable = anrc_usable_size(h, q);
 			live_usable += s->usable;
 			fill(s);
 		} else if (s->p == NULL) {
 			size_t size = random_size(), align = ANR_ALIGN;
 			if (op == 7) {
 				align = (size_t)1 << (3 + rnd() % 15);
-				s->p = anr_alloc_aligned(h, align, size, 0);
+				s->p = anrc_alloc_aligned(h, align, size, 0);
 			} else if (op == 8) {
-				s->p = anr_alloc(h, size, ANR_ZERO);
+				s->p = anrc_alloc(h, size, ANR_ZERO);
 				ck_assert_ptr_nonnull(s->p);
 				for (size_t i = 0; i < size; i++)
 					ck_assert_uint_eq(s->p[i], 0);
 			} else {
-				s->p = anr_alloc(h, size, 0);
+				s->p = anrc_alloc(h, size, 0);
 			}
 			ck_assert_msg(s->p != NULL, "op %u size %zu align %zu errno %d", op,
 				      size, align, errno);
@@ -294,7 +294,7 @@ START_TEST(random_shadow)
 			ck_assert_uint_eq((uintptr_t)s->p % ANR_ALIGN, 0);
 			s->size = size;
 			s->align = align;
-			s->usable = anr_usable_size(h, s->p);
+			s->usable = anrc_usable_size(h, s->p);
 			ck_assert_uint_ge(s->usable, size);
 			s->seed = (unsigned char)rnd();
 			live_usable += s->usable;
@@ -306,175 +306,175 @@ START_TEST(random_shadow)
 			ck_assert_uint_le(st.free_resident, ANR_DEFAULT_FREE_HIGH << h->mark_shift);
 		}
 		if (it % scaled(10000) == 0)
-			ck_assert_int_eq(anr_check(h), 0);
+			ck_assert_int_eq(anrc_check(h), 0);
 	}
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, live_usable);
-	ck_assert_int_eq(anr_check(h), 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 	for (unsigned i = 0; i < NSLOTS; i++)
 		if (slots[i].p != NULL) {
 			verify(&slots[i], slots[i].size);
-			anr_free(h, slots[i].p);
+			anrc_free(h, slots[i].p);
 		}
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
 	/* only the empty slabs kept for reuse */
 	ck_assert_uint_le(st.slab_free, ANR_EMPTY_CACHE_PAGES * (size_t)sysconf(_SC_PAGESIZE));
 	ck_assert_uint_eq(st.bad_frees, 0);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_trim(h, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_trim(h, 0);
 	stats(h, &st);
 	ck_assert_uint_eq(st.slab_free, 0);
 	ck_assert_uint_eq(st.resident, 0);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(huge_requests)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	size_t sizes[] = { SIZE_MAX, SIZE_MAX - 15, SIZE_MAX / 2, (size_t)1 << 62,
 			   TEST_RESERVE, TEST_RESERVE + 1 };
 
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		errno = 0;
-		ck_assert_ptr_null(anr_alloc(h, sizes[i], 0));
+		ck_assert_ptr_null(anrc_alloc(h, sizes[i], 0));
 		ck_assert_int_eq(errno, ENOMEM);
 		errno = 0;
-		ck_assert_ptr_null(anr_alloc(h, sizes[i], ANR_ZERO));
+		ck_assert_ptr_null(anrc_alloc(h, sizes[i], ANR_ZERO));
 		ck_assert_int_eq(errno, ENOMEM);
 		errno = 0;
-		ck_assert_ptr_null(anr_alloc_aligned(h, 4096, sizes[i], 0));
+		ck_assert_ptr_null(anrc_alloc_aligned(h, 4096, sizes[i], 0));
 		ck_assert_int_eq(errno, ENOMEM);
 	}
-	void *p = anr_alloc(h, 100, 0);
+	void *p = anrc_alloc(h, 100, 0);
 	errno = 0;
-	ck_assert_ptr_null(anr_realloc(h, p, SIZE_MAX, 0));
+	ck_assert_ptr_null(anrc_realloc(h, p, SIZE_MAX, 0));
 	ck_assert_int_eq(errno, ENOMEM);
-	ck_assert_uint_eq(anr_usable_size(h, p), 112);
+	ck_assert_uint_eq(anrc_usable_size(h, p), 112);
 	/* A huge alignment. */
 	errno = 0;
-	ck_assert_ptr_null(anr_alloc_aligned(h, (size_t)1 << 62, 16, 0));
+	ck_assert_ptr_null(anrc_alloc_aligned(h, (size_t)1 << 62, 16, 0));
 	ck_assert_int_eq(errno, ENOMEM);
-	anr_free(h, p);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	anrc_free(h, p);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(aligned_all_powers)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	size_t sizes[] = { 1, 16, 100, 4096, 5000, 70000 };
 
 	errno = 0;
-	ck_assert_ptr_null(anr_alloc_aligned(h, 24, 16, 0));
+	ck_assert_ptr_null(anrc_alloc_aligned(h, 24, 16, 0));
 	ck_assert_int_eq(errno, EINVAL);
 	errno = 0;
-	ck_assert_ptr_null(anr_alloc_aligned(h, 4, 16, 0));
+	ck_assert_ptr_null(anrc_alloc_aligned(h, 4, 16, 0));
 	ck_assert_int_eq(errno, EINVAL);
 	errno = 0;
-	ck_assert_ptr_null(anr_alloc_aligned(h, 0, 16, 0));
+	ck_assert_ptr_null(anrc_alloc_aligned(h, 0, 16, 0));
 	ck_assert_int_eq(errno, EINVAL);
 	for (size_t a = sizeof(void *); a <= 64 * MiB; a <<= 1)
 		for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-			char *p = anr_alloc_aligned(h, a, sizes[i], ANR_ZERO);
+			char *p = anrc_alloc_aligned(h, a, sizes[i], ANR_ZERO);
 			ck_assert_ptr_nonnull(p);
 			ck_assert_uint_eq((uintptr_t)p % a, 0);
 			ck_assert_uint_eq((uintptr_t)p % ANR_ALIGN, 0);
-			ck_assert_uint_ge(anr_usable_size(h, p), sizes[i]);
+			ck_assert_uint_ge(anrc_usable_size(h, p), sizes[i]);
 			ck_assert_int_eq(p[sizes[i] - 1], 0);
 			memset(p, 0x5a, sizes[i]);
-			anr_free(h, p);
+			anrc_free(h, p);
 		}
-	ck_assert_int_eq(anr_check(h), 0);
-	struct anr_stats st;
+	ck_assert_int_eq(anrc_check(h), 0);
+	struct anrc_stats st;
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
-	anr_destroy(h);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(realloc_cases)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	struct anr_stats st;
+	struct anrc_stats st;
 	char *p, *q;
 
 	/* realloc(NULL) allocates; size 0 frees. */
-	p = anr_realloc(h, NULL, 40, 0);
+	p = anrc_realloc(h, NULL, 40, 0);
 	ck_assert_ptr_nonnull(p);
 	memset(p, 7, 40);
-	ck_assert_ptr_null(anr_realloc(h, p, 0, 0));
+	ck_assert_ptr_null(anrc_realloc(h, p, 0, 0));
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
 
 	/* Small to large and back keeps the contents. */
-	p = anr_alloc(h, 100, 0);
+	p = anrc_alloc(h, 100, 0);
 	for (int i = 0; i < 100; i++)
 		p[i] = (char)i;
-	p = anr_realloc(h, p, 100 * KiB, 0);
+	p = anrc_realloc(h, p, 100 * KiB, 0);
 	for (int i = 0; i < 100; i++)
 		ck_assert_int_eq(p[i], (char)i);
-	p = anr_realloc(h, p, 50, 0);
+	p = anrc_realloc(h, p, 50, 0);
 	for (int i = 0; i < 50; i++)
 		ck_assert_int_eq(p[i], (char)i);
-	anr_free(h, p);
+	anrc_free(h, p);
 
 	/* A large block grows into the free pages after it and shrinks. */
-	anr_trim(h, 0); /* no kept empty slab in the way */
-	p = anr_alloc(h, 64 * KiB, 0);
+	anrc_trim(h, 0); /* no kept empty slab in the way */
+	p = anrc_alloc(h, 64 * KiB, 0);
 	memset(p, 3, 64 * KiB);
-	q = anr_realloc(h, p, 128 * KiB, ANR_ZERO);
+	q = anrc_realloc(h, p, 128 * KiB, ANR_ZERO);
 	ck_assert_ptr_nonnull(q);
 	if (!UNDER_VALGRIND())
 		ck_assert_ptr_eq(q, p);
 	ck_assert_int_eq(q[64 * KiB - 1], 3);
 	ck_assert_int_eq(q[64 * KiB], 0);
 	ck_assert_int_eq(q[128 * KiB - 1], 0);
-	p = anr_realloc(h, q, 20 * KiB, 0);
+	p = anrc_realloc(h, q, 20 * KiB, 0);
 	ck_assert_int_eq(p[20 * KiB - 1], 3);
-	ck_assert_uint_eq(anr_usable_size(h, p), (20 * KiB + page - 1) / page * page);
+	ck_assert_uint_eq(anrc_usable_size(h, p), (20 * KiB + page - 1) / page * page);
 	stats(h, &st);
-	ck_assert_uint_eq(st.in_use, anr_usable_size(h, p));
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_free(h, p);
+	ck_assert_uint_eq(st.in_use, anrc_usable_size(h, p));
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_free(h, p);
 
 	/* A blocked large block moves. */
-	p = anr_alloc(h, 64 * KiB, 0);
-	q = anr_alloc(h, 64 * KiB, 0);
+	p = anrc_alloc(h, 64 * KiB, 0);
+	q = anrc_alloc(h, 64 * KiB, 0);
 	memset(p, 9, 64 * KiB);
-	char *r = anr_realloc(h, p, 256 * KiB, 0);
+	char *r = anrc_realloc(h, p, 256 * KiB, 0);
 	ck_assert_ptr_nonnull(r);
 	ck_assert_int_eq(r[64 * KiB - 1], 9);
-	anr_free(h, q);
-	anr_free(h, r);
+	anrc_free(h, q);
+	anrc_free(h, r);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(zeroed_reuse)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 
 	for (int round = 0; round < 3; round++) {
 		size_t sizes[] = { 24, 3000, 20000, 300 * KiB };
 		for (size_t i = 0; i < 4; i++) {
-			char *p = anr_alloc(h, sizes[i], 0);
+			char *p = anrc_alloc(h, sizes[i], 0);
 			memset(p, 0xee, sizes[i]);
-			anr_free(h, p);
-			p = anr_alloc(h, sizes[i], ANR_ZERO);
+			anrc_free(h, p);
+			p = anrc_alloc(h, sizes[i], ANR_ZERO);
 			for (size_t j = 0; j < sizes[i]; j++)
 				ck_assert_int_eq(p[j], 0);
-			anr_free(h, p);
+			anrc_free(h, p);
 		}
 	}
-	anr_destroy(h);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -495,19 +495,19 @@ resident_pages(void *p, size_t len)
 
 START_TEST(page_return_mincore)
 {
-	struct anr_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
+	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
 				.free_high = 1 * MiB, .valgrind = 1 };
-	struct anr_heap *h = anr_create(&c);
+	struct anrc_heap *h = anrc_create(&c);
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), len = 64 * MiB;
-	struct anr_stats st;
-	char *p = anr_alloc(h, len, 0);
+	struct anrc_stats st;
+	char *p = anrc_alloc(h, len, 0);
 
 	ck_assert_ptr_nonnull(p);
 	memset(p, 1, len);
 	ck_assert_uint_eq(resident_pages(p, len), len / page);
 	stats(h, &st);
 	ck_assert_uint_ge(st.resident, len);
-	anr_free(h, p);
+	anrc_free(h, p);
 	/* Given back down to the low mark; the highest pages went first. */
 	ck_assert_uint_le(resident_pages(p, len), 256 * KiB / page);
 	ck_assert_uint_eq(resident_pages(p + len - 256 * KiB, 256 * KiB), 0);
@@ -531,7 +531,7 @@ START_TEST(page_return_mincore)
 	enum { N = 200 };
 	char *v[N];
 	for (int i = 0; i < N; i++) {
-		v[i] = anr_alloc(h, 40 * KiB + (size_t)i * 100, 0);
+		v[i] = anrc_alloc(h, 40 * KiB + (size_t)i * 100, 0);
 		memset(v[i], 2, 40 * KiB);
 	}
 	for (int i = N - 1; i > 0; i--) {
@@ -539,22 +539,22 @@ START_TEST(page_return_mincore)
 		char *t = v[i]; v[i] = v[j]; v[j] = t;
 	}
 	for (int i = 0; i < N; i++) {
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 		stats(h, &st);
 		ck_assert_uint_le(st.free_resident, 1 * MiB);
 	}
-	ck_assert_int_eq(anr_check(h), 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 
 	/* Explicit trim to nothing. */
-	p = anr_alloc(h, 512 * KiB, 0);
+	p = anrc_alloc(h, 512 * KiB, 0);
 	memset(p, 1, 512 * KiB);
-	anr_free(h, p);
-	anr_trim(h, 0);
+	anrc_free(h, p);
+	anrc_trim(h, 0);
 	stats(h, &st);
 	ck_assert_uint_eq(st.free_resident, 0);
 	ck_assert_uint_eq(st.resident, 0);
 	ck_assert_uint_eq(resident_pages(p, 512 * KiB), 0);
-	anr_destroy(h);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -566,7 +566,7 @@ END_TEST
  */
 START_TEST(metadata_returned)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	enum { N = 2000 };
 	static void *v[N];
@@ -575,7 +575,7 @@ START_TEST(metadata_returned)
 	unsigned n = UNDER_VALGRIND() ? 150 : N;
 
 	for (unsigned i = 0; i < n; i++) {
-		v[i] = anr_alloc_aligned(h, MiB, 16, 0);
+		v[i] = anrc_alloc_aligned(h, MiB, 16, 0);
 		ck_assert_ptr_nonnull(v[i]);
 		memset(v[i], 1, 16);
 	}
@@ -584,7 +584,7 @@ START_TEST(metadata_returned)
 	before = resident_pages(pm0, pm_bytes);
 	ck_assert_uint_ge(before, n / 2);
 	for (unsigned i = 0; i < n; i++)
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 	/* The free pages passed the high mark (not under valgrind, where the
 	 * reservation holds too few 1 MiB steps): some went back, and with
 	 * them the page map of their free span. */
@@ -592,29 +592,29 @@ START_TEST(metadata_returned)
 	if (n * page > ANR_DEFAULT_FREE_HIGH)
 		ck_assert_msg(after <= 64, "%zu of %zu page map pages still resident after "
 			      "the frees", after, before);
-	anr_release_free(h);
+	anrc_release_free(h);
 	after = resident_pages(pm0, pm_bytes);
 	ck_assert_uint_le(after, 16);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(hysteresis_churn)
 {
-	struct anr_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
+	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
 				.free_high = 1 * MiB, .valgrind = 1 };
-	struct anr_heap *h = anr_create(&c);
-	struct anr_stats st;
+	struct anrc_heap *h = anrc_create(&c);
+	struct anrc_stats st;
 	unsigned n = scaled(20000);
 
 	/* Allocate/free churn below the high mark never gives pages back. */
 	for (unsigned i = 0; i < n; i++) {
-		char *a = anr_alloc(h, 200 * KiB, 0);
-		char *b = anr_alloc(h, 64, 0);
+		char *a = anrc_alloc(h, 200 * KiB, 0);
+		char *b = anrc_alloc(h, 64, 0);
 		a[0] = b[0] = 1;
-		anr_free(h, a);
-		anr_free(h, b);
+		anrc_free(h, a);
+		anrc_free(h, b);
 	}
 	stats(h, &st);
 	ck_assert_uint_eq(st.madvise_calls, 0);
@@ -624,12 +624,12 @@ START_TEST(hysteresis_churn)
 	 * so the marks grow (never past 32 x) until the churn fits under
 	 * them; then nothing more is given back. */
 	for (unsigned i = 0; i < n; i++) {
-		char *a = anr_alloc(h, 600 * KiB, 0);
+		char *a = anrc_alloc(h, 600 * KiB, 0);
 		a[0] = 1;
-		char *b = anr_alloc(h, 600 * KiB, 0);
+		char *b = anrc_alloc(h, 600 * KiB, 0);
 		b[0] = 1;
-		anr_free(h, a);
-		anr_free(h, b);
+		anrc_free(h, a);
+		anrc_free(h, b);
 		stats(h, &st);
 		ck_assert_uint_le(st.free_resident, (1 * MiB) << h->mark_shift);
 		ck_assert_uint_le(h->mark_shift, ANR_MARK_SHIFT_MAX);
@@ -637,29 +637,29 @@ START_TEST(hysteresis_churn)
 	stats(h, &st);
 	ck_assert_uint_gt(h->mark_shift, 0);
 	ck_assert_uint_le(st.madvise_calls, 8);
-	ck_assert_int_eq(anr_check(h), 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 	/* Once the churn stops, an explicit trim goes back to the marks set. */
-	anr_trim(h, 256 * KiB);
+	anrc_trim(h, 256 * KiB);
 	stats(h, &st);
 	ck_assert_uint_le(st.free_resident, 256 * KiB);
 	ck_assert_uint_eq(h->mark_shift, 0);
 
 	/* Raising the marks stops it. */
-	anr_set_marks(h, 4 * MiB, 8 * MiB);
+	anrc_set_marks(h, 4 * MiB, 8 * MiB);
 	uint64_t before = st.madvise_calls;
 	for (unsigned i = 0; i < n; i++) {
-		char *a = anr_alloc(h, 600 * KiB, 0);
-		char *b = anr_alloc(h, 600 * KiB, 0);
-		anr_free(h, a);
-		anr_free(h, b);
+		char *a = anrc_alloc(h, 600 * KiB, 0);
+		char *b = anrc_alloc(h, 600 * KiB, 0);
+		anrc_free(h, a);
+		anrc_free(h, b);
 	}
 	stats(h, &st);
 	ck_assert_uint_eq(st.madvise_calls, before);
 	/* Lowering them gives back at once. */
-	anr_set_marks(h, 0, 0);
+	anrc_set_marks(h, 0, 0);
 	stats(h, &st);
 	ck_assert_uint_eq(st.free_resident, 0);
-	anr_destroy(h);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -673,7 +673,7 @@ struct hook_state {
 };
 
 static int
-hook_fn(void *arg, struct anr_heap *h, size_t bytes)
+hook_fn(void *arg, struct anrc_heap *h, size_t bytes)
 {
 	struct hook_state *hs = arg;
 
@@ -681,19 +681,19 @@ hook_fn(void *arg, struct anr_heap *h, size_t bytes)
 	hs->last_bytes = bytes;
 	switch (hs->mode) {
 	case 0:
-		anr_set_budget(h, anr_get_budget(h) + bytes);
+		anrc_set_budget(h, anrc_get_budget(h) + bytes);
 		return 1;
 	case 1:
 		return 0;
 	case 2:
 		return 1;
 	case 4:
-		anr_set_budget(h, anr_get_budget(h) + (size_t)sysconf(_SC_PAGESIZE));
+		anrc_set_budget(h, anrc_get_budget(h) + (size_t)sysconf(_SC_PAGESIZE));
 		return 1;
 	default:
 		if (hs->victim == NULL)
 			return 0;
-		anr_free(h, hs->victim);
+		anrc_free(h, hs->victim);
 		hs->victim = NULL;
 		return 1;
 	}
@@ -701,122 +701,122 @@ hook_fn(void *arg, struct anr_heap *h, size_t bytes)
 
 START_TEST(budget_and_hook)
 {
-	struct anr_heap *h = heap_with(1 * MiB, ANR_BAD_FREE_ABORT);
+	struct anrc_heap *h = heap_with(1 * MiB, ANR_BAD_FREE_ABORT);
 	struct hook_state hs = { 0 };
-	struct anr_stats st;
+	struct anrc_stats st;
 	char *p, *q;
 
-	ck_assert_uint_eq(anr_get_budget(h), 1 * MiB);
+	ck_assert_uint_eq(anrc_get_budget(h), 1 * MiB);
 	/* Without a hook: fails at the budget. */
-	p = anr_alloc(h, 768 * KiB, 0);
+	p = anrc_alloc(h, 768 * KiB, 0);
 	ck_assert_ptr_nonnull(p);
 	errno = 0;
-	ck_assert_ptr_null(anr_alloc(h, 512 * KiB, 0));
+	ck_assert_ptr_null(anrc_alloc(h, 512 * KiB, 0));
 	ck_assert_int_eq(errno, ENOMEM);
 	stats(h, &st);
 	ck_assert_uint_le(st.resident, 1 * MiB);
 	ck_assert_uint_eq(st.failures, 1);
 
-	anr_set_hook(h, hook_fn, &hs);
+	anrc_set_hook(h, hook_fn, &hs);
 	/* A hook that raises the budget: success. */
-	q = anr_alloc(h, 512 * KiB, 0);
+	q = anrc_alloc(h, 512 * KiB, 0);
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(hs.calls, 1);
 	ck_assert_uint_ge(hs.last_bytes, 256 * KiB);
-	ck_assert_uint_ge(anr_get_budget(h), 1280 * KiB);
-	anr_free(h, q);
+	ck_assert_uint_ge(anrc_get_budget(h), 1280 * KiB);
+	anrc_free(h, q);
 
 	/* ANR_NO_HOOK never calls it. */
 	hs.calls = 0;
 	errno = 0;
-	ck_assert_ptr_null(anr_alloc(h, 64 * MiB, ANR_NO_HOOK));
+	ck_assert_ptr_null(anrc_alloc(h, 64 * MiB, ANR_NO_HOOK));
 	ck_assert_int_eq(errno, ENOMEM);
 	ck_assert_int_eq(hs.calls, 0);
 
 	/* A refusing hook: one call, NULL and ENOMEM. */
 	hs.mode = 1;
 	errno = 0;
-	ck_assert_ptr_null(anr_alloc(h, 64 * MiB, 0));
+	ck_assert_ptr_null(anrc_alloc(h, 64 * MiB, 0));
 	ck_assert_int_eq(errno, ENOMEM);
 	ck_assert_int_eq(hs.calls, 1);
 
 	/* A lying hook: bounded retries. */
 	hs.mode = 2;
 	hs.calls = 0;
-	ck_assert_ptr_null(anr_alloc(h, 64 * MiB, 0));
+	ck_assert_ptr_null(anrc_alloc(h, 64 * MiB, 0));
 	ck_assert_int_eq(hs.calls, ANR_HOOK_MAX_RETRIES);
-	ck_assert_ptr_null(anr_realloc(h, p, 64 * MiB, 0));
+	ck_assert_ptr_null(anrc_realloc(h, p, 64 * MiB, 0));
 	ck_assert_int_eq(hs.calls, 2 * ANR_HOOK_MAX_RETRIES);
 	ck_assert_int_eq(p[0], p[0]); /* the old block is still ours */
-	ck_assert_uint_eq(anr_usable_size(h, p), 768 * KiB);
+	ck_assert_uint_eq(anrc_usable_size(h, p), 768 * KiB);
 
 	/* A hook that frees memory (it may call into the heap). */
 	hs.mode = 3;
 	hs.calls = 0;
-	anr_set_budget(h, 1 * MiB);
+	anrc_set_budget(h, 1 * MiB);
 	hs.victim = p;
-	q = anr_alloc(h, 600 * KiB, 0);
+	q = anrc_alloc(h, 600 * KiB, 0);
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(hs.calls, 1);
-	anr_free(h, q);
+	anrc_free(h, q);
 
 	/* A hook that gives one page at a time: called until it suffices. */
 	hs.mode = 4;
 	hs.calls = 0;
-	anr_set_budget(h, 0);
-	anr_set_hook(h, hook_fn, &hs);
-	q = anr_alloc(h, 20 * (size_t)sysconf(_SC_PAGESIZE), 0);
+	anrc_set_budget(h, 0);
+	anrc_set_hook(h, hook_fn, &hs);
+	q = anrc_alloc(h, 20 * (size_t)sysconf(_SC_PAGESIZE), 0);
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(hs.calls, 20);
-	anr_free(h, q);
+	anrc_free(h, q);
 
 	/* Small objects in existing slabs need no budget; new pages do. */
-	anr_set_hook(h, NULL, NULL);
-	anr_set_budget(h, 0);
+	anrc_set_hook(h, NULL, NULL);
+	anrc_set_budget(h, 0);
 	stats(h, &st);
 	ck_assert_uint_eq(st.resident, 0);
-	ck_assert_ptr_null(anr_alloc(h, 16, 0));
-	anr_set_budget(h, 64 * KiB);
-	p = anr_alloc(h, 16, 0);
+	ck_assert_ptr_null(anrc_alloc(h, 16, 0));
+	anrc_set_budget(h, 64 * KiB);
+	p = anrc_alloc(h, 16, 0);
 	ck_assert_ptr_nonnull(p);
-	anr_set_budget(h, 0);
-	q = anr_alloc(h, 16, 0);
+	anrc_set_budget(h, 0);
+	q = anrc_alloc(h, 16, 0);
 	ck_assert_ptr_nonnull(q);
-	anr_free(h, p);
-	anr_free(h, q);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	anrc_free(h, p);
+	anrc_free(h, q);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(budget_lowered)
 {
-	struct anr_config c = { .reserve = TEST_RESERVE, .free_low = 8 * MiB,
+	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 8 * MiB,
 				.free_high = 16 * MiB, .valgrind = 1 };
-	struct anr_heap *h = anr_create(&c);
-	struct anr_stats st;
-	char *p = anr_alloc(h, 4 * MiB, 0), *q;
+	struct anrc_heap *h = anrc_create(&c);
+	struct anrc_stats st;
+	char *p = anrc_alloc(h, 4 * MiB, 0), *q;
 
 	memset(p, 1, 4 * MiB);
-	anr_free(h, p);
+	anrc_free(h, p);
 	stats(h, &st);
 	ck_assert_uint_eq(st.free_resident, 4 * MiB);
 	/* Lowering the budget gives back free pages at once. */
-	anr_set_budget(h, 1 * MiB);
+	anrc_set_budget(h, 1 * MiB);
 	stats(h, &st);
 	ck_assert_uint_le(st.resident, 1 * MiB);
 	/* Free resident pages are given back to make room. */
-	p = anr_alloc(h, 512 * KiB, 0);
+	p = anrc_alloc(h, 512 * KiB, 0);
 	ck_assert_ptr_nonnull(p);
-	q = anr_alloc(h, 512 * KiB, 0);
+	q = anrc_alloc(h, 512 * KiB, 0);
 	ck_assert_ptr_nonnull(q);
-	ck_assert_ptr_null(anr_alloc(h, 64 * KiB, 0));
+	ck_assert_ptr_null(anrc_alloc(h, 64 * KiB, 0));
 	stats(h, &st);
 	ck_assert_uint_le(st.resident, 1 * MiB);
-	anr_free(h, p);
-	anr_free(h, q);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	anrc_free(h, p);
+	anrc_free(h, q);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -853,7 +853,7 @@ struct bad_case {
 
 /* Make one bad free of kind k; returns the pointer used. */
 static void *
-bad_free(struct anr_heap *h, int k, void **keep)
+bad_free(struct anrc_heap *h, int k, void **keep)
 {
 	static char not_ours[64];
 	char *p;
@@ -861,40 +861,40 @@ bad_free(struct anr_heap *h, int k, void **keep)
 	*keep = NULL;
 	switch (k) {
 	case 0: /* double free of a small object */
-		p = anr_alloc(h, 40, 0);
-		*keep = anr_alloc(h, 40, 0); /* keeps the slab alive */
-		anr_free(h, p);
-		anr_free(h, p);
+		p = anrc_alloc(h, 40, 0);
+		*keep = anrc_alloc(h, 40, 0); /* keeps the slab alive */
+		anrc_free(h, p);
+		anrc_free(h, p);
 		return p;
 	case 1: /* double free of a large block */
-		p = anr_alloc(h, 100 * KiB, 0);
-		anr_free(h, p);
-		anr_free(h, p);
+		p = anrc_alloc(h, 100 * KiB, 0);
+		anrc_free(h, p);
+		anrc_free(h, p);
 		return p;
 	case 2: /* interior pointer of a small object */
-		p = anr_alloc(h, 100, 0);
+		p = anrc_alloc(h, 100, 0);
 		*keep = p;
-		anr_free(h, p + 16);
+		anrc_free(h, p + 16);
 		return p + 16;
 	case 3: /* interior pointer of a large block, page aligned */
-		p = anr_alloc(h, 100 * KiB, 0);
+		p = anrc_alloc(h, 100 * KiB, 0);
 		*keep = p;
-		anr_free(h, p + 2 * sysconf(_SC_PAGESIZE));
+		anrc_free(h, p + 2 * sysconf(_SC_PAGESIZE));
 		return p + 2 * sysconf(_SC_PAGESIZE);
 	case 4: /* misaligned pointer */
-		p = anr_alloc(h, 100, 0);
+		p = anrc_alloc(h, 100, 0);
 		*keep = p;
-		anr_free(h, p + 3);
+		anrc_free(h, p + 3);
 		return p + 3;
 	case 5: /* foreign pointer */
-		anr_free(h, not_ours);
+		anrc_free(h, not_ours);
 		return not_ours;
 	case 6: /* pointer into the metadata */
-		anr_free(h, (char *)h + 4096);
+		anrc_free(h, (char *)h + 4096);
 		return (char *)h + 4096;
 	default: /* a page never handed out */
 		p = (char *)h->data + ((size_t)h->npages - 1) * (size_t)sysconf(_SC_PAGESIZE);
-		anr_free(h, p);
+		anrc_free(h, p);
 		return p;
 	}
 }
@@ -907,8 +907,8 @@ static const char *const bad_expect[NBAD] = {
 
 START_TEST(bad_free_report)
 {
-	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
-	struct anr_stats st;
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anrc_stats st;
 
 	mb_log_set_sink(sink_fn);
 	for (int k = 0; k < NBAD; k++) {
@@ -924,49 +924,49 @@ START_TEST(bad_free_report)
 		ck_assert_msg(strstr(sink_buf, addr + 2) == NULL, "%s", sink_buf);
 		stats(h, &st);
 		ck_assert_uint_eq(st.bad_frees, (uint64_t)k + 1);
-		ck_assert_int_eq(anr_check(h), 0);
-		anr_free(h, keep);
+		ck_assert_int_eq(anrc_check(h), 0);
+		anrc_free(h, keep);
 	}
 	/* realloc of a bad pointer: reported, NULL, nothing changed */
 	sink_reset();
-	char *p = anr_alloc(h, 100, 0);
+	char *p = anrc_alloc(h, 100, 0);
 	errno = 0;
-	ck_assert_ptr_null(anr_realloc(h, p + 16, 200, 0));
+	ck_assert_ptr_null(anrc_realloc(h, p + 16, 200, 0));
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_int_eq(sink_lines, 1);
 	ck_assert_ptr_nonnull(strstr(sink_buf, "realloc("));
-	anr_free(h, p);
-	ck_assert_ptr_null(anr_realloc(h, p, 200, 0));
+	anrc_free(h, p);
+	ck_assert_ptr_null(anrc_realloc(h, p, 200, 0));
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, NBAD + 2);
 	ck_assert_uint_eq(st.in_use, 0);
-	ck_assert_int_eq(anr_check(h), 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 	/* usable size of a bad pointer is 0 */
-	ck_assert_uint_eq(anr_usable_size(h, p), 0);
+	ck_assert_uint_eq(anrc_usable_size(h, p), 0);
 	mb_log_set_sink(NULL);
-	anr_destroy(h);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(bad_free_ignore)
 {
-	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_IGNORE);
-	struct anr_stats st;
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_IGNORE);
+	struct anrc_stats st;
 
 	mb_log_set_sink(sink_fn);
 	sink_reset();
 	for (int k = 0; k < NBAD; k++) {
 		void *keep;
 		bad_free(h, k, &keep);
-		anr_free(h, keep);
+		anrc_free(h, keep);
 	}
 	ck_assert_int_eq(sink_lines, 0);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, NBAD);
 	ck_assert_uint_eq(st.in_use, 0);
-	ck_assert_int_eq(anr_check(h), 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 	mb_log_set_sink(NULL);
-	anr_destroy(h);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -975,7 +975,7 @@ START_TEST(bad_free_abort)
 	/* Each kind in a child: it dies with SIGABRT after one report line.
 	 * The children share the parent's heap (made once: cheaper under
 	 * valgrind), which each changes only in its own copy. */
-	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_ABORT);
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_ABORT);
 	/* every kind, or under valgrind (seconds per dying child) a third */
 	int step = UNDER_VALGRIND() ? 3 : 1;
 
@@ -1012,30 +1012,30 @@ START_TEST(bad_free_abort)
 		ck_assert_msg(strstr(buf, bad_expect[k]) != NULL, "case %d: %s", k, buf);
 		ck_assert_msg(strchr(buf, '\n') == buf + total - 1, "not one line: %s", buf);
 	}
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(two_heaps)
 {
-	struct anr_heap *a = heap_with(0, ANR_BAD_FREE_REPORT);
-	struct anr_heap *b = heap_with(0, ANR_BAD_FREE_REPORT);
-	struct anr_stats st;
-	void *p = anr_alloc(a, 64, 0);
+	struct anrc_heap *a = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anrc_heap *b = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anrc_stats st;
+	void *p = anrc_alloc(a, 64, 0);
 
 	mb_log_set_sink(sink_fn);
 	sink_reset();
-	ck_assert(anr_owns(a, p));
-	ck_assert(!anr_owns(b, p));
-	anr_free(b, p);
+	ck_assert(anrc_owns(a, p));
+	ck_assert(!anrc_owns(b, p));
+	anrc_free(b, p);
 	ck_assert_ptr_nonnull(strstr(sink_buf, "not from this heap"));
 	stats(a, &st);
 	ck_assert_uint_eq(st.in_use, 64);
-	anr_free(a, p);
+	anrc_free(a, p);
 	mb_log_set_sink(NULL);
-	anr_destroy(a);
-	anr_destroy(b);
+	anrc_destroy(a);
+	anrc_destroy(b);
 }
 END_TEST
 
@@ -1048,7 +1048,7 @@ END_TEST
  */
 #define HOLD_MS 300
 static struct {
-	struct anr_heap *h;
+	struct anrc_heap *h;
 	pthread_t t;
 	int locked, release;
 } holder;
@@ -1057,16 +1057,16 @@ static void *
 holder_fn(void *arg)
 {
 	(void)arg;
-	anr_core_lock(holder.h);
+	anrc_lock_and_drain(holder.h);
 	__atomic_store_n(&holder.locked, 1, __ATOMIC_RELEASE);
 	for (int ms = 0; ms < HOLD_MS && !__atomic_load_n(&holder.release, __ATOMIC_ACQUIRE); ms++)
 		usleep(1000);
-	anr_core_unlock(holder.h);
+	anrc_unlock_and_return_pages(holder.h);
 	return NULL;
 }
 
 static void
-hold_lock_begin(struct anr_heap *h)
+hold_lock_begin(struct anrc_heap *h)
 {
 	holder.h = h;
 	holder.locked = holder.release = 0;
@@ -1084,57 +1084,57 @@ hold_lock_end(void)
 
 START_TEST(deferred_free)
 {
-	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
-	struct anr_stats st;
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anrc_stats st;
 	enum { N = 3 * ANR_DEFER_SLOTS };
 	static char *v[N];
-	char *p = anr_alloc(h, 20 * KiB, 0), *q = anr_alloc(h, 300 * KiB, 0);
+	char *p = anrc_alloc(h, 20 * KiB, 0), *q = anrc_alloc(h, 300 * KiB, 0);
 
 	/* The lock is busy: the frees of large blocks are queued, not waited
 	 * for (small objects of a thread's own slabs never need the lock). */
-	anr_core_lock(h);
-	anr_free(h, p);
-	anr_free(h, q);
-	anr_core_unlock(h);
+	anrc_lock_and_drain(h);
+	anrc_free(h, p);
+	anrc_free(h, q);
+	anrc_unlock_and_return_pages(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.deferred_frees, 2);
 	ck_assert_uint_eq(st.in_use, 0);
 	ck_assert_uint_eq(st.frees, 2);
-	ck_assert_int_eq(anr_check(h), 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 
 	/* More than the ring holds: the frees past it wait for the lock
 	 * (a second thread holds it for a while), nothing is lost. */
 	for (int i = 0; i < N; i++)
-		v[i] = anr_alloc(h, ANR_SLAB_MAX + 1 + (size_t)(i % 7) * 1000, 0);
+		v[i] = anrc_alloc(h, ANR_SLAB_MAX + 1 + (size_t)(i % 7) * 1000, 0);
 	hold_lock_begin(h);
 	for (int i = 0; i < N; i++)
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 	hold_lock_end();
 	stats(h, &st);
 	ck_assert_uint_eq(st.deferred_frees, 2 + ANR_DEFER_SLOTS);
 	ck_assert_uint_eq(st.in_use, 0);
-	ck_assert_int_eq(anr_check(h), 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 
 	/* A double free while busy: judged later, the block is not written. */
 	mb_log_set_sink(sink_fn);
 	sink_reset();
-	p = anr_alloc(h, 64, 0);
-	q = anr_alloc(h, 64, 0);
-	anr_free(h, p);
+	p = anrc_alloc(h, 64, 0);
+	q = anrc_alloc(h, 64, 0);
+	anrc_free(h, p);
 	memset(q, 0x11, 64);
-	anr_core_lock(h);
-	anr_free(h, p);
-	anr_free(h, q + 16); /* interior pointer of a live block */
-	anr_core_unlock(h);
+	anrc_lock_and_drain(h);
+	anrc_free(h, p);
+	anrc_free(h, q + 16); /* interior pointer of a live block */
+	anrc_unlock_and_return_pages(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 2);
 	ck_assert_int_eq(sink_lines, 2);
 	for (int i = 0; i < 64; i++)
 		ck_assert_int_eq(q[i], 0x11);
-	anr_free(h, q);
+	anrc_free(h, q);
 	mb_log_set_sink(NULL);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -1147,24 +1147,24 @@ END_TEST
  */
 START_TEST(deferred_ring_full_bad_frees)
 {
-	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
-	struct anr_stats st;
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anrc_stats st;
 	static char *v[ANR_DEFER_SLOTS];
 	char *p, *q;
 
 	for (int i = 0; i < ANR_DEFER_SLOTS; i++)
-		v[i] = anr_alloc(h, ANR_SLAB_MAX + 1, 0);
-	p = anr_alloc(h, ANR_SLAB_MAX + 1, 0);
-	q = anr_alloc(h, ANR_SLAB_MAX + 1, 0);
+		v[i] = anrc_alloc(h, ANR_SLAB_MAX + 1, 0);
+	p = anrc_alloc(h, ANR_SLAB_MAX + 1, 0);
+	q = anrc_alloc(h, ANR_SLAB_MAX + 1, 0);
 	memset(q, 0x11, 64);
 	mb_log_set_sink(sink_fn);
 	sink_reset();
 	hold_lock_begin(h);
 	for (int i = 0; i < ANR_DEFER_SLOTS; i++)
-		anr_free(h, v[i]); /* fills the ring */
-	anr_free(h, p);
-	anr_free(h, p);
-	anr_free(h, q + 16);
+		anrc_free(h, v[i]); /* fills the ring */
+	anrc_free(h, p);
+	anrc_free(h, p);
+	anrc_free(h, q + 16);
 	hold_lock_end();
 	stats(h, &st);
 	mb_log_set_sink(NULL);
@@ -1172,10 +1172,10 @@ START_TEST(deferred_ring_full_bad_frees)
 	ck_assert_int_eq(sink_lines, 2);
 	for (int i = 0; i < 64; i++)
 		ck_assert_int_eq(q[i], 0x11);
-	ck_assert_uint_eq(st.in_use, anr_usable_size(h, q));
-	anr_free(h, q);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_uint_eq(st.in_use, anrc_usable_size(h, q));
+	anrc_free(h, q);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -1185,45 +1185,45 @@ END_TEST
  * live: giving the kept empty slabs back must leave it alone. */
 START_TEST(theap_spare_reused_then_trim)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	/* one slab of the 16-byte class is one page */
 	const int PER = (int)(sysconf(_SC_PAGESIZE) / 16), N = 3 * PER, MORE = 1;
 	static unsigned char *v[3 * 4096 + 1];
-	struct anr_stats st;
+	struct anrc_stats st;
 
 	ck_assert_int_le(N + MORE, 3 * 4096 + 1);
 
 	for (int i = 0; i < N; i++) {
-		v[i] = anr_alloc(h, 16, 0);
+		v[i] = anrc_alloc(h, 16, 0);
 		memset(v[i], i & 0xff, 16);
 	}
 	/* Free a whole slab's worth in the middle: it becomes the spare; the
 	 * next allocation finds the last slab full and takes the spare. */
 	for (int i = PER; i < 2 * PER; i++) {
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 		v[i] = NULL;
 	}
 	for (int i = N; i < N + MORE; i++) {
-		v[i] = anr_alloc(h, 16, 0);
+		v[i] = anrc_alloc(h, 16, 0);
 		memset(v[i], i & 0xff, 16);
 	}
-	anr_trim(h, 0);
-	ck_assert_int_eq(anr_check(h), 0);
+	anrc_trim(h, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 	for (int i = 0; i < N + MORE; i++)
 		if (v[i] != NULL)
 			for (int j = 0; j < 16; j++)
 				ck_assert_int_eq(v[i][j], i & 0xff);
 	for (int i = 0; i < N + MORE; i++)
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
 	ck_assert_uint_eq(st.allocs, st.frees);
-	anr_destroy(h);
+	anrc_destroy(h);
 }
 END_TEST
 
 struct xfree {
-	struct anr_heap *h;
+	struct anrc_heap *h;
 	char **v;
 	int n;
 };
@@ -1234,7 +1234,7 @@ xfree_fn(void *arg)
 	struct xfree *x = arg;
 
 	for (int i = 0; i < x->n; i++)
-		anr_free(x->h, x->v[i]);
+		anrc_free(x->h, x->v[i]);
 	return NULL;
 }
 
@@ -1244,7 +1244,7 @@ alloc_and_exit_fn(void *arg)
 	struct xfree *x = arg;
 
 	for (int i = 0; i < x->n; i++) {
-		x->v[i] = anr_alloc(x->h, 48, 0);
+		x->v[i] = anrc_alloc(x->h, 48, 0);
 		memset(x->v[i], 0x5a, 48);
 	}
 	return NULL;
@@ -1257,17 +1257,17 @@ alloc_and_exit_fn(void *arg)
  */
 START_TEST(theap_remote_frees)
 {
-	struct anr_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
 	enum { N = 2000 };
 	static char *v[N];
 	struct xfree x = { .h = h, .v = v, .n = N };
-	struct anr_stats st, st2;
+	struct anrc_stats st, st2;
 	pthread_t t;
 	char *live;
 
 	for (int i = 0; i < N; i++)
-		v[i] = anr_alloc(h, 64, 0);
-	live = anr_alloc(h, 64, 0);
+		v[i] = anrc_alloc(h, 64, 0);
+	live = anrc_alloc(h, 64, 0);
 	memset(live, 0x33, 64);
 	stats(h, &st);
 	ck_assert_int_eq(pthread_create(&t, NULL, xfree_fn, &x), 0);
@@ -1279,7 +1279,7 @@ START_TEST(theap_remote_frees)
 
 	/* The owner gets the objects back without new pages. */
 	for (int i = 0; i < N; i++)
-		v[i] = anr_alloc(h, 64, 0);
+		v[i] = anrc_alloc(h, 64, 0);
 	stats(h, &st2);
 	ck_assert_uint_eq(st2.resident, st.resident);
 	ck_assert_uint_eq(st2.in_use, st.in_use);
@@ -1295,21 +1295,21 @@ START_TEST(theap_remote_frees)
 	v[0] = live + 16;
 	ck_assert_int_eq(pthread_create(&t, NULL, xfree_fn, &x), 0);
 	pthread_join(t, NULL); /* interior pointer */
-	anr_free(h, live + 32); /* interior pointer, owner */
+	anrc_free(h, live + 32); /* interior pointer, owner */
 	mb_log_set_sink(NULL);
 	stats(h, &st2);
 	ck_assert_uint_eq(st2.bad_frees, 3);
 	ck_assert_int_eq(sink_lines, 3);
 	for (int i = 0; i < 64; i++)
 		ck_assert_int_eq(live[i], 0x33);
-	anr_free(h, live);
+	anrc_free(h, live);
 	for (int i = 1; i < N; i++)
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 	stats(h, &st2);
 	ck_assert_uint_eq(st2.in_use, 0);
 	ck_assert_uint_eq(st2.allocs, st2.frees);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -1317,21 +1317,21 @@ END_TEST
  * them instead of taking new pages. */
 START_TEST(theap_exit_adopted)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	enum { N = 3000 };
 	static char *v[N];
 	struct xfree x = { .h = h, .v = v, .n = N };
-	struct anr_stats st, st2;
+	struct anrc_stats st, st2;
 	pthread_t t;
 
 	ck_assert_int_eq(pthread_create(&t, NULL, alloc_and_exit_fn, &x), 0);
 	pthread_join(t, NULL);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, (size_t)N * 48);
-	ck_assert_int_eq(anr_check(h), 0);
+	ck_assert_int_eq(anrc_check(h), 0);
 	/* Free every other one here (the slabs are shared now). */
 	for (int i = 0; i < N; i += 2)
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, (size_t)N / 2 * 48);
 	/* A new thread fills the holes. */
@@ -1345,23 +1345,23 @@ START_TEST(theap_exit_adopted)
 		stats(h, &st2);
 		ck_assert_uint_eq(st2.resident, st.resident);
 		for (int i = 0; i < N / 2; i++)
-			anr_free(h, w[i]);
+			anrc_free(h, w[i]);
 	}
 	for (int i = 1; i < N; i += 2) {
 		for (int j = 0; j < 48; j++)
 			ck_assert_int_eq(v[i][j], 0x5a);
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 	}
 	stats(h, &st2);
 	ck_assert_uint_eq(st2.in_use, 0);
 	ck_assert_uint_eq(st2.allocs, st2.frees);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 struct keeper {
-	struct anr_heap *h;
+	struct anrc_heap *h;
 	pthread_barrier_t *b;
 };
 
@@ -1376,27 +1376,27 @@ keeper_fn(void *arg)
 
 	for (int c = 0; c < 40; c++)
 		for (int i = 0; i < 32; i++)
-			v[c][i] = anr_alloc(k->h, (size_t)c * 96 + 1, 0);
+			v[c][i] = anrc_alloc(k->h, (size_t)c * 96 + 1, 0);
 	for (int c = 0; c < 40; c++)
 		for (int i = 0; i < 32; i++)
-			anr_free(k->h, v[c][i]);
+			anrc_free(k->h, v[c][i]);
 	pthread_barrier_wait(k->b); /* 1: empties kept */
 	pthread_barrier_wait(k->b); /* 2: release asked for */
-	q = anr_alloc(k->h, 16000, 0);
-	anr_free(k->h, q);
+	q = anrc_alloc(k->h, 16000, 0);
+	anrc_free(k->h, q);
 	pthread_barrier_wait(k->b); /* 3 */
 	pthread_barrier_wait(k->b); /* 4: stay alive until checked */
 	return NULL;
 }
 
-/* anr_release_free gives back every free page and has the other threads
+/* anrc_release_free gives back every free page and has the other threads
  * give back their kept empty slabs, without waiting for them. */
 START_TEST(release_free_all_threads)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	pthread_barrier_t b;
 	struct keeper k = { .h = h, .b = &b };
-	struct anr_stats st, st2;
+	struct anrc_stats st, st2;
 	pthread_t t;
 	char *big;
 	size_t given;
@@ -1404,35 +1404,35 @@ START_TEST(release_free_all_threads)
 	pthread_barrier_init(&b, NULL, 2);
 	ck_assert_int_eq(pthread_create(&t, NULL, keeper_fn, &k), 0);
 	pthread_barrier_wait(&b);
-	big = anr_alloc(h, 300 * KiB, 0);
+	big = anrc_alloc(h, 300 * KiB, 0);
 	memset(big, 1, 300 * KiB);
-	anr_free(h, big);
+	anrc_free(h, big);
 	stats(h, &st);
 	ck_assert_uint_gt(st.slab_free, 0);
-	given = anr_release_free(h);
+	given = anrc_release_free(h);
 	stats(h, &st2);
 	ck_assert_uint_ge(given, st.free_resident);
 	ck_assert_uint_eq(st2.free_resident, 0);
 	pthread_barrier_wait(&b);
 	pthread_barrier_wait(&b);
-	anr_release_free(h);
+	anrc_release_free(h);
 	stats(h, &st2);
 	/* what the thread kept went back; only its one current slab stays */
-	ck_assert_uint_eq(st2.slab_free, (size_t)h->cls[anr_size_class(16000)].npages *
+	ck_assert_uint_eq(st2.slab_free, (size_t)h->cls[anrc_size_class(16000)].npages *
 					  (size_t)sysconf(_SC_PAGESIZE));
 	ck_assert_uint_lt(st2.slab_free, st.slab_free);
 	ck_assert_uint_eq(st2.free_resident, 0);
 	pthread_barrier_wait(&b);
 	pthread_join(t, NULL);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 /* ---- bounded work per call ---- */
 
 struct handover {
-	struct anr_heap *h;
+	struct anrc_heap *h;
 	void *volatile slot[64];
 	volatile int stop;
 };
@@ -1448,10 +1448,10 @@ handover_fn(void *arg)
 		for (int i = 0; i < 64; i++) {
 			void *p = __atomic_exchange_n(&x->slot[i], NULL, __ATOMIC_ACQ_REL);
 			if (p != NULL)
-				anr_free(x->h, p);
+				anrc_free(x->h, p);
 		}
 	for (int i = 0; i < 64; i++)
-		anr_free(x->h, x->slot[i]);
+		anrc_free(x->h, x->slot[i]);
 	return NULL;
 }
 
@@ -1464,9 +1464,9 @@ handover_fn(void *arg)
  */
 START_TEST(steps_bounded)
 {
-	struct anr_config c = { .reserve = UNDER_VALGRIND() ? 192 * MiB : 8 * GiB,
+	struct anrc_config c = { .reserve = UNDER_VALGRIND() ? 192 * MiB : 8 * GiB,
 				.bad_free = ANR_BAD_FREE_ABORT, .valgrind = 1 };
-	struct anr_heap *h = anr_create(&c);
+	struct anrc_heap *h = anrc_create(&c);
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	size_t huge = UNDER_VALGRIND() ? 16 * MiB : GiB;
 	enum { SLOTS = 1024 };
@@ -1497,15 +1497,15 @@ START_TEST(steps_bounded)
 				size = 100 * KiB;
 			if (size > 2 * MiB)
 				huge_live++;
-			before = anr_step_count;
+			before = anrc_step_count;
 			if (kind % 7 == 0)
-				v[k] = anr_alloc_aligned(h, (size_t)64 << (r % 12), size, 0);
+				v[k] = anrc_alloc_aligned(h, (size_t)64 << (r % 12), size, 0);
 			else
-				v[k] = anr_alloc(h, size, 0);
-			used = anr_step_count - before;
+				v[k] = anrc_alloc(h, size, 0);
+			used = anrc_step_count - before;
 			if (v[k] == NULL) {
-				struct anr_stats fs;
-				anr_get_stats(h, &fs);
+				struct anrc_stats fs;
+				anrc_get_stats(h, &fs);
 				ck_abort_msg("alloc of %zu (kind %u, %u huge) failed: in use %zu, "
 					     "resident %zu, address %zu", size, kind, huge_live,
 					     fs.in_use, fs.resident, fs.address_used);
@@ -1517,9 +1517,9 @@ START_TEST(steps_bounded)
 			if (vsize[k] > 2 * MiB)
 				huge_live--;
 			freed_pages = vsize[k] / page + 1;
-			before = anr_step_count;
-			v[k] = anr_realloc(h, v[k], size, 0);
-			used = anr_step_count - before;
+			before = anrc_step_count;
+			v[k] = anrc_realloc(h, v[k], size, 0);
+			used = anrc_step_count - before;
 			ck_assert_ptr_nonnull(v[k]);
 			vsize[k] = size;
 		} else if (kind < 200) {
@@ -1532,17 +1532,17 @@ START_TEST(steps_bounded)
 			old = __atomic_exchange_n(&x.slot[k % 64], v[k], __ATOMIC_ACQ_REL);
 			freed_pages = vsize[k] / page + 1;
 			v[k] = NULL;
-			before = anr_step_count;
-			anr_free(h, old);
-			used = anr_step_count - before;
+			before = anrc_step_count;
+			anrc_free(h, old);
+			used = anrc_step_count - before;
 		} else {
 own_free:
 			if (vsize[k] > 2 * MiB)
 				huge_live--;
 			freed_pages = vsize[k] / page + 1;
-			before = anr_step_count;
-			anr_free(h, v[k]);
-			used = anr_step_count - before;
+			before = anrc_step_count;
+			anrc_free(h, v[k]);
+			used = anrc_step_count - before;
 			v[k] = NULL;
 		}
 		ck_assert_uint_le(used, ANR_CALL_STEPS_MAX + freed_pages / 64 + 1);
@@ -1553,25 +1553,25 @@ own_free:
 	pthread_join(t, NULL);
 	/* one 1 GiB free on its own */
 	{
-		char *b = anr_alloc(h, huge, 0);
+		char *b = anrc_alloc(h, huge, 0);
 		ck_assert_ptr_nonnull(b);
-		before = anr_step_count;
-		anr_free(h, b);
-		used = anr_step_count - before;
+		before = anrc_step_count;
+		anrc_free(h, b);
+		used = anrc_step_count - before;
 		ck_assert_uint_le(used, ANR_CALL_STEPS_MAX + huge / page / 64 + 1);
 	}
 	for (unsigned k = 0; k < SLOTS; k++)
-		anr_free(h, v[k]);
+		anrc_free(h, v[k]);
 	ck_assert_uint_gt(worst, 0);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 /* ---- threads ---- */
 
 struct worker {
-	struct anr_heap *h;
+	struct anrc_heap *h;
 	unsigned iters;
 	volatile int *stop;
 	uint64_t seed;
@@ -1597,34 +1597,34 @@ worker_fn(void *arg)
 			size = (x >> 8) % (200 * KiB);
 		if (mine[k] != NULL) {
 			ck_assert_uint_eq(*(unsigned char *)mine[k], (unsigned char)k);
-			anr_free(w->h, mine[k]);
+			anrc_free(w->h, mine[k]);
 			mine[k] = NULL;
 		} else {
-			mine[k] = anr_alloc(w->h, size + 1, 0);
+			mine[k] = anrc_alloc(w->h, size + 1, 0);
 			ck_assert_ptr_nonnull(mine[k]);
 			*(unsigned char *)mine[k] = (unsigned char)k;
 		}
 		if (i % 20000 == 19999)
-			ck_assert_int_eq(anr_check(w->h), 0); /* while others run */
+			ck_assert_int_eq(anrc_check(w->h), 0); /* while others run */
 		if (w->shared != NULL && (x >> 30) % 8 == 0) {
 			/* hand a block to whoever comes next: frees cross threads */
-			void *b = anr_alloc(w->h, 48, 0);
+			void *b = anrc_alloc(w->h, 48, 0);
 			void *old = __atomic_exchange_n(&w->shared[k], b, __ATOMIC_ACQ_REL);
-			anr_free(w->h, old);
+			anrc_free(w->h, old);
 		}
 	}
 	for (unsigned k = 0; k < 64; k++)
-		anr_free(w->h, mine[k]);
+		anrc_free(w->h, mine[k]);
 	return NULL;
 }
 
 START_TEST(threads_stress)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	static void *shared[SHARED];
 	pthread_t t[4];
 	struct worker w[4];
-	struct anr_stats st;
+	struct anrc_stats st;
 
 	memset(shared, 0, sizeof(shared));
 	for (int i = 0; i < 4; i++) {
@@ -1635,19 +1635,19 @@ START_TEST(threads_stress)
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
 	for (int i = 0; i < SHARED; i++)
-		anr_free(h, shared[i]);
+		anrc_free(h, shared[i]);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
 	ck_assert_uint_eq(st.bad_frees, 0);
 	ck_assert_uint_eq(st.allocs, st.frees);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(fork_with_threads)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	volatile int stop = 0;
 	pthread_t t[2];
 	struct worker w[2];
@@ -1662,25 +1662,25 @@ START_TEST(fork_with_threads)
 		pid_t pid;
 		int status;
 
-		anr_fork_prepare(h);
+		anrc_fork_prepare(h);
 		pid = fork();
 		if (pid == 0) {
-			anr_fork_child(h);
+			anrc_fork_child(h);
 			/* The child's heap is whole and usable. */
 			void *v[100];
-			int ok = anr_check(h) == 0;
+			int ok = anrc_check(h) == 0;
 			for (int i = 0; i < 100; i++) {
-				v[i] = anr_alloc(h, (size_t)i * 97 + 1, 0);
+				v[i] = anrc_alloc(h, (size_t)i * 97 + 1, 0);
 				ok = ok && v[i] != NULL;
 			}
 			for (int i = 0; i < 100; i++)
-				anr_free(h, v[i]);
-			ok = ok && anr_check(h) == 0;
+				anrc_free(h, v[i]);
+			ok = ok && anrc_check(h) == 0;
 			/* The workers' blocks have no owner here. */
-			anr_destroy(h);
+			anrc_destroy(h);
 			_exit(ok ? 0 : 1);
 		}
-		anr_fork_parent(h);
+		anrc_fork_parent(h);
 		ck_assert_int_ge(pid, 0);
 		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %x", status);
@@ -1688,8 +1688,8 @@ START_TEST(fork_with_threads)
 	stop = 1;
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -1697,20 +1697,20 @@ END_TEST
 
 START_TEST(span_reuse_and_merge)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	char *a, *b, *c, *guard, *x;
 
 	/* A freed run of an odd length is found again for the same length
 	 * (it sits in a list whose range starts below its length). */
 	for (size_t n = 17; n <= 200; n += 23) {
-		a = anr_alloc(h, n * page, 0);
-		guard = anr_alloc(h, 20000, 0);
-		anr_free(h, a);
-		x = anr_alloc(h, n * page, 0);
+		a = anrc_alloc(h, n * page, 0);
+		guard = anrc_alloc(h, 20000, 0);
+		anrc_free(h, a);
+		x = anrc_alloc(h, n * page, 0);
 		ck_assert_ptr_eq(x, a);
-		anr_free(h, x);
-		anr_free(h, guard);
+		anrc_free(h, x);
+		anrc_free(h, guard);
 	}
 	/* Three neighbours freed in every order merge into one run. */
 	static const int orders[6][3] = {
@@ -1718,25 +1718,25 @@ START_TEST(span_reuse_and_merge)
 	};
 	for (int o = 0; o < 6; o++) {
 		char *v[3];
-		anr_trim(h, 0);
-		a = anr_alloc(h, 5 * page, 0);
-		b = anr_alloc(h, 7 * page, 0);
-		c = anr_alloc(h, 9 * page, 0);
-		guard = anr_alloc(h, 20000, 0);
+		anrc_trim(h, 0);
+		a = anrc_alloc(h, 5 * page, 0);
+		b = anrc_alloc(h, 7 * page, 0);
+		c = anrc_alloc(h, 9 * page, 0);
+		guard = anrc_alloc(h, 20000, 0);
 		ck_assert_ptr_eq(b, a + 5 * page);
 		ck_assert_ptr_eq(c, b + 7 * page);
 		v[0] = a; v[1] = b; v[2] = c;
 		for (int i = 0; i < 3; i++) {
-			anr_free(h, v[orders[o][i]]);
-			ck_assert_int_eq(anr_check(h), 0);
+			anrc_free(h, v[orders[o][i]]);
+			ck_assert_int_eq(anrc_check(h), 0);
 		}
-		x = anr_alloc(h, 21 * page, 0);
+		x = anrc_alloc(h, 21 * page, 0);
 		ck_assert_ptr_eq(x, a);
-		anr_free(h, x);
-		anr_free(h, guard);
+		anrc_free(h, x);
+		anrc_free(h, guard);
 	}
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -1766,101 +1766,101 @@ walk_stop(void *arg, void *block, size_t size)
 
 START_TEST(walk_and_block_of)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	enum { N = 300 };
 	char *v[N];
 	struct walk_acc acc = { 0 };
-	struct anr_stats st;
+	struct anrc_stats st;
 	size_t size;
 	int stops = 0;
 
 	for (int i = 0; i < N; i++)
-		v[i] = anr_alloc(h, (size_t)(i % 10 == 0 ? 50000 + i : i * 13 + 1), 0);
+		v[i] = anrc_alloc(h, (size_t)(i % 10 == 0 ? 50000 + i : i * 13 + 1), 0);
 	for (int i = 0; i < N; i += 3) {
-		anr_free(h, v[i]);
+		anrc_free(h, v[i]);
 		v[i] = NULL;
 	}
-	ck_assert_int_eq(anr_walk(h, walk_fn, &acc), 0);
+	ck_assert_int_eq(anrc_walk(h, walk_fn, &acc), 0);
 	stats(h, &st);
 	ck_assert_uint_eq(acc.count, N - (N + 2) / 3);
 	ck_assert_uint_eq(acc.bytes, st.in_use);
-	ck_assert_int_eq(anr_walk(h, walk_stop, &stops), 42);
+	ck_assert_int_eq(anrc_walk(h, walk_stop, &stops), 42);
 	ck_assert_int_eq(stops, 3);
 	for (int i = 0; i < N; i++) {
 		if (v[i] == NULL)
 			continue;
-		size_t u = anr_usable_size(h, v[i]);
-		ck_assert_ptr_eq(anr_block_of(h, v[i], &size), v[i]);
+		size_t u = anrc_usable_size(h, v[i]);
+		ck_assert_ptr_eq(anrc_block_of(h, v[i], &size), v[i]);
 		ck_assert_uint_eq(size, u);
-		ck_assert_ptr_eq(anr_block_of(h, v[i] + u / 2, &size), v[i]);
-		ck_assert_ptr_eq(anr_block_of(h, v[i] + u - 1, NULL), v[i]);
+		ck_assert_ptr_eq(anrc_block_of(h, v[i] + u / 2, &size), v[i]);
+		ck_assert_ptr_eq(anrc_block_of(h, v[i] + u - 1, NULL), v[i]);
 	}
 	/* Freed blocks, metadata and foreign memory are not blocks. */
-	ck_assert_ptr_null(anr_block_of(h, h, &size));
-	ck_assert_ptr_null(anr_block_of(h, &size, &size));
-	ck_assert_ptr_null(anr_block_of(h, h->data + ((size_t)h->npages - 1) * h->page, &size));
+	ck_assert_ptr_null(anrc_block_of(h, h, &size));
+	ck_assert_ptr_null(anrc_block_of(h, &size, &size));
+	ck_assert_ptr_null(anrc_block_of(h, h->data + ((size_t)h->npages - 1) * h->page, &size));
 	for (int i = 0; i < N; i++)
 		if (v[i] != NULL)
-			anr_free(h, v[i]);
-	ck_assert_int_eq(anr_check(h), 0);
-	anr_destroy(h);
+			anrc_free(h, v[i]);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(walk_try_busy)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	struct walk_acc acc = { 0 };
-	void *p = anr_alloc(h, 100, 0), *q = anr_alloc(h, 70000, 0);
+	void *p = anrc_alloc(h, 100, 0), *q = anrc_alloc(h, 70000, 0);
 	int busy = -1;
 
 	/* Another holder of the lock: nothing is walked, nothing waits. */
 	pthread_mutex_lock(&h->lock);
-	ck_assert_int_eq(anr_walk_try(h, walk_fn, &acc, &busy), 0);
+	ck_assert_int_eq(anrc_walk_try(h, walk_fn, &acc, &busy), 0);
 	pthread_mutex_unlock(&h->lock);
 	ck_assert_int_eq(busy, 1);
 	ck_assert_uint_eq(acc.count, 0);
-	ck_assert_int_eq(anr_walk_try(h, walk_fn, &acc, &busy), 0);
+	ck_assert_int_eq(anrc_walk_try(h, walk_fn, &acc, &busy), 0);
 	ck_assert_int_eq(busy, 0);
 	ck_assert_uint_eq(acc.count, 2);
-	anr_free(h, p);
-	anr_free(h, q);
-	anr_destroy(h);
+	anrc_free(h, p);
+	anrc_free(h, q);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(freed_bytes_counted)
 {
-	struct anr_heap *h = heap_plain();
+	struct anrc_heap *h = heap_plain();
 	size_t sizes[] = { 1, 16, 100, 4000, 16384, 16385, 300000 };
 	void *p[7], *q;
 	size_t u[7], uq;
-	uint64_t before = anr_freed_bytes(h), sum = 0;
+	uint64_t before = anrc_freed_bytes(h), sum = 0;
 
 	for (int i = 0; i < 7; i++) {
-		p[i] = anr_alloc(h, sizes[i], 0);
+		p[i] = anrc_alloc(h, sizes[i], 0);
 		ck_assert_ptr_nonnull(p[i]);
-		u[i] = anr_usable_size(h, p[i]);
+		u[i] = anrc_usable_size(h, p[i]);
 	}
-	ck_assert_uint_eq(anr_freed_bytes(h), before);
+	ck_assert_uint_eq(anrc_freed_bytes(h), before);
 	for (int i = 0; i < 6; i++) {
-		anr_free(h, p[i]);
+		anrc_free(h, p[i]);
 		sum += u[i];
-		ck_assert_uint_eq(anr_freed_bytes(h), before + sum);
+		ck_assert_uint_eq(anrc_freed_bytes(h), before + sum);
 	}
 	/* A free deferred while the heap is busy counts once it is done, by
 	 * the next holder of the lock. */
 	pthread_mutex_lock(&h->lock);
-	anr_free(h, p[6]);
+	anrc_free(h, p[6]);
 	pthread_mutex_unlock(&h->lock);
-	ck_assert_uint_eq(anr_freed_bytes(h), before + sum);
-	q = anr_alloc(h, 100 * KiB, 0); /* takes the lock */
+	ck_assert_uint_eq(anrc_freed_bytes(h), before + sum);
+	q = anrc_alloc(h, 100 * KiB, 0); /* takes the lock */
 	sum += u[6];
-	ck_assert_uint_eq(anr_freed_bytes(h), before + sum);
-	uq = anr_usable_size(h, q);
-	anr_free(h, q);
-	ck_assert_uint_eq(anr_freed_bytes(h), before + sum + uq);
-	anr_destroy(h);
+	ck_assert_uint_eq(anrc_freed_bytes(h), before + sum);
+	uq = anrc_usable_size(h, q);
+	anrc_free(h, q);
+	ck_assert_uint_eq(anrc_freed_bytes(h), before + sum + uq);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -1873,7 +1873,7 @@ bt_inner(uintptr_t *out, size_t depth)
 	size_t n;
 
 	bt_ret_inner = (uintptr_t)__builtin_return_address(0);
-	n = anr_backtrace(out, depth, __builtin_return_address(0));
+	n = anrc_backtrace(out, depth, __builtin_return_address(0));
 	__asm__ volatile("" ::: "memory"); /* no tail call */
 	return n;
 }
@@ -1897,7 +1897,7 @@ START_TEST(backtrace_from_caller)
 	memset(out, 0xff, sizeof(out));
 	n = bt_outer(out, 4);
 	/* The stack starts at bt_inner's caller (inside bt_outer), then
-	 * bt_outer's caller (this test); anr_backtrace's own frames and
+	 * bt_outer's caller (this test); anrc_backtrace's own frames and
 	 * bt_inner's are left out; slots past n are zeroed. */
 	ck_assert_uint_ge(n, 2);
 	ck_assert_uint_le(n, 4);
@@ -1918,14 +1918,14 @@ START_TEST(backtrace_from_caller)
 	ck_assert_uint_le(n, ANR_BT_MAX);
 	ck_assert_uint_eq(out[ANR_BT_MAX], UINTPTR_MAX);
 	/* A caller that is not on the stack: the caller alone. */
-	n = anr_backtrace(out, 4, (const void *)0x1234);
+	n = anrc_backtrace(out, 4, (const void *)0x1234);
 	ck_assert_uint_eq(n, 1);
 	ck_assert_uint_eq(out[0], 0x1234);
 	ck_assert_uint_eq(out[1], 0);
 }
 END_TEST
 
-static struct anr_modmap where_map;
+static struct anrc_modmap where_map;
 
 START_TEST(where_names_file_and_address)
 {
@@ -1938,7 +1938,7 @@ START_TEST(where_names_file_and_address)
 
 	ck_assert_int_gt(len, 0);
 	exe[len] = '\0';
-	ck_assert_int_eq(anr_modmap_load(&where_map), 0);
+	ck_assert_int_eq(anrc_modmap_load(&where_map), 0);
 	ck_assert_uint_gt(where_map.n, 2);
 	ck_assert_int_eq(where_map.truncated, 0);
 	/* Our own code: the executable's path and the address nm would show
@@ -1947,7 +1947,7 @@ START_TEST(where_names_file_and_address)
 	ehdr = di.dli_fbase;
 	expect = ehdr[16] == 2 /* ET_EXEC */ ? ip : ip - (uintptr_t)di.dli_fbase;
 	snprintf(want, sizeof(want), "%s+0x%lx", exe, (unsigned long)expect);
-	anr_where(&where_map, ip, got, sizeof(got));
+	anrc_where(&where_map, ip, got, sizeof(got));
 	ck_assert_str_eq(got, want);
 	/* A libc function is named by libc's path (libc's own write, not a
 	 * sanitizer's wrapper of it). */
@@ -1956,20 +1956,20 @@ START_TEST(where_names_file_and_address)
 	uintptr_t w = (uintptr_t)dlsym(libc, "write");
 	ck_assert_uint_ne(w, 0);
 	ck_assert_int_ne(dladdr((void *)w, &di), 0);
-	anr_where(&where_map, w, got, sizeof(got));
+	anrc_where(&where_map, w, got, sizeof(got));
 	snprintf(want, sizeof(want), "+0x%lx", (unsigned long)(w - (uintptr_t)di.dli_fbase));
 	dlclose(libc);
 	ck_assert_ptr_nonnull(strstr(got, "libc.so"));
 	ck_assert_ptr_nonnull(strstr(got, want));
 	/* Outside every mapping, or without a table: the bare address. */
-	anr_where(&where_map, 0x10, got, sizeof(got));
+	anrc_where(&where_map, 0x10, got, sizeof(got));
 	ck_assert_str_eq(got, "0x10");
-	anr_where(NULL, ip, got, sizeof(got));
+	anrc_where(NULL, ip, got, sizeof(got));
 	snprintf(want, sizeof(want), "0x%lx", (unsigned long)ip);
 	ck_assert_str_eq(got, want);
 	/* A short buffer is cut, never overrun. */
 	memset(got, 'x', sizeof(got));
-	ck_assert_uint_eq(anr_where(&where_map, ip, got, 8), 7);
+	ck_assert_uint_eq(anrc_where(&where_map, ip, got, 8), 7);
 	ck_assert_uint_eq(strlen(got), 7);
 	ck_assert_int_eq(got[8], 'x');
 }
@@ -1977,28 +1977,28 @@ END_TEST
 
 START_TEST(report_and_defaults)
 {
-	struct anr_heap *h;
-	struct anr_stats st;
+	struct anrc_heap *h;
+	struct anrc_stats st;
 	char buf[4096];
 	int fds[2];
 	ssize_t n;
 
 	if (!UNDER_VALGRIND()) {
 		/* The default reservation (too slow to shadow under valgrind). */
-		h = anr_create(NULL);
+		h = anrc_create(NULL);
 		ck_assert_ptr_nonnull(h);
-		anr_get_stats(h, &st);
+		anrc_get_stats(h, &st);
 		ck_assert_uint_ge(st.reserved, ANR_DEFAULT_RESERVE - 64 * KiB);
 		ck_assert_uint_le(st.reserved, ANR_DEFAULT_RESERVE);
 		ck_assert_uint_eq(st.budget + st.metadata, st.reserved);
 		/* metadata is a small share of the reservation */
 		ck_assert_uint_lt(st.metadata, st.reserved / 50);
-		anr_destroy(h);
+		anrc_destroy(h);
 	}
 	h = heap_plain();
-	void *p = anr_alloc(h, 1000, 0);
+	void *p = anrc_alloc(h, 1000, 0);
 	ck_assert_int_eq(pipe(fds), 0);
-	anr_report(h, fds[1]);
+	anrc_report(h, fds[1]);
 	close(fds[1]);
 	n = read(fds[0], buf, sizeof(buf) - 1);
 	ck_assert_int_gt(n, 0);
@@ -2009,30 +2009,30 @@ START_TEST(report_and_defaults)
 	ck_assert_ptr_nonnull(strstr(buf, "1 KiB"));
 	ck_assert_ptr_nonnull(strstr(buf, "class  1024 B: 1 slabs of 1 pages, 1 of 4 objects live"));
 	ck_assert_ptr_nonnull(strstr(buf, "longest free run"));
-	anr_free(h, p);
-	anr_destroy(h);
+	anrc_free(h, p);
+	anrc_destroy(h);
 }
 END_TEST
 
 START_TEST(trash_on_free)
 {
-	struct anr_config c = { .reserve = TEST_RESERVE, .trash_free = 1 };
-	struct anr_heap *h = anr_create(&c);
-	unsigned char *p = anr_alloc(h, 64, 0), *keep = anr_alloc(h, 64, 0);
+	struct anrc_config c = { .reserve = TEST_RESERVE, .trash_free = 1 };
+	struct anrc_heap *h = anrc_create(&c);
+	unsigned char *p = anrc_alloc(h, 64, 0), *keep = anrc_alloc(h, 64, 0);
 
 	if (UNDER_VALGRIND()) {
 		/* reading freed memory is what valgrind is there to catch */
-		anr_free(h, p);
-		anr_free(h, keep);
-		anr_destroy(h);
+		anrc_free(h, p);
+		anrc_free(h, keep);
+		anrc_destroy(h);
 		return;
 	}
 	memset(p, 0, 64);
-	anr_free(h, p);
+	anrc_free(h, p);
 	for (int i = 0; i < 64; i++)
 		ck_assert_uint_eq(p[i], ANR_TRASH_BYTE);
-	anr_free(h, keep);
-	anr_destroy(h);
+	anrc_free(h, keep);
+	anrc_destroy(h);
 }
 END_TEST
 

@@ -16,8 +16,8 @@
 int
 main(int argc, char **argv)
 {
-	struct anr_config c = { .reserve = (size_t)1 << 30, .valgrind = 1 };
-	struct anr_heap *h = anr_create(&c);
+	struct anrc_config c = { .reserve = (size_t)1 << 30, .valgrind = 1 };
+	struct anrc_heap *h = anrc_create(&c);
 	volatile char *p, *q;
 	int clean = argc > 1 && strcmp(argv[1], "clean") == 0;
 
@@ -31,22 +31,22 @@ main(int argc, char **argv)
 	}
 	if (h == NULL)
 		return 2;
-	p = anr_alloc(h, 100, 0);
-	q = anr_alloc(h, 3 << 20, 0);
+	p = anrc_alloc(h, 100, 0);
+	q = anrc_alloc(h, 3 << 20, 0);
 	memset((char *)p, 1, 100);
 	memset((char *)q, 1, 3 << 20);
 	if (!clean) {
 		p[100] = 1;                    /* one past the end */
-		anr_free(h, (char *)q);
+		anrc_free(h, (char *)q);
 		printf("%d\n", q[10]);          /* read after free */
-		p = anr_alloc(h, LEAKED, 0);    /* lost */
+		p = anrc_alloc(h, LEAKED, 0);    /* lost */
 		p[0] = 0;
 		return 0;
 	}
-	q = anr_realloc(h, (char *)q, 5 << 20, 0);
+	q = anrc_realloc(h, (char *)q, 5 << 20, 0);
 	printf("%d\n", q[(3 << 20) - 1]);
-	anr_free(h, (char *)q);
-	anr_free(h, (char *)p);
-	anr_destroy(h);
+	anrc_free(h, (char *)q);
+	anrc_free(h, (char *)p);
+	anrc_destroy(h);
 	return 0;
 }

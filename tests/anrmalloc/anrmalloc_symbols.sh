@@ -1,6 +1,6 @@
 #!/bin/sh
 # libanrmalloc.so exports the anr_* API and nothing else: neither the
-# core's calls (anr_alloc, anr_free, ...) nor the shared internals (mb_*).
+# core's calls (anrc_alloc, anrc_free, ...) nor the shared internals (mb_*).
 . "$top_srcdir/tests/lib.sh"
 
 LIB="$top_builddir/anrmalloc/.libs/libanrmalloc.so"
@@ -11,7 +11,7 @@ nm -D --defined-only "$LIB" | awk '$2 ~ /^[TDBRVW]$/ { print $3 }' | sort >"$TES
 [ -s "$TEST_TMP/syms" ] || fail "no symbols exported"
 bad=$(grep -v '^anr_' "$TEST_TMP/syms")
 [ -z "$bad" ] || fail "exported outside the API: $bad"
-for core in anr_alloc anr_free anr_realloc anr_create anr_destroy anr_walk anr_set_budget; do
+for core in anrc_alloc anrc_free anrc_realloc anrc_create anrc_destroy anrc_walk anrc_set_budget; do
 	grep -qx "$core" "$TEST_TMP/syms" && fail "core call $core is exported"
 done
 for api in anr_malloc anr_malloc_if_available anr_malloc_free anr_malloc_realloc \

@@ -1,5 +1,5 @@
 /*
- * tlsf.c - spans: a good-fit allocator of runs of data pages.
+ * spans.c - spans: a good-fit allocator of runs of data pages.
  *
  * Every data page belongs to exactly one span: free, a large block or a
  * slab.  Free spans sit in segregated lists indexed like TLSF: the first
@@ -29,7 +29,7 @@ fls32(uint32_t v)
 }
 
 void
-anr_span_mapping(size_t n, unsigned *fl, unsigned *sl)
+anrc_span_mapping(size_t n, unsigned *fl, unsigned *sl)
 {
 	if (n < ANR_SL_COUNT) {
 		*fl = 0;
@@ -42,12 +42,12 @@ anr_span_mapping(size_t n, unsigned *fl, unsigned *sl)
 }
 
 static void
-list_add(struct anr_heap *h, uint32_t s, uint32_t n)
+list_add(struct anrc_heap *h, uint32_t s, uint32_t n)
 {
 	unsigned fl, sl;
-	struct anr_page *pg = &h->pm[s];
+	struct anrc_page *pg = &h->pm[s];
 
-	anr_span_mapping(n, &fl, &sl);
+	anrc_span_mapping(n, &fl, &sl);
 	pg->kind = ANR_PG_FREE;
 	pg->npages = n;
 	pg->prev = ANR_NIL;
@@ -57,9 +57,9 @@ list_add(struct anr_heap *h, uint32_t s, uint32_t n)
 	h->free_head[fl][sl] = s;
 	h->sl_map[fl] |= 1u << sl;
 	h->fl_map |= 1u << fl;
-	anr_bm2_set(&h->fheads, s, 1);
+	anrc_bm2_set(&h->fheads, s, 1);
 	if (n > 1) {
-		struct anr_page *t = &h->pm[s + n - 1];
+		struct anrc_page *t = &h->pm[s + n - 1];
 		t->kind = ANR_PG_FREE_TAIL;
 		t->npages = n;
 	}
@@ -67,13 +67,13 @@ list_add(struct anr_heap *h, uint32_t s, uint32_t n)
 
 /* Unlink a free span; its first and last entries become NONE. */
 static void
-list_del(struct anr_heap *h, uint32_t s)
+list_del(struct anrc_heap *h, uint32_t s)
 {
-	struct anr_page *pg = &h->pm[s];
+	struct anrc_page *pg = &h->pm[s];
 	uint32_t n = pg->npages;
 	unsigned fl, sl;
 
-	anr_span_mapping(n, &fl, &sl);
+	anrc_span_mapping(n, &fl, &sl);
 	if (pg->prev != ANR_NIL)
 		h->pm[pg->prev].next = pg->next;
 	else
@@ -86,13 +86,13 @@ list_del(struct anr_heap *h, uint32_t s)
 			h->fl_map &= ~(1u << fl);
 	}
 	if (n > 1)
-		h->pm[s + n - 1] = (struct anr_page){ 0 };
-	*pg = (struct anr_page){ 0 };
-	anr_bm2_clear(&h->fheads, s, 1);
+		h->pm[s + n - 1] = (struct anrc_page){ 0 };
+	*pg = (struct anrc_page){ 0 };
+	anrc_bm2_clear(&h->fheads, s, 1);
 }
 
 void
-anr_span_init(struct anr_heap *h)
+anrc_span_init(struct anrc_heap *h)
 {
 	h->fl_map = 0;
 	for (unsigned f = 0; f < ANR_FL_COUNT; f++) {
@@ -104,14 +104,14 @@ anr_span_init(struct anr_heap *h)
 }
 
 static uint32_t
-find_fit(struct anr_heap *h, size_t n)
+find_fit(struct anrc_heap *h, size_t n)
 {
 	unsigned fl, sl;
 	uint32_t s, map;
 	uint64_t r = n;
 
 	/* The first span of n's own list may be long enough. */
-	anr_span_mapping(n, &fl, &sl);
+	anrc_span_mapping(n, &fl, &sl);
 	s = h->free_head[fl][sl];
 	if (s != ANR_NIL && h->pm[s].npages >= n)
 		return s;
@@ -120,7 +120,7 @@ find_fit(struct anr_heap *h, size_t n)
 		r = n + (UINT64_C(1) << (fls32((uint32_t)n) - ANR_SL_LOG2)) - 1;
 	if (r > UINT32_MAX)
 		return ANR_NIL;
-	anr_span_mapping((size_t)r, &fl, &sl);
+	anrc_span_mapping((size_t)r, &fl, &sl);
 	if (fl >= ANR_FL_COUNT)
 		return ANR_NIL;
 	map = h->sl_map[fl] & (~0u << sl);
@@ -136,7 +136,7 @@ find_fit(struct anr_heap *h, size_t n)
 }
 
 uint32_t
-anr_span_take(struct anr_heap *h, size_t n)
+anrc_span_take(struct anrc_heap *h, size_t n)
 {
 	uint32_t s, len;
 
@@ -153,13 +153,13 @@ anr_span_take(struct anr_heap *h, size_t n)
 }
 
 void
-anr_span_release(struct anr_heap *h, uint32_t s, size_t n)
+anrc_span_release(struct anrc_heap *h, uint32_t s, size_t n)
 {
 	uint32_t start = s, len = (uint32_t)n;
 
-	h->pm[s] = (struct anr_page){ 0 };
+	h->pm[s] = (struct anrc_page){ 0 };
 	if (s > 0) {
-		struct anr_page *l = &h->pm[s - 1];
+		struct anrc_page *l = &h->pm[s - 1];
 		uint32_t ls = ANR_NIL;
 		if (l->kind == ANR_PG_FREE_TAIL)
 			ls = s - l->npages;
@@ -181,9 +181,9 @@ anr_span_release(struct anr_heap *h, uint32_t s, size_t n)
 
 /* Take pages [s, s+n), which lie inside one free span, out of it. */
 void
-anr_span_carve(struct anr_heap *h, uint32_t s, size_t n)
+anrc_span_carve(struct anrc_heap *h, uint32_t s, size_t n)
 {
-	uint32_t f = (uint32_t)anr_bm2_prev(&h->fheads, s);
+	uint32_t f = (uint32_t)anrc_bm2_prev(&h->fheads, s);
 	uint32_t len = h->pm[f].npages;
 
 	list_del(h, f);
@@ -194,7 +194,7 @@ anr_span_carve(struct anr_heap *h, uint32_t s, size_t n)
 }
 
 int
-anr_span_extend(struct anr_heap *h, uint32_t s, size_t n, size_t extra)
+anrc_span_extend(struct anrc_heap *h, uint32_t s, size_t n, size_t extra)
 {
 	size_t r = (size_t)s + n;
 	uint32_t len;
@@ -211,7 +211,7 @@ anr_span_extend(struct anr_heap *h, uint32_t s, size_t n, size_t extra)
 
 /* Lists agree with the bitmaps and with the page map; counts free spans. */
 int
-anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages)
+anrc_span_check(struct anrc_heap *h, size_t *nfree_spans, size_t *free_pages)
 {
 	size_t count = 0, pages = 0;
 
@@ -227,7 +227,7 @@ anr_span_check(struct anr_heap *h, size_t *nfree_spans, size_t *free_pages)
 				if (s >= h->npages || h->pm[s].kind != ANR_PG_FREE ||
 				    h->pm[s].prev != prev || count > h->npages)
 					return -1;
-				anr_span_mapping(h->pm[s].npages, &ff, &ll);
+				anrc_span_mapping(h->pm[s].npages, &ff, &ll);
 				if (ff != f || ll != l)
 					return -1;
 				count++;
