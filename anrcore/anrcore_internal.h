@@ -53,12 +53,21 @@ struct anrc_page {
 #define ANR_SLAB_MAX ((size_t)16384)
 #define ANR_NCLASSES 36
 #define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
+/*
+ * Slabs span a multiple of ANR_SLAB_GROUP pages and start at a page index
+ * that is one: the page map entries, allocation bitmaps and remote-free
+ * bitmaps of one slab then fill cache lines no other slab shares, so two
+ * threads working on their own slabs never write to the same line.
+ */
+#define ANR_CACHE_LINE 64
+#define ANR_SLAB_GROUP (ANR_CACHE_LINE / sizeof(struct anrc_page))
 #define ANR_EMPTY_CACHE_PAGES 16 /* pages of empty slabs kept for reuse */
 
 struct anrc_class {
 	uint32_t size;
 	uint32_t npages;
 	uint32_t nobjs;
+	uint32_t words;  /* bitmap words of a slab: ceil(nobjs / 64) */
 	uint64_t magic; /* ceil(2^ANR_MAGIC_SHIFT / size) */
 };
 
@@ -274,6 +283,9 @@ void anrc_bm2_place(struct anrc_bm2 *b, uint64_t *mem, size_t nbits);
  * reason (the number of pages missing). */
 uint32_t anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 		       size_t *short_pages);
+/* The same for a slab: n pages from a page index that is a multiple of
+ * ANR_SLAB_GROUP. */
+uint32_t anrc_pages_get_slab(struct anrc_heap *h, size_t n, size_t *short_pages);
 /* Extend the live span s of n pages by extra pages in place if the next
  * span is free and the budget allows; 0 on success. */
 int anrc_pages_grow(struct anrc_heap *h, uint32_t s, size_t n, size_t extra,

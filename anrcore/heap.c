@@ -91,7 +91,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define CACHE_LINE 64
+#define CACHE_LINE ANR_CACHE_LINE
 #define MIN_DATA_PAGES 16
 
 static size_t
@@ -121,7 +121,7 @@ plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 	off = round_up(off + npages * sizeof(struct anrc_page), CACHE_LINE);
 	l->slabbits = off;
 	off += npages * bmw * sizeof(uint64_t);
-	l->rfree = off;
+	l->rfree = off = round_up(off, CACHE_LINE);
 	off += npages * bmw * sizeof(uint64_t);
 	l->owner = off;
 	off = round_up(off + npages, CACHE_LINE);

@@ -296,9 +296,10 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 	return 0;
 }
 
-uint32_t
-anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
-	      size_t *short_pages)
+/* Pages aligned by address (by_index 0) or by page index (1). */
+static uint32_t
+pages_get(struct anrc_heap *h, size_t n, size_t align_pages, int by_index,
+	  size_t *short_pages)
 {
 	size_t total = n, lead = 0;
 	uint32_t s;
@@ -315,9 +316,13 @@ anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 	if (s == ANR_NIL)
 		return ANR_NIL;
 	if (align_pages > 1) {
-		uintptr_t a = (uintptr_t)anrc_page_addr(h, s);
-		uintptr_t mask = ((uintptr_t)align_pages << h->page_shift) - 1;
-		lead = (((a + mask) & ~mask) - a) >> h->page_shift;
+		if (by_index) {
+			lead = (align_pages - (s & (align_pages - 1))) & (align_pages - 1);
+		} else {
+			uintptr_t a = (uintptr_t)anrc_page_addr(h, s);
+			uintptr_t mask = ((uintptr_t)align_pages << h->page_shift) - 1;
+			lead = (((a + mask) & ~mask) - a) >> h->page_shift;
+		}
 		/* Give the unaligned head and the spare tail back unused. */
 		if (total - lead - n > 0)
 			anrc_span_release(h, (uint32_t)(s + lead + n), total - lead - n);
@@ -331,6 +336,19 @@ anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 		return ANR_NIL;
 	}
 	return s;
+}
+
+uint32_t
+anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
+	      size_t *short_pages)
+{
+	return pages_get(h, n, align_pages, 0, short_pages);
+}
+
+uint32_t
+anrc_pages_get_slab(struct anrc_heap *h, size_t n, size_t *short_pages)
+{
+	return pages_get(h, n, ANR_SLAB_GROUP, 1, short_pages);
 }
 
 int

@@ -13,11 +13,14 @@
  * average) and every class size is a multiple of 16.  anrc_size_class() is
  * the only place that maps a size to a class; tests check it for every size.
  *
- * A slab is a span of 1..ANR_SLAB_SPAN_MAX pages cut into objects of one
+ * A slab is a span of ANR_SLAB_GROUP..ANR_SLAB_SPAN_MAX pages (a multiple
+ * of ANR_SLAB_GROUP, from a page index that is one) cut into objects of one
  * class, with no header: its state is the page map entry of its first page
  * (class, free count, partial-list links), the page map entries of its
- * other pages (distance to the first), and an allocation bitmap of bmw
- * words kept for the first page in the metadata area: one bit per object.
+ * other pages (distance to the first), and an allocation bitmap in the
+ * metadata area, one bit per object, in the bmw words per page of its
+ * pages (objects are at least ANR_ALIGN bytes, so the bits fit).  Being
+ * aligned, no two slabs share a cache line of page map or bitmaps.
  * Bits past the last object are set, so they are never handed out.
  * Slabs with free objects are on their class's partial list.  A slab whose
  * objects are all free goes back to the span allocator, except that each
@@ -58,7 +61,7 @@ anrc_slab_init(struct anrc_heap *h)
 		struct anrc_class *k = &h->cls[c];
 		size_t size = anrc_class_size(c), best = 0, best_waste = SIZE_MAX;
 
-		for (size_t p = 1; p <= ANR_SLAB_SPAN_MAX; p++) {
+		for (size_t p = ANR_SLAB_GROUP; p <= ANR_SLAB_SPAN_MAX; p += ANR_SLAB_GROUP) {
 			size_t span = p * h->page, waste;
 			if (span < size)
 				continue;
@@ -76,6 +79,7 @@ anrc_slab_init(struct anrc_heap *h)
 		k->size = (uint32_t)size;
 		k->npages = (uint32_t)best;
 		k->nobjs = (uint32_t)(best * h->page / size);
+		k->words = (k->nobjs + 63) / 64;
 		k->magic = ((UINT64_C(1) << ANR_MAGIC_SHIFT) + size - 1) / size;
 		h->partial[c] = ANR_NIL;
 		h->empty_slab[c] = ANR_NIL;
@@ -133,9 +137,9 @@ static uint32_t
 slab_build(struct anrc_heap *h, unsigned c, size_t *short_pages)
 {
 	const struct anrc_class *k = &h->cls[c];
-	uint32_t s = anrc_pages_get(h, k->npages, 1, short_pages);
+	uint32_t s = anrc_pages_get_slab(h, k->npages, short_pages);
 	uint64_t *bits;
-	size_t nbits = (size_t)h->bmw * 64;
+	size_t words = k->words;
 
 	if (s == ANR_NIL)
 		return ANR_NIL;
@@ -148,9 +152,9 @@ slab_build(struct anrc_heap *h, unsigned c, size_t *short_pages)
 		h->pm[s + i].npages = i;
 	}
 	bits = anrc_slab_bits(h, s);
-	memset(bits, 0, (size_t)h->bmw * sizeof(*bits));
-	anrc_bits_set(bits, k->nobjs, nbits - k->nobjs);
-	memset(h->rfree + (size_t)s * h->bmw, 0, (size_t)h->bmw * sizeof(*bits));
+	memset(bits, 0, words * sizeof(*bits));
+	anrc_bits_set(bits, k->nobjs, words * 64 - k->nobjs);
+	memset(h->rfree + (size_t)s * h->bmw, 0, words * sizeof(*bits));
 	anrc_bm2_set(&h->heads, s, 1);
 	return s;
 }
@@ -192,7 +196,7 @@ anrc_slab_alloc(struct anrc_heap *h, unsigned c, size_t *short_pages)
 		h->empty_pages -= k->npages;
 	}
 	bits = anrc_slab_bits(h, s);
-	for (unsigned w = 0; w < h->bmw; w++) {
+	for (unsigned w = 0; w < k->words; w++) {
 		uint64_t v = ~bits[w];
 		if (v != 0) {
 			unsigned b = (unsigned)__builtin_ctzll(v);
@@ -277,7 +281,7 @@ anrc_slab_collect_shared(struct anrc_heap *h, uint32_t s)
 	uint64_t *rf = h->rfree + (size_t)s * h->bmw;
 	const struct anrc_class *k = &h->cls[h->pm[s].cls];
 
-	for (unsigned w = 0; w < h->bmw; w++) {
+	for (unsigned w = 0; w < k->words; w++) {
 		uint64_t x;
 		if (__atomic_load_n(&rf[w], __ATOMIC_RELAXED) == 0)
 			continue;

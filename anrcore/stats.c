@@ -247,11 +247,15 @@ check_slab(struct anrc_heap *h, size_t i, struct tally *t)
 	struct anrc_page *pg = &h->pm[i];
 	const struct anrc_class *k;
 	uint64_t *bits;
-	size_t nbits = (size_t)h->bmw * 64, live;
+	size_t nbits, live;
 
 	if (pg->cls >= ANR_NCLASSES)
 		FAIL("%s: check: slab %zu has class %u", h->name, i, pg->cls);
 	k = &h->cls[pg->cls];
+	nbits = (size_t)k->words * 64;
+	if ((i & (ANR_SLAB_GROUP - 1)) != 0)
+		FAIL("%s: check: slab %zu does not start a group of %zu pages", h->name, i,
+		     (size_t)ANR_SLAB_GROUP);
 	if (pg->npages != k->npages)
 		FAIL("%s: check: slab %zu has %u pages, class wants %u", h->name, i,
 		     pg->npages, k->npages);

@@ -166,7 +166,7 @@ collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	struct anrc_page *pg = &h->pm[s];
 	size_t n = 0, size = h->cls[pg->cls].size;
 
-	for (unsigned w = 0; w < h->bmw; w++) {
+	for (unsigned w = 0; w < h->cls[pg->cls].words; w++) {
 		uint64_t x;
 		if (__atomic_load_n(&rf[w], __ATOMIC_RELAXED) == 0)
 			continue;
@@ -465,7 +465,7 @@ disown(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	__atomic_store_n(&h->owner[s], 0, __ATOMIC_SEQ_CST);
 	collect(h, t, s);
 	/* Count from the bitmap: a fork may have cut an update short. */
-	nbits = (size_t)h->bmw * 64;
+	nbits = (size_t)k->words * 64;
 	live = anrc_bits_count(bits, 0, k->nobjs);
 	anrc_bits_set(bits, k->nobjs, nbits - k->nobjs);
 	h->pm[s].nfree = (uint16_t)(k->nobjs - live);

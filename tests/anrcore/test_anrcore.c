@@ -1313,6 +1313,85 @@ START_TEST(theap_remote_frees)
 }
 END_TEST
 
+/* Every class's slabs start a page group and fill it, so the metadata
+ * lines one thread writes on its fast paths (page map entry, allocation
+ * and remote-free bitmaps) hold nothing of another thread's slabs. */
+struct grab {
+	struct anrc_heap *h;
+	pthread_barrier_t *bar; /* the thread lives on until the checks are done */
+	void *p[ANR_NCLASSES];
+};
+
+static void *
+grab_fn(void *arg)
+{
+	struct grab *g = arg;
+
+	for (unsigned c = 0; c < ANR_NCLASSES; c++)
+		g->p[c] = anrc_alloc(g->h, g->h->cls[c].size, 0);
+	if (g->bar != NULL) {
+		pthread_barrier_wait(g->bar);
+		pthread_barrier_wait(g->bar);
+	}
+	return NULL;
+}
+
+static void
+slab_lines(struct anrc_heap *h, void *p, uintptr_t lo[3], uintptr_t hi[3])
+{
+	uint32_t s = anrc_slab_head(h, (size_t)((char *)p - h->data) >> h->page_shift);
+	const struct anrc_class *k = &h->cls[h->pm[s].cls];
+
+	ck_assert_uint_eq(s % ANR_SLAB_GROUP, 0);
+	ck_assert_uint_eq(k->npages % ANR_SLAB_GROUP, 0);
+	lo[0] = (uintptr_t)&h->pm[s] / ANR_CACHE_LINE;
+	hi[0] = ((uintptr_t)&h->pm[s + k->npages] - 1) / ANR_CACHE_LINE;
+	lo[1] = (uintptr_t)anrc_slab_bits(h, s) / ANR_CACHE_LINE;
+	hi[1] = ((uintptr_t)(anrc_slab_bits(h, s) + k->words) - 1) / ANR_CACHE_LINE;
+	lo[2] = (uintptr_t)(h->rfree + (size_t)s * h->bmw) / ANR_CACHE_LINE;
+	hi[2] = ((uintptr_t)(h->rfree + (size_t)s * h->bmw + k->words) - 1) / ANR_CACHE_LINE;
+	/* The lines are the slab's own: its pages' share, nothing more. */
+	ck_assert_uint_le(hi[1], ((uintptr_t)anrc_slab_bits(h, s + k->npages) - 1) / ANR_CACHE_LINE);
+}
+
+START_TEST(slab_lines_not_shared)
+{
+	struct anrc_heap *h = heap_plain();
+	pthread_barrier_t bar;
+	struct grab a = { .h = h, .bar = &bar }, b = { .h = h };
+	pthread_t t;
+
+	ck_assert_uint_eq((uintptr_t)h->pm % ANR_CACHE_LINE, 0);
+	ck_assert_uint_eq((uintptr_t)h->slabbits % ANR_CACHE_LINE, 0);
+	ck_assert_uint_eq((uintptr_t)h->rfree % ANR_CACHE_LINE, 0);
+	pthread_barrier_init(&bar, NULL, 2);
+	ck_assert_int_eq(pthread_create(&t, NULL, grab_fn, &a), 0);
+	pthread_barrier_wait(&bar);
+	grab_fn(&b);
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		uintptr_t alo[3], ahi[3], blo[3], bhi[3];
+		ck_assert_ptr_nonnull(a.p[c]);
+		ck_assert_ptr_nonnull(b.p[c]);
+		slab_lines(h, a.p[c], alo, ahi);
+		for (unsigned d = 0; d < ANR_NCLASSES; d++) {
+			slab_lines(h, b.p[d], blo, bhi);
+			for (int i = 0; i < 3; i++)
+				ck_assert_msg(ahi[i] < blo[i] || bhi[i] < alo[i],
+					      "classes %u and %u share a line of array %d", c, d, i);
+		}
+	}
+	pthread_barrier_wait(&bar);
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&bar);
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		anrc_free(h, a.p[c]);
+		anrc_free(h, b.p[c]);
+	}
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* The slabs of a thread that exits become shared; the next thread adopts
  * them instead of taking new pages. */
 START_TEST(theap_exit_adopted)
@@ -2007,7 +2086,7 @@ START_TEST(report_and_defaults)
 	ck_assert_ptr_nonnull(strstr(buf, "test heap report"));
 	ck_assert_ptr_nonnull(strstr(buf, "in use"));
 	ck_assert_ptr_nonnull(strstr(buf, "1 KiB"));
-	ck_assert_ptr_nonnull(strstr(buf, "class  1024 B: 1 slabs of 1 pages, 1 of 4 objects live"));
+	ck_assert_ptr_nonnull(strstr(buf, "class  1024 B: 1 slabs of 4 pages, 1 of 16 objects live"));
 	ck_assert_ptr_nonnull(strstr(buf, "longest free run"));
 	anrc_free(h, p);
 	anrc_destroy(h);
@@ -2069,6 +2148,7 @@ anrcore_suite(void)
 	ADD(deferred_ring_full_bad_frees);
 	ADD(theap_spare_reused_then_trim);
 	ADD(theap_remote_frees);
+	ADD(slab_lines_not_shared);
 	ADD(theap_exit_adopted);
 	ADD(release_free_all_threads);
 	ADD(steps_bounded);
