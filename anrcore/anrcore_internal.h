@@ -138,7 +138,7 @@ struct anrc_theap {
 } __attribute__((aligned(64)));
 
 struct anrc_heap {
-	/* Fixed at creation. */
+	/* Fixed at creation (class sizes, name and modes included). */
 	char *base;            /* the reservation */
 	size_t reserve;
 	char *data;            /* first data page */
@@ -166,9 +166,12 @@ struct anrc_heap {
 	/* Size class of a request of s <= ANR_SLAB_MAX bytes: class_of[(s + 15) / 16]
 	 * (every class size is a multiple of 16). */
 	uint8_t class_of[ANR_SLAB_MAX / ANR_ALIGN + 1];
+	struct anrc_class cls[ANR_NCLASSES];
 	char name[32];
 
-	pthread_mutex_t lock;
+	/* What changes while the heap runs starts on a cache line of its own:
+	 * the fields above, read by every fast path, share none with it. */
+	pthread_mutex_t lock __attribute__((aligned(ANR_CACHE_LINE)));
 	/* Frees that found the lock busy: a ring of slots taken with
 	 * compare-and-swap, emptied by the next lock holder.  A free that
 	 * finds the ring full waits for the lock. */
@@ -183,7 +186,6 @@ struct anrc_heap {
 	uint32_t free_head[ANR_FL_COUNT][ANR_SL_COUNT];
 
 	/* Slabs. */
-	struct anrc_class cls[ANR_NCLASSES];
 	uint32_t partial[ANR_NCLASSES];
 	uint32_t empty_slab[ANR_NCLASSES]; /* an empty slab kept, or ANR_NIL */
 	size_t class_slabs[ANR_NCLASSES];  /* slabs of each class */
