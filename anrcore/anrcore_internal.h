@@ -126,14 +126,32 @@ struct anrc_theap {
 	uint32_t nslabs[ANR_NCLASSES];   /* slabs in each ring */
 	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages */
 	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
-	size_t in_use;           /* bytes of live objects in owned slabs */
+	/*
+	 * The word malloc takes objects from: avail[c] holds free objects of
+	 * the bitmap word *wbits[c] of slab cur[c] (a subset of its clear
+	 * bits), the first of that word's objects is woff[c] bytes from
+	 * h->data (an offset, not a pointer: a leak checker scanning memory
+	 * must not find a free object's address here).  Zero when cur[c]
+	 * changes; only this thread sets bits in its slabs' bitmaps, so the
+	 * objects stay free until it takes them.
+	 */
+	uint64_t avail[ANR_NCLASSES];
+	uint64_t *wbits[ANR_NCLASSES];
+	size_t woff[ANR_NCLASSES];
+	/* Objects of each class handed out and freed locally: with
+	 * in_use_adj (bytes adopted, less those folded in from other threads'
+	 * frees and those disowned; modulo 2^64) they make the bytes in use,
+	 * so that a fast path adds 1 to one counter. */
+	uint64_t nalloc[ANR_NCLASSES], nfreed[ANR_NCLASSES];
+	size_t in_use_adj;
 	size_t slab_bytes;       /* bytes of owned slab pages */
-	uint64_t allocs, frees;  /* frees: local ones */
 	/* Frees of other threads' objects by this thread, and frees of this
 	 * thread's objects by others that it has folded in: their difference,
 	 * summed, is what waits in the remote-free bitmaps. */
 	uint64_t rcount, rbytes, ccount, cbytes;
-	uint64_t freed_pending;  /* freed bytes not yet added to freed_bytes */
+	/* Freed bytes not yet added to freed_bytes are ANR_FREED_PUBLISH -
+	 * publish_left; at 0 or below they are added (set when claimed). */
+	int64_t publish_left;
 	int flush_wanted;        /* atomic: give the spare slabs back */
 } __attribute__((aligned(64)));
 
@@ -373,6 +391,9 @@ anrc_theap_get(struct anrc_heap *h)
 struct anrc_theap *anrc_theap_peek(const struct anrc_heap *h);
 /* Current slab of class c is full: find free objects without the lock. */
 int anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c);
+/* Load t->avail[c] from the first bitmap word of the current slab with a
+ * free object; 0 if there is no current slab or it is full. */
+uint64_t anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			    size_t *short_pages);

@@ -128,6 +128,7 @@ anrc_theap_lookup(struct anrc_heap *h)
 		}
 		if (t == NULL)
 			return NULL;
+		STORE(t->publish_left, ANR_FREED_PUBLISH);
 		anrc_tl.busy = 1;
 		if (pthread_setspecific(h->key, t) != 0) {
 			anrc_tl.busy = 0;
@@ -142,19 +143,58 @@ anrc_theap_lookup(struct anrc_heap *h)
 	return t;
 }
 
+/* Freed bytes of t not yet published. */
+static uint64_t
+freed_pending(const struct anrc_theap *t)
+{
+	return (uint64_t)(ANR_FREED_PUBLISH - LOAD(t->publish_left));
+}
+
 void
 anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t)
 {
-	__atomic_add_fetch(&h->freed_bytes, t->freed_pending, __ATOMIC_RELAXED);
-	t->freed_pending = 0;
+	__atomic_add_fetch(&h->freed_bytes, freed_pending(t), __ATOMIC_RELAXED);
+	STORE(t->publish_left, ANR_FREED_PUBLISH);
 }
 
 static void
 publish_freed(struct anrc_heap *h, struct anrc_theap *t, size_t bytes)
 {
-	t->freed_pending += bytes;
-	if (t->freed_pending >= ANR_FREED_PUBLISH)
+	STORE(t->publish_left, t->publish_left - (int64_t)bytes);
+	if (t->publish_left <= 0)
 		anrc_theap_publish(h, t);
+}
+
+/* Bytes of t's live objects (read by other threads too: a snapshot). */
+static size_t
+theap_in_use(const struct anrc_heap *h, const struct anrc_theap *t)
+{
+	size_t bytes = LOAD(t->in_use_adj);
+
+	for (unsigned c = 0; c < ANR_NCLASSES; c++)
+		bytes += (size_t)(LOAD(t->nalloc[c]) - LOAD(t->nfreed[c])) * h->cls[c].size;
+	return bytes;
+}
+
+uint64_t
+anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
+{
+	const struct anrc_class *k = &h->cls[c];
+	uint32_t s = t->cur[c];
+	uint64_t *bits, v = 0;
+	unsigned w;
+
+	if (s == ANR_NIL || h->pm[s].nfree == 0)
+		return 0;
+	bits = anrc_slab_bits(h, s);
+	/* nfree > 0: some word of the k->words has a clear bit. */
+	for (w = 0; w < k->words; w++)
+		if ((v = ~bits[w]) != 0)
+			break;
+	t->wbits[c] = &bits[w];
+	t->woff[c] = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
+	t->avail[c] = v;
+	return v;
 }
 
 /* Fold the remote frees of owned slab s into its bitmap. */
@@ -177,7 +217,7 @@ collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	if (n == 0)
 		return;
 	pg->nfree = (uint16_t)(pg->nfree + n);
-	STORE(t->in_use, t->in_use - n * size);
+	STORE(t->in_use_adj, t->in_use_adj - n * size);
 	STORE(t->ccount, t->ccount + n);
 	STORE(t->cbytes, t->cbytes + n * size);
 	publish_freed(h, t, n * size);
@@ -200,6 +240,7 @@ ring_add(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	}
 	t->cur[c] = s;
 	t->cur_empty[c] = 0;
+	t->avail[c] = 0;
 }
 
 /* Make s (in the ring) the slab class c allocates from. */
@@ -210,6 +251,7 @@ set_cur(struct anrc_theap *t, unsigned c, uint32_t s)
 		return;
 	t->cur[c] = s;
 	t->cur_empty[c] = 0;
+	t->avail[c] = 0;
 	if (t->spare[c] == s) {
 		/* still empty and still counted, now as the current slab */
 		t->spare[c] = ANR_NIL;
@@ -234,6 +276,7 @@ ring_del(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	}
 	if (nx == s) {
 		t->cur[c] = ANR_NIL;
+		t->avail[c] = 0;
 	} else {
 		h->pm[pv].next = nx;
 		h->pm[nx].prev = pv;
@@ -330,7 +373,7 @@ anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 		h->class_live[c] -= live;
 		h->slab_free -= bytes - live * k->size;
 		h->in_use -= live * k->size;
-		STORE(t->in_use, t->in_use + live * k->size);
+		STORE(t->in_use_adj, t->in_use_adj + live * k->size);
 		__atomic_store_n(&h->owner[s], t->id, __ATOMIC_SEQ_CST);
 	} else {
 		s = anrc_slab_new_owned(h, c, short_pages);
@@ -415,8 +458,7 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 		block_dies(h, p, k->size);
 		*bits &= ~m;
 		pg->nfree++;
-		STORE(t->in_use, t->in_use - k->size);
-		STORE(t->frees, t->frees + 1);
+		STORE(t->nfreed[pg->cls], t->nfreed[pg->cls] + 1);
 		publish_freed(h, t, k->size);
 		if (__builtin_expect(pg->nfree == k->nobjs, 0))
 			emptied(h, t, pg->cls, s, locked);
@@ -470,7 +512,7 @@ disown(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	anrc_bits_set(bits, k->nobjs, nbits - k->nobjs);
 	h->pm[s].nfree = (uint16_t)(k->nobjs - live);
 	STORE(t->slab_bytes, t->slab_bytes - bytes);
-	STORE(t->in_use, t->in_use - live * k->size);
+	STORE(t->in_use_adj, t->in_use_adj - live * k->size);
 	if (live == 0 && (h->empty_slab[c] != ANR_NIL ||
 			  h->empty_pages + k->npages > ANR_EMPTY_CACHE_PAGES)) {
 		anrc_slab_release_unlisted(h, s);
@@ -496,21 +538,23 @@ anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 			disown(h, t, c, t->cur[c]);
 	/* What the owner counted joins the heap's counts (its bytes in use
 	 * went with its slabs, counted from their bitmaps). */
-	h->allocs += t->allocs;
-	h->frees += t->frees;
-	__atomic_add_fetch(&h->freed_bytes, t->freed_pending, __ATOMIC_RELAXED);
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		h->allocs += t->nalloc[c];
+		h->frees += t->nfreed[c];
+		STORE(t->nalloc[c], 0);
+		STORE(t->nfreed[c], 0);
+	}
+	__atomic_add_fetch(&h->freed_bytes, freed_pending(t), __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_rcount, t->rcount, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_rbytes, t->rbytes, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_ccount, t->ccount, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_cbytes, t->cbytes, __ATOMIC_RELAXED);
-	STORE(t->in_use, 0);
-	STORE(t->allocs, 0);
-	STORE(t->frees, 0);
+	STORE(t->in_use_adj, 0);
 	STORE(t->rcount, 0);
 	STORE(t->rbytes, 0);
 	STORE(t->ccount, 0);
 	STORE(t->cbytes, 0);
-	t->freed_pending = 0;
+	STORE(t->publish_left, ANR_FREED_PUBLISH);
 	STORE(t->slab_bytes, 0);
 	anrc_pages_settle(h);
 }
@@ -526,10 +570,14 @@ anrc_theap_totals(struct anrc_heap *h, size_t *in_use, size_t *slab_bytes,
 	*allocs = *frees = 0;
 	for (unsigned i = 0; i < ANR_THEAPS; i++) {
 		struct anrc_theap *t = &h->th[i];
-		*in_use += LOAD(t->in_use);
+		if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == 0)
+			continue; /* never used, or abandoned: its counts are h's */
+		*in_use += theap_in_use(h, t);
 		*slab_bytes += LOAD(t->slab_bytes);
-		*allocs += LOAD(t->allocs);
-		*frees += LOAD(t->frees);
+		for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+			*allocs += LOAD(t->nalloc[c]);
+			*frees += LOAD(t->nfreed[c]);
+		}
 		rc += LOAD(t->rcount);
 		rb += LOAD(t->rbytes);
 		cc += LOAD(t->ccount);
@@ -546,7 +594,7 @@ uint64_t
 anrc_theap_freed_pending(const struct anrc_heap *h)
 {
 	struct anrc_theap *t = anrc_theap_peek(h);
-	return t != NULL ? t->freed_pending : 0;
+	return t != NULL ? freed_pending(t) : 0;
 }
 
 void

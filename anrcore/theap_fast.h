@@ -13,58 +13,37 @@
 #define ANR_TH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
 /*
- * An object of class c from t's current slab, without a call: NULL when
- * there is none or it is full (anrc_theap_alloc refills it), so that the
+ * An object of class c from t's current slab, without a call: the lowest
+ * object of the word held in t->avail[c].  NULL when that word is used up
+ * (anrc_theap_alloc loads the next one, or refills the slab), so that the
  * inlined path needs no saved register.
  */
 static inline __attribute__((always_inline)) void *
 anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
-	uint32_t s = t->cur[c];
-	struct anrc_page *pg;
-	uint64_t *bits, v;
-	char *base;
-	size_t size;
-	unsigned w = 0, nfree;
+	uint64_t a = t->avail[c], m;
 
-	if (__builtin_expect(s == ANR_NIL, 0))
+	if (__builtin_expect(a == 0, 0))
 		return NULL;
-	pg = &h->pm[s];
-	nfree = pg->nfree;
-	if (__builtin_expect(nfree == 0, 0))
-		return NULL;
-	if (t->cur_empty[c]) {
+	if (__builtin_expect(t->cur_empty[c], 0)) {
 		t->cur_empty[c] = 0;
 		t->empty_pages -= h->cls[c].npages;
 	}
-	/* The counts first: fewer values live across the search. */
-	pg->nfree = (uint16_t)(nfree - 1);
-	size = h->cls[c].size;
-	{
-		size_t in_use = t->in_use + size;
-		uint64_t allocs = t->allocs + 1;
-		ANR_TH_STORE(t->in_use, in_use);
-		ANR_TH_STORE(t->allocs, allocs);
-	}
-	base = anrc_page_addr(h, s);
-	bits = anrc_slab_bits(h, s);
-	while ((v = ~bits[w]) == 0)
-		w++;
-	bits[w] = ~v | (v & -v);
-	return base + ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * size;
+	m = a & -a;
+	t->avail[c] = a ^ m;
+	*t->wbits[c] |= m;
+	h->pm[t->cur[c]].nfree--;
+	ANR_TH_STORE(t->nalloc[c], t->nalloc[c] + 1);
+	return h->data + t->woff[c] + (size_t)__builtin_ctzll(a) * h->cls[c].size;
 }
 
-/* An object of class c from t's current slab, refilled (without the
- * lock) when full; NULL: the slow path. */
+/* An object of class c from t's slabs, the current one refilled (without
+ * the lock) when full; NULL: the slow path. */
 static inline __attribute__((always_inline)) void *
 anrc_theap_alloc(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
-	uint32_t s = t->cur[c];
-
-	if (__builtin_expect(s == ANR_NIL, 0))
-		return NULL;
-	if (__builtin_expect(h->pm[s].nfree == 0, 0) &&
-	    anrc_theap_refill_unlocked(h, t, c) != 0)
+	if (t->avail[c] == 0 && anrc_theap_load_word(h, t, c) == 0 &&
+	    (anrc_theap_refill_unlocked(h, t, c) != 0 || anrc_theap_load_word(h, t, c) == 0))
 		return NULL;
 	return anrc_theap_alloc_nocall(h, t, c);
 }
@@ -85,7 +64,8 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	unsigned c = pg->cls;
 	const struct anrc_class *k = &h->cls[c];
 	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
-	uint64_t m, v, pending;
+	uint64_t m, v;
+	int64_t left;
 	unsigned nfree;
 
 	if (h->owner[s] != t->id)
@@ -110,17 +90,11 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	/* Judged: now the writes, each value dropped once written. */
 	h->slabbits[w] = v & ~m;
 	pg->nfree = (uint16_t)nfree;
-	{
-		size_t size = k->size;
-		size_t in_use = t->in_use - size;
-		uint64_t frees = t->frees + 1;
-		pending = t->freed_pending + size;
-		ANR_TH_STORE(t->in_use, in_use);
-		ANR_TH_STORE(t->frees, frees);
-		t->freed_pending = pending;
-	}
+	ANR_TH_STORE(t->nfreed[c], t->nfreed[c] + 1);
+	left = t->publish_left - (int64_t)k->size;
+	t->publish_left = left;
 	/* 2: the caller publishes the freed bytes (anrc_theap_publish). */
-	return 1 + (pending >= ANR_FREED_PUBLISH);
+	return 1 + (left <= 0);
 }
 
 /*

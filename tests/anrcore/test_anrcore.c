@@ -1313,6 +1313,53 @@ START_TEST(theap_remote_frees)
 }
 END_TEST
 
+/* malloc takes objects from a bitmap word the thread holds: an object
+ * freed while its word is held is free in the bitmap (a second free is
+ * reported) and is handed out again only once, and the counts stay
+ * exact. */
+START_TEST(held_word_frees)
+{
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	enum { N = 300 };
+	static char *v[N];
+	struct anrc_stats st;
+
+	mb_log_set_sink(sink_fn);
+	for (int round = 0; round < 3; round++) {
+		sink_reset();
+		for (int i = 0; i < N; i++) {
+			v[i] = anrc_alloc(h, 48, 0);
+			ck_assert_ptr_nonnull(v[i]);
+			memset(v[i], i & 0xff, 48);
+		}
+		/* every third goes back, then twice: the second is refused */
+		for (int i = 0; i < N; i += 3)
+			anrc_free(h, v[i]);
+		anrc_free(h, v[3]);
+		ck_assert_int_eq(sink_lines, 1);
+		for (int i = 0; i < N; i += 3)
+			v[i] = anrc_alloc(h, 48, 0);
+		/* no object is handed out twice: each holds its own mark */
+		for (int i = 0; i < N; i++)
+			memset(v[i], i & 0xff, 48);
+		for (int i = 0; i < N; i++)
+			for (int j = 0; j < 48; j++)
+				ck_assert_int_eq((unsigned char)v[i][j], i & 0xff);
+		stats(h, &st);
+		ck_assert_uint_eq(st.in_use, (size_t)N * 48);
+		ck_assert_int_eq(anrc_check(h), 0);
+		for (int i = 0; i < N; i++)
+			anrc_free(h, v[i]);
+		stats(h, &st);
+		ck_assert_uint_eq(st.in_use, 0);
+		ck_assert_uint_eq(st.allocs, st.frees);
+		ck_assert_uint_eq(st.bad_frees, (uint64_t)round + 1);
+	}
+	mb_log_set_sink(NULL);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* Every class's slabs start a page group and fill it, so the metadata
  * lines one thread writes on its fast paths (page map entry, allocation
  * and remote-free bitmaps) hold nothing of another thread's slabs. */
@@ -2149,6 +2196,7 @@ anrcore_suite(void)
 	ADD(theap_spare_reused_then_trim);
 	ADD(theap_remote_frees);
 	ADD(slab_lines_not_shared);
+	ADD(held_word_frees);
 	ADD(theap_exit_adopted);
 	ADD(release_free_all_threads);
 	ADD(steps_bounded);
