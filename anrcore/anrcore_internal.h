@@ -274,13 +274,22 @@ anrc_steps(uint64_t n)
  * with at most one 2 x ANR_BM_LEVELS-word search), one trim round of
  * ANR_TRIM_BATCH runs (three searches, the run's extension by words, one
  * madvise of the run and one of its free span's metadata each) over at
- * most ANR_TRIM_SLICE_PAGES pages, and one
- * search of the call itself.  A call that frees a block of n pages may
+ * most ANR_TRIM_SLICE_PAGES pages, one search of the call itself, and the
+ * slab bitmap words of a thread's allocation (ANR_THEAP_STEPS_MAX).  A call that frees a block of n pages may
  * give those n pages back too: n / 64 more words. */
 #define ANR_BM_STEPS_MAX (2 * ANR_BM_LEVELS)
+/* Bitmap words of a slab at most (4 KiB pages; steps_bounded checks it):
+ * 1,024 objects of 16 bytes in four pages. */
+#define ANR_SLAB_WORDS_MAX 16
+/* The words of slab bitmaps an allocation of a thread looks at, at most:
+ * its current word used up, the next one loaded (one slab's words), the
+ * current slab and ANR_THEAP_SCAN more collected without the lock, a word
+ * loaded again; then under the lock the same scan, the new or adopted
+ * slab collected and a word loaded from it. */
+#define ANR_THEAP_STEPS_MAX ((2 * ANR_THEAP_SCAN + 6) * ANR_SLAB_WORDS_MAX)
 #define ANR_CALL_STEPS_MAX (ANR_DRAIN_MAX * (1 + ANR_BM_STEPS_MAX) + \
 	ANR_TRIM_BATCH * (3 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 2) + \
-	ANR_BM_STEPS_MAX)
+	ANR_BM_STEPS_MAX + ANR_THEAP_STEPS_MAX)
 
 /* pages.c */
 static inline int

@@ -188,9 +188,11 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 		return 0;
 	bits = anrc_slab_bits(h, s);
 	/* nfree > 0: some word of the k->words has a clear bit. */
-	for (w = 0; w < k->words; w++)
+	for (w = 0; w < k->words; w++) {
+		anrc_steps(1);
 		if ((v = ~bits[w]) != 0)
 			break;
+	}
 	t->wbits[c] = &bits[w];
 	t->woff[c] = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
 	t->avail[c] = v;
@@ -208,6 +210,7 @@ collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 
 	for (unsigned w = 0; w < h->cls[pg->cls].words; w++) {
 		uint64_t x;
+		anrc_steps(1);
 		if (__atomic_load_n(&rf[w], __ATOMIC_RELAXED) == 0)
 			continue;
 		x = __atomic_exchange_n(&rf[w], 0, __ATOMIC_ACQUIRE);

@@ -1360,6 +1360,50 @@ START_TEST(held_word_frees)
 }
 END_TEST
 
+/* A thread's allocations look at no more slab bitmap words than
+ * ANR_THEAP_STEPS_MAX (plus one page search for a new slab): one thread,
+ * no frees of other threads, no page return, so nothing else counts.
+ * Its slabs of 16-byte objects (the most words) are kept nearly full, so
+ * that allocations load words, scan rings and take new slabs. */
+START_TEST(theap_steps_bounded)
+{
+	struct anrc_config c = { .reserve = 256 * MiB, .free_low = 64 * MiB,
+				.free_high = 128 * MiB, .bad_free = ANR_BAD_FREE_ABORT,
+				.valgrind = 1 };
+	struct anrc_heap *h = anrc_create(&c);
+	enum { N = 40000 };
+	static char *v[N];
+	uint64_t before, used, worst = 0, slow = 0;
+
+	ck_assert_ptr_nonnull(h);
+	for (unsigned round = 0; round < 4; round++) {
+		for (unsigned i = 0; i < N; i++) {
+			before = anrc_step_count;
+			v[i] = anrc_alloc(h, 16, 0);
+			used = anrc_step_count - before;
+			ck_assert_ptr_nonnull(v[i]);
+			ck_assert_uint_le(used, ANR_THEAP_STEPS_MAX + ANR_BM_STEPS_MAX);
+			if (used > worst)
+				worst = used;
+			slow += used > 0;
+		}
+		/* free all but one in 97: every slab keeps objects live */
+		for (unsigned i = 0; i < N; i++)
+			if ((i + round) % 97 != 0) {
+				anrc_free(h, v[i]);
+				v[i] = NULL;
+			}
+	}
+	/* the counted paths ran: words loaded, slabs scanned */
+	ck_assert_uint_gt(slow, N / 64);
+	ck_assert_uint_gt(worst, ANR_SLAB_WORDS_MAX);
+	for (unsigned i = 0; i < N; i++)
+		anrc_free(h, v[i]);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* Every class's slabs start a page group and fill it, so the metadata
  * lines one thread writes on its fast paths (page map entry, allocation
  * and remote-free bitmaps) hold nothing of another thread's slabs. */
@@ -1604,6 +1648,9 @@ START_TEST(steps_bounded)
 	unsigned huge_live = 0;
 	pthread_t t;
 
+	/* The bound counts a slab's bitmap words at ANR_SLAB_WORDS_MAX. */
+	for (unsigned k = 0; page == 4096 && k < ANR_NCLASSES; k++)
+		ck_assert_uint_le(h->cls[k].words, ANR_SLAB_WORDS_MAX);
 	memset(&x, 0, sizeof(x));
 	x.h = h;
 	ck_assert_int_eq(pthread_create(&t, NULL, handover_fn, &x), 0);
@@ -2197,6 +2244,7 @@ anrcore_suite(void)
 	ADD(theap_remote_frees);
 	ADD(slab_lines_not_shared);
 	ADD(held_word_frees);
+	ADD(theap_steps_bounded);
 	ADD(theap_exit_adopted);
 	ADD(release_free_all_threads);
 	ADD(steps_bounded);
