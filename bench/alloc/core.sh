@@ -14,13 +14,16 @@
 #    and a mixed workload (sizes to 1 MiB, cross-thread frees, reallocs)
 #    on two threads.
 #
-# Environment: RUNS (default 5), N (default 100000), OPS (default 10000000).
+# Environment: RUNS (default 5), N (default 100000), OPS (default 10000000),
+# ONLY (space-separated sections to run: instr scale madvise; default all).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/peers.sh"
 RUNS=${RUNS:-5}
 N=${N:-100000}
 OPS=${OPS:-10000000}
+ONLY=${ONLY:-instr scale madvise}
+want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (callgrind)" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-core.XXXXXX")
@@ -37,6 +40,7 @@ irefs() {
 		sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
 }
 
+if want instr; then
 echo "== instructions per malloc+free pair (callgrind; (I(2N) - I(N)) / N, N = $N)"
 printf '%-10s %8s %8s %8s %8s\n' allocator 16 64 256 4096
 for a in $allocs; do
@@ -51,6 +55,9 @@ for a in $allocs; do
 	echo "$line"
 done
 
+fi
+
+if want scale; then
 echo
 echo "== two-thread scaling: malloc(64)+free pairs per second, median of $RUNS"
 printf '%-10s %12s %12s %7s\n' allocator 1-thread 2-threads ratio
@@ -76,6 +83,10 @@ for a in $allocs; do
 	printf '%-10s %12.0f %12.0f %7.2f\n' "$name" "$one" "$two" "$(awk -v a="$two" -v b="$one" 'BEGIN { print a / b }')"
 done
 
+fi
+
+if want madvise; then
 echo
 echo "== madvise calls of the core over $OPS operations (two threads each)"
 "$tmp/churn" "$OPS"
+fi
