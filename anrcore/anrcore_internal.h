@@ -54,13 +54,17 @@ struct anrc_page {
 #define ANR_NCLASSES 36
 #define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
 /*
- * Slabs span a multiple of ANR_SLAB_GROUP pages and start at a page index
- * that is one: the page map entries, allocation bitmaps and remote-free
- * bitmaps of one slab then fill cache lines no other slab shares, so two
- * threads working on their own slabs never write to the same line.
+ * Slabs of classes up to ANR_SLAB_GROUPED_MAX bytes span a multiple of
+ * ANR_SLAB_GROUP pages and start at a page index that is one: the page map
+ * entries, allocation bitmaps and remote-free bitmaps of one slab then fill
+ * cache lines no other slab shares, so two threads working on their own
+ * small objects never write to the same line.  Larger classes (fewer than
+ * eight objects a page) keep spans of single pages: a slab of a few large
+ * objects that stays live for one of them would hold more memory.
  */
 #define ANR_CACHE_LINE 64
 #define ANR_SLAB_GROUP (ANR_CACHE_LINE / sizeof(struct anrc_page))
+#define ANR_SLAB_GROUPED_MAX 512
 #define ANR_EMPTY_CACHE_PAGES 16 /* pages of empty slabs kept for reuse */
 
 struct anrc_class {

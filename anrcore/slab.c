@@ -13,14 +13,15 @@
  * average) and every class size is a multiple of 16.  anrc_size_class() is
  * the only place that maps a size to a class; tests check it for every size.
  *
- * A slab is a span of ANR_SLAB_GROUP..ANR_SLAB_SPAN_MAX pages (a multiple
- * of ANR_SLAB_GROUP, from a page index that is one) cut into objects of one
- * class, with no header: its state is the page map entry of its first page
+ * A slab is a span of 1..ANR_SLAB_SPAN_MAX pages cut into objects of one
+ * class (for classes up to ANR_SLAB_GROUPED_MAX bytes a multiple of
+ * ANR_SLAB_GROUP pages from a page index that is one), with no header: its state is the page map entry of its first page
  * (class, free count, partial-list links), the page map entries of its
  * other pages (distance to the first), and an allocation bitmap in the
  * metadata area, one bit per object, in the bmw words per page of its
  * pages (objects are at least ANR_ALIGN bytes, so the bits fit).  Being
- * aligned, no two slabs share a cache line of page map or bitmaps.
+ * aligned, a slab of a small class shares no cache line of page map or
+ * bitmaps with another slab.
  * Bits past the last object are set, so they are never handed out.
  * Slabs with free objects are on their class's partial list.  A slab whose
  * objects are all free goes back to the span allocator, except that each
@@ -61,7 +62,8 @@ anrc_slab_init(struct anrc_heap *h)
 		struct anrc_class *k = &h->cls[c];
 		size_t size = anrc_class_size(c), best = 0, best_waste = SIZE_MAX;
 
-		for (size_t p = ANR_SLAB_GROUP; p <= ANR_SLAB_SPAN_MAX; p += ANR_SLAB_GROUP) {
+		size_t step = size <= ANR_SLAB_GROUPED_MAX ? ANR_SLAB_GROUP : 1;
+		for (size_t p = step; p <= ANR_SLAB_SPAN_MAX; p += step) {
 			size_t span = p * h->page, waste;
 			if (span < size)
 				continue;
@@ -137,7 +139,8 @@ static uint32_t
 slab_build(struct anrc_heap *h, unsigned c, size_t *short_pages)
 {
 	const struct anrc_class *k = &h->cls[c];
-	uint32_t s = anrc_pages_get_slab(h, k->npages, short_pages);
+	uint32_t s = k->size <= ANR_SLAB_GROUPED_MAX ? anrc_pages_get_slab(h, k->npages, short_pages)
+						     : anrc_pages_get(h, k->npages, 1, short_pages);
 	uint64_t *bits;
 	size_t words = k->words;
 

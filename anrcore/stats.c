@@ -253,7 +253,7 @@ check_slab(struct anrc_heap *h, size_t i, struct tally *t)
 		FAIL("%s: check: slab %zu has class %u", h->name, i, pg->cls);
 	k = &h->cls[pg->cls];
 	nbits = (size_t)k->words * 64;
-	if ((i & (ANR_SLAB_GROUP - 1)) != 0)
+	if (k->size <= ANR_SLAB_GROUPED_MAX && (i & (ANR_SLAB_GROUP - 1)) != 0)
 		FAIL("%s: check: slab %zu does not start a group of %zu pages", h->name, i,
 		     (size_t)ANR_SLAB_GROUP);
 	if (pg->npages != k->npages)
