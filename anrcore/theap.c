@@ -165,15 +165,23 @@ publish_freed(struct anrc_heap *h, struct anrc_theap *t, size_t bytes)
 		anrc_theap_publish(h, t);
 }
 
-/* Bytes of t's live objects (read by other threads too: a snapshot). */
+/*
+ * Bytes of t's live objects.  Other threads read it while t runs: the
+ * frees are read before the allocations, and a sum that a race still
+ * makes negative counts as 0, so a snapshot is never absurdly large.
+ */
 static size_t
 theap_in_use(const struct anrc_heap *h, const struct anrc_theap *t)
 {
-	size_t bytes = LOAD(t->in_use_adj);
+	int64_t bytes = 0;
 
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
-		bytes += (size_t)(LOAD(t->nalloc[c]) - LOAD(t->nfreed[c])) * h->cls[c].size;
-	return bytes;
+		bytes -= (int64_t)(LOAD(t->nfreed[c]) * h->cls[c].size);
+	__atomic_thread_fence(__ATOMIC_ACQUIRE);
+	for (unsigned c = 0; c < ANR_NCLASSES; c++)
+		bytes += (int64_t)(LOAD(t->nalloc[c]) * h->cls[c].size);
+	bytes += (int64_t)LOAD(t->in_use_adj);
+	return bytes > 0 ? (size_t)bytes : 0;
 }
 
 uint64_t
