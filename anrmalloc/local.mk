@@ -33,4 +33,5 @@ anrmalloc_examples_cache_holder_LDADD = anrmalloc/libanrmalloc.la \
 	libmbclient/libmbclient.la common/libmbcommon.la
 
 # The layer's cost against glibc (bench/anrmalloc/run.sh; not part of make check).
-EXTRA_DIST += bench/anrmalloc/run.sh bench/anrmalloc/churn.c
+EXTRA_DIST += bench/anrmalloc/run.sh bench/anrmalloc/churn.c \
+	bench/anrmalloc/pairs.sh bench/anrmalloc/pairs.c
