@@ -41,7 +41,7 @@ static const struct mb_conf_key am_keys[] = {
 	  "free resident bytes a trim keeps", NULL },
 	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
 	  "trim when free resident bytes pass this", NULL },
-	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), 0, "1048576",
+	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), 0, "262144",
 	  "live blocks the side table can hold records of", NULL },
 	{ "track_blocks", MB_CONF_BOOL, OFF(track_blocks), 0, "yes",
 	  "keep a record of every block (caller, size, GC mark); no: the plain path", NULL },

@@ -16,6 +16,13 @@
 #include <stdint.h>
 #include <string.h>
 
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+#include <valgrind/valgrind.h>
+#define UNDER_VALGRIND() (RUNNING_ON_VALGRIND != 0)
+#else
+#define UNDER_VALGRIND() 0
+#endif
+
 #include "anrmalloc/anrmalloc.h"
 #include "mb_log.h"
 #include "tests/testlib/mbt_check.h"
@@ -195,20 +202,32 @@ static unsigned long ops_per_pairs(anr_heap_t *h, size_t size)
 	return lock_ops;
 }
 
+/*
+ * Under valgrind the core hands every block over under its lock (to tell
+ * valgrind of it), so a plain pair takes the core's lock there; the layer
+ * must still add none of its own.
+ */
 START_TEST(plain_pair_takes_no_lock)
 {
 	anr_heap_t *h = heap(0, 1024, 0);
 	static const size_t sizes[] = { 16, 64, 256, 4096 };
+	unsigned long plain64 = 0, track64;
 
-	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
-		ck_assert_msg(ops_per_pairs(h, sizes[i]) == 0,
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		unsigned long n = ops_per_pairs(h, sizes[i]);
+
+		if (sizes[i] == 64)
+			plain64 = n;
+		ck_assert_msg(n == 0 || UNDER_VALGRIND(),
 			      "%d pairs of %zu bytes: %lu lock operations", PAIRS,
-			      sizes[i], lock_ops);
+			      sizes[i], n);
+	}
 	anr_heap_destroy(h);
 	/* The count sees the lock when there is one: a heap with records
-	 * takes it for each of them. */
+	 * takes it for each of them, on top of what the core takes. */
 	h = heap(1, 1024, 0);
-	ck_assert_uint_ge(ops_per_pairs(h, 64), 2 * PAIRS);
+	track64 = ops_per_pairs(h, 64);
+	ck_assert_uint_ge(track64, plain64 + 2 * PAIRS);
 	anr_heap_destroy(h);
 }
 END_TEST
