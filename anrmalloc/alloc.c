@@ -19,9 +19,12 @@
 #define AM_CALLER() __builtin_extract_return_addr(__builtin_return_address(0))
 #define AM_SIZE_MAX (SIZE_MAX / 2)
 #define AM_LIKELY(x) __builtin_expect(!!(x), 1)
+/* The library is loaded with the program (never dlopen'ed late), as the
+ * core's own thread state: no __tls_get_addr call per access. */
+#define AM_TLS __thread __attribute__((tls_model("initial-exec")))
 
-static __thread struct am_call *am_cur_call;
-static __thread uint32_t am_tid;
+static AM_TLS struct am_call *am_cur_call;
+static AM_TLS uint32_t am_tid;
 
 static uint32_t am_gettid(void)
 {
@@ -183,14 +186,11 @@ size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
 
 /* ---- flight recorder (under the lock) ---- */
 
-static void am_record(struct anr_malloc_heap *h, unsigned kind, const void *ptr,
-		      const void *old, size_t size, const void *caller)
+static void am_record_op(struct anr_malloc_heap *h, unsigned kind, const void *ptr,
+			 const void *old, size_t size, const void *caller)
 {
-	struct anr_op *op;
+	struct anr_op *op = &h->ring[h->ring_pos % h->ring_n];
 
-	if (h->ring_n == 0)
-		return;
-	op = &h->ring[h->ring_pos % h->ring_n];
 	op->seq = h->ring_pos++;
 	op->kind = kind;
 	op->tid = am_gettid();
@@ -198,6 +198,14 @@ static void am_record(struct anr_malloc_heap *h, unsigned kind, const void *ptr,
 	op->old = old;
 	op->size = size;
 	op->caller = caller;
+}
+
+static inline void am_record(struct anr_malloc_heap *h, unsigned kind,
+			     const void *ptr, const void *old, size_t size,
+			     const void *caller)
+{
+	if (h->ring_n != 0)
+		am_record_op(h, kind, ptr, old, size, caller);
 }
 
 API size_t anr_recorder_read(anr_heap_t *h, struct anr_op *ops, size_t n)
@@ -229,7 +237,7 @@ struct am_need_run {
 	const struct anr_malloc_heap *h;
 	struct am_need_run *outer;
 };
-static __thread struct am_need_run *am_need_running;
+static AM_TLS struct am_need_run *am_need_running;
 
 static int am_in_callbacks(const struct anr_malloc_heap *h)
 {
@@ -566,6 +574,8 @@ static int am_defer(struct anr_malloc_heap *h, void *p, const void *caller)
 void am_drain_locked(struct anr_malloc_heap *h, struct am_drained *d)
 {
 	d->n = 0;
+	if (__atomic_load_n(&h->defer_in, __ATOMIC_RELAXED) == h->defer_out)
+		return; /* nothing queued (a cell being queued waits for the next holder) */
 	while (d->n < AM_CHUNK) {
 		uint64_t pos = h->defer_out;
 		struct am_defer_cell *c = &h->defer[pos % AM_DEFER_CELLS];
