@@ -63,7 +63,7 @@ int main(int argc, char **argv)
 			if (libc)
 				free(slot[k]);
 			else
-				anr_malloc_free(h, slot[k]);
+				anr_free(h, slot[k]);
 			slot[k] = NULL;
 		} else {
 			slot[k] = libc ? malloc(n) : anr_malloc(h, n);
@@ -76,7 +76,7 @@ int main(int argc, char **argv)
 		if (libc)
 			free(slot[k]);
 		else
-			anr_malloc_free(h, slot[k]);
+			anr_free(h, slot[k]);
 	}
 	anr_heap_destroy(h);
 	return 0;

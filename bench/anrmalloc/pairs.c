@@ -56,14 +56,14 @@ int main(int argc, char **argv)
 	if (h == NULL)
 		return 1;
 	/* One pair first: the thread's slab is set up outside the count. */
-	anr_malloc_free(h, anr_malloc(h, size));
+	anr_free(h, anr_malloc(h, size));
 #ifdef COUNT_LOCKS
 	counting = 1;
 #endif
 	for (long i = 0; i < n; i++) {
 		void *p = anr_malloc(h, size);
 		__asm__ volatile("" : : "r"(p) : "memory");
-		anr_malloc_free(h, p);
+		anr_free(h, p);
 	}
 #ifdef COUNT_LOCKS
 	counting = 0;

@@ -15,6 +15,8 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #ifdef HAVE_VALGRIND_MEMCHECK_H
 #include <valgrind/valgrind.h>
@@ -256,6 +258,22 @@ START_TEST(plain_heap_judges_frees_and_reports_blocks)
 	ck_assert_uint_eq(st.live_blocks, 0);
 	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), -1);
 	ck_assert_int_eq(errno, ENOTSUP);
+	{
+		/* The block report says why it lists nothing. */
+		static char text[4096];
+		int fd = memfd_create("anrmalloc-report", 0);
+		ssize_t n;
+
+		ck_assert_int_ge(fd, 0);
+		ck_assert_int_eq(anr_heap_report(h, fd, ANR_REPORT_BLOCKS), 0);
+		ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+		n = read(fd, text, sizeof(text) - 1);
+		ck_assert_int_gt(n, 0);
+		text[n] = 0;
+		close(fd);
+		ck_assert_msg(strstr(text, "no block records (track_blocks = no)"),
+			      "report: %s", text);
+	}
 	ck_assert_int_eq(anr_verify(h), 0);
 	anr_heap_destroy(h);
 }
