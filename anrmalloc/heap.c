@@ -334,9 +334,10 @@ static int am_start_services(struct anr_malloc_heap *h)
 /*
  * fork: a child is born with one thread, and every lock another thread
  * held in the parent would stay held for ever.  The handlers take the
- * registry lock, then every heap's lock (the core's, the only one) before
- * the fork, release them after it in the parent; the child starts them
- * afresh.
+ * registry lock, then per heap its budget lock and its lock (the core's,
+ * the only one an allocation takes), in the order every path takes them,
+ * before the fork, release them after it in the parent; the child starts
+ * them afresh.
  */
 static void am_fork_prepare(void)
 {
@@ -346,6 +347,7 @@ static void am_fork_prepare(void)
 
 		if (h == NULL)
 			continue;
+		pthread_mutex_lock(&h->budget_lock);
 		anrc_fork_prepare(h->core);
 	}
 }
@@ -358,6 +360,7 @@ static void am_fork_parent(void)
 		if (h == NULL)
 			continue;
 		anrc_fork_parent(h->core);
+		pthread_mutex_unlock(&h->budget_lock);
 	}
 	pthread_mutex_unlock(&am_registry_lock);
 }
