@@ -59,7 +59,8 @@
 extern "C" {
 #endif
 
-#define ANR_MALLOC_API_VERSION 1
+/* 2: struct anr_malloc_config has track_blocks; anr_free, anr_realloc. */
+#define ANR_MALLOC_API_VERSION 2
 
 typedef struct anr_malloc_heap anr_heap_t;
 

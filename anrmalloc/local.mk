@@ -17,7 +17,7 @@ anrmalloc_libanrmalloc_impl_la_LIBADD = anrcore/libanrcore.la \
 lib_LTLIBRARIES += anrmalloc/libanrmalloc.la
 anrmalloc_libanrmalloc_la_SOURCES =
 anrmalloc_libanrmalloc_la_LIBADD = anrmalloc/libanrmalloc_impl.la
-anrmalloc_libanrmalloc_la_LDFLAGS = -version-info 0:0:0 \
+anrmalloc_libanrmalloc_la_LDFLAGS = -version-info 1:0:0 \
 	-export-symbols-regex '$(ANRMALLOC_EXPORTS)' $(PTHREAD_LIBS)
 # The public API only: the core's own anr_* calls stay inside.
 ANRMALLOC_EXPORTS = ^anr_(malloc|free|realloc|calloc|memalign|config_|heap_|add_|remove_|set_oom|set_debug|get_debug|oom_|gc_|leak_|broker_|give_back|check_block|block_info|verify|recorder_|debug_)
