@@ -1,7 +1,8 @@
 /*
  * alloc.c - allocation entry points: the plain path straight to the core,
- * the side table of block records, guard words, the flight recorder,
- * call-stack capture, client debug info and the need-more-memory loop.
+ * the path that keeps records (records.c), guard words, the flight
+ * recorder, deferred frees, client debug info and the need-more-memory
+ * loop.
  */
 #include "config.h"
 
@@ -31,94 +32,6 @@ static uint32_t am_gettid(void)
 	if (am_tid == 0)
 		am_tid = (uint32_t)syscall(SYS_gettid);
 	return am_tid;
-}
-
-/* ---- side table ---- */
-
-static uint32_t am_hash(const struct anr_malloc_heap *h, const void *user)
-{
-	uint64_t k = (uint64_t)(uintptr_t)user >> 4;
-
-	return (uint32_t)((k * UINT64_C(0x9e3779b97f4a7c15)) >> h->bucket_shift);
-}
-
-uint32_t am_find_locked(struct anr_malloc_heap *h, const void *user)
-{
-	for (uint32_t e = h->bucket[am_hash(h, user)]; e != AM_NIL;
-	     e = h->slots[e - 1].hnext)
-		if (AM_USER(&h->slots[e - 1]) == user)
-			return e - 1;
-	return AM_NO_SLOT;
-}
-
-/*
- * The record of the core block at base (bsize bytes, from anrc_block_of):
- * the user pointer is base + front, or base + align for a block aligned
- * past 16 bytes with guards on.
- */
-uint32_t am_find_base_locked(struct anr_malloc_heap *h, const void *base,
-			     size_t bsize)
-{
-	const char *b = base;
-	uint32_t s = am_find_locked(h, b + h->front);
-
-	for (size_t off = 2 * ANR_ALIGN; s == AM_NO_SLOT && h->front && off < bsize;
-	     off *= 2)
-		s = am_find_locked(h, b + off);
-	if (s != AM_NO_SLOT && h->slots[s].base != base)
-		s = AM_NO_SLOT;
-	return s;
-}
-
-static void am_hash_add(struct anr_malloc_heap *h, uint32_t s)
-{
-	uint32_t *b = &h->bucket[am_hash(h, AM_USER(&h->slots[s]))];
-
-	h->slots[s].hnext = *b;
-	*b = s + 1;
-}
-
-static void am_hash_del(struct anr_malloc_heap *h, uint32_t s)
-{
-	uint32_t *e = &h->bucket[am_hash(h, AM_USER(&h->slots[s]))];
-
-	while (*e != AM_NIL && *e != s + 1)
-		e = &h->slots[*e - 1].hnext;
-	if (*e == s + 1)
-		*e = h->slots[s].hnext;
-	h->slots[s].hnext = AM_NIL;
-}
-
-static uint32_t am_take_slot(struct anr_malloc_heap *h)
-{
-	uint32_t s;
-
-	if (h->free_head != AM_NO_SLOT) {
-		s = h->free_head;
-		h->free_head = h->slots[s].next;
-	} else if (h->slots_hw < h->slots_cap) {
-		s = (uint32_t)h->slots_hw++;
-	} else {
-		return AM_NO_SLOT;
-	}
-	memset(&h->slots[s], 0, sizeof(h->slots[s]));
-	h->slots[s].next = AM_NO_SLOT;
-	return s;
-}
-
-/* Out of the hash and onto the free list. */
-void am_release_slot_locked(struct anr_malloc_heap *h, uint32_t s)
-{
-	struct am_slot *r = &h->slots[s];
-
-	am_hash_del(h, s);
-	h->live_blocks--;
-	h->live_bytes -= r->size;
-	r->state = AM_SLOT_FREE;
-	r->base = NULL;
-	r->mark = 0;
-	r->next = h->free_head;
-	h->free_head = s;
 }
 
 /* ---- guards ---- */
@@ -168,20 +81,6 @@ void am_error_action(struct anr_malloc_heap *h)
 {
 	if (h->cfg.on_error == ANR_ERROR_ABORT)
 		abort();
-}
-
-/* ---- stacks ---- */
-
-size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
-		 const uintptr_t **frames)
-{
-	const uintptr_t *f = h->frames + (size_t)slot * h->cfg.stack_depth;
-	size_t n = 0;
-
-	while (n < h->cfg.stack_depth && f[n] != 0)
-		n++;
-	*frames = f;
-	return n;
 }
 
 /* ---- flight recorder (under the lock) ---- */
@@ -417,7 +316,7 @@ static uint32_t am_publish_locked(struct anr_malloc_heap *h, unsigned char *base
 				  size_t off, size_t size, const struct am_site *site,
 				  const uintptr_t *frames)
 {
-	uint32_t slot = am_take_slot(h);
+	uint32_t slot = am_take_slot_locked(h);
 	struct am_slot *r;
 
 	if (slot == AM_NO_SLOT)
@@ -437,7 +336,7 @@ static uint32_t am_publish_locked(struct anr_malloc_heap *h, unsigned char *base
 	if (h->cfg.stack_depth)
 		memcpy(h->frames + (size_t)slot * h->cfg.stack_depth, frames,
 		       h->cfg.stack_depth * sizeof(frames[0]));
-	am_hash_add(h, slot);
+	am_hash_add_locked(h, slot);
 	h->live_blocks++;
 	h->live_bytes += size;
 	return slot;
@@ -692,7 +591,7 @@ static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 		am_fail(h, size, site->caller, !am_in_callbacks(h));
 		return NULL;
 	}
-	am_hash_del(h, slot);
+	am_hash_del_locked(h, slot);
 	r->base = nb;
 	r->size = size;
 	r->caller = site->caller;
@@ -700,7 +599,7 @@ static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 	r->func = site->func;
 	r->line = site->line;
 	r->state = AM_SLOT_LIVE;
-	am_hash_add(h, slot);
+	am_hash_add_locked(h, slot);
 	h->live_bytes = h->live_bytes - old_size + size;
 	h->reallocs++;
 	am_record(h, ANR_OP_REALLOC, nb + off, p, size, site->caller);
@@ -874,31 +773,6 @@ API void *anr_memalign_dbg(anr_heap_t *h, size_t align, size_t size,
 }
 
 /* ---- client debug info, guard checks, block info ---- */
-
-/*
- * The record of the live block that contains p (any address inside it),
- * with the lock held on success; AM_NO_SLOT (lock not held) otherwise.
- * The core finds the block first, without our lock held.
- */
-static uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p)
-{
-	size_t bsize = 0;
-	void *base;
-	uint32_t slot;
-
-	if (!h->track || !anrc_owns(h->core, p))
-		return AM_NO_SLOT;
-	base = anrc_block_of(h->core, p, &bsize);
-	if (base == NULL)
-		return AM_NO_SLOT;
-	am_lock(h);
-	slot = am_find_base_locked(h, base, bsize);
-	if (slot == AM_NO_SLOT || h->slots[slot].state != AM_SLOT_LIVE) {
-		am_unlock(h);
-		return AM_NO_SLOT;
-	}
-	return slot;
-}
 
 API int anr_set_debug_info(const void *p, const void *data, size_t len)
 {

@@ -181,15 +181,32 @@ struct anr_malloc_heap {
 /* heap.c */
 int am_registry_find(const void *p, struct anr_malloc_heap **out);
 
-/* alloc.c; the *_locked calls run under anrc_layer_lock(h->core) */
-int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes);
+static inline size_t am_round(size_t n, size_t to)
+{
+	return (n + to - 1) & ~(to - 1);
+}
+
+/* records.c: the side table; the *_locked calls run under the heap lock */
+int am_side_map(struct anr_malloc_heap *h);
+void am_side_unmap(struct anr_malloc_heap *h);
+uint32_t am_take_slot_locked(struct anr_malloc_heap *h);
+void am_release_slot_locked(struct anr_malloc_heap *h, uint32_t slot);
+void am_hash_add_locked(struct anr_malloc_heap *h, uint32_t slot);
+void am_hash_del_locked(struct anr_malloc_heap *h, uint32_t slot);
 uint32_t am_find_locked(struct anr_malloc_heap *h, const void *user);
 uint32_t am_find_base_locked(struct anr_malloc_heap *h, const void *base,
 			     size_t bsize);
+/* The live record of the block that contains p (any address in it), with
+ * the lock held; AM_NO_SLOT, lock not held, when there is none. */
+uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p);
+size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
+		 const uintptr_t **frames);
+
+/* alloc.c; the *_locked calls run under anrc_layer_lock(h->core) */
+int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes);
 int am_guards_ok(struct anr_malloc_heap *h, const struct am_slot *r);
 void am_guard_error(struct anr_malloc_heap *h, const struct am_slot *r,
 		    const char *when);
-void am_release_slot_locked(struct anr_malloc_heap *h, uint32_t slot);
 /* Deferred frees taken out of the queue: up to AM_CHUNK core blocks to
  * free after unlock. */
 struct am_drained {
@@ -214,8 +231,6 @@ const struct anrc_modmap *am_map_acquire(void);
 void am_map_release(void);
 void am_frame_lines(int fd, struct am_out *o, const struct anrc_modmap *map,
 		    const uintptr_t *frames, size_t n);
-size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
-		 const uintptr_t **frames);
 
 /* A live block as the reports print it, copied out under the heap lock
  * (report.c: am_row_fill) so that formatting runs without it. */

@@ -44,22 +44,12 @@ static int am_mark_slot_locked(struct anr_malloc_heap *h, uint32_t slot)
  * finds the block first, without it). */
 int am_mark(struct anr_malloc_heap *h, const void *p)
 {
-	size_t bsize = 0;
-	void *base;
-	uint32_t slot;
+	uint32_t slot = am_lookup_interior(h, p);
 	int rc;
 
-	if (!h->track || !anrc_owns(h->core, p))
+	if (slot == AM_NO_SLOT)
 		return -1;
-	base = anrc_block_of(h->core, p, &bsize);
-	if (base == NULL)
-		return -1;
-	am_lock(h);
-	slot = am_find_base_locked(h, base, bsize);
-	if (slot == AM_NO_SLOT || h->slots[slot].state != AM_SLOT_LIVE)
-		rc = -1;
-	else
-		rc = am_mark_slot_locked(h, slot);
+	rc = am_mark_slot_locked(h, slot);
 	am_unlock(h);
 	return rc;
 }

@@ -191,11 +191,6 @@ API const char *anr_heap_name(const anr_heap_t *h)
 	return h->cfg.name;
 }
 
-static size_t am_round(size_t n, size_t to)
-{
-	return (n + to - 1) & ~(to - 1);
-}
-
 static void *am_map(size_t len, int noreserve)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
@@ -239,40 +234,15 @@ static void am_layout(struct anr_malloc_heap *h)
 	h->tail = c->guards ? AM_GUARD_SIZE : 0;
 }
 
-/*
- * The side table: records, hash chains, stacks and client debug info in
- * one mapping, made here once; pages are touched as records are used
- * (records are reused lowest first).
- */
+/* The side table (records.c) and the flight recorder's ring. */
 static int am_tables(struct anr_malloc_heap *h)
 {
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-	size_t nb = 1, recs, buckets, frames, dinfo;
-	unsigned bits = 0;
 
 	h->free_head = AM_NO_SLOT;
 	h->grey_head = AM_NO_SLOT;
-	if (h->track) {
-		h->slots_cap = h->cfg.max_blocks;
-		while (nb < h->slots_cap)
-			nb *= 2, bits++;
-		h->bucket_shift = 64 - (bits ? bits : 1);
-		if (bits == 0)
-			nb = 2;
-		h->dinfo_stride = am_round(h->cfg.debug_info_size, sizeof(uint64_t));
-		recs = am_round(h->slots_cap * sizeof(struct am_slot), pg);
-		buckets = am_round(nb * sizeof(uint32_t), pg);
-		frames = am_round(h->slots_cap * h->cfg.stack_depth * sizeof(uintptr_t), pg);
-		dinfo = am_round(h->slots_cap * h->dinfo_stride, pg);
-		h->side_map = recs + buckets + frames + dinfo;
-		h->side = am_map(h->side_map, 1);
-		if (h->side == NULL)
-			return -1;
-		h->slots = h->side;
-		h->bucket = (uint32_t *)((char *)h->side + recs);
-		h->frames = (uintptr_t *)((char *)h->side + recs + buckets);
-		h->dinfo = (unsigned char *)h->side + recs + buckets + frames;
-	}
+	if (h->track && am_side_map(h) != 0)
+		return -1;
 	if (h->cfg.recorder) {
 		h->ring_n = h->cfg.recorder;
 		h->ring_map = am_round(h->ring_n * sizeof(struct anr_op), pg);
@@ -469,8 +439,7 @@ API void anr_heap_destroy(anr_heap_t *h)
 	am_registry_del(h);
 	if (h->core)
 		anrc_destroy(h->core);
-	if (h->side)
-		munmap(h->side, h->side_map);
+	am_side_unmap(h);
 	if (h->ring)
 		munmap(h->ring, h->ring_map);
 	pthread_mutex_destroy(&h->budget_lock);

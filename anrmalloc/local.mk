@@ -6,7 +6,7 @@
 noinst_LTLIBRARIES += anrmalloc/libanrmalloc_impl.la
 anrmalloc_libanrmalloc_impl_la_SOURCES = \
 	anrmalloc/am_internal.h anrmalloc/anrmalloc.h \
-	anrmalloc/heap.c anrmalloc/alloc.c anrmalloc/gc.c \
+	anrmalloc/heap.c anrmalloc/alloc.c anrmalloc/records.c anrmalloc/gc.c \
 	anrmalloc/broker.c anrmalloc/report.c anrmalloc/testpath.c
 anrmalloc_libanrmalloc_impl_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 anrmalloc_libanrmalloc_impl_la_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
