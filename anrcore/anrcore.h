@@ -198,4 +198,14 @@ int anrc_modmap_load(struct anrc_modmap *m);
  * NULL); returns the length written (truncated to len - 1). */
 size_t anrc_where(const struct anrc_modmap *m, uintptr_t ip, char *buf, size_t len);
 
+/*
+ * The heap lock for a layer that keeps records of its own blocks (layer.c):
+ * between lock and unlock the caller touches only its own records and
+ * calls no other anrc_ function.  trylock returns 0 when taken, -1 when
+ * busy.
+ */
+void anrc_layer_lock(struct anrc_heap *h);
+int anrc_layer_trylock(struct anrc_heap *h);
+void anrc_layer_unlock(struct anrc_heap *h);
+
 #endif /* ANRCORE_H */

@@ -1,7 +1,8 @@
 /*
- * alloc.c - allocation entry points: headers, guard words, the block
- * table, the flight recorder, call-stack capture, client debug info and
- * the need-more-memory loop.
+ * alloc.c - allocation entry points: the plain path straight to the core,
+ * the path that keeps records (records.c), guard words, the flight
+ * recorder, deferred frees, client debug info and the need-more-memory
+ * loop.
  */
 #include "config.h"
 
@@ -12,54 +13,25 @@
 #include <unistd.h>
 
 #include "am_internal.h"
+#include "anrcore/theap_fast.h"
 #include "mb_log.h"
 
 #define API __attribute__((visibility("default")))
 #define AM_CALLER() __builtin_extract_return_addr(__builtin_return_address(0))
 #define AM_SIZE_MAX (SIZE_MAX / 2)
+#define AM_LIKELY(x) __builtin_expect(!!(x), 1)
+/* The library is loaded with the program (never dlopen'ed late), as the
+ * core's own thread state: no __tls_get_addr call per access. */
+#define AM_TLS __thread __attribute__((tls_model("initial-exec")))
 
-_Static_assert(sizeof(struct am_hdr) == 64, "anrmalloc.h documents a 64-byte header");
-_Static_assert(sizeof(struct am_hdr) % ANR_ALIGN == 0, "the header keeps user data aligned");
-
-static __thread struct am_call *am_cur_call;
-static __thread uint32_t am_tid;
+static AM_TLS struct am_call *am_cur_call;
+static AM_TLS uint32_t am_tid;
 
 static uint32_t am_gettid(void)
 {
 	if (am_tid == 0)
 		am_tid = (uint32_t)syscall(SYS_gettid);
 	return am_tid;
-}
-
-/* ---- block table ---- */
-
-static uint32_t am_take_slot(struct anr_malloc_heap *h)
-{
-	uint32_t s;
-
-	if (h->free_head != AM_NO_SLOT) {
-		s = h->free_head;
-		h->free_head = h->slots[s].next;
-	} else if (h->slots_hw < h->slots_cap) {
-		s = (uint32_t)h->slots_hw++;
-	} else {
-		return AM_NO_SLOT;
-	}
-	h->slots[s].state = AM_SLOT_RESERVED;
-	h->slots[s].base = NULL;
-	h->slots[s].mark = 0;
-	h->slots[s].grey = 0;
-	h->slots[s].next = AM_NO_SLOT;
-	return s;
-}
-
-void am_release_slot(struct anr_malloc_heap *h, uint32_t s)
-{
-	h->slots[s].state = AM_SLOT_FREE;
-	h->slots[s].base = NULL;
-	h->slots[s].mark = 0;
-	h->slots[s].next = h->free_head;
-	h->free_head = s;
 }
 
 /* ---- guards ---- */
@@ -69,10 +41,9 @@ static uint64_t am_guard_value(const void *user, int back)
 	return AM_GUARD_PATTERN ^ (uint64_t)(uintptr_t)user ^ (back ? ~UINT64_C(0) : 0);
 }
 
-static void am_guards_set(struct anr_malloc_heap *h, struct am_hdr *hd,
-			  unsigned char *base)
+static void am_guards_set(struct anr_malloc_heap *h, unsigned char *user,
+			  size_t size)
 {
-	unsigned char *user = base + hd->user_off;
 	uint64_t g;
 
 	if (!h->cfg.guards)
@@ -80,30 +51,29 @@ static void am_guards_set(struct anr_malloc_heap *h, struct am_hdr *hd,
 	g = am_guard_value(user, 0);
 	memcpy(user - AM_GUARD_SIZE, &g, sizeof(g));
 	g = am_guard_value(user, 1);
-	memcpy(user + hd->size, &g, sizeof(g));
+	memcpy(user + size, &g, sizeof(g));
 }
 
-int am_guards_ok(struct anr_malloc_heap *h, const struct am_hdr *hd,
-		 const void *base)
+int am_guards_ok(struct anr_malloc_heap *h, const struct am_slot *r)
 {
-	const unsigned char *user = (const unsigned char *)base + hd->user_off;
+	const unsigned char *user = AM_USER(r);
 	uint64_t front, back;
 
 	if (!h->cfg.guards)
 		return 1;
 	memcpy(&front, user - AM_GUARD_SIZE, sizeof(front));
-	memcpy(&back, user + hd->size, sizeof(back));
+	memcpy(&back, user + r->size, sizeof(back));
 	return front == am_guard_value(user, 0) && back == am_guard_value(user, 1);
 }
 
-void am_guard_error(struct anr_malloc_heap *h, const void *user,
-		    const struct am_hdr *hd, const char *when)
+void am_guard_error(struct anr_malloc_heap *h, const struct am_slot *r,
+		    const char *when)
 {
 	if (h->cfg.on_error != ANR_ERROR_IGNORE)
 		mb_log(MB_LOG_ERR, "anrmalloc %s: guard word damaged at %s: "
 		       "block %p size %zu allocated by %p %s:%d",
-		       h->cfg.name, when, user, (size_t)hd->size, hd->caller,
-		       hd->file ? hd->file : "?", hd->line);
+		       h->cfg.name, when, AM_USER(r), (size_t)r->size, r->caller,
+		       r->file ? r->file : "?", r->line);
 	am_error_action(h);
 }
 
@@ -113,39 +83,13 @@ void am_error_action(struct anr_malloc_heap *h)
 		abort();
 }
 
-/* ---- header helpers ---- */
+/* ---- flight recorder (under the lock) ---- */
 
-size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
-		 const uintptr_t **frames)
+static void am_record_op(struct anr_malloc_heap *h, unsigned kind, const void *ptr,
+			 const void *old, size_t size, const void *caller)
 {
-	const uintptr_t *f = (const uintptr_t *)((const char *)hd + h->frames_off);
-	size_t n = 0;
+	struct anr_op *op = &h->ring[h->ring_pos % h->ring_n];
 
-	while (n < h->cfg.stack_depth && f[n] != 0)
-		n++;
-	*frames = f;
-	return n;
-}
-
-/* The stack starts at the allocating caller (anrcore/backtrace.c). */
-static void am_capture_stack(struct anr_malloc_heap *h, struct am_hdr *hd)
-{
-	uintptr_t *f = (uintptr_t *)((char *)hd + h->frames_off);
-
-	if (h->cfg.stack_depth != 0)
-		(void)anrc_backtrace(f, h->cfg.stack_depth, hd->caller);
-}
-
-/* ---- flight recorder ---- */
-
-static void am_record(struct anr_malloc_heap *h, unsigned kind, const void *ptr,
-		      const void *old, size_t size, const void *caller)
-{
-	struct anr_op *op;
-
-	if (h->ring_n == 0)
-		return;
-	op = &h->ring[h->ring_pos % h->ring_n];
 	op->seq = h->ring_pos++;
 	op->kind = kind;
 	op->tid = am_gettid();
@@ -155,18 +99,28 @@ static void am_record(struct anr_malloc_heap *h, unsigned kind, const void *ptr,
 	op->caller = caller;
 }
 
+static inline void am_record(struct anr_malloc_heap *h, unsigned kind,
+			     const void *ptr, const void *old, size_t size,
+			     const void *caller)
+{
+	if (h->ring_n != 0)
+		am_record_op(h, kind, ptr, old, size, caller);
+}
+
 API size_t anr_recorder_read(anr_heap_t *h, struct anr_op *ops, size_t n)
 {
 	size_t have, first, i;
 
-	pthread_mutex_lock(&h->lock);
+	if (h->ring_n == 0)
+		return 0;
+	am_lock(h);
 	have = h->ring_pos < h->ring_n ? (size_t)h->ring_pos : h->ring_n;
 	if (n > have)
 		n = have;
 	first = (size_t)(h->ring_pos - n);
 	for (i = 0; i < n; i++)
 		ops[i] = h->ring[(first + i) % h->ring_n];
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	return n;
 }
 
@@ -182,7 +136,7 @@ struct am_need_run {
 	const struct anr_malloc_heap *h;
 	struct am_need_run *outer;
 };
-static __thread struct am_need_run *am_need_running;
+static AM_TLS struct am_need_run *am_need_running;
 
 static int am_in_callbacks(const struct anr_malloc_heap *h)
 {
@@ -201,11 +155,11 @@ static size_t am_run_need(struct anr_malloc_heap *h, size_t bytes,
 	size_t got = 0;
 
 	am_need_running = &run;
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	n = h->n_need;
 	memcpy(cb, h->need, n * sizeof(cb[0]));
 	h->need_calls += n;
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	for (unsigned i = 0; i < n; i++) {
 		anr_need_fn fn = (anr_need_fn)cb[i].fn;
 		got += fn(cb[i].arg, h, bytes, why, round);
@@ -243,6 +197,21 @@ int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes)
 	return 0;
 }
 
+/* Queued frees, done now (their blocks go to the core after unlock). */
+static void am_flush_deferred(struct anr_malloc_heap *h)
+{
+	struct am_drained d;
+
+	if (h->plain)
+		return;
+	do {
+		am_lock(h);
+		am_drain_locked(h, &d);
+		am_unlock(h);
+		am_drained_free(h, &d);
+	} while (d.n == AM_CHUNK);
+}
+
 /*
  * Give back up to `bytes` (at most `limit`), in units of `unit` bytes:
  * callbacks, collection, trim, then the budget is lowered by what is no
@@ -256,17 +225,13 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 	struct anr_gc_result gr;
 	size_t spare, give;
 
-	pthread_mutex_lock(&h->lock);
-	h->give_back_requests++;
-	pthread_mutex_unlock(&h->lock);
+	__atomic_add_fetch(&h->give_back_requests, 1, __ATOMIC_RELAXED);
 	am_run_need(h, bytes, ANR_NEED_GIVE_BACK, 0);
 	if (h->cfg.gc_on_give_back)
 		anr_gc_collect(h, ANR_GC_FREE, -1, &gr);
-	pthread_mutex_lock(&h->lock);
-	am_drain_locked(h);     /* queued frees count too */
-	pthread_mutex_unlock(&h->lock);
+	am_flush_deferred(h);   /* queued frees count too */
 	anrc_trim(h->core, 0);
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->budget_lock);
 	anrc_get_stats(h->core, &st);
 	spare = st.budget > st.resident ? st.budget - st.resident : 0;
 	give = bytes < spare ? bytes : spare;
@@ -278,11 +243,11 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 	give -= give % unit;
 	if (give) {
 		anrc_set_budget(h->core, st.budget - give);
-		h->given_back_bytes += give;
+		__atomic_add_fetch(&h->given_back_bytes, give, __ATOMIC_RELAXED);
 		if (broker)
 			h->mb_held -= (int64_t)(give / unit);
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->budget_lock);
 	if (give)
 		mb_log(MB_LOG_INFO, "anrmalloc %s: gave back %zu bytes",
 		       h->cfg.name, give);
@@ -302,7 +267,7 @@ static void am_set_oom(struct anr_malloc_heap *h, size_t size,
 	anr_oom_fn fn = NULL;
 	void *arg = NULL;
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	if (!h->oom.set) {
 		h->oom.set = 1;
 		h->oom.requested = size;
@@ -314,20 +279,18 @@ static void am_set_oom(struct anr_malloc_heap *h, size_t size,
 	} else {
 		h->oom.count++;
 	}
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	if (fn)
 		fn(arg, h, size);
 }
 
 static void am_fail(struct anr_malloc_heap *h, size_t size, const void *caller,
-		    int hooks, uint32_t slot)
+		    int hooks)
 {
-	pthread_mutex_lock(&h->lock);
-	if (slot != AM_NO_SLOT)
-		am_release_slot(h, slot);
+	am_lock(h);
 	h->failures++;
 	am_record(h, ANR_OP_FAIL, NULL, NULL, size, caller);
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	if (hooks)
 		am_set_oom(h, size, caller);
 	errno = ENOMEM;
@@ -348,32 +311,46 @@ static void *am_core_alloc(struct anr_malloc_heap *h, size_t align,
 	return base;
 }
 
-static void am_hdr_init(struct anr_malloc_heap *h, struct am_hdr *hd,
-			uint32_t slot, size_t size, size_t off,
-			const struct am_site *site)
+/* Record a new block (under the lock); AM_NO_SLOT if the table is full. */
+static uint32_t am_publish_locked(struct anr_malloc_heap *h, unsigned char *base,
+				  size_t off, size_t size, const struct am_site *site,
+				  const uintptr_t *frames)
 {
-	hd->magic = AM_MAGIC_LIVE;
-	hd->slot = slot;
-	hd->size = size;
-	hd->caller = site->caller;
-	hd->file = site->file;
-	hd->func = site->func;
-	hd->line = site->line;
-	hd->user_off = (uint32_t)off;
-	hd->dinfo_len = 0;
-	hd->tid = am_gettid();
-	am_capture_stack(h, hd);
-	am_guards_set(h, hd, (unsigned char *)hd);
+	uint32_t slot = am_take_slot_locked(h);
+	struct am_slot *r;
+
+	if (slot == AM_NO_SLOT)
+		return slot;
+	r = &h->slots[slot];
+	r->base = base;
+	r->size = size;
+	r->seq = ++h->seq;
+	r->caller = site->caller;
+	r->file = site->file;
+	r->func = site->func;
+	r->line = site->line;
+	r->tid = am_gettid();
+	r->off_shift = off ? (uint64_t)__builtin_ctzll(off) : 0;
+	r->mark = (uint8_t)(h->gc_running && slot >= h->sweep_pos);
+	r->state = AM_SLOT_LIVE;
+	if (h->cfg.stack_depth)
+		memcpy(h->frames + (size_t)slot * h->cfg.stack_depth, frames,
+		       h->cfg.stack_depth * sizeof(frames[0]));
+	am_hash_add_locked(h, slot);
+	h->live_blocks++;
+	h->live_bytes += size;
+	return slot;
 }
 
 static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 		      unsigned flags, const struct am_site *site)
 {
+	uintptr_t frames[AM_MAX_STACK_DEPTH];
+	struct am_drained d;
 	int hooks;
 	size_t off, total;
 	uint32_t slot;
 	unsigned char *base;
-	struct am_hdr *hd;
 
 	if (h == NULL) {
 		errno = EINVAL;
@@ -382,71 +359,45 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 	if (am_in_callbacks(h))
 		flags |= ANR_NO_HOOK;
 	hooks = !(flags & ANR_NO_HOOK);
-	off = h->hdr_size;
-	if (align > ANR_ALIGN)
-		off = (off + align - 1) & ~(align - 1);
+	off = h->front;
+	if (align > ANR_ALIGN && off)
+		off = align;
 	if (size > AM_SIZE_MAX - off - h->tail) {
-		am_fail(h, size, site->caller, 0, AM_NO_SLOT);
+		am_fail(h, size, site->caller, 0);
 		return NULL;
 	}
 	total = off + size + h->tail;
 	if (h->cfg.oom_fail_fast && __atomic_load_n(&h->oom.set, __ATOMIC_RELAXED)) {
-		am_fail(h, size, site->caller, hooks, AM_NO_SLOT);
+		am_fail(h, size, site->caller, hooks);
 		return NULL;
 	}
 	base = am_core_alloc(h, align, total, flags);
 	if (base == NULL) {
-		am_fail(h, size, site->caller, hooks, AM_NO_SLOT);
+		am_fail(h, size, site->caller, hooks);
 		return NULL;
 	}
-	hd = (struct am_hdr *)base;
-	am_hdr_init(h, hd, AM_NO_SLOT, size, off, site);
-	/* One lock hold: take a slot, publish the block, record. */
-	pthread_mutex_lock(&h->lock);
-	am_drain_locked(h);
-	slot = am_take_slot(h);
+	if (!h->track)
+		return base;
+	/* What needs no lock first: the stack and the guard words. */
+	if (h->cfg.stack_depth)
+		(void)anrc_backtrace(frames, h->cfg.stack_depth, site->caller);
+	am_guards_set(h, base + off, size);
+	am_lock(h);
+	am_drain_locked(h, &d);
+	slot = am_publish_locked(h, base, off, size, site, frames);
+	if (slot != AM_NO_SLOT)
+		am_record(h, align > ANR_ALIGN ? ANR_OP_MEMALIGN : ANR_OP_MALLOC,
+			  base + off, NULL, size, site->caller);
+	am_unlock(h);
+	am_drained_free(h, &d);
 	if (slot == AM_NO_SLOT) {
-		pthread_mutex_unlock(&h->lock);
 		anrc_free(h->core, base);
 		mb_log(MB_LOG_WARNING, "anrmalloc %s: block table full (max_blocks %zu)",
 		       h->cfg.name, h->slots_cap);
-		am_fail(h, size, site->caller, hooks, AM_NO_SLOT);
+		am_fail(h, size, site->caller, hooks);
 		return NULL;
 	}
-	hd->slot = slot;
-	hd->seq = ++h->seq;
-	h->slots[slot].base = base;
-	h->slots[slot].mark = (uint8_t)(h->gc_running && slot >= h->sweep_pos);
-	h->slots[slot].state = AM_SLOT_LIVE;
-	h->live_blocks++;
-	h->live_bytes += size;
-	am_record(h, align > ANR_ALIGN ? ANR_OP_MEMALIGN : ANR_OP_MALLOC,
-		  base + off, NULL, size, site->caller);
-	pthread_mutex_unlock(&h->lock);
 	return base + off;
-}
-
-/*
- * Find the live block of p under h->lock.  With interior, p may point
- * anywhere inside the block; otherwise it must be the user pointer.
- * Returns 0, or -1 when p is not a live block of h.
- */
-int am_lookup(struct anr_malloc_heap *h, const void *p, int interior,
-	      void **basep, uint32_t *slotp)
-{
-	size_t bsize = 0;
-	void *base = anrc_block_of(h->core, p, &bsize);
-	struct am_hdr *hd = base;
-
-	if (base == NULL || bsize < sizeof(*hd) || hd->magic != AM_MAGIC_LIVE ||
-	    hd->slot >= h->slots_hw || h->slots[hd->slot].base != base ||
-	    h->slots[hd->slot].state != AM_SLOT_LIVE)
-		return -1;
-	if (!interior && (const unsigned char *)base + hd->user_off != p)
-		return -1;
-	*basep = base;
-	*slotp = hd->slot;
-	return 0;
 }
 
 static void am_bad_free_locked(struct anr_malloc_heap *h, const void *p,
@@ -459,46 +410,36 @@ static void am_bad_free_locked(struct anr_malloc_heap *h, const void *p,
 	am_error_action(h);
 }
 
-static void am_bad_free(struct anr_malloc_heap *h, const void *p,
-			const char *what, const void *caller)
-{
-	pthread_mutex_lock(&h->lock);
-	am_bad_free_locked(h, p, what, caller);
-	pthread_mutex_unlock(&h->lock);
-}
-
 /*
- * Take the block of p out of the table under h->lock; returns the core
+ * Take the record of p out of the table under the lock; returns the core
  * block to hand to the core's free, or NULL for a bad free (reported).
  */
 static void *am_release_locked(struct anr_malloc_heap *h, void *p,
 			       const void *caller)
 {
+	uint32_t slot = am_find_locked(h, p);
+	struct am_slot *r;
 	void *base;
-	uint32_t slot;
-	struct am_hdr *hd;
 
-	if (am_lookup(h, p, 0, &base, &slot) != 0) {
+	if (slot == AM_NO_SLOT || h->slots[slot].state != AM_SLOT_LIVE) {
 		am_bad_free_locked(h, p, "free", caller);
 		return NULL;
 	}
-	hd = base;
-	if (!am_guards_ok(h, hd, base)) {
+	r = &h->slots[slot];
+	if (!am_guards_ok(h, r)) {
 		h->guard_errors++;
-		am_guard_error(h, p, hd, "free");
+		am_guard_error(h, r, "free");
 	}
-	h->live_blocks--;
-	h->live_bytes -= hd->size;
-	am_release_slot(h, slot);
-	hd->magic = AM_MAGIC_FREED;
-	am_record(h, ANR_OP_FREE, p, NULL, hd->size, caller);
+	base = r->base;
+	am_record(h, ANR_OP_FREE, p, NULL, r->size, caller);
+	am_release_slot_locked(h, slot);
 	return base;
 }
 
 /*
- * Deferred frees: a free that finds the heap lock taken queues the
- * pointer in a bounded lock-free ring (one sequence number per cell) and
- * returns; whoever holds the lock next drains the ring.  Many threads
+ * Deferred frees: a free that finds the lock taken queues the pointer in
+ * a bounded lock-free ring (one sequence number per cell) and returns;
+ * whoever holds the lock next for a record drains the ring.  Many threads
  * queue, only a lock holder takes out.
  */
 static int am_defer(struct anr_malloc_heap *h, void *p, const void *caller)
@@ -529,9 +470,12 @@ static int am_defer(struct anr_malloc_heap *h, void *p, const void *caller)
 	}
 }
 
-void am_drain_locked(struct anr_malloc_heap *h)
+void am_drain_locked(struct anr_malloc_heap *h, struct am_drained *d)
 {
-	for (;;) {
+	d->n = 0;
+	if (__atomic_load_n(&h->defer_in, __ATOMIC_RELAXED) == h->defer_out)
+		return; /* nothing queued (a cell being queued waits for the next holder) */
+	while (d->n < AM_CHUNK) {
 		uint64_t pos = h->defer_out;
 		struct am_defer_cell *c = &h->defer[pos % AM_DEFER_CELLS];
 		void *base;
@@ -542,25 +486,37 @@ void am_drain_locked(struct anr_malloc_heap *h)
 		h->defer_out = pos + 1;
 		__atomic_store_n(&c->seq, pos + AM_DEFER_CELLS, __ATOMIC_RELEASE);
 		if (base)
-			anrc_free(h->core, base);
+			d->base[d->n++] = base;
 	}
+}
+
+void am_drained_free(struct anr_malloc_heap *h, const struct am_drained *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		anrc_free(h->core, d->base[i]);
 }
 
 static void am_free(struct anr_malloc_heap *h, void *p, const void *caller)
 {
+	struct am_drained d;
 	void *base;
 
 	if (p == NULL)
 		return;
+	if (!h->track) {
+		anrc_free(h->core, p); /* the core judges the pointer */
+		return;
+	}
 	/* free never waits for the lock while the queue has room. */
-	if (pthread_mutex_trylock(&h->lock) != 0) {
+	if (anrc_layer_trylock(h->core) != 0) {
 		if (am_defer(h, p, caller) == 0)
 			return;
-		pthread_mutex_lock(&h->lock);
+		am_lock(h);
 	}
-	am_drain_locked(h);
+	am_drain_locked(h, &d);
 	base = am_release_locked(h, p, caller);
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
+	am_drained_free(h, &d);
 	if (base)
 		anrc_free(h->core, base);
 }
@@ -568,10 +524,10 @@ static void am_free(struct anr_malloc_heap *h, void *p, const void *caller)
 static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 			const struct am_site *site)
 {
-	void *base;
+	struct am_slot *r;
 	uint32_t slot;
-	struct am_hdr *hd;
 	size_t off, old_size;
+	void *base;
 	unsigned char *nb;
 	struct am_call call = { h, 0, am_cur_call };
 
@@ -581,55 +537,73 @@ static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 		am_free(h, p, site->caller);
 		return NULL;
 	}
-	pthread_mutex_lock(&h->lock);
-	if (am_lookup(h, p, 0, &base, &slot) != 0) {
-		pthread_mutex_unlock(&h->lock);
-		am_bad_free(h, p, "realloc", site->caller);
+	if (!h->track) {
+		if (size > AM_SIZE_MAX) {
+			am_fail(h, size, site->caller, 0);
+			return NULL;
+		}
+		am_cur_call = &call;
+		nb = anrc_realloc(h->core, p, size, 0);
+		am_cur_call = call.outer;
+		if (nb == NULL && errno == ENOMEM)
+			am_fail(h, size, site->caller, !am_in_callbacks(h));
+		else if (nb != NULL)
+			__atomic_add_fetch(&h->reallocs, 1, __ATOMIC_RELAXED);
+		return nb;
+	}
+	am_lock(h);
+	slot = am_find_locked(h, p);
+	if (slot == AM_NO_SLOT || h->slots[slot].state != AM_SLOT_LIVE) {
+		am_bad_free_locked(h, p, "realloc", site->caller);
+		am_unlock(h);
 		errno = EINVAL;
 		return NULL;
 	}
-	hd = base;
-	off = hd->user_off;
-	old_size = hd->size;
-	if (!am_guards_ok(h, hd, base)) {
+	r = &h->slots[slot];
+	off = AM_OFF(r);
+	old_size = r->size;
+	base = r->base;
+	if (!am_guards_ok(h, r)) {
 		h->guard_errors++;
-		pthread_mutex_unlock(&h->lock);
-		am_guard_error(h, p, hd, "realloc");
-		pthread_mutex_lock(&h->lock);
+		am_guard_error(h, r, "realloc");
 	}
 	if (size > AM_SIZE_MAX - off - h->tail) {
-		pthread_mutex_unlock(&h->lock);
-		am_fail(h, size, site->caller, 0, AM_NO_SLOT);
+		am_unlock(h);
+		am_fail(h, size, site->caller, 0);
 		return NULL;
 	}
-	/* Walkers skip the block while the core may move it. */
-	h->slots[slot].state = AM_SLOT_MOVING;
-	pthread_mutex_unlock(&h->lock);
+	/* Walkers skip the block while the core may move it; a free of it
+	 * meanwhile is a bad free. */
+	r->state = AM_SLOT_MOVING;
+	am_unlock(h);
 
 	am_cur_call = &call;
 	nb = anrc_realloc(h->core, base, off + size + h->tail, 0);
 	am_cur_call = call.outer;
+	if (nb != NULL)
+		am_guards_set(h, nb + off, size);
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
+	r = &h->slots[slot];
 	if (nb == NULL) {
-		h->slots[slot].state = AM_SLOT_LIVE;
-		pthread_mutex_unlock(&h->lock);
-		am_fail(h, size, site->caller, !am_in_callbacks(h), AM_NO_SLOT);
+		r->state = AM_SLOT_LIVE;
+		am_unlock(h);
+		am_fail(h, size, site->caller, !am_in_callbacks(h));
 		return NULL;
 	}
-	hd = (struct am_hdr *)nb;
-	hd->size = size;
-	hd->caller = site->caller;
-	hd->file = site->file;
-	hd->func = site->func;
-	hd->line = site->line;
-	am_guards_set(h, hd, nb);
-	h->slots[slot].base = nb;
-	h->slots[slot].state = AM_SLOT_LIVE;
+	am_hash_del_locked(h, slot);
+	r->base = nb;
+	r->size = size;
+	r->caller = site->caller;
+	r->file = site->file;
+	r->func = site->func;
+	r->line = site->line;
+	r->state = AM_SLOT_LIVE;
+	am_hash_add_locked(h, slot);
 	h->live_bytes = h->live_bytes - old_size + size;
 	h->reallocs++;
 	am_record(h, ANR_OP_REALLOC, nb + off, p, size, site->caller);
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	return nb + off;
 }
 
@@ -643,11 +617,42 @@ static int am_align_ok(size_t align)
 #define AM_SITE_RA(ra) { (ra), NULL, NULL, 0 }
 #define AM_SITE_DBG(ra, f, l, fn) { (ra), (f), (fn), (l) }
 
+/*
+ * The plain path: with no records to keep, anr_malloc and anr_free are
+ * the core's inlined fast paths (an object of the calling thread's slab,
+ * no lock, no atomic read-modify-write); whatever they cannot do goes the
+ * full way.
+ */
 API void *anr_malloc(anr_heap_t *h, size_t size)
 {
+	if (AM_LIKELY(h != NULL && h->plain)) {
+		void *p = anrc_alloc_fast(h->core, size);
+
+		if (AM_LIKELY(p != NULL))
+			return p;
+	}
 	struct am_site s = AM_SITE_RA(AM_CALLER());
 	return am_alloc(h, 0, size, 0, &s);
 }
+
+API void anr_free(anr_heap_t *h, void *p)
+{
+	if (AM_LIKELY(h->plain)) {
+		int done = anrc_free_fast(h->core, p);
+
+		if (AM_LIKELY(done == 1))
+			return;
+		if (done == 2)
+			anrc_theap_publish(h->core, anrc_tl.t);
+		else
+			anrc_free(h->core, p);
+		return;
+	}
+	am_free(h, p, AM_CALLER());
+}
+
+/* The names of 2006-2012 callers: the same functions. */
+API void anr_malloc_free(anr_heap_t *h, void *p) __attribute__((alias("anr_free")));
 
 API void *anr_malloc_from(anr_heap_t *h, size_t size, const void *caller)
 {
@@ -677,11 +682,14 @@ API void *anr_calloc(anr_heap_t *h, size_t nmemb, size_t size)
 	return am_calloc(h, nmemb, size, &s);
 }
 
-API void *anr_malloc_realloc(anr_heap_t *h, void *p, size_t size)
+API void *anr_realloc(anr_heap_t *h, void *p, size_t size)
 {
 	struct am_site s = AM_SITE_RA(AM_CALLER());
 	return am_realloc(h, p, size, &s);
 }
+
+API void *anr_malloc_realloc(anr_heap_t *h, void *p, size_t size)
+	__attribute__((alias("anr_realloc")));
 
 API void *anr_memalign(anr_heap_t *h, size_t align, size_t size)
 {
@@ -694,32 +702,29 @@ API void *anr_memalign(anr_heap_t *h, size_t align, size_t size)
 	return am_alloc(h, align, size, 0, &s);
 }
 
-API void anr_malloc_free(anr_heap_t *h, void *p)
-{
-	am_free(h, p, AM_CALLER());
-}
-
 API size_t anr_malloc_usable_size(anr_heap_t *h, const void *p)
 {
-	void *base;
 	uint32_t slot;
-	size_t n;
-	struct am_hdr *hd;
+	size_t n, off;
+	void *base;
 
 	if (p == NULL)
 		return 0;
-	pthread_mutex_lock(&h->lock);
-	if (am_lookup(h, p, 0, &base, &slot) != 0) {
-		pthread_mutex_unlock(&h->lock);
+	if (!h->track)
+		return anrc_usable_size(h->core, p);
+	am_lock(h);
+	slot = am_find_locked(h, p);
+	if (slot == AM_NO_SLOT || h->slots[slot].state != AM_SLOT_LIVE) {
+		am_unlock(h);
 		return 0;
 	}
-	hd = base;
+	n = h->slots[slot].size;
+	off = AM_OFF(&h->slots[slot]);
+	base = h->slots[slot].base;
+	am_unlock(h);
 	if (h->cfg.guards)
-		n = hd->size;
-	else
-		n = anrc_usable_size(h->core, base) - hd->user_off;
-	pthread_mutex_unlock(&h->lock);
-	return n;
+		return n;
+	return anrc_usable_size(h->core, base) - off;
 }
 
 API void *anr_malloc_dbg(anr_heap_t *h, size_t size, const char *file,
@@ -744,12 +749,16 @@ API void *anr_calloc_dbg(anr_heap_t *h, size_t nmemb, size_t size,
 	return am_calloc(h, nmemb, size, &s);
 }
 
-API void *anr_malloc_realloc_dbg(anr_heap_t *h, void *p, size_t size,
-				 const char *file, int line, const char *func)
+API void *anr_realloc_dbg(anr_heap_t *h, void *p, size_t size,
+			  const char *file, int line, const char *func)
 {
 	struct am_site s = AM_SITE_DBG(AM_CALLER(), file, line, func);
 	return am_realloc(h, p, size, &s);
 }
+
+API void *anr_malloc_realloc_dbg(anr_heap_t *h, void *p, size_t size,
+				 const char *file, int line, const char *func)
+	__attribute__((alias("anr_realloc_dbg")));
 
 API void *anr_memalign_dbg(anr_heap_t *h, size_t align, size_t size,
 			   const char *file, int line, const char *func)
@@ -763,14 +772,12 @@ API void *anr_memalign_dbg(anr_heap_t *h, size_t align, size_t size,
 	return am_alloc(h, align, size, 0, &s);
 }
 
-/* ---- client debug info and guard checks ---- */
+/* ---- client debug info, guard checks, block info ---- */
 
 API int anr_set_debug_info(const void *p, const void *data, size_t len)
 {
 	struct anr_malloc_heap *h;
-	void *base;
 	uint32_t slot;
-	struct am_hdr *hd;
 
 	if (am_registry_find(p, &h) != 0) {
 		errno = EINVAL;
@@ -780,23 +787,20 @@ API int anr_set_debug_info(const void *p, const void *data, size_t len)
 		errno = ENOSPC;
 		return -1;
 	}
-	pthread_mutex_lock(&h->lock);
-	if (am_lookup(h, p, 1, &base, &slot) != 0) {
-		pthread_mutex_unlock(&h->lock);
+	slot = am_lookup_interior(h, p);
+	if (slot == AM_NO_SLOT) {
 		errno = EINVAL;
 		return -1;
 	}
-	hd = base;
-	memcpy((char *)base + h->dinfo_off, data, len);
-	hd->dinfo_len = (uint32_t)len;
-	pthread_mutex_unlock(&h->lock);
+	memcpy(h->dinfo + (size_t)slot * h->dinfo_stride, data, len);
+	h->slots[slot].dinfo_len = (uint32_t)len;
+	am_unlock(h);
 	return 0;
 }
 
 API ssize_t anr_get_debug_info(const void *p, void *buf, size_t cap)
 {
 	struct anr_malloc_heap *h;
-	void *base;
 	uint32_t slot;
 	size_t n;
 
@@ -804,72 +808,86 @@ API ssize_t anr_get_debug_info(const void *p, void *buf, size_t cap)
 		errno = EINVAL;
 		return -1;
 	}
-	pthread_mutex_lock(&h->lock);
-	if (am_lookup(h, p, 1, &base, &slot) != 0) {
-		pthread_mutex_unlock(&h->lock);
+	slot = am_lookup_interior(h, p);
+	if (slot == AM_NO_SLOT) {
 		errno = EINVAL;
 		return -1;
 	}
-	n = ((struct am_hdr *)base)->dinfo_len;
-	memcpy(buf, (char *)base + h->dinfo_off, n < cap ? n : cap);
-	pthread_mutex_unlock(&h->lock);
+	n = h->slots[slot].dinfo_len;
+	if (n)
+		memcpy(buf, h->dinfo + (size_t)slot * h->dinfo_stride, n < cap ? n : cap);
+	am_unlock(h);
 	return (ssize_t)n;
 }
 
 API int anr_check_block(anr_heap_t *h, const void *p)
 {
-	void *base;
+	struct am_slot copy;
 	uint32_t slot;
 	int ok;
 
-	pthread_mutex_lock(&h->lock);
-	if (am_lookup(h, p, 1, &base, &slot) != 0) {
-		pthread_mutex_unlock(&h->lock);
+	if (!h->track)
+		return anrc_owns(h->core, p) && anrc_block_of(h->core, p, NULL) ? 0 :
+			(errno = EINVAL, -1);
+	slot = am_lookup_interior(h, p);
+	if (slot == AM_NO_SLOT) {
 		errno = EINVAL;
 		return -1;
 	}
-	ok = am_guards_ok(h, base, base);
+	ok = am_guards_ok(h, &h->slots[slot]);
+	copy = h->slots[slot];
 	if (!ok) {
 		h->guard_errors++;
 		/* Reported under the lock: the block cannot go meanwhile. */
 		if (h->cfg.on_error != ANR_ERROR_ABORT)
-			am_guard_error(h, (char *)base + ((struct am_hdr *)base)->user_off,
-				       base, "check");
+			am_guard_error(h, &copy, "check");
 	}
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	if (!ok && h->cfg.on_error == ANR_ERROR_ABORT)
-		am_guard_error(h, p, base, "check");
+		am_guard_error(h, &copy, "check");
 	return ok ? 0 : -1;
 }
 
 API int anr_block_info(anr_heap_t *h, const void *p, struct anr_block_info *in)
 {
-	void *base;
-	uint32_t slot;
-	const struct am_hdr *hd;
+	const struct am_slot *r;
 	const uintptr_t *f;
+	uint32_t slot;
 	size_t nf;
 
-	pthread_mutex_lock(&h->lock);
-	if (am_lookup(h, p, 1, &base, &slot) != 0) {
-		pthread_mutex_unlock(&h->lock);
+	if (!h->track) {
+		/* No record: what the core knows. */
+		size_t bsize = 0;
+		void *base = anrc_owns(h->core, p) ? anrc_block_of(h->core, p, &bsize) : NULL;
+
+		if (base == NULL) {
+			errno = EINVAL;
+			return -1;
+		}
+		memset(in, 0, sizeof(*in));
+		in->ptr = base;
+		in->size = bsize;
+		return 0;
+	}
+	slot = am_lookup_interior(h, p);
+	if (slot == AM_NO_SLOT) {
 		errno = EINVAL;
 		return -1;
 	}
-	hd = base;
+	r = &h->slots[slot];
 	memset(in, 0, sizeof(*in));
-	in->ptr = (char *)base + hd->user_off;
-	in->size = hd->size;
-	in->seq = hd->seq;
-	in->caller = hd->caller;
-	in->file = hd->file;
-	in->func = hd->func;
-	in->line = hd->line;
-	in->tid = hd->tid;
-	nf = am_frames(h, hd, &f);
+	in->ptr = AM_USER(r);
+	in->size = r->size;
+	in->seq = r->seq;
+	in->caller = r->caller;
+	in->file = r->file;
+	in->func = r->func;
+	in->line = r->line;
+	in->tid = r->tid;
+	nf = am_frames(h, slot, &f);
 	in->nframes = nf < ANR_INFO_FRAMES ? nf : ANR_INFO_FRAMES;
 	for (size_t i = 0; i < in->nframes; i++)
 		in->frames[i] = (const void *)f[i];
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	return 0;
 }

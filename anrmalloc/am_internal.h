@@ -1,30 +1,33 @@
 /*
  * am_internal.h - shared state of the anr_malloc layer (not installed).
  *
- * Every block is one core block laid out as
+ * A block is one core block; nothing of the layer is written into it but
+ * the guard words (guards = yes):
  *
- *     base                                   user = base + user_off
- *     | struct am_hdr | frames | debug info | pad | front guard | data | back guard |
+ *     base                        user = base + user_off
+ *     | front guard (last 8 bytes) | data | back guard |
  *
- * The header is always at the core block's start, so any pointer into the
- * block (anrc_block_of) leads to it.  Everything else the layer keeps lives
- * outside the heap, in mappings made when the heap is created: the block
- * table (one slot per live block, with its mark byte), the flight recorder
- * ring and the heap structure itself.
+ * Without guards user == base.  What the layer knows of a block (size
+ * asked for, sequence number, caller, file, line, function, thread, client
+ * debug info, call stack, GC mark) is a record in the side table, out of
+ * band: one mapping made when the heap is created (MAP_NORESERVE, pages
+ * touched as records are used), never inside the heap, so a write before
+ * or after a block cannot reach it.  Records are found by user pointer
+ * through a hash of chains, or from any address inside a block by way of
+ * anrc_block_of.  A heap with track_blocks = no and no feature that needs
+ * records (h->plain) has no side table: its calls are the core's.
  *
- * Invariants, all under h->lock:
- *  - a slot is FREE (on the free list through .next), LIVE (base points
- *    at a block whose header names this slot) or MOVING (a realloc is in
- *    progress; walkers skip it and the collector treats it as marked);
- *    RESERVED only exists inside one lock hold, while a slot is filled in;
- *  - a block is only handed to the core's free after its slot left LIVE,
- *    so a walker holding the lock never reads a freed header;
+ * Invariants, all under the core's lock (anrc_layer_lock), the heap's
+ * only lock:
+ *  - a record is FREE (on the free list through .next), LIVE (in the hash,
+ *    its block is live) or MOVING (a realloc is in progress; walkers skip
+ *    it and the collector treats it as marked);
+ *  - a block is only handed to the core's free after its record left LIVE,
+ *    so a walker holding the lock never reads a freed block's record;
+ *  - no anrc_ call is made while the lock is held (the core takes it
+ *    itself): blocks to free are collected and freed after unlock;
  *  - a free that finds the lock taken is queued (deferred) and done by
- *    the next lock holder of an allocation, free, collection, report or
- *    verification, so a free never waits for the lock;
- *  - the lock is never held across a core call that may run the
- *    need-more hook (allocation, realloc): the hook runs callbacks that may
- *    free into this heap.  Lock order is h->lock, then the core's lock.
+ *    the next record holder, so a free never waits for the lock.
  */
 #ifndef AM_INTERNAL_H
 #define AM_INTERNAL_H
@@ -36,11 +39,10 @@
 #include "anrmalloc/anrmalloc.h"
 #include "libmbclient/mbclient.h"
 
-#define AM_MAGIC_LIVE 0xa11c0a7eU
-#define AM_MAGIC_FREED 0xdeadf4eeU
 #define AM_GUARD_PATTERN UINT64_C(0x5a17c0de9e3779b9)
 #define AM_GUARD_SIZE sizeof(uint64_t)
 #define AM_NO_SLOT UINT32_MAX
+#define AM_NIL 0 /* end of a hash chain (chains hold slot + 1) */
 #define AM_MAX_STACK_DEPTH ANR_BT_MAX
 #define AM_MAX_DEBUG_INFO 4096
 #define AM_MAX_RECORDER (UINT64_C(1) << 24)
@@ -50,33 +52,31 @@
 
 enum am_slot_state {
 	AM_SLOT_FREE = 0,
-	AM_SLOT_RESERVED = 1,
 	AM_SLOT_LIVE = 2,
 	AM_SLOT_MOVING = 3,
 };
 
+/* One block's record in the side table (64 bytes). */
 struct am_slot {
-	void *base;
-	uint32_t next;  /* free list, or the collector's grey list */
-	uint8_t state;
-	uint8_t mark;
-	uint8_t grey;
-	uint8_t spare;
-};
-
-struct am_hdr {
-	uint32_t magic;
-	uint32_t slot;
-	uint64_t size;        /* requested */
-	uint64_t seq;         /* allocation number */
+	void *base;           /* the core block; the user pointer is AM_USER() */
 	const void *caller;
 	const char *file;
 	const char *func;
+	uint64_t size : 48;   /* requested */
+	uint64_t dinfo_len : 16;
+	uint64_t seq : 54;    /* allocation number */
+	uint64_t state : 2;
+	uint64_t mark : 1;
+	uint64_t grey : 1;
+	uint64_t off_shift : 6; /* user_off: 0, or 1 << off_shift */
 	int32_t line;
-	uint32_t user_off;
-	uint32_t dinfo_len;
 	uint32_t tid;
+	uint32_t next;        /* free list, or the collector's grey list */
+	uint32_t hnext;       /* hash chain: slot + 1, AM_NIL at the end */
 };
+
+#define AM_OFF(r) ((r)->off_shift ? (size_t)1 << (r)->off_shift : (size_t)0)
+#define AM_USER(r) ((void *)((char *)(r)->base + AM_OFF(r)))
 
 struct am_defer_cell {
 	uint64_t seq;
@@ -107,16 +107,24 @@ struct am_site {
 struct anr_malloc_heap {
 	struct anr_malloc_config cfg;
 	struct anrc_heap *core;
-	pthread_mutex_t lock;
+	int plain;             /* no records: the core's calls alone */
+	int track;             /* every block has a record */
 	size_t map_size;       /* of this structure's own mapping */
 
 	/* block layout */
-	size_t hdr_size;       /* header + frames + info + front guard, 16-aligned */
-	size_t frames_off, dinfo_off, tail;
+	size_t front;          /* user_off of a block (16 with guards, else 0) */
+	size_t tail;           /* back guard */
 
-	/* block table */
+	/* side table: records, hash, stacks and client debug info */
+	void *side;
+	size_t side_map;
 	struct am_slot *slots;
-	size_t slots_map, slots_cap, slots_hw;
+	uint32_t *bucket;      /* slot + 1 of the first record of a chain */
+	unsigned bucket_shift;
+	uintptr_t *frames;     /* stack_depth words per slot */
+	unsigned char *dinfo;  /* dinfo_stride bytes per slot */
+	size_t dinfo_stride;
+	size_t slots_cap, slots_hw;
 	uint32_t free_head;
 	size_t live_blocks, live_bytes;
 	uint64_t seq;
@@ -150,7 +158,10 @@ struct anr_malloc_heap {
 	uint64_t gc_runs, gc_freed_blocks, gc_freed_bytes;
 	uint64_t guard_errors, bad_frees, oom_events, failures;
 
-	/* broker */
+	/* broker; the budget changes of give-back and the broker client's
+	 * balance are serialised by budget_lock (never taken by allocation
+	 * or free, nor around a core call that takes the core's lock second) */
+	pthread_mutex_t budget_lock;
 	mb_client mb;
 	int mb_connected;
 	uint64_t mb_page;
@@ -170,15 +181,48 @@ struct anr_malloc_heap {
 /* heap.c */
 int am_registry_find(const void *p, struct anr_malloc_heap **out);
 
-/* alloc.c */
+static inline size_t am_round(size_t n, size_t to)
+{
+	return (n + to - 1) & ~(to - 1);
+}
+
+/* records.c: the side table; the *_locked calls run under the heap lock */
+int am_side_map(struct anr_malloc_heap *h);
+void am_side_unmap(struct anr_malloc_heap *h);
+uint32_t am_take_slot_locked(struct anr_malloc_heap *h);
+void am_release_slot_locked(struct anr_malloc_heap *h, uint32_t slot);
+void am_hash_add_locked(struct anr_malloc_heap *h, uint32_t slot);
+void am_hash_del_locked(struct anr_malloc_heap *h, uint32_t slot);
+uint32_t am_find_locked(struct anr_malloc_heap *h, const void *user);
+uint32_t am_find_base_locked(struct anr_malloc_heap *h, const void *base,
+			     size_t bsize);
+/* The live record of the block that contains p (any address in it), with
+ * the lock held; AM_NO_SLOT, lock not held, when there is none. */
+uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p);
+size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
+		 const uintptr_t **frames);
+
+/* alloc.c; the *_locked calls run under anrc_layer_lock(h->core) */
 int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes);
-int am_lookup(struct anr_malloc_heap *h, const void *p, int interior,
-	      void **basep, uint32_t *slotp);
-int am_guards_ok(struct anr_malloc_heap *h, const struct am_hdr *hd,
-		 const void *base);
-void am_guard_error(struct anr_malloc_heap *h, const void *user,
-		    const struct am_hdr *hd, const char *when);
-void am_release_slot(struct anr_malloc_heap *h, uint32_t slot);
+int am_guards_ok(struct anr_malloc_heap *h, const struct am_slot *r);
+void am_guard_error(struct anr_malloc_heap *h, const struct am_slot *r,
+		    const char *when);
+/* Deferred frees taken out of the queue: up to AM_CHUNK core blocks to
+ * free after unlock. */
+struct am_drained {
+	size_t n;
+	void *base[AM_CHUNK];
+};
+void am_drain_locked(struct anr_malloc_heap *h, struct am_drained *d);
+void am_drained_free(struct anr_malloc_heap *h, const struct am_drained *d);
+static inline void am_lock(struct anr_malloc_heap *h)
+{
+	anrc_layer_lock(h->core);
+}
+static inline void am_unlock(struct anr_malloc_heap *h)
+{
+	anrc_layer_unlock(h->core);
+}
 /* report.c: stack frames named from /proc/self/maps (one shared table,
  * held between acquire and release; NULL if it could not be read), then
  * written a frame a line to o, or to fd when o is NULL. */
@@ -187,8 +231,6 @@ const struct anrc_modmap *am_map_acquire(void);
 void am_map_release(void);
 void am_frame_lines(int fd, struct am_out *o, const struct anrc_modmap *map,
 		    const uintptr_t *frames, size_t n);
-size_t am_frames(const struct anr_malloc_heap *h, const struct am_hdr *hd,
-		 const uintptr_t **frames);
 
 /* A live block as the reports print it, copied out under the heap lock
  * (report.c: am_row_fill) so that formatting runs without it. */
@@ -205,12 +247,10 @@ struct am_row {
 	uintptr_t frames[AM_REPORT_FRAMES];
 	size_t nframes;
 };
-void am_row_fill(const struct anr_malloc_heap *h, void *base, struct am_row *r);
-
-void am_drain_locked(struct anr_malloc_heap *h);
+void am_row_fill(const struct anr_malloc_heap *h, uint32_t slot, struct am_row *r);
 
 /* gc.c */
-int am_mark_locked(struct anr_malloc_heap *h, const void *p);
+int am_mark(struct anr_malloc_heap *h, const void *p);
 
 /* broker.c */
 void am_broker_close(struct anr_malloc_heap *h);

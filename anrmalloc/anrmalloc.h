@@ -15,18 +15,30 @@
  * anr_malloc_if_available() never calls them and fails at once when the
  * budget is spent.  A callback that keeps claiming success cannot make an
  * allocation loop for ever: each allocation runs at most need_more_retries
- * rounds of callbacks.  The heap calls are anr_malloc_free() and
- * anr_malloc_realloc().
+ * rounds of callbacks.  The heap calls are anr_free() and anr_realloc()
+ * (the 2013 names); anr_malloc_free() and anr_malloc_realloc() are the
+ * same functions under their older names.
  *
- * Callers.  Every block remembers who allocated it: the plain calls record
- * their return address, the *_dbg calls (normally used through the
- * ANR_MALLOC()-style macros) record __FILE__, __LINE__ and __func__, and
- * with stack_depth > 0 each block also keeps that many return addresses.
+ * Records.  With track_blocks (the default) every block has a record in
+ * the heap's side table: the plain calls record their return address, the
+ * *_dbg calls (normally used through the ANR_MALLOC()-style macros) record
+ * __FILE__, __LINE__ and __func__, and with stack_depth > 0 each block
+ * also keeps that many return addresses.  Collection, leak reports and
+ * block reports work on records.  guards, stack_depth, debug_info_size,
+ * recorder and the gc_* keys turn records on too.
  *
- * Blocks.  Every block carries a 64-byte header in front of the user data
- * (more with stack_depth, debug_info_size and guards); mark bits, the
- * block table and the flight recorder live outside the heap.  A realloc
- * records its own caller.  Results are 16-byte aligned.
+ * Plain heaps.  With track_blocks = no and none of those features, a heap
+ * keeps no records: anr_malloc() and anr_free() are the allocator core's
+ * fast paths (no lock on the way for a small block of the calling thread),
+ * anr_block_info() reports the core block and its usable size only, the
+ * *_dbg calls' file and line are not kept, and anr_gc_collect() fails
+ * with ENOTSUP.  Bad frees are judged (and counted) by the core.
+ *
+ * Blocks.  Nothing is written into or next to a block but the guard words
+ * (guards = yes): the records, stacks, client debug info, mark bits and
+ * the flight recorder live in mappings made when the heap is created,
+ * outside the heap, so an overrun or underrun of a block cannot damage
+ * them.  A realloc records its own caller.  Results are 16-byte aligned.
  *
  * Out of memory.  When anr_malloc() fails after the callbacks, the heap
  * enters a sticky out-of-memory state (anr_oom_get(), anr_oom_clear()),
@@ -47,7 +59,8 @@
 extern "C" {
 #endif
 
-#define ANR_MALLOC_API_VERSION 1
+/* 2: struct anr_malloc_config has track_blocks; anr_free, anr_realloc. */
+#define ANR_MALLOC_API_VERSION 2
 
 typedef struct anr_malloc_heap anr_heap_t;
 
@@ -75,7 +88,7 @@ struct anr_malloc_config {
 	uint64_t budget;                /* initial budget (resident bytes) */
 	uint64_t free_low;              /* free resident bytes kept by trims */
 	uint64_t free_high;             /* trim when free resident passes this */
-	uint64_t max_blocks;            /* live blocks the block table holds */
+	uint64_t max_blocks;            /* live blocks the side table holds */
 	uint64_t need_more_retries;     /* callback rounds per allocation */
 	int on_error;                   /* enum anr_error_action */
 	int oom_fail_fast;              /* sticky OOM fails later allocations */
@@ -98,6 +111,8 @@ struct anr_malloc_config {
 	uint64_t broker_chunk;          /* smallest amount asked for at a time */
 	uint64_t broker_timeout;        /* deadline of every broker call (ms) */
 	uint64_t broker_initial;        /* quota reserved when the heap is created */
+	/* block records */
+	int track_blocks;               /* a record (caller, size, mark) per block */
 };
 
 /* Defaults into cfg. */
@@ -139,14 +154,18 @@ void *anr_malloc(anr_heap_t *h, size_t size);
 void *anr_malloc_if_available(anr_heap_t *h, size_t size);
 void *anr_calloc(anr_heap_t *h, size_t nmemb, size_t size);
 /* C realloc: NULL p allocates, size 0 frees and returns NULL; on failure
- * the old block is untouched.  May call the need-more callbacks. */
+ * the old block is untouched.  May call the need-more callbacks.
+ * anr_malloc_realloc is the same function. */
+void *anr_realloc(anr_heap_t *h, void *p, size_t size);
 void *anr_malloc_realloc(anr_heap_t *h, void *p, size_t size);
 /* align: a power of two >= sizeof(void *), else NULL with EINVAL. */
 void *anr_memalign(anr_heap_t *h, size_t align, size_t size);
 /* NULL is a no-op.  A pointer that is not a live block of h is a bad
  * free (reported per on_error; the call does nothing else).  Never waits
  * for the heap lock: if it is taken, the free is queued and done by the
- * next call that takes it (unless the queue is full). */
+ * next call that takes it (unless the queue is full).  anr_malloc_free is
+ * the same function. */
+void anr_free(anr_heap_t *h, void *p);
 void anr_malloc_free(anr_heap_t *h, void *p);
 /* Bytes the caller may use at p (the requested size when guards are on). */
 size_t anr_malloc_usable_size(anr_heap_t *h, const void *p);
@@ -158,6 +177,8 @@ void *anr_malloc_if_available_dbg(anr_heap_t *h, size_t size, const char *file,
 				  int line, const char *func);
 void *anr_calloc_dbg(anr_heap_t *h, size_t nmemb, size_t size,
 		     const char *file, int line, const char *func);
+void *anr_realloc_dbg(anr_heap_t *h, void *p, size_t size,
+		      const char *file, int line, const char *func);
 void *anr_malloc_realloc_dbg(anr_heap_t *h, void *p, size_t size,
 			     const char *file, int line, const char *func);
 void *anr_memalign_dbg(anr_heap_t *h, size_t align, size_t size,
@@ -171,7 +192,7 @@ void *anr_malloc_from(anr_heap_t *h, size_t size, const void *caller);
 #define ANR_CALLOC(h, n, m) \
 	anr_calloc_dbg((h), (n), (m), __FILE__, __LINE__, __func__)
 #define ANR_REALLOC(h, p, n) \
-	anr_malloc_realloc_dbg((h), (p), (n), __FILE__, __LINE__, __func__)
+	anr_realloc_dbg((h), (p), (n), __FILE__, __LINE__, __func__)
 #define ANR_MEMALIGN(h, a, n) \
 	anr_memalign_dbg((h), (a), (n), __FILE__, __LINE__, __func__)
 
@@ -248,7 +269,7 @@ struct anr_gc_result {
  * Run a collection: clear marks, call every mark callback, (scan), then
  * sweep.  Blocks allocated while it runs count as marked.  fd is where
  * ANR_GC_REPORT writes (-1: nowhere).  0, or -1 (EBUSY: a collection is
- * already running on h).
+ * already running on h; ENOTSUP: a plain heap, which keeps no marks).
  */
 int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 		   struct anr_gc_result *res);
@@ -310,7 +331,7 @@ int anr_block_info(anr_heap_t *h, const void *p, struct anr_block_info *info);
 
 /* Check the guard words of one block (0 ok, -1 damaged or not a block). */
 int anr_check_block(anr_heap_t *h, const void *p);
-/* Check the whole heap: every block's header and guards, the block table,
+/* Check the whole heap: every record and guard words, the side table,
  * and the core's metadata.  Returns the number of problems found (each
  * reported). */
 int anr_verify(anr_heap_t *h);

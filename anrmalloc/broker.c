@@ -46,7 +46,7 @@ void am_broker_sync(struct anr_malloc_heap *h)
 
 	if (!h->mb_connected)
 		return;
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->budget_lock);
 	bal = mb_balance(&h->mb);
 	if (bal < 0)
 		bal = 0;
@@ -62,7 +62,7 @@ void am_broker_sync(struct anr_malloc_heap *h)
 		anrc_set_budget(h->core, budget);
 		h->mb_held = bal;
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->budget_lock);
 }
 
 static uint64_t am_share(void *arg, enum mb_client_urgency urgency,
@@ -142,10 +142,10 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 		rc = mb_reserve(&h->mb, pages, (int)h->cfg.broker_timeout, &granted);
 		am_broker_sync(h);
 		if (rc == 0 && granted) {
-			pthread_mutex_lock(&h->lock);
+			am_lock(h);
 			h->broker_requests++;
 			h->broker_granted_bytes += granted * h->mb_page;
-			pthread_mutex_unlock(&h->lock);
+			am_unlock(h);
 		} else if (rc != 0) {
 			mb_log(MB_LOG_WARNING, "anrmalloc %s: initial quota: %s",
 			       h->cfg.name, mb_strerror(rc));
@@ -165,10 +165,10 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 	pages = (want + h->mb_page - 1) / h->mb_page;
 	rc = mb_request(&h->mb, pages, (int)h->cfg.broker_timeout, &granted);
 	am_broker_sync(h);
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	h->broker_requests++;
 	h->broker_granted_bytes += granted * h->mb_page;
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	if (rc != 0) {
 		/* Low memory is a refusal like any other, and expected to pass. */
 		mb_log(rc == MB_ELOWMEM ? MB_LOG_INFO : MB_LOG_WARNING,
@@ -188,7 +188,7 @@ API size_t anr_broker_return_unused(anr_heap_t *h)
 	if (!h->mb_connected || h->mb_page == 0)
 		return 0;
 	anrc_trim(h->core, h->cfg.free_high);
-	pthread_mutex_lock(&h->lock);
+	pthread_mutex_lock(&h->budget_lock);
 	anrc_get_stats(h->core, &st);
 	bal = mb_balance(&h->mb);
 	spare = st.budget > st.resident + h->cfg.free_high ?
@@ -205,7 +205,7 @@ API size_t anr_broker_return_unused(anr_heap_t *h)
 		anrc_set_budget(h->core, st.budget - pages * h->mb_page);
 		h->mb_held -= (int64_t)pages;
 	}
-	pthread_mutex_unlock(&h->lock);
+	pthread_mutex_unlock(&h->budget_lock);
 	if (pages == 0)
 		return 0;
 	rc = mb_return(&h->mb, pages);

@@ -1,15 +1,17 @@
 /*
  * gc.c - mark-and-sweep collection.
  *
- * Mark bytes live in the block table, outside the heap.  The sweep clears
- * them, so marks set between collections count for the next one.  A
- * collection runs the subsystems' mark callbacks (anr_gc_mark), scans
- * the blocks marked before it began and the newly marked blocks for further pointers when gc_scan is on (the grey
- * list is threaded through the table's .next field, so it needs no
- * memory), and then sweeps in chunks of AM_CHUNK slots: the lock is
- * dropped between chunks and blocks are handed to the core outside it.
- * Blocks allocated during the collection in slots the sweep has not
- * reached yet are born marked; a block being reallocated counts as marked.
+ * Mark bytes live in the block records of the side table, outside the
+ * heap.  The sweep clears them, so marks set between collections count
+ * for the next one.  A collection runs the subsystems' mark callbacks
+ * (anr_gc_mark), scans the blocks marked before it began and the newly
+ * marked blocks for further pointers when gc_scan is on (the grey list is
+ * threaded through the records' .next field, so it needs no memory), and
+ * then sweeps in chunks of AM_CHUNK records: the lock is dropped between
+ * chunks and blocks are handed to the core outside it.  Blocks allocated
+ * during the collection in records the sweep has not reached yet are born
+ * marked; a block being reallocated counts as marked.  A plain heap keeps
+ * no records and cannot collect.
  */
 #include "config.h"
 
@@ -20,17 +22,13 @@
 #include "mb_log.h"
 
 #define API __attribute__((visibility("default")))
+#define AM_SCAN_WORDS 64 /* words of a block copied per lock hold */
 
-/* Mark under h->lock; 1 new, 0 already, -1 not a block. */
-int am_mark_locked(struct anr_malloc_heap *h, const void *p)
+/* Mark the record of slot under the lock: 1 new, 0 already. */
+static int am_mark_slot_locked(struct anr_malloc_heap *h, uint32_t slot)
 {
-	void *base;
-	uint32_t slot;
-	struct am_slot *s;
+	struct am_slot *s = &h->slots[slot];
 
-	if (!anrc_owns(h->core, p) || am_lookup(h, p, 1, &base, &slot) != 0)
-		return -1;
-	s = &h->slots[slot];
 	if (s->mark)
 		return 0;
 	s->mark = 1;
@@ -42,44 +40,63 @@ int am_mark_locked(struct anr_malloc_heap *h, const void *p)
 	return 1;
 }
 
-API int anr_gc_mark(anr_heap_t *h, const void *p)
+/* 1 new, 0 already, -1 not a block.  Takes the lock itself (the core
+ * finds the block first, without it). */
+int am_mark(struct anr_malloc_heap *h, const void *p)
 {
+	uint32_t slot = am_lookup_interior(h, p);
 	int rc;
 
-	pthread_mutex_lock(&h->lock);
-	rc = am_mark_locked(h, p);
-	pthread_mutex_unlock(&h->lock);
+	if (slot == AM_NO_SLOT)
+		return -1;
+	rc = am_mark_slot_locked(h, slot);
+	am_unlock(h);
 	return rc;
 }
 
-/* Conservative scan of one block's user words for pointers into h. */
-static void am_scan_block(struct anr_malloc_heap *h, uint32_t slot)
+API int anr_gc_mark(anr_heap_t *h, const void *p)
 {
-	unsigned char *base = h->slots[slot].base;
-	struct am_hdr *hd = (struct am_hdr *)base;
-	const unsigned char *u = base + hd->user_off;
-	size_t words = hd->size / sizeof(uintptr_t);
+	return am_mark(h, p);
+}
 
-	for (size_t i = 0; i < words; i++) {
-		uintptr_t w;
+/*
+ * Conservative scan of one block's words for pointers into h.  The words
+ * are copied a few at a time under the lock (the block cannot go while
+ * its record is live), then each candidate is marked without it.
+ */
+static void am_scan_block(struct anr_malloc_heap *h, uint32_t slot,
+			  const void *user, size_t words)
+{
+	uintptr_t w[AM_SCAN_WORDS];
 
-		memcpy(&w, u + i * sizeof(w), sizeof(w));
-		if (w != 0 && anrc_owns(h->core, (const void *)w))
-			am_mark_locked(h, (const void *)w);
+	for (size_t i = 0; i < words; i += AM_SCAN_WORDS) {
+		size_t n = words - i < AM_SCAN_WORDS ? words - i : AM_SCAN_WORDS;
+
+		am_lock(h);
+		if (h->slots[slot].state != AM_SLOT_LIVE ||
+		    AM_USER(&h->slots[slot]) != user) {
+			am_unlock(h);
+			return;
+		}
+		memcpy(w, (const uintptr_t *)user + i, n * sizeof(w[0]));
+		am_unlock(h);
+		for (size_t k = 0; k < n; k++)
+			if (w[k] != 0 && anrc_owns(h->core, (const void *)w[k]))
+				am_mark(h, (const void *)w[k]);
 	}
 }
 
 /*
  * Blocks marked before the collection began (anr_gc_mark outside one:
  * "mark, then collect") were not put on the grey list; put them there so
- * that what they point to is scanned too.  AM_CHUNK slots per lock hold.
+ * that what they point to is scanned too.  AM_CHUNK records per lock hold.
  */
 static void am_grey_premarked(struct anr_malloc_heap *h)
 {
 	for (size_t i = 0;; i += AM_CHUNK) {
-		pthread_mutex_lock(&h->lock);
+		am_lock(h);
 		if (i >= h->slots_hw) {
-			pthread_mutex_unlock(&h->lock);
+			am_unlock(h);
 			return;
 		}
 		size_t end = i + AM_CHUNK < h->slots_hw ? i + AM_CHUNK : h->slots_hw;
@@ -92,28 +109,34 @@ static void am_grey_premarked(struct anr_malloc_heap *h)
 			s->next = h->grey_head;
 			h->grey_head = (uint32_t)j;
 		}
-		pthread_mutex_unlock(&h->lock);
+		am_unlock(h);
 	}
 }
 
-/* Drain the grey list one block per lock hold. */
+/* Drain the grey list one block at a time. */
 static void am_scan(struct anr_malloc_heap *h)
 {
 	for (;;) {
 		uint32_t slot;
+		const void *user = NULL;
+		size_t words = 0;
 
-		pthread_mutex_lock(&h->lock);
+		am_lock(h);
 		slot = h->grey_head;
 		if (slot == AM_NO_SLOT) {
-			pthread_mutex_unlock(&h->lock);
+			am_unlock(h);
 			return;
 		}
 		h->grey_head = h->slots[slot].next;
 		h->slots[slot].next = AM_NO_SLOT;
 		h->slots[slot].grey = 0;
-		if (h->slots[slot].state == AM_SLOT_LIVE)
-			am_scan_block(h, slot);
-		pthread_mutex_unlock(&h->lock);
+		if (h->slots[slot].state == AM_SLOT_LIVE) {
+			user = AM_USER(&h->slots[slot]);
+			words = h->slots[slot].size / sizeof(uintptr_t);
+		}
+		am_unlock(h);
+		if (user)
+			am_scan_block(h, slot, user, words);
 	}
 }
 
@@ -136,7 +159,7 @@ static void am_leak_line(int fd, const char *heap, const struct anrc_modmap *map
 	am_frame_lines(fd, NULL, map, d->frames, d->nframes);
 }
 
-/* Sweep slots [i, i + AM_CHUNK): returns the next index, or 0 at the end. */
+/* Sweep records [i, i + AM_CHUNK): returns the next index, or 0 at the end. */
 static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 			     unsigned flags, int fd, const struct anrc_modmap *map,
 			     struct anr_gc_result *r)
@@ -144,16 +167,15 @@ static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 	struct am_row dead[AM_CHUNK];
 	size_t nd = 0, end;
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	if (i >= h->slots_hw) {
-		pthread_mutex_unlock(&h->lock);
+		am_unlock(h);
 		return 0;
 	}
 	end = i + AM_CHUNK < h->slots_hw ? i + AM_CHUNK : h->slots_hw;
 	h->sweep_pos = end;
 	for (size_t j = i; j < end; j++) {
 		struct am_slot *s = &h->slots[j];
-		struct am_hdr *hd = s->base;
 
 		if (s->state == AM_SLOT_MOVING) {
 			r->live_blocks++;
@@ -164,21 +186,17 @@ static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 		if (s->mark) {
 			s->mark = 0;
 			r->live_blocks++;
-			r->live_bytes += hd->size;
+			r->live_bytes += s->size;
 			continue;
 		}
-		am_row_fill(h, s->base, &dead[nd]);
+		am_row_fill(h, (uint32_t)j, &dead[nd]);
 		r->unmarked_blocks++;
-		r->unmarked_bytes += hd->size;
-		if (flags & ANR_GC_FREE) {
-			h->live_blocks--;
-			h->live_bytes -= hd->size;
-			hd->magic = AM_MAGIC_FREED;
-			am_release_slot(h, (uint32_t)j);
-		}
+		r->unmarked_bytes += s->size;
+		if (flags & ANR_GC_FREE)
+			am_release_slot_locked(h, (uint32_t)j);
 		nd++;
 	}
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	for (size_t k = 0; k < nd; k++) {
 		if (flags & ANR_GC_REPORT)
 			am_leak_line(fd, h->cfg.name, map, &dead[k]);
@@ -196,10 +214,10 @@ static void am_call_markers(struct anr_malloc_heap *h)
 	struct am_callback cb[ANR_MAX_CALLBACKS];
 	unsigned n;
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	n = h->n_mark;
 	memcpy(cb, h->mark, n * sizeof(cb[0]));
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	for (unsigned i = 0; i < n; i++)
 		((anr_mark_fn)cb[i].fn)(cb[i].arg, h);
 }
@@ -208,20 +226,26 @@ API int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 		       struct anr_gc_result *res)
 {
 	struct anr_gc_result r;
+	struct am_drained d;
 	char line[MB_LOG_LINE_MAX];
 
 	memset(&r, 0, sizeof(r));
-	pthread_mutex_lock(&h->lock);
+	if (!h->track) {
+		errno = ENOTSUP;
+		return -1;
+	}
+	am_lock(h);
 	if (h->gc_running) {
-		pthread_mutex_unlock(&h->lock);
+		am_unlock(h);
 		errno = EBUSY;
 		return -1;
 	}
-	am_drain_locked(h);
+	am_drain_locked(h, &d);
 	h->gc_running = 1;
 	h->sweep_pos = 0;
 	h->grey_head = AM_NO_SLOT;
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
+	am_drained_free(h, &d);
 
 	if (h->cfg.gc_scan)
 		am_grey_premarked(h);
@@ -237,12 +261,12 @@ API int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 	if (named)
 		am_map_release();
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	h->gc_running = 0;
 	h->gc_runs++;
 	h->gc_freed_blocks += r.freed_blocks;
 	h->gc_freed_bytes += r.freed_bytes;
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	if ((flags & ANR_GC_REPORT) && fd >= 0) {
 		size_t n = mb_format(line, sizeof(line),
 				     "collection of %s: %zu live blocks (%zu bytes), "

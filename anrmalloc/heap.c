@@ -41,8 +41,10 @@ static const struct mb_conf_key am_keys[] = {
 	  "free resident bytes a trim keeps", NULL },
 	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
 	  "trim when free resident bytes pass this", NULL },
-	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), 0, "1048576",
-	  "live blocks the block table can hold", NULL },
+	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), 0, "262144",
+	  "live blocks the side table can hold records of", NULL },
+	{ "track_blocks", MB_CONF_BOOL, OFF(track_blocks), 0, "yes",
+	  "keep a record of every block (caller, size, GC mark); no: the plain path", NULL },
 	{ "need_more_retries", MB_CONF_U64, OFF(need_more_retries), 0, "4",
 	  "rounds of need-more callbacks per allocation", NULL },
 	{ "on_error", MB_CONF_ENUM, OFF(on_error), 0, "abort",
@@ -189,34 +191,12 @@ API const char *anr_heap_name(const anr_heap_t *h)
 	return h->cfg.name;
 }
 
-static size_t am_round(size_t n, size_t to)
-{
-	return (n + to - 1) & ~(to - 1);
-}
-
 static void *am_map(size_t len, int noreserve)
 {
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS | (noreserve ? MAP_NORESERVE : 0),
 		       -1, 0);
 	return p == MAP_FAILED ? NULL : p;
-}
-
-/*
- * The low-priority report thread takes the lock too: priority inheritance
- * keeps it from holding up a real-time thread that waits for the lock.
- * It costs on every lock, so it is on only when asked for or when the
- * heap serves a debug socket.
- */
-static void am_lock_init(pthread_mutex_t *m, int pi)
-{
-	pthread_mutexattr_t a;
-
-	pthread_mutexattr_init(&a);
-	if (!pi || pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT) != 0 ||
-	    pthread_mutex_init(m, &a) != 0)
-		pthread_mutex_init(m, NULL);
-	pthread_mutexattr_destroy(&a);
 }
 
 static int am_config_check(const struct anr_malloc_config *c)
@@ -236,31 +216,33 @@ static int am_config_check(const struct anr_malloc_config *c)
 	return 0;
 }
 
+/*
+ * Does the heap keep records?  Every feature that needs to know a block
+ * (its caller, size, stack, debug info, guard words, mark, the recorder's
+ * view of frees) turns them on; without any, the heap is plain: its calls
+ * are the core's.
+ */
 static void am_layout(struct anr_malloc_heap *h)
 {
-	size_t n = sizeof(struct am_hdr);
+	const struct anr_malloc_config *c = &h->cfg;
 
-	h->frames_off = n;
-	n += h->cfg.stack_depth * sizeof(uintptr_t);
-	h->dinfo_off = n;
-	n += am_round(h->cfg.debug_info_size, sizeof(uint64_t));
-	if (h->cfg.guards)
-		n += AM_GUARD_SIZE;
-	h->hdr_size = am_round(n, ANR_ALIGN);
-	h->tail = h->cfg.guards ? AM_GUARD_SIZE : 0;
+	h->track = c->track_blocks || c->guards || c->stack_depth ||
+		   c->debug_info_size || c->recorder || c->gc_scan ||
+		   c->gc_on_need_more || c->gc_on_give_back;
+	h->plain = !h->track && !c->oom_fail_fast;
+	h->front = c->guards ? ANR_ALIGN : 0;
+	h->tail = c->guards ? AM_GUARD_SIZE : 0;
 }
 
+/* The side table (records.c) and the flight recorder's ring. */
 static int am_tables(struct anr_malloc_heap *h)
 {
 	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
 
-	h->slots_cap = h->cfg.max_blocks;
-	h->slots_map = am_round(h->slots_cap * sizeof(struct am_slot), pg);
-	h->slots = am_map(h->slots_map, 1);
-	if (h->slots == NULL)
-		return -1;
 	h->free_head = AM_NO_SLOT;
 	h->grey_head = AM_NO_SLOT;
+	if (h->track && am_side_map(h) != 0)
+		return -1;
 	if (h->cfg.recorder) {
 		h->ring_n = h->cfg.recorder;
 		h->ring_map = am_round(h->ring_n * sizeof(struct anr_op), pg);
@@ -271,7 +253,8 @@ static int am_tables(struct anr_malloc_heap *h)
 	return 0;
 }
 
-static struct anrc_heap *am_core_create(const struct anr_malloc_config *c)
+static struct anrc_heap *am_core_create(const struct anr_malloc_config *c,
+					int track)
 {
 	struct anrc_config cc;
 
@@ -285,13 +268,21 @@ static struct anrc_heap *am_core_create(const struct anr_malloc_config *c)
 		cc.budget = (size_t)sysconf(_SC_PAGESIZE);
 	cc.free_low = c->free_low;
 	cc.free_high = c->free_high;
-	/* The layer validates every pointer before the core sees it. */
-	cc.bad_free = ANR_BAD_FREE_REPORT;
+	/* With records the layer validates every pointer before the core
+	 * sees it; a plain heap's frees are judged by the core. */
+	if (c->on_error == ANR_ERROR_ABORT)
+		cc.bad_free = ANR_BAD_FREE_ABORT;
+	else if (c->on_error == ANR_ERROR_IGNORE)
+		cc.bad_free = ANR_BAD_FREE_IGNORE;
+	else
+		cc.bad_free = ANR_BAD_FREE_REPORT;
+	if (track)
+		cc.bad_free = ANR_BAD_FREE_REPORT;
 	cc.trash_free = c->trash_free;
 	cc.valgrind = 1;
 	cc.name = c->name;
-	/* An allocation takes the core's lock first: it is the one a
-	 * real-time thread waits for. */
+	/* The core's lock is the heap's only lock, the one a real-time
+	 * thread may wait for. */
 	cc.priority_inherit = c->priority_inherit || c->debug_socket[0];
 	return anrc_create(&cc);
 }
@@ -312,16 +303,12 @@ static int am_start_services(struct anr_malloc_heap *h)
 
 /*
  * fork: a child is born with one thread, and every lock another thread
- * held in the parent would stay held for ever.  The handlers take every
- * lock of every heap before the fork, in the order the heaps take them
- * (the registry, then per heap its own lock, then the core's), and
- * release them after it in the parent; the child starts them afresh.
+ * held in the parent would stay held for ever.  The handlers take the
+ * registry lock, then per heap its budget lock and its lock (the core's,
+ * the only one an allocation takes), in the order every path takes them,
+ * before the fork, release them after it in the parent; the child starts
+ * them afresh.
  */
-static int am_lock_pi(const struct anr_malloc_heap *h)
-{
-	return h->cfg.priority_inherit || h->cfg.debug_socket[0];
-}
-
 static void am_fork_prepare(void)
 {
 	pthread_mutex_lock(&am_registry_lock);
@@ -330,7 +317,7 @@ static void am_fork_prepare(void)
 
 		if (h == NULL)
 			continue;
-		pthread_mutex_lock(&h->lock);
+		pthread_mutex_lock(&h->budget_lock);
 		anrc_fork_prepare(h->core);
 	}
 }
@@ -343,7 +330,7 @@ static void am_fork_parent(void)
 		if (h == NULL)
 			continue;
 		anrc_fork_parent(h->core);
-		pthread_mutex_unlock(&h->lock);
+		pthread_mutex_unlock(&h->budget_lock);
 	}
 	pthread_mutex_unlock(&am_registry_lock);
 }
@@ -356,7 +343,7 @@ static void am_fork_child(void)
 		if (h == NULL)
 			continue;
 		anrc_fork_child(h->core);
-		am_lock_init(&h->lock, am_lock_pi(h));
+		pthread_mutex_init(&h->budget_lock, NULL);
 		/* A collection another thread was running ended with it. */
 		if (h->gc_running) {
 			h->gc_running = 0;
@@ -401,13 +388,13 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 	h->dbg_fd = -1;
 	h->mb_stop[0] = h->mb_stop[1] = -1;
 	h->dbg_stop[0] = h->dbg_stop[1] = -1;
-	am_lock_init(&h->lock, am_lock_pi(h));
+	pthread_mutex_init(&h->budget_lock, NULL);
 	am_layout(h);
 	for (size_t i = 0; i < AM_DEFER_CELLS; i++)
 		h->defer[i].seq = i;
 	if (am_tables(h) != 0)
 		goto fail;
-	h->core = am_core_create(cfg);
+	h->core = am_core_create(cfg, h->track);
 	if (h->core == NULL)
 		goto fail;
 	anrc_set_hook(h->core, am_core_hook, h);
@@ -452,11 +439,10 @@ API void anr_heap_destroy(anr_heap_t *h)
 	am_registry_del(h);
 	if (h->core)
 		anrc_destroy(h->core);
-	if (h->slots)
-		munmap(h->slots, h->slots_map);
+	am_side_unmap(h);
 	if (h->ring)
 		munmap(h->ring, h->ring_map);
-	pthread_mutex_destroy(&h->lock);
+	pthread_mutex_destroy(&h->budget_lock);
 	munmap(h, h->map_size);
 }
 
@@ -469,7 +455,7 @@ static int am_cb_add(struct anr_malloc_heap *h, struct am_callback *tab,
 		errno = EINVAL;
 		return -1;
 	}
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	if (*n >= ANR_MAX_CALLBACKS) {
 		errno = ENOSPC;
 		rc = -1;
@@ -478,7 +464,7 @@ static int am_cb_add(struct anr_malloc_heap *h, struct am_callback *tab,
 		tab[*n].arg = arg;
 		(*n)++;
 	}
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	return rc;
 }
 
@@ -487,7 +473,7 @@ static int am_cb_del(struct anr_malloc_heap *h, struct am_callback *tab,
 {
 	int rc = -1;
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	for (unsigned i = 0; i < *n; i++) {
 		if (tab[i].fn == fn && tab[i].arg == arg) {
 			memmove(&tab[i], &tab[i + 1],
@@ -497,7 +483,7 @@ static int am_cb_del(struct anr_malloc_heap *h, struct am_callback *tab,
 			break;
 		}
 	}
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	if (rc != 0)
 		errno = ENOENT;
 	return rc;
@@ -525,34 +511,35 @@ API int anr_remove_mark_callback(anr_heap_t *h, anr_mark_fn fn, void *arg)
 
 API void anr_set_oom_callback(anr_heap_t *h, anr_oom_fn fn, void *arg)
 {
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	h->oom_fn = fn;
 	h->oom_arg = arg;
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 }
 
 API int anr_oom_get(anr_heap_t *h, struct anr_oom_info *info)
 {
 	int set;
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	set = h->oom.set;
 	if (info)
 		*info = h->oom;
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	return set;
 }
 
 API void anr_oom_clear(anr_heap_t *h)
 {
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	memset(&h->oom, 0, sizeof(h->oom));
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 }
 
 API void anr_heap_stats(anr_heap_t *h, struct anr_malloc_stats *st)
 {
 	struct anrc_stats cs;
+	struct am_drained d;
 
 	anrc_get_stats(h->core, &cs);
 	memset(st, 0, sizeof(*st));
@@ -564,26 +551,37 @@ API void anr_heap_stats(anr_heap_t *h, struct anr_malloc_stats *st)
 	st->peak_in_use = cs.peak_in_use;
 	st->madvise_calls = cs.madvise_calls;
 	st->madvised_bytes = cs.madvised_bytes;
-	pthread_mutex_lock(&h->lock);
-	am_drain_locked(h);
-	st->live_blocks = h->live_blocks;
-	st->live_bytes = h->live_bytes;
-	st->allocs = h->seq;
-	st->frees = h->seq - h->live_blocks;
+	am_lock(h);
+	am_drain_locked(h, &d);
+	if (h->track) {
+		st->live_blocks = h->live_blocks;
+		st->live_bytes = h->live_bytes;
+		st->allocs = h->seq;
+		st->frees = h->seq - h->live_blocks;
+		st->bad_frees = h->bad_frees;
+		st->deferred_frees = __atomic_load_n(&h->deferred_frees, __ATOMIC_RELAXED);
+	} else {
+		/* No records: the core's counts (usable sizes). */
+		st->allocs = cs.allocs;
+		st->frees = cs.frees;
+		st->live_blocks = (size_t)(cs.allocs - cs.frees);
+		st->live_bytes = cs.in_use;
+		st->bad_frees = cs.bad_frees;
+		st->deferred_frees = cs.deferred_frees;
+	}
 	st->failures = h->failures;
-	st->reallocs = h->reallocs;
+	st->reallocs = __atomic_load_n(&h->reallocs, __ATOMIC_RELAXED);
 	st->need_calls = h->need_calls;
-	st->give_back_requests = h->give_back_requests;
-	st->given_back_bytes = h->given_back_bytes;
+	st->give_back_requests = __atomic_load_n(&h->give_back_requests, __ATOMIC_RELAXED);
+	st->given_back_bytes = __atomic_load_n(&h->given_back_bytes, __ATOMIC_RELAXED);
 	st->broker_requests = h->broker_requests;
 	st->broker_granted_bytes = h->broker_granted_bytes;
 	st->gc_runs = h->gc_runs;
 	st->gc_freed_blocks = h->gc_freed_blocks;
 	st->gc_freed_bytes = h->gc_freed_bytes;
 	st->guard_errors = h->guard_errors;
-	st->bad_frees = h->bad_frees;
 	st->oom_events = h->oom_events;
-	st->deferred_frees = __atomic_load_n(&h->deferred_frees, __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
+	am_drained_free(h, &d);
 	st->broker_balance = h->mb_connected ? mb_balance(&h->mb) : 0;
 }

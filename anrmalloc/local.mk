@@ -6,7 +6,7 @@
 noinst_LTLIBRARIES += anrmalloc/libanrmalloc_impl.la
 anrmalloc_libanrmalloc_impl_la_SOURCES = \
 	anrmalloc/am_internal.h anrmalloc/anrmalloc.h \
-	anrmalloc/heap.c anrmalloc/alloc.c anrmalloc/gc.c \
+	anrmalloc/heap.c anrmalloc/alloc.c anrmalloc/records.c anrmalloc/gc.c \
 	anrmalloc/broker.c anrmalloc/report.c anrmalloc/testpath.c
 anrmalloc_libanrmalloc_impl_la_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 anrmalloc_libanrmalloc_impl_la_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
@@ -17,10 +17,10 @@ anrmalloc_libanrmalloc_impl_la_LIBADD = anrcore/libanrcore.la \
 lib_LTLIBRARIES += anrmalloc/libanrmalloc.la
 anrmalloc_libanrmalloc_la_SOURCES =
 anrmalloc_libanrmalloc_la_LIBADD = anrmalloc/libanrmalloc_impl.la
-anrmalloc_libanrmalloc_la_LDFLAGS = -version-info 0:0:0 \
+anrmalloc_libanrmalloc_la_LDFLAGS = -version-info 1:0:0 \
 	-export-symbols-regex '$(ANRMALLOC_EXPORTS)' $(PTHREAD_LIBS)
 # The public API only: the core's own anr_* calls stay inside.
-ANRMALLOC_EXPORTS = ^anr_(malloc|calloc|memalign|config_|heap_|add_|remove_|set_oom|set_debug|get_debug|oom_|gc_|leak_|broker_|give_back|check_block|block_info|verify|recorder_|debug_)
+ANRMALLOC_EXPORTS = ^anr_(malloc|free|realloc|calloc|memalign|config_|heap_|add_|remove_|set_oom|set_debug|get_debug|oom_|gc_|leak_|broker_|give_back|check_block|block_info|verify|recorder_|debug_)
 include_HEADERS += anrmalloc/anrmalloc.h
 pkgconfig_DATA += anrmalloc/libanrmalloc.pc
 EXTRA_DIST += anrmalloc/libanrmalloc.pc.in conf/anrmalloc.conf
@@ -33,4 +33,5 @@ anrmalloc_examples_cache_holder_LDADD = anrmalloc/libanrmalloc.la \
 	libmbclient/libmbclient.la common/libmbcommon.la
 
 # The layer's cost against glibc (bench/anrmalloc/run.sh; not part of make check).
-EXTRA_DIST += bench/anrmalloc/run.sh bench/anrmalloc/churn.c
+EXTRA_DIST += bench/anrmalloc/run.sh bench/anrmalloc/churn.c \
+	bench/anrmalloc/pairs.sh bench/anrmalloc/pairs.c

@@ -149,22 +149,22 @@ static void am_report_recorder(struct anr_malloc_heap *h, struct am_out *o)
 	struct anr_op ops[AM_CHUNK];
 	uint64_t pos, first;
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	pos = h->ring_pos;
 	first = pos > h->ring_n ? pos - h->ring_n : 0;
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	am_outf(o, "== recorder (%zu slots, %llu operations)\n", h->ring_n,
 		(unsigned long long)pos);
 	while (first < pos) {
 		size_t n = 0;
 
-		pthread_mutex_lock(&h->lock);
+		am_lock(h);
 		/* Entries overwritten since the snapshot are skipped. */
 		if (h->ring_pos > h->ring_n && first < h->ring_pos - h->ring_n)
 			first = h->ring_pos - h->ring_n;
 		while (n < AM_CHUNK && first + n < pos)
 			ops[n] = h->ring[(first + n) % h->ring_n], n++;
-		pthread_mutex_unlock(&h->lock);
+		am_unlock(h);
 		for (size_t i = 0; i < n; i++)
 			am_outf(o, "op #%llu %s tid=%u ptr=%p old=%p size=%zu caller=%p\n",
 				(unsigned long long)ops[i].seq,
@@ -174,22 +174,22 @@ static void am_report_recorder(struct anr_malloc_heap *h, struct am_out *o)
 	}
 }
 
-void am_row_fill(const struct anr_malloc_heap *h, void *base, struct am_row *r)
+void am_row_fill(const struct anr_malloc_heap *h, uint32_t slot, struct am_row *r)
 {
-	const struct am_hdr *hd = base;
+	const struct am_slot *s = &h->slots[slot];
 	const uintptr_t *f;
-	size_t nf = am_frames(h, hd, &f);
+	size_t nf = am_frames(h, slot, &f);
 
-	r->base = base;
-	r->user = (char *)base + hd->user_off;
-	r->size = hd->size;
-	r->seq = hd->seq;
-	r->caller = hd->caller;
-	r->file = hd->file;
-	r->func = hd->func;
-	r->line = hd->line;
-	r->tid = hd->tid;
-	r->dinfo = hd->dinfo_len;
+	r->base = s->base;
+	r->user = AM_USER(s);
+	r->size = s->size;
+	r->seq = s->seq;
+	r->caller = s->caller;
+	r->file = s->file;
+	r->func = s->func;
+	r->line = s->line;
+	r->tid = s->tid;
+	r->dinfo = s->dinfo_len;
 	r->nframes = nf < AM_REPORT_FRAMES ? nf : AM_REPORT_FRAMES;
 	memcpy(r->frames, f, r->nframes * sizeof(f[0]));
 }
@@ -199,16 +199,16 @@ static size_t am_copy_rows(struct anr_malloc_heap *h, size_t *i,
 {
 	size_t n = 0;
 
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 	for (; *i < h->slots_hw && n < AM_CHUNK; (*i)++) {
 		struct am_slot *s = &h->slots[*i];
 
 		if (s->state != AM_SLOT_LIVE)
 			continue;
-		am_row_fill(h, s->base, &rows[n]);
+		am_row_fill(h, (uint32_t)*i, &rows[n]);
 		n++;
 	}
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 	return n;
 }
 
@@ -252,6 +252,12 @@ static void am_report_blocks(struct anr_malloc_heap *h, struct am_out *o)
 	if (h->cfg.stack_depth)
 		map = am_map_acquire();
 	am_outf(o, "== live blocks\n");
+	if (!h->track) {
+		am_outf(o, "== no block records (track_blocks = no)\n");
+		if (map)
+			am_map_release();
+		return;
+	}
 	while ((n = am_copy_rows(h, &i, rows)) != 0) {
 		for (size_t k = 0; k < n; k++) {
 			struct am_row *r = &rows[k];
@@ -306,25 +312,20 @@ API int anr_heap_report(anr_heap_t *h, int fd, unsigned what)
 static int am_verify_slot(struct anr_malloc_heap *h, size_t i)
 {
 	struct am_slot *s = &h->slots[i];
-	const struct am_hdr *hd = s->base;
-	void *base;
-	uint32_t slot;
 
 	if (s->state != AM_SLOT_LIVE)
 		return 0;
-	if (!anrc_owns(h->core, s->base) ||
-	    am_lookup(h, (const char *)s->base + hd->user_off, 0, &base,
-		      &slot) != 0 || slot != i) {
-		mb_log(MB_LOG_ERR, "anrmalloc %s: verify: slot %zu: block %p has "
-		       "a damaged header", h->cfg.name, i, s->base);
+	if (!anrc_owns(h->core, s->base) || am_find_locked(h, AM_USER(s)) != i) {
+		mb_log(MB_LOG_ERR, "anrmalloc %s: verify: record %zu: block %p is "
+		       "not found by its pointer", h->cfg.name, i, s->base);
 		return 1;
 	}
-	if (!am_guards_ok(h, hd, s->base)) {
+	if (!am_guards_ok(h, s)) {
 		h->guard_errors++;
 		mb_log(MB_LOG_ERR, "anrmalloc %s: verify: guard word damaged: "
 		       "block %p size %zu allocated by %p %s:%d", h->cfg.name,
-		       (const char *)s->base + hd->user_off, (size_t)hd->size,
-		       hd->caller, hd->file ? hd->file : "?", hd->line);
+		       AM_USER(s), (size_t)s->size, s->caller,
+		       s->file ? s->file : "?", s->line);
 		return 1;
 	}
 	return 0;
@@ -332,19 +333,23 @@ static int am_verify_slot(struct anr_malloc_heap *h, size_t i)
 
 API int anr_verify(anr_heap_t *h)
 {
+	struct am_drained d;
 	int bad = 0;
 
-	for (size_t i = 0;; i += AM_CHUNK) {
-		pthread_mutex_lock(&h->lock);
+	for (size_t i = 0; h->track; i += AM_CHUNK) {
+		d.n = 0;
+		am_lock(h);
 		if (i == 0)
-			am_drain_locked(h);
+			am_drain_locked(h, &d);
 		if (i >= h->slots_hw) {
-			pthread_mutex_unlock(&h->lock);
+			am_unlock(h);
+			am_drained_free(h, &d);
 			break;
 		}
 		for (size_t j = i; j < i + AM_CHUNK && j < h->slots_hw; j++)
 			bad += am_verify_slot(h, j);
-		pthread_mutex_unlock(&h->lock);
+		am_unlock(h);
+		am_drained_free(h, &d);
 	}
 	if (anrc_check(h->core) != 0)
 		bad++;

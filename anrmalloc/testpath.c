@@ -37,18 +37,19 @@ size_t am_test_peek(anr_heap_t *h, const void *p, void *buf, size_t n)
 	return n;
 }
 
-/* Hold the heap lock as a slow lock holder would (the deferred-free test). */
+/* Hold the heap lock (the core's) as a slow lock holder would (the
+ * deferred-free test). */
 void am_test_lock(anr_heap_t *h);
 void am_test_unlock(anr_heap_t *h);
 
 void am_test_lock(anr_heap_t *h)
 {
-	pthread_mutex_lock(&h->lock);
+	am_lock(h);
 }
 
 void am_test_unlock(anr_heap_t *h)
 {
-	pthread_mutex_unlock(&h->lock);
+	am_unlock(h);
 }
 
 /* Hold the core's lock, the one every allocation takes first (the

@@ -2,9 +2,12 @@
 EXTRA_DIST += tests/anrmalloc/anrmalloc_broker.sh tests/anrmalloc/anrmalloc_symbols.sh
 if HAVE_CHECK
 check_PROGRAMS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_broker \
-	tests/anrmalloc/test_anrmalloc_defects tests/anrmalloc/test_anrmalloc_pi
-UNIT_TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects
+	tests/anrmalloc/test_anrmalloc_defects tests/anrmalloc/test_anrmalloc_pi \
+	tests/anrmalloc/test_anrmalloc_records
+UNIT_TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects \
+	tests/anrmalloc/test_anrmalloc_records
 TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects \
+	tests/anrmalloc/test_anrmalloc_records \
 	tests/anrmalloc/test_anrmalloc_pi tests/anrmalloc/anrmalloc_broker.sh \
 	tests/anrmalloc/anrmalloc_symbols.sh
 
@@ -30,6 +33,12 @@ tests_anrmalloc_test_anrmalloc_pi_SOURCES = tests/anrmalloc/test_anrmalloc_pi.c 
 tests_anrmalloc_test_anrmalloc_pi_CPPFLAGS = $(ANRMALLOC_UNIT_CPPFLAGS)
 tests_anrmalloc_test_anrmalloc_pi_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
 tests_anrmalloc_test_anrmalloc_pi_LDADD = $(ANRMALLOC_UNIT_LDADD)
+# The side table and the plain path (counts lock calls: needs -ldl).
+tests_anrmalloc_test_anrmalloc_records_SOURCES = tests/anrmalloc/test_anrmalloc_records.c \
+	tests/testlib/mbt_check.h
+tests_anrmalloc_test_anrmalloc_records_CPPFLAGS = $(ANRMALLOC_UNIT_CPPFLAGS)
+tests_anrmalloc_test_anrmalloc_records_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
+tests_anrmalloc_test_anrmalloc_records_LDADD = $(ANRMALLOC_UNIT_LDADD) -ldl
 
 tests_anrmalloc_test_anrmalloc_broker_SOURCES = tests/anrmalloc/test_anrmalloc_broker.c
 tests_anrmalloc_test_anrmalloc_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)

@@ -75,7 +75,7 @@ static size_t cache_evict(struct cache *c, size_t want)
 		c->bytes -= o->size;
 		c->objects--;
 		c->evicted++;
-		anr_malloc_free(c->heap, o);
+		anr_free(c->heap, o);
 	}
 	return freed;
 }

@@ -1,6 +1,7 @@
 /*
  * churn MODE [OPS] - allocation workload for bench/anrmalloc/run.sh.
- * MODE: libc (malloc/free), anr (an anr_malloc heap, debug off), debug
+ * MODE: libc (malloc/free), plain (an anr_malloc heap without block
+ * records, track_blocks = no), anr (the defaults: records on), debug
  * (guards, a 1024-entry recorder, 16 debug-info bytes) or stack (debug
  * plus 4 frames of call stack per block).
  * OPS alloc-or-free operations over 1024 slots, sizes 16..4111 bytes.
@@ -23,8 +24,9 @@ int main(int argc, char **argv)
 	int libc;
 
 	if (argc < 2 || (strcmp(argv[1], "libc") && strcmp(argv[1], "anr") &&
-			 strcmp(argv[1], "debug") && strcmp(argv[1], "stack"))) {
-		fprintf(stderr, "usage: churn libc|anr|debug|stack [OPS]\n");
+			 strcmp(argv[1], "plain") && strcmp(argv[1], "debug") &&
+			 strcmp(argv[1], "stack"))) {
+		fprintf(stderr, "usage: churn libc|plain|anr|debug|stack [OPS]\n");
 		return 2;
 	}
 	libc = strcmp(argv[1], "libc") == 0;
@@ -38,7 +40,9 @@ int main(int argc, char **argv)
 		cfg.free_high = 16u << 20;
 		if (getenv("FREE_HIGH"))
 			anr_config_set(&cfg, "free_high", getenv("FREE_HIGH"));
-		if (strcmp(argv[1], "anr") != 0) {
+		if (strcmp(argv[1], "plain") == 0)
+			anr_config_set(&cfg, "track_blocks", "no");
+		else if (strcmp(argv[1], "anr") != 0) {
 			cfg.guards = 1;
 			cfg.recorder = 1024;
 			cfg.debug_info_size = 16;
@@ -59,7 +63,7 @@ int main(int argc, char **argv)
 			if (libc)
 				free(slot[k]);
 			else
-				anr_malloc_free(h, slot[k]);
+				anr_free(h, slot[k]);
 			slot[k] = NULL;
 		} else {
 			slot[k] = libc ? malloc(n) : anr_malloc(h, n);
@@ -72,7 +76,7 @@ int main(int argc, char **argv)
 		if (libc)
 			free(slot[k]);
 		else
-			anr_malloc_free(h, slot[k]);
+			anr_free(h, slot[k]);
 	}
 	anr_heap_destroy(h);
 	return 0;
