@@ -168,8 +168,13 @@ struct anrc_heap {
 	unsigned page_shift;
 	uint32_t npages;       /* data pages */
 	struct anrc_page *pm;   /* page map */
-	uint64_t *slabbits;    /* bmw words per data page (used at slab heads) */
-	uint64_t *rfree;       /* the same: objects freed by other threads (atomic) */
+	/* Slab bitmaps, bmw words per data page (a slab uses those of its
+	 * pages from its first), in groups of ANR_BITS_GROUP pages that fill
+	 * one metadata page: the allocation bitmaps of the group, then its
+	 * remote-free bitmaps (see anrc_slab_word). */
+	uint64_t *slabbits;
+	uint64_t *rfree;       /* = slabbits + ANR_BITS_GROUP * bmw: objects
+				* freed by other threads (atomic) */
 	uint8_t *owner;        /* per page (slab heads): owning theap id, 0 shared */
 	unsigned bmw;
 	uint64_t *resident;    /* page may be resident */
@@ -317,7 +322,8 @@ void anrc_bm2_place(struct anrc_bm2 *b, uint64_t *mem, size_t nbits);
 uint32_t anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 		       size_t *short_pages);
 /* The same for a slab: n pages from a page index that is a multiple of
- * ANR_SLAB_GROUP. */
+ * ANR_SLAB_GROUP and of the power of two at or above n (so that a slab
+ * never crosses a group of ANR_BITS_GROUP pages). */
 uint32_t anrc_pages_get_slab(struct anrc_heap *h, size_t n, size_t *short_pages);
 /* Extend the live span s of n pages by extra pages in place if the next
  * span is free and the budget allows; 0 on success. */
@@ -446,10 +452,34 @@ int anrc_trylock_and_drain(struct anrc_heap *h); /* 0 if taken, -1 if busy */
 void anrc_unlock_and_return_pages(struct anrc_heap *h);
 void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p);
 
+/*
+ * Where slab s's bitmaps start: the word of its allocation bitmap in
+ * slabbits, and of its remote-free bitmap in rfree.  The ANR_BITS_GROUP
+ * pages of a group keep both kinds in one metadata page (64 x 2 x bmw
+ * words, bmw = page / 1024), so a live slab keeps one page of bitmaps
+ * resident, and a free run gives back those of the groups it covers
+ * whole.  A slab's words stay inside its group: a slab that uses the
+ * words of more than its first page spans page groups and never crosses
+ * a multiple of its power-of-two size (anrc_pages_get_slab), and larger
+ * classes need no more than bmw words.
+ */
+#define ANR_BITS_GROUP 64
+static inline size_t
+anrc_slab_word(const struct anrc_heap *h, uint32_t s)
+{
+	return ((size_t)s + ((size_t)s & ~(size_t)(ANR_BITS_GROUP - 1))) * h->bmw;
+}
+
 static inline uint64_t *
 anrc_slab_bits(const struct anrc_heap *h, uint32_t s)
 {
-	return h->slabbits + (size_t)s * h->bmw;
+	return h->slabbits + anrc_slab_word(h, s);
+}
+
+static inline uint64_t *
+anrc_slab_rfree(const struct anrc_heap *h, uint32_t s)
+{
+	return h->rfree + anrc_slab_word(h, s);
 }
 
 /* Object idx of slab s is live: allocated and not freed by another
@@ -457,7 +487,7 @@ anrc_slab_bits(const struct anrc_heap *h, uint32_t s)
 static inline int
 anrc_slab_live(const struct anrc_heap *h, uint32_t s, size_t idx)
 {
-	size_t w = (size_t)s * h->bmw + (idx >> 6);
+	size_t w = anrc_slab_word(h, s) + (idx >> 6);
 	uint64_t m = UINT64_C(1) << (idx & 63);
 	return (h->slabbits[w] & m) != 0 &&
 	       (__atomic_load_n(&h->rfree[w], __ATOMIC_RELAXED) & m) == 0;

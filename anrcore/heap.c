@@ -107,7 +107,7 @@ words_for(size_t bits)
 }
 
 struct layout {
-	size_t pm, slabbits, rfree, owner, resident, dirty, heads, fheads;
+	size_t pm, slabbits, owner, resident, dirty, heads, fheads;
 	size_t data; /* offset of the first data page */
 };
 
@@ -119,10 +119,9 @@ plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 	off = round_up(sizeof(struct anrc_heap), CACHE_LINE);
 	l->pm = off;
 	off = round_up(off + npages * sizeof(struct anrc_page), CACHE_LINE);
-	l->slabbits = off;
-	off += npages * bmw * sizeof(uint64_t);
-	l->rfree = off = round_up(off, CACHE_LINE);
-	off += npages * bmw * sizeof(uint64_t);
+	/* Both bitmaps of a group of ANR_BITS_GROUP pages fill one page. */
+	l->slabbits = round_up(off, page);
+	off = l->slabbits + round_up(npages, ANR_BITS_GROUP) * 2 * bmw * sizeof(uint64_t);
 	l->owner = off;
 	off = round_up(off + npages, CACHE_LINE);
 	l->resident = off;
@@ -244,7 +243,7 @@ anrc_create(const struct anrc_config *cfg)
 	h->npages = (uint32_t)npages;
 	h->pm = (struct anrc_page *)((char *)base + l.pm);
 	h->slabbits = (uint64_t *)((char *)base + l.slabbits);
-	h->rfree = (uint64_t *)((char *)base + l.rfree);
+	h->rfree = h->slabbits + (size_t)ANR_BITS_GROUP * bmw;
 	h->owner = (uint8_t *)base + l.owner;
 	h->bmw = bmw;
 	h->resident = (uint64_t *)((char *)base + l.resident);
@@ -371,7 +370,7 @@ locate(struct anrc_heap *h, const void *p, struct loc *l)
 		if (idx * k->size != o || idx >= k->nobjs)
 			return "pointer inside a block";
 		if (!anrc_bit(anrc_slab_bits(h, s), idx) ||
-		    anrc_bit(h->rfree + (size_t)s * h->bmw, idx))
+		    anrc_bit(anrc_slab_rfree(h, s), idx))
 			return "double free (object not allocated)";
 		l->s = s;
 		l->idx = idx;

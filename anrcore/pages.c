@@ -348,7 +348,11 @@ anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 uint32_t
 anrc_pages_get_slab(struct anrc_heap *h, size_t n, size_t *short_pages)
 {
-	return pages_get(h, n, ANR_SLAB_GROUP, 1, short_pages);
+	size_t align = ANR_SLAB_GROUP;
+
+	while (align < n)
+		align <<= 1;
+	return pages_get(h, n, align, 1, short_pages);
 }
 
 int
@@ -396,10 +400,14 @@ advise_inner(struct anrc_heap *h, void *addr, size_t len)
 static void
 release_meta(struct anrc_heap *h, size_t lo, size_t n)
 {
+	size_t g0 = (lo + ANR_BITS_GROUP - 1) / ANR_BITS_GROUP, g1 = (lo + n) / ANR_BITS_GROUP;
+
 	if (n > 2)
 		advise_inner(h, &h->pm[lo + 1], (n - 2) * sizeof(struct anrc_page));
-	advise_inner(h, anrc_slab_bits(h, (uint32_t)lo), n * h->bmw * sizeof(uint64_t));
-	advise_inner(h, h->rfree + (size_t)lo * h->bmw, n * h->bmw * sizeof(uint64_t));
+	/* the groups of slab bitmaps the run covers whole, one page each */
+	if (g1 > g0)
+		advise_inner(h, anrc_slab_bits(h, (uint32_t)(g0 * ANR_BITS_GROUP)),
+			     (g1 - g0) * 2 * ANR_BITS_GROUP * h->bmw * sizeof(uint64_t));
 	advise_inner(h, h->owner + lo, n);
 }
 

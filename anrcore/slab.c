@@ -157,7 +157,7 @@ slab_build(struct anrc_heap *h, unsigned c, size_t *short_pages)
 	bits = anrc_slab_bits(h, s);
 	memset(bits, 0, words * sizeof(*bits));
 	anrc_bits_set(bits, k->nobjs, words * 64 - k->nobjs);
-	memset(h->rfree + (size_t)s * h->bmw, 0, words * sizeof(*bits));
+	memset(anrc_slab_rfree(h, s), 0, words * sizeof(*bits));
 	anrc_bm2_set(&h->heads, s, 1);
 	return s;
 }
@@ -281,7 +281,7 @@ anrc_slab_flush(struct anrc_heap *h)
 void
 anrc_slab_collect_shared(struct anrc_heap *h, uint32_t s)
 {
-	uint64_t *rf = h->rfree + (size_t)s * h->bmw;
+	uint64_t *rf = anrc_slab_rfree(h, s);
 	const struct anrc_class *k = &h->cls[h->pm[s].cls];
 
 	for (unsigned w = 0; w < k->words; w++) {

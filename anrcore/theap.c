@@ -211,7 +211,7 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 static void
 collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 {
-	uint64_t *rf = h->rfree + (size_t)s * h->bmw;
+	uint64_t *rf = anrc_slab_rfree(h, s);
 	uint64_t *bits = anrc_slab_bits(h, s);
 	struct anrc_page *pg = &h->pm[s];
 	size_t n = 0, size = h->cls[pg->cls].size;
@@ -460,7 +460,7 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 	w = (unsigned)(idx >> 6);
 	m = UINT64_C(1) << (idx & 63);
 	bits = anrc_slab_bits(h, s) + w;
-	rf = h->rfree + (size_t)s * h->bmw + w;
+	rf = anrc_slab_rfree(h, s) + w;
 	if (t != NULL && o == t->id) {
 		if ((*bits & m) == 0 || (LOAD(*rf) & m) != 0) {
 			anrc_bad(h, "free", "double free (object not allocated)", p);

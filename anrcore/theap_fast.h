@@ -73,7 +73,7 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	idx = anrc_slab_index(k, off);
 	if (__builtin_expect(idx * k->size != off || idx >= k->nobjs, 0))
 		return 0;
-	w = (size_t)s * h->bmw + (idx >> 6);
+	w = anrc_slab_word(h, s) + (idx >> 6);
 	m = UINT64_C(1) << (idx & 63);
 	v = h->slabbits[w];
 	if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
