@@ -95,6 +95,8 @@ struct anrc_stats {
 	/* Extensions: resident = in_use + slab_free + free_resident. */
 	size_t slab_free;     /* bytes of slab pages not in live objects */
 	size_t metadata;      /* bytes of the reservation set apart for metadata */
+	uint64_t meta_madvise_calls; /* madvise calls giving metadata pages back
+				      * (not in madvise_calls) */
 };
 
 /* Reserve and initialise.  Returns NULL (errno set) if the reservation fails. */
@@ -145,6 +147,13 @@ size_t anrc_trim(struct anrc_heap *h, size_t keep);
  */
 size_t anrc_release_free(struct anrc_heap *h);
 void anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st);
+/*
+ * Bytes of the metadata area present in memory, as mincore(2) sees them
+ * (a page only read since it was last given back counts too, though it
+ * costs no memory).  One mincore call per 4 MiB of metadata: for reports
+ * and tests, not for hot paths.  ARCHITECTURE.md says what stays.
+ */
+size_t anrc_meta_resident(const struct anrc_heap *h);
 /* Verify the metadata; 0 if consistent, else reports and returns -1. */
 int anrc_check(struct anrc_heap *h);
 /* Write a human-readable statistics report to fd (async-signal-safe). */

@@ -232,6 +232,7 @@ struct anrc_heap {
 	uint64_t allocs, frees, hook_calls, failures, madvise_calls;
 	size_t madvised_bytes;
 	size_t meta_madvised;    /* atomic: bytes of metadata given back */
+	uint64_t meta_madvise_calls; /* atomic: the madvise calls that did */
 	uint64_t freed_bytes;    /* usable bytes ever freed; written under the
 				  * lock, read without it (anrc_freed_bytes) */
 	uint64_t deferred_frees; /* atomic */

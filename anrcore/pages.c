@@ -393,7 +393,10 @@ advise_inner(struct anrc_heap *h, void *addr, size_t len)
 	uintptr_t a = (uintptr_t)addr, mask = h->page - 1;
 	uintptr_t start = (a + mask) & ~mask, end = (a + len) & ~mask;
 
-	if (end > start && madvise((void *)start, end - start, MADV_DONTNEED) == 0)
+	if (end <= start)
+		return;
+	__atomic_add_fetch(&h->meta_madvise_calls, 1, __ATOMIC_RELAXED);
+	if (madvise((void *)start, end - start, MADV_DONTNEED) == 0)
 		__atomic_add_fetch(&h->meta_madvised, end - start, __ATOMIC_RELAXED);
 }
 

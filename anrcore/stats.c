@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <sys/mman.h>
 
 static void
 fill_stats(struct anrc_heap *h, struct anrc_stats *st)
@@ -34,6 +35,7 @@ fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 	st->bad_frees = __atomic_load_n(&h->bad_frees, __ATOMIC_RELAXED);
 	st->slab_free = h->slab_free;
 	st->metadata = (size_t)(h->data - h->base);
+	st->meta_madvise_calls = __atomic_load_n(&h->meta_madvise_calls, __ATOMIC_RELAXED);
 	/* Thread heaps: their owners' counts, read without stopping them. */
 	{
 		size_t in_use, slab_bytes;
@@ -55,6 +57,26 @@ anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st)
 	anrc_lock_and_drain_all(h);
 	fill_stats(h, st);
 	anrc_unlock_and_return_pages(h);
+}
+
+size_t
+anrc_meta_resident(const struct anrc_heap *h)
+{
+	unsigned char vec[1024];
+	char *p = h->base, *end = h->data - h->page; /* the guard page is no metadata */
+	size_t n = 0;
+
+	while (p < end) {
+		size_t pages = (size_t)(end - p) >> h->page_shift;
+		if (pages > sizeof(vec))
+			pages = sizeof(vec);
+		if (mincore(p, pages << h->page_shift, vec) != 0)
+			return 0;
+		for (size_t i = 0; i < pages; i++)
+			n += vec[i] & 1;
+		p += pages << h->page_shift;
+	}
+	return n << h->page_shift;
 }
 
 static void
@@ -122,6 +144,7 @@ anrc_report(struct anrc_heap *h, int fd)
 	line(fd, "  free resident  %10zu KiB (marks %zu..%zu KiB)\n",
 	     KiB(st.free_resident), KiB(h->free_low), KiB(h->free_high));
 	line(fd, "  free in slabs  %10zu KiB\n", KiB(st.slab_free));
+	line(fd, "  metadata resident %7zu KiB\n", KiB(anrc_meta_resident(h)));
 	line(fd, "  budget         %10zu KiB\n", KiB(st.budget));
 	line(fd, "  address used   %10zu KiB of %zu KiB reserved (metadata %zu KiB)\n",
 	     KiB(st.address_used), KiB(st.reserved), KiB(st.metadata));
@@ -130,10 +153,11 @@ anrc_report(struct anrc_heap *h, int fd)
 	     (unsigned long long)st.deferred_frees, (unsigned long long)st.bad_frees);
 	if (locked)
 		report_detail(h, fd);
-	line(fd, "  hook calls %llu failures %llu madvise calls %llu (%zu KiB given back,"
-	     " %zu KiB of metadata)\n",
+	line(fd, "  hook calls %llu failures %llu madvise calls %llu (%zu KiB given back;"
+	     " %llu more gave back %zu KiB of metadata)\n",
 	     (unsigned long long)st.hook_calls, (unsigned long long)st.failures,
 	     (unsigned long long)st.madvise_calls, KiB(st.madvised_bytes),
+	     (unsigned long long)st.meta_madvise_calls,
 	     KiB(__atomic_load_n(&h->meta_madvised, __ATOMIC_RELAXED)));
 }
 

@@ -600,6 +600,177 @@ START_TEST(metadata_returned)
 }
 END_TEST
 
+/*
+ * What stays resident after most of a heap is freed (ARCHITECTURE.md,
+ * "What stays resident"): a mixed set of blocks, 99% freed in random
+ * order, then anrc_release_free.  The data pages resident are exactly
+ * those of live spans (no free page kept), and each part of the metadata
+ * holds no page beyond those the spans need: in the page map the pages
+ * holding the first and last entry of every span (and every entry of a
+ * slab), in the slab bitmaps one page per group of ANR_BITS_GROUP pages
+ * touched by a live span (the allocation and remote-free bitmaps share
+ * it: once they took a page each), in the owner bytes the pages under
+ * live spans.  Then everything is freed and the metadata goes back to
+ * what an empty heap holds.
+ */
+static unsigned char meta_need[1 << 16];
+
+static void
+need(const struct anrc_heap *h, const void *a, const void *b)
+{
+	size_t first = (size_t)((const char *)a - h->base) / h->page;
+	size_t last = (size_t)((const char *)b - h->base) / h->page;
+
+	ck_assert_uint_lt(last, sizeof(meta_need));
+	for (size_t i = first; i <= last; i++)
+		meta_need[i] = 1;
+}
+
+static size_t
+needed_in(const struct anrc_heap *h, const void *a, size_t len)
+{
+	size_t first = (size_t)((const char *)a - h->base) / h->page, n = 0;
+	size_t last = (size_t)((const char *)a + len - 1 - h->base) / h->page;
+
+	for (size_t i = first; i <= last; i++)
+		n += meta_need[i];
+	return n;
+}
+
+/*
+ * Resident pages of each metadata part vs those the spans need, and the
+ * whole metadata vs what an empty heap holds (empty_meta bytes) plus the
+ * four page bitmaps (a bit per page of address used and their summary
+ * levels) plus the pages needed: one page of slab bitmaps per group of
+ * ANR_BITS_GROUP data pages touched by a live span.
+ */
+static unsigned char group_need[1 << 16];
+
+static void
+meta_within_need(struct anrc_heap *h, size_t empty_meta, size_t *live_spans)
+{
+	size_t n_groups = 0, bitmap_pages = 4 * (h->top / (8 * h->page) + 1 + ANR_BM_LEVELS);
+	size_t page = h->page, top = h->top;
+	char *pm0 = (char *)((uintptr_t)h->pm & ~(uintptr_t)(page - 1));
+	char *pm1 = (char *)(((uintptr_t)&h->pm[top] + page - 1) & ~(uintptr_t)(page - 1));
+	char *b0 = (char *)h->slabbits;
+	size_t blen = (top + ANR_BITS_GROUP - 1) / ANR_BITS_GROUP * 2 * ANR_BITS_GROUP *
+		      h->bmw * sizeof(uint64_t);
+	char *o0 = (char *)((uintptr_t)h->owner & ~(uintptr_t)(page - 1));
+	char *o1 = (char *)(((uintptr_t)&h->owner[top] + page - 1) & ~(uintptr_t)(page - 1));
+	size_t r_pm, r_bits, r_owner, n_pm, n_bits, n_owner;
+
+	memset(meta_need, 0, sizeof(meta_need));
+	memset(group_need, 0, sizeof(group_need));
+	ck_assert_uint_lt(top / ANR_BITS_GROUP, sizeof(group_need));
+	*live_spans = 0;
+	/* Only the first entry of each span is read here: reading one never
+	 * written would map a page (the zero page) that mincore counts. */
+	for (size_t i = 0; i < top;) {
+		const struct anrc_page *pg = &h->pm[i];
+		size_t n = pg->npages;
+		ck_assert_uint_gt(n, 0);
+		need(h, &h->pm[i], &h->pm[i]);
+		need(h, &h->pm[i + n - 1], &h->pm[i + n - 1]);
+		if (pg->kind == ANR_PG_SLAB || pg->kind == ANR_PG_LARGE) {
+			(*live_spans)++;
+			if (pg->kind == ANR_PG_SLAB)
+				need(h, &h->pm[i], &h->pm[i + n - 1]);
+			need(h, anrc_slab_bits(h, (uint32_t)(i / ANR_BITS_GROUP * ANR_BITS_GROUP)),
+			     anrc_slab_bits(h, (uint32_t)((i + n - 1) / ANR_BITS_GROUP *
+							  ANR_BITS_GROUP)));
+			need(h, &h->owner[i], &h->owner[i + n - 1]);
+			for (size_t g = i / ANR_BITS_GROUP; g <= (i + n - 1) / ANR_BITS_GROUP; g++) {
+				n_groups += !group_need[g];
+				group_need[g] = 1;
+			}
+		} else {
+			ck_assert_uint_eq(pg->kind, ANR_PG_FREE);
+		}
+		i += n;
+	}
+	r_pm = resident_pages(pm0, (size_t)(pm1 - pm0));
+	r_bits = resident_pages(b0, blen);
+	r_owner = resident_pages(o0, (size_t)(o1 - o0));
+	n_pm = needed_in(h, pm0, (size_t)(pm1 - pm0));
+	n_bits = needed_in(h, b0, blen);
+	n_owner = needed_in(h, o0, (size_t)(o1 - o0));
+	ck_assert_msg(r_pm <= n_pm, "page map: %zu pages resident, %zu needed", r_pm, n_pm);
+	ck_assert_msg(r_bits <= n_bits, "slab bitmaps: %zu pages resident, %zu needed",
+		      r_bits, n_bits);
+	ck_assert_msg(r_owner <= n_owner, "owners: %zu pages resident, %zu needed",
+		      r_owner, n_owner);
+	ck_assert_msg(anrc_meta_resident(h) <= empty_meta +
+		      (bitmap_pages + n_pm + n_groups + n_owner) * h->page,
+		      "metadata: %zu pages resident; empty %zu + page bitmaps %zu + page map %zu "
+		      "+ slab bitmaps %zu + owners %zu", anrc_meta_resident(h) / h->page,
+		      empty_meta / h->page, bitmap_pages, n_pm, n_groups, n_owner);
+}
+
+START_TEST(resident_after_free_bound)
+{
+	struct anrc_heap *h = heap_plain();
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), total = 0;
+	size_t limit = UNDER_VALGRIND() ? 40 * MiB : 128 * MiB, empty_meta, full_meta;
+	size_t live_spans, live_pages = 0, keep;
+	enum { N = 60000 };
+	static void *v[N];
+	static int order[N];
+	struct anrc_stats st;
+	unsigned n = 0;
+
+	empty_meta = anrc_meta_resident(h);
+	while (total < limit && n < N) {
+		size_t size;
+		if (n % 500 == 499) {
+			size = MiB;
+		} else {
+			unsigned bits = 4 + (unsigned)(rnd() % 12); /* 16 B .. 64 KiB */
+			size = ((size_t)1 << bits) + (size_t)(rnd() % ((size_t)1 << bits));
+		}
+		v[n] = anrc_alloc(h, size, 0);
+		ck_assert_ptr_nonnull(v[n]);
+		memset(v[n], 1, size);
+		total += size;
+		order[n] = (int)n;
+		n++;
+	}
+	full_meta = anrc_meta_resident(h);
+	for (unsigned i = n - 1; i > 0; i--) {
+		unsigned j = (unsigned)(rnd() % (i + 1));
+		int t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	keep = n / 100;
+	for (unsigned i = keep; i < n; i++)
+		anrc_free(h, v[order[i]]);
+	anrc_release_free(h);
+	stats(h, &st);
+	/* Data: nothing but the pages of live spans. */
+	ck_assert_uint_eq(st.free_resident, 0);
+	for (size_t i = 0; i < h->top; i += h->pm[i].npages)
+		if (h->pm[i].kind == ANR_PG_SLAB || h->pm[i].kind == ANR_PG_LARGE)
+			live_pages += h->pm[i].npages;
+	ck_assert_uint_eq(st.resident, live_pages * page);
+	/* Metadata: nothing but what the spans need. */
+	meta_within_need(h, empty_meta, &live_spans);
+	ck_assert_uint_le(live_spans, keep + ANR_NCLASSES);
+	ck_assert_uint_lt(anrc_meta_resident(h), full_meta / 2);
+
+	/* Emptied: the metadata of the whole region goes back. */
+	for (unsigned i = 0; i < keep; i++)
+		anrc_free(h, v[order[i]]);
+	anrc_release_free(h);
+	stats(h, &st);
+	ck_assert_uint_eq(st.resident, 0);
+	meta_within_need(h, empty_meta, &live_spans);
+	ck_assert_uint_eq(live_spans, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 START_TEST(hysteresis_churn)
 {
 	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
@@ -2236,6 +2407,7 @@ anrcore_suite(void)
 	ADD(zeroed_reuse);
 	ADD(page_return_mincore);
 	ADD(metadata_returned);
+	ADD(resident_after_free_bound);
 	ADD(hysteresis_churn);
 	ADD(budget_and_hook);
 	ADD(budget_lowered);
