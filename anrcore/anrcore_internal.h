@@ -48,6 +48,8 @@ struct anrc_page {
 #define ANR_TRIM_SLICE_PAGES 1024 /* pages given back per round at most */
 #define ANR_DRAIN_MAX 16     /* deferred frees done per lock taken at most */
 #define ANR_MARK_SHIFT_MAX 5 /* marks grow to 32 x under page churn at most */
+/* A trim with grown marks keeps this much (or the low mark set) at most. */
+#define ANR_KEEP_GROWN_MAX ((size_t)1 << 20)
 
 /* Size classes: see slab.c for the mapping. */
 #define ANR_SLAB_MAX ((size_t)16384)

@@ -25,6 +25,10 @@
  * trim starts, giving back is being undone, and both marks double (up to
  * 2^ANR_MARK_SHIFT_MAX times the configured ones); a trim that finds
  * nothing taken back halves them again, down to the configured marks.
+ * The grown high mark is what spaces the trims out under churn; a trim
+ * still goes down to at most ANR_KEEP_GROWN_MAX (or the configured low
+ * mark, if larger), so a large free leaves a small amount of free pages
+ * resident whatever the marks grew to.
  * anrc_set_marks() and anrc_trim() start from the configured marks.
  */
 #include "config.h"
@@ -489,7 +493,11 @@ trim_pick(struct anrc_heap *h)
 	size_t taken = 0, slice = ANR_TRIM_SLICE_PAGES;
 
 	marks_adapt(h);
-	keep = (h->free_low << h->mark_shift) >> h->page_shift;
+	/* Grown marks delay the next trim; what a trim keeps stays small. */
+	keep = h->free_low << h->mark_shift;
+	if (h->mark_shift > 0 && keep > ANR_KEEP_GROWN_MAX)
+		keep = h->free_low > ANR_KEEP_GROWN_MAX ? h->free_low : ANR_KEEP_GROWN_MAX;
+	keep >>= h->page_shift;
 	if (h->trim_credit > slice)
 		slice = h->trim_credit;
 	h->trim_credit = 0;

@@ -834,6 +834,52 @@ START_TEST(hysteresis_churn)
 }
 END_TEST
 
+/*
+ * Marks grown by churn space the trims out, but a trim keeps at most
+ * ANR_KEEP_GROWN_MAX: a large free after the churn leaves little resident.
+ * (It once kept the low mark times the growth: 8 MiB with these marks.)
+ */
+static void
+touch_pages(char *p, size_t len)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	for (size_t o = 0; o < len; o += page)
+		p[o] = 1;
+}
+
+START_TEST(grown_marks_keep_little)
+{
+	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
+				.free_high = 1 * MiB, .valgrind = 1 };
+	struct anrc_heap *h = anrc_create(&c);
+	struct anrc_stats st;
+	char *p;
+
+	ck_assert_ptr_nonnull(h);
+	for (int i = 0; i < 40; i++) {
+		p = anrc_alloc(h, 6 * MiB, 0);
+		ck_assert_ptr_nonnull(p);
+		touch_pages(p, 6 * MiB);
+		anrc_free(h, p);
+	}
+	/* Each 6 MiB given back was taken again: the marks grew to 8 x. */
+	ck_assert_uint_ge(h->mark_shift, 3);
+	stats(h, &st);
+	ck_assert_uint_le(st.free_resident, (1 * MiB) << h->mark_shift);
+	p = anrc_alloc(h, 48 * MiB, 0);
+	ck_assert_ptr_nonnull(p);
+	touch_pages(p, 48 * MiB);
+	anrc_free(h, p);
+	stats(h, &st);
+	ck_assert_msg(st.free_resident <= ANR_KEEP_GROWN_MAX,
+		      "%zu KiB of free pages kept after a 48 MiB free (marks x %u)",
+		      st.free_resident >> 10, 1u << h->mark_shift);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* ---- budget and hook ---- */
 
 struct hook_state {
@@ -2409,6 +2455,7 @@ anrcore_suite(void)
 	ADD(metadata_returned);
 	ADD(resident_after_free_bound);
 	ADD(hysteresis_churn);
+	ADD(grown_marks_keep_little);
 	ADD(budget_and_hook);
 	ADD(budget_lowered);
 	ADD(bad_free_report);
