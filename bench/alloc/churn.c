@@ -3,7 +3,9 @@
  * links it with libanrcore): a producer thread passing 4 KiB blocks to a
  * consumer thread that frees them, and a mix of allocations, frees
  * (some across threads) and reallocs on two threads.  Prints
- * "<workload> ops <n> madvise <calls> KiB <given back>".
+ * "<workload> ops <n> madvise <calls> KiB <given back> metadata-madvise <calls>"
+ * (the madvise calls that gave back data pages, and those that gave back
+ * metadata pages).
  * usage: churn [OPS]   (default 10000000 in all)
  */
 #include "anrcore.h"
@@ -91,8 +93,9 @@ run(const char *name, void *(*a)(void *), void *(*b)(void *))
 	pthread_join(t[0], NULL);
 	pthread_join(t[1], NULL);
 	anrc_get_stats(heap, &st);
-	printf("%s ops %ld madvise %llu KiB %zu\n", name, ops,
-	       (unsigned long long)st.madvise_calls, st.madvised_bytes >> 10);
+	printf("%s ops %ld madvise %llu KiB %zu metadata-madvise %llu\n", name, ops,
+	       (unsigned long long)st.madvise_calls, st.madvised_bytes >> 10,
+	       (unsigned long long)st.meta_madvise_calls);
 	anrc_destroy(heap);
 }
 
