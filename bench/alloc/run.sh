@@ -13,7 +13,8 @@
 #    over every process the command runs); then the cost of one malloc/free
 #    pair made three calls deep (pairs.c) at backtrace_depth 0, 4, 8 and 16.
 #
-# Environment: RUNS (default 3), TIME_RUNS (default 5).
+# Environment: RUNS (default 3), TIME_RUNS (default 5), RSS_ONLY (1: section
+# 1 only).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/peers.sh"
@@ -52,6 +53,7 @@ for a in $allocs; do
 		"$(echo "$after $live" | awk '{print $1 / $2}')"
 done
 echo "(aim for gmalloc: after <= base + pages + free_high (1 MiB by default) + its metadata)"
+[ "${RSS_ONLY:-0}" = 1 ] && exit 0
 
 [ -x /usr/bin/time ] || { echo "/usr/bin/time not installed: no timings"; exit 0; }
 echo
