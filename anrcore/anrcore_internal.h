@@ -285,8 +285,8 @@ anrc_steps(uint64_t n)
 /* Steps of one call at most: ANR_DRAIN_MAX deferred frees (each judged
  * with at most one 2 x ANR_BM_LEVELS-word search), one trim round of
  * ANR_TRIM_BATCH runs (three searches, the run's extension by words, one
- * madvise of the run and one of its free span's metadata each) over at
- * most ANR_TRIM_SLICE_PAGES pages, one search of the call itself, and the
+ * madvise of the run, and ANR_META_ADVISE_MAX of its metadata and as many
+ * of its free span's each) over at most ANR_TRIM_SLICE_PAGES pages, one search of the call itself, and the
  * slab bitmap words of a thread's allocation (ANR_THEAP_STEPS_MAX).  A call that frees a block of n pages may
  * give those n pages back too: n / 64 more words. */
 #define ANR_BM_STEPS_MAX (2 * ANR_BM_LEVELS)
@@ -299,8 +299,10 @@ anrc_steps(uint64_t n)
  * loaded again; then under the lock the same scan, the new or adopted
  * slab collected and a word loaded from it. */
 #define ANR_THEAP_STEPS_MAX ((2 * ANR_THEAP_SCAN + 6) * ANR_SLAB_WORDS_MAX)
+#define ANR_META_ADVISE_MAX 3 /* page map, slab bitmaps, owners */
 #define ANR_CALL_STEPS_MAX (ANR_DRAIN_MAX * (1 + ANR_BM_STEPS_MAX) + \
-	ANR_TRIM_BATCH * (3 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 2) + \
+	ANR_TRIM_BATCH * (3 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 1 + \
+			  2 * ANR_META_ADVISE_MAX) + \
 	ANR_BM_STEPS_MAX + ANR_THEAP_STEPS_MAX)
 
 /* pages.c */

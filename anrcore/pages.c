@@ -399,11 +399,13 @@ advise_inner(struct anrc_heap *h, void *addr, size_t len)
 
 	if (end <= start)
 		return;
+	anrc_steps(1);
 	__atomic_add_fetch(&h->meta_madvise_calls, 1, __ATOMIC_RELAXED);
 	if (madvise((void *)start, end - start, MADV_DONTNEED) == 0)
 		__atomic_add_fetch(&h->meta_madvised, end - start, __ATOMIC_RELAXED);
 }
 
+/* At most ANR_META_ADVISE_MAX madvise calls. */
 static void
 release_meta(struct anrc_heap *h, size_t lo, size_t n)
 {
@@ -452,10 +454,8 @@ release_span_meta(struct anrc_heap *h, size_t page)
 {
 	size_t f = anrc_bm2_prev(&h->fheads, page);
 
-	if (f != SIZE_MAX && h->pm[f].kind == ANR_PG_FREE && f + h->pm[f].npages > page) {
-		anrc_steps(1);
+	if (f != SIZE_MAX && h->pm[f].kind == ANR_PG_FREE && f + h->pm[f].npages > page)
 		release_meta(h, f, h->pm[f].npages);
-	}
 }
 
 void
