@@ -469,6 +469,7 @@ void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void 
  * classes need no more than bmw words.
  */
 #define ANR_BITS_GROUP 64
+_Static_assert(ANR_SLAB_SPAN_MAX <= ANR_BITS_GROUP, "a slab fits in one group of bitmaps");
 static inline size_t
 anrc_slab_word(const struct anrc_heap *h, uint32_t s)
 {
