@@ -138,8 +138,9 @@ struct anrc_theap {
 	 * bits), the first of that word's objects is woff[c] bytes from
 	 * h->data (an offset, not a pointer: a leak checker scanning memory
 	 * must not find a free object's address here).  Zero when cur[c]
-	 * changes; only this thread sets bits in its slabs' bitmaps, so the
-	 * objects stay free until it takes them.
+	 * changes (wbits[c] NULL then); only this thread sets bits in its
+	 * slabs' bitmaps, so the objects stay free until it takes them, and
+	 * its free of an object of that word puts the object back in it.
 	 */
 	uint64_t avail[ANR_NCLASSES];
 	uint64_t *wbits[ANR_NCLASSES];

@@ -252,6 +252,7 @@ ring_add(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	t->cur[c] = s;
 	t->cur_empty[c] = 0;
 	t->avail[c] = 0;
+	t->wbits[c] = NULL;
 }
 
 /* Make s (in the ring) the slab class c allocates from. */
@@ -263,6 +264,7 @@ set_cur(struct anrc_theap *t, unsigned c, uint32_t s)
 	t->cur[c] = s;
 	t->cur_empty[c] = 0;
 	t->avail[c] = 0;
+	t->wbits[c] = NULL;
 	if (t->spare[c] == s) {
 		/* still empty and still counted, now as the current slab */
 		t->spare[c] = ANR_NIL;
@@ -288,6 +290,7 @@ ring_del(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	if (nx == s) {
 		t->cur[c] = ANR_NIL;
 		t->avail[c] = 0;
+		t->wbits[c] = NULL;
 	} else {
 		h->pm[pv].next = nx;
 		h->pm[nx].prev = pv;

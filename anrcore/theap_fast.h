@@ -63,8 +63,8 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	struct anrc_page *pg = &h->pm[s];
 	unsigned c = pg->cls;
 	const struct anrc_class *k = &h->cls[c];
-	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
-	uint64_t m, v;
+	size_t off = data_off - ((size_t)s << h->page_shift), idx;
+	uint64_t m, v, *bp;
 	int64_t left;
 	unsigned nfree;
 
@@ -73,11 +73,14 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	idx = anrc_slab_index(k, off);
 	if (__builtin_expect(idx * k->size != off || idx >= k->nobjs, 0))
 		return 0;
-	w = anrc_slab_word(h, s) + (idx >> 6);
-	m = UINT64_C(1) << (idx & 63);
-	v = h->slabbits[w];
-	if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
-		return 0;
+	{
+		size_t w = anrc_slab_word(h, s) + (idx >> 6);
+		m = UINT64_C(1) << (idx & 63);
+		bp = &h->slabbits[w];
+		v = *bp;
+		if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
+			return 0;
+	}
 	nfree = pg->nfree + 1u;
 	if (__builtin_expect(nfree == k->nobjs, 0)) {
 		/* Emptied: the current slab stays so, within the cache limit. */
@@ -88,7 +91,10 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 		t->empty_pages += k->npages;
 	}
 	/* Judged: now the writes, each value dropped once written. */
-	h->slabbits[w] = v & ~m;
+	*bp = v & ~m;
+	/* In the word malloc holds: it is handed out again first. */
+	if (t->wbits[c] == bp)
+		t->avail[c] |= m;
 	pg->nfree = (uint16_t)nfree;
 	ANR_TH_STORE(t->nfreed[c], t->nfreed[c] + 1);
 	left = t->publish_left - (int64_t)k->size;
