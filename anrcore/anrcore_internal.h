@@ -2,13 +2,21 @@
  * anrcore_internal.h - state of one heap and the interfaces between the
  * files of the core.  heap.c explains the design; each file owns one idea:
  *
- *   pages.c  bitmaps, resident accounting, budget, madvise hysteresis
- *   spans.c  spans: good-fit allocator of page runs (two-level bitmaps)
- *   slab.c   size classes and slabs of small objects (shared, under the lock)
- *   theap.c  thread heaps: slabs owned by one thread, no lock on their
- *            fast paths, frees from other threads with one atomic op
- *   stats.c  statistics, report, walk, block lookup, consistency check
- *   heap.c   creation, locking, deferred frees, the public calls
+ *   bitmap.c    bit ranges and multi-level bitmaps
+ *   pages.c     resident accounting and the budget
+ *   release.c   page return: madvise hysteresis, slices, metadata pages
+ *   spans.c     spans: good-fit allocator of page runs (two-level bitmaps)
+ *   slab.c      size classes and slabs of small objects (shared, under the lock)
+ *   theap.c     thread heaps: slabs owned by one thread, no lock on their
+ *               fast paths, frees from other threads with one atomic op
+ *   theap_fast.h  their inlined fast paths
+ *   stats.c     statistics
+ *   report.c    the heap report
+ *   walk.c      walking live blocks, the block around an address
+ *   check.c     the consistency check
+ *   layer.c     the heap lock lent to anr_malloc
+ *   backtrace.c call stacks and code addresses
+ *   heap.c      creation, locking, deferred frees, the public calls
  */
 #ifndef ANRCORE_INTERNAL_H
 #define ANRCORE_INTERNAL_H
@@ -243,7 +251,7 @@ struct anrc_heap {
 	uint64_t madvise_errors;
 	size_t last_had;         /* resident pages found by the last charge */
 
-	/* Giving pages back outside the lock (pages.c). */
+	/* Giving pages back outside the lock (release.c). */
 	int trim_wanted;        /* dirty pages passed the high mark */
 	int trimming;           /* a thread is giving pages back */
 	unsigned trim_n;
@@ -306,11 +314,23 @@ anrc_steps(uint64_t n)
 			  2 * ANR_META_ADVISE_MAX) + \
 	ANR_BM_STEPS_MAX + ANR_THEAP_STEPS_MAX)
 
-/* pages.c */
+/* bitmap.c */
 static inline int
 anrc_bit(const uint64_t *w, size_t i)
 {
 	return (int)((w[i >> 6] >> (i & 63)) & 1);
+}
+/* Bits lo..hi-1 of one word, 0 <= lo < hi <= 64. */
+static inline uint64_t
+anrc_range_mask(size_t lo, size_t hi)
+{
+	uint64_t m = hi == 64 ? ~UINT64_C(0) : (UINT64_C(1) << hi) - 1;
+	return m & ~((UINT64_C(1) << lo) - 1);
+}
+static inline size_t
+anrc_highest_bit(uint64_t v)
+{
+	return (size_t)(63 - __builtin_clzll(v));
 }
 size_t anrc_bits_count(const uint64_t *w, size_t start, size_t n);
 void anrc_bits_set(uint64_t *w, size_t start, size_t n);
@@ -322,6 +342,11 @@ size_t anrc_bm2_prev(const struct anrc_bm2 *b, size_t i); /* SIZE_MAX if none */
  * them out from mem. */
 size_t anrc_bm2_words(size_t nbits);
 void anrc_bm2_place(struct anrc_bm2 *b, uint64_t *mem, size_t nbits);
+/* Recompute the upper levels over words first..last of the lowest one
+ * after it was written directly. */
+void anrc_bm2_sync(struct anrc_bm2 *b, size_t first_word, size_t last_word);
+
+/* pages.c */
 /* Take n pages aligned to align_pages (power of two) and charge them to
  * the budget.  ANR_NIL on failure; *short_pages > 0 if the budget was the
  * reason (the number of pages missing). */
@@ -337,15 +362,18 @@ int anrc_pages_grow(struct anrc_heap *h, uint32_t s, size_t n, size_t extra,
 		   size_t *short_pages);
 /* Give back pages [s, s+n) of a live span (all of it or its tail). */
 void anrc_pages_put(struct anrc_heap *h, uint32_t s, size_t n);
+
+/* release.c */
 /* Return free resident pages, highest first, until at most keep remain. */
-size_t anrc_pages_trim(struct anrc_heap *h, size_t keep_pages);
-/* Apply the hysteresis after pages became free: notes that pages should
- * go back; anrc_return_pages_and_unlock() does it after the lock is released. */
-void anrc_pages_settle(struct anrc_heap *h);
-/* Release the heap lock, giving pages back first if settle asked for it. */
+size_t anrc_release_down_to(struct anrc_heap *h, size_t keep_pages);
+/* After pages became free: note that pages should go back if the free
+ * ones passed the high mark; anrc_return_pages_and_unlock() gives them
+ * back after the lock is released. */
+void anrc_want_release_if_over_mark(struct anrc_heap *h);
+/* Release the heap lock, giving pages back first if they are wanted back. */
 void anrc_return_pages_and_unlock(struct anrc_heap *h);
 /* In a fork child: finish the give-backs the parent's threads had begun. */
-void anrc_pages_fork_child(struct anrc_heap *h);
+void anrc_release_fork_child(struct anrc_heap *h);
 
 /* spans.c */
 void anrc_span_init(struct anrc_heap *h);
@@ -457,6 +485,9 @@ void anrc_lock_and_drain_all(struct anrc_heap *h);
 int anrc_trylock_and_drain(struct anrc_heap *h); /* 0 if taken, -1 if busy */
 void anrc_unlock_and_return_pages(struct anrc_heap *h);
 void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p);
+
+/* stats.c (report.c, walk.c and check.c read the heap the same way) */
+void anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st); /* locked */
 
 /*
  * Where slab s's bitmaps start: the word of its allocation bitmap in

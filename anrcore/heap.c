@@ -28,7 +28,7 @@
  * (requests above ANR_SLAB_MAX, rounded up to pages, pointer = first
  * page) and slabs of small objects (slab.c).  Pages are charged to the
  * budget when a span is handed out and become returnable when it is given
- * back (pages.c).
+ * back (release.c).
  *
  * Invariants (checked by anrc_check()):
  *  1. The spans tile the data pages; no two free spans are adjacent.
@@ -61,7 +61,7 @@
  * taking or giving back a slab - is guarded by one mutex per heap; there
  * is no global state but a counter that gives each heap a unique id.  The
  * lock is never held while the need-more-memory hook runs, nor while
- * pages go back to the kernel after a free (pages.c).  A free that finds
+ * pages go back to the kernel after a free (release.c).  A free that finds
  * the lock taken does not wait: it puts the pointer in a lock-free ring
  * of slots in the heap state and a later lock holder frees it (see
  * defer()).  When the ring is full the free waits for the lock: nothing
@@ -418,7 +418,7 @@ release(struct anrc_heap *h, void *p, const struct loc *l)
 		pg->kind = ANR_PG_NONE;
 		anrc_pages_put(h, l->s, n);
 	}
-	anrc_pages_settle(h);
+	anrc_want_release_if_over_mark(h);
 }
 
 static void
@@ -764,7 +764,7 @@ resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
 		pg->npages = (uint32_t)nn;
 		h->in_use -= (n - nn) << h->page_shift;
 		anrc_pages_put(h, (uint32_t)(l->s + nn), n - nn);
-		anrc_pages_settle(h);
+		anrc_want_release_if_over_mark(h);
 	} else if (nn > n) {
 		if (anrc_pages_grow(h, l->s, n, nn - n, &short_pages) != 0)
 			return NULL;
@@ -851,7 +851,7 @@ anrc_set_budget(struct anrc_heap *h, size_t bytes)
 		anrc_slab_flush(h);
 	if (h->resident_pages > limit) {
 		size_t over = h->resident_pages - limit;
-		anrc_pages_trim(h, over < h->dirty_pages ? h->dirty_pages - over : 0);
+		anrc_release_down_to(h, over < h->dirty_pages ? h->dirty_pages - over : 0);
 	}
 	heap_unlock(h);
 }
@@ -880,7 +880,7 @@ anrc_set_marks(struct anrc_heap *h, size_t free_low, size_t free_high)
 	h->mark_shift = 0;
 	/* An explicit call: what is above the new high mark goes at once. */
 	if ((h->dirty_pages << h->page_shift) > h->free_high)
-		anrc_pages_trim(h, h->free_low >> h->page_shift);
+		anrc_release_down_to(h, h->free_low >> h->page_shift);
 	heap_unlock(h);
 }
 
@@ -892,7 +892,7 @@ anrc_trim(struct anrc_heap *h, size_t keep)
 	heap_lock(h);
 	anrc_theap_flush_locked(h);
 	anrc_slab_flush(h);
-	given = anrc_pages_trim(h, keep >> h->page_shift) << h->page_shift;
+	given = anrc_release_down_to(h, keep >> h->page_shift) << h->page_shift;
 	/* An explicit trim starts the marks afresh. */
 	h->mark_shift = 0;
 	h->given_recent = h->refaulted = 0;
@@ -926,7 +926,7 @@ anrc_fork_child(struct anrc_heap *h)
 	 * Frees other threads had queued stay queued and are done later;
 	 * pages another thread was giving back are given back here. */
 	heap_lock_init(h);
-	anrc_pages_fork_child(h);
+	anrc_release_fork_child(h);
 	anrc_theap_fork_child(h);
 }
 

@@ -309,7 +309,7 @@ release_owned(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	ring_del(h, t, c, s);
 	STORE(t->slab_bytes, t->slab_bytes - ((size_t)h->cls[c].npages << h->page_shift));
 	anrc_slab_release_unlisted(h, s);
-	anrc_pages_settle(h);
+	anrc_want_release_if_over_mark(h);
 }
 
 /* The empty slabs t keeps go back (the owner only, locked). */
@@ -570,7 +570,7 @@ anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 	STORE(t->cbytes, 0);
 	STORE(t->publish_left, ANR_FREED_PUBLISH);
 	STORE(t->slab_bytes, 0);
-	anrc_pages_settle(h);
+	anrc_want_release_if_over_mark(h);
 }
 
 void
