@@ -7,6 +7,7 @@
  *   slab.c   size classes and slabs of small objects (shared, under the lock)
  *   theap.c  thread heaps: slabs owned by one thread, no lock on their
  *            fast paths, frees from other threads with one atomic op
+ *   runcache.c  page runs of medium blocks a thread keeps for itself
  *   stats.c  statistics, report, walk, block lookup, consistency check
  *   heap.c   creation, locking, deferred frees, the public calls
  */
@@ -29,6 +30,7 @@ enum anrc_kind {
 	ANR_PG_SLAB,      /* first page of a slab; cls, nfree */
 	ANR_PG_SLAB_BODY, /* later page of a slab; npages = distance to its first page */
 	ANR_PG_TRIM,      /* first page of free pages being given back; npages */
+	ANR_PG_CACHED,    /* first page of a freed run a thread keeps (runcache.c) */
 };
 
 /* One entry per data page, in the metadata area (never next to user data). */
@@ -106,6 +108,24 @@ struct anrc_bm2 {
  * owned slabs form a ring linked through their page map entries
  * (next/prev); cur is the one allocated from, spare an empty one kept.
  */
+/*
+ * Page runs a thread keeps (runcache.c): blocks of more than ANR_SLAB_MAX
+ * and at most ANR_RUN_CACHE_MAX bytes that a thread allocated, freed by
+ * it, stay charged and resident in its cache (at most ANR_RUN_CACHE_BYTES,
+ * ANR_RUN_CACHE_SLOTS runs) for its next blocks of the same page count.
+ */
+#define ANR_RUN_CACHE_MAX ((size_t)64 << 10)
+#define ANR_RUN_CACHE_BYTES ((size_t)512 << 10)
+#define ANR_RUN_CACHE_SLOTS 16
+struct anrc_runcache {
+	int busy;                /* atomic: the owner or a flush is using it */
+	int flush_wanted;        /* atomic: give the runs back at the next use */
+	unsigned n;              /* runs kept, oldest first */
+	size_t pages;            /* their pages */
+	uint32_t s[ANR_RUN_CACHE_SLOTS], len[ANR_RUN_CACHE_SLOTS];
+	uint64_t locks;          /* heap lock taken for the cache (tests) */
+};
+
 #define ANR_THEAPS 127         /* thread heaps per heap (owner ids 1..127) */
 #define ANR_THEAP_SCAN 4       /* slabs looked at per refill without the lock */
 #define ANR_FREED_PUBLISH 65536 /* bytes freed locally before they are published */
@@ -126,6 +146,7 @@ struct anrc_theap {
 	uint64_t rcount, rbytes, ccount, cbytes;
 	uint64_t freed_pending;  /* freed bytes not yet added to freed_bytes */
 	int flush_wanted;        /* atomic: give the spare slabs back */
+	struct anrc_runcache rc; /* runcache.c */
 } __attribute__((aligned(64)));
 
 struct anrc_heap {
@@ -224,6 +245,9 @@ struct anrc_heap {
 	/* The same counts for threads without a theap and for theaps that
 	 * were abandoned (atomic). */
 	uint64_t th_rcount, th_rbytes, th_ccount, th_cbytes;
+	/* Bytes of live blocks owned by a thread for its run cache (atomic;
+	 * not in in_use: their owners free them without the lock). */
+	size_t run_in_use;
 	struct anrc_theap th[ANR_THEAPS];
 };
 
@@ -236,6 +260,9 @@ struct anrc_heap {
  * are not steps.
  */
 extern __thread uint64_t anrc_step_count __attribute__((tls_model("initial-exec")));
+/* Times the calling thread took the heap lock in a malloc, free or
+ * realloc (heap.c; read by the tests). */
+extern __thread uint64_t anrc_lock_count __attribute__((tls_model("initial-exec")));
 static inline void
 anrc_steps(uint64_t n)
 {
@@ -382,6 +409,36 @@ void anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs,
 void anrc_theap_fork_child(struct anrc_heap *h);
 /* Give-back: the spare slabs of every theap (locked). */
 size_t anrc_theap_flush_locked(struct anrc_heap *h);
+
+/* runcache.c */
+/* Pages of a block of size bytes (> ANR_SLAB_MAX): medium blocks are
+ * rounded up to four page counts per power of two, so that kept runs fit
+ * more requests. */
+size_t anrc_run_pages(const struct anrc_heap *h, size_t size);
+/* A block of size bytes from the calling thread's kept runs, no lock;
+ * NULL if none fits. */
+void *anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size);
+/* Large block at page s freed by the calling thread: kept if t owns it
+ * (no lock unless a kept run must make room); 0: not kept, free it. */
+int anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s);
+/* A new large block of n pages at s (locked): t owns it when it may be
+ * kept later and is counted in use here (1), else the caller counts it (0). */
+int anrc_runs_new_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size_t n);
+/* Locked free (or, by_owner, resize) of a large block: an owned one stops
+ * being owned and counts in h->in_use again; -1 if its owner freed it
+ * meanwhile (a double free).  A free leaves its kind NONE. */
+int anrc_runs_disown_locked(struct anrc_heap *h, uint32_t s, int by_owner);
+/* Give t's kept runs back (locked); the pages given. */
+size_t anrc_runs_flush_locked(struct anrc_heap *h, struct anrc_theap *t);
+/* Give back every thread's kept runs that is not using its cache right
+ * now; the others are flagged (locked).  The pages given. */
+size_t anrc_runs_flush_all_locked(struct anrc_heap *h);
+/* An emptied slab of np pages may stay with t: within
+ * ANR_EMPTY_CACHE_PAGES, or past it within the room its kept runs leave
+ * (empty slabs and kept runs share ANR_RUN_CACHE_BYTES beyond it). */
+int anrc_runs_room_for_slab(const struct anrc_heap *h, const struct anrc_theap *t, size_t np);
+/* Bytes kept in all caches (racy; statistics). */
+size_t anrc_runs_kept_bytes(const struct anrc_heap *h);
 
 static inline uint32_t
 anrc_slab_head(const struct anrc_heap *h, size_t i)

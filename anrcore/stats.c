@@ -32,7 +32,10 @@ fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 	st->madvised_bytes = h->madvised_bytes;
 	st->deferred_frees = __atomic_load_n(&h->deferred_frees, __ATOMIC_RELAXED);
 	st->bad_frees = __atomic_load_n(&h->bad_frees, __ATOMIC_RELAXED);
-	st->slab_free = h->slab_free;
+	/* Runs threads keep count as free slab space; blocks their owners
+	 * may keep later are in use. */
+	st->slab_free = h->slab_free + anrc_runs_kept_bytes(h);
+	st->in_use += __atomic_load_n(&h->run_in_use, __ATOMIC_RELAXED);
 	st->metadata = (size_t)(h->data - h->base);
 	/* Thread heaps: their owners' counts, read without stopping them. */
 	{
@@ -305,7 +308,8 @@ check_spans(struct anrc_heap *h, struct tally *t)
 
 		if (n == 0 || i + n > h->npages)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
-		if (anrc_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB))
+		if (anrc_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB ||
+						pg->kind == ANR_PG_CACHED))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);
 		if (anrc_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
 			FAIL("%s: check: free head bit of page %zu wrong", h->name, i);
@@ -327,13 +331,14 @@ check_spans(struct anrc_heap *h, struct tally *t)
 			prev_free = 1;
 			break;
 		case ANR_PG_LARGE:
+		case ANR_PG_CACHED: /* runcache.c: a thread's, in use or kept */
 			if (check_interior(h, i, n, 1, n) != 0)
 				return -1;
 			/* fall through */
 		case ANR_PG_SLAB:
 			if (pg->kind == ANR_PG_SLAB && check_slab(h, i, t) != 0)
 				return -1;
-			if (pg->kind == ANR_PG_LARGE)
+			if (pg->kind == ANR_PG_LARGE && h->owner[i] == 0)
 				t->in_use += n << h->page_shift;
 			if (res != n || anrc_bits_count(h->dirty.w, i, n) != 0)
 				FAIL("%s: check: live span %zu+%zu not all resident", h->name, i, n);

@@ -351,7 +351,7 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 {
 	size_t np = h->cls[c].npages;
 
-	if (t->empty_pages + np <= ANR_EMPTY_CACHE_PAGES) {
+	if (anrc_runs_room_for_slab(h, t, np)) {
 		if (t->cur[c] == s) {
 			t->cur_empty[c] = 1;
 			t->empty_pages += np;
@@ -491,6 +491,9 @@ disown(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 void
 anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 {
+	/* its owner is gone or is the caller: the kept runs go back */
+	__atomic_store_n(&t->rc.busy, 0, __ATOMIC_RELAXED);
+	anrc_runs_flush_locked(h, t);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
 		while (t->cur[c] != ANR_NIL)
 			disown(h, t, c, t->cur[c]);
