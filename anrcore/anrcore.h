@@ -145,6 +145,19 @@ size_t anrc_trim(struct anrc_heap *h, size_t keep);
  */
 size_t anrc_release_free(struct anrc_heap *h);
 void anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st);
+/*
+ * Page return by a helper thread.  A thread of the caller's making runs
+ * anrc_return_helper_run(h): from then on malloc, free and realloc never
+ * call madvise to give free pages back (beyond the high mark) themselves;
+ * they wake the helper, which gives them back in the same slices.  Free
+ * pages may then stay above the high mark for as long as the helper waits
+ * for a CPU.  anrc_return_helper_stop(h) makes it return (0); it returns
+ * -1 at once if a helper already runs.  A fork child has no helper: its
+ * calls give pages back themselves.  Shortage of budget, anrc_trim and
+ * anrc_release_free still give back in the calling thread.
+ */
+int anrc_return_helper_run(struct anrc_heap *h);
+void anrc_return_helper_stop(struct anrc_heap *h);
 /* Verify the metadata; 0 if consistent, else reports and returns -1. */
 int anrc_check(struct anrc_heap *h);
 /* Write a human-readable statistics report to fd (async-signal-safe). */

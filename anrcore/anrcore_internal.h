@@ -17,6 +17,7 @@
 #include "anrcore.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -237,6 +238,14 @@ struct anrc_heap {
 	anrc_more_fn hook;
 	void *hook_arg;
 
+	/* Page return by a helper thread (returner.c): while helper_on, a
+	 * thread whose call left pages to give back posts helper_sem instead
+	 * of calling madvise itself. */
+	int helper_on;          /* atomic */
+	int helper_stop;        /* atomic */
+	int helper_posted;      /* atomic: helper_sem posted, not yet taken */
+	sem_t helper_sem;
+
 	int lock_pi;            /* the lock inherits priority (heap_lock_init) */
 	/* Thread heaps (theap.c). */
 	uint64_t uid;            /* unique per heap made in this process */
@@ -263,6 +272,9 @@ extern __thread uint64_t anrc_step_count __attribute__((tls_model("initial-exec"
 /* Times the calling thread took the heap lock in a malloc, free or
  * realloc (heap.c; read by the tests). */
 extern __thread uint64_t anrc_lock_count __attribute__((tls_model("initial-exec")));
+/* Rounds of page return (madvise without the lock) the calling thread
+ * did (pages.c; read by the tests). */
+extern __thread uint64_t anrc_return_rounds __attribute__((tls_model("initial-exec")));
 static inline void
 anrc_steps(uint64_t n)
 {
@@ -314,6 +326,8 @@ size_t anrc_pages_trim(struct anrc_heap *h, size_t keep_pages);
 void anrc_pages_settle(struct anrc_heap *h);
 /* Release the heap lock, giving pages back first if settle asked for it. */
 void anrc_return_pages_and_unlock(struct anrc_heap *h);
+/* The same, always by the caller (the helper thread, returner.c). */
+void anrc_return_pages_and_unlock_here(struct anrc_heap *h);
 /* In a fork child: finish the give-backs the parent's threads had begun. */
 void anrc_pages_fork_child(struct anrc_heap *h);
 
@@ -409,6 +423,11 @@ void anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs,
 void anrc_theap_fork_child(struct anrc_heap *h);
 /* Give-back: the spare slabs of every theap (locked). */
 size_t anrc_theap_flush_locked(struct anrc_heap *h);
+
+/* returner.c: with a helper thread, hand the page return to it and
+ * unlock; 0 (nothing done, still locked) without one or with nothing due. */
+int anrc_returner_wake_and_unlock(struct anrc_heap *h);
+void anrc_returner_fork_child(struct anrc_heap *h);
 
 /* runcache.c */
 /* Pages of a block of size bytes (> ANR_SLAB_MAX): medium blocks are

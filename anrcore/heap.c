@@ -274,6 +274,7 @@ anrc_create(const struct anrc_config *cfg)
 	anrc_span_init(h);
 	anrc_slab_init(h);
 	anrc_theap_init(h);
+	sem_init(&h->helper_sem, 0, 0);
 	return h;
 }
 
@@ -306,6 +307,7 @@ anrc_destroy(struct anrc_heap *h)
 	if (h->vg)
 		vg_forget(h);
 	pthread_mutex_destroy(&h->lock);
+	sem_destroy(&h->helper_sem);
 	munmap(h->base, h->reserve);
 }
 
@@ -963,6 +965,7 @@ anrc_fork_child(struct anrc_heap *h)
 	 * Frees other threads had queued stay queued and are done later;
 	 * pages another thread was giving back are given back here. */
 	heap_lock_init(h);
+	anrc_returner_fork_child(h);
 	anrc_pages_fork_child(h);
 	anrc_theap_fork_child(h);
 }

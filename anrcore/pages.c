@@ -41,6 +41,7 @@
 #define WORD_BITS 64
 
 __thread uint64_t anrc_step_count __attribute__((tls_model("initial-exec")));
+__thread uint64_t anrc_return_rounds __attribute__((tls_model("initial-exec")));
 
 static uint64_t
 range_mask(size_t lo, size_t hi)
@@ -532,6 +533,14 @@ trim_finish(struct anrc_heap *h, const int *err)
 void
 anrc_return_pages_and_unlock(struct anrc_heap *h)
 {
+	if (anrc_returner_wake_and_unlock(h))
+		return;
+	anrc_return_pages_and_unlock_here(h);
+}
+
+void
+anrc_return_pages_and_unlock_here(struct anrc_heap *h)
+{
 	int err[ANR_TRIM_BATCH];
 
 	for (unsigned round = 0; round < ANR_TRIM_ROUNDS && h->trim_wanted &&
@@ -540,6 +549,7 @@ anrc_return_pages_and_unlock(struct anrc_heap *h)
 		trim_pick(h);
 		if (h->trim_n == 0)
 			break;
+		anrc_return_rounds++;
 		/* The slow part runs unlocked: other threads allocate and free
 		 * meanwhile; the runs are out of everybody's reach. */
 		h->trimming = 1;

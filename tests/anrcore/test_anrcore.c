@@ -1666,6 +1666,61 @@ START_TEST(runcache_double_and_foreign_free)
 }
 END_TEST
 
+/* ---- page return by a helper thread (returner.c) ---- */
+
+static void *
+helper_fn(void *arg)
+{
+	return (void *)(intptr_t)anrc_return_helper_run(arg);
+}
+
+/* Frees of large blocks past the high mark give nothing back themselves
+ * while a helper runs (they did a round of madvise each before): the
+ * helper does, and the free pages come down under the mark. */
+START_TEST(return_helper_does_the_madvise)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	struct anrc_stats st;
+	uint64_t rounds;
+	pthread_t t;
+	void *rc;
+	char *p;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, helper_fn, h), 0);
+	while (!__atomic_load_n(&h->helper_on, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	ck_assert_int_eq(anrc_return_helper_run(h), -1); /* one helper at most */
+	rounds = anrc_return_rounds;
+	for (int i = 0; i < 20; i++) {
+		p = anrc_alloc(h, 4 * MiB + (size_t)i * 64 * KiB, 0);
+		ck_assert_ptr_nonnull(p);
+		memset(p, i, 4 * MiB);
+		anrc_free(h, p);
+	}
+	ck_assert_uint_eq(anrc_return_rounds - rounds, 0);
+	/* The helper gives back; wait for it (a hang is the failure). */
+	for (;;) {
+		stats(h, &st);
+		if (st.free_resident <= (ANR_DEFAULT_FREE_HIGH << ANR_MARK_SHIFT_MAX) &&
+		    st.madvise_calls > 0)
+			break;
+		usleep(1000);
+	}
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_return_helper_stop(h);
+	ck_assert_int_eq(pthread_join(t, &rc), 0);
+	ck_assert_ptr_null(rc);
+	/* Without it the freeing thread gives back again. */
+	anrc_set_marks(h, 0, 0);
+	p = anrc_alloc(h, 4 * MiB, 0);
+	memset(p, 1, 4 * MiB);
+	anrc_free(h, p);
+	ck_assert_uint_gt(anrc_return_rounds - rounds, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* ---- bounded work per call ---- */
 
 struct handover {
@@ -2315,6 +2370,7 @@ anrcore_suite(void)
 	ADD(runcache_bounded_and_flushed);
 	ADD(runcache_budget_exact);
 	ADD(runcache_double_and_foreign_free);
+	ADD(return_helper_does_the_madvise);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(span_reuse_and_merge);
