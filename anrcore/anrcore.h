@@ -93,7 +93,8 @@ struct anrc_stats {
 	uint64_t deferred_frees;  /* frees queued because the heap was busy */
 	uint64_t bad_frees;
 	/* Extensions: resident = in_use + slab_free + free_resident. */
-	size_t slab_free;     /* bytes of slab pages not in live objects */
+	size_t slab_free;     /* bytes of slab pages not in live objects, and
+			       * of runs threads keep for their next blocks */
 	size_t metadata;      /* bytes of the reservation set apart for metadata */
 };
 
@@ -137,11 +138,13 @@ void anrc_set_marks(struct anrc_heap *h, size_t free_low, size_t free_high);
 size_t anrc_trim(struct anrc_heap *h, size_t keep);
 /*
  * Give back everything that can go: the empty slabs the calling thread
- * keeps, the shared empty slabs and every free resident page (madvise).
- * Other threads' kept empty slabs (16 pages at most each) are flagged
- * and go back at their owner's next call that needs a new slab: the
- * call never waits for them, so it ends in time bounded by the free pages
- * even while threads keep allocating.  Returns the bytes given back.
+ * keeps, the shared empty slabs, the medium blocks every thread keeps for
+ * itself (runcache.c; a thread inside its cache at that instant is
+ * flagged and gives back at its next use of it) and every free resident
+ * page (madvise).  Other threads' kept empty slabs are flagged and go
+ * back at their owner's next call that needs a new slab: the call never
+ * waits for them, so it ends in time bounded by the free pages even while
+ * threads keep allocating.  Returns the bytes given back.
  */
 size_t anrc_release_free(struct anrc_heap *h);
 void anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st);

@@ -447,6 +447,8 @@ int anrc_runs_new_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, 
  * being owned and counts in h->in_use again; -1 if its owner freed it
  * meanwhile (a double free).  A free leaves its kind NONE. */
 int anrc_runs_disown_locked(struct anrc_heap *h, uint32_t s, int by_owner);
+/* t was asked to give its runs back: it does (locked). */
+void anrc_runs_wanted_locked(struct anrc_heap *h, struct anrc_theap *t);
 /* Give t's kept runs back (locked); the pages given. */
 size_t anrc_runs_flush_locked(struct anrc_heap *h, struct anrc_theap *t);
 /* Give back every thread's kept runs that is not using its cache right

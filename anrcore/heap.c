@@ -581,6 +581,7 @@ alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 		void *arg;
 
 		heap_lock(h);
+		anrc_runs_wanted_locked(h, t);
 		p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
 		/* Short of budget: the empty slabs and runs this thread keeps
 		 * go back first (other threads' at their next change). */

@@ -36,8 +36,11 @@
  * for slabs.  An allocation short of budget first gives back the calling
  * thread's runs and flags the other threads' caches; anrc_release_free()
  * and anrc_trim() give back every cache not in use at that instant and
- * flag the others, which give back at their next cache operation; a
- * thread's exit gives back its cache.  Each cache has a busy flag taken by
+ * flag the others, which give back at their next cache operation (it
+ * then takes the lock: an allocation misses, a free makes room); a
+ * thread's exit gives back its cache.  A call takes the lock once at
+ * most for its cache, and releases at most ANR_RUN_CACHE_SLOTS runs
+ * then, each in constant work (no search).  Each cache has a busy flag taken by
  * atomic exchange, so that a flush from another thread never waits and
  * never touches a cache its owner is using.
  */
@@ -161,19 +164,6 @@ rc_empty(struct anrc_heap *h, struct anrc_runcache *c)
 	return given;
 }
 
-/* The owner, outside the lock, was asked to give its runs back. */
-static void
-flush_self(struct anrc_heap *h, struct anrc_theap *t)
-{
-	anrc_lock_and_drain(h);
-	t->rc.locks++;
-	if (rc_enter(&t->rc)) {
-		rc_empty(h, &t->rc);
-		rc_leave(&t->rc);
-	}
-	anrc_unlock_and_return_pages(h);
-}
-
 void *
 anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 {
@@ -181,12 +171,9 @@ anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	size_t n, bytes;
 	uint32_t s = ANR_NIL;
 
-	if (LOAD(c->n) == 0 || !cache_on(h))
+	/* Asked to give back: the locked path does (anrc_runs_wanted_locked). */
+	if (LOAD(c->n) == 0 || !cache_on(h) || LOAD(c->flush_wanted))
 		return NULL;
-	if (LOAD(c->flush_wanted)) {
-		flush_self(h, t);
-		return NULL;
-	}
 	if (!rc_enter(c))
 		return NULL;
 	n = anrc_run_pages(h, size);
@@ -222,22 +209,23 @@ anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	n = pg->npages;
 	if (n > max_pages(h) || n > bound_pages(h))
 		return 0;
-	if (LOAD(c->flush_wanted))
-		flush_self(h, t);
+	/* Not even an empty cache would hold it (empty slabs fill it). */
+	if (slab_overflow(t) + n > bound_pages(h))
+		return 0;
 	if (!rc_enter(c))
 		return 0;
-	if (!rc_fits(h, t, n)) {
-		/* Full: the oldest runs make room, under the lock. */
+	if (LOAD(c->flush_wanted) || !rc_fits(h, t, n)) {
+		/* Asked to give back, or full: the oldest runs make room, under
+		 * the lock, taken once (at most ANR_RUN_CACHE_SLOTS span
+		 * releases, each of constant work). */
 		anrc_lock_and_drain(h);
 		c->locks++;
+		if (LOAD(c->flush_wanted))
+			rc_empty(h, c);
 		while (c->n > 0 && !rc_fits(h, t, n))
 			rc_release(h, c, 0);
 		anrc_pages_settle(h);
 		anrc_unlock_and_return_pages(h);
-		if (!rc_fits(h, t, n)) {
-			rc_leave(c);
-			return 0; /* the empty slabs kept fill it */
-		}
 	}
 	if (!__atomic_compare_exchange_n(&pg->kind, &expected, ANR_PG_CACHED, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
@@ -291,6 +279,15 @@ anrc_runs_disown_locked(struct anrc_heap *h, uint32_t s, int by_owner)
 	__atomic_sub_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
 	h->in_use += bytes;
 	return 0;
+}
+
+void
+anrc_runs_wanted_locked(struct anrc_heap *h, struct anrc_theap *t)
+{
+	if (t != NULL && LOAD(t->rc.flush_wanted) && rc_enter(&t->rc)) {
+		rc_empty(h, &t->rc);
+		rc_leave(&t->rc);
+	}
 }
 
 size_t
