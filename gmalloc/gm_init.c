@@ -186,6 +186,10 @@ static void gm_atfork_child(void)
 
 static void *gm_returner(void *arg)
 {
+	/* SCHED_BATCH: woken by a free, it does not preempt the thread that
+	 * woke it (which would wait the madvise out after all). */
+	struct sched_param sp = { .sched_priority = 0 };
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
 	anrc_return_helper_run(arg);
 	return NULL;
 }
