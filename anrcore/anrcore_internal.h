@@ -113,7 +113,8 @@ struct anrc_bm2 {
  * Page runs a thread keeps (runcache.c): blocks of more than ANR_SLAB_MAX
  * and at most ANR_RUN_CACHE_MAX bytes that a thread allocated, freed by
  * it, stay charged and resident in its cache (at most ANR_RUN_CACHE_BYTES,
- * ANR_RUN_CACHE_SLOTS runs) for its next blocks of the same page count.
+ * ANR_RUN_CACHE_SLOTS runs) for its next blocks of that page count down
+ * to half of it.
  */
 #define ANR_RUN_CACHE_MAX ((size_t)64 << 10)
 #define ANR_RUN_CACHE_BYTES ((size_t)512 << 10)

@@ -15,7 +15,9 @@
  * frees it the run stays charged and resident in the owner's cache: the
  * page map says ANR_PG_CACHED (a free of it is a double free) and the run
  * waits in a small array of the theap.  The owner's next block of the
- * same page count takes it back, without the lock and without a fault.
+ * same page count, or up to twice that, takes it back (the newest that
+ * fits: its lines are the likeliest to be cached still), without the lock
+ * and without a fault.
  * Page counts in this range are rounded up to four per power of two
  * (below 25 % lost, like the size classes of slabs) so that few runs fit
  * many sizes.
@@ -177,9 +179,12 @@ anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	if (!rc_enter(c))
 		return NULL;
 	n = anrc_run_pages(h, size);
+	/* The newest run that holds it without wasting more than half: its
+	 * pages are the likeliest to be in the CPU's caches still. */
 	for (unsigned i = c->n; i-- > 0;) {
-		if (c->len[i] == n) {
+		if (c->len[i] >= n && c->len[i] <= 2 * n) {
 			s = c->s[i];
+			n = c->len[i];
 			rc_remove(c, i);
 			break;
 		}

@@ -1683,6 +1683,19 @@ START_TEST(runcache_double_and_foreign_free)
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 2);
 	mb_log_set_sink(NULL);
+	/* A kept run serves blocks down to half its pages (4 KiB pages). */
+	if (sysconf(_SC_PAGESIZE) == 4096) {
+		p = anrc_alloc(h, 64 * KiB, 0);
+		anrc_free(h, p);
+		q = anrc_alloc(h, 36 * KiB, 0);
+		ck_assert_ptr_eq(q, p);
+		ck_assert_uint_eq(anrc_usable_size(h, q), 64 * KiB);
+		anrc_free(h, q);
+		q = anrc_alloc(h, 28 * KiB, 0);
+		ck_assert_ptr_ne(q, p);
+		ck_assert_uint_eq(anrc_usable_size(h, q), 28 * KiB);
+		anrc_free(h, q);
+	}
 	ck_assert_int_eq(anrc_check(h), 0);
 	anrc_destroy(h);
 }
