@@ -1466,9 +1466,9 @@ START_TEST(runcache_rt_loop)
 {
 	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
 	struct anrc_stats st, st2;
-	uint64_t x = 88172645463325252ull, locks;
+	uint64_t x = 88172645463325252ull, locks = 0;
 	unsigned n = scaled(4000);
-	long faults;
+	long faults = 0;
 
 	anrc_set_marks(h, 0, 0);
 	for (int round = 0; round < 2; round++) {
