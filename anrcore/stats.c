@@ -18,7 +18,8 @@ fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->in_use = h->in_use;
 	st->resident = h->resident_pages << h->page_shift;
-	st->free_resident = h->dirty_pages << h->page_shift;
+	/* with the pages being given back right now (TRIM spans) */
+	st->free_resident = (h->dirty_pages + h->inflight_pages) << h->page_shift;
 	st->budget = __atomic_load_n(&h->budget, __ATOMIC_RELAXED);
 	st->reserved = h->reserve;
 	st->address_used = h->top << h->page_shift;
