@@ -429,11 +429,6 @@ size_t anrc_theap_flush_locked(struct anrc_heap *h);
  * unlock; 0 (nothing done, still locked) without one or with nothing due. */
 int anrc_returner_wake_and_unlock(struct anrc_heap *h);
 void anrc_returner_fork_child(struct anrc_heap *h);
-/* madvise(MADV_DONTNEED) of a run being given back; the helper thread
- * does it in pieces of ANR_HELPER_ADVISE_MAX bytes, so that a real-time
- * thread that needs its CPU waits for one piece at most. */
-#define ANR_HELPER_ADVISE_MAX ((size_t)256 << 10)
-int anrc_returner_advise(struct anrc_heap *h, void *addr, size_t len);
 
 /* runcache.c */
 /* Pages of a block of size bytes (> ANR_SLAB_MAX): medium blocks are

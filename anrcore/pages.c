@@ -495,8 +495,8 @@ static int
 trim_advise(struct anrc_heap *h, unsigned i)
 {
 	anrc_steps(1);
-	if (anrc_returner_advise(h, anrc_page_addr(h, h->trim_s[i]),
-				 (size_t)h->trim_len[i] << h->page_shift) != 0)
+	if (madvise(anrc_page_addr(h, h->trim_s[i]),
+		    (size_t)h->trim_len[i] << h->page_shift, MADV_DONTNEED) != 0)
 		return errno;
 	release_meta(h, h->trim_s[i], h->trim_len[i]);
 	return 0;

@@ -17,23 +17,8 @@
 #include "anrcore_internal.h"
 
 #include <errno.h>
-#include <sys/mman.h>
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
-
-static __thread int in_helper __attribute__((tls_model("initial-exec")));
-
-int
-anrc_returner_advise(struct anrc_heap *h, void *addr, size_t len)
-{
-	size_t step = in_helper ? ANR_HELPER_ADVISE_MAX : len;
-
-	(void)h;
-	for (size_t o = 0; o < len; o += step)
-		if (madvise((char *)addr + o, len - o < step ? len - o : step, MADV_DONTNEED) != 0)
-			return -1;
-	return 0;
-}
 
 int
 anrc_returner_wake_and_unlock(struct anrc_heap *h)
@@ -55,7 +40,6 @@ anrc_return_helper_run(struct anrc_heap *h)
 	if (!__atomic_compare_exchange_n(&h->helper_on, &expected, 1, 0, __ATOMIC_ACQ_REL,
 					 __ATOMIC_RELAXED))
 		return -1;
-	in_helper = 1;
 	for (;;) {
 		while (sem_wait(&h->helper_sem) != 0 && errno == EINTR)
 			;
@@ -69,7 +53,6 @@ anrc_return_helper_run(struct anrc_heap *h)
 		}
 		anrc_return_pages_and_unlock_here(h);
 	}
-	in_helper = 0;
 	__atomic_store_n(&h->helper_on, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->helper_stop, 0, __ATOMIC_RELEASE);
 	__atomic_store_n(&h->helper_posted, 0, __ATOMIC_RELEASE);
