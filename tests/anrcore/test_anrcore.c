@@ -1503,10 +1503,10 @@ START_TEST(runcache_rt_loop)
 	ck_assert_int_eq(anrc_check(h), 0);
 	/* A give-back takes all of it. */
 	anrc_release_free(h);
-	stats(h, &st);
-	ck_assert_uint_eq(anrc_runs_kept_bytes(h), 0);
-	ck_assert_uint_eq(st.resident, 0);
 	ck_assert_int_eq(anrc_check(h), 0);
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.resident, 0);
 	anrc_destroy(h);
 }
 END_TEST
