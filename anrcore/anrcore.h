@@ -95,7 +95,8 @@ struct anrc_stats {
 	uint64_t deferred_frees;  /* frees queued because the heap was busy */
 	uint64_t bad_frees;
 	/* Extensions: resident = in_use + slab_free + free_resident. */
-	size_t slab_free;     /* bytes of slab pages not in live objects */
+	size_t slab_free;     /* bytes of slab pages not in live objects, and
+			       * of runs threads keep for their next blocks */
 	size_t metadata;      /* bytes of the reservation set apart for metadata */
 	uint64_t meta_madvise_calls; /* madvise calls giving metadata pages back
 				      * (not in madvise_calls) */
@@ -141,11 +142,13 @@ void anrc_set_marks(struct anrc_heap *h, size_t free_low, size_t free_high);
 size_t anrc_trim(struct anrc_heap *h, size_t keep);
 /*
  * Give back everything that can go: the empty slabs the calling thread
- * keeps, the shared empty slabs and every free resident page (madvise).
- * Other threads' kept empty slabs (16 pages at most each) are flagged
- * and go back at their owner's next call that needs a new slab: the
- * call never waits for them, so it ends in time bounded by the free pages
- * even while threads keep allocating.  Returns the bytes given back.
+ * keeps, the shared empty slabs, the medium blocks every thread keeps for
+ * itself (runcache.c; a thread inside its cache at that instant is
+ * flagged and gives back at its next use of it) and every free resident
+ * page (madvise).  Other threads' kept empty slabs are flagged and go
+ * back at their owner's next call that needs a new slab: the call never
+ * waits for them, so it ends in time bounded by the free pages even while
+ * threads keep allocating.  Returns the bytes given back.
  */
 size_t anrc_release_free(struct anrc_heap *h);
 void anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st);
@@ -156,6 +159,20 @@ void anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st);
  * and tests, not for hot paths.  ARCHITECTURE.md says what stays.
  */
 size_t anrc_meta_resident(const struct anrc_heap *h);
+
+/*
+ * Page return by a helper thread.  A thread of the caller's making runs
+ * anrc_return_helper_run(h): from then on malloc, free and realloc never
+ * call madvise to give free pages back (beyond the high mark) themselves;
+ * they wake the helper, which gives them back in the same slices.  Free
+ * pages may then stay above the high mark for as long as the helper waits
+ * for a CPU.  anrc_return_helper_stop(h) makes it return (0); it returns
+ * -1 at once if a helper already runs.  A fork child has no helper: its
+ * calls give pages back themselves.  Shortage of budget, anrc_trim and
+ * anrc_release_free still give back in the calling thread.
+ */
+int anrc_return_helper_run(struct anrc_heap *h);
+void anrc_return_helper_stop(struct anrc_heap *h);
 /* Verify the metadata; 0 if consistent, else reports and returns -1. */
 int anrc_check(struct anrc_heap *h);
 /* Write a human-readable statistics report to fd (async-signal-safe). */

@@ -10,6 +10,8 @@
  *   theap.c     thread heaps: slabs owned by one thread, no lock on their
  *               fast paths, frees from other threads with one atomic op
  *   theap_fast.h  their inlined fast paths
+ *   runcache.c  page runs of medium blocks a thread keeps for itself
+ *   returner.c  the optional page-return thread
  *   stats.c     statistics
  *   report.c    the heap report
  *   walk.c      walking live blocks, the block around an address
@@ -24,6 +26,7 @@
 #include "anrcore.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +40,7 @@ enum anrc_kind {
 	ANR_PG_SLAB,      /* first page of a slab; cls, nfree */
 	ANR_PG_SLAB_BODY, /* later page of a slab; npages = distance to its first page */
 	ANR_PG_TRIM,      /* first page of free pages being given back; npages */
+	ANR_PG_CACHED,    /* first page of a freed run a thread keeps (runcache.c) */
 };
 
 /* One entry per data page, in the metadata area (never next to user data). */
@@ -129,6 +133,25 @@ struct anrc_bm2 {
  * owned slabs form a ring linked through their page map entries
  * (next/prev); cur is the one allocated from, spare an empty one kept.
  */
+/*
+ * Page runs a thread keeps (runcache.c): blocks of more than ANR_SLAB_MAX
+ * and at most ANR_RUN_CACHE_MAX bytes that a thread allocated, freed by
+ * it, stay charged and resident in its cache (at most ANR_RUN_CACHE_BYTES,
+ * ANR_RUN_CACHE_SLOTS runs) for its next blocks of that page count down
+ * to half of it.
+ */
+#define ANR_RUN_CACHE_MAX ((size_t)64 << 10)
+#define ANR_RUN_CACHE_BYTES ((size_t)512 << 10)
+#define ANR_RUN_CACHE_SLOTS 16
+struct anrc_runcache {
+	int busy;                /* atomic: the owner or a flush is using it */
+	int flush_wanted;        /* atomic: give the runs back at the next use */
+	unsigned n;              /* runs kept, oldest first */
+	size_t pages;            /* their pages */
+	uint32_t s[ANR_RUN_CACHE_SLOTS], len[ANR_RUN_CACHE_SLOTS];
+	uint64_t locks;          /* heap lock taken for the cache (tests) */
+};
+
 #define ANR_THEAPS 127         /* thread heaps per heap (owner ids 1..127) */
 #define ANR_THEAP_SCAN 4       /* slabs looked at per refill without the lock */
 #define ANR_FREED_PUBLISH 65536 /* bytes freed locally before they are published */
@@ -158,6 +181,7 @@ struct anrc_theap {
 	 * frees and those disowned; modulo 2^64) they make the bytes in use,
 	 * so that a fast path adds 1 to one counter. */
 	uint64_t nalloc[ANR_NCLASSES], nfreed[ANR_NCLASSES];
+	uint64_t run_allocs, run_frees; /* runcache.c: blocks of kept runs */
 	size_t in_use_adj;
 	size_t slab_bytes;       /* bytes of owned slab pages */
 	/* Frees of other threads' objects by this thread, and frees of this
@@ -168,6 +192,7 @@ struct anrc_theap {
 	 * publish_left; at 0 or below they are added (set when claimed). */
 	int64_t publish_left;
 	int flush_wanted;        /* atomic: give the spare slabs back */
+	struct anrc_runcache rc; /* runcache.c */
 } __attribute__((aligned(64)));
 
 struct anrc_heap {
@@ -266,6 +291,14 @@ struct anrc_heap {
 	anrc_more_fn hook;
 	void *hook_arg;
 
+	/* Page return by a helper thread (returner.c): while helper_on, a
+	 * thread whose call left pages to give back posts helper_sem instead
+	 * of calling madvise itself. */
+	int helper_on;          /* atomic */
+	int helper_stop;        /* atomic */
+	int helper_posted;      /* atomic: helper_sem posted, not yet taken */
+	sem_t helper_sem;
+
 	int lock_pi;            /* the lock inherits priority (heap_lock_init) */
 	/* Thread heaps (theap.c). */
 	uint64_t uid;            /* unique per heap made in this process */
@@ -274,6 +307,9 @@ struct anrc_heap {
 	/* The same counts for threads without a theap and for theaps that
 	 * were abandoned (atomic). */
 	uint64_t th_rcount, th_rbytes, th_ccount, th_cbytes;
+	/* Bytes of live blocks owned by a thread for its run cache (atomic;
+	 * not in in_use: their owners free them without the lock). */
+	size_t run_in_use;
 	struct anrc_theap th[ANR_THEAPS];
 };
 
@@ -286,6 +322,12 @@ struct anrc_heap {
  * are not steps.
  */
 extern __thread uint64_t anrc_step_count __attribute__((tls_model("initial-exec")));
+/* Times the calling thread took the heap lock in a malloc, free or
+ * realloc (heap.c; read by the tests). */
+extern __thread uint64_t anrc_lock_count __attribute__((tls_model("initial-exec")));
+/* Rounds of page return (madvise without the lock) the calling thread
+ * did (pages.c; read by the tests). */
+extern __thread uint64_t anrc_return_rounds __attribute__((tls_model("initial-exec")));
 static inline void
 anrc_steps(uint64_t n)
 {
@@ -372,6 +414,8 @@ size_t anrc_release_down_to(struct anrc_heap *h, size_t keep_pages);
 void anrc_want_release_if_over_mark(struct anrc_heap *h);
 /* Release the heap lock, giving pages back first if they are wanted back. */
 void anrc_return_pages_and_unlock(struct anrc_heap *h);
+/* The same, always by the caller (the helper thread, returner.c). */
+void anrc_return_pages_and_unlock_here(struct anrc_heap *h);
 /* In a fork child: finish the give-backs the parent's threads had begun. */
 void anrc_release_fork_child(struct anrc_heap *h);
 
@@ -456,6 +500,8 @@ int anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t
 		   int locked);
 /* Bytes freed locally: published every ANR_FREED_PUBLISH bytes. */
 void anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t);
+/* bytes more freed locally by t (published when due). */
+void anrc_theap_note_freed(struct anrc_heap *h, struct anrc_theap *t, size_t bytes);
 /* Bytes the calling thread freed and has not yet published. */
 uint64_t anrc_theap_freed_pending(const struct anrc_heap *h);
 /* Give every slab of t to the shared lists (locked); the slot stays claimed. */
@@ -470,6 +516,43 @@ void anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs,
 void anrc_theap_fork_child(struct anrc_heap *h);
 /* Give-back: the spare slabs of every theap (locked). */
 size_t anrc_theap_flush_locked(struct anrc_heap *h);
+
+/* returner.c: with a helper thread, hand the page return to it and
+ * unlock; 0 (nothing done, still locked) without one or with nothing due. */
+int anrc_returner_wake_and_unlock(struct anrc_heap *h);
+void anrc_returner_fork_child(struct anrc_heap *h);
+
+/* runcache.c */
+/* Pages of a block of size bytes (> ANR_SLAB_MAX): medium blocks are
+ * rounded up to four page counts per power of two, so that kept runs fit
+ * more requests. */
+size_t anrc_run_pages(const struct anrc_heap *h, size_t size);
+/* A block of size bytes from the calling thread's kept runs, no lock;
+ * NULL if none fits. */
+void *anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size);
+/* Large block at page s freed by the calling thread: kept if t owns it
+ * (no lock unless a kept run must make room); 0: not kept, free it. */
+int anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s);
+/* A new large block of n pages at s (locked): t owns it when it may be
+ * kept later and is counted in use here (1), else the caller counts it (0). */
+int anrc_runs_new_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size_t n);
+/* Locked free (or, by_owner, resize) of a large block: an owned one stops
+ * being owned and counts in h->in_use again; -1 if its owner freed it
+ * meanwhile (a double free).  A free leaves its kind NONE. */
+int anrc_runs_disown_locked(struct anrc_heap *h, uint32_t s, int by_owner);
+/* t was asked to give its runs back: it does (locked). */
+void anrc_runs_wanted_locked(struct anrc_heap *h, struct anrc_theap *t);
+/* Give t's kept runs back (locked); the pages given. */
+size_t anrc_runs_flush_locked(struct anrc_heap *h, struct anrc_theap *t);
+/* Give back every thread's kept runs that is not using its cache right
+ * now; the others are flagged (locked).  The pages given. */
+size_t anrc_runs_flush_all_locked(struct anrc_heap *h);
+/* An emptied slab of np pages may stay with t: within
+ * ANR_EMPTY_CACHE_PAGES, or past it within the room its kept runs leave
+ * (empty slabs and kept runs share ANR_RUN_CACHE_BYTES beyond it). */
+int anrc_runs_room_for_slab(const struct anrc_heap *h, const struct anrc_theap *t, size_t np);
+/* Bytes kept in all caches (racy; statistics). */
+size_t anrc_runs_kept_bytes(const struct anrc_heap *h);
 
 static inline uint32_t
 anrc_slab_head(const struct anrc_heap *h, size_t i)

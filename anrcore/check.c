@@ -100,7 +100,8 @@ check_spans(struct anrc_heap *h, struct tally *t)
 
 		if (n == 0 || i + n > h->npages)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
-		if (anrc_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB))
+		if (anrc_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB ||
+						pg->kind == ANR_PG_CACHED))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);
 		if (anrc_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
 			FAIL("%s: check: free head bit of page %zu wrong", h->name, i);
@@ -122,13 +123,14 @@ check_spans(struct anrc_heap *h, struct tally *t)
 			prev_free = 1;
 			break;
 		case ANR_PG_LARGE:
+		case ANR_PG_CACHED: /* runcache.c: a thread's, in use or kept */
 			if (check_interior(h, i, n, 1, n) != 0)
 				return -1;
 			/* fall through */
 		case ANR_PG_SLAB:
 			if (pg->kind == ANR_PG_SLAB && check_slab(h, i, t) != 0)
 				return -1;
-			if (pg->kind == ANR_PG_LARGE)
+			if (pg->kind == ANR_PG_LARGE && h->owner[i] == 0)
 				t->in_use += n << h->page_shift;
 			if (res != n || anrc_bits_count(h->dirty.w, i, n) != 0)
 				FAIL("%s: check: live span %zu+%zu not all resident", h->name, i, n);

@@ -94,6 +94,8 @@
 #define CACHE_LINE ANR_CACHE_LINE
 #define MIN_DATA_PAGES 16
 
+__thread uint64_t anrc_lock_count __attribute__((tls_model("initial-exec")));
+
 static size_t
 round_up(size_t v, size_t a)
 {
@@ -271,6 +273,7 @@ anrc_create(const struct anrc_config *cfg)
 	anrc_span_init(h);
 	anrc_slab_init(h);
 	anrc_theap_init(h);
+	sem_init(&h->helper_sem, 0, 0);
 	return h;
 }
 
@@ -303,6 +306,7 @@ anrc_destroy(struct anrc_heap *h)
 	if (h->vg)
 		vg_forget(h);
 	pthread_mutex_destroy(&h->lock);
+	sem_destroy(&h->helper_sem);
 	munmap(h->base, h->reserve);
 }
 
@@ -378,6 +382,8 @@ locate(struct anrc_heap *h, const void *p, struct loc *l)
 		l->usable = k->size;
 		return NULL;
 	}
+	case ANR_PG_CACHED:
+		return "double free (pages not allocated)";
 	default: {
 		size_t hd = anrc_bm2_prev(&h->heads, i);
 		if (hd != SIZE_MAX && hd + h->pm[hd].npages > i)
@@ -433,6 +439,10 @@ free_locked(struct anrc_heap *h, void *p, const char *op)
 	}
 	if (l.slab && anrc_theap_free(h, anrc_theap_peek(h), p, l.s, 1))
 		return; /* a thread owns the slab: it folds the free in */
+	if (!l.slab && anrc_runs_disown_locked(h, l.s, 0) != 0) {
+		anrc_bad(h, op, "double free (pages not allocated)", p);
+		return;
+	}
 	release(h, p, &l);
 }
 
@@ -471,6 +481,7 @@ static void
 heap_lock(struct anrc_heap *h)
 {
 	pthread_mutex_lock(&h->lock);
+	anrc_lock_count++;
 	if (deferred_pending(h))
 		drain(h, ANR_DRAIN_MAX);
 }
@@ -538,7 +549,7 @@ alloc_locked(struct anrc_heap *h, struct anrc_theap *t, size_t size, size_t alig
 		note_in_use(h, *usable);
 		return p;
 	}
-	n = size == 0 ? 1 : (size + h->page - 1) >> h->page_shift;
+	n = anrc_run_pages(h, size);
 	align_pages = align > h->page ? align >> h->page_shift : 1;
 	s = anrc_pages_get(h, n, align_pages, short_pages);
 	if (s == ANR_NIL)
@@ -548,7 +559,8 @@ alloc_locked(struct anrc_heap *h, struct anrc_theap *t, size_t size, size_t alig
 	anrc_bm2_set(&h->heads, s, 1);
 	*usable = n << h->page_shift;
 	*zeroed = h->last_had == 0; /* fresh pages read as zero */
-	note_in_use(h, *usable);
+	if (!anrc_runs_new_locked(h, t, s, n))
+		note_in_use(h, *usable);
 	return anrc_page_addr(h, s);
 }
 
@@ -559,7 +571,7 @@ alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 	int zeroed;
 	void *p;
 	/* Claimed before the lock is taken: claiming may call malloc. */
-	struct anrc_theap *t = size <= ANR_SLAB_MAX && align <= h->page ? anrc_theap_get(h) : NULL;
+	struct anrc_theap *t = size <= ANR_RUN_CACHE_MAX && align <= h->page ? anrc_theap_get(h) : NULL;
 
 	if (size > ((size_t)h->npages << h->page_shift))
 		goto fail;
@@ -568,7 +580,13 @@ alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 		void *arg;
 
 		heap_lock(h);
+		anrc_runs_wanted_locked(h, t);
 		p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
+		/* Short of budget: the empty slabs and runs this thread keeps
+		 * go back first (other threads' at their next change). */
+		if (p == NULL && short_pages > 0 &&
+		    anrc_theap_flush_locked(h) + anrc_runs_flush_locked(h, anrc_theap_peek(h)) > 0)
+			p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
 		/* Valgrind learns of the block under the lock, so that a fork
 		 * never finds a block live for us and dead for valgrind. */
 		if (p != NULL)
@@ -616,6 +634,14 @@ alloc_slow(struct anrc_heap *h, size_t size, unsigned flags)
 					memset(p, 0, size);
 				return p;
 			}
+		}
+	} else if (size <= ANR_RUN_CACHE_MAX) {
+		struct anrc_theap *t = anrc_theap_get(h);
+		void *p = t != NULL ? anrc_runs_alloc(h, t, size) : NULL;
+		if (p != NULL) {
+			if (flags & ANR_ZERO)
+				memset(p, 0, size);
+			return p;
 		}
 	}
 	return alloc_common(h, ANR_ALIGN, size, flags);
@@ -685,6 +711,9 @@ free_slow(struct anrc_heap *h, void *p)
 				goto locked;
 			if (anrc_theap_free(h, t, p, s, 0))
 				return;
+		} else if (kind == ANR_PG_LARGE && (off & (h->page - 1)) == 0 &&
+			   anrc_tl.uid == h->uid && anrc_runs_free(h, anrc_tl.t, (uint32_t)i)) {
+			return; /* kept by its owner for its next block */
 		}
 	} else {
 		bad = plausible(h, p);
@@ -695,6 +724,7 @@ free_slow(struct anrc_heap *h, void *p)
 	}
 locked:
 	if (pthread_mutex_trylock(&h->lock) == 0) {
+		anrc_lock_count++;
 		if (deferred_pending(h))
 			drain(h, ANR_DRAIN_MAX);
 	} else if (defer(h, p)) {
@@ -757,6 +787,14 @@ resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
 		return size <= l->usable && size > l->usable / 2 ? p : NULL;
 	if (size <= ANR_SLAB_MAX)
 		return NULL;
+	/* A block a thread owns is resized by its owner only (it frees it
+	 * without the lock); it stops being owned. */
+	if (h->owner[l->s] != 0) {
+		const struct anrc_theap *me = anrc_theap_peek(h);
+		if (me == NULL || me->id != h->owner[l->s])
+			return NULL;
+		anrc_runs_disown_locked(h, l->s, 1);
+	}
 	pg = &h->pm[l->s];
 	n = pg->npages;
 	nn = (size + h->page - 1) >> h->page_shift;
@@ -891,6 +929,7 @@ anrc_trim(struct anrc_heap *h, size_t keep)
 
 	heap_lock(h);
 	anrc_theap_flush_locked(h);
+	anrc_runs_flush_all_locked(h);
 	anrc_slab_flush(h);
 	given = anrc_release_down_to(h, keep >> h->page_shift) << h->page_shift;
 	/* An explicit trim starts the marks afresh. */
@@ -926,6 +965,7 @@ anrc_fork_child(struct anrc_heap *h)
 	 * Frees other threads had queued stay queued and are done later;
 	 * pages another thread was giving back are given back here. */
 	heap_lock_init(h);
+	anrc_returner_fork_child(h);
 	anrc_release_fork_child(h);
 	anrc_theap_fork_child(h);
 }

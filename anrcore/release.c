@@ -214,8 +214,18 @@ trim_finish(struct anrc_heap *h, const int *err)
 	h->trim_n = 0;
 }
 
+__thread uint64_t anrc_return_rounds __attribute__((tls_model("initial-exec")));
+
 void
 anrc_return_pages_and_unlock(struct anrc_heap *h)
+{
+	if (anrc_returner_wake_and_unlock(h))
+		return;
+	anrc_return_pages_and_unlock_here(h);
+}
+
+void
+anrc_return_pages_and_unlock_here(struct anrc_heap *h)
 {
 	int err[ANR_TRIM_BATCH];
 
@@ -225,6 +235,7 @@ anrc_return_pages_and_unlock(struct anrc_heap *h)
 		trim_pick(h);
 		if (h->trim_n == 0)
 			break;
+		anrc_return_rounds++;
 		/* The slow part runs unlocked: other threads allocate and free
 		 * meanwhile; the runs are out of everybody's reach. */
 		h->trimming = 1;

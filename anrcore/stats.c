@@ -18,7 +18,8 @@ anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 	memset(st, 0, sizeof(*st));
 	st->in_use = h->in_use;
 	st->resident = h->resident_pages << h->page_shift;
-	st->free_resident = h->dirty_pages << h->page_shift;
+	/* with the pages being given back right now (TRIM spans) */
+	st->free_resident = (h->dirty_pages + h->inflight_pages) << h->page_shift;
 	st->budget = __atomic_load_n(&h->budget, __ATOMIC_RELAXED);
 	st->reserved = h->reserve;
 	st->address_used = h->top << h->page_shift;
@@ -32,7 +33,10 @@ anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 	st->madvised_bytes = h->madvised_bytes;
 	st->deferred_frees = __atomic_load_n(&h->deferred_frees, __ATOMIC_RELAXED);
 	st->bad_frees = __atomic_load_n(&h->bad_frees, __ATOMIC_RELAXED);
-	st->slab_free = h->slab_free;
+	/* Runs threads keep count as free slab space; blocks their owners
+	 * may keep later are in use. */
+	st->slab_free = h->slab_free + anrc_runs_kept_bytes(h);
+	st->in_use += __atomic_load_n(&h->run_in_use, __ATOMIC_RELAXED);
 	st->metadata = (size_t)(h->data - h->base);
 	st->meta_madvise_calls = __atomic_load_n(&h->meta_madvise_calls, __ATOMIC_RELAXED);
 	/* Thread heaps: their owners' counts, read without stopping them. */

@@ -157,8 +157,8 @@ anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t)
 	STORE(t->publish_left, ANR_FREED_PUBLISH);
 }
 
-static void
-publish_freed(struct anrc_heap *h, struct anrc_theap *t, size_t bytes)
+void
+anrc_theap_note_freed(struct anrc_heap *h, struct anrc_theap *t, size_t bytes)
 {
 	STORE(t->publish_left, t->publish_left - (int64_t)bytes);
 	if (t->publish_left <= 0)
@@ -231,7 +231,7 @@ collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	STORE(t->in_use_adj, t->in_use_adj - n * size);
 	STORE(t->ccount, t->ccount + n);
 	STORE(t->cbytes, t->cbytes + n * size);
-	publish_freed(h, t, n * size);
+	anrc_theap_note_freed(h, t, n * size);
 }
 
 static void
@@ -408,7 +408,7 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 {
 	size_t np = h->cls[c].npages;
 
-	if (t->empty_pages + np <= ANR_EMPTY_CACHE_PAGES) {
+	if (anrc_runs_room_for_slab(h, t, np)) {
 		if (t->cur[c] == s) {
 			t->cur_empty[c] = 1;
 			t->empty_pages += np;
@@ -473,7 +473,7 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 		*bits &= ~m;
 		pg->nfree++;
 		STORE(t->nfreed[pg->cls], t->nfreed[pg->cls] + 1);
-		publish_freed(h, t, k->size);
+		anrc_theap_note_freed(h, t, k->size);
 		if (__builtin_expect(pg->nfree == k->nobjs, 0))
 			emptied(h, t, pg->cls, s, locked);
 		return 1;
@@ -547,6 +547,9 @@ disown(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 void
 anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 {
+	/* its owner is gone or is the caller: the kept runs go back */
+	__atomic_store_n(&t->rc.busy, 0, __ATOMIC_RELAXED);
+	anrc_runs_flush_locked(h, t);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
 		while (t->cur[c] != ANR_NIL)
 			disown(h, t, c, t->cur[c]);
@@ -558,6 +561,10 @@ anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 		STORE(t->nalloc[c], 0);
 		STORE(t->nfreed[c], 0);
 	}
+	h->allocs += t->run_allocs;
+	h->frees += t->run_frees;
+	STORE(t->run_allocs, 0);
+	STORE(t->run_frees, 0);
 	__atomic_add_fetch(&h->freed_bytes, freed_pending(t), __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_rcount, t->rcount, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_rbytes, t->rbytes, __ATOMIC_RELAXED);
@@ -592,6 +599,8 @@ anrc_theap_totals(struct anrc_heap *h, size_t *in_use, size_t *slab_bytes,
 			*allocs += LOAD(t->nalloc[c]);
 			*frees += LOAD(t->nfreed[c]);
 		}
+		*allocs += LOAD(t->run_allocs);
+		*frees += LOAD(t->run_frees);
 		rc += LOAD(t->rcount);
 		rb += LOAD(t->rbytes);
 		cc += LOAD(t->ccount);

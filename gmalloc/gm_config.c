@@ -50,6 +50,8 @@ const struct mb_conf_key gm_conf_table[] = {
 	  "free resident memory kept when pages are given back", NULL },
 	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
 	  "free pages go back to the kernel when free resident memory passes this", NULL },
+	{ "page_return_thread", MB_CONF_BOOL, OFF(page_return_thread), 0, "off",
+	  "a thread of gmalloc's gives free pages back, so that no malloc or free calls madvise for it", NULL },
 	{ "on_limit", MB_CONF_ENUM, OFF(on_limit), 0, "null",
 	  "at the limit: return NULL with ENOMEM, or print a report and abort", on_limit_choices },
 	{ "broker", MB_CONF_BOOL, OFF(broker), 0, "off",

@@ -184,6 +184,35 @@ static void gm_atfork_child(void)
 	gm_broker_fork_child();
 }
 
+static void *gm_returner(void *arg)
+{
+	/* SCHED_BATCH: woken by a free, it does not preempt the thread that
+	 * woke it (which would wait the madvise out after all). */
+	struct sched_param sp = { .sched_priority = 0 };
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	anrc_return_helper_run(arg);
+	return NULL;
+}
+
+/* The page_return_thread: made at init, so that its stack is mapped
+ * before the heap promises no more mappings. */
+static void gm_start_returner(struct anrc_heap *h)
+{
+	pthread_t t;
+	pthread_attr_t a;
+	int rc = pthread_attr_init(&a);
+
+	if (rc == 0) {
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		pthread_attr_setstacksize(&a, 64 * 1024);
+		rc = pthread_create(&t, &a, gm_returner, h);
+		pthread_attr_destroy(&a);
+	}
+	if (rc != 0)
+		mb_log(MB_LOG_WARNING, "page_return_thread: no thread (error %d); "
+		       "calls give pages back themselves", rc);
+}
+
 static void gm_report_signal(int sig)
 {
 	int saved = errno;
@@ -276,6 +305,8 @@ static void gm_init_once(void)
 	if (pthread_atfork(gm_atfork_prepare, gm_atfork_parent, gm_atfork_child) != 0)
 		mb_log(MB_LOG_WARNING, "pthread_atfork failed: fork is not protected");
 	gm_install_signal();
+	if (gm_cfg.page_return_thread)
+		gm_start_returner(h);
 	if (gm_cfg.report_at_exit)
 		gm_exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, GM_REPORT_FD_MIN);
 }

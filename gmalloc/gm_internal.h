@@ -25,6 +25,7 @@ struct gm_config {
 	uint64_t reserve;        /* address space of the heap */
 	uint64_t free_low;
 	uint64_t free_high;
+	int page_return_thread;  /* a helper thread gives free pages back */
 	int on_limit;            /* enum gm_on_limit */
 	int broker;
 	char broker_socket[GM_SOCKET_MAX];

@@ -17,7 +17,8 @@
 #    4..64 KiB, with and without a thread churning 1..8 MiB blocks (live
 #    set 10..300 MiB); p99, p99.9 and max of its wake-up latency and of
 #    its malloc+memset+free, and p99.99 and max of the churning thread's
-#    free().  Medians over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a
+#    free().  gmalloc+prt is gmalloc with page_return_thread = on (no
+#    madvise in the freeing thread).  Medians over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a
 #    second), the allocators interleaved.  No mlockall:
 #    it lays every page an allocator maps in at once, which makes the
 #    wake-ups of every allocator worse under churn (the churning thread
@@ -127,12 +128,16 @@ if want rt; then
 		echo "skipped: SCHED_FIFO needs root"
 	else
 		modes="quiet churn"
+		rt_allocs="$present gmalloc+prt:$gm"
 		r=1
 		while [ "$r" -le "$RT_RUNS" ]; do
 			for mode in $modes; do
-				for a in $present; do
+				for a in $rt_allocs; do
 					name=${a%%:*} lib=${a#*:}
-					run "$lib" "$tmp/rt" "$mode" "$RT_SECS" >>"$tmp/rt.$mode.$name" || true
+					prt=off
+					[ "$name" = gmalloc+prt ] && prt=on
+					run "$lib" env GMALLOC_PAGE_RETURN_THREAD=$prt "$tmp/rt" "$mode" "$RT_SECS" \
+						>>"$tmp/rt.$mode.$name" || true
 				done
 			done
 			r=$((r + 1))
@@ -144,7 +149,7 @@ if want rt; then
 				wake_p99 wake_p999 wake_max op_p99 op_p999 op_max free_p9999 free_max
 			# med FILE KIND FIELD: median over the runs of FIELD of the KIND lines
 			med() { grep "^$2 " "$1" | field "$3" | median; }
-			for a in $present; do
+			for a in $rt_allocs; do
 				name=${a%%:*}
 				for mode in $modes; do
 					f="$tmp/rt.$mode.$name"

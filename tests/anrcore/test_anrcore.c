@@ -318,8 +318,9 @@ START_TEST(random_shadow)
 		}
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
-	/* only the empty slabs kept for reuse */
-	ck_assert_uint_le(st.slab_free, ANR_EMPTY_CACHE_PAGES * (size_t)sysconf(_SC_PAGESIZE));
+	/* only the empty slabs and the runs the thread keeps for reuse */
+	ck_assert_uint_le(st.slab_free, ANR_EMPTY_CACHE_PAGES * (size_t)sysconf(_SC_PAGESIZE) +
+			  ANR_RUN_CACHE_BYTES);
 	ck_assert_uint_eq(st.bad_frees, 0);
 	ck_assert_int_eq(anrc_check(h), 0);
 	anrc_trim(h, 0);
@@ -1305,10 +1306,11 @@ START_TEST(deferred_free)
 	struct anrc_stats st;
 	enum { N = 3 * ANR_DEFER_SLOTS };
 	static char *v[N];
-	char *p = anrc_alloc(h, 20 * KiB, 0), *q = anrc_alloc(h, 300 * KiB, 0);
+	char *p = anrc_alloc(h, 100 * KiB, 0), *q = anrc_alloc(h, 300 * KiB, 0);
 
 	/* The lock is busy: the frees of large blocks are queued, not waited
-	 * for (small objects of a thread's own slabs never need the lock). */
+	 * for (small objects of a thread's own slabs and medium blocks it
+	 * keeps for itself never need the lock). */
 	anrc_lock_and_drain(h);
 	anrc_free(h, p);
 	anrc_free(h, q);
@@ -1322,7 +1324,7 @@ START_TEST(deferred_free)
 	/* More than the ring holds: the frees past it wait for the lock
 	 * (a second thread holds it for a while), nothing is lost. */
 	for (int i = 0; i < N; i++)
-		v[i] = anrc_alloc(h, ANR_SLAB_MAX + 1 + (size_t)(i % 7) * 1000, 0);
+		v[i] = anrc_alloc(h, ANR_RUN_CACHE_MAX + 1 + (size_t)(i % 7) * 1000, 0);
 	hold_lock_begin(h);
 	for (int i = 0; i < N; i++)
 		anrc_free(h, v[i]);
@@ -1821,6 +1823,331 @@ START_TEST(release_free_all_threads)
 }
 END_TEST
 
+/* ---- runs a thread keeps for its medium blocks (runcache.c) ---- */
+
+/* A heap whose thread caches are on under valgrind too (its client
+ * requests turn them off). */
+static struct anrc_heap *
+heap_cached(size_t budget, enum anrc_bad_free_action bad)
+{
+	struct anrc_config c = { .reserve = TEST_RESERVE, .budget = budget, .bad_free = bad };
+	struct anrc_heap *h = anrc_create(&c);
+	ck_assert_ptr_nonnull(h);
+	return h;
+}
+
+static long
+thread_minflt(void)
+{
+	struct rusage r;
+
+	getrusage(RUSAGE_THREAD, &r);
+	return r.ru_minflt;
+}
+
+/*
+ * The real-time pattern: one thread mallocs, writes and frees a block of
+ * 4..64 KiB in a loop, with the marks at zero so that any free page would
+ * go back to the kernel at once.  After every size has been seen once,
+ * the loop takes the heap lock no more, calls no madvise and takes no
+ * page fault: the thread's own empty slabs and kept runs serve it.  (The
+ * pages used to go back to the span allocator under the lock, were given
+ * to the kernel and faulted in again: 8 faults per 32 KiB block.)
+ */
+START_TEST(runcache_rt_loop)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	struct anrc_stats st, st2;
+	uint64_t x = 88172645463325252ull, locks = 0;
+	unsigned n = scaled(4000);
+	long faults = 0;
+
+	anrc_set_marks(h, 0, 0);
+	for (int round = 0; round < 2; round++) {
+		if (round == 1) {
+			stats(h, &st);
+			locks = anrc_lock_count;
+			faults = thread_minflt();
+		}
+		/* the 32 KiB block first, then every size from 4 to 64 KiB */
+		for (unsigned i = 0; i < n; i++) {
+			size_t size = 32 * KiB;
+			char *p;
+			if (i >= n / 4) {
+				x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+				size = 4 * KiB + (size_t)(x % (60 * KiB + 1));
+			}
+			if (round == 0 && i >= n / 4)
+				size = 4 * KiB + (size_t)(i % 61) * KiB; /* all sizes once */
+			p = anrc_alloc(h, size, 0);
+			ck_assert_ptr_nonnull(p);
+			memset(p, (int)i, size);
+			anrc_free(h, p);
+		}
+	}
+	ck_assert_uint_eq(anrc_lock_count - locks, 0);
+	if (!UNDER_VALGRIND())
+		ck_assert_int_le(thread_minflt() - faults, 2);
+	stats(h, &st2);
+	ck_assert_uint_eq(st2.madvise_calls, st.madvise_calls);
+	ck_assert_uint_eq(st2.in_use, 0);
+	ck_assert_uint_le(anrc_runs_kept_bytes(h), ANR_RUN_CACHE_BYTES);
+	ck_assert_int_eq(anrc_check(h), 0);
+	/* A give-back takes all of it. */
+	anrc_release_free(h);
+	ck_assert_int_eq(anrc_check(h), 0);
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.resident, 0);
+	anrc_destroy(h);
+}
+END_TEST
+
+struct run_keeper {
+	struct anrc_heap *h;
+	pthread_barrier_t *b;
+	size_t kept;
+	struct anrc_theap *t;
+};
+
+/* Keeps some runs, waits while the main thread gives back, then exits. */
+static void *
+run_keeper_fn(void *arg)
+{
+	struct run_keeper *k = arg;
+	char *v[4];
+
+	for (int i = 0; i < 4; i++)
+		v[i] = anrc_alloc(k->h, (20 + 8 * (size_t)i) * KiB, 0);
+	for (int i = 0; i < 4; i++)
+		anrc_free(k->h, v[i]);
+	k->kept = anrc_runs_kept_bytes(k->h);
+	k->t = anrc_theap_peek(k->h);
+	pthread_barrier_wait(k->b);
+	pthread_barrier_wait(k->b); /* the main thread gave back meanwhile */
+	for (int i = 0; i < 4; i++)
+		v[i] = anrc_alloc(k->h, (20 + 8 * (size_t)i) * KiB, 0);
+	for (int i = 0; i < 4; i++)
+		anrc_free(k->h, v[i]);
+	pthread_barrier_wait(k->b);
+	pthread_barrier_wait(k->b); /* asked to give back while "busy" */
+	v[0] = anrc_alloc(k->h, 40 * KiB, 0);
+	anrc_free(k->h, v[0]);
+	pthread_barrier_wait(k->b);
+	pthread_barrier_wait(k->b);
+	return NULL;
+}
+
+/* The cache is bounded in bytes and runs, and goes back on give-back
+ * (another thread's too) and at thread exit. */
+START_TEST(runcache_bounded_and_flushed)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	enum { N = 64 };
+	static char *v[N];
+	struct anrc_stats st;
+	pthread_barrier_t b;
+	struct run_keeper k = { .h = h, .b = &b };
+	size_t kept4 = 0;
+	pthread_t t;
+
+	for (int i = 0; i < N; i++) {
+		v[i] = anrc_alloc(h, 32 * KiB, 0);
+		ck_assert_ptr_nonnull(v[i]);
+	}
+	for (int i = 0; i < N; i++)
+		anrc_free(h, v[i]);
+	ck_assert_uint_le(anrc_runs_kept_bytes(h), ANR_RUN_CACHE_BYTES);
+	ck_assert_uint_ge(anrc_runs_kept_bytes(h), ANR_RUN_CACHE_BYTES - 32 * KiB);
+	ck_assert_uint_le(anrc_theap_peek(h)->rc.n, ANR_RUN_CACHE_SLOTS);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_ge(st.slab_free, anrc_runs_kept_bytes(h));
+	ck_assert_int_eq(anrc_check(h), 0);
+	/* Medium page counts are rounded up: four per power of two. */
+	ck_assert_uint_eq(anrc_run_pages(h, 9 * page), 10);
+	ck_assert_uint_eq(anrc_run_pages(h, 13 * page + 1), 14);
+	ck_assert_uint_eq(anrc_run_pages(h, 16 * page), 16);
+	ck_assert_uint_eq(anrc_run_pages(h, 300 * KiB), 300 * KiB / page);
+
+	pthread_barrier_init(&b, NULL, 2);
+	ck_assert_int_eq(pthread_create(&t, NULL, run_keeper_fn, &k), 0);
+	pthread_barrier_wait(&b);
+	ck_assert_uint_gt(k.kept, 0);
+	anrc_release_free(h);
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.free_resident, 0);
+	pthread_barrier_wait(&b);
+	pthread_barrier_wait(&b);
+	/* The thread is inside its cache (as far as a give-back can tell):
+	 * the give-back does not wait, it flags the cache, which the thread
+	 * empties at its next use. */
+	for (int i = 0; i < 4; i++)
+		kept4 += anrc_run_pages(h, (20 + 8 * (size_t)i) * KiB) * page;
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), kept4);
+	__atomic_store_n(&k.t->rc.busy, 1, __ATOMIC_RELEASE);
+	anrc_release_free(h);
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), kept4);
+	__atomic_store_n(&k.t->rc.busy, 0, __ATOMIC_RELEASE);
+	pthread_barrier_wait(&b);
+	pthread_barrier_wait(&b);
+	/* the flagged runs went back; the block of 40 KiB is kept */
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), anrc_run_pages(h, 40 * KiB) * page);
+	pthread_barrier_wait(&b);
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), 0); /* its exit gave it back */
+	ck_assert_int_eq(anrc_check(h), 0);
+	pthread_barrier_destroy(&b);
+	anrc_destroy(h);
+}
+END_TEST
+
+/* Kept runs are charged: an allocation short of budget takes them back
+ * first, so it is refused at the same point as without the cache. */
+START_TEST(runcache_budget_exact)
+{
+	struct anrc_heap *h = heap_cached(2 * MiB, ANR_BAD_FREE_ABORT);
+	char *p, *a, *b;
+
+	p = anrc_alloc(h, 48 * KiB, ANR_NO_HOOK);
+	ck_assert_ptr_nonnull(p);
+	anrc_free(h, p);
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), 48 * KiB);
+	a = anrc_alloc(h, MiB, ANR_NO_HOOK);
+	b = anrc_alloc(h, MiB, ANR_NO_HOOK);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), 0);
+	ck_assert_ptr_null(anrc_alloc(h, 20 * KiB, ANR_NO_HOOK));
+	ck_assert_ptr_null(anrc_alloc(h, 16, ANR_NO_HOOK));
+	anrc_free(h, a);
+	anrc_free(h, b);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
+struct foreign {
+	struct anrc_heap *h;
+	void *p;
+};
+
+static void *
+foreign_free_fn(void *arg)
+{
+	struct foreign *f = arg;
+
+	anrc_free(f->h, f->p);
+	return NULL;
+}
+
+/* A kept run freed again is a double free; a block freed by another
+ * thread goes back to the span allocator, not to anybody's cache. */
+START_TEST(runcache_double_and_foreign_free)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_REPORT);
+	struct anrc_stats st;
+	struct foreign f = { .h = h };
+	pthread_t t;
+	char *p, *q;
+
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	p = anrc_alloc(h, 32 * KiB, 0);
+	anrc_free(h, p);
+	anrc_free(h, p);
+	ck_assert_uint_eq(anrc_usable_size(h, p), 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 1);
+	ck_assert_int_eq(sink_lines, 1);
+	q = anrc_alloc(h, 30 * KiB, 0);
+	ck_assert_ptr_eq(q, p); /* the kept run, same page count */
+	ck_assert_uint_eq(anrc_usable_size(h, q), 32 * KiB);
+	f.p = q;
+	ck_assert_int_eq(pthread_create(&t, NULL, foreign_free_fn, &f), 0);
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(anrc_runs_kept_bytes(h), 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	anrc_free(h, q);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 2);
+	mb_log_set_sink(NULL);
+	/* A kept run serves blocks down to half its pages (4 KiB pages). */
+	if (sysconf(_SC_PAGESIZE) == 4096) {
+		p = anrc_alloc(h, 64 * KiB, 0);
+		anrc_free(h, p);
+		q = anrc_alloc(h, 36 * KiB, 0);
+		ck_assert_ptr_eq(q, p);
+		ck_assert_uint_eq(anrc_usable_size(h, q), 64 * KiB);
+		anrc_free(h, q);
+		q = anrc_alloc(h, 28 * KiB, 0);
+		ck_assert_ptr_ne(q, p);
+		ck_assert_uint_eq(anrc_usable_size(h, q), 28 * KiB);
+		anrc_free(h, q);
+	}
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
+/* ---- page return by a helper thread (returner.c) ---- */
+
+static void *
+helper_fn(void *arg)
+{
+	return (void *)(intptr_t)anrc_return_helper_run(arg);
+}
+
+/* Frees of large blocks past the high mark give nothing back themselves
+ * while a helper runs (they did a round of madvise each before): the
+ * helper does, and the free pages come down under the mark. */
+START_TEST(return_helper_does_the_madvise)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	struct anrc_stats st;
+	uint64_t rounds;
+	pthread_t t;
+	void *rc;
+	char *p;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, helper_fn, h), 0);
+	while (!__atomic_load_n(&h->helper_on, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	ck_assert_int_eq(anrc_return_helper_run(h), -1); /* one helper at most */
+	rounds = anrc_return_rounds;
+	for (int i = 0; i < 20; i++) {
+		p = anrc_alloc(h, 4 * MiB + (size_t)i * 64 * KiB, 0);
+		ck_assert_ptr_nonnull(p);
+		memset(p, i, 4 * MiB);
+		anrc_free(h, p);
+	}
+	ck_assert_uint_eq(anrc_return_rounds - rounds, 0);
+	/* The helper gives back; wait for it (a hang is the failure). */
+	for (;;) {
+		stats(h, &st);
+		if (st.free_resident <= (ANR_DEFAULT_FREE_HIGH << ANR_MARK_SHIFT_MAX) &&
+		    st.madvise_calls > 0)
+			break;
+		usleep(1000);
+	}
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_return_helper_stop(h);
+	ck_assert_int_eq(pthread_join(t, &rc), 0);
+	ck_assert_ptr_null(rc);
+	/* Without it the freeing thread gives back again. */
+	anrc_set_marks(h, 0, 0);
+	p = anrc_alloc(h, 4 * MiB, 0);
+	memset(p, 1, 4 * MiB);
+	anrc_free(h, p);
+	ck_assert_uint_gt(anrc_return_rounds - rounds, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* ---- bounded work per call ---- */
 
 struct handover {
@@ -2112,20 +2439,22 @@ START_TEST(span_reuse_and_merge)
 		{ 0, 1, 2 }, { 0, 2, 1 }, { 1, 0, 2 }, { 1, 2, 0 }, { 2, 0, 1 }, { 2, 1, 0 },
 	};
 	for (int o = 0; o < 6; o++) {
+		/* longer than the runs a thread keeps for itself (runcache.c) */
+		size_t m = ANR_RUN_CACHE_MAX / page + 1;
 		char *v[3];
 		anrc_trim(h, 0);
-		a = anrc_alloc(h, 5 * page, 0);
-		b = anrc_alloc(h, 7 * page, 0);
-		c = anrc_alloc(h, 9 * page, 0);
+		a = anrc_alloc(h, m * page, 0);
+		b = anrc_alloc(h, (m + 2) * page, 0);
+		c = anrc_alloc(h, (m + 4) * page, 0);
 		guard = anrc_alloc(h, 20000, 0);
-		ck_assert_ptr_eq(b, a + 5 * page);
-		ck_assert_ptr_eq(c, b + 7 * page);
+		ck_assert_ptr_eq(b, a + m * page);
+		ck_assert_ptr_eq(c, b + (m + 2) * page);
 		v[0] = a; v[1] = b; v[2] = c;
 		for (int i = 0; i < 3; i++) {
 			anrc_free(h, v[orders[o][i]]);
 			ck_assert_int_eq(anrc_check(h), 0);
 		}
-		x = anrc_alloc(h, 21 * page, 0);
+		x = anrc_alloc(h, (3 * m + 6) * page, 0);
 		ck_assert_ptr_eq(x, a);
 		anrc_free(h, x);
 		anrc_free(h, guard);
@@ -2472,6 +2801,11 @@ anrcore_suite(void)
 	ADD(theap_exit_adopted);
 	ADD(release_free_all_threads);
 	ADD(steps_bounded);
+	ADD(runcache_rt_loop);
+	ADD(runcache_bounded_and_flushed);
+	ADD(runcache_budget_exact);
+	ADD(runcache_double_and_foreign_free);
+	ADD(return_helper_does_the_madvise);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(span_reuse_and_merge);

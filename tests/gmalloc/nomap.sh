@@ -2,7 +2,7 @@
 # After gmalloc's first call, no malloc-family call changes the memory map
 # (mmap, munmap, mremap, mprotect, brk): a seccomp filter kills the
 # program on the first such call while it runs the whole family, large
-# blocks and malloc_trim, twenty times over.
+# blocks and malloc_trim, twenty times over; again with page_return_thread.
 . "$top_srcdir/tests/gmalloc/gmlib.sh"
 
 rc=0
@@ -10,4 +10,10 @@ pre "$FAMILY" seccomp >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
 [ $rc -eq 77 ] && skip "seccomp filters are not available"
 [ $rc -eq 0 ] || { cat "$TEST_TMP/err"; fail "exit status $rc (159 = killed by SIGSYS: the memory map changed)"; }
 grep -qx 'no map changes' "$TEST_TMP/out" || fail "no success line"
+
+# The same with page_return_thread: its thread is made at the first call.
+rc=0
+GMALLOC_PAGE_RETURN_THREAD=on pre "$FAMILY" seccomp >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
+[ $rc -eq 0 ] || { cat "$TEST_TMP/err"; fail "page_return_thread: exit status $rc"; }
+grep -qx 'no map changes' "$TEST_TMP/out" || fail "page_return_thread: no success line"
 echo "nomap ok"

@@ -1,0 +1,78 @@
+/*
+ * returner.c - giving free pages back from a helper thread.
+ *
+ * Without a helper, the thread whose call leaves free pages above the
+ * high mark gives a slice of them back itself after the lock is released
+ * (pages.c): a free of an 8 MiB block can spend half a millisecond or
+ * more in madvise.  A program that cannot afford that in any of its
+ * threads runs anrc_return_helper_run() in a thread of its own (gmalloc
+ * does with page_return_thread = on): the calls then only note that
+ * pages are due, post a semaphore once (an atomic flag keeps the posts
+ * from piling up) and return; the helper takes the lock and gives back,
+ * round after round of the same bounded slices, until the free pages are
+ * under the mark again.  sem_post neither allocates nor maps.
+ */
+#include "config.h"
+
+#include "anrcore_internal.h"
+
+#include <errno.h>
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
+
+int
+anrc_returner_wake_and_unlock(struct anrc_heap *h)
+{
+	if (!LOAD(h->helper_on) || !h->trim_wanted)
+		return 0;
+	h->trim_credit = 0;
+	pthread_mutex_unlock(&h->lock);
+	if (__atomic_exchange_n(&h->helper_posted, 1, __ATOMIC_ACQ_REL) == 0)
+		sem_post(&h->helper_sem);
+	return 1;
+}
+
+int
+anrc_return_helper_run(struct anrc_heap *h)
+{
+	int expected = 0;
+
+	if (!__atomic_compare_exchange_n(&h->helper_on, &expected, 1, 0, __ATOMIC_ACQ_REL,
+					 __ATOMIC_RELAXED))
+		return -1;
+	for (;;) {
+		while (sem_wait(&h->helper_sem) != 0 && errno == EINTR)
+			;
+		if (LOAD(h->helper_stop))
+			break;
+		__atomic_store_n(&h->helper_posted, 0, __ATOMIC_RELEASE);
+		anrc_lock_and_drain(h);
+		while (h->trim_wanted && !h->trimming) {
+			anrc_return_pages_and_unlock_here(h);
+			anrc_lock_and_drain(h);
+		}
+		anrc_return_pages_and_unlock_here(h);
+	}
+	__atomic_store_n(&h->helper_on, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->helper_stop, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&h->helper_posted, 0, __ATOMIC_RELEASE);
+	/* What was noted meanwhile goes back at the next call's unlock. */
+	return 0;
+}
+
+void
+anrc_return_helper_stop(struct anrc_heap *h)
+{
+	if (!LOAD(h->helper_on))
+		return;
+	__atomic_store_n(&h->helper_stop, 1, __ATOMIC_RELEASE);
+	sem_post(&h->helper_sem);
+}
+
+void
+anrc_returner_fork_child(struct anrc_heap *h)
+{
+	/* The helper thread did not survive: the child's calls give back. */
+	h->helper_on = h->helper_stop = h->helper_posted = 0;
+	sem_init(&h->helper_sem, 0, 0);
+}

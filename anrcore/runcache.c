@@ -1,0 +1,333 @@
+/*
+ * runcache.c - page runs a thread keeps for its own medium blocks.
+ *
+ * A block of more than ANR_SLAB_MAX and at most ANR_RUN_CACHE_MAX bytes
+ * is a run of pages from the span allocator (spans.c), taken under the
+ * heap lock.  Freed, it used to go back to the free spans at once, where
+ * another thread could take its pages or the page return could give them
+ * to the kernel: the next block of the same size then faulted its pages in
+ * again.  A thread that allocates and frees such blocks in a loop (a
+ * real-time thread doing its periodic work next to a thread that churns
+ * large blocks) paid page faults and the heap lock on every round.
+ *
+ * So a block of that range allocated by a thread with a theap is owned by
+ * it (h->owner[] at its first page, as for slabs), and when its owner
+ * frees it the run stays charged and resident in the owner's cache: the
+ * page map says ANR_PG_CACHED (a free of it is a double free) and the run
+ * waits in a small array of the theap.  The owner's next block of the
+ * same page count, or up to twice that, takes it back (the newest that
+ * fits: its lines are the likeliest to be cached still), without the lock
+ * and without a fault.
+ * Page counts in this range are rounded up to four per power of two
+ * (below 25 % lost, like the size classes of slabs) so that few runs fit
+ * many sizes.
+ *
+ *   free (owner):  judge kind LARGE and owner, compare-and-swap the kind
+ *                  LARGE -> CACHED, append the run.  No lock, unless the
+ *                  cache is full: then the oldest runs go back under the
+ *                  lock first.
+ *   malloc:        a run of the page count, newest first: kind CACHED ->
+ *                  LARGE.  No lock.
+ *   free (other):  under the lock, kind LARGE -> NONE by compare-and-swap
+ *                  (so that a racing free by the owner is seen as a double
+ *                  free by one of the two), then the usual release.
+ *
+ * Bounds: ANR_RUN_CACHE_SLOTS runs and ANR_RUN_CACHE_BYTES per thread.
+ * The budget stays exact: the pages were charged when the run left the
+ * span allocator and are given back to it when the cache lets them go, as
+ * for slabs.  An allocation short of budget first gives back the calling
+ * thread's runs and flags the other threads' caches; anrc_release_free()
+ * and anrc_trim() give back every cache not in use at that instant and
+ * flag the others, which give back at their next cache operation (it
+ * then takes the lock: an allocation misses, a free makes room); a
+ * thread's exit gives back its cache.  A call takes the lock once at
+ * most for its cache, and releases at most ANR_RUN_CACHE_SLOTS runs
+ * then, each in constant work (no search).  Each cache has a busy flag taken by
+ * atomic exchange, so that a flush from another thread never waits and
+ * never touches a cache its owner is using.
+ */
+#include "config.h"
+
+#include "anrcore_internal.h"
+
+#include <string.h>
+
+#define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+
+/* The cache is used when frees need neither trash fill nor valgrind. */
+static int
+cache_on(const struct anrc_heap *h)
+{
+	return h->fast_free;
+}
+
+static size_t
+max_pages(const struct anrc_heap *h)
+{
+	return ANR_RUN_CACHE_MAX >> h->page_shift;
+}
+
+static size_t
+bound_pages(const struct anrc_heap *h)
+{
+	return ANR_RUN_CACHE_BYTES >> h->page_shift;
+}
+
+size_t
+anrc_run_pages(const struct anrc_heap *h, size_t size)
+{
+	size_t n = size == 0 ? 1 : (size + h->page - 1) >> h->page_shift, step;
+	unsigned b;
+
+	if (size <= ANR_SLAB_MAX || size > ANR_RUN_CACHE_MAX || n < 4)
+		return n;
+	b = 63u - (unsigned)__builtin_clzll(n);
+	step = (size_t)1 << (b - 2);
+	return (n + step - 1) & ~(step - 1);
+}
+
+/* Pages of empty slabs t keeps past ANR_EMPTY_CACHE_PAGES: they share
+ * the cache's bound with its runs. */
+static size_t
+slab_overflow(const struct anrc_theap *t)
+{
+	size_t e = LOAD(t->empty_pages);
+	return e > ANR_EMPTY_CACHE_PAGES ? e - ANR_EMPTY_CACHE_PAGES : 0;
+}
+
+static int
+rc_fits(const struct anrc_heap *h, const struct anrc_theap *t, size_t n)
+{
+	return t->rc.n < ANR_RUN_CACHE_SLOTS &&
+	       t->rc.pages + slab_overflow(t) + n <= bound_pages(h);
+}
+
+int
+anrc_runs_room_for_slab(const struct anrc_heap *h, const struct anrc_theap *t, size_t np)
+{
+	if (t->empty_pages + np <= ANR_EMPTY_CACHE_PAGES)
+		return 1;
+	return cache_on(h) && t->rc.pages + slab_overflow(t) + np <= bound_pages(h);
+}
+
+static int
+rc_enter(struct anrc_runcache *c)
+{
+	return __atomic_exchange_n(&c->busy, 1, __ATOMIC_ACQUIRE) == 0;
+}
+
+static void
+rc_leave(struct anrc_runcache *c)
+{
+	__atomic_store_n(&c->busy, 0, __ATOMIC_RELEASE);
+}
+
+static void
+rc_remove(struct anrc_runcache *c, unsigned i)
+{
+	STORE(c->pages, c->pages - c->len[i]);
+	memmove(&c->s[i], &c->s[i + 1], (c->n - i - 1) * sizeof(c->s[0]));
+	memmove(&c->len[i], &c->len[i + 1], (c->n - i - 1) * sizeof(c->len[0]));
+	STORE(c->n, c->n - 1);
+}
+
+/* Run i of c goes back to the span allocator (locked, c entered). */
+static size_t
+rc_release(struct anrc_heap *h, struct anrc_runcache *c, unsigned i)
+{
+	uint32_t s = c->s[i];
+	size_t n = c->len[i];
+	struct anrc_page *pg = &h->pm[s];
+
+	rc_remove(c, i);
+	/* A fork may have cut an operation short: only a run still kept. */
+	if (__atomic_load_n(&pg->kind, __ATOMIC_ACQUIRE) != ANR_PG_CACHED || pg->npages != n)
+		return 0;
+	__atomic_store_n(&pg->kind, ANR_PG_NONE, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->owner[s], 0, __ATOMIC_RELAXED);
+	anrc_bm2_clear(&h->heads, s, 1);
+	anrc_pages_put(h, s, n);
+	return n;
+}
+
+/* Every run of c back (locked, c entered). */
+static size_t
+rc_empty(struct anrc_heap *h, struct anrc_runcache *c)
+{
+	size_t given = 0;
+
+	STORE(c->flush_wanted, 0);
+	while (c->n > 0)
+		given += rc_release(h, c, c->n - 1);
+	STORE(c->pages, 0);
+	if (given > 0)
+		anrc_want_release_if_over_mark(h);
+	return given;
+}
+
+void *
+anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
+{
+	struct anrc_runcache *c = &t->rc;
+	size_t n, bytes;
+	uint32_t s = ANR_NIL;
+
+	/* Asked to give back: the locked path does (anrc_runs_wanted_locked). */
+	if (LOAD(c->n) == 0 || !cache_on(h) || LOAD(c->flush_wanted))
+		return NULL;
+	if (!rc_enter(c))
+		return NULL;
+	n = anrc_run_pages(h, size);
+	/* The newest run that holds it without wasting more than half: its
+	 * pages are the likeliest to be in the CPU's caches still. */
+	for (unsigned i = c->n; i-- > 0;) {
+		if (c->len[i] >= n && c->len[i] <= 2 * n) {
+			s = c->s[i];
+			n = c->len[i];
+			rc_remove(c, i);
+			break;
+		}
+	}
+	if (s == ANR_NIL) {
+		rc_leave(c);
+		return NULL;
+	}
+	__atomic_store_n(&h->pm[s].kind, ANR_PG_LARGE, __ATOMIC_RELEASE);
+	bytes = n << h->page_shift;
+	__atomic_add_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
+	STORE(t->run_allocs, t->run_allocs + 1);
+	rc_leave(c);
+	return anrc_page_addr(h, s);
+}
+
+int
+anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
+{
+	struct anrc_runcache *c = &t->rc;
+	struct anrc_page *pg = &h->pm[s];
+	size_t n, bytes;
+	uint8_t expected = ANR_PG_LARGE;
+
+	if (!cache_on(h) || __atomic_load_n(&h->owner[s], __ATOMIC_RELAXED) != t->id)
+		return 0;
+	n = pg->npages;
+	if (n > max_pages(h) || n > bound_pages(h))
+		return 0;
+	/* Not even an empty cache would hold it (empty slabs fill it). */
+	if (slab_overflow(t) + n > bound_pages(h))
+		return 0;
+	if (!rc_enter(c))
+		return 0;
+	if (LOAD(c->flush_wanted) || !rc_fits(h, t, n)) {
+		/* Asked to give back, or full: the oldest runs make room, under
+		 * the lock, taken once (at most ANR_RUN_CACHE_SLOTS span
+		 * releases, each of constant work). */
+		anrc_lock_and_drain(h);
+		c->locks++;
+		if (LOAD(c->flush_wanted))
+			rc_empty(h, c);
+		while (c->n > 0 && !rc_fits(h, t, n))
+			rc_release(h, c, 0);
+		anrc_want_release_if_over_mark(h);
+		anrc_unlock_and_return_pages(h);
+	}
+	if (!__atomic_compare_exchange_n(&pg->kind, &expected, ANR_PG_CACHED, 0,
+					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
+		rc_leave(c);
+		return 0; /* freed meanwhile: the locked path reports it */
+	}
+	c->s[c->n] = s;
+	c->len[c->n] = (uint32_t)n;
+	STORE(c->pages, c->pages + n);
+	STORE(c->n, c->n + 1);
+	bytes = n << h->page_shift;
+	__atomic_sub_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
+	STORE(t->run_frees, t->run_frees + 1);
+	rc_leave(c);
+	anrc_theap_note_freed(h, t, bytes);
+	return 1;
+}
+
+int
+anrc_runs_new_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size_t n)
+{
+	size_t bytes = n << h->page_shift;
+
+	if (t == NULL || !cache_on(h) || bytes <= ANR_SLAB_MAX || n > max_pages(h)) {
+		__atomic_store_n(&h->owner[s], 0, __ATOMIC_RELAXED);
+		return 0;
+	}
+	__atomic_store_n(&h->owner[s], t->id, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
+	h->allocs++;
+	return 1;
+}
+
+int
+anrc_runs_disown_locked(struct anrc_heap *h, uint32_t s, int by_owner)
+{
+	uint8_t expected = ANR_PG_LARGE;
+	size_t bytes = (size_t)h->pm[s].npages << h->page_shift;
+
+	if (__atomic_load_n(&h->owner[s], __ATOMIC_RELAXED) == 0)
+		return 0;
+	/* Another thread's free races with the owner's, which changes the
+	 * kind without the lock: one of the two wins, the other sees a
+	 * double free.  The block is released next, so NONE is its kind. */
+	if (!by_owner && !__atomic_compare_exchange_n(&h->pm[s].kind, &expected, ANR_PG_NONE, 0,
+						      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+		return -1;
+	__atomic_store_n(&h->owner[s], 0, __ATOMIC_RELAXED);
+	__atomic_sub_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
+	h->in_use += bytes;
+	return 0;
+}
+
+void
+anrc_runs_wanted_locked(struct anrc_heap *h, struct anrc_theap *t)
+{
+	if (t != NULL && LOAD(t->rc.flush_wanted) && rc_enter(&t->rc)) {
+		rc_empty(h, &t->rc);
+		rc_leave(&t->rc);
+	}
+}
+
+size_t
+anrc_runs_flush_locked(struct anrc_heap *h, struct anrc_theap *t)
+{
+	size_t given;
+
+	if (t == NULL)
+		return 0;
+	if (!rc_enter(&t->rc)) {
+		STORE(t->rc.flush_wanted, 1);
+		return 0;
+	}
+	given = rc_empty(h, &t->rc);
+	rc_leave(&t->rc);
+	return given;
+}
+
+size_t
+anrc_runs_flush_all_locked(struct anrc_heap *h)
+{
+	size_t given = 0;
+
+	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+		struct anrc_theap *t = &h->th[i];
+		if (LOAD(t->rc.n) != 0)
+			given += anrc_runs_flush_locked(h, t);
+	}
+	return given;
+}
+
+size_t
+anrc_runs_kept_bytes(const struct anrc_heap *h)
+{
+	size_t pages = 0;
+
+	for (unsigned i = 0; i < ANR_THEAPS; i++)
+		pages += LOAD(h->th[i].rc.pages);
+	return pages << h->page_shift;
+}
