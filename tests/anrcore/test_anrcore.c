@@ -1405,10 +1405,10 @@ END_TEST
 START_TEST(theap_spare_reused_then_trim)
 {
 	struct anrc_heap *h = heap_plain();
-	/* one slab of the 16-byte class is one page */
-	const int PER = (int)(sysconf(_SC_PAGESIZE) / 16), N = 3 * PER, MORE = 1;
+	/* objects in one slab of the 16-byte class */
+	const int PER = (int)h->cls[0].nobjs, N = 3 * PER, MORE = 1;
 	static unsigned char *v[3 * 4096 + 1];
-	struct anrc_stats st;
+	struct anrc_stats st, st2;
 
 	ck_assert_int_le(N + MORE, 3 * 4096 + 1);
 
@@ -1422,10 +1422,14 @@ START_TEST(theap_spare_reused_then_trim)
 		anrc_free(h, v[i]);
 		v[i] = NULL;
 	}
+	stats(h, &st);
 	for (int i = N; i < N + MORE; i++) {
 		v[i] = anrc_alloc(h, 16, 0);
 		memset(v[i], i & 0xff, 16);
 	}
+	/* the spare was taken: no new pages */
+	stats(h, &st2);
+	ck_assert_uint_eq(st2.resident, st.resident);
 	anrc_trim(h, 0);
 	ck_assert_int_eq(anrc_check(h), 0);
 	for (int i = 0; i < N + MORE; i++)
