@@ -450,6 +450,9 @@ size_t anrc_class_size(unsigned c);
 void anrc_slab_init(struct anrc_heap *h);
 int anrc_slab_class_for(const struct anrc_heap *h, size_t size, size_t align);
 void *anrc_slab_alloc(struct anrc_heap *h, unsigned c, size_t *short_pages);
+/* The first bitmap word of slab s (which has a free object) with a clear
+ * bit; each word looked at is a step. */
+unsigned anrc_slab_free_word(const struct anrc_heap *h, uint32_t s);
 void anrc_slab_free(struct anrc_heap *h, uint32_t s, size_t idx);
 void anrc_slab_flush(struct anrc_heap *h);
 

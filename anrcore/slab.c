@@ -199,20 +199,32 @@ anrc_slab_alloc(struct anrc_heap *h, unsigned c, size_t *short_pages)
 		h->empty_pages -= k->npages;
 	}
 	bits = anrc_slab_bits(h, s);
-	for (unsigned w = 0; w < k->words; w++) {
-		uint64_t v = ~bits[w];
-		if (v != 0) {
-			unsigned b = (unsigned)__builtin_ctzll(v);
-			size_t idx = (size_t)w * 64 + b;
-			bits[w] |= UINT64_C(1) << b;
-			if (--h->pm[s].nfree == 0)
-				anrc_partial_del(h, c, s);
-			h->slab_free -= k->size;
-			h->class_live[c]++;
-			return anrc_page_addr(h, s) + idx * k->size;
-		}
+	{
+		unsigned w = anrc_slab_free_word(h, s);
+		unsigned b = (unsigned)__builtin_ctzll(~bits[w]);
+		size_t idx = (size_t)w * 64 + b;
+		bits[w] |= UINT64_C(1) << b;
+		if (--h->pm[s].nfree == 0)
+			anrc_partial_del(h, c, s);
+		h->slab_free -= k->size;
+		h->class_live[c]++;
+		return anrc_page_addr(h, s) + idx * k->size;
 	}
-	return NULL; /* unreachable: a partial slab has a free object */
+}
+
+unsigned
+anrc_slab_free_word(const struct anrc_heap *h, uint32_t s)
+{
+	const uint64_t *bits = anrc_slab_bits(h, s);
+	unsigned w, words = h->cls[h->pm[s].cls].words;
+
+	/* A slab with a free object has a clear bit in one of its words;
+	 * the last word is the answer if none before it has one. */
+	for (w = 0;; w++) {
+		anrc_steps(1);
+		if (~bits[w] != 0 || w + 1 >= words)
+			return w;
+	}
 }
 
 void

@@ -189,18 +189,14 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	const struct anrc_class *k = &h->cls[c];
 	uint32_t s = t->cur[c];
-	uint64_t *bits, v = 0;
+	uint64_t *bits, v;
 	unsigned w;
 
 	if (s == ANR_NIL || h->pm[s].nfree == 0)
 		return 0;
 	bits = anrc_slab_bits(h, s);
-	/* nfree > 0: some word of the k->words has a clear bit. */
-	for (w = 0; w < k->words; w++) {
-		anrc_steps(1);
-		if ((v = ~bits[w]) != 0)
-			break;
-	}
+	w = anrc_slab_free_word(h, s);
+	v = ~bits[w];
 	t->wbits[c] = &bits[w];
 	t->woff[c] = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
 	t->avail[c] = v;
