@@ -161,7 +161,8 @@ struct anrc_theap {
 	uint32_t cur[ANR_NCLASSES];
 	uint32_t spare[ANR_NCLASSES];
 	uint32_t nslabs[ANR_NCLASSES];   /* slabs in each ring */
-	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages */
+	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages
+					  * (it has no held word then) */
 	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
 	/*
 	 * The word malloc takes objects from: avail[c] holds free objects of
@@ -188,8 +189,12 @@ struct anrc_theap {
 	 * thread's objects by others that it has folded in: their difference,
 	 * summed, is what waits in the remote-free bitmaps. */
 	uint64_t rcount, rbytes, ccount, cbytes;
-	/* Freed bytes not yet added to freed_bytes are ANR_FREED_PUBLISH -
-	 * publish_left; at 0 or below they are added (set when claimed). */
+	/* Freed bytes not yet added to h->freed_bytes: the local frees' bytes
+	 * (nfreed[] times the class sizes) less published, which is what
+	 * they were at the last publication, plus ANR_FREED_PUBLISH -
+	 * publish_left noted by other paths (at 0 or below they are added;
+	 * set when claimed).  The slow paths publish (anrc_theap_publish). */
+	uint64_t published;
 	int64_t publish_left;
 	int flush_wanted;        /* atomic: give the spare slabs back */
 	struct anrc_runcache rc; /* runcache.c */
@@ -501,7 +506,7 @@ int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned
  * 0 if the slab is shared (the caller frees it under the lock). */
 int anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 		   int locked);
-/* Bytes freed locally: published every ANR_FREED_PUBLISH bytes. */
+/* Add t's freed bytes not yet published to h->freed_bytes. */
 void anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t);
 /* bytes more freed locally by t (published when due). */
 void anrc_theap_note_freed(struct anrc_heap *h, struct anrc_theap *t, size_t bytes);

@@ -44,8 +44,10 @@
  *     with nfree > 0 are exactly those on their class's partial list; an
  *     entirely free shared slab is its class's empty_slab, and those hold
  *     empty_pages pages.  An owned slab is on its owner's ring for its
- *     class, and only the owner changes its bitmap and nfree.  An object
- *     is live when its bit is set and its remote-free bit (rfree) is not.
+ *     class, and only the owner changes its bitmap and nfree; its nfree
+ *     leaves out the free objects of the bitmap word its owner holds for
+ *     malloc (the current slab's, theap.c).  An object is live when its
+ *     bit is set and its remote-free bit (rfree) is not.
  *  5. resident = pages of live spans + dirty pages + pages being given back
  *     (TRIM spans, outside the free lists while madvise runs unlocked);
  *     dirty pages are exactly the resident pages of free spans; resident <=
@@ -742,14 +744,9 @@ anrc_free(struct anrc_heap *h, void *p)
 	/* The fast path: an object of a slab this thread owns, no trash fill
 	 * and no valgrind request due.  Everything else (NULL too) is judged
 	 * by free_slow. */
-	int done = anrc_free_fast(h, p);
-
-	if (__builtin_expect(done == 1, 1))
+	if (__builtin_expect(anrc_free_fast(h, p), 1))
 		return;
-	if (done == 2)
-		anrc_theap_publish(h, anrc_tl.t);
-	else
-		free_slow(h, p);
+	free_slow(h, p);
 }
 
 uint64_t

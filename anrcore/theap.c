@@ -143,17 +143,36 @@ anrc_theap_lookup(struct anrc_heap *h)
 	return t;
 }
 
-/* Freed bytes of t not yet published. */
+/* Bytes of t's local frees, slow or fast (the fast path adds 1 to a
+ * counter per class and nothing else). */
 static uint64_t
-freed_pending(const struct anrc_theap *t)
+local_freed(const struct anrc_heap *h, const struct anrc_theap *t)
 {
-	return (uint64_t)(ANR_FREED_PUBLISH - LOAD(t->publish_left));
+	uint64_t bytes = 0;
+
+	for (unsigned c = 0; c < ANR_NCLASSES; c++)
+		bytes += LOAD(t->nfreed[c]) * h->cls[c].size;
+	return bytes;
+}
+
+/* Freed bytes of t not yet published: local frees since the last
+ * publication, and the bytes noted by anrc_theap_note_freed. */
+static uint64_t
+freed_pending(const struct anrc_heap *h, const struct anrc_theap *t)
+{
+	return local_freed(h, t) - LOAD(t->published) +
+	       (uint64_t)(ANR_FREED_PUBLISH - LOAD(t->publish_left));
 }
 
 void
 anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t)
 {
-	__atomic_add_fetch(&h->freed_bytes, freed_pending(t), __ATOMIC_RELAXED);
+	uint64_t local = local_freed(h, t);
+
+	__atomic_add_fetch(&h->freed_bytes,
+			   local - t->published + (uint64_t)(ANR_FREED_PUBLISH - t->publish_left),
+			   __ATOMIC_RELAXED);
+	STORE(t->published, local);
 	STORE(t->publish_left, ANR_FREED_PUBLISH);
 }
 
@@ -184,6 +203,22 @@ theap_in_use(const struct anrc_heap *h, const struct anrc_theap *t)
 	return bytes > 0 ? (size_t)bytes : 0;
 }
 
+/*
+ * The held word's objects are left out of its slab's nfree from the moment
+ * it is loaded, so that malloc and a free into that word do not touch the
+ * page map; dropping the word (before the current slab changes, and
+ * whenever nfree must be exact) adds back those still held.
+ */
+static void
+drop_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
+{
+	if (t->avail[c] != 0)
+		h->pm[t->cur[c]].nfree =
+			(uint16_t)(h->pm[t->cur[c]].nfree + __builtin_popcountll(t->avail[c]));
+	t->avail[c] = 0;
+	t->wbits[c] = NULL;
+}
+
 uint64_t
 anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
@@ -192,14 +227,21 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	uint64_t *bits, v;
 	unsigned w;
 
+	drop_word(h, t, c);
 	if (s == ANR_NIL || h->pm[s].nfree == 0)
 		return 0;
+	if (t->cur_empty[c]) {
+		/* no longer empty once the word is held */
+		t->cur_empty[c] = 0;
+		t->empty_pages -= k->npages;
+	}
 	bits = anrc_slab_bits(h, s);
 	w = anrc_slab_free_word(h, s);
 	v = ~bits[w];
 	t->wbits[c] = &bits[w];
 	t->woff[c] = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
 	t->avail[c] = v;
+	h->pm[s].nfree = (uint16_t)(h->pm[s].nfree - __builtin_popcountll(v));
 	return v;
 }
 
@@ -235,6 +277,7 @@ ring_add(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 {
 	uint32_t cur = t->cur[c];
 
+	drop_word(h, t, c);
 	STORE(t->nslabs[c], t->nslabs[c] + 1);
 	if (cur == ANR_NIL) {
 		h->pm[s].next = h->pm[s].prev = s;
@@ -247,20 +290,17 @@ ring_add(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	}
 	t->cur[c] = s;
 	t->cur_empty[c] = 0;
-	t->avail[c] = 0;
-	t->wbits[c] = NULL;
 }
 
 /* Make s (in the ring) the slab class c allocates from. */
 static void
-set_cur(struct anrc_theap *t, unsigned c, uint32_t s)
+set_cur(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 {
 	if (t->cur[c] == s)
 		return;
+	drop_word(h, t, c);
 	t->cur[c] = s;
 	t->cur_empty[c] = 0;
-	t->avail[c] = 0;
-	t->wbits[c] = NULL;
 	if (t->spare[c] == s) {
 		/* still empty and still counted, now as the current slab */
 		t->spare[c] = ANR_NIL;
@@ -274,6 +314,8 @@ ring_del(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	uint32_t nx = h->pm[s].next, pv = h->pm[s].prev;
 	size_t np = h->cls[c].npages;
 
+	if (t->cur[c] == s)
+		drop_word(h, t, c);
 	STORE(t->nslabs[c], t->nslabs[c] - 1);
 	if (t->spare[c] == s) {
 		t->spare[c] = ANR_NIL;
@@ -285,13 +327,11 @@ ring_del(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	}
 	if (nx == s) {
 		t->cur[c] = ANR_NIL;
-		t->avail[c] = 0;
-		t->wbits[c] = NULL;
 	} else {
 		h->pm[pv].next = nx;
 		h->pm[nx].prev = pv;
 		if (t->cur[c] == s)
-			set_cur(t, c, nx);
+			set_cur(h, t, c, nx);
 	}
 	h->pm[s].next = h->pm[s].prev = ANR_NIL;
 }
@@ -321,6 +361,14 @@ flush_spares(struct anrc_heap *h, struct anrc_theap *t)
 			given += bytes;
 			release_owned(h, t, t->spare[c]);
 		}
+		/* A current slab whose objects are all free, some of them in
+		 * the held word, is empty too. */
+		drop_word(h, t, c);
+		if (t->cur[c] != ANR_NIL && !t->cur_empty[c] &&
+		    h->pm[t->cur[c]].nfree == h->cls[c].nobjs) {
+			t->cur_empty[c] = 1;
+			t->empty_pages += h->cls[c].npages;
+		}
 		while (t->cur[c] != ANR_NIL && t->cur_empty[c]) {
 			given += bytes;
 			release_owned(h, t, t->cur[c]);
@@ -346,12 +394,12 @@ anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c
 			break;
 		collect(h, t, n);
 		if (h->pm[n].nfree > 0) {
-			set_cur(t, c, n);
+			set_cur(h, t, c, n);
 			return 0;
 		}
 	}
 	/* Start the next search past the slabs just seen. */
-	set_cur(t, c, n);
+	set_cur(h, t, c, n);
 	return -1;
 }
 
@@ -366,7 +414,10 @@ anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 	*short_pages = 0;
 	if (__atomic_load_n(&t->flush_wanted, __ATOMIC_RELAXED))
 		flush_spares(h, t);
-	if (t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree > 0)
+	/* Objects in the held word or elsewhere in the current slab: the
+	 * current slab stays (so it never stops being current with objects
+	 * left out of its nfree, which could leave it empty and uncounted). */
+	if (t->avail[c] != 0 || (t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree > 0))
 		return 0;
 	if (anrc_theap_refill_unlocked(h, t, c) == 0)
 		return 0;
@@ -404,6 +455,9 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 {
 	size_t np = h->cls[c].npages;
 
+	/* Pages may go back now: the freed bytes are published first (the
+	 * broker client looks at them). */
+	anrc_theap_publish(h, t);
 	if (anrc_runs_room_for_slab(h, t, np)) {
 		if (t->cur[c] == s) {
 			t->cur_empty[c] = 1;
@@ -466,10 +520,11 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 			return 1;
 		}
 		block_dies(h, p, k->size);
+		if (t->cur[pg->cls] == s)
+			drop_word(h, t, pg->cls); /* nfree exact again */
 		*bits &= ~m;
 		pg->nfree++;
 		STORE(t->nfreed[pg->cls], t->nfreed[pg->cls] + 1);
-		anrc_theap_note_freed(h, t, k->size);
 		if (__builtin_expect(pg->nfree == k->nobjs, 0))
 			emptied(h, t, pg->cls, s, locked);
 		return 1;
@@ -551,6 +606,8 @@ anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 			disown(h, t, c, t->cur[c]);
 	/* What the owner counted joins the heap's counts (its bytes in use
 	 * went with its slabs, counted from their bitmaps). */
+	__atomic_add_fetch(&h->freed_bytes, freed_pending(h, t), __ATOMIC_RELAXED);
+	STORE(t->published, 0);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		h->allocs += t->nalloc[c];
 		h->frees += t->nfreed[c];
@@ -561,7 +618,6 @@ anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 	h->frees += t->run_frees;
 	STORE(t->run_allocs, 0);
 	STORE(t->run_frees, 0);
-	__atomic_add_fetch(&h->freed_bytes, freed_pending(t), __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_rcount, t->rcount, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_rbytes, t->rbytes, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&h->th_ccount, t->ccount, __ATOMIC_RELAXED);
@@ -613,7 +669,7 @@ uint64_t
 anrc_theap_freed_pending(const struct anrc_heap *h)
 {
 	struct anrc_theap *t = anrc_theap_peek(h);
-	return t != NULL ? freed_pending(t) : 0;
+	return t != NULL ? freed_pending(h, t) : 0;
 }
 
 void
@@ -661,6 +717,11 @@ anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs, size_t *
 		for (uint32_t j = 0; j < n && s < h->npages; j++) {
 			*live += k->nobjs - LOAD(h->pm[s].nfree);
 			s = LOAD(h->pm[s].next);
+		}
+		/* the held word's objects are free but left out of nfree */
+		if (n > 0) {
+			size_t held = (size_t)__builtin_popcountll(LOAD(t->avail[c]));
+			*live = *live > held ? *live - held : 0;
 		}
 	}
 }

@@ -25,14 +25,12 @@ anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 
 	if (__builtin_expect(a == 0, 0))
 		return NULL;
-	if (__builtin_expect(t->cur_empty[c], 0)) {
-		t->cur_empty[c] = 0;
-		t->empty_pages -= h->cls[c].npages;
-	}
+	/* The slab's nfree already left out the held word's objects
+	 * (anrc_theap_load_word), and a current slab counted as empty has
+	 * no held word: nothing but the bitmap and one counter to write. */
 	m = a & -a;
 	t->avail[c] = a ^ m;
 	*t->wbits[c] |= m;
-	h->pm[t->cur[c]].nfree--;
 	ANR_TH_STORE(t->nalloc[c], t->nalloc[c] + 1);
 	return h->data + t->woff[c] + (size_t)__builtin_ctzll(a) * h->cls[c].size;
 }
@@ -51,11 +49,10 @@ anrc_theap_alloc(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 /*
  * Free the object at data_off (bytes from h->data) of slab s, which the
  * calling thread's t owns, when no trash fill and no valgrind request is
- * due, and a slab the free empties stays the current one, so that no call
- * is needed.  Returns 1 when done, 2 when done and the freed bytes are due
- * to be published (the caller calls anrc_theap_publish), 0, having written
- * nothing, when this is not that case or the offset is not a live
- * object's start: anrc_theap_free() decides then.
+ * due and the free does not empty the slab, so that no call is needed.
+ * Returns 1 when done; 0, having written nothing, when this is not that
+ * case or the offset is not a live object's start: anrc_theap_free()
+ * decides then.
  */
 static inline __attribute__((always_inline)) int
 anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off, uint32_t s)
@@ -63,44 +60,35 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	struct anrc_page *pg = &h->pm[s];
 	unsigned c = pg->cls;
 	const struct anrc_class *k = &h->cls[c];
-	size_t off = data_off - ((size_t)s << h->page_shift), idx;
+	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
 	uint64_t m, v, *bp;
-	int64_t left;
-	unsigned nfree;
 
 	if (h->owner[s] != t->id)
 		return 0;
 	idx = anrc_slab_index(k, off);
 	if (__builtin_expect(idx * k->size != off || idx >= k->nobjs, 0))
 		return 0;
-	{
-		size_t w = anrc_slab_word(h, s) + (idx >> 6);
-		m = UINT64_C(1) << (idx & 63);
-		bp = &h->slabbits[w];
-		v = *bp;
-		if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
-			return 0;
-	}
-	nfree = pg->nfree + 1u;
-	if (__builtin_expect(nfree == k->nobjs, 0)) {
-		/* Emptied: the current slab stays so, within the cache limit. */
-		if (t->cur[c] != s || t->cur_empty[c] ||
-		    t->empty_pages + k->npages > ANR_EMPTY_CACHE_PAGES)
-			return 0;
-		t->cur_empty[c] = 1;
-		t->empty_pages += k->npages;
-	}
-	/* Judged: now the writes, each value dropped once written. */
-	*bp = v & ~m;
-	/* In the word malloc holds: it is handed out again first. */
-	if (t->wbits[c] == bp)
+	w = anrc_slab_word(h, s) + (idx >> 6);
+	m = UINT64_C(1) << (idx & 63);
+	bp = &h->slabbits[w];
+	v = *bp;
+	if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
+		return 0;
+	/* Judged: now the writes. */
+	if (t->wbits[c] == bp) {
+		/* In the word malloc holds: handed out again first, and
+		 * still left out of the slab's nfree. */
 		t->avail[c] |= m;
-	pg->nfree = (uint16_t)nfree;
+	} else {
+		unsigned nfree = pg->nfree + 1u;
+		/* Emptied: anrc_theap_free keeps it or gives it back. */
+		if (__builtin_expect(nfree == k->nobjs, 0))
+			return 0;
+		pg->nfree = (uint16_t)nfree;
+	}
+	*bp = v & ~m;
 	ANR_TH_STORE(t->nfreed[c], t->nfreed[c] + 1);
-	left = t->publish_left - (int64_t)k->size;
-	t->publish_left = left;
-	/* 2: the caller publishes the freed bytes (anrc_theap_publish). */
-	return 1 + (left <= 0);
+	return 1;
 }
 
 /*
@@ -118,9 +106,8 @@ anrc_alloc_fast(struct anrc_heap *h, size_t size)
 
 /*
  * anrc_free_fast: 1 if p was a live object of a slab the calling thread
- * owns and it is now free (judged from the metadata first), 2 if so and
- * anrc_theap_publish(h, anrc_tl.t) is due; 0 for everything else, NULL too
- * (call anrc_free).
+ * owns and it is now free (judged from the metadata first); 0 for
+ * everything else, NULL too (call anrc_free).
  */
 static inline __attribute__((always_inline)) int
 anrc_free_fast(struct anrc_heap *h, void *p)

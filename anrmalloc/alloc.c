@@ -638,14 +638,9 @@ API void *anr_malloc(anr_heap_t *h, size_t size)
 API void anr_free(anr_heap_t *h, void *p)
 {
 	if (AM_LIKELY(h->plain)) {
-		int done = anrc_free_fast(h->core, p);
-
-		if (AM_LIKELY(done == 1))
+		if (AM_LIKELY(anrc_free_fast(h->core, p)))
 			return;
-		if (done == 2)
-			anrc_theap_publish(h->core, anrc_tl.t);
-		else
-			anrc_free(h->core, p);
+		anrc_free(h->core, p);
 		return;
 	}
 	am_free(h, p, AM_CALLER());

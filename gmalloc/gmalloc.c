@@ -125,29 +125,15 @@ GM_API void *malloc(size_t size)
 static __attribute__((noinline)) void gm_free(void *p);
 
 /*
- * The thread's freed bytes are due to be published (every
- * ANR_FREED_PUBLISH bytes): that is when the broker may be owed surplus
- * quota, so the fast path looks at the broker only then.
+ * A free the fast path does gives no page back (the slab stays the
+ * thread's), so it cannot make quota surplus: the broker is looked at on
+ * the full path only, which every free that may give pages back takes.
  */
-static __attribute__((noinline)) void gm_free_published(struct anrc_heap *h)
-{
-	anrc_theap_publish(h, anrc_tl.t);
-	if (gm_broker_open())
-		gm_broker_note_free();
-}
-
 GM_API void free(void *p)
 {
 	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
-	if (__builtin_expect(h != NULL, 1)) {
-		int done = anrc_free_fast(h, p);
-		if (__builtin_expect(done == 1, 1))
-			return;
-		if (done == 2) {
-			gm_free_published(h);
-			return;
-		}
-	}
+	if (__builtin_expect(h != NULL, 1) && __builtin_expect(anrc_free_fast(h, p), 1))
+		return;
 	gm_free(p);
 }
 
