@@ -155,6 +155,30 @@ struct anrc_runcache {
 #define ANR_THEAPS 127         /* thread heaps per heap (owner ids 1..127) */
 #define ANR_THEAP_SCAN 4       /* slabs looked at per refill without the lock */
 #define ANR_FREED_PUBLISH 65536 /* bytes freed locally before they are published */
+/* What the fast paths of one class use, together: one cache line, at a
+ * power-of-two stride. */
+struct anrc_tclass {
+	/*
+	 * The word malloc takes objects from: avail holds free objects of
+	 * the bitmap word *wbits of slab cur[c] (a subset of its clear bits),
+	 * the first of that word's objects is woff bytes from h->data (an
+	 * offset, not a pointer: a leak checker scanning memory must not find
+	 * a free object's address here).  Zero when cur[c] changes (wbits
+	 * NULL then); only this thread sets bits in its slabs' bitmaps, so the
+	 * objects stay free until it takes them, and its free of an object of
+	 * that word puts the object back in it.
+	 */
+	uint64_t avail;
+	uint64_t *wbits;
+	size_t woff;
+	/* Objects handed out and freed locally: with in_use_adj (bytes
+	 * adopted, less those folded in from other threads' frees and those
+	 * disowned; modulo 2^64) they make the bytes in use, so that a fast
+	 * path adds 1 to one counter. */
+	uint64_t nalloc, nfreed;
+	size_t size;             /* the class's object size (h->cls[c].size) */
+} __attribute__((aligned(64)));
+
 struct anrc_theap {
 	int claimed;             /* atomic: a thread owns this one */
 	uint8_t id;              /* owner id (index + 1) */
@@ -164,24 +188,7 @@ struct anrc_theap {
 	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages
 					  * (it has no held word then) */
 	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
-	/*
-	 * The word malloc takes objects from: avail[c] holds free objects of
-	 * the bitmap word *wbits[c] of slab cur[c] (a subset of its clear
-	 * bits), the first of that word's objects is woff[c] bytes from
-	 * h->data (an offset, not a pointer: a leak checker scanning memory
-	 * must not find a free object's address here).  Zero when cur[c]
-	 * changes (wbits[c] NULL then); only this thread sets bits in its
-	 * slabs' bitmaps, so the objects stay free until it takes them, and
-	 * its free of an object of that word puts the object back in it.
-	 */
-	uint64_t avail[ANR_NCLASSES];
-	uint64_t *wbits[ANR_NCLASSES];
-	size_t woff[ANR_NCLASSES];
-	/* Objects of each class handed out and freed locally: with
-	 * in_use_adj (bytes adopted, less those folded in from other threads'
-	 * frees and those disowned; modulo 2^64) they make the bytes in use,
-	 * so that a fast path adds 1 to one counter. */
-	uint64_t nalloc[ANR_NCLASSES], nfreed[ANR_NCLASSES];
+	struct anrc_tclass cl[ANR_NCLASSES]; /* what the fast paths use */
 	uint64_t run_allocs, run_frees; /* runcache.c: blocks of kept runs */
 	size_t in_use_adj;
 	size_t slab_bytes;       /* bytes of owned slab pages */
@@ -190,7 +197,7 @@ struct anrc_theap {
 	 * summed, is what waits in the remote-free bitmaps. */
 	uint64_t rcount, rbytes, ccount, cbytes;
 	/* Freed bytes not yet added to h->freed_bytes: the local frees' bytes
-	 * (nfreed[] times the class sizes) less published, which is what
+	 * (cl[].nfreed times the class sizes) less published, which is what
 	 * they were at the last publication, plus ANR_FREED_PUBLISH -
 	 * publish_left noted by other paths (at 0 or below they are added;
 	 * set when claimed).  The slow paths publish (anrc_theap_publish). */
@@ -496,7 +503,7 @@ anrc_theap_get(struct anrc_heap *h)
 struct anrc_theap *anrc_theap_peek(const struct anrc_heap *h);
 /* Current slab of class c is full: find free objects without the lock. */
 int anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c);
-/* Load t->avail[c] from the first bitmap word of the current slab with a
+/* Load t->cl[c].avail from the first bitmap word of the current slab with a
  * free object; 0 if there is no current slab or it is full. */
 uint64_t anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c);
 /* Give class c of t a slab with free objects (locked); 0 on success. */

@@ -85,8 +85,10 @@ anrc_theap_init(struct anrc_heap *h)
 	h->free_uid = h->fast_free ? h->uid : ANR_UID_NONE;
 	for (unsigned i = 0; i < ANR_THEAPS; i++) {
 		h->th[i].id = (uint8_t)(i + 1);
-		for (unsigned c = 0; c < ANR_NCLASSES; c++)
+		for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 			h->th[i].cur[c] = h->th[i].spare[c] = ANR_NIL;
+			h->th[i].cl[c].size = h->cls[c].size;
+		}
 	}
 	h->key_ok = pthread_key_create(&h->key, theap_exit) == 0;
 }
@@ -151,7 +153,7 @@ local_freed(const struct anrc_heap *h, const struct anrc_theap *t)
 	uint64_t bytes = 0;
 
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
-		bytes += LOAD(t->nfreed[c]) * h->cls[c].size;
+		bytes += LOAD(t->cl[c].nfreed) * h->cls[c].size;
 	return bytes;
 }
 
@@ -195,10 +197,10 @@ theap_in_use(const struct anrc_heap *h, const struct anrc_theap *t)
 	int64_t bytes = 0;
 
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
-		bytes -= (int64_t)(LOAD(t->nfreed[c]) * h->cls[c].size);
+		bytes -= (int64_t)(LOAD(t->cl[c].nfreed) * h->cls[c].size);
 	__atomic_thread_fence(__ATOMIC_ACQUIRE);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++)
-		bytes += (int64_t)(LOAD(t->nalloc[c]) * h->cls[c].size);
+		bytes += (int64_t)(LOAD(t->cl[c].nalloc) * h->cls[c].size);
 	bytes += (int64_t)LOAD(t->in_use_adj);
 	return bytes > 0 ? (size_t)bytes : 0;
 }
@@ -212,11 +214,11 @@ theap_in_use(const struct anrc_heap *h, const struct anrc_theap *t)
 static void
 drop_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
-	if (t->avail[c] != 0)
+	if (t->cl[c].avail != 0)
 		h->pm[t->cur[c]].nfree =
-			(uint16_t)(h->pm[t->cur[c]].nfree + __builtin_popcountll(t->avail[c]));
-	t->avail[c] = 0;
-	t->wbits[c] = NULL;
+			(uint16_t)(h->pm[t->cur[c]].nfree + __builtin_popcountll(t->cl[c].avail));
+	t->cl[c].avail = 0;
+	t->cl[c].wbits = NULL;
 }
 
 uint64_t
@@ -238,9 +240,9 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	bits = anrc_slab_bits(h, s);
 	w = anrc_slab_free_word(h, s);
 	v = ~bits[w];
-	t->wbits[c] = &bits[w];
-	t->woff[c] = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
-	t->avail[c] = v;
+	t->cl[c].wbits = &bits[w];
+	t->cl[c].woff = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
+	t->cl[c].avail = v;
 	h->pm[s].nfree = (uint16_t)(h->pm[s].nfree - __builtin_popcountll(v));
 	return v;
 }
@@ -417,7 +419,7 @@ anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 	/* Objects in the held word or elsewhere in the current slab: the
 	 * current slab stays (so it never stops being current with objects
 	 * left out of its nfree, which could leave it empty and uncounted). */
-	if (t->avail[c] != 0 || (t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree > 0))
+	if (t->cl[c].avail != 0 || (t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree > 0))
 		return 0;
 	if (anrc_theap_refill_unlocked(h, t, c) == 0)
 		return 0;
@@ -524,7 +526,7 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 			drop_word(h, t, pg->cls); /* nfree exact again */
 		*bits &= ~m;
 		pg->nfree++;
-		STORE(t->nfreed[pg->cls], t->nfreed[pg->cls] + 1);
+		STORE(t->cl[pg->cls].nfreed, t->cl[pg->cls].nfreed + 1);
 		if (__builtin_expect(pg->nfree == k->nobjs, 0))
 			emptied(h, t, pg->cls, s, locked);
 		return 1;
@@ -609,10 +611,10 @@ anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 	__atomic_add_fetch(&h->freed_bytes, freed_pending(h, t), __ATOMIC_RELAXED);
 	STORE(t->published, 0);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
-		h->allocs += t->nalloc[c];
-		h->frees += t->nfreed[c];
-		STORE(t->nalloc[c], 0);
-		STORE(t->nfreed[c], 0);
+		h->allocs += t->cl[c].nalloc;
+		h->frees += t->cl[c].nfreed;
+		STORE(t->cl[c].nalloc, 0);
+		STORE(t->cl[c].nfreed, 0);
 	}
 	h->allocs += t->run_allocs;
 	h->frees += t->run_frees;
@@ -648,8 +650,8 @@ anrc_theap_totals(struct anrc_heap *h, size_t *in_use, size_t *slab_bytes,
 		*in_use += theap_in_use(h, t);
 		*slab_bytes += LOAD(t->slab_bytes);
 		for (unsigned c = 0; c < ANR_NCLASSES; c++) {
-			*allocs += LOAD(t->nalloc[c]);
-			*frees += LOAD(t->nfreed[c]);
+			*allocs += LOAD(t->cl[c].nalloc);
+			*frees += LOAD(t->cl[c].nfreed);
 		}
 		*allocs += LOAD(t->run_allocs);
 		*frees += LOAD(t->run_frees);
@@ -720,7 +722,7 @@ anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs, size_t *
 		}
 		/* the held word's objects are free but left out of nfree */
 		if (n > 0) {
-			size_t held = (size_t)__builtin_popcountll(LOAD(t->avail[c]));
+			size_t held = (size_t)__builtin_popcountll(LOAD(t->cl[c].avail));
 			*live = *live > held ? *live - held : 0;
 		}
 	}

@@ -10,18 +10,23 @@
 
 #include "anrcore_internal.h"
 
-#define ANR_TH_STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+/* The owner's store of a counter other threads read with atomic loads
+ * (statistics): one aligned store, which the compiler keeps whole and
+ * addresses from the registers it already has (an __atomic_store_n here
+ * made it compute the address again). */
+#define ANR_TH_STORE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
 
 /*
  * An object of class c from t's current slab, without a call: the lowest
- * object of the word held in t->avail[c].  NULL when that word is used up
+ * object of the word held in t->cl[c].avail.  NULL when that word is used up
  * (anrc_theap_alloc loads the next one, or refills the slab), so that the
  * inlined path needs no saved register.
  */
 static inline __attribute__((always_inline)) void *
 anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
-	uint64_t a = t->avail[c], m;
+	struct anrc_tclass *k = &t->cl[c];
+	uint64_t a = k->avail, m;
 
 	if (__builtin_expect(a == 0, 0))
 		return NULL;
@@ -29,10 +34,10 @@ anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	 * (anrc_theap_load_word), and a current slab counted as empty has
 	 * no held word: nothing but the bitmap and one counter to write. */
 	m = a & -a;
-	t->avail[c] = a ^ m;
-	*t->wbits[c] |= m;
-	ANR_TH_STORE(t->nalloc[c], t->nalloc[c] + 1);
-	return h->data + t->woff[c] + (size_t)__builtin_ctzll(a) * h->cls[c].size;
+	k->avail = a ^ m;
+	*k->wbits |= m;
+	ANR_TH_STORE(k->nalloc, k->nalloc + 1);
+	return h->data + k->woff + (size_t)(unsigned)__builtin_ctzll(a) * k->size;
 }
 
 /* An object of class c from t's slabs, the current one refilled (without
@@ -40,7 +45,7 @@ anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 static inline __attribute__((always_inline)) void *
 anrc_theap_alloc(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
-	if (t->avail[c] == 0 && anrc_theap_load_word(h, t, c) == 0 &&
+	if (t->cl[c].avail == 0 && anrc_theap_load_word(h, t, c) == 0 &&
 	    (anrc_theap_refill_unlocked(h, t, c) != 0 || anrc_theap_load_word(h, t, c) == 0))
 		return NULL;
 	return anrc_theap_alloc_nocall(h, t, c);
@@ -61,6 +66,7 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	unsigned c = pg->cls;
 	const struct anrc_class *k = &h->cls[c];
 	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
+	struct anrc_tclass *tc;
 	uint64_t m, v, *bp;
 
 	if (h->owner[s] != t->id)
@@ -75,10 +81,11 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
 		return 0;
 	/* Judged: now the writes. */
-	if (t->wbits[c] == bp) {
+	tc = &t->cl[c];
+	if (tc->wbits == bp) {
 		/* In the word malloc holds: handed out again first, and
 		 * still left out of the slab's nfree. */
-		t->avail[c] |= m;
+		tc->avail |= m;
 	} else {
 		unsigned nfree = pg->nfree + 1u;
 		/* Emptied: anrc_theap_free keeps it or gives it back. */
@@ -87,7 +94,7 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 		pg->nfree = (uint16_t)nfree;
 	}
 	*bp = v & ~m;
-	ANR_TH_STORE(t->nfreed[c], t->nfreed[c] + 1);
+	ANR_TH_STORE(tc->nfreed, tc->nfreed + 1);
 	return 1;
 }
 

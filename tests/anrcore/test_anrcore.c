@@ -1554,6 +1554,44 @@ END_TEST
  * freed while its word is held is free in the bitmap (a second free is
  * reported) and is handed out again only once, and the counts stay
  * exact. */
+/*
+ * The objects of the word malloc holds are left out of their slab's nfree;
+ * a current slab must not stop being current with objects held (its
+ * nfree would then say empty while no count has it): an aligned
+ * allocation, which refills under the lock, used to add a new slab while
+ * the held word still had the freed object, and the old slab stayed in
+ * the ring empty, past the trim.
+ */
+START_TEST(held_word_kept_through_locked_refill)
+{
+	struct anrc_heap *h = heap_plain();
+	const size_t size = 16384; /* one object per slab */
+	unsigned c = anrc_size_class(size);
+	struct anrc_theap *t;
+	struct anrc_stats st;
+	void *a, *b;
+
+	a = anrc_alloc(h, size, 0);
+	ck_assert_ptr_nonnull(a);
+	anrc_free(h, a); /* back into the held word */
+	t = anrc_theap_peek(h);
+	ck_assert_ptr_nonnull(t);
+	ck_assert_uint_eq(__builtin_popcountll(t->cl[c].avail), 1);
+	ck_assert_uint_eq(h->pm[t->cur[c]].nfree, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	b = anrc_alloc_aligned(h, 4096, size, 0);
+	ck_assert_ptr_eq(b, a); /* the held object, no new slab */
+	ck_assert_uint_eq(t->nslabs[c], 1);
+	anrc_free(h, b);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_trim(h, 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.slab_free, 0);
+	ck_assert_uint_eq(t->nslabs[c], 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 START_TEST(held_word_frees)
 {
 	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
@@ -2815,6 +2853,7 @@ anrcore_suite(void)
 	ADD(theap_remote_frees);
 	ADD(slab_lines_not_shared);
 	ADD(held_word_frees);
+	ADD(held_word_kept_through_locked_refill);
 	ADD(theap_steps_bounded);
 	ADD(theap_exit_adopted);
 	ADD(release_free_all_threads);
