@@ -322,6 +322,10 @@ struct anrc_heap {
 	/* Bytes of live blocks owned by a thread for its run cache (atomic;
 	 * not in in_use: their owners free them without the lock). */
 	size_t run_in_use;
+	/* Theaps ever claimed are th[0 .. th_used - 1] (atomic; claims take
+	 * the lowest free one): what looks at every theap stops there, so
+	 * that the pages of theaps no thread used are never touched. */
+	unsigned th_used;
 	struct anrc_theap th[ANR_THEAPS];
 };
 
@@ -488,6 +492,8 @@ struct anrc_tl {
 };
 extern __thread struct anrc_tl anrc_tl __attribute__((tls_model("initial-exec")));
 void anrc_theap_init(struct anrc_heap *h);
+/* th[0 .. anrc_theaps_used(h) - 1] are the theaps ever claimed. */
+unsigned anrc_theaps_used(const struct anrc_heap *h);
 void anrc_theap_fini(struct anrc_heap *h);
 /* The calling thread's theap, claimed on first use; NULL if none. */
 struct anrc_theap *anrc_theap_lookup(struct anrc_heap *h);

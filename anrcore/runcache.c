@@ -314,7 +314,7 @@ anrc_runs_flush_all_locked(struct anrc_heap *h)
 {
 	size_t given = 0;
 
-	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++) {
 		struct anrc_theap *t = &h->th[i];
 		if (LOAD(t->rc.n) != 0)
 			given += anrc_runs_flush_locked(h, t);
@@ -327,7 +327,7 @@ anrc_runs_kept_bytes(const struct anrc_heap *h)
 {
 	size_t pages = 0;
 
-	for (unsigned i = 0; i < ANR_THEAPS; i++)
+	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++)
 		pages += LOAD(h->th[i].rc.pages);
 	return pages << h->page_shift;
 }

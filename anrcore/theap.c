@@ -77,19 +77,39 @@ theap_exit(void *v)
 	__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
 }
 
+/* Set up theap t of h, claimed for the first time (left as it is when a
+ * thread's exit gives it back, for the next thread). */
+static void
+first_claim(struct anrc_heap *h, struct anrc_theap *t)
+{
+	unsigned used = __atomic_load_n(&h->th_used, __ATOMIC_RELAXED);
+
+	t->id = (uint8_t)(t - h->th + 1);
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		t->cur[c] = t->spare[c] = ANR_NIL;
+		t->cl[c].size = h->cls[c].size;
+	}
+	/* set up, then counted in */
+	while (used < t->id &&
+	       !__atomic_compare_exchange_n(&h->th_used, &used, t->id, 0, __ATOMIC_RELEASE,
+					    __ATOMIC_RELAXED))
+		;
+}
+
+unsigned
+anrc_theaps_used(const struct anrc_heap *h)
+{
+	return __atomic_load_n(&h->th_used, __ATOMIC_ACQUIRE);
+}
+
 void
 anrc_theap_init(struct anrc_heap *h)
 {
 	h->uid = __atomic_add_fetch(&next_uid, 1, __ATOMIC_RELAXED);
 	h->alloc_uid = h->vg ? ANR_UID_NONE : h->uid;
 	h->free_uid = h->fast_free ? h->uid : ANR_UID_NONE;
-	for (unsigned i = 0; i < ANR_THEAPS; i++) {
-		h->th[i].id = (uint8_t)(i + 1);
-		for (unsigned c = 0; c < ANR_NCLASSES; c++) {
-			h->th[i].cur[c] = h->th[i].spare[c] = ANR_NIL;
-			h->th[i].cl[c].size = h->cls[c].size;
-		}
-	}
+	/* The theaps are set up when first claimed (first_claim): a heap
+	 * whose process has few threads keeps few of their pages resident. */
 	h->key_ok = pthread_key_create(&h->key, theap_exit) == 0;
 }
 
@@ -130,6 +150,8 @@ anrc_theap_lookup(struct anrc_heap *h)
 		}
 		if (t == NULL)
 			return NULL;
+		if (t->id == 0)
+			first_claim(h, t);
 		STORE(t->publish_left, ANR_FREED_PUBLISH);
 		anrc_tl.busy = 1;
 		if (pthread_setspecific(h->key, t) != 0) {
@@ -643,7 +665,7 @@ anrc_theap_totals(struct anrc_heap *h, size_t *in_use, size_t *slab_bytes,
 
 	*in_use = *slab_bytes = 0;
 	*allocs = *frees = 0;
-	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++) {
 		struct anrc_theap *t = &h->th[i];
 		if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == 0)
 			continue; /* never used, or abandoned: its counts are h's */
@@ -679,7 +701,7 @@ anrc_theap_fork_child(struct anrc_heap *h)
 {
 	struct anrc_theap *mine = anrc_tl.uid == h->uid ? anrc_tl.t : NULL;
 
-	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++) {
 		struct anrc_theap *t = &h->th[i];
 		if (t == mine || __atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == 0)
 			continue;
@@ -694,7 +716,7 @@ anrc_theap_flush_locked(struct anrc_heap *h)
 	struct anrc_theap *mine = anrc_theap_peek(h);
 	size_t given = 0;
 
-	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++) {
 		struct anrc_theap *t = &h->th[i];
 		if (t == mine)
 			given += flush_spares(h, t);
@@ -710,7 +732,7 @@ anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs, size_t *
 	const struct anrc_class *k = &h->cls[c];
 
 	*slabs = *live = 0;
-	for (unsigned i = 0; i < ANR_THEAPS; i++) {
+	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++) {
 		struct anrc_theap *t = &h->th[i];
 		uint32_t n = LOAD(t->nslabs[c]), s = LOAD(t->cur[c]);
 		*slabs += n;

@@ -1576,8 +1576,12 @@ START_TEST(held_word_kept_through_locked_refill)
 	anrc_free(h, a); /* back into the held word */
 	t = anrc_theap_peek(h);
 	ck_assert_ptr_nonnull(t);
-	ck_assert_uint_eq(__builtin_popcountll(t->cl[c].avail), 1);
-	ck_assert_uint_eq(h->pm[t->cur[c]].nfree, 0);
+	if (!UNDER_VALGRIND()) {
+		/* (under valgrind every free takes the full path, which
+		 * drops the held word) */
+		ck_assert_uint_eq(__builtin_popcountll(t->cl[c].avail), 1);
+		ck_assert_uint_eq(h->pm[t->cur[c]].nfree, 0);
+	}
 	ck_assert_int_eq(anrc_check(h), 0);
 	b = anrc_alloc_aligned(h, 4096, size, 0);
 	ck_assert_ptr_eq(b, a); /* the held object, no new slab */
