@@ -416,7 +416,10 @@ anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c
 		n = h->pm[n].next;
 		if (n == s)
 			break;
-		collect(h, t, n);
+		/* A slab with free objects is taken as it is; its remote
+		 * frees are folded in when it is full. */
+		if (h->pm[n].nfree == 0)
+			collect(h, t, n);
 		if (h->pm[n].nfree > 0) {
 			set_cur(h, t, c, n);
 			return 0;
