@@ -216,13 +216,12 @@ struct anrc_heap {
 	unsigned page_shift;
 	uint32_t npages;       /* data pages */
 	struct anrc_page *pm;   /* page map */
-	/* Slab bitmaps, bmw words per data page (a slab uses those of its
-	 * pages from its first), in groups of ANR_BITS_GROUP pages that fill
-	 * one metadata page: the allocation bitmaps of the group, then its
-	 * remote-free bitmaps (see anrc_slab_word). */
+	/* Slab bitmaps, 2 x bmw words per data page (a slab uses those of
+	 * its pages from its first: its allocation bitmap, then its
+	 * remote-free bitmap of objects freed by other threads, atomic), in
+	 * groups of ANR_BITS_GROUP pages that fill one metadata page (see
+	 * anrc_slab_word). */
 	uint64_t *slabbits;
-	uint64_t *rfree;       /* = slabbits + ANR_BITS_GROUP * bmw: objects
-				* freed by other threads (atomic) */
 	uint8_t *owner;        /* per page (slab heads): owning theap id, 0 shared */
 	unsigned bmw;
 	uint64_t *resident;    /* page may be resident */
@@ -594,22 +593,23 @@ void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void 
 void anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st); /* locked */
 
 /*
- * Where slab s's bitmaps start: the word of its allocation bitmap in
- * slabbits, and of its remote-free bitmap in rfree.  The ANR_BITS_GROUP
- * pages of a group keep both kinds in one metadata page (64 x 2 x bmw
- * words, bmw = page / 1024), so a live slab keeps one page of bitmaps
- * resident, and a free run gives back those of the groups it covers
- * whole.  A slab's words stay inside its group: a slab that uses the
- * words of more than its first page spans page groups and never crosses
- * a multiple of its power-of-two size (anrc_pages_get_slab), and larger
- * classes need no more than bmw words.
+ * Where slab s's bitmaps are: its allocation bitmap (the class's words
+ * words) and right after it its remote-free bitmap, in the 2 x bmw words
+ * per page of its pages from its first (bmw = page / 1024), so that the
+ * two words a free checks share a cache line for every class of 64 bytes
+ * or more (and sit on adjacent lines below that).  The ANR_BITS_GROUP
+ * pages of a group keep theirs in one metadata page, so a live slab keeps
+ * one page of bitmaps resident, and a free run gives back those of the
+ * groups it covers whole.  A slab's words stay inside its group: a slab
+ * of a grouped class never crosses a group (anrc_pages_get_slab), and
+ * larger classes need no more than bmw words each.
  */
 #define ANR_BITS_GROUP 64
 _Static_assert(ANR_SLAB_SPAN_MAX <= ANR_BITS_GROUP, "a slab fits in one group of bitmaps");
 static inline size_t
 anrc_slab_word(const struct anrc_heap *h, uint32_t s)
 {
-	return ((size_t)s + ((size_t)s & ~(size_t)(ANR_BITS_GROUP - 1))) * h->bmw;
+	return (size_t)s * 2 * h->bmw;
 }
 
 static inline uint64_t *
@@ -618,10 +618,17 @@ anrc_slab_bits(const struct anrc_heap *h, uint32_t s)
 	return h->slabbits + anrc_slab_word(h, s);
 }
 
+/* The remote-free bitmap of slab s of class k. */
+static inline uint64_t *
+anrc_slab_rfree_k(const struct anrc_heap *h, uint32_t s, const struct anrc_class *k)
+{
+	return anrc_slab_bits(h, s) + k->words;
+}
+
 static inline uint64_t *
 anrc_slab_rfree(const struct anrc_heap *h, uint32_t s)
 {
-	return h->rfree + anrc_slab_word(h, s);
+	return anrc_slab_rfree_k(h, s, &h->cls[h->pm[s].cls]);
 }
 
 /* Object idx of slab s is live: allocated and not freed by another
@@ -629,10 +636,9 @@ anrc_slab_rfree(const struct anrc_heap *h, uint32_t s)
 static inline int
 anrc_slab_live(const struct anrc_heap *h, uint32_t s, size_t idx)
 {
-	size_t w = anrc_slab_word(h, s) + (idx >> 6);
 	uint64_t m = UINT64_C(1) << (idx & 63);
-	return (h->slabbits[w] & m) != 0 &&
-	       (__atomic_load_n(&h->rfree[w], __ATOMIC_RELAXED) & m) == 0;
+	return (anrc_slab_bits(h, s)[idx >> 6] & m) != 0 &&
+	       (__atomic_load_n(&anrc_slab_rfree(h, s)[idx >> 6], __ATOMIC_RELAXED) & m) == 0;
 }
 
 static inline char *

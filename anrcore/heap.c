@@ -247,7 +247,6 @@ anrc_create(const struct anrc_config *cfg)
 	h->npages = (uint32_t)npages;
 	h->pm = (struct anrc_page *)((char *)base + l.pm);
 	h->slabbits = (uint64_t *)((char *)base + l.slabbits);
-	h->rfree = h->slabbits + (size_t)ANR_BITS_GROUP * bmw;
 	h->owner = (uint8_t *)base + l.owner;
 	h->bmw = bmw;
 	h->resident = (uint64_t *)((char *)base + l.resident);

@@ -12,7 +12,8 @@
  *   free (owner):    check the bit is set (and the remote bit clear), clear
  *                    it.  No lock, no atomic operation.
  *   free (other):    check the bit is set, then one atomic fetch_or into
- *                    the slab's remote-free bitmap (h->rfree, out of band);
+ *                    the slab's remote-free bitmap (out of band, beside its
+ *                    allocation bitmap);
  *                    a bit already set there is a double free.  The owner
  *                    folds those bits into its bitmap when its current slab
  *                    runs out (collect()).

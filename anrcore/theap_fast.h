@@ -78,7 +78,9 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	m = UINT64_C(1) << (idx & 63);
 	bp = &h->slabbits[w];
 	v = *bp;
-	if (__builtin_expect((v & m) == 0 || (h->rfree[w] & m) != 0, 0))
+	/* the remote-free word is k->words words on, on the same line or
+	 * the next */
+	if (__builtin_expect((v & m) == 0 || (bp[k->words] & m) != 0, 0))
 		return 0;
 	/* Judged: now the writes. */
 	tc = &t->cl[c];
