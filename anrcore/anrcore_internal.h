@@ -188,6 +188,7 @@ struct anrc_theap {
 	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages
 					  * (it has no held word then) */
 	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
+	uint32_t pair;           /* the group beside the last new slab's (pages.c) */
 	struct anrc_tclass cl[ANR_NCLASSES]; /* what the fast paths use */
 	uint64_t run_allocs, run_frees; /* runcache.c: blocks of kept runs */
 	size_t in_use_adj;
@@ -352,7 +353,8 @@ anrc_steps(uint64_t n)
  * with at most one 2 x ANR_BM_LEVELS-word search), one trim round of
  * ANR_TRIM_BATCH runs (three searches, the run's extension by words, one
  * madvise of the run, and ANR_META_ADVISE_MAX of its metadata and as many
- * of its free span's each) over at most ANR_TRIM_SLICE_PAGES pages, one search of the call itself, and the
+ * of its free span's each) over at most ANR_TRIM_SLICE_PAGES pages, one search of the call itself
+ * and one for a thread's new slab (anrc_pages_get_slab's pair), and the
  * slab bitmap words of a thread's allocation (ANR_THEAP_STEPS_MAX).  A call that frees a block of n pages may
  * give those n pages back too: n / 64 more words. */
 #define ANR_BM_STEPS_MAX (2 * ANR_BM_LEVELS)
@@ -369,7 +371,7 @@ anrc_steps(uint64_t n)
 #define ANR_CALL_STEPS_MAX (ANR_DRAIN_MAX * (1 + ANR_BM_STEPS_MAX) + \
 	ANR_TRIM_BATCH * (3 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 1 + \
 			  2 * ANR_META_ADVISE_MAX) + \
-	ANR_BM_STEPS_MAX + ANR_THEAP_STEPS_MAX)
+	2 * ANR_BM_STEPS_MAX + ANR_THEAP_STEPS_MAX)
 
 /* bitmap.c */
 static inline int
@@ -409,10 +411,17 @@ void anrc_bm2_sync(struct anrc_bm2 *b, size_t first_word, size_t last_word);
  * reason (the number of pages missing). */
 uint32_t anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 		       size_t *short_pages);
-/* The same for a slab: n pages from a page index that is a multiple of
+/*
+ * The same for a slab: n pages from a page index that is a multiple of
  * ANR_SLAB_GROUP and of the power of two at or above n (so that a slab
- * never crosses a group of ANR_BITS_GROUP pages). */
-uint32_t anrc_pages_get_slab(struct anrc_heap *h, size_t n, size_t *short_pages);
+ * never crosses a group of ANR_BITS_GROUP pages).  For a thread's slab of
+ * one group (pair not NULL): the group *pair (beside the thread's last
+ * one) if it lies free, else an even group, and *pair becomes the odd one
+ * beside it: the page map lines of two neighbouring groups, which the CPU
+ * fetches together, then mostly belong to one thread.
+ */
+uint32_t anrc_pages_get_slab(struct anrc_heap *h, size_t n, uint32_t *pair,
+			     size_t *short_pages);
 /* Extend the live span s of n pages by extra pages in place if the next
  * span is free and the budget allows; 0 on success. */
 int anrc_pages_grow(struct anrc_heap *h, uint32_t s, size_t n, size_t extra,
@@ -440,6 +449,9 @@ uint32_t anrc_span_take(struct anrc_heap *h, size_t n);
 void anrc_span_release(struct anrc_heap *h, uint32_t s, size_t n);
 int anrc_span_extend(struct anrc_heap *h, uint32_t s, size_t n, size_t extra);
 void anrc_span_carve(struct anrc_heap *h, uint32_t s, size_t n);
+/* Take pages [s, s+n) if they lie inside one free span (one search);
+ * -1 if not. */
+int anrc_span_take_at(struct anrc_heap *h, uint32_t s, size_t n);
 void anrc_span_mapping(size_t n, unsigned *fl, unsigned *sl);
 int anrc_span_check(struct anrc_heap *h, size_t *nfree_spans, size_t *free_pages);
 
@@ -474,7 +486,8 @@ void anrc_slab_flush(struct anrc_heap *h);
 void anrc_partial_push(struct anrc_heap *h, unsigned c, uint32_t s);
 void anrc_partial_del(struct anrc_heap *h, unsigned c, uint32_t s);
 /* A new slab of class c for a theap (not on the partial list). */
-uint32_t anrc_slab_new_owned(struct anrc_heap *h, unsigned c, size_t *short_pages);
+uint32_t anrc_slab_new_owned(struct anrc_heap *h, unsigned c, uint32_t *pair,
+			     size_t *short_pages);
 /* Give an empty slab that is on no list back to the span allocator. */
 void anrc_slab_release_unlisted(struct anrc_heap *h, uint32_t s);
 /* Objects of shared slab s freed by other threads: free them (locked). */

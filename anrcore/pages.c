@@ -147,13 +147,31 @@ anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 }
 
 uint32_t
-anrc_pages_get_slab(struct anrc_heap *h, size_t n, size_t *short_pages)
+anrc_pages_get_slab(struct anrc_heap *h, size_t n, uint32_t *pair, size_t *short_pages)
 {
 	size_t align = ANR_SLAB_GROUP;
+	uint32_t s;
 
 	while (align < n)
 		align <<= 1;
-	return pages_get(h, n, align, 1, short_pages);
+	if (pair == NULL || n != ANR_SLAB_GROUP)
+		return pages_get(h, n, align, 1, short_pages);
+	s = *pair;
+	*pair = ANR_NIL;
+	if (s != ANR_NIL && anrc_span_take_at(h, s, n) == 0) {
+		/* the group beside the thread's last one */
+		*short_pages = charge(h, s, n);
+		if (*short_pages != 0) {
+			anrc_span_release(h, s, n);
+			return ANR_NIL;
+		}
+		return s;
+	}
+	/* An even group: the odd one beside it is the thread's next. */
+	s = pages_get(h, n, 2 * align, 1, short_pages);
+	if (s != ANR_NIL)
+		*pair = s + (uint32_t)n;
+	return s;
 }
 
 int

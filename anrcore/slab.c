@@ -136,11 +136,12 @@ anrc_partial_del(struct anrc_heap *h, unsigned c, uint32_t s)
 
 /* Take and lay out the pages of a new slab of class c (no list, no counts). */
 static uint32_t
-slab_build(struct anrc_heap *h, unsigned c, size_t *short_pages)
+slab_build(struct anrc_heap *h, unsigned c, uint32_t *pair, size_t *short_pages)
 {
 	const struct anrc_class *k = &h->cls[c];
-	uint32_t s = k->size <= ANR_SLAB_GROUPED_MAX ? anrc_pages_get_slab(h, k->npages, short_pages)
-						     : anrc_pages_get(h, k->npages, 1, short_pages);
+	uint32_t s = k->size <= ANR_SLAB_GROUPED_MAX
+			     ? anrc_pages_get_slab(h, k->npages, pair, short_pages)
+			     : anrc_pages_get(h, k->npages, 1, short_pages);
 	uint64_t *bits;
 	size_t words = k->words;
 
@@ -166,7 +167,7 @@ static uint32_t
 slab_new(struct anrc_heap *h, unsigned c, size_t *short_pages)
 {
 	const struct anrc_class *k = &h->cls[c];
-	uint32_t s = slab_build(h, c, short_pages);
+	uint32_t s = slab_build(h, c, NULL, short_pages);
 
 	if (s == ANR_NIL)
 		return ANR_NIL;
@@ -177,9 +178,9 @@ slab_new(struct anrc_heap *h, unsigned c, size_t *short_pages)
 }
 
 uint32_t
-anrc_slab_new_owned(struct anrc_heap *h, unsigned c, size_t *short_pages)
+anrc_slab_new_owned(struct anrc_heap *h, unsigned c, uint32_t *pair, size_t *short_pages)
 {
-	return slab_build(h, c, short_pages);
+	return slab_build(h, c, pair, short_pages);
 }
 
 void *

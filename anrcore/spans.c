@@ -179,11 +179,9 @@ anrc_span_release(struct anrc_heap *h, uint32_t s, size_t n)
 	list_add(h, start, len);
 }
 
-/* Take pages [s, s+n), which lie inside one free span, out of it. */
-void
-anrc_span_carve(struct anrc_heap *h, uint32_t s, size_t n)
+static void
+carve(struct anrc_heap *h, uint32_t f, uint32_t s, size_t n)
 {
-	uint32_t f = (uint32_t)anrc_bm2_prev(&h->fheads, s);
 	uint32_t len = h->pm[f].npages;
 
 	list_del(h, f);
@@ -191,6 +189,28 @@ anrc_span_carve(struct anrc_heap *h, uint32_t s, size_t n)
 		list_add(h, f, s - f);
 	if ((size_t)s + n < (size_t)f + len)
 		list_add(h, (uint32_t)(s + n), (uint32_t)(f + len - s - n));
+}
+
+/* Take pages [s, s+n), which lie inside one free span, out of it. */
+void
+anrc_span_carve(struct anrc_heap *h, uint32_t s, size_t n)
+{
+	carve(h, (uint32_t)anrc_bm2_prev(&h->fheads, s), s, n);
+}
+
+int
+anrc_span_take_at(struct anrc_heap *h, uint32_t s, size_t n)
+{
+	size_t f;
+
+	if ((size_t)s + n > h->npages)
+		return -1;
+	f = anrc_bm2_prev(&h->fheads, s);
+	if (f == SIZE_MAX || h->pm[f].kind != ANR_PG_FREE ||
+	    f + h->pm[f].npages < (size_t)s + n)
+		return -1;
+	carve(h, (uint32_t)f, s, n);
+	return 0;
 }
 
 int

@@ -86,6 +86,7 @@ first_claim(struct anrc_heap *h, struct anrc_theap *t)
 	unsigned used = __atomic_load_n(&h->th_used, __ATOMIC_RELAXED);
 
 	t->id = (uint8_t)(t - h->th + 1);
+	t->pair = ANR_NIL;
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		t->cur[c] = t->spare[c] = ANR_NIL;
 		t->cl[c].size = h->cls[c].size;
@@ -465,7 +466,7 @@ anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 		STORE(t->in_use_adj, t->in_use_adj + live * k->size);
 		__atomic_store_n(&h->owner[s], t->id, __ATOMIC_SEQ_CST);
 	} else {
-		s = anrc_slab_new_owned(h, c, short_pages);
+		s = anrc_slab_new_owned(h, c, &t->pair, short_pages);
 		if (s == ANR_NIL)
 			return -1;
 		__atomic_store_n(&h->owner[s], t->id, __ATOMIC_RELEASE);

@@ -1771,6 +1771,76 @@ START_TEST(slab_lines_not_shared)
 }
 END_TEST
 
+/*
+ * Two threads that take new slabs of a small class in turn: the two
+ * four-page groups of each aligned pair (whose page map lines the CPU
+ * fetches together) go to one thread.  First-fit handed them out
+ * alternately, one group to each thread.
+ */
+enum { PAIR_ROUNDS = 6, PAIR_SIZE = 512 };
+
+struct pair_turns {
+	struct anrc_heap *h;
+	pthread_barrier_t bar;
+	void *p[2][PAIR_ROUNDS];
+};
+
+static void
+pair_take(struct pair_turns *pt, int me)
+{
+	const struct anrc_class *k = &pt->h->cls[anrc_size_class(PAIR_SIZE)];
+
+	for (int r = 0; r < PAIR_ROUNDS; r++) {
+		for (int turn = 0; turn < 2; turn++) {
+			/* a whole slab's objects: the first one takes a new slab */
+			if (turn == me)
+				for (unsigned i = 0; i < k->nobjs; i++) {
+					void *q = anrc_alloc(pt->h, PAIR_SIZE, 0);
+					ck_assert_ptr_nonnull(q);
+					if (i == 0)
+						pt->p[me][r] = q;
+				}
+			pthread_barrier_wait(&pt->bar);
+		}
+	}
+}
+
+static void *
+pair_fn(void *arg)
+{
+	pair_take(arg, 1);
+	return NULL;
+}
+
+START_TEST(slab_pairs_per_thread)
+{
+	static struct pair_turns pt;
+	const struct anrc_class *k;
+	pthread_t t;
+	int shared = 0;
+
+	pt.h = heap_plain();
+	k = &pt.h->cls[anrc_size_class(PAIR_SIZE)];
+	ck_assert_uint_eq(k->npages, ANR_SLAB_GROUP);
+	pthread_barrier_init(&pt.bar, NULL, 2);
+	ck_assert_int_eq(pthread_create(&t, NULL, pair_fn, &pt), 0);
+	pair_take(&pt, 0);
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&pt.bar);
+	for (int me = 0; me < 2; me++)
+		for (int r = 0; r < PAIR_ROUNDS; r++) {
+			size_t i = (size_t)((char *)pt.p[me][r] - pt.h->data) >> pt.h->page_shift;
+			uint32_t s = anrc_slab_head(pt.h, i), b = s ^ ANR_SLAB_GROUP;
+			ck_assert_uint_eq(s % ANR_SLAB_GROUP, 0);
+			if (pt.h->pm[b].kind == ANR_PG_SLAB && pt.h->owner[b] != pt.h->owner[s])
+				shared++;
+		}
+	ck_assert_msg(shared == 0, "%d slabs share their pair of groups with the other thread",
+		      shared);
+	anrc_destroy(pt.h);
+}
+END_TEST
+
 /* The slabs of a thread that exits become shared; the next thread adopts
  * them instead of taking new pages. */
 START_TEST(theap_exit_adopted)
@@ -2862,6 +2932,7 @@ anrcore_suite(void)
 	ADD(slab_lines_not_shared);
 	ADD(held_word_frees);
 	ADD(held_word_kept_through_locked_refill);
+	ADD(slab_pairs_per_thread);
 	ADD(theap_steps_bounded);
 	ADD(theap_exit_adopted);
 	ADD(release_free_all_threads);
