@@ -374,8 +374,7 @@ locate(struct anrc_heap *h, const void *p, struct loc *l)
 		size_t o = (size_t)(cp - anrc_page_addr(h, s)), idx = anrc_slab_index(k, o);
 		if (idx * k->size != o || idx >= k->nobjs)
 			return "pointer inside a block";
-		if (!anrc_bit(anrc_slab_bits(h, s), idx) ||
-		    anrc_bit(anrc_slab_rfree(h, s), idx))
+		if (!anrc_slab_live(h, s, idx))
 			return "double free (object not allocated)";
 		l->s = s;
 		l->idx = idx;

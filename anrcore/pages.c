@@ -97,6 +97,20 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 	return 0;
 }
 
+/* Charge pages [s, s+n), just taken from the free spans; if the budget
+ * is short, put them back and return ANR_NIL (*short_pages says by how
+ * much). */
+static uint32_t
+charge_or_put_back(struct anrc_heap *h, uint32_t s, size_t n, size_t *short_pages)
+{
+	*short_pages = charge(h, s, n);
+	if (*short_pages != 0) {
+		anrc_span_release(h, s, n);
+		return ANR_NIL;
+	}
+	return s;
+}
+
 /* Pages aligned by address (by_index 0) or by page index (1). */
 static uint32_t
 pages_get(struct anrc_heap *h, size_t n, size_t align_pages, int by_index,
@@ -131,12 +145,7 @@ pages_get(struct anrc_heap *h, size_t n, size_t align_pages, int by_index,
 			anrc_span_release(h, s, lead);
 		s += (uint32_t)lead;
 	}
-	*short_pages = charge(h, s, n);
-	if (*short_pages != 0) {
-		anrc_span_release(h, s, n);
-		return ANR_NIL;
-	}
-	return s;
+	return charge_or_put_back(h, s, n, short_pages);
 }
 
 uint32_t
@@ -158,15 +167,8 @@ anrc_pages_get_slab(struct anrc_heap *h, size_t n, uint32_t *pair, size_t *short
 		return pages_get(h, n, align, 1, short_pages);
 	s = *pair;
 	*pair = ANR_NIL;
-	if (s != ANR_NIL && anrc_span_take_at(h, s, n) == 0) {
-		/* the group beside the thread's last one */
-		*short_pages = charge(h, s, n);
-		if (*short_pages != 0) {
-			anrc_span_release(h, s, n);
-			return ANR_NIL;
-		}
-		return s;
-	}
+	if (s != ANR_NIL && anrc_span_take_at(h, s, n) == 0)
+		return charge_or_put_back(h, s, n, short_pages); /* beside the last one */
 	/* An even group: the odd one beside it is the thread's next. */
 	s = pages_get(h, n, 2 * align, 1, short_pages);
 	if (s != ANR_NIL)

@@ -181,13 +181,19 @@ local_freed(const struct anrc_heap *h, const struct anrc_theap *t)
 	return bytes;
 }
 
-/* Freed bytes of t not yet published: local frees since the last
- * publication, and the bytes noted by anrc_theap_note_freed. */
+/* Freed bytes of t not yet published, local being local_freed(h, t):
+ * local frees since the last publication, and the bytes noted by
+ * anrc_theap_note_freed. */
+static uint64_t
+pending_of(const struct anrc_theap *t, uint64_t local)
+{
+	return local - LOAD(t->published) + (uint64_t)(ANR_FREED_PUBLISH - LOAD(t->publish_left));
+}
+
 static uint64_t
 freed_pending(const struct anrc_heap *h, const struct anrc_theap *t)
 {
-	return local_freed(h, t) - LOAD(t->published) +
-	       (uint64_t)(ANR_FREED_PUBLISH - LOAD(t->publish_left));
+	return pending_of(t, local_freed(h, t));
 }
 
 void
@@ -195,9 +201,7 @@ anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t)
 {
 	uint64_t local = local_freed(h, t);
 
-	__atomic_add_fetch(&h->freed_bytes,
-			   local - t->published + (uint64_t)(ANR_FREED_PUBLISH - t->publish_left),
-			   __ATOMIC_RELAXED);
+	__atomic_add_fetch(&h->freed_bytes, pending_of(t, local), __ATOMIC_RELAXED);
 	STORE(t->published, local);
 	STORE(t->publish_left, ANR_FREED_PUBLISH);
 }

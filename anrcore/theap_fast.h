@@ -78,8 +78,9 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	m = UINT64_C(1) << (idx & 63);
 	bp = &h->slabbits[w];
 	v = *bp;
-	/* the remote-free word is k->words words on, on the same line or
-	 * the next */
+	/* the remote-free word, anrc_slab_rfree_k's, k->words words on
+	 * (written from bp: through that call the compiler computes the
+	 * slab's word again, five instructions a free) */
 	if (__builtin_expect((v & m) == 0 || (bp[k->words] & m) != 0, 0))
 		return 0;
 	/* Judged: now the writes. */
