@@ -169,11 +169,12 @@ heap_lock_init(struct anrc_heap *h)
 	pthread_mutexattr_t a;
 	int rc;
 
-	if (!h->lock_pi)
-		return pthread_mutex_init(&h->lock, NULL);
 	if (pthread_mutexattr_init(&a) != 0)
 		return -1;
-	rc = pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
+	if (!h->lock_pi)
+		rc = pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+	else
+		rc = pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
 	if (rc == 0)
 		rc = pthread_mutex_init(&h->lock, &a);
 	pthread_mutexattr_destroy(&a);

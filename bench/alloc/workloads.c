@@ -11,6 +11,10 @@
  *   larson       two threads replace random slots of one shared array of
  *                8192 objects of 16..4096 bytes; the object taken out
  *                (often allocated by the other thread) is freed
+ *   medium-mt    two threads, each with 1024 live blocks of 4 bytes..64 KiB
+ *                (as many of each power of two), each operation replaces
+ *                a random one: the thread-local churn of every size up to
+ *                64 KiB, beyond the small objects of churn-mt
  *   large        one thread: 8 live blocks of 256 KiB..8 MiB, one byte
  *                written per page of each new block
  *   realloc      strings grown by doubling (16 B -> 1 MiB) and by steps of
@@ -78,6 +82,30 @@ churn_thread(void *v)
 		sum += (unsigned char)obj[k][0];
 		free(obj[k]);
 		obj[k] = xmalloc(16 + (r >> 20) % 497);
+	}
+	for (int i = 0; i < LIVE; i++)
+		free(obj[i]);
+	a->sum = sum;
+	return NULL;
+}
+
+/* medium-mt: sizes 4 B .. 64 KiB, log-uniform */
+static void *
+medium_thread(void *v)
+{
+	struct churn_arg *a = v;
+	enum { LIVE = 1024 };
+	static __thread char *obj[LIVE];
+	uint64_t x = a->seed, sum = 0;
+
+	for (long i = 0; i < a->ops + LIVE; i++) {
+		uint64_t r = rnd(&x);
+		unsigned k = (unsigned)(r % LIVE), b = 2 + (unsigned)((r >> 20) % 14);
+		size_t n = ((size_t)1 << b) + (size_t)((r >> 32) & (((size_t)1 << b) - 1));
+		if (obj[k] != NULL)
+			sum += (unsigned char)obj[k][0];
+		free(obj[k]);
+		obj[k] = xmalloc(n);
 	}
 	for (int i = 0; i < LIVE; i++)
 		free(obj[i]);
@@ -261,6 +289,10 @@ main(int argc, char **argv)
 		ops = 2500000 * scale;
 		sum = run_threads(churn_thread, 2, ops);
 		ops *= 2;
+	} else if (strcmp(w, "medium-mt") == 0) {
+		ops = 2000000 * scale;
+		sum = run_threads(medium_thread, 2, ops);
+		ops *= 2;
 	} else if (strcmp(w, "prodcons") == 0) {
 		pthread_t t[2];
 		struct churn_arg a = { 1000000 * scale, 99991, 0 };
@@ -284,7 +316,7 @@ main(int argc, char **argv)
 		ops = 40 * scale;
 		sum = grow(ops);
 	} else {
-		fprintf(stderr, "usage: workloads churn|churn-mt|prodcons|larson|large|realloc [SCALE]\n");
+		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|large|realloc [SCALE]\n");
 		return 2;
 	}
 	printf("%s ops %ld check %llu\n", w, ops, (unsigned long long)sum);
