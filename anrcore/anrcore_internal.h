@@ -63,9 +63,12 @@ struct anrc_page {
 /* A trim with grown marks keeps this much (or the low mark set) at most. */
 #define ANR_KEEP_GROWN_MAX ((size_t)1 << 20)
 
-/* Size classes: see slab.c for the mapping. */
-#define ANR_SLAB_MAX ((size_t)16384)
-#define ANR_NCLASSES 36
+/* Size classes: see slab.c for the mapping.  Larger requests are page
+ * runs (a thread keeps its own up to ANR_RUN_CACHE_MAX, runcache.c): a
+ * class of a few objects per slab built and tore down a slab under the
+ * lock on most calls, and kept whole slabs resident for one object. */
+#define ANR_SLAB_MAX ((size_t)4096)
+#define ANR_NCLASSES 28
 #define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
 /*
  * Slabs of classes up to ANR_SLAB_GROUPED_MAX bytes span a multiple of

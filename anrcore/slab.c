@@ -6,7 +6,7 @@
  *
  *   classes 0..7:    16, 32, ..., 128          (steps of 16 bytes)
  *   classes 8 and up: four per power of two:   160, 192, 224, 256,
- *                    320, 384, 448, 512, ..., 10240, 12288, 14336, 16384
+ *                    320, 384, 448, 512, ..., 2560, 3072, 3584, 4096
  *
  * i.e. above 128 bytes the range (2^b, 2^(b+1)] is cut into four equal
  * steps of 2^(b-2), so the space lost to rounding is below 25 % (12.5 % on
