@@ -151,6 +151,11 @@ struct anrc_runcache {
 	int flush_wanted;        /* atomic: give the runs back at the next use */
 	unsigned n;              /* runs kept, oldest first */
 	size_t pages;            /* their pages */
+	/* Bytes of live blocks of kept runs, counted by the owner (the
+	 * heap's run_in_use has what other threads' frees changed); the
+	 * count stays with the theap when its thread exits, as do the
+	 * blocks, which the theap's next owner may free. */
+	size_t in_use;
 	uint32_t s[ANR_RUN_CACHE_SLOTS], len[ANR_RUN_CACHE_SLOTS];
 	uint64_t locks;          /* heap lock taken for the cache (tests) */
 };
@@ -322,8 +327,10 @@ struct anrc_heap {
 	/* The same counts for threads without a theap and for theaps that
 	 * were abandoned (atomic). */
 	uint64_t th_rcount, th_rbytes, th_ccount, th_cbytes;
-	/* Bytes of live blocks owned by a thread for its run cache (atomic;
-	 * not in in_use: their owners free them without the lock). */
+	/* Bytes of live blocks owned by a thread for its run cache: with
+	 * each theap's rc.in_use (its owner's count, on its own line), what
+	 * frees by other threads changed (atomic, modulo 2^64; not in
+	 * in_use: owners free them without the lock). */
 	size_t run_in_use;
 	/* Theaps ever claimed are th[0 .. th_used - 1] (atomic; claims take
 	 * the lowest free one): what looks at every theap stops there, so
@@ -589,6 +596,8 @@ size_t anrc_runs_flush_all_locked(struct anrc_heap *h);
 int anrc_runs_room_for_slab(const struct anrc_heap *h, const struct anrc_theap *t, size_t np);
 /* Bytes kept in all caches (racy; statistics). */
 size_t anrc_runs_kept_bytes(const struct anrc_heap *h);
+/* Bytes of live blocks owned for run caches. */
+size_t anrc_runs_in_use(const struct anrc_heap *h);
 
 static inline uint32_t
 anrc_slab_head(const struct anrc_heap *h, size_t i)

@@ -195,7 +195,7 @@ anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	}
 	__atomic_store_n(&h->pm[s].kind, ANR_PG_LARGE, __ATOMIC_RELEASE);
 	bytes = n << h->page_shift;
-	__atomic_add_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
+	STORE(c->in_use, c->in_use + bytes);
 	STORE(t->run_allocs, t->run_allocs + 1);
 	rc_leave(c);
 	return anrc_page_addr(h, s);
@@ -242,7 +242,7 @@ anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	STORE(c->pages, c->pages + n);
 	STORE(c->n, c->n + 1);
 	bytes = n << h->page_shift;
-	__atomic_sub_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
+	STORE(c->in_use, c->in_use - bytes);
 	STORE(t->run_frees, t->run_frees + 1);
 	rc_leave(c);
 	anrc_theap_note_freed(h, t, bytes);
@@ -259,7 +259,7 @@ anrc_runs_new_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size
 		return 0;
 	}
 	__atomic_store_n(&h->owner[s], t->id, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
+	STORE(t->rc.in_use, t->rc.in_use + bytes); /* t is the caller's */
 	h->allocs++;
 	return 1;
 }
@@ -278,8 +278,13 @@ anrc_runs_disown_locked(struct anrc_heap *h, uint32_t s, int by_owner)
 	if (!by_owner && !__atomic_compare_exchange_n(&h->pm[s].kind, &expected, ANR_PG_NONE, 0,
 						      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		return -1;
+	if (by_owner) {
+		struct anrc_theap *t = &h->th[h->owner[s] - 1]; /* the caller's */
+		STORE(t->rc.in_use, t->rc.in_use - bytes);
+	} else {
+		__atomic_sub_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
+	}
 	__atomic_store_n(&h->owner[s], 0, __ATOMIC_RELAXED);
-	__atomic_sub_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
 	h->in_use += bytes;
 	return 0;
 }
@@ -320,6 +325,16 @@ anrc_runs_flush_all_locked(struct anrc_heap *h)
 			given += anrc_runs_flush_locked(h, t);
 	}
 	return given;
+}
+
+size_t
+anrc_runs_in_use(const struct anrc_heap *h)
+{
+	size_t bytes = __atomic_load_n(&h->run_in_use, __ATOMIC_RELAXED);
+
+	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++)
+		bytes += LOAD(h->th[i].rc.in_use);
+	return bytes;
 }
 
 size_t

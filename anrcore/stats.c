@@ -36,7 +36,7 @@ anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 	/* Runs threads keep count as free slab space; blocks their owners
 	 * may keep later are in use. */
 	st->slab_free = h->slab_free + anrc_runs_kept_bytes(h);
-	st->in_use += __atomic_load_n(&h->run_in_use, __ATOMIC_RELAXED);
+	st->in_use += anrc_runs_in_use(h);
 	st->metadata = (size_t)(h->data - h->base);
 	st->meta_madvise_calls = __atomic_load_n(&h->meta_madvise_calls, __ATOMIC_RELAXED);
 	/* Thread heaps: their owners' counts, read without stopping them. */

@@ -2077,6 +2077,60 @@ START_TEST(medium_blocks_rarely_lock)
 }
 END_TEST
 
+struct two_blocks {
+	struct anrc_heap *h;
+	char *p[2];
+	int free_one;
+	unsigned id;
+};
+
+static void *
+two_blocks_fn(void *arg)
+{
+	struct two_blocks *b = arg;
+
+	if (b->free_one) {
+		void *q = anrc_alloc(b->h, 16, 0); /* claims a theap */
+		anrc_free(b->h, b->p[0]);
+		anrc_free(b->h, q);
+	} else {
+		b->p[0] = anrc_alloc(b->h, 32 * KiB, 0);
+		b->p[1] = anrc_alloc(b->h, 48 * KiB, 0);
+	}
+	b->id = anrc_theap_peek(b->h)->id;
+	return NULL;
+}
+
+/* Bytes in use stay exact for blocks of kept runs whose owner exits: the
+ * next thread with its theap frees one as their owner, another thread
+ * the other. */
+START_TEST(run_blocks_in_use_across_exit)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	struct two_blocks b = { .h = h };
+	struct anrc_stats st;
+	unsigned first;
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, two_blocks_fn, &b), 0);
+	pthread_join(t, NULL);
+	first = b.id;
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 80 * KiB);
+	b.free_one = 1;
+	ck_assert_int_eq(pthread_create(&t, NULL, two_blocks_fn, &b), 0);
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(b.id, first); /* the same theap: freed as its owner */
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 48 * KiB);
+	anrc_free(h, b.p[1]);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 struct run_keeper {
 	struct anrc_heap *h;
 	pthread_barrier_t *b;
@@ -3008,6 +3062,7 @@ anrcore_suite(void)
 	ADD(steps_bounded);
 	ADD(runcache_rt_loop);
 	ADD(medium_blocks_rarely_lock);
+	ADD(run_blocks_in_use_across_exit);
 	ADD(runcache_bounded_and_flushed);
 	ADD(runcache_budget_exact);
 	ADD(runcache_double_and_foreign_free);
