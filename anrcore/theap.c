@@ -206,12 +206,20 @@ anrc_theap_publish(struct anrc_heap *h, struct anrc_theap *t)
 	STORE(t->publish_left, ANR_FREED_PUBLISH);
 }
 
+/* Only the bytes noted are added: the class counts stay for the next
+ * publication, so that a free of a kept run does not read every class's
+ * line. */
 void
 anrc_theap_note_freed(struct anrc_heap *h, struct anrc_theap *t, size_t bytes)
 {
-	STORE(t->publish_left, t->publish_left - (int64_t)bytes);
-	if (t->publish_left <= 0)
-		anrc_theap_publish(h, t);
+	int64_t left = t->publish_left - (int64_t)bytes;
+
+	if (left <= 0) {
+		__atomic_add_fetch(&h->freed_bytes, (uint64_t)(ANR_FREED_PUBLISH - left),
+				   __ATOMIC_RELAXED);
+		left = ANR_FREED_PUBLISH;
+	}
+	STORE(t->publish_left, left);
 }
 
 /*
