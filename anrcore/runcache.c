@@ -50,7 +50,6 @@
 
 #include "anrcore_internal.h"
 
-#include <string.h>
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
@@ -127,8 +126,12 @@ static void
 rc_remove(struct anrc_runcache *c, unsigned i)
 {
 	STORE(c->pages, c->pages - c->len[i]);
-	memmove(&c->s[i], &c->s[i + 1], (c->n - i - 1) * sizeof(c->s[0]));
-	memmove(&c->len[i], &c->len[i + 1], (c->n - i - 1) * sizeof(c->len[0]));
+	/* at most ANR_RUN_CACHE_SLOTS - 1 moves; none for the newest run,
+	 * the one usually taken */
+	for (unsigned j = i + 1; j < c->n; j++) {
+		c->s[j - 1] = c->s[j];
+		c->len[j - 1] = c->len[j];
+	}
 	STORE(c->n, c->n - 1);
 }
 
