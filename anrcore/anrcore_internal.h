@@ -146,16 +146,19 @@ struct anrc_bm2 {
 #define ANR_RUN_CACHE_MAX ((size_t)64 << 10)
 #define ANR_RUN_CACHE_BYTES ((size_t)512 << 10)
 #define ANR_RUN_CACHE_SLOTS 16
+#define ANR_RC_HEADLESS 0x80000000u
 struct anrc_runcache {
 	int busy;                /* atomic: the owner or a flush is using it */
 	int flush_wanted;        /* atomic: give the runs back at the next use */
 	unsigned n;              /* runs kept, oldest first */
 	size_t pages;            /* their pages */
-	/* Bytes of live blocks of kept runs, counted by the owner (the
-	 * heap's run_in_use has what other threads' frees changed); the
-	 * count stays with the theap when its thread exits, as do the
-	 * blocks, which the theap's next owner may free. */
+	/* Bytes of the live blocks the theap owns (atomic: another thread's
+	 * free of one takes its bytes off here too).  It stays with the
+	 * theap when its thread exits, as do the blocks, which the theap's
+	 * next owner may free.  At 0 the newest kept run may be cut. */
 	size_t in_use;
+	/* first page and length of each; ANR_RC_HEADLESS in a length: the
+	 * rest of a cut run, without a head bit (runcache.c) */
 	uint32_t s[ANR_RUN_CACHE_SLOTS], len[ANR_RUN_CACHE_SLOTS];
 	uint64_t locks;          /* heap lock taken for the cache (tests) */
 };
@@ -327,11 +330,6 @@ struct anrc_heap {
 	/* The same counts for threads without a theap and for theaps that
 	 * were abandoned (atomic). */
 	uint64_t th_rcount, th_rbytes, th_ccount, th_cbytes;
-	/* Bytes of live blocks owned by a thread for its run cache: with
-	 * each theap's rc.in_use (its owner's count, on its own line), what
-	 * frees by other threads changed (atomic, modulo 2^64; not in
-	 * in_use: owners free them without the lock). */
-	size_t run_in_use;
 	/* Theaps ever claimed are th[0 .. th_used - 1] (atomic; claims take
 	 * the lowest free one): what looks at every theap stops there, so
 	 * that the pages of theaps no thread used are never touched. */

@@ -32,6 +32,23 @@ check_interior(struct anrc_heap *h, size_t i, size_t n, size_t from, size_t to)
 	return 0;
 }
 
+/* Kept run i+n: 1 if its cache slot says it has a head bit, 0 if it is
+ * the headless rest of a cut run (runcache.c), -1 if no cache holds it. */
+static int
+kept_headed(const struct anrc_heap *h, size_t i, size_t n)
+{
+	unsigned id = h->owner[i];
+	const struct anrc_runcache *c;
+
+	if (id == 0 || id > anrc_theaps_used(h))
+		return -1;
+	c = &h->th[id - 1].rc;
+	for (unsigned j = 0; j < c->n; j++)
+		if (c->s[j] == i && (c->len[j] & ~ANR_RC_HEADLESS) == n)
+			return (c->len[j] & ANR_RC_HEADLESS) == 0;
+	return -1;
+}
+
 static int
 check_slab(struct anrc_heap *h, size_t i, struct tally *t)
 {
@@ -103,7 +120,7 @@ check_spans(struct anrc_heap *h, struct tally *t)
 		if (n == 0 || i + n > h->npages)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
 		if (anrc_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB ||
-						pg->kind == ANR_PG_CACHED))
+						(pg->kind == ANR_PG_CACHED && kept_headed(h, i, n))))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);
 		if (anrc_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
 			FAIL("%s: check: free head bit of page %zu wrong", h->name, i);
@@ -128,6 +145,8 @@ check_spans(struct anrc_heap *h, struct tally *t)
 		case ANR_PG_CACHED: /* runcache.c: a thread's, in use or kept */
 			if (check_interior(h, i, n, 1, n) != 0)
 				return -1;
+			if (pg->kind == ANR_PG_CACHED && kept_headed(h, i, n) < 0)
+				FAIL("%s: check: kept run %zu+%zu is in no cache", h->name, i, n);
 			/* fall through */
 		case ANR_PG_SLAB:
 			if (pg->kind == ANR_PG_SLAB && check_slab(h, i, t) != 0)
@@ -137,7 +156,7 @@ check_spans(struct anrc_heap *h, struct tally *t)
 			if (res != n || anrc_bits_count(h->dirty.w, i, n) != 0)
 				FAIL("%s: check: live span %zu+%zu not all resident", h->name, i, n);
 			t->used += n;
-			t->live_spans++;
+			t->live_spans += pg->kind != ANR_PG_CACHED || kept_headed(h, i, n) == 1;
 			prev_free = 0;
 			break;
 		case ANR_PG_TRIM:

@@ -22,15 +22,32 @@
  * (below 25 % lost, like the size classes of slabs) so that few runs fit
  * many sizes.
  *
+ * While none of the thread's blocks of runs is live (the count of their
+ * bytes is 0), the newest kept run serves a block of any smaller size:
+ * cut, the block takes its first pages and the rest stays kept; freed by
+ * its owner, the block joins that rest again.  A thread that allocates
+ * and frees one block at a time (the real-time thread of bench/alloc/rt.c,
+ * 4..64 KiB) so writes the same pages every time, the ones most likely
+ * still in its CPU's caches, where one run per size spread it over up to
+ * ANR_RUN_CACHE_BYTES.  A thread with live blocks keeps the first rule:
+ * cutting for blocks that stay would leave its cache in pieces.  The
+ * head bitmap (h->heads, which finds the block around an interior
+ * pointer) changes only under the lock: the rest has no head bit (it is
+ * "headless", ANR_RC_HEADLESS in its length), which is right as long as
+ * it is no block; it is never handed out, only joined to the block
+ * before it or given back with the other runs.
+ *
  *   free (owner):  judge kind LARGE and owner, compare-and-swap the kind
- *                  LARGE -> CACHED, append the run.  No lock, unless the
- *                  cache is full: then the oldest runs go back under the
- *                  lock first.
- *   malloc:        a run of the page count, newest first: kind CACHED ->
- *                  LARGE.  No lock.
+ *                  LARGE -> CACHED, join the headless rest after it if
+ *                  the cache has it (ANR_RUN_CACHE_SLOTS compares), append
+ *                  the run.  No lock, unless the cache is full: then the
+ *                  oldest runs go back under the lock first.
+ *   malloc:        a run of the page count, newest first, or the newest
+ *                  cut (above): kind CACHED -> LARGE.  No lock.
  *   free (other):  under the lock, kind LARGE -> NONE by compare-and-swap
  *                  (so that a racing free by the owner is seen as a double
- *                  free by one of the two), then the usual release.
+ *                  free by one of the two), its bytes off the owner's count
+ *                  (atomic), then the usual release.
  *
  * Bounds: ANR_RUN_CACHE_SLOTS runs and ANR_RUN_CACHE_BYTES per thread.
  * The budget stays exact: the pages were charged when the run left the
@@ -95,10 +112,11 @@ slab_overflow(const struct anrc_theap *t)
 	return e > ANR_EMPTY_CACHE_PAGES ? e - ANR_EMPTY_CACHE_PAGES : 0;
 }
 
+/* Room for n more pages, in a new slot if new_slot. */
 static int
-rc_fits(const struct anrc_heap *h, const struct anrc_theap *t, size_t n)
+rc_fits(const struct anrc_heap *h, const struct anrc_theap *t, size_t n, int new_slot)
 {
-	return t->rc.n < ANR_RUN_CACHE_SLOTS &&
+	return (!new_slot || t->rc.n < ANR_RUN_CACHE_SLOTS) &&
 	       t->rc.pages + slab_overflow(t) + n <= bound_pages(h);
 }
 
@@ -122,10 +140,16 @@ rc_leave(struct anrc_runcache *c)
 	__atomic_store_n(&c->busy, 0, __ATOMIC_RELEASE);
 }
 
+static size_t
+rc_len(const struct anrc_runcache *c, unsigned i)
+{
+	return c->len[i] & ~ANR_RC_HEADLESS;
+}
+
 static void
 rc_remove(struct anrc_runcache *c, unsigned i)
 {
-	STORE(c->pages, c->pages - c->len[i]);
+	STORE(c->pages, c->pages - rc_len(c, i));
 	/* at most ANR_RUN_CACHE_SLOTS - 1 moves; none for the newest run,
 	 * the one usually taken */
 	for (unsigned j = i + 1; j < c->n; j++) {
@@ -140,7 +164,7 @@ static size_t
 rc_release(struct anrc_heap *h, struct anrc_runcache *c, unsigned i)
 {
 	uint32_t s = c->s[i];
-	size_t n = c->len[i];
+	size_t n = rc_len(c, i);
 	struct anrc_page *pg = &h->pm[s];
 
 	rc_remove(c, i);
@@ -173,8 +197,9 @@ void *
 anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 {
 	struct anrc_runcache *c = &t->rc;
-	size_t n, bytes;
-	uint32_t s = ANR_NIL;
+	size_t n, len, bytes;
+	unsigned i;
+	uint32_t s;
 
 	/* Asked to give back: the locked path does (anrc_runs_wanted_locked). */
 	if (LOAD(c->n) == 0 || !cache_on(h) || LOAD(c->flush_wanted))
@@ -182,26 +207,57 @@ anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	if (!rc_enter(c))
 		return NULL;
 	n = anrc_run_pages(h, size);
-	/* The newest run that holds it without wasting more than half: its
-	 * pages are the likeliest to be in the CPU's caches still. */
-	for (unsigned i = c->n; i-- > 0;) {
-		if (c->len[i] >= n && c->len[i] <= 2 * n) {
-			s = c->s[i];
-			n = c->len[i];
-			rc_remove(c, i);
-			break;
+	i = c->n - 1;
+	len = c->len[i]; /* ANR_RC_HEADLESS makes it too long */
+	if (__atomic_load_n(&c->in_use, __ATOMIC_RELAXED) == 0 && len > 2 * n &&
+	    len <= max_pages(h)) {
+		/* No block of the thread's runs is live: the newest run, cut
+		 * to fit; the block joins the rest again when freed. */
+		struct anrc_page *r;
+		s = c->s[i];
+		rc_remove(c, i);
+		r = &h->pm[s + n];
+		__atomic_store_n(&r->npages, (uint32_t)(len - n), __ATOMIC_RELAXED);
+		__atomic_store_n(&h->owner[s + n], t->id, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->kind, ANR_PG_CACHED, __ATOMIC_RELEASE);
+		__atomic_store_n(&h->pm[s].npages, (uint32_t)n, __ATOMIC_RELAXED);
+		c->s[c->n] = s + (uint32_t)n;
+		c->len[c->n] = (uint32_t)(len - n) | ANR_RC_HEADLESS;
+		STORE(c->pages, c->pages + len - n);
+		STORE(c->n, c->n + 1);
+	} else {
+		/* The newest run that holds it without wasting more than
+		 * half: its pages are the likeliest to be in the CPU's
+		 * caches still.  (A headless one never: its length has the
+		 * top bit.) */
+		for (;; i--) {
+			if (c->len[i] >= n && c->len[i] <= 2 * n)
+				break;
+			if (i == 0) {
+				rc_leave(c);
+				return NULL;
+			}
 		}
-	}
-	if (s == ANR_NIL) {
-		rc_leave(c);
-		return NULL;
+		s = c->s[i];
+		n = c->len[i];
+		rc_remove(c, i);
 	}
 	__atomic_store_n(&h->pm[s].kind, ANR_PG_LARGE, __ATOMIC_RELEASE);
 	bytes = n << h->page_shift;
-	STORE(c->in_use, c->in_use + bytes);
+	__atomic_add_fetch(&c->in_use, bytes, __ATOMIC_RELAXED);
 	STORE(t->run_allocs, t->run_allocs + 1);
 	rc_leave(c);
 	return anrc_page_addr(h, s);
+}
+
+/* The headless rest that starts at page s, ANR_RUN_CACHE_SLOTS if none. */
+static unsigned
+rc_rest_at(const struct anrc_runcache *c, uint32_t s)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		if (c->s[i] == s && (c->len[i] & ANR_RC_HEADLESS))
+			return i;
+	return ANR_RUN_CACHE_SLOTS;
 }
 
 int
@@ -211,6 +267,7 @@ anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	struct anrc_page *pg = &h->pm[s];
 	size_t n, bytes;
 	uint8_t expected = ANR_PG_LARGE;
+	unsigned rest;
 
 	if (!cache_on(h) || __atomic_load_n(&h->owner[s], __ATOMIC_RELAXED) != t->id)
 		return 0;
@@ -222,7 +279,8 @@ anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 		return 0;
 	if (!rc_enter(c))
 		return 0;
-	if (LOAD(c->flush_wanted) || !rc_fits(h, t, n)) {
+	rest = rc_rest_at(c, s + (uint32_t)n);
+	if (LOAD(c->flush_wanted) || !rc_fits(h, t, n, rest == ANR_RUN_CACHE_SLOTS)) {
 		/* Asked to give back, or full: the oldest runs make room, under
 		 * the lock, taken once (at most ANR_RUN_CACHE_SLOTS span
 		 * releases, each of constant work). */
@@ -230,22 +288,35 @@ anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 		c->locks++;
 		if (LOAD(c->flush_wanted))
 			rc_empty(h, c);
-		while (c->n > 0 && !rc_fits(h, t, n))
+		while (c->n > 0 && !rc_fits(h, t, n, 1))
 			rc_release(h, c, 0);
 		anrc_want_release_if_over_mark(h);
 		anrc_unlock_and_return_pages(h);
+		rest = rc_rest_at(c, s + (uint32_t)n);
 	}
 	if (!__atomic_compare_exchange_n(&pg->kind, &expected, ANR_PG_CACHED, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
 		rc_leave(c);
 		return 0; /* freed meanwhile: the locked path reports it */
 	}
+	bytes = n << h->page_shift;
+	if (rest < ANR_RUN_CACHE_SLOTS) {
+		/* Joined with the rest of the run it was cut from, which has
+		 * no head bit: no bitmap changes. */
+		size_t m = rc_len(c, rest);
+		struct anrc_page *r = &h->pm[s + n];
+		rc_remove(c, rest);
+		__atomic_store_n(&r->kind, ANR_PG_NONE, __ATOMIC_RELAXED);
+		__atomic_store_n(&r->npages, 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&h->owner[s + n], 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&pg->npages, (uint32_t)(n + m), __ATOMIC_RELAXED);
+		n += m;
+	}
 	c->s[c->n] = s;
 	c->len[c->n] = (uint32_t)n;
 	STORE(c->pages, c->pages + n);
 	STORE(c->n, c->n + 1);
-	bytes = n << h->page_shift;
-	STORE(c->in_use, c->in_use - bytes);
+	__atomic_sub_fetch(&c->in_use, bytes, __ATOMIC_RELAXED);
 	STORE(t->run_frees, t->run_frees + 1);
 	rc_leave(c);
 	anrc_theap_note_freed(h, t, bytes);
@@ -262,7 +333,7 @@ anrc_runs_new_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size
 		return 0;
 	}
 	__atomic_store_n(&h->owner[s], t->id, __ATOMIC_RELAXED);
-	STORE(t->rc.in_use, t->rc.in_use + bytes); /* t is the caller's */
+	__atomic_add_fetch(&t->rc.in_use, bytes, __ATOMIC_RELAXED);
 	h->allocs++;
 	return 1;
 }
@@ -281,12 +352,7 @@ anrc_runs_disown_locked(struct anrc_heap *h, uint32_t s, int by_owner)
 	if (!by_owner && !__atomic_compare_exchange_n(&h->pm[s].kind, &expected, ANR_PG_NONE, 0,
 						      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		return -1;
-	if (by_owner) {
-		struct anrc_theap *t = &h->th[h->owner[s] - 1]; /* the caller's */
-		STORE(t->rc.in_use, t->rc.in_use - bytes);
-	} else {
-		__atomic_sub_fetch(&h->run_in_use, bytes, __ATOMIC_RELAXED);
-	}
+	__atomic_sub_fetch(&h->th[h->owner[s] - 1].rc.in_use, bytes, __ATOMIC_RELAXED);
 	__atomic_store_n(&h->owner[s], 0, __ATOMIC_RELAXED);
 	h->in_use += bytes;
 	return 0;
@@ -333,7 +399,7 @@ anrc_runs_flush_all_locked(struct anrc_heap *h)
 size_t
 anrc_runs_in_use(const struct anrc_heap *h)
 {
-	size_t bytes = __atomic_load_n(&h->run_in_use, __ATOMIC_RELAXED);
+	size_t bytes = 0;
 
 	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++)
 		bytes += LOAD(h->th[i].rc.in_use);

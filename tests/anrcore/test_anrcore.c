@@ -2131,6 +2131,42 @@ START_TEST(run_blocks_in_use_across_exit)
 }
 END_TEST
 
+/*
+ * A thread that frees each medium block before it allocates the next
+ * keeps using the same pages, whatever the sizes: the newest kept run is
+ * cut to fit and joined again (the real-time pattern of bench/alloc/rt.c,
+ * whose blocks were spread over up to 512 KiB of runs, one per size,
+ * mostly cold in the CPU's caches after its 1 ms sleep).
+ */
+START_TEST(runs_cut_keep_pages_hot)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	uint64_t x = 88172645463325252ull;
+	char *first, *p;
+
+	first = anrc_alloc(h, 64 * KiB, 0);
+	ck_assert_ptr_nonnull(first);
+	anrc_free(h, first);
+	for (unsigned i = 0; i < scaled(2000); i++) {
+		size_t size;
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		size = 4 * KiB + 1 + (size_t)(x % (60 * KiB));
+		p = anrc_alloc(h, size, 0);
+		ck_assert_ptr_nonnull(p);
+		if (!UNDER_VALGRIND()) /* (no thread caches under valgrind) */
+			ck_assert_ptr_eq(p, first);
+		memset(p, 1, size);
+		anrc_free(h, p);
+		if (i % 256 == 0)
+			ck_assert_int_eq(anrc_check(h), 0);
+	}
+	if (!UNDER_VALGRIND())
+		ck_assert_uint_eq(anrc_runs_kept_bytes(h), 64 * KiB);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 struct run_keeper {
 	struct anrc_heap *h;
 	pthread_barrier_t *b;
@@ -2303,18 +2339,41 @@ START_TEST(runcache_double_and_foreign_free)
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 2);
 	mb_log_set_sink(NULL);
-	/* A kept run serves blocks down to half its pages (4 KiB pages). */
+	/* A kept run serves blocks down to half its pages; while none of
+	 * the thread's blocks is live, the newest is cut to fit any smaller
+	 * one and joined again when it is freed (4 KiB pages).  The foreign
+	 * free above took its bytes off this thread's count. */
 	if (sysconf(_SC_PAGESIZE) == 4096) {
+		struct anrc_runcache *c = &anrc_theap_peek(h)->rc;
+		char *r;
 		p = anrc_alloc(h, 64 * KiB, 0);
 		anrc_free(h, p);
 		q = anrc_alloc(h, 36 * KiB, 0);
 		ck_assert_ptr_eq(q, p);
 		ck_assert_uint_eq(anrc_usable_size(h, q), 64 * KiB);
 		anrc_free(h, q);
-		q = anrc_alloc(h, 28 * KiB, 0);
-		ck_assert_ptr_ne(q, p);
-		ck_assert_uint_eq(anrc_usable_size(h, q), 28 * KiB);
+		q = anrc_alloc(h, 20 * KiB, 0);
+		ck_assert_ptr_eq(q, p);
+		ck_assert_uint_eq(anrc_usable_size(h, q), 20 * KiB);
+		ck_assert_uint_eq(anrc_runs_kept_bytes(h), 44 * KiB);
+		ck_assert_int_eq(anrc_check(h), 0);
+		/* the rest has no head bit: only a join uses it */
+		r = anrc_alloc(h, 40 * KiB, 0);
+		ck_assert_ptr_nonnull(r);
+		ck_assert_ptr_ne(r, p + 20 * KiB);
+		anrc_free(h, r);
 		anrc_free(h, q);
+		ck_assert_uint_eq(c->len[c->n - 1], 64 * KiB / 4096); /* joined, the newest */
+		ck_assert_ptr_eq(anrc_page_addr(h, c->s[c->n - 1]), p);
+		ck_assert_int_eq(anrc_check(h), 0);
+		/* a block kept live stops the cutting */
+		q = anrc_alloc(h, 20 * KiB, 0);
+		ck_assert_ptr_eq(q, p);
+		r = anrc_alloc(h, 20 * KiB, 0);
+		ck_assert_ptr_ne(r, p + 20 * KiB);
+		anrc_free(h, r);
+		anrc_free(h, q);
+		ck_assert_int_eq(anrc_check(h), 0);
 	}
 	ck_assert_int_eq(anrc_check(h), 0);
 	anrc_destroy(h);
@@ -3062,6 +3121,7 @@ anrcore_suite(void)
 	ADD(steps_bounded);
 	ADD(runcache_rt_loop);
 	ADD(medium_blocks_rarely_lock);
+	ADD(runs_cut_keep_pages_hot);
 	ADD(run_blocks_in_use_across_exit);
 	ADD(runcache_bounded_and_flushed);
 	ADD(runcache_budget_exact);
