@@ -193,21 +193,13 @@ struct anrc_tclass {
 struct anrc_theap {
 	int claimed;             /* atomic: a thread owns this one */
 	uint8_t id;              /* owner id (index + 1) */
-	uint32_t cur[ANR_NCLASSES];
-	uint32_t spare[ANR_NCLASSES];
-	uint32_t nslabs[ANR_NCLASSES];   /* slabs in each ring */
-	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages
-					  * (it has no held word then) */
-	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
-	uint32_t pair;           /* the group beside the last new slab's (pages.c) */
-	struct anrc_tclass cl[ANR_NCLASSES]; /* what the fast paths use */
+	int flush_wanted;        /* atomic: give the spare slabs back */
+	/* What a block of a kept run touches comes first, together: the
+	 * cache, its counters, the kept slab pages that share its bound,
+	 * and the freed bytes to publish. */
+	struct anrc_runcache rc; /* runcache.c */
 	uint64_t run_allocs, run_frees; /* runcache.c: blocks of kept runs */
-	size_t in_use_adj;
-	size_t slab_bytes;       /* bytes of owned slab pages */
-	/* Frees of other threads' objects by this thread, and frees of this
-	 * thread's objects by others that it has folded in: their difference,
-	 * summed, is what waits in the remote-free bitmaps. */
-	uint64_t rcount, rbytes, ccount, cbytes;
+	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
 	/* Freed bytes not yet added to h->freed_bytes: the local frees' bytes
 	 * (cl[].nfreed times the class sizes) less published, which is what
 	 * they were at the last publication, plus ANR_FREED_PUBLISH -
@@ -215,8 +207,19 @@ struct anrc_theap {
 	 * set when claimed).  The slow paths publish (anrc_theap_publish). */
 	uint64_t published;
 	int64_t publish_left;
-	int flush_wanted;        /* atomic: give the spare slabs back */
-	struct anrc_runcache rc; /* runcache.c */
+	uint32_t cur[ANR_NCLASSES];
+	uint32_t spare[ANR_NCLASSES];
+	uint32_t nslabs[ANR_NCLASSES];   /* slabs in each ring */
+	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages
+					  * (it has no held word then) */
+	uint32_t pair;           /* the group beside the last new slab's (pages.c) */
+	struct anrc_tclass cl[ANR_NCLASSES]; /* what the fast paths use */
+	size_t in_use_adj;
+	size_t slab_bytes;       /* bytes of owned slab pages */
+	/* Frees of other threads' objects by this thread, and frees of this
+	 * thread's objects by others that it has folded in: their difference,
+	 * summed, is what waits in the remote-free bitmaps. */
+	uint64_t rcount, rbytes, ccount, cbytes;
 } __attribute__((aligned(64)));
 
 struct anrc_heap {
