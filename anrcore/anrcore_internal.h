@@ -326,6 +326,7 @@ struct anrc_heap {
 	sem_t helper_sem;
 
 	int lock_pi;            /* the lock inherits priority (heap_lock_init) */
+	unsigned fork_held;     /* run caches whose flags a fork holds (heap.c) */
 	/* Thread heaps (theap.c). */
 	uint64_t uid;            /* unique per heap made in this process */
 	pthread_key_t key;       /* thread -> its theap; destructor abandons it */
@@ -597,6 +598,11 @@ size_t anrc_runs_flush_all_locked(struct anrc_heap *h);
 int anrc_runs_room_for_slab(const struct anrc_heap *h, const struct anrc_theap *t, size_t np);
 /* Bytes kept in all caches (racy; statistics). */
 size_t anrc_runs_kept_bytes(const struct anrc_heap *h);
+/* Fork: take the busy flags of theaps from..to-1 (waiting for their
+ * owners' operations to end; not under the heap lock), and give back
+ * those of 0..to-1. */
+void anrc_runs_hold(struct anrc_heap *h, unsigned from, unsigned to);
+void anrc_runs_unhold(struct anrc_heap *h, unsigned to);
 /* Bytes of live blocks owned for run caches. */
 size_t anrc_runs_in_use(const struct anrc_heap *h);
 

@@ -945,13 +945,26 @@ anrc_release_free(struct anrc_heap *h)
 void
 anrc_fork_prepare(struct anrc_heap *h)
 {
-	pthread_mutex_lock(&h->lock);
+	unsigned held = 0;
+
+	/* every run cache's flag first (runcache.c), then the lock */
+	for (;;) {
+		unsigned nt = anrc_theaps_used(h);
+		anrc_runs_hold(h, held, nt);
+		held = nt;
+		pthread_mutex_lock(&h->lock);
+		if (anrc_theaps_used(h) == held)
+			break;
+		pthread_mutex_unlock(&h->lock);
+	}
+	h->fork_held = held;
 }
 
 void
 anrc_fork_parent(struct anrc_heap *h)
 {
 	pthread_mutex_unlock(&h->lock);
+	anrc_runs_unhold(h, h->fork_held);
 }
 
 void
@@ -961,6 +974,7 @@ anrc_fork_child(struct anrc_heap *h)
 	 * Frees other threads had queued stay queued and are done later;
 	 * pages another thread was giving back are given back here. */
 	heap_lock_init(h);
+	anrc_runs_unhold(h, h->fork_held);
 	anrc_returner_fork_child(h);
 	anrc_release_fork_child(h);
 	anrc_theap_fork_child(h);

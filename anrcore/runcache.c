@@ -67,6 +67,8 @@
 
 #include "anrcore_internal.h"
 
+#include <sched.h>
+
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
@@ -394,6 +396,31 @@ anrc_runs_flush_all_locked(struct anrc_heap *h)
 			given += anrc_runs_flush_locked(h, t);
 	}
 	return given;
+}
+
+/*
+ * Fork: no cache operation may be cut short in the child, where its
+ * thread does not run on (a cut run would keep pages no cache lists).
+ * The forking thread takes every cache's busy flag before the heap lock:
+ * each holder is inside a bounded operation, which may wait for the heap
+ * lock but never for a flag, so waiting for the flags cannot deadlock.
+ * A theap claimed after its flags were taken cannot start an operation
+ * that changes anything while the lock is held (its cache is empty, and
+ * a run of its own comes from under the lock).
+ */
+void
+anrc_runs_hold(struct anrc_heap *h, unsigned from, unsigned to)
+{
+	for (unsigned i = from; i < to; i++)
+		while (!rc_enter(&h->th[i].rc))
+			sched_yield();
+}
+
+void
+anrc_runs_unhold(struct anrc_heap *h, unsigned to)
+{
+	for (unsigned i = 0; i < to; i++)
+		rc_leave(&h->th[i].rc);
 }
 
 size_t

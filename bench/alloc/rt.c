@@ -14,6 +14,8 @@
  * Prints, in microseconds:
  *   wake p99 X p999 X max X
  *   op p99 X p999 X max X
+ *   p50 malloc X memset X free X       (each part of the operation timed)
+ *   p99 malloc X memset X free X
  *   churnfree n N p9999 X max X        (with churn)
  * Exits 77 when SCHED_FIFO is not allowed (it needs root or CAP_SYS_NICE).
  */
@@ -31,7 +33,7 @@
 #define MIB (1024u * 1024u)
 
 static volatile int stop;
-static uint32_t *wake_ns, *op_ns, *free_ns;
+static uint32_t *wake_ns, *op_ns, *free_ns, *part_ns[3];
 static size_t nwake, nfree, free_cap;
 
 static int64_t
@@ -74,7 +76,7 @@ rt_thread(void *v)
 
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (size_t i = 0; i < a->n; i++) {
-		int64_t dl, t0, t1;
+		int64_t dl, t0, ta, tb, t1;
 		size_t size;
 		char *p;
 
@@ -90,12 +92,17 @@ rt_thread(void *v)
 		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 		size = 4096 + (size_t)(x % (60 * 1024 + 1));
 		p = malloc(size);
+		ta = now_ns();
 		if (p != NULL)
 			memset(p, (int)i, size);
 		/* keep the compiler from dropping the malloc/memset/free */
 		__asm__ volatile("" : : "r"(p) : "memory");
+		tb = now_ns();
 		free(p);
 		t1 = now_ns();
+		part_ns[0][i] = clamp(ta - t0);
+		part_ns[1][i] = clamp(tb - ta);
+		part_ns[2][i] = clamp(t1 - tb);
 		wake_ns[i] = clamp(t0 - dl);
 		op_ns[i] = clamp(t1 - t0);
 		nwake = i + 1;
@@ -180,6 +187,8 @@ main(int argc, char **argv)
 
 	wake_ns = map(a.n * sizeof(uint32_t));
 	op_ns = map(a.n * sizeof(uint32_t));
+	for (int k = 0; k < 3; k++)
+		part_ns[k] = map(a.n * sizeof(uint32_t));
 	free_cap = 4u << 20;
 	free_ns = map(free_cap * sizeof(uint32_t));
 
@@ -210,6 +219,12 @@ main(int argc, char **argv)
 	       q_us(wake_ns, nwake, 0.999), q_us(wake_ns, nwake, 1));
 	printf("op p99 %.1f p999 %.1f max %.1f\n", q_us(op_ns, nwake, 0.99),
 	       q_us(op_ns, nwake, 0.999), q_us(op_ns, nwake, 1));
+	for (int k = 0; k < 3; k++)
+		qsort(part_ns[k], nwake, sizeof(uint32_t), cmp32);
+	printf("p50 malloc %.2f memset %.2f free %.2f\n", q_us(part_ns[0], nwake, 0.5),
+	       q_us(part_ns[1], nwake, 0.5), q_us(part_ns[2], nwake, 0.5));
+	printf("p99 malloc %.2f memset %.2f free %.2f\n", q_us(part_ns[0], nwake, 0.99),
+	       q_us(part_ns[1], nwake, 0.99), q_us(part_ns[2], nwake, 0.99));
 	if (churn) {
 		qsort(free_ns, nfree, sizeof(uint32_t), cmp32);
 		printf("churnfree n %zu p9999 %.1f max %.1f\n", nfree,

@@ -163,6 +163,19 @@ if want rt; then
 						"$(med "$f" op p99)" "$(med "$f" op p999)" "$(med "$f" op max)" "$fp" "$fm"
 				done
 			done
+			echo "(the parts of the operation, each timed: medians over the runs of their p50 and p99)"
+			printf '%-11s %-6s %10s %10s %10s %10s %10s %10s\n' allocator mode \
+				malloc_p50 memset_p50 free_p50 malloc_p99 memset_p99 free_p99
+			for a in $rt_allocs; do
+				name=${a%%:*}
+				for mode in $modes; do
+					f="$tmp/rt.$mode.$name"
+					grep -q '^p50' "$f" 2>/dev/null || continue
+					printf '%-11s %-6s %10s %10s %10s %10s %10s %10s\n' "$name" "$mode" \
+						"$(med "$f" p50 malloc)" "$(med "$f" p50 memset)" "$(med "$f" p50 free)" \
+						"$(med "$f" p99 malloc)" "$(med "$f" p99 memset)" "$(med "$f" p99 free)"
+				done
+			done
 		fi
 	fi
 fi

@@ -2730,6 +2730,72 @@ START_TEST(fork_with_threads)
 }
 END_TEST
 
+struct run_cutter {
+	struct anrc_heap *h;
+	volatile int *stop;
+	unsigned long rounds;
+};
+
+/* Allocates and frees one medium block at a time: its kept run is cut
+ * and joined on every round (runcache.c). */
+static void *
+run_cutter_fn(void *arg)
+{
+	struct run_cutter *r = arg;
+	uint64_t x = 88172645463325252ull;
+
+	while (!*r->stop) {
+		char *p;
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		p = anrc_alloc(r->h, 4 * KiB + 1 + (size_t)(x % (60 * KiB)), 0);
+		if (p != NULL)
+			p[0] = 1;
+		anrc_free(r->h, p);
+		r->rounds++;
+	}
+	return NULL;
+}
+
+/*
+ * A fork never cuts a run cache's operation short: the child's heap
+ * passes the check.  (Forks while another thread cut and joined its kept
+ * runs left, in the child, pages of a cut run that no cache listed; the
+ * fork now waits for every cache's operation to end.)
+ */
+START_TEST(fork_while_runs_are_cut)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	volatile int stop = 0;
+	struct run_cutter r = { .h = h, .stop = &stop };
+	unsigned forks = scaled(200), bad = 0;
+	pthread_t t;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, run_cutter_fn, &r), 0);
+	while (__atomic_load_n(&r.rounds, __ATOMIC_RELAXED) < 100)
+		sched_yield();
+	for (unsigned f = 0; f < forks; f++) {
+		pid_t pid;
+		int status;
+
+		anrc_fork_prepare(h);
+		pid = fork();
+		if (pid == 0) {
+			anrc_fork_child(h);
+			_exit(anrc_check(h) == 0 ? 0 : 1);
+		}
+		anrc_fork_parent(h);
+		ck_assert_int_ge(pid, 0);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		bad += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	}
+	stop = 1;
+	pthread_join(t, NULL);
+	ck_assert_uint_eq(bad, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* ---- good fit and coalescing of page runs ---- */
 
 START_TEST(span_reuse_and_merge)
@@ -3129,6 +3195,7 @@ anrcore_suite(void)
 	ADD(return_helper_does_the_madvise);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
+	ADD(fork_while_runs_are_cut);
 	ADD(span_reuse_and_merge);
 	ADD(walk_and_block_of);
 	ADD(walk_try_busy);
