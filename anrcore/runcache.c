@@ -69,7 +69,6 @@
 
 #include <sched.h>
 
-
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 
@@ -208,6 +207,10 @@ anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 		return NULL;
 	if (!rc_enter(c))
 		return NULL;
+	if (c->n == 0) { /* a give-back emptied it before we entered */
+		rc_leave(c);
+		return NULL;
+	}
 	n = anrc_run_pages(h, size);
 	i = c->n - 1;
 	len = c->len[i]; /* ANR_RC_HEADLESS makes it too long */
