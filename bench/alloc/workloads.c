@@ -21,7 +21,9 @@
  *                16 bytes (to 64 KiB), 16 strings at a time, with small
  *                allocations in between
  * Prints "NAME ops N check X" (the check keeps the work from being
- * optimised away).
+ * optimised away).  Built with -DCOUNT_LOCKS -rdynamic (and -ldl), it also
+ * prints "locks N": the pthread mutex lock, trylock and unlock calls
+ * made while the workload ran (../count_locks.h).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -29,6 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../count_locks.h"
 
 static long scale = 1;
 
@@ -282,6 +286,9 @@ main(int argc, char **argv)
 		scale = atol(argv[2]);
 	if (scale < 1)
 		scale = 1;
+#ifdef COUNT_LOCKS
+	count_locks_on = 1;
+#endif
 	if (strcmp(w, "churn") == 0) {
 		ops = 5000000 * scale;
 		sum = run_threads(churn_thread, 1, ops);
@@ -320,5 +327,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	printf("%s ops %ld check %llu\n", w, ops, (unsigned long long)sum);
+#ifdef COUNT_LOCKS
+	printf("locks %ld\n", count_locks_ops);
+#endif
 	return 0;
 }

@@ -17,24 +17,7 @@
 
 #include "anrmalloc/anrmalloc.h"
 
-#ifdef COUNT_LOCKS
-static long lock_ops;
-static int counting;
-
-#define COUNTED(name, ...)                                                    \
-	int name(pthread_mutex_t *m)                                          \
-	{                                                                     \
-		static int (*real)(pthread_mutex_t *);                        \
-		if (real == NULL)                                             \
-			real = (int (*)(pthread_mutex_t *))dlsym(RTLD_NEXT, #name); \
-		if (counting)                                                 \
-			__atomic_add_fetch(&lock_ops, 1, __ATOMIC_RELAXED);   \
-		return real(m);                                               \
-	}
-COUNTED(pthread_mutex_lock)
-COUNTED(pthread_mutex_trylock)
-COUNTED(pthread_mutex_unlock)
-#endif
+#include "../count_locks.h"
 
 int main(int argc, char **argv)
 {
@@ -58,7 +41,7 @@ int main(int argc, char **argv)
 	/* One pair first: the thread's slab is set up outside the count. */
 	anr_free(h, anr_malloc(h, size));
 #ifdef COUNT_LOCKS
-	counting = 1;
+	count_locks_on = 1;
 #endif
 	for (long i = 0; i < n; i++) {
 		void *p = anr_malloc(h, size);
@@ -66,8 +49,8 @@ int main(int argc, char **argv)
 		anr_free(h, p);
 	}
 #ifdef COUNT_LOCKS
-	counting = 0;
-	printf("%.2f\n", (double)lock_ops / (double)n);
+	count_locks_on = 0;
+	printf("%.2f\n", (double)count_locks_ops / (double)n);
 #endif
 	anr_heap_destroy(h);
 	return 0;
