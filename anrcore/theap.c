@@ -28,8 +28,11 @@
  * between the shared page allocator and a thread, never per object.
  *
  * A slab a local free empties stays the current one or becomes its class's
- * spare (one per class) while the theap keeps at most ANR_EMPTY_CACHE_PAGES
- * pages of empty slabs; past that it goes back under the lock.  A thread's exit (destructor of the heap's
+ * spare (one per class), or the current one if that is full, while the
+ * theap keeps at most ANR_EMPTY_CACHE_PAGES pages of empty slabs (and the
+ * room its kept runs leave); past that it goes back under the lock.  A
+ * refill whose scan finds no free object takes the spare, wherever it is
+ * in the ring.  A thread's exit (destructor of the heap's
  * pthread key) abandons its theap: under the lock every owned slab becomes
  * shared again (on its class's partial list, kept empty, or given back) and
  * the slot is free for the next thread, which adopts shared slabs before it
@@ -439,6 +442,12 @@ anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c
 			return 0;
 		}
 	}
+	/* The kept empty slab, wherever it is in the ring (a ring of full
+	 * slabs of a class of few objects is long). */
+	if (t->spare[c] != ANR_NIL) {
+		set_cur(h, t, c, t->spare[c]);
+		return 0;
+	}
 	/* Start the next search past the slabs just seen. */
 	set_cur(h, t, c, n);
 	return -1;
@@ -507,6 +516,14 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 		}
 		if (t->spare[c] == ANR_NIL) {
 			t->spare[c] = s;
+			t->empty_pages += np;
+			return;
+		}
+		/* The current slab is full (none of its objects held): the
+		 * emptied one takes its place, for the next allocation. */
+		if (t->cl[c].avail == 0 && t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree == 0) {
+			set_cur(h, t, c, s);
+			t->cur_empty[c] = 1;
 			t->empty_pages += np;
 			return;
 		}
