@@ -163,6 +163,13 @@ struct anrc_runcache {
 	uint64_t locks;          /* heap lock taken for the cache (tests) */
 };
 
+/* Pages of kept run i of c. */
+static inline size_t
+anrc_rc_len(const struct anrc_runcache *c, unsigned i)
+{
+	return c->len[i] & ~ANR_RC_HEADLESS;
+}
+
 #define ANR_THEAPS 127         /* thread heaps per heap (owner ids 1..127) */
 #define ANR_THEAP_SCAN 4       /* slabs looked at per refill without the lock */
 #define ANR_FREED_PUBLISH 65536 /* bytes freed locally before they are published */

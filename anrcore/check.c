@@ -44,7 +44,7 @@ kept_headed(const struct anrc_heap *h, size_t i, size_t n)
 		return -1;
 	c = &h->th[id - 1].rc;
 	for (unsigned j = 0; j < c->n; j++)
-		if (c->s[j] == i && (c->len[j] & ~ANR_RC_HEADLESS) == n)
+		if (c->s[j] == i && anrc_rc_len(c, j) == n)
 			return (c->len[j] & ANR_RC_HEADLESS) == 0;
 	return -1;
 }
@@ -116,11 +116,13 @@ check_spans(struct anrc_heap *h, struct tally *t)
 	while (i < h->npages) {
 		struct anrc_page *pg = &h->pm[i];
 		size_t n = pg->npages, res;
+		/* a kept run: 1 with a head bit, 0 the rest of a cut run, -1 in no cache */
+		int headed = pg->kind == ANR_PG_CACHED ? kept_headed(h, i, n) : 1;
 
 		if (n == 0 || i + n > h->npages)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
 		if (anrc_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB ||
-						(pg->kind == ANR_PG_CACHED && kept_headed(h, i, n))))
+						(pg->kind == ANR_PG_CACHED && headed != 0)))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);
 		if (anrc_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
 			FAIL("%s: check: free head bit of page %zu wrong", h->name, i);
@@ -145,7 +147,7 @@ check_spans(struct anrc_heap *h, struct tally *t)
 		case ANR_PG_CACHED: /* runcache.c: a thread's, in use or kept */
 			if (check_interior(h, i, n, 1, n) != 0)
 				return -1;
-			if (pg->kind == ANR_PG_CACHED && kept_headed(h, i, n) < 0)
+			if (headed < 0)
 				FAIL("%s: check: kept run %zu+%zu is in no cache", h->name, i, n);
 			/* fall through */
 		case ANR_PG_SLAB:
@@ -156,7 +158,7 @@ check_spans(struct anrc_heap *h, struct tally *t)
 			if (res != n || anrc_bits_count(h->dirty.w, i, n) != 0)
 				FAIL("%s: check: live span %zu+%zu not all resident", h->name, i, n);
 			t->used += n;
-			t->live_spans += pg->kind != ANR_PG_CACHED || kept_headed(h, i, n) == 1;
+			t->live_spans += headed == 1;
 			prev_free = 0;
 			break;
 		case ANR_PG_TRIM:

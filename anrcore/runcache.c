@@ -141,16 +141,10 @@ rc_leave(struct anrc_runcache *c)
 	__atomic_store_n(&c->busy, 0, __ATOMIC_RELEASE);
 }
 
-static size_t
-rc_len(const struct anrc_runcache *c, unsigned i)
-{
-	return c->len[i] & ~ANR_RC_HEADLESS;
-}
-
 static void
 rc_remove(struct anrc_runcache *c, unsigned i)
 {
-	STORE(c->pages, c->pages - rc_len(c, i));
+	STORE(c->pages, c->pages - anrc_rc_len(c, i));
 	/* at most ANR_RUN_CACHE_SLOTS - 1 moves; none for the newest run,
 	 * the one usually taken */
 	for (unsigned j = i + 1; j < c->n; j++) {
@@ -165,11 +159,12 @@ static size_t
 rc_release(struct anrc_heap *h, struct anrc_runcache *c, unsigned i)
 {
 	uint32_t s = c->s[i];
-	size_t n = rc_len(c, i);
+	size_t n = anrc_rc_len(c, i);
 	struct anrc_page *pg = &h->pm[s];
 
 	rc_remove(c, i);
-	/* A fork may have cut an operation short: only a run still kept. */
+	/* Only a run still kept (a fork cuts no operation short: it holds
+	 * every cache's flag, anrc_runs_hold; this stays as a guard). */
 	if (__atomic_load_n(&pg->kind, __ATOMIC_ACQUIRE) != ANR_PG_CACHED || pg->npages != n)
 		return 0;
 	__atomic_store_n(&pg->kind, ANR_PG_NONE, __ATOMIC_RELAXED);
@@ -308,7 +303,7 @@ anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	if (rest < ANR_RUN_CACHE_SLOTS) {
 		/* Joined with the rest of the run it was cut from, which has
 		 * no head bit: no bitmap changes. */
-		size_t m = rc_len(c, rest);
+		size_t m = anrc_rc_len(c, rest);
 		struct anrc_page *r = &h->pm[s + n];
 		rc_remove(c, rest);
 		__atomic_store_n(&r->kind, ANR_PG_NONE, __ATOMIC_RELAXED);
