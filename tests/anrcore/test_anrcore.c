@@ -10,6 +10,7 @@
 #include "mb_log.h"
 
 #include "fastcheck.h"
+#include "theap_fast.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -2417,6 +2418,82 @@ START_TEST(runcache_double_and_foreign_free)
 }
 END_TEST
 
+/* Another thread with its own kept run tries the inlined free on f->p. */
+static void *
+foreign_fast_free_fn(void *arg)
+{
+	struct foreign *f = arg;
+	char *own = anrc_alloc(f->h, 40 * KiB, 0);
+
+	anrc_free(f->h, own);
+	own = anrc_alloc_fast(f->h, 40 * KiB);
+	if (own == NULL || anrc_free_fast(f->h, f->p) != 0)
+		return (void *)1;
+	anrc_free(f->h, f->p);
+	anrc_free(f->h, own);
+	return NULL;
+}
+
+/*
+ * A medium block whose run the thread keeps takes the inlined paths that
+ * gmalloc's malloc and free try first, without the layers of the slow
+ * ones; what they cannot judge (a double free, a pointer inside the
+ * block, another thread's block, a large block) they leave to anrc_free,
+ * having written nothing.
+ */
+START_TEST(medium_blocks_take_the_inline_path)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_REPORT);
+	struct foreign f = { .h = h };
+	struct anrc_stats st;
+	pthread_t t;
+	void *r;
+	char *p, *q, *big;
+
+	if (UNDER_VALGRIND()) { /* no fast paths under valgrind */
+		ck_assert_ptr_null(anrc_alloc_fast(h, 40 * KiB));
+		anrc_destroy(h);
+		return;
+	}
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	p = anrc_alloc(h, 40 * KiB, 0);
+	anrc_free(h, p);
+	ck_assert_ptr_null(anrc_alloc_fast(h, 64 * KiB)); /* no kept run fits */
+	q = anrc_alloc_fast(h, 40 * KiB);
+	ck_assert_ptr_eq(q, p);
+	memset(q, 1, 40 * KiB);
+	ck_assert_int_eq(anrc_free_fast(h, q), 1);
+	ck_assert_uint_eq(anrc_usable_size(h, q), 0);
+	ck_assert_int_eq(anrc_free_fast(h, q), 0);
+	anrc_free(h, q);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 1);
+	q = anrc_alloc_fast(h, 36 * KiB);
+	ck_assert_ptr_eq(q, p);
+	ck_assert_int_eq(anrc_free_fast(h, q + 16), 0);
+	anrc_free(h, q + 16);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 2);
+	ck_assert_uint_eq(anrc_usable_size(h, q), 40 * KiB);
+	f.p = q;
+	ck_assert_int_eq(pthread_create(&t, NULL, foreign_fast_free_fn, &f), 0);
+	pthread_join(t, &r);
+	ck_assert_ptr_null(r);
+	ck_assert_uint_eq(anrc_usable_size(h, q), 0);
+	big = anrc_alloc(h, MiB, 0);
+	ck_assert_ptr_nonnull(big);
+	ck_assert_int_eq(anrc_free_fast(h, big), 0);
+	anrc_free(h, big);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_eq(st.bad_frees, 2);
+	ck_assert_int_eq(anrc_check(h), 0);
+	mb_log_set_sink(NULL);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* ---- page return by a helper thread (returner.c) ---- */
 
 static void *
@@ -3226,6 +3303,7 @@ anrcore_suite(void)
 	ADD(medium_blocks_rarely_lock);
 	ADD(few_object_class_rarely_locks);
 	ADD(runs_cut_keep_pages_hot);
+	ADD(medium_blocks_take_the_inline_path);
 	ADD(run_blocks_in_use_across_exit);
 	ADD(runcache_bounded_and_flushed);
 	ADD(runcache_budget_exact);
