@@ -582,8 +582,22 @@ size_t anrc_run_pages(const struct anrc_heap *h, size_t size);
 /* A block of size bytes from the calling thread's kept runs, no lock;
  * NULL if none fits. */
 void *anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size);
+/*
+ * The short way for a medium block (more than ANR_SLAB_MAX, at most
+ * ANR_RUN_CACHE_MAX bytes), tried by gmalloc's malloc and free when the
+ * inlined paths could not serve (they stay as short as they are without
+ * it): anrc_alloc_medium, a block from the calling thread's kept runs, no
+ * lock, or NULL (call anrc_alloc); anrc_free_medium, anrc_runs_free's
+ * answer for a block whose run the calling thread keeps (judged kind and
+ * owner first, nothing written otherwise), 0 for anything else (call
+ * anrc_free).
+ */
+void *anrc_alloc_medium(struct anrc_heap *h, size_t size);
+int anrc_free_medium(struct anrc_heap *h, void *p);
 /* Large block at page s freed by the calling thread: kept if t owns it
- * (no lock unless a kept run must make room); 0: not kept, free it. */
+ * (no lock unless a kept run must make room); 0: not kept, free it;
+ * 1: kept; 2: kept, and older runs went back to the free spans to make
+ * room (pages may have gone back: gmalloc looks at its broker then). */
 int anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s);
 /* A new large block of n pages at s (locked): t owns it when it may be
  * kept later and is counted in use here (1), else the caller counts it (0). */

@@ -712,8 +712,10 @@ free_slow(struct anrc_heap *h, void *p)
 				goto locked;
 			if (anrc_theap_free(h, t, p, s, 0))
 				return;
+		} else if (kind == ANR_PG_LARGE && (off & (h->page - 1)) == 0 &&
+			   anrc_tl.uid == h->uid && anrc_runs_free(h, anrc_tl.t, (uint32_t)i)) {
+			return; /* kept by its owner for its next block */
 		}
-		/* A medium block its owner keeps: anrc_free_fast tried. */
 	} else {
 		bad = plausible(h, p);
 		if (bad != NULL) {

@@ -189,8 +189,8 @@ rc_empty(struct anrc_heap *h, struct anrc_runcache *c)
 	return given;
 }
 
-void *
-anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
+static inline __attribute__((always_inline)) void *
+runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 {
 	struct anrc_runcache *c = &t->rc;
 	size_t n, len, bytes;
@@ -260,14 +260,15 @@ rc_rest_at(const struct anrc_runcache *c, uint32_t s)
 	return ANR_RUN_CACHE_SLOTS;
 }
 
-int
-anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
+static inline __attribute__((always_inline)) int
+runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 {
 	struct anrc_runcache *c = &t->rc;
 	struct anrc_page *pg = &h->pm[s];
 	size_t n, bytes;
 	uint8_t expected = ANR_PG_LARGE;
 	unsigned rest;
+	int made_room = 0;
 
 	if (!cache_on(h) || __atomic_load_n(&h->owner[s], __ATOMIC_RELAXED) != t->id)
 		return 0;
@@ -293,6 +294,7 @@ anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 		anrc_want_release_if_over_mark(h);
 		anrc_unlock_and_return_pages(h);
 		rest = rc_rest_at(c, s + (uint32_t)n);
+		made_room = 1;
 	}
 	if (!__atomic_compare_exchange_n(&pg->kind, &expected, ANR_PG_CACHED, 0,
 					 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED)) {
@@ -320,7 +322,39 @@ anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	STORE(t->run_frees, t->run_frees + 1);
 	rc_leave(c);
 	anrc_theap_note_freed(h, t, bytes);
-	return 1;
+	return 1 + made_room;
+}
+
+void *
+anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
+{
+	return runs_alloc(h, t, size);
+}
+
+int
+anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
+{
+	return runs_free(h, t, s);
+}
+
+void *
+anrc_alloc_medium(struct anrc_heap *h, size_t size)
+{
+	if (size <= ANR_SLAB_MAX || size > ANR_RUN_CACHE_MAX || anrc_tl.uid != h->alloc_uid)
+		return NULL;
+	return runs_alloc(h, anrc_tl.t, size);
+}
+
+int
+anrc_free_medium(struct anrc_heap *h, void *p)
+{
+	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
+
+	/* One comparison puts p in the data pages (below h->data it wraps). */
+	if (i >= h->npages || (off & (h->page - 1)) != 0 || anrc_tl.uid != h->free_uid ||
+	    __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED) != ANR_PG_LARGE)
+		return 0;
+	return runs_free(h, anrc_tl.t, (uint32_t)i);
 }
 
 int

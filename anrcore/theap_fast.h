@@ -109,21 +109,15 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 static inline __attribute__((always_inline)) void *
 anrc_alloc_fast(struct anrc_heap *h, size_t size)
 {
-	if (__builtin_expect(size > ANR_SLAB_MAX || anrc_tl.uid != h->alloc_uid, 0)) {
-		/* A medium block: a run the thread keeps, if one fits
-		 * (runcache.c), without the layers of the slow path. */
-		if (size <= ANR_RUN_CACHE_MAX && size > ANR_SLAB_MAX && anrc_tl.uid == h->alloc_uid)
-			return anrc_runs_alloc(h, anrc_tl.t, size);
+	if (__builtin_expect(size > ANR_SLAB_MAX || anrc_tl.uid != h->alloc_uid, 0))
 		return NULL;
-	}
 	return anrc_theap_alloc_nocall(h, anrc_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
 }
 
 /*
  * anrc_free_fast: 1 if p was a live object of a slab the calling thread
- * owns, or a medium block it keeps the run of, and it is now free (judged
- * from the metadata first); 0 for everything else, NULL too (call
- * anrc_free).
+ * owns and it is now free (judged from the metadata first); 0 for
+ * everything else, NULL too (call anrc_free).
  */
 static inline __attribute__((always_inline)) int
 anrc_free_fast(struct anrc_heap *h, void *p)
@@ -140,12 +134,8 @@ anrc_free_fast(struct anrc_heap *h, void *p)
 	pg = &h->pm[i];
 	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
 	if (kind != ANR_PG_SLAB) {
-		if (kind != ANR_PG_SLAB_BODY) {
-			/* a medium block its owner keeps (runcache.c) */
-			if (kind == ANR_PG_LARGE && (off & (h->page - 1)) == 0)
-				return anrc_runs_free(h, anrc_tl.t, s);
+		if (kind != ANR_PG_SLAB_BODY)
 			return 0;
-		}
 		s = (uint32_t)(i - pg->npages);
 		if (s > i)
 			return 0;

@@ -109,8 +109,21 @@ static size_t gm_size_of(struct anrc_heap *h, void *p)
 /*
  * malloc and free first try the core's inlined fast paths (small objects
  * of the calling thread's theap), when the heap is ready in plain mode:
- * one load of gm_fast_heap decides.  Everything else takes the full path.
+ * one load of gm_fast_heap decides; then, out of line, the thread's kept
+ * runs for a medium block.  Everything else takes the full path.
  */
+static __attribute__((noinline)) void *gm_malloc(size_t size, const void *caller)
+{
+	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
+	/* A medium block from the thread's kept runs: one call. */
+	if (h != NULL && size > ANR_SLAB_MAX) {
+		void *p = anrc_alloc_medium(h, size);
+		if (p != NULL)
+			return p;
+	}
+	return gm_alloc(0, size, 0, caller);
+}
+
 GM_API void *malloc(size_t size)
 {
 	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
@@ -119,7 +132,7 @@ GM_API void *malloc(size_t size)
 		if (__builtin_expect(p != NULL, 1))
 			return p;
 	}
-	return gm_alloc(0, size, 0, GM_CALLER());
+	return gm_malloc(size, GM_CALLER());
 }
 
 static __attribute__((noinline)) void gm_free(void *p);
@@ -127,7 +140,7 @@ static __attribute__((noinline)) void gm_free(void *p);
 /*
  * A free the fast path does gives no page back (the slab stays the
  * thread's), so it cannot make quota surplus: the broker is looked at on
- * the full path only, which every free that may give pages back takes.
+ * the full path, which every other free takes.
  */
 GM_API void free(void *p)
 {
@@ -139,6 +152,19 @@ GM_API void free(void *p)
 
 static void gm_free(void *p)
 {
+	struct anrc_heap *fh = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
+	/* A medium block whose run the thread keeps: one call (kept, no
+	 * page back, unless older runs had to make room: 2). */
+	if (fh != NULL) {
+		int kept = anrc_free_medium(fh, p);
+		if (kept == 1)
+			return;
+		if (kept == 2) {
+			if (gm_broker_open())
+				gm_broker_note_free();
+			return;
+		}
+	}
 	if (!p || gm_boot_owns(p))
 		return;
 	struct anrc_heap *h = gm_heap();

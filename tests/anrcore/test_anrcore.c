@@ -10,7 +10,6 @@
 #include "mb_log.h"
 
 #include "fastcheck.h"
-#include "theap_fast.h"
 #include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
@@ -2418,7 +2417,7 @@ START_TEST(runcache_double_and_foreign_free)
 }
 END_TEST
 
-/* Another thread with its own kept run tries the inlined free on f->p. */
+/* Another thread with its own kept run tries the short free on f->p. */
 static void *
 foreign_fast_free_fn(void *arg)
 {
@@ -2426,8 +2425,8 @@ foreign_fast_free_fn(void *arg)
 	char *own = anrc_alloc(f->h, 40 * KiB, 0);
 
 	anrc_free(f->h, own);
-	own = anrc_alloc_fast(f->h, 40 * KiB);
-	if (own == NULL || anrc_free_fast(f->h, f->p) != 0)
+	own = anrc_alloc_medium(f->h, 40 * KiB);
+	if (own == NULL || anrc_free_medium(f->h, f->p) != 0)
 		return (void *)1;
 	anrc_free(f->h, f->p);
 	anrc_free(f->h, own);
@@ -2435,13 +2434,13 @@ foreign_fast_free_fn(void *arg)
 }
 
 /*
- * A medium block whose run the thread keeps takes the inlined paths that
- * gmalloc's malloc and free try first, without the layers of the slow
- * ones; what they cannot judge (a double free, a pointer inside the
- * block, another thread's block, a large block) they leave to anrc_free,
- * having written nothing.
+ * A medium block whose run the thread keeps takes the short way that
+ * gmalloc's malloc and free try after the inlined paths, without the
+ * layers of the slow ones; what it cannot judge (a double free, a pointer
+ * inside the block, another thread's block, a large block) it leaves to
+ * anrc_free, having written nothing.
  */
-START_TEST(medium_blocks_take_the_inline_path)
+START_TEST(medium_blocks_take_the_short_way)
 {
 	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_REPORT);
 	struct foreign f = { .h = h };
@@ -2450,8 +2449,8 @@ START_TEST(medium_blocks_take_the_inline_path)
 	void *r;
 	char *p, *q, *big;
 
-	if (UNDER_VALGRIND()) { /* no fast paths under valgrind */
-		ck_assert_ptr_null(anrc_alloc_fast(h, 40 * KiB));
+	if (UNDER_VALGRIND()) { /* no thread caches under valgrind */
+		ck_assert_ptr_null(anrc_alloc_medium(h, 40 * KiB));
 		anrc_destroy(h);
 		return;
 	}
@@ -2459,19 +2458,19 @@ START_TEST(medium_blocks_take_the_inline_path)
 	sink_reset();
 	p = anrc_alloc(h, 40 * KiB, 0);
 	anrc_free(h, p);
-	ck_assert_ptr_null(anrc_alloc_fast(h, 64 * KiB)); /* no kept run fits */
-	q = anrc_alloc_fast(h, 40 * KiB);
+	ck_assert_ptr_null(anrc_alloc_medium(h, 64 * KiB)); /* no kept run fits */
+	q = anrc_alloc_medium(h, 40 * KiB);
 	ck_assert_ptr_eq(q, p);
 	memset(q, 1, 40 * KiB);
-	ck_assert_int_eq(anrc_free_fast(h, q), 1);
+	ck_assert_int_eq(anrc_free_medium(h, q), 1);
 	ck_assert_uint_eq(anrc_usable_size(h, q), 0);
-	ck_assert_int_eq(anrc_free_fast(h, q), 0);
+	ck_assert_int_eq(anrc_free_medium(h, q), 0);
 	anrc_free(h, q);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 1);
-	q = anrc_alloc_fast(h, 36 * KiB);
+	q = anrc_alloc_medium(h, 36 * KiB);
 	ck_assert_ptr_eq(q, p);
-	ck_assert_int_eq(anrc_free_fast(h, q + 16), 0);
+	ck_assert_int_eq(anrc_free_medium(h, q + 16), 0);
 	anrc_free(h, q + 16);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 2);
@@ -2483,7 +2482,7 @@ START_TEST(medium_blocks_take_the_inline_path)
 	ck_assert_uint_eq(anrc_usable_size(h, q), 0);
 	big = anrc_alloc(h, MiB, 0);
 	ck_assert_ptr_nonnull(big);
-	ck_assert_int_eq(anrc_free_fast(h, big), 0);
+	ck_assert_int_eq(anrc_free_medium(h, big), 0);
 	anrc_free(h, big);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
@@ -3303,7 +3302,7 @@ anrcore_suite(void)
 	ADD(medium_blocks_rarely_lock);
 	ADD(few_object_class_rarely_locks);
 	ADD(runs_cut_keep_pages_hot);
-	ADD(medium_blocks_take_the_inline_path);
+	ADD(medium_blocks_take_the_short_way);
 	ADD(run_blocks_in_use_across_exit);
 	ADD(runcache_bounded_and_flushed);
 	ADD(runcache_budget_exact);

@@ -1,6 +1,6 @@
 #!/bin/sh
 # gmalloc with a real mbserver: quota asked for in steps and returned with
-# hysteresis, the broker's total enforced, all quota back after exit,
+# hysteresis (medium blocks freed on the short way too), the broker's total enforced, all quota back after exit,
 # forked children connecting on their own, and the fixed limit (with one
 # warning) when no broker answers.
 . "$top_srcdir/tests/gmalloc/gmlib.sh"
@@ -42,6 +42,30 @@ grep -q 'returns [1-9]' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "no quota
 grep -q 'registered as sink' "$TEST_TMP/mbserver.log" || { cat "$TEST_TMP/mbserver.log"; fail "broker saw no sink"; }
 grep -q '(python3, pid [0-9]*) leaves holding [1-9]' "$TEST_TMP/mbserver.log" ||
 	{ cat "$TEST_TMP/mbserver.log"; fail "the broker granted python3 nothing"; }
+pool_back
+
+# Medium blocks freed on gmalloc's short way (kept runs of the thread)
+# still give quota back: 80 MB allocated, all freed, and the program holds
+# little more than its thread's kept runs and the release margin.
+rm -f "$TEST_TMP/ready" "$TEST_TMP/go"
+GMALLOC_BROKER=on GMALLOC_LIMIT=256M GMALLOC_QUOTA_STEP=1M GMALLOC_QUOTA_RELEASE=4M \
+	pre "$FAMILY" medium "$TEST_TMP" >"$TEST_TMP/out" 2>"$TEST_TMP/err" &
+med=$!
+i=0
+while [ ! -e "$TEST_TMP/ready" ]; do
+	i=$((i + 1)); [ $i -gt 500 ] && { touch "$TEST_TMP/go"; fail "gm_family medium did not get ready"; }
+	kill -0 $med 2>/dev/null || { cat "$TEST_TMP/err"; fail "gm_family medium died"; }
+	sleep 0.02
+done
+"$MBSTATUS" >"$TEST_TMP/status" || { touch "$TEST_TMP/go"; fail "mbstatus failed"; }
+touch "$TEST_TMP/go"
+wait $med || { cat "$TEST_TMP/err"; fail "gm_family medium failed"; }
+held=$(awk '$3 == "gm_family" && $4 == "sink" { print $5 }' "$TEST_TMP/status")
+page=$(awk 'NR == 1 { for (i = 1; i < NF; i++) if ($i == "page") print $(i + 1) }' "$TEST_TMP/status")
+[ -n "$held" ] && [ -n "$page" ] || { cat "$TEST_TMP/status"; fail "gm_family not in mbstatus"; }
+[ $((held * page)) -le $((16 * 1048576)) ] ||
+	{ cat "$TEST_TMP/status"; fail "after freeing 80 MB of medium blocks gm_family still holds $held pages"; }
+rm -f "$TEST_TMP/ready" "$TEST_TMP/go"
 pool_back
 
 # Forked children (gm_family forks five while threads allocate) start with

@@ -443,6 +443,41 @@ static int fill(long mib)
 	return 0;
 }
 
+/*
+ * Medium blocks only (40,000 bytes, kept runs of the thread when freed):
+ * 80 MB allocated and written, all freed, then dir/ready and a wait for
+ * dir/go (at most 20 s), so that a test can look at the quota held after
+ * the frees.
+ */
+static int medium(const char *dir)
+{
+	enum { NB = 2000, SZ = 40000 };
+	static void *b[NB];
+	char path[4096];
+	FILE *f;
+
+	for (int i = 0; i < NB; i++) {
+		b[i] = malloc(SZ);
+		if (!b[i]) {
+			fprintf(stderr, "medium: malloc failed at block %d\n", i);
+			return 1;
+		}
+		memset(b[i], 0x22, SZ);
+	}
+	for (int i = 0; i < NB; i++)
+		free(b[i]);
+	snprintf(path, sizeof(path), "%s/ready", dir);
+	f = fopen(path, "w");
+	if (!f)
+		return 1;
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/go", dir);
+	for (int i = 0; i < 2000 && access(path, F_OK) != 0; i++)
+		usleep(10000);
+	printf("medium done\n");
+	return 0;
+}
+
 /* Mixed sizes, freed in a scrambled order, several rounds. */
 static int churn(long mib)
 {
@@ -780,6 +815,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IONBF, 0);
 	if (strcmp(mode, "fill") == 0)
 		return fill(argc > 2 ? atol(argv[2]) : 0);
+	if (strcmp(mode, "medium") == 0 && argc > 2)
+		return medium(argv[2]);
 	if (strcmp(mode, "churn") == 0)
 		return churn(argc > 2 ? atol(argv[2]) : 64);
 	if (strcmp(mode, "seccomp") == 0)
