@@ -89,22 +89,34 @@ struct anrc_class {
 	uint32_t npages;
 	uint32_t nobjs;
 	uint32_t words;  /* bitmap words of a slab: ceil(nobjs / 64) */
-	uint64_t magic; /* ceil(2^ANR_MAGIC_SHIFT / size) */
+	uint64_t magic; /* ceil(2^64 / size) */
 };
 
 /*
- * Object index of byte offset o in a slab without a division.  With
- * m = ceil(2^40 / size) = (2^40 + e) / size, 0 <= e < size, and o = q size + r:
- * o m / 2^40 = q + (r + o e / 2^40) / size, whose floor is q as long as
- * o e < 2^40, which holds because o < 2^20 (16 pages of up to 64 KiB) and
- * e < size <= 2^14.  The tests compare it with a division for every offset
- * of every class.
+ * Object index of byte offset o in a slab without a division, and whether
+ * o is an object's first byte, from one multiplication.  With
+ * m = ceil(2^64 / size) = (2^64 + e) / size, 0 <= e < size, and
+ * o = q size + r:  o m = q 2^64 + (r 2^64 + o e) / size, where
+ * (r 2^64 + o e) / size < 2^64 because o e < 2^64 (o < 2^20: 16 pages of
+ * up to 64 KiB; e < size <= 2^12).  So the high 64 bits of the product
+ * are q, and the low ones, (r 2^64 + o e) / size, are below m exactly when
+ * r = 0 (for r >= 1 they are at least (2^64 + o e) / size >= m).  The
+ * tests compare both with a division for every offset of every class.
  */
-#define ANR_MAGIC_SHIFT 40
 static inline size_t
 anrc_slab_index(const struct anrc_class *k, size_t o)
 {
-	return (size_t)(((uint64_t)o * k->magic) >> ANR_MAGIC_SHIFT);
+	return (size_t)(((unsigned __int128)o * k->magic) >> 64);
+}
+
+/* 1 if offset o is an object's first byte, its index in *idx. */
+static inline int
+anrc_slab_start(const struct anrc_class *k, size_t o, size_t *idx)
+{
+	unsigned __int128 x = (unsigned __int128)o * k->magic;
+
+	*idx = (size_t)(x >> 64);
+	return (uint64_t)x < k->magic;
 }
 
 /* Good-fit allocator of page runs: first level by power of two, second

@@ -82,7 +82,7 @@ anrc_slab_init(struct anrc_heap *h)
 		k->npages = (uint32_t)best;
 		k->nobjs = (uint32_t)(best * h->page / size);
 		k->words = (k->nobjs + 63) / 64;
-		k->magic = ((UINT64_C(1) << ANR_MAGIC_SHIFT) + size - 1) / size;
+		k->magic = UINT64_MAX / size + 1; /* ceil(2^64 / size), size > 1 */
 		h->partial[c] = ANR_NIL;
 		h->empty_slab[c] = ANR_NIL;
 	}

@@ -27,6 +27,7 @@ anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	struct anrc_tclass *k = &t->cl[c];
 	uint64_t a = k->avail, m;
+	char *p;
 
 	if (__builtin_expect(a == 0, 0))
 		return NULL;
@@ -37,7 +38,12 @@ anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	k->avail = a ^ m;
 	*k->wbits |= m;
 	ANR_TH_STORE(k->nalloc, k->nalloc + 1);
-	return h->data + k->woff + (size_t)(unsigned)__builtin_ctzll(a) * k->size;
+	p = h->data + k->woff + (uint64_t)__builtin_ctzll(a) * k->size;
+	/* (an object in the data pages is never NULL: the callers' test of
+	 * the result then goes) */
+	if (p == NULL)
+		__builtin_unreachable();
+	return p;
 }
 
 /* An object of class c from t's slabs, the current one refilled (without
@@ -71,8 +77,7 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 
 	if (h->owner[s] != t->id)
 		return 0;
-	idx = anrc_slab_index(k, off);
-	if (__builtin_expect(idx * k->size != off || idx >= k->nobjs, 0))
+	if (__builtin_expect(!anrc_slab_start(k, off, &idx) || idx >= k->nobjs, 0))
 		return 0;
 	w = anrc_slab_word(h, s) + (idx >> 6);
 	m = UINT64_C(1) << (idx & 63);
@@ -127,9 +132,11 @@ anrc_free_fast(struct anrc_heap *h, void *p)
 	unsigned kind;
 	uint32_t s = (uint32_t)i;
 
-	/* One comparison puts p in the data pages (below h->data it wraps). */
-	if (__builtin_expect(i >= h->npages || (off & (ANR_ALIGN - 1)) != 0 ||
-			     anrc_tl.uid != h->free_uid, 0))
+	/* One comparison puts p in the data pages (below h->data it wraps).
+	 * No test of p's alignment: an object's start in a slab, which
+	 * anrc_theap_free_local requires, is aligned (class sizes are
+	 * multiples of ANR_ALIGN). */
+	if (__builtin_expect(i >= h->npages || anrc_tl.uid != h->free_uid, 0))
 		return 0;
 	pg = &h->pm[i];
 	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);

@@ -129,7 +129,8 @@ END_TEST
 
 START_TEST(slab_index_exact)
 {
-	/* The division-free object index, for every offset of every slab. */
+	/* The division-free object index and object-start test, for every
+	 * offset of every slab. */
 	struct anrc_heap *h = heap_plain();
 
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
@@ -139,8 +140,12 @@ START_TEST(slab_index_exact)
 		ck_assert_uint_le((size_t)k->nobjs * k->size, span);
 		/* at most 1/8 of a slab is lost, or one object fits per slab */
 		ck_assert(k->nobjs == 1 || (span - (size_t)k->nobjs * k->size) * 8 <= span);
-		for (size_t o = 0; o < span; o++)
+		for (size_t o = 0; o < span; o++) {
+			size_t idx = SIZE_MAX;
 			ck_assert_uint_eq(anrc_slab_index(k, o), o / k->size);
+			ck_assert_int_eq(anrc_slab_start(k, o, &idx), o % k->size == 0);
+			ck_assert_uint_eq(idx, o / k->size);
+		}
 	}
 	anrc_destroy(h);
 }
