@@ -98,19 +98,25 @@ anrc_bm2_place(struct anrc_bm2 *b, uint64_t *mem, size_t nbits)
 	b->nwords = b->nw[0];
 }
 
-/* Words first_word..last_word of level 0 changed: fix the levels above. */
+/* Words first_word..last_word of level 0 changed: fix the levels above,
+ * up to the first level whose words stay as they were (the levels above
+ * it summarise the same words). */
 void
 anrc_bm2_sync(struct anrc_bm2 *b, size_t first_word, size_t last_word)
 {
 	for (unsigned l = 1; l < b->nlevels; l++) {
 		uint64_t *below = b->lv[l - 1], *up = b->lv[l];
+		int changed = 0;
 		for (size_t k = first_word; k <= last_word; k++) {
-			uint64_t bit = UINT64_C(1) << (k & 63);
-			if (below[k] != 0)
-				up[k >> 6] |= bit;
-			else
-				up[k >> 6] &= ~bit;
+			uint64_t bit = UINT64_C(1) << (k & 63), old = up[k >> 6];
+			uint64_t now = below[k] != 0 ? old | bit : old & ~bit;
+			if (now != old) {
+				up[k >> 6] = now;
+				changed = 1;
+			}
 		}
+		if (!changed)
+			break;
 		first_word >>= 6;
 		last_word >>= 6;
 	}

@@ -151,6 +151,69 @@ START_TEST(slab_index_exact)
 }
 END_TEST
 
+/* Every summary bit of b says whether the word below it is not zero. */
+static int
+bm2_levels_right(const struct anrc_bm2 *b)
+{
+	for (unsigned l = 1; l < b->nlevels; l++)
+		for (size_t k = 0; k < b->nw[l - 1]; k++)
+			if ((int)((b->lv[l][k >> 6] >> (k & 63)) & 1) != (b->lv[l - 1][k] != 0))
+				return 0;
+	return 1;
+}
+
+/*
+ * A multi-level bitmap against a plain array of bits: random ranges set
+ * and cleared (the summary levels above a changed word are brought up to
+ * date only as far as they change), every level checked after each, and
+ * the highest set bit at or below random positions compared with a scan.
+ */
+START_TEST(bm2_levels_follow)
+{
+	enum { NBITS = 300000, OPS = 3000 };
+	uint64_t *mem = calloc(anrc_bm2_words(NBITS), sizeof(uint64_t));
+	unsigned char *plain = calloc(NBITS, 1);
+	struct anrc_bm2 b;
+	uint64_t x = 2463534242ull;
+
+	ck_assert_ptr_nonnull(mem);
+	ck_assert_ptr_nonnull(plain);
+	anrc_bm2_place(&b, mem, NBITS);
+	ck_assert_uint_ge(b.nlevels, 3);
+	for (unsigned op = 0; op < scaled(OPS); op++) {
+		size_t start, n;
+		int set;
+		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+		start = (size_t)(x % NBITS);
+		/* short ranges mostly, some across many words */
+		n = 1 + (size_t)((x >> 24) % ((x >> 40) % 8 == 0 ? 5000 : 70));
+		if (start + n > NBITS)
+			n = NBITS - start;
+		/* more clears than sets once a third is set, so words empty again */
+		set = (x >> 48) % 3 != 0 && op < scaled(OPS) / 2 ? 1 : (x >> 50) % 4 == 0;
+		if (set)
+			anrc_bm2_set(&b, start, n);
+		else
+			anrc_bm2_clear(&b, start, n);
+		memset(plain + start, set, n);
+		ck_assert_msg(bm2_levels_right(&b), "levels wrong after op %u", op);
+		for (int q = 0; q < 4; q++) {
+			size_t i = (size_t)((x >> (q * 8)) * 2654435761u % NBITS), want = SIZE_MAX;
+			for (size_t j = i + 1; j-- > 0;)
+				if (plain[j]) {
+					want = j;
+					break;
+				}
+			ck_assert_uint_eq(anrc_bm2_prev(&b, i), want);
+		}
+	}
+	for (size_t i = 0; i < NBITS; i++)
+		ck_assert_int_eq((int)((b.w[i >> 6] >> (i & 63)) & 1), plain[i]);
+	free(plain);
+	free(mem);
+}
+END_TEST
+
 START_TEST(size_class_heap)
 {
 	/* Every small size through the heap: usable size is its class size. */
@@ -3273,6 +3336,7 @@ anrcore_suite(void)
 	ADD(size_class_mapping);
 	ADD(size_class_table);
 	ADD(slab_index_exact);
+	ADD(bm2_levels_follow);
 	ADD(size_class_heap);
 	ADD(random_shadow);
 	ADD(huge_requests);
