@@ -163,6 +163,7 @@ struct anrc_runcache {
 	int busy;                /* atomic: the owner or a flush is using it */
 	int flush_wanted;        /* atomic: give the runs back at the next use */
 	unsigned n;              /* runs kept, oldest first */
+	unsigned headless;       /* of them rests of a cut run (a free looks for one) */
 	size_t pages;            /* their pages */
 	/* Bytes of the live blocks the theap owns (atomic: another thread's
 	 * free of one takes its bytes off here too).  It stays with the

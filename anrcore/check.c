@@ -49,6 +49,23 @@ kept_headed(const struct anrc_heap *h, size_t i, size_t n)
 	return -1;
 }
 
+/* Each kept-run cache counts its headless rests right (a free looks for
+ * one only when the count is not 0). */
+static int
+check_headless(struct anrc_heap *h)
+{
+	for (unsigned id = 1; id <= anrc_theaps_used(h); id++) {
+		const struct anrc_runcache *c = &h->th[id - 1].rc;
+		unsigned n = 0;
+		for (unsigned j = 0; j < c->n; j++)
+			n += (c->len[j] & ANR_RC_HEADLESS) != 0;
+		if (n != c->headless)
+			FAIL("%s: check: theap %u keeps %u headless rests, counts %u", h->name,
+			     id, n, c->headless);
+	}
+	return 0;
+}
+
 static int
 check_slab(struct anrc_heap *h, size_t i, struct tally *t)
 {
@@ -244,7 +261,7 @@ check_locked(struct anrc_heap *h)
 	if (anrc_bits_count(h->heads.w, 0, h->npages) != t.live_spans)
 		FAIL("%s: check: head bitmap count wrong", h->name);
 	if (check_levels(h, &h->dirty) != 0 || check_levels(h, &h->heads) != 0 ||
-	    check_levels(h, &h->fheads) != 0)
+	    check_levels(h, &h->fheads) != 0 || check_headless(h) != 0)
 		return -1;
 	return 0;
 }

@@ -145,6 +145,8 @@ static void
 rc_remove(struct anrc_runcache *c, unsigned i)
 {
 	STORE(c->pages, c->pages - anrc_rc_len(c, i));
+	if (c->len[i] & ANR_RC_HEADLESS)
+		c->headless--;
 	/* at most ANR_RUN_CACHE_SLOTS - 1 moves; none for the newest run,
 	 * the one usually taken */
 	for (unsigned j = i + 1; j < c->n; j++) {
@@ -223,6 +225,7 @@ runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 		__atomic_store_n(&h->pm[s].npages, (uint32_t)n, __ATOMIC_RELAXED);
 		c->s[c->n] = s + (uint32_t)n;
 		c->len[c->n] = (uint32_t)(len - n) | ANR_RC_HEADLESS;
+		c->headless++;
 		STORE(c->pages, c->pages + len - n);
 		STORE(c->n, c->n + 1);
 	} else {
@@ -250,10 +253,14 @@ runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	return anrc_page_addr(h, s);
 }
 
-/* The headless rest that starts at page s, ANR_RUN_CACHE_SLOTS if none. */
+/* The headless rest that starts at page s, ANR_RUN_CACHE_SLOTS if none
+ * (no look when the cache holds none: a thread with live blocks of runs
+ * does not cut). */
 static unsigned
 rc_rest_at(const struct anrc_runcache *c, uint32_t s)
 {
+	if (c->headless == 0)
+		return ANR_RUN_CACHE_SLOTS;
 	for (unsigned i = 0; i < c->n; i++)
 		if (c->s[i] == s && (c->len[i] & ANR_RC_HEADLESS))
 			return i;
