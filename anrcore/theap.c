@@ -505,9 +505,6 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 {
 	size_t np = h->cls[c].npages;
 
-	/* Pages may go back now: the freed bytes are published first (the
-	 * broker client looks at them). */
-	anrc_theap_publish(h, t);
 	if (anrc_runs_room_for_slab(h, t, np)) {
 		if (t->cur[c] == s) {
 			t->cur_empty[c] = 1;
@@ -528,6 +525,10 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 			return;
 		}
 	}
+	/* Pages may go back now: the freed bytes are published first (the
+	 * broker client looks at them).  A slab kept above goes nowhere, and
+	 * publishing reads a line of every class. */
+	anrc_theap_publish(h, t);
 	if (!locked)
 		anrc_lock_and_drain(h);
 	release_owned(h, t, s);
