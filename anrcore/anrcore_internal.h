@@ -119,6 +119,20 @@ anrc_slab_start(const struct anrc_class *k, size_t o, size_t *idx)
 	return (uint64_t)x < k->magic;
 }
 
+/* Bits set in v, without a call into libgcc on CPUs built without popcnt. */
+static inline unsigned
+anrc_popcount64(uint64_t v)
+{
+#ifdef __POPCNT__
+	return (unsigned)__builtin_popcountll(v);
+#else
+	v = v - ((v >> 1) & UINT64_C(0x5555555555555555));
+	v = (v & UINT64_C(0x3333333333333333)) + ((v >> 2) & UINT64_C(0x3333333333333333));
+	v = (v + (v >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
+	return (unsigned)((v * UINT64_C(0x0101010101010101)) >> 56);
+#endif
+}
+
 /* Good-fit allocator of page runs: first level by power of two, second
  * level splits each power of two into ANR_SL_COUNT lists. */
 #define ANR_SL_LOG2 4

@@ -7,20 +7,6 @@
 
 #include "anrcore_internal.h"
 
-/* Bits set in v, without a call into libgcc on CPUs built without popcnt. */
-static unsigned
-popcount64(uint64_t v)
-{
-#ifdef __POPCNT__
-	return (unsigned)__builtin_popcountll(v);
-#else
-	v = v - ((v >> 1) & UINT64_C(0x5555555555555555));
-	v = (v & UINT64_C(0x3333333333333333)) + ((v >> 2) & UINT64_C(0x3333333333333333));
-	v = (v + (v >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
-	return (unsigned)((v * UINT64_C(0x0101010101010101)) >> 56);
-#endif
-}
-
 size_t
 anrc_bits_count(const uint64_t *w, size_t start, size_t n)
 {
@@ -30,7 +16,7 @@ anrc_bits_count(const uint64_t *w, size_t start, size_t n)
 		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
 		if (hi > 64)
 			hi = 64;
-		c += popcount64(w[i >> 6] & anrc_range_mask(lo, hi));
+		c += anrc_popcount64(w[i >> 6] & anrc_range_mask(lo, hi));
 		i = (i & ~(size_t)63) + hi;
 	}
 	return c;

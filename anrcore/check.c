@@ -98,7 +98,7 @@ check_slab(struct anrc_heap *h, size_t i, struct tally *t)
 			return 0;
 		live = anrc_bits_count(bits, 0, k->nobjs);
 		/* the held word's objects are left out of nfree */
-		held = me->cur[pg->cls] == i ? (size_t)__builtin_popcountll(me->cl[pg->cls].avail) : 0;
+		held = me->cur[pg->cls] == i ? (size_t)anrc_popcount64(me->cl[pg->cls].avail) : 0;
 		if (k->nobjs - live != pg->nfree + held)
 			FAIL("%s: check: owned slab %zu nfree %u (and %zu held), bitmap says %zu",
 			     h->name, i, pg->nfree, held, k->nobjs - live);

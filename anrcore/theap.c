@@ -255,7 +255,7 @@ drop_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	if (t->cl[c].avail != 0)
 		h->pm[t->cur[c]].nfree =
-			(uint16_t)(h->pm[t->cur[c]].nfree + __builtin_popcountll(t->cl[c].avail));
+			(uint16_t)(h->pm[t->cur[c]].nfree + anrc_popcount64(t->cl[c].avail));
 	t->cl[c].avail = 0;
 	t->cl[c].wbits = NULL;
 }
@@ -282,7 +282,7 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	t->cl[c].wbits = &bits[w];
 	t->cl[c].woff = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
 	t->cl[c].avail = v;
-	h->pm[s].nfree = (uint16_t)(h->pm[s].nfree - __builtin_popcountll(v));
+	h->pm[s].nfree = (uint16_t)(h->pm[s].nfree - anrc_popcount64(v));
 	return v;
 }
 
@@ -302,7 +302,7 @@ collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 			continue;
 		x = __atomic_exchange_n(&rf[w], 0, __ATOMIC_ACQUIRE);
 		bits[w] &= ~x;
-		n += (size_t)__builtin_popcountll(x);
+		n += (size_t)anrc_popcount64(x);
 	}
 	if (n == 0)
 		return;
@@ -779,7 +779,7 @@ anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs, size_t *
 		}
 		/* the held word's objects are free but left out of nfree */
 		if (n > 0) {
-			size_t held = (size_t)__builtin_popcountll(LOAD(t->cl[c].avail));
+			size_t held = (size_t)anrc_popcount64(LOAD(t->cl[c].avail));
 			*live = *live > held ? *live - held : 0;
 		}
 	}
