@@ -141,12 +141,11 @@ rc_leave(struct anrc_runcache *c)
 	__atomic_store_n(&c->busy, 0, __ATOMIC_RELEASE);
 }
 
-static void
+static inline __attribute__((always_inline)) void
 rc_remove(struct anrc_runcache *c, unsigned i)
 {
 	STORE(c->pages, c->pages - anrc_rc_len(c, i));
-	if (c->len[i] & ANR_RC_HEADLESS)
-		c->headless--;
+	c->headless -= c->len[i] >> 31; /* ANR_RC_HEADLESS is the top bit */
 	/* at most ANR_RUN_CACHE_SLOTS - 1 moves; none for the newest run,
 	 * the one usually taken */
 	for (unsigned j = i + 1; j < c->n; j++) {
