@@ -727,4 +727,14 @@ anrc_page_addr(const struct anrc_heap *h, size_t i)
 	return h->data + (i << h->page_shift);
 }
 
+/* The data page p is in, its offset from h->data in *off: h->npages or
+ * more when p is not in the data pages (below h->data the subtraction
+ * wraps, so that one comparison decides). */
+static inline size_t
+anrc_data_page(const struct anrc_heap *h, const void *p, size_t *off)
+{
+	*off = (size_t)((const char *)p - h->data);
+	return *off >> h->page_shift;
+}
+
 #endif /* ANRCORE_INTERNAL_H */

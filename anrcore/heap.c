@@ -357,8 +357,7 @@ locate(struct anrc_heap *h, const void *p, struct loc *l)
 		return "pointer not from this heap";
 	if (cp < h->data)
 		return "pointer into allocator metadata";
-	off = (size_t)(cp - h->data);
-	i = off >> h->page_shift;
+	i = anrc_data_page(h, cp, &off);
 	pg = &h->pm[i];
 	switch (pg->kind) {
 	case ANR_PG_LARGE:
@@ -698,11 +697,10 @@ static __attribute__((noinline)) void
 free_slow(struct anrc_heap *h, void *p)
 {
 	const char *bad;
-	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
+	size_t off, i = anrc_data_page(h, p, &off);
 
 	if (p == NULL)
 		return;
-	/* One comparison puts p in the data pages (below h->data it wraps). */
 	if (__builtin_expect(i < h->npages && (off & (ANR_ALIGN - 1)) == 0, 1)) {
 		unsigned kind = __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED);
 		if ((kind == ANR_PG_SLAB || kind == ANR_PG_SLAB_BODY) && !h->vg) {

@@ -145,7 +145,7 @@ static inline __attribute__((always_inline)) void
 rc_remove(struct anrc_runcache *c, unsigned i)
 {
 	STORE(c->pages, c->pages - anrc_rc_len(c, i));
-	c->headless -= c->len[i] >> 31; /* ANR_RC_HEADLESS is the top bit */
+	c->headless -= (c->len[i] & ANR_RC_HEADLESS) != 0;
 	/* at most ANR_RUN_CACHE_SLOTS - 1 moves; none for the newest run,
 	 * the one usually taken */
 	for (unsigned j = i + 1; j < c->n; j++) {
@@ -354,9 +354,8 @@ anrc_alloc_medium(struct anrc_heap *h, size_t size)
 int
 anrc_free_medium(struct anrc_heap *h, void *p)
 {
-	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
+	size_t off, i = anrc_data_page(h, p, &off);
 
-	/* One comparison puts p in the data pages (below h->data it wraps). */
 	if (i >= h->npages || (off & (h->page - 1)) != 0 || anrc_tl.uid != h->free_uid ||
 	    __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED) != ANR_PG_LARGE)
 		return 0;

@@ -127,13 +127,12 @@ anrc_alloc_fast(struct anrc_heap *h, size_t size)
 static inline __attribute__((always_inline)) int
 anrc_free_fast(struct anrc_heap *h, void *p)
 {
-	size_t off = (size_t)((char *)p - h->data), i = off >> h->page_shift;
+	size_t off, i = anrc_data_page(h, p, &off);
 	const struct anrc_page *pg;
 	unsigned kind;
 	uint32_t s = (uint32_t)i;
 
-	/* One comparison puts p in the data pages (below h->data it wraps).
-	 * No test of p's alignment: an object's start in a slab, which
+	/* No test of p's alignment: an object's start in a slab, which
 	 * anrc_theap_free_local requires, is aligned (class sizes are
 	 * multiples of ANR_ALIGN). */
 	if (__builtin_expect(i >= h->npages || anrc_tl.uid != h->free_uid, 0))

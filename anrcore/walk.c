@@ -62,13 +62,11 @@ anrc_walk_try(struct anrc_heap *h, int (*fn)(void *arg, void *block, size_t size
 void *
 anrc_block_of(struct anrc_heap *h, const void *p, size_t *size)
 {
-	const char *cp = p;
 	void *block = NULL;
-	size_t i, hd;
+	size_t off, i = anrc_data_page(h, p, &off), hd;
 
-	if (cp < h->data || cp >= h->data + ((size_t)h->npages << h->page_shift))
+	if (i >= h->npages)
 		return NULL;
-	i = (size_t)(cp - h->data) >> h->page_shift;
 	anrc_lock_and_drain_all(h);
 	hd = anrc_bm2_prev(&h->heads, i);
 	if (hd != SIZE_MAX && hd + h->pm[hd].npages > i) {
@@ -80,7 +78,7 @@ anrc_block_of(struct anrc_heap *h, const void *p, size_t *size)
 				*size = (size_t)pg->npages << h->page_shift;
 		} else if (pg->kind == ANR_PG_SLAB) {
 			const struct anrc_class *k = &h->cls[pg->cls];
-			size_t idx = anrc_slab_index(k, (size_t)(cp - start));
+			size_t idx = anrc_slab_index(k, off - ((size_t)hd << h->page_shift));
 			if (idx < k->nobjs && anrc_slab_live(h, (uint32_t)hd, idx)) {
 				block = start + idx * k->size;
 				if (size != NULL)
