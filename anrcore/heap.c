@@ -928,7 +928,7 @@ anrc_trim(struct anrc_heap *h, size_t keep)
 	given = anrc_release_down_to(h, keep >> h->page_shift) << h->page_shift;
 	/* An explicit trim starts the marks afresh. */
 	h->mark_shift = 0;
-	h->given_recent = h->refaulted = 0;
+	h->given_recent = h->refaulted = h->charged_recent = 0;
 	h->trim_wanted = 0;
 	heap_unlock(h);
 	return given;

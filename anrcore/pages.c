@@ -78,6 +78,7 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 			return h->resident_pages + fresh - limit;
 		}
 	}
+	h->charged_recent += n;
 	if (fresh > 0 && h->given_recent > 0) {
 		size_t r = fresh < h->given_recent ? fresh : h->given_recent;
 		h->given_recent -= r;

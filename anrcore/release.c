@@ -119,13 +119,17 @@ marks_adapt(struct anrc_heap *h)
 {
 	size_t given = h->given_recent + h->refaulted;
 
+	/* Nothing charged since the last trim began (the next slice of one
+	 * large free): no evidence either way, the marks stay. */
+	if (given > 0 && h->charged_recent == 0)
+		return;
 	if (given > 0 && h->refaulted * 2 >= given) {
 		if (h->mark_shift < ANR_MARK_SHIFT_MAX)
 			h->mark_shift++;
 	} else if (h->refaulted == 0 && h->mark_shift > 0) {
 		h->mark_shift--;
 	}
-	h->given_recent = h->refaulted = 0;
+	h->given_recent = h->refaulted = h->charged_recent = 0;
 }
 
 /*

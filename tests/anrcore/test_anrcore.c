@@ -963,6 +963,48 @@ START_TEST(grown_marks_keep_little)
 }
 END_TEST
 
+/*
+ * Frees in a row, with nothing allocated between them, each start a trim:
+ * they say nothing about whether giving back is undone, so the marks stay.
+ * A program that builds eight 1 MiB blocks and frees them all, over and
+ * over, grows its marks once and then gives nothing back.  (The marks
+ * once halved on each of those frees and were small again by the time the
+ * blocks were rebuilt: a trim, and the pages taken back, every round.)
+ */
+START_TEST(marks_hold_across_frees_in_a_row)
+{
+	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
+				.free_high = 1 * MiB, .valgrind = 1 };
+	struct anrc_heap *h = anrc_create(&c);
+	struct anrc_stats st;
+	char *p[8];
+	uint64_t before = 0;
+
+	ck_assert_ptr_nonnull(h);
+	for (int round = 0; round < 40; round++) {
+		if (round == 20) {
+			stats(h, &st);
+			before = st.madvise_calls;
+		}
+		for (int i = 0; i < 8; i++) {
+			p[i] = anrc_alloc(h, 1 * MiB, 0);
+			ck_assert_ptr_nonnull(p[i]);
+			touch_pages(p[i], 1 * MiB);
+		}
+		for (int i = 0; i < 8; i++)
+			anrc_free(h, p[i]);
+	}
+	stats(h, &st);
+	ck_assert_msg(st.madvise_calls == before,
+		      "%llu madvise calls in the last 20 rounds (marks x %u)",
+		      (unsigned long long)(st.madvise_calls - before), 1u << h->mark_shift);
+	ck_assert_uint_gt(h->mark_shift, 0);
+	ck_assert_uint_le(st.free_resident, (1 * MiB) << h->mark_shift);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* ---- budget and hook ---- */
 
 struct hook_state {
@@ -3348,6 +3390,7 @@ anrcore_suite(void)
 	ADD(resident_after_free_bound);
 	ADD(hysteresis_churn);
 	ADD(grown_marks_keep_little);
+	ADD(marks_hold_across_frees_in_a_row);
 	ADD(budget_and_hook);
 	ADD(budget_lowered);
 	ADD(bad_free_report);
