@@ -16,9 +16,11 @@
  *   op p99 X p999 X max X
  *   p50 malloc X memset X free X       (each part of the operation timed)
  *   p99 malloc X memset X free X
+ *   rtfaults N                         (the real-time thread's page faults)
  *   churnfree n N p9999 X max X        (with churn)
  * Exits 77 when SCHED_FIFO is not allowed (it needs root or CAP_SYS_NICE).
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -27,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define PERIOD_NS 1000000L
@@ -35,6 +38,7 @@
 static volatile int stop;
 static uint32_t *wake_ns, *op_ns, *free_ns, *part_ns[3];
 static size_t nwake, nfree, free_cap;
+static long rt_faults;
 
 static int64_t
 now_ns(void)
@@ -73,7 +77,9 @@ rt_thread(void *v)
 	struct rt_arg *a = v;
 	struct timespec next;
 	uint64_t x = 88172645463325252ull;
+	struct rusage r0, r1;
 
+	getrusage(RUSAGE_THREAD, &r0);
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (size_t i = 0; i < a->n; i++) {
 		int64_t dl, t0, ta, tb, t1;
@@ -107,6 +113,8 @@ rt_thread(void *v)
 		op_ns[i] = clamp(t1 - t0);
 		nwake = i + 1;
 	}
+	getrusage(RUSAGE_THREAD, &r1);
+	rt_faults = r1.ru_minflt - r0.ru_minflt;
 	stop = 1;
 	return NULL;
 }
@@ -225,6 +233,7 @@ main(int argc, char **argv)
 	       q_us(part_ns[1], nwake, 0.5), q_us(part_ns[2], nwake, 0.5));
 	printf("p99 malloc %.2f memset %.2f free %.2f\n", q_us(part_ns[0], nwake, 0.99),
 	       q_us(part_ns[1], nwake, 0.99), q_us(part_ns[2], nwake, 0.99));
+	printf("rtfaults %ld\n", rt_faults);
 	if (churn) {
 		qsort(free_ns, nfree, sizeof(uint32_t), cmp32);
 		printf("churnfree n %zu p9999 %.1f max %.1f\n", nfree,
