@@ -43,7 +43,8 @@ struct anrc_config {
 	size_t free_high;   /* trim when resident free bytes pass this.  When
 			     * pages given back are soon taken again, both
 			     * marks double, up to 32 x; they halve again when
-			     * giving back is no longer undone.  A trim keeps
+			     * giving back is no longer undone (while the
+			     * program allocates).  A trim keeps
 			     * the low mark, but with grown marks at most
 			     * 1 MiB (or free_low if larger). */
 	enum anrc_bad_free_action bad_free;
