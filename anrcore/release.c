@@ -15,7 +15,10 @@
  * back since the last trim have been charged again by the time the next
  * trim starts, giving back is being undone, and both marks double (up to
  * 2^ANR_MARK_SHIFT_MAX times the configured ones); a trim that finds
- * nothing taken back halves them again, down to the configured marks.
+ * nothing taken back, though pages were charged since the last one began,
+ * halves them again, down to the configured marks.  A trim with nothing
+ * charged since the last (frees in a row, or the next slice of one large
+ * free) says nothing either way and leaves them.
  * The grown high mark is what spaces the trims out under churn; a trim
  * still goes down to at most ANR_KEEP_GROWN_MAX (or the configured low
  * mark, if larger), so a large free leaves a small amount of free pages
@@ -53,19 +56,30 @@ advise_inner(struct anrc_heap *h, void *addr, size_t len)
 		__atomic_add_fetch(&h->meta_madvised, end - start, __ATOMIC_RELAXED);
 }
 
-/* At most ANR_META_ADVISE_MAX madvise calls. */
+/*
+ * At most ANR_META_ADVISE_MAX madvise calls.  The run's head and tail page
+ * map entries stay (a free span's).  The range stops at limit (a page
+ * index), if that comes first: see release_span_meta.
+ */
 static void
-release_meta(struct anrc_heap *h, size_t lo, size_t n)
+release_meta(struct anrc_heap *h, size_t lo, size_t n, size_t limit)
 {
-	size_t g0 = (lo + ANR_BITS_GROUP - 1) / ANR_BITS_GROUP, g1 = (lo + n) / ANR_BITS_GROUP;
+	size_t end = lo + n, last = lo + n - 1, g0, g1;
 
-	if (n > 2)
-		advise_inner(h, &h->pm[lo + 1], (n - 2) * sizeof(struct anrc_page));
+	if (end > limit)
+		end = last = limit;
+	if (end <= lo)
+		return;
+	g0 = (lo + ANR_BITS_GROUP - 1) / ANR_BITS_GROUP;
+	g1 = end / ANR_BITS_GROUP;
+	/* the entries after the head, up to the tail or limit */
+	if (last > lo + 1)
+		advise_inner(h, &h->pm[lo + 1], (last - lo - 1) * sizeof(struct anrc_page));
 	/* the groups of slab bitmaps the run covers whole, one page each */
 	if (g1 > g0)
 		advise_inner(h, anrc_slab_bits(h, (uint32_t)(g0 * ANR_BITS_GROUP)),
 			     (g1 - g0) * 2 * ANR_BITS_GROUP * h->bmw * sizeof(uint64_t));
-	advise_inner(h, h->owner + lo, n);
+	advise_inner(h, h->owner + lo, end - lo);
 }
 
 /*
@@ -101,9 +115,15 @@ static void
 release_span_meta(struct anrc_heap *h, size_t page)
 {
 	size_t f = anrc_bm2_prev(&h->fheads, page);
+	/* Nothing at or above h->top was ever written but the tail entry of
+	 * the span that ends the reservation: the range stops at top rounded
+	 * up to a whole page of every kind of metadata (h->page entries).  The
+	 * span around the highest run given back is that last span, whose
+	 * metadata is most of the reservation's; it was advised whole. */
+	size_t limit = (h->top + h->page - 1) & ~(h->page - 1);
 
 	if (f != SIZE_MAX && h->pm[f].kind == ANR_PG_FREE && f + h->pm[f].npages > page)
-		release_meta(h, f, h->pm[f].npages);
+		release_meta(h, f, h->pm[f].npages, limit);
 }
 
 void
@@ -186,7 +206,7 @@ trim_advise(struct anrc_heap *h, unsigned i)
 	if (madvise(anrc_page_addr(h, h->trim_s[i]),
 		    (size_t)h->trim_len[i] << h->page_shift, MADV_DONTNEED) != 0)
 		return errno;
-	release_meta(h, h->trim_s[i], h->trim_len[i]);
+	release_meta(h, h->trim_s[i], h->trim_len[i], SIZE_MAX);
 	return 0;
 }
 

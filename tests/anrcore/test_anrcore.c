@@ -964,6 +964,42 @@ START_TEST(grown_marks_keep_little)
 END_TEST
 
 /*
+ * Giving back the metadata of a free span stops at the address ever used:
+ * past it nothing was written.  The span around the highest run given back
+ * reaches the end of the reservation, and its metadata (about 2 % of the
+ * reservation) was once advised whole on every trim.
+ */
+START_TEST(meta_release_stops_at_top)
+{
+	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 0, .free_high = 0,
+				.valgrind = 1 };
+	struct anrc_heap *h = anrc_create(&c);
+	struct anrc_stats st;
+	size_t per_page, limit;
+
+	ck_assert_ptr_nonnull(h);
+	for (int i = 0; i < 20; i++) {
+		char *p = anrc_alloc(h, 2 * MiB, 0);
+		ck_assert_ptr_nonnull(p);
+		touch_pages(p, 2 * MiB);
+		anrc_free(h, p);
+	}
+	stats(h, &st);
+	ck_assert_uint_gt(st.madvise_calls, 0);
+	ck_assert_uint_gt(st.meta_madvise_calls, 0);
+	/* what one call may advise at most: the metadata of the pages below
+	 * top, rounded up to a page of owner bytes */
+	per_page = sizeof(struct anrc_page) + 2 * h->bmw * sizeof(uint64_t) + 1;
+	limit = (h->top + h->page - 1) & ~(h->page - 1);
+	ck_assert_msg(h->meta_madvised <= st.meta_madvise_calls * limit * per_page,
+		      "%zu KiB of metadata advised in %llu calls, top %zu pages",
+		      h->meta_madvised >> 10, (unsigned long long)st.meta_madvise_calls, h->top);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
+/*
  * Frees in a row, with nothing allocated between them, each start a trim:
  * they say nothing about whether giving back is undone, so the marks stay.
  * A program that builds eight 1 MiB blocks and frees them all, over and
@@ -3391,6 +3427,7 @@ anrcore_suite(void)
 	ADD(hysteresis_churn);
 	ADD(grown_marks_keep_little);
 	ADD(marks_hold_across_frees_in_a_row);
+	ADD(meta_release_stops_at_top);
 	ADD(budget_and_hook);
 	ADD(budget_lowered);
 	ADD(bad_free_report);
