@@ -83,6 +83,10 @@ struct anrc_page {
 #define ANR_SLAB_GROUP (ANR_CACHE_LINE / sizeof(struct anrc_page))
 #define ANR_SLAB_GROUPED_MAX 512
 #define ANR_EMPTY_CACHE_PAGES 16 /* pages of empty slabs kept for reuse */
+/* Empty slabs a thread keeps per class at most (within its bound of pages
+ * of empty slabs): a class of one to a few objects per slab needs several
+ * for a few live objects. */
+#define ANR_THEAP_SPARES 4
 
 struct anrc_class {
 	uint32_t size;
@@ -242,7 +246,10 @@ struct anrc_theap {
 	uint64_t published;
 	int64_t publish_left;
 	uint32_t cur[ANR_NCLASSES];
-	uint32_t spare[ANR_NCLASSES];
+	/* kept empty slabs of each class, in its ring and counted in
+	 * empty_pages: spare[c][0 .. nspare[c] - 1] */
+	uint32_t spare[ANR_NCLASSES][ANR_THEAP_SPARES];
+	uint8_t nspare[ANR_NCLASSES];
 	uint32_t nslabs[ANR_NCLASSES];   /* slabs in each ring */
 	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages
 					  * (it has no held word then) */

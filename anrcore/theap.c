@@ -27,12 +27,15 @@
  * heap.c's retry loop).  The budget is thus charged per slab that moves
  * between the shared page allocator and a thread, never per object.
  *
- * A slab a local free empties stays the current one or becomes its class's
- * spare (one per class), or the current one if that is full, while the
+ * A slab a local free empties stays the current one or becomes one of its
+ * class's spares (ANR_THEAP_SPARES at most: a thread with five live
+ * objects of a class of two per slab needs three slabs, and with one spare
+ * it gave one back and took one again, under the lock, each time it freed
+ * and allocated them), or the current one if that is full, while the
  * theap keeps at most ANR_EMPTY_CACHE_PAGES pages of empty slabs (and the
  * room its kept runs leave); past that it goes back under the lock.  A
- * refill whose scan finds no free object takes the spare, wherever it is
- * in the ring.  A thread's exit (destructor of the heap's
+ * refill whose scan finds no free object takes the newest spare, wherever
+ * it is in the ring.  A thread's exit (destructor of the heap's
  * pthread key) abandons its theap: under the lock every owned slab becomes
  * shared again (on its class's partial list, kept empty, or given back) and
  * the slot is free for the next thread, which adopts shared slabs before it
@@ -91,7 +94,8 @@ first_claim(struct anrc_heap *h, struct anrc_theap *t)
 	t->id = (uint8_t)(t - h->th + 1);
 	t->pair = ANR_NIL;
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
-		t->cur[c] = t->spare[c] = ANR_NIL;
+		t->cur[c] = ANR_NIL;
+		t->nspare[c] = 0;
 		t->cl[c].size = h->cls[c].size;
 	}
 	/* set up, then counted in */
@@ -333,6 +337,19 @@ ring_add(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	t->cur_empty[c] = 0;
 }
 
+/* If s is one of class c's kept empty slabs, it stops being one: 1. */
+static int
+spare_take(struct anrc_theap *t, unsigned c, uint32_t s)
+{
+	for (unsigned i = 0; i < t->nspare[c]; i++) {
+		if (t->spare[c][i] == s) {
+			t->spare[c][i] = t->spare[c][--t->nspare[c]];
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* Make s (in the ring) the slab class c allocates from. */
 static void
 set_cur(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
@@ -341,12 +358,8 @@ set_cur(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 		return;
 	drop_word(h, t, c);
 	t->cur[c] = s;
-	t->cur_empty[c] = 0;
-	if (t->spare[c] == s) {
-		/* still empty and still counted, now as the current slab */
-		t->spare[c] = ANR_NIL;
-		t->cur_empty[c] = 1;
-	}
+	/* a kept empty slab stays counted, now as the current slab */
+	t->cur_empty[c] = (uint8_t)spare_take(t, c, s);
 }
 
 static void
@@ -358,10 +371,8 @@ ring_del(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	if (t->cur[c] == s)
 		drop_word(h, t, c);
 	STORE(t->nslabs[c], t->nslabs[c] - 1);
-	if (t->spare[c] == s) {
-		t->spare[c] = ANR_NIL;
+	if (spare_take(t, c, s))
 		t->empty_pages -= np;
-	}
 	if (t->cur[c] == s && t->cur_empty[c]) {
 		t->cur_empty[c] = 0;
 		t->empty_pages -= np;
@@ -398,9 +409,9 @@ flush_spares(struct anrc_heap *h, struct anrc_theap *t)
 	__atomic_store_n(&t->flush_wanted, 0, __ATOMIC_RELAXED);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		size_t bytes = (size_t)h->cls[c].npages << h->page_shift;
-		if (t->spare[c] != ANR_NIL) {
+		while (t->nspare[c] > 0) {
 			given += bytes;
-			release_owned(h, t, t->spare[c]);
+			release_owned(h, t, t->spare[c][t->nspare[c] - 1]);
 		}
 		/* A current slab whose objects are all free, some of them in
 		 * the held word, is empty too. */
@@ -444,8 +455,8 @@ anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c
 	}
 	/* The kept empty slab, wherever it is in the ring (a ring of full
 	 * slabs of a class of few objects is long). */
-	if (t->spare[c] != ANR_NIL) {
-		set_cur(h, t, c, t->spare[c]);
+	if (t->nspare[c] > 0) {
+		set_cur(h, t, c, t->spare[c][t->nspare[c] - 1]);
 		return 0;
 	}
 	/* Start the next search past the slabs just seen. */
@@ -511,8 +522,8 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 			t->empty_pages += np;
 			return;
 		}
-		if (t->spare[c] == ANR_NIL) {
-			t->spare[c] = s;
+		if (t->nspare[c] < ANR_THEAP_SPARES) {
+			t->spare[c][t->nspare[c]++] = s;
 			t->empty_pages += np;
 			return;
 		}

@@ -2238,6 +2238,44 @@ START_TEST(few_object_class_rarely_locks)
 END_TEST
 
 /*
+ * A thread that allocates a few objects of a class of two per slab, and
+ * of a few other classes, then frees them all, over and over (a request
+ * handler), needs several slabs of a class and keeps them empty between
+ * rounds: after the first round it takes the heap lock on no call.  (With
+ * one kept empty slab per class, the third went back under the lock on
+ * each round and was taken again under it on the next: 200 locks in 100
+ * rounds here.)
+ */
+START_TEST(emptied_slabs_kept_per_class)
+{
+	struct anrc_heap *h = heap_plain();
+	size_t two = 2048, sizes[] = { 2048, 2048, 2048, 2048, 2048, 1792, 1792, 1280, 64, 300 };
+	enum { N = sizeof(sizes) / sizeof(sizes[0]) };
+	char *v[N];
+	uint64_t locks = 0;
+
+	ck_assert_uint_eq(h->cls[anrc_size_class(two)].nobjs, 2);
+	for (unsigned round = 0; round < 101; round++) {
+		if (round == 1)
+			locks = anrc_lock_count;
+		for (unsigned i = 0; i < N; i++) {
+			v[i] = anrc_alloc(h, sizes[i], 0);
+			ck_assert_ptr_nonnull(v[i]);
+			v[i][sizes[i] - 1] = 1;
+		}
+		for (unsigned i = 0; i < N; i++)
+			anrc_free(h, v[i]);
+	}
+	locks = anrc_lock_count - locks;
+	/* (under valgrind every call takes the lock: valgrind is told of each block) */
+	if (!UNDER_VALGRIND())
+		ck_assert_msg(locks == 0, "%llu locks in 100 rounds", (unsigned long long)locks);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
+/*
  * Blocks of 4..16 KiB are page runs, kept by their thread when it frees
  * them, like larger medium blocks: a thread replacing random ones of a
  * few live blocks takes the heap lock on few calls (none here).  (They
@@ -3450,6 +3488,7 @@ anrcore_suite(void)
 	ADD(runcache_rt_loop);
 	ADD(medium_blocks_rarely_lock);
 	ADD(few_object_class_rarely_locks);
+	ADD(emptied_slabs_kept_per_class);
 	ADD(runs_cut_keep_pages_hot);
 	ADD(medium_blocks_take_the_short_way);
 	ADD(run_blocks_in_use_across_exit);
