@@ -15,6 +15,9 @@
  *                (as many of each power of two), each operation replaces
  *                a random one: the thread-local churn of every size up to
  *                64 KiB, beyond the small objects of churn-mt
+ *   rounds       eight threads, each in rounds: 64 objects of 16 bytes..4 KiB
+ *                (log-uniform) allocated and written, then all freed (a
+ *                request handler's pattern)
  *   large        one thread: 8 live blocks of 256 KiB..8 MiB, one byte
  *                written per page of each new block
  *   realloc      strings grown by doubling (16 B -> 1 MiB) and by steps of
@@ -117,11 +120,37 @@ medium_thread(void *v)
 	return NULL;
 }
 
+/* rounds: a->ops rounds of 64 objects allocated, then freed */
+static void *
+rounds_thread(void *v)
+{
+	struct churn_arg *a = v;
+	enum { BATCH = 64 };
+	char *obj[BATCH];
+	uint64_t x = a->seed, sum = 0;
+
+	for (long i = 0; i < a->ops; i++) {
+		for (int k = 0; k < BATCH; k++) {
+			uint64_t r = rnd(&x);
+			unsigned b = 4 + (unsigned)(r % 8);
+			size_t n = ((size_t)1 << b) + (size_t)((r >> 32) & (((size_t)1 << b) - 1));
+			obj[k] = xmalloc(n);
+			obj[k][0] = (char)k;
+		}
+		for (int k = 0; k < BATCH; k++) {
+			sum += (unsigned char)obj[k][0];
+			free(obj[k]);
+		}
+	}
+	a->sum = sum;
+	return NULL;
+}
+
 static uint64_t
 run_threads(void *(*fn)(void *), int n, long ops)
 {
-	pthread_t t[2];
-	struct churn_arg a[2];
+	pthread_t t[8];
+	struct churn_arg a[8];
 	uint64_t sum = 0;
 
 	for (int i = 0; i < n; i++) {
@@ -316,6 +345,10 @@ main(int argc, char **argv)
 		ops *= 2;
 		for (int i = 0; i < SLOTS; i++)
 			free(slot[i]);
+	} else if (strcmp(w, "rounds") == 0) {
+		ops = 10000 * scale;
+		sum = run_threads(rounds_thread, 8, ops);
+		ops *= 8 * 64;
 	} else if (strcmp(w, "large") == 0) {
 		ops = 4000 * scale;
 		sum = large(ops);
@@ -323,7 +356,7 @@ main(int argc, char **argv)
 		ops = 40 * scale;
 		sum = grow(ops);
 	} else {
-		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|large|realloc [SCALE]\n");
+		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|rounds|large|realloc [SCALE]\n");
 		return 2;
 	}
 	printf("%s ops %ld check %llu\n", w, ops, (unsigned long long)sum);
