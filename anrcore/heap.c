@@ -761,6 +761,10 @@ anrc_usable_size(struct anrc_heap *h, const void *p)
 
 	if (p == NULL || plausible(h, p) != NULL)
 		return 0;
+	/* an object of the calling thread's slabs: no lock */
+	u = anrc_usable_local(h, p);
+	if (u != 0)
+		return u;
 	heap_lock(h);
 	if (locate(h, p, &l) == NULL)
 		u = l.usable;
@@ -831,6 +835,22 @@ anrc_realloc(struct anrc_heap *h, void *p, size_t size, unsigned flags)
 	if (size > ((size_t)h->npages << h->page_shift)) {
 		errno = ENOMEM;
 		return NULL;
+	}
+	/* An object of the calling thread's slabs (judged from the metadata,
+	 * as its free is): no lock.  Kept where resize_locked keeps a slab
+	 * object; else moved, by the calls' own fast paths. */
+	old = anrc_usable_local(h, p);
+	if (old != 0) {
+		if (size <= old && size > old / 2)
+			return p;
+		q = anrc_alloc(h, size, flags & ~(unsigned)ANR_ZERO);
+		if (q == NULL)
+			return size <= old ? p : NULL;
+		memcpy(q, p, size < old ? size : old);
+		if ((flags & ANR_ZERO) && size > old)
+			memset((char *)q + old, 0, size - old);
+		anrc_free(h, p);
+		return q;
 	}
 	heap_lock(h);
 	bad = locate(h, p, &l);

@@ -58,21 +58,16 @@ anrc_theap_alloc(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 }
 
 /*
- * Free the object at data_off (bytes from h->data) of slab s, which the
- * calling thread's t owns, when no trash fill and no valgrind request is
- * due and the free does not empty the slab, so that no call is needed.
- * Returns 1 when done; 0, having written nothing, when this is not that
- * case or the offset is not a live object's start: anrc_theap_free()
- * decides then.
+ * Judge the object at data_off (bytes from h->data) of slab s, of class
+ * k: 1 when t owns the slab and the offset is a live object's start (not
+ * freed by another thread either), with its bitmap word in *bpp, its bit
+ * in *mp and the word's value in *vp; 0 otherwise.  Nothing is written.
  */
 static inline __attribute__((always_inline)) int
-anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off, uint32_t s)
+anrc_theap_judge_local(struct anrc_heap *h, struct anrc_theap *t, const struct anrc_class *k,
+		       size_t data_off, uint32_t s, uint64_t **bpp, uint64_t *mp, uint64_t *vp)
 {
-	struct anrc_page *pg = &h->pm[s];
-	unsigned c = pg->cls;
-	const struct anrc_class *k = &h->cls[c];
 	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
-	struct anrc_tclass *tc;
 	uint64_t m, v, *bp;
 
 	if (h->owner[s] != t->id)
@@ -87,6 +82,31 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 	 * (written from bp: through that call the compiler computes the
 	 * slab's word again, five instructions a free) */
 	if (__builtin_expect((v & m) == 0 || (bp[k->words] & m) != 0, 0))
+		return 0;
+	*bpp = bp;
+	*mp = m;
+	*vp = v;
+	return 1;
+}
+
+/*
+ * Free the object at data_off (bytes from h->data) of slab s, which the
+ * calling thread's t owns, when no trash fill and no valgrind request is
+ * due and the free does not empty the slab, so that no call is needed.
+ * Returns 1 when done; 0, having written nothing, when this is not that
+ * case or the offset is not a live object's start: anrc_theap_free()
+ * decides then.
+ */
+static inline __attribute__((always_inline)) int
+anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off, uint32_t s)
+{
+	struct anrc_page *pg = &h->pm[s];
+	unsigned c = pg->cls;
+	const struct anrc_class *k = &h->cls[c];
+	struct anrc_tclass *tc;
+	uint64_t m, v, *bp;
+
+	if (!anrc_theap_judge_local(h, t, k, data_off, s, &bp, &m, &v))
 		return 0;
 	/* Judged: now the writes. */
 	tc = &t->cl[c];
@@ -120,6 +140,34 @@ anrc_alloc_fast(struct anrc_heap *h, size_t size)
 }
 
 /*
+ * The slab p lies in, when the calling thread's theap is of h and the
+ * fast paths are on (no trash fill, no valgrind requests): 1 with its
+ * first page in *sp and p's offset from h->data in *offp; 0 otherwise
+ * (NULL too).
+ */
+static inline __attribute__((always_inline)) int
+anrc_fast_slab(struct anrc_heap *h, const void *p, size_t *offp, uint32_t *sp)
+{
+	size_t i = anrc_data_page(h, p, offp);
+	const struct anrc_page *pg;
+	unsigned kind;
+
+	if (__builtin_expect(i >= h->npages || anrc_tl.uid != h->free_uid, 0))
+		return 0;
+	pg = &h->pm[i];
+	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
+	*sp = (uint32_t)i;
+	if (kind != ANR_PG_SLAB) {
+		if (kind != ANR_PG_SLAB_BODY)
+			return 0;
+		*sp = (uint32_t)(i - pg->npages);
+		if (*sp > i)
+			return 0;
+	}
+	return 1;
+}
+
+/*
  * anrc_free_fast: 1 if p was a live object of a slab the calling thread
  * owns and it is now free (judged from the metadata first); 0 for
  * everything else, NULL too (call anrc_free).
@@ -127,26 +175,34 @@ anrc_alloc_fast(struct anrc_heap *h, size_t size)
 static inline __attribute__((always_inline)) int
 anrc_free_fast(struct anrc_heap *h, void *p)
 {
-	size_t off, i = anrc_data_page(h, p, &off);
-	const struct anrc_page *pg;
-	unsigned kind;
-	uint32_t s = (uint32_t)i;
+	size_t off;
+	uint32_t s;
 
 	/* No test of p's alignment: an object's start in a slab, which
 	 * anrc_theap_free_local requires, is aligned (class sizes are
 	 * multiples of ANR_ALIGN). */
-	if (__builtin_expect(i >= h->npages || anrc_tl.uid != h->free_uid, 0))
+	return anrc_fast_slab(h, p, &off, &s) && anrc_theap_free_local(h, anrc_tl.t, off, s);
+}
+
+/*
+ * The usable size of p when it is a live object of a slab the calling
+ * thread owns (judged as anrc_free_fast judges; nothing written, no lock);
+ * 0 otherwise: the caller takes the locked path.
+ */
+static inline size_t
+anrc_usable_local(struct anrc_heap *h, const void *p)
+{
+	size_t off;
+	uint32_t s;
+	uint64_t *bp, m, v;
+	const struct anrc_class *k;
+
+	if (!anrc_fast_slab(h, p, &off, &s))
 		return 0;
-	pg = &h->pm[i];
-	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
-	if (kind != ANR_PG_SLAB) {
-		if (kind != ANR_PG_SLAB_BODY)
-			return 0;
-		s = (uint32_t)(i - pg->npages);
-		if (s > i)
-			return 0;
-	}
-	return anrc_theap_free_local(h, anrc_tl.t, off, s);
+	k = &h->cls[h->pm[s].cls];
+	if (!anrc_theap_judge_local(h, anrc_tl.t, k, off, s, &bp, &m, &v))
+		return 0;
+	return k->size;
 }
 
 #endif /* ANRCORE_THEAP_FAST_H */
