@@ -139,9 +139,11 @@ marks_adapt(struct anrc_heap *h)
 {
 	size_t given = h->given_recent + h->refaulted;
 
-	/* Nothing charged since the last trim began (the next slice of one
-	 * large free): no evidence either way, the marks stay. */
-	if (given > 0 && h->charged_recent == 0)
+	/* Fewer pages charged since then than were given back (frees in a
+	 * row, the next slice of one large free, one thread freeing while
+	 * another allocates a little): no evidence either way yet, the marks
+	 * stay and the counts go on. */
+	if (given > 0 && h->charged_recent < given && h->refaulted * 2 < given)
 		return;
 	if (given > 0 && h->refaulted * 2 >= given) {
 		if (h->mark_shift < ANR_MARK_SHIFT_MAX)
