@@ -629,6 +629,16 @@ void *anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size);
  */
 void *anrc_alloc_medium(struct anrc_heap *h, size_t size);
 int anrc_free_medium(struct anrc_heap *h, void *p);
+/* Owner t's block at page s goes from n to nn pages (locked, before the
+ * page map changes): 1 if it stays t's (nn is still a medium block's page
+ * count; its bytes counted in t's kept-run bytes in use), 0 if it stopped
+ * being owned (its n pages then counted in the heap's bytes in use). */
+int anrc_runs_resize_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size_t n,
+			    size_t nn);
+/* The usable size of p when it is a live block whose run the calling
+ * thread owns (judged as anrc_free_medium judges, read without the lock:
+ * only the owner changes such a block); 0 otherwise. */
+size_t anrc_usable_medium(struct anrc_heap *h, const void *p);
 /* Large block at page s freed by the calling thread: kept if t owns it
  * (no lock unless a kept run must make room); 0: not kept, free it;
  * 1: kept; 2: kept, and older runs went back to the free spans to make

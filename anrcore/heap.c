@@ -761,8 +761,11 @@ anrc_usable_size(struct anrc_heap *h, const void *p)
 
 	if (p == NULL || plausible(h, p) != NULL)
 		return 0;
-	/* an object of the calling thread's slabs: no lock */
+	/* an object of the calling thread's slabs or a block of a run it
+	 * owns: no lock */
 	u = anrc_usable_local(h, p);
+	if (u == 0)
+		u = anrc_usable_medium(h, p);
 	if (u != 0)
 		return u;
 	heap_lock(h);
@@ -778,6 +781,8 @@ resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
 {
 	size_t n, nn, short_pages;
 	struct anrc_page *pg;
+	struct anrc_theap *me = NULL;
+	int owned = 0;
 
 	if (h->vg)
 		return NULL; /* keep valgrind's view of the block simple */
@@ -786,28 +791,34 @@ resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
 	if (size <= ANR_SLAB_MAX)
 		return NULL;
 	/* A block a thread owns is resized by its owner only (it frees it
-	 * without the lock); it stops being owned. */
+	 * without the lock); it stays owned while it is a medium block. */
 	if (h->owner[l->s] != 0) {
-		const struct anrc_theap *me = anrc_theap_peek(h);
+		me = anrc_theap_peek(h);
 		if (me == NULL || me->id != h->owner[l->s])
 			return NULL;
-		anrc_runs_disown_locked(h, l->s, 1);
+		owned = 1;
 	}
 	pg = &h->pm[l->s];
 	n = pg->npages;
 	nn = (size + h->page - 1) >> h->page_shift;
-	if (nn < n) {
-		pg->npages = (uint32_t)nn;
-		h->in_use -= (n - nn) << h->page_shift;
-		anrc_pages_put(h, (uint32_t)(l->s + nn), n - nn);
-		anrc_want_release_if_over_mark(h);
-	} else if (nn > n) {
-		if (anrc_pages_grow(h, l->s, n, nn - n, &short_pages) != 0)
-			return NULL;
-		pg->npages = (uint32_t)nn;
-		h->in_use += (nn - n) << h->page_shift;
+	if (nn == n)
+		return p;
+	if (nn > n && anrc_pages_grow(h, l->s, n, nn - n, &short_pages) != 0)
+		return NULL;
+	if (owned)
+		owned = anrc_runs_resize_locked(h, me, l->s, n, nn);
+	pg->npages = (uint32_t)nn;
+	if (!owned) {
+		if (nn < n)
+			h->in_use -= (n - nn) << h->page_shift;
+		else
+			h->in_use += (nn - n) << h->page_shift;
 		if (h->in_use > h->peak_in_use)
 			h->peak_in_use = h->in_use;
+	}
+	if (nn < n) {
+		anrc_pages_put(h, (uint32_t)(l->s + nn), n - nn);
+		anrc_want_release_if_over_mark(h);
 	}
 	return p;
 }
@@ -852,6 +863,11 @@ anrc_realloc(struct anrc_heap *h, void *p, size_t size, unsigned flags)
 		anrc_free(h, p);
 		return q;
 	}
+	/* A block of a run the calling thread owns, whose page count stays:
+	 * nothing changes (resize_locked would change nothing either). */
+	old = anrc_usable_medium(h, p);
+	if (old != 0 && size <= old && size > old - h->page)
+		return p;
 	heap_lock(h);
 	bad = locate(h, p, &l);
 	if (bad != NULL) {

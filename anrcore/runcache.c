@@ -351,15 +351,35 @@ anrc_alloc_medium(struct anrc_heap *h, size_t size)
 	return runs_alloc(h, anrc_tl.t, size);
 }
 
-int
-anrc_free_medium(struct anrc_heap *h, void *p)
+/* The page of p when it may be a live block of a run (kind LARGE at a
+ * page start) and the fast paths are on; SIZE_MAX otherwise. */
+static size_t
+medium_page(const struct anrc_heap *h, const void *p)
 {
 	size_t off, i = anrc_data_page(h, p, &off);
 
 	if (i >= h->npages || (off & (h->page - 1)) != 0 || anrc_tl.uid != h->free_uid ||
 	    __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED) != ANR_PG_LARGE)
+		return SIZE_MAX;
+	return i;
+}
+
+int
+anrc_free_medium(struct anrc_heap *h, void *p)
+{
+	size_t i = medium_page(h, p);
+
+	return i == SIZE_MAX ? 0 : runs_free(h, anrc_tl.t, (uint32_t)i);
+}
+
+size_t
+anrc_usable_medium(struct anrc_heap *h, const void *p)
+{
+	size_t i = medium_page(h, p);
+
+	if (i == SIZE_MAX || __atomic_load_n(&h->owner[i], __ATOMIC_RELAXED) != anrc_tl.t->id)
 		return 0;
-	return runs_free(h, anrc_tl.t, (uint32_t)i);
+	return (size_t)h->pm[i].npages << h->page_shift;
 }
 
 int
@@ -374,6 +394,20 @@ anrc_runs_new_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size
 	__atomic_store_n(&h->owner[s], t->id, __ATOMIC_RELAXED);
 	__atomic_add_fetch(&t->rc.in_use, bytes, __ATOMIC_RELAXED);
 	h->allocs++;
+	return 1;
+}
+
+int
+anrc_runs_resize_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size_t n, size_t nn)
+{
+	if (nn << h->page_shift <= ANR_SLAB_MAX || nn > max_pages(h)) {
+		anrc_runs_disown_locked(h, s, 1);
+		return 0;
+	}
+	if (nn > n)
+		__atomic_add_fetch(&t->rc.in_use, (nn - n) << h->page_shift, __ATOMIC_RELAXED);
+	else
+		__atomic_sub_fetch(&t->rc.in_use, (n - nn) << h->page_shift, __ATOMIC_RELAXED);
 	return 1;
 }
 

@@ -2360,6 +2360,86 @@ START_TEST(realloc_small_takes_no_lock)
 END_TEST
 
 /*
+ * A medium block (4..64 KiB) its thread grows by realloc stays the
+ * thread's: a step within its pages takes no lock, a step past them grows
+ * it in place under the lock and it stays owned (so the next steps take no
+ * lock again); past 64 KiB it is an ordinary large block.  The bytes in
+ * use stay exact all along.  (A resize under the lock made it an ordinary
+ * block: every later step took the lock, and two threads growing strings
+ * to 64 KiB waited on each other.)
+ */
+START_TEST(realloc_medium_stays_owned)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	struct anrc_stats st;
+	uint64_t locks, steps = 0, page_steps = 0;
+	size_t page = h->page, last_pages = 0;
+	char *p = anrc_alloc(h, ANR_SLAB_MAX + 16, 0), *blocker;
+
+	ck_assert_ptr_nonnull(p);
+	p[0] = 42;
+	locks = anrc_lock_count;
+	for (size_t n = ANR_SLAB_MAX + 32; n <= ANR_RUN_CACHE_MAX; n += 16) {
+		char *q = anrc_realloc(h, p, n, 0);
+		ck_assert_ptr_nonnull(q);
+		if (!UNDER_VALGRIND())
+			ck_assert_ptr_eq(q, p); /* the pages after it are free */
+		p = q;
+		p[n - 1] = 1;
+		if (anrc_usable_size(h, p) / page != last_pages) {
+			last_pages = anrc_usable_size(h, p) / page;
+			page_steps++;
+		}
+		steps++;
+	}
+	locks = anrc_lock_count - locks;
+	ck_assert_int_eq(p[0], 42);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, anrc_usable_size(h, p));
+	ck_assert_int_eq(anrc_check(h), 0);
+	/* a lock (for the heap's span allocator) per step onto a new page,
+	 * none for the steps within a page */
+	if (!UNDER_VALGRIND()) {
+		ck_assert_uint_gt(steps, 10 * page_steps);
+		ck_assert_msg(locks <= page_steps, "%llu locks for %llu steps onto new pages",
+			      (unsigned long long)locks, (unsigned long long)page_steps);
+		ck_assert_uint_eq(h->owner[(size_t)(p - h->data) / page],
+				  anrc_theap_peek(h)->id);
+	}
+	/* past 64 KiB: an ordinary large block, counted as one */
+	p = anrc_realloc(h, p, ANR_RUN_CACHE_MAX + page, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(p[0], 42);
+	ck_assert_uint_eq(h->owner[(size_t)(p - h->data) / page], 0);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, anrc_usable_size(h, p));
+	/* and back down to a medium block: still ordinary, exact counts */
+	p = anrc_realloc(h, p, 5 * page, 0);
+	ck_assert_int_eq(p[0], 42);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, anrc_usable_size(h, p));
+	/* an owned block that cannot grow in place moves, and its old run is
+	 * kept by its thread as any freed block */
+	anrc_free(h, p);
+	p = anrc_alloc(h, 5 * page, 0);
+	blocker = anrc_alloc(h, 5 * page, 0);
+	p[0] = 7;
+	p = anrc_realloc(h, p, 40 * page, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_int_eq(p[0], 7);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, anrc_usable_size(h, p) + anrc_usable_size(h, blocker));
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_free(h, blocker);
+	anrc_free(h, p);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
+/*
  * Blocks of 4..16 KiB are page runs, kept by their thread when it frees
  * them, like larger medium blocks: a thread replacing random ones of a
  * few live blocks takes the heap lock on few calls (none here).  (They
@@ -3574,6 +3654,7 @@ anrcore_suite(void)
 	ADD(few_object_class_rarely_locks);
 	ADD(emptied_slabs_kept_per_class);
 	ADD(realloc_small_takes_no_lock);
+	ADD(realloc_medium_stays_owned);
 	ADD(runs_cut_keep_pages_hot);
 	ADD(medium_blocks_take_the_short_way);
 	ADD(run_blocks_in_use_across_exit);
