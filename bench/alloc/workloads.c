@@ -23,6 +23,7 @@
  *   realloc      strings grown by doubling (16 B -> 1 MiB) and by steps of
  *                16 bytes (to 64 KiB), 16 strings at a time, with small
  *                allocations in between
+ *   realloc-mt   the same on two threads, each with its own strings
  * Prints "NAME ops N check X" (the check keeps the work from being
  * optimised away).  Built with -DCOUNT_LOCKS -rdynamic (and -ldl), it also
  * prints "locks N": the pthread mutex lock, trylock and unlock calls
@@ -304,6 +305,15 @@ grow(long rounds)
 	return sum;
 }
 
+static void *
+grow_thread(void *v)
+{
+	struct churn_arg *a = v;
+
+	a->sum = grow(a->ops);
+	return NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -355,8 +365,12 @@ main(int argc, char **argv)
 	} else if (strcmp(w, "realloc") == 0) {
 		ops = 40 * scale;
 		sum = grow(ops);
+	} else if (strcmp(w, "realloc-mt") == 0) {
+		ops = 20 * scale;
+		sum = run_threads(grow_thread, 2, ops);
+		ops *= 2;
 	} else {
-		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|rounds|large|realloc [SCALE]\n");
+		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|rounds|large|realloc|realloc-mt [SCALE]\n");
 		return 2;
 	}
 	printf("%s ops %ld check %llu\n", w, ops, (unsigned long long)sum);
