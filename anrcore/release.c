@@ -15,10 +15,11 @@
  * back since the last trim have been charged again by the time the next
  * trim starts, giving back is being undone, and both marks double (up to
  * 2^ANR_MARK_SHIFT_MAX times the configured ones); a trim that finds
- * nothing taken back, though pages were charged since the last one began,
- * halves them again, down to the configured marks.  A trim with nothing
- * charged since the last (frees in a row, or the next slice of one large
- * free) says nothing either way and leaves them.
+ * nothing taken back, though at least as many pages were charged since as
+ * were given back, halves them again, down to the configured marks.  A
+ * trim with fewer charged (frees in a row, the next slice of one large
+ * free, one thread freeing while another allocates a little) says nothing
+ * either way yet and leaves them.
  * The grown high mark is what spaces the trims out under churn; a trim
  * still goes down to at most ANR_KEEP_GROWN_MAX (or the configured low
  * mark, if larger), so a large free leaves a small amount of free pages

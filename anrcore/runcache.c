@@ -44,6 +44,9 @@
  *                  oldest runs go back under the lock first.
  *   malloc:        a run of the page count, newest first, or the newest
  *                  cut (above): kind CACHED -> LARGE.  No lock.
+ *   realloc (owner): a size within the block's pages returns it, no lock;
+ *                  else under the lock it grows or shrinks in place (and
+ *                  stays owned while it is a medium block) or moves.
  *   free (other):  under the lock, kind LARGE -> NONE by compare-and-swap
  *                  (so that a racing free by the owner is seen as a double
  *                  free by one of the two), its bytes off the owner's count
