@@ -1314,6 +1314,21 @@ static const char *const bad_expect[NBAD] = {
 	"inside a block", "not from this heap", "metadata", "double free",
 };
 
+/* The end of a test of bad pointers: nbad of them counted, nothing left
+ * in use, the heap consistent; the log goes back to stderr. */
+static void
+bad_test_end(struct anrc_heap *h, uint64_t nbad)
+{
+	struct anrc_stats st;
+
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, nbad);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	mb_log_set_sink(NULL);
+	anrc_destroy(h);
+}
+
 START_TEST(bad_free_report)
 {
 	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
@@ -1346,21 +1361,15 @@ START_TEST(bad_free_report)
 	ck_assert_ptr_nonnull(strstr(sink_buf, "realloc("));
 	anrc_free(h, p);
 	ck_assert_ptr_null(anrc_realloc(h, p, 200, 0));
-	stats(h, &st);
-	ck_assert_uint_eq(st.bad_frees, NBAD + 2);
-	ck_assert_uint_eq(st.in_use, 0);
-	ck_assert_int_eq(anrc_check(h), 0);
 	/* usable size of a bad pointer is 0 */
 	ck_assert_uint_eq(anrc_usable_size(h, p), 0);
-	mb_log_set_sink(NULL);
-	anrc_destroy(h);
+	bad_test_end(h, NBAD + 2);
 }
 END_TEST
 
 START_TEST(bad_free_ignore)
 {
 	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_IGNORE);
-	struct anrc_stats st;
 
 	mb_log_set_sink(sink_fn);
 	sink_reset();
@@ -1370,12 +1379,7 @@ START_TEST(bad_free_ignore)
 		anrc_free(h, keep);
 	}
 	ck_assert_int_eq(sink_lines, 0);
-	stats(h, &st);
-	ck_assert_uint_eq(st.bad_frees, NBAD);
-	ck_assert_uint_eq(st.in_use, 0);
-	ck_assert_int_eq(anrc_check(h), 0);
-	mb_log_set_sink(NULL);
-	anrc_destroy(h);
+	bad_test_end(h, NBAD);
 }
 END_TEST
 
@@ -2318,7 +2322,6 @@ END_TEST
 START_TEST(realloc_small_takes_no_lock)
 {
 	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
-	struct anrc_stats st;
 	uint64_t locks = 0;
 	char *p = NULL;
 
@@ -2350,12 +2353,7 @@ START_TEST(realloc_small_takes_no_lock)
 	ck_assert_uint_eq(anrc_usable_size(h, p), 0);
 	ck_assert_ptr_null(anrc_realloc(h, p, 50, 0));
 	ck_assert_int_eq(sink_lines, 2);
-	stats(h, &st);
-	ck_assert_uint_eq(st.bad_frees, 2);
-	ck_assert_uint_eq(st.in_use, 0);
-	ck_assert_int_eq(anrc_check(h), 0);
-	mb_log_set_sink(NULL);
-	anrc_destroy(h);
+	bad_test_end(h, 2);
 }
 END_TEST
 
