@@ -18,6 +18,9 @@
  *   rounds       eight threads, each in rounds: 64 objects of 16 bytes..4 KiB
  *                (log-uniform) allocated and written, then all freed (a
  *                request handler's pattern)
+ *   threads      short-lived threads, four at a time: each allocates 256
+ *                objects of 16 bytes..3 KiB and frees them, four times, and
+ *                exits (a thread per request)
  *   large        one thread: 8 live blocks of 256 KiB..8 MiB, one byte
  *                written per page of each new block
  *   realloc      strings grown by doubling (16 B -> 1 MiB) and by steps of
@@ -139,6 +142,30 @@ rounds_thread(void *v)
 			obj[k][0] = (char)k;
 		}
 		for (int k = 0; k < BATCH; k++) {
+			sum += (unsigned char)obj[k][0];
+			free(obj[k]);
+		}
+	}
+	a->sum = sum;
+	return NULL;
+}
+
+/* threads: one short-lived thread's work */
+static void *
+short_thread(void *v)
+{
+	struct churn_arg *a = v;
+	enum { N = 256 };
+	char *obj[N];
+	uint64_t sum = 0;
+
+	for (int r = 0; r < 4; r++) {
+		for (int k = 0; k < N; k++) {
+			size_t n = 16 + (size_t)(k * 97 + r) % 3000;
+			obj[k] = xmalloc(n);
+			obj[k][0] = (char)k;
+		}
+		for (int k = 0; k < N; k++) {
 			sum += (unsigned char)obj[k][0];
 			free(obj[k]);
 		}
@@ -359,6 +386,12 @@ main(int argc, char **argv)
 		ops = 10000 * scale;
 		sum = run_threads(rounds_thread, 8, ops);
 		ops *= 8 * 64;
+	} else if (strcmp(w, "threads") == 0) {
+		ops = 1000 * scale;
+		sum = 0;
+		for (long i = 0; i < ops; i++)
+			sum += run_threads(short_thread, 4, 0);
+		ops *= 4 * 4 * 256;
 	} else if (strcmp(w, "large") == 0) {
 		ops = 4000 * scale;
 		sum = large(ops);
@@ -370,7 +403,7 @@ main(int argc, char **argv)
 		sum = run_threads(grow_thread, 2, ops);
 		ops *= 2;
 	} else {
-		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|rounds|large|realloc|realloc-mt [SCALE]\n");
+		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|rounds|threads|large|realloc|realloc-mt [SCALE]\n");
 		return 2;
 	}
 	printf("%s ops %ld check %llu\n", w, ops, (unsigned long long)sum);
