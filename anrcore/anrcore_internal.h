@@ -86,7 +86,7 @@ struct anrc_page {
 /* Empty slabs a thread keeps per class at most (within its bound of pages
  * of empty slabs): a class of one to a few objects per slab needs several
  * for a few live objects. */
-#define ANR_THEAP_SPARES 4
+#define ANR_THEAP_SPARES 16
 
 struct anrc_class {
 	uint32_t size;

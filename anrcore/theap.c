@@ -31,7 +31,8 @@
  * class's spares (ANR_THEAP_SPARES at most: a thread with five live
  * objects of a class of two per slab needs three slabs, and with one spare
  * it gave one back and took one again, under the lock, each time it freed
- * and allocated them), or the current one if that is full, while the
+ * and allocated them; the bound below is in pages, whatever the number of
+ * spares), or the current one if that is full, while the
  * theap keeps at most ANR_EMPTY_CACHE_PAGES pages of empty slabs (and the
  * room its kept runs leave); past that it goes back under the lock.  A
  * refill whose scan finds no free object takes the newest spare, wherever
