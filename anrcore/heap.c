@@ -775,6 +775,21 @@ anrc_usable_size(struct anrc_heap *h, const void *p)
 	return u;
 }
 
+/* A slab object of usable bytes stays where it is for size bytes: within
+ * its class and above half of it (else it moves to the class that fits). */
+static int
+slab_keeps(size_t usable, size_t size)
+{
+	return size <= usable && size > usable / 2;
+}
+
+/* Pages of a block of size bytes handed out as a page run. */
+static size_t
+run_pages(const struct anrc_heap *h, size_t size)
+{
+	return (size + h->page - 1) >> h->page_shift;
+}
+
 /* Try to resize in place; returns p on success, NULL if it must move. */
 static void *
 resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
@@ -787,7 +802,7 @@ resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
 	if (h->vg)
 		return NULL; /* keep valgrind's view of the block simple */
 	if (l->slab)
-		return size <= l->usable && size > l->usable / 2 ? p : NULL;
+		return slab_keeps(l->usable, size) ? p : NULL;
 	if (size <= ANR_SLAB_MAX)
 		return NULL;
 	/* A block a thread owns is resized by its owner only (it frees it
@@ -800,7 +815,7 @@ resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
 	}
 	pg = &h->pm[l->s];
 	n = pg->npages;
-	nn = (size + h->page - 1) >> h->page_shift;
+	nn = run_pages(h, size);
 	if (nn == n)
 		return p;
 	if (nn > n && anrc_pages_grow(h, l->s, n, nn - n, &short_pages) != 0)
@@ -821,6 +836,27 @@ resize_locked(struct anrc_heap *h, void *p, const struct loc *l, size_t size)
 		anrc_want_release_if_over_mark(h);
 	}
 	return p;
+}
+
+/* Move p (old usable bytes) to a new block of size bytes: copied, the rest
+ * zeroed for ANR_ZERO, p freed.  If no block can be had, p stays when
+ * shrinking (that never fails) and NULL is returned when growing. */
+static void *
+move_block(struct anrc_heap *h, void *p, size_t old, size_t size, unsigned flags)
+{
+	void *q = anrc_alloc(h, size, flags & ~(unsigned)ANR_ZERO);
+
+	if (q == NULL)
+		return size <= old ? p : NULL;
+	/* Under valgrind the bytes past the requested size of the old block
+	 * are unaddressable; copying them is harmless. */
+	ANR_VG_QUIET_BEGIN(h);
+	memcpy(q, p, size < old ? size : old);
+	ANR_VG_QUIET_END(h);
+	if ((flags & ANR_ZERO) && size > old)
+		memset((char *)q + old, 0, size - old);
+	anrc_free(h, p);
+	return q;
 }
 
 void *
@@ -851,22 +887,12 @@ anrc_realloc(struct anrc_heap *h, void *p, size_t size, unsigned flags)
 	 * as its free is): no lock.  Kept where resize_locked keeps a slab
 	 * object; else moved, by the calls' own fast paths. */
 	old = anrc_usable_local(h, p);
-	if (old != 0) {
-		if (size <= old && size > old / 2)
-			return p;
-		q = anrc_alloc(h, size, flags & ~(unsigned)ANR_ZERO);
-		if (q == NULL)
-			return size <= old ? p : NULL;
-		memcpy(q, p, size < old ? size : old);
-		if ((flags & ANR_ZERO) && size > old)
-			memset((char *)q + old, 0, size - old);
-		anrc_free(h, p);
-		return q;
-	}
+	if (old != 0)
+		return slab_keeps(old, size) ? p : move_block(h, p, old, size, flags);
 	/* A block of a run the calling thread owns, whose page count stays:
 	 * nothing changes (resize_locked would change nothing either). */
 	old = anrc_usable_medium(h, p);
-	if (old != 0 && size <= old && size > old - h->page)
+	if (old != 0 && run_pages(h, size) == old >> h->page_shift)
 		return p;
 	heap_lock(h);
 	bad = locate(h, p, &l);
@@ -884,20 +910,7 @@ anrc_realloc(struct anrc_heap *h, void *p, size_t size, unsigned flags)
 			memset((char *)q + old, 0, size - old);
 		return q;
 	}
-	q = alloc_common(h, ANR_ALIGN, size, flags & ~(unsigned)ANR_ZERO);
-	if (q == NULL) {
-		/* Shrinking never fails: keep the old block. */
-		return size <= old ? p : NULL;
-	}
-	/* Under valgrind the bytes past the requested size of the old block
-	 * are unaddressable; copying them is harmless. */
-	ANR_VG_QUIET_BEGIN(h);
-	memcpy(q, p, size < old ? size : old);
-	ANR_VG_QUIET_END(h);
-	if ((flags & ANR_ZERO) && size > old)
-		memset((char *)q + old, 0, size - old);
-	anrc_free(h, p);
-	return q;
+	return move_block(h, p, old, size, flags);
 }
 
 int
