@@ -38,7 +38,7 @@ enum anrc_kind {
 	ANR_PG_FREE_TAIL, /* last page of a free span of >= 2 pages; npages = length */
 	ANR_PG_LARGE,     /* first page of a large block; npages = length */
 	ANR_PG_SLAB,      /* first page of a slab; cls, nfree */
-	ANR_PG_SLAB_BODY, /* later page of a slab; npages = distance to its first page */
+	ANR_PG_SLAB_BODY, /* later page of a slab; npages = distance to its first page, cls */
 	ANR_PG_TRIM,      /* first page of free pages being given back; npages */
 	ANR_PG_CACHED,    /* first page of a freed run a thread keeps (runcache.c) */
 };
@@ -113,14 +113,15 @@ anrc_slab_index(const struct anrc_class *k, size_t o)
 	return (size_t)(((unsigned __int128)o * k->magic) >> 64);
 }
 
-/* 1 if offset o is an object's first byte, its index in *idx. */
+/* 1 if offset o is an object's first byte, its index in *idx (magic: the
+ * class's, k->magic). */
 static inline int
-anrc_slab_start(const struct anrc_class *k, size_t o, size_t *idx)
+anrc_slab_start(uint64_t magic, size_t o, size_t *idx)
 {
-	unsigned __int128 x = (unsigned __int128)o * k->magic;
+	unsigned __int128 x = (unsigned __int128)o * magic;
 
 	*idx = (size_t)(x >> 64);
-	return (uint64_t)x < k->magic;
+	return (uint64_t)x < magic;
 }
 
 /* Bits set in v, without a call into libgcc on CPUs built without popcnt. */
@@ -225,7 +226,11 @@ struct anrc_tclass {
 	 * disowned; modulo 2^64) they make the bytes in use, so that a fast
 	 * path adds 1 to one counter. */
 	uint64_t nalloc, nfreed;
-	size_t size;             /* the class's object size (h->cls[c].size) */
+	/* The class's facts (h->cls[c]'s), on the line the fast paths
+	 * touch anyway: a free judges its object from these. */
+	size_t size;
+	uint64_t magic;
+	uint32_t nobjs, words;
 } __attribute__((aligned(64)));
 
 struct anrc_theap {

@@ -85,7 +85,8 @@ check_slab(struct anrc_heap *h, size_t i, struct tally *t)
 		FAIL("%s: check: slab %zu has %u pages, class wants %u", h->name, i,
 		     pg->npages, k->npages);
 	for (uint32_t j = 1; j < k->npages; j++)
-		if (h->pm[i + j].kind != ANR_PG_SLAB_BODY || h->pm[i + j].npages != j)
+		if (h->pm[i + j].kind != ANR_PG_SLAB_BODY || h->pm[i + j].npages != j ||
+		    h->pm[i + j].cls != pg->cls)
 			FAIL("%s: check: slab %zu page %u not marked", h->name, i, j);
 	bits = anrc_slab_bits(h, (uint32_t)i);
 	if (h->owner[i] != 0) {

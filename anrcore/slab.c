@@ -154,6 +154,7 @@ slab_build(struct anrc_heap *h, unsigned c, uint32_t *pair, size_t *short_pages)
 	for (uint32_t i = 1; i < k->npages; i++) {
 		h->pm[s + i].kind = ANR_PG_SLAB_BODY;
 		h->pm[s + i].npages = i;
+		h->pm[s + i].cls = (uint8_t)c; /* a free reads it from the object's page */
 	}
 	bits = anrc_slab_bits(h, s);
 	memset(bits, 0, words * sizeof(*bits));

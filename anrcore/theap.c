@@ -98,6 +98,9 @@ first_claim(struct anrc_heap *h, struct anrc_theap *t)
 		t->cur[c] = ANR_NIL;
 		t->nspare[c] = 0;
 		t->cl[c].size = h->cls[c].size;
+		t->cl[c].magic = h->cls[c].magic;
+		t->cl[c].nobjs = h->cls[c].nobjs;
+		t->cl[c].words = h->cls[c].words;
 	}
 	/* set up, then counted in */
 	while (used < t->id &&

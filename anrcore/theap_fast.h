@@ -34,11 +34,11 @@ anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	/* The slab's nfree already left out the held word's objects
 	 * (anrc_theap_load_word), and a current slab counted as empty has
 	 * no held word: nothing but the bitmap and one counter to write. */
-	m = a & -a;
-	k->avail = a ^ m;
+	k->avail = a & (a - 1);
+	m = a ^ k->avail; /* the lowest bit of a */
 	*k->wbits |= m;
 	ANR_TH_STORE(k->nalloc, k->nalloc + 1);
-	p = h->data + k->woff + (uint64_t)__builtin_ctzll(a) * k->size;
+	p = h->data + k->woff + (uint64_t)(unsigned)__builtin_ctzll(a) * k->size;
 	/* (an object in the data pages is never NULL: the callers' test of
 	 * the result then goes) */
 	if (p == NULL)
@@ -64,7 +64,7 @@ anrc_theap_alloc(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
  * in *mp and the word's value in *vp; 0 otherwise.  Nothing is written.
  */
 static inline __attribute__((always_inline)) int
-anrc_theap_judge_local(struct anrc_heap *h, struct anrc_theap *t, const struct anrc_class *k,
+anrc_theap_judge_local(struct anrc_heap *h, struct anrc_theap *t, const struct anrc_tclass *k,
 		       size_t data_off, uint32_t s, uint64_t **bpp, uint64_t *mp, uint64_t *vp)
 {
 	size_t off = data_off - ((size_t)s << h->page_shift), idx, w;
@@ -72,7 +72,7 @@ anrc_theap_judge_local(struct anrc_heap *h, struct anrc_theap *t, const struct a
 
 	if (h->owner[s] != t->id)
 		return 0;
-	if (__builtin_expect(!anrc_slab_start(k, off, &idx) || idx >= k->nobjs, 0))
+	if (__builtin_expect(!anrc_slab_start(k->magic, off, &idx) || idx >= k->nobjs, 0))
 		return 0;
 	w = anrc_slab_word(h, s) + (idx >> 6);
 	m = UINT64_C(1) << (idx & 63);
@@ -90,34 +90,32 @@ anrc_theap_judge_local(struct anrc_heap *h, struct anrc_theap *t, const struct a
 }
 
 /*
- * Free the object at data_off (bytes from h->data) of slab s, which the
- * calling thread's t owns, when no trash fill and no valgrind request is
- * due and the free does not empty the slab, so that no call is needed.
- * Returns 1 when done; 0, having written nothing, when this is not that
- * case or the offset is not a live object's start: anrc_theap_free()
- * decides then.
+ * Free the object at data_off (bytes from h->data) of slab s, of class c,
+ * which the calling thread's t owns, when no trash fill and no valgrind
+ * request is due and the free does not empty the slab, so that no call is
+ * needed.  Returns 1 when done; 0, having written nothing, when this is
+ * not that case or the offset is not a live object's start:
+ * anrc_theap_free() decides then.
  */
 static inline __attribute__((always_inline)) int
-anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off, uint32_t s)
+anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off, uint32_t s,
+		      unsigned c)
 {
-	struct anrc_page *pg = &h->pm[s];
-	unsigned c = pg->cls;
-	const struct anrc_class *k = &h->cls[c];
-	struct anrc_tclass *tc;
+	struct anrc_tclass *tc = &t->cl[c];
 	uint64_t m, v, *bp;
 
-	if (!anrc_theap_judge_local(h, t, k, data_off, s, &bp, &m, &v))
+	if (!anrc_theap_judge_local(h, t, tc, data_off, s, &bp, &m, &v))
 		return 0;
 	/* Judged: now the writes. */
-	tc = &t->cl[c];
 	if (tc->wbits == bp) {
 		/* In the word malloc holds: handed out again first, and
 		 * still left out of the slab's nfree. */
 		tc->avail |= m;
 	} else {
+		struct anrc_page *pg = &h->pm[s];
 		unsigned nfree = pg->nfree + 1u;
 		/* Emptied: anrc_theap_free keeps it or gives it back. */
-		if (__builtin_expect(nfree == k->nobjs, 0))
+		if (__builtin_expect(nfree == tc->nobjs, 0))
 			return 0;
 		pg->nfree = (uint16_t)nfree;
 	}
@@ -142,23 +140,26 @@ anrc_alloc_fast(struct anrc_heap *h, size_t size)
 /*
  * The slab p lies in, when the calling thread's theap is of h and the
  * fast paths are on (no trash fill, no valgrind requests): 1 with its
- * first page in *sp and p's offset from h->data in *offp; 0 otherwise
- * (NULL too).
+ * first page in *sp, its class in *cp (from p's own page: a slab's pages
+ * all carry it) and p's offset from h->data in *offp; 0 otherwise (NULL
+ * too).
  */
 static inline __attribute__((always_inline)) int
-anrc_fast_slab(struct anrc_heap *h, const void *p, size_t *offp, uint32_t *sp)
+anrc_fast_slab(struct anrc_heap *h, const void *p, size_t *offp, uint32_t *sp, unsigned *cp)
 {
 	size_t i = anrc_data_page(h, p, offp);
-	const struct anrc_page *pg;
-	unsigned kind;
+	const volatile struct anrc_page *pg;
 
 	if (__builtin_expect(i >= h->npages || anrc_tl.uid != h->free_uid, 0))
 		return 0;
+	/* Each field read once, where it is needed (volatile: another
+	 * thread may be turning the page into something else under the
+	 * lock; a bad pointer then goes to the locked path). */
 	pg = &h->pm[i];
-	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
+	*cp = pg->cls;
 	*sp = (uint32_t)i;
-	if (kind != ANR_PG_SLAB) {
-		if (kind != ANR_PG_SLAB_BODY)
+	if (pg->kind != ANR_PG_SLAB) {
+		if (pg->kind != ANR_PG_SLAB_BODY)
 			return 0;
 		*sp = (uint32_t)(i - pg->npages);
 		if (*sp > i)
@@ -177,11 +178,12 @@ anrc_free_fast(struct anrc_heap *h, void *p)
 {
 	size_t off;
 	uint32_t s;
+	unsigned c;
 
 	/* No test of p's alignment: an object's start in a slab, which
 	 * anrc_theap_free_local requires, is aligned (class sizes are
 	 * multiples of ANR_ALIGN). */
-	return anrc_fast_slab(h, p, &off, &s) && anrc_theap_free_local(h, anrc_tl.t, off, s);
+	return anrc_fast_slab(h, p, &off, &s, &c) && anrc_theap_free_local(h, anrc_tl.t, off, s, c);
 }
 
 /*
@@ -195,11 +197,12 @@ anrc_usable_local(struct anrc_heap *h, const void *p)
 	size_t off;
 	uint32_t s;
 	uint64_t *bp, m, v;
-	const struct anrc_class *k;
+	const struct anrc_tclass *k;
+	unsigned c;
 
-	if (!anrc_fast_slab(h, p, &off, &s))
+	if (!anrc_fast_slab(h, p, &off, &s, &c))
 		return 0;
-	k = &h->cls[h->pm[s].cls];
+	k = &anrc_tl.t->cl[c];
 	if (!anrc_theap_judge_local(h, anrc_tl.t, k, off, s, &bp, &m, &v))
 		return 0;
 	return k->size;

@@ -56,8 +56,10 @@ int gm_signal_parse(const char *s);
 extern struct gm_config gm_cfg;
 extern struct anrc_heap *gm_heap_ptr;
 /* The heap once it is ready in plain mode (no trailer), else NULL: the
- * only thing malloc and free read before their inlined fast paths. */
-extern struct anrc_heap *gm_fast_heap;
+ * only thing malloc and free read before their inlined fast paths
+ * (hidden: the compiler then reads it in one instruction, not through the
+ * GOT). */
+extern struct anrc_heap *gm_fast_heap __attribute__((visibility("hidden")));
 /* The heap, initialising it on first use.  NULL while the calling thread
  * is itself initialising (use the bootstrap arena) or if init failed. */
 struct anrc_heap *gm_heap(void);

@@ -143,7 +143,7 @@ START_TEST(slab_index_exact)
 		for (size_t o = 0; o < span; o++) {
 			size_t idx = SIZE_MAX;
 			ck_assert_uint_eq(anrc_slab_index(k, o), o / k->size);
-			ck_assert_int_eq(anrc_slab_start(k, o, &idx), o % k->size == 0);
+			ck_assert_int_eq(anrc_slab_start(k->magic, o, &idx), o % k->size == 0);
 			ck_assert_uint_eq(idx, o / k->size);
 		}
 	}
