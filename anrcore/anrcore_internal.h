@@ -709,6 +709,8 @@ void anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st); /* locked */
  */
 #define ANR_BITS_GROUP 64
 _Static_assert(ANR_SLAB_SPAN_MAX <= ANR_BITS_GROUP, "a slab fits in one group of bitmaps");
+_Static_assert((ANR_PG_SLAB & 1) == 0 && ANR_PG_SLAB_BODY == ANR_PG_SLAB + 1,
+	       "the fast free tells a slab's pages from others by kind | 1");
 static inline size_t
 anrc_slab_word(const struct anrc_heap *h, uint32_t s)
 {
