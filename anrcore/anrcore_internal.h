@@ -583,6 +583,15 @@ int anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsign
 /* Load t->cl[c].avail from the first bitmap word of the current slab with a
  * free object; 0 if there is no current slab or it is full. */
 uint64_t anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c);
+/*
+ * The short way for a small object (at most ANR_SLAB_MAX bytes) when the
+ * inlined path found the held word used up, tried by gmalloc's malloc
+ * before its full path: the next word of the current slab or another slab
+ * of the calling thread's ring, without the lock (anrc_theap_alloc); NULL
+ * when that finds none, or the thread's theap is not cached for h (call
+ * anrc_alloc).
+ */
+void *anrc_alloc_small(struct anrc_heap *h, size_t size);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			    size_t *short_pages);

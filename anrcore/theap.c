@@ -53,6 +53,7 @@
 #include "config.h"
 
 #include "anrcore_internal.h"
+#include "theap_fast.h"
 #include "vg.h"
 
 #include <stddef.h>
@@ -466,6 +467,14 @@ anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c
 	/* Start the next search past the slabs just seen. */
 	set_cur(h, t, c, n);
 	return -1;
+}
+
+void *
+anrc_alloc_small(struct anrc_heap *h, size_t size)
+{
+	if (size > ANR_SLAB_MAX || anrc_tl.uid != h->alloc_uid)
+		return NULL;
+	return anrc_theap_alloc(h, anrc_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
 }
 
 int

@@ -109,15 +109,17 @@ static size_t gm_size_of(struct anrc_heap *h, void *p)
 /*
  * malloc and free first try the core's inlined fast paths (small objects
  * of the calling thread's theap), when the heap is ready in plain mode:
- * one load of gm_fast_heap decides; then, out of line, the thread's kept
- * runs for a medium block.  Everything else takes the full path.
+ * one load of gm_fast_heap decides; then, out of line, the thread's next
+ * bitmap word or slab for a small object and its kept runs for a medium
+ * block.  Everything else takes the full path.
  */
 static __attribute__((noinline)) void *gm_malloc(size_t size, const void *caller)
 {
 	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
-	/* A medium block from the thread's kept runs: one call. */
-	if (h != NULL && size > ANR_SLAB_MAX) {
-		void *p = anrc_alloc_medium(h, size);
+	/* A small object from the next word or slab of the thread's own, or
+	 * a medium block from its kept runs: one call either way. */
+	if (h != NULL) {
+		void *p = size > ANR_SLAB_MAX ? anrc_alloc_medium(h, size) : anrc_alloc_small(h, size);
 		if (p != NULL)
 			return p;
 	}

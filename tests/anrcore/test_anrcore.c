@@ -7,6 +7,7 @@
 
 #include "anrcore.h"
 #include "anrcore_internal.h"
+#include "theap_fast.h"
 #include "mb_log.h"
 
 #include "fastcheck.h"
@@ -2401,6 +2402,61 @@ START_TEST(realloc_small_takes_no_lock)
 END_TEST
 
 /*
+ * The short way gmalloc's malloc takes when the held word is used up
+ * (anrc_alloc_small): the next word of the current slab, without the lock,
+ * for as long as the thread's slabs have free objects; NULL for a request
+ * past the small classes and for a heap whose theap the thread has not
+ * cached (another heap's is), so that the caller takes the full path.
+ */
+START_TEST(small_refill_takes_no_lock)
+{
+	enum { N = 200 };
+	struct anrc_heap *h = heap_plain(), *other;
+	char *p[N], *q;
+	uint64_t locks;
+	int got = 0;
+
+	for (int i = 0; i < N; i++) {
+		p[i] = anrc_alloc(h, 64, 0);
+		ck_assert_ptr_nonnull(p[i]);
+	}
+	for (int i = 0; i < N; i += 2)
+		anrc_free(h, p[i]);
+	if (UNDER_VALGRIND()) {
+		/* Valgrind's records are written on the full path only. */
+		ck_assert_ptr_null(anrc_alloc_small(h, 64));
+		for (int i = 1; i < N; i += 2)
+			anrc_free(h, p[i]);
+		empty_heap_end(h);
+		return;
+	}
+	locks = anrc_lock_count;
+	/* The held word first (the fast path), then the words after it. */
+	while ((q = anrc_alloc_fast(h, 64)) != NULL || (q = anrc_alloc_small(h, 64)) != NULL) {
+		ck_assert_uint_eq(anrc_usable_size(h, q), 64);
+		memset(q, 0x5a, 64);
+		p[2 * got] = q;
+		if (++got == N / 2)
+			break;
+	}
+	ck_assert_int_eq(got, N / 2);
+	ck_assert_uint_eq(anrc_lock_count - locks, 0);
+	ck_assert_ptr_null(anrc_alloc_small(h, ANR_SLAB_MAX + 1));
+
+	/* The thread's cached theap is another heap's now. */
+	other = heap_plain();
+	q = anrc_alloc(other, 64, 0);
+	ck_assert_ptr_null(anrc_alloc_small(h, 64));
+	anrc_free(other, q);
+	empty_heap_end(other);
+
+	for (int i = 0; i < N; i++)
+		anrc_free(h, p[i]);
+	empty_heap_end(h);
+}
+END_TEST
+
+/*
  * A medium block (4..64 KiB) its thread grows by realloc stays the
  * thread's: a step within its pages takes no lock, a step past them grows
  * it in place under the lock and it stays owned (so the next steps take no
@@ -3693,6 +3749,7 @@ anrcore_suite(void)
 	ADD(emptied_slabs_kept_per_class);
 	ADD(emptied_slabs_kept_many_classes);
 	ADD(realloc_small_takes_no_lock);
+	ADD(small_refill_takes_no_lock);
 	ADD(realloc_medium_stays_owned);
 	ADD(runs_cut_keep_pages_hot);
 	ADD(medium_blocks_take_the_short_way);
