@@ -149,7 +149,8 @@ anrc_fast_slab(struct anrc_heap *h, const void *p, size_t *offp, uint32_t *sp, u
 {
 	size_t i = anrc_data_page(h, p, offp);
 	const struct anrc_page *pg;
-	uint32_t kind, dist;
+	uint32_t kind;
+	size_t dist;
 
 	if (__builtin_expect(i >= h->npages || anrc_tl.uid != h->free_uid, 0))
 		return 0;
@@ -161,9 +162,11 @@ anrc_fast_slab(struct anrc_heap *h, const void *p, size_t *offp, uint32_t *sp, u
 	 * mispredicted on a third of the frees of a random churn. */
 	if (__builtin_expect((kind | 1u) != ANR_PG_SLAB_BODY, 0))
 		return 0;
-	dist = pg->npages & -(kind & 1u); /* a later page: its distance */
-	*sp = (uint32_t)i - dist;
-	return 1;
+	dist = pg->npages & -(size_t)(kind & 1u); /* a later page: its distance */
+	*sp = (uint32_t)(i - dist);
+	/* (a bad pointer into a page another thread is turning into a slab
+	 * under the lock may read the kind new and the distance old) */
+	return dist <= i;
 }
 
 /*
