@@ -295,9 +295,9 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	return v;
 }
 
-/* Fold the remote frees of owned slab s into its bitmap. */
-static void
-collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
+/* collect(), once a remote free was seen. */
+static __attribute__((noinline)) void
+collect_found(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 {
 	uint64_t *rf = anrc_slab_rfree(h, s);
 	uint64_t *bits = anrc_slab_bits(h, s);
@@ -320,6 +320,27 @@ collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	STORE(t->ccount, t->ccount + n);
 	STORE(t->cbytes, t->cbytes + n * size);
 	anrc_theap_note_freed(h, t, n * size);
+}
+
+/*
+ * Fold the remote frees of owned slab s into its bitmap.  Most slabs a
+ * refill looks at have none: their remote-free words are looked at first,
+ * here, and only a word with a bit set takes the out-of-line part (whose
+ * set-up, saved registers and constants, cost a look at a slab without
+ * remote frees about 50 instructions).
+ */
+static inline void
+collect(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
+{
+	const uint64_t *rf = anrc_slab_rfree(h, s);
+	unsigned words = h->cls[h->pm[s].cls].words;
+	uint64_t any = 0;
+
+	anrc_steps(words);
+	for (unsigned w = 0; w < words; w++)
+		any |= __atomic_load_n(&rf[w], __ATOMIC_RELAXED);
+	if (any != 0)
+		collect_found(h, t, s);
 }
 
 static void
