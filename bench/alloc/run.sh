@@ -85,11 +85,14 @@ rm -rf "$1/repo"; git init -q "$1/repo"; cd "$1/repo"
 for i in 1 2 3 4 5; do seq 1 $((i * 20000)) >f$i; git add f$i; git -c user.name=b -c user.email=b@x commit -qm c$i; done
 git log --oneline >/dev/null; git gc -q
 SH
+# The interpreter itself, not a wrapper in front of it (pyenv's shim is a
+# shell script: its start-up would be timed too).
+py=$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || echo python3)
 # A C file big enough for the compiler's own allocations to matter.
 awk 'BEGIN { print "#include <string.h>\nstruct s { int a[8]; char n[32]; };";
 	for (i = 0; i < 800; i++)
 		printf "int f%d(struct s *p, int x) { int r = x; for (int i = 0; i < 8; i++) r += p->a[i] * %d; strcpy(p->n, \"f%d\"); return r ^ (int)strlen(p->n); }\n", i, i, i }' >"$w/big.c"
-progs="python:python3 $w/work.py
+progs="python:$py $w/work.py
 sqlite:rm -f $w/db && sqlite3 $w/db <$w/db.sql
 gcc:gcc -O2 -c -o $w/x.o $w/big.c
 git:sh $w/git.sh $w
@@ -122,15 +125,15 @@ done
 
 echo
 echo "== Debug settings of gmalloc on python3: medians of $TIME_RUNS interleaved runs"
-nallocs=$(env LD_PRELOAD="$gm" GMALLOC_CONF=/dev/null GMALLOC_REPORT_AT_EXIT=on python3 "$w/work.py" 2>&1 >/dev/null |
+nallocs=$(env LD_PRELOAD="$gm" GMALLOC_CONF=/dev/null GMALLOC_REPORT_AT_EXIT=on "$py" "$w/work.py" 2>&1 >/dev/null |
 	sed -n 's/^  allocs \([0-9]*\) .*/\1/p' | awk '{ n += $1 } END { print n }')
 : >"$tmp/p"; : >"$tmp/gd"; : >"$tmp/bt"
-one warm "python3 $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || echo "python3: failed"
+one warm "$py $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || echo "python3: failed"
 i=0
 while [ $i -lt "$TIME_RUNS" ]; do
-	one p "python3 $w/work.py" "$gm" &&
-	one gd "python3 $w/work.py" "$gm" "GMALLOC_GUARD=on" &&
-	one bt "python3 $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || { echo "python3: failed"; break; }
+	one p "$py $w/work.py" "$gm" &&
+	one gd "$py $w/work.py" "$gm" "GMALLOC_GUARD=on" &&
+	one bt "$py $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || { echo "python3: failed"; break; }
 	i=$((i + 1))
 done
 pc=$(cut -d' ' -f2 "$tmp/p" | median)
