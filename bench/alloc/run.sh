@@ -7,7 +7,8 @@
 # 2. Time of real programs (python3, sqlite3, gcc, git, stress-ng) under
 #    gmalloc and glibc, runs interleaved and timed with /usr/bin/time;
 #    ratios of the median wall and CPU (user+sys) times.
-# 3. Cost of gmalloc's debug settings on the python3 workload: guard = on
+# 3. Cost of gmalloc's debug settings on the python3 workload (with
+#    PYTHONMALLOC=malloc, so that each object is a malloc): guard = on
 #    and backtrace_depth = 8 against gmalloc plain, and the extra CPU time
 #    per allocation (allocations counted by gmalloc's own reports, summed
 #    over every process the command runs); then the cost of one malloc/free
@@ -125,15 +126,17 @@ done
 
 echo
 echo "== Debug settings of gmalloc on python3: medians of $TIME_RUNS interleaved runs"
-nallocs=$(env LD_PRELOAD="$gm" GMALLOC_CONF=/dev/null GMALLOC_REPORT_AT_EXIT=on "$py" "$w/work.py" 2>&1 >/dev/null |
+echo "   (PYTHONMALLOC=malloc: every object through malloc, not Python's own small-object pools)"
+pym="PYTHONMALLOC=malloc $py"
+nallocs=$(env LD_PRELOAD="$gm" GMALLOC_CONF=/dev/null GMALLOC_REPORT_AT_EXIT=on PYTHONMALLOC=malloc "$py" "$w/work.py" 2>&1 >/dev/null |
 	sed -n 's/^  allocs \([0-9]*\) .*/\1/p' | awk '{ n += $1 } END { print n }')
 : >"$tmp/p"; : >"$tmp/gd"; : >"$tmp/bt"
-one warm "$py $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || echo "python3: failed"
+one warm "$pym $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || echo "python3: failed"
 i=0
 while [ $i -lt "$TIME_RUNS" ]; do
-	one p "$py $w/work.py" "$gm" &&
-	one gd "$py $w/work.py" "$gm" "GMALLOC_GUARD=on" &&
-	one bt "$py $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || { echo "python3: failed"; break; }
+	one p "$pym $w/work.py" "$gm" &&
+	one gd "$pym $w/work.py" "$gm" "GMALLOC_GUARD=on" &&
+	one bt "$pym $w/work.py" "$gm" "GMALLOC_BACKTRACE_DEPTH=8" || { echo "python3: failed"; break; }
 	i=$((i + 1))
 done
 pc=$(cut -d' ' -f2 "$tmp/p" | median)
