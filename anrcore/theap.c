@@ -493,9 +493,9 @@ anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c
 void *
 anrc_alloc_small(struct anrc_heap *h, size_t size)
 {
-	if (size > ANR_SLAB_MAX || anrc_tl.uid != h->alloc_uid)
-		return NULL;
-	return anrc_theap_alloc(h, anrc_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
+	int c = anrc_fast_class(h, size);
+
+	return c < 0 ? NULL : anrc_theap_alloc(h, anrc_tl.t, (unsigned)c);
 }
 
 int

@@ -126,15 +126,25 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 
 /*
  * The public calls' fast paths, also inlined by gmalloc's malloc and free.
- * anrc_alloc_fast: an object of the calling thread's theap when its heap
- * is h and no valgrind request is due; NULL: call anrc_alloc.
+ * anrc_fast_class: the class of a request of size bytes when it is small,
+ * the calling thread's theap is of h and no valgrind request is due; -1
+ * otherwise.  anrc_alloc_fast: an object of that theap's held word; NULL:
+ * call anrc_alloc.
  */
+static inline __attribute__((always_inline)) int
+anrc_fast_class(struct anrc_heap *h, size_t size)
+{
+	if (__builtin_expect(size > ANR_SLAB_MAX || anrc_tl.uid != h->alloc_uid, 0))
+		return -1;
+	return h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN];
+}
+
 static inline __attribute__((always_inline)) void *
 anrc_alloc_fast(struct anrc_heap *h, size_t size)
 {
-	if (__builtin_expect(size > ANR_SLAB_MAX || anrc_tl.uid != h->alloc_uid, 0))
-		return NULL;
-	return anrc_theap_alloc_nocall(h, anrc_tl.t, h->class_of[(size + ANR_ALIGN - 1) / ANR_ALIGN]);
+	int c = anrc_fast_class(h, size);
+
+	return c < 0 ? NULL : anrc_theap_alloc_nocall(h, anrc_tl.t, (unsigned)c);
 }
 
 /*
