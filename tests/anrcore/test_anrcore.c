@@ -2402,6 +2402,52 @@ START_TEST(realloc_small_takes_no_lock)
 END_TEST
 
 /*
+ * The inlined free serves an object on any page of its slab: on a later
+ * page it finds the slab's first page from the distance in the page's
+ * entry, without a branch on which kind of page it is (anrc_fast_slab),
+ * and judges the object as on the first page; a pointer inside an object
+ * on such a page is refused with nothing written.  Under valgrind the
+ * fast paths are off (every block is reported to it on the full path).
+ */
+START_TEST(fast_free_on_every_page_of_a_slab)
+{
+	enum { N = 256 };
+	struct anrc_heap *h = heap_plain();
+	char *p[N];
+	int later = 0;
+
+	for (int i = 0; i < N; i++) {
+		p[i] = anrc_alloc(h, 64, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], 0x3c, 64);
+	}
+	for (int i = 0; i < N; i++) {
+		size_t off, pg = anrc_data_page(h, p[i], &off);
+		later += h->pm[pg].kind == ANR_PG_SLAB_BODY;
+	}
+	ck_assert_int_gt(later, N / 2);
+	if (UNDER_VALGRIND()) {
+		ck_assert_int_eq(anrc_free_fast(h, p[1]), 0);
+	} else {
+		/* one object stays, so that no slab empties (that free is
+		 * the out-of-line path's) */
+		for (int i = 1; i < N; i++) {
+			size_t off, pg = anrc_data_page(h, p[i], &off);
+			if (h->pm[pg].kind == ANR_PG_SLAB_BODY) {
+				ck_assert_int_eq(anrc_free_fast(h, p[i] + 16), 0);
+				ck_assert_int_eq(p[i][16], 0x3c);
+			}
+			ck_assert_int_eq(anrc_free_fast(h, p[i]), 1);
+			p[i] = NULL;
+		}
+	}
+	for (int i = 0; i < N; i++)
+		anrc_free(h, p[i]);
+	empty_heap_end(h);
+}
+END_TEST
+
+/*
  * The short way gmalloc's malloc takes when the held word is used up
  * (anrc_alloc_small): the next word of the current slab, without the lock,
  * for as long as the thread's slabs have free objects; NULL for a request
@@ -3750,6 +3796,7 @@ anrcore_suite(void)
 	ADD(emptied_slabs_kept_many_classes);
 	ADD(realloc_small_takes_no_lock);
 	ADD(small_refill_takes_no_lock);
+	ADD(fast_free_on_every_page_of_a_slab);
 	ADD(realloc_medium_stays_owned);
 	ADD(runs_cut_keep_pages_hot);
 	ADD(medium_blocks_take_the_short_way);
