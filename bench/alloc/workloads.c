@@ -100,6 +100,31 @@ churn_thread(void *v)
 	return NULL;
 }
 
+/* A size in [2^b, 2^(b+1)), its low bits from the top half of r. */
+static size_t
+size_in_octave(uint64_t r, unsigned b)
+{
+	return ((size_t)1 << b) + (size_t)((r >> 32) & (((size_t)1 << b) - 1));
+}
+
+/* One round: n objects of the given sizes allocated (first byte written),
+ * then read and freed in the same order; returns the sum of those bytes. */
+static uint64_t
+fill_and_free(char **obj, const size_t *sizes, int n)
+{
+	uint64_t sum = 0;
+
+	for (int k = 0; k < n; k++) {
+		obj[k] = xmalloc(sizes[k]);
+		obj[k][0] = (char)k;
+	}
+	for (int k = 0; k < n; k++) {
+		sum += (unsigned char)obj[k][0];
+		free(obj[k]);
+	}
+	return sum;
+}
+
 /* medium-mt: sizes 4 B .. 64 KiB, log-uniform */
 static void *
 medium_thread(void *v)
@@ -112,7 +137,7 @@ medium_thread(void *v)
 	for (long i = 0; i < a->ops + LIVE; i++) {
 		uint64_t r = rnd(&x);
 		unsigned k = (unsigned)(r % LIVE), b = 2 + (unsigned)((r >> 20) % 14);
-		size_t n = ((size_t)1 << b) + (size_t)((r >> 32) & (((size_t)1 << b) - 1));
+		size_t n = size_in_octave(r, b);
 		if (obj[k] != NULL)
 			sum += (unsigned char)obj[k][0];
 		free(obj[k]);
@@ -131,20 +156,15 @@ rounds_thread(void *v)
 	struct churn_arg *a = v;
 	enum { BATCH = 64 };
 	char *obj[BATCH];
+	size_t sizes[BATCH];
 	uint64_t x = a->seed, sum = 0;
 
 	for (long i = 0; i < a->ops; i++) {
 		for (int k = 0; k < BATCH; k++) {
 			uint64_t r = rnd(&x);
-			unsigned b = 4 + (unsigned)(r % 8);
-			size_t n = ((size_t)1 << b) + (size_t)((r >> 32) & (((size_t)1 << b) - 1));
-			obj[k] = xmalloc(n);
-			obj[k][0] = (char)k;
+			sizes[k] = size_in_octave(r, 4 + (unsigned)(r % 8));
 		}
-		for (int k = 0; k < BATCH; k++) {
-			sum += (unsigned char)obj[k][0];
-			free(obj[k]);
-		}
+		sum += fill_and_free(obj, sizes, BATCH);
 	}
 	a->sum = sum;
 	return NULL;
@@ -157,18 +177,13 @@ short_thread(void *v)
 	struct churn_arg *a = v;
 	enum { N = 256 };
 	char *obj[N];
+	size_t sizes[N];
 	uint64_t sum = 0;
 
 	for (int r = 0; r < 4; r++) {
-		for (int k = 0; k < N; k++) {
-			size_t n = 16 + (size_t)(k * 97 + r) % 3000;
-			obj[k] = xmalloc(n);
-			obj[k][0] = (char)k;
-		}
-		for (int k = 0; k < N; k++) {
-			sum += (unsigned char)obj[k][0];
-			free(obj[k]);
-		}
+		for (int k = 0; k < N; k++)
+			sizes[k] = 16 + (size_t)(k * 97 + r) % 3000;
+		sum += fill_and_free(obj, sizes, N);
 	}
 	a->sum = sum;
 	return NULL;
