@@ -203,6 +203,14 @@ anrc_rc_len(const struct anrc_runcache *c, unsigned i)
 }
 
 #define ANR_THEAPS 127         /* thread heaps per heap (owner ids 1..127) */
+/*
+ * A thread that exits with none of its slab objects live leaves its theap
+ * parked, with the empty slabs a live thread may keep, for the next thread
+ * (theap.c); at most ANR_PARKED_MAX theaps are parked at a time.
+ */
+#define ANR_PARKED_MAX 4
+/* struct anrc_theap's claimed */
+enum { ANR_TH_FREE, ANR_TH_OWNED, ANR_TH_PARKED };
 #define ANR_THEAP_SCAN 4       /* slabs looked at per refill without the lock */
 #define ANR_FREED_PUBLISH 65536 /* bytes freed locally before they are published */
 /* What the fast paths of one class use, together: one cache line, at a
@@ -234,7 +242,7 @@ struct anrc_tclass {
 } __attribute__((aligned(64)));
 
 struct anrc_theap {
-	int claimed;             /* atomic: a thread owns this one */
+	int claimed;             /* atomic ANR_TH_*: free, a thread's, or parked */
 	uint8_t id;              /* owner id (index + 1) */
 	int flush_wanted;        /* atomic: give the spare slabs back */
 	/* What a block of a kept run touches comes first, together: the
@@ -385,6 +393,7 @@ struct anrc_heap {
 	 * the lowest free one): what looks at every theap stops there, so
 	 * that the pages of theaps no thread used are never touched. */
 	unsigned th_used;
+	unsigned th_parked;      /* atomic: theaps parked (theap.c) */
 	struct anrc_theap th[ANR_THEAPS];
 };
 
@@ -615,7 +624,8 @@ void anrc_theap_class_counts(struct anrc_heap *h, unsigned c, size_t *slabs,
 			    size_t *live);
 /* In a fork child: theaps of the threads that did not survive are abandoned. */
 void anrc_theap_fork_child(struct anrc_heap *h);
-/* Give-back: the spare slabs of every theap (locked). */
+/* Give-back: the spare slabs of every theap, all slabs of parked ones
+ * (locked). */
 size_t anrc_theap_flush_locked(struct anrc_heap *h);
 
 /* returner.c: with a helper thread, hand the page return to it and

@@ -37,10 +37,13 @@
  * room its kept runs leave); past that it goes back under the lock.  A
  * refill whose scan finds no free object takes the newest spare, wherever
  * it is in the ring.  A thread's exit (destructor of the heap's
- * pthread key) abandons its theap: under the lock every owned slab becomes
- * shared again (on its class's partial list, kept empty, or given back) and
- * the slot is free for the next thread, which adopts shared slabs before it
- * takes new pages.  A remote free that raced with an abandonment sees the
+ * pthread key) parks its theap when none of its objects is live (up to
+ * ANR_PARKED_MAX at a time): the theap keeps what a live one may keep
+ * empty, and the next new thread claims it whole (park_locked).  Otherwise
+ * it abandons it: under the lock every owned slab becomes shared again (on
+ * its class's partial list, kept empty, or given back) and the slot is free
+ * for the next thread, which adopts shared slabs before it takes new
+ * pages.  A remote free that raced with an abandonment sees the
  * owner gone after its fetch_or and folds the bit in itself under the lock
  * (the owner's store and the freer's fetch_or are both sequentially
  * consistent, so one of the two sees the other).
@@ -71,19 +74,48 @@ heap_of(struct anrc_theap *t)
 	return (struct anrc_heap *)((char *)(t - (t->id - 1)) - offsetof(struct anrc_heap, th));
 }
 
+static int park_locked(struct anrc_heap *h, struct anrc_theap *t);
+
 static void
 theap_exit(void *v)
 {
 	struct anrc_theap *t = v;
 	struct anrc_heap *h = heap_of(t);
+	int parked;
 
 	anrc_tl.exiting = 1;
 	if (anrc_tl.t == t)
 		anrc_tl.uid = 0;
 	anrc_lock_and_drain(h);
-	anrc_theap_abandon_locked(h, t);
+	parked = park_locked(h, t);
+	if (!parked)
+		anrc_theap_abandon_locked(h, t);
 	anrc_unlock_and_return_pages(h);
-	__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&t->claimed, parked ? ANR_TH_PARKED : ANR_TH_FREE, __ATOMIC_RELEASE);
+}
+
+/* Claim theap t in state from (ANR_TH_FREE or ANR_TH_PARKED): 1 if done. */
+static int
+claim(struct anrc_heap *h, struct anrc_theap *t, int from)
+{
+	int expected = from;
+
+	if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED) != from ||
+	    !__atomic_compare_exchange_n(&t->claimed, &expected, ANR_TH_OWNED, 0, __ATOMIC_ACQUIRE,
+					 __ATOMIC_RELAXED))
+		return 0;
+	if (from == ANR_TH_PARKED)
+		__atomic_sub_fetch(&h->th_parked, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
+/* Give back claimed theap t, which was in state from. */
+static void
+unclaim(struct anrc_heap *h, struct anrc_theap *t, int from)
+{
+	if (from == ANR_TH_PARKED)
+		__atomic_add_fetch(&h->th_parked, 1, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->claimed, from, __ATOMIC_RELEASE);
 }
 
 /* Set up theap t of h, claimed for the first time (left as it is when a
@@ -155,13 +187,17 @@ anrc_theap_lookup(struct anrc_heap *h)
 		return NULL;
 	t = pthread_getspecific(h->key);
 	if (t == NULL) {
-		for (unsigned i = 0; i < ANR_THEAPS && t == NULL; i++) {
-			int expected = 0;
-			if (__atomic_load_n(&h->th[i].claimed, __ATOMIC_RELAXED) == 0 &&
-			    __atomic_compare_exchange_n(&h->th[i].claimed, &expected, 1, 0,
-							__ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+		/* A parked theap first: its slabs are ready. */
+		int from = ANR_TH_PARKED;
+		if (__atomic_load_n(&h->th_parked, __ATOMIC_RELAXED) > 0)
+			for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt && t == NULL; i++)
+				if (claim(h, &h->th[i], ANR_TH_PARKED))
+					t = &h->th[i];
+		if (t == NULL)
+			from = ANR_TH_FREE;
+		for (unsigned i = 0; i < ANR_THEAPS && t == NULL; i++)
+			if (claim(h, &h->th[i], ANR_TH_FREE))
 				t = &h->th[i];
-		}
 		if (t == NULL)
 			return NULL;
 		if (t->id == 0)
@@ -170,7 +206,7 @@ anrc_theap_lookup(struct anrc_heap *h)
 		anrc_tl.busy = 1;
 		if (pthread_setspecific(h->key, t) != 0) {
 			anrc_tl.busy = 0;
-			__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
+			unclaim(h, t, from);
 			return NULL;
 		}
 		anrc_tl.busy = 0;
@@ -361,6 +397,16 @@ ring_add(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	}
 	t->cur[c] = s;
 	t->cur_empty[c] = 0;
+}
+
+/* Whether s is one of class c's kept empty slabs. */
+static int
+spare_has(const struct anrc_theap *t, unsigned c, uint32_t s)
+{
+	for (unsigned i = 0; i < t->nspare[c]; i++)
+		if (t->spare[c][i] == s)
+			return 1;
+	return 0;
 }
 
 /* If s is one of class c's kept empty slabs, it stops being one: 1. */
@@ -699,6 +745,65 @@ disown(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 		anrc_partial_push(h, c, s);
 }
 
+/*
+ * Park t, whose thread exits (locked): when none of its slab objects is
+ * live and fewer than ANR_PARKED_MAX theaps are parked, t keeps its slabs
+ * for the next thread that claims a theap, which then takes none under
+ * the lock for the classes t used (a thread per request built or adopted
+ * some 85 slabs, each under the lock, in its first round).  What it keeps
+ * is what a live thread may: in each class the current slab, and spares
+ * within the cache bound (anrc_runs_room_for_slab, its kept runs having
+ * gone back as at any exit); the rest goes back.  A give-back takes
+ * parked theaps over and abandons them (anrc_theap_flush_locked).
+ * Returns 1 if t is parked.
+ */
+static int
+park_locked(struct anrc_heap *h, struct anrc_theap *t)
+{
+	if (!h->fast_free || LOAD(t->flush_wanted) || LOAD(t->slab_bytes) == 0 ||
+	    __atomic_load_n(&h->th_parked, __ATOMIC_RELAXED) >= ANR_PARKED_MAX)
+		return 0;
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		uint32_t s = t->cur[c];
+		drop_word(h, t, c);
+		for (uint32_t j = 0; j < t->nslabs[c]; j++) {
+			collect(h, t, s);
+			if (h->pm[s].nfree != h->cls[c].nobjs)
+				return 0;
+			s = h->pm[s].next;
+		}
+	}
+	__atomic_store_n(&t->rc.busy, 0, __ATOMIC_RELAXED);
+	anrc_runs_flush_locked(h, t);
+	/* Every slab is empty: each current one counted as kept, then the
+	 * others as spares while the bound has room, so that the next owner
+	 * starts within it and a give-back finds them all. */
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		if (t->cur[c] != ANR_NIL && !t->cur_empty[c]) {
+			t->cur_empty[c] = 1;
+			t->empty_pages += h->cls[c].npages;
+		}
+	}
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		uint32_t cur = t->cur[c], s = cur, n = t->nslabs[c], np = h->cls[c].npages;
+		for (uint32_t j = 0; j < n; j++) {
+			uint32_t next = h->pm[s].next;
+			if (s != cur && !spare_has(t, c, s)) {
+				if (t->nspare[c] < ANR_THEAP_SPARES && anrc_runs_room_for_slab(h, t, np)) {
+					t->spare[c][t->nspare[c]++] = s;
+					t->empty_pages += np;
+				} else {
+					release_owned(h, t, s);
+				}
+			}
+			s = next;
+		}
+	}
+	anrc_theap_publish(h, t);
+	__atomic_add_fetch(&h->th_parked, 1, __ATOMIC_RELAXED);
+	return 1;
+}
+
 void
 anrc_theap_abandon_locked(struct anrc_heap *h, struct anrc_theap *t)
 {
@@ -747,7 +852,7 @@ anrc_theap_totals(struct anrc_heap *h, size_t *in_use, size_t *slab_bytes,
 	*allocs = *frees = 0;
 	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++) {
 		struct anrc_theap *t = &h->th[i];
-		if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == 0)
+		if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == ANR_TH_FREE)
 			continue; /* never used, or abandoned: its counts are h's */
 		*in_use += theap_in_use(h, t);
 		*slab_bytes += LOAD(t->slab_bytes);
@@ -780,14 +885,21 @@ void
 anrc_theap_fork_child(struct anrc_heap *h)
 {
 	struct anrc_theap *mine = anrc_tl.uid == h->uid ? anrc_tl.t : NULL;
+	unsigned parked = 0;
 
+	/* Parked theaps stay parked (parking is done under the lock the
+	 * fork held); one whose thread parked it but had not yet said so is
+	 * abandoned, and the count is made again. */
 	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++) {
 		struct anrc_theap *t = &h->th[i];
-		if (t == mine || __atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == 0)
+		int st = __atomic_load_n(&t->claimed, __ATOMIC_RELAXED);
+		parked += st == ANR_TH_PARKED;
+		if (t == mine || st != ANR_TH_OWNED)
 			continue;
 		anrc_theap_abandon_locked(h, t);
-		__atomic_store_n(&t->claimed, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&t->claimed, ANR_TH_FREE, __ATOMIC_RELEASE);
 	}
+	__atomic_store_n(&h->th_parked, parked, __ATOMIC_RELAXED);
 }
 
 size_t
@@ -798,10 +910,16 @@ anrc_theap_flush_locked(struct anrc_heap *h)
 
 	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++) {
 		struct anrc_theap *t = &h->th[i];
-		if (t == mine)
+		if (t == mine) {
 			given += flush_spares(h, t);
-		else if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED))
+		} else if (claim(h, t, ANR_TH_PARKED)) {
+			/* no thread's: taken over, every slab goes back */
+			given += LOAD(t->slab_bytes);
+			anrc_theap_abandon_locked(h, t);
+			__atomic_store_n(&t->claimed, ANR_TH_FREE, __ATOMIC_RELEASE);
+		} else if (__atomic_load_n(&t->claimed, __ATOMIC_RELAXED) == ANR_TH_OWNED) {
 			__atomic_store_n(&t->flush_wanted, 1, __ATOMIC_RELAXED);
+		}
 	}
 	return given;
 }
