@@ -6,7 +6,7 @@
 # into the same programs, interleaved within each round.
 #
 # 1. Workloads (workloads.c): churn, churn-mt, medium-mt, prodcons, larson, rounds,
-#    threads, large, realloc, realloc-mt.  Wall and CPU (user+sys) time and peak RSS from
+#    threads, generations, large, realloc, realloc-mt.  Wall and CPU (user+sys) time and peak RSS from
 #    /usr/bin/time, medians of RUNS rounds, ratios to glibc and their
 #    geometric mean per allocator.  churn and churn-mt do the same number
 #    of operations on one and on two threads: wall(churn) / wall(churn-mt)
@@ -73,7 +73,7 @@ run() {
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 field() { sed -n "s/.*[[:space:]]$1 \([0-9.]*\).*/\1/p"; }
 
-works="churn churn-mt medium-mt prodcons larson rounds threads large realloc realloc-mt"
+works="churn churn-mt medium-mt prodcons larson rounds threads generations large realloc realloc-mt"
 if want work; then
 	echo "== Workloads: medians of $RUNS rounds (allocators interleaved in each round)"
 	echo "   wall = elapsed s, cpu = user+sys s, rss = peak MiB; ratios to glibc"

@@ -21,6 +21,11 @@
  *   threads      short-lived threads, four at a time: each allocates 256
  *                objects of 16 bytes..3 KiB and frees them, four times, and
  *                exits (a thread per request)
+ *   generations  four threads at a time, each with 4,000 objects of
+ *                8..1,007 bytes replaced at random 20,000 times; then it
+ *                frees the 1,024 objects a thread of the last generation
+ *                left and leaves 1,024 of its own as it exits (objects
+ *                that outlive the thread that made them)
  *   large        one thread: 8 live blocks of 256 KiB..8 MiB, one byte
  *                written per page of each new block
  *   realloc      strings grown by doubling (16 B -> 1 MiB) and by steps of
@@ -207,6 +212,71 @@ run_threads(void *(*fn)(void *), int n, long ops)
 		pthread_join(t[i], NULL);
 		sum += a[i].sum;
 	}
+	return sum;
+}
+
+/* generations: what each generation's threads leave to the next */
+enum { GEN_THREADS = 4, GEN_LIVE = 4000, GEN_LEFT = 1024, GEN_OPS = 20000 };
+static char *left[GEN_THREADS][GEN_LEFT];
+
+struct gen_arg {
+	unsigned slot; /* of left[], a thread of the last generation's */
+	uint64_t seed;
+	uint64_t sum;
+};
+
+static void *
+generation_thread(void *v)
+{
+	struct gen_arg *a = v;
+	static __thread char *obj[GEN_LIVE];
+	uint64_t x = a->seed, sum = 0;
+
+	for (int i = 0; i < GEN_LIVE; i++)
+		obj[i] = xmalloc(8 + rnd(&x) % 1000);
+	for (int i = 0; i < GEN_OPS; i++) {
+		uint64_t r = rnd(&x);
+		unsigned k = (unsigned)(r % GEN_LIVE);
+		sum += (unsigned char)obj[k][0];
+		free(obj[k]);
+		obj[k] = xmalloc(8 + (r >> 20) % 1000);
+	}
+	for (int i = 0; i < GEN_LEFT; i++) {
+		char **l = &left[a->slot][i];
+		if (*l != NULL)
+			sum += (unsigned char)(*l)[0];
+		free(*l);
+		*l = obj[i];
+	}
+	for (int i = GEN_LEFT; i < GEN_LIVE; i++)
+		free(obj[i]);
+	a->sum = sum;
+	return NULL;
+}
+
+static uint64_t
+generations(long n)
+{
+	uint64_t sum = 0;
+
+	for (long g = 0; g < n; g++) {
+		pthread_t t[GEN_THREADS];
+		struct gen_arg a[GEN_THREADS];
+		for (unsigned i = 0; i < GEN_THREADS; i++) {
+			a[i].slot = (unsigned)((i + (unsigned long)g) % GEN_THREADS);
+			a[i].seed = 88172645463325252ull + 7919u * (uint64_t)(g * GEN_THREADS + i);
+			a[i].sum = 0;
+			if (pthread_create(&t[i], NULL, generation_thread, &a[i]) != 0)
+				die("pthread_create");
+		}
+		for (unsigned i = 0; i < GEN_THREADS; i++) {
+			pthread_join(t[i], NULL);
+			sum += a[i].sum;
+		}
+	}
+	for (unsigned i = 0; i < GEN_THREADS; i++)
+		for (unsigned j = 0; j < GEN_LEFT; j++)
+			free(left[i][j]);
 	return sum;
 }
 
@@ -407,6 +477,10 @@ main(int argc, char **argv)
 		for (long i = 0; i < ops; i++)
 			sum += run_threads(short_thread, 4, 0);
 		ops *= 4 * 4 * 256;
+	} else if (strcmp(w, "generations") == 0) {
+		ops = 100 * scale;
+		sum = generations(ops);
+		ops *= GEN_THREADS * (GEN_LIVE + GEN_OPS);
 	} else if (strcmp(w, "large") == 0) {
 		ops = 4000 * scale;
 		sum = large(ops);
@@ -418,7 +492,7 @@ main(int argc, char **argv)
 		sum = run_threads(grow_thread, 2, ops);
 		ops *= 2;
 	} else {
-		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|rounds|threads|large|realloc|realloc-mt [SCALE]\n");
+		fprintf(stderr, "usage: workloads churn|churn-mt|medium-mt|prodcons|larson|rounds|threads|generations|large|realloc|realloc-mt [SCALE]\n");
 		return 2;
 	}
 	printf("%s ops %ld check %llu\n", w, ops, (unsigned long long)sum);
