@@ -549,7 +549,8 @@ void *anrc_slab_alloc(struct anrc_heap *h, unsigned c, size_t *short_pages);
  * bit; each word looked at is a step. */
 unsigned anrc_slab_free_word(const struct anrc_heap *h, uint32_t s);
 void anrc_slab_free(struct anrc_heap *h, uint32_t s, size_t idx);
-void anrc_slab_flush(struct anrc_heap *h);
+/* The heap's kept empty slabs go back (locked); returns their bytes. */
+size_t anrc_slab_flush(struct anrc_heap *h);
 
 void anrc_partial_push(struct anrc_heap *h, unsigned c, uint32_t s);
 void anrc_partial_del(struct anrc_heap *h, unsigned c, uint32_t s);

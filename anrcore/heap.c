@@ -583,10 +583,16 @@ alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 		anrc_runs_wanted_locked(h, t);
 		p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
 		/* Short of budget: the empty slabs and runs this thread keeps
-		 * go back first (other threads' at their next change). */
-		if (p == NULL && short_pages > 0 &&
-		    anrc_theap_flush_locked(h) + anrc_runs_flush_locked(h, anrc_theap_peek(h)) > 0)
-			p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
+		 * go back first (other threads' at their next change), with
+		 * the slabs of parked theaps and the heap's kept empty slabs
+		 * (in that order: a parked theap's may become kept ones). */
+		if (p == NULL && short_pages > 0) {
+			size_t given = anrc_theap_flush_locked(h);
+			given += anrc_runs_flush_locked(h, anrc_theap_peek(h));
+			given += anrc_slab_flush(h);
+			if (given > 0)
+				p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
+		}
 		/* Valgrind learns of the block under the lock, so that a fork
 		 * never finds a block live for us and dead for valgrind. */
 		if (p != NULL)
@@ -928,8 +934,10 @@ anrc_set_budget(struct anrc_heap *h, size_t bytes)
 	heap_lock(h);
 	__atomic_store_n(&h->budget, bytes, __ATOMIC_RELAXED);
 	limit = bytes >> h->page_shift;
-	if (h->resident_pages > limit)
+	if (h->resident_pages > limit) {
+		anrc_theap_flush_locked(h);
 		anrc_slab_flush(h);
+	}
 	if (h->resident_pages > limit) {
 		size_t over = h->resident_pages - limit;
 		anrc_release_down_to(h, over < h->dirty_pages ? h->dirty_pages - over : 0);

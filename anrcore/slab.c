@@ -278,18 +278,22 @@ anrc_slab_free(struct anrc_heap *h, uint32_t s, size_t idx)
 	slab_release(h, s);
 }
 
-/* Give the kept empty slabs back (before trimming). */
-void
+/* Give the kept empty slabs back (before trimming); returns their bytes. */
+size_t
 anrc_slab_flush(struct anrc_heap *h)
 {
+	size_t given = 0;
+
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		uint32_t s = h->empty_slab[c];
 		if (s != ANR_NIL) {
 			h->empty_slab[c] = ANR_NIL;
 			h->empty_pages -= h->cls[c].npages;
+			given += (size_t)h->cls[c].npages << h->page_shift;
 			slab_release(h, s);
 		}
 	}
+	return given;
 }
 
 void

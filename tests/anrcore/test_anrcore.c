@@ -2654,6 +2654,43 @@ START_TEST(exited_thread_parks_its_slabs)
 }
 END_TEST
 
+/* An allocation short of budget takes the parked theaps' slabs back, and
+ * the heap's kept empty slabs (which it did not: a request within 64 KiB
+ * of the budget failed with them kept), and so does a budget lowered
+ * below what is resident: parked pages are never lost to the budget. */
+START_TEST(parked_slabs_go_back_when_short)
+{
+	const size_t budget = 4 * MiB;
+	struct anrc_heap *h = heap_with(budget, ANR_BAD_FREE_ABORT);
+	struct park_arg a = { .h = h };
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), parked = 0;
+	struct anrc_stats st;
+	char *big;
+
+	park_run(&a);
+	ck_assert_uint_eq(h->th_parked, UNDER_VALGRIND() ? 0 : 1);
+	for (unsigned i = 0; i < anrc_theaps_used(h); i++)
+		if (h->th[i].claimed == ANR_TH_PARKED)
+			parked += h->th[i].slab_bytes;
+	if (!UNDER_VALGRIND())
+		ck_assert_uint_gt(parked, 16 * page);
+	big = anrc_alloc(h, budget - 4 * page, 0);
+	ck_assert_ptr_nonnull(big);
+	ck_assert_uint_eq(h->th_parked, 0);
+	memset(big, 1, budget - 4 * page);
+	anrc_free(h, big);
+
+	/* So does a budget lowered below what is resident. */
+	park_run(&a);
+	ck_assert_uint_eq(h->th_parked, UNDER_VALGRIND() ? 0 : 1);
+	anrc_set_budget(h, 8 * page);
+	ck_assert_uint_eq(h->th_parked, 0);
+	stats(h, &st);
+	ck_assert_uint_le(st.resident, 8 * page);
+	empty_heap_end(h);
+}
+END_TEST
+
 /*
  * A medium block (4..64 KiB) its thread grows by realloc stays the
  * thread's: a step within its pages takes no lock, a step past them grows
@@ -3949,6 +3986,7 @@ anrcore_suite(void)
 	ADD(realloc_small_takes_no_lock);
 	ADD(small_refill_takes_no_lock);
 	ADD(exited_thread_parks_its_slabs);
+	ADD(parked_slabs_go_back_when_short);
 	ADD(fast_free_on_every_page_of_a_slab);
 	ADD(realloc_medium_stays_owned);
 	ADD(runs_cut_keep_pages_hot);
