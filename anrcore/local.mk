@@ -1,6 +1,7 @@
 # anrcore: the allocator core, an internal PIC library linked into
 # libgmalloc.so and libanrmalloc.so.  It knows nothing of the broker.
-# Call stacks use libgcc's unwinder (_Unwind_Backtrace, from libgcc_s).
+# Call stacks use libgcc's unwinder (_Unwind_Backtrace: from libgcc_s, or
+# linked in, as libgmalloc.so does).
 noinst_LTLIBRARIES += anrcore/libanrcore.la
 anrcore_libanrcore_la_SOURCES = \
 	anrcore/anrcore.h anrcore/anrcore_internal.h anrcore/theap_fast.h anrcore/vg.h \

@@ -17,7 +17,11 @@ gmalloc_libgmalloc_la_CPPFLAGS = $(AM_CPPFLAGS) \
 # allocator (e.g. malloc + memset into calloc).
 gmalloc_libgmalloc_la_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS) \
 	-fno-builtin-malloc -fno-builtin-calloc -fno-builtin-realloc -fno-builtin-free
-gmalloc_libgmalloc_la_LDFLAGS = -avoid-version -module -no-undefined \
+# libgcc's unwinder (call stacks) is linked in: every preloaded process
+# loaded libgcc_s.so for it at start, about 0.1 ms (bench/alloc/run.sh's
+# real programs start dozens of processes); the version script keeps its
+# symbols inside.
+gmalloc_libgmalloc_la_LDFLAGS = -avoid-version -module -no-undefined -Wc,-static-libgcc \
 	-Wl,--version-script=$(top_srcdir)/gmalloc/libgmalloc.map -Wl,-z,nodelete
 # libanrcore.la brings common/libmbcommon.la with it (both are convenience
 # libraries, so naming it again would link it twice).

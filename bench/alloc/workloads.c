@@ -80,6 +80,7 @@ struct churn_arg {
 	long ops;
 	uint64_t seed;
 	uint64_t sum;
+	unsigned index; /* of the thread in its run_threads() call */
 };
 
 static void *
@@ -205,6 +206,7 @@ run_threads(void *(*fn)(void *), int n, long ops)
 		a[i].ops = ops;
 		a[i].seed = 88172645463325252ull + 7919u * (unsigned)i;
 		a[i].sum = 0;
+		a[i].index = (unsigned)i;
 		if (pthread_create(&t[i], NULL, fn, &a[i]) != 0)
 			die("pthread_create");
 	}
@@ -219,18 +221,15 @@ run_threads(void *(*fn)(void *), int n, long ops)
 enum { GEN_THREADS = 4, GEN_LIVE = 4000, GEN_LEFT = 1024, GEN_OPS = 20000 };
 static char *left[GEN_THREADS][GEN_LEFT];
 
-struct gen_arg {
-	unsigned slot; /* of left[], a thread of the last generation's */
-	uint64_t seed;
-	uint64_t sum;
-};
-
+/* One thread of generation a->ops (run_threads' ops), which takes over
+ * the objects a thread of the last generation left in a slot of left[]. */
 static void *
 generation_thread(void *v)
 {
-	struct gen_arg *a = v;
+	struct churn_arg *a = v;
 	static __thread char *obj[GEN_LIVE];
-	uint64_t x = a->seed, sum = 0;
+	unsigned slot = (unsigned)((a->index + (unsigned long)a->ops) % GEN_THREADS);
+	uint64_t x = a->seed + 31u * (uint64_t)a->ops, sum = 0;
 
 	for (int i = 0; i < GEN_LIVE; i++)
 		obj[i] = xmalloc(8 + rnd(&x) % 1000);
@@ -242,7 +241,7 @@ generation_thread(void *v)
 		obj[k] = xmalloc(8 + (r >> 20) % 1000);
 	}
 	for (int i = 0; i < GEN_LEFT; i++) {
-		char **l = &left[a->slot][i];
+		char **l = &left[slot][i];
 		if (*l != NULL)
 			sum += (unsigned char)(*l)[0];
 		free(*l);
@@ -252,32 +251,6 @@ generation_thread(void *v)
 		free(obj[i]);
 	a->sum = sum;
 	return NULL;
-}
-
-static uint64_t
-generations(long n)
-{
-	uint64_t sum = 0;
-
-	for (long g = 0; g < n; g++) {
-		pthread_t t[GEN_THREADS];
-		struct gen_arg a[GEN_THREADS];
-		for (unsigned i = 0; i < GEN_THREADS; i++) {
-			a[i].slot = (unsigned)((i + (unsigned long)g) % GEN_THREADS);
-			a[i].seed = 88172645463325252ull + 7919u * (uint64_t)(g * GEN_THREADS + i);
-			a[i].sum = 0;
-			if (pthread_create(&t[i], NULL, generation_thread, &a[i]) != 0)
-				die("pthread_create");
-		}
-		for (unsigned i = 0; i < GEN_THREADS; i++) {
-			pthread_join(t[i], NULL);
-			sum += a[i].sum;
-		}
-	}
-	for (unsigned i = 0; i < GEN_THREADS; i++)
-		for (unsigned j = 0; j < GEN_LEFT; j++)
-			free(left[i][j]);
-	return sum;
 }
 
 /* prodcons: a ring of RING slots, NULL = empty */
@@ -479,7 +452,12 @@ main(int argc, char **argv)
 		ops *= 4 * 4 * 256;
 	} else if (strcmp(w, "generations") == 0) {
 		ops = 100 * scale;
-		sum = generations(ops);
+		sum = 0;
+		for (long g = 0; g < ops; g++)
+			sum += run_threads(generation_thread, GEN_THREADS, g);
+		for (unsigned i = 0; i < GEN_THREADS; i++)
+			for (unsigned j = 0; j < GEN_LEFT; j++)
+				free(left[i][j]);
 		ops *= GEN_THREADS * (GEN_LIVE + GEN_OPS);
 	} else if (strcmp(w, "large") == 0) {
 		ops = 4000 * scale;
