@@ -13,22 +13,27 @@
 #    OPS operations: a producer/consumer of 4 KiB blocks on two threads
 #    and a mixed workload (sizes to 1 MiB, cross-thread frees, reallocs)
 #    on two threads.
+# 4. Process start: microseconds to start, malloc and free one block and
+#    exit (spawn.c, 300 starts a run), each allocator preloaded; medians
+#    of RUNS runs, interleaved, and the difference to glibc.
 #
 # Environment: RUNS (default 5), N (default 100000), OPS (default 10000000),
-# ONLY (space-separated sections to run: instr scale madvise; default all).
+# ONLY (space-separated sections to run: instr scale madvise start; default
+# all).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/peers.sh"
 RUNS=${RUNS:-5}
 N=${N:-100000}
 OPS=${OPS:-10000000}
-ONLY=${ONLY:-instr scale madvise}
+ONLY=${ONLY:-instr scale madvise start}
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (callgrind)" >&2; exit 1; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-core.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/pair_loop" "$here/pair_loop.c" -lpthread
+cc -O2 -o "$tmp/spawn" "$here/spawn.c"
 cc -O2 -I"$src/anrcore" -I"$build" -I"$src/common" -o "$tmp/churn" "$here/churn.c" \
 	"$build/anrcore/.libs/libanrcore.a" "$build/common/.libs/libmbcommon.a" -lpthread
 
@@ -89,4 +94,27 @@ if want madvise; then
 echo
 echo "== madvise calls of the core over $OPS operations (two threads each)"
 "$tmp/churn" "$OPS"
+fi
+
+if want start; then
+echo
+echo "== process start: us to start, malloc+free one block and exit, median of $RUNS runs of 300"
+printf '%-10s %10s %12s\n' allocator us/start more-than-glibc
+for a in $allocs; do
+	: > "$tmp/${a%%:*}.start"
+done
+for r in $(seq "$RUNS"); do
+	for a in $allocs; do
+		name=${a%%:*} lib=${a#*:}
+		[ "$name" != glibc ] && [ -z "$lib" ] && continue
+		LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/spawn" 300 "$tmp/spawn" 0 >> "$tmp/$name.start"
+	done
+done
+base=$(median < "$tmp/glibc.start")
+for a in $allocs; do
+	name=${a%%:*}
+	[ -s "$tmp/$name.start" ] || continue
+	us=$(median < "$tmp/$name.start")
+	printf '%-10s %10.1f %12.1f\n' "$name" "$us" "$(awk -v a="$us" -v b="$base" 'BEGIN { print a - b }')"
+done
 fi
