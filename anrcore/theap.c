@@ -399,27 +399,26 @@ ring_add(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	t->cur_empty[c] = 0;
 }
 
-/* Whether s is one of class c's kept empty slabs. */
+/* Where s is among class c's kept empty slabs; -1 if it is not one. */
 static int
-spare_has(const struct anrc_theap *t, unsigned c, uint32_t s)
+spare_find(const struct anrc_theap *t, unsigned c, uint32_t s)
 {
 	for (unsigned i = 0; i < t->nspare[c]; i++)
 		if (t->spare[c][i] == s)
-			return 1;
-	return 0;
+			return (int)i;
+	return -1;
 }
 
 /* If s is one of class c's kept empty slabs, it stops being one: 1. */
 static int
 spare_take(struct anrc_theap *t, unsigned c, uint32_t s)
 {
-	for (unsigned i = 0; i < t->nspare[c]; i++) {
-		if (t->spare[c][i] == s) {
-			t->spare[c][i] = t->spare[c][--t->nspare[c]];
-			return 1;
-		}
-	}
-	return 0;
+	int i = spare_find(t, c, s);
+
+	if (i < 0)
+		return 0;
+	t->spare[c][i] = t->spare[c][--t->nspare[c]];
+	return 1;
 }
 
 /* Make s (in the ring) the slab class c allocates from. */
@@ -788,7 +787,7 @@ park_locked(struct anrc_heap *h, struct anrc_theap *t)
 		uint32_t cur = t->cur[c], s = cur, n = t->nslabs[c], np = h->cls[c].npages;
 		for (uint32_t j = 0; j < n; j++) {
 			uint32_t next = h->pm[s].next;
-			if (s != cur && !spare_has(t, c, s)) {
+			if (s != cur && spare_find(t, c, s) < 0) {
 				if (t->nspare[c] < ANR_THEAP_SPARES && anrc_runs_room_for_slab(h, t, np)) {
 					t->spare[c][t->nspare[c]++] = s;
 					t->empty_pages += np;
