@@ -83,23 +83,34 @@ struct churn_arg {
 	unsigned index; /* of the thread in its run_threads() call */
 };
 
+/* live objects of min .. min + span - 1 bytes, then ops replacements of
+ * a random one; returns the sum of the first bytes of those replaced */
+static uint64_t
+fill_and_replace(char **obj, unsigned live, long ops, uint64_t *x, size_t min, size_t span)
+{
+	uint64_t sum = 0;
+
+	for (unsigned i = 0; i < live; i++)
+		obj[i] = xmalloc(min + rnd(x) % span);
+	for (long i = 0; i < ops; i++) {
+		uint64_t r = rnd(x);
+		unsigned k = (unsigned)(r % live);
+		sum += (unsigned char)obj[k][0];
+		free(obj[k]);
+		obj[k] = xmalloc(min + (r >> 20) % span);
+	}
+	return sum;
+}
+
 static void *
 churn_thread(void *v)
 {
 	struct churn_arg *a = v;
 	enum { LIVE = 4096 };
 	static __thread char *obj[LIVE];
-	uint64_t x = a->seed, sum = 0;
+	uint64_t x = a->seed, sum;
 
-	for (int i = 0; i < LIVE; i++)
-		obj[i] = xmalloc(16 + rnd(&x) % 497);
-	for (long i = 0; i < a->ops; i++) {
-		uint64_t r = rnd(&x);
-		unsigned k = (unsigned)(r % LIVE);
-		sum += (unsigned char)obj[k][0];
-		free(obj[k]);
-		obj[k] = xmalloc(16 + (r >> 20) % 497);
-	}
+	sum = fill_and_replace(obj, LIVE, a->ops, &x, 16, 497);
 	for (int i = 0; i < LIVE; i++)
 		free(obj[i]);
 	a->sum = sum;
@@ -229,17 +240,9 @@ generation_thread(void *v)
 	struct churn_arg *a = v;
 	static __thread char *obj[GEN_LIVE];
 	unsigned slot = (unsigned)((a->index + (unsigned long)a->ops) % GEN_THREADS);
-	uint64_t x = a->seed + 31u * (uint64_t)a->ops, sum = 0;
+	uint64_t x = a->seed + 31u * (uint64_t)a->ops, sum;
 
-	for (int i = 0; i < GEN_LIVE; i++)
-		obj[i] = xmalloc(8 + rnd(&x) % 1000);
-	for (int i = 0; i < GEN_OPS; i++) {
-		uint64_t r = rnd(&x);
-		unsigned k = (unsigned)(r % GEN_LIVE);
-		sum += (unsigned char)obj[k][0];
-		free(obj[k]);
-		obj[k] = xmalloc(8 + (r >> 20) % 1000);
-	}
+	sum = fill_and_replace(obj, GEN_LIVE, GEN_OPS, &x, 8, 1000);
 	for (int i = 0; i < GEN_LEFT; i++) {
 		char **l = &left[slot][i];
 		if (*l != NULL)
@@ -426,7 +429,7 @@ main(int argc, char **argv)
 		ops *= 2;
 	} else if (strcmp(w, "prodcons") == 0) {
 		pthread_t t[2];
-		struct churn_arg a = { 1000000 * scale, 99991, 0 };
+		struct churn_arg a = { .ops = 1000000 * scale, .seed = 99991 };
 		ops = a.ops;
 		if (pthread_create(&t[0], NULL, producer, &a) != 0 ||
 		    pthread_create(&t[1], NULL, consumer, &a) != 0)
