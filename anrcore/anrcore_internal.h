@@ -277,13 +277,12 @@ struct anrc_theap {
 } __attribute__((aligned(64)));
 
 struct anrc_heap {
-	/* Fixed at creation (class sizes, name and modes included). */
-	char *base;            /* the reservation */
-	size_t reserve;
+	/* Fixed at creation (class sizes, name and modes included).  What
+	 * the fast paths read of it but class_of (layout, page map, slab
+	 * bitmaps, owners, the uids and modes) fills the first cache line
+	 * (the heap starts the reservation): a free whose lines went cold
+	 * reads one line of the heap, not three. */
 	char *data;            /* first data page */
-	size_t page;
-	unsigned page_shift;
-	uint32_t npages;       /* data pages */
 	struct anrc_page *pm;   /* page map */
 	/* Slab bitmaps, 2 x bmw words per data page (a slab uses those of
 	 * its pages from its first: its allocation bitmap, then its
@@ -292,7 +291,18 @@ struct anrc_heap {
 	 * anrc_slab_word). */
 	uint64_t *slabbits;
 	uint8_t *owner;        /* per page (slab heads): owning theap id, 0 shared */
+	/* The uid (below) when the fast allocation path may be taken (no
+	 * valgrind requests due), resp. the fast free path (fast_free);
+	 * ANR_UID_NONE otherwise: one comparison with the thread's cached uid
+	 * decides both the heap and the mode. */
+	uint64_t alloc_uid, free_uid;
+	unsigned page_shift;
+	uint32_t npages;       /* data pages */
 	unsigned bmw;
+	int fast_free;         /* neither trash fill nor valgrind requests */
+	char *base;            /* the reservation */
+	size_t reserve;
+	size_t page;
 	uint64_t *resident;    /* page may be resident */
 	struct anrc_bm2 dirty;  /* resident and free (returnable) */
 	struct anrc_bm2 heads;  /* first page of a live span */
@@ -300,12 +310,6 @@ struct anrc_heap {
 	enum anrc_bad_free_action bad_free;
 	int trash_free;
 	int vg;                /* valgrind client requests are on */
-	int fast_free;         /* neither trash fill nor valgrind requests */
-	/* The uid (below) when the fast allocation path may be taken (no
-	 * valgrind requests due), resp. the fast free path (fast_free);
-	 * ANR_UID_NONE otherwise: one comparison with the thread's cached uid
-	 * decides both the heap and the mode. */
-	uint64_t alloc_uid, free_uid;
 	/* Size class of a request of s <= ANR_SLAB_MAX bytes: class_of[(s + 15) / 16]
 	 * (every class size is a multiple of 16). */
 	uint8_t class_of[ANR_SLAB_MAX / ANR_ALIGN + 1];
@@ -728,6 +732,8 @@ void anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st); /* locked */
  * larger classes need no more than bmw words each.
  */
 #define ANR_BITS_GROUP 64
+_Static_assert(offsetof(struct anrc_heap, fast_free) + sizeof(int) <= ANR_CACHE_LINE,
+	       "what the fast paths read of the heap fills its first line");
 _Static_assert(ANR_SLAB_SPAN_MAX <= ANR_BITS_GROUP, "a slab fits in one group of bitmaps");
 _Static_assert((ANR_PG_SLAB & 1) == 0 && ANR_PG_SLAB_BODY == ANR_PG_SLAB + 1,
 	       "the fast free tells a slab's pages from others by kind | 1");
