@@ -16,17 +16,20 @@
 # 4. Process start: microseconds to start, malloc and free one block and
 #    exit (spawn.c, 300 starts a run), each allocator preloaded; medians
 #    of RUNS runs, interleaved, and the difference to glibc.
+# 5. One medium block (4..64 KiB: malloc, memset of all of it, free) with
+#    the caches warm and after they were flushed (cold.c, 2000 rounds a
+#    run): medians over RUNS interleaved runs of each part's median, ns.
 #
 # Environment: RUNS (default 5), N (default 100000), OPS (default 10000000),
-# ONLY (space-separated sections to run: instr scale madvise start; default
-# all).
+# ONLY (space-separated sections to run: instr scale madvise start cold;
+# default all).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/peers.sh"
 RUNS=${RUNS:-5}
 N=${N:-100000}
 OPS=${OPS:-10000000}
-ONLY=${ONLY:-instr scale madvise start}
+ONLY=${ONLY:-instr scale madvise start cold}
 want() { case " $ONLY " in *" $1 "*) return 0 ;; esac; return 1; }
 command -v valgrind >/dev/null || { echo "valgrind is needed (callgrind)" >&2; exit 1; }
 
@@ -34,6 +37,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/bench-core.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 cc -O2 -o "$tmp/pair_loop" "$here/pair_loop.c" -lpthread
 cc -O2 -o "$tmp/spawn" "$here/spawn.c"
+cc -O2 -o "$tmp/cold" "$here/cold.c" -lpthread
 cc -O2 -I"$src/anrcore" -I"$build" -I"$src/common" -o "$tmp/churn" "$here/churn.c" \
 	"$build/anrcore/.libs/libanrcore.a" "$build/common/.libs/libmbcommon.a" -lpthread
 
@@ -116,5 +120,29 @@ for a in $allocs; do
 	[ -s "$tmp/$name.start" ] || continue
 	us=$(median < "$tmp/$name.start")
 	printf '%-10s %10.1f %12.1f\n' "$name" "$us" "$(awk -v a="$us" -v b="$base" 'BEGIN { print a - b }')"
+done
+fi
+
+if want cold; then
+echo
+echo "== one block of 4-64 KiB: malloc, memset, free (ns, medians of $RUNS runs of 2000)"
+printf '%-10s %-5s %8s %8s %8s\n' allocator cache malloc memset free
+for r in $(seq "$RUNS"); do
+	for mode in hot cold; do
+		for a in $allocs; do
+			name=${a%%:*} lib=${a#*:}
+			[ "$name" != glibc ] && [ -z "$lib" ] && continue
+			LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/cold" "$mode" >> "$tmp/$name.$mode"
+		done
+	done
+done
+for mode in hot cold; do
+	for a in $allocs; do
+		name=${a%%:*}
+		f="$tmp/$name.$mode"
+		[ -s "$f" ] || continue
+		printf '%-10s %-5s %8s %8s %8s\n' "$name" "$mode" "$(awk '{print $2}' "$f" | median)" \
+			"$(awk '{print $5}' "$f" | median)" "$(awk '{print $8}' "$f" | median)"
+	done
 done
 fi
