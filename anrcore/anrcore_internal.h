@@ -184,16 +184,29 @@ struct anrc_runcache {
 	unsigned n;              /* runs kept, oldest first */
 	unsigned headless;       /* of them rests of a cut run (a free looks for one) */
 	size_t pages;            /* their pages */
-	/* Bytes of the live blocks the theap owns (atomic: another thread's
-	 * free of one takes its bytes off here too).  It stays with the
-	 * theap when its thread exits, as do the blocks, which the theap's
-	 * next owner may free.  At 0 the newest kept run may be cut. */
-	size_t in_use;
+	/* Bytes of the live blocks the theap owns: in_use - gone, modulo
+	 * 2^64 (anrc_rc_in_use).  in_use is the owner's (blocks it made or
+	 * resized, less those it freed; plain stores, no atomic
+	 * read-modify-write: a lock-prefixed one waits for every store
+	 * before it, a memset of the block just freed too); gone is what
+	 * other threads' frees took off (atomic, under the heap lock).
+	 * Both stay with the theap when its thread exits, as do the
+	 * blocks, which the theap's next owner may free.  At 0 the newest
+	 * kept run may be cut. */
+	size_t in_use, gone;
 	/* first page and length of each; ANR_RC_HEADLESS in a length: the
 	 * rest of a cut run, without a head bit (runcache.c) */
 	uint32_t s[ANR_RUN_CACHE_SLOTS], len[ANR_RUN_CACHE_SLOTS];
 	uint64_t locks;          /* heap lock taken for the cache (tests) */
 };
+
+/* Bytes of the live blocks of c's theap (read by any thread). */
+static inline size_t
+anrc_rc_in_use(const struct anrc_runcache *c)
+{
+	return __atomic_load_n(&c->in_use, __ATOMIC_RELAXED) -
+	       __atomic_load_n(&c->gone, __ATOMIC_RELAXED);
+}
 
 /* Pages of kept run i of c. */
 static inline size_t
@@ -212,7 +225,7 @@ anrc_rc_len(const struct anrc_runcache *c, unsigned i)
 /* struct anrc_theap's claimed */
 enum { ANR_TH_FREE, ANR_TH_OWNED, ANR_TH_PARKED };
 #define ANR_THEAP_SCAN 4       /* slabs looked at per refill without the lock */
-#define ANR_FREED_PUBLISH 65536 /* bytes freed locally before they are published */
+#define ANR_FREED_PUBLISH ((int64_t)1 << 20) /* bytes noted before they are published */
 /* What the fast paths of one class use, together: one cache line, at a
  * power-of-two stride. */
 struct anrc_tclass {

@@ -49,8 +49,14 @@
  *                  stays owned while it is a medium block) or moves.
  *   free (other):  under the lock, kind LARGE -> NONE by compare-and-swap
  *                  (so that a racing free by the owner is seen as a double
- *                  free by one of the two), its bytes off the owner's count
- *                  (atomic), then the usual release.
+ *                  free by one of the two), its bytes added to the theap's
+ *                  count of bytes gone (atomic), then the usual release.
+ *
+ * The owner's own counts (live bytes, kept pages, statistics) take plain
+ * stores: its malloc of a kept run does one atomic read-modify-write (the
+ * busy flag), its free two (the flag, the kind).  Each is lock-prefixed
+ * on x86 and waits for every store before it to reach the cache, a
+ * memset of the block being freed too.
  *
  * Bounds: ANR_RUN_CACHE_SLOTS runs and ANR_RUN_CACHE_BYTES per thread.
  * The budget stays exact: the pages were charged when the run left the
@@ -213,7 +219,7 @@ runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	n = anrc_run_pages(h, size);
 	i = c->n - 1;
 	len = c->len[i]; /* ANR_RC_HEADLESS makes it too long */
-	if (__atomic_load_n(&c->in_use, __ATOMIC_RELAXED) == 0 && len > 2 * n &&
+	if (anrc_rc_in_use(c) == 0 && len > 2 * n &&
 	    len <= max_pages(h)) {
 		/* No block of the thread's runs is live: the newest run, cut
 		 * to fit; the block joins the rest again when freed. */
@@ -249,7 +255,7 @@ runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	}
 	__atomic_store_n(&h->pm[s].kind, ANR_PG_LARGE, __ATOMIC_RELEASE);
 	bytes = n << h->page_shift;
-	__atomic_add_fetch(&c->in_use, bytes, __ATOMIC_RELAXED);
+	STORE(c->in_use, c->in_use + bytes);
 	STORE(t->run_allocs, t->run_allocs + 1);
 	rc_leave(c);
 	return anrc_page_addr(h, s);
@@ -327,7 +333,7 @@ runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 	c->len[c->n] = (uint32_t)n;
 	STORE(c->pages, c->pages + n);
 	STORE(c->n, c->n + 1);
-	__atomic_sub_fetch(&c->in_use, bytes, __ATOMIC_RELAXED);
+	STORE(c->in_use, c->in_use - bytes);
 	STORE(t->run_frees, t->run_frees + 1);
 	rc_leave(c);
 	anrc_theap_note_freed(h, t, bytes);
@@ -395,7 +401,7 @@ anrc_runs_new_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size
 		return 0;
 	}
 	__atomic_store_n(&h->owner[s], t->id, __ATOMIC_RELAXED);
-	__atomic_add_fetch(&t->rc.in_use, bytes, __ATOMIC_RELAXED);
+	STORE(t->rc.in_use, t->rc.in_use + bytes); /* t is the caller's */
 	h->allocs++;
 	return 1;
 }
@@ -407,10 +413,8 @@ anrc_runs_resize_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, s
 		anrc_runs_disown_locked(h, s, 1);
 		return 0;
 	}
-	if (nn > n)
-		__atomic_add_fetch(&t->rc.in_use, (nn - n) << h->page_shift, __ATOMIC_RELAXED);
-	else
-		__atomic_sub_fetch(&t->rc.in_use, (n - nn) << h->page_shift, __ATOMIC_RELAXED);
+	/* (t is the caller's: only the owner resizes) */
+	STORE(t->rc.in_use, t->rc.in_use + (nn << h->page_shift) - (n << h->page_shift));
 	return 1;
 }
 
@@ -428,7 +432,12 @@ anrc_runs_disown_locked(struct anrc_heap *h, uint32_t s, int by_owner)
 	if (!by_owner && !__atomic_compare_exchange_n(&h->pm[s].kind, &expected, ANR_PG_NONE, 0,
 						      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 		return -1;
-	__atomic_sub_fetch(&h->th[h->owner[s] - 1].rc.in_use, bytes, __ATOMIC_RELAXED);
+	if (by_owner) {
+		struct anrc_runcache *c = &h->th[h->owner[s] - 1].rc;
+		STORE(c->in_use, c->in_use - bytes);
+	} else {
+		__atomic_add_fetch(&h->th[h->owner[s] - 1].rc.gone, bytes, __ATOMIC_RELAXED);
+	}
 	__atomic_store_n(&h->owner[s], 0, __ATOMIC_RELAXED);
 	h->in_use += bytes;
 	return 0;
@@ -503,7 +512,7 @@ anrc_runs_in_use(const struct anrc_heap *h)
 	size_t bytes = 0;
 
 	for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++)
-		bytes += LOAD(h->th[i].rc.in_use);
+		bytes += anrc_rc_in_use(&h->th[i].rc);
 	return bytes;
 }
 

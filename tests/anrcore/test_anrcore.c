@@ -2877,6 +2877,26 @@ START_TEST(runs_cut_keep_pages_hot)
 	}
 	if (!UNDER_VALGRIND())
 		ck_assert_uint_eq(anrc_runs_kept_bytes(h), 64 * KiB);
+	/* A block another thread frees no longer counts as live for its
+	 * owner (that free takes its bytes off under the lock, the owner's
+	 * count being its own): with it gone, the next block is cut from
+	 * the newest kept run again. */
+	{
+		char *a = anrc_alloc(h, 64 * KiB, 0), *b = anrc_alloc(h, 40 * KiB, 0), *c;
+		struct xfree xf = { .h = h, .v = &a, .n = 1 };
+		pthread_t t;
+
+		ck_assert_ptr_nonnull(a);
+		ck_assert_ptr_nonnull(b);
+		anrc_free(h, b);
+		ck_assert_int_eq(pthread_create(&t, NULL, xfree_fn, &xf), 0);
+		pthread_join(t, NULL);
+		c = anrc_alloc(h, 8 * KiB, 0);
+		ck_assert_ptr_nonnull(c);
+		if (!UNDER_VALGRIND())
+			ck_assert_ptr_eq(c, b);
+		anrc_free(h, c);
+	}
 	ck_assert_int_eq(anrc_check(h), 0);
 	anrc_destroy(h);
 }
