@@ -2,13 +2,13 @@
  * cold.c - what one medium block costs, with the CPU's caches warm or
  * cold (bench/alloc/core.sh, section "cold").
  *
- * usage: cold hot|cold [ROUNDS]
+ * usage: cold hot|cold|sleep [ROUNDS]
  * Each round mallocs a block of 4..64 KiB (the sizes of rt.c's real-time
  * thread), writes all of it (memset) and frees it, timing each of the
  * three.  "cold" first writes one byte of every line of a 32 MiB buffer,
  * which pushes the allocator's metadata, code and the block out of the
- * caches and the TLB, as a long sleep next to other work does; "hot" does
- * not.  A second thread exists (blocked until the end), so that an
+ * caches and the TLB; "sleep" first sleeps 1 ms, as rt.c's thread does
+ * between rounds; "hot" does neither.  A second thread exists (blocked until the end), so that an
  * allocator that skips its locks in a single-threaded process takes them
  * as it does in a real-time program.  Prints the medians and 90th
  * percentiles in nanoseconds:
@@ -69,18 +69,18 @@ int
 main(int argc, char **argv)
 {
 	size_t rounds = argc > 2 ? strtoul(argv[2], NULL, 10) : 2000;
-	int cold;
+	int mode;
 	uint64_t x = 88172645463325252ull;
 	int64_t *t[3];
 	volatile char *evict;
 	pthread_t other;
 
-	if (argc < 2 || (strcmp(argv[1], "hot") != 0 && strcmp(argv[1], "cold") != 0) ||
-	    rounds == 0) {
-		fprintf(stderr, "usage: cold hot|cold [ROUNDS]\n");
+	mode = argc < 2 ? -1 : strcmp(argv[1], "hot") == 0 ? 0 : strcmp(argv[1], "cold") == 0 ? 1
+		: strcmp(argv[1], "sleep") == 0 ? 2 : -1;
+	if (mode < 0 || rounds == 0) {
+		fprintf(stderr, "usage: cold hot|cold|sleep [ROUNDS]\n");
 		return 2;
 	}
-	cold = strcmp(argv[1], "cold") == 0;
 	evict = map(EVICT_BYTES);
 	for (int k = 0; k < 3; k++)
 		t[k] = map(rounds * sizeof(int64_t));
@@ -94,9 +94,13 @@ main(int argc, char **argv)
 		size_t size;
 		char *p;
 
-		if (cold)
+		if (mode == 1)
 			for (size_t o = 0; o < EVICT_BYTES; o += 64)
 				evict[o]++;
+		if (mode == 2) {
+			struct timespec ms = { 0, 1000000 };
+			nanosleep(&ms, NULL);
+		}
 		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 		size = 4096 + (size_t)(x % (60 * 1024 + 1));
 		t0 = now_ns();

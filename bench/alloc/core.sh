@@ -17,8 +17,9 @@
 #    exit (spawn.c, 300 starts a run), each allocator preloaded; medians
 #    of RUNS runs, interleaved, and the difference to glibc.
 # 5. One medium block (4..64 KiB: malloc, memset of all of it, free) with
-#    the caches warm and after they were flushed (cold.c, 2000 rounds a
-#    run): medians over RUNS interleaved runs of each part's median, ns.
+#    the caches warm, after 32 MiB written and after 1 ms asleep (cold.c,
+#    2000 rounds a run, 1000 asleep): medians over RUNS interleaved runs of
+#    each part's median, ns.
 #
 # Environment: RUNS (default 5), N (default 100000), OPS (default 10000000),
 # ONLY (space-separated sections to run: instr scale madvise start cold;
@@ -125,18 +126,20 @@ fi
 
 if want cold; then
 echo
-echo "== one block of 4-64 KiB: malloc, memset, free (ns, medians of $RUNS runs of 2000)"
+echo "== one block of 4-64 KiB: malloc, memset, free (ns, medians of $RUNS runs)"
 printf '%-10s %-5s %8s %8s %8s\n' allocator cache malloc memset free
 for r in $(seq "$RUNS"); do
-	for mode in hot cold; do
+	for mode in hot cold sleep; do
+		rounds=2000
+		[ "$mode" = sleep ] && rounds=1000
 		for a in $allocs; do
 			name=${a%%:*} lib=${a#*:}
 			[ "$name" != glibc ] && [ -z "$lib" ] && continue
-			LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/cold" "$mode" >> "$tmp/$name.$mode"
+			LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/cold" "$mode" "$rounds" >> "$tmp/$name.$mode"
 		done
 	done
 done
-for mode in hot cold; do
+for mode in hot cold sleep; do
 	for a in $allocs; do
 		name=${a%%:*}
 		f="$tmp/$name.$mode"
