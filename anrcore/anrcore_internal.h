@@ -54,6 +54,11 @@ struct anrc_page {
 };
 
 #define ANR_NIL UINT32_MAX
+/* The code of malloc's and free's short ways (gmalloc's entry points, the
+ * one-call refill and free of a thread's slabs and kept runs) in one
+ * section, which the linker puts together: a call whose code went cold
+ * fetches one or two pages of it, not four or five. */
+#define ANRC_HOT __attribute__((section(".text.hot.anrc")))
 #define ANR_DEFER_SLOTS 256 /* a power of two */
 #define ANR_TRIM_BATCH 8     /* page runs given back per unlocked round */
 #define ANR_TRIM_ROUNDS 1    /* rounds at most per unlock */

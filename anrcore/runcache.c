@@ -346,13 +346,13 @@ anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	return runs_alloc(h, t, size);
 }
 
-int
+ANRC_HOT int
 anrc_runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 {
 	return runs_free(h, t, s);
 }
 
-void *
+ANRC_HOT void *
 anrc_alloc_medium(struct anrc_heap *h, size_t size)
 {
 	if (size <= ANR_SLAB_MAX || size > ANR_RUN_CACHE_MAX || anrc_tl.uid != h->alloc_uid)
@@ -373,7 +373,7 @@ medium_page(const struct anrc_heap *h, const void *p)
 	return i;
 }
 
-int
+ANRC_HOT int
 anrc_free_medium(struct anrc_heap *h, void *p)
 {
 	size_t i = medium_page(h, p);

@@ -305,7 +305,7 @@ drop_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	t->cl[c].wbits = NULL;
 }
 
-uint64_t
+ANRC_HOT uint64_t
 anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	const struct anrc_class *k = &h->cls[c];
@@ -501,7 +501,7 @@ flush_spares(struct anrc_heap *h, struct anrc_theap *t)
 }
 
 /* Current slab of class c is full: find free objects without the lock. */
-int
+ANRC_HOT int
 anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	uint32_t s = t->cur[c], n = s;
@@ -535,7 +535,7 @@ anrc_theap_refill_unlocked(struct anrc_heap *h, struct anrc_theap *t, unsigned c
 	return -1;
 }
 
-void *
+ANRC_HOT void *
 anrc_alloc_small(struct anrc_heap *h, size_t size)
 {
 	int c = anrc_fast_class(h, size);
@@ -639,7 +639,7 @@ block_dies(struct anrc_heap *h, void *p, size_t size)
 	ANR_VG_NOACCESS(h, p, size);
 }
 
-int
+ANRC_HOT int
 anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 	       int locked)
 {

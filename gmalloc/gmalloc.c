@@ -113,7 +113,7 @@ static size_t gm_size_of(struct anrc_heap *h, void *p)
  * bitmap word or slab for a small object and its kept runs for a medium
  * block.  Everything else takes the full path.
  */
-static __attribute__((noinline)) void *gm_malloc(size_t size, const void *caller)
+ANRC_HOT static __attribute__((noinline)) void *gm_malloc(size_t size, const void *caller)
 {
 	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
 	/* A small object from the next word or slab of the thread's own, or
@@ -126,7 +126,7 @@ static __attribute__((noinline)) void *gm_malloc(size_t size, const void *caller
 	return gm_alloc(0, size, 0, caller);
 }
 
-GM_API void *malloc(size_t size)
+ANRC_HOT GM_API void *malloc(size_t size)
 {
 	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(h != NULL, 1)) {
@@ -144,7 +144,7 @@ static __attribute__((noinline)) void gm_free(void *p);
  * thread's), so it cannot make quota surplus: the broker is looked at on
  * the full path, which every other free takes.
  */
-GM_API void free(void *p)
+ANRC_HOT GM_API void free(void *p)
 {
 	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(h != NULL, 1) && __builtin_expect(anrc_free_fast(h, p), 1))
@@ -152,7 +152,7 @@ GM_API void free(void *p)
 	gm_free(p);
 }
 
-static void gm_free(void *p)
+ANRC_HOT static void gm_free(void *p)
 {
 	struct anrc_heap *fh = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
 	/* A medium block whose run the thread keeps: one call (kept, no
