@@ -199,9 +199,12 @@ struct anrc_runcache {
 	 * blocks, which the theap's next owner may free.  At 0 the newest
 	 * kept run may be cut. */
 	size_t in_use, gone;
-	/* first page and length of each; ANR_RC_HEADLESS in a length: the
-	 * rest of a cut run, without a head bit (runcache.c) */
-	uint32_t s[ANR_RUN_CACHE_SLOTS], len[ANR_RUN_CACHE_SLOTS];
+	/* first page and length of each (together: the newest run is one
+	 * line's read); ANR_RC_HEADLESS in a length: the rest of a cut run,
+	 * without a head bit (runcache.c) */
+	struct {
+		uint32_t s, len;
+	} run[ANR_RUN_CACHE_SLOTS];
 	uint64_t locks;          /* heap lock taken for the cache (tests) */
 };
 
@@ -217,7 +220,7 @@ anrc_rc_in_use(const struct anrc_runcache *c)
 static inline size_t
 anrc_rc_len(const struct anrc_runcache *c, unsigned i)
 {
-	return c->len[i] & ~ANR_RC_HEADLESS;
+	return c->run[i].len & ~ANR_RC_HEADLESS;
 }
 
 #define ANR_THEAPS 127         /* thread heaps per heap (owner ids 1..127) */
@@ -260,22 +263,23 @@ struct anrc_tclass {
 } __attribute__((aligned(64)));
 
 struct anrc_theap {
-	int claimed;             /* atomic ANR_TH_*: free, a thread's, or parked */
+	/* What a block of a kept run touches comes first, in two lines (with
+	 * up to six runs kept): the owner id, the kept slab pages that share
+	 * the cache's bound, the freed bytes to publish, the counts of such
+	 * blocks, then the cache (runcache.c). */
 	uint8_t id;              /* owner id (index + 1) */
-	int flush_wanted;        /* atomic: give the spare slabs back */
-	/* What a block of a kept run touches comes first, together: the
-	 * cache, its counters, the kept slab pages that share its bound,
-	 * and the freed bytes to publish. */
-	struct anrc_runcache rc; /* runcache.c */
-	uint64_t run_allocs, run_frees; /* runcache.c: blocks of kept runs */
 	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
 	/* Freed bytes not yet added to h->freed_bytes: the local frees' bytes
 	 * (cl[].nfreed times the class sizes) less published, which is what
 	 * they were at the last publication, plus ANR_FREED_PUBLISH -
 	 * publish_left noted by other paths (at 0 or below they are added;
 	 * set when claimed).  The slow paths publish (anrc_theap_publish). */
-	uint64_t published;
 	int64_t publish_left;
+	uint64_t run_allocs, run_frees; /* runcache.c: blocks of kept runs */
+	struct anrc_runcache rc; /* runcache.c */
+	int claimed;             /* atomic ANR_TH_*: free, a thread's, or parked */
+	int flush_wanted;        /* atomic: give the spare slabs back */
+	uint64_t published;
 	uint32_t cur[ANR_NCLASSES];
 	/* kept empty slabs of each class, in its ring and counted in
 	 * empty_pages: spare[c][0 .. nspare[c] - 1] */
@@ -750,6 +754,8 @@ void anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st); /* locked */
  * larger classes need no more than bmw words each.
  */
 #define ANR_BITS_GROUP 64
+_Static_assert(offsetof(struct anrc_theap, rc.run[6]) <= 2 * ANR_CACHE_LINE,
+	       "a kept run's block reads two lines of its theap");
 _Static_assert(offsetof(struct anrc_heap, fast_free) + sizeof(int) <= ANR_CACHE_LINE,
 	       "what the fast paths read of the heap fills its first line");
 _Static_assert(ANR_SLAB_SPAN_MAX <= ANR_BITS_GROUP, "a slab fits in one group of bitmaps");

@@ -44,8 +44,8 @@ kept_headed(const struct anrc_heap *h, size_t i, size_t n)
 		return -1;
 	c = &h->th[id - 1].rc;
 	for (unsigned j = 0; j < c->n; j++)
-		if (c->s[j] == i && anrc_rc_len(c, j) == n)
-			return (c->len[j] & ANR_RC_HEADLESS) == 0;
+		if (c->run[j].s == i && anrc_rc_len(c, j) == n)
+			return (c->run[j].len & ANR_RC_HEADLESS) == 0;
 	return -1;
 }
 
@@ -58,7 +58,7 @@ check_headless(struct anrc_heap *h)
 		const struct anrc_runcache *c = &h->th[id - 1].rc;
 		unsigned n = 0;
 		for (unsigned j = 0; j < c->n; j++)
-			n += (c->len[j] & ANR_RC_HEADLESS) != 0;
+			n += (c->run[j].len & ANR_RC_HEADLESS) != 0;
 		if (n != c->headless)
 			FAIL("%s: check: theap %u keeps %u headless rests, counts %u", h->name,
 			     id, n, c->headless);

@@ -154,12 +154,12 @@ static inline __attribute__((always_inline)) void
 rc_remove(struct anrc_runcache *c, unsigned i)
 {
 	STORE(c->pages, c->pages - anrc_rc_len(c, i));
-	c->headless -= (c->len[i] & ANR_RC_HEADLESS) != 0;
+	c->headless -= (c->run[i].len & ANR_RC_HEADLESS) != 0;
 	/* at most ANR_RUN_CACHE_SLOTS - 1 moves; none for the newest run,
 	 * the one usually taken */
 	for (unsigned j = i + 1; j < c->n; j++) {
-		c->s[j - 1] = c->s[j];
-		c->len[j - 1] = c->len[j];
+		c->run[j - 1].s = c->run[j].s;
+		c->run[j - 1].len = c->run[j].len;
 	}
 	STORE(c->n, c->n - 1);
 }
@@ -168,7 +168,7 @@ rc_remove(struct anrc_runcache *c, unsigned i)
 static size_t
 rc_release(struct anrc_heap *h, struct anrc_runcache *c, unsigned i)
 {
-	uint32_t s = c->s[i];
+	uint32_t s = c->run[i].s;
 	size_t n = anrc_rc_len(c, i);
 	struct anrc_page *pg = &h->pm[s];
 
@@ -218,21 +218,21 @@ runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 	}
 	n = anrc_run_pages(h, size);
 	i = c->n - 1;
-	len = c->len[i]; /* ANR_RC_HEADLESS makes it too long */
+	len = c->run[i].len; /* ANR_RC_HEADLESS makes it too long */
 	if (anrc_rc_in_use(c) == 0 && len > 2 * n &&
 	    len <= max_pages(h)) {
 		/* No block of the thread's runs is live: the newest run, cut
 		 * to fit; the block joins the rest again when freed. */
 		struct anrc_page *r;
-		s = c->s[i];
+		s = c->run[i].s;
 		rc_remove(c, i);
 		r = &h->pm[s + n];
 		__atomic_store_n(&r->npages, (uint32_t)(len - n), __ATOMIC_RELAXED);
 		__atomic_store_n(&h->owner[s + n], t->id, __ATOMIC_RELAXED);
 		__atomic_store_n(&r->kind, ANR_PG_CACHED, __ATOMIC_RELEASE);
 		__atomic_store_n(&h->pm[s].npages, (uint32_t)n, __ATOMIC_RELAXED);
-		c->s[c->n] = s + (uint32_t)n;
-		c->len[c->n] = (uint32_t)(len - n) | ANR_RC_HEADLESS;
+		c->run[c->n].s = s + (uint32_t)n;
+		c->run[c->n].len = (uint32_t)(len - n) | ANR_RC_HEADLESS;
 		c->headless++;
 		STORE(c->pages, c->pages + len - n);
 		STORE(c->n, c->n + 1);
@@ -242,15 +242,15 @@ runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size)
 		 * caches still.  (A headless one never: its length has the
 		 * top bit.) */
 		for (;; i--) {
-			if (c->len[i] >= n && c->len[i] <= 2 * n)
+			if (c->run[i].len >= n && c->run[i].len <= 2 * n)
 				break;
 			if (i == 0) {
 				rc_leave(c);
 				return NULL;
 			}
 		}
-		s = c->s[i];
-		n = c->len[i];
+		s = c->run[i].s;
+		n = c->run[i].len;
 		rc_remove(c, i);
 	}
 	__atomic_store_n(&h->pm[s].kind, ANR_PG_LARGE, __ATOMIC_RELEASE);
@@ -270,7 +270,7 @@ rc_rest_at(const struct anrc_runcache *c, uint32_t s)
 	if (c->headless == 0)
 		return ANR_RUN_CACHE_SLOTS;
 	for (unsigned i = 0; i < c->n; i++)
-		if (c->s[i] == s && (c->len[i] & ANR_RC_HEADLESS))
+		if (c->run[i].s == s && (c->run[i].len & ANR_RC_HEADLESS))
 			return i;
 	return ANR_RUN_CACHE_SLOTS;
 }
@@ -329,8 +329,8 @@ runs_free(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 		__atomic_store_n(&pg->npages, (uint32_t)(n + m), __ATOMIC_RELAXED);
 		n += m;
 	}
-	c->s[c->n] = s;
-	c->len[c->n] = (uint32_t)n;
+	c->run[c->n].s = s;
+	c->run[c->n].len = (uint32_t)n;
 	STORE(c->pages, c->pages + n);
 	STORE(c->n, c->n + 1);
 	STORE(c->in_use, c->in_use - bytes);

@@ -3098,8 +3098,8 @@ START_TEST(runcache_double_and_foreign_free)
 		ck_assert_ptr_ne(r, p + 20 * KiB);
 		anrc_free(h, r);
 		anrc_free(h, q);
-		ck_assert_uint_eq(c->len[c->n - 1], 64 * KiB / 4096); /* joined, the newest */
-		ck_assert_ptr_eq(anrc_page_addr(h, c->s[c->n - 1]), p);
+		ck_assert_uint_eq(c->run[c->n - 1].len, 64 * KiB / 4096); /* joined, the newest */
+		ck_assert_ptr_eq(anrc_page_addr(h, c->run[c->n - 1].s), p);
 		ck_assert_int_eq(anrc_check(h), 0);
 		/* a block kept live stops the cutting */
 		q = anrc_alloc(h, 20 * KiB, 0);
