@@ -103,6 +103,11 @@ check_slab(struct anrc_heap *h, size_t i, struct tally *t)
 		if (k->nobjs - live != pg->nfree + held)
 			FAIL("%s: check: owned slab %zu nfree %u (and %zu held), bitmap says %zu",
 			     h->name, i, pg->nfree, held, k->nobjs - live);
+		/* a kept empty slab is empty and not the current one */
+		for (unsigned j = 0; j < me->nspare[pg->cls]; j++)
+			if (me->spare[pg->cls][j] == i && (live != 0 || me->cur[pg->cls] == i))
+				FAIL("%s: check: spare slab %zu has %zu live objects%s", h->name, i,
+				     live, me->cur[pg->cls] == i ? " and is the current one" : "");
 		return 0;
 	}
 	if (anrc_bits_count(bits, k->nobjs, nbits - k->nobjs) != nbits - k->nobjs)

@@ -295,7 +295,7 @@ theap_in_use(const struct anrc_heap *h, const struct anrc_theap *t)
  * page map; dropping the word (before the current slab changes, and
  * whenever nfree must be exact) adds back those still held.
  */
-static void
+static inline __attribute__((always_inline)) void
 drop_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	if (t->cl[c].avail != 0)
