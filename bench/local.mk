@@ -10,7 +10,8 @@ EXTRA_DIST += bench/watermarks/run.sh
 # bench/alloc/suite.sh: workloads, the real-time thread and the worst case
 # per call, against the peer allocators (programs built by the script).
 EXTRA_DIST += bench/alloc/suite.sh bench/alloc/workloads.c bench/alloc/rt.c \
-	bench/alloc/worst.c bench/alloc/steps.c bench/count_locks.h bench/alloc/spawn.c
+	bench/alloc/worst.c bench/alloc/steps.c bench/count_locks.h bench/alloc/spawn.c \
+	bench/alloc/bench_clock.h bench/alloc/cold.c
 # the rest of bench/alloc (run.sh and its programs are listed in gmalloc/local.mk)
 EXTRA_DIST += bench/alloc/peers.sh bench/alloc/core.sh bench/alloc/pair_loop.c \
 	bench/alloc/churn.c

@@ -23,18 +23,11 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "bench_clock.h"
+
 #define EVICT_BYTES (32u << 20)
 
 static pthread_mutex_t idle_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 static int
 cmp64(const void *a, const void *b)
@@ -42,18 +35,6 @@ cmp64(const void *a, const void *b)
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
 	return (x > y) - (x < y);
-}
-
-static void *
-map(size_t n)
-{
-	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-
-	if (p == MAP_FAILED) {
-		perror("cold: mmap");
-		exit(1);
-	}
-	return p;
 }
 
 static void *
@@ -81,9 +62,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "usage: cold hot|cold|sleep [ROUNDS]\n");
 		return 2;
 	}
-	evict = map(EVICT_BYTES);
+	evict = map_populated("cold", EVICT_BYTES);
 	for (int k = 0; k < 3; k++)
-		t[k] = map(rounds * sizeof(int64_t));
+		t[k] = map_populated("cold", rounds * sizeof(int64_t));
 	pthread_mutex_lock(&idle_lock);
 	if (pthread_create(&other, NULL, idle, NULL) != 0) {
 		fprintf(stderr, "cold: pthread_create failed\n");

@@ -32,6 +32,8 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench_clock.h"
+
 #define PERIOD_NS 1000000L
 #define MIB (1024u * 1024u)
 
@@ -39,27 +41,6 @@ static volatile int stop;
 static uint32_t *wake_ns, *op_ns, *free_ns, *part_ns[3];
 static size_t nwake, nfree, free_cap;
 static long rt_faults;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static void *
-map(size_t n)
-{
-	void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-
-	if (p == MAP_FAILED) {
-		perror("rt: mmap");
-		exit(1);
-	}
-	return p;
-}
 
 static uint32_t
 clamp(int64_t v)
@@ -193,12 +174,12 @@ main(int argc, char **argv)
 	pthread_t rt, ch;
 	int e;
 
-	wake_ns = map(a.n * sizeof(uint32_t));
-	op_ns = map(a.n * sizeof(uint32_t));
+	wake_ns = map_populated("rt", a.n * sizeof(uint32_t));
+	op_ns = map_populated("rt", a.n * sizeof(uint32_t));
 	for (int k = 0; k < 3; k++)
-		part_ns[k] = map(a.n * sizeof(uint32_t));
+		part_ns[k] = map_populated("rt", a.n * sizeof(uint32_t));
 	free_cap = 4u << 20;
-	free_ns = map(free_cap * sizeof(uint32_t));
+	free_ns = map_populated("rt", free_cap * sizeof(uint32_t));
 
 	pthread_attr_init(&at);
 	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);

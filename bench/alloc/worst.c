@@ -22,21 +22,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_clock.h"
+
 /* histogram: 1 ns steps to 100 us, then 1 us steps to 100 ms, then one
  * overflow bucket (the exact maximum is kept apart) */
 #define FINE 100000u
 #define COARSE 100000u
 static uint64_t hist[FINE + COARSE + 1];
 static uint64_t total;
-
-static int64_t
-now_ns(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
-}
 
 static void
 record(int64_t ns)
