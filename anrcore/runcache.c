@@ -157,8 +157,10 @@ rc_remove(struct anrc_runcache *c, unsigned i)
 	c->headless -= (c->run[i].len & ANR_RC_HEADLESS) != 0;
 	/* at most ANR_RUN_CACHE_SLOTS - 1 moves; none for the newest run,
 	 * the one usually taken */
-	for (unsigned j = i + 1; j < c->n; j++)
-		c->run[j - 1] = c->run[j];
+	for (unsigned j = i + 1; j < c->n; j++) {
+		c->run[j - 1].s = c->run[j].s;
+		c->run[j - 1].len = c->run[j].len;
+	}
 	STORE(c->n, c->n - 1);
 }
 
