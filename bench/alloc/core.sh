@@ -77,9 +77,8 @@ for a in $allocs; do
 	: > "$tmp/$name.2"
 done
 for r in $(seq "$RUNS"); do
-	for a in $allocs; do
+	for a in $present; do
 		name=${a%%:*} lib=${a#*:}
-		[ "$name" != glibc ] && [ -z "$lib" ] && continue
 		for t in 1 2; do
 			LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/pair_loop" 64 3000000 "$t" >> "$tmp/$name.$t"
 		done
@@ -109,9 +108,8 @@ for a in $allocs; do
 	: > "$tmp/${a%%:*}.start"
 done
 for r in $(seq "$RUNS"); do
-	for a in $allocs; do
+	for a in $present; do
 		name=${a%%:*} lib=${a#*:}
-		[ "$name" != glibc ] && [ -z "$lib" ] && continue
 		LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/spawn" 300 "$tmp/spawn" 0 >> "$tmp/$name.start"
 	done
 done
@@ -132,9 +130,8 @@ for r in $(seq "$RUNS"); do
 	for mode in hot cold sleep; do
 		rounds=2000
 		[ "$mode" = sleep ] && rounds=1000
-		for a in $allocs; do
+		for a in $present; do
 			name=${a%%:*} lib=${a#*:}
-			[ "$name" != glibc ] && [ -z "$lib" ] && continue
 			LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/cold" "$mode" "$rounds" >> "$tmp/$name.$mode"
 		done
 	done

@@ -2,7 +2,7 @@
 # set, reads the caller's first argument): the build directory ($build),
 # the source tree ($src), libgmalloc.so ($gm), the allocators compared, as
 # name:library-to-preload ("glibc:" preloads nothing; a peer that is not
-# installed has an empty library), and median.
+# installed has an empty library), those installed ($present), and median.
 build=${1:-${top_builddir:-$here/../../build}}
 build=$(cd "$build" && pwd)
 src=$(cd "$here/../.." && pwd)
@@ -15,5 +15,9 @@ findlib() {
 	echo ""
 }
 allocs="glibc: gmalloc:$gm jemalloc:$(findlib libjemalloc.so.2) mimalloc:$(findlib libmimalloc.so.2) tcmalloc:$(findlib libtcmalloc_minimal.so.4)"
+present=""
+for a in $allocs; do
+	case $a in glibc:* | *:?*) present="$present $a" ;; esac
+done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }

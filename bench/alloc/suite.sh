@@ -51,15 +51,8 @@ cc -O2 -o "$tmp/worst" "$here/worst.c"
 cc -O2 -I"$src/anrcore" -I"$build" -I"$src/common" -o "$tmp/steps" "$here/steps.c" \
 	"$build/anrcore/.libs/libanrcore.a" "$build/common/.libs/libmbcommon.a" -lpthread
 
-# the allocators present, as name:lib
-present=""
 for a in $allocs; do
-	name=${a%%:*} lib=${a#*:}
-	if [ "$name" != glibc ] && [ -z "$lib" ]; then
-		echo "$name: not installed, left out"
-		continue
-	fi
-	present="$present $a"
+	case " $present " in *" $a "*) ;; *) echo "${a%%:*}: not installed, left out" ;; esac
 done
 # run LIB CMD...: CMD with LIB preloaded (nothing for glibc)
 run() {
