@@ -263,11 +263,14 @@ struct anrc_tclass {
 } __attribute__((aligned(64)));
 
 struct anrc_theap {
-	/* What a block of a kept run touches comes first, in two lines (with
+	/* What the fast paths of small objects use, a line per class, first:
+	 * a class's line is the theap plus 64 times its class. */
+	struct anrc_tclass cl[ANR_NCLASSES];
+	/* What a block of a kept run touches comes next, in two lines (with
 	 * up to six runs kept): the owner id, the kept slab pages that share
 	 * the cache's bound, the freed bytes to publish, the counts of such
 	 * blocks, then the cache (runcache.c). */
-	uint8_t id;              /* owner id (index + 1) */
+	uint8_t id __attribute__((aligned(64))); /* owner id (index + 1) */
 	size_t empty_pages;      /* pages of empty slabs kept: spares, empty curs */
 	/* Freed bytes not yet added to h->freed_bytes: the local frees' bytes
 	 * (cl[].nfreed times the class sizes) less published, which is what
@@ -289,7 +292,6 @@ struct anrc_theap {
 	uint8_t cur_empty[ANR_NCLASSES]; /* cur is empty and counted in empty_pages
 					  * (it has no held word then) */
 	uint32_t pair;           /* the group beside the last new slab's (pages.c) */
-	struct anrc_tclass cl[ANR_NCLASSES]; /* what the fast paths use */
 	size_t in_use_adj;
 	size_t slab_bytes;       /* bytes of owned slab pages */
 	/* Frees of other threads' objects by this thread, and frees of this
@@ -596,7 +598,20 @@ struct anrc_tl {
 	struct anrc_theap *t;
 	int busy;     /* inside pthread_setspecific */
 	int exiting;  /* the thread's key destructors have run */
-};
+	/*
+	 * The object malloc handed out last from t's held words: its offset
+	 * from h->data (an offset, not a pointer, for the same reason as a
+	 * tclass's woff), its class's tclass and its bit (a mask) in that
+	 * class's held word.  ANR_LAST_NONE once that word is dropped (drop_word) or the
+	 * thread's theap changes, so that while last_off is set, *last_k->wbits
+	 * is the word the object came from: a free of that object is judged
+	 * from its two bits alone (anrc_free_last).
+	 */
+	uint64_t last_off;
+	struct anrc_tclass *last_k;
+	uint64_t last_m;
+} __attribute__((aligned(64)));
+#define ANR_LAST_NONE UINT64_MAX
 extern __thread struct anrc_tl anrc_tl __attribute__((tls_model("initial-exec")));
 void anrc_theap_init(struct anrc_heap *h);
 /* th[0 .. anrc_theaps_used(h) - 1] are the theaps ever claimed. */
@@ -754,8 +769,12 @@ void anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st); /* locked */
  * larger classes need no more than bmw words each.
  */
 #define ANR_BITS_GROUP 64
-_Static_assert(offsetof(struct anrc_theap, rc.run[6]) <= 2 * ANR_CACHE_LINE,
+_Static_assert(offsetof(struct anrc_theap, id) % ANR_CACHE_LINE == 0 &&
+		       offsetof(struct anrc_theap, rc.run[6]) - offsetof(struct anrc_theap, id) <=
+			       2 * ANR_CACHE_LINE,
 	       "a kept run's block reads two lines of its theap");
+_Static_assert(offsetof(struct anrc_theap, cl) == 0 && sizeof(struct anrc_tclass) == 64,
+	       "a class's line is its theap plus 64 times the class");
 _Static_assert(offsetof(struct anrc_heap, fast_free) + sizeof(int) <= ANR_CACHE_LINE,
 	       "what the fast paths read of the heap fills its first line");
 _Static_assert(ANR_SLAB_SPAN_MAX <= ANR_BITS_GROUP, "a slab fits in one group of bitmaps");

@@ -65,7 +65,9 @@
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
 
-__thread struct anrc_tl anrc_tl __attribute__((tls_model("initial-exec")));
+__thread struct anrc_tl anrc_tl __attribute__((tls_model("initial-exec"))) = {
+	.last_off = ANR_LAST_NONE,
+};
 static uint64_t next_uid;
 
 static struct anrc_heap *
@@ -214,6 +216,7 @@ anrc_theap_lookup(struct anrc_heap *h)
 	anrc_tl.h = h;
 	anrc_tl.uid = h->uid;
 	anrc_tl.t = t;
+	anrc_tl.last_off = ANR_LAST_NONE;
 	return t;
 }
 
@@ -303,6 +306,9 @@ drop_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 			(uint16_t)(h->pm[t->cur[c]].nfree + anrc_popcount64(t->cl[c].avail));
 	t->cl[c].avail = 0;
 	t->cl[c].wbits = NULL;
+	/* (the caller's: a word is dropped by its theap's owner, or of a
+	 * theap with none) */
+	anrc_tl.last_off = ANR_LAST_NONE;
 }
 
 ANRC_HOT uint64_t

@@ -15,6 +15,14 @@
  * addresses from the registers it already has (an __atomic_store_n here
  * made it compute the address again). */
 #define ANR_TH_STORE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
+/* The owner's increment of such a 64-bit counter: on x86-64 one add to
+ * memory, which is one aligned store too (the volatile store above costs
+ * a load, an add and a store). */
+#if defined(__x86_64__)
+#define ANR_TH_INC(x) __asm__("addq $1, %0" : "+m"(x) : : "cc")
+#else
+#define ANR_TH_INC(x) ANR_TH_STORE(x, (x) + 1)
+#endif
 
 /*
  * An object of class c from t's current slab, without a call: the lowest
@@ -26,9 +34,14 @@ static inline __attribute__((always_inline)) void *
 anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
 	struct anrc_tclass *k = &t->cl[c];
-	uint64_t a = k->avail, m;
+	uint64_t a, m;
+	size_t off;
 	char *p;
 
+	/* (k once in a register: the compiler otherwise addresses the line
+	 * from t and computes k again for anrc_tl.last_k) */
+	__asm__("" : "+r"(k));
+	a = k->avail;
 	if (__builtin_expect(a == 0, 0))
 		return NULL;
 	/* The slab's nfree already left out the held word's objects
@@ -37,8 +50,12 @@ anrc_theap_alloc_nocall(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	k->avail = a & (a - 1);
 	m = a ^ k->avail; /* the lowest bit of a */
 	*k->wbits |= m;
-	ANR_TH_STORE(k->nalloc, k->nalloc + 1);
-	p = h->data + k->woff + (uint64_t)(unsigned)__builtin_ctzll(a) * k->size;
+	ANR_TH_INC(k->nalloc);
+	off = k->woff + (size_t)__builtin_ctzll(a) * k->size;
+	anrc_tl.last_off = off;
+	anrc_tl.last_k = k;
+	anrc_tl.last_m = m;
+	p = h->data + off;
 	/* (an object in the data pages is never NULL: the callers' test of
 	 * the result then goes) */
 	if (p == NULL)
@@ -120,7 +137,7 @@ anrc_theap_free_local(struct anrc_heap *h, struct anrc_theap *t, size_t data_off
 		pg->nfree = (uint16_t)nfree;
 	}
 	*bp = v & ~m;
-	ANR_TH_STORE(tc->nfreed, tc->nfreed + 1);
+	ANR_TH_INC(tc->nfreed);
 	return 1;
 }
 
@@ -180,12 +197,46 @@ anrc_fast_slab(struct anrc_heap *h, const void *p, size_t *offp, uint32_t *sp, u
 }
 
 /*
- * anrc_free_fast: 1 if p was a live object of a slab the calling thread
- * owns and it is now free (judged from the metadata first); 0 for
- * everything else, NULL too (call anrc_free).
+ * Free p if it is the object malloc handed out last to the calling thread
+ * (anrc_tl.last_off is p's offset from h->data) and still live: while
+ * last_off is set, the word it came from is still held, so its slab is
+ * still the thread's current one and the object's allocation and
+ * remote-free bits are known without the page map; a free of that object
+ * by any other way cleared the first, another thread's set the second.
+ * 1 when done; 0, having written nothing, otherwise.
  */
 static inline __attribute__((always_inline)) int
-anrc_free_fast(struct anrc_heap *h, void *p)
+anrc_free_last(struct anrc_heap *h, void *p)
+{
+	struct anrc_tclass *k;
+	uint64_t m, *bp, v;
+
+	if ((size_t)((char *)p - h->data) != anrc_tl.last_off ||
+	    __builtin_expect(anrc_tl.uid != h->free_uid, 0))
+		return 0;
+	k = anrc_tl.last_k;
+	m = anrc_tl.last_m;
+	bp = k->wbits;
+	v = *bp;
+	if (__builtin_expect((v & m) == 0 || (bp[k->words] & m) != 0, 0))
+		return 0;
+	/* In the word malloc holds: handed out again first, and still left
+	 * out of the slab's nfree (as in anrc_theap_free_local). */
+	k->avail |= m;
+	*bp = v & ~m;
+	ANR_TH_INC(k->nfreed);
+	anrc_tl.last_off = ANR_LAST_NONE;
+	return 1;
+}
+
+/*
+ * anrc_free_slab_fast: 1 if p was a live object of a slab the calling
+ * thread owns and it is now free (judged from the metadata first); 0 for
+ * everything else, NULL too.  anrc_free_fast: the object malloc handed
+ * out last first (anrc_free_last), then that; 0: call anrc_free.
+ */
+static inline __attribute__((always_inline)) int
+anrc_free_slab_fast(struct anrc_heap *h, void *p)
 {
 	size_t off;
 	uint32_t s;
@@ -195,6 +246,12 @@ anrc_free_fast(struct anrc_heap *h, void *p)
 	 * anrc_theap_free_local requires, is aligned (class sizes are
 	 * multiples of ANR_ALIGN). */
 	return anrc_fast_slab(h, p, &off, &s, &c) && anrc_theap_free_local(h, anrc_tl.t, off, s, c);
+}
+
+static inline __attribute__((always_inline)) int
+anrc_free_fast(struct anrc_heap *h, void *p)
+{
+	return anrc_free_last(h, p) || anrc_free_slab_fast(h, p);
 }
 
 /*

@@ -2448,6 +2448,91 @@ START_TEST(fast_free_on_every_page_of_a_slab)
 END_TEST
 
 /*
+ * The object malloc handed out last is freed from its two bits
+ * (anrc_free_last), and only while it is live and its word still held:
+ * taken once and handed out again next; refused after a free by the slab
+ * path or by another thread (the next free is a double free, reported with
+ * nothing written); refused once its word was dropped (a give-back), the
+ * slab path freeing it then; refused for another heap's object at the same
+ * offset, which is freed in its own heap.
+ */
+START_TEST(free_of_the_last_object)
+{
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT), *other;
+	struct anrc_stats st;
+	char *p, *q, *o = NULL, *v[64];
+	struct xfree x = { .h = h, .v = &p, .n = 1 };
+	int n;
+	pthread_t t;
+
+	p = anrc_alloc(h, 64, 0);
+	if (UNDER_VALGRIND()) { /* no fast paths under valgrind */
+		ck_assert_int_eq(anrc_free_last(h, p), 0);
+		anrc_free(h, p);
+		empty_heap_end(h);
+		return;
+	}
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	ck_assert_int_eq(anrc_free_last(h, p + 16), 0);
+	ck_assert_int_eq(anrc_free_last(h, p), 1);
+	ck_assert_uint_eq(anrc_usable_size(h, p), 0);
+	ck_assert_int_eq(anrc_free_last(h, p), 0);
+	q = anrc_alloc(h, 64, 0);
+	ck_assert_ptr_eq(q, p);
+
+	/* Freed by the slab path, then again. */
+	ck_assert_int_eq(anrc_free_slab_fast(h, p), 1);
+	ck_assert_int_eq(anrc_free_last(h, p), 0);
+	anrc_free(h, p);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 1);
+
+	/* Freed by another thread, then by the owner. */
+	q = anrc_alloc(h, 64, 0);
+	ck_assert_ptr_eq(q, p);
+	memset(p, 0x22, 64);
+	ck_assert_int_eq(pthread_create(&t, NULL, xfree_fn, &x), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(anrc_free_last(h, p), 0);
+	anrc_free(h, p);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 2);
+	ck_assert_int_eq(sink_lines, 2);
+	ck_assert_ptr_nonnull(strstr(sink_buf, "double free"));
+	ck_assert_int_eq(p[0], 0x22);
+	ck_assert_uint_eq(st.in_use, 0);
+
+	/* Its word dropped by a give-back. */
+	p = anrc_alloc(h, 64, 0);
+	(void)anrc_release_free(h);
+	ck_assert_int_eq(anrc_free_last(h, p), 0);
+	anrc_free(h, p);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_eq(st.bad_frees, 2);
+
+	/* Another heap's last object at the same offset. */
+	p = anrc_alloc(h, 64, 0);
+	other = heap_with(0, ANR_BAD_FREE_REPORT);
+	for (n = 0; n < 64; n++) {
+		o = v[n] = anrc_alloc(other, 64, 0);
+		if (o - other->data >= p - h->data)
+			break;
+	}
+	ck_assert_uint_eq((size_t)(p - h->data), (size_t)(o - other->data));
+	anrc_free(h, p);
+	ck_assert_uint_eq(anrc_usable_size(other, o), 64);
+	ck_assert_uint_eq(anrc_usable_size(h, p), 0);
+	for (int i = 0; i <= n; i++)
+		anrc_free(other, v[i]);
+	empty_heap_end(other);
+	mb_log_set_sink(NULL);
+	empty_heap_end(h);
+}
+END_TEST
+
+/*
  * The short way gmalloc's malloc takes when the held word is used up
  * (anrc_alloc_small): the next word of the current slab, without the lock,
  * for as long as the thread's slabs have free objects; NULL for a request
@@ -4009,6 +4094,7 @@ anrcore_suite(void)
 	ADD(exited_thread_parks_its_slabs);
 	ADD(parked_slabs_go_back_when_short);
 	ADD(fast_free_on_every_page_of_a_slab);
+	ADD(free_of_the_last_object);
 	ADD(realloc_medium_stays_owned);
 	ADD(runs_cut_keep_pages_hot);
 	ADD(medium_blocks_take_the_short_way);
