@@ -643,6 +643,14 @@ uint64_t anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigne
  * anrc_alloc).
  */
 void *anrc_alloc_small(struct anrc_heap *h, size_t size);
+/*
+ * Its counterpart for a free the inlined paths declined (one that empties
+ * its slab, another thread's object): an object of a slab some thread
+ * owns, freed by anrc_theap_free without the layers of anrc_free (a bad
+ * pointer reported there); 1 when done (pages of an emptied slab may have
+ * gone back); 0, with nothing written, for anything else (call anrc_free).
+ */
+int anrc_free_small(struct anrc_heap *h, void *p);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			    size_t *short_pages);

@@ -549,6 +549,18 @@ anrc_alloc_small(struct anrc_heap *h, size_t size)
 	return c < 0 ? NULL : anrc_theap_alloc(h, anrc_tl.t, (unsigned)c);
 }
 
+ANRC_HOT int
+anrc_free_small(struct anrc_heap *h, void *p)
+{
+	size_t off;
+	uint32_t s;
+	unsigned c;
+
+	/* (free_slow's way for a slab object, for the calling thread's
+	 * theap of h in the fast mode) */
+	return anrc_fast_slab(h, p, &off, &s, &c) && anrc_theap_free(h, anrc_tl.t, p, s, 0);
+}
+
 int
 anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			size_t *short_pages)
@@ -607,16 +619,18 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 			t->empty_pages += np;
 			return;
 		}
-		if (t->nspare[c] < ANR_THEAP_SPARES) {
-			t->spare[c][t->nspare[c]++] = s;
-			t->empty_pages += np;
-			return;
-		}
 		/* The current slab is full (none of its objects held): the
-		 * emptied one takes its place, for the next allocation. */
+		 * emptied one takes its place, so that the next allocation
+		 * finds it without a search of the ring (where a class of a
+		 * few objects a slab keeps many full slabs). */
 		if (t->cl[c].avail == 0 && t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree == 0) {
 			set_cur(h, t, c, s);
 			t->cur_empty[c] = 1;
+			t->empty_pages += np;
+			return;
+		}
+		if (t->nspare[c] < ANR_THEAP_SPARES) {
+			t->spare[c][t->nspare[c]++] = s;
 			t->empty_pages += np;
 			return;
 		}

@@ -151,6 +151,13 @@ ANRC_HOT static __attribute__((noinline)) void gm_free_slab(struct anrc_heap *h,
 {
 	if (__builtin_expect(anrc_free_slab_fast(h, p), 1))
 		return;
+	/* One that empties its slab, or another thread's: one call, then
+	 * the broker (pages may have gone back). */
+	if (anrc_free_small(h, p)) {
+		if (gm_broker_open())
+			gm_broker_note_free();
+		return;
+	}
 	gm_free(p);
 }
 

@@ -5,7 +5,9 @@
 # 1. Instructions per malloc+free pair of 16, 64, 256 and 4096 bytes under
 #    callgrind (pair_loop.c run at N and 2N pairs; the difference divided
 #    by N, so start-up cancels out) for glibc, gmalloc, jemalloc, mimalloc
-#    and tcmalloc, each preloaded into the same program.
+#    and tcmalloc, each preloaded into the same program; then the same with
+#    64 objects live and the oldest freed before each malloc, so that no
+#    free is of the object malloc handed out last.
 # 2. Two-thread scaling: pairs per second of a thread-local malloc(64)+free
 #    loop with 2 threads / with 1 thread; medians of RUNS runs, the
 #    allocators interleaved in each run.
@@ -43,28 +45,39 @@ cc -O2 -I"$src/anrcore" -I"$build" -I"$src/common" -o "$tmp/churn" "$here/churn.
 	"$build/anrcore/.libs/libanrcore.a" "$build/common/.libs/libmbcommon.a" -lpthread
 
 
-# instructions of pair_loop SIZE COUNT under callgrind with preload $1
+# instructions of pair_loop SIZE COUNT [0 LIVE] under callgrind with
+# preload $1
 irefs() {
-	LD_PRELOAD=$1 GMALLOC_CONF=/dev/null valgrind --tool=callgrind \
-		--callgrind-out-file=/dev/null "$tmp/pair_loop" "$2" "$3" 2>&1 |
+	lib=$1; shift
+	LD_PRELOAD=$lib GMALLOC_CONF=/dev/null valgrind --tool=callgrind \
+		--callgrind-out-file=/dev/null "$tmp/pair_loop" "$@" 2>&1 |
 		sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
+}
+
+# one table: instructions per pair for each allocator and size; $@ after
+# SIZE COUNT for pair_loop
+instr_table() {
+	printf '%-10s %8s %8s %8s %8s\n' allocator 16 64 256 4096
+	for a in $allocs; do
+		name=${a%%:*} lib=${a#*:}
+		[ "$name" != glibc ] && [ -z "$lib" ] && { printf '%-10s (not installed)\n' "$name"; continue; }
+		line=$(printf '%-10s' "$name")
+		for size in 16 64 256 4096; do
+			i1=$(irefs "$lib" "$size" "$N" "$@")
+			i2=$(irefs "$lib" "$size" $((2 * N)) "$@")
+			line="$line $(printf '%8d' $(( (i2 - i1) / N )))"
+		done
+		echo "$line"
+	done
 }
 
 if want instr; then
 echo "== instructions per malloc+free pair (callgrind; (I(2N) - I(N)) / N, N = $N)"
-printf '%-10s %8s %8s %8s %8s\n' allocator 16 64 256 4096
-for a in $allocs; do
-	name=${a%%:*} lib=${a#*:}
-	[ "$name" != glibc ] && [ -z "$lib" ] && { printf '%-10s (not installed)\n' "$name"; continue; }
-	line=$(printf '%-10s' "$name")
-	for size in 16 64 256 4096; do
-		i1=$(irefs "$lib" "$size" "$N")
-		i2=$(irefs "$lib" "$size" $((2 * N)))
-		line="$line $(printf '%8d' $(( (i2 - i1) / N )))"
-	done
-	echo "$line"
-done
-
+instr_table
+echo
+echo "== the same with 64 objects live, the oldest freed before each malloc"
+echo "   (no free is of the object malloc handed out last)"
+instr_table 0 64
 fi
 
 if want scale; then

@@ -1,9 +1,12 @@
 /*
  * pair_loop.c - N malloc(size)+free pairs, for counting instructions per
- * pair under callgrind (bench/alloc/instr.sh runs it at two N and takes
+ * pair under callgrind (bench/alloc/core.sh runs it at two N and takes
  * the difference, so start-up costs cancel out).
- * usage: pair_loop SIZE N [THREADS]  (THREADS: run the loop in that many
- * threads at once and print pairs per second; for the scaling figure).
+ * usage: pair_loop SIZE N [THREADS [LIVE]]  (THREADS: run the loop in that
+ * many threads at once and print pairs per second; for the scaling figure.
+ * LIVE, with THREADS 0: keep LIVE objects and free the oldest of them
+ * before each malloc, so that no free is of the object malloc handed out
+ * last.)
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -37,6 +40,24 @@ main(int argc, char **argv)
 		return 2;
 	size = (size_t)atol(argv[1]);
 	n = atol(argv[2]);
+	if (threads <= 0 && argc > 4) {
+		int live = atoi(argv[4]);
+		void *ring[256];
+
+		if (live < 1 || live > 256)
+			return 2;
+		for (int i = 0; i < live; i++)
+			ring[i] = malloc(size);
+		for (long i = 0; i < n; i++) {
+			int j = (int)(i % live);
+			free(ring[j]);
+			ring[j] = malloc(size);
+			__asm__ volatile("" : : "r"(ring[j]) : "memory");
+		}
+		for (int i = 0; i < live; i++)
+			free(ring[i]);
+		return 0;
+	}
 	if (threads <= 0) {
 		loop(NULL);
 		return 0;

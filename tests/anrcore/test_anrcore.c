@@ -2533,6 +2533,55 @@ START_TEST(free_of_the_last_object)
 END_TEST
 
 /*
+ * A free the inlined path declines because it empties its slab takes one
+ * call (anrc_free_small, gmalloc's next step): judged there (a pointer
+ * inside the object reported, nothing written), and with the current slab
+ * full the emptied slab becomes current, so that the next allocation of
+ * its class takes it without a search of the ring (one step counted, the
+ * slab's bitmap word; a search reads each slab's remote-free words too).  NULL, a large block and anything under
+ * valgrind (no fast paths) are left to anrc_free.
+ */
+START_TEST(emptied_slab_takes_one_call)
+{
+	enum { N = 16 };
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	struct anrc_stats st;
+	char *p[N], *q, *big = anrc_alloc(h, MiB, 0);
+	uint64_t before;
+
+	for (int i = 0; i < N; i++) {
+		p[i] = anrc_alloc(h, ANR_SLAB_MAX, 0); /* one object a slab */
+		memset(p[i], 0x6b, ANR_SLAB_MAX);
+	}
+	ck_assert_int_eq(anrc_free_small(h, NULL), 0);
+	ck_assert_int_eq(anrc_free_small(h, big), 0);
+	if (UNDER_VALGRIND()) {
+		ck_assert_int_eq(anrc_free_small(h, p[5]), 0);
+	} else {
+		mb_log_set_sink(sink_fn);
+		sink_reset();
+		ck_assert_int_eq(anrc_free_slab_fast(h, p[5]), 0);
+		ck_assert_int_eq(anrc_free_small(h, p[5] + 16), 1);
+		stats(h, &st);
+		ck_assert_uint_eq(st.bad_frees, 1);
+		ck_assert_int_eq(p[5][16], 0x6b);
+		mb_log_set_sink(NULL);
+		ck_assert_int_eq(anrc_free_small(h, p[5]), 1);
+		ck_assert_uint_eq(anrc_usable_size(h, p[5]), 0);
+		before = anrc_step_count;
+		q = anrc_alloc(h, ANR_SLAB_MAX, 0);
+		ck_assert_uint_eq(anrc_step_count - before, 1); /* its word */
+		ck_assert_ptr_eq(q, p[5]);
+	}
+	for (int i = 0; i < N; i++)
+		anrc_free(h, p[i]);
+	anrc_free(h, big);
+	ck_assert_int_eq(anrc_check(h), 0);
+	empty_heap_end(h);
+}
+END_TEST
+
+/*
  * The short way gmalloc's malloc takes when the held word is used up
  * (anrc_alloc_small): the next word of the current slab, without the lock,
  * for as long as the thread's slabs have free objects; NULL for a request
@@ -4095,6 +4144,7 @@ anrcore_suite(void)
 	ADD(parked_slabs_go_back_when_short);
 	ADD(fast_free_on_every_page_of_a_slab);
 	ADD(free_of_the_last_object);
+	ADD(emptied_slab_takes_one_call);
 	ADD(realloc_medium_stays_owned);
 	ADD(runs_cut_keep_pages_hot);
 	ADD(medium_blocks_take_the_short_way);
