@@ -142,15 +142,11 @@ static __attribute__((noinline)) void gm_free(void *p);
 /*
  * A free the fast paths do gives no page back (the slab stays the
  * thread's), so it cannot make quota surplus: the broker is looked at on
- * the full path, which every other free takes.  The object malloc handed
- * out last is judged inline; any other small object of the thread's
- * slabs one call on (in one function, the short way paid for the
- * registers the other one needs).
+ * the full path, which every other free takes, and the one call for a
+ * free the inlined paths decline that empties a slab.
  */
-ANRC_HOT static __attribute__((noinline)) void gm_free_slab(struct anrc_heap *h, void *p)
+ANRC_HOT static __attribute__((noinline)) void gm_free_small(struct anrc_heap *h, void *p)
 {
-	if (__builtin_expect(anrc_free_slab_fast(h, p), 1))
-		return;
 	/* One that empties its slab, or another thread's: one call, then
 	 * the broker (pages may have gone back). */
 	if (anrc_free_small(h, p)) {
@@ -166,8 +162,8 @@ ANRC_HOT GM_API void free(void *p)
 	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
 	if (__builtin_expect(h == NULL, 0))
 		gm_free(p);
-	else if (!anrc_free_last(h, p))
-		gm_free_slab(h, p);
+	else if (!anrc_free_fast(h, p))
+		gm_free_small(h, p);
 }
 
 ANRC_HOT static void gm_free(void *p)
