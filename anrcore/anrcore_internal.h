@@ -602,10 +602,10 @@ struct anrc_tl {
 	 * The object malloc handed out last from t's held words: its offset
 	 * from h->data (an offset, not a pointer, for the same reason as a
 	 * tclass's woff), its class's tclass and its bit (a mask) in that
-	 * class's held word.  ANR_LAST_NONE once that word is dropped (drop_word) or the
-	 * thread's theap changes, so that while last_off is set, *last_k->wbits
-	 * is the word the object came from: a free of that object is judged
-	 * from its two bits alone (anrc_free_last).
+	 * class's held word.  ANR_LAST_NONE once that word is dropped
+	 * (drop_word) or the thread's theap changes, so that while last_off
+	 * is set, *last_k->wbits is the word the object came from: a free of
+	 * that object is judged from its two bits alone (anrc_free_last).
 	 */
 	uint64_t last_off;
 	struct anrc_tclass *last_k;
