@@ -187,7 +187,10 @@ struct anrc_runcache {
 	int busy;                /* atomic: the owner or a flush is using it */
 	int flush_wanted;        /* atomic: give the runs back at the next use */
 	unsigned n;              /* runs kept, oldest first */
-	unsigned headless;       /* of them rests of a cut run (a free looks for one) */
+	/* of them rests of a cut run (a free looks for one) */
+	unsigned short headless;
+	/* atomic: a fork waits for busy (anrc_runs_hold): no one else enters */
+	unsigned short hold_wanted;
 	size_t pages;            /* their pages */
 	/* Bytes of the live blocks the theap owns: in_use - gone, modulo
 	 * 2^64 (anrc_rc_in_use).  in_use is the owner's (blocks it made or

@@ -138,10 +138,13 @@ anrc_runs_room_for_slab(const struct anrc_heap *h, const struct anrc_theap *t, s
 	return cache_on(h) && t->rc.pages + slab_overflow(t) + np <= bound_pages(h);
 }
 
+/* Enter c unless it is in use or a fork waits for it (anrc_runs_hold):
+ * the caller then takes the locked path or leaves the cache alone. */
 static int
 rc_enter(struct anrc_runcache *c)
 {
-	return __atomic_exchange_n(&c->busy, 1, __ATOMIC_ACQUIRE) == 0;
+	return __atomic_load_n(&c->hold_wanted, __ATOMIC_RELAXED) == 0 &&
+	       __atomic_exchange_n(&c->busy, 1, __ATOMIC_ACQUIRE) == 0;
 }
 
 static void
@@ -494,16 +497,26 @@ anrc_runs_flush_all_locked(struct anrc_heap *h)
 void
 anrc_runs_hold(struct anrc_heap *h, unsigned from, unsigned to)
 {
+	/* Each cache is first marked wanted, so that its owner, which may
+	 * be allocating and freeing without a pause, stops entering it
+	 * (rc_enter): the flag is then free as soon as the operation under
+	 * way ends.  Without the mark the owner could take the flag again
+	 * every time before the forking thread looked (seen under valgrind,
+	 * which runs one thread at a time: a fork waited for minutes). */
 	for (unsigned i = from; i < to; i++)
-		while (!rc_enter(&h->th[i].rc))
+		__atomic_store_n(&h->th[i].rc.hold_wanted, 1, __ATOMIC_SEQ_CST);
+	for (unsigned i = from; i < to; i++)
+		while (__atomic_exchange_n(&h->th[i].rc.busy, 1, __ATOMIC_ACQUIRE) != 0)
 			sched_yield();
 }
 
 void
 anrc_runs_unhold(struct anrc_heap *h, unsigned to)
 {
-	for (unsigned i = 0; i < to; i++)
+	for (unsigned i = 0; i < to; i++) {
+		__atomic_store_n(&h->th[i].rc.hold_wanted, 0, __ATOMIC_RELAXED);
 		rc_leave(&h->th[i].rc);
+	}
 }
 
 size_t

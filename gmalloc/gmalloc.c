@@ -140,30 +140,16 @@ ANRC_HOT GM_API void *malloc(size_t size)
 static __attribute__((noinline)) void gm_free(void *p);
 
 /*
- * A free the fast paths do gives no page back (the slab stays the
+ * A free the fast path does gives no page back (the slab stays the
  * thread's), so it cannot make quota surplus: the broker is looked at on
- * the full path, which every other free takes, and the one call for a
- * free the inlined paths decline that empties a slab.
+ * the full path, which every other free takes.
  */
-ANRC_HOT static __attribute__((noinline)) void gm_free_small(struct anrc_heap *h, void *p)
-{
-	/* One that empties its slab, or another thread's: one call, then
-	 * the broker (pages may have gone back). */
-	if (anrc_free_small(h, p)) {
-		if (gm_broker_open())
-			gm_broker_note_free();
-		return;
-	}
-	gm_free(p);
-}
-
 ANRC_HOT GM_API void free(void *p)
 {
 	struct anrc_heap *h = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
-	if (__builtin_expect(h == NULL, 0))
-		gm_free(p);
-	else if (!anrc_free_fast(h, p))
-		gm_free_small(h, p);
+	if (__builtin_expect(h != NULL, 1) && __builtin_expect(anrc_free_fast(h, p), 1))
+		return;
+	gm_free(p);
 }
 
 ANRC_HOT static void gm_free(void *p)
@@ -176,6 +162,14 @@ ANRC_HOT static void gm_free(void *p)
 		if (kept == 1)
 			return;
 		if (kept == 2) {
+			if (gm_broker_open())
+				gm_broker_note_free();
+			return;
+		}
+		/* A small object the inlined path declined (its free empties
+		 * its slab, or it is another thread's): one call, then the
+		 * broker (pages may have gone back). */
+		if (anrc_free_small(fh, p)) {
 			if (gm_broker_open())
 				gm_broker_note_free();
 			return;

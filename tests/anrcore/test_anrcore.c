@@ -3741,6 +3741,45 @@ START_TEST(fork_while_runs_are_cut)
 }
 END_TEST
 
+/*
+ * A kept-run cache a fork waits for (anrc_runs_hold marks it wanted) is
+ * not entered again by its owner: the medium blocks' short ways decline
+ * and the full paths serve the block without the cache, so that an owner
+ * allocating and freeing without a pause cannot keep the forking thread
+ * out (a fork under valgrind once waited for minutes).  Unmarked, the
+ * short ways enter again.
+ */
+START_TEST(fork_wanted_cache_not_entered)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	struct anrc_runcache *c;
+	char *p, *q;
+
+	p = anrc_alloc(h, 40 * KiB, 0);
+	anrc_free(h, p); /* kept */
+	c = &anrc_theap_peek(h)->rc;
+	if (UNDER_VALGRIND()) { /* no kept runs under valgrind */
+		anrc_destroy(h);
+		return;
+	}
+	ck_assert_uint_eq(c->n, 1);
+	__atomic_store_n(&c->hold_wanted, 1, __ATOMIC_SEQ_CST);
+	ck_assert_ptr_null(anrc_alloc_medium(h, 40 * KiB));
+	q = anrc_alloc(h, 40 * KiB, 0);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(c->busy, 0);
+	ck_assert_int_eq(anrc_free_medium(h, q), 0);
+	anrc_free(h, q);
+	ck_assert_int_eq(c->busy, 0);
+	__atomic_store_n(&c->hold_wanted, 0, __ATOMIC_SEQ_CST);
+	q = anrc_alloc_medium(h, 40 * KiB);
+	ck_assert_ptr_nonnull(q);
+	ck_assert_int_eq(anrc_free_medium(h, q), 1);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* ---- good fit and coalescing of page runs ---- */
 
 START_TEST(span_reuse_and_merge)
@@ -4156,6 +4195,7 @@ anrcore_suite(void)
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(fork_while_runs_are_cut);
+	ADD(fork_wanted_cache_not_entered);
 	ADD(span_reuse_and_merge);
 	ADD(walk_and_block_of);
 	ADD(walk_try_busy);
