@@ -161,15 +161,10 @@ ANRC_HOT static void gm_free(void *p)
 		int kept = anrc_free_medium(fh, p);
 		if (kept == 1)
 			return;
-		if (kept == 2) {
-			if (gm_broker_open())
-				gm_broker_note_free();
-			return;
-		}
-		/* A small object the inlined path declined (its free empties
-		 * its slab, or it is another thread's): one call, then the
-		 * broker (pages may have gone back). */
-		if (anrc_free_small(fh, p)) {
+		/* Else a small object the inlined path declined (its free
+		 * empties its slab, or it is another thread's): one call.
+		 * Either may have given pages back: the broker next. */
+		if (kept == 2 || anrc_free_small(fh, p)) {
 			if (gm_broker_open())
 				gm_broker_note_free();
 			return;

@@ -142,43 +142,42 @@ static void srv_stop_dir(struct srv *s)
 
 /* ---- raw frames ------------------------------------------------------- */
 
-static void write_all(int fd, const void *buf, size_t len)
+/* Write len bytes: 1, or 0 if the peer closed the connection (EPIPE,
+ * ECONNRESET: a server that shed it unread); any other error fails. */
+static int write_or_gone(int fd, const void *buf, size_t len)
 {
 	const char *p = buf;
 	while (len > 0) {
 		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+			return 0;
 		ck_assert_msg(n > 0, "send: %s", strerror(errno));
 		p += n;
 		len -= (size_t)n;
 	}
+	return 1;
 }
 
-static void send_msg(int fd, const struct mb_msg *m)
+static void write_all(int fd, const void *buf, size_t len)
 {
-	unsigned char buf[MB_WIRE_MAX_FRAME];
-	int n = mb_wire_encode(m, buf, sizeof(buf));
-	ck_assert_int_gt(n, 0);
-	write_all(fd, buf, (size_t)n);
+	ck_assert_msg(write_or_gone(fd, buf, len), "send: %s", strerror(errno));
 }
 
-/* Send a frame to a server that may have shed the connection (closed it
- * unread): 1 if sent, 0 if the connection is gone (EPIPE, ECONNRESET). */
+/* Send a frame to a server that may have shed the connection: 1 if
+ * sent, 0 if the connection is gone. */
 static int send_msg_or_shed(int fd, const struct mb_msg *m)
 {
 	unsigned char buf[MB_WIRE_MAX_FRAME];
 	int n = mb_wire_encode(m, buf, sizeof(buf));
 	ck_assert_int_gt(n, 0);
-	for (;;) {
-		ssize_t w = send(fd, buf, (size_t)n, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EPIPE || errno == ECONNRESET))
-			return 0;
-		ck_assert_msg(w == n, "send: %s", w < 0 ? strerror(errno) : "short");
-		return 1;
-	}
+	return write_or_gone(fd, buf, (size_t)n);
+}
+
+static void send_msg(int fd, const struct mb_msg *m)
+{
+	ck_assert_msg(send_msg_or_shed(fd, m), "send: %s", strerror(errno));
 }
 
 static void send2(int fd, unsigned type, uint32_t seq, uint64_t w0, uint64_t w1)
