@@ -148,6 +148,13 @@ anrc_popcount64(uint64_t v)
 #define ANR_SL_LOG2 4
 #define ANR_SL_COUNT (1u << ANR_SL_LOG2)
 #define ANR_FL_COUNT (32 - ANR_SL_LOG2 + 1)
+/* Zones of the data pages (spans.c): slabs come from the first, page runs
+ * from the second, each from the other when its own has no room.  A heap
+ * of fewer than ANR_ZONE_MIN_PAGES data pages has one zone (the second);
+ * a larger one gives the first 1 / 2^ANR_ZONE_SHIFT of its pages to slabs. */
+enum { ANR_ZONE_SLABS, ANR_ZONE_RUNS, ANR_ZONES };
+#define ANR_ZONE_MIN_PAGES ((uint32_t)1 << 18)
+#define ANR_ZONE_SHIFT 4
 
 /*
  * A bitmap with summary levels: bit k of level L+1 says word k of level L
@@ -354,10 +361,12 @@ struct anrc_heap {
 	unsigned defer_count;  /* atomic: pointers in defer_slot */
 	unsigned drain_pos;    /* where the last drain stopped (locked) */
 
-	/* Spans. */
-	uint32_t fl_map;
-	uint32_t sl_map[ANR_FL_COUNT];
-	uint32_t free_head[ANR_FL_COUNT][ANR_SL_COUNT];
+	/* Spans: two zones of free lists (spans.c), pages below zone_split
+	 * (slabs) and from it on (runs). */
+	uint32_t zone_split;
+	uint32_t fl_map[ANR_ZONES];
+	uint32_t sl_map[ANR_ZONES][ANR_FL_COUNT];
+	uint32_t free_head[ANR_ZONES][ANR_FL_COUNT][ANR_SL_COUNT];
 
 	/* Slabs. */
 	uint32_t partial[ANR_NCLASSES];
@@ -511,15 +520,17 @@ void anrc_bm2_sync(struct anrc_bm2 *b, size_t first_word, size_t last_word);
 uint32_t anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 		       size_t *short_pages);
 /*
- * The same for a slab: n pages from a page index that is a multiple of
- * ANR_SLAB_GROUP and of the power of two at or above n (so that a slab
- * never crosses a group of ANR_BITS_GROUP pages).  For a thread's slab of
- * one group (pair not NULL): the group *pair (beside the thread's last
- * one) if it lies free, else an even group, and *pair becomes the odd one
- * beside it: the page map lines of two neighbouring groups, which the CPU
- * fetches together, then mostly belong to one thread.
+ * The same for a slab, from the slabs' zone if it has room: n pages, and
+ * if grouped (a class of at most ANR_SLAB_GROUPED_MAX bytes) from a page
+ * index that is a multiple of ANR_SLAB_GROUP and of the power of two at
+ * or above n (so that a slab never crosses a group of ANR_BITS_GROUP
+ * pages).  For a thread's slab of one group (pair not NULL): the group
+ * *pair (beside the thread's last one) if it lies free, else an even
+ * group, and *pair becomes the odd one beside it: the page map lines of
+ * two neighbouring groups, which the CPU fetches together, then mostly
+ * belong to one thread.
  */
-uint32_t anrc_pages_get_slab(struct anrc_heap *h, size_t n, uint32_t *pair,
+uint32_t anrc_pages_get_slab(struct anrc_heap *h, size_t n, int grouped, uint32_t *pair,
 			     size_t *short_pages);
 /* Extend the live span s of n pages by extra pages in place if the next
  * span is free and the budget allows; 0 on success. */
@@ -544,7 +555,8 @@ void anrc_release_fork_child(struct anrc_heap *h);
 
 /* spans.c */
 void anrc_span_init(struct anrc_heap *h);
-uint32_t anrc_span_take(struct anrc_heap *h, size_t n);
+/* n pages from zone's free lists, else from the other zone's. */
+uint32_t anrc_span_take(struct anrc_heap *h, size_t n, unsigned zone);
 void anrc_span_release(struct anrc_heap *h, uint32_t s, size_t n);
 int anrc_span_extend(struct anrc_heap *h, uint32_t s, size_t n, size_t extra);
 void anrc_span_carve(struct anrc_heap *h, uint32_t s, size_t n);

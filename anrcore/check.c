@@ -144,6 +144,10 @@ check_spans(struct anrc_heap *h, struct tally *t)
 
 		if (n == 0 || i + n > h->npages)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
+		if (i < h->zone_split && i + n > h->zone_split)
+			FAIL("%s: check: span %zu+%zu crosses the zones' boundary", h->name, i, n);
+		if (i == h->zone_split)
+			prev_free = 0; /* free spans meet there */
 		if (anrc_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB ||
 						(pg->kind == ANR_PG_CACHED && headed != 0)))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);

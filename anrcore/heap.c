@@ -26,12 +26,14 @@
  *
  * The data pages are cut into spans (spans.c): free spans, large blocks
  * (requests above ANR_SLAB_MAX, rounded up to pages, pointer = first
- * page) and slabs of small objects (slab.c).  Pages are charged to the
+ * page) and slabs of small objects (slab.c).  In a large heap slabs come
+ * from the first sixteenth of the pages and blocks from the rest (zones).  Pages are charged to the
  * budget when a span is handed out and become returnable when it is given
  * back (release.c).
  *
  * Invariants (checked by anrc_check()):
- *  1. The spans tile the data pages; no two free spans are adjacent.
+ *  1. The spans tile the data pages; no span crosses zone_split, and no
+ *     two free spans are adjacent but the two that may meet there.
  *  2. Page map: the first page of every span says its kind and length; the
  *     last page of a free span of >= 2 pages says FREE_TAIL and the length;
  *     the other pages of a slab say SLAB_BODY and their distance to its

@@ -112,9 +112,10 @@ charge_or_put_back(struct anrc_heap *h, uint32_t s, size_t n, size_t *short_page
 	return s;
 }
 
-/* Pages aligned by address (by_index 0) or by page index (1). */
+/* Pages aligned by address (by_index 0) or by page index (1), from
+ * zone if it has room (spans.c). */
 static uint32_t
-pages_get(struct anrc_heap *h, size_t n, size_t align_pages, int by_index,
+pages_get(struct anrc_heap *h, size_t n, size_t align_pages, int by_index, unsigned zone,
 	  size_t *short_pages)
 {
 	size_t total = n, lead = 0;
@@ -128,7 +129,7 @@ pages_get(struct anrc_heap *h, size_t n, size_t align_pages, int by_index,
 			return ANR_NIL;
 		total = n + align_pages - 1;
 	}
-	s = anrc_span_take(h, total);
+	s = anrc_span_take(h, total, zone);
 	if (s == ANR_NIL)
 		return ANR_NIL;
 	if (align_pages > 1) {
@@ -153,25 +154,28 @@ uint32_t
 anrc_pages_get(struct anrc_heap *h, size_t n, size_t align_pages,
 	      size_t *short_pages)
 {
-	return pages_get(h, n, align_pages, 0, short_pages);
+	return pages_get(h, n, align_pages, 0, ANR_ZONE_RUNS, short_pages);
 }
 
 uint32_t
-anrc_pages_get_slab(struct anrc_heap *h, size_t n, uint32_t *pair, size_t *short_pages)
+anrc_pages_get_slab(struct anrc_heap *h, size_t n, int grouped, uint32_t *pair,
+		    size_t *short_pages)
 {
 	size_t align = ANR_SLAB_GROUP;
 	uint32_t s;
 
+	if (!grouped)
+		return pages_get(h, n, 1, 1, ANR_ZONE_SLABS, short_pages);
 	while (align < n)
 		align <<= 1;
 	if (pair == NULL || n != ANR_SLAB_GROUP)
-		return pages_get(h, n, align, 1, short_pages);
+		return pages_get(h, n, align, 1, ANR_ZONE_SLABS, short_pages);
 	s = *pair;
 	*pair = ANR_NIL;
 	if (s != ANR_NIL && anrc_span_take_at(h, s, n) == 0)
 		return charge_or_put_back(h, s, n, short_pages); /* beside the last one */
 	/* An even group: the odd one beside it is the thread's next. */
-	s = pages_get(h, n, 2 * align, 1, short_pages);
+	s = pages_get(h, n, 2 * align, 1, ANR_ZONE_SLABS, short_pages);
 	if (s != ANR_NIL)
 		*pair = s + (uint32_t)n;
 	return s;

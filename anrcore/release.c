@@ -92,6 +92,10 @@ run_low(const struct anrc_heap *h, size_t hi, size_t max)
 {
 	size_t lo = hi, floor = hi + 1 > max ? hi + 1 - max : 0;
 
+	/* Free spans on both sides of the zones' boundary are two. */
+	if (hi >= h->zone_split && floor < h->zone_split)
+		floor = h->zone_split;
+
 	while (lo > floor) {
 		size_t k = (lo - 1) >> 6;
 		uint64_t zeros = ~h->dirty.w[k] & anrc_range_mask(0, ((lo - 1) & 63) + 1);

@@ -38,10 +38,14 @@ report_detail(struct anrc_heap *h, int fd)
 
 	if (pthread_mutex_trylock(&h->lock) != 0)
 		return;
-	if (h->fl_map != 0) {
-		unsigned fl = 31u - (unsigned)__builtin_clz(h->fl_map);
-		unsigned sl = 31u - (unsigned)__builtin_clz(h->sl_map[fl]);
-		longest = (size_t)h->pm[h->free_head[fl][sl]].npages << h->page_shift;
+	for (unsigned z = 0; z < ANR_ZONES; z++) {
+		if (h->fl_map[z] != 0) {
+			unsigned fl = 31u - (unsigned)__builtin_clz(h->fl_map[z]);
+			unsigned sl = 31u - (unsigned)__builtin_clz(h->sl_map[z][fl]);
+			size_t n = (size_t)h->pm[h->free_head[z][fl][sl]].npages << h->page_shift;
+			if (n > longest)
+				longest = n;
+		}
 	}
 	line(fd, "  longest free run %zu KiB\n", KiB(longest));
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {

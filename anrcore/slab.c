@@ -139,9 +139,8 @@ static uint32_t
 slab_build(struct anrc_heap *h, unsigned c, uint32_t *pair, size_t *short_pages)
 {
 	const struct anrc_class *k = &h->cls[c];
-	uint32_t s = k->size <= ANR_SLAB_GROUPED_MAX
-			     ? anrc_pages_get_slab(h, k->npages, pair, short_pages)
-			     : anrc_pages_get(h, k->npages, 1, short_pages);
+	uint32_t s = anrc_pages_get_slab(h, k->npages, k->size <= ANR_SLAB_GROUPED_MAX, pair,
+					 short_pages);
 	uint64_t *bits;
 	size_t words = k->words;
 
