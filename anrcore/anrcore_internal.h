@@ -660,12 +660,14 @@ uint64_t anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigne
 void *anrc_alloc_small(struct anrc_heap *h, size_t size);
 /*
  * Its counterpart for a free the inlined paths declined (one that empties
- * its slab, another thread's object): an object of a slab some thread
- * owns, freed by anrc_theap_free without the layers of anrc_free (a bad
- * pointer reported there); 1 when done (pages of an emptied slab may have
- * gone back); 0, with nothing written, for anything else (call anrc_free).
+ * its slab, another thread's object, a medium block): an object of a slab
+ * some thread owns, freed by anrc_theap_free without the layers of
+ * anrc_free (a bad pointer reported there): 2 (pages of an emptied slab
+ * may have gone back); a medium block, anrc_free_medium's answer (1 kept,
+ * 2 kept after older runs went back); 0, with nothing written, for
+ * anything else (call anrc_free).  One call either way.
  */
-int anrc_free_small(struct anrc_heap *h, void *p);
+int anrc_free_short(struct anrc_heap *h, void *p);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			    size_t *short_pages);

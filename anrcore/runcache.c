@@ -75,6 +75,7 @@
 #include "config.h"
 
 #include "anrcore_internal.h"
+#include "theap_fast.h"
 
 #include <sched.h>
 
@@ -382,6 +383,25 @@ anrc_free_medium(struct anrc_heap *h, void *p)
 	size_t i = medium_page(h, p);
 
 	return i == SIZE_MAX ? 0 : runs_free(h, anrc_tl.t, (uint32_t)i);
+}
+
+ANRC_HOT int
+anrc_free_short(struct anrc_heap *h, void *p)
+{
+	size_t off, i = anrc_data_page(h, p, &off);
+	const struct anrc_page *pg;
+	uint32_t kind, s;
+
+	/* (free_slow's way for a slab object and anrc_free_medium's for a
+	 * kept run's block, for the calling thread's theap of h in the fast
+	 * mode, from one read of the page map entry) */
+	if (i >= h->npages || anrc_tl.uid != h->free_uid)
+		return 0;
+	pg = &h->pm[i];
+	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
+	if (kind == ANR_PG_LARGE)
+		return (off & (h->page - 1)) == 0 ? runs_free(h, anrc_tl.t, (uint32_t)i) : 0;
+	return anrc_slab_at(pg, kind, i, &s) && anrc_theap_free(h, anrc_tl.t, p, s, 0) ? 2 : 0;
 }
 
 size_t

@@ -549,18 +549,6 @@ anrc_alloc_small(struct anrc_heap *h, size_t size)
 	return c < 0 ? NULL : anrc_theap_alloc(h, anrc_tl.t, (unsigned)c);
 }
 
-ANRC_HOT int
-anrc_free_small(struct anrc_heap *h, void *p)
-{
-	size_t off;
-	uint32_t s;
-	unsigned c;
-
-	/* (free_slow's way for a slab object, for the calling thread's
-	 * theap of h in the fast mode) */
-	return anrc_fast_slab(h, p, &off, &s, &c) && anrc_theap_free(h, anrc_tl.t, p, s, 0);
-}
-
 int
 anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			size_t *short_pages)

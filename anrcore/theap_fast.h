@@ -180,6 +180,24 @@ anrc_alloc_fast(struct anrc_heap *h, size_t size)
 	return c < 0 ? NULL : anrc_theap_alloc_nocall(h, anrc_tl.t, (unsigned)c);
 }
 
+/* Page i (entry pg, kind read once) is a slab's: 1, its first page in *sp. */
+static inline __attribute__((always_inline)) int
+anrc_slab_at(const struct anrc_page *pg, uint32_t kind, size_t i, uint32_t *sp)
+{
+	size_t dist;
+
+	/* A slab's first page or a later one, told apart without a branch:
+	 * objects of either kind come in any order, and a branch on it was
+	 * mispredicted on a third of the frees of a random churn. */
+	if (__builtin_expect((kind | 1u) != ANR_PG_SLAB_BODY, 0))
+		return 0;
+	dist = pg->npages & -(size_t)(kind & 1u); /* a later page: its distance */
+	*sp = (uint32_t)(i - dist);
+	/* (a bad pointer into a page another thread is turning into a slab
+	 * under the lock may read the kind new and the distance old) */
+	return dist <= i;
+}
+
 /*
  * The slab p lies in, when the calling thread's theap is of h and the
  * fast paths are on (no trash fill, no valgrind requests): 1 with its
@@ -193,23 +211,13 @@ anrc_fast_slab(struct anrc_heap *h, const void *p, size_t *offp, uint32_t *sp, u
 	size_t i = anrc_data_page(h, p, offp);
 	const struct anrc_page *pg;
 	uint32_t kind;
-	size_t dist;
 
 	if (__builtin_expect(i >= h->npages || anrc_tl.uid != h->free_uid, 0))
 		return 0;
 	pg = &h->pm[i];
 	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
 	*cp = pg->cls;
-	/* A slab's first page or a later one, told apart without a branch:
-	 * objects of either kind come in any order, and a branch on it was
-	 * mispredicted on a third of the frees of a random churn. */
-	if (__builtin_expect((kind | 1u) != ANR_PG_SLAB_BODY, 0))
-		return 0;
-	dist = pg->npages & -(size_t)(kind & 1u); /* a later page: its distance */
-	*sp = (uint32_t)(i - dist);
-	/* (a bad pointer into a page another thread is turning into a slab
-	 * under the lock may read the kind new and the distance old) */
-	return dist <= i;
+	return anrc_slab_at(pg, kind, i, sp);
 }
 
 /*

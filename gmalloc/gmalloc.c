@@ -155,16 +155,15 @@ ANRC_HOT GM_API void free(void *p)
 ANRC_HOT static void gm_free(void *p)
 {
 	struct anrc_heap *fh = __atomic_load_n(&gm_fast_heap, __ATOMIC_ACQUIRE);
-	/* A medium block whose run the thread keeps: one call (kept, no
-	 * page back, unless older runs had to make room: 2). */
+	/* A small object the inlined path declined (its free empties its
+	 * slab, or it is another thread's) or a medium block whose run the
+	 * thread keeps: one call.  1: kept, no page back; 2: pages may have
+	 * gone back, the broker next. */
 	if (fh != NULL) {
-		int kept = anrc_free_medium(fh, p);
-		if (kept == 1)
+		int done = anrc_free_short(fh, p);
+		if (done == 1)
 			return;
-		/* Else a small object the inlined path declined (its free
-		 * empties its slab, or it is another thread's): one call.
-		 * Either may have given pages back: the broker next. */
-		if (kept == 2 || anrc_free_small(fh, p)) {
+		if (done == 2) {
 			if (gm_broker_open())
 				gm_broker_note_free();
 			return;

@@ -2617,7 +2617,7 @@ END_TEST
 
 /*
  * A free the inlined path declines because it empties its slab takes one
- * call (anrc_free_small, gmalloc's next step): judged there (a pointer
+ * call (anrc_free_short, gmalloc's next step): judged there (a pointer
  * inside the object reported, nothing written), and with the current slab
  * full the emptied slab becomes current, so that the next allocation of
  * its class takes it without a search of the ring (one step counted, the
@@ -2636,20 +2636,20 @@ START_TEST(emptied_slab_takes_one_call)
 		p[i] = anrc_alloc(h, ANR_SLAB_MAX, 0); /* one object a slab */
 		memset(p[i], 0x6b, ANR_SLAB_MAX);
 	}
-	ck_assert_int_eq(anrc_free_small(h, NULL), 0);
-	ck_assert_int_eq(anrc_free_small(h, big), 0);
+	ck_assert_int_eq(anrc_free_short(h, NULL), 0);
+	ck_assert_int_eq(anrc_free_short(h, big), 0);
 	if (UNDER_VALGRIND()) {
-		ck_assert_int_eq(anrc_free_small(h, p[5]), 0);
+		ck_assert_int_eq(anrc_free_short(h, p[5]), 0);
 	} else {
 		mb_log_set_sink(sink_fn);
 		sink_reset();
 		ck_assert_int_eq(anrc_free_slab_fast(h, p[5]), 0);
-		ck_assert_int_eq(anrc_free_small(h, p[5] + 16), 1);
+		ck_assert_int_eq(anrc_free_short(h, p[5] + 16), 2);
 		stats(h, &st);
 		ck_assert_uint_eq(st.bad_frees, 1);
 		ck_assert_int_eq(p[5][16], 0x6b);
 		mb_log_set_sink(NULL);
-		ck_assert_int_eq(anrc_free_small(h, p[5]), 1);
+		ck_assert_int_eq(anrc_free_short(h, p[5]), 2);
 		ck_assert_uint_eq(anrc_usable_size(h, p[5]), 0);
 		before = anrc_step_count;
 		q = anrc_alloc(h, ANR_SLAB_MAX, 0);
@@ -3386,10 +3386,16 @@ START_TEST(medium_blocks_take_the_short_way)
 	q = anrc_alloc_medium(h, 36 * KiB);
 	ck_assert_ptr_eq(q, p);
 	ck_assert_int_eq(anrc_free_medium(h, q + 16), 0);
+	ck_assert_int_eq(anrc_free_short(h, q + 16), 0);
 	anrc_free(h, q + 16);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 2);
 	ck_assert_uint_eq(anrc_usable_size(h, q), 40 * KiB);
+	/* gmalloc's one call for what its inlined free declines */
+	ck_assert_int_eq(anrc_free_short(h, q), 1);
+	ck_assert_uint_eq(anrc_usable_size(h, q), 0);
+	q = anrc_alloc_medium(h, 36 * KiB);
+	ck_assert_ptr_eq(q, p);
 	f.p = q;
 	ck_assert_int_eq(pthread_create(&t, NULL, foreign_fast_free_fn, &f), 0);
 	pthread_join(t, &r);
