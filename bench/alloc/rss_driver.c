@@ -6,11 +6,13 @@
  * allocator under test is whatever LD_PRELOAD puts in front of glibc.
  *
  * Output, one line:
- *   base=<MiB> peak=<MiB> live=<MiB> pages=<MiB> after=<MiB> later=<MiB> blocks=<n>
+ *   base=<MiB> peak=<MiB> live=<MiB> pages=<MiB> own=<MiB> after=<MiB> later=<MiB> blocks=<n>
  * base is VmRSS before the first allocation; pages is the size of the
  * distinct pages the live blocks touch, the least any allocator that does
  * not move blocks can keep resident for them.  The driver's own arrays
- * (20 bytes a block) are written after base is read.
+ * (20 bytes a block) are written after base is read: own is their size,
+ * so that base + own + pages is the least RSS any such allocator can
+ * show after the frees.
  * With RSS_DRIVER_SIGNAL set, the driver raises SIGUSR1 right after the
  * frees (gmalloc with report_signal = USR1 then reports its heap there).
  */
@@ -127,8 +129,9 @@ int main(void)
 	sleep(PAUSE_S);
 	double later = vmrss_mib();
 	double pages = live_pages_mib(blk, len, order, keep);
-	printf("base=%.1f peak=%.1f live=%.1f pages=%.1f after=%.1f later=%.1f blocks=%d\n",
-	       base, peak, (double)live / (1 << 20), pages, after, later, n);
+	double own = (double)n * (sizeof(blk[0]) + sizeof(len[0]) + sizeof(order[0])) / (1 << 20);
+	printf("base=%.1f peak=%.1f live=%.1f pages=%.1f own=%.1f after=%.1f later=%.1f blocks=%d\n",
+	       base, peak, (double)live / (1 << 20), pages, own, after, later, n);
 	for (int i = 0; i < keep; i++)
 		free(blk[order[i]]);
 	return 0;
