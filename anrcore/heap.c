@@ -27,9 +27,9 @@
  * The data pages are cut into spans (spans.c): free spans, large blocks
  * (requests above ANR_SLAB_MAX, rounded up to pages, pointer = first
  * page) and slabs of small objects (slab.c).  In a large heap slabs come
- * from the first sixteenth of the pages and blocks from the rest (zones).  Pages are charged to the
- * budget when a span is handed out and become returnable when it is given
- * back (release.c).
+ * from the first sixteenth of the pages and blocks from the rest (zones,
+ * spans.c).  Pages are charged to the budget when a span is handed out
+ * and become returnable when it is given back (release.c).
  *
  * Invariants (checked by anrc_check()):
  *  1. The spans tile the data pages; no span crosses zone_split, and no

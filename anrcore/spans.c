@@ -19,7 +19,7 @@
  * two bitmap look-ups.
  *
  * A large heap has two zones, each with its own lists: slabs are taken
- * from the first (the lowest ANR_ZONE_SHIFT-th of the pages), page runs
+ * from the first (the lowest 1 / 2^ANR_ZONE_SHIFT of the pages), page runs
  * from the rest, and either from the other zone when its own has no span
  * long enough.  Slabs thus lie close together whatever the sizes of the
  * blocks between them: after most blocks are freed, the slabs still
