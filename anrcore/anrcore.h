@@ -88,7 +88,7 @@ struct anrc_stats {
 	size_t free_resident; /* resident bytes not in use (kept by hysteresis) */
 	size_t budget;        /* current budget */
 	size_t reserved;      /* size of the reservation */
-	size_t address_used;  /* high-water mark of address space ever used */
+	size_t address_used;  /* address space ever used (high-water marks) */
 	size_t peak_in_use;
 	size_t peak_resident;
 	uint64_t allocs, frees, hook_calls, failures, madvise_calls;

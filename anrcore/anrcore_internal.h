@@ -381,6 +381,7 @@ struct anrc_heap {
 	size_t used_pages;      /* pages of live spans (all resident) */
 	size_t dirty_pages;     /* bits set in dirty */
 	size_t top;             /* high-water mark of pages ever handed out */
+	size_t top_slabs;       /* the same below zone_split */
 	size_t in_use;          /* bytes, usable sizes */
 	size_t slab_free;       /* bytes of slab pages not in live objects */
 	size_t empty_pages;     /* pages of empty slabs kept (slab.c) */

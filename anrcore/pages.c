@@ -88,6 +88,8 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 	h->last_had = had;
 	h->resident_pages += fresh;
 	h->used_pages += n;
+	if (s < h->zone_split && s + n > h->top_slabs)
+		h->top_slabs = s + n;
 	if (s + n > h->top) {
 		/* Pages never used before: valgrind starts them unaddressable,
 		 * so slack behind a block is caught too. */

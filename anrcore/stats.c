@@ -22,7 +22,10 @@ anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 	st->free_resident = (h->dirty_pages + h->inflight_pages) << h->page_shift;
 	st->budget = __atomic_load_n(&h->budget, __ATOMIC_RELAXED);
 	st->reserved = h->reserve;
-	st->address_used = h->top << h->page_shift;
+	/* what each zone used: not the gap below the runs' zone */
+	st->address_used = (h->top <= h->zone_split ? h->top
+						    : h->top_slabs + (h->top - h->zone_split))
+			   << h->page_shift;
 	st->peak_in_use = h->peak_in_use;
 	st->peak_resident = h->peak_resident;
 	st->allocs = h->allocs;

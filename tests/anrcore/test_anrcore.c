@@ -883,6 +883,7 @@ START_TEST(slabs_in_their_zone)
 	struct anrc_config c = { .reserve = 2 * GiB, .valgrind = 1 };
 	struct anrc_heap *h = anrc_create(&c);
 	static void *small[ZONE_ROUNDS], *medium[ZONE_ROUNDS];
+	struct anrc_stats st;
 	size_t split, top_slab = 0, blen;
 	void *big[64], *lent;
 	unsigned nbig = 0;
@@ -909,6 +910,9 @@ START_TEST(slabs_in_their_zone)
 			ck_assert_uint_ge(i, split);
 		}
 	}
+	/* Address used: what each zone used, not the gap between them. */
+	anrc_get_stats(h, &st);
+	ck_assert_uint_eq(st.address_used, (top_slab + h->top - split) << h->page_shift);
 	for (unsigned i = 0; i < ZONE_ROUNDS; i++) {
 		anrc_free(h, medium[i]);
 		if (i % ZONE_KEEP_ONE_IN != 0)
