@@ -664,8 +664,8 @@ void *anrc_alloc_small(struct anrc_heap *h, size_t size);
  * its slab, another thread's object, a medium block): an object of a slab
  * some thread owns, freed by anrc_theap_free without the layers of
  * anrc_free (a bad pointer reported there): 2 (pages of an emptied slab
- * may have gone back); a medium block, anrc_free_medium's answer (1 kept,
- * 2 kept after older runs went back); 0, with nothing written, for
+ * may have gone back); a block of a run the calling thread keeps,
+ * anrc_runs_free's answer (1 kept, 2 kept after older runs went back); 0, with nothing written, for
  * anything else (call anrc_free).  One call either way.
  */
 int anrc_free_short(struct anrc_heap *h, void *p);
@@ -714,13 +714,10 @@ void *anrc_runs_alloc(struct anrc_heap *h, struct anrc_theap *t, size_t size);
  * ANR_RUN_CACHE_MAX bytes), tried by gmalloc's malloc and free when the
  * inlined paths could not serve (they stay as short as they are without
  * it): anrc_alloc_medium, a block from the calling thread's kept runs, no
- * lock, or NULL (call anrc_alloc); anrc_free_medium, anrc_runs_free's
- * answer for a block whose run the calling thread keeps (judged kind and
- * owner first, nothing written otherwise), 0 for anything else (call
- * anrc_free).
+ * lock, or NULL (call anrc_alloc).  Such a block goes back by
+ * anrc_free_short.
  */
 void *anrc_alloc_medium(struct anrc_heap *h, size_t size);
-int anrc_free_medium(struct anrc_heap *h, void *p);
 /* Owner t's block at page s goes from n to nn pages (locked, before the
  * page map changes): 1 if it stays t's (nn is still a medium block's page
  * count; its bytes counted in t's kept-run bytes in use), 0 if it stopped
@@ -728,7 +725,7 @@ int anrc_free_medium(struct anrc_heap *h, void *p);
 int anrc_runs_resize_locked(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, size_t n,
 			    size_t nn);
 /* The usable size of p when it is a live block whose run the calling
- * thread owns (judged as anrc_free_medium judges, read without the lock:
+ * thread owns (judged as anrc_free_short judges, read without the lock:
  * only the owner changes such a block); 0 otherwise. */
 size_t anrc_usable_medium(struct anrc_heap *h, const void *p);
 /* Large block at page s freed by the calling thread: kept if t owns it

@@ -364,25 +364,11 @@ anrc_alloc_medium(struct anrc_heap *h, size_t size)
 	return runs_alloc(h, anrc_tl.t, size);
 }
 
-/* The page of p when it may be a live block of a run (kind LARGE at a
- * page start) and the fast paths are on; SIZE_MAX otherwise. */
-static size_t
-medium_page(const struct anrc_heap *h, const void *p)
+/* A page of kind kind at offset off may start a live block of a run. */
+static inline int
+medium_at(const struct anrc_heap *h, size_t off, uint32_t kind)
 {
-	size_t off, i = anrc_data_page(h, p, &off);
-
-	if (i >= h->npages || (off & (h->page - 1)) != 0 || anrc_tl.uid != h->free_uid ||
-	    __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED) != ANR_PG_LARGE)
-		return SIZE_MAX;
-	return i;
-}
-
-ANRC_HOT int
-anrc_free_medium(struct anrc_heap *h, void *p)
-{
-	size_t i = medium_page(h, p);
-
-	return i == SIZE_MAX ? 0 : runs_free(h, anrc_tl.t, (uint32_t)i);
+	return kind == ANR_PG_LARGE && (off & (h->page - 1)) == 0;
 }
 
 ANRC_HOT int
@@ -392,24 +378,26 @@ anrc_free_short(struct anrc_heap *h, void *p)
 	const struct anrc_page *pg;
 	uint32_t kind, s;
 
-	/* (free_slow's way for a slab object and anrc_free_medium's for a
-	 * kept run's block, for the calling thread's theap of h in the fast
-	 * mode, from one read of the page map entry) */
+	/* (free_slow's way for a slab object and anrc_runs_free's for a kept
+	 * run's block, for the calling thread's theap of h in the fast mode,
+	 * from one read of the page map entry) */
 	if (i >= h->npages || anrc_tl.uid != h->free_uid)
 		return 0;
 	pg = &h->pm[i];
 	kind = __atomic_load_n(&pg->kind, __ATOMIC_RELAXED);
 	if (kind == ANR_PG_LARGE)
-		return (off & (h->page - 1)) == 0 ? runs_free(h, anrc_tl.t, (uint32_t)i) : 0;
+		return medium_at(h, off, kind) ? runs_free(h, anrc_tl.t, (uint32_t)i) : 0;
 	return anrc_slab_at(pg, kind, i, &s) && anrc_theap_free(h, anrc_tl.t, p, s, 0) ? 2 : 0;
 }
 
 size_t
 anrc_usable_medium(struct anrc_heap *h, const void *p)
 {
-	size_t i = medium_page(h, p);
+	size_t off, i = anrc_data_page(h, p, &off);
 
-	if (i == SIZE_MAX || __atomic_load_n(&h->owner[i], __ATOMIC_RELAXED) != anrc_tl.t->id)
+	if (i >= h->npages || anrc_tl.uid != h->free_uid ||
+	    !medium_at(h, off, __atomic_load_n(&h->pm[i].kind, __ATOMIC_RELAXED)) ||
+	    __atomic_load_n(&h->owner[i], __ATOMIC_RELAXED) != anrc_tl.t->id)
 		return 0;
 	return (size_t)h->pm[i].npages << h->page_shift;
 }

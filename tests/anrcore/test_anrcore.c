@@ -3345,7 +3345,7 @@ foreign_fast_free_fn(void *arg)
 
 	anrc_free(f->h, own);
 	own = anrc_alloc_medium(f->h, 40 * KiB);
-	if (own == NULL || anrc_free_medium(f->h, f->p) != 0)
+	if (own == NULL || anrc_free_short(f->h, f->p) != 0)
 		return (void *)1;
 	anrc_free(f->h, f->p);
 	anrc_free(f->h, own);
@@ -3381,25 +3381,19 @@ START_TEST(medium_blocks_take_the_short_way)
 	q = anrc_alloc_medium(h, 40 * KiB);
 	ck_assert_ptr_eq(q, p);
 	memset(q, 1, 40 * KiB);
-	ck_assert_int_eq(anrc_free_medium(h, q), 1);
+	ck_assert_int_eq(anrc_free_short(h, q), 1);
 	ck_assert_uint_eq(anrc_usable_size(h, q), 0);
-	ck_assert_int_eq(anrc_free_medium(h, q), 0);
+	ck_assert_int_eq(anrc_free_short(h, q), 0);
 	anrc_free(h, q);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 1);
 	q = anrc_alloc_medium(h, 36 * KiB);
 	ck_assert_ptr_eq(q, p);
-	ck_assert_int_eq(anrc_free_medium(h, q + 16), 0);
 	ck_assert_int_eq(anrc_free_short(h, q + 16), 0);
 	anrc_free(h, q + 16);
 	stats(h, &st);
 	ck_assert_uint_eq(st.bad_frees, 2);
 	ck_assert_uint_eq(anrc_usable_size(h, q), 40 * KiB);
-	/* gmalloc's one call for what its inlined free declines */
-	ck_assert_int_eq(anrc_free_short(h, q), 1);
-	ck_assert_uint_eq(anrc_usable_size(h, q), 0);
-	q = anrc_alloc_medium(h, 36 * KiB);
-	ck_assert_ptr_eq(q, p);
 	f.p = q;
 	ck_assert_int_eq(pthread_create(&t, NULL, foreign_fast_free_fn, &f), 0);
 	pthread_join(t, &r);
@@ -3407,7 +3401,7 @@ START_TEST(medium_blocks_take_the_short_way)
 	ck_assert_uint_eq(anrc_usable_size(h, q), 0);
 	big = anrc_alloc(h, MiB, 0);
 	ck_assert_ptr_nonnull(big);
-	ck_assert_int_eq(anrc_free_medium(h, big), 0);
+	ck_assert_int_eq(anrc_free_short(h, big), 0);
 	anrc_free(h, big);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
@@ -3861,13 +3855,13 @@ START_TEST(fork_wanted_cache_not_entered)
 	q = anrc_alloc(h, 40 * KiB, 0);
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(c->busy, 0);
-	ck_assert_int_eq(anrc_free_medium(h, q), 0);
+	ck_assert_int_eq(anrc_free_short(h, q), 0);
 	anrc_free(h, q);
 	ck_assert_int_eq(c->busy, 0);
 	__atomic_store_n(&c->hold_wanted, 0, __ATOMIC_SEQ_CST);
 	q = anrc_alloc_medium(h, 40 * KiB);
 	ck_assert_ptr_nonnull(q);
-	ck_assert_int_eq(anrc_free_medium(h, q), 1);
+	ck_assert_int_eq(anrc_free_short(h, q), 1);
 	ck_assert_int_eq(anrc_check(h), 0);
 	anrc_destroy(h);
 }
