@@ -101,6 +101,8 @@ struct anrc_stats {
 	size_t metadata;      /* bytes of the reservation set apart for metadata */
 	uint64_t meta_madvise_calls; /* madvise calls giving metadata pages back
 				      * (not in madvise_calls) */
+	size_t slab_holes;    /* bytes of slab_free given back while their
+			       * slabs live (still counted in resident) */
 };
 
 /* Reserve and initialise.  Returns NULL (errno set) if the reservation fails. */

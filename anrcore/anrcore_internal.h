@@ -92,6 +92,8 @@ struct anrc_page {
  * of empty slabs): a class of one to a few objects per slab needs several
  * for a few live objects. */
 #define ANR_THEAP_SPARES 16
+/* Slabs a call looks at for pages to give back (theap.c's holes). */
+#define ANR_HOLE_SLABS 2
 
 struct anrc_class {
 	uint32_t size;
@@ -292,6 +294,16 @@ struct anrc_theap {
 	struct anrc_runcache rc; /* runcache.c */
 	int claimed;             /* atomic ANR_TH_*: free, a thread's, or parked */
 	int flush_wanted;        /* atomic: give the spare slabs back */
+	/* Holes (theap.c): pages of its slabs given back, and the pass over
+	 * its slabs that looks for more after a page-return round (class
+	 * hole_c, ANR_NCLASSES when none is under way; slab hole_s next,
+	 * hole_left more of its ring). */
+	size_t holes;
+	unsigned holes_seen;     /* h->trims when the last pass done began */
+	unsigned hole_trims;     /* h->trims when the pass under way began */
+	unsigned hole_c;
+	uint32_t hole_s, hole_left;
+	int in_lock;             /* allocating under the heap lock (heap.c) */
 	uint64_t published;
 	uint32_t cur[ANR_NCLASSES];
 	/* kept empty slabs of each class, in its ring and counted in
@@ -409,6 +421,10 @@ struct anrc_heap {
 	size_t charged_recent;  /* pages charged since the last trim began */
 	size_t trim_credit;     /* pages the lock holder freed itself: it may
 				 * give that many back besides the slice */
+	unsigned trims;         /* atomic: page-return rounds that gave pages back */
+	size_t slab_holes;      /* pages of live slabs given back (theap.c's
+				 * holes): counted in resident_pages, their
+				 * resident bit clear */
 
 	anrc_more_fn hook;
 	void *hook_arg;
@@ -464,8 +480,11 @@ anrc_steps(uint64_t n)
  * madvise of the run, and ANR_META_ADVISE_MAX of its metadata and as many
  * of its free span's each) over at most ANR_TRIM_SLICE_PAGES pages, one search of the call itself
  * and one for a thread's new slab (anrc_pages_get_slab's pair), and the
- * slab bitmap words of a thread's allocation (ANR_THEAP_STEPS_MAX).  A call that frees a block of n pages may
- * give those n pages back too: n / 64 more words. */
+ * slab bitmap words of a thread's allocation (ANR_THEAP_STEPS_MAX), and
+ * for a free that empties a slab, ANR_HOLE_SLABS slabs looked at for holes
+ * (theap.c: their bitmap words, a word more a page, and a madvise for at
+ * most every other page).  A call that frees a block of n pages may give
+ * those n pages back too: n / 64 more words. */
 #define ANR_BM_STEPS_MAX (2 * ANR_BM_LEVELS)
 /* Bitmap words of a slab at most (4 KiB pages; steps_bounded checks it):
  * 1,024 objects of 16 bytes in four pages. */
@@ -480,7 +499,8 @@ anrc_steps(uint64_t n)
 #define ANR_CALL_STEPS_MAX (ANR_DRAIN_MAX * (1 + ANR_BM_STEPS_MAX) + \
 	ANR_TRIM_BATCH * (3 * ANR_BM_STEPS_MAX + ANR_TRIM_SLICE_PAGES / 64 + 2 + 1 + \
 			  2 * ANR_META_ADVISE_MAX) + \
-	2 * ANR_BM_STEPS_MAX + ANR_THEAP_STEPS_MAX)
+	2 * ANR_BM_STEPS_MAX + ANR_THEAP_STEPS_MAX + \
+	ANR_HOLE_SLABS * (ANR_SLAB_WORDS_MAX + ANR_SLAB_SPAN_MAX + ANR_SLAB_SPAN_MAX / 2))
 
 /* bitmap.c */
 static inline int
@@ -669,6 +689,13 @@ void *anrc_alloc_small(struct anrc_heap *h, size_t size);
  * anything else (call anrc_free).  One call either way.
  */
 int anrc_free_short(struct anrc_heap *h, void *p);
+/*
+ * Give back pages of the calling thread's live slabs that hold no
+ * allocated object (holes): a slice of ANR_HOLE_SLABS slabs when a
+ * page-return round happened since its last pass began (or a pass is
+ * under way), every slab if whole.  Takes the lock; not locked.
+ */
+void anrc_theap_holes(struct anrc_heap *h, int whole);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			    size_t *short_pages);

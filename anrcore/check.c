@@ -13,7 +13,7 @@
 
 struct tally {
 	size_t used, dirty, in_use, slab_free, free_spans, free_pages;
-	size_t live_spans, empty, inflight, partial[ANR_NCLASSES];
+	size_t live_spans, empty, inflight, holes, partial[ANR_NCLASSES];
 	size_t slabs[ANR_NCLASSES], live[ANR_NCLASSES];
 };
 
@@ -182,6 +182,11 @@ check_spans(struct anrc_heap *h, struct tally *t)
 				return -1;
 			if (pg->kind == ANR_PG_LARGE && h->owner[i] == 0)
 				t->in_use += n << h->page_shift;
+			/* an owned slab's holes (theap.c) are not */
+			if (pg->kind == ANR_PG_SLAB && res < n && h->owner[i] != 0) {
+				t->holes += n - res;
+				res = n;
+			}
 			if (res != n || anrc_bits_count(h->dirty.w, i, n) != 0)
 				FAIL("%s: check: live span %zu+%zu not all resident", h->name, i, n);
 			t->used += n;
@@ -255,11 +260,20 @@ check_locked(struct anrc_heap *h)
 		FAIL("%s: check: free lists hold %zu spans/%zu pages, map %zu/%zu",
 		     h->name, nfree, free_pages, t.free_spans, t.free_pages);
 	if (t.used != h->used_pages || t.dirty != h->dirty_pages ||
-	    anrc_bits_count(h->resident, 0, h->npages) != h->resident_pages ||
+	    anrc_bits_count(h->resident, 0, h->npages) + h->slab_holes != h->resident_pages ||
+	    t.holes != h->slab_holes ||
 	    t.inflight != h->inflight_pages ||
 	    h->resident_pages != h->used_pages + h->dirty_pages + h->inflight_pages)
 		FAIL("%s: check: page counts wrong (used %zu/%zu dirty %zu/%zu resident %zu)",
 		     h->name, t.used, h->used_pages, t.dirty, h->dirty_pages, h->resident_pages);
+	{
+		size_t holes = 0;
+		for (unsigned i = 0, nt = anrc_theaps_used(h); i < nt; i++)
+			holes += h->th[i].holes;
+		if (holes != h->slab_holes)
+			FAIL("%s: check: theaps hold %zu holes, heap counts %zu", h->name, holes,
+			     h->slab_holes);
+	}
 	if (t.in_use != h->in_use || t.slab_free != h->slab_free)
 		FAIL("%s: check: in use %zu (counted %zu), slab free %zu (counted %zu)",
 		     h->name, h->in_use, t.in_use, h->slab_free, t.slab_free);

@@ -53,7 +53,9 @@
  *  5. resident = pages of live spans + dirty pages + pages being given back
  *     (TRIM spans, outside the free lists while madvise runs unlocked);
  *     dirty pages are exactly the resident pages of free spans; resident <=
- *     budget except after the budget was lowered below what is live.
+ *     budget except after the budget was lowered below what is live.  The
+ *     resident bits are set for all these pages but the holes of owned
+ *     slabs (theap.c), which slab_holes counts (and each theap its own).
  *  6. heads has a bit exactly at the first page of each live span, fheads
  *     exactly at the first page of each free span; each summary level of
  *     these bitmaps says which words of the level below are not zero.
@@ -539,7 +541,9 @@ alloc_locked(struct anrc_heap *h, struct anrc_theap *t, size_t size, size_t alig
 	if (c >= 0 && t != NULL) {
 		if (anrc_theap_refill_locked(h, t, (unsigned)c, short_pages) != 0)
 			return NULL;
+		t->in_lock = 1; /* (a word of hole pages: the lock is held) */
 		p = anrc_theap_alloc(h, t, (unsigned)c);
+		t->in_lock = 0;
 		*usable = h->cls[c].size;
 		return p;
 	}
@@ -980,6 +984,8 @@ anrc_trim(struct anrc_heap *h, size_t keep)
 {
 	size_t given;
 
+	/* The calling thread's slabs first: their unused pages too. */
+	anrc_theap_holes(h, 1);
 	heap_lock(h);
 	anrc_theap_flush_locked(h);
 	anrc_runs_flush_all_locked(h);

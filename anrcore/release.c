@@ -204,6 +204,8 @@ trim_pick(struct anrc_heap *h)
 		h->trim_n++;
 		pos = lo;
 	}
+	if (h->trim_n > 0)
+		__atomic_store_n(&h->trims, h->trims + 1, __ATOMIC_RELAXED);
 }
 
 static int
@@ -327,5 +329,7 @@ anrc_release_down_to(struct anrc_heap *h, size_t keep)
 		given += hi - lo + 1;
 		pos = lo;
 	}
+	if (given > 0)
+		__atomic_store_n(&h->trims, h->trims + 1, __ATOMIC_RELAXED);
 	return given;
 }

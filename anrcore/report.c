@@ -80,7 +80,8 @@ anrc_report(struct anrc_heap *h, int fd)
 	     KiB(st.peak_resident));
 	line(fd, "  free resident  %10zu KiB (marks %zu..%zu KiB)\n",
 	     KiB(st.free_resident), KiB(h->free_low), KiB(h->free_high));
-	line(fd, "  free in slabs  %10zu KiB\n", KiB(st.slab_free));
+	line(fd, "  free in slabs  %10zu KiB (%zu KiB of it given back)\n", KiB(st.slab_free),
+	     KiB(st.slab_holes));
 	line(fd, "  metadata resident %7zu KiB\n", KiB(anrc_meta_resident(h)));
 	line(fd, "  budget         %10zu KiB\n", KiB(st.budget));
 	line(fd, "  address used   %10zu KiB of %zu KiB reserved (metadata %zu KiB)\n",

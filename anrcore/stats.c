@@ -27,6 +27,7 @@ anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 						    : h->top_slabs + (h->top - h->zone_split))
 			   << h->page_shift;
 	st->peak_in_use = h->peak_in_use;
+	st->slab_holes = h->slab_holes << h->page_shift;
 	st->peak_resident = h->peak_resident;
 	st->allocs = h->allocs;
 	st->frees = h->frees;

@@ -59,8 +59,10 @@
 #include "theap_fast.h"
 #include "vg.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -129,6 +131,8 @@ first_claim(struct anrc_heap *h, struct anrc_theap *t)
 
 	t->id = (uint8_t)(t - h->th + 1);
 	t->pair = ANR_NIL;
+	t->hole_c = ANR_NCLASSES;
+	t->holes_seen = __atomic_load_n(&h->trims, __ATOMIC_RELAXED);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		t->cur[c] = ANR_NIL;
 		t->nspare[c] = 0;
@@ -311,6 +315,62 @@ drop_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	anrc_tl.last_off = ANR_LAST_NONE;
 }
 
+/*
+ * Holes.  After most objects are freed, a slab of a few pages often
+ * keeps one live object, or none (a kept empty slab): its other pages
+ * stay resident for nothing.  After a page-return round (h->trims moved
+ * on) the owner looks through its slabs, ANR_HOLE_SLABS a call (at the
+ * end of a free that emptied a slab), and gives back the pages that no
+ * allocated object touches.  It alone hands out its slabs' objects, so
+ * it alone may: a page of objects freed by another thread is not one
+ * (their allocation bits stay set until it folds them in), and a held
+ * word is dropped first.  The pages stay counted in resident_pages (a
+ * limit on resident memory counts them until the slab goes back); their
+ * resident bit is clear and h->slab_holes and the theap's holes count
+ * them.  Before the owner hands out an object of a hole page (loading a
+ * word) the bit is set again, under the lock; so it is when the slab goes
+ * back or becomes shared.
+ */
+
+/* Set again the resident bits of pages [p, p + n) of t's slab (locked). */
+static void
+holes_fill_locked(struct anrc_heap *h, struct anrc_theap *t, size_t p, size_t n)
+{
+	size_t clear = n - anrc_bits_count(h->resident, p, n);
+
+	if (clear == 0)
+		return;
+	anrc_bits_set(h->resident, p, n);
+	h->slab_holes -= clear;
+	STORE(t->holes, t->holes - clear);
+}
+
+/* The objects of v (free objects of word w of t's slab s, class k) are
+ * about to be handed out: their pages become resident again. */
+static __attribute__((noinline)) void
+holes_refill(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, const struct anrc_class *k,
+	     unsigned w, uint64_t v)
+{
+	size_t first = ((size_t)w * 64 + (size_t)__builtin_ctzll(v)) * k->size;
+	size_t last = ((size_t)w * 64 + 63 - (size_t)__builtin_clzll(v)) * k->size + k->size - 1;
+	size_t p = s + (first >> h->page_shift), n = s + (last >> h->page_shift) - p + 1, i;
+
+	/* Only this thread changes these bits: a look without the lock
+	 * (at the words, which others change under it) is enough. */
+	for (i = p; i < p + n; i++)
+		if (((__atomic_load_n(&h->resident[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1) == 0)
+			break;
+	if (i == p + n)
+		return;
+	if (!t->in_lock) {
+		pthread_mutex_lock(&h->lock);
+		anrc_lock_count++;
+	}
+	holes_fill_locked(h, t, p, n);
+	if (!t->in_lock)
+		pthread_mutex_unlock(&h->lock);
+}
+
 ANRC_HOT uint64_t
 anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 {
@@ -330,6 +390,8 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	bits = anrc_slab_bits(h, s);
 	w = anrc_slab_free_word(h, s);
 	v = ~bits[w];
+	if (__builtin_expect(t->holes != 0, 0) && v != 0)
+		holes_refill(h, t, s, k, w, v);
 	t->cl[c].wbits = &bits[w];
 	t->cl[c].woff = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
 	t->cl[c].avail = v;
@@ -471,6 +533,7 @@ release_owned(struct anrc_heap *h, struct anrc_theap *t, uint32_t s)
 {
 	unsigned c = h->pm[s].cls;
 
+	holes_fill_locked(h, t, s, h->cls[c].npages);
 	ring_del(h, t, c, s);
 	STORE(t->slab_bytes, t->slab_bytes - ((size_t)h->cls[c].npages << h->page_shift));
 	anrc_slab_release_unlisted(h, s);
@@ -636,6 +699,139 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 		anrc_unlock_and_return_pages(h);
 }
 
+/* Page i of slab s (class k, allocation bitmap bits) holds no allocated
+ * object: neither one that starts on it nor one that reaches into it. */
+static int
+page_unused(const struct anrc_heap *h, const uint64_t *bits, const struct anrc_class *k,
+	    unsigned i)
+{
+	size_t lo = ((size_t)i << h->page_shift) / k->size;
+	size_t hi = ((((size_t)i + 1) << h->page_shift) - 1) / k->size;
+
+	if (hi >= k->nobjs)
+		hi = k->nobjs - 1; /* the slab's tail holds no object */
+	return lo > hi || anrc_bits_count(bits, lo, hi - lo + 1) == 0;
+}
+
+/* The pass goes on with the next class that has slabs (none: done). */
+static void
+holes_next_class(struct anrc_theap *t, unsigned from)
+{
+	for (t->hole_c = from; t->hole_c < ANR_NCLASSES; t->hole_c++)
+		if (t->cur[t->hole_c] != ANR_NIL) {
+			t->hole_s = t->cur[t->hole_c];
+			t->hole_left = t->nslabs[t->hole_c];
+			return;
+		}
+}
+
+struct hole_run {
+	uint32_t s, n;
+};
+/* Runs of unused pages in a slab of n pages: at most (n + 1) / 2, no more
+ * than ANR_SLAB_SPAN_MAX / 2 when that is even. */
+#define HOLE_RUNS (ANR_HOLE_SLABS * (ANR_SLAB_SPAN_MAX / 2))
+_Static_assert(ANR_SLAB_SPAN_MAX % 2 == 0, "a slab's runs of holes fit in HOLE_RUNS");
+
+/*
+ * The next ANR_HOLE_SLABS slabs of the pass (locked): their unused pages
+ * still resident lose the bit, counted as holes; the runs to advise away
+ * go in r (at most ANR_SLAB_SPAN_MAX / 2 a slab).  The ring is walked from
+ * the class's current slab as it is now; a slab gone meanwhile (given
+ * back, or no longer this class's) ends the class.
+ */
+static unsigned
+holes_pick_locked(struct anrc_heap *h, struct anrc_theap *t, struct hole_run *r)
+{
+	unsigned nr = 0, slabs = 0;
+
+	while (slabs < ANR_HOLE_SLABS && t->hole_c < ANR_NCLASSES) {
+		unsigned c = t->hole_c;
+		const struct anrc_class *k = &h->cls[c];
+		uint32_t s = t->hole_s;
+		const uint64_t *bits;
+
+		if (t->hole_left == 0 || s == ANR_NIL || h->owner[s] != t->id ||
+		    h->pm[s].kind != ANR_PG_SLAB || h->pm[s].cls != c) {
+			holes_next_class(t, c + 1);
+			continue;
+		}
+		t->hole_s = h->pm[s].next;
+		t->hole_left--;
+		slabs++;
+		if (h->pm[s].nfree == 0 && t->cur[c] != s)
+			continue; /* full */
+		if (t->cur[c] == s)
+			drop_word(h, t, c); /* its objects are free in the bitmap */
+		bits = anrc_slab_bits(h, s);
+		anrc_steps(k->words + k->npages); /* each page's words, one shared */
+		for (unsigned i = 0; i < k->npages; i++) {
+			uint32_t p = s + i;
+			if (!anrc_bit(h->resident, p) || !page_unused(h, bits, k, i))
+				continue;
+			anrc_bits_clear(h->resident, p, 1);
+			h->slab_holes++;
+			STORE(t->holes, t->holes + 1);
+			if (nr > 0 && r[nr - 1].s + r[nr - 1].n == p)
+				r[nr - 1].n++;
+			else
+				r[nr++] = (struct hole_run){ p, 1 };
+		}
+	}
+	h->madvise_calls += nr;
+	return nr;
+}
+
+/* A page-return round happened since the last pass began, or a pass is
+ * under way (holes_seen is set when it ends): the test a free that
+ * emptied a slab makes. */
+static inline int
+holes_due(const struct anrc_heap *h, const struct anrc_theap *t)
+{
+	return __atomic_load_n(&h->trims, __ATOMIC_RELAXED) != t->holes_seen;
+}
+
+static __attribute__((noinline)) void
+holes_run(struct anrc_heap *h, struct anrc_theap *t, int whole)
+{
+	struct hole_run r[HOLE_RUNS];
+	unsigned nr;
+
+	if (!h->fast_free)
+		return;
+	if (whole || t->hole_c >= ANR_NCLASSES) {
+		t->hole_trims = __atomic_load_n(&h->trims, __ATOMIC_RELAXED);
+		holes_next_class(t, 0);
+	}
+	while (t->hole_c < ANR_NCLASSES) {
+		/* The lock alone: no deferred frees, no page return (the
+		 * call that emptied a slab may have done its share of both). */
+		pthread_mutex_lock(&h->lock);
+		anrc_lock_count++;
+		nr = holes_pick_locked(h, t, r);
+		pthread_mutex_unlock(&h->lock);
+		/* Without the lock: nobody else hands out these objects. */
+		for (unsigned i = 0; i < nr; i++) {
+			anrc_steps(1);
+			(void)madvise(anrc_page_addr(h, r[i].s), (size_t)r[i].n << h->page_shift,
+				      MADV_DONTNEED);
+		}
+		if (!whole)
+			break;
+	}
+	if (t->hole_c >= ANR_NCLASSES)
+		t->holes_seen = t->hole_trims;
+}
+
+void
+anrc_theap_holes(struct anrc_heap *h, int whole)
+{
+	struct anrc_theap *t = anrc_theap_peek(h);
+
+	if (t != NULL)
+		holes_run(h, t, whole);
+}
+
 static void
 block_dies(struct anrc_heap *h, void *p, size_t size)
 {
@@ -682,8 +878,11 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 		*bits &= ~m;
 		pg->nfree++;
 		STORE(t->cl[pg->cls].nfreed, t->cl[pg->cls].nfreed + 1);
-		if (__builtin_expect(pg->nfree == k->nobjs, 0))
+		if (__builtin_expect(pg->nfree == k->nobjs, 0)) {
 			emptied(h, t, pg->cls, s, locked);
+			if (!locked && holes_due(h, t))
+				holes_run(h, t, 0);
+		}
 		return 1;
 	}
 	if ((LOAD(*bits) & m) == 0 || (LOAD(*rf) & m) != 0) {
@@ -725,6 +924,7 @@ disown(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	uint64_t *bits = anrc_slab_bits(h, s);
 
 	collect(h, t, s);
+	holes_fill_locked(h, t, s, k->npages);
 	ring_del(h, t, c, s);
 	__atomic_store_n(&h->owner[s], 0, __ATOMIC_SEQ_CST);
 	collect(h, t, s);

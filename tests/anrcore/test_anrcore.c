@@ -952,6 +952,188 @@ START_TEST(slabs_in_their_zone)
 }
 END_TEST
 
+/*
+ * Holes: after a page-return round, the pages of a thread's live slabs
+ * that no allocated object touches go back (a slice of ANR_HOLE_SLABS
+ * slabs at the next free that empties a slab; every slab on an explicit
+ * release), still counted as resident; the live objects keep their
+ * contents; handing out objects there makes the pages count as resident
+ * pages again.  (Without holes, a four-page slab with one live object
+ * kept all four pages resident.)
+ */
+enum { HOLE_SLABS = 64, HOLE_OBJS = 256 };
+
+START_TEST(holes_of_live_slabs)
+{
+	struct anrc_heap *h = heap_plain();
+	const struct anrc_class *k = &h->cls[anrc_size_class(64)];
+	size_t page = h->page, span, n = HOLE_SLABS * HOLE_OBJS, kept = 0;
+	static char *p[HOLE_SLABS * HOLE_OBJS];
+	struct anrc_stats st;
+	char *big, *one, *two;
+
+	ck_assert_uint_eq(k->nobjs, HOLE_OBJS);
+	span = k->npages * page;
+	for (size_t i = 0; i < n; i++) {
+		p[i] = anrc_alloc(h, 64, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], 0x5a, 64);
+	}
+	/* one object on the first page of each slab stays */
+	for (size_t i = 0; i < n; i++) {
+		if (((size_t)(p[i] - h->data) & (span - 1)) == 0) {
+			kept++;
+			continue;
+		}
+		anrc_free(h, p[i]);
+		p[i] = NULL;
+	}
+	ck_assert_uint_eq(kept, HOLE_SLABS);
+	stats(h, &st);
+	ck_assert_uint_eq(st.slab_holes, 0);
+	if (UNDER_VALGRIND()) {
+		/* no fast paths, no holes: the pages stay */
+		anrc_release_free(h);
+		stats(h, &st);
+		ck_assert_uint_eq(st.slab_holes, 0);
+		goto out;
+	}
+	/* A page-return round, then a free that empties a slab: a slice. */
+	big = anrc_alloc(h, 8 * MiB, 0);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 1, 8 * MiB);
+	anrc_free(h, big);
+	one = anrc_alloc(h, ANR_SLAB_MAX, 0); /* one object a slab */
+	two = anrc_alloc(h, ANR_SLAB_MAX, 0);
+	anrc_free(h, one); /* not the last handed out: its slab is emptied */
+	stats(h, &st);
+	ck_assert_uint_gt(st.slab_holes, 0);
+	ck_assert_uint_le(st.slab_holes, (size_t)ANR_HOLE_SLABS * ANR_SLAB_SPAN_MAX * page);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_free(h, two);
+	/* An explicit release looks at every slab. */
+	anrc_release_free(h);
+	stats(h, &st);
+	ck_assert_uint_eq(st.slab_holes, HOLE_SLABS * (k->npages - 1) * page);
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == NULL)
+			continue;
+		ck_assert_uint_eq(resident_pages(p[i], page), 1);
+		ck_assert_uint_eq(resident_pages(p[i] + page, span - page), 0);
+		for (int j = 0; j < 64; j++)
+			ck_assert_int_eq(p[i][j], 0x5a);
+	}
+	ck_assert_int_eq(anrc_check(h), 0);
+	/* Handed out again: resident again, and whole. */
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != NULL)
+			continue;
+		p[i] = anrc_alloc(h, 64, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], 0x6b, 64);
+	}
+	stats(h, &st);
+	ck_assert_uint_eq(st.slab_holes, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+out:
+	for (size_t i = 0; i < n; i++)
+		anrc_free(h, p[i]);
+	empty_heap_end(h);
+}
+END_TEST
+
+/* A thread that made holes in its slabs, then waits while main forks. */
+struct holes_arg {
+	struct anrc_heap *h;
+	pthread_barrier_t *bar;
+	char **p;
+	size_t n, holes;
+};
+
+static void *
+holes_then_wait(void *arg)
+{
+	struct holes_arg *a = arg;
+	struct anrc_stats st;
+	size_t span = a->h->cls[anrc_size_class(64)].npages * a->h->page;
+
+	for (size_t i = 0; i < a->n; i++) {
+		a->p[i] = anrc_alloc(a->h, 64, 0);
+		memset(a->p[i], 0x5a, 64);
+	}
+	for (size_t i = 0; i < a->n; i++)
+		if (((size_t)(a->p[i] - a->h->data) & (span - 1)) != 0) {
+			anrc_free(a->h, a->p[i]);
+			a->p[i] = NULL;
+		}
+	anrc_release_free(a->h); /* every slab of this thread: holes */
+	stats(a->h, &st);
+	a->holes = st.slab_holes;
+	pthread_barrier_wait(a->bar); /* main forks */
+	pthread_barrier_wait(a->bar);
+	for (size_t i = 0; i < a->n; i++)
+		anrc_free(a->h, a->p[i]);
+	return NULL;
+}
+
+/*
+ * In a fork child the theap of a thread that did not survive is
+ * abandoned: its slabs become shared with their holes counted resident
+ * again (the bits set, the heap's and the theap's counts back to zero),
+ * and objects handed out there are usable.  The parent keeps its holes.
+ */
+START_TEST(holes_in_a_fork_child)
+{
+	struct anrc_heap *h = heap_plain();
+	static char *p[HOLE_SLABS * HOLE_OBJS];
+	pthread_barrier_t bar;
+	struct holes_arg a = { .h = h, .bar = &bar, .p = p, .n = HOLE_SLABS * HOLE_OBJS };
+	struct anrc_stats st;
+	pthread_t t;
+	pid_t pid;
+	int status;
+
+	ck_assert_int_eq(pthread_barrier_init(&bar, NULL, 2), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, holes_then_wait, &a), 0);
+	pthread_barrier_wait(&bar);
+	if (UNDER_VALGRIND())
+		ck_assert_uint_eq(a.holes, 0); /* no fast paths, no holes */
+	else
+		ck_assert_uint_gt(a.holes, 0);
+	anrc_fork_prepare(h);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		static char *q[HOLE_SLABS * HOLE_OBJS];
+		int ok;
+
+		anrc_fork_child(h);
+		stats(h, &st);
+		ok = st.slab_holes == 0 && anrc_check(h) == 0;
+		for (size_t i = 0; ok && i < a.n; i++) {
+			q[i] = anrc_alloc(h, 64, 0);
+			ok = q[i] != NULL;
+			if (ok)
+				memset(q[i], 0x6b, 64);
+		}
+		for (size_t i = 0; ok && i < a.n; i++)
+			ok = p[i] == NULL || (p[i][0] == 0x5a && p[i][63] == 0x5a);
+		ok = ok && anrc_check(h) == 0;
+		_exit(ok ? 0 : 1);
+	}
+	anrc_fork_parent(h);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %x", status);
+	stats(h, &st);
+	ck_assert_uint_eq(st.slab_holes, a.holes);
+	ck_assert_int_eq(anrc_check(h), 0);
+	pthread_barrier_wait(&bar);
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	pthread_barrier_destroy(&bar);
+	empty_heap_end(h);
+}
+END_TEST
+
 START_TEST(hysteresis_churn)
 {
 	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
@@ -4237,6 +4419,8 @@ anrcore_suite(void)
 	ADD(metadata_returned);
 	ADD(resident_after_free_bound);
 	ADD(slabs_in_their_zone);
+	ADD(holes_of_live_slabs);
+	ADD(holes_in_a_fork_child);
 	ADD(hysteresis_churn);
 	ADD(grown_marks_keep_little);
 	ADD(marks_hold_across_frees_in_a_row);
