@@ -346,8 +346,8 @@ holes_fill_locked(struct anrc_heap *h, struct anrc_theap *t, size_t p, size_t n)
 }
 
 /* The objects of v (free objects of word w of t's slab s, class k) are
- * about to be handed out: their pages become resident again. */
-static __attribute__((noinline)) void
+ * about to be handed out: their pages become resident again.  Returns v. */
+static __attribute__((noinline)) uint64_t
 holes_refill(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, const struct anrc_class *k,
 	     unsigned w, uint64_t v)
 {
@@ -361,7 +361,7 @@ holes_refill(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, const struct
 		if (((__atomic_load_n(&h->resident[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1) == 0)
 			break;
 	if (i == p + n)
-		return;
+		return v;
 	if (!t->in_lock) {
 		pthread_mutex_lock(&h->lock);
 		anrc_lock_count++;
@@ -369,6 +369,7 @@ holes_refill(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, const struct
 	holes_fill_locked(h, t, p, n);
 	if (!t->in_lock)
 		pthread_mutex_unlock(&h->lock);
+	return v;
 }
 
 ANRC_HOT uint64_t
@@ -390,12 +391,13 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	bits = anrc_slab_bits(h, s);
 	w = anrc_slab_free_word(h, s);
 	v = ~bits[w];
-	if (__builtin_expect(t->holes != 0, 0) && v != 0)
-		holes_refill(h, t, s, k, w, v);
 	t->cl[c].wbits = &bits[w];
 	t->cl[c].woff = ((size_t)s << h->page_shift) + (size_t)w * 64 * k->size;
 	t->cl[c].avail = v;
 	h->pm[s].nfree = (uint16_t)(h->pm[s].nfree - anrc_popcount64(v));
+	/* (a tail call: its pages count again before any object is handed out) */
+	if (__builtin_expect(t->holes != 0, 0) && v != 0)
+		return holes_refill(h, t, s, k, w, v);
 	return v;
 }
 
@@ -657,48 +659,6 @@ anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 	return 0;
 }
 
-/* A local free emptied slab s: keep it (as the current slab or the
- * spare) within the cache limit, else give it back. */
-static void
-emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int locked)
-{
-	size_t np = h->cls[c].npages;
-
-	if (anrc_runs_room_for_slab(h, t, np)) {
-		if (t->cur[c] == s) {
-			t->cur_empty[c] = 1;
-			t->empty_pages += np;
-			return;
-		}
-		/* The current slab is full (none of its objects held): the
-		 * emptied one takes its place, so that the next allocation
-		 * finds it without a search of the ring (where a class of a
-		 * few objects a slab keeps many full slabs). */
-		if (t->cl[c].avail == 0 && t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree == 0) {
-			set_cur(h, t, c, s);
-			t->cur_empty[c] = 1;
-			t->empty_pages += np;
-			return;
-		}
-		if (t->nspare[c] < ANR_THEAP_SPARES) {
-			t->spare[c][t->nspare[c]++] = s;
-			t->empty_pages += np;
-			return;
-		}
-	}
-	/* Pages may go back now: the freed bytes are published first (the
-	 * broker client looks at them).  A slab kept above goes nowhere, and
-	 * publishing reads a line of every class. */
-	anrc_theap_publish(h, t);
-	if (!locked)
-		anrc_lock_and_drain(h);
-	release_owned(h, t, s);
-	if (__atomic_load_n(&t->flush_wanted, __ATOMIC_RELAXED))
-		flush_spares(h, t);
-	if (!locked)
-		anrc_unlock_and_return_pages(h);
-}
-
 /* Page i of slab s (class k, allocation bitmap bits) holds no allocated
  * object: neither one that starts on it nor one that reaches into it. */
 static int
@@ -823,6 +783,52 @@ holes_run(struct anrc_heap *h, struct anrc_theap *t, int whole)
 		t->holes_seen = t->hole_trims;
 }
 
+/* A local free emptied slab s: keep it (as the current slab or the
+ * spare) within the cache limit, else give it back; then, without the
+ * lock, a slice of holes when due. */
+static void
+emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int locked)
+{
+	size_t np = h->cls[c].npages;
+
+	if (anrc_runs_room_for_slab(h, t, np)) {
+		if (t->cur[c] == s) {
+			t->cur_empty[c] = 1;
+			t->empty_pages += np;
+			goto out;
+		}
+		/* The current slab is full (none of its objects held): the
+		 * emptied one takes its place, so that the next allocation
+		 * finds it without a search of the ring (where a class of a
+		 * few objects a slab keeps many full slabs). */
+		if (t->cl[c].avail == 0 && t->cur[c] != ANR_NIL && h->pm[t->cur[c]].nfree == 0) {
+			set_cur(h, t, c, s);
+			t->cur_empty[c] = 1;
+			t->empty_pages += np;
+			goto out;
+		}
+		if (t->nspare[c] < ANR_THEAP_SPARES) {
+			t->spare[c][t->nspare[c]++] = s;
+			t->empty_pages += np;
+			goto out;
+		}
+	}
+	/* Pages may go back now: the freed bytes are published first (the
+	 * broker client looks at them).  A slab kept above goes nowhere, and
+	 * publishing reads a line of every class. */
+	anrc_theap_publish(h, t);
+	if (!locked)
+		anrc_lock_and_drain(h);
+	release_owned(h, t, s);
+	if (__atomic_load_n(&t->flush_wanted, __ATOMIC_RELAXED))
+		flush_spares(h, t);
+	if (!locked)
+		anrc_unlock_and_return_pages(h);
+out:
+	if (!locked && holes_due(h, t))
+		holes_run(h, t, 0);
+}
+
 void
 anrc_theap_holes(struct anrc_heap *h, int whole)
 {
@@ -880,8 +886,6 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 		STORE(t->cl[pg->cls].nfreed, t->cl[pg->cls].nfreed + 1);
 		if (__builtin_expect(pg->nfree == k->nobjs, 0)) {
 			emptied(h, t, pg->cls, s, locked);
-			if (!locked && holes_due(h, t))
-				holes_run(h, t, 0);
 		}
 		return 1;
 	}
