@@ -1119,6 +1119,10 @@ START_TEST(holes_in_a_fork_child)
 		for (size_t i = 0; ok && i < a.n; i++)
 			ok = p[i] == NULL || (p[i][0] == 0x5a && p[i][63] == 0x5a);
 		ok = ok && anrc_check(h) == 0;
+		for (size_t i = 0; i < a.n; i++)
+			anrc_free(h, q[i]);
+		/* the thread's objects have no owner here */
+		anrc_destroy(h);
 		_exit(ok ? 0 : 1);
 	}
 	anrc_fork_parent(h);
