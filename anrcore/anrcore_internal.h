@@ -76,21 +76,28 @@ struct anrc_page {
 #define ANR_NCLASSES 28
 #define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
 /*
+ * Objects of one slab at least (where ANR_SLAB_SPAN_MAX pages hold them):
+ * a class of one to six objects a slab (640 B to 4 KiB in single pages)
+ * took a new slab every few allocations and emptied one every few frees,
+ * each a longer path than the held word's; the pages of a large slab that
+ * no live object touches go back as holes (theap.c).
+ */
+#define ANR_SLAB_MIN_OBJS 16
+/*
  * Slabs of classes up to ANR_SLAB_GROUPED_MAX bytes span a multiple of
  * ANR_SLAB_GROUP pages and start at a page index that is one: the page map
  * entries, allocation bitmaps and remote-free bitmaps of one slab then fill
  * cache lines no other slab shares, so two threads working on their own
  * small objects never write to the same line.  Larger classes (fewer than
- * eight objects a page) keep spans of single pages: a slab of a few large
- * objects that stays live for one of them would hold more memory.
+ * eight objects a page) span any number of pages.
  */
 #define ANR_CACHE_LINE 64
 #define ANR_SLAB_GROUP (ANR_CACHE_LINE / sizeof(struct anrc_page))
 #define ANR_SLAB_GROUPED_MAX 512
 #define ANR_EMPTY_CACHE_PAGES 16 /* pages of empty slabs kept for reuse */
 /* Empty slabs a thread keeps per class at most (within its bound of pages
- * of empty slabs): a class of one to a few objects per slab needs several
- * for a few live objects. */
+ * of empty slabs): a class of few objects per slab needs several for a
+ * few dozen live objects. */
 #define ANR_THEAP_SPARES 16
 /* Slabs a call looks at for pages to give back (theap.c's holes). */
 #define ANR_HOLE_SLABS 2

@@ -63,9 +63,11 @@ anrc_slab_init(struct anrc_heap *h)
 		size_t size = anrc_class_size(c), best = 0, best_waste = SIZE_MAX;
 
 		size_t step = size <= ANR_SLAB_GROUPED_MAX ? ANR_SLAB_GROUP : 1;
+		/* The fewest pages that hold ANR_SLAB_MIN_OBJS objects (or the
+		 * most pages a slab may have) and lose little to the tail. */
 		for (size_t p = step; p <= ANR_SLAB_SPAN_MAX; p += step) {
 			size_t span = p * h->page, waste;
-			if (span < size)
+			if (span < size * ANR_SLAB_MIN_OBJS && p + step <= ANR_SLAB_SPAN_MAX)
 				continue;
 			waste = span % size;
 			if (waste * WASTE_DIV <= span) {

@@ -141,6 +141,11 @@ START_TEST(slab_index_exact)
 		ck_assert_uint_le((size_t)k->nobjs * k->size, span);
 		/* at most 1/8 of a slab is lost, or one object fits per slab */
 		ck_assert(k->nobjs == 1 || (span - (size_t)k->nobjs * k->size) * 8 <= span);
+		/* ANR_SLAB_MIN_OBJS objects at least, unless the slab has the
+		 * most pages a slab may have (4 KiB pages: every class) */
+		ck_assert(k->nobjs >= ANR_SLAB_MIN_OBJS || k->npages == ANR_SLAB_SPAN_MAX);
+		if (h->page == 4096)
+			ck_assert_uint_ge(k->nobjs, ANR_SLAB_MIN_OBJS);
 		for (size_t o = 0; o < span; o++) {
 			size_t idx = SIZE_MAX;
 			ck_assert_uint_eq(anrc_slab_index(k, o), o / k->size);
@@ -970,7 +975,7 @@ START_TEST(holes_of_live_slabs)
 	size_t page = h->page, span, n = HOLE_SLABS * HOLE_OBJS, kept = 0;
 	static char *p[HOLE_SLABS * HOLE_OBJS];
 	struct anrc_stats st;
-	char *big, *one, *two;
+	char *big, *one[ANR_SLAB_SPAN_MAX], *two;
 
 	ck_assert_uint_eq(k->nobjs, HOLE_OBJS);
 	span = k->npages * page;
@@ -1003,9 +1008,12 @@ START_TEST(holes_of_live_slabs)
 	ck_assert_ptr_nonnull(big);
 	memset(big, 1, 8 * MiB);
 	anrc_free(h, big);
-	one = anrc_alloc(h, ANR_SLAB_MAX, 0); /* one object a slab */
+	/* a slab of the class's first (one) and one more object (two) */
+	for (unsigned i = 0; i < h->cls[anrc_size_class(ANR_SLAB_MAX)].nobjs; i++)
+		one[i] = anrc_alloc(h, ANR_SLAB_MAX, 0);
 	two = anrc_alloc(h, ANR_SLAB_MAX, 0);
-	anrc_free(h, one); /* not the last handed out: its slab is emptied */
+	for (unsigned i = 0; i < h->cls[anrc_size_class(ANR_SLAB_MAX)].nobjs; i++)
+		anrc_free(h, one[i]); /* the last empties the slab */
 	stats(h, &st);
 	ck_assert_uint_gt(st.slab_holes, 0);
 	ck_assert_uint_le(st.slab_holes, (size_t)ANR_HOLE_SLABS * ANR_SLAB_SPAN_MAX * page);
@@ -2030,7 +2038,7 @@ END_TEST
 START_TEST(held_word_kept_through_locked_refill)
 {
 	struct anrc_heap *h = heap_plain();
-	const size_t size = ANR_SLAB_MAX; /* one object per slab */
+	const size_t size = ANR_SLAB_MAX; /* the fewest objects per slab */
 	unsigned c = anrc_size_class(size);
 	struct anrc_theap *t;
 	struct anrc_stats st;
@@ -2044,7 +2052,7 @@ START_TEST(held_word_kept_through_locked_refill)
 	if (!UNDER_VALGRIND()) {
 		/* (under valgrind every free takes the full path, which
 		 * drops the held word) */
-		ck_assert_uint_eq(__builtin_popcountll(t->cl[c].avail), 1);
+		ck_assert_uint_eq(__builtin_popcountll(t->cl[c].avail), h->cls[c].nobjs);
 		ck_assert_uint_eq(h->pm[t->cur[c]].nfree, 0);
 	}
 	ck_assert_int_eq(anrc_check(h), 0);
@@ -2534,7 +2542,8 @@ locks_replacing(struct anrc_heap *h, size_t min, size_t max)
 }
 
 /*
- * A class of one object per slab (ANR_SLAB_MAX): a thread replacing
+ * The class of the fewest objects per slab (ANR_SLAB_MAX, one a slab when
+ * this test was written, ANR_SLAB_MIN_OBJS now): a thread replacing
  * random ones of a few live objects takes the heap lock on few calls.
  * Its kept empty slab serves a refill wherever it is in the ring, and a
  * slab a free empties becomes the current one when that one is full.
@@ -2547,7 +2556,7 @@ START_TEST(few_object_class_rarely_locks)
 	struct anrc_heap *h = heap_plain();
 	uint64_t locks;
 
-	ck_assert_uint_eq(h->cls[anrc_size_class(ANR_SLAB_MAX)].nobjs, 1);
+	ck_assert_uint_eq(h->cls[anrc_size_class(ANR_SLAB_MAX)].nobjs, ANR_SLAB_MIN_OBJS);
 	locks = locks_replacing(h, ANR_SLAB_MAX, ANR_SLAB_MAX);
 	if (!UNDER_VALGRIND())
 		ck_assert_uint_le(locks, 400);
@@ -2586,10 +2595,10 @@ locks_in_rounds(struct anrc_heap *h, const size_t *sizes, unsigned n, unsigned r
 }
 
 /*
- * A thread that allocates a few objects of a class of two per slab, and
- * of a few other classes, then frees them all, over and over (a request
- * handler), needs several slabs of a class and keeps them empty between
- * rounds: after the first round it takes the heap lock on no call.  (With
+ * A thread that allocates objects of a class enough for three slabs (two
+ * objects a slab when this test was written), and a few of other classes,
+ * then frees them all, over and over (a request handler), needs several
+ * slabs of a class and keeps them empty between rounds: after the first round it takes the heap lock on no call.  (With
  * one kept empty slab per class, the third went back under the lock on
  * each round and was taken again under it on the next: 200 locks in 100
  * rounds here.)  Under valgrind every call takes the lock (valgrind is
@@ -2598,19 +2607,24 @@ locks_in_rounds(struct anrc_heap *h, const size_t *sizes, unsigned n, unsigned r
 START_TEST(emptied_slabs_kept_per_class)
 {
 	struct anrc_heap *h = heap_plain();
-	const size_t sizes[] = { 2048, 2048, 2048, 2048, 2048, 1792, 1792, 1280, 64, 300 };
-	uint64_t locks;
+	const size_t others[] = { 1792, 1792, 1280, 64, 300 };
+	size_t sizes[256];
+	unsigned n = 2 * h->cls[anrc_size_class(2048)].nobjs + 1;
 
-	ck_assert_uint_eq(h->cls[anrc_size_class(2048)].nobjs, 2);
-	locks = locks_in_rounds(h, sizes, sizeof(sizes) / sizeof(sizes[0]), 101);
+	ck_assert_uint_le(n + 5, 256);
+	for (unsigned i = 0; i < n; i++)
+		sizes[i] = 2048;
+	for (unsigned i = 0; i < 5; i++)
+		sizes[n++] = others[i];
+	uint64_t locks = locks_in_rounds(h, sizes, n, 101);
 	if (!UNDER_VALGRIND())
 		ck_assert_msg(locks == 0, "%llu locks in 100 rounds", (unsigned long long)locks);
 }
 END_TEST
 
 /*
- * The same with 256 objects of 16 bytes to 3 KiB, some classes of one to
- * four objects per slab needing eight slabs and more: within the bound of
+ * The same with 256 objects of 16 bytes to 3 KiB, some classes needing
+ * several slabs (eight and more when they held one to four objects a slab): within the bound of
  * kept empty pages, the rounds after the first take no lock.  (With four
  * kept empty slabs per class: 162 locks in those three rounds.)
  */
@@ -2816,37 +2830,43 @@ END_TEST
  */
 START_TEST(emptied_slab_takes_one_call)
 {
-	enum { N = 16 };
 	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	const unsigned m = h->cls[anrc_size_class(ANR_SLAB_MAX)].nobjs, n = 2 * m;
 	struct anrc_stats st;
-	char *p[N], *q, *big = anrc_alloc(h, MiB, 0);
+	char *p[2 * ANR_SLAB_SPAN_MAX], *q, *big = anrc_alloc(h, MiB, 0);
 	uint64_t before;
 
-	for (int i = 0; i < N; i++) {
-		p[i] = anrc_alloc(h, ANR_SLAB_MAX, 0); /* one object a slab */
+	/* two slabs, full: p[0] .. p[m - 1] fill the first */
+	ck_assert_uint_le(n, 2 * ANR_SLAB_SPAN_MAX);
+	for (unsigned i = 0; i < n; i++) {
+		p[i] = anrc_alloc(h, ANR_SLAB_MAX, 0);
 		memset(p[i], 0x6b, ANR_SLAB_MAX);
 	}
 	ck_assert_int_eq(anrc_free_short(h, NULL), 0);
 	ck_assert_int_eq(anrc_free_short(h, big), 0);
 	if (UNDER_VALGRIND()) {
-		ck_assert_int_eq(anrc_free_short(h, p[5]), 0);
+		ck_assert_int_eq(anrc_free_short(h, p[0]), 0);
 	} else {
+		for (unsigned i = 1; i < m; i++) {
+			ck_assert_int_eq(anrc_free_slab_fast(h, p[i]), 1);
+			p[i] = NULL;
+		}
 		mb_log_set_sink(sink_fn);
 		sink_reset();
-		ck_assert_int_eq(anrc_free_slab_fast(h, p[5]), 0);
-		ck_assert_int_eq(anrc_free_short(h, p[5] + 16), 2);
+		ck_assert_int_eq(anrc_free_slab_fast(h, p[0]), 0); /* the last */
+		ck_assert_int_eq(anrc_free_short(h, p[0] + 16), 2);
 		stats(h, &st);
 		ck_assert_uint_eq(st.bad_frees, 1);
-		ck_assert_int_eq(p[5][16], 0x6b);
+		ck_assert_int_eq(p[0][16], 0x6b);
 		mb_log_set_sink(NULL);
-		ck_assert_int_eq(anrc_free_short(h, p[5]), 2);
-		ck_assert_uint_eq(anrc_usable_size(h, p[5]), 0);
+		ck_assert_int_eq(anrc_free_short(h, p[0]), 2);
+		ck_assert_uint_eq(anrc_usable_size(h, p[0]), 0);
 		before = anrc_step_count;
 		q = anrc_alloc(h, ANR_SLAB_MAX, 0);
 		ck_assert_uint_eq(anrc_step_count - before, 1); /* its word */
-		ck_assert_ptr_eq(q, p[5]);
+		ck_assert_ptr_eq(q, p[0]);
 	}
-	for (int i = 0; i < N; i++)
+	for (unsigned i = 0; i < n; i++)
 		anrc_free(h, p[i]);
 	anrc_free(h, big);
 	ck_assert_int_eq(anrc_check(h), 0);
@@ -4369,7 +4389,7 @@ START_TEST(report_and_defaults)
 	ck_assert_ptr_nonnull(strstr(buf, "test heap report"));
 	ck_assert_ptr_nonnull(strstr(buf, "in use"));
 	ck_assert_ptr_nonnull(strstr(buf, "1 KiB"));
-	ck_assert_ptr_nonnull(strstr(buf, "class  1024 B: 1 slabs of 1 pages, 1 of 4 objects live"));
+	ck_assert_ptr_nonnull(strstr(buf, "class  1024 B: 1 slabs of 4 pages, 1 of 16 objects live"));
 	ck_assert_ptr_nonnull(strstr(buf, "longest free run"));
 	anrc_free(h, p);
 	anrc_destroy(h);
