@@ -884,9 +884,8 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 		*bits &= ~m;
 		pg->nfree++;
 		STORE(t->cl[pg->cls].nfreed, t->cl[pg->cls].nfreed + 1);
-		if (__builtin_expect(pg->nfree == k->nobjs, 0)) {
+		if (__builtin_expect(pg->nfree == k->nobjs, 0))
 			emptied(h, t, pg->cls, s, locked);
-		}
 		return 1;
 	}
 	if ((LOAD(*bits) & m) == 0 || (LOAD(*rf) & m) != 0) {
