@@ -77,7 +77,7 @@ struct anrc_page {
 #define ANR_SLAB_SPAN_MAX 16 /* pages of one slab at most */
 /*
  * Objects of one slab at least (where ANR_SLAB_SPAN_MAX pages hold them):
- * a class of one to six objects a slab (640 B to 4 KiB in single pages)
+ * a class of one to six objects a slab (640 B to 4 KiB in one to three pages)
  * took a new slab every few allocations and emptied one every few frees,
  * each a longer path than the held word's; the pages of a large slab that
  * no live object touches go back as holes (theap.c).
@@ -692,8 +692,9 @@ void *anrc_alloc_small(struct anrc_heap *h, size_t size);
  * some thread owns, freed by anrc_theap_free without the layers of
  * anrc_free (a bad pointer reported there): 2 (pages of an emptied slab
  * may have gone back); a block of a run the calling thread keeps,
- * anrc_runs_free's answer (1 kept, 2 kept after older runs went back); 0, with nothing written, for
- * anything else (call anrc_free).  One call either way.
+ * anrc_runs_free's answer (1 kept, 2 kept after older runs went back);
+ * 0, with nothing written, for anything else (call anrc_free).  One call
+ * either way.
  */
 int anrc_free_short(struct anrc_heap *h, void *p);
 /*
