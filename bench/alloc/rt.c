@@ -1,24 +1,35 @@
 /*
  * rt.c - a real-time thread inside an allocating process (bench/alloc/suite.sh).
  *
- * usage: rt churn|quiet SECONDS
+ * usage: rt churn|apart|quiet SECONDS
  * One SCHED_FIFO thread (priority 50) wakes every 1 ms (clock_nanosleep on
  * an absolute deadline), then mallocs a block of 4..64 KiB, writes all of
  * it (memset) and frees it.  It records its wake-up latency (now - deadline)
  * and the time of malloc+memset+free.  With "churn" a second, ordinary
  * thread allocates and frees blocks of 1..8 MiB (one byte written per page)
  * with its live set swinging between 10 and 300 MiB, and records the time of
- * each of its free() calls.  No mlockall: page faults are part of what is
- * measured.  Samples go to arrays mapped before the threads start, so the
- * measuring itself does not allocate.
+ * each of its free() calls.  "apart" is churn with the real-time thread
+ * pinned to CPU 0 and the churning thread to CPU 1, as a real-time thread
+ * on a CPU of its own runs (it needs two CPUs).  No mlockall: page faults
+ * are part of what is measured.  Samples go to arrays mapped before the
+ * threads start, so the measuring itself does not allocate.
  * Prints, in microseconds:
  *   wake p99 X p999 X max X
  *   op p99 X p999 X max X
  *   p50 malloc X memset X free X       (each part of the operation timed)
  *   p99 malloc X memset X free X
  *   rtfaults N                         (the real-time thread's page faults)
+ *   tlb n N                            (TLB shootdown interrupts the CPUs
+ *                                       took during the run, from
+ *                                       /proc/interrupts; with "apart",
+ *                                       CPU 0's alone; -1 if unreadable)
  *   churnfree n N p9999 X max X        (with churn)
- * Exits 77 when SCHED_FIFO is not allowed (it needs root or CAP_SYS_NICE).
+ * Each madvise or munmap that drops pages of the process interrupts the
+ * other CPUs running it (or makes them flush their TLB when they come back
+ * to it): the real-time thread then finds its block's and the allocator's
+ * pages missing from the TLB.
+ * Exits 77 when SCHED_FIFO is not allowed (it needs root or CAP_SYS_NICE)
+ * and, for "apart", when fewer than two CPUs are usable.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -41,6 +52,54 @@ static volatile int stop;
 static uint32_t *wake_ns, *op_ns, *free_ns, *part_ns[3];
 static size_t nwake, nfree, free_cap;
 static long rt_faults;
+static int pin_apart;
+
+/* Pin the calling thread to CPU cpu (for "apart"). */
+static void
+pin(int cpu)
+{
+	cpu_set_t cs;
+
+	CPU_ZERO(&cs);
+	CPU_SET(cpu, &cs);
+	pthread_setaffinity_np(pthread_self(), sizeof cs, &cs);
+}
+
+/* TLB shootdown interrupts taken so far by CPU cpu, or by all CPUs when
+ * cpu < 0; -1 when /proc/interrupts has no such line. */
+static long
+tlb_interrupts(int cpu)
+{
+	char line[4096];
+	long sum = -1;
+	FILE *f = fopen("/proc/interrupts", "r");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof line, f) != NULL) {
+		char *p = line, *end;
+		int k = 0;
+
+		while (*p == ' ')
+			p++;
+		if (strncmp(p, "TLB:", 4) != 0)
+			continue;
+		p += 4;
+		sum = 0;
+		for (;;) {
+			long v = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			if (cpu < 0 || k == cpu)
+				sum += v;
+			k++;
+			p = end;
+		}
+		break;
+	}
+	fclose(f);
+	return sum;
+}
 
 static uint32_t
 clamp(int64_t v)
@@ -60,6 +119,8 @@ rt_thread(void *v)
 	uint64_t x = 88172645463325252ull;
 	struct rusage r0, r1;
 
+	if (pin_apart)
+		pin(0);
 	getrusage(RUSAGE_THREAD, &r0);
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (size_t i = 0; i < a->n; i++) {
@@ -110,6 +171,8 @@ churn_thread(void *v)
 	int growing = 1;
 
 	(void)v;
+	if (pin_apart)
+		pin(1);
 	while (!stop) {
 		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 		unsigned k = (unsigned)(x % SLOTS);
@@ -166,13 +229,24 @@ q_us(const uint32_t *v, size_t n, double q)
 int
 main(int argc, char **argv)
 {
-	int churn = argc > 1 && strcmp(argv[1], "churn") == 0;
+	int churn = argc > 1 && (strcmp(argv[1], "churn") == 0 || strcmp(argv[1], "apart") == 0);
 	long secs = argc > 2 ? atol(argv[2]) : 10;
 	struct rt_arg a = { (size_t)(secs > 0 ? secs : 10) * 1000 };
 	struct sched_param sp = { .sched_priority = 50 };
 	pthread_attr_t at;
 	pthread_t rt, ch;
+	long tlb0, tlb1;
 	int e;
+
+	pin_apart = argc > 1 && strcmp(argv[1], "apart") == 0;
+	if (pin_apart) {
+		cpu_set_t cs;
+		if (sched_getaffinity(0, sizeof cs, &cs) != 0 || !CPU_ISSET(0, &cs) ||
+		    !CPU_ISSET(1, &cs)) {
+			printf("skip: \"apart\" needs CPUs 0 and 1\n");
+			return 77;
+		}
+	}
 
 	wake_ns = map_populated("rt", a.n * sizeof(uint32_t));
 	op_ns = map_populated("rt", a.n * sizeof(uint32_t));
@@ -181,6 +255,7 @@ main(int argc, char **argv)
 	free_cap = 4u << 20;
 	free_ns = map_populated("rt", free_cap * sizeof(uint32_t));
 
+	tlb0 = tlb_interrupts(pin_apart ? 0 : -1);
 	pthread_attr_init(&at);
 	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
 	pthread_attr_setschedpolicy(&at, SCHED_FIFO);
@@ -201,6 +276,7 @@ main(int argc, char **argv)
 	pthread_join(rt, NULL);
 	if (churn)
 		pthread_join(ch, NULL);
+	tlb1 = tlb_interrupts(pin_apart ? 0 : -1);
 
 	qsort(wake_ns, nwake, sizeof(uint32_t), cmp32);
 	qsort(op_ns, nwake, sizeof(uint32_t), cmp32);
@@ -215,6 +291,7 @@ main(int argc, char **argv)
 	printf("p99 malloc %.2f memset %.2f free %.2f\n", q_us(part_ns[0], nwake, 0.99),
 	       q_us(part_ns[1], nwake, 0.99), q_us(part_ns[2], nwake, 0.99));
 	printf("rtfaults %ld\n", rt_faults);
+	printf("tlb n %ld\n", tlb0 < 0 || tlb1 < 0 ? -1 : tlb1 - tlb0);
 	if (churn) {
 		qsort(free_ns, nfree, sizeof(uint32_t), cmp32);
 		printf("churnfree n %zu p9999 %.1f max %.1f\n", nfree,

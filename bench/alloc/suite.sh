@@ -15,9 +15,11 @@
 # 2. Real-time thread (rt.c, needs root for SCHED_FIFO; skipped
 #    otherwise): a 1 ms periodic thread doing malloc+memset+free of
 #    4..64 KiB, with and without a thread churning 1..8 MiB blocks (live
-#    set 10..300 MiB); p99, p99.9 and max of its wake-up latency and of
-#    its malloc+memset+free, and p99.99 and max of the churning thread's
-#    free().  gmalloc+prt is gmalloc with page_return_thread = on (no
+#    set 10..300 MiB), the two threads placed by the scheduler (churn) or
+#    on CPUs of their own (apart); p99, p99.9 and max of its wake-up
+#    latency and of its malloc+memset+free, p99.99 and max of the churning
+#    thread's free(), and the TLB shootdown interrupts taken meanwhile
+#    (all CPUs; with apart, the real-time thread's CPU).  gmalloc+prt is gmalloc with page_return_thread = on (no
 #    madvise in the freeing thread).  Medians over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a
 #    second), the allocators interleaved.  No mlockall:
 #    it lays every page an allocator maps in at once, which makes the
@@ -116,11 +118,12 @@ fi
 if want rt; then
 	echo
 	echo "== Real-time thread: 1 ms period, malloc+memset+free of 4..64 KiB (us; medians of $RT_RUNS runs of $RT_SECS s, interleaved)"
-	echo "   (SCHED_FIFO 50; no mlockall; the churning thread frees 1..8 MiB blocks, live set 10..300 MiB)"
+	echo "   (SCHED_FIFO 50; no mlockall; the churning thread frees 1..8 MiB blocks, live set 10..300 MiB;"
+	echo "   apart: the real-time thread on CPU 0, the churning one on CPU 1; tlb: TLB shootdowns taken)"
 	if [ "$(id -u)" != 0 ]; then
 		echo "skipped: SCHED_FIFO needs root"
 	else
-		modes="quiet churn"
+		modes="quiet churn apart"
 		rt_allocs="$present gmalloc+prt:$gm"
 		r=1
 		while [ "$r" -le "$RT_RUNS" ]; do
@@ -138,22 +141,27 @@ if want rt; then
 		if grep -q '^skip' "$tmp/rt.quiet.glibc"; then
 			grep -m1 '^skip' "$tmp/rt.quiet.glibc"
 		else
-			printf '%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s\n' allocator mode \
-				wake_p99 wake_p999 wake_max op_p99 op_p999 op_max free_p9999 free_max
+			printf '%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s %7s\n' allocator mode \
+				wake_p99 wake_p999 wake_max op_p99 op_p999 op_max free_p9999 free_max tlb
 			# med FILE KIND FIELD: median over the runs of FIELD of the KIND lines
 			med() { grep "^$2 " "$1" | field "$3" | median; }
 			for a in $rt_allocs; do
 				name=${a%%:*}
 				for mode in $modes; do
 					f="$tmp/rt.$mode.$name"
+					if grep -q '^skip' "$f" 2>/dev/null; then
+						printf '%-9s %-6s %s\n' "$name" "$mode" "$(grep -m1 '^skip' "$f")"
+						continue
+					fi
 					grep -q '^wake' "$f" 2>/dev/null || { printf '%-9s %-6s failed\n' "$name" "$mode"; continue; }
 					fp=- fm=-
-					if [ "$mode" = churn ]; then
+					if [ "$mode" != quiet ]; then
 						fp=$(med "$f" churnfree p9999) fm=$(med "$f" churnfree max)
 					fi
-					printf '%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s\n' "$name" "$mode" \
+					printf '%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s %7s\n' "$name" "$mode" \
 						"$(med "$f" wake p99)" "$(med "$f" wake p999)" "$(med "$f" wake max)" \
-						"$(med "$f" op p99)" "$(med "$f" op p999)" "$(med "$f" op max)" "$fp" "$fm"
+						"$(med "$f" op p99)" "$(med "$f" op p999)" "$(med "$f" op max)" "$fp" "$fm" \
+						"$(med "$f" tlb n)"
 				done
 			done
 			echo "(the parts of the operation, each timed: medians over the runs of their p50 and p99)"
