@@ -1094,7 +1094,9 @@ anrc_theap_freed_pending(const struct anrc_heap *h)
 void
 anrc_theap_fork_child(struct anrc_heap *h)
 {
-	struct anrc_theap *mine = anrc_tl.uid == h->uid ? anrc_tl.t : NULL;
+	/* (the thread's theap of h even when its last call was to another
+	 * heap: the thread key still names it) */
+	struct anrc_theap *mine = anrc_theap_peek(h);
 	unsigned parked = 0;
 
 	/* Parked theaps stay parked (parking is done under the lock the

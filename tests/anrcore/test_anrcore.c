@@ -1744,6 +1744,77 @@ START_TEST(two_heaps)
 }
 END_TEST
 
+/* The theap of a heap the calling thread used last (in a thread of the
+ * test: the one its first allocation from *arg gave it). */
+static void *
+theap_of_new_thread(void *arg)
+{
+	struct anrc_heap *h = arg;
+	void *p = anrc_alloc(h, 64, 0);
+	struct anrc_theap *t = anrc_theap_peek(h);
+
+	anrc_free(h, p);
+	return t;
+}
+
+/*
+ * A fork child keeps the forking thread's theap of every heap as that
+ * thread's, not only of the heap its last call used: the theap of the
+ * other heap, still named by that heap's thread key, was abandoned and
+ * marked free, so a new thread of the child took it too and two threads
+ * shared one theap without a lock.
+ */
+START_TEST(fork_child_keeps_theaps_of_two_heaps)
+{
+	struct anrc_heap *a = heap_plain(), *b = heap_plain();
+	void *pa = anrc_alloc(a, 64, 0), *pb;
+	struct anrc_theap *ta = anrc_theap_peek(a);
+	pid_t pid;
+	int status;
+
+	ck_assert_ptr_nonnull(ta);
+	pb = anrc_alloc(b, 64, 0); /* the thread's last heap is b now */
+	anrc_fork_prepare(a);
+	anrc_fork_prepare(b);
+	pid = fork();
+	ck_assert_int_ne(pid, -1);
+	if (pid == 0) {
+		pthread_t t;
+		void *other = NULL, *q;
+		int code = 0;
+
+		anrc_fork_child(a);
+		anrc_fork_child(b);
+		if (__atomic_load_n(&ta->claimed, __ATOMIC_RELAXED) != ANR_TH_OWNED)
+			code |= 1;
+		q = anrc_alloc(a, 64, 0);
+		if (q == NULL || anrc_theap_peek(a) != ta)
+			code |= 2;
+		if (pthread_create(&t, NULL, theap_of_new_thread, a) != 0 ||
+		    pthread_join(t, &other) != 0 || other == NULL || other == ta)
+			code |= 4;
+		if (anrc_check(a) != 0 || anrc_check(b) != 0)
+			code |= 8;
+		anrc_free(a, q);
+		anrc_free(a, pa);
+		anrc_free(b, pb);
+		anrc_destroy(a);
+		anrc_destroy(b);
+		_exit(code);
+	}
+	anrc_fork_parent(a);
+	anrc_fork_parent(b);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	/* 1: the theap was marked free; 2: the thread lost it; 4: a new
+	 * thread was given it; 8: a check failed */
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %x", status);
+	anrc_free(a, pa);
+	anrc_free(b, pb);
+	anrc_destroy(a);
+	anrc_destroy(b);
+}
+END_TEST
+
 /* ---- deferred frees ---- */
 
 /*
@@ -4455,6 +4526,7 @@ anrcore_suite(void)
 	ADD(bad_free_ignore);
 	ADD(bad_free_abort);
 	ADD(two_heaps);
+	ADD(fork_child_keeps_theaps_of_two_heaps);
 	ADD(deferred_free);
 	ADD(deferred_ring_full_bad_frees);
 	ADD(theap_spare_reused_then_trim);
