@@ -721,8 +721,16 @@ holes_pick_locked(struct anrc_heap *h, struct anrc_theap *t, struct hole_run *r)
 		slabs++;
 		if (h->pm[s].nfree == 0 && t->cur[c] != s)
 			continue; /* full */
-		if (t->cur[c] == s)
+		if (t->cur[c] == s) {
 			drop_word(h, t, c); /* its objects are free in the bitmap */
+			/* the word held every free object: empty now, and
+			 * counted as a slab the thread keeps (as in
+			 * flush_spares) */
+			if (!t->cur_empty[c] && h->pm[s].nfree == k->nobjs) {
+				t->cur_empty[c] = 1;
+				t->empty_pages += k->npages;
+			}
+		}
 		bits = anrc_slab_bits(h, s);
 		anrc_steps(k->words + k->npages); /* each page's words, one shared */
 		for (unsigned i = 0; i < k->npages; i++) {

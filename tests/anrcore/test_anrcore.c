@@ -1146,6 +1146,62 @@ START_TEST(holes_in_a_fork_child)
 }
 END_TEST
 
+/*
+ * A holes pass drops the held word of a current slab first; when that
+ * word held every free object, the slab is empty from then on and counts
+ * as one the thread keeps (empty_pages), as when a flush drops it.  It
+ * went uncounted until the next word was loaded.
+ */
+START_TEST(holes_pass_counts_an_emptied_current_slab)
+{
+	struct anrc_heap *h = heap_plain();
+	unsigned c = anrc_size_class(64), c4 = anrc_size_class(ANR_SLAB_MAX);
+	unsigned n4 = h->cls[c4].nobjs;
+	char *x, *big, *one[ANR_SLAB_MAX], *two;
+	struct anrc_theap *t;
+	struct anrc_stats st;
+
+	ck_assert_uint_lt(c, c4);
+	ck_assert_uint_le(n4, ANR_SLAB_MAX);
+	x = anrc_alloc(h, 64, 0);
+	ck_assert_ptr_nonnull(x);
+	anrc_free(h, x); /* back into the held word: the slab is not emptied */
+	t = anrc_theap_peek(h);
+	ck_assert_ptr_nonnull(t);
+	if (UNDER_VALGRIND()) {
+		/* no fast paths, no holes passes */
+		anrc_destroy(h);
+		return;
+	}
+	ck_assert_int_eq(t->cur_empty[c], 0);
+	/* a page-return round, then a free that empties a slab: a pass */
+	big = anrc_alloc(h, 8 * MiB, 0);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 1, 8 * MiB);
+	anrc_free(h, big);
+	for (unsigned i = 0; i < n4; i++)
+		one[i] = anrc_alloc(h, ANR_SLAB_MAX, 0);
+	two = anrc_alloc(h, ANR_SLAB_MAX, 0);
+	for (unsigned i = 0; i < n4; i++)
+		anrc_free(h, one[i]);
+	stats(h, &st);
+	ck_assert_uint_gt(st.slab_holes, 0);
+	/* the 64-byte class's slab: no word held, every object free */
+	ck_assert_uint_eq(t->cl[c].avail, 0);
+	ck_assert_uint_eq(h->pm[t->cur[c]].nfree, h->cls[c].nobjs);
+	ck_assert_int_eq(t->cur_empty[c], 1);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_free(h, two);
+	/* allocated from again: not empty, the count goes down */
+	x = anrc_alloc(h, 64, 0);
+	ck_assert_ptr_nonnull(x);
+	ck_assert_int_eq(t->cur_empty[c], 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_free(h, x);
+	empty_heap_end(h);
+}
+END_TEST
+
 START_TEST(hysteresis_churn)
 {
 	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
@@ -4516,6 +4572,7 @@ anrcore_suite(void)
 	ADD(slabs_in_their_zone);
 	ADD(holes_of_live_slabs);
 	ADD(holes_in_a_fork_child);
+	ADD(holes_pass_counts_an_emptied_current_slab);
 	ADD(hysteresis_churn);
 	ADD(grown_marks_keep_little);
 	ADD(marks_hold_across_frees_in_a_row);
