@@ -508,6 +508,9 @@ anrc_steps(uint64_t n)
 			  2 * ANR_META_ADVISE_MAX) + \
 	2 * ANR_BM_STEPS_MAX + ANR_THEAP_STEPS_MAX + \
 	ANR_HOLE_SLABS * (ANR_SLAB_WORDS_MAX + ANR_SLAB_SPAN_MAX + ANR_SLAB_SPAN_MAX / 2))
+/* ARCHITECTURE.md gives the bound as a number: a change of the terms
+ * above changes it there too. */
+_Static_assert(ANR_CALL_STEPS_MAX == 1024, "ARCHITECTURE.md states ANR_CALL_STEPS_MAX");
 
 /* bitmap.c */
 static inline int
