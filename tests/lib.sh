@@ -16,7 +16,18 @@ mk_tmpdir() {
 }
 CLEANUPS=""
 at_exit() { CLEANUPS="$1; $CLEANUPS"; }
-cleanup_all() { eval "$CLEANUPS"; [ -n "${TEST_TMP:-}" ] && rm -rf "$TEST_TMP"; }
+# A failed test first shows the end of the daemons' logs it kept there.
+cleanup_all() {
+	rc=$?
+	eval "$CLEANUPS"
+	[ -n "${TEST_TMP:-}" ] || return 0
+	if [ "$rc" = 1 ]; then
+		for f in "$TEST_TMP"/*.log; do
+			[ -f "$f" ] && { echo "--- last lines of ${f##*/}"; tail -n 40 "$f"; }
+		done
+	fi
+	rm -rf "$TEST_TMP"
+}
 
 # Start a real mbserver on a private socket: start_broker TOTAL [options...]
 # Sets MEMBROKER_SOCKET and BROKER_PID.
