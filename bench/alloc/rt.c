@@ -10,7 +10,7 @@
  * with its live set swinging between 10 and 300 MiB, and records the time of
  * each of its free() calls.  "apart" is churn with the real-time thread
  * pinned to CPU 0 and the churning thread to CPU 1, as a real-time thread
- * on a CPU of its own runs (it needs two CPUs).  No mlockall: page faults
+ * on a CPU of its own runs.  No mlockall: page faults
  * are part of what is measured.  Samples go to arrays mapped before the
  * threads start, so the measuring itself does not allocate.
  * Prints, in microseconds:
@@ -29,7 +29,7 @@
  * to it): the real-time thread then finds its block's and the allocator's
  * pages missing from the TLB.
  * Exits 77 when SCHED_FIFO is not allowed (it needs root or CAP_SYS_NICE)
- * and, for "apart", when fewer than two CPUs are usable.
+ * and, for "apart", when CPU 0 or CPU 1 is not one the process may use.
  */
 #define _GNU_SOURCE
 #include <errno.h>
