@@ -315,6 +315,21 @@ drop_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	anrc_tl.last_off = ANR_LAST_NONE;
 }
 
+/* Drop class c's held word (locked); a current slab whose objects are all
+ * free then, some of them in that word, is empty too: counted among the
+ * slabs t keeps. */
+static void
+drop_word_count_empty(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
+{
+	uint32_t s = t->cur[c];
+
+	drop_word(h, t, c);
+	if (s != ANR_NIL && !t->cur_empty[c] && h->pm[s].nfree == h->cls[c].nobjs) {
+		t->cur_empty[c] = 1;
+		t->empty_pages += h->cls[c].npages;
+	}
+}
+
 /*
  * Holes.  After most objects are freed, a slab of a few pages often
  * keeps one live object, or none (a kept empty slab): its other pages
@@ -555,14 +570,7 @@ flush_spares(struct anrc_heap *h, struct anrc_theap *t)
 			given += bytes;
 			release_owned(h, t, t->spare[c][t->nspare[c] - 1]);
 		}
-		/* A current slab whose objects are all free, some of them in
-		 * the held word, is empty too. */
-		drop_word(h, t, c);
-		if (t->cur[c] != ANR_NIL && !t->cur_empty[c] &&
-		    h->pm[t->cur[c]].nfree == h->cls[c].nobjs) {
-			t->cur_empty[c] = 1;
-			t->empty_pages += h->cls[c].npages;
-		}
+		drop_word_count_empty(h, t, c);
 		while (t->cur[c] != ANR_NIL && t->cur_empty[c]) {
 			given += bytes;
 			release_owned(h, t, t->cur[c]);
@@ -721,16 +729,8 @@ holes_pick_locked(struct anrc_heap *h, struct anrc_theap *t, struct hole_run *r)
 		slabs++;
 		if (h->pm[s].nfree == 0 && t->cur[c] != s)
 			continue; /* full */
-		if (t->cur[c] == s) {
-			drop_word(h, t, c); /* its objects are free in the bitmap */
-			/* the word held every free object: empty now, and
-			 * counted as a slab the thread keeps (as in
-			 * flush_spares) */
-			if (!t->cur_empty[c] && h->pm[s].nfree == k->nobjs) {
-				t->cur_empty[c] = 1;
-				t->empty_pages += k->npages;
-			}
-		}
+		if (t->cur[c] == s)
+			drop_word_count_empty(h, t, c); /* its objects free in the bitmap */
 		bits = anrc_slab_bits(h, s);
 		anrc_steps(k->words + k->npages); /* each page's words, one shared */
 		for (unsigned i = 0; i < k->npages; i++) {
