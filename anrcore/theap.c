@@ -347,6 +347,16 @@ drop_word_count_empty(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
  * back or becomes shared.
  */
 
+/* The lock alone, for the holes: no deferred frees, no page return (the
+ * call that emptied a slab or loads a word may have done its share of
+ * both, and a pass adds no foreign work to a call). */
+static void
+holes_lock(struct anrc_heap *h)
+{
+	pthread_mutex_lock(&h->lock);
+	anrc_lock_count++;
+}
+
 /* Set again the resident bits of pages [p, p + n) of t's slab (locked). */
 static void
 holes_fill_locked(struct anrc_heap *h, struct anrc_theap *t, size_t p, size_t n)
@@ -377,10 +387,8 @@ holes_refill(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, const struct
 			break;
 	if (i == p + n)
 		return v;
-	if (!t->in_lock) {
-		pthread_mutex_lock(&h->lock);
-		anrc_lock_count++;
-	}
+	if (!t->in_lock)
+		holes_lock(h);
 	holes_fill_locked(h, t, p, n);
 	if (!t->in_lock)
 		pthread_mutex_unlock(&h->lock);
@@ -772,10 +780,7 @@ holes_run(struct anrc_heap *h, struct anrc_theap *t, int whole)
 		holes_next_class(t, 0);
 	}
 	while (t->hole_c < ANR_NCLASSES) {
-		/* The lock alone: no deferred frees, no page return (the
-		 * call that emptied a slab may have done its share of both). */
-		pthread_mutex_lock(&h->lock);
-		anrc_lock_count++;
+		holes_lock(h);
 		nr = holes_pick_locked(h, t, r);
 		pthread_mutex_unlock(&h->lock);
 		/* Without the lock: nobody else hands out these objects. */
