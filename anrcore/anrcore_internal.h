@@ -701,12 +701,12 @@ void *anrc_alloc_small(struct anrc_heap *h, size_t size);
  */
 int anrc_free_short(struct anrc_heap *h, void *p);
 /*
- * Give back pages of the calling thread's live slabs that hold no
- * allocated object (holes): a slice of ANR_HOLE_SLABS slabs when a
- * page-return round happened since its last pass began (or a pass is
- * under way), every slab if whole.  Takes the lock; not locked.
+ * Give back the pages of every live slab of the calling thread that hold
+ * no allocated object (holes; a free that empties a slab does a slice of
+ * ANR_HOLE_SLABS slabs of the same pass itself).  Takes the lock; not
+ * locked.
  */
-void anrc_theap_holes(struct anrc_heap *h, int whole);
+void anrc_theap_holes(struct anrc_heap *h);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			    size_t *short_pages);

@@ -985,7 +985,7 @@ anrc_trim(struct anrc_heap *h, size_t keep)
 	size_t given;
 
 	/* The calling thread's slabs first: their unused pages too. */
-	anrc_theap_holes(h, 1);
+	anrc_theap_holes(h);
 	heap_lock(h);
 	anrc_theap_flush_locked(h);
 	anrc_runs_flush_all_locked(h);

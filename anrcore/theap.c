@@ -843,12 +843,12 @@ out:
 }
 
 void
-anrc_theap_holes(struct anrc_heap *h, int whole)
+anrc_theap_holes(struct anrc_heap *h)
 {
 	struct anrc_theap *t = anrc_theap_peek(h);
 
 	if (t != NULL)
-		holes_run(h, t, whole);
+		holes_run(h, t, 1);
 }
 
 static void
