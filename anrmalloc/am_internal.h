@@ -231,6 +231,8 @@ const struct anrc_modmap *am_map_acquire(void);
 void am_map_release(void);
 void am_frame_lines(int fd, struct am_out *o, const struct anrc_modmap *map,
 		    const uintptr_t *frames, size_t n);
+/* In a fork child: the debug thread and socket stay the parent's. */
+void am_debug_fork_child(struct anr_malloc_heap *h);
 
 /* A live block as the reports print it, copied out under the heap lock
  * (report.c: am_row_fill) so that formatting runs without it. */
@@ -254,6 +256,8 @@ int am_mark(struct anr_malloc_heap *h, const void *p);
 
 /* broker.c */
 void am_broker_close(struct anr_malloc_heap *h);
+/* In a fork child: the broker thread, connection and quota stay the parent's. */
+void am_broker_fork_child(struct anr_malloc_heap *h);
 size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes);
 void am_broker_sync(struct anr_malloc_heap *h);
 size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,

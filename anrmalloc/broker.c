@@ -309,6 +309,35 @@ API void anr_broker_stop_thread(anr_heap_t *h)
 	h->mb_thread_on = 0;
 }
 
+/*
+ * The helper thread stayed in the parent and its stop pipe is shared: the
+ * child closes its copies (a byte written there would stop the parent's
+ * thread).  The connection and the quota on it are the parent's too: the
+ * child closes its copy of the socket without a word to the broker, takes
+ * the broker's pages off its budget and connects for itself
+ * (anr_broker_connect) if it wants quota of its own.
+ */
+void am_broker_fork_child(struct anr_malloc_heap *h)
+{
+	size_t budget, held;
+
+	if (h->mb_thread_on) {
+		close(h->mb_stop[0]);
+		close(h->mb_stop[1]);
+		h->mb_stop[0] = h->mb_stop[1] = -1;
+		h->mb_thread_on = 0;
+	}
+	if (!h->mb_connected)
+		return;
+	budget = anrc_get_budget(h->core);
+	held = h->mb_held > 0 ? (size_t)h->mb_held * h->mb_page : 0;
+	/* never 0: the core reads 0 as unlimited */
+	anrc_set_budget(h->core, budget > held ? budget - held : h->mb_page);
+	mb_close(&h->mb);
+	h->mb_connected = 0;
+	h->mb_held = 0;
+}
+
 void am_broker_close(struct anr_malloc_heap *h)
 {
 	if (!h->mb_connected)

@@ -344,6 +344,9 @@ static void am_fork_child(void)
 			continue;
 		anrc_fork_child(h->core);
 		pthread_mutex_init(&h->budget_lock, NULL);
+		/* The heap's threads stayed in the parent. */
+		am_debug_fork_child(h);
+		am_broker_fork_child(h);
 		/* A collection another thread was running ended with it. */
 		if (h->gc_running) {
 			h->gc_running = 0;

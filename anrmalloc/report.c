@@ -466,6 +466,22 @@ fail:
 	return -1;
 }
 
+/* The thread did not come with the fork and the socket file is the
+ * parent's: close the child's copies of the descriptors, wait for nothing
+ * and remove nothing (a byte on the shared stop pipe would stop the
+ * parent's thread). */
+void am_debug_fork_child(struct anr_malloc_heap *h)
+{
+	if (!h->dbg_on)
+		return;
+	close(h->dbg_stop[0]);
+	close(h->dbg_stop[1]);
+	h->dbg_stop[0] = h->dbg_stop[1] = -1;
+	close(h->dbg_fd);
+	h->dbg_fd = -1;
+	h->dbg_on = 0;
+}
+
 API void anr_debug_socket_stop(anr_heap_t *h)
 {
 	char c = 0;

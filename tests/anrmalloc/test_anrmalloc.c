@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "anrcore/anrcore.h"
@@ -1019,6 +1020,40 @@ START_TEST(debug_socket_dumps_live_blocks)
 }
 END_TEST
 
+/*
+ * A fork child has none of the parent's threads.  Its destroy of the
+ * heap it inherited must neither wait for the debug thread nor stop the
+ * parent's (the stop pipe is shared) nor remove the parent's socket.
+ */
+START_TEST(fork_child_leaves_the_debug_thread_to_the_parent)
+{
+	char dir[] = "/tmp/anrmalloc-dbg.XXXXXX";
+	anr_heap_t *h;
+	struct stat st;
+	int status;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%s/dbg.sock", dir);
+	h = heap_with(socket_on);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		alarm(5); /* a child that has not finished by then hangs */
+		anr_heap_destroy(h);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the child's destroy did not finish (status %d)", status);
+	ck_assert_int_eq(stat(sock_path, &st), 0);
+	ck_assert_ptr_nonnull(strstr(read_socket(sock_path), "== heap anrmalloc"));
+	anr_heap_destroy(h);
+	ck_assert_int_eq(stat(sock_path, &st), -1);
+	rmdir(dir);
+}
+END_TEST
+
 /* ---- give-back without a broker ---- */
 
 START_TEST(give_back_runs_callbacks_and_lowers_budget)
@@ -1299,6 +1334,7 @@ static Suite *anrmalloc_suite(void)
 	tcase_add_test(tc, trash_fill_after_free);
 	tcase_add_test(tc, report_lists_stats_and_blocks);
 	tcase_add_test(tc, debug_socket_dumps_live_blocks);
+	tcase_add_test(tc, fork_child_leaves_the_debug_thread_to_the_parent);
 	tcase_add_test(tc, give_back_runs_callbacks_and_lowers_budget);
 	tcase_add_test(tc, threads_share_a_heap);
 	tcase_add_test(tc, free_never_waits_for_the_lock);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "anrmalloc/anrmalloc.h"
@@ -175,7 +176,33 @@ static void *sink_main(void *arg)
 }
 
 /* Fill most of the pool, then a sink asks for more than is left. */
-static void give_back_scenario(int thread)
+/*
+ * A fork child of a heap with quota: the connection, the quota and the
+ * helper thread stay the parent's.  The child's heap is not connected,
+ * its budget is its own, and destroying it neither waits for the
+ * parent's thread nor stops it (their stop pipe is shared).
+ */
+static void fork_child_destroys_its_copy(anr_heap_t *h)
+{
+	struct anr_malloc_stats st;
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		alarm(5); /* a child that has not finished by then hangs */
+		anr_heap_stats(h, &st);
+		if (anr_broker_fd(h) >= 0 || st.broker_balance != 0 || st.budget > 64 * 1024)
+			_exit(2);
+		anr_heap_destroy(h);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child: status %d (2: its heap still had the parent's broker)", status);
+}
+
+static void give_back_scenario(int thread, int fork_first)
 {
 	struct cache c = { 0 };
 	struct anr_malloc_stats st;
@@ -197,6 +224,10 @@ static void give_back_scenario(int thread)
 	before = broker_sees(&obs);
 	ck_assert_int_eq(before, st.broker_balance);
 	ck_assert_int_gt(before, 0);
+	if (fork_first) {
+		fork_child_destroys_its_copy(c.h);
+		ck_assert_int_eq(broker_sees(&obs), before);
+	}
 
 	/* Half the pool: more than the broker has left. */
 	s.bytes = total / 2;
@@ -231,13 +262,19 @@ static void give_back_scenario(int thread)
 
 START_TEST(give_back_from_helper_thread)
 {
-	give_back_scenario(1);
+	give_back_scenario(1, 0);
+}
+END_TEST
+
+START_TEST(give_back_from_helper_thread_after_a_fork)
+{
+	give_back_scenario(1, 1);
 }
 END_TEST
 
 START_TEST(give_back_from_own_loop)
 {
-	give_back_scenario(0);
+	give_back_scenario(0, 0);
 }
 END_TEST
 
@@ -367,6 +404,7 @@ int main(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, give_back_from_helper_thread);
 	tcase_add_test(tc, give_back_from_own_loop);
+	tcase_add_test(tc, give_back_from_helper_thread_after_a_fork);
 	tcase_add_test(tc, quota_refused_is_oom);
 	tcase_add_test(tc, initial_quota_reserved);
 	tcase_add_test(tc, stopped_broker_costs_a_deadline);
