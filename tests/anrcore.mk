@@ -14,8 +14,9 @@ endif
 # allocates), in TESTS only: sanitizer and valgrind runtimes map memory.
 check_PROGRAMS += tests/anrcore_nomap
 TESTS += tests/anrcore_nomap
-tests_anrcore_nomap_SOURCES = tests/anrcore/nomap.c
-tests_anrcore_nomap_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/anrcore
+tests_anrcore_nomap_SOURCES = tests/anrcore/nomap.c tests/testlib/mbt_seccomp.c \
+	tests/testlib/mbt_seccomp.h
+tests_anrcore_nomap_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/anrcore -I$(top_srcdir)/tests/testlib
 tests_anrcore_nomap_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrcore_nomap_LDADD = anrcore/libanrcore.la $(PTHREAD_LIBS)
 

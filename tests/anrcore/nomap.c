@@ -30,13 +30,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#if defined(HAVE_LINUX_SECCOMP_H) && defined(HAVE_LINUX_FILTER_H) && defined(HAVE_SYS_PRCTL_H)
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <sys/prctl.h>
-#define HAVE_FILTER 1
-#endif
+#include "mbt_seccomp.h"
 
 #define SKIP 77
 #define OPS_PER_THREAD 1500000u
@@ -49,41 +43,17 @@ say(const char *s)
 	(void)r;
 }
 
-#ifdef HAVE_FILTER
-
-#if defined(__x86_64__)
-#define THIS_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define THIS_ARCH AUDIT_ARCH_AARCH64
-#endif
-
-#define DENY(nr) \
-	BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (nr), 0, 1), \
-	BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS)
-
 static int
 install_filter(void)
 {
-	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, THIS_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		DENY(__NR_mmap),
-		DENY(__NR_munmap),
-		DENY(__NR_mremap),
-		DENY(__NR_mprotect),
+	static const long deny[] = {
+		__NR_mmap, __NR_munmap, __NR_mremap, __NR_mprotect,
 #ifdef __NR_brk
-		DENY(__NR_brk),
+		__NR_brk,
 #endif
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		return -1;
-	return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER,
-			    SECCOMP_FILTER_FLAG_TSYNC, &prog);
+	return mbt_deny_syscalls(deny, sizeof(deny) / sizeof(deny[0]), 1);
 }
 
 static struct anrc_heap *heap;
@@ -281,14 +251,3 @@ main(void)
 	       OPS_PER_THREAD);
 	return 0;
 }
-
-#else /* !HAVE_FILTER */
-
-int
-main(void)
-{
-	printf("SKIP: built without seccomp headers\n");
-	return SKIP;
-}
-
-#endif
