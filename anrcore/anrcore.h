@@ -169,8 +169,9 @@ size_t anrc_meta_resident(const struct anrc_heap *h);
  * call madvise to give free pages back (beyond the high mark) themselves;
  * they wake the helper, which gives them back in the same slices.  Free
  * pages may then stay above the high mark for as long as the helper waits
- * for a CPU.  anrc_return_helper_stop(h) makes it return (0); it returns
- * -1 at once if a helper already runs.  A fork child has no helper: its
+ * for a CPU.  anrc_return_helper_stop(h) makes it return (0), or the
+ * next one to start if none runs yet (call it once per helper started);
+ * it returns -1 at once if a helper already runs.  A fork child has no helper: its
  * calls give pages back themselves.  Shortage of budget, anrc_trim and
  * anrc_release_free still give back in the calling thread.
  */

@@ -63,8 +63,9 @@ anrc_return_helper_run(struct anrc_heap *h)
 void
 anrc_return_helper_stop(struct anrc_heap *h)
 {
-	if (!LOAD(h->helper_on))
-		return;
+	/* Posted even before the helper is on: a thread just created to run
+	 * it then takes the post and returns at once, and the caller that
+	 * joins it does not wait for ever. */
 	__atomic_store_n(&h->helper_stop, 1, __ATOMIC_RELEASE);
 	sem_post(&h->helper_sem);
 }

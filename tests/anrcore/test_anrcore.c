@@ -3807,6 +3807,25 @@ START_TEST(return_helper_does_the_madvise)
 }
 END_TEST
 
+/* A stop that comes before the helper's thread has started (a heap
+ * destroyed right after it was created) is not lost: the helper returns
+ * at once and the join ends.  It waited for ever before (a hang is the
+ * failure). */
+START_TEST(return_helper_stopped_before_it_runs)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	pthread_t t;
+	void *rc;
+
+	anrc_return_helper_stop(h);
+	ck_assert_int_eq(pthread_create(&t, NULL, helper_fn, h), 0);
+	ck_assert_int_eq(pthread_join(t, &rc), 0);
+	ck_assert_ptr_null(rc);
+	ck_assert_int_eq(__atomic_load_n(&h->helper_on, __ATOMIC_ACQUIRE), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* ---- bounded work per call ---- */
 
 struct handover {
@@ -4624,6 +4643,7 @@ anrcore_suite(void)
 	ADD(runcache_budget_exact);
 	ADD(runcache_double_and_foreign_free);
 	ADD(return_helper_does_the_madvise);
+	ADD(return_helper_stopped_before_it_runs);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(fork_while_runs_are_cut);
