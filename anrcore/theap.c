@@ -838,7 +838,10 @@ emptied(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s, int l
 	if (!locked)
 		anrc_unlock_and_return_pages(h);
 out:
-	if (!locked && holes_due(h, t))
+	/* With a page-return helper no call gives pages back itself, and
+	 * only the owner may advise its slabs' holes: they wait for an
+	 * explicit trim. */
+	if (!locked && holes_due(h, t) && !__atomic_load_n(&h->helper_on, __ATOMIC_ACQUIRE))
 		holes_run(h, t, 0);
 }
 

@@ -170,6 +170,10 @@ struct anr_malloc_heap {
 	int mb_thread_on;
 	int mb_stop[2];
 
+	/* page_return_thread */
+	pthread_t ret_thread;
+	int ret_thread_on;
+
 	/* debug socket */
 	int dbg_fd;
 	pthread_t dbg_thread;

@@ -113,6 +113,8 @@ struct anr_malloc_config {
 	uint64_t broker_initial;        /* quota reserved when the heap is created */
 	/* block records */
 	int track_blocks;               /* a record (caller, size, mark) per block */
+	/* page return */
+	int page_return_thread;         /* madvise in a helper thread, not in the calls */
 };
 
 /* Defaults into cfg. */

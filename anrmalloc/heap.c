@@ -6,6 +6,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -41,6 +43,8 @@ static const struct mb_conf_key am_keys[] = {
 	  "free resident bytes a trim keeps", NULL },
 	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
 	  "trim when free resident bytes pass this", NULL },
+	{ "page_return_thread", MB_CONF_BOOL, OFF(page_return_thread), 0, "no",
+	  "give free pages back from a helper thread: no malloc or free calls madvise", NULL },
 	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), 0, "262144",
 	  "live blocks the side table can hold records of", NULL },
 	{ "track_blocks", MB_CONF_BOOL, OFF(track_blocks), 0, "yes",
@@ -287,8 +291,48 @@ static struct anrc_heap *am_core_create(const struct anr_malloc_config *c,
 	return anrc_create(&cc);
 }
 
+static void *am_returner_main(void *arg)
+{
+	struct anr_malloc_heap *h = arg;
+	/* SCHED_BATCH: woken by a free, it does not preempt the thread that
+	 * woke it (which would then wait the madvise out after all). */
+	struct sched_param sp = { .sched_priority = 0 };
+
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	anrc_return_helper_run(h->core);
+	return NULL;
+}
+
+/* page_return_thread: started with the heap, so that its stack is mapped
+ * before the heap makes no more mappings; stopped and joined by
+ * anr_heap_destroy. */
+static int am_returner_start(struct anr_malloc_heap *h)
+{
+	int rc = pthread_create(&h->ret_thread, NULL, am_returner_main, h);
+
+	if (rc != 0) {
+		mb_log(MB_LOG_ERR, "anrmalloc %s: page_return_thread: %s",
+		       h->cfg.name, strerror(rc));
+		errno = rc;
+		return -1;
+	}
+	h->ret_thread_on = 1;
+	return 0;
+}
+
+static void am_returner_stop(struct anr_malloc_heap *h)
+{
+	if (!h->ret_thread_on)
+		return;
+	anrc_return_helper_stop(h->core);
+	pthread_join(h->ret_thread, NULL);
+	h->ret_thread_on = 0;
+}
+
 static int am_start_services(struct anr_malloc_heap *h)
 {
+	if (h->cfg.page_return_thread && am_returner_start(h) != 0)
+		return -1;
 	if (h->cfg.broker) {
 		if (anr_broker_connect(h, NULL) != 0)
 			return -1;
@@ -344,7 +388,9 @@ static void am_fork_child(void)
 			continue;
 		anrc_fork_child(h->core);
 		pthread_mutex_init(&h->budget_lock, NULL);
-		/* The heap's threads stayed in the parent. */
+		/* The heap's threads stayed in the parent (the core's helper
+		 * state was reset by anrc_fork_child). */
+		h->ret_thread_on = 0;
 		am_debug_fork_child(h);
 		am_broker_fork_child(h);
 		/* A collection another thread was running ended with it. */
@@ -438,6 +484,7 @@ API void anr_heap_destroy(anr_heap_t *h)
 		return;
 	anr_debug_socket_stop(h);
 	anr_broker_stop_thread(h);
+	am_returner_stop(h);
 	am_broker_close(h);
 	am_registry_del(h);
 	if (h->core)

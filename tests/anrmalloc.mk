@@ -3,12 +3,13 @@ EXTRA_DIST += tests/anrmalloc/anrmalloc_broker.sh tests/anrmalloc/anrmalloc_symb
 if HAVE_CHECK
 check_PROGRAMS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_broker \
 	tests/anrmalloc/test_anrmalloc_defects tests/anrmalloc/test_anrmalloc_pi \
-	tests/anrmalloc/test_anrmalloc_records
+	tests/anrmalloc/test_anrmalloc_records tests/anrmalloc/test_anrmalloc_prt
 UNIT_TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects \
 	tests/anrmalloc/test_anrmalloc_records
 TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects \
 	tests/anrmalloc/test_anrmalloc_records \
-	tests/anrmalloc/test_anrmalloc_pi tests/anrmalloc/anrmalloc_broker.sh \
+	tests/anrmalloc/test_anrmalloc_pi tests/anrmalloc/test_anrmalloc_prt \
+	tests/anrmalloc/anrmalloc_broker.sh \
 	tests/anrmalloc/anrmalloc_symbols.sh
 
 tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c
@@ -33,6 +34,13 @@ tests_anrmalloc_test_anrmalloc_pi_SOURCES = tests/anrmalloc/test_anrmalloc_pi.c 
 tests_anrmalloc_test_anrmalloc_pi_CPPFLAGS = $(ANRMALLOC_UNIT_CPPFLAGS)
 tests_anrmalloc_test_anrmalloc_pi_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
 tests_anrmalloc_test_anrmalloc_pi_LDADD = $(ANRMALLOC_UNIT_LDADD)
+# page_return_thread: a seccomp filter proves the calls make no madvise
+# (not a unit test: no sanitizer or valgrind under the filter).
+tests_anrmalloc_test_anrmalloc_prt_SOURCES = tests/anrmalloc/test_anrmalloc_prt.c \
+	tests/testlib/mbt_check.h tests/testlib/mbt_seccomp.c tests/testlib/mbt_seccomp.h
+tests_anrmalloc_test_anrmalloc_prt_CPPFLAGS = $(ANRMALLOC_UNIT_CPPFLAGS)
+tests_anrmalloc_test_anrmalloc_prt_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
+tests_anrmalloc_test_anrmalloc_prt_LDADD = $(ANRMALLOC_UNIT_LDADD)
 # The side table and the plain path (counts lock calls: needs -ldl).
 tests_anrmalloc_test_anrmalloc_records_SOURCES = tests/anrmalloc/test_anrmalloc_records.c \
 	tests/testlib/mbt_check.h
