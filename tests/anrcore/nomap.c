@@ -208,20 +208,12 @@ in_child(int (*fn)(void), int *status)
 	return waitpid(pid, status, 0) == pid ? 0 : -1;
 }
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-
 int
 main(void)
 {
 	int status;
 
-#ifdef SANITIZED
+#ifdef MBT_SANITIZED
 	/* The sanitizer's runtime maps memory on its own. */
 	printf("SKIP: built with a sanitizer\n");
 	return SKIP;

@@ -166,14 +166,6 @@ START_TEST(destroy_right_after_create_joins_the_thread)
 }
 END_TEST
 
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-
 static int can_filter(void)
 {
 	int status;
@@ -192,7 +184,7 @@ int main(void)
 	Suite *s = suite_create("anrmalloc-prt");
 	TCase *tc = tcase_create("prt");
 
-#ifdef SANITIZED
+#ifdef MBT_SANITIZED
 	printf("SKIP: built with a sanitizer (its runtime may call madvise)\n");
 	return SKIP;
 #endif

@@ -13,4 +13,14 @@
  * has no seccomp filters (the caller then skips). */
 int mbt_deny_syscalls(const long *nrs, size_t n, int all_threads);
 
+/* Built with AddressSanitizer, whose runtime makes system calls of its
+ * own (mmap, madvise) in any thread: such tests skip. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MBT_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MBT_SANITIZED 1
+#endif
+#endif
+
 #endif
