@@ -176,6 +176,10 @@ size_t anrc_meta_resident(const struct anrc_heap *h);
  * anrc_release_free still give back in the calling thread.
  */
 int anrc_return_helper_run(struct anrc_heap *h);
+/* A thread's start routine (pthread_create(..., anrc_return_helper_thread,
+ * h)): anrc_return_helper_run at SCHED_BATCH, so that the helper woken by
+ * a free does not preempt the freeing thread.  Returns NULL. */
+void *anrc_return_helper_thread(void *heap);
 void anrc_return_helper_stop(struct anrc_heap *h);
 /* Verify the metadata; 0 if consistent, else reports and returns -1. */
 int anrc_check(struct anrc_heap *h);

@@ -17,6 +17,8 @@
 #include "anrcore_internal.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_ACQUIRE)
 
@@ -58,6 +60,18 @@ anrc_return_helper_run(struct anrc_heap *h)
 	__atomic_store_n(&h->helper_posted, 0, __ATOMIC_RELEASE);
 	/* What was noted meanwhile goes back at the next call's unlock. */
 	return 0;
+}
+
+void *
+anrc_return_helper_thread(void *heap)
+{
+	/* SCHED_BATCH: woken by a free, it does not preempt the thread that
+	 * woke it (which would then wait the madvise out after all). */
+	struct sched_param sp = { .sched_priority = 0 };
+
+	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+	anrc_return_helper_run(heap);
+	return NULL;
 }
 
 void

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <stddef.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -291,24 +290,12 @@ static struct anrc_heap *am_core_create(const struct anr_malloc_config *c,
 	return anrc_create(&cc);
 }
 
-static void *am_returner_main(void *arg)
-{
-	struct anr_malloc_heap *h = arg;
-	/* SCHED_BATCH: woken by a free, it does not preempt the thread that
-	 * woke it (which would then wait the madvise out after all). */
-	struct sched_param sp = { .sched_priority = 0 };
-
-	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-	anrc_return_helper_run(h->core);
-	return NULL;
-}
-
 /* page_return_thread: started with the heap, so that its stack is mapped
  * before the heap makes no more mappings; stopped and joined by
  * anr_heap_destroy. */
 static int am_returner_start(struct anr_malloc_heap *h)
 {
-	int rc = pthread_create(&h->ret_thread, NULL, am_returner_main, h);
+	int rc = pthread_create(&h->ret_thread, NULL, anrc_return_helper_thread, h->core);
 
 	if (rc != 0) {
 		mb_log(MB_LOG_ERR, "anrmalloc %s: page_return_thread: %s",

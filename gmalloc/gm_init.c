@@ -184,16 +184,6 @@ static void gm_atfork_child(void)
 	gm_broker_fork_child();
 }
 
-static void *gm_returner(void *arg)
-{
-	/* SCHED_BATCH: woken by a free, it does not preempt the thread that
-	 * woke it (which would wait the madvise out after all). */
-	struct sched_param sp = { .sched_priority = 0 };
-	pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-	anrc_return_helper_run(arg);
-	return NULL;
-}
-
 /* The page_return_thread: made at init, so that its stack is mapped
  * before the heap promises no more mappings. */
 static void gm_start_returner(struct anrc_heap *h)
@@ -205,7 +195,7 @@ static void gm_start_returner(struct anrc_heap *h)
 	if (rc == 0) {
 		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 		pthread_attr_setstacksize(&a, 64 * 1024);
-		rc = pthread_create(&t, &a, gm_returner, h);
+		rc = pthread_create(&t, &a, anrc_return_helper_thread, h);
 		pthread_attr_destroy(&a);
 	}
 	if (rc != 0)
