@@ -34,6 +34,7 @@
 
 #include <pthread.h>
 #include <stdint.h>
+#include <unistd.h>
 
 #include "anrcore/anrcore.h"
 #include "anrmalloc/anrmalloc.h"
@@ -184,6 +185,14 @@ struct anr_malloc_heap {
 
 /* heap.c */
 int am_registry_find(const void *p, struct anr_malloc_heap **out);
+
+/* Close a stop pipe (its two ends) and mark it closed. */
+static inline void am_close_pipe(int fds[2])
+{
+	close(fds[0]);
+	close(fds[1]);
+	fds[0] = fds[1] = -1;
+}
 
 static inline size_t am_round(size_t n, size_t to)
 {

@@ -284,9 +284,7 @@ API int anr_broker_start_thread(anr_heap_t *h)
 	if (pipe2(h->mb_stop, O_CLOEXEC) != 0)
 		return -1;
 	if (pthread_create(&h->mb_thread, NULL, am_broker_main, h) != 0) {
-		close(h->mb_stop[0]);
-		close(h->mb_stop[1]);
-		h->mb_stop[0] = h->mb_stop[1] = -1;
+		am_close_pipe(h->mb_stop);
 		errno = EAGAIN;
 		return -1;
 	}
@@ -303,9 +301,7 @@ API void anr_broker_stop_thread(anr_heap_t *h)
 	if (write(h->mb_stop[1], &c, 1) != 1)
 		mb_log(MB_LOG_WARNING, "anrmalloc: cannot stop the broker thread");
 	pthread_join(h->mb_thread, NULL);
-	close(h->mb_stop[0]);
-	close(h->mb_stop[1]);
-	h->mb_stop[0] = h->mb_stop[1] = -1;
+	am_close_pipe(h->mb_stop);
 	h->mb_thread_on = 0;
 }
 
@@ -322,9 +318,7 @@ void am_broker_fork_child(struct anr_malloc_heap *h)
 	size_t budget, held;
 
 	if (h->mb_thread_on) {
-		close(h->mb_stop[0]);
-		close(h->mb_stop[1]);
-		h->mb_stop[0] = h->mb_stop[1] = -1;
+		am_close_pipe(h->mb_stop);
 		h->mb_thread_on = 0;
 	}
 	if (!h->mb_connected)

@@ -458,11 +458,8 @@ fail:
 	close(h->dbg_fd);
 	unlink(path);
 	h->dbg_fd = -1;
-	if (h->dbg_stop[0] >= 0) {
-		close(h->dbg_stop[0]);
-		close(h->dbg_stop[1]);
-		h->dbg_stop[0] = h->dbg_stop[1] = -1;
-	}
+	if (h->dbg_stop[0] >= 0)
+		am_close_pipe(h->dbg_stop);
 	return -1;
 }
 
@@ -474,9 +471,7 @@ void am_debug_fork_child(struct anr_malloc_heap *h)
 {
 	if (!h->dbg_on)
 		return;
-	close(h->dbg_stop[0]);
-	close(h->dbg_stop[1]);
-	h->dbg_stop[0] = h->dbg_stop[1] = -1;
+	am_close_pipe(h->dbg_stop);
 	close(h->dbg_fd);
 	h->dbg_fd = -1;
 	h->dbg_on = 0;
@@ -491,9 +486,7 @@ API void anr_debug_socket_stop(anr_heap_t *h)
 	if (write(h->dbg_stop[1], &c, 1) != 1)
 		mb_log(MB_LOG_WARNING, "anrmalloc: cannot stop the debug thread");
 	pthread_join(h->dbg_thread, NULL);
-	close(h->dbg_stop[0]);
-	close(h->dbg_stop[1]);
-	h->dbg_stop[0] = h->dbg_stop[1] = -1;
+	am_close_pipe(h->dbg_stop);
 	close(h->dbg_fd);
 	h->dbg_fd = -1;
 	unlink(h->dbg_path);
