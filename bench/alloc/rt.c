@@ -24,6 +24,13 @@
  *                                       /proc/interrupts; with "apart",
  *                                       CPU 0's alone; -1 if unreadable)
  *   churnfree n N p9999 X max X        (with churn)
+ * With RT_SLOW=N (microseconds) it also prints every round slower than N,
+ * after the run:
+ *   slow at MS op X malloc X memset X free X faults N absent N churnfrees N
+ * (MS: milliseconds since the start; faults: the real-time thread's page
+ * faults in the round; absent: pages of the block not resident before the
+ * memset, by mincore; churnfrees: frees the churning thread began in the
+ * 2 ms before the round or during it.)
  * Each madvise or munmap that drops pages of the process interrupts the
  * other CPUs running it (or makes them flush their TLB when they come back
  * to it): the real-time thread then finds its block's and the allocator's
@@ -50,6 +57,11 @@
 
 static volatile int stop;
 static uint32_t *wake_ns, *op_ns, *free_ns, *part_ns[3];
+/* RT_SLOW: per round, its start, faults and absent pages; per churning
+ * free, its start (all in ns since t_start, or counts) */
+static int64_t t_start, *round_t, *free_t;
+static uint32_t *round_faults, *round_absent;
+static long slow_us = -1;
 static size_t nwake, nfree, free_cap;
 static long rt_faults;
 static int pin_apart;
@@ -122,6 +134,7 @@ rt_thread(void *v)
 	if (pin_apart)
 		pin(0);
 	getrusage(RUSAGE_THREAD, &r0);
+	long prev_faults = r0.ru_minflt;
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	for (size_t i = 0; i < a->n; i++) {
 		int64_t dl, t0, ta, tb, t1;
@@ -140,6 +153,22 @@ rt_thread(void *v)
 		x ^= x << 13; x ^= x >> 7; x ^= x << 17;
 		size = 4096 + (size_t)(x % (60 * 1024 + 1));
 		p = malloc(size);
+		if (slow_us >= 0 && p != NULL) {
+			/* mincore between the malloc and the memset, its time
+			 * taken out of the round's */
+			int64_t m0 = now_ns();
+			unsigned char vec[17];
+			uintptr_t b = (uintptr_t)p & ~(uintptr_t)4095;
+			size_t len = ((uintptr_t)p + size - b + 4095) & ~(size_t)4095;
+			uint32_t absent = 0;
+
+			if (mincore((void *)b, len, vec) == 0)
+				for (size_t k = 0; k < len / 4096; k++)
+					absent += !(vec[k] & 1);
+			round_absent[i] = absent;
+			round_t[i] = t0 - t_start;
+			t0 += now_ns() - m0;
+		}
 		ta = now_ns();
 		if (p != NULL)
 			memset(p, (int)i, size);
@@ -153,6 +182,13 @@ rt_thread(void *v)
 		part_ns[2][i] = clamp(t1 - tb);
 		wake_ns[i] = clamp(t0 - dl);
 		op_ns[i] = clamp(t1 - t0);
+		if (slow_us >= 0) {
+			struct rusage ru;
+
+			getrusage(RUSAGE_THREAD, &ru);
+			round_faults[i] = (uint32_t)(ru.ru_minflt - prev_faults);
+			prev_faults = ru.ru_minflt;
+		}
 		nwake = i + 1;
 	}
 	getrusage(RUSAGE_THREAD, &r1);
@@ -192,8 +228,11 @@ churn_thread(void *v)
 			__asm__ volatile("" : : "r"(b[k]) : "memory");
 			free(b[k]);
 			int64_t t1 = now_ns();
-			if (nfree < free_cap)
+			if (nfree < free_cap) {
+				if (free_t != NULL)
+					free_t[nfree] = t0 - t_start;
 				free_ns[nfree++] = clamp(t1 - t0);
+			}
 			b[k] = NULL;
 			live -= sz[k];
 			if (live <= 10 * (size_t)MIB)
@@ -203,6 +242,31 @@ churn_thread(void *v)
 	for (int k = 0; k < SLOTS; k++)
 		free(b[k]);
 	return NULL;
+}
+
+/* RT_SLOW: the rounds slower than slow_us, in time order, with the
+ * churning thread's frees begun in the 2 ms before each or during it. */
+static void
+print_slow(void)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < nwake; i++) {
+		int64_t from, to;
+		size_t k, n = 0;
+
+		if (op_ns[i] <= (uint64_t)slow_us * 1000)
+			continue;
+		from = round_t[i] - 2000000;
+		to = round_t[i] + op_ns[i];
+		while (j < nfree && free_t[j] < from)
+			j++;
+		for (k = j; k < nfree && free_t[k] <= to; k++)
+			n++;
+		printf("slow at %.1f op %.1f malloc %.1f memset %.1f free %.1f faults %u absent %u "
+		       "churnfrees %zu\n", round_t[i] / 1e6, op_ns[i] / 1e3, part_ns[0][i] / 1e3,
+		       part_ns[1][i] / 1e3, part_ns[2][i] / 1e3, round_faults[i], round_absent[i], n);
+	}
 }
 
 static int
@@ -253,8 +317,16 @@ main(int argc, char **argv)
 	for (int k = 0; k < 3; k++)
 		part_ns[k] = map_populated("rt", a.n * sizeof(uint32_t));
 	free_cap = 4u << 20;
+	if (getenv("RT_SLOW") != NULL) {
+		slow_us = atol(getenv("RT_SLOW"));
+		round_t = map_populated("rt", a.n * sizeof(int64_t));
+		round_faults = map_populated("rt", a.n * sizeof(uint32_t));
+		round_absent = map_populated("rt", a.n * sizeof(uint32_t));
+		free_t = map_populated("rt", free_cap * sizeof(int64_t));
+	}
 	free_ns = map_populated("rt", free_cap * sizeof(uint32_t));
 
+	t_start = now_ns();
 	tlb0 = tlb_interrupts(pin_apart ? 0 : -1);
 	pthread_attr_init(&at);
 	pthread_attr_setinheritsched(&at, PTHREAD_EXPLICIT_SCHED);
@@ -278,6 +350,8 @@ main(int argc, char **argv)
 		pthread_join(ch, NULL);
 	tlb1 = tlb_interrupts(pin_apart ? 0 : -1);
 
+	if (slow_us >= 0)
+		print_slow();
 	qsort(wake_ns, nwake, sizeof(uint32_t), cmp32);
 	qsort(op_ns, nwake, sizeof(uint32_t), cmp32);
 	printf("wake p99 %.1f p999 %.1f max %.1f\n", q_us(wake_ns, nwake, 0.99),
