@@ -26,6 +26,10 @@
  *   gm_family seccomp      after the first malloc, forbid every system call
  *                          that changes the memory map, then run the family
  *                          (a violation kills the process with SIGSYS)
+ *   gm_family noadvise     after the first malloc, forbid madvise to this
+ *                          thread, then free large blocks and small ones;
+ *                          print "no madvise in the calls" once gmalloc's
+ *                          page_return_thread has given the pages back
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -38,18 +42,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#if defined(__has_include)
-#if __has_include(<linux/seccomp.h>) && __has_include(<linux/filter.h>) && __has_include(<linux/audit.h>)
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#define HAVE_SECCOMP_FILTER 1
-#endif
-#endif
+
+#include "mbt_seccomp.h"
 
 static int failures;
 
@@ -513,39 +510,63 @@ static int churn(long mib)
 	return 0;
 }
 
-#ifdef HAVE_SECCOMP_FILTER
-#if defined(__x86_64__)
-#define GM_AUDIT_ARCH AUDIT_ARCH_X86_64
-#elif defined(__aarch64__)
-#define GM_AUDIT_ARCH AUDIT_ARCH_AARCH64
-#endif
-#endif
-
 /* Kill the process on any call that changes the memory map.  Returns 0,
  * or -1 if the filter cannot be installed here (the test then skips). */
 static int forbid_map_changes(void)
 {
-#if defined(HAVE_SECCOMP_FILTER) && defined(GM_AUDIT_ARCH)
-	struct sock_filter f[] = {
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, GM_AUDIT_ARCH, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mmap, 5, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_munmap, 4, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mremap, 3, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_mprotect, 2, 0),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_brk, 1, 0),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-	};
-	struct sock_fprog prog = { .len = sizeof(f) / sizeof(f[0]), .filter = f };
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		return -1;
-	return prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0 ? 0 : -1;
-#else
-	return -1;
-#endif
+	static const long deny[] = { SYS_mmap, SYS_munmap, SYS_mremap, SYS_mprotect, SYS_brk };
+
+	return mbt_deny_syscalls(deny, sizeof(deny) / sizeof(deny[0]), 0);
+}
+
+/* madvise is forbidden to the calling thread (the program's only one):
+ * with page_return_thread no malloc-family call may make it, and gmalloc's
+ * own thread, made at the first call, gives the pages back.  Without that
+ * thread the first free past the high mark kills the process (SIGSYS).
+ * Ends with _exit: nothing at exit may count as a call of the family. */
+static int noadvise(void)
+{
+	static const long deny[] = { SYS_madvise };
+	void (*stats)(size_t *, size_t *, size_t *, size_t *) =
+		(void (*)(size_t *, size_t *, size_t *, size_t *))dlsym(RTLD_DEFAULT, "gmalloc_stats");
+	size_t in_use = 0, resident = 0, budget, quota;
+	static void *small[2000];
+
+	free(malloc(1));
+	if (stats == NULL)
+		return 2;
+	if (mbt_deny_syscalls(deny, 1, 0) != 0) {
+		printf("seccomp unavailable\n");
+		return 77;
+	}
+	for (int round = 0; round < 20; round++) {
+		void *big[8];
+
+		for (int i = 0; i < 8; i++) {
+			big[i] = malloc((size_t)(i + 1) << 20);
+			if (big[i] != NULL)
+				memset(big[i], i, (size_t)(i + 1) << 20);
+		}
+		for (int k = 0; k < 2000; k++)
+			small[k] = malloc((size_t)(16 + k % 3000));
+		for (int k = 0; k < 2000; k++)
+			free(small[k]);
+		for (int i = 0; i < 8; i++)
+			free(big[i]);
+	}
+	/* the helper's work: up to 10 s */
+	for (int i = 0; i < 2000; i++) {
+		stats(&in_use, &resident, &budget, &quota);
+		if (resident < ((size_t)8 << 20))
+			break;
+		usleep(5000);
+	}
+	if (resident >= ((size_t)8 << 20)) {
+		printf("not given back: in use %zu resident %zu\n", in_use, resident);
+		_exit(1);
+	}
+	printf("no madvise in the calls\n");
+	_exit(0);
 }
 
 /* Single-threaded (thread stacks are mmapped): the family without threads. */
@@ -821,6 +842,8 @@ int main(int argc, char **argv)
 		return churn(argc > 2 ? atol(argv[2]) : 64);
 	if (strcmp(mode, "seccomp") == 0)
 		return seccomp_run();
+	if (strcmp(mode, "noadvise") == 0)
+		return noadvise();
 	if (strcmp(mode, "canary") == 0 || strcmp(mode, "forge") == 0)
 		return canary(mode[0] == 'f');
 	if (strcmp(mode, "table") == 0)
