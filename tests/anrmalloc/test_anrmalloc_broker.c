@@ -175,7 +175,6 @@ static void *sink_main(void *arg)
 	return NULL;
 }
 
-/* Fill most of the pool, then a sink asks for more than is left. */
 /*
  * A fork child of a heap with quota: the connection, the quota and the
  * helper thread stay the parent's.  The child's heap is not connected,
@@ -202,6 +201,8 @@ static void fork_child_destroys_its_copy(anr_heap_t *h)
 		      "child: status %d (2: its heap still had the parent's broker)", status);
 }
 
+/* Fill most of the pool, then a sink asks for more than is left (first
+ * forking a child that destroys its copy of the heap, with fork_first). */
 static void give_back_scenario(int thread, int fork_first)
 {
 	struct cache c = { 0 };
