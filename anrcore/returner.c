@@ -34,6 +34,35 @@ anrc_returner_wake_and_unlock(struct anrc_heap *h)
 	return 1;
 }
 
+/*
+ * Locked.  Slices until the free pages are down to what the trim keeps:
+ * a call without the helper would have given back all its free allowed
+ * (its credit, pages.c), so a trim begun past the high mark goes on down
+ * to the low mark (at most ANR_KEEP_GROWN_MAX with grown marks), not
+ * only until it is under the high mark; stopping there left up to 32 MiB
+ * of free pages resident after a large free under churn.  It stops when
+ * a slice gives nothing back (pages in another thread's trim) or another
+ * thread is trimming.
+ */
+static void
+go_on(struct anrc_heap *h)
+{
+	int trimmed = 0;
+
+	while (!h->trimming) {
+		unsigned before = h->trims;
+
+		if (!h->trim_wanted) {
+			if (!trimmed || h->dirty_pages <= h->trim_keep)
+				return;
+			h->trim_wanted = 1;
+		}
+		anrc_return_pages_and_unlock_here(h);
+		anrc_lock_and_drain(h);
+		trimmed = h->trims != before;
+	}
+}
+
 int
 anrc_return_helper_run(struct anrc_heap *h)
 {
@@ -49,10 +78,7 @@ anrc_return_helper_run(struct anrc_heap *h)
 			break;
 		__atomic_store_n(&h->helper_posted, 0, __ATOMIC_RELEASE);
 		anrc_lock_and_drain(h);
-		while (h->trim_wanted && !h->trimming) {
-			anrc_return_pages_and_unlock_here(h);
-			anrc_lock_and_drain(h);
-		}
+		go_on(h);
 		anrc_return_pages_and_unlock_here(h);
 	}
 	__atomic_store_n(&h->helper_on, 0, __ATOMIC_RELEASE);

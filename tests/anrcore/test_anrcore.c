@@ -3807,6 +3807,44 @@ START_TEST(return_helper_does_the_madvise)
 }
 END_TEST
 
+/* With grown marks the helper gives back down to what a trim keeps (at
+ * most ANR_KEEP_GROWN_MAX), as the free would have itself with its credit.
+ * It stopped just under the grown high mark before: 15 MiB of free pages
+ * stayed resident after this 48 MiB free for as long as the heap lived
+ * (a hang is the failure). */
+START_TEST(return_helper_goes_down_to_the_keep)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	struct anrc_stats st;
+	pthread_t t;
+	void *rc;
+	char *p;
+
+	ck_assert_int_eq(pthread_create(&t, NULL, helper_fn, h), 0);
+	while (!__atomic_load_n(&h->helper_on, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	pthread_mutex_lock(&h->lock);
+	h->mark_shift = ANR_MARK_SHIFT_MAX; /* as after a churn */
+	pthread_mutex_unlock(&h->lock);
+	p = anrc_alloc(h, 48 * MiB, 0);
+	ck_assert_ptr_nonnull(p);
+	touch_pages(p, 48 * MiB);
+	anrc_free(h, p);
+	for (;;) {
+		stats(h, &st);
+		if (st.free_resident <= ANR_KEEP_GROWN_MAX)
+			break;
+		usleep(1000);
+	}
+	ck_assert_uint_gt(h->mark_shift, 0); /* the marks were still grown */
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_return_helper_stop(h);
+	ck_assert_int_eq(pthread_join(t, &rc), 0);
+	ck_assert_ptr_null(rc);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* A stop that comes before the helper's thread has started (a heap
  * destroyed right after it was created) is not lost: the helper returns
  * at once and the join ends.  It waited for ever before (a hang is the
@@ -4644,6 +4682,7 @@ anrcore_suite(void)
 	ADD(runcache_double_and_foreign_free);
 	ADD(return_helper_does_the_madvise);
 	ADD(return_helper_stopped_before_it_runs);
+	ADD(return_helper_goes_down_to_the_keep);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(fork_while_runs_are_cut);
