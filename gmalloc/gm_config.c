@@ -37,6 +37,7 @@ static const char *const gm_env_not_keys[] = { GM_ENV_CONF, NULL };
 static const char *const on_limit_choices[] = { "null", "abort", NULL };
 static const char *const urgency_choices[] = { "request", "request-then-reserve", NULL };
 static const char *const bad_free_choices[] = { "abort", "report", "ignore", NULL };
+static const char *const prt_choices[] = { "off", "on", "auto", NULL };
 
 #define OFF(f) offsetof(struct gm_config, f)
 
@@ -50,8 +51,9 @@ const struct mb_conf_key gm_conf_table[] = {
 	  "free resident memory kept when pages are given back", NULL },
 	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
 	  "free pages go back to the kernel when free resident memory passes this", NULL },
-	{ "page_return_thread", MB_CONF_BOOL, OFF(page_return_thread), 0, "off",
-	  "a thread of gmalloc's gives free pages back, so that no malloc or free calls madvise for it", NULL },
+	{ "page_return_thread", MB_CONF_ENUM, OFF(page_return_thread), 0, "auto",
+	  "a thread of gmalloc's gives free pages back, so that no malloc or free calls madvise for it: "
+	  "never, from the first allocation, or from the program's first pthread_create", prt_choices },
 	{ "on_limit", MB_CONF_ENUM, OFF(on_limit), 0, "null",
 	  "at the limit: return NULL with ENOMEM, or print a report and abort", on_limit_choices },
 	{ "broker", MB_CONF_BOOL, OFF(broker), 0, "off",

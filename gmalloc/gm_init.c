@@ -17,6 +17,7 @@
  */
 #include "config.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -168,6 +169,12 @@ static char **gm_environ(void)
 	return environ ? environ : gm_env_from_proc();
 }
 
+/* page_return_thread (below): libc's pthread_create, and whether the
+ * thread was made in this process. */
+typedef int (*gm_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static gm_create_fn gm_next_create_fn;
+static int gm_returner_made;
+
 static void gm_atfork_prepare(void)
 {
 	anrc_fork_prepare(gm_heap_ptr);
@@ -182,25 +189,65 @@ static void gm_atfork_child(void)
 {
 	anrc_fork_child(gm_heap_ptr);
 	gm_broker_fork_child();
+	gm_returner_made = 0; /* the helper did not survive */
 }
 
-/* The page_return_thread: made at init, so that its stack is mapped
- * before the heap promises no more mappings. */
+/*
+ * The page_return_thread.  With "on" it is made at init; with "auto" (the
+ * default) when the program creates its first thread, through the
+ * pthread_create below: a program with one thread has no other thread
+ * that a madvise in its frees could hold up, and a program that creates
+ * threads maps their stacks then anyway.  Either way its stack is mapped
+ * by a pthread_create, never inside a malloc-family call of the program.
+ * A fork child has no such thread until it creates one.
+ */
+
+/* libc's pthread_create, found once (dlsym may allocate: only called
+ * once the heap is ready). */
+static gm_create_fn gm_next_create(void)
+{
+	gm_create_fn f = __atomic_load_n(&gm_next_create_fn, __ATOMIC_ACQUIRE);
+	if (f == NULL) {
+		void *sym = dlsym(RTLD_NEXT, "pthread_create");
+		memcpy(&f, &sym, sizeof(f));
+		__atomic_store_n(&gm_next_create_fn, f, __ATOMIC_RELEASE);
+	}
+	return f;
+}
+
 static void gm_start_returner(struct anrc_heap *h)
 {
 	pthread_t t;
 	pthread_attr_t a;
-	int rc = pthread_attr_init(&a);
+	gm_create_fn create = gm_next_create();
+	int rc;
 
+	if (__atomic_exchange_n(&gm_returner_made, 1, __ATOMIC_ACQ_REL) != 0)
+		return;
+	rc = create == NULL ? ENOSYS : pthread_attr_init(&a);
 	if (rc == 0) {
 		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
 		pthread_attr_setstacksize(&a, 64 * 1024);
-		rc = pthread_create(&t, &a, anrc_return_helper_thread, h);
+		rc = create(&t, &a, anrc_return_helper_thread, h);
 		pthread_attr_destroy(&a);
 	}
 	if (rc != 0)
 		mb_log(MB_LOG_WARNING, "page_return_thread: no thread (error %d); "
 		       "calls give pages back themselves", rc);
+}
+
+/* Exported (libgmalloc.map): the program's threads are made here. */
+GM_API int pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+	struct anrc_heap *h = gm_heap();
+	gm_create_fn create = gm_next_create();
+
+	if (create == NULL)
+		return EAGAIN;
+	if (h != NULL && gm_cfg.page_return_thread != GM_PRT_OFF &&
+	    !__atomic_load_n(&gm_returner_made, __ATOMIC_ACQUIRE))
+		gm_start_returner(h);
+	return create(t, a, fn, arg);
 }
 
 static void gm_report_signal(int sig)
@@ -295,7 +342,7 @@ static void gm_init_once(void)
 	if (pthread_atfork(gm_atfork_prepare, gm_atfork_parent, gm_atfork_child) != 0)
 		mb_log(MB_LOG_WARNING, "pthread_atfork failed: fork is not protected");
 	gm_install_signal();
-	if (gm_cfg.page_return_thread)
+	if (gm_cfg.page_return_thread == GM_PRT_ON)
 		gm_start_returner(h);
 	if (gm_cfg.report_at_exit)
 		gm_exit_fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, GM_REPORT_FD_MIN);

@@ -13,19 +13,24 @@
 #include "anrcore.h"
 #include "mb_conf.h"
 
+/* What libgmalloc.so exports (libgmalloc.map names the same). */
+#define GM_API __attribute__((visibility("default")))
+
 #define GM_SOCKET_MAX 108 /* sizeof(sun_path) */
 #define GM_SIGNAL_MAX 16
 #define GM_BT_MAX 16      /* backtrace_depth at most */
 
 enum gm_on_limit { GM_ON_LIMIT_NULL = 0, GM_ON_LIMIT_ABORT = 1 };
 enum gm_urgency { GM_URGENCY_REQUEST = 0, GM_URGENCY_THEN_RESERVE = 1 };
+/* page_return_thread: when gmalloc's page-return thread starts */
+enum gm_prt { GM_PRT_OFF = 0, GM_PRT_ON = 1, GM_PRT_AUTO = 2 };
 
 struct gm_config {
 	uint64_t limit;          /* fixed maximum; 0: none */
 	uint64_t reserve;        /* address space of the heap */
 	uint64_t free_low;
 	uint64_t free_high;
-	int page_return_thread;  /* a helper thread gives free pages back */
+	int page_return_thread;  /* enum gm_prt */
 	int on_limit;            /* enum gm_on_limit */
 	int broker;
 	char broker_socket[GM_SOCKET_MAX];

@@ -24,7 +24,6 @@
 #include "mb_log.h"
 #include "theap_fast.h"
 
-#define GM_API __attribute__((visibility("default")))
 /* Where the program called us from: the first frame of a block's stack. */
 #define GM_CALLER() __builtin_extract_return_addr(__builtin_return_address(0))
 

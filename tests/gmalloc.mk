@@ -31,6 +31,7 @@ GMALLOC_SH_TESTS = \
 	tests/gmalloc/exports.sh \
 	tests/gmalloc/family.sh \
 	tests/gmalloc/nomap.sh \
+	tests/gmalloc/page_return_thread.sh \
 	tests/gmalloc/config.sh \
 	tests/gmalloc/limit.sh \
 	tests/gmalloc/limit_counts.sh \

@@ -19,8 +19,10 @@
 #    on CPUs of their own (apart); p99, p99.9 and max of its wake-up
 #    latency and of its malloc+memset+free, p99.99 and max of the churning
 #    thread's free(), and the TLB shootdown interrupts taken meanwhile
-#    (all CPUs; with apart, the real-time thread's CPU).  gmalloc+prt is gmalloc with page_return_thread = on (no
-#    madvise in the freeing thread).  Medians over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a
+#    (all CPUs; with apart, the real-time thread's CPU).  gmalloc runs with its
+#    defaults (page_return_thread = auto: its thread gives pages back, no
+#    madvise in the freeing thread); gm-noprt is gmalloc with
+#    page_return_thread = off (the freeing thread calls madvise).  Medians over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a
 #    second), the allocators interleaved.  No mlockall:
 #    it lays every page an allocator maps in at once, which makes the
 #    wake-ups of every allocator worse under churn (the churning thread
@@ -124,14 +126,14 @@ if want rt; then
 		echo "skipped: SCHED_FIFO needs root"
 	else
 		modes="quiet churn apart"
-		rt_allocs="$present gmalloc+prt:$gm"
+		rt_allocs="$present gm-noprt:$gm"
 		r=1
 		while [ "$r" -le "$RT_RUNS" ]; do
 			for mode in $modes; do
 				for a in $rt_allocs; do
 					name=${a%%:*} lib=${a#*:}
-					prt=off
-					[ "$name" = gmalloc+prt ] && prt=on
+					prt=auto
+					[ "$name" = gm-noprt ] && prt=off
 					run "$lib" env GMALLOC_PAGE_RETURN_THREAD=$prt "$tmp/rt" "$mode" "$RT_SECS" \
 						>>"$tmp/rt.$mode.$name" || true
 				done

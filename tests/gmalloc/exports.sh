@@ -1,6 +1,7 @@
 #!/bin/sh
 # libgmalloc.so exports the whole malloc family and nothing else but its
-# gmalloc_* extensions.
+# gmalloc_* extensions and pthread_create (where page_return_thread = auto
+# starts its thread).
 . "$top_srcdir/tests/gmalloc/gmlib.sh"
 need_cmd nm
 
@@ -9,7 +10,7 @@ required="malloc free calloc realloc reallocarray posix_memalign aligned_alloc
 memalign valloc pvalloc malloc_usable_size malloc_trim mallinfo mallinfo2
 mallopt malloc_stats malloc_info cfree __libc_malloc __libc_free __libc_calloc
 __libc_realloc __libc_memalign __libc_valloc __libc_pvalloc gmalloc_report
-gmalloc_owns gmalloc_stats"
+gmalloc_owns gmalloc_stats pthread_create"
 for s in $required; do
 	grep -qx "$s" "$TEST_TMP/exported" || fail "$s is not exported"
 done

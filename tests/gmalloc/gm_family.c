@@ -26,10 +26,16 @@
  *   gm_family seccomp      after the first malloc, forbid every system call
  *                          that changes the memory map, then run the family
  *                          (a violation kills the process with SIGSYS)
- *   gm_family noadvise     after the first malloc, forbid madvise to this
+ *   gm_family noadvise [thread]
+ *                          after the first malloc (and with "thread" a
+ *                          thread made and joined), forbid madvise to this
  *                          thread, then free large blocks and small ones;
  *                          print "no madvise in the calls" once gmalloc's
  *                          page_return_thread has given the pages back
+ *   gm_family tasks        print "tasks A B": the process's threads after
+ *                          allocations and frees (A), and while one thread
+ *                          made by the program runs (B); then in a fork
+ *                          child of it "child C D", the same counts
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -519,12 +525,37 @@ static int forbid_map_changes(void)
 	return mbt_deny_syscalls(deny, sizeof(deny) / sizeof(deny[0]), 0);
 }
 
-/* madvise is forbidden to the calling thread (the program's only one):
+static void *wait_for_byte(void *fd)
+{
+	char c;
+
+	return read(*(int *)fd, &c, 1) == 1 ? fd : NULL;
+}
+
+/* One thread of the program's, made and joined. */
+static int one_thread(void)
+{
+	int fds[2];
+	pthread_t t;
+	void *res = NULL;
+
+	if (pipe(fds) != 0 || pthread_create(&t, NULL, wait_for_byte, &fds[0]) != 0)
+		return -1;
+	if (write(fds[1], "x", 1) != 1)
+		return -1;
+	pthread_join(t, &res);
+	close(fds[0]);
+	close(fds[1]);
+	return res != NULL ? 0 : -1;
+}
+
+/* madvise is forbidden to the calling thread (the program's only one, or
+ * with make_thread the one left after a thread of the program's ended):
  * with page_return_thread no malloc-family call may make it, and gmalloc's
- * own thread, made at the first call, gives the pages back.  Without that
- * thread the first free past the high mark kills the process (SIGSYS).
+ * own thread gives the pages back.  Without that thread the first free
+ * past the high mark kills the process (SIGSYS).
  * Ends with _exit: nothing at exit may count as a call of the family. */
-static int noadvise(void)
+static int noadvise(int make_thread)
 {
 	static const long deny[] = { SYS_madvise };
 	void (*stats)(size_t *, size_t *, size_t *, size_t *) =
@@ -535,6 +566,10 @@ static int noadvise(void)
 	free(malloc(1));
 	if (stats == NULL)
 		return 2;
+	if (make_thread && one_thread() != 0) {
+		perror("thread");
+		return 2;
+	}
 	if (mbt_deny_syscalls(deny, 1, 0) != 0) {
 		printf("seccomp unavailable\n");
 		return 77;
@@ -554,6 +589,21 @@ static int noadvise(void)
 		for (int i = 0; i < 8; i++)
 			free(big[i]);
 	}
+	/* Pages freed and soon taken again grow the marks, up to 32 times
+	 * (free_high 1M: 32 MiB), and how far they grow depends on how soon
+	 * the helper runs: a last round frees more than that, so that the
+	 * helper gives back whatever the marks became. */
+	{
+		void *big[12];
+
+		for (int i = 0; i < 12; i++) {
+			big[i] = malloc((size_t)8 << 20);
+			if (big[i] != NULL)
+				memset(big[i], i, (size_t)8 << 20);
+		}
+		for (int i = 0; i < 12; i++)
+			free(big[i]);
+	}
 	/* the helper's work: up to 10 s */
 	for (int i = 0; i < 2000; i++) {
 		stats(&in_use, &resident, &budget, &quota);
@@ -567,6 +617,56 @@ static int noadvise(void)
 	}
 	printf("no madvise in the calls\n");
 	_exit(0);
+}
+
+/* Threads of the process: entries of /proc/self/task. */
+static int count_tasks(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* How many threads: after allocations and frees, while a thread of the
+ * program's runs, and the same in a fork child made after that. */
+static int tasks_run(int in_child)
+{
+	int fds[2], a, b;
+	pthread_t t;
+	void *res = NULL;
+
+	for (int i = 0; i < 64; i++) {
+		char *p = malloc((size_t)(i + 1) << 16);
+		if (p != NULL)
+			memset(p, i, (size_t)(i + 1) << 16);
+		free(p);
+	}
+	a = count_tasks();
+	if (pipe(fds) != 0 || pthread_create(&t, NULL, wait_for_byte, &fds[0]) != 0)
+		return 1;
+	b = count_tasks();
+	if (write(fds[1], "x", 1) != 1)
+		return 1;
+	pthread_join(t, &res);
+	close(fds[0]);
+	close(fds[1]);
+	printf("%s %d %d\n", in_child ? "child" : "tasks", a, b);
+	if (in_child)
+		_exit(res != NULL ? 0 : 1);
+	pid_t pid = fork();
+	int st = 0;
+	if (pid == 0)
+		tasks_run(1);
+	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		return 1;
+	return res != NULL ? 0 : 1;
 }
 
 /* Single-threaded (thread stacks are mmapped): the family without threads. */
@@ -843,7 +943,9 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "seccomp") == 0)
 		return seccomp_run();
 	if (strcmp(mode, "noadvise") == 0)
-		return noadvise();
+		return noadvise(argc > 2 && strcmp(argv[2], "thread") == 0);
+	if (strcmp(mode, "tasks") == 0)
+		return tasks_run(0);
 	if (strcmp(mode, "canary") == 0 || strcmp(mode, "forge") == 0)
 		return canary(mode[0] == 'f');
 	if (strcmp(mode, "table") == 0)

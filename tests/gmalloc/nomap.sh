@@ -5,7 +5,8 @@
 # blocks and malloc_trim, twenty times over; again with page_return_thread.
 # And with page_return_thread no malloc-family call makes a madvise: the
 # filter forbids it to the program's thread, whose frees of large blocks
-# and of slabs' last objects kill it without that option (SIGSYS).
+# and of slabs' last objects kill it without that option (SIGSYS).  By
+# default (auto) that holds from the program's first thread on.
 . "$top_srcdir/tests/gmalloc/gmlib.sh"
 
 rc=0
@@ -27,4 +28,13 @@ rc=0
 GMALLOC_PAGE_RETURN_THREAD=on pre "$FAMILY" noadvise >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
 [ $rc -eq 0 ] || { cat "$TEST_TMP/out" "$TEST_TMP/err"; fail "page_return_thread: exit status $rc (159 = a call made a madvise)"; }
 grep -qx 'no madvise in the calls' "$TEST_TMP/out" || fail "page_return_thread: no success line"
+
+# The default, auto: the program made a thread, so gmalloc's thread runs.
+rc=0
+pre "$FAMILY" noadvise thread >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
+[ $rc -eq 0 ] || { cat "$TEST_TMP/out" "$TEST_TMP/err"; fail "default after a thread: exit status $rc (159 = a call made a madvise)"; }
+grep -qx 'no madvise in the calls' "$TEST_TMP/out" || fail "default after a thread: no success line"
+rc=0
+GMALLOC_PAGE_RETURN_THREAD=off pre "$FAMILY" noadvise thread >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
+[ $rc -eq 159 ] || { cat "$TEST_TMP/out" "$TEST_TMP/err"; fail "off: the frees made no madvise (status $rc)"; }
 echo "nomap ok"

@@ -1,0 +1,32 @@
+#!/bin/sh
+# When gmalloc's page-return thread exists, counted in /proc/self/task:
+# with auto (the default) a program of one thread has none, and one that
+# makes a thread has it from then on; on has it from the first call; off
+# never.  A fork child has none until it makes a thread of its own.
+. "$top_srcdir/tests/gmalloc/gmlib.sh"
+
+# mode, then the expected "tasks A B" and "child C D" lines
+check_tasks() {
+	mode=$1
+	shift
+	if [ "$mode" = default ]; then
+		pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "$mode: exit status $?"; }
+	else
+		GMALLOC_PAGE_RETURN_THREAD=$mode pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "$mode: exit status $?"; }
+	fi
+	grep -qx "$1" "$TEST_TMP/out" || { cat "$TEST_TMP/out"; fail "$mode: expected '$1'"; }
+	grep -qx "$2" "$TEST_TMP/out" || { cat "$TEST_TMP/out"; fail "$mode: expected '$2' in the fork child"; }
+	[ ! -s "$TEST_TMP/err" ] || { cat "$TEST_TMP/err"; fail "$mode: printed on stderr"; }
+}
+
+check_tasks default "tasks 1 3" "child 1 3"
+check_tasks auto "tasks 1 3" "child 1 3"
+check_tasks on "tasks 2 3" "child 1 3"
+check_tasks off "tasks 1 2" "child 1 2"
+
+# A value that is not one of the three: one line naming it, and auto.
+GMALLOC_PAGE_RETURN_THREAD=sometimes pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || fail "bad value: exit status $?"
+grep -q 'GMALLOC_PAGE_RETURN_THREAD' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "bad value not named"; }
+[ "$(wc -l <"$TEST_TMP/err")" -eq 1 ] || { cat "$TEST_TMP/err"; fail "bad value: expected one line"; }
+grep -qx "tasks 1 3" "$TEST_TMP/out" || { cat "$TEST_TMP/out"; fail "bad value: not auto"; }
+echo "page_return_thread ok"
