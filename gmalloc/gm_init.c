@@ -215,6 +215,9 @@ static gm_create_fn gm_next_create(void)
 	return f;
 }
 
+/* The helper's stack: it calls madvise and takes the heap lock, no more. */
+#define GM_RETURNER_STACK (64 * 1024)
+
 static void gm_start_returner(struct anrc_heap *h)
 {
 	pthread_t t;
@@ -227,8 +230,16 @@ static void gm_start_returner(struct anrc_heap *h)
 	rc = create == NULL ? ENOSYS : pthread_attr_init(&a);
 	if (rc == 0) {
 		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&a, 64 * 1024);
+		pthread_attr_setstacksize(&a, GM_RETURNER_STACK);
 		rc = create(&t, &a, anrc_return_helper_thread, h);
+		/* A program whose static TLS does not fit (glibc puts it on the
+		 * stack): the default size. */
+		if (rc == EINVAL) {
+			pthread_attr_destroy(&a);
+			pthread_attr_init(&a);
+			pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+			rc = create(&t, &a, anrc_return_helper_thread, h);
+		}
 		pthread_attr_destroy(&a);
 	}
 	if (rc != 0)

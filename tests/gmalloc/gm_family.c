@@ -525,10 +525,15 @@ static int forbid_map_changes(void)
 	return mbt_deny_syscalls(deny, sizeof(deny) / sizeof(deny[0]), 0);
 }
 
+/* Static TLS larger than a small thread stack (glibc puts it on every
+ * thread's stack): gmalloc's own thread must start all the same. */
+static __thread volatile char tls_big[256 * 1024];
+
 static void *wait_for_byte(void *fd)
 {
 	char c;
 
+	tls_big[sizeof(tls_big) - 1] = 1;
 	return read(*(int *)fd, &c, 1) == 1 ? fd : NULL;
 }
 
