@@ -428,8 +428,7 @@ struct anrc_heap {
 	size_t charged_recent;  /* pages charged since the last trim began */
 	size_t trim_credit;     /* pages the lock holder freed itself: it may
 				 * give that many back besides the slice */
-	size_t trim_keep;       /* free pages the last trim keeps: the helper
-				 * gives back down to it */
+	size_t helper_credit;   /* credit of the calls that woke the helper */
 	unsigned trims;         /* atomic: page-return rounds that gave pages back */
 	size_t slab_holes;      /* pages of live slabs given back (theap.c's
 				 * holes): counted in resident_pages, their

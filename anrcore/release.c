@@ -177,7 +177,6 @@ trim_pick(struct anrc_heap *h)
 	if (h->mark_shift > 0 && keep > ANR_KEEP_GROWN_MAX)
 		keep = h->free_low > ANR_KEEP_GROWN_MAX ? h->free_low : ANR_KEEP_GROWN_MAX;
 	keep >>= h->page_shift;
-	h->trim_keep = keep;
 	if (h->trim_credit > slice)
 		slice = h->trim_credit;
 	h->trim_credit = 0;

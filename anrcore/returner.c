@@ -27,40 +27,16 @@ anrc_returner_wake_and_unlock(struct anrc_heap *h)
 {
 	if (!LOAD(h->helper_on) || !h->trim_wanted)
 		return 0;
+	/* The credit of this call's own frees (pages.c) goes to the helper,
+	 * which gives back that much beyond its slice, as this call would
+	 * have: without it the helper stopped under the (grown) high mark,
+	 * and up to 32 MiB of a large free stayed resident. */
+	h->helper_credit += h->trim_credit;
 	h->trim_credit = 0;
 	pthread_mutex_unlock(&h->lock);
 	if (__atomic_exchange_n(&h->helper_posted, 1, __ATOMIC_ACQ_REL) == 0)
 		sem_post(&h->helper_sem);
 	return 1;
-}
-
-/*
- * Locked.  Slices until the free pages are down to what the trim keeps:
- * a call without the helper would have given back all its free allowed
- * (its credit, pages.c), so a trim begun past the high mark goes on down
- * to the low mark (at most ANR_KEEP_GROWN_MAX with grown marks), not
- * only until it is under the high mark; stopping there left up to 32 MiB
- * of free pages resident after a large free under churn.  It stops when
- * a slice gives nothing back (pages in another thread's trim) or another
- * thread is trimming.
- */
-static void
-go_on(struct anrc_heap *h)
-{
-	int trimmed = 0;
-
-	while (!h->trimming) {
-		unsigned before = h->trims;
-
-		if (!h->trim_wanted) {
-			if (!trimmed || h->dirty_pages <= h->trim_keep)
-				return;
-			h->trim_wanted = 1;
-		}
-		anrc_return_pages_and_unlock_here(h);
-		anrc_lock_and_drain(h);
-		trimmed = h->trims != before;
-	}
 }
 
 int
@@ -78,7 +54,12 @@ anrc_return_helper_run(struct anrc_heap *h)
 			break;
 		__atomic_store_n(&h->helper_posted, 0, __ATOMIC_RELEASE);
 		anrc_lock_and_drain(h);
-		go_on(h);
+		while (h->trim_wanted && !h->trimming) {
+			h->trim_credit = h->helper_credit;
+			h->helper_credit = 0;
+			anrc_return_pages_and_unlock_here(h);
+			anrc_lock_and_drain(h);
+		}
 		anrc_return_pages_and_unlock_here(h);
 	}
 	__atomic_store_n(&h->helper_on, 0, __ATOMIC_RELEASE);
@@ -115,5 +96,6 @@ anrc_returner_fork_child(struct anrc_heap *h)
 {
 	/* The helper thread did not survive: the child's calls give back. */
 	h->helper_on = h->helper_stop = h->helper_posted = 0;
+	h->helper_credit = 0;
 	sem_init(&h->helper_sem, 0, 0);
 }

@@ -595,19 +595,15 @@ static int noadvise(int make_thread)
 			free(big[i]);
 	}
 	/* Pages freed and soon taken again grow the marks, up to 32 times
-	 * (free_high 1M: 32 MiB), and how far they grow depends on how soon
-	 * the helper runs: a last round frees more than that, so that the
-	 * helper gives back whatever the marks became. */
+	 * (free_high 1M: 32 MiB), as far as the helper's timing makes them:
+	 * one free larger than that must leave little behind, as it would
+	 * without the helper (its free would give back its own pages). */
 	{
-		void *big[12];
+		char *last = malloc((size_t)96 << 20);
 
-		for (int i = 0; i < 12; i++) {
-			big[i] = malloc((size_t)8 << 20);
-			if (big[i] != NULL)
-				memset(big[i], i, (size_t)8 << 20);
-		}
-		for (int i = 0; i < 12; i++)
-			free(big[i]);
+		if (last != NULL)
+			memset(last, 1, (size_t)96 << 20);
+		free(last);
 	}
 	/* the helper's work: up to 10 s */
 	for (int i = 0; i < 2000; i++) {
