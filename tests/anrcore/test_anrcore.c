@@ -3760,6 +3760,25 @@ helper_fn(void *arg)
 	return (void *)(intptr_t)anrc_return_helper_run(arg);
 }
 
+/* A thread runs the helper; back once it is on. */
+static void
+helper_start(struct anrc_heap *h, pthread_t *t)
+{
+	ck_assert_int_eq(pthread_create(t, NULL, helper_fn, h), 0);
+	while (!__atomic_load_n(&h->helper_on, __ATOMIC_ACQUIRE))
+		usleep(1000);
+}
+
+static void
+helper_stop(struct anrc_heap *h, pthread_t t)
+{
+	void *rc;
+
+	anrc_return_helper_stop(h);
+	ck_assert_int_eq(pthread_join(t, &rc), 0);
+	ck_assert_ptr_null(rc);
+}
+
 /* Frees of large blocks past the high mark give nothing back themselves
  * while a helper runs (they did a round of madvise each before): the
  * helper does, and the free pages come down under the mark. */
@@ -3769,12 +3788,9 @@ START_TEST(return_helper_does_the_madvise)
 	struct anrc_stats st;
 	uint64_t rounds;
 	pthread_t t;
-	void *rc;
 	char *p;
 
-	ck_assert_int_eq(pthread_create(&t, NULL, helper_fn, h), 0);
-	while (!__atomic_load_n(&h->helper_on, __ATOMIC_ACQUIRE))
-		usleep(1000);
+	helper_start(h, &t);
 	ck_assert_int_eq(anrc_return_helper_run(h), -1); /* one helper at most */
 	rounds = anrc_return_rounds;
 	for (int i = 0; i < 20; i++) {
@@ -3793,9 +3809,7 @@ START_TEST(return_helper_does_the_madvise)
 		usleep(1000);
 	}
 	ck_assert_int_eq(anrc_check(h), 0);
-	anrc_return_helper_stop(h);
-	ck_assert_int_eq(pthread_join(t, &rc), 0);
-	ck_assert_ptr_null(rc);
+	helper_stop(h, t);
 	/* Without it the freeing thread gives back again. */
 	anrc_set_marks(h, 0, 0);
 	p = anrc_alloc(h, 4 * MiB, 0);
@@ -3817,12 +3831,9 @@ START_TEST(return_helper_goes_down_to_the_keep)
 	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
 	struct anrc_stats st;
 	pthread_t t;
-	void *rc;
 	char *p;
 
-	ck_assert_int_eq(pthread_create(&t, NULL, helper_fn, h), 0);
-	while (!__atomic_load_n(&h->helper_on, __ATOMIC_ACQUIRE))
-		usleep(1000);
+	helper_start(h, &t);
 	pthread_mutex_lock(&h->lock);
 	h->mark_shift = ANR_MARK_SHIFT_MAX; /* as after a churn */
 	pthread_mutex_unlock(&h->lock);
@@ -3838,9 +3849,7 @@ START_TEST(return_helper_goes_down_to_the_keep)
 	}
 	ck_assert_uint_gt(h->mark_shift, 0); /* the marks were still grown */
 	ck_assert_int_eq(anrc_check(h), 0);
-	anrc_return_helper_stop(h);
-	ck_assert_int_eq(pthread_join(t, &rc), 0);
-	ck_assert_ptr_null(rc);
+	helper_stop(h, t);
 	anrc_destroy(h);
 }
 END_TEST
