@@ -215,34 +215,20 @@ static gm_create_fn gm_next_create(void)
 	return f;
 }
 
-/* The helper's stack: it calls madvise and takes the heap lock, no more. */
-#define GM_RETURNER_STACK (64 * 1024)
-
+/* The default stack size (a smaller one fails in a program whose static
+ * TLS does not fit in it: glibc puts that on every thread's stack). */
 static void gm_start_returner(struct anrc_heap *h)
 {
 	pthread_t t;
-	pthread_attr_t a;
 	gm_create_fn create = gm_next_create();
 	int rc;
 
 	if (__atomic_exchange_n(&gm_returner_made, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	rc = create == NULL ? ENOSYS : pthread_attr_init(&a);
-	if (rc == 0) {
-		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-		pthread_attr_setstacksize(&a, GM_RETURNER_STACK);
-		rc = create(&t, &a, anrc_return_helper_thread, h);
-		/* A program whose static TLS does not fit (glibc puts it on the
-		 * stack): the default size. */
-		if (rc == EINVAL) {
-			pthread_attr_destroy(&a);
-			pthread_attr_init(&a);
-			pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-			rc = create(&t, &a, anrc_return_helper_thread, h);
-		}
-		pthread_attr_destroy(&a);
-	}
-	if (rc != 0)
+	rc = create == NULL ? ENOSYS : create(&t, NULL, anrc_return_helper_thread, h);
+	if (rc == 0)
+		pthread_detach(t);
+	else
 		mb_log(MB_LOG_WARNING, "page_return_thread: no thread (error %d); "
 		       "calls give pages back themselves", rc);
 }
