@@ -9,11 +9,13 @@
 check_tasks() {
 	mode=$1
 	shift
+	rc=0
 	if [ "$mode" = default ]; then
-		pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "$mode: exit status $?"; }
+		pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
 	else
-		GMALLOC_PAGE_RETURN_THREAD=$mode pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "$mode: exit status $?"; }
+		GMALLOC_PAGE_RETURN_THREAD=$mode pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
 	fi
+	[ $rc -eq 0 ] || { cat "$TEST_TMP/err"; fail "$mode: exit status $rc"; }
 	grep -qx "$1" "$TEST_TMP/out" || { cat "$TEST_TMP/out"; fail "$mode: expected '$1'"; }
 	grep -qx "$2" "$TEST_TMP/out" || { cat "$TEST_TMP/out"; fail "$mode: expected '$2' in the fork child"; }
 	[ ! -s "$TEST_TMP/err" ] || { cat "$TEST_TMP/err"; fail "$mode: printed on stderr"; }
@@ -25,7 +27,9 @@ check_tasks on "tasks 2 3" "child 1 3"
 check_tasks off "tasks 1 2" "child 1 2"
 
 # A value that is not one of the three: one line naming it, and auto.
-GMALLOC_PAGE_RETURN_THREAD=sometimes pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || fail "bad value: exit status $?"
+rc=0
+GMALLOC_PAGE_RETURN_THREAD=sometimes pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TEST_TMP/err" || rc=$?
+[ $rc -eq 0 ] || fail "bad value: exit status $rc"
 grep -q 'GMALLOC_PAGE_RETURN_THREAD' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "bad value not named"; }
 [ "$(wc -l <"$TEST_TMP/err")" -eq 1 ] || { cat "$TEST_TMP/err"; fail "bad value: expected one line"; }
 grep -qx "tasks 1 3" "$TEST_TMP/out" || { cat "$TEST_TMP/out"; fail "bad value: not auto"; }
