@@ -537,8 +537,24 @@ static void *wait_for_byte(void *fd)
 	return read(*(int *)fd, &c, 1) == 1 ? fd : NULL;
 }
 
-/* One thread of the program's, made and joined. */
-static int one_thread(void)
+/* Threads of the process: entries of /proc/self/task. */
+static int count_tasks(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* One thread of the program's, made and joined; with running, the
+ * process's threads counted while it runs. */
+static int one_thread(int *running)
 {
 	int fds[2];
 	pthread_t t;
@@ -546,6 +562,8 @@ static int one_thread(void)
 
 	if (pipe(fds) != 0 || pthread_create(&t, NULL, wait_for_byte, &fds[0]) != 0)
 		return -1;
+	if (running != NULL)
+		*running = count_tasks();
 	if (write(fds[1], "x", 1) != 1)
 		return -1;
 	pthread_join(t, &res);
@@ -571,7 +589,7 @@ static int noadvise(int make_thread)
 	free(malloc(1));
 	if (stats == NULL)
 		return 2;
-	if (make_thread && one_thread() != 0) {
+	if (make_thread && one_thread(NULL) != 0) {
 		perror("thread");
 		return 2;
 	}
@@ -620,28 +638,11 @@ static int noadvise(int make_thread)
 	_exit(0);
 }
 
-/* Threads of the process: entries of /proc/self/task. */
-static int count_tasks(void)
-{
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	int n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		n += e->d_name[0] != '.';
-	closedir(d);
-	return n;
-}
-
 /* How many threads: after allocations and frees, while a thread of the
  * program's runs, and the same in a fork child made after that. */
 static int tasks_run(int in_child)
 {
-	int fds[2], a, b;
-	pthread_t t;
-	void *res = NULL;
+	int a, b = -1, rc;
 
 	for (int i = 0; i < 64; i++) {
 		char *p = malloc((size_t)(i + 1) << 16);
@@ -650,24 +651,17 @@ static int tasks_run(int in_child)
 		free(p);
 	}
 	a = count_tasks();
-	if (pipe(fds) != 0 || pthread_create(&t, NULL, wait_for_byte, &fds[0]) != 0)
-		return 1;
-	b = count_tasks();
-	if (write(fds[1], "x", 1) != 1)
-		return 1;
-	pthread_join(t, &res);
-	close(fds[0]);
-	close(fds[1]);
+	rc = one_thread(&b);
 	printf("%s %d %d\n", in_child ? "child" : "tasks", a, b);
 	if (in_child)
-		_exit(res != NULL ? 0 : 1);
+		_exit(rc == 0 ? 0 : 1);
 	pid_t pid = fork();
 	int st = 0;
 	if (pid == 0)
 		tasks_run(1);
 	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		return 1;
-	return res != NULL ? 0 : 1;
+	return rc == 0 ? 0 : 1;
 }
 
 /* Single-threaded (thread stacks are mmapped): the family without threads. */
