@@ -28,6 +28,7 @@
 
 #include "am_internal.h"
 #include "mb_log.h"
+#include "mb_thread.h"
 
 #define API __attribute__((visibility("default")))
 #define AM_POLL_MS 1000
@@ -283,7 +284,7 @@ API int anr_broker_start_thread(anr_heap_t *h)
 		return 0;
 	if (pipe2(h->mb_stop, O_CLOEXEC) != 0)
 		return -1;
-	if (pthread_create(&h->mb_thread, NULL, am_broker_main, h) != 0) {
+	if (mb_thread_start(&h->mb_thread, NULL, am_broker_main, h) != 0) {
 		am_close_pipe(h->mb_stop);
 		errno = EAGAIN;
 		return -1;

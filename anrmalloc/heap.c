@@ -17,6 +17,7 @@
 #include "mb_addr.h"
 #include "mb_conf.h"
 #include "mb_log.h"
+#include "mb_thread.h"
 
 #define API __attribute__((visibility("default")))
 #define AM_REGISTRY_MAX 64
@@ -295,7 +296,7 @@ static struct anrc_heap *am_core_create(const struct anr_malloc_config *c,
  * anr_heap_destroy. */
 static int am_returner_start(struct anr_malloc_heap *h)
 {
-	int rc = pthread_create(&h->ret_thread, NULL, anrc_return_helper_thread, h->core);
+	int rc = mb_thread_start(&h->ret_thread, NULL, anrc_return_helper_thread, h->core);
 
 	if (rc != 0) {
 		mb_log(MB_LOG_ERR, "anrmalloc %s: page_return_thread: %s",

@@ -24,6 +24,7 @@
 #include "am_internal.h"
 #include "mb_log.h"
 #include "mb_size.h"
+#include "mb_thread.h"
 
 #define API __attribute__((visibility("default")))
 #define AM_OUT_BUF 4096
@@ -448,7 +449,7 @@ API int anr_debug_socket_start(anr_heap_t *h, const char *path)
 	if (pipe2(h->dbg_stop, O_CLOEXEC) != 0)
 		goto fail;
 	memcpy(h->dbg_path, path, strlen(path) + 1);
-	if (pthread_create(&h->dbg_thread, NULL, am_debug_main, h) != 0) {
+	if (mb_thread_start(&h->dbg_thread, NULL, am_debug_main, h) != 0) {
 		errno = EAGAIN;
 		goto fail;
 	}

@@ -32,6 +32,7 @@
 #include "gm_internal.h"
 #include "mb_addr.h"
 #include "mb_log.h"
+#include "mb_thread.h"
 
 enum gm_state { GM_UNINIT = 0, GM_BUSY = 1, GM_READY = 2, GM_FAILED = 3 };
 
@@ -216,7 +217,9 @@ static gm_create_fn gm_next_create(void)
 }
 
 /* The default stack size (a smaller one fails in a program whose static
- * TLS does not fit in it: glibc puts that on every thread's stack). */
+ * TLS does not fit in it: glibc puts that on every thread's stack), and
+ * every signal blocked (mb_thread_start): the program's signals are not
+ * for it. */
 static void gm_start_returner(struct anrc_heap *h)
 {
 	pthread_t t;
@@ -225,7 +228,7 @@ static void gm_start_returner(struct anrc_heap *h)
 
 	if (__atomic_exchange_n(&gm_returner_made, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	rc = create == NULL ? ENOSYS : create(&t, NULL, anrc_return_helper_thread, h);
+	rc = create == NULL ? ENOSYS : mb_thread_start(&t, create, anrc_return_helper_thread, h);
 	if (rc == 0)
 		pthread_detach(t);
 	else

@@ -12,7 +12,8 @@ TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects \
 	tests/anrmalloc/anrmalloc_broker.sh \
 	tests/anrmalloc/anrmalloc_symbols.sh
 
-tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c
+tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c \
+	tests/testlib/mbt_signal.h
 tests_anrmalloc_test_anrmalloc_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 tests_anrmalloc_test_anrmalloc_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrmalloc_test_anrmalloc_LDADD = anrmalloc/libanrmalloc_impl.la \
@@ -48,7 +49,8 @@ tests_anrmalloc_test_anrmalloc_records_CPPFLAGS = $(ANRMALLOC_UNIT_CPPFLAGS)
 tests_anrmalloc_test_anrmalloc_records_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
 tests_anrmalloc_test_anrmalloc_records_LDADD = $(ANRMALLOC_UNIT_LDADD) -ldl
 
-tests_anrmalloc_test_anrmalloc_broker_SOURCES = tests/anrmalloc/test_anrmalloc_broker.c
+tests_anrmalloc_test_anrmalloc_broker_SOURCES = tests/anrmalloc/test_anrmalloc_broker.c \
+	tests/testlib/mbt_signal.h
 tests_anrmalloc_test_anrmalloc_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 tests_anrmalloc_test_anrmalloc_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrmalloc_test_anrmalloc_broker_LDADD = anrmalloc/libanrmalloc.la \

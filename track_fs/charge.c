@@ -34,6 +34,7 @@
 
 #include "mb_log.h"
 #include "mb_size.h"
+#include "mb_thread.h"
 #include "mbclient.h"
 #include "tfs.h"
 
@@ -360,7 +361,7 @@ static void *dispatcher(void *arg)
 static void dispatcher_start(void)
 {
 	__atomic_store_n(&ch.dispatching, 1, __ATOMIC_RELEASE);
-	if (pthread_create(&ch.dispatcher, NULL, dispatcher, NULL) != 0) {
+	if (mb_thread_start(&ch.dispatcher, NULL, dispatcher, NULL) != 0) {
 		__atomic_store_n(&ch.dispatching, 0, __ATOMIC_RELEASE);
 		mb_log(MB_LOG_WARNING, "no thread for the broker's give-back "
 		       "queries; they are answered during file operations only");

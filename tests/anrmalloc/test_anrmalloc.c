@@ -24,6 +24,7 @@
 #include "anrmalloc/anrmalloc.h"
 #include "mb_conf.h"
 #include "mb_log.h"
+#include "tests/testlib/mbt_signal.h"
 
 /* Test-only paths of the implementation library. */
 size_t am_test_peek(anr_heap_t *h, const void *p, void *buf, size_t n);
@@ -1054,6 +1055,42 @@ START_TEST(fork_child_leaves_the_debug_thread_to_the_parent)
 }
 END_TEST
 
+static void threads_on(struct anr_malloc_config *c)
+{
+	socket_on(c);
+	c->page_return_thread = 1;
+}
+
+/* The heap's own threads (page_return_thread, the debug socket's) take no
+ * signal: one the program blocks after creating the heap, sent to the
+ * process, reaches the program's wait.  Before, one of them took it and
+ * the child died of SIGUSR1.  In a child: the threads are made there. */
+START_TEST(heap_threads_take_no_signal)
+{
+	char dir[] = "/tmp/anrmalloc-dbg.XXXXXX";
+	int status;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%s/dbg.sock", dir);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		anr_heap_t *h = heap_with(threads_on);
+		int taken;
+
+		alarm(3 * MBT_SIGNAL_WAIT_S); /* a child that has not finished by then hangs */
+		taken = mbt_signal_reaches_wait();
+		anr_heap_destroy(h);
+		_exit(taken ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	rmdir(dir);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the signal did not reach the program's wait (status %#x)", status);
+}
+END_TEST
+
 /* ---- give-back without a broker ---- */
 
 START_TEST(give_back_runs_callbacks_and_lowers_budget)
@@ -1335,6 +1372,7 @@ static Suite *anrmalloc_suite(void)
 	tcase_add_test(tc, report_lists_stats_and_blocks);
 	tcase_add_test(tc, debug_socket_dumps_live_blocks);
 	tcase_add_test(tc, fork_child_leaves_the_debug_thread_to_the_parent);
+	tcase_add_test(tc, heap_threads_take_no_signal);
 	tcase_add_test(tc, give_back_runs_callbacks_and_lowers_budget);
 	tcase_add_test(tc, threads_share_a_heap);
 	tcase_add_test(tc, free_never_waits_for_the_lock);

@@ -19,6 +19,7 @@
 #include "libmbclient/mbclient.h"
 #include "mb_log.h"
 #include "mb_size.h"
+#include "tests/testlib/mbt_signal.h"
 
 #define MIB (1024u * 1024u)
 #define OBJECT (1 * MIB)
@@ -279,6 +280,29 @@ START_TEST(give_back_from_own_loop)
 }
 END_TEST
 
+/* The broker thread takes no signal (as heap_threads_take_no_signal in
+ * test_anrmalloc.c): before, the child died of SIGUSR1. */
+START_TEST(broker_thread_takes_no_signal)
+{
+	int status;
+	pid_t pid = fork();
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		anr_heap_t *h = broker_heap(1);
+		int taken;
+
+		alarm(3 * MBT_SIGNAL_WAIT_S); /* a child that has not finished by then hangs */
+		taken = mbt_signal_reaches_wait();
+		anr_heap_destroy(h);
+		_exit(taken ? 0 : 1);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the signal did not reach the program's wait (status %#x)", status);
+}
+END_TEST
+
 START_TEST(quota_refused_is_oom)
 {
 	struct cache c = { 0 };
@@ -406,6 +430,7 @@ int main(void)
 	tcase_add_test(tc, give_back_from_helper_thread);
 	tcase_add_test(tc, give_back_from_own_loop);
 	tcase_add_test(tc, give_back_from_helper_thread_after_a_fork);
+	tcase_add_test(tc, broker_thread_takes_no_signal);
 	tcase_add_test(tc, quota_refused_is_oom);
 	tcase_add_test(tc, initial_quota_reserved);
 	tcase_add_test(tc, stopped_broker_costs_a_deadline);

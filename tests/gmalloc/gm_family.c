@@ -36,6 +36,12 @@
  *                          allocations and frees (A), and while one thread
  *                          made by the program runs (B); then in a fork
  *                          child of it "child C D", the same counts
+ *   gm_family signal [thread]
+ *                          after the first malloc (and with "thread" a
+ *                          thread made and joined), block SIGUSR1, send it
+ *                          to the process and wait for it: "signal taken
+ *                          by the program", or killed by SIGUSR1 when a
+ *                          thread of gmalloc's took it
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -53,6 +59,7 @@
 #include <unistd.h>
 
 #include "mbt_seccomp.h"
+#include "mbt_signal.h"
 
 static int failures;
 
@@ -664,6 +671,30 @@ static int tasks_run(int in_child)
 	return rc == 0 ? 0 : 1;
 }
 
+/* A signal the program blocks in every thread of its own and waits for
+ * must reach its wait, never a thread of gmalloc's: the program blocks
+ * SIGUSR1 only after its first allocation (when page_return_thread = on
+ * has made the thread) or after a thread of its own ended (auto), sends
+ * it to the process and waits for it (mbt_signal.h).  A thread of
+ * gmalloc's with SIGUSR1 open takes it, and the process ends. */
+static int signal_run(int make_thread)
+{
+	char *p = malloc(100);
+
+	memset(p, 1, 100);
+	free(p);
+	if (make_thread && one_thread(NULL) != 0) {
+		perror("thread");
+		return 2;
+	}
+	if (!mbt_signal_reaches_wait()) {
+		printf("signal not taken\n");
+		return 1;
+	}
+	printf("signal taken by the program\n");
+	return 0;
+}
+
 /* Single-threaded (thread stacks are mmapped): the family without threads. */
 static int seccomp_run(void)
 {
@@ -941,6 +972,8 @@ int main(int argc, char **argv)
 		return noadvise(argc > 2 && strcmp(argv[2], "thread") == 0);
 	if (strcmp(mode, "tasks") == 0)
 		return tasks_run(0);
+	if (strcmp(mode, "signal") == 0)
+		return signal_run(argc > 2 && strcmp(argv[2], "thread") == 0);
 	if (strcmp(mode, "canary") == 0 || strcmp(mode, "forge") == 0)
 		return canary(mode[0] == 'f');
 	if (strcmp(mode, "table") == 0)

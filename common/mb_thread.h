@@ -1,0 +1,30 @@
+/*
+ * mb_thread.h - starting a thread of a library's own.
+ *
+ * A thread that a library starts inside a program (gmalloc's and
+ * anr_malloc's page-return thread, anr_malloc's broker and debug threads,
+ * track_fs's give-back dispatcher) must never be the one a signal sent to
+ * the process is delivered to: the kernel gives such a signal to any
+ * thread that does not block it, so a thread of ours with an open mask
+ * could take a SIGUSR1 the program blocks everywhere and waits for with
+ * sigwait(3) (the default action then ends the process), or run a handler
+ * the program meant for its own threads.  These threads are started with
+ * every signal blocked.
+ */
+#ifndef MB_THREAD_H
+#define MB_THREAD_H
+
+#include <pthread.h>
+
+/* pthread_create's type: gmalloc passes libc's own, since the
+ * pthread_create that libgmalloc.so exports is its wrapper. */
+typedef int (*mb_thread_create_fn)(pthread_t *, const pthread_attr_t *,
+				   void *(*)(void *), void *);
+
+/* pthread_create(t, NULL, fn, arg) through create (NULL: pthread_create)
+ * with every signal blocked in the new thread; the caller's mask is as it
+ * was on return.  Returns 0 or pthread_create's error number. */
+int mb_thread_start(pthread_t *t, mb_thread_create_fn create,
+		    void *(*fn)(void *), void *arg);
+
+#endif

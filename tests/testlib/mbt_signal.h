@@ -1,0 +1,76 @@
+/*
+ * mbt_signal.h - whether a signal sent to the process reaches the wait of
+ * the program's thread that blocks it.  The threads a library starts
+ * (mb_thread_start) block every signal; one with the signal open would
+ * take it instead, and the default action of SIGUSR1 ends the process.
+ */
+#ifndef MBT_SIGNAL_H
+#define MBT_SIGNAL_H
+
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MBT_SIGNAL_WAIT_S 5
+#define MBT_ASLEEP_POLLS 500 /* of 10 ms */
+
+/* 1 when every thread of the process but the caller sleeps (state S or
+ * D in its stat).  A thread glibc has just made starts with every signal
+ * blocked and sets its own mask before it runs its start routine: one
+ * that sleeps (in poll, sem_wait, accept) has its mask. */
+static inline int mbt_others_asleep(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	long self = syscall(SYS_gettid);
+	int all = 1;
+
+	if (d == NULL)
+		return 1;
+	while (all && (e = readdir(d)) != NULL) {
+		char path[64], buf[512];
+		const char *st;
+		FILE *f;
+		size_t n;
+
+		if (e->d_name[0] == '.' || atol(e->d_name) == self)
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue; /* it ended */
+		n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		st = strrchr(buf, ')');
+		all = st != NULL && st[1] == ' ' && (st[2] == 'S' || st[2] == 'D');
+	}
+	closedir(d);
+	return all;
+}
+
+/* Waits (at most MBT_ASLEEP_POLLS polls) for the other threads to sleep,
+ * then blocks SIGUSR1 in the calling thread (and, through inheritance, in
+ * the threads it makes later), sends it to the process and waits for it
+ * for at most MBT_SIGNAL_WAIT_S seconds.  1 if the wait took it, else 0. */
+static inline int mbt_signal_reaches_wait(void)
+{
+	struct timespec limit = { MBT_SIGNAL_WAIT_S, 0 };
+	sigset_t usr1;
+
+	for (int i = 0; i < MBT_ASLEEP_POLLS && !mbt_others_asleep(); i++)
+		usleep(10000);
+	sigemptyset(&usr1);
+	sigaddset(&usr1, SIGUSR1);
+	if (pthread_sigmask(SIG_BLOCK, &usr1, NULL) != 0 || kill(getpid(), SIGUSR1) != 0)
+		return 0;
+	return sigtimedwait(&usr1, NULL, &limit) == SIGUSR1;
+}
+
+#endif /* MBT_SIGNAL_H */
