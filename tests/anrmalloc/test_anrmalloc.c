@@ -1061,30 +1061,28 @@ static void threads_on(struct anr_malloc_config *c)
 	c->page_return_thread = 1;
 }
 
+static void *heap_with_threads(void)
+{
+	return heap_with(threads_on);
+}
+
+static void destroy_heap(void *h)
+{
+	anr_heap_destroy(h);
+}
+
 /* The heap's own threads (page_return_thread, the debug socket's) take no
  * signal: one the program blocks after creating the heap, sent to the
  * process, reaches the program's wait.  Before, one of them took it and
- * the child died of SIGUSR1.  In a child: the threads are made there. */
+ * the child died of SIGUSR1. */
 START_TEST(heap_threads_take_no_signal)
 {
 	char dir[] = "/tmp/anrmalloc-dbg.XXXXXX";
 	int status;
-	pid_t pid;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	snprintf(sock_path, sizeof(sock_path), "%s/dbg.sock", dir);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		anr_heap_t *h = heap_with(threads_on);
-		int taken;
-
-		alarm(3 * MBT_SIGNAL_WAIT_S); /* a child that has not finished by then hangs */
-		taken = mbt_signal_reaches_wait();
-		anr_heap_destroy(h);
-		_exit(taken ? 0 : 1);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	status = mbt_signal_in_child(heap_with_threads, destroy_heap);
 	rmdir(dir);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		      "the signal did not reach the program's wait (status %#x)", status);

@@ -280,24 +280,22 @@ START_TEST(give_back_from_own_loop)
 }
 END_TEST
 
+static void *heap_with_broker_thread(void)
+{
+	return broker_heap(1);
+}
+
+static void destroy_heap(void *h)
+{
+	anr_heap_destroy(h);
+}
+
 /* The broker thread takes no signal (as heap_threads_take_no_signal in
  * test_anrmalloc.c): before, the child died of SIGUSR1. */
 START_TEST(broker_thread_takes_no_signal)
 {
-	int status;
-	pid_t pid = fork();
+	int status = mbt_signal_in_child(heap_with_broker_thread, destroy_heap);
 
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		anr_heap_t *h = broker_heap(1);
-		int taken;
-
-		alarm(3 * MBT_SIGNAL_WAIT_S); /* a child that has not finished by then hangs */
-		taken = mbt_signal_reaches_wait();
-		anr_heap_destroy(h);
-		_exit(taken ? 0 : 1);
-	}
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
 	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
 		      "the signal did not reach the program's wait (status %#x)", status);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -71,6 +72,30 @@ static inline int mbt_signal_reaches_wait(void)
 	if (pthread_sigmask(SIG_BLOCK, &usr1, NULL) != 0 || kill(getpid(), SIGUSR1) != 0)
 		return 0;
 	return sigtimedwait(&usr1, NULL, &limit) == SIGUSR1;
+}
+
+/* In a child process (the threads under test are made there): make()
+ * (which starts them), mbt_signal_reaches_wait(), unmake(what make
+ * returned).  Returns the child's wait status: exit 0 when the wait took
+ * the signal, 1 when it did not come; killed by SIGUSR1 when a thread with
+ * the signal open took it.  -1 if fork or waitpid failed. */
+static inline int mbt_signal_in_child(void *(*make)(void), void (*unmake)(void *))
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		void *made = make();
+		int taken;
+
+		alarm(3 * MBT_SIGNAL_WAIT_S); /* a child that has not finished by then hangs */
+		taken = mbt_signal_reaches_wait();
+		unmake(made);
+		_exit(taken ? 0 : 1);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return -1;
+	return status;
 }
 
 #endif /* MBT_SIGNAL_H */
