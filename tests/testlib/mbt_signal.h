@@ -35,7 +35,7 @@ static inline int mbt_others_asleep(void)
 	if (d == NULL)
 		return 1;
 	while (all && (e = readdir(d)) != NULL) {
-		char path[64], buf[512];
+		char path[32 + sizeof e->d_name], buf[512];
 		const char *st;
 		FILE *f;
 		size_t n;
