@@ -284,7 +284,7 @@ API int anr_broker_start_thread(anr_heap_t *h)
 		return 0;
 	if (pipe2(h->mb_stop, O_CLOEXEC) != 0)
 		return -1;
-	if (mb_thread_start(&h->mb_thread, NULL, am_broker_main, h) != 0) {
+	if (mb_thread_start(&h->mb_thread, NULL, "anrm-broker", am_broker_main, h) != 0) {
 		am_close_pipe(h->mb_stop);
 		errno = EAGAIN;
 		return -1;

@@ -449,7 +449,7 @@ API int anr_debug_socket_start(anr_heap_t *h, const char *path)
 	if (pipe2(h->dbg_stop, O_CLOEXEC) != 0)
 		goto fail;
 	memcpy(h->dbg_path, path, strlen(path) + 1);
-	if (mb_thread_start(&h->dbg_thread, NULL, am_debug_main, h) != 0) {
+	if (mb_thread_start(&h->dbg_thread, NULL, "anrm-debug", am_debug_main, h) != 0) {
 		errno = EAGAIN;
 		goto fail;
 	}

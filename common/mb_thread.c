@@ -1,6 +1,6 @@
 /*
- * mb_thread.c - starting a thread of a library's own with every signal
- * blocked (see mb_thread.h).
+ * mb_thread.c - starting a thread of a library's own, named, with every
+ * signal blocked (see mb_thread.h).
  */
 #include "config.h"
 
@@ -9,11 +9,11 @@
 #include <signal.h>
 
 int
-mb_thread_start(pthread_t *t, mb_thread_create_fn create,
+mb_thread_start(pthread_t *t, mb_thread_create_fn create, const char *name,
 		void *(*fn)(void *), void *arg)
 {
 	sigset_t all, old;
-	int rc;
+	int blocked, rc;
 
 	if (create == NULL)
 		create = pthread_create;
@@ -22,9 +22,12 @@ mb_thread_start(pthread_t *t, mb_thread_create_fn create,
 	 * reach it unblocked.  A signal for this thread that comes meanwhile
 	 * waits and is delivered when the old mask is back. */
 	sigfillset(&all);
-	if (pthread_sigmask(SIG_SETMASK, &all, &old) != 0)
-		return create(t, NULL, fn, arg);
+	blocked = pthread_sigmask(SIG_SETMASK, &all, &old) == 0;
 	rc = create(t, NULL, fn, arg);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (blocked)
+		pthread_sigmask(SIG_SETMASK, &old, NULL);
+	/* Written to /proc/self/task/TID/comm: no allocation. */
+	if (rc == 0)
+		pthread_setname_np(*t, name);
 	return rc;
 }

@@ -9,7 +9,8 @@
  * could take a SIGUSR1 the program blocks everywhere and waits for with
  * sigwait(3) (the default action then ends the process), or run a handler
  * the program meant for its own threads.  These threads are started with
- * every signal blocked.
+ * every signal blocked, and named, so that ps -L, top -H and
+ * /proc/PID/task/TID/comm tell them from the program's own.
  */
 #ifndef MB_THREAD_H
 #define MB_THREAD_H
@@ -22,9 +23,11 @@ typedef int (*mb_thread_create_fn)(pthread_t *, const pthread_attr_t *,
 				   void *(*)(void *), void *);
 
 /* pthread_create(t, NULL, fn, arg) through create (NULL: pthread_create)
- * with every signal blocked in the new thread; the caller's mask is as it
- * was on return.  Returns 0 or pthread_create's error number. */
-int mb_thread_start(pthread_t *t, mb_thread_create_fn create,
+ * with every signal blocked in the new thread (the caller's mask is as it
+ * was on return), then the thread named name (at most 15 bytes; a name
+ * that cannot be set is left as it is).  Returns 0 or pthread_create's
+ * error number. */
+int mb_thread_start(pthread_t *t, mb_thread_create_fn create, const char *name,
 		    void *(*fn)(void *), void *arg);
 
 #endif

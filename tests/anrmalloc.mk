@@ -13,7 +13,7 @@ TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects \
 	tests/anrmalloc/anrmalloc_symbols.sh
 
 tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c \
-	tests/testlib/mbt_signal.h
+	tests/testlib/mbt_threads.h
 tests_anrmalloc_test_anrmalloc_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 tests_anrmalloc_test_anrmalloc_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrmalloc_test_anrmalloc_LDADD = anrmalloc/libanrmalloc_impl.la \
@@ -50,7 +50,7 @@ tests_anrmalloc_test_anrmalloc_records_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
 tests_anrmalloc_test_anrmalloc_records_LDADD = $(ANRMALLOC_UNIT_LDADD) -ldl
 
 tests_anrmalloc_test_anrmalloc_broker_SOURCES = tests/anrmalloc/test_anrmalloc_broker.c \
-	tests/testlib/mbt_signal.h
+	tests/testlib/mbt_threads.h
 tests_anrmalloc_test_anrmalloc_broker_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 tests_anrmalloc_test_anrmalloc_broker_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrmalloc_test_anrmalloc_broker_LDADD = anrmalloc/libanrmalloc.la \

@@ -14,7 +14,7 @@ endif
 # Linked against glibc only: the shell tests preload libgmalloc.so into it.
 check_PROGRAMS += tests/gmalloc/gm_family
 tests_gmalloc_gm_family_SOURCES = tests/gmalloc/gm_family.c tests/testlib/mbt_seccomp.c \
-	tests/testlib/mbt_seccomp.h tests/testlib/mbt_signal.h
+	tests/testlib/mbt_seccomp.h tests/testlib/mbt_threads.h
 tests_gmalloc_gm_family_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/tests/testlib
 tests_gmalloc_gm_family_LDADD = -ldl $(PTHREAD_LIBS)
 tests_gmalloc_gm_family_CFLAGS = $(AM_CFLAGS) $(PTHREAD_CFLAGS) -fno-builtin

@@ -361,7 +361,7 @@ static void *dispatcher(void *arg)
 static void dispatcher_start(void)
 {
 	__atomic_store_n(&ch.dispatching, 1, __ATOMIC_RELEASE);
-	if (mb_thread_start(&ch.dispatcher, NULL, dispatcher, NULL) != 0) {
+	if (mb_thread_start(&ch.dispatcher, NULL, "track_fs-broker", dispatcher, NULL) != 0) {
 		__atomic_store_n(&ch.dispatching, 0, __ATOMIC_RELEASE);
 		mb_log(MB_LOG_WARNING, "no thread for the broker's give-back "
 		       "queries; they are answered during file operations only");

@@ -24,7 +24,7 @@
 #include "anrmalloc/anrmalloc.h"
 #include "mb_conf.h"
 #include "mb_log.h"
-#include "tests/testlib/mbt_signal.h"
+#include "tests/testlib/mbt_threads.h"
 
 /* Test-only paths of the implementation library. */
 size_t am_test_peek(anr_heap_t *h, const void *p, void *buf, size_t n);
@@ -1071,6 +1071,22 @@ static void destroy_heap(void *h)
 	anr_heap_destroy(h);
 }
 
+/* The heap's own threads have names of their own (ps -L, top -H). */
+START_TEST(heap_threads_are_named)
+{
+	char dir[] = "/tmp/anrmalloc-dbg.XXXXXX";
+	anr_heap_t *h;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	snprintf(sock_path, sizeof(sock_path), "%s/dbg.sock", dir);
+	h = heap_with(threads_on);
+	ck_assert_msg(mbt_thread_named("anrm-return"), "no thread named anrm-return");
+	ck_assert_msg(mbt_thread_named("anrm-debug"), "no thread named anrm-debug");
+	anr_heap_destroy(h);
+	rmdir(dir);
+}
+END_TEST
+
 /* The heap's own threads (page_return_thread, the debug socket's) take no
  * signal: one the program blocks after creating the heap, sent to the
  * process, reaches the program's wait.  Before, one of them took it and
@@ -1371,6 +1387,7 @@ static Suite *anrmalloc_suite(void)
 	tcase_add_test(tc, debug_socket_dumps_live_blocks);
 	tcase_add_test(tc, fork_child_leaves_the_debug_thread_to_the_parent);
 	tcase_add_test(tc, heap_threads_take_no_signal);
+	tcase_add_test(tc, heap_threads_are_named);
 	tcase_add_test(tc, give_back_runs_callbacks_and_lowers_budget);
 	tcase_add_test(tc, threads_share_a_heap);
 	tcase_add_test(tc, free_never_waits_for_the_lock);

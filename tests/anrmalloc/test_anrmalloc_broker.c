@@ -19,7 +19,7 @@
 #include "libmbclient/mbclient.h"
 #include "mb_log.h"
 #include "mb_size.h"
-#include "tests/testlib/mbt_signal.h"
+#include "tests/testlib/mbt_threads.h"
 
 #define MIB (1024u * 1024u)
 #define OBJECT (1 * MIB)
@@ -290,6 +290,15 @@ static void destroy_heap(void *h)
 	anr_heap_destroy(h);
 }
 
+START_TEST(broker_thread_is_named)
+{
+	anr_heap_t *h = broker_heap(1);
+
+	ck_assert_msg(mbt_thread_named("anrm-broker"), "no thread named anrm-broker");
+	anr_heap_destroy(h);
+}
+END_TEST
+
 /* The broker thread takes no signal (as heap_threads_take_no_signal in
  * test_anrmalloc.c): before, the child died of SIGUSR1. */
 START_TEST(broker_thread_takes_no_signal)
@@ -429,6 +438,7 @@ int main(void)
 	tcase_add_test(tc, give_back_from_own_loop);
 	tcase_add_test(tc, give_back_from_helper_thread_after_a_fork);
 	tcase_add_test(tc, broker_thread_takes_no_signal);
+	tcase_add_test(tc, broker_thread_is_named);
 	tcase_add_test(tc, quota_refused_is_oom);
 	tcase_add_test(tc, initial_quota_reserved);
 	tcase_add_test(tc, stopped_broker_costs_a_deadline);

@@ -36,6 +36,8 @@
  *                          allocations and frees (A), and while one thread
  *                          made by the program runs (B); then in a fork
  *                          child of it "child C D", the same counts
+ *   gm_family names        while a thread of the program's runs, print
+ *                          "thread NAME" for each thread but the main one
  *   gm_family signal [thread]
  *                          after the first malloc (and with "thread" a
  *                          thread made and joined), block SIGUSR1, send it
@@ -59,7 +61,7 @@
 #include <unistd.h>
 
 #include "mbt_seccomp.h"
-#include "mbt_signal.h"
+#include "mbt_threads.h"
 
 static int failures;
 
@@ -559,9 +561,20 @@ static int count_tasks(void)
 	return n;
 }
 
+/* The names of the process's threads other than the calling one, one a
+ * line (mbt_threads.h: /proc/self/task/TID/comm). */
+static void print_thread_names(void)
+{
+	char names[16][MBT_COMM_MAX];
+	int n = mbt_thread_names(names, 16);
+
+	for (int i = 0; i < n; i++)
+		printf("thread %s\n", names[i]);
+}
+
 /* One thread of the program's, made and joined; with running, the
  * process's threads counted while it runs. */
-static int one_thread(int *running)
+static int one_thread(int *running, int names)
 {
 	int fds[2];
 	pthread_t t;
@@ -571,6 +584,8 @@ static int one_thread(int *running)
 		return -1;
 	if (running != NULL)
 		*running = count_tasks();
+	if (names)
+		print_thread_names();
 	if (write(fds[1], "x", 1) != 1)
 		return -1;
 	pthread_join(t, &res);
@@ -596,7 +611,7 @@ static int noadvise(int make_thread)
 	free(malloc(1));
 	if (stats == NULL)
 		return 2;
-	if (make_thread && one_thread(NULL) != 0) {
+	if (make_thread && one_thread(NULL, 0) != 0) {
 		perror("thread");
 		return 2;
 	}
@@ -658,7 +673,7 @@ static int tasks_run(int in_child)
 		free(p);
 	}
 	a = count_tasks();
-	rc = one_thread(&b);
+	rc = one_thread(&b, 0);
 	printf("%s %d %d\n", in_child ? "child" : "tasks", a, b);
 	if (in_child)
 		_exit(rc == 0 ? 0 : 1);
@@ -675,7 +690,7 @@ static int tasks_run(int in_child)
  * must reach its wait, never a thread of gmalloc's: the program blocks
  * SIGUSR1 only after its first allocation (when page_return_thread = on
  * has made the thread) or after a thread of its own ended (auto), sends
- * it to the process and waits for it (mbt_signal.h).  A thread of
+ * it to the process and waits for it (mbt_threads.h).  A thread of
  * gmalloc's with SIGUSR1 open takes it, and the process ends. */
 static int signal_run(int make_thread)
 {
@@ -683,7 +698,7 @@ static int signal_run(int make_thread)
 
 	memset(p, 1, 100);
 	free(p);
-	if (make_thread && one_thread(NULL) != 0) {
+	if (make_thread && one_thread(NULL, 0) != 0) {
 		perror("thread");
 		return 2;
 	}
@@ -972,6 +987,10 @@ int main(int argc, char **argv)
 		return noadvise(argc > 2 && strcmp(argv[2], "thread") == 0);
 	if (strcmp(mode, "tasks") == 0)
 		return tasks_run(0);
+	if (strcmp(mode, "names") == 0) {
+		free(malloc(1));
+		return one_thread(NULL, 1) == 0 ? 0 : 1;
+	}
 	if (strcmp(mode, "signal") == 0)
 		return signal_run(argc > 2 && strcmp(argv[2], "thread") == 0);
 	if (strcmp(mode, "canary") == 0 || strcmp(mode, "forge") == 0)

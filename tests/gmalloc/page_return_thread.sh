@@ -3,7 +3,7 @@
 # with auto (the default) a program of one thread has none, and one that
 # makes a thread has it from then on; on has it from the first call; off
 # never.  A fork child has none until it makes a thread of its own.  It
-# blocks every signal.
+# is named gmalloc-return and blocks every signal.
 . "$top_srcdir/tests/gmalloc/gmlib.sh"
 
 # mode, then the expected "tasks A B" and "child C D" lines
@@ -34,6 +34,18 @@ GMALLOC_PAGE_RETURN_THREAD=sometimes pre "$FAMILY" tasks >"$TEST_TMP/out" 2>"$TE
 grep -q 'GMALLOC_PAGE_RETURN_THREAD' "$TEST_TMP/err" || { cat "$TEST_TMP/err"; fail "bad value not named"; }
 [ "$(wc -l <"$TEST_TMP/err")" -eq 1 ] || { cat "$TEST_TMP/err"; fail "bad value: expected one line"; }
 grep -qx "tasks 1 3" "$TEST_TMP/out" || { cat "$TEST_TMP/out"; fail "bad value: not auto"; }
+# Its name tells it from the program's threads in ps -L, top -H and
+# /proc/PID/task/TID/comm.
+for mode in auto off; do
+	rc=0
+	GMALLOC_PAGE_RETURN_THREAD=$mode pre "$FAMILY" names >"$TEST_TMP/out" 2>&1 || rc=$?
+	[ $rc -eq 0 ] || { cat "$TEST_TMP/out"; fail "names, $mode: exit status $rc"; }
+	named=0
+	grep -qx "thread gmalloc-return" "$TEST_TMP/out" && named=1
+	[ $named -eq $([ $mode = auto ] && echo 1 || echo 0) ] ||
+		{ cat "$TEST_TMP/out"; fail "$mode: a thread named gmalloc-return: $named"; }
+done
+
 # The thread takes no signal: one the program blocks after the thread was
 # made (at the first call with on, at its first thread with auto), sent to
 # the process, reaches the program's wait.  Before: killed by SIGUSR1.

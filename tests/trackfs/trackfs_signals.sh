@@ -2,7 +2,7 @@
 # SIGTERM (like SIGINT, SIGHUP and SIGQUIT) unmounts: the main thread waits
 # for it with sigwait, and no other thread of track_fs may take it.  The
 # workers block it; the thread that answers the broker's give-back queries
-# blocks every signal.  Before, that thread had SIGTERM open, and a SIGTERM
+# (named track_fs-broker) blocks every signal.  Before, that thread had SIGTERM open, and a SIGTERM
 # that came while the main thread was not in sigwait (writing the usage
 # log, say) ended track_fs at once, mounted and holding its quota.
 . "$top_srcdir/tests/lib.sh"
@@ -23,8 +23,10 @@ for t in /proc/"$TFS_PID"/task/*; do
 	[ $((0x$low >> 14 & 1)) -eq 1 ] || fail "thread $tid has SIGTERM open (SigBlk $blk)"
 	others=$((others + 1))
 done
-# at least one worker (it answered the write) and the broker's thread
+# at least one worker (it answered the write) and the broker's thread,
+# which has a name of its own
 [ "$others" -ge 2 ] || fail "expected the workers and the broker's thread, found $others threads"
+grep -qx "track_fs-broker" /proc/"$TFS_PID"/task/*/comm || fail "no thread named track_fs-broker"
 
 kill -TERM "$TFS_PID"
 rc=0

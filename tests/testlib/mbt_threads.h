@@ -1,11 +1,13 @@
 /*
- * mbt_signal.h - whether a signal sent to the process reaches the wait of
- * the program's thread that blocks it.  The threads a library starts
- * (mb_thread_start) block every signal; one with the signal open would
- * take it instead, and the default action of SIGUSR1 ends the process.
+ * mbt_threads.h - the process's threads, seen from a test: whether the
+ * others sleep, their names, and whether a signal sent to the process
+ * reaches the wait of the program's thread that blocks it.  The threads a
+ * library starts (mb_thread_start) are named and block every signal; one
+ * with the signal open would take it instead, and the default action of
+ * SIGUSR1 ends the process.
  */
-#ifndef MBT_SIGNAL_H
-#define MBT_SIGNAL_H
+#ifndef MBT_THREADS_H
+#define MBT_THREADS_H
 
 #include <dirent.h>
 #include <pthread.h>
@@ -56,6 +58,51 @@ static inline int mbt_others_asleep(void)
 	return all;
 }
 
+#define MBT_COMM_MAX 16
+
+/* The names (comm) of the process's threads other than the caller, at
+ * most max of them, in the order of /proc/self/task.  Returns how many. */
+static inline int mbt_thread_names(char (*names)[MBT_COMM_MAX], int max)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	long self = syscall(SYS_gettid);
+	int n = 0;
+
+	if (d == NULL)
+		return 0;
+	while (n < max && (e = readdir(d)) != NULL) {
+		char path[32 + sizeof e->d_name];
+		FILE *f;
+
+		if (e->d_name[0] == '.' || atol(e->d_name) == self)
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue; /* it ended */
+		if (fgets(names[n], MBT_COMM_MAX, f) != NULL) {
+			names[n][strcspn(names[n], "\n")] = '\0';
+			n++;
+		}
+		fclose(f);
+	}
+	closedir(d);
+	return n;
+}
+
+/* 1 if one of the process's threads other than the caller is named name. */
+static inline int mbt_thread_named(const char *name)
+{
+	char names[64][MBT_COMM_MAX];
+	int n = mbt_thread_names(names, 64);
+
+	for (int i = 0; i < n; i++)
+		if (strcmp(names[i], name) == 0)
+			return 1;
+	return 0;
+}
+
 /* Waits (at most MBT_ASLEEP_POLLS polls) for the other threads to sleep,
  * then blocks SIGUSR1 in the calling thread (and, through inheritance, in
  * the threads it makes later), sends it to the process and waits for it
@@ -98,4 +145,4 @@ static inline int mbt_signal_in_child(void *(*make)(void), void (*unmake)(void *
 	return status;
 }
 
-#endif /* MBT_SIGNAL_H */
+#endif /* MBT_THREADS_H */
