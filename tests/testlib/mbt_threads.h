@@ -23,72 +23,81 @@
 #define MBT_SIGNAL_WAIT_S 5
 #define MBT_ASLEEP_POLLS 500 /* of 10 ms */
 
+/* Calls each(text, arg) with the contents of /proc/self/task/TID/FILE
+ * (at most 511 bytes) of every thread but the caller, until it returns 0;
+ * a thread that ended meanwhile is skipped.  Returns 0 if each stopped. */
+static inline int mbt_each_other_thread(const char *file, int (*each)(const char *, void *),
+					void *arg)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	long self = syscall(SYS_gettid);
+	int go_on = 1;
+
+	if (d == NULL)
+		return 1;
+	while (go_on && (e = readdir(d)) != NULL) {
+		char path[32 + sizeof e->d_name], buf[512];
+		FILE *f;
+		size_t n;
+
+		if (e->d_name[0] == '.' || atol(e->d_name) == self)
+			continue;
+		snprintf(path, sizeof path, "/proc/self/task/%s/%s", e->d_name, file);
+		f = fopen(path, "r");
+		if (f == NULL)
+			continue;
+		n = fread(buf, 1, sizeof buf - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		go_on = each(buf, arg);
+	}
+	closedir(d);
+	return go_on;
+}
+
+/* A stat line's state (after the ")" of the name) is S or D. */
+static inline int mbt_asleep(const char *stat, void *arg)
+{
+	const char *st = strrchr(stat, ')');
+
+	(void)arg;
+	return st != NULL && st[1] == ' ' && (st[2] == 'S' || st[2] == 'D');
+}
+
 /* 1 when every thread of the process but the caller sleeps (state S or
  * D in its stat).  A thread glibc has just made starts with every signal
  * blocked and sets its own mask before it runs its start routine: one
  * that sleeps (in poll, sem_wait, accept) has its mask. */
 static inline int mbt_others_asleep(void)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	long self = syscall(SYS_gettid);
-	int all = 1;
-
-	if (d == NULL)
-		return 1;
-	while (all && (e = readdir(d)) != NULL) {
-		char path[32 + sizeof e->d_name], buf[512];
-		const char *st;
-		FILE *f;
-		size_t n;
-
-		if (e->d_name[0] == '.' || atol(e->d_name) == self)
-			continue;
-		snprintf(path, sizeof path, "/proc/self/task/%s/stat", e->d_name);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue; /* it ended */
-		n = fread(buf, 1, sizeof buf - 1, f);
-		fclose(f);
-		buf[n] = '\0';
-		st = strrchr(buf, ')');
-		all = st != NULL && st[1] == ' ' && (st[2] == 'S' || st[2] == 'D');
-	}
-	closedir(d);
-	return all;
+	return mbt_each_other_thread("stat", mbt_asleep, NULL);
 }
 
 #define MBT_COMM_MAX 16
+
+struct mbt_names {
+	char (*names)[MBT_COMM_MAX];
+	int n, max;
+};
+
+static inline int mbt_add_name(const char *comm, void *arg)
+{
+	struct mbt_names *nm = arg;
+
+	snprintf(nm->names[nm->n], MBT_COMM_MAX, "%.*s", (int)strcspn(comm, "\n"), comm);
+	return ++nm->n < nm->max;
+}
 
 /* The names (comm) of the process's threads other than the caller, at
  * most max of them, in the order of /proc/self/task.  Returns how many. */
 static inline int mbt_thread_names(char (*names)[MBT_COMM_MAX], int max)
 {
-	DIR *d = opendir("/proc/self/task");
-	struct dirent *e;
-	long self = syscall(SYS_gettid);
-	int n = 0;
+	struct mbt_names nm = { names, 0, max };
 
-	if (d == NULL)
-		return 0;
-	while (n < max && (e = readdir(d)) != NULL) {
-		char path[32 + sizeof e->d_name];
-		FILE *f;
-
-		if (e->d_name[0] == '.' || atol(e->d_name) == self)
-			continue;
-		snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-		f = fopen(path, "r");
-		if (f == NULL)
-			continue; /* it ended */
-		if (fgets(names[n], MBT_COMM_MAX, f) != NULL) {
-			names[n][strcspn(names[n], "\n")] = '\0';
-			n++;
-		}
-		fclose(f);
-	}
-	closedir(d);
-	return n;
+	if (max > 0)
+		mbt_each_other_thread("comm", mbt_add_name, &nm);
+	return nm.n;
 }
 
 /* 1 if one of the process's threads other than the caller is named name. */
