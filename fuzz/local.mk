@@ -41,6 +41,7 @@ fuzz_fuzz_client_LDFLAGS = $(FUZZ_CFLAGS) $(PTHREAD_LIBS)
 # track_fs's accounting (charge.c) needs no FUSE, but a real broker.
 noinst_PROGRAMS += fuzz/fuzz_trackfs
 fuzz_fuzz_trackfs_SOURCES = fuzz/fuzz_trackfs.c fuzz/fz_input.h track_fs/charge.c track_fs/conf.c \
+	common/mb_thread.c \
 	libmbclient/mbclient.c $(FUZZ_COMMON)
 fuzz_fuzz_trackfs_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/libmbclient -I$(top_srcdir)/track_fs
 fuzz_fuzz_trackfs_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS) $(PTHREAD_CFLAGS)
