@@ -16,8 +16,9 @@
 #    and a mixed workload (sizes to 1 MiB, cross-thread frees, reallocs)
 #    on two threads.
 # 4. Process start: microseconds to start, malloc and free one block and
-#    exit (spawn.c, 300 starts a run), each allocator preloaded; medians
-#    of RUNS runs, interleaved, and the difference to glibc.
+#    exit, and to start, malloc, write and free 64 blocks of 16 to 2,347
+#    bytes and exit (spawn.c, 300 starts a run), each allocator preloaded;
+#    medians of RUNS runs, interleaved, and the differences to glibc.
 # 5. One medium block (4..64 KiB: malloc, memset of all of it, free) with
 #    the caches warm, after 32 MiB written and after 1 ms asleep (cold.c,
 #    2000 rounds a run, 1000 asleep): medians over RUNS interleaved runs of
@@ -115,23 +116,29 @@ fi
 
 if want start; then
 echo
-echo "== process start: us to start, malloc+free one block and exit, median of $RUNS runs of 300"
-printf '%-10s %10s %12s\n' allocator us/start more-than-glibc
+echo "== process start: us to start, malloc+free and exit, median of $RUNS runs of 300"
+echo "   (one block; 64 blocks of 16..2347 B, written; more: the difference to glibc)"
+printf '%-10s %10s %10s %10s %10s\n' allocator one-block more 64-sizes more
 for a in $allocs; do
 	: > "$tmp/${a%%:*}.start"
+	: > "$tmp/${a%%:*}.sizes"
 done
 for r in $(seq "$RUNS"); do
 	for a in $present; do
 		name=${a%%:*} lib=${a#*:}
 		LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/spawn" 300 "$tmp/spawn" 0 >> "$tmp/$name.start"
+		LD_PRELOAD=$lib GMALLOC_CONF=/dev/null "$tmp/spawn" 300 "$tmp/spawn" 0 sizes >> "$tmp/$name.sizes"
 	done
 done
 base=$(median < "$tmp/glibc.start")
+base_sizes=$(median < "$tmp/glibc.sizes")
 for a in $allocs; do
 	name=${a%%:*}
 	[ -s "$tmp/$name.start" ] || continue
 	us=$(median < "$tmp/$name.start")
-	printf '%-10s %10.1f %12.1f\n' "$name" "$us" "$(awk -v a="$us" -v b="$base" 'BEGIN { print a - b }')"
+	us_sizes=$(median < "$tmp/$name.sizes")
+	printf '%-10s %10.1f %10.1f %10.1f %10.1f\n' "$name" "$us" "$(awk -v a="$us" -v b="$base" 'BEGIN { print a - b }')" \
+		"$us_sizes" "$(awk -v a="$us_sizes" -v b="$base_sizes" 'BEGIN { print a - b }')"
 done
 fi
 

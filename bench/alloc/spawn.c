@@ -7,11 +7,15 @@
  * mean wall time of one start-to-exit in microseconds.  With "spawn N
  * spawn 0" PROGRAM is this program itself, which then only mallocs and
  * frees one block: the loader's work, the allocator's set-up and its first
- * page faults.
+ * page faults.  With "spawn N spawn 0 sizes" it mallocs, writes and frees
+ * 64 blocks of 16 to 2,347 bytes, as a small program's first allocations
+ * reach most size classes: an allocator that gives each class pages of
+ * its own first writes that many pages.
  */
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -26,6 +30,20 @@ main(int argc, char **argv)
 	if (argc < 2)
 		return 2;
 	n = atol(argv[1]);
+	if (n == 0 && argc > 2 && strcmp(argv[2], "sizes") == 0) {
+		char *p[64];
+		int missing = 0;
+
+		for (int i = 0; i < 64; i++) {
+			p[i] = malloc(16 + (size_t)i * 37);
+			if (p[i] != NULL)
+				memset(p[i], i, 16 + (size_t)i * 37);
+			missing += p[i] == NULL;
+		}
+		for (int i = 0; i < 64; i++)
+			free(p[i]);
+		return missing != 0;
+	}
 	if (n == 0) {
 		/* the child: one malloc and free */
 		char *volatile p = malloc(100);
