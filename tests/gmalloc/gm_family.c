@@ -573,7 +573,8 @@ static void print_thread_names(void)
 }
 
 /* One thread of the program's, made and joined; with running, the
- * process's threads counted while it runs. */
+ * process's threads counted while it runs; with names, the names of the
+ * others printed then. */
 static int one_thread(int *running, int names)
 {
 	int fds[2];
