@@ -172,8 +172,7 @@ static char **gm_environ(void)
 
 /* page_return_thread (below): libc's pthread_create, and whether the
  * thread was made in this process. */
-typedef int (*gm_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
-static gm_create_fn gm_next_create_fn;
+static mb_thread_create_fn gm_next_create_fn;
 static int gm_returner_made;
 
 static void gm_atfork_prepare(void)
@@ -205,9 +204,9 @@ static void gm_atfork_child(void)
 
 /* libc's pthread_create, found once (dlsym may allocate: only called
  * once the heap is ready). */
-static gm_create_fn gm_next_create(void)
+static mb_thread_create_fn gm_next_create(void)
 {
-	gm_create_fn f = __atomic_load_n(&gm_next_create_fn, __ATOMIC_ACQUIRE);
+	mb_thread_create_fn f = __atomic_load_n(&gm_next_create_fn, __ATOMIC_ACQUIRE);
 	if (f == NULL) {
 		void *sym = dlsym(RTLD_NEXT, "pthread_create");
 		memcpy(&f, &sym, sizeof(f));
@@ -223,7 +222,7 @@ static gm_create_fn gm_next_create(void)
 static void gm_start_returner(struct anrc_heap *h)
 {
 	pthread_t t;
-	gm_create_fn create = gm_next_create();
+	mb_thread_create_fn create = gm_next_create();
 	int rc;
 
 	if (__atomic_exchange_n(&gm_returner_made, 1, __ATOMIC_ACQ_REL) != 0)
@@ -240,7 +239,7 @@ static void gm_start_returner(struct anrc_heap *h)
 GM_API int pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
 {
 	struct anrc_heap *h = gm_heap();
-	gm_create_fn create = gm_next_create();
+	mb_thread_create_fn create = gm_next_create();
 
 	if (create == NULL)
 		return EAGAIN;
