@@ -2,9 +2,10 @@
 # SIGTERM (like SIGINT, SIGHUP and SIGQUIT) unmounts: the main thread waits
 # for it with sigwait, and no other thread of track_fs may take it.  The
 # workers block it; the thread that answers the broker's give-back queries
-# (named track_fs-broker) blocks every signal.  Before, that thread had SIGTERM open, and a SIGTERM
-# that came while the main thread was not in sigwait (writing the usage
-# log, say) ended track_fs at once, mounted and holding its quota.
+# (named track_fs-broker) blocks every signal.  Before, that thread had
+# SIGTERM open, and a SIGTERM that came while the main thread was not in
+# sigwait (writing the usage log, say) ended track_fs at once, mounted and
+# holding its quota.
 . "$top_srcdir/tests/lib.sh"
 . "$top_srcdir/tests/trackfs/lib_tfs.sh"
 tfs_need
