@@ -19,11 +19,13 @@
 #    on CPUs of their own (apart); p99, p99.9 and max of its wake-up
 #    latency and of its malloc+memset+free, p99.99 and max of the churning
 #    thread's free(), and the TLB shootdown interrupts taken meanwhile
-#    (all CPUs; with apart, the real-time thread's CPU).  gmalloc runs with its
-#    defaults (page_return_thread = auto: its thread gives pages back, no
-#    madvise in the freeing thread); gm-noprt is gmalloc with
-#    page_return_thread = off (the freeing thread calls madvise).  Medians over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a
-#    second), the allocators interleaved.  No mlockall:
+#    (all CPUs; with apart, the real-time thread's CPU; 0 throughout on a
+#    kernel whose remote flushes raise no such interrupt).  gmalloc runs
+#    with its defaults (page_return_thread = auto: its thread gives pages
+#    back, no madvise in the freeing thread); gm-noprt is gmalloc with
+#    page_return_thread = off (the freeing thread calls madvise).  Medians
+#    over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a second), the
+#    allocators interleaved.  No mlockall:
 #    it lays every page an allocator maps in at once, which makes the
 #    wake-ups of every allocator worse under churn (the churning thread
 #    holds the address-space lock while its blocks are faulted in), and
