@@ -170,14 +170,22 @@ enum { ANR_ZONE_SLABS, ANR_ZONE_RUNS, ANR_ZONES };
  * is not zero, up to a level of one word, so the highest set bit below a
  * position is found by looking at two words per level at most (see
  * anrc_bm2_prev), whatever the size of the heap.  Level 0 is w.
+ *
+ * The heap's four page bitmaps (resident, dirty, heads, fheads: a bit per
+ * data page) are interleaved a word at a time, each level of them in one
+ * area: word k of one of them is w[k * ANR_PB_WAYS], the next
+ * ANR_PB_WAYS - 1 words being the others' word k.  A small heap thus finds
+ * the bits of its first pages in two metadata pages (the level-0 words and
+ * the summaries), where four bitmaps laid end to end took eight or more,
+ * each a fault of its own when a process starts.
  */
 #define ANR_BM_LEVELS 6 /* 2^32 bits need 6 levels of 64-bit words */
+#define ANR_PB_WAYS 4
+enum { ANR_PB_RESIDENT, ANR_PB_DIRTY, ANR_PB_HEADS, ANR_PB_FHEADS };
 struct anrc_bm2 {
-	uint64_t *w;
-	uint64_t *sum;          /* = lv[1] */
-	size_t nwords;          /* words of level 0 */
+	uint64_t *w;            /* = lv[0] */
 	unsigned nlevels;
-	uint64_t *lv[ANR_BM_LEVELS];
+	uint64_t *lv[ANR_BM_LEVELS]; /* word k of level l: lv[l][k * ANR_PB_WAYS] */
 	size_t nw[ANR_BM_LEVELS];
 };
 
@@ -356,7 +364,7 @@ struct anrc_heap {
 	char *base;            /* the reservation */
 	size_t reserve;
 	size_t page;
-	uint64_t *resident;    /* page may be resident */
+	uint64_t *resident;    /* page may be resident (a page bitmap, no levels) */
 	struct anrc_bm2 dirty;  /* resident and free (returnable) */
 	struct anrc_bm2 heads;  /* first page of a live span */
 	struct anrc_bm2 fheads; /* first page of a free span */
@@ -519,6 +527,17 @@ anrc_bit(const uint64_t *w, size_t i)
 {
 	return (int)((w[i >> 6] >> (i & 63)) & 1);
 }
+/* Word k of a page bitmap (interleaved, ANR_PB_WAYS). */
+static inline uint64_t *
+anrc_pb_word(uint64_t *w, size_t k)
+{
+	return w + k * ANR_PB_WAYS;
+}
+static inline int
+anrc_pb_bit(const uint64_t *w, size_t i)
+{
+	return (int)((w[(i >> 6) * ANR_PB_WAYS] >> (i & 63)) & 1);
+}
 /* Bits lo..hi-1 of one word, 0 <= lo < hi <= 64. */
 static inline uint64_t
 anrc_range_mask(size_t lo, size_t hi)
@@ -534,13 +553,19 @@ anrc_highest_bit(uint64_t v)
 size_t anrc_bits_count(const uint64_t *w, size_t start, size_t n);
 void anrc_bits_set(uint64_t *w, size_t start, size_t n);
 void anrc_bits_clear(uint64_t *w, size_t start, size_t n);
+/* The same on a page bitmap (interleaved, ANR_PB_WAYS). */
+size_t anrc_pb_count(const uint64_t *w, size_t start, size_t n);
+void anrc_pb_set(uint64_t *w, size_t start, size_t n);
+void anrc_pb_clear(uint64_t *w, size_t start, size_t n);
 void anrc_bm2_set(struct anrc_bm2 *b, size_t start, size_t n);
 void anrc_bm2_clear(struct anrc_bm2 *b, size_t start, size_t n);
 size_t anrc_bm2_prev(const struct anrc_bm2 *b, size_t i); /* SIZE_MAX if none */
-/* Words a bitmap of nbits bits and its levels take; anrc_bm2_place lays
- * them out from mem. */
-size_t anrc_bm2_words(size_t nbits);
-void anrc_bm2_place(struct anrc_bm2 *b, uint64_t *mem, size_t nbits);
+/* The words of each level of a bitmap of nbits bits (into nw); returns
+ * the number of levels.  anrc_bm2_place puts a bitmap at way `way` of
+ * level areas of ANR_PB_WAYS * nw[l] words each. */
+unsigned anrc_bm2_shape(size_t nbits, size_t nw[ANR_BM_LEVELS]);
+void anrc_bm2_place(struct anrc_bm2 *b, uint64_t *const area[ANR_BM_LEVELS], unsigned way,
+		    size_t nbits);
 /* Recompute the upper levels over words first..last of the lowest one
  * after it was written directly. */
 void anrc_bm2_sync(struct anrc_bm2 *b, size_t first_word, size_t last_word);

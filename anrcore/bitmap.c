@@ -1,87 +1,119 @@
 /*
  * bitmap.c - bit ranges and the multi-level bitmaps (struct anrc_bm2):
  * every level's word says which words below it are not zero, so a search
- * for the previous set bit looks at two words per level.
+ * for the previous set bit looks at two words per level.  The page
+ * bitmaps are interleaved (ANR_PB_WAYS, anrcore_internal.h).
  */
 #include "config.h"
 
 #include "anrcore_internal.h"
 
+/*
+ * Bits [start, start + n) of the words w[0], w[stride], w[2 * stride]...:
+ * stride 1 for a slab's bitmap, ANR_PB_WAYS for a page bitmap.  A partial
+ * word at each end, whole words between.
+ */
+static inline size_t
+count_bits(const uint64_t *w, size_t stride, size_t start, size_t n)
+{
+	size_t k = start >> 6, last = (start + n - 1) >> 6, c;
+	uint64_t first = ~UINT64_C(0) << (start & 63);
+	uint64_t end = ~UINT64_C(0) >> (63 - ((start + n - 1) & 63));
+
+	if (n == 0)
+		return 0;
+	if (k == last)
+		return anrc_popcount64(w[k * stride] & first & end);
+	c = anrc_popcount64(w[k * stride] & first);
+	while (++k < last)
+		c += anrc_popcount64(w[k * stride]);
+	return c + anrc_popcount64(w[last * stride] & end);
+}
+
+static inline void
+put_bits(uint64_t *w, size_t stride, size_t start, size_t n, int set)
+{
+	size_t k = start >> 6, last = (start + n - 1) >> 6;
+	uint64_t first = ~UINT64_C(0) << (start & 63);
+	uint64_t end = ~UINT64_C(0) >> (63 - ((start + n - 1) & 63));
+
+	if (n == 0)
+		return;
+	if (k == last)
+		first &= end;
+	if (set)
+		w[k * stride] |= first;
+	else
+		w[k * stride] &= ~first;
+	if (k == last)
+		return;
+	while (++k < last)
+		w[k * stride] = set ? ~UINT64_C(0) : 0;
+	if (set)
+		w[last * stride] |= end;
+	else
+		w[last * stride] &= ~end;
+}
+
 size_t
 anrc_bits_count(const uint64_t *w, size_t start, size_t n)
 {
-	size_t c = 0, i = start, end = start + n;
-
-	while (i < end) {
-		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
-		if (hi > 64)
-			hi = 64;
-		c += anrc_popcount64(w[i >> 6] & anrc_range_mask(lo, hi));
-		i = (i & ~(size_t)63) + hi;
-	}
-	return c;
+	return count_bits(w, 1, start, n);
 }
 
 void
 anrc_bits_set(uint64_t *w, size_t start, size_t n)
 {
-	size_t i = start, end = start + n;
-
-	while (i < end) {
-		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
-		if (hi > 64)
-			hi = 64;
-		w[i >> 6] |= anrc_range_mask(lo, hi);
-		i = (i & ~(size_t)63) + hi;
-	}
+	put_bits(w, 1, start, n, 1);
 }
 
 void
 anrc_bits_clear(uint64_t *w, size_t start, size_t n)
 {
-	size_t i = start, end = start + n;
-
-	while (i < end) {
-		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
-		if (hi > 64)
-			hi = 64;
-		w[i >> 6] &= ~anrc_range_mask(lo, hi);
-		i = (i & ~(size_t)63) + hi;
-	}
+	put_bits(w, 1, start, n, 0);
 }
 
 size_t
-anrc_bm2_words(size_t nbits)
+anrc_pb_count(const uint64_t *w, size_t start, size_t n)
 {
-	size_t total = 0, n = (nbits + 63) / 64;
-
-	for (unsigned l = 0; l < ANR_BM_LEVELS; l++) {
-		total += n;
-		if (n == 1)
-			break;
-		n = (n + 63) / 64;
-	}
-	return total;
+	return count_bits(w, ANR_PB_WAYS, start, n);
 }
 
 void
-anrc_bm2_place(struct anrc_bm2 *b, uint64_t *mem, size_t nbits)
+anrc_pb_set(uint64_t *w, size_t start, size_t n)
+{
+	put_bits(w, ANR_PB_WAYS, start, n, 1);
+}
+
+void
+anrc_pb_clear(uint64_t *w, size_t start, size_t n)
+{
+	put_bits(w, ANR_PB_WAYS, start, n, 0);
+}
+
+unsigned
+anrc_bm2_shape(size_t nbits, size_t nw[ANR_BM_LEVELS])
 {
 	size_t n = (nbits + 63) / 64;
+	unsigned l = 0;
 
-	b->nlevels = 0;
-	for (unsigned l = 0; l < ANR_BM_LEVELS; l++) {
-		b->lv[l] = mem;
-		b->nw[l] = n;
-		b->nlevels++;
-		mem += n;
+	while (l < ANR_BM_LEVELS) {
+		nw[l++] = n;
 		if (n == 1)
 			break;
 		n = (n + 63) / 64;
 	}
+	return l;
+}
+
+void
+anrc_bm2_place(struct anrc_bm2 *b, uint64_t *const area[ANR_BM_LEVELS], unsigned way,
+	       size_t nbits)
+{
+	b->nlevels = anrc_bm2_shape(nbits, b->nw);
+	for (unsigned l = 0; l < b->nlevels; l++)
+		b->lv[l] = area[l] + way;
 	b->w = b->lv[0];
-	b->sum = b->nlevels > 1 ? b->lv[1] : b->lv[0];
-	b->nwords = b->nw[0];
 }
 
 /* Words first_word..last_word of level 0 changed: fix the levels above,
@@ -94,10 +126,11 @@ anrc_bm2_sync(struct anrc_bm2 *b, size_t first_word, size_t last_word)
 		uint64_t *below = b->lv[l - 1], *up = b->lv[l];
 		int changed = 0;
 		for (size_t k = first_word; k <= last_word; k++) {
-			uint64_t bit = UINT64_C(1) << (k & 63), old = up[k >> 6];
-			uint64_t now = below[k] != 0 ? old | bit : old & ~bit;
+			uint64_t *word = anrc_pb_word(up, k >> 6);
+			uint64_t bit = UINT64_C(1) << (k & 63), old = *word;
+			uint64_t now = *anrc_pb_word(below, k) != 0 ? old | bit : old & ~bit;
 			if (now != old) {
-				up[k >> 6] = now;
+				*word = now;
 				changed = 1;
 			}
 		}
@@ -113,7 +146,7 @@ anrc_bm2_set(struct anrc_bm2 *b, size_t start, size_t n)
 {
 	if (n == 0)
 		return;
-	anrc_bits_set(b->w, start, n);
+	anrc_pb_set(b->w, start, n);
 	anrc_bm2_sync(b, start >> 6, (start + n - 1) >> 6);
 }
 
@@ -122,7 +155,7 @@ anrc_bm2_clear(struct anrc_bm2 *b, size_t start, size_t n)
 {
 	if (n == 0)
 		return;
-	anrc_bits_clear(b->w, start, n);
+	anrc_pb_clear(b->w, start, n);
 	anrc_bm2_sync(b, start >> 6, (start + n - 1) >> 6);
 }
 
@@ -143,16 +176,16 @@ anrc_bm2_prev(const struct anrc_bm2 *b, size_t i)
 
 		if (k >= b->nw[l]) {
 			k = b->nw[l] - 1;
-			v = b->lv[l][k];
+			v = *anrc_pb_word(b->lv[l], k);
 		} else {
-			v = b->lv[l][k] & anrc_range_mask(0, (pos & 63) + 1);
+			v = *anrc_pb_word(b->lv[l], k) & anrc_range_mask(0, (pos & 63) + 1);
 		}
 		anrc_steps(1);
 		if (v != 0) {
 			pos = (k << 6) + anrc_highest_bit(v);
 			while (l-- > 0) {
 				anrc_steps(1);
-				pos = (pos << 6) + anrc_highest_bit(b->lv[l][pos]);
+				pos = (pos << 6) + anrc_highest_bit(*anrc_pb_word(b->lv[l], pos));
 			}
 			return pos;
 		}

@@ -4,7 +4,7 @@
  * Data structure.  A heap is one reservation made by anrc_create():
  *
  *   base                                                     base + reserve
- *   | struct anrc_heap | page map | slab bitmaps | owners | page bitmaps |G| data ...|
+ *   | struct anrc_heap | page bitmaps | owners | page map | slab bitmaps |G| data ...|
  *   |<----------------- metadata (never handed out) -------->| |<- npages ---->|
  *
  * G is one PROT_NONE guard page set up at creation, so that running off
@@ -13,8 +13,9 @@
  * 16-byte entry per data page, slabs keep their allocation bitmaps and
  * their remote-free bitmaps in two arrays indexed by the slab's first page
  * (with a byte naming the owning thread heap), and four bitmaps
- * of one bit per page say which pages may be resident, which of those are
- * free (returnable), and which pages start a live span or a free one.  A
+ * of one bit per page (interleaved, see struct anrc_bm2) say which pages
+ * may be resident, which of those are free (returnable), and which pages
+ * start a live span or a free one.  A
  * user overrun can damage user data but never the allocator's
  * bookkeeping, and every pointer given to free() is judged from that
  * bookkeeping alone.  The metadata costs about 2 % of the reservation in
@@ -35,7 +36,8 @@
  *  1. The spans tile the data pages; no span crosses zone_split, and no
  *     two free spans are adjacent but the two that may meet there.
  *  2. Page map: the first page of every span says its kind and length; the
- *     last page of a free span of >= 2 pages says FREE_TAIL and the length;
+ *     last page of a free span of >= 2 pages says FREE_TAIL and the length
+ *     (unless the span ends a zone);
  *     the other pages of a slab say SLAB_BODY and their distance to its
  *     first page; all other entries are NONE.
  *  3. Every free span is on exactly the free list its length maps to, and
@@ -115,31 +117,38 @@ words_for(size_t bits)
 }
 
 struct layout {
-	size_t pm, slabbits, owner, resident, dirty, heads, fheads;
+	size_t pb[ANR_BM_LEVELS]; /* each level of the page bitmaps */
+	size_t owner, pm, slabbits;
 	size_t data; /* offset of the first data page */
 };
 
+/*
+ * What a small heap uses of each array is its start, so the arrays a
+ * new heap writes come first, the largest last: the heap state, the page
+ * bitmaps' summary levels (highest first, so that the few words of the
+ * top levels share a page with the start of the level below) and their
+ * level-0 words, the owners, the page map, the slab bitmaps.
+ */
 static size_t
 plan(size_t npages, size_t page, unsigned bmw, struct layout *l)
 {
-	size_t w = words_for(npages), off;
+	size_t nw[ANR_BM_LEVELS], off;
+	unsigned levels = anrc_bm2_shape(npages, nw);
 
+	*l = (struct layout){ 0 };
 	off = round_up(sizeof(struct anrc_heap), CACHE_LINE);
-	l->pm = off;
+	for (unsigned i = levels; i-- > 0;) {
+		l->pb[i] = off;
+		off += ANR_PB_WAYS * nw[i] * sizeof(uint64_t);
+	}
+	/* Each array from a page of its own: its pages go back with the
+	 * free runs they describe (release.c), none shared with another. */
+	l->owner = off = round_up(off, page);
+	l->pm = off = round_up(off + npages, page);
 	off = round_up(off + npages * sizeof(struct anrc_page), CACHE_LINE);
 	/* Both bitmaps of a group of ANR_BITS_GROUP pages fill one page. */
 	l->slabbits = round_up(off, page);
 	off = l->slabbits + round_up(npages, ANR_BITS_GROUP) * 2 * bmw * sizeof(uint64_t);
-	l->owner = off;
-	off = round_up(off + npages, CACHE_LINE);
-	l->resident = off;
-	off += w * sizeof(uint64_t);
-	l->dirty = off;
-	off += anrc_bm2_words(npages) * sizeof(uint64_t);
-	l->heads = off;
-	off += anrc_bm2_words(npages) * sizeof(uint64_t);
-	l->fheads = off;
-	off += anrc_bm2_words(npages) * sizeof(uint64_t);
 	l->data = round_up(off, page) + page; /* one guard page */
 	return l->data + npages * page;
 }
@@ -213,6 +222,7 @@ anrc_create(const struct anrc_config *cfg)
 	struct anrc_config c = { 0 };
 	struct anrc_heap *h;
 	struct layout l;
+	uint64_t *pb[ANR_BM_LEVELS];
 	long ps = sysconf(_SC_PAGESIZE);
 	size_t page, reserve, npages;
 	unsigned bmw;
@@ -254,10 +264,12 @@ anrc_create(const struct anrc_config *cfg)
 	h->slabbits = (uint64_t *)((char *)base + l.slabbits);
 	h->owner = (uint8_t *)base + l.owner;
 	h->bmw = bmw;
-	h->resident = (uint64_t *)((char *)base + l.resident);
-	anrc_bm2_place(&h->dirty, (uint64_t *)((char *)base + l.dirty), npages);
-	anrc_bm2_place(&h->heads, (uint64_t *)((char *)base + l.heads), npages);
-	anrc_bm2_place(&h->fheads, (uint64_t *)((char *)base + l.fheads), npages);
+	for (unsigned i = 0; i < ANR_BM_LEVELS; i++)
+		pb[i] = (uint64_t *)((char *)base + l.pb[i]);
+	h->resident = pb[0] + ANR_PB_RESIDENT;
+	anrc_bm2_place(&h->dirty, pb, ANR_PB_DIRTY, npages);
+	anrc_bm2_place(&h->heads, pb, ANR_PB_HEADS, npages);
+	anrc_bm2_place(&h->fheads, pb, ANR_PB_FHEADS, npages);
 	h->bad_free = c.bad_free;
 	if (h->bad_free != ANR_BAD_FREE_REPORT && h->bad_free != ANR_BAD_FREE_IGNORE)
 		h->bad_free = ANR_BAD_FREE_ABORT;

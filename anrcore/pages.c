@@ -49,7 +49,8 @@ dirty_from_resident(struct anrc_heap *h, size_t s, size_t n)
 		if (hi > 64)
 			hi = 64;
 		m = anrc_range_mask(lo, hi);
-		h->dirty.w[i >> 6] = (h->dirty.w[i >> 6] & ~m) | (h->resident[i >> 6] & m);
+		uint64_t *d = anrc_pb_word(h->dirty.w, i >> 6);
+		*d = (*d & ~m) | (*anrc_pb_word(h->resident, i >> 6) & m);
 		i = (i & ~(size_t)63) + hi;
 	}
 	anrc_bm2_sync(&h->dirty, s >> 6, (end - 1) >> 6);
@@ -62,7 +63,7 @@ dirty_from_resident(struct anrc_heap *h, size_t s, size_t n)
 static size_t
 charge(struct anrc_heap *h, size_t s, size_t n)
 {
-	size_t had = anrc_bits_count(h->resident, s, n);
+	size_t had = anrc_pb_count(h->resident, s, n);
 	size_t fresh = n - had, limit = budget_pages(h);
 
 	/* This span's resident pages stop being returnable. */
@@ -84,7 +85,7 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 		h->given_recent -= r;
 		h->refaulted += r;
 	}
-	anrc_bits_set(h->resident, s, n);
+	anrc_pb_set(h->resident, s, n);
 	h->last_had = had;
 	h->resident_pages += fresh;
 	h->used_pages += n;

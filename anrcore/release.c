@@ -98,7 +98,7 @@ run_low(const struct anrc_heap *h, size_t hi, size_t max)
 
 	while (lo > floor) {
 		size_t k = (lo - 1) >> 6;
-		uint64_t zeros = ~h->dirty.w[k] & anrc_range_mask(0, ((lo - 1) & 63) + 1);
+		uint64_t zeros = ~*anrc_pb_word(h->dirty.w, k) & anrc_range_mask(0, ((lo - 1) & 63) + 1);
 		anrc_steps(1);
 		if (zeros != 0) {
 			size_t z = (k << 6) + anrc_highest_bit(zeros) + 1;
@@ -120,11 +120,11 @@ static void
 release_span_meta(struct anrc_heap *h, size_t page)
 {
 	size_t f = anrc_bm2_prev(&h->fheads, page);
-	/* Nothing at or above h->top was ever written but the tail entry of
-	 * the span that ends the reservation: the range stops at top rounded
-	 * up to a whole page of every kind of metadata (h->page entries).  The
-	 * span around the highest run given back is that last span, whose
-	 * metadata is most of the reservation's; it was advised whole. */
+	/* Nothing at or above h->top was ever written: the range stops at
+	 * top rounded up to a whole page of every kind of metadata (h->page
+	 * entries).  The span around the highest run given back is the last
+	 * span, whose metadata is most of the reservation's; it was advised
+	 * whole. */
 	size_t limit = (h->top + h->page - 1) & ~(h->page - 1);
 
 	if (f != SIZE_MAX && h->pm[f].kind == ANR_PG_FREE && f + h->pm[f].npages > page)
@@ -229,7 +229,7 @@ trim_finish(struct anrc_heap *h, const int *err)
 
 		h->madvise_calls++;
 		if (err[i] == 0) {
-			anrc_bits_clear(h->resident, s, n);
+			anrc_pb_clear(h->resident, s, n);
 			h->resident_pages -= n;
 			h->given_recent += n;
 			h->madvised_bytes += n << h->page_shift;
@@ -322,7 +322,7 @@ anrc_release_down_to(struct anrc_heap *h, size_t keep)
 		}
 		release_span_meta(h, lo);
 		anrc_bm2_clear(&h->dirty, lo, hi - lo + 1);
-		anrc_bits_clear(h->resident, lo, hi - lo + 1);
+		anrc_pb_clear(h->resident, lo, hi - lo + 1);
 		h->dirty_pages -= hi - lo + 1;
 		h->resident_pages -= hi - lo + 1;
 		h->madvised_bytes += (hi - lo + 1) << h->page_shift;

@@ -361,11 +361,11 @@ holes_lock(struct anrc_heap *h)
 static void
 holes_fill_locked(struct anrc_heap *h, struct anrc_theap *t, size_t p, size_t n)
 {
-	size_t clear = n - anrc_bits_count(h->resident, p, n);
+	size_t clear = n - anrc_pb_count(h->resident, p, n);
 
 	if (clear == 0)
 		return;
-	anrc_bits_set(h->resident, p, n);
+	anrc_pb_set(h->resident, p, n);
 	h->slab_holes -= clear;
 	STORE(t->holes, t->holes - clear);
 }
@@ -383,7 +383,7 @@ holes_refill(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, const struct
 	/* Only this thread changes these bits: a look without the lock
 	 * (at the words, which others change under it) is enough. */
 	for (i = p; i < p + n; i++)
-		if (((__atomic_load_n(&h->resident[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1) == 0)
+		if (((__atomic_load_n(anrc_pb_word(h->resident, i >> 6), __ATOMIC_RELAXED) >> (i & 63)) & 1) == 0)
 			break;
 	if (i == p + n)
 		return v;
@@ -743,9 +743,9 @@ holes_pick_locked(struct anrc_heap *h, struct anrc_theap *t, struct hole_run *r)
 		anrc_steps(k->words + k->npages); /* each page's words, one shared */
 		for (unsigned i = 0; i < k->npages; i++) {
 			uint32_t p = s + i;
-			if (!anrc_bit(h->resident, p) || !page_unused(h, bits, k, i))
+			if (!anrc_pb_bit(h->resident, p) || !page_unused(h, bits, k, i))
 				continue;
-			anrc_bits_clear(h->resident, p, 1);
+			anrc_pb_clear(h->resident, p, 1);
 			h->slab_holes++;
 			STORE(t->holes, t->holes + 1);
 			if (nr > 0 && r[nr - 1].s + r[nr - 1].n == p)

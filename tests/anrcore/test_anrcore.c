@@ -163,7 +163,7 @@ bm2_levels_right(const struct anrc_bm2 *b)
 {
 	for (unsigned l = 1; l < b->nlevels; l++)
 		for (size_t k = 0; k < b->nw[l - 1]; k++)
-			if ((int)((b->lv[l][k >> 6] >> (k & 63)) & 1) != (b->lv[l - 1][k] != 0))
+			if (anrc_pb_bit(b->lv[l], k) != (*anrc_pb_word(b->lv[l - 1], k) != 0))
 				return 0;
 	return 1;
 }
@@ -173,19 +173,29 @@ bm2_levels_right(const struct anrc_bm2 *b)
  * and cleared (the summary levels above a changed word are brought up to
  * date only as far as they change), every level checked after each, and
  * the highest set bit at or below random positions compared with a scan.
+ * A second bitmap interleaved with it (as the heap's page bitmaps are)
+ * takes the opposite of every change: neither may reach the other's words.
  */
 START_TEST(bm2_levels_follow)
 {
 	enum { NBITS = 300000, OPS = 3000 };
-	uint64_t *mem = calloc(anrc_bm2_words(NBITS), sizeof(uint64_t));
+	size_t nw[ANR_BM_LEVELS];
+	unsigned levels = anrc_bm2_shape(NBITS, nw);
+	uint64_t *area[ANR_BM_LEVELS] = { NULL };
 	unsigned char *plain = calloc(NBITS, 1);
-	struct anrc_bm2 b;
+	struct anrc_bm2 b, c;
 	uint64_t x = 2463534242ull;
 
-	ck_assert_ptr_nonnull(mem);
+	ck_assert_uint_ge(levels, 3);
+	for (unsigned l = 0; l < levels; l++) {
+		area[l] = calloc(ANR_PB_WAYS * nw[l], sizeof(uint64_t));
+		ck_assert_ptr_nonnull(area[l]);
+	}
 	ck_assert_ptr_nonnull(plain);
-	anrc_bm2_place(&b, mem, NBITS);
-	ck_assert_uint_ge(b.nlevels, 3);
+	anrc_bm2_place(&b, area, ANR_PB_DIRTY, NBITS);
+	anrc_bm2_place(&c, area, ANR_PB_HEADS, NBITS);
+	ck_assert_uint_eq(b.nlevels, levels);
+	anrc_bm2_set(&c, 0, NBITS);
 	for (unsigned op = 0; op < scaled(OPS); op++) {
 		size_t start, n;
 		int set;
@@ -197,12 +207,16 @@ START_TEST(bm2_levels_follow)
 			n = NBITS - start;
 		/* more clears than sets once a third is set, so words empty again */
 		set = (x >> 48) % 3 != 0 && op < scaled(OPS) / 2 ? 1 : (x >> 50) % 4 == 0;
-		if (set)
+		if (set) {
 			anrc_bm2_set(&b, start, n);
-		else
+			anrc_bm2_clear(&c, start, n);
+		} else {
 			anrc_bm2_clear(&b, start, n);
+			anrc_bm2_set(&c, start, n);
+		}
 		memset(plain + start, set, n);
 		ck_assert_msg(bm2_levels_right(&b), "levels wrong after op %u", op);
+		ck_assert_msg(bm2_levels_right(&c), "levels of the second wrong after op %u", op);
 		for (int q = 0; q < 4; q++) {
 			size_t i = (size_t)((x >> (q * 8)) * 2654435761u % NBITS), want = SIZE_MAX;
 			for (size_t j = i + 1; j-- > 0;)
@@ -213,10 +227,14 @@ START_TEST(bm2_levels_follow)
 			ck_assert_uint_eq(anrc_bm2_prev(&b, i), want);
 		}
 	}
-	for (size_t i = 0; i < NBITS; i++)
-		ck_assert_int_eq((int)((b.w[i >> 6] >> (i & 63)) & 1), plain[i]);
+	for (size_t i = 0; i < NBITS; i++) {
+		ck_assert_int_eq(anrc_pb_bit(b.w, i), plain[i]);
+		ck_assert_int_eq(anrc_pb_bit(c.w, i), !plain[i]);
+	}
+	ck_assert_uint_eq(anrc_pb_count(b.w, 0, NBITS) + anrc_pb_count(c.w, 0, NBITS), NBITS);
 	free(plain);
-	free(mem);
+	for (unsigned l = 0; l < levels; l++)
+		free(area[l]);
 }
 END_TEST
 
@@ -805,6 +823,34 @@ meta_within_need(struct anrc_heap *h, size_t empty_meta, size_t *live_spans)
 		      "+ slab bitmaps %zu + owners %zu", anrc_meta_resident(h) / h->page,
 		      empty_meta / h->page, bitmap_pages, n_pm, n_groups, n_owner);
 }
+
+/*
+ * What a new heap makes resident: a process pays a page fault for each
+ * metadata page its first blocks touch (about 13 us each on a virtual
+ * machine, where the host faults the page in too).  With a small block
+ * and a large one: the page map entry, slab bitmaps and owner of the
+ * first slab, the page map entry and owner of the large block, and the
+ * page bitmaps of both (their level-0 words near each zone's start, the
+ * summary levels on one page, shared with the end of the heap state).
+ */
+START_TEST(new_heap_metadata_pages)
+{
+	struct anrc_heap *h = heap_plain();
+	char *state_end = (char *)h->base + ((sizeof(*h) + h->page - 1) & ~(h->page - 1));
+	size_t state = resident_pages(h->base, (size_t)(state_end - (char *)h->base));
+	size_t meta, bound = h->zone_split > 0 ? 8 : 6;
+	void *small = anrc_alloc(h, 64, 0), *large = anrc_alloc(h, 64 * 1024, 0);
+
+	ck_assert_ptr_nonnull(small);
+	ck_assert_ptr_nonnull(large);
+	meta = anrc_meta_resident(h) / h->page;
+	ck_assert_msg(meta <= state + bound, "%zu metadata pages resident besides the heap "
+		      "state's %zu, more than %zu", meta - state, state, bound);
+	anrc_free(h, small);
+	anrc_free(h, large);
+	anrc_destroy(h);
+}
+END_TEST
 
 START_TEST(resident_after_free_bound)
 {
@@ -4641,6 +4687,7 @@ anrcore_suite(void)
 	ADD(zeroed_reuse);
 	ADD(page_return_mincore);
 	ADD(metadata_returned);
+	ADD(new_heap_metadata_pages);
 	ADD(resident_after_free_bound);
 	ADD(slabs_in_their_zone);
 	ADD(holes_of_live_slabs);
