@@ -423,6 +423,10 @@ struct anrc_heap {
 	uint64_t bad_frees;      /* atomic */
 	uint64_t madvise_errors;
 	size_t last_had;         /* resident pages found by the last charge */
+	/* Pages [last_res_lo, last_res_hi) of the last span charged, counted
+	 * from its first, hold every page of it that was resident: the rest
+	 * read as zero (an empty range when none was). */
+	size_t last_res_lo, last_res_hi;
 
 	/* Giving pages back outside the lock (release.c). */
 	int trim_wanted;        /* dirty pages passed the high mark */
@@ -557,6 +561,7 @@ void anrc_bits_clear(uint64_t *w, size_t start, size_t n);
 size_t anrc_pb_count(const uint64_t *w, size_t start, size_t n);
 void anrc_pb_set(uint64_t *w, size_t start, size_t n);
 void anrc_pb_clear(uint64_t *w, size_t start, size_t n);
+int anrc_pb_bounds(const uint64_t *w, size_t start, size_t n, size_t *first, size_t *last);
 void anrc_bm2_set(struct anrc_bm2 *b, size_t start, size_t n);
 void anrc_bm2_clear(struct anrc_bm2 *b, size_t start, size_t n);
 size_t anrc_bm2_prev(const struct anrc_bm2 *b, size_t i); /* SIZE_MAX if none */

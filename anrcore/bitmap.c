@@ -91,6 +91,34 @@ anrc_pb_clear(uint64_t *w, size_t start, size_t n)
 	put_bits(w, ANR_PB_WAYS, start, n, 0);
 }
 
+/* The first and the last set bit of [start, start + n) of a page bitmap;
+ * 0 if none (then *first and *last are not set). */
+int
+anrc_pb_bounds(const uint64_t *w, size_t start, size_t n, size_t *first, size_t *last)
+{
+	size_t k = start >> 6, end = (start + n - 1) >> 6, lo = SIZE_MAX, hi = 0;
+
+	if (n == 0)
+		return 0;
+	for (size_t j = k; j <= end; j++) {
+		uint64_t v = w[j * ANR_PB_WAYS];
+		if (j == k)
+			v &= ~UINT64_C(0) << (start & 63);
+		if (j == end)
+			v &= ~UINT64_C(0) >> (63 - ((start + n - 1) & 63));
+		if (v == 0)
+			continue;
+		if (lo == SIZE_MAX)
+			lo = (j << 6) + (size_t)__builtin_ctzll(v);
+		hi = (j << 6) + anrc_highest_bit(v);
+	}
+	if (lo == SIZE_MAX)
+		return 0;
+	*first = lo;
+	*last = hi;
+	return 1;
+}
+
 unsigned
 anrc_bm2_shape(size_t nbits, size_t nw[ANR_BM_LEVELS])
 {

@@ -537,13 +537,18 @@ heap_unlock(struct anrc_heap *h)
 	anrc_return_pages_and_unlock(h);
 }
 
+/* The bytes of a new block that a zeroed allocation must clear: [from, to). */
+struct zero_range {
+	size_t from, to;
+};
+
 /*
  * Allocate under the lock.  On failure *short_pages says how many pages
  * the budget lacks (0: no address space or a bad request).
  */
 static void *
 alloc_locked(struct anrc_heap *h, struct anrc_theap *t, size_t size, size_t align,
-	     size_t *usable, int *zeroed, size_t *short_pages)
+	     size_t *usable, struct zero_range *z, size_t *short_pages)
 {
 	int c = -1;
 	uint32_t s;
@@ -551,7 +556,8 @@ alloc_locked(struct anrc_heap *h, struct anrc_theap *t, size_t size, size_t alig
 	void *p;
 
 	*short_pages = 0;
-	*zeroed = 0;
+	z->from = 0;
+	z->to = SIZE_MAX;
 	if (size <= ANR_SLAB_MAX)
 		c = align <= ANR_ALIGN ? (int)anrc_size_class(size)
 				       : anrc_slab_class_for(h, size, align);
@@ -581,7 +587,9 @@ alloc_locked(struct anrc_heap *h, struct anrc_theap *t, size_t size, size_t alig
 	h->pm[s].npages = (uint32_t)n;
 	anrc_bm2_set(&h->heads, s, 1);
 	*usable = n << h->page_shift;
-	*zeroed = h->last_had == 0; /* fresh pages read as zero */
+	/* Pages never used, or given back since, read as zero. */
+	z->from = h->last_res_lo << h->page_shift;
+	z->to = h->last_res_hi << h->page_shift;
 	if (!anrc_runs_new_locked(h, t, s, n))
 		note_in_use(h, *usable);
 	return anrc_page_addr(h, s);
@@ -591,7 +599,7 @@ static void *
 alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 {
 	size_t usable, short_pages, prev_short = SIZE_MAX;
-	int zeroed;
+	struct zero_range z;
 	void *p;
 	/* Claimed before the lock is taken: claiming may call malloc. */
 	struct anrc_theap *t = size <= ANR_RUN_CACHE_MAX && align <= h->page ? anrc_theap_get(h) : NULL;
@@ -604,7 +612,7 @@ alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 
 		heap_lock(h);
 		anrc_runs_wanted_locked(h, t);
-		p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
+		p = alloc_locked(h, t, size, align, &usable, &z, &short_pages);
 		/* Short of budget: the empty slabs and runs this thread keeps
 		 * go back first (other threads' at their next change), with
 		 * the slabs of parked theaps and the heap's kept empty slabs
@@ -614,7 +622,7 @@ alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 			given += anrc_runs_flush_locked(h, anrc_theap_peek(h));
 			given += anrc_slab_flush(h);
 			if (given > 0)
-				p = alloc_locked(h, t, size, align, &usable, &zeroed, &short_pages);
+				p = alloc_locked(h, t, size, align, &usable, &z, &short_pages);
 		}
 		/* Valgrind learns of the block under the lock, so that a fork
 		 * never finds a block live for us and dead for valgrind. */
@@ -642,8 +650,8 @@ alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 		if (hook(arg, h, short_pages << h->page_shift) == 0)
 			goto fail;
 	}
-	if ((flags & ANR_ZERO) && !zeroed)
-		memset(p, 0, size);
+	if ((flags & ANR_ZERO) && z.from < size && z.to > z.from)
+		memset((char *)p + z.from, 0, (z.to < size ? z.to : size) - z.from);
 	return p;
 fail:
 	__atomic_add_fetch(&h->failures, 1, __ATOMIC_RELAXED);

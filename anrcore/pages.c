@@ -85,8 +85,20 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 		h->given_recent -= r;
 		h->refaulted += r;
 	}
-	anrc_pb_set(h->resident, s, n);
+	/* Where the resident pages are, for a block to be zeroed: the others
+	 * read as zero (a span carved from a free one often ends in pages
+	 * never used, which a calloc need not touch). */
 	h->last_had = had;
+	h->last_res_lo = 0;
+	h->last_res_hi = had == 0 ? 0 : n;
+	if (had > 0 && had < n) {
+		size_t lo, hi;
+		if (anrc_pb_bounds(h->resident, s, n, &lo, &hi)) {
+			h->last_res_lo = lo - s;
+			h->last_res_hi = hi - s + 1;
+		}
+	}
+	anrc_pb_set(h->resident, s, n);
 	h->resident_pages += fresh;
 	h->used_pages += n;
 	if (s < h->zone_split && s + n > h->top_slabs)
