@@ -610,71 +610,51 @@ resident_pages(void *p, size_t len)
 	return count;
 }
 
-/* The bytes of [p, p + len) are all zero. */
+/*
+ * Blocks a and then b written and freed in a heap with marks low..high
+ * (a_kept: how many of a's pages may stay resident, all of b's must), then
+ * a zeroed block of len bytes where a was: it reads as zero, and the
+ * pages past b, never used, stay untouched.
+ */
 static void
-assert_zero(const char *p, size_t len)
+zeroed_over(size_t low, size_t high, size_t a_len, size_t a_kept, size_t b_len, size_t len)
 {
+	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = low,
+				.free_high = high, .valgrind = 1 };
+	struct anrc_heap *h = anrc_create(&c);
+	size_t page = h->page;
+	char *a = anrc_alloc(h, a_len, 0), *b = anrc_alloc(h, b_len, 0), *p;
+
+	ck_assert_ptr_nonnull(a);
+	ck_assert_ptr_eq(b, a + a_len);
+	memset(a, 0x5a, a_len);
+	memset(b, 0x5a, b_len);
+	anrc_free(h, a);
+	anrc_free(h, b);
+	ck_assert_uint_le(resident_pages(a, a_len), a_kept / page);
+	ck_assert_uint_eq(resident_pages(b, b_len), b_len / page);
+	p = anrc_alloc(h, len, ANR_ZERO);
+	ck_assert_ptr_eq(p, a);
+	ck_assert_uint_eq(resident_pages(b + b_len, len - a_len - b_len), 0);
 	for (size_t i = 0; i < len; i += sizeof(uint64_t))
-		ck_assert_msg(*(const uint64_t *)(p + i) == 0, "byte %zu of a zeroed block is not 0", i);
+		ck_assert_msg(*(uint64_t *)(p + i) == 0, "byte %zu of a zeroed block is not 0", i);
+	anrc_free(h, p);
+	anrc_destroy(h);
 }
 
 /*
- * A zeroed block carved from a free span that starts with pages a freed
- * block left resident and goes on into pages never used: only the
- * resident ones are cleared, the others already read as zero and stay
- * untouched.  git's 512 KiB callocs made all 128 pages resident, where
- * the program itself wrote a few of them.
+ * A zeroed run carved from a free span that starts with pages freed
+ * blocks left resident and goes on into pages never used clears only up
+ * to the last resident page: the others already read as zero.  git's
+ * 512 KiB callocs made all 128 pages resident, where git wrote a few.
+ * Then with pages given back between resident ones: 2 MiB freed (all but
+ * its lowest 256 KiB go back, down to the low mark) and the block after
+ * it, whose data must be cleared.
  */
 START_TEST(zeroed_block_leaves_fresh_pages)
 {
-	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 1 * MiB,
-				.free_high = 2 * MiB, .valgrind = 1 };
-	struct anrc_heap *h = anrc_create(&c);
-	size_t page = h->page, old_len = 128 * KiB, len = 1 * MiB;
-	char *old = anrc_alloc(h, old_len, 0), *p;
-
-	ck_assert_ptr_nonnull(old);
-	memset(old, 0x5a, old_len);
-	anrc_free(h, old);
-	ck_assert_uint_eq(resident_pages(old, old_len), old_len / page);
-	p = anrc_alloc(h, len, ANR_ZERO);
-	ck_assert_ptr_eq(p, old); /* the freed block's pages, then fresh ones */
-	ck_assert_uint_eq(resident_pages(p + old_len, len - old_len), 0);
-	assert_zero(p, len);
-	anrc_free(h, p);
-	anrc_destroy(h);
-}
-END_TEST
-
-/*
- * The same with pages given back between resident ones: a block of 2 MiB
- * freed (all but its lowest 256 KiB go back, down to the low mark), then
- * a block after it, written, freed.  A zeroed block over all of them and
- * fresh pages beyond clears everything up to that page, which held data,
- * and nothing after it.
- */
-START_TEST(zeroed_block_clears_to_last_resident)
-{
-	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
-				.free_high = 1 * MiB, .valgrind = 1 };
-	struct anrc_heap *h = anrc_create(&c);
-	size_t page = h->page, len = 4 * MiB;
-	char *x = anrc_alloc(h, 2 * MiB, 0), *y = anrc_alloc(h, 128 * KiB, 0), *p;
-
-	ck_assert_ptr_nonnull(x);
-	ck_assert_ptr_eq(y, x + 2 * MiB);
-	memset(x, 0x5a, 2 * MiB);
-	memset(y, 0x5a, 128 * KiB);
-	anrc_free(h, x);
-	ck_assert_uint_le(resident_pages(x, 2 * MiB), 256 * KiB / page);
-	anrc_free(h, y);
-	ck_assert_uint_eq(resident_pages(y, 128 * KiB), 128 * KiB / page);
-	p = anrc_alloc(h, len, ANR_ZERO);
-	ck_assert_ptr_eq(p, x);
-	ck_assert_uint_eq(resident_pages(y + 128 * KiB, len - (2 * MiB + 128 * KiB)), 0);
-	assert_zero(p, len);
-	anrc_free(h, p);
-	anrc_destroy(h);
+	zeroed_over(1 * MiB, 2 * MiB, 128 * KiB, 128 * KiB, 128 * KiB, 1 * MiB);
+	zeroed_over(256 * KiB, 1 * MiB, 2 * MiB, 256 * KiB, 128 * KiB, 4 * MiB);
 }
 END_TEST
 
@@ -4754,7 +4734,6 @@ anrcore_suite(void)
 	ADD(realloc_cases);
 	ADD(zeroed_reuse);
 	ADD(zeroed_block_leaves_fresh_pages);
-	ADD(zeroed_block_clears_to_last_resident);
 	ADD(page_return_mincore);
 	ADD(metadata_returned);
 	ADD(new_heap_metadata_pages);
