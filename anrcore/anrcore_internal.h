@@ -422,7 +422,6 @@ struct anrc_heap {
 	uint64_t deferred_frees; /* atomic */
 	uint64_t bad_frees;      /* atomic */
 	uint64_t madvise_errors;
-	size_t last_had;         /* resident pages found by the last charge */
 	/* Pages [last_res_lo, last_res_hi) of the last span charged, counted
 	 * from its first, hold every page of it that was resident: the rest
 	 * read as zero (an empty range when none was). */
@@ -627,6 +626,18 @@ void anrc_span_carve(struct anrc_heap *h, uint32_t s, size_t n);
 int anrc_span_take_at(struct anrc_heap *h, uint32_t s, size_t n);
 void anrc_span_mapping(size_t n, unsigned *fl, unsigned *sl);
 int anrc_span_check(struct anrc_heap *h, size_t *nfree_spans, size_t *free_pages);
+/*
+ * Whether a free span of pages [s, s + n), n >= 2, has a tail entry: not
+ * when it ends a zone.  A tail is read only by the merge of a span freed
+ * just after it, and nothing merges across the end of a zone; so a new
+ * heap writes no page map entry at the end of either zone (two metadata
+ * pages a process would fault in for nothing).
+ */
+static inline int
+anrc_span_has_tail(const struct anrc_heap *h, size_t s, size_t n)
+{
+	return s + n != h->zone_split && s + n != h->npages;
+}
 
 /* slab.c */
 #define ANR_LINEAR_MAX 128

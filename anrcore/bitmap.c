@@ -8,6 +8,19 @@
 
 #include "anrcore_internal.h"
 
+/* The bits of the first word of [start, start + n), resp. of its last. */
+static inline uint64_t
+head_mask(size_t start)
+{
+	return ~UINT64_C(0) << (start & 63);
+}
+
+static inline uint64_t
+tail_mask(size_t start, size_t n)
+{
+	return ~UINT64_C(0) >> (63 - ((start + n - 1) & 63));
+}
+
 /*
  * Bits [start, start + n) of the words w[0], w[stride], w[2 * stride]...:
  * stride 1 for a slab's bitmap, ANR_PB_WAYS for a page bitmap.  A partial
@@ -17,25 +30,22 @@ static inline size_t
 count_bits(const uint64_t *w, size_t stride, size_t start, size_t n)
 {
 	size_t k = start >> 6, last = (start + n - 1) >> 6, c;
-	uint64_t first = ~UINT64_C(0) << (start & 63);
-	uint64_t end = ~UINT64_C(0) >> (63 - ((start + n - 1) & 63));
 
 	if (n == 0)
 		return 0;
 	if (k == last)
-		return anrc_popcount64(w[k * stride] & first & end);
-	c = anrc_popcount64(w[k * stride] & first);
+		return anrc_popcount64(w[k * stride] & head_mask(start) & tail_mask(start, n));
+	c = anrc_popcount64(w[k * stride] & head_mask(start));
 	while (++k < last)
 		c += anrc_popcount64(w[k * stride]);
-	return c + anrc_popcount64(w[last * stride] & end);
+	return c + anrc_popcount64(w[last * stride] & tail_mask(start, n));
 }
 
 static inline void
 put_bits(uint64_t *w, size_t stride, size_t start, size_t n, int set)
 {
 	size_t k = start >> 6, last = (start + n - 1) >> 6;
-	uint64_t first = ~UINT64_C(0) << (start & 63);
-	uint64_t end = ~UINT64_C(0) >> (63 - ((start + n - 1) & 63));
+	uint64_t first = head_mask(start), end = tail_mask(start, n);
 
 	if (n == 0)
 		return;
@@ -103,9 +113,9 @@ anrc_pb_bounds(const uint64_t *w, size_t start, size_t n, size_t *first, size_t 
 	for (size_t j = k; j <= end; j++) {
 		uint64_t v = w[j * ANR_PB_WAYS];
 		if (j == k)
-			v &= ~UINT64_C(0) << (start & 63);
+			v &= head_mask(start);
 		if (j == end)
-			v &= ~UINT64_C(0) >> (63 - ((start + n - 1) & 63));
+			v &= tail_mask(start, n);
 		if (v == 0)
 			continue;
 		if (lo == SIZE_MAX)

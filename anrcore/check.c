@@ -140,7 +140,7 @@ check_spans(struct anrc_heap *h, struct tally *t)
 		struct anrc_page *pg = &h->pm[i];
 		size_t n = pg->npages, res;
 		/* a kept run: 1 with a head bit, 0 the rest of a cut run, -1 in no cache */
-		int headed = pg->kind == ANR_PG_CACHED ? kept_headed(h, i, n) : 1;
+		int headed = pg->kind == ANR_PG_CACHED ? kept_headed(h, i, n) : 1, tail;
 
 		if (n == 0 || i + n > h->npages)
 			FAIL("%s: check: span at page %zu has length %zu", h->name, i, n);
@@ -148,8 +148,9 @@ check_spans(struct anrc_heap *h, struct tally *t)
 			FAIL("%s: check: span %zu+%zu crosses the zones' boundary", h->name, i, n);
 		if (i == h->zone_split)
 			prev_free = 0; /* free spans meet there */
-		if (anrc_pb_bit(h->heads.w, i) != (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB ||
-						(pg->kind == ANR_PG_CACHED && headed != 0)))
+		if (anrc_pb_bit(h->heads.w, i) !=
+		    (pg->kind == ANR_PG_LARGE || pg->kind == ANR_PG_SLAB ||
+		     (pg->kind == ANR_PG_CACHED && headed != 0)))
 			FAIL("%s: check: head bit of page %zu wrong", h->name, i);
 		if (anrc_pb_bit(h->fheads.w, i) != (pg->kind == ANR_PG_FREE))
 			FAIL("%s: check: free head bit of page %zu wrong", h->name, i);
@@ -158,12 +159,11 @@ check_spans(struct anrc_heap *h, struct tally *t)
 		case ANR_PG_FREE:
 			if (prev_free)
 				FAIL("%s: check: free spans meet at page %zu", h->name, i);
-			if (n > 1 && i + n != h->zone_split && i + n != h->npages &&
-			    (h->pm[i + n - 1].kind != ANR_PG_FREE_TAIL ||
-			     h->pm[i + n - 1].npages != n))
+			tail = n > 1 && anrc_span_has_tail(h, i, n);
+			if (tail && (h->pm[i + n - 1].kind != ANR_PG_FREE_TAIL ||
+				     h->pm[i + n - 1].npages != n))
 				FAIL("%s: check: free span %zu+%zu has a bad tail", h->name, i, n);
-			if (check_interior(h, i, n, 1,
-					   i + n != h->zone_split && i + n != h->npages ? n - 1 : n) != 0)
+			if (check_interior(h, i, n, 1, tail ? n - 1 : n) != 0)
 				return -1;
 			if (anrc_pb_count(h->dirty.w, i, n) != res)
 				FAIL("%s: check: free span %zu: dirty != resident", h->name, i);

@@ -12,13 +12,12 @@
  * Nothing about a block is stored next to it: the page map has one
  * 16-byte entry per data page, slabs keep their allocation bitmaps and
  * their remote-free bitmaps in two arrays indexed by the slab's first page
- * (with a byte naming the owning thread heap), and four bitmaps
- * of one bit per page (interleaved, see struct anrc_bm2) say which pages
- * may be resident, which of those are free (returnable), and which pages
- * start a live span or a free one.  A
- * user overrun can damage user data but never the allocator's
- * bookkeeping, and every pointer given to free() is judged from that
- * bookkeeping alone.  The metadata costs about 2 % of the reservation in
+ * (with a byte naming the owning thread heap), and four bitmaps of one
+ * bit per page (interleaved, see struct anrc_bm2) say which pages may be
+ * resident, which of those are free (returnable), and which pages start
+ * a live span or a free one.  A user overrun can damage user data but
+ * never the allocator's bookkeeping, and every pointer given to free()
+ * is judged from that bookkeeping alone.  The metadata costs about 2 % of the reservation in
  * address space; it becomes resident only for pages that are used.
  *
  *   data page:   | obj | obj | obj | ... | obj |tail|   (a one-page slab)

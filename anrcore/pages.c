@@ -45,11 +45,10 @@ dirty_from_resident(struct anrc_heap *h, size_t s, size_t n)
 		return;
 	while (i < end) {
 		size_t lo = i & 63, hi = end - (i & ~(size_t)63);
-		uint64_t m;
+		uint64_t m, *d = anrc_pb_word(h->dirty.w, i >> 6);
 		if (hi > 64)
 			hi = 64;
 		m = anrc_range_mask(lo, hi);
-		uint64_t *d = anrc_pb_word(h->dirty.w, i >> 6);
 		*d = (*d & ~m) | (*anrc_pb_word(h->resident, i >> 6) & m);
 		i = (i & ~(size_t)63) + hi;
 	}
@@ -88,7 +87,6 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 	/* Where the resident pages are, for a block to be zeroed: the others
 	 * read as zero (a span carved from a free one often ends in pages
 	 * never used, which a calloc need not touch). */
-	h->last_had = had;
 	h->last_res_lo = 0;
 	h->last_res_hi = had == 0 ? 0 : n;
 	if (had > 0 && had < n) {

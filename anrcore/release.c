@@ -98,7 +98,8 @@ run_low(const struct anrc_heap *h, size_t hi, size_t max)
 
 	while (lo > floor) {
 		size_t k = (lo - 1) >> 6;
-		uint64_t zeros = ~*anrc_pb_word(h->dirty.w, k) & anrc_range_mask(0, ((lo - 1) & 63) + 1);
+		uint64_t zeros = ~*anrc_pb_word(h->dirty.w, k) &
+				 anrc_range_mask(0, ((lo - 1) & 63) + 1);
 		anrc_steps(1);
 		if (zeros != 0) {
 			size_t z = (k << 6) + anrc_highest_bit(zeros) + 1;

@@ -12,11 +12,12 @@
  *
  * Boundary tags are out of band: the page map entry of a free span's first
  * page says FREE and its length, the entry of its last page FREE_TAIL and
- * the length (but at the end of a zone, see has_tail).  Freeing a span looks at the entry just before it and the
- * entry just after it and merges at once, so two free spans are never
- * adjacent.  Entries of pages inside a span are NONE; merging clears the
- * entries that become inner ones.  Every operation is O(1) apart from the
- * two bitmap look-ups.
+ * the length (but at the end of a zone, see anrc_span_has_tail).  Freeing
+ * a span looks at the entry just before it and the entry just after it
+ * and merges at once, so two free spans are never adjacent.  Entries of
+ * pages inside a span are NONE; merging clears the entries that become
+ * inner ones.  Every operation is O(1) apart from the two bitmap
+ * look-ups.
  *
  * A large heap has two zones, each with its own lists: slabs are taken
  * from the first (the lowest 1 / 2^ANR_ZONE_SHIFT of the pages), page runs
@@ -59,19 +60,6 @@ zone_of(const struct anrc_heap *h, uint32_t s)
 	return s >= h->zone_split;
 }
 
-/*
- * Whether a free span of n >= 2 pages has a tail entry: not when it ends
- * a zone.  A tail is read only by the merge of a span freed just after
- * it, and nothing is merged across the end of a zone; so a new heap
- * writes no page map entry at the end of either zone (two metadata pages
- * a process would fault in for nothing).
- */
-static int
-has_tail(const struct anrc_heap *h, uint32_t s, uint32_t n)
-{
-	return s + n != h->zone_split && s + n != h->npages;
-}
-
 static void
 list_add(struct anrc_heap *h, uint32_t s, uint32_t n)
 {
@@ -89,7 +77,7 @@ list_add(struct anrc_heap *h, uint32_t s, uint32_t n)
 	h->sl_map[z][fl] |= 1u << sl;
 	h->fl_map[z] |= 1u << fl;
 	anrc_bm2_set(&h->fheads, s, 1);
-	if (n > 1 && has_tail(h, s, n)) {
+	if (n > 1 && anrc_span_has_tail(h, s, n)) {
 		struct anrc_page *t = &h->pm[s + n - 1];
 		t->kind = ANR_PG_FREE_TAIL;
 		t->npages = n;
@@ -116,7 +104,7 @@ list_del(struct anrc_heap *h, uint32_t s)
 		if (h->sl_map[z][fl] == 0)
 			h->fl_map[z] &= ~(1u << fl);
 	}
-	if (n > 1 && has_tail(h, s, n))
+	if (n > 1 && anrc_span_has_tail(h, s, n))
 		h->pm[s + n - 1] = (struct anrc_page){ 0 };
 	*pg = (struct anrc_page){ 0 };
 	anrc_bm2_clear(&h->fheads, s, 1);
