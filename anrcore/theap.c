@@ -383,7 +383,8 @@ holes_refill(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, const struct
 	/* Only this thread changes these bits: a look without the lock
 	 * (at the words, which others change under it) is enough. */
 	for (i = p; i < p + n; i++) {
-		uint64_t bits = __atomic_load_n(anrc_pb_word(h->resident, i >> 6), __ATOMIC_RELAXED);
+		uint64_t bits = __atomic_load_n(anrc_pb_word(h->resident, i >> 6),
+						__ATOMIC_RELAXED);
 		if (((bits >> (i & 63)) & 1) == 0)
 			break;
 	}

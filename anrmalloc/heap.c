@@ -296,7 +296,8 @@ static struct anrc_heap *am_core_create(const struct anr_malloc_config *c,
  * anr_heap_destroy. */
 static int am_returner_start(struct anr_malloc_heap *h)
 {
-	int rc = mb_thread_start(&h->ret_thread, NULL, "anrm-return", anrc_return_helper_thread, h->core);
+	int rc = mb_thread_start(&h->ret_thread, NULL, "anrm-return", anrc_return_helper_thread,
+				 h->core);
 
 	if (rc != 0) {
 		mb_log(MB_LOG_ERR, "anrmalloc %s: page_return_thread: %s",

@@ -227,7 +227,8 @@ static void gm_start_returner(struct anrc_heap *h)
 
 	if (__atomic_exchange_n(&gm_returner_made, 1, __ATOMIC_ACQ_REL) != 0)
 		return;
-	rc = create == NULL ? ENOSYS : mb_thread_start(&t, create, "gmalloc-return", anrc_return_helper_thread, h);
+	rc = create == NULL ? ENOSYS
+			    : mb_thread_start(&t, create, "gmalloc-return", anrc_return_helper_thread, h);
 	if (rc == 0)
 		pthread_detach(t);
 	else
