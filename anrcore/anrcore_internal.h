@@ -101,6 +101,11 @@ struct anrc_page {
 #define ANR_THEAP_SPARES 16
 /* Slabs a call looks at for pages to give back (theap.c's holes). */
 #define ANR_HOLE_SLABS 2
+/* The page-return helper's pass over every thread's slabs: slabs looked
+ * at per hold of the lock, and pages given back in one batch at most
+ * (what a thread that takes a page of the batch again waits for). */
+#define ANR_HOLE_HELPER_SLABS 16
+#define ANR_HOLE_BATCH 64
 
 struct anrc_class {
 	uint32_t size;
@@ -318,6 +323,9 @@ struct anrc_theap {
 	unsigned hole_trims;     /* h->trims when the pass under way began */
 	unsigned hole_c;
 	uint32_t hole_s, hole_left;
+	/* atomic: the slab the helper looks at for holes (ANR_NIL: none);
+	 * see set_cur */
+	uint32_t probe;
 	int in_lock;             /* allocating under the heap lock (heap.c) */
 	uint64_t published;
 	uint32_t cur[ANR_NCLASSES];
@@ -455,6 +463,15 @@ struct anrc_heap {
 	int helper_stop;        /* atomic */
 	int helper_posted;      /* atomic: helper_sem posted, not yet taken */
 	sem_t helper_sem;
+	/* The helper's pass for holes (theap.c): where it is (theap hp_i,
+	 * class hp_c, slab hp_s next, hp_left more of the ring), h->trims
+	 * when it began, and the batch in flight, given back while the
+	 * helper holds hole_lock (priority inheriting). */
+	unsigned hp_i, hp_c, hp_seen;
+	uint32_t hp_s, hp_left;
+	pthread_mutex_t hole_lock;
+	unsigned hf_n;
+	uint32_t hf_s[ANR_HOLE_BATCH], hf_len[ANR_HOLE_BATCH];
 
 	int lock_pi;            /* the lock inherits priority (heap_lock_init) */
 	unsigned fork_held;     /* run caches whose flags a fork holds (heap.c) */
@@ -749,6 +766,14 @@ int anrc_free_short(struct anrc_heap *h, void *p);
  * locked.
  */
 void anrc_theap_holes(struct anrc_heap *h);
+/* The helper's part of the holes (returner.c): after a page-return round,
+ * a pass over every thread's slabs but their current ones, a slice of
+ * ANR_HOLE_HELPER_SLABS slabs per hold of the lock, each slice's holes
+ * given back without it.  Locked on entry and on return. */
+void anrc_holes_give_back(struct anrc_heap *h);
+/* Start the holes' lock afresh (at creation, and in a fork child, where
+ * the helper's batch in flight is given back first). */
+int anrc_holes_init(struct anrc_heap *h, int child);
 /* Give class c of t a slab with free objects (locked); 0 on success. */
 int anrc_theap_refill_locked(struct anrc_heap *h, struct anrc_theap *t, unsigned c,
 			    size_t *short_pages);

@@ -291,6 +291,12 @@ anrc_create(const struct anrc_config *cfg)
 	anrc_slab_init(h);
 	anrc_theap_init(h);
 	sem_init(&h->helper_sem, 0, 0);
+	if (anrc_holes_init(h, 0) != 0) {
+		pthread_mutex_destroy(&h->lock);
+		munmap(base, reserve);
+		errno = ENOMEM;
+		return NULL;
+	}
 	/* Under valgrind the data pages are no block's until handed out:
 	 * besides, its leak check then skips them instead of reading every
 	 * page of the reservation (which costs a real page each where the
@@ -329,6 +335,7 @@ anrc_destroy(struct anrc_heap *h)
 		vg_forget(h);
 	pthread_mutex_destroy(&h->lock);
 	sem_destroy(&h->helper_sem);
+	pthread_mutex_destroy(&h->hole_lock);
 	munmap(h->base, h->reserve);
 }
 

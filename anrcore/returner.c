@@ -10,7 +10,9 @@
  * pages are due, post a semaphore once (an atomic flag keeps the posts
  * from piling up) and return; the helper takes the lock and gives back,
  * round after round of the same bounded slices, until the free pages are
- * under the mark again.  sem_post neither allocates nor maps.
+ * under the mark again; then it looks through every thread's slabs for
+ * pages no object uses (theap.c's holes), which the calls then leave to
+ * it.  sem_post neither allocates nor maps.
  */
 #include "config.h"
 
@@ -60,6 +62,8 @@ anrc_return_helper_run(struct anrc_heap *h)
 			anrc_return_pages_and_unlock_here(h);
 			anrc_lock_and_drain(h);
 		}
+		/* After the rounds, the holes of the threads' slabs. */
+		anrc_holes_give_back(h);
 		anrc_return_pages_and_unlock_here(h);
 	}
 	__atomic_store_n(&h->helper_on, 0, __ATOMIC_RELEASE);
@@ -98,4 +102,5 @@ anrc_returner_fork_child(struct anrc_heap *h)
 	h->helper_on = h->helper_stop = h->helper_posted = 0;
 	h->helper_credit = 0;
 	sem_init(&h->helper_sem, 0, 0);
+	anrc_holes_init(h, 1);
 }

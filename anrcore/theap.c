@@ -132,6 +132,7 @@ first_claim(struct anrc_heap *h, struct anrc_theap *t)
 	t->id = (uint8_t)(t - h->th + 1);
 	t->pair = ANR_NIL;
 	t->hole_c = ANR_NCLASSES;
+	t->probe = ANR_NIL;
 	t->holes_seen = __atomic_load_n(&h->trims, __ATOMIC_RELAXED);
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		t->cur[c] = ANR_NIL;
@@ -357,7 +358,12 @@ holes_lock(struct anrc_heap *h)
 	anrc_lock_count++;
 }
 
-/* Set again the resident bits of pages [p, p + n) of t's slab (locked). */
+/*
+ * Set again the resident bits of pages [p, p + n) of t's slab (locked).
+ * If the helper's batch in flight has some of them, its madvise is waited
+ * out first (hole_lock: at most ANR_HOLE_BATCH pages, and the helper is
+ * lent this thread's priority), lest it take back what is written next.
+ */
 static void
 holes_fill_locked(struct anrc_heap *h, struct anrc_theap *t, size_t p, size_t n)
 {
@@ -365,6 +371,13 @@ holes_fill_locked(struct anrc_heap *h, struct anrc_theap *t, size_t p, size_t n)
 
 	if (clear == 0)
 		return;
+	for (unsigned i = 0; i < h->hf_n; i++) {
+		if (h->hf_s[i] < p + n && p < (size_t)h->hf_s[i] + h->hf_len[i]) {
+			pthread_mutex_lock(&h->hole_lock);
+			pthread_mutex_unlock(&h->hole_lock);
+			break;
+		}
+	}
 	anrc_pb_set(h->resident, p, n);
 	h->slab_holes -= clear;
 	STORE(t->holes, t->holes - clear);
@@ -380,8 +393,9 @@ holes_refill(struct anrc_heap *h, struct anrc_theap *t, uint32_t s, const struct
 	size_t last = ((size_t)w * 64 + 63 - (size_t)__builtin_clzll(v)) * k->size + k->size - 1;
 	size_t p = s + (first >> h->page_shift), n = s + (last >> h->page_shift) - p + 1, i;
 
-	/* Only this thread changes these bits: a look without the lock
-	 * (at the words, which others change under it) is enough. */
+	/* Only this thread changes these bits while the slab is current
+	 * (the helper's pass leaves it alone): a look without the lock (at
+	 * the words, which others change under it) is enough. */
 	for (i = p; i < p + n; i++) {
 		uint64_t bits = __atomic_load_n(anrc_pb_word(h->resident, i >> 6),
 						__ATOMIC_RELAXED);
@@ -422,7 +436,7 @@ anrc_theap_load_word(struct anrc_heap *h, struct anrc_theap *t, unsigned c)
 	t->cl[c].avail = v;
 	h->pm[s].nfree = (uint16_t)(h->pm[s].nfree - anrc_popcount64(v));
 	/* (a tail call: its pages count again before any object is handed out) */
-	if (__builtin_expect(t->holes != 0, 0) && v != 0)
+	if (__builtin_expect(__atomic_load_n(&t->holes, __ATOMIC_RELAXED) != 0, 0) && v != 0)
 		return holes_refill(h, t, s, k, w, v);
 	return v;
 }
@@ -524,7 +538,19 @@ set_cur(struct anrc_heap *h, struct anrc_theap *t, unsigned c, uint32_t s)
 	if (t->cur[c] == s)
 		return;
 	drop_word(h, t, c);
-	t->cur[c] = s;
+	/* The helper's pass for holes leaves current slabs alone: it names
+	 * the slab it looks at in t->probe, then reads t->cur[c]; this
+	 * stores t->cur[c], then reads t->probe, all four in one order, so
+	 * one side sees the other.  A thread whose new current slab is under
+	 * the helper's look waits for the look to end (the helper holds the
+	 * lock for it, so a caller that holds it never finds its slab
+	 * there); the holes found are then counted and come back with the
+	 * first word of them handed out (holes_refill). */
+	__atomic_store_n(&t->cur[c], s, __ATOMIC_SEQ_CST);
+	if (__builtin_expect(__atomic_load_n(&t->probe, __ATOMIC_SEQ_CST) == s, 0)) {
+		holes_lock(h);
+		pthread_mutex_unlock(&h->lock);
+	}
 	/* a kept empty slab stays counted, now as the current slab */
 	t->cur_empty[c] = (uint8_t)spare_take(t, c, s);
 }
@@ -855,6 +881,150 @@ anrc_theap_holes(struct anrc_heap *h)
 
 	if (t != NULL)
 		holes_run(h, t, 1);
+}
+
+/* The helper's pass goes on at the first class from (i, c) on, in theap
+ * order, that has slabs (none: hp_i is past the theaps; locked). */
+static void
+hp_next(struct anrc_heap *h, unsigned i, unsigned c)
+{
+	unsigned nt = anrc_theaps_used(h);
+
+	for (; i < nt; i++, c = 0) {
+		struct anrc_theap *t = &h->th[i];
+		int st = __atomic_load_n(&t->claimed, __ATOMIC_ACQUIRE);
+
+		if (st != ANR_TH_OWNED && st != ANR_TH_PARKED)
+			continue;
+		for (; c < ANR_NCLASSES; c++) {
+			/* a slab of the ring, whatever the owner made current
+			 * since (the ring changes only under the lock) */
+			uint32_t cur = __atomic_load_n(&t->cur[c], __ATOMIC_RELAXED);
+			if (cur != ANR_NIL) {
+				h->hp_i = i;
+				h->hp_c = c;
+				h->hp_s = h->pm[cur].next;
+				h->hp_left = t->nslabs[c];
+				return;
+			}
+		}
+	}
+	h->hp_i = nt;
+}
+
+/*
+ * The next slice of the helper's pass (locked): up to
+ * ANR_HOLE_HELPER_SLABS slabs, none of them current (set_cur), whose
+ * unused pages still resident become holes of their theap and runs of
+ * the batch, up to ANR_HOLE_BATCH pages.  Returns the batch's runs.
+ */
+static unsigned
+hp_pick_locked(struct anrc_heap *h)
+{
+	unsigned nr = 0, slabs = 0;
+	size_t room = ANR_HOLE_BATCH;
+
+	while (slabs < ANR_HOLE_HELPER_SLABS && h->hp_i < anrc_theaps_used(h)) {
+		struct anrc_theap *t = &h->th[h->hp_i];
+		unsigned c = h->hp_c;
+		const struct anrc_class *k = &h->cls[c];
+		uint32_t s = h->hp_s;
+
+		if (h->hp_left == 0 || s == ANR_NIL || h->owner[s] != t->id ||
+		    h->pm[s].kind != ANR_PG_SLAB || h->pm[s].cls != c) {
+			hp_next(h, h->hp_i, c + 1);
+			continue;
+		}
+		if (room < k->npages)
+			break;
+		h->hp_s = h->pm[s].next;
+		h->hp_left--;
+		slabs++;
+		if (__atomic_load_n(&h->pm[s].nfree, __ATOMIC_RELAXED) == 0)
+			continue; /* full (a look: the owner counts without the lock) */
+		__atomic_store_n(&t->probe, s, __ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&t->cur[c], __ATOMIC_SEQ_CST) != s) {
+			const uint64_t *bits = anrc_slab_bits(h, s);
+
+			anrc_steps(k->words + k->npages);
+			for (unsigned i = 0; i < k->npages; i++) {
+				uint32_t p = s + i;
+				if (!anrc_pb_bit(h->resident, p) || !page_unused(h, bits, k, i))
+					continue;
+				anrc_pb_clear(h->resident, p, 1);
+				h->slab_holes++;
+				STORE(t->holes, t->holes + 1);
+				room--;
+				if (nr > 0 && h->hf_s[nr - 1] + h->hf_len[nr - 1] == p) {
+					h->hf_len[nr - 1]++;
+				} else {
+					h->hf_s[nr] = p;
+					h->hf_len[nr++] = 1;
+				}
+			}
+		}
+		__atomic_store_n(&t->probe, ANR_NIL, __ATOMIC_SEQ_CST);
+	}
+	h->madvise_calls += nr;
+	return h->hf_n = nr;
+}
+
+static void
+hf_advise(struct anrc_heap *h)
+{
+	for (unsigned i = 0; i < h->hf_n; i++) {
+		anrc_steps(1);
+		(void)madvise(anrc_page_addr(h, h->hf_s[i]), (size_t)h->hf_len[i] << h->page_shift,
+			      MADV_DONTNEED);
+	}
+}
+
+void
+anrc_holes_give_back(struct anrc_heap *h)
+{
+	unsigned trims = __atomic_load_n(&h->trims, __ATOMIC_RELAXED);
+
+	if (trims == h->hp_seen || !h->fast_free)
+		return;
+	h->hp_seen = trims;
+	hp_next(h, 0, 0);
+	while (h->hp_i < anrc_theaps_used(h) &&
+	       !__atomic_load_n(&h->helper_stop, __ATOMIC_ACQUIRE)) {
+		unsigned nr = hp_pick_locked(h);
+
+		/* Taken before the heap lock goes: a thread that finds its
+		 * pages in the batch holds the heap lock and waits for it. */
+		if (nr > 0)
+			pthread_mutex_lock(&h->hole_lock);
+		pthread_mutex_unlock(&h->lock);
+		if (nr > 0) {
+			hf_advise(h);
+			pthread_mutex_unlock(&h->hole_lock);
+		}
+		anrc_lock_and_drain(h);
+		h->hf_n = 0;
+	}
+}
+
+int
+anrc_holes_init(struct anrc_heap *h, int child)
+{
+	pthread_mutexattr_t a;
+	int rc;
+
+	/* In a fork child the helper is gone: its batch in flight (holes
+	 * whatever the parent's madvise reached of them) goes back here. */
+	if (child)
+		hf_advise(h);
+	h->hf_n = 0;
+	h->hp_seen = __atomic_load_n(&h->trims, __ATOMIC_RELAXED);
+	if (pthread_mutexattr_init(&a) != 0)
+		return -1;
+	rc = pthread_mutexattr_setprotocol(&a, PTHREAD_PRIO_INHERIT);
+	if (rc == 0)
+		rc = pthread_mutex_init(&h->hole_lock, &a);
+	pthread_mutexattr_destroy(&a);
+	return rc;
 }
 
 static void

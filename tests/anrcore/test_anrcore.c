@@ -3967,6 +3967,138 @@ START_TEST(return_helper_stopped_before_it_runs)
 }
 END_TEST
 
+/* Slab holes of the calling thread, by the stats; waits for the helper
+ * until it has given back at least want bytes of them (a minute at most:
+ * the failure then says so). */
+static size_t
+wait_for_holes(struct anrc_heap *h, size_t want)
+{
+	struct anrc_stats st;
+
+	for (int i = 0; i < 60000; i++) {
+		stats(h, &st);
+		if (st.slab_holes >= want)
+			return st.slab_holes;
+		usleep(1000);
+	}
+	ck_abort_msg("the helper gave back %zu bytes of holes, not %zu", st.slab_holes, want);
+	return 0;
+}
+
+/*
+ * With a page-return helper the threads' calls give nothing back
+ * themselves, their slabs' holes included: after a page-return round the
+ * helper looks through every thread's slabs, the current ones aside, and
+ * gives back the pages no object uses.  They were left resident before
+ * (a multi-threaded gmalloc program kept 17.3 MiB after freeing 99 % of
+ * 512 MiB, against 12.0 single-threaded; a hang is the failure).  The
+ * live objects keep their contents, and objects handed out there again
+ * make the pages count as resident again.
+ */
+START_TEST(holes_given_back_by_the_helper)
+{
+	struct anrc_heap *h = heap_plain();
+	const struct anrc_class *k = &h->cls[anrc_size_class(64)];
+	size_t page = h->page, span, n = HOLE_SLABS * HOLE_OBJS, holes, gone;
+	static char *p[HOLE_SLABS * HOLE_OBJS];
+	struct anrc_stats st;
+	pthread_t t;
+	char *big;
+
+	if (UNDER_VALGRIND()) {
+		anrc_destroy(h); /* no fast paths, no holes */
+		return;
+	}
+	span = k->npages * page;
+	helper_start(h, &t);
+	for (size_t i = 0; i < n; i++) {
+		p[i] = anrc_alloc(h, 64, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], 0x5a, 64);
+	}
+	/* one object on the first page of each slab stays */
+	for (size_t i = 0; i < n; i++) {
+		if (((size_t)(p[i] - h->data) & (span - 1)) != 0) {
+			anrc_free(h, p[i]);
+			p[i] = NULL;
+		}
+	}
+	stats(h, &st);
+	ck_assert_uint_eq(st.slab_holes, 0);
+	/* A page-return round, which the helper does. */
+	big = anrc_alloc(h, 8 * MiB, 0);
+	ck_assert_ptr_nonnull(big);
+	memset(big, 1, 8 * MiB);
+	anrc_free(h, big);
+	/* Every slab's but the current one's. */
+	holes = wait_for_holes(h, (HOLE_SLABS - 1) * (k->npages - 1) * page);
+	ck_assert_uint_le(holes, HOLE_SLABS * (k->npages - 1) * page);
+	ck_assert_int_eq(anrc_check(h), 0);
+	gone = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == NULL)
+			continue;
+		ck_assert_uint_eq(resident_pages(p[i], page), 1);
+		gone += resident_pages(p[i] + page, span - page) == 0;
+		for (int j = 0; j < 64; j++)
+			ck_assert_int_eq(p[i][j], 0x5a);
+	}
+	ck_assert_uint_ge(gone, HOLE_SLABS - 1); /* mincore agrees */
+	/* Handed out again: resident again, and whole. */
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != NULL)
+			continue;
+		p[i] = anrc_alloc(h, 64, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], 0x6b, 64);
+	}
+	stats(h, &st);
+	ck_assert_uint_eq(st.slab_holes, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	helper_stop(h, t);
+	for (size_t i = 0; i < n; i++)
+		anrc_free(h, p[i]);
+	empty_heap_end(h);
+}
+END_TEST
+
+/*
+ * The helper's pass leaves each thread's current slabs alone: their held
+ * word may hand out objects of a page the bitmap shows unused.  Here the
+ * only object of a page is freed while its word is held; the pass runs
+ * (as the helper would, after a page-return round); the next object,
+ * from the same word, must lie on a page still counted resident (on a
+ * page the helper had given back it would lose what is written there).
+ */
+START_TEST(holes_helper_leaves_current_slabs)
+{
+	struct anrc_heap *h = heap_plain();
+	struct anrc_stats st;
+	char *a, *b;
+
+	if (UNDER_VALGRIND()) {
+		anrc_destroy(h); /* no fast paths, no holes */
+		return;
+	}
+	a = anrc_alloc(h, 16, 0);
+	ck_assert_ptr_nonnull(a);
+	anrc_free(h, a);
+	pthread_mutex_lock(&h->lock);
+	h->trims++;
+	anrc_holes_give_back(h);
+	pthread_mutex_unlock(&h->lock);
+	b = anrc_alloc(h, 16, 0);
+	ck_assert_ptr_nonnull(b);
+	ck_assert_msg(anrc_pb_bit(h->resident, (size_t)(b - h->data) >> h->page_shift),
+		      "an object handed out on a page given back");
+	memset(b, 1, 16);
+	stats(h, &st);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_free(h, b);
+	empty_heap_end(h);
+}
+END_TEST
+
 /* ---- bounded work per call ---- */
 
 struct handover {
@@ -4788,6 +4920,8 @@ anrcore_suite(void)
 	ADD(return_helper_does_the_madvise);
 	ADD(return_helper_stopped_before_it_runs);
 	ADD(return_helper_goes_down_to_the_keep);
+	ADD(holes_given_back_by_the_helper);
+	ADD(holes_helper_leaves_current_slabs);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
 	ADD(fork_while_runs_are_cut);
