@@ -33,16 +33,13 @@ echo "== RSS after freeing 99% of 512 MiB (MiB, median of $RUNS; live = data sti
 echo "(base = RSS before allocating; pages = distinct pages under the live blocks;"
 echo " floor = base + the driver's own arrays + pages, the least a non-moving allocator can show)"
 printf '%-10s %6s %7s %6s %6s %6s %8s %9s %11s\n' allocator base peak live pages floor after after+2s after/live
-for a in $allocs; do
-	name=${a%%:*}; lib=${a#*:}
-	if [ "$name" != glibc ] && [ -z "$lib" ]; then
-		printf '%-10s (not installed)\n' "$name"; continue
-	fi
+# rss_row NAME LIB [VAR=VALUE]: one row, the driver run RUNS times.
+rss_row() {
 	: >"$tmp/r"
 	i=0
 	while [ $i -lt "$RUNS" ]; do
-		if [ -n "$lib" ]; then
-			LD_PRELOAD="$lib" "$tmp/rss_driver" >>"$tmp/r"
+		if [ -n "$2" ]; then
+			env ${3:+"$3"} LD_PRELOAD="$2" "$tmp/rss_driver" >>"$tmp/r"
 		else
 			"$tmp/rss_driver" >>"$tmp/r"
 		fi
@@ -53,10 +50,21 @@ for a in $allocs; do
 	after=$(field after <"$tmp/r" | median); later=$(field later <"$tmp/r" | median)
 	own=$(field own <"$tmp/r" | median)
 	floor=$(echo "$base $own $pages" | awk '{printf "%.1f", $1 + $2 + $3}')
-	printf '%-10s %6s %7s %6s %6s %6s %8s %9s %11.2f\n' "$name" "$base" "$peak" "$live" "$pages" "$floor" "$after" "$later" \
+	printf '%-10s %6s %7s %6s %6s %6s %8s %9s %11.2f\n' "$1" "$base" "$peak" "$live" "$pages" "$floor" "$after" "$later" \
 		"$(echo "$after $live" | awk '{print $1 / $2}')"
+}
+for a in $allocs; do
+	name=${a%%:*}; lib=${a#*:}
+	if [ "$name" != glibc ] && [ -z "$lib" ]; then
+		printf '%-10s (not installed)\n' "$name"; continue
+	fi
+	rss_row "$name" "$lib"
+	# As in a program with threads (page_return_thread = auto starts
+	# gmalloc's thread at the first pthread_create; the driver makes none).
+	[ "$name" = gmalloc ] && rss_row gmalloc+t "$lib" GMALLOC_PAGE_RETURN_THREAD=on
 done
-echo "(aim for gmalloc: after <= floor + free_high (1 MiB by default) + its metadata)"
+echo "(aim for gmalloc: after <= floor + free_high (1 MiB by default) + its metadata;"
+echo " gmalloc+t: with gmalloc's page-return thread, which gives back after the frees)"
 [ "${RSS_ONLY:-0}" = 1 ] && exit 0
 
 [ -x /usr/bin/time ] || { echo "/usr/bin/time not installed: no timings"; exit 0; }
