@@ -52,6 +52,10 @@ struct anrc_config {
 	int valgrind;       /* tell valgrind about blocks (when running under it) */
 	const char *name;   /* for reports ("gmalloc", a heap's name) */
 	int priority_inherit; /* the heap lock is PTHREAD_PRIO_INHERIT */
+	unsigned idle_return_ms; /* with a page-return helper: once no page
+				  * has been handed out or given back for this
+				  * long, every free page goes back, those under
+				  * free_low too; 0: never */
 };
 
 #define ANR_DEFAULT_RESERVE ((size_t)32 << 30) /* 32 GiB of address space */
@@ -181,6 +185,8 @@ int anrc_return_helper_run(struct anrc_heap *h);
  * a free does not preempt the freeing thread.  Returns NULL. */
 void *anrc_return_helper_thread(void *heap);
 void anrc_return_helper_stop(struct anrc_heap *h);
+/* The helper's idle return (anrc_config.idle_return_ms), set again. */
+void anrc_set_idle_return(struct anrc_heap *h, unsigned ms);
 /* Verify the metadata; 0 if consistent, else reports and returns -1. */
 int anrc_check(struct anrc_heap *h);
 /* Write a human-readable statistics report to fd (async-signal-safe). */

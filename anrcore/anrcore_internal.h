@@ -106,6 +106,9 @@ struct anrc_page {
  * (what a thread that takes a page of the batch again waits for). */
 #define ANR_HOLE_HELPER_SLABS 16
 #define ANR_HOLE_BATCH 64
+/* The helper begins a pass at most once in this long (ms) while the
+ * program works, so that churn does not keep it looking. */
+#define ANR_HOLE_PASS_MS 1000
 
 struct anrc_class {
 	uint32_t size;
@@ -448,6 +451,13 @@ struct anrc_heap {
 	size_t trim_credit;     /* pages the lock holder freed itself: it may
 				 * give that many back besides the slice */
 	size_t helper_credit;   /* credit of the calls that woke the helper */
+	/* The helper's idle return (returner.c). */
+	unsigned idle_ms;       /* atomic: anrc_config.idle_return_ms */
+	uint64_t page_moves;    /* spans handed out and given back */
+	int trim_idle;          /* the trim under way keeps no free page */
+	int idle_armed;         /* the helper waits without a deadline: the
+				 * next span given back wakes it */
+	int idle_kick;          /* wake it at this unlock */
 	unsigned trims;         /* atomic: page-return rounds that gave pages back */
 	size_t slab_holes;      /* pages of live slabs given back (theap.c's
 				 * holes): counted in resident_pages, their
@@ -469,6 +479,7 @@ struct anrc_heap {
 	 * helper holds hole_lock (priority inheriting). */
 	unsigned hp_i, hp_c, hp_seen;
 	uint32_t hp_s, hp_left;
+	uint64_t hp_last;       /* CLOCK_MONOTONIC ms when the last began */
 	pthread_mutex_t hole_lock;
 	unsigned hf_n;
 	uint32_t hf_s[ANR_HOLE_BATCH], hf_len[ANR_HOLE_BATCH];
@@ -769,8 +780,12 @@ void anrc_theap_holes(struct anrc_heap *h);
 /* The helper's part of the holes (returner.c): after a page-return round,
  * a pass over every thread's slabs but their current ones, a slice of
  * ANR_HOLE_HELPER_SLABS slabs per hold of the lock, each slice's holes
- * given back without it.  Locked on entry and on return. */
-void anrc_holes_give_back(struct anrc_heap *h);
+ * given back without it; at most once in ANR_HOLE_PASS_MS unless quiet
+ * (no span moved for the helper's whole wait).  Locked on entry and on
+ * return. */
+void anrc_holes_give_back(struct anrc_heap *h, int quiet);
+/* A pass is due (a page-return round since the last began; locked). */
+int anrc_holes_due(const struct anrc_heap *h);
 /* Start the holes' lock afresh (at creation, and in a fork child, where
  * the helper's batch in flight is given back first). */
 int anrc_holes_init(struct anrc_heap *h, int child);

@@ -282,6 +282,7 @@ anrc_create(const struct anrc_config *cfg)
 	if (h->free_low > h->free_high)
 		h->free_low = h->free_high;
 	h->lock_pi = c.priority_inherit;
+	h->idle_ms = c.idle_return_ms;
 	if (heap_lock_init(h) != 0) {
 		munmap(base, reserve);
 		errno = ENOMEM;

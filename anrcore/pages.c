@@ -79,6 +79,7 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 		}
 	}
 	h->charged_recent += n;
+	h->page_moves++;
 	if (fresh > 0 && h->given_recent > 0) {
 		size_t r = fresh < h->given_recent ? fresh : h->given_recent;
 		h->given_recent -= r;
@@ -213,6 +214,12 @@ void
 anrc_pages_put(struct anrc_heap *h, uint32_t s, size_t n)
 {
 	h->trim_credit += n;
+	h->page_moves++;
+	if (h->idle_armed) {
+		/* the helper's idle period starts (anrc_returner_wake_and_unlock) */
+		h->idle_armed = 0;
+		h->idle_kick = 1;
+	}
 	/* Every page of a live span is resident, so all become dirty. */
 	anrc_bm2_set(&h->dirty, s, n);
 	h->dirty_pages += n;

@@ -172,12 +172,16 @@ trim_pick(struct anrc_heap *h)
 
 	size_t taken = 0, slice = ANR_TRIM_SLICE_PAGES;
 
-	marks_adapt(h);
-	/* Grown marks delay the next trim; what a trim keeps stays small. */
-	keep = h->free_low << h->mark_shift;
-	if (h->mark_shift > 0 && keep > ANR_KEEP_GROWN_MAX)
-		keep = h->free_low > ANR_KEEP_GROWN_MAX ? h->free_low : ANR_KEEP_GROWN_MAX;
-	keep >>= h->page_shift;
+	if (h->trim_idle) {
+		keep = 0; /* the helper's idle return (returner.c) */
+	} else {
+		marks_adapt(h);
+		/* Grown marks delay the next trim; what a trim keeps stays small. */
+		keep = h->free_low << h->mark_shift;
+		if (h->mark_shift > 0 && keep > ANR_KEEP_GROWN_MAX)
+			keep = h->free_low > ANR_KEEP_GROWN_MAX ? h->free_low : ANR_KEEP_GROWN_MAX;
+		keep >>= h->page_shift;
+	}
 	if (h->trim_credit > slice)
 		slice = h->trim_credit;
 	h->trim_credit = 0;

@@ -63,6 +63,7 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -979,14 +980,33 @@ hf_advise(struct anrc_heap *h)
 	}
 }
 
-void
-anrc_holes_give_back(struct anrc_heap *h)
+int
+anrc_holes_due(const struct anrc_heap *h)
 {
-	unsigned trims = __atomic_load_n(&h->trims, __ATOMIC_RELAXED);
+	return h->fast_free && __atomic_load_n(&h->trims, __ATOMIC_RELAXED) != h->hp_seen;
+}
 
-	if (trims == h->hp_seen || !h->fast_free)
+static uint64_t
+monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void
+anrc_holes_give_back(struct anrc_heap *h, int quiet)
+{
+	uint64_t now;
+
+	if (!anrc_holes_due(h))
 		return;
-	h->hp_seen = trims;
+	now = monotonic_ms();
+	if (!quiet && h->hp_last != 0 && now - h->hp_last < ANR_HOLE_PASS_MS)
+		return;
+	h->hp_last = now;
+	h->hp_seen = __atomic_load_n(&h->trims, __ATOMIC_RELAXED);
 	hp_next(h, 0, 0);
 	while (h->hp_i < anrc_theaps_used(h) &&
 	       !__atomic_load_n(&h->helper_stop, __ATOMIC_ACQUIRE)) {

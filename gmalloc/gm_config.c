@@ -54,6 +54,9 @@ const struct mb_conf_key gm_conf_table[] = {
 	{ "page_return_thread", MB_CONF_ENUM, OFF(page_return_thread), 0, "auto",
 	  "a thread of gmalloc's gives free pages back, so that no malloc or free calls madvise for it: "
 	  "never, from the first allocation, or from the program's first pthread_create", prt_choices },
+	{ "idle_return", MB_CONF_DURATION, OFF(idle_return), 0, "1s",
+	  "with the page-return thread: once no page has been handed out or given back for this long, "
+	  "every free page goes back, those under free_low too; 0: never", NULL },
 	{ "on_limit", MB_CONF_ENUM, OFF(on_limit), 0, "null",
 	  "at the limit: return NULL with ENOMEM, or print a report and abort", on_limit_choices },
 	{ "broker", MB_CONF_BOOL, OFF(broker), 0, "off",

@@ -20,6 +20,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -291,6 +292,7 @@ static struct anrc_heap *gm_create_heap(void)
 	memset(&ac, 0, sizeof(ac));
 	ac.free_low = gm_cfg.free_low;
 	ac.free_high = gm_cfg.free_high;
+	ac.idle_return_ms = gm_cfg.idle_return > UINT_MAX ? UINT_MAX : (unsigned)gm_cfg.idle_return;
 	ac.bad_free = (enum anrc_bad_free_action)gm_cfg.bad_free;
 	ac.trash_free = gm_cfg.trash;
 	ac.valgrind = 1;

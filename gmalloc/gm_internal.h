@@ -31,6 +31,7 @@ struct gm_config {
 	uint64_t free_low;
 	uint64_t free_high;
 	int page_return_thread;  /* enum gm_prt */
+	uint64_t idle_return;    /* ms: the page-return thread's idle return; 0: off */
 	int on_limit;            /* enum gm_on_limit */
 	int broker;
 	char broker_socket[GM_SOCKET_MAX];

@@ -3967,6 +3967,72 @@ START_TEST(return_helper_stopped_before_it_runs)
 }
 END_TEST
 
+/* Waits for the helper until the heap keeps no free page (a minute at
+ * most: the failure then says so). */
+static void
+wait_for_no_free_pages(struct anrc_heap *h)
+{
+	struct anrc_stats st;
+
+	for (int i = 0; i < 60000; i++) {
+		stats(h, &st);
+		if (st.free_resident == 0)
+			return;
+		usleep(1000);
+	}
+	ck_abort_msg("the helper left %zu bytes of free pages", st.free_resident);
+}
+
+/*
+ * Idle return: once no span has been handed out or given back for
+ * idle_return_ms, the helper gives back every free page, those under the
+ * low mark too, and the marks start afresh; with none kept it waits
+ * without a deadline, and a span given back starts the period again.
+ * Before, up to the low mark (256 KiB; 1 MiB with grown marks) stayed
+ * resident for the heap's life.
+ */
+START_TEST(helper_idle_return)
+{
+	struct anrc_config c = { .reserve = TEST_RESERVE, .idle_return_ms = 20 };
+	struct anrc_heap *h = anrc_create(&c);
+	struct anrc_stats st;
+	pthread_t t;
+	char *p;
+
+	ck_assert_ptr_nonnull(h);
+	helper_start(h, &t);
+	pthread_mutex_lock(&h->lock);
+	h->mark_shift = 2; /* as after some churn */
+	pthread_mutex_unlock(&h->lock);
+	p = anrc_alloc(h, 8 * MiB, 0);
+	ck_assert_ptr_nonnull(p);
+	touch_pages(p, 8 * MiB);
+	anrc_free(h, p);
+	wait_for_no_free_pages(h);
+	ck_assert_uint_eq(h->mark_shift, 0);
+	/* Under the high mark: no round is due, the span given back wakes
+	 * the helper, which had no deadline. */
+	p = anrc_alloc(h, 512 * KiB, 0);
+	ck_assert_ptr_nonnull(p);
+	touch_pages(p, 512 * KiB);
+	anrc_free(h, p);
+	wait_for_no_free_pages(h);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	/* Off: what is under the low mark stays. */
+	anrc_set_idle_return(h, 0);
+	p = anrc_alloc(h, 512 * KiB, 0);
+	touch_pages(p, 512 * KiB);
+	anrc_free(h, p);
+	usleep(100 * 1000);
+	stats(h, &st);
+	ck_assert_uint_eq(st.free_resident, 512 * KiB);
+	helper_stop(h, t);
+	anrc_destroy(h);
+}
+END_TEST
+
 /* Slab holes of the calling thread, by the stats; waits for the helper
  * until it has given back at least want bytes of them (a minute at most:
  * the failure then says so). */
@@ -4085,7 +4151,7 @@ START_TEST(holes_helper_leaves_current_slabs)
 	anrc_free(h, a);
 	pthread_mutex_lock(&h->lock);
 	h->trims++;
-	anrc_holes_give_back(h);
+	anrc_holes_give_back(h, 1);
 	pthread_mutex_unlock(&h->lock);
 	b = anrc_alloc(h, 16, 0);
 	ck_assert_ptr_nonnull(b);
@@ -4921,6 +4987,7 @@ anrcore_suite(void)
 	ADD(return_helper_stopped_before_it_runs);
 	ADD(return_helper_goes_down_to_the_keep);
 	ADD(holes_given_back_by_the_helper);
+	ADD(helper_idle_return);
 	ADD(holes_helper_leaves_current_slabs);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
