@@ -110,6 +110,11 @@ struct anrc_page {
  * program works, so that churn does not keep it looking. */
 #define ANR_HOLE_PASS_MS 1000
 
+/* A run of pages to give back: n from page s. */
+struct anrc_run {
+	uint32_t s, n;
+};
+
 struct anrc_class {
 	uint32_t size;
 	uint32_t npages;
@@ -482,7 +487,7 @@ struct anrc_heap {
 	uint64_t hp_last;       /* CLOCK_MONOTONIC ms when the last began */
 	pthread_mutex_t hole_lock;
 	unsigned hf_n;
-	uint32_t hf_s[ANR_HOLE_BATCH], hf_len[ANR_HOLE_BATCH];
+	struct anrc_run hf[ANR_HOLE_BATCH];
 
 	int lock_pi;            /* the lock inherits priority (heap_lock_init) */
 	unsigned fork_held;     /* run caches whose flags a fork holds (heap.c) */

@@ -373,7 +373,7 @@ holes_fill_locked(struct anrc_heap *h, struct anrc_theap *t, size_t p, size_t n)
 	if (clear == 0)
 		return;
 	for (unsigned i = 0; i < h->hf_n; i++) {
-		if (h->hf_s[i] < p + n && p < (size_t)h->hf_s[i] + h->hf_len[i]) {
+		if (h->hf[i].s < p + n && p < (size_t)h->hf[i].s + h->hf[i].n) {
 			pthread_mutex_lock(&h->hole_lock);
 			pthread_mutex_unlock(&h->hole_lock);
 			break;
@@ -731,13 +731,34 @@ holes_next_class(struct anrc_theap *t, unsigned from)
 		}
 }
 
-struct hole_run {
-	uint32_t s, n;
-};
 /* Runs of unused pages in a slab of n pages: at most (n + 1) / 2, no more
  * than ANR_SLAB_SPAN_MAX / 2 when that is even. */
 #define HOLE_RUNS (ANR_HOLE_SLABS * (ANR_SLAB_SPAN_MAX / 2))
 _Static_assert(ANR_SLAB_SPAN_MAX % 2 == 0, "a slab's runs of holes fit in HOLE_RUNS");
+
+/* The unused pages still resident of t's slab s, of class k, become
+ * holes, added to the runs r[0 .. nr - 1] (locked); returns the runs. */
+static unsigned
+slab_holes_pick(struct anrc_heap *h, struct anrc_theap *t, uint32_t s,
+		const struct anrc_class *k, struct anrc_run *r, unsigned nr)
+{
+	const uint64_t *bits = anrc_slab_bits(h, s);
+
+	anrc_steps(k->words + k->npages); /* each page's words, one shared */
+	for (unsigned i = 0; i < k->npages; i++) {
+		uint32_t p = s + i;
+		if (!anrc_pb_bit(h->resident, p) || !page_unused(h, bits, k, i))
+			continue;
+		anrc_pb_clear(h->resident, p, 1);
+		h->slab_holes++;
+		STORE(t->holes, t->holes + 1);
+		if (nr > 0 && r[nr - 1].s + r[nr - 1].n == p)
+			r[nr - 1].n++;
+		else
+			r[nr++] = (struct anrc_run){ p, 1 };
+	}
+	return nr;
+}
 
 /*
  * The next ANR_HOLE_SLABS slabs of the pass (locked): their unused pages
@@ -747,7 +768,7 @@ _Static_assert(ANR_SLAB_SPAN_MAX % 2 == 0, "a slab's runs of holes fit in HOLE_R
  * back, or no longer this class's) ends the class.
  */
 static unsigned
-holes_pick_locked(struct anrc_heap *h, struct anrc_theap *t, struct hole_run *r)
+holes_pick_locked(struct anrc_heap *h, struct anrc_theap *t, struct anrc_run *r)
 {
 	unsigned nr = 0, slabs = 0;
 
@@ -755,7 +776,6 @@ holes_pick_locked(struct anrc_heap *h, struct anrc_theap *t, struct hole_run *r)
 		unsigned c = t->hole_c;
 		const struct anrc_class *k = &h->cls[c];
 		uint32_t s = t->hole_s;
-		const uint64_t *bits;
 
 		if (t->hole_left == 0 || s == ANR_NIL || h->owner[s] != t->id ||
 		    h->pm[s].kind != ANR_PG_SLAB || h->pm[s].cls != c) {
@@ -769,20 +789,7 @@ holes_pick_locked(struct anrc_heap *h, struct anrc_theap *t, struct hole_run *r)
 			continue; /* full */
 		if (t->cur[c] == s)
 			drop_word_count_empty(h, t, c); /* its objects free in the bitmap */
-		bits = anrc_slab_bits(h, s);
-		anrc_steps(k->words + k->npages); /* each page's words, one shared */
-		for (unsigned i = 0; i < k->npages; i++) {
-			uint32_t p = s + i;
-			if (!anrc_pb_bit(h->resident, p) || !page_unused(h, bits, k, i))
-				continue;
-			anrc_pb_clear(h->resident, p, 1);
-			h->slab_holes++;
-			STORE(t->holes, t->holes + 1);
-			if (nr > 0 && r[nr - 1].s + r[nr - 1].n == p)
-				r[nr - 1].n++;
-			else
-				r[nr++] = (struct hole_run){ p, 1 };
-		}
+		nr = slab_holes_pick(h, t, s, k, r, nr);
 	}
 	h->madvise_calls += nr;
 	return nr;
@@ -800,7 +807,7 @@ holes_due(const struct anrc_heap *h, const struct anrc_theap *t)
 static __attribute__((noinline)) void
 holes_run(struct anrc_heap *h, struct anrc_theap *t, int whole)
 {
-	struct hole_run r[HOLE_RUNS];
+	struct anrc_run r[HOLE_RUNS];
 	unsigned nr;
 
 	if (!h->fast_free)
@@ -945,24 +952,10 @@ hp_pick_locked(struct anrc_heap *h)
 			continue; /* full (a look: the owner counts without the lock) */
 		__atomic_store_n(&t->probe, s, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&t->cur[c], __ATOMIC_SEQ_CST) != s) {
-			const uint64_t *bits = anrc_slab_bits(h, s);
+			size_t before = h->slab_holes;
 
-			anrc_steps(k->words + k->npages);
-			for (unsigned i = 0; i < k->npages; i++) {
-				uint32_t p = s + i;
-				if (!anrc_pb_bit(h->resident, p) || !page_unused(h, bits, k, i))
-					continue;
-				anrc_pb_clear(h->resident, p, 1);
-				h->slab_holes++;
-				STORE(t->holes, t->holes + 1);
-				room--;
-				if (nr > 0 && h->hf_s[nr - 1] + h->hf_len[nr - 1] == p) {
-					h->hf_len[nr - 1]++;
-				} else {
-					h->hf_s[nr] = p;
-					h->hf_len[nr++] = 1;
-				}
-			}
+			nr = slab_holes_pick(h, t, s, k, h->hf, nr);
+			room -= h->slab_holes - before;
 		}
 		__atomic_store_n(&t->probe, ANR_NIL, __ATOMIC_SEQ_CST);
 	}
@@ -975,7 +968,7 @@ hf_advise(struct anrc_heap *h)
 {
 	for (unsigned i = 0; i < h->hf_n; i++) {
 		anrc_steps(1);
-		(void)madvise(anrc_page_addr(h, h->hf_s[i]), (size_t)h->hf_len[i] << h->page_shift,
+		(void)madvise(anrc_page_addr(h, h->hf[i].s), (size_t)h->hf[i].n << h->page_shift,
 			      MADV_DONTNEED);
 	}
 }

@@ -1087,6 +1087,25 @@ page_return_then_emptied_slab(struct anrc_heap *h)
 	return two;
 }
 
+/* The free slots of p[0 .. n - 1] get 64-byte objects again, written:
+ * their pages count as resident again, no hole is left. */
+static void
+holes_handed_out_again(struct anrc_heap *h, char **p, size_t n)
+{
+	struct anrc_stats st;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != NULL)
+			continue;
+		p[i] = anrc_alloc(h, 64, 0);
+		ck_assert_ptr_nonnull(p[i]);
+		memset(p[i], 0x6b, 64);
+	}
+	stats(h, &st);
+	ck_assert_uint_eq(st.slab_holes, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+}
+
 START_TEST(holes_of_live_slabs)
 {
 	struct anrc_heap *h = heap_plain();
@@ -1142,17 +1161,7 @@ START_TEST(holes_of_live_slabs)
 			ck_assert_int_eq(p[i][j], 0x5a);
 	}
 	ck_assert_int_eq(anrc_check(h), 0);
-	/* Handed out again: resident again, and whole. */
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] != NULL)
-			continue;
-		p[i] = anrc_alloc(h, 64, 0);
-		ck_assert_ptr_nonnull(p[i]);
-		memset(p[i], 0x6b, 64);
-	}
-	stats(h, &st);
-	ck_assert_uint_eq(st.slab_holes, 0);
-	ck_assert_int_eq(anrc_check(h), 0);
+	holes_handed_out_again(h, p, n);
 out:
 	for (size_t i = 0; i < n; i++)
 		anrc_free(h, p[i]);
@@ -4110,17 +4119,7 @@ START_TEST(holes_given_back_by_the_helper)
 			ck_assert_int_eq(p[i][j], 0x5a);
 	}
 	ck_assert_uint_ge(gone, HOLE_SLABS - 1); /* mincore agrees */
-	/* Handed out again: resident again, and whole. */
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] != NULL)
-			continue;
-		p[i] = anrc_alloc(h, 64, 0);
-		ck_assert_ptr_nonnull(p[i]);
-		memset(p[i], 0x6b, 64);
-	}
-	stats(h, &st);
-	ck_assert_uint_eq(st.slab_holes, 0);
-	ck_assert_int_eq(anrc_check(h), 0);
+	holes_handed_out_again(h, p, n);
 	helper_stop(h, t);
 	for (size_t i = 0; i < n; i++)
 		anrc_free(h, p[i]);
