@@ -8,6 +8,7 @@
 #define GM_INTERNAL_H
 
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "anrcore.h"
@@ -95,7 +96,7 @@ uint64_t gm_broker_held(void);
  * go back, or the broker be tried again (read on every free: inline). */
 static inline int gm_broker_open(void)
 {
-	int s = __atomic_load_n(&gm_mb_state, __ATOMIC_RELAXED);
+	int s = atomic_load_explicit(&gm_mb_state, memory_order_relaxed);
 	return s == GM_MB_OPEN || s == GM_MB_LOST;
 }
 /* The budget the core should have without any quota from the broker. */
