@@ -736,6 +736,17 @@ holes_next_class(struct anrc_theap *t, unsigned from)
 #define HOLE_RUNS (ANR_HOLE_SLABS * (ANR_SLAB_SPAN_MAX / 2))
 _Static_assert(ANR_SLAB_SPAN_MAX % 2 == 0, "a slab's runs of holes fit in HOLE_RUNS");
 
+/* Give back the holes of runs r[0 .. n - 1]. */
+static void
+runs_advise(struct anrc_heap *h, const struct anrc_run *r, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		anrc_steps(1);
+		(void)madvise(anrc_page_addr(h, r[i].s), (size_t)r[i].n << h->page_shift,
+			      MADV_DONTNEED);
+	}
+}
+
 /* The unused pages still resident of t's slab s, of class k, become
  * holes, added to the runs r[0 .. nr - 1] (locked); returns the runs. */
 static unsigned
@@ -821,11 +832,7 @@ holes_run(struct anrc_heap *h, struct anrc_theap *t, int whole)
 		nr = holes_pick_locked(h, t, r);
 		pthread_mutex_unlock(&h->lock);
 		/* Without the lock: nobody else hands out these objects. */
-		for (unsigned i = 0; i < nr; i++) {
-			anrc_steps(1);
-			(void)madvise(anrc_page_addr(h, r[i].s), (size_t)r[i].n << h->page_shift,
-				      MADV_DONTNEED);
-		}
+		runs_advise(h, r, nr);
 		if (!whole)
 			break;
 	}
@@ -963,16 +970,6 @@ hp_pick_locked(struct anrc_heap *h)
 	return h->hf_n = nr;
 }
 
-static void
-hf_advise(struct anrc_heap *h)
-{
-	for (unsigned i = 0; i < h->hf_n; i++) {
-		anrc_steps(1);
-		(void)madvise(anrc_page_addr(h, h->hf[i].s), (size_t)h->hf[i].n << h->page_shift,
-			      MADV_DONTNEED);
-	}
-}
-
 int
 anrc_holes_due(const struct anrc_heap *h)
 {
@@ -1011,7 +1008,7 @@ anrc_holes_give_back(struct anrc_heap *h, int quiet)
 			pthread_mutex_lock(&h->hole_lock);
 		pthread_mutex_unlock(&h->lock);
 		if (nr > 0) {
-			hf_advise(h);
+			runs_advise(h, h->hf, nr);
 			pthread_mutex_unlock(&h->hole_lock);
 		}
 		anrc_lock_and_drain(h);
@@ -1028,7 +1025,7 @@ anrc_holes_init(struct anrc_heap *h, int child)
 	/* In a fork child the helper is gone: its batch in flight (holes
 	 * whatever the parent's madvise reached of them) goes back here. */
 	if (child)
-		hf_advise(h);
+		runs_advise(h, h->hf, h->hf_n);
 	h->hf_n = 0;
 	h->hp_seen = __atomic_load_n(&h->trims, __ATOMIC_RELAXED);
 	if (pthread_mutexattr_init(&a) != 0)
