@@ -640,6 +640,9 @@ size_t anrc_release_down_to(struct anrc_heap *h, size_t keep_pages);
  * ones passed the high mark; anrc_return_pages_and_unlock() gives them
  * back after the lock is released. */
 void anrc_want_release_if_over_mark(struct anrc_heap *h);
+/* The marks back to 1x and their evidence forgotten, as after an explicit
+ * trim or the helper's idle return (locked). */
+void anrc_marks_afresh(struct anrc_heap *h);
 /* Release the heap lock, giving pages back first if they are wanted back. */
 void anrc_return_pages_and_unlock(struct anrc_heap *h);
 /* The same, always by the caller (the helper thread, returner.c). */

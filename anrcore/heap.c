@@ -17,8 +17,9 @@
  * resident, which of those are free (returnable), and which pages start
  * a live span or a free one.  A user overrun can damage user data but
  * never the allocator's bookkeeping, and every pointer given to free()
- * is judged from that bookkeeping alone.  The metadata costs about 2 % of the reservation in
- * address space; it becomes resident only for pages that are used.
+ * is judged from that bookkeeping alone.  The metadata costs about 2 % of
+ * the reservation in address space; it becomes resident only for pages
+ * that are used.
  *
  *   data page:   | obj | obj | obj | ... | obj |tail|   (a one-page slab)
  *   page map:    [SLAB cls=3 nfree=17 next/prev: partial list or owner's ring]
@@ -1024,8 +1025,7 @@ anrc_trim(struct anrc_heap *h, size_t keep)
 	anrc_slab_flush(h);
 	given = anrc_release_down_to(h, keep >> h->page_shift) << h->page_shift;
 	/* An explicit trim starts the marks afresh. */
-	h->mark_shift = 0;
-	h->given_recent = h->refaulted = h->charged_recent = 0;
+	anrc_marks_afresh(h);
 	h->trim_wanted = 0;
 	heap_unlock(h);
 	return given;

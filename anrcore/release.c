@@ -139,6 +139,13 @@ anrc_want_release_if_over_mark(struct anrc_heap *h)
 		h->trim_wanted = 1;
 }
 
+void
+anrc_marks_afresh(struct anrc_heap *h)
+{
+	h->mark_shift = 0;
+	h->given_recent = h->refaulted = h->charged_recent = 0;
+}
+
 /* A trim begins: see whether the last one was undone and move the marks. */
 static void
 marks_adapt(struct anrc_heap *h)

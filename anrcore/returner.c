@@ -119,8 +119,7 @@ helper_rounds(struct anrc_heap *h, uint64_t seen)
 	}
 	if (h->trim_idle) {
 		h->trim_idle = 0;
-		h->mark_shift = 0;
-		h->given_recent = h->refaulted = h->charged_recent = 0;
+		anrc_marks_afresh(h);
 	}
 }
 
