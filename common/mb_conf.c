@@ -37,7 +37,8 @@ static const char *errtext(int rc)
 	return rc == -ERANGE ? "out of range" : "invalid";
 }
 
-/* MemTotal is read once: percent amounts refer to it. */
+/* MemTotal is read once, when a relative amount first needs it (a process
+ * that starts under gmalloc reads its defaults here). */
 static uint64_t memtotal(void)
 {
 	static uint64_t cached;
@@ -58,7 +59,7 @@ int mb_conf_set(const struct mb_conf_key *table, void *cfg, const char *name,
 	switch (k->type) {
 	case MB_CONF_SIZE: {
 		uint64_t v;
-		rc = mb_parse_size(value, memtotal(), &v);
+		rc = mb_parse_size(value, mb_size_relative(value) ? memtotal() : 0, &v);
 		if (!rc)
 			*FIELD(cfg, k, uint64_t) = v;
 		break;

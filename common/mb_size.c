@@ -164,12 +164,18 @@ static int parse_percent(const char *s, uint64_t base, uint64_t *out)
 	return 0;
 }
 
+static const char allx[] = "all-except";
+
+int mb_size_relative(const char *s)
+{
+	return s && (strncmp(skip_ws(s), allx, sizeof(allx) - 1) == 0 || strchr(s, '%'));
+}
+
 int mb_parse_size(const char *s, uint64_t base, uint64_t *out)
 {
 	if (!s)
 		return -EINVAL;
 	s = skip_ws(s);
-	static const char allx[] = "all-except";
 	if (strncmp(s, allx, sizeof(allx) - 1) == 0) {
 		uint64_t keep;
 		const char *rest = s + sizeof(allx) - 1;

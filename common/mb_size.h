@@ -22,6 +22,8 @@
 
 /* base: what "N%" and "all-except N" refer to; 0 makes them -EINVAL. */
 int mb_parse_size(const char *s, uint64_t base, uint64_t *out);
+/* Whether s is one of those relative forms: only then is a base needed. */
+int mb_size_relative(const char *s);
 /* A percent with at most two decimals, "90%", "12.5%", "110.25%" (above
  * 100 allowed), in hundredths of a percent: 9000, 1250, 11025. */
 int mb_parse_hundredths(const char *s, uint64_t *out);

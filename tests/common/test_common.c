@@ -48,6 +48,13 @@ START_TEST(size_relative)
 	ck_assert_int_eq(mb_parse_size("80%", 0, &v), -EINVAL);
 	ck_assert_int_eq(mb_parse_size("all-except 2G", 1024 * MiB, &v), -ERANGE);
 	ck_assert_int_eq(mb_parse_size("101%", 1024, &v), -ERANGE);
+	/* Only these forms need the base (the config parser reads MemTotal
+	 * for them alone). */
+	ck_assert(mb_size_relative("80%"));
+	ck_assert(mb_size_relative(" all-except 64M"));
+	ck_assert(!mb_size_relative("512M"));
+	ck_assert(!mb_size_relative("3p"));
+	ck_assert(!mb_size_relative(NULL));
 }
 END_TEST
 
