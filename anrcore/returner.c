@@ -133,6 +133,16 @@ anrc_return_helper_run(struct anrc_heap *h)
 	if (!__atomic_compare_exchange_n(&h->helper_on, &expected, 1, 0, __ATOMIC_ACQ_REL,
 					 __ATOMIC_RELAXED))
 		return -1;
+	/* The first wait as after a round: with free pages kept, the idle
+	 * period runs from now; with none, the next span given back starts
+	 * it.  Before, the first wait had no deadline and nothing armed, so
+	 * free pages under the high mark waited for a trim round. */
+	pthread_mutex_lock(&h->lock);
+	idle = __atomic_load_n(&h->idle_ms, __ATOMIC_RELAXED);
+	if (idle != 0 && h->dirty_pages > 0)
+		wait_ms = idle;
+	h->idle_armed = wait_ms == 0 && idle != 0;
+	pthread_mutex_unlock(&h->lock);
 	for (;;) {
 		int quiet = helper_wait(h, wait_ms);
 

@@ -4042,6 +4042,37 @@ START_TEST(helper_idle_return)
 }
 END_TEST
 
+/*
+ * The idle return from the helper's start: a span given back under the
+ * high mark before any round (no round is due for it) goes back too, and
+ * so do free pages kept before the helper started.  Before, the helper's
+ * first wait had no deadline and did not arm the idle period: those pages
+ * stayed until a round of page return came.
+ */
+START_TEST(helper_idle_return_from_the_start)
+{
+	struct anrc_config c = { .reserve = TEST_RESERVE, .idle_return_ms = 20 };
+	struct anrc_heap *h = anrc_create(&c);
+	pthread_t t;
+	char *p;
+
+	ck_assert_ptr_nonnull(h);
+	for (int kept_before = 0; kept_before < 2; kept_before++) {
+		if (!kept_before)
+			helper_start(h, &t);
+		p = anrc_alloc(h, 512 * KiB, 0);
+		ck_assert_ptr_nonnull(p);
+		touch_pages(p, 512 * KiB);
+		anrc_free(h, p);
+		if (kept_before)
+			helper_start(h, &t);
+		wait_for_no_free_pages(h);
+		helper_stop(h, t);
+	}
+	anrc_destroy(h);
+}
+END_TEST
+
 /* Slab holes of the calling thread, by the stats; waits for the helper
  * until it has given back at least want bytes of them (a minute at most:
  * the failure then says so). */
@@ -4987,6 +5018,7 @@ anrcore_suite(void)
 	ADD(return_helper_goes_down_to_the_keep);
 	ADD(holes_given_back_by_the_helper);
 	ADD(helper_idle_return);
+	ADD(helper_idle_return_from_the_start);
 	ADD(holes_helper_leaves_current_slabs);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
