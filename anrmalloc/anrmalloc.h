@@ -115,6 +115,7 @@ struct anr_malloc_config {
 	int track_blocks;               /* a record (caller, size, mark) per block */
 	/* page return */
 	int page_return_thread;         /* madvise in a helper thread, not in the calls */
+	uint64_t idle_return;           /* ms idle before that thread gives back all (0: never) */
 };
 
 /* Defaults into cfg. */

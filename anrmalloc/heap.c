@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
@@ -45,6 +46,9 @@ static const struct mb_conf_key am_keys[] = {
 	  "trim when free resident bytes pass this", NULL },
 	{ "page_return_thread", MB_CONF_BOOL, OFF(page_return_thread), 0, "no",
 	  "give free pages back from a helper thread: no malloc or free calls madvise", NULL },
+	{ "idle_return", MB_CONF_DURATION, OFF(idle_return), 0, "1s",
+	  "with page_return_thread: once no page has been handed out or given back for this long, "
+	  "every free page goes back, those under free_low too; 0: never", NULL },
 	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), 0, "262144",
 	  "live blocks the side table can hold records of", NULL },
 	{ "track_blocks", MB_CONF_BOOL, OFF(track_blocks), 0, "yes",
@@ -272,6 +276,7 @@ static struct anrc_heap *am_core_create(const struct anr_malloc_config *c,
 		cc.budget = (size_t)sysconf(_SC_PAGESIZE);
 	cc.free_low = c->free_low;
 	cc.free_high = c->free_high;
+	cc.idle_return_ms = c->idle_return > UINT_MAX ? UINT_MAX : (unsigned)c->idle_return;
 	/* With records the layer validates every pointer before the core
 	 * sees it; a plain heap's frees are judged by the core. */
 	if (c->on_error == ANR_ERROR_ABORT)

@@ -1105,6 +1105,66 @@ START_TEST(heap_threads_take_no_signal)
 }
 END_TEST
 
+/* free_resident once the heap's page-return thread has given back all it
+ * will (a minute at most: the failure then names what stayed). */
+static size_t free_resident_settled(anr_heap_t *h, size_t want)
+{
+	struct anr_malloc_stats st;
+
+	for (int i = 0; i < 60000; i++) {
+		anr_heap_stats(h, &st);
+		if (st.free_resident <= want)
+			break;
+		usleep(1000);
+	}
+	return st.free_resident;
+}
+
+static void idle_return_on(struct anr_malloc_config *c)
+{
+	c->page_return_thread = 1;
+	c->budget = 0;
+	ck_assert_int_eq(anr_config_set(c, "idle_return", "20ms"), 0);
+	ck_assert_uint_eq(c->idle_return, 20);
+}
+
+static void idle_return_off(struct anr_malloc_config *c)
+{
+	c->page_return_thread = 1;
+	c->budget = 0;
+	ck_assert_int_eq(anr_config_set(c, "idle_return", "0"), 0);
+}
+
+/* A 512 KiB block freed: under free_high, so no page-return round is due;
+ * with idle_return the thread gives its pages back once the heap is quiet,
+ * without it they stay for the heap's next blocks.  Before the key, the
+ * free pages under free_low stayed resident for the heap's life. */
+START_TEST(idle_return_gives_back_a_quiet_heap)
+{
+	void (*const tweak[2])(struct anr_malloc_config *) = { idle_return_on,
+								idle_return_off };
+
+	for (int i = 0; i < 2; i++) {
+		anr_heap_t *h = heap_with(tweak[i]);
+		size_t left;
+		char *p = anr_malloc(h, 512 * KIB);
+
+		ck_assert_ptr_nonnull(p);
+		memset(p, 1, 512 * KIB);
+		anr_free(h, p);
+		if (i == 0) {
+			left = free_resident_settled(h, 0);
+			ck_assert_msg(left == 0, "idle_return left %zu bytes of free pages", left);
+		} else {
+			usleep(100 * 1000);
+			left = free_resident_settled(h, 512 * KIB);
+			ck_assert_uint_eq(left, 512 * KIB);
+		}
+		anr_heap_destroy(h);
+	}
+}
+END_TEST
+
 /* ---- give-back without a broker ---- */
 
 START_TEST(give_back_runs_callbacks_and_lowers_budget)
@@ -1388,6 +1448,7 @@ static Suite *anrmalloc_suite(void)
 	tcase_add_test(tc, fork_child_leaves_the_debug_thread_to_the_parent);
 	tcase_add_test(tc, heap_threads_take_no_signal);
 	tcase_add_test(tc, heap_threads_are_named);
+	tcase_add_test(tc, idle_return_gives_back_a_quiet_heap);
 	tcase_add_test(tc, give_back_runs_callbacks_and_lowers_budget);
 	tcase_add_test(tc, threads_share_a_heap);
 	tcase_add_test(tc, free_never_waits_for_the_lock);
