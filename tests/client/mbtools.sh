@@ -126,9 +126,12 @@ kill "$SRC"; wait "$SRC"
 # --watch repeats until signalled.
 "$MBSTATUS" --json --watch 100ms >"$TEST_TMP/watch.out" 2>&1 &
 W=$!
-sleep 1
+i=0
+while [ "$(grep -c '^{"pool"' "$TEST_TMP/watch.out")" -lt 3 ]; do
+	i=$((i + 1)); [ $i -gt 400 ] && fail "--watch printed fewer than 3 snapshots in 20 s"
+	kill -0 "$W" 2>/dev/null || fail "mbstatus --watch exited by itself"
+	sleep 0.05
+done
 kill -TERM "$W"; wait "$W" || fail "mbstatus --watch did not exit cleanly"
-n=$(grep -c '^{"pool"' "$TEST_TMP/watch.out")
-[ "$n" -ge 3 ] || fail "--watch printed $n snapshots in 1 s"
 expect_rc 2 "$MBSTATUS" --watch=0
 exit 0

@@ -531,7 +531,8 @@ START_TEST(stopped_broker_deadlines)
 	mb_client c;
 	struct mb_options o = {
 		.socket_path = B.sock, .kind = MB_CLIENT_SINK, .name = "stopped",
-		.connect_timeout_ms = 300, .call_timeout_ms = 300,
+		/* long enough for a loaded machine's first answers */
+		.connect_timeout_ms = 1000, .call_timeout_ms = 1000,
 	};
 	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
 	uint64_t g;

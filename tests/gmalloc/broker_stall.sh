@@ -6,6 +6,8 @@
 # what it has resident.  A program started while the broker is stopped
 # finishes too.  Each wait has a generous bound; no timing is asserted.
 . "$top_srcdir/tests/gmalloc/gmlib.sh"
+# The deadline this test is about (gmalloc's default).
+GMALLOC_BROKER_TIMEOUT=250ms
 need_cmd python3
 MBSTATUS="$top_builddir/libmbclient/mbstatus"
 [ -x "$MBSTATUS" ] || skip "mbstatus not built"

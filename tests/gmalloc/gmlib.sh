@@ -8,6 +8,10 @@ FAMILY="$top_builddir/tests/gmalloc/gm_family"
 # Hermetic: no system config file, no settings from the caller.
 for v in $(env | sed -n 's/^\(GMALLOC_[A-Za-z0-9_]*\)=.*/\1/p'); do unset "$v"; done
 GMALLOC_CONF=/dev/null; export GMALLOC_CONF
+# The broker's deadline is 10 s: a loaded machine may answer after the
+# default 250 ms, and gmalloc would then go on under its fixed limit; these
+# tests assert quota, not speed (broker_stall.sh sets its own).
+GMALLOC_BROKER_TIMEOUT=10s; export GMALLOC_BROKER_TIMEOUT
 
 mk_tmpdir
 

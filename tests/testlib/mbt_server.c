@@ -16,7 +16,7 @@
 
 #define MBT_MAX_ARGS 32
 #define MBT_WAIT_STEP_US 10000
-#define MBT_WAIT_STEPS 400
+#define MBT_WAIT_STEPS 2000
 
 const char *mbt_builddir(void)
 {
