@@ -1762,6 +1762,12 @@ uint64_t broker_client_flags(const struct bclient *c) { return c->flags; }
 void *broker_client_user(const struct bclient *c) { return c->user; }
 uint64_t broker_client_id(const struct bclient *c) { return c->id; }
 int64_t broker_client_balance(const struct bclient *c) { return c->balance; }
+uint64_t broker_client_reserve_waiting(const struct bclient *c)
+{
+	const struct breq *r = &c->req;
+
+	return r->active && !r->complete && r->urg == MB_URG_RESERVE ? r->need : 0;
+}
 int broker_client_registered(const struct bclient *c) { return c->state == CL_REG; }
 int64_t broker_pool(const struct broker *b) { return b->pool; }
 uint64_t broker_total(const struct broker *b) { return b->cfg.initial + b->source_total; }

@@ -148,6 +148,8 @@ void broker_client_set_last(struct bclient *c, int last);
 int broker_client_last(const struct bclient *c);
 /* The flags it sent in HELLO (MB_HELLO_*). */
 uint64_t broker_client_flags(const struct bclient *c);
+/* Pages its queued RESERVE still waits for; 0 when none waits. */
+uint64_t broker_client_reserve_waiting(const struct bclient *c);
 
 /* Accessors for the daemon and tests. */
 void *broker_client_user(const struct bclient *c);

@@ -57,7 +57,8 @@ struct policy {
 	uint64_t audit_lent;  /* pages lent at that audit */
 	uint64_t audit_used;  /* device bytes used at that audit */
 	uint64_t deny_since;
-	uint64_t priv_short;  /* when a privileged RESERVE last found the pool short */
+	uint64_t priv_short;  /* when a privileged RESERVE last found the pool short,
+			       * or was seen still waiting at a poll */
 	uint64_t last_escalation;
 	struct gb_check gb[GB_MAX];
 	size_t ngb, gb_next;
@@ -324,6 +325,15 @@ static void signal_expendable(struct policy *p, struct broker *b, const char *re
 		mb_log(MB_LOG_WARNING, "escalation: kill %d: errno %d", (int)peer->pid, errno);
 }
 
+/* A privileged RESERVE still in the queue is still not met. */
+static void note_priv_waiting(void *arg, struct bclient *c)
+{
+	struct policy *p = arg;
+
+	if (broker_client_reserve_waiting(c) && privileged(p, broker_client_peer(c)))
+		p->priv_short = p->now ? p->now : 1;
+}
+
 static void escalate(struct policy *p, struct broker *b, uint64_t now)
 {
 	if (p->wm.state != MB_MEM_DENY) {
@@ -331,6 +341,10 @@ static void escalate(struct policy *p, struct broker *b, uint64_t now)
 		p->priv_short = 0;
 		return;
 	}
+	/* Seen at its admission only, a RESERVE that came soon after deny
+	 * began, or before the broker was late for a poll, never escalated
+	 * however long it waited. */
+	broker_foreach(b, note_priv_waiting, p);
 	if (p->deny_since == 0)
 		p->deny_since = now;
 	if ((!p->escalate[0] && !p->escalate_signal) || now - p->deny_since < p->escalate_after ||

@@ -50,8 +50,9 @@ check_PROGRAMS += tests/broker/gb_client
 tests_broker_gb_client_SOURCES = tests/broker/gb_client.c
 tests_broker_gb_client_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)/libmbclient
 tests_broker_gb_client_LDADD = libmbclient/libmbclient.la common/libmbcommon.la
-TESTS += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh
-EXTRA_DIST += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh
+TESTS += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh tests/broker/escalate_wait.sh
+EXTRA_DIST += tests/broker/watermarks.sh tests/broker/watermarks_priv.sh \
+	tests/broker/escalate_wait.sh
 
 # A real memory cgroup v1 as the device (root; skipped otherwise).
 check_PROGRAMS += tests/broker/grow
