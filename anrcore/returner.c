@@ -123,25 +123,38 @@ helper_rounds(struct anrc_heap *h, uint64_t seen)
 	}
 }
 
+/* The helper's next wait, in ms (0: no deadline), locked: with free pages
+ * kept, the idle period (idle ms); else a pass over slab holes when one is
+ * due; else none, and the next span given back posts it (idle_armed). */
+static unsigned
+next_wait(struct anrc_heap *h, unsigned idle)
+{
+	unsigned ms = 0;
+
+	if (idle != 0 && h->dirty_pages > 0)
+		ms = idle;
+	else if (anrc_holes_due(h))
+		ms = ANR_HOLE_PASS_MS;
+	h->idle_armed = ms == 0 && idle != 0;
+	return ms;
+}
+
 int
 anrc_return_helper_run(struct anrc_heap *h)
 {
 	int expected = 0;
-	unsigned wait_ms = 0, idle;
-	uint64_t seen = 0;
+	unsigned wait_ms, idle;
+	uint64_t seen;
 
 	if (!__atomic_compare_exchange_n(&h->helper_on, &expected, 1, 0, __ATOMIC_ACQ_REL,
 					 __ATOMIC_RELAXED))
 		return -1;
-	/* The first wait as after a round: with free pages kept, the idle
-	 * period runs from now; with none, the next span given back starts
-	 * it.  Before, the first wait had no deadline and nothing armed, so
-	 * free pages under the high mark waited for a trim round. */
+	/* The first wait as after a round.  Before, it had no deadline and
+	 * nothing armed, so free pages under the high mark waited for a
+	 * round of page return. */
 	pthread_mutex_lock(&h->lock);
-	idle = __atomic_load_n(&h->idle_ms, __ATOMIC_RELAXED);
-	if (idle != 0 && h->dirty_pages > 0)
-		wait_ms = idle;
-	h->idle_armed = wait_ms == 0 && idle != 0;
+	seen = h->page_moves;
+	wait_ms = next_wait(h, __atomic_load_n(&h->idle_ms, __ATOMIC_RELAXED));
 	pthread_mutex_unlock(&h->lock);
 	for (;;) {
 		int quiet = helper_wait(h, wait_ms);
@@ -162,12 +175,7 @@ anrc_return_helper_run(struct anrc_heap *h)
 		/* After the rounds, the holes of the threads' slabs. */
 		anrc_holes_give_back(h, quiet);
 		seen = h->page_moves;
-		wait_ms = 0;
-		if (idle != 0 && h->dirty_pages > 0)
-			wait_ms = idle;
-		else if (anrc_holes_due(h))
-			wait_ms = ANR_HOLE_PASS_MS;
-		h->idle_armed = wait_ms == 0 && idle != 0;
+		wait_ms = next_wait(h, idle);
 		anrc_return_pages_and_unlock_here(h);
 	}
 	__atomic_store_n(&h->helper_on, 0, __ATOMIC_RELEASE);
