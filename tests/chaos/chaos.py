@@ -201,14 +201,15 @@ wait_until(lambda: all(os.path.exists(os.path.join(TMP, c.name + ".quiet")) for 
 
 
 def reports(c):
+    """The lines of a gmalloc client's reports that say what it holds."""
     with open(c.err, errors="replace") as f:
-        return sum("quota held" in l for l in f)
+        return [l for l in f if "quota held" in l]
 
 
-before = {c.name: reports(c) for c in gms}
+before = {c.name: len(reports(c)) for c in gms}
 for c in gms:
     c.proc.send_signal(signal.SIGUSR2)
-wait_until(lambda: all(reports(c) > before[c.name] for c in gms),
+wait_until(lambda: all(len(reports(c)) > before[c.name] for c in gms),
            "a gmalloc client wrote no report on SIGUSR2")
 s = status()
 if s is None:
@@ -237,8 +238,7 @@ for c in alive:
         if says != bal:
             fail("%s says it holds %d pages, the broker counts %d" % (c.name, says, bal))
     elif c.kind == "gmalloc":
-        with open(c.err, errors="replace") as f:
-            lines = [l for l in f if "quota held" in l]
+        lines = reports(c)
         if not lines:
             fail("%s wrote no report" % c.name)
         says = lines[-1].split("quota held ")[1].split(";")[0]
