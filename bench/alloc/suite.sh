@@ -25,7 +25,10 @@
 #    back, no madvise in the freeing thread); gm-noprt is gmalloc with
 #    page_return_thread = off (the freeing thread calls madvise).  Medians
 #    over RT_RUNS runs of RT_SECS seconds (1000 wake-ups a second), the
-#    allocators interleaved.  No mlockall:
+#    allocators interleaved; then, per mode, in how many runs each
+#    allocator's op p99 was at most glibc's in the same round (the runs
+#    of a round follow one another, so a burst of noise from the host
+#    hits both more often than not).  No mlockall:
 #    it lays every page an allocator maps in at once, which makes the
 #    wake-ups of every allocator worse under churn (the churning thread
 #    holds the address-space lock while its blocks are faulted in), and
@@ -37,13 +40,17 @@
 #
 # Environment: RUNS (default 5), RT_SECS (default 5), RT_RUNS (default 3), OPS (default
 # 10000000), SCALE (workload size, default 2), ONLY (space-separated
-# sections to run: work rt worst; default all).
+# sections to run: work rt worst; default all), RT_MODES (default "quiet
+# churn apart") and RT_ALLOCS (names, default every one present and
+# gm-noprt) to run fewer real-time cases for more runs of each.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/peers.sh"
 RUNS=${RUNS:-5}
 RT_SECS=${RT_SECS:-5}
 RT_RUNS=${RT_RUNS:-3}
+RT_MODES=${RT_MODES:-quiet churn apart}
+RT_ALLOCS=${RT_ALLOCS:-}
 OPS=${OPS:-10000000}
 SCALE=${SCALE:-2}
 ONLY=${ONLY:-work rt worst}
@@ -127,8 +134,13 @@ if want rt; then
 	if [ "$(id -u)" != 0 ]; then
 		echo "skipped: SCHED_FIFO needs root"
 	else
-		modes="quiet churn apart"
-		rt_allocs="$present gm-noprt:$gm"
+		modes=$RT_MODES
+		rt_allocs=""
+		for a in $present gm-noprt:$gm; do
+			case " ${RT_ALLOCS:-${a%%:*}} " in
+			*" ${a%%:*} "*) rt_allocs="$rt_allocs $a" ;;
+			esac
+		done
 		r=1
 		while [ "$r" -le "$RT_RUNS" ]; do
 			for mode in $modes; do
@@ -142,8 +154,9 @@ if want rt; then
 			done
 			r=$((r + 1))
 		done
-		if grep -q '^skip' "$tmp/rt.quiet.glibc"; then
-			grep -m1 '^skip' "$tmp/rt.quiet.glibc"
+		first=$(echo $modes | cut -d' ' -f1).$(echo $rt_allocs | cut -d: -f1)
+		if grep -q '^skip' "$tmp/rt.$first"; then
+			grep -m1 '^skip' "$tmp/rt.$first"
 		else
 			printf '%-9s %-6s %9s %9s %9s %9s %9s %9s %11s %9s %7s\n' allocator mode \
 				wake_p99 wake_p999 wake_max op_p99 op_p999 op_max free_p9999 free_max tlb
@@ -181,6 +194,22 @@ if want rt; then
 						"$(med "$f" p99 malloc)" "$(med "$f" p99 memset)" "$(med "$f" p99 free)"
 				done
 			done
+			if [ -f "$tmp/rt.$(echo $modes | cut -d' ' -f1).glibc" ]; then
+				echo "(op p99 at most glibc's in the same round: runs of $RT_RUNS)"
+				for a in $rt_allocs; do
+					name=${a%%:*}
+					[ "$name" = glibc ] && continue
+					line=$(printf '%-11s' "$name")
+					for mode in $modes; do
+						grep '^op ' "$tmp/rt.$mode.$name" | field p99 >"$tmp/ours"
+						grep '^op ' "$tmp/rt.$mode.glibc" | field p99 >"$tmp/theirs"
+						k=$(paste -d' ' "$tmp/ours" "$tmp/theirs" |
+							awk 'NF == 2 && $1 <= $2 { n++ } END { print n + 0 }')
+						line="$line $mode $k"
+					done
+					echo "$line"
+				done
+			fi
 		fi
 	fi
 fi
