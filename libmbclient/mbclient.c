@@ -654,17 +654,40 @@ static int mbc_connect(struct mbc *s)
 }
 
 /*
- * Start an API call: check the handle and the process, take the lock and
- * make sure a connection exists.  On success the caller must mbc_leave().
+ * Take the handle's lock by deadline (-1: none): another thread's call on
+ * the same handle holds it for as long as that call may wait, a request
+ * or an mb_dispatch(-1) for hours, and this call's own deadline must
+ * still hold.
  */
-static int mbc_enter(mb_client *c, struct mbc **sp)
+static int mbc_lock(struct mbc *s, int64_t deadline)
+{
+	if (deadline < 0)
+		return pthread_mutex_lock(&s->lock) == 0 ? MB_OK : MB_EINVAL;
+	struct timespec ts = { (time_t)(deadline / NS_PER_S), (long)(deadline % NS_PER_S) };
+	int e;
+	while ((e = pthread_mutex_clocklock(&s->lock, CLOCK_MONOTONIC, &ts)) == EINTR)
+		;
+	return e == 0 ? MB_OK : e == ETIMEDOUT ? MB_ETIMEDOUT : MB_EINVAL;
+}
+
+/*
+ * Start an API call: check the handle and the process, take the lock by
+ * the call's deadline (mbc_lock) and make sure a connection exists.  On
+ * success the caller must mbc_leave().
+ */
+#define MBC_CALL_DEADLINE INT64_MIN /* mbc_enter: by the call timeout */
+static int mbc_enter(mb_client *c, struct mbc **sp, int64_t deadline)
 {
 	if (c == NULL)
 		return MB_EINVAL;
 	struct mbc *s = mbc_of(c);
 	if (s->magic != MBC_MAGIC || s->pid != getpid())
 		return MB_ENOTCONN;
-	pthread_mutex_lock(&s->lock);
+	if (deadline == MBC_CALL_DEADLINE)
+		deadline = mbc_deadline(s->call_timeout_ms);
+	int l = mbc_lock(s, deadline);
+	if (l < 0)
+		return l;
 	if (s->fd < 0) {
 		int r = mbc_connect(s);
 		if (r < 0) {
@@ -822,8 +845,13 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 	if (!mb_wire_count_ok(pages) || timeout_ms < -1 ||
 	    timeout_ms > MBC_MAX_TIMEOUT_MS)
 		return MB_EINVAL;
+	if (c == NULL)
+		return MB_EINVAL;
+	/* One deadline for the whole call, the wait for the handle's lock
+	 * included: the server gets what is left of timeout_ms. */
 	struct mbc *s;
-	int r = mbc_enter(c, &s);
+	int64_t start = mbc_now_ns(), dl = mbc_ask_deadline(mbc_of(c), timeout_ms);
+	int r = mbc_enter(c, &s, dl);
 	if (r < 0)
 		return r;
 	if (s->kind == MB_CLIENT_OBSERVER)
@@ -834,8 +862,11 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 	struct mb_msg m;
 	mb_msg_init(&m, type, 0);
 	m.w[MB_W_REQ_PAGES] = pages;
-	m.w[MB_W_REQ_DEADLINE_MS] = timeout_ms > 0 ? (uint64_t)timeout_ms :
-		MB_WIRE_NO_DEADLINE;
+	m.w[MB_W_REQ_DEADLINE_MS] = MB_WIRE_NO_DEADLINE;
+	if (timeout_ms > 0) {
+		int64_t left = timeout_ms - (mbc_now_ns() - start) / NS_PER_MS;
+		m.w[MB_W_REQ_DEADLINE_MS] = left > 1 ? (uint64_t)left : 1;
+	}
 	pthread_mutex_lock(&s->wlock);
 	m.seq = mbc_next_seq(s);
 	s->call_answers = s->nanswers;
@@ -849,7 +880,7 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 	if (r < 0)
 		return mbc_leave(s, mbc_fail(s, r));
 
-	r = mbc_wait(s, seq, MB_MSG_GRANT, &m, mbc_ask_deadline(s, timeout_ms));
+	r = mbc_wait(s, seq, MB_MSG_GRANT, &m, dl);
 	int timed_out = r == 0;
 	if (r == 0) {
 		/* The server let its own deadline pass: stop the request and
@@ -898,7 +929,7 @@ MB_API int mb_return(mb_client *c, uint64_t pages)
 	if (!mb_wire_count_ok(pages))
 		return MB_EINVAL;
 	struct mbc *s;
-	int r = mbc_enter(c, &s);
+	int r = mbc_enter(c, &s, MBC_CALL_DEADLINE);
 	if (r < 0)
 		return r;
 	if (s->kind == MB_CLIENT_OBSERVER)
@@ -958,7 +989,7 @@ MB_API int mb_query(mb_client *c, struct mb_info *out)
 	if (out == NULL)
 		return MB_EINVAL;
 	struct mbc *s;
-	int r = mbc_enter(c, &s);
+	int r = mbc_enter(c, &s, MBC_CALL_DEADLINE);
 	if (r < 0)
 		return r;
 	struct mb_msg m;
@@ -1021,7 +1052,7 @@ MB_API int mb_status(mb_client *c, struct mb_status_head *head,
 		     mb_status_row_fn row, void *arg)
 {
 	struct mbc *s;
-	int r = mbc_enter(c, &s);
+	int r = mbc_enter(c, &s, MBC_CALL_DEADLINE);
 	if (r < 0)
 		return r;
 	struct mb_msg m;
@@ -1077,7 +1108,7 @@ MB_API int mb_subscribe(mb_client *c, unsigned mask)
 	if (mask & ~(unsigned)MB_EVENT_ALL)
 		return MB_EINVAL;
 	struct mbc *s;
-	int r = mbc_enter(c, &s);
+	int r = mbc_enter(c, &s, MBC_CALL_DEADLINE);
 	if (r < 0)
 		return r;
 	struct mb_msg m;
@@ -1095,7 +1126,7 @@ static int mbc_control(mb_client *c, uint64_t op, uint64_t mark, uint64_t unit,
 		       uint64_t value, struct mb_memstate *out)
 {
 	struct mbc *s;
-	int r = mbc_enter(c, &s);
+	int r = mbc_enter(c, &s, MBC_CALL_DEADLINE);
 	if (r < 0)
 		return r;
 	struct mb_msg m;
@@ -1158,7 +1189,9 @@ MB_API int mb_reconnect(mb_client *c)
 	int r = mbc_own(c, &s);
 	if (r < 0)
 		return r;
-	pthread_mutex_lock(&s->lock);
+	r = mbc_lock(s, mbc_deadline(s->call_timeout_ms));
+	if (r < 0)
+		return r;
 	if (s->fd < 0) {
 		int64_t now = mbc_now_ns();
 		if (now < __atomic_load_n(&s->retry_at, __ATOMIC_RELAXED)) {
@@ -1195,10 +1228,10 @@ MB_API int mb_dispatch(mb_client *c, int timeout_ms)
 	if (timeout_ms < -1)
 		return MB_EINVAL;
 	struct mbc *s;
-	int r = mbc_enter(c, &s);
+	int64_t deadline = mbc_deadline(timeout_ms);
+	int r = mbc_enter(c, &s, deadline);
 	if (r < 0)
 		return r;
-	int64_t deadline = mbc_deadline(timeout_ms);
 	int n = 0;
 	for (;;) {
 		struct mb_msg m;

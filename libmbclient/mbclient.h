@@ -40,6 +40,10 @@
  * opt.call_timeout_ms, a request by its own deadline (see mb_request).
  * When the broker stays silent past it (stopped, hung), the call returns
  * MB_ETIMEDOUT and drops the connection, so the next call reconnects.
+ * Calls on one handle from several threads take turns; the wait for a
+ * turn counts in the call's deadline (a call that finds another thread's
+ * mb_dispatch(-1) or long mb_reserve() under way returns MB_ETIMEDOUT by
+ * its own deadline; the connection stays).
  *
  * Reconnecting an idle client: while mb_fd() says MB_ENOTCONN, an event
  * loop polls with mb_reconnect_ms() as its timeout and calls

@@ -821,6 +821,69 @@ START_TEST(subscribe_events)
 }
 END_TEST
 
+/*
+ * A call on a handle that another thread's mb_dispatch(-1) holds keeps its
+ * own deadline (it once waited for the handle's lock without one, for as
+ * long as the dispatch found nothing to read: here for ever).
+ */
+struct dispatcher {
+	mb_client *c;
+	int rc;
+	volatile int in;
+	pthread_t th;
+};
+
+static void *dispatcher_main(void *arg)
+{
+	struct dispatcher *d = arg;
+	d->in = 1;
+	d->rc = mb_dispatch(d->c, -1);
+	return NULL;
+}
+
+START_TEST(call_waits_for_the_handle_by_its_deadline)
+{
+	broker_start("100p", NULL);
+	mb_client c, src;
+	struct events ev = { 0 };
+	struct mb_options o = { .socket_path = B.sock, .kind = MB_CLIENT_SINK,
+				.event = on_event, .arg = &ev };
+	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
+	ck_assert_int_eq(mb_subscribe(&c, MB_EVENT_TOTAL_CHANGED), MB_OK);
+	struct dispatcher d = { .c = &c };
+	ck_assert_int_eq(pthread_create(&d.th, NULL, dispatcher_main, &d), 0);
+	while (!d.in)
+		usleep(1000);
+	/* Until the dispatch holds the handle a request goes through; then
+	 * it must come back by its deadline, the connection kept. */
+	int rc = MB_OK;
+	for (int i = 0; i < 2000 && rc == MB_OK; i++) {
+		uint64_t g = 0;
+		rc = mb_request(&c, 1, 50, &g);
+		if (rc == MB_OK) {
+			ck_assert_uint_eq(g, 1);
+			ck_assert_int_eq(mb_return(&c, 1), MB_OK);
+			usleep(1000);
+		}
+	}
+	ck_assert_int_eq(rc, MB_ETIMEDOUT);
+	ck_assert_int_eq(mb_query(&c, &(struct mb_info){ 0 }), MB_ETIMEDOUT);
+	/* A source joining changes the total: the dispatch gets its event. */
+	struct giver gv = { 0 };
+	open_as(&src, MB_CLIENT_SOURCE, &gv, 20);
+	pthread_join(d.th, NULL);
+	ck_assert_int_ge(d.rc, 1);
+	ck_assert_uint_eq(ev.last, MB_EVENT_TOTAL_CHANGED);
+	uint64_t g = 0;
+	ck_assert_int_eq(mb_request(&c, 5, 0, &g), MB_OK);
+	ck_assert_uint_eq(g, 5);
+	ck_assert_int_eq(mb_return(&c, 5), MB_OK);
+	mb_close(&src);
+	mb_close(&c);
+	broker_stop();
+}
+END_TEST
+
 #if COUNT_HEAP
 START_TEST(no_heap_allocation)
 {
@@ -910,6 +973,7 @@ static Suite *suite(void)
 	tcase_add_test(t, two_handles_two_clients);
 	tcase_add_test(t, subscribe_events);
 	tcase_add_test(t, threads_share_a_handle);
+	tcase_add_test(t, call_waits_for_the_handle_by_its_deadline);
 #if COUNT_HEAP
 	tcase_add_test(t, no_heap_allocation);
 #else
