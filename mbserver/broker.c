@@ -134,6 +134,7 @@ struct kept {
 	char comm[MB_WIRE_COMM_WORDS * 8 + 1];
 	uint64_t pages;
 	uint64_t expires;
+	int last;              /* the client was served after the others */
 	TAILQ_ENTRY(kept) link;
 };
 
@@ -754,8 +755,31 @@ static uint64_t timer_due(const struct broker *b, const struct clist *l,
 
 /* ---- kept balances and claims ----------------------------------------- */
 
-/* Most balances kept at once: each costs the daemon memory. */
+/* Most balances kept at once: each costs the daemon memory.  Of them,
+ * a user other than root keeps KEPT_PER_UID at most, and all such users
+ * together leave KEPT_FOR_ROOT for root's clients (track_fs): one user's
+ * departures must not take the room another's need. */
 #define KEPT_MAX 1024
+#define KEPT_PER_UID 16
+#define KEPT_FOR_ROOT 64
+
+/* Whether a balance of a client of uid may be kept as a new entry. */
+static int kept_room(const struct broker *b, uid_t uid)
+{
+	if (b->nkept >= KEPT_MAX)
+		return 0;
+	if (uid == 0)
+		return 1;
+	unsigned mine = 0, others = 0;
+	const struct kept *k;
+	TAILQ_FOREACH(k, &b->kept, link) {
+		if (k->uid == uid)
+			mine++;
+		if (k->uid != 0)
+			others++;
+	}
+	return mine < KEPT_PER_UID && others < KEPT_MAX - KEPT_FOR_ROOT;
+}
 
 static struct kept *kept_find(struct broker *b, uid_t uid, const char *comm)
 {
@@ -782,7 +806,7 @@ static void keep_balance(struct broker *b, struct bclient *c, uint64_t now)
 		return;
 	struct kept *k = kept_find(b, c->peer.uid, c->comm);
 	if (k == NULL) {
-		if (b->nkept >= KEPT_MAX || (k = calloc(1, sizeof(*k))) == NULL) {
+		if (!kept_room(b, c->peer.uid) || (k = calloc(1, sizeof(*k))) == NULL) {
 			mb_log(MB_LOG_WARNING, "client %lu (%s): no room to keep its %ld pages",
 			       (unsigned long)c->id, c->comm, (long)c->balance);
 			return;
@@ -793,6 +817,7 @@ static void keep_balance(struct broker *b, struct bclient *c, uint64_t now)
 		b->nkept++;
 	}
 	k->pages += (uint64_t)c->balance;
+	k->last |= c->last;
 	k->expires = sat_add(now, b->cfg.claim_grace_ms);
 	b->kept_pages += (uint64_t)c->balance;
 	mb_log(MB_LOG_NOTICE, "client %lu (%s, uid %u) left holding %ld pages: kept for it "
@@ -801,7 +826,14 @@ static void keep_balance(struct broker *b, struct bclient *c, uint64_t now)
 	c->balance = 0;
 }
 
-/* HELLO flags: a KEEP client takes back what was kept for its uid and name. */
+static uint64_t cap_room(const struct broker *b, const struct bclient *c,
+			 unsigned *status);
+
+/* HELLO flags: a KEEP client takes back what was kept for its uid and
+ * name, as far as client_cap and uid_cap allow (the kept pages count in
+ * the uid's holding while they wait, but several departures of one name
+ * are kept as one); the rest goes to the pool.  A client served after
+ * the others stays so. */
 static void hello_keep(struct broker *b, struct bclient *c, uint64_t flags)
 {
 	c->keep = (flags & MB_HELLO_KEEP) &&
@@ -811,11 +843,21 @@ static void hello_keep(struct broker *b, struct bclient *c, uint64_t flags)
 	struct kept *k = kept_find(b, c->peer.uid, c->comm);
 	if (k == NULL)
 		return;
-	mb_log(MB_LOG_NOTICE, "client %lu (%s, uid %u) takes back its %lu kept pages",
-	       (unsigned long)c->id, c->comm, (unsigned)c->peer.uid,
-	       (unsigned long)k->pages);
-	c->balance += (int64_t)k->pages;
+	uint64_t pages = k->pages;
+	c->last |= k->last;
 	kept_remove(b, k);
+	unsigned st;
+	uint64_t back = umin(pages, cap_room(b, c, &st));
+	mb_log(MB_LOG_NOTICE, "client %lu (%s, uid %u) takes back its %lu kept pages",
+	       (unsigned long)c->id, c->comm, (unsigned)c->peer.uid, (unsigned long)back);
+	if (back < pages) {
+		mb_log(MB_LOG_WARNING, "client %lu (%s, uid %u): %lu more kept pages pass its %s; "
+		       "they go to the pool", (unsigned long)c->id, c->comm,
+		       (unsigned)c->peer.uid, (unsigned long)(pages - back),
+		       st == MB_ST_UIDCAP ? "uid_cap" : "client_cap");
+		b->pool += (int64_t)(pages - back);
+	}
+	c->balance += (int64_t)back;
 }
 
 static void expire_kept(struct broker *b, uint64_t now)
@@ -1086,7 +1128,7 @@ static void on_hello(struct broker *b, struct bclient *c, const struct mb_msg *m
 }
 
 /* Pages held by the uid's clients, counting what their queued requests
- * may still receive. */
+ * may still receive and their balances kept after they left. */
 static uint64_t uid_held(const struct broker *b, uid_t uid)
 {
 	uint64_t sum = 0;
@@ -1099,6 +1141,10 @@ static uint64_t uid_held(const struct broker *b, uid_t uid)
 		if (o->req.active)
 			sum = sat_add(sum, o->req.asked);
 	}
+	const struct kept *k;
+	TAILQ_FOREACH(k, &b->kept, link)
+		if (k->uid == uid)
+			sum = sat_add(sum, k->pages);
 	return sum;
 }
 
