@@ -1799,6 +1799,7 @@ const struct broker_peer *broker_client_peer(const struct bclient *c) { return &
 int broker_client_kind(const struct bclient *c) { return (int)c->kind; }
 const char *broker_client_name(const struct bclient *c) { return c->comm; }
 void broker_client_set_private(struct bclient *c, uint64_t word) { c->private_word = word; }
+uint64_t broker_client_private(const struct bclient *c) { return c->private_word; }
 void broker_client_set_last(struct bclient *c, int last) { c->last = last; }
 int broker_client_last(const struct bclient *c) { return c->last; }
 uint64_t broker_client_flags(const struct bclient *c) { return c->flags; }

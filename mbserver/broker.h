@@ -143,6 +143,7 @@ int broker_client_kind(const struct bclient *c);
 const char *broker_client_name(const struct bclient *c);
 /* Shown in STATUS (MB_W_SC_PRIVATE). */
 void broker_client_set_private(struct bclient *c, uint64_t word);
+uint64_t broker_client_private(const struct bclient *c);
 /* A client served after the others: its requests queue behind theirs. */
 void broker_client_set_last(struct bclient *c, int last);
 int broker_client_last(const struct bclient *c);

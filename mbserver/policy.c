@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define GB_MAX 64            /* open give-back checks remembered */
@@ -31,6 +32,27 @@ struct gb_check {
 	uint64_t pages;
 	uint64_t before; /* private bytes when asked */
 	int have_before;
+};
+
+/*
+ * One audit (audit()): each process's smaps_rollup is read once, however
+ * many connections it has, and reading stops once the audit has spent
+ * AUDIT_BUDGET_NS in it: the reads run in the daemon's one thread, and a
+ * process with many mappings takes milliseconds to read.  The clients
+ * not read keep their last figure, and the next audit starts with them.
+ */
+#define AUDIT_BUDGET_NS (5 * 1000000ull)
+#define AUDIT_PIDS 64 /* processes remembered within one audit */
+struct audit_run {
+	int phase;        /* 1: ids from the cursor on; 2: the ids before it */
+	int out;          /* the budget is spent */
+	int next_set;
+	uint64_t next;    /* the first client not read */
+	uint64_t t0;
+	unsigned clients, reads;
+	size_t npid;
+	pid_t pid[AUDIT_PIDS];
+	uint64_t word[AUDIT_PIDS];
 };
 
 struct policy {
@@ -62,6 +84,8 @@ struct policy {
 	uint64_t last_escalation;
 	struct gb_check gb[GB_MAX];
 	size_t ngb, gb_next;
+	uint64_t audit_cursor; /* client id the next audit reads first */
+	struct audit_run ar;
 	struct broker *b;
 	uint64_t now;
 };
@@ -149,30 +173,71 @@ static const char *fig(char *buf, uint64_t bytes)
 
 /* ---- audit ------------------------------------------------------------- */
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The private memory of c's process as a status word's figure. */
+static uint64_t audit_figure(struct policy *p, struct bclient *c)
+{
+	struct audit_run *a = &p->ar;
+	pid_t pid = broker_client_peer(c)->pid;
+	for (size_t i = 0; i < a->npid; i++)
+		if (a->pid[i] == pid)
+			return a->word[i];
+	if (a->out) {
+		if (!a->next_set) {
+			a->next = broker_client_id(c);
+			a->next_set = 1;
+		}
+		return broker_client_private(c) & ~MB_SC_DISHONOURED;
+	}
+	uint64_t bytes, word = MB_SC_PRIVATE_UNKNOWN;
+	if (device_private_bytes(pid, &bytes) == 0)
+		word = bytes < MB_SC_PRIVATE_MASK - 1 ? bytes : MB_SC_PRIVATE_MASK - 1;
+	a->reads++;
+	if (a->npid < AUDIT_PIDS) {
+		a->pid[a->npid] = pid;
+		a->word[a->npid++] = word;
+	}
+	if (mono_ns() - a->t0 >= AUDIT_BUDGET_NS)
+		a->out = 1;
+	return word;
+}
+
 static void audit_one(void *arg, struct bclient *c)
 {
 	struct policy *p = arg;
-	const struct broker_peer *peer = broker_client_peer(c);
-	uint64_t bytes;
-	uint64_t flag = broker_client_last(c) ? MB_SC_DISHONOURED : 0;
-	if (device_private_bytes(peer->pid, &bytes) != 0) {
-		broker_client_set_private(c, MB_SC_PRIVATE_UNKNOWN | flag);
+	if ((p->ar.phase == 1) != (broker_client_id(c) >= p->audit_cursor))
 		return;
-	}
-	if (bytes > MB_SC_PRIVATE_MASK - 1)
-		bytes = MB_SC_PRIVATE_MASK - 1;
-	broker_client_set_private(c, bytes | flag);
+	p->ar.clients++;
+	uint64_t word = audit_figure(p, c);
+	uint64_t flag = broker_client_last(c) ? MB_SC_DISHONOURED : 0;
+	broker_client_set_private(c, word | flag);
+	if (word == MB_SC_PRIVATE_UNKNOWN)
+		return;
 	int64_t bal = broker_client_balance(c);
 	uint64_t grant = bal > 0 ? (uint64_t)bal * p->page_size : 0;
-	p->resident += bytes < grant ? bytes : grant;
+	p->resident += word < grant ? word : grant;
 }
 
 static void audit(struct policy *p, struct broker *b)
 {
+	struct audit_run *a = &p->ar;
 	p->resident = 0;
 	p->audit_lent = broker_lent(b);
 	p->audit_used = p->wm.dev.used;
-	broker_foreach(b, audit_one, p);
+	memset(a, 0, sizeof(*a));
+	a->t0 = mono_ns();
+	for (a->phase = 1; a->phase <= 2; a->phase++)
+		broker_foreach(b, audit_one, p);
+	p->audit_cursor = a->next_set ? a->next : 0;
+	mb_log(MB_LOG_DEBUG, "audit: %u clients, %u processes read in %llu us%s", a->clients,
+	       a->reads, (unsigned long long)((mono_ns() - a->t0) / 1000),
+	       a->out ? "; the others next time" : "");
 }
 
 /*

@@ -833,6 +833,42 @@ START_TEST(slow_reader_does_not_stall)
 END_TEST
 
 
+/*
+ * The audit reads each process's /proc/PID/smaps_rollup once, not once per
+ * connection: a process with many mappings (a read of milliseconds) and
+ * hundreds of connections stalled the daemon for seconds at every audit.
+ * All 40 connections here are this process's.
+ */
+START_TEST(audit_reads_each_process_once)
+{
+	struct srv s;
+	srv_init(&s);
+	char mi[160], dev[200];
+	snprintf(mi, sizeof(mi), "%s/meminfo", s.dir);
+	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 943718 kB\n");
+	snprintf(dev, sizeof(dev), "device_meminfo=%s", mi);
+	s.pid = srv_spawn(&s, -1, 0, "--log-level", "debug", "-o", "device=meminfo", "-o", dev,
+			  "-o", "device_poll=20ms", "-o", "audit_interval=50ms", NULL);
+	wait_ready(&s);
+	int fds[40];
+	for (int i = 0; i < 40; i++)
+		fds[i] = client(&s, MB_KIND_SINK, 0);
+	char cmd[256];
+	snprintf(cmd, sizeof(cmd), "grep -q 'audit: 40 clients, 1 processes read' %s", s.log);
+	int seen = 0;
+	for (int i = 0; i < 1000 && !seen; i++) {
+		seen = system(cmd) == 0;
+		if (!seen)
+			usleep(10000);
+	}
+	ck_assert_msg(seen, "no audit of 40 clients in one read in %s", s.log);
+	for (int i = 0; i < 40; i++)
+		close(fds[i]);
+	srv_stop(&s);
+}
+END_TEST
+
+
 /* Issue 10: two brokers started at the same moment could both run (probe,
  * unlink, bind without a lock).  Of two started together exactly one
  * serves; the other exits 1 with a clear message. */
@@ -1347,6 +1383,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(t, bad_counts_and_misuse);
 	tcase_add_test(t, status_reader_closes_early);
 	tcase_add_test(t, slow_reader_does_not_stall);
+	tcase_add_test(t, audit_reads_each_process_once);
 	tcase_add_test(t, silent_connections_closed);
 	tcase_add_test(t, status_flood_does_not_delay_newcomers);
 	tcase_add_test(t, output_budget_bounds_memory);
