@@ -1440,6 +1440,11 @@ static void on_claim(struct broker *b, struct bclient *c, const struct mb_msg *m
 		unsigned cap_status;
 		uint64_t room = b->pool > 0 ? (uint64_t)b->pool : 0;
 		room = umin(room, cap_room(b, c, &cap_status));
+		/* What a request would be refused (deny), a claim gets none of:
+		 * else a user could reconnect and claim its way past deny. */
+		if (room > 0 && b->ops.admit &&
+		    b->ops.admit(b->ctx, c, MB_MSG_CLAIM, want - have) != MB_ST_OK)
+			room = 0;
 		uint64_t add = umin(want - have, room);
 		b->pool -= (int64_t)add;
 		want = have + add;

@@ -1948,6 +1948,47 @@ START_TEST(claim_bounded_by_uid_cap)
 }
 END_TEST
 
+/* A deny like policy.c's: uid 1000 refused, root served. */
+static int t_deny;
+static unsigned t_admit(void *ctx, struct bclient *c, unsigned type, uint64_t pages)
+{
+	(void)ctx;
+	(void)type;
+	(void)pages;
+	return t_deny && broker_client_peer(c)->uid != 0 ? MB_ST_LOWMEM : MB_ST_OK;
+}
+
+/* A claim is refused what a request would be: a user could reconnect and
+ * claim quota past deny, where its requests got LOWMEM. */
+START_TEST(claim_refused_in_deny)
+{
+	static const struct broker_ops deny_ops = { .send = t_send, .close = t_close,
+						    .admit = t_admit };
+	start(0);
+	broker_free(b);
+	setup_cfg(100);
+	b = broker_new(&cfg, &deny_ops, NULL, now);
+	t_deny = 1;
+	struct tc *a = hello_named(MB_KIND_SINK, 1000, "a", 0);
+	send2(a, MB_MSG_REQUEST, 10, 0);
+	expect_grant(a, MB_ST_LOWMEM, 0);
+	claim(a, 20, MB_ST_CLAIM_PARTIAL, 0);
+	pool_is(100);
+	struct tc *root = hello_named(MB_KIND_SINK, 0, "fs", 0);
+	claim(root, 20, MB_ST_OK, 20);
+	pool_is(80);
+	/* Once deny ends the next connection's claim is accepted. */
+	t_deny = 0;
+	struct tc *a2 = hello_named(MB_KIND_SINK, 1000, "a", 0);
+	claim(a2, 20, MB_ST_OK, 20);
+	pool_is(60);
+	bye(a);
+	bye(a2);
+	bye(root);
+	finish();
+}
+END_TEST
+
 /* A KEEP client that dies finds its balance again when it comes back. */
 START_TEST(kept_balance_reclaimed)
 {
@@ -2214,6 +2255,7 @@ static Suite *broker_suite(void)
 	tcase_add_test(t, claim_refusals);
 	tcase_add_test(t, claim_bounded_by_uid_cap);
 	tcase_add_test(t, kept_balances_within_caps);
+	tcase_add_test(t, claim_refused_in_deny);
 	tcase_add_test(t, kept_balance_reclaimed);
 	tcase_add_test(t, kept_balance_expires);
 	tcase_add_test(t, claim_soak);
