@@ -30,11 +30,13 @@ line(int fd, const char *fmt, ...)
 
 #define KiB(x) ((x) >> 10)
 
-/* Slabs per class and the longest free run; skipped if the heap is busy. */
+/* Slabs per class and the longest free run, gathered under the lock and
+ * written after it (a reader that stops reading must not hold up every
+ * allocation); skipped if the heap is busy. */
 static void
 report_detail(struct anrc_heap *h, int fd)
 {
-	size_t longest = 0;
+	size_t longest = 0, slabs[ANR_NCLASSES], live[ANR_NCLASSES];
 
 	if (pthread_mutex_trylock(&h->lock) != 0)
 		return;
@@ -47,19 +49,20 @@ report_detail(struct anrc_heap *h, int fd)
 				longest = n;
 		}
 	}
+	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
+		anrc_theap_class_counts(h, c, &slabs[c], &live[c]);
+		slabs[c] += h->class_slabs[c];
+		live[c] += h->class_live[c];
+	}
+	pthread_mutex_unlock(&h->lock);
 	line(fd, "  longest free run %zu KiB\n", KiB(longest));
 	for (unsigned c = 0; c < ANR_NCLASSES; c++) {
 		const struct anrc_class *k = &h->cls[c];
-		size_t slabs, live;
-		anrc_theap_class_counts(h, c, &slabs, &live);
-		slabs += h->class_slabs[c];
-		live += h->class_live[c];
-		if (slabs == 0)
+		if (slabs[c] == 0)
 			continue;
 		line(fd, "  class %5u B: %zu slabs of %u pages, %zu of %zu objects live\n",
-		     k->size, slabs, k->npages, live, slabs * k->nobjs);
+		     k->size, slabs[c], k->npages, live[c], slabs[c] * k->nobjs);
 	}
-	pthread_mutex_unlock(&h->lock);
 }
 
 void

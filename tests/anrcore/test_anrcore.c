@@ -13,12 +13,14 @@
 #include "fastcheck.h"
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -4918,6 +4920,77 @@ START_TEST(report_and_defaults)
 }
 END_TEST
 
+/*
+ * A report writes without the heap lock: a reader that stops reading (a
+ * full pipe, a paused terminal) holds up the report, not the heap.  The
+ * per-class lines were written under the lock, and another thread's
+ * large malloc waited for the reader.  Here the pipe has room for the
+ * report's first lines and not for the per-class ones.
+ */
+struct report_arg {
+	struct anrc_heap *h;
+	int fd;
+	volatile int done;
+};
+
+static void *
+report_main(void *v)
+{
+	struct report_arg *a = v;
+	anrc_report(a->h, a->fd);
+	a->done = 1;
+	return NULL;
+}
+
+START_TEST(report_writes_without_the_lock)
+{
+	struct anrc_heap *h = heap_plain();
+	void *small[8];
+	for (int i = 0; i < 8; i++)
+		small[i] = anrc_alloc(h, (size_t)16 << i, 0);
+	/* The report's lines before the per-class ones, measured. */
+	char buf[8192];
+	int fds[2];
+	ck_assert_int_eq(pipe(fds), 0);
+	anrc_report(h, fds[1]);
+	ssize_t n = read(fds[0], buf, sizeof(buf) - 1);
+	ck_assert_int_gt(n, 0);
+	buf[n] = '\0';
+	char *detail = strstr(buf, "  longest free run");
+	ck_assert_ptr_nonnull(detail);
+	size_t head = (size_t)(detail - buf);
+	/* A pipe of one page, filled but for the head and a little (less
+	 * than the detail's first line). */
+	ck_assert_int_eq(fcntl(fds[1], F_SETPIPE_SZ, 4096), 4096);
+	memset(buf, 'x', sizeof(buf));
+	ck_assert_int_eq(write(fds[1], buf, 4096 - head - 8), (ssize_t)(4096 - head - 8));
+	struct report_arg a = { .h = h, .fd = fds[1] };
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, report_main, &a), 0);
+	/* The reporter writes the head and waits for the reader. */
+	int queued = 0;
+	for (int i = 0; i < 2000 && queued < 4096 - 8; i++) {
+		usleep(5000);
+		ck_assert_int_eq(ioctl(fds[0], FIONREAD, &queued), 0);
+	}
+	ck_assert_int_eq(queued, 4096 - 8);
+	/* A block from the span allocator needs the heap lock. */
+	void *big = anrc_alloc(h, 4 * MiB, 0);
+	ck_assert_ptr_nonnull(big);
+	anrc_free(h, big);
+	ck_assert_int_eq(a.done, 0);
+	ck_assert_int_eq(fcntl(fds[0], F_SETFL, O_NONBLOCK), 0);
+	while (read(fds[0], buf, sizeof(buf)) > 0 || !a.done)
+		usleep(1000);
+	pthread_join(t, NULL);
+	close(fds[0]);
+	close(fds[1]);
+	for (int i = 0; i < 8; i++)
+		anrc_free(h, small[i]);
+	anrc_destroy(h);
+}
+END_TEST
+
 START_TEST(trash_on_free)
 {
 	struct anrc_config c = { .reserve = TEST_RESERVE, .trash_free = 1 };
@@ -5031,6 +5104,7 @@ anrcore_suite(void)
 	ADD(backtrace_from_caller);
 	ADD(where_names_file_and_address);
 	ADD(report_and_defaults);
+	ADD(report_writes_without_the_lock);
 	ADD(trash_on_free);
 	suite_add_tcase(s, tc);
 	return s;
