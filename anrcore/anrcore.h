@@ -158,7 +158,12 @@ size_t anrc_trim(struct anrc_heap *h, size_t keep);
  * threads keep allocating.  Returns the bytes given back.
  */
 size_t anrc_release_free(struct anrc_heap *h);
+/* Runs every deferred free first (up to ANR_DEFER_SLOTS): not for a call
+ * that must stay within its bound; anrc_resident() is. */
 void anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st);
+/* Resident data bytes (anrc_stats.resident), in a call's bound: the lock
+ * taken as by any call, a few deferred frees run. */
+size_t anrc_resident(struct anrc_heap *h);
 /*
  * Bytes of the metadata area present in memory, as mincore(2) sees them
  * (a page only read since it was last given back counts too, though it

@@ -58,6 +58,17 @@ anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st)
 	}
 }
 
+size_t
+anrc_resident(struct anrc_heap *h)
+{
+	size_t bytes;
+
+	anrc_lock_and_drain(h);
+	bytes = h->resident_pages << h->page_shift;
+	anrc_unlock_and_return_pages(h);
+	return bytes;
+}
+
 void
 anrc_get_stats(struct anrc_heap *h, struct anrc_stats *st)
 {

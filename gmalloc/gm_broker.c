@@ -350,13 +350,13 @@ size_t gm_broker_release(int force)
 		return 0; /* someone is talking to the broker: next time */
 	if (atomic_load(&gm_mb_state) != GM_MB_OPEN)
 		goto out;
-	struct anrc_stats st;
-	anrc_get_stats(h, &st);
+	/* On a free path: the resident figure alone, in a call's bound. */
+	uint64_t resident = anrc_resident(h);
 	uint64_t held = atomic_load(&gm_held);
-	uint64_t keep = round_up(st.resident, gm_page);
+	uint64_t keep = round_up(resident, gm_page);
 	if (!force)
 		keep += gm_cfg.quota_step;
-	if (held <= keep || (!force && held - st.resident <= gm_cfg.quota_release))
+	if (held <= keep || (!force && held - resident <= gm_cfg.quota_release))
 		goto out;
 	uint64_t pages = (held - keep) / gm_page;
 	if (pages == 0)

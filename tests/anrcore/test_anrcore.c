@@ -2084,6 +2084,37 @@ START_TEST(deferred_free)
 END_TEST
 
 /*
+ * anrc_resident() reads the resident figure within a call's bound: it
+ * runs ANR_DRAIN_MAX deferred frees at most, where anrc_get_stats() runs
+ * them all (gmalloc's free path asked for the statistics every quota_step
+ * of frees, and so ran up to ANR_DEFER_SLOTS other threads' frees).
+ */
+START_TEST(resident_runs_few_deferred_frees)
+{
+	struct anrc_heap *h = heap_plain();
+	enum { N = 3 * ANR_DRAIN_MAX };
+	static char *v[N];
+	struct anrc_stats st;
+
+	for (int i = 0; i < N; i++)
+		v[i] = anrc_alloc(h, ANR_RUN_CACHE_MAX + 4096, 0);
+	anrc_lock_and_drain(h);
+	for (int i = 0; i < N; i++)
+		anrc_free(h, v[i]);
+	anrc_unlock_and_return_pages(h);
+	ck_assert_uint_eq(__atomic_load_n(&h->defer_count, __ATOMIC_RELAXED), N);
+	size_t r = anrc_resident(h);
+	ck_assert_uint_eq(__atomic_load_n(&h->defer_count, __ATOMIC_RELAXED), N - ANR_DRAIN_MAX);
+	ck_assert_uint_ge(r, (size_t)(N - ANR_DRAIN_MAX) * (ANR_RUN_CACHE_MAX + 4096));
+	stats(h, &st);
+	ck_assert_uint_eq(__atomic_load_n(&h->defer_count, __ATOMIC_RELAXED), 0);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
+/*
  * The ring full, a double free and a free of an interior pointer: both
  * are judged before anything is written into a block.  (They once went
  * on a list linked through the blocks: the double free made a cycle that
@@ -5055,6 +5086,7 @@ anrcore_suite(void)
 	ADD(two_heaps);
 	ADD(fork_child_keeps_theaps_of_two_heaps);
 	ADD(deferred_free);
+	ADD(resident_runs_few_deferred_frees);
 	ADD(deferred_ring_full_bad_frees);
 	ADD(theap_spare_reused_then_trim);
 	ADD(theap_remote_frees);
