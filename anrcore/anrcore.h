@@ -192,6 +192,10 @@ void *anrc_return_helper_thread(void *heap);
 void anrc_return_helper_stop(struct anrc_heap *h);
 /* The helper's idle return (anrc_config.idle_return_ms), set again. */
 void anrc_set_idle_return(struct anrc_heap *h, unsigned ms);
+/* With a helper running: have it flush the caches of kept runs and empty
+ * slabs and give back every free page, and return 1 at once (a flag and
+ * a semaphore post); 0 when no helper runs (the caller may trim). */
+int anrc_return_all_by_helper(struct anrc_heap *h);
 /* Verify the metadata; 0 if consistent, else reports and returns -1. */
 int anrc_check(struct anrc_heap *h);
 /* Write a human-readable statistics report to fd (async-signal-safe). */

@@ -463,6 +463,8 @@ struct anrc_heap {
 	int idle_armed;         /* the helper waits without a deadline: the
 				 * next span given back wakes it */
 	int idle_kick;          /* wake it at this unlock */
+	int return_all;         /* atomic: the helper gives back every free
+				 * page (anrc_return_all_by_helper) */
 	unsigned trims;         /* atomic: page-return rounds that gave pages back */
 	size_t slab_holes;      /* pages of live slabs given back (theap.c's
 				 * holes): counted in resident_pages, their

@@ -22,6 +22,12 @@
  * explicit trim.  With no free page kept it waits without a deadline
  * until a span is given back (anrc_pages_put arms the wake), so an idle
  * program's helper does not wake at all.
+ *
+ * Return all (anrc_return_all_by_helper): a call that learns memory is
+ * low (gmalloc's free path, on the broker's notify) sets a flag and posts
+ * the helper, which flushes the caches of kept runs and empty slabs and
+ * gives back every free page as in an idle return: the call itself does
+ * no madvise and no flush.
  */
 #include "config.h"
 
@@ -55,6 +61,16 @@ anrc_returner_wake_and_unlock(struct anrc_heap *h)
 	h->helper_credit += h->trim_credit;
 	h->trim_credit = 0;
 	pthread_mutex_unlock(&h->lock);
+	returner_wake(h);
+	return 1;
+}
+
+int
+anrc_return_all_by_helper(struct anrc_heap *h)
+{
+	if (!LOAD(h->helper_on))
+		return 0;
+	__atomic_store_n(&h->return_all, 1, __ATOMIC_RELEASE);
 	returner_wake(h);
 	return 1;
 }
@@ -167,7 +183,15 @@ anrc_return_helper_run(struct anrc_heap *h)
 		/* quiet: no span moved for the whole wait */
 		quiet = quiet && h->page_moves == seen;
 		idle = __atomic_load_n(&h->idle_ms, __ATOMIC_RELAXED);
-		if (quiet && idle != 0 && h->dirty_pages > 0 && !h->trimming) {
+		int all = __atomic_exchange_n(&h->return_all, 0, __ATOMIC_ACQ_REL);
+		if (all) {
+			anrc_theap_flush_locked(h);
+			anrc_runs_flush_all_locked(h);
+			anrc_slab_flush(h);
+			/* the flushes moved spans: what moves from now on stops it */
+			seen = h->page_moves;
+		}
+		if (((quiet && idle != 0) || all) && h->dirty_pages > 0 && !h->trimming) {
 			h->trim_idle = 1;
 			h->trim_wanted = 1;
 		}
@@ -212,7 +236,7 @@ anrc_returner_fork_child(struct anrc_heap *h)
 {
 	/* The helper thread did not survive: the child's calls give back. */
 	h->helper_on = h->helper_stop = h->helper_posted = 0;
-	h->trim_idle = h->idle_armed = h->idle_kick = 0;
+	h->trim_idle = h->idle_armed = h->idle_kick = h->return_all = 0;
 	h->helper_credit = 0;
 	sem_init(&h->helper_sem, 0, 0);
 	anrc_holes_init(h, 1);

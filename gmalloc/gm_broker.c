@@ -406,11 +406,19 @@ void gm_broker_note_free(void)
 		(void)gm_retry(gm_heap_ptr);
 	pthread_mutex_unlock(&gm_mb_lock);
 	if (atomic_exchange(&gm_low, 0)) {
-		size_t pages = anrc_trim(gm_heap_ptr, 0);
-		size_t quota = gm_broker_release(1);
-		mb_log(MB_LOG_INFO, "memory is low: %lu bytes of free pages and %lu bytes of "
-		       "quota given back", (unsigned long)pages, (unsigned long)quota);
-		return;
+		/* With the page-return thread this free does no madvise: the
+		 * thread gives every free page back, and the quota follows at
+		 * the next quota_step of frees.  Without it this free trims. */
+		if (anrc_return_all_by_helper(gm_heap_ptr)) {
+			mb_log(MB_LOG_INFO, "memory is low: the page-return thread gives back "
+			       "every free page");
+		} else {
+			size_t pages = anrc_trim(gm_heap_ptr, 0);
+			size_t quota = gm_broker_release(1);
+			mb_log(MB_LOG_INFO, "memory is low: %lu bytes of free pages and %lu bytes "
+			       "of quota given back", (unsigned long)pages, (unsigned long)quota);
+			return;
+		}
 	}
 	(void)gm_broker_release(0);
 }

@@ -4076,6 +4076,46 @@ START_TEST(helper_idle_return)
 END_TEST
 
 /*
+ * On demand, the helper gives back every free page, those under the low
+ * mark and those of the threads' kept runs too, and the call that asks
+ * does no page return itself (gmalloc's free path on the broker's notify
+ * trimmed the whole heap in that free, 1.2 s in one free here).
+ */
+START_TEST(return_all_by_the_helper)
+{
+	struct anrc_config c = { .reserve = TEST_RESERVE };
+	struct anrc_heap *h = anrc_create(&c);
+	struct anrc_stats st;
+	pthread_t t;
+
+	ck_assert_ptr_nonnull(h);
+	ck_assert_int_eq(anrc_return_all_by_helper(h), 0); /* no helper yet */
+	helper_start(h, &t);
+	char *p = anrc_alloc(h, 768 * KiB, 0), *q = anrc_alloc(h, 32 * KiB, 0);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(q);
+	touch_pages(p, 768 * KiB);
+	touch_pages(q, 32 * KiB);
+	anrc_free(h, p);
+	anrc_free(h, q); /* kept in this thread's runs */
+	stats(h, &st);
+	ck_assert_uint_ge(st.free_resident, 768 * KiB); /* under the high mark */
+	uint64_t rounds = anrc_return_rounds;
+	ck_assert_int_eq(anrc_return_all_by_helper(h), 1);
+	ck_assert_uint_eq(anrc_return_rounds, rounds);
+	wait_for_no_free_pages(h);
+	anrc_lock_and_drain(h);
+	size_t kept = anrc_theap_peek(h) ? anrc_theap_peek(h)->rc.pages : 0;
+	anrc_unlock_and_return_pages(h);
+	ck_assert_uint_eq(kept, 0);
+	ck_assert_uint_eq(anrc_return_rounds, rounds);
+	ck_assert_int_eq(anrc_check(h), 0);
+	helper_stop(h, t);
+	anrc_destroy(h);
+}
+END_TEST
+
+/*
  * The idle return from the helper's start: a span given back under the
  * high mark before any round (no round is due for it) goes back too, and
  * so do free pages kept before the helper started.  Before, the helper's
@@ -5124,6 +5164,7 @@ anrcore_suite(void)
 	ADD(holes_given_back_by_the_helper);
 	ADD(helper_idle_return);
 	ADD(helper_idle_return_from_the_start);
+	ADD(return_all_by_the_helper);
 	ADD(holes_helper_leaves_current_slabs);
 	ADD(threads_stress);
 	ADD(fork_with_threads);
