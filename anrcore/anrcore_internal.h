@@ -497,6 +497,7 @@ struct anrc_heap {
 	uint64_t uid;            /* unique per heap made in this process */
 	pthread_key_t key;       /* thread -> its theap; destructor abandons it */
 	int key_ok;
+	int key_slot;            /* theap.c's pool of keys made at load, or -1 */
 	/* The same counts for threads without a theap and for theaps that
 	 * were abandoned (atomic). */
 	uint64_t th_rcount, th_rbytes, th_ccount, th_cbytes;

@@ -156,6 +156,58 @@ anrc_theaps_used(const struct anrc_heap *h)
 	return __atomic_load_n(&h->th_used, __ATOMIC_ACQUIRE);
 }
 
+/*
+ * Keys made when the library is loaded, for the heaps made later.  glibc
+ * keeps a thread's values of keys 32 and up in blocks it callocs at the
+ * thread's first pthread_setspecific of such a key: a heap made after
+ * the program's own 32 keys called malloc (and, in a new thread, mapped an
+ * arena) from inside its allocation.  Keys made at load come before the
+ * program's; a heap destroyed puts a fresh one back (the same slot, the
+ * first free one, as a rule).  Heaps past the pool make their own.
+ */
+#define ANR_KEY_POOL 8
+static pthread_key_t key_pool[ANR_KEY_POOL];
+static unsigned key_free; /* atomic: bit i, key_pool[i] is free */
+
+__attribute__((constructor)) static void
+key_pool_init(void)
+{
+	unsigned bits = 0;
+
+	for (unsigned i = 0; i < ANR_KEY_POOL; i++)
+		if (pthread_key_create(&key_pool[i], theap_exit) == 0)
+			bits |= 1u << i;
+	__atomic_store_n(&key_free, bits, __ATOMIC_RELEASE);
+}
+
+static void
+key_get(struct anrc_heap *h)
+{
+	unsigned bits = __atomic_load_n(&key_free, __ATOMIC_ACQUIRE);
+
+	while (bits != 0) {
+		unsigned i = (unsigned)__builtin_ctz(bits);
+		if (__atomic_compare_exchange_n(&key_free, &bits, bits & ~(1u << i), 0,
+						__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+			h->key = key_pool[i];
+			h->key_slot = (int)i;
+			h->key_ok = 1;
+			return;
+		}
+	}
+	h->key_slot = -1;
+	h->key_ok = pthread_key_create(&h->key, theap_exit) == 0;
+}
+
+static void
+key_put(struct anrc_heap *h)
+{
+	/* Deleted: no thread's exit runs the destructor for this heap. */
+	pthread_key_delete(h->key);
+	if (h->key_slot >= 0 && pthread_key_create(&key_pool[h->key_slot], theap_exit) == 0)
+		__atomic_fetch_or(&key_free, 1u << h->key_slot, __ATOMIC_ACQ_REL);
+}
+
 void
 anrc_theap_init(struct anrc_heap *h)
 {
@@ -164,14 +216,14 @@ anrc_theap_init(struct anrc_heap *h)
 	h->free_uid = h->fast_free ? h->uid : ANR_UID_NONE;
 	/* The theaps are set up when first claimed (first_claim): a heap
 	 * whose process has few threads keeps few of their pages resident. */
-	h->key_ok = pthread_key_create(&h->key, theap_exit) == 0;
+	key_get(h);
 }
 
 void
 anrc_theap_fini(struct anrc_heap *h)
 {
 	if (h->key_ok)
-		pthread_key_delete(h->key);
+		key_put(h);
 	if (anrc_tl.uid == h->uid)
 		anrc_tl.uid = 0;
 }

@@ -4952,6 +4952,47 @@ START_TEST(where_names_file_and_address)
 }
 END_TEST
 
+/*
+ * A heap made after the program's own keys still gets a key below 32:
+ * glibc keeps a thread's values of keys 32 and up in a block it callocs
+ * at that thread's first pthread_setspecific of one, and the heap's
+ * first allocation in a new thread called malloc from inside itself (and
+ * in a new thread mapped an arena).  The heap takes a key made when the
+ * library was loaded; destroyed, it puts a fresh one back.
+ */
+static void *
+alloc_in_thread(void *v)
+{
+	struct anrc_heap *h = v;
+	void *p = anrc_alloc(h, 64, 0);
+	anrc_free(h, p);
+	return p;
+}
+
+START_TEST(heap_key_made_at_load)
+{
+	pthread_key_t k[40];
+	for (int i = 0; i < 40; i++)
+		ck_assert_int_eq(pthread_key_create(&k[i], NULL), 0);
+	for (int round = 0; round < 3; round++) {
+		struct anrc_heap *h = heap_plain();
+		ck_assert_int_eq(h->key_ok, 1);
+		ck_assert_int_ge(h->key_slot, 0);
+		ck_assert_uint_lt((unsigned)h->key, 32);
+		pthread_t t;
+		void *p;
+		ck_assert_int_eq(pthread_create(&t, NULL, alloc_in_thread, h), 0);
+		ck_assert_int_eq(pthread_join(t, &p), 0);
+		ck_assert_ptr_nonnull(p);
+		ck_assert_int_eq(anrc_check(h), 0);
+		anrc_destroy(h);
+	}
+	for (int i = 0; i < 40; i++)
+		pthread_key_delete(k[i]);
+}
+END_TEST
+
+
 START_TEST(report_and_defaults)
 {
 	struct anrc_heap *h;
@@ -5177,6 +5218,7 @@ anrcore_suite(void)
 	ADD(backtrace_from_caller);
 	ADD(where_names_file_and_address);
 	ADD(report_and_defaults);
+	ADD(heap_key_made_at_load);
 	ADD(report_writes_without_the_lock);
 	ADD(trash_on_free);
 	suite_add_tcase(s, tc);
