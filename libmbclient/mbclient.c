@@ -77,6 +77,7 @@ struct mbc {
 	void *arg;
 	int connect_timeout_ms;
 	int call_timeout_ms;
+	int64_t lock_wait_ns;  /* the last call's wait for its turn (mbc_lock) */
 	unsigned flags;
 	mb_claim_fn claim;
 	int64_t retry_at;       /* mb_reconnect(): next attempt (monotonic ns) */
@@ -661,12 +662,22 @@ static int mbc_connect(struct mbc *s)
  */
 static int mbc_lock(struct mbc *s, int64_t deadline)
 {
-	if (deadline < 0)
-		return pthread_mutex_lock(&s->lock) == 0 ? MB_OK : MB_EINVAL;
-	struct timespec ts = { (time_t)(deadline / NS_PER_S), (long)(deadline % NS_PER_S) };
+	if (pthread_mutex_trylock(&s->lock) == 0) {
+		s->lock_wait_ns = 0;
+		return MB_OK;
+	}
+	int64_t t0 = mbc_now_ns();
 	int e;
-	while ((e = pthread_mutex_clocklock(&s->lock, CLOCK_MONOTONIC, &ts)) == EINTR)
-		;
+	if (deadline < 0) {
+		e = pthread_mutex_lock(&s->lock);
+	} else {
+		struct timespec ts = { (time_t)(deadline / NS_PER_S),
+				       (long)(deadline % NS_PER_S) };
+		while ((e = pthread_mutex_clocklock(&s->lock, CLOCK_MONOTONIC, &ts)) == EINTR)
+			;
+	}
+	if (e == 0)
+		s->lock_wait_ns = mbc_now_ns() - t0;
 	return e == 0 ? MB_OK : e == ETIMEDOUT ? MB_ETIMEDOUT : MB_EINVAL;
 }
 
@@ -847,10 +858,10 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 		return MB_EINVAL;
 	if (c == NULL)
 		return MB_EINVAL;
-	/* One deadline for the whole call, the wait for the handle's lock
-	 * included: the server gets what is left of timeout_ms. */
+	/* One deadline for the whole call, the wait for another thread's
+	 * turn included: the server gets what that wait left of timeout_ms. */
 	struct mbc *s;
-	int64_t start = mbc_now_ns(), dl = mbc_ask_deadline(mbc_of(c), timeout_ms);
+	int64_t dl = mbc_ask_deadline(mbc_of(c), timeout_ms);
 	int r = mbc_enter(c, &s, dl);
 	if (r < 0)
 		return r;
@@ -864,7 +875,7 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 	m.w[MB_W_REQ_PAGES] = pages;
 	m.w[MB_W_REQ_DEADLINE_MS] = MB_WIRE_NO_DEADLINE;
 	if (timeout_ms > 0) {
-		int64_t left = timeout_ms - (mbc_now_ns() - start) / NS_PER_MS;
+		int64_t left = timeout_ms - s->lock_wait_ns / NS_PER_MS;
 		m.w[MB_W_REQ_DEADLINE_MS] = left > 1 ? (uint64_t)left : 1;
 	}
 	pthread_mutex_lock(&s->wlock);
