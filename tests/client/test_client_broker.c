@@ -799,16 +799,22 @@ static void on_event(void *arg, unsigned ev, int64_t pool, uint64_t total,
 	e->total = total;
 }
 
+/* A sink whose events go to ev, subscribed to total changes. */
+static void open_subscribed(mb_client *c, struct events *ev)
+{
+	struct mb_options o = { .socket_path = B.sock, .kind = MB_CLIENT_SINK,
+				.event = on_event, .arg = ev };
+	ck_assert_int_eq(mb_open(c, &o), MB_OK);
+	ck_assert_int_eq(mb_subscribe(c, MB_EVENT_TOTAL_CHANGED), MB_OK);
+}
+
 START_TEST(subscribe_events)
 {
 	broker_start("100p", NULL);
 	mb_client c, src;
 	struct events ev = { 0 };
-	struct mb_options o = { .socket_path = B.sock, .kind = MB_CLIENT_SINK,
-				.event = on_event, .arg = &ev };
-	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
+	open_subscribed(&c, &ev);
 	ck_assert_int_eq(mb_subscribe(&c, 1u << 30), MB_EINVAL);
-	ck_assert_int_eq(mb_subscribe(&c, MB_EVENT_TOTAL_CHANGED), MB_OK);
 	struct giver gv = { 0 };
 	open_as(&src, MB_CLIENT_SOURCE, &gv, 20);
 	while (ev.n == 0)
@@ -846,10 +852,7 @@ START_TEST(call_waits_for_the_handle_by_its_deadline)
 	broker_start("100p", NULL);
 	mb_client c, src;
 	struct events ev = { 0 };
-	struct mb_options o = { .socket_path = B.sock, .kind = MB_CLIENT_SINK,
-				.event = on_event, .arg = &ev };
-	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
-	ck_assert_int_eq(mb_subscribe(&c, MB_EVENT_TOTAL_CHANGED), MB_OK);
+	open_subscribed(&c, &ev);
 	struct dispatcher d = { .c = &c };
 	ck_assert_int_eq(pthread_create(&d.th, NULL, dispatcher_main, &d), 0);
 	while (!d.in)
