@@ -56,6 +56,7 @@
 #include "config.h"
 
 #include "anrcore_internal.h"
+#include "mb_clock.h"
 #include "theap_fast.h"
 #include "vg.h"
 
@@ -63,7 +64,6 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 
 #define STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
@@ -1028,15 +1028,6 @@ anrc_holes_due(const struct anrc_heap *h)
 	return h->fast_free && __atomic_load_n(&h->trims, __ATOMIC_RELAXED) != h->hp_seen;
 }
 
-static uint64_t
-monotonic_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 void
 anrc_holes_give_back(struct anrc_heap *h, int quiet)
 {
@@ -1044,7 +1035,7 @@ anrc_holes_give_back(struct anrc_heap *h, int quiet)
 
 	if (!anrc_holes_due(h))
 		return;
-	now = monotonic_ms();
+	now = mb_clock_ms();
 	if (!quiet && h->hp_last != 0 && now - h->hp_last < ANR_HOLE_PASS_MS)
 		return;
 	h->hp_last = now;

@@ -9,4 +9,5 @@ common_libmbcommon_la_SOURCES = \
 	common/mb_size.c common/mb_size.h \
 	common/mb_conf.c common/mb_conf.h \
 	common/mb_addr.c common/mb_addr.h \
-	common/mb_thread.c common/mb_thread.h
+	common/mb_thread.c common/mb_thread.h \
+	common/mb_clock.h

@@ -40,11 +40,11 @@
 #include <unistd.h>
 
 #include "gm_internal.h"
+#include "mb_clock.h"
 #include "mb_log.h"
 #include "mb_size.h"
 #include "mbclient.h"
 
-#define GM_NS_PER_MS 1000000LL
 /* Retries of a silent broker back off up to this: each may cost a
  * broker_timeout, and a broker that comes back is still found within it. */
 #define GM_RETRY_MAX_MS 1000
@@ -94,9 +94,7 @@ void gm_broker_init(struct anrc_heap *h)
 
 static int64_t gm_now_ms(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / GM_NS_PER_MS;
+	return (int64_t)mb_clock_ms();
 }
 
 /* Failures that may pass: the broker is away, stopped or restarting. */

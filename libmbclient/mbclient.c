@@ -27,6 +27,7 @@
 
 #include "mbclient.h"
 
+#include "mb_clock.h"
 #include "mb_log.h"
 #include "mb_wire.h"
 
@@ -133,9 +134,7 @@ static const struct mbc *mbc_cof(const mb_client *c)
 
 static int64_t mbc_now_ns(void)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
+	return (int64_t)mb_clock_ns();
 }
 
 /* Absolute deadline ms from now; -1 for none. */

@@ -12,6 +12,7 @@
 #include "policy.h"
 #include "device.h"
 #include "watermark.h"
+#include "mb_clock.h"
 #include "mb_log.h"
 #include "mb_size.h"
 
@@ -20,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #define GB_MAX 64            /* open give-back checks remembered */
@@ -173,13 +173,6 @@ static const char *fig(char *buf, uint64_t bytes)
 
 /* ---- audit ------------------------------------------------------------- */
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 /* The private memory of c's process as a status word's figure. */
 static uint64_t audit_figure(struct policy *p, struct bclient *c)
 {
@@ -203,7 +196,7 @@ static uint64_t audit_figure(struct policy *p, struct bclient *c)
 		a->pid[a->npid] = pid;
 		a->word[a->npid++] = word;
 	}
-	if (mono_ns() - a->t0 >= AUDIT_BUDGET_NS)
+	if (mb_clock_ns() - a->t0 >= AUDIT_BUDGET_NS)
 		a->out = 1;
 	return word;
 }
@@ -231,12 +224,12 @@ static void audit(struct policy *p, struct broker *b)
 	p->audit_lent = broker_lent(b);
 	p->audit_used = p->wm.dev.used;
 	memset(a, 0, sizeof(*a));
-	a->t0 = mono_ns();
+	a->t0 = mb_clock_ns();
 	for (a->phase = 1; a->phase <= 2; a->phase++)
 		broker_foreach(b, audit_one, p);
 	p->audit_cursor = a->next_set ? a->next : 0;
 	mb_log(MB_LOG_DEBUG, "audit: %u clients, %u processes read in %llu us%s", a->clients,
-	       a->reads, (unsigned long long)((mono_ns() - a->t0) / 1000),
+	       a->reads, (unsigned long long)((mb_clock_ns() - a->t0) / 1000),
 	       a->out ? "; the others next time" : "");
 }
 

@@ -26,6 +26,7 @@
 #include "server.h"
 #include "broker.h"
 #include "policy.h"
+#include "mb_clock.h"
 #include "mb_log.h"
 #include "mb_wire.h"
 
@@ -43,7 +44,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 
 #define IN_CAP 4096
@@ -107,13 +107,6 @@ struct server {
 
 /* epoll cookies for the two non-connection descriptors. */
 static int listen_tag, signal_tag;
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* ---- systemd notification (no libsystemd) ----------------------------- */
 
@@ -971,7 +964,7 @@ static void loop(struct server *s)
 {
 	struct epoll_event evs[MAX_EVENTS];
 	while (!s->stop) {
-		s->now = now_ms();
+		s->now = mb_clock_ms();
 		int n = epoll_wait(s->ep, evs, MAX_EVENTS, s->backlog ? 0 : wait_timeout(s));
 		if (n < 0) {
 			if (errno == EINTR)
@@ -979,7 +972,7 @@ static void loop(struct server *s)
 			mb_log(MB_LOG_ERR, "epoll_wait: %s", strerror(errno));
 			n = 0;
 		}
-		s->now = now_ms();
+		s->now = mb_clock_ms();
 		for (int i = 0; i < n; i++) {
 			void *p = evs[i].data.ptr;
 			if (p == &listen_tag) {
@@ -1014,7 +1007,7 @@ static void loop(struct server *s)
 
 static void shutdown_all(struct server *s)
 {
-	s->now = now_ms();
+	s->now = mb_clock_ms();
 	broker_shutdown(s->b, s->now);
 	run_flush(s);
 	while (s->conns)
@@ -1059,7 +1052,7 @@ int server_main(const struct server_opts *opts)
 	}
 	s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	s->ep = epoll_create1(EPOLL_CLOEXEC);
-	s->now = now_ms();
+	s->now = mb_clock_ms();
 	s->b = broker_new(&s->res.bc, &server_ops, s, s->now);
 	s->pol = policy_new(&s->cf, &s->res);
 	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &signal_tag };

@@ -32,13 +32,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "mb_clock.h"
 #include "mb_log.h"
 #include "mb_size.h"
 #include "mb_thread.h"
 #include "mbclient.h"
 #include "tfs.h"
 
-#define TFS_MS_PER_S 1000ULL
 #define TFS_NS_PER_MS 1000000ULL
 #define TFS_STREAM_MS 100ULL
 #define TFS_DISPATCH_MS 200
@@ -64,15 +64,6 @@ static struct {
 	int dispatching;
 	int lowmem;         /* the broker's device is in deny state */
 } ch = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * TFS_MS_PER_S +
-		(uint64_t)ts.tv_nsec / TFS_NS_PER_MS;
-}
 
 static int broker_timeout(void)
 {
@@ -143,7 +134,7 @@ static void broker_lost(int rc)
 		mb_close(&ch.cl);
 	ch.up = 0;
 	ch.held = 0;
-	ch.last_try_ms = now_ms();
+	ch.last_try_ms = mb_clock_ms();
 }
 
 /* What a new connection declares: the pages in use and set aside. */
@@ -171,7 +162,7 @@ static int broker_open(void)
 	opt.call_timeout_ms = broker_timeout();
 	opt.flags = MB_OPEN_KEEP;
 	opt.claim = claim_cb;
-	ch.last_try_ms = now_ms();
+	ch.last_try_ms = mb_clock_ms();
 	rc = mb_open(&ch.cl, &opt);
 	if (rc != 0) {
 		mb_close(&ch.cl);
@@ -202,7 +193,7 @@ static void broker_retry(void)
 {
 	if (ch.retry_factor == 0)
 		ch.retry_factor = 1;
-	if (ch.up || now_ms() - ch.last_try_ms < ch.cf->retry_interval * ch.retry_factor)
+	if (ch.up || mb_clock_ms() - ch.last_try_ms < ch.cf->retry_interval * ch.retry_factor)
 		return;
 	int rc = broker_open();
 
@@ -270,7 +261,7 @@ static int ensure(uint64_t extra, int may_reserve)
 	 * the hysteresis: what is left over after the change then stays below
 	 * it, so nothing is handed back at once.
 	 */
-	now = now_ms();
+	now = mb_clock_ms();
 	if (now - ch.last_ask_ms < TFS_STREAM_MS) {
 		uint64_t burst = ch.cf->release_hysteresis / ch.ps;
 
