@@ -44,6 +44,7 @@ struct gb_check {
 #define AUDIT_BUDGET_NS (5 * 1000000ull)
 #define AUDIT_PIDS 64 /* processes remembered within one audit */
 struct audit_run {
+	struct policy *p;
 	int phase;        /* 1: ids from the cursor on; 2: the ids before it */
 	int out;          /* the budget is spent */
 	int next_set;
@@ -85,7 +86,6 @@ struct policy {
 	struct gb_check gb[GB_MAX];
 	size_t ngb, gb_next;
 	uint64_t audit_cursor; /* client id the next audit reads first */
-	struct audit_run ar;
 	struct broker *b;
 	uint64_t now;
 };
@@ -174,9 +174,8 @@ static const char *fig(char *buf, uint64_t bytes)
 /* ---- audit ------------------------------------------------------------- */
 
 /* The private memory of c's process as a status word's figure. */
-static uint64_t audit_figure(struct policy *p, struct bclient *c)
+static uint64_t audit_figure(struct audit_run *a, struct bclient *c)
 {
-	struct audit_run *a = &p->ar;
 	pid_t pid = broker_client_peer(c)->pid;
 	for (size_t i = 0; i < a->npid; i++)
 		if (a->pid[i] == pid)
@@ -203,11 +202,12 @@ static uint64_t audit_figure(struct policy *p, struct bclient *c)
 
 static void audit_one(void *arg, struct bclient *c)
 {
-	struct policy *p = arg;
-	if ((p->ar.phase == 1) != (broker_client_id(c) >= p->audit_cursor))
+	struct audit_run *a = arg;
+	struct policy *p = a->p;
+	if ((a->phase == 1) != (broker_client_id(c) >= p->audit_cursor))
 		return;
-	p->ar.clients++;
-	uint64_t word = audit_figure(p, c);
+	a->clients++;
+	uint64_t word = audit_figure(a, c);
 	uint64_t flag = broker_client_last(c) ? MB_SC_DISHONOURED : 0;
 	broker_client_set_private(c, word | flag);
 	if (word == MB_SC_PRIVATE_UNKNOWN)
@@ -219,18 +219,16 @@ static void audit_one(void *arg, struct bclient *c)
 
 static void audit(struct policy *p, struct broker *b)
 {
-	struct audit_run *a = &p->ar;
+	struct audit_run a = { .p = p, .t0 = mb_clock_ns() };
 	p->resident = 0;
 	p->audit_lent = broker_lent(b);
 	p->audit_used = p->wm.dev.used;
-	memset(a, 0, sizeof(*a));
-	a->t0 = mb_clock_ns();
-	for (a->phase = 1; a->phase <= 2; a->phase++)
-		broker_foreach(b, audit_one, p);
-	p->audit_cursor = a->next_set ? a->next : 0;
-	mb_log(MB_LOG_DEBUG, "audit: %u clients, %u processes read in %llu us%s", a->clients,
-	       a->reads, (unsigned long long)((mb_clock_ns() - a->t0) / 1000),
-	       a->out ? "; the others next time" : "");
+	for (a.phase = 1; a.phase <= 2; a.phase++)
+		broker_foreach(b, audit_one, &a);
+	p->audit_cursor = a.next_set ? a.next : 0;
+	mb_log(MB_LOG_DEBUG, "audit: %u clients, %u processes read in %llu us%s", a.clients,
+	       a.reads, (unsigned long long)((mb_clock_ns() - a.t0) / 1000),
+	       a.out ? "; the others next time" : "");
 }
 
 /*
