@@ -826,6 +826,10 @@ void anrc_theap_fork_child(struct anrc_heap *h);
 /* Give-back: the spare slabs of every theap, all slabs of parked ones
  * (locked). */
 size_t anrc_theap_flush_locked(struct anrc_heap *h);
+/* heap.c: every cache of free pages back to the span allocator (the
+ * theaps' spare and parked slabs, the kept runs not in use, the heap's
+ * empty slabs), as a trim and the helper's return-all do (locked). */
+void anrc_flush_caches_locked(struct anrc_heap *h);
 
 /* returner.c: with a helper thread, hand the page return to it and
  * unlock; 0 (nothing done, still locked) without one or with nothing due. */

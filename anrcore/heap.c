@@ -1012,6 +1012,14 @@ anrc_set_marks(struct anrc_heap *h, size_t free_low, size_t free_high)
 	heap_unlock(h);
 }
 
+void
+anrc_flush_caches_locked(struct anrc_heap *h)
+{
+	anrc_theap_flush_locked(h);
+	anrc_runs_flush_all_locked(h);
+	anrc_slab_flush(h);
+}
+
 size_t
 anrc_trim(struct anrc_heap *h, size_t keep)
 {
@@ -1020,9 +1028,7 @@ anrc_trim(struct anrc_heap *h, size_t keep)
 	/* The calling thread's slabs first: their unused pages too. */
 	anrc_theap_holes(h);
 	heap_lock(h);
-	anrc_theap_flush_locked(h);
-	anrc_runs_flush_all_locked(h);
-	anrc_slab_flush(h);
+	anrc_flush_caches_locked(h);
 	given = anrc_release_down_to(h, keep >> h->page_shift) << h->page_shift;
 	/* An explicit trim starts the marks afresh. */
 	anrc_marks_afresh(h);

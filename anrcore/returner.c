@@ -185,9 +185,7 @@ anrc_return_helper_run(struct anrc_heap *h)
 		idle = __atomic_load_n(&h->idle_ms, __ATOMIC_RELAXED);
 		int all = __atomic_exchange_n(&h->return_all, 0, __ATOMIC_ACQ_REL);
 		if (all) {
-			anrc_theap_flush_locked(h);
-			anrc_runs_flush_all_locked(h);
-			anrc_slab_flush(h);
+			anrc_flush_caches_locked(h);
 			/* the flushes moved spans: what moves from now on stops it */
 			seen = h->page_moves;
 		}
