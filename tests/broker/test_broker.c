@@ -2051,13 +2051,10 @@ END_TEST
  */
 START_TEST(kept_balances_within_caps)
 {
-	start(0);
-	broker_free(b);
-	setup_cfg(2000);
+	start_with_grace(2000);
 	cfg.cap = 10;
 	cfg.uid_cap = 20;
-	cfg.claim_grace_ms = GRACE;
-	b = broker_new(&cfg, &ops, NULL, now);
+	broker_reconfigure(b, &cfg, now);
 	struct tc *a = hello_named(MB_KIND_SINK, 1000, "x", MB_HELLO_KEEP);
 	struct tc *a2 = hello_named(MB_KIND_SINK, 1000, "x", MB_HELLO_KEEP);
 	send2(a, MB_MSG_REQUEST, 10, 0);
