@@ -1,12 +1,16 @@
 /*
  * mb_thread.c - starting a thread of a library's own, named, with every
- * signal blocked (see mb_thread.h).
+ * signal blocked; taking a lock by a deadline (see mb_thread.h).
  */
 #include "config.h"
 
 #include "mb_thread.h"
 
+#include <errno.h>
 #include <signal.h>
+#include <time.h>
+
+#include "mb_clock.h"
 
 int
 mb_thread_start(pthread_t *t, mb_thread_create_fn create, const char *name,
@@ -30,4 +34,29 @@ mb_thread_start(pthread_t *t, mb_thread_create_fn create, const char *name,
 	if (rc == 0)
 		pthread_setname_np(*t, name);
 	return rc;
+}
+
+int
+mb_mutex_lock_by(pthread_mutex_t *m, int64_t deadline, int64_t *waited_ns)
+{
+	struct timespec ts;
+	uint64_t t0;
+	int e;
+
+	if (waited_ns != NULL)
+		*waited_ns = 0;
+	if (pthread_mutex_trylock(m) == 0)
+		return 0;
+	t0 = mb_clock_ns();
+	if (deadline < 0) {
+		e = pthread_mutex_lock(m);
+	} else {
+		ts.tv_sec = (time_t)(deadline / 1000000000);
+		ts.tv_nsec = (long)(deadline % 1000000000);
+		while ((e = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts)) == EINTR)
+			;
+	}
+	if (e == 0 && waited_ns != NULL)
+		*waited_ns = (int64_t)(mb_clock_ns() - t0);
+	return e;
 }

@@ -1,5 +1,6 @@
 /*
- * mb_thread.h - starting a thread of a library's own.
+ * mb_thread.h - starting a thread of a library's own, and taking a lock
+ * by a deadline.
  *
  * A thread that a library starts inside a program (gmalloc's and
  * anr_malloc's page-return thread, anr_malloc's broker and debug threads,
@@ -16,6 +17,7 @@
 #define MB_THREAD_H
 
 #include <pthread.h>
+#include <stdint.h>
 
 /* pthread_create's type: gmalloc passes libc's own, since the
  * pthread_create that libgmalloc.so exports is its wrapper. */
@@ -29,5 +31,11 @@ typedef int (*mb_thread_create_fn)(pthread_t *, const pthread_attr_t *,
  * error number. */
 int mb_thread_start(pthread_t *t, mb_thread_create_fn create, const char *name,
 		    void *(*fn)(void *), void *arg);
+
+/* Lock m, waiting no later than deadline (CLOCK_MONOTONIC ns; negative:
+ * no deadline).  Returns 0, ETIMEDOUT once the deadline has passed, or
+ * pthread_mutex_clocklock's error; *waited_ns (when not NULL) gets the
+ * time spent waiting, 0 when the lock was free. */
+int mb_mutex_lock_by(pthread_mutex_t *m, int64_t deadline, int64_t *waited_ns);
 
 #endif

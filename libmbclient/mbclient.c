@@ -29,6 +29,7 @@
 
 #include "mb_clock.h"
 #include "mb_log.h"
+#include "mb_thread.h"
 #include "mb_wire.h"
 
 #include <errno.h>
@@ -661,22 +662,7 @@ static int mbc_connect(struct mbc *s)
  */
 static int mbc_lock(struct mbc *s, int64_t deadline)
 {
-	if (pthread_mutex_trylock(&s->lock) == 0) {
-		s->lock_wait_ns = 0;
-		return MB_OK;
-	}
-	int64_t t0 = mbc_now_ns();
-	int e;
-	if (deadline < 0) {
-		e = pthread_mutex_lock(&s->lock);
-	} else {
-		struct timespec ts = { (time_t)(deadline / NS_PER_S),
-				       (long)(deadline % NS_PER_S) };
-		while ((e = pthread_mutex_clocklock(&s->lock, CLOCK_MONOTONIC, &ts)) == EINTR)
-			;
-	}
-	if (e == 0)
-		s->lock_wait_ns = mbc_now_ns() - t0;
+	int e = mb_mutex_lock_by(&s->lock, deadline, &s->lock_wait_ns);
 	return e == 0 ? MB_OK : e == ETIMEDOUT ? MB_ETIMEDOUT : MB_EINVAL;
 }
 
