@@ -17,7 +17,13 @@
  * without the slack.
  *
  * The connection is opened lazily by the first need.  Every broker call
- * has the deadline broker_timeout.  If the broker cannot be reached, stops
+ * has the deadline broker_timeout.  One thread at a time speaks to the
+ * broker (gm_mb_lock); a need for quota has one deadline for all of it
+ * (gm_need_deadline), its wait for another thread's call included: a
+ * thread that waited finds the quota that call brought, or asks for what
+ * is left of its own time, and a thread whose time ran out while it
+ * waited fails as at a refusal.  So N threads short of quota at once wait
+ * no longer than one, not N times as long.  If the broker cannot be reached, stops
  * answering or the connection breaks, one warning is printed and the fixed
  * limit applies (LOST) until a retry, on the next need or after frees, at
  * most every MB_RECONNECT_INTERVAL_MS backing off to GM_RETRY_MAX_MS, reaches it
@@ -43,6 +49,7 @@
 #include "mb_clock.h"
 #include "mb_log.h"
 #include "mb_size.h"
+#include "mb_thread.h"
 #include "mbclient.h"
 
 /* Retries of a silent broker back off up to this: each may cost a
@@ -62,7 +69,7 @@ static int gm_warned;                  /* the fallback was announced */
 static _Atomic int gm_low;             /* notify or deny came: give back */
 
 static _Atomic uint64_t st_requests, st_reserves, st_granted, st_returns,
-	st_returned, st_refused, st_lost;
+	st_returned, st_refused, st_lost, st_expired;
 
 static const char *gm_state_names[] = { "off", "not connected", "connected",
 					"refused (fixed limit)",
@@ -257,8 +264,36 @@ static uint64_t round_up(uint64_t v, uint64_t m)
 	return (v + m - 1) / m * m;
 }
 
-/* Ask for enough quota to cover `need` more bytes.  Lock held. */
-static int gm_ask(struct anrc_heap *h, size_t need)
+/* The deadline of a need for quota that began at start (monotonic ns): a
+ * REQUEST's broker_timeout, plus reserve_timeout with request-then-reserve;
+ * -1 when a RESERVE may wait for ever (reserve_timeout 0). */
+static int64_t gm_need_deadline(uint64_t start)
+{
+	uint64_t ms = gm_cfg.broker_timeout;
+	if (gm_cfg.urgency == GM_URGENCY_THEN_RESERVE) {
+		if (gm_cfg.reserve_timeout == 0)
+			return -1;
+		ms += gm_cfg.reserve_timeout;
+	}
+	return (int64_t)(start + ms * 1000000u);
+}
+
+/* What is left of deadline, in ms for a broker call, at most cap (-1:
+ * none); 0 when it has passed. */
+static int gm_left_ms(int64_t deadline, uint64_t cap)
+{
+	if (deadline < 0)
+		return cap ? (int)cap : -1;
+	int64_t left = deadline - (int64_t)mb_clock_ns();
+	if (left <= 0)
+		return 0;
+	uint64_t ms = ((uint64_t)left + 999999u) / 1000000u;
+	return (int)(cap && ms > cap ? cap : ms);
+}
+
+/* Ask for enough quota to cover `need` more bytes, by deadline (see
+ * gm_need_deadline).  Lock held. */
+static int gm_ask(struct anrc_heap *h, size_t need, int64_t deadline)
 {
 	uint64_t held = atomic_load(&gm_held);
 	uint64_t cap = UINT64_MAX;
@@ -271,12 +306,17 @@ static int gm_ask(struct anrc_heap *h, size_t need)
 		want = need;
 	uint64_t pages = round_up(want, gm_page) / gm_page;
 	uint64_t granted = 0, more = 0;
+	int timeout = gm_left_ms(deadline, gm_cfg.broker_timeout);
+	if (timeout == 0) {
+		atomic_fetch_add(&st_expired, 1);
+		return 0;
+	}
 	atomic_fetch_add(&st_requests, 1);
-	int rc = mb_request(&gm_mb, pages, (int)gm_cfg.broker_timeout, &granted);
+	int rc = mb_request(&gm_mb, pages, timeout, &granted);
 	if (rc == 0 && granted * gm_page < need &&
-	    gm_cfg.urgency == GM_URGENCY_THEN_RESERVE) {
+	    gm_cfg.urgency == GM_URGENCY_THEN_RESERVE &&
+	    (timeout = gm_left_ms(deadline, 0)) != 0) {
 		uint64_t rest = round_up(need - granted * gm_page, gm_page) / gm_page;
-		int timeout = gm_cfg.reserve_timeout ? (int)gm_cfg.reserve_timeout : -1;
 		atomic_fetch_add(&st_reserves, 1);
 		rc = mb_reserve(&gm_mb, rest, timeout, &more);
 		if (rc == MB_EDENIED || rc == MB_ELOWMEM ||
@@ -312,17 +352,29 @@ static int gm_ask(struct anrc_heap *h, size_t need)
 int gm_broker_more(void *arg, struct anrc_heap *h, size_t bytes)
 {
 	int progress = 0;
+	int64_t deadline = gm_need_deadline(mb_clock_ns()), waited;
+	size_t budget = anrc_get_budget(h);
 	(void)arg;
-	pthread_mutex_lock(&gm_mb_lock);
+	if (mb_mutex_lock_by(&gm_mb_lock, deadline, &waited) != 0) {
+		/* Another thread's call took all our time: what it brought
+		 * is tried, else the allocation fails as at a refusal. */
+		atomic_fetch_add(&st_expired, 1);
+		return anrc_get_budget(h) > budget;
+	}
+	if (waited > 0 && anrc_get_budget(h) > budget) {
+		/* The call we waited for changed the budget: try that first. */
+		pthread_mutex_unlock(&gm_mb_lock);
+		return 1;
+	}
 	switch (atomic_load(&gm_mb_state)) {
 	case GM_MB_UNTRIED:
 		if (gm_connect(h) == 0)
-			progress = gm_ask(h, bytes);
+			progress = gm_ask(h, bytes, deadline);
 		else
 			progress = 1; /* the budget is now the fixed limit */
 		break;
 	case GM_MB_OPEN:
-		progress = gm_ask(h, bytes);
+		progress = gm_ask(h, bytes, deadline);
 		break;
 	case GM_MB_LOST:
 		/* The fixed limit is used up: the broker may be back. */
@@ -342,10 +394,13 @@ size_t gm_broker_release(int force)
 	size_t given = 0;
 	if (atomic_load(&gm_mb_state) != GM_MB_OPEN || !h)
 		return 0;
-	if (force)
-		pthread_mutex_lock(&gm_mb_lock);
-	else if (pthread_mutex_trylock(&gm_mb_lock) != 0)
-		return 0; /* someone is talking to the broker: next time */
+	/* Forced (a trim, memory low), it waits for another thread's call
+	 * at most one broker_timeout; else someone is talking to the broker
+	 * and it is for next time. */
+	if (force ? mb_mutex_lock_by(&gm_mb_lock, (int64_t)(mb_clock_ns() +
+						       gm_cfg.broker_timeout * 1000000u), NULL) != 0
+		  : pthread_mutex_trylock(&gm_mb_lock) != 0)
+		return 0;
 	if (atomic_load(&gm_mb_state) != GM_MB_OPEN)
 		goto out;
 	/* On a free path: the resident figure alone, in a call's bound. */
@@ -438,6 +493,7 @@ void gm_broker_fork_child(void)
 	atomic_store(&st_returned, 0);
 	atomic_store(&st_refused, 0);
 	atomic_store(&st_lost, 0);
+	atomic_store(&st_expired, 0);
 	atomic_store(&gm_mb_state, GM_MB_UNTRIED);
 	anrc_set_budget(gm_heap_ptr, 0);
 }
@@ -453,12 +509,13 @@ void gm_broker_report(int fd)
 	mb_format_size(returned, sizeof(returned), atomic_load(&st_returned));
 	size_t n = mb_format(line, sizeof(line),
 			     "gmalloc: broker %s; quota held %s; requests %lu (reserves %lu, "
-			     "refused %lu), granted %s; returns %lu, returned %s; "
-			     "connections lost %lu\n",
+			     "refused %lu, out of time %lu), granted %s; returns %lu, "
+			     "returned %s; connections lost %lu\n",
 			     gm_state_names[s], held,
 			     (unsigned long)atomic_load(&st_requests),
 			     (unsigned long)atomic_load(&st_reserves),
-			     (unsigned long)atomic_load(&st_refused), granted,
+			     (unsigned long)atomic_load(&st_refused),
+			     (unsigned long)atomic_load(&st_expired), granted,
 			     (unsigned long)atomic_load(&st_returns), returned,
 			     (unsigned long)atomic_load(&st_lost));
 	(void)mb_write_all(fd, line, n);

@@ -23,6 +23,10 @@
  *                          address scheme would, then free it
  *   gm_family table T U    malloc a T MiB table, touch U MiB of it, print
  *                          "table ok" or "table refused errno E"
+ *   gm_family two_needs F M G
+ *                          keep F MiB, then a thread mallocs M MiB and G ms
+ *                          later another one does; print "a ok|null b
+ *                          ok|null" (broker test: two needs for quota)
  *   gm_family seccomp      after the first malloc, forbid every system call
  *                          that changes the memory map, then run the family
  *                          (a violation kills the process with SIGSYS)
@@ -931,6 +935,54 @@ static int table(long table_mib, long touch_mib)
 	return 0;
 }
 
+/* One thread's need for quota: a malloc of mib MiB, touched. */
+struct need {
+	long mib;
+	int ok;
+};
+
+static void *need_run(void *arg)
+{
+	struct need *n = arg;
+	char *p = malloc((size_t)n->mib << 20);
+
+	n->ok = p != NULL;
+	if (p != NULL) {
+		memset(p, 0x22, (size_t)n->mib << 20);
+		free(p);
+	}
+	return NULL;
+}
+
+/*
+ * Two threads short of quota at once: first_mib MiB are allocated and
+ * kept, then thread a and, gap_ms later, thread b each malloc mib MiB.
+ * Prints whether each got its block; the broker's log tells how long
+ * each request waited there.
+ */
+static int two_needs(long first_mib, long mib, long gap_ms)
+{
+	struct need a = { mib, 0 }, b = { mib, 0 };
+	pthread_t ta, tb;
+	char *first = malloc((size_t)first_mib << 20);
+
+	if (first == NULL) {
+		printf("two_needs: the first %ld MiB failed\n", first_mib);
+		return 1;
+	}
+	memset(first, 0x11, (size_t)first_mib << 20);
+	if (pthread_create(&ta, NULL, need_run, &a) != 0)
+		return 1;
+	usleep((useconds_t)gap_ms * 1000);
+	if (pthread_create(&tb, NULL, need_run, &b) != 0)
+		return 1;
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	free(first);
+	printf("a %s b %s\n", a.ok ? "ok" : "null", b.ok ? "ok" : "null");
+	return 0;
+}
+
 /*
  * Bad frees of the small blocks the inlined fast path serves: each must be
  * judged before anything is written, so the block stays usable and a
@@ -1000,6 +1052,8 @@ int main(int argc, char **argv)
 		return table(argc > 2 ? atol(argv[2]) : 0, argc > 3 ? atol(argv[3]) : 0);
 	if (strcmp(mode, "sites") == 0)
 		return sites();
+	if (strcmp(mode, "two_needs") == 0 && argc > 4)
+		return two_needs(atol(argv[2]), atol(argv[3]), atol(argv[4]));
 	if (strcmp(mode, "sigreport") == 0)
 		return sigreport(argc > 2 ? atoi(argv[2]) : 20);
 	if (strcmp(mode, "refree") == 0)
