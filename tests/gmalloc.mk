@@ -47,6 +47,7 @@ GMALLOC_SH_TESTS = \
 	tests/gmalloc/stress.sh \
 	tests/gmalloc/broker.sh \
 	tests/gmalloc/broker_stall.sh \
+	tests/gmalloc/broker_threads.sh \
 	tests/gmalloc/lowmem.sh \
 	tests/gmalloc/valgrind.sh
 TESTS += $(GMALLOC_SH_TESTS)
