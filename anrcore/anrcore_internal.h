@@ -353,6 +353,16 @@ struct anrc_theap {
 	uint64_t rcount, rbytes, ccount, cbytes;
 } __attribute__((aligned(64)));
 
+/* A bad pointer found under the heap lock, told after it: the operation,
+ * what is wrong, and where the pointer lies (0: elsewhere, 1: data, 2:
+ * metadata; off from the start of that area). */
+#define ANR_BAD_NOTES 8
+struct anrc_bad_note {
+	const char *op, *what;
+	unsigned where;
+	size_t off;
+};
+
 struct anrc_heap {
 	/* Fixed at creation (class sizes, name and modes included).  What
 	 * the fast paths read of it but class_of (layout, page map, slab
@@ -437,6 +447,11 @@ struct anrc_heap {
 				  * lock, read without it (anrc_freed_bytes) */
 	uint64_t deferred_frees; /* atomic */
 	uint64_t bad_frees;      /* atomic */
+	/* Bad pointers found under the lock, for the unlocking thread to
+	 * report (heap_unlock); those past ANR_BAD_NOTES are counted only. */
+	struct anrc_bad_note bad_note[ANR_BAD_NOTES];
+	unsigned bad_n;
+	size_t bad_untold;
 	uint64_t madvise_errors;
 	/* Pages [last_res_lo, last_res_hi) of the last span charged, counted
 	 * from its first, hold every page of it that was resident: the rest
@@ -909,7 +924,12 @@ void anrc_lock_and_drain(struct anrc_heap *h);   /* also runs a few deferred fre
 void anrc_lock_and_drain_all(struct anrc_heap *h);
 int anrc_trylock_and_drain(struct anrc_heap *h); /* 0 if taken, -1 if busy */
 void anrc_unlock_and_return_pages(struct anrc_heap *h);
+/* A bad pointer, by bad_free: counted, then reported (a line), aborted on
+ * or ignored.  anrc_bad runs without the heap lock; anrc_bad_locked under
+ * it, where a report is only noted, and the thread that lets the lock go
+ * writes it after: a slow log never holds up the heap. */
 void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p);
+void anrc_bad_locked(struct anrc_heap *h, const char *op, const char *what, const void *p);
 
 /* stats.c (report.c, walk.c and check.c read the heap the same way) */
 void anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st); /* locked */

@@ -346,24 +346,66 @@ anrc_destroy(struct anrc_heap *h)
  * heap, not its address, so that logs do not reveal the layout of the
  * process; a pointer from elsewhere is not printed at all.
  */
+static struct anrc_bad_note
+bad_note(const struct anrc_heap *h, const char *op, const char *what, const void *p)
+{
+	const char *cp = p;
+	struct anrc_bad_note n = { op, what, 0, 0 };
+
+	if (cp >= h->data && cp < h->base + h->reserve) {
+		n.where = 1;
+		n.off = (size_t)(cp - h->data);
+	} else if (cp >= h->base && cp < h->data) {
+		n.where = 2;
+		n.off = (size_t)(cp - h->base);
+	}
+	return n;
+}
+
+static void
+bad_tell(const struct anrc_heap *h, const struct anrc_bad_note *n)
+{
+	if (n->where == 1)
+		mb_log(MB_LOG_ERR, "%s: %s(data+0x%zx): %s", h->name, n->op, n->off, n->what);
+	else if (n->where == 2)
+		mb_log(MB_LOG_ERR, "%s: %s(metadata+0x%zx): %s", h->name, n->op, n->off,
+		       n->what);
+	else
+		mb_log(MB_LOG_ERR, "%s: %s(): %s", h->name, n->op, n->what);
+}
+
 void
 anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p)
 {
-	const char *cp = p;
+	struct anrc_bad_note n = bad_note(h, op, what, p);
 
 	__atomic_add_fetch(&h->bad_frees, 1, __ATOMIC_RELAXED);
 	if (h->bad_free == ANR_BAD_FREE_IGNORE)
 		return;
-	if (cp >= h->data && cp < h->base + h->reserve)
-		mb_log(MB_LOG_ERR, "%s: %s(data+0x%zx): %s", h->name, op,
-		       (size_t)(cp - h->data), what);
-	else if (cp >= h->base && cp < h->data)
-		mb_log(MB_LOG_ERR, "%s: %s(metadata+0x%zx): %s", h->name, op,
-		       (size_t)(cp - h->base), what);
-	else
-		mb_log(MB_LOG_ERR, "%s: %s(): %s", h->name, op, what);
+	bad_tell(h, &n);
 	if (h->bad_free == ANR_BAD_FREE_ABORT)
 		abort();
+}
+
+void
+anrc_bad_locked(struct anrc_heap *h, const char *op, const char *what, const void *p)
+{
+	struct anrc_bad_note n = bad_note(h, op, what, p);
+
+	__atomic_add_fetch(&h->bad_frees, 1, __ATOMIC_RELAXED);
+	if (h->bad_free == ANR_BAD_FREE_IGNORE)
+		return;
+	if (h->bad_free == ANR_BAD_FREE_ABORT) {
+		/* The process ends here: what waits is told first. */
+		for (unsigned i = 0; i < h->bad_n; i++)
+			bad_tell(h, &h->bad_note[i]);
+		bad_tell(h, &n);
+		abort();
+	}
+	if (h->bad_n < ANR_BAD_NOTES)
+		h->bad_note[h->bad_n++] = n;
+	else
+		h->bad_untold++;
 }
 
 /* Where a pointer handed to free() or realloc() lives. */
@@ -463,13 +505,13 @@ free_locked(struct anrc_heap *h, void *p, const char *op)
 	const char *bad = locate(h, p, &l);
 
 	if (bad != NULL) {
-		anrc_bad(h, op, bad, p);
+		anrc_bad_locked(h, op, bad, p);
 		return;
 	}
 	if (l.slab && anrc_theap_free(h, anrc_theap_peek(h), p, l.s, 1))
 		return; /* a thread owns the slab: it folds the free in */
 	if (!l.slab && anrc_runs_disown_locked(h, l.s, 0) != 0) {
-		anrc_bad(h, op, "double free (pages not allocated)", p);
+		anrc_bad_locked(h, op, "double free (pages not allocated)", p);
 		return;
 	}
 	release(h, p, &l);
@@ -539,10 +581,32 @@ defer(struct anrc_heap *h, void *p)
 	return 0;
 }
 
+/* The bad pointers noted under the lock are reported once it is let go. */
+static __attribute__((noinline, cold)) void
+unlock_and_tell(struct anrc_heap *h)
+{
+	struct anrc_bad_note n[ANR_BAD_NOTES];
+	unsigned k = h->bad_n;
+	size_t untold = h->bad_untold;
+
+	memcpy(n, h->bad_note, k * sizeof(n[0]));
+	h->bad_n = 0;
+	h->bad_untold = 0;
+	anrc_return_pages_and_unlock(h);
+	for (unsigned i = 0; i < k; i++)
+		bad_tell(h, &n[i]);
+	if (untold > 0)
+		mb_log(MB_LOG_ERR, "%s: %zu more bad pointers (not told one by one)", h->name,
+		       untold);
+}
+
 static void
 heap_unlock(struct anrc_heap *h)
 {
-	anrc_return_pages_and_unlock(h);
+	if (__builtin_expect(h->bad_n != 0, 0))
+		unlock_and_tell(h);
+	else
+		anrc_return_pages_and_unlock(h);
 }
 
 /* The bytes of a new block that a zeroed allocation must clear: [from, to). */

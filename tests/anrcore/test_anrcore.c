@@ -1827,6 +1827,112 @@ START_TEST(bad_free_report)
 }
 END_TEST
 
+/* A log sink that blocks, as a full pipe or a paused terminal would,
+ * until the test lets it go. */
+static int slow_sink_in, slow_sink_go;
+
+static void
+slow_sink(int level, const char *line, size_t len)
+{
+	sink_fn(level, line, len);
+	__atomic_store_n(&slow_sink_in, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&slow_sink_go, __ATOMIC_ACQUIRE))
+		usleep(1000);
+}
+
+struct bad_arg {
+	struct anrc_heap *h;
+	char *p;
+	int done;
+};
+
+static void *
+bad_free_main(void *arg)
+{
+	struct bad_arg *a = arg;
+
+	anrc_free(a->h, a->p);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *
+big_alloc_main(void *arg)
+{
+	struct bad_arg *a = arg;
+
+	a->p = anrc_alloc(a->h, 4 * MiB, 0);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * bad_free=report: the line for a bad pointer found under the heap lock
+ * is written after the lock is let go.  Here the free of a pointer inside
+ * a large block (judged under the lock) meets a log that blocks; another
+ * thread's 4 MiB allocation, which needs the lock, must complete
+ * meanwhile.  Before, the line was written under the lock and every
+ * allocation that needed it waited for the log's reader.
+ */
+START_TEST(bad_free_told_after_the_lock)
+{
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	char *big = anrc_alloc(h, 1 * MiB, 0);
+	struct bad_arg bad = { .h = h, .p = big + 64 }, more = { .h = h };
+	pthread_t tb, tm;
+	int done = 0;
+
+	ck_assert_ptr_nonnull(big);
+	sink_reset();
+	slow_sink_in = slow_sink_go = 0;
+	mb_log_set_sink(slow_sink);
+	ck_assert_int_eq(pthread_create(&tb, NULL, bad_free_main, &bad), 0);
+	for (int i = 0; i < 10000 && !__atomic_load_n(&slow_sink_in, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	ck_assert_int_eq(slow_sink_in, 1);
+	ck_assert_int_eq(bad.done, 0);
+	ck_assert_int_eq(pthread_create(&tm, NULL, big_alloc_main, &more), 0);
+	/* a bound on the wait, not a timing: ten seconds is a hang */
+	for (int i = 0; i < 10000 && !done; i++) {
+		done = __atomic_load_n(&more.done, __ATOMIC_ACQUIRE);
+		if (!done)
+			usleep(1000);
+	}
+	__atomic_store_n(&slow_sink_go, 1, __ATOMIC_RELEASE);
+	pthread_join(tm, NULL);
+	pthread_join(tb, NULL);
+	ck_assert_msg(done, "the allocation waited for the log of a bad free");
+	ck_assert_ptr_nonnull(more.p);
+	ck_assert_int_eq(sink_lines, 1);
+	ck_assert_ptr_nonnull(strstr(sink_buf, "inside a block"));
+	anrc_free(h, more.p);
+	anrc_free(h, big);
+	bad_test_end(h, 1);
+}
+END_TEST
+
+/* Bad pointers past the notes one lock holder keeps are counted in one
+ * line, and none is lost from the count. */
+START_TEST(bad_free_notes_overflow)
+{
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	char *big = anrc_alloc(h, 1 * MiB, 0);
+
+	ck_assert_ptr_nonnull(big);
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	anrc_lock_and_drain(h);
+	for (int i = 0; i < ANR_BAD_NOTES + 3; i++)
+		anrc_bad_locked(h, "free", "pointer inside a block", big + 64 * (i + 1));
+	ck_assert_int_eq(sink_lines, 0); /* nothing under the lock */
+	anrc_unlock_and_return_pages(h);
+	ck_assert_int_eq(sink_lines, ANR_BAD_NOTES + 1);
+	ck_assert_ptr_nonnull(strstr(sink_buf, "3 more bad pointers"));
+	anrc_free(h, big);
+	bad_test_end(h, ANR_BAD_NOTES + 3);
+}
+END_TEST
+
 START_TEST(bad_free_ignore)
 {
 	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_IGNORE);
@@ -5226,6 +5332,8 @@ anrcore_suite(void)
 	ADD(report_and_defaults);
 	ADD(heap_key_made_at_load);
 	ADD(report_writes_without_the_lock);
+	ADD(bad_free_told_after_the_lock);
+	ADD(bad_free_notes_overflow);
 	ADD(trash_on_free);
 	suite_add_tcase(s, tc);
 	return s;
