@@ -7,6 +7,16 @@
  * fell by giveback_honour percent of what it said (at most what it had),
  * or when it is now within what it still holds.  A client that did not is
  * served after the others from then on and flagged in the status.
+ *
+ * Both reads run in the daemon's one thread, and a process with many
+ * mappings takes milliseconds to read: a give-back decision reads each
+ * process once, however many of its connections it asks, and stops
+ * reading after READ_BUDGET_NS (the clients asked after that go
+ * unchecked, and the largest holders are asked first).  The second read
+ * does not follow each answer: answers are noted, and the next turn of
+ * the loop checks them all, each process read once (what it freed for
+ * all its connections by then), within the same budget; the rest wait
+ * for the turn after.
  */
 #include "config.h"
 #include "policy.h"
@@ -32,6 +42,21 @@ struct gb_check {
 	uint64_t pages;
 	uint64_t before; /* private bytes when asked */
 	int have_before;
+	int answered;    /* the answer waits for its check (check_answers) */
+	int seen;        /* its client was found by this pass of the checks */
+	uint64_t asked, given;
+};
+
+/* The reads of one give-back decision, or of one pass of the checks:
+ * each process once, until the budget is spent. */
+#define READ_BUDGET_NS (5 * 1000000ull)
+struct reads {
+	uint64_t t0;
+	int out;
+	unsigned n, done;
+	pid_t pid[GB_MAX];
+	int rc[GB_MAX];
+	uint64_t bytes[GB_MAX];
 };
 
 /*
@@ -85,6 +110,8 @@ struct policy {
 	uint64_t last_escalation;
 	struct gb_check gb[GB_MAX];
 	size_t ngb, gb_next;
+	int answers_due;       /* answers wait for their check */
+	struct reads rd;
 	uint64_t audit_cursor; /* client id the next audit reads first */
 	struct broker *b;
 	uint64_t now;
@@ -152,6 +179,8 @@ uint64_t policy_next_deadline(const struct policy *p)
 {
 	if (p->mode == DEVICE_NONE)
 		return UINT64_MAX;
+	if (p->answers_due)
+		return 0;
 	uint64_t next = p->next_poll;
 	if (p->audit_ms && p->wm.have_sample && p->next_audit < next)
 		next = p->next_audit;
@@ -250,62 +279,73 @@ static uint64_t brokered_resident(const struct policy *p, uint64_t lent)
 
 /* ---- give-back --------------------------------------------------------- */
 
+static void reads_begin(struct reads *r)
+{
+	r->t0 = mb_clock_ns();
+	r->out = 0;
+	r->n = r->done = 0;
+}
+
+/* The private bytes of pid: 0, -1 when they cannot be read, 1 when the
+ * budget is spent and pid was not read. */
+static int reads_get(struct reads *r, pid_t pid, uint64_t *bytes)
+{
+	for (unsigned i = 0; i < r->n; i++) {
+		if (r->pid[i] == pid) {
+			*bytes = r->bytes[i];
+			return r->rc[i];
+		}
+	}
+	if (r->out)
+		return 1;
+	uint64_t b = 0;
+	int rc = device_private_bytes(pid, &b) == 0 ? 0 : -1;
+	r->done++;
+	if (r->n < GB_MAX) {
+		r->pid[r->n] = pid;
+		r->rc[r->n] = rc;
+		r->bytes[r->n++] = b;
+	}
+	if (mb_clock_ns() - r->t0 >= READ_BUDGET_NS)
+		r->out = 1;
+	*bytes = b;
+	return rc;
+}
+
 static void chosen(void *arg, struct bclient *c, uint64_t pages)
 {
 	struct policy *p = arg;
 	const struct broker_peer *peer = broker_client_peer(c);
 	struct gb_check *g = NULL;
 	for (size_t i = 0; i < p->ngb; i++)
-		if (p->gb[i].id == broker_client_id(c))
+		if (p->gb[i].id == broker_client_id(c) && !p->gb[i].answered)
 			g = &p->gb[i];
 	/* Full (clients that left unanswered): a slot is reused in turn. */
 	if (!g)
 		g = p->ngb < GB_MAX ? &p->gb[p->ngb++] : &p->gb[p->gb_next++ % GB_MAX];
+	memset(g, 0, sizeof(*g));
 	g->id = broker_client_id(c);
 	g->pid = peer->pid;
 	g->pages = pages;
-	g->have_before = device_private_bytes(peer->pid, &g->before) == 0;
+	int rc = reads_get(&p->rd, peer->pid, &g->before);
+	g->have_before = rc == 0;
 	char f1[FIGURE];
 	mb_log(MB_LOG_NOTICE, "decision: give-back asked: client %lu (%s, pid %d) holds %ld pages, "
 	       "asked %lu pages within %lu ms, private memory %s",
 	       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
 	       (long)broker_client_balance(c), (unsigned long)pages,
-	       (unsigned long)p->share_ms, g->have_before ? fig(f1, g->before) : "unknown");
+	       (unsigned long)p->share_ms, rc == 0 ? fig(f1, g->before) :
+	       rc > 0 ? "not read (read budget spent)" : "unknown");
 }
 
-void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
-		     uint64_t given, int timedout)
+/* The check of g's answer, with c's private memory now at after. */
+static void check_answer(struct policy *p, struct bclient *c, const struct gb_check *g,
+			 uint64_t after)
 {
 	const struct broker_peer *peer = broker_client_peer(c);
-	struct gb_check g = { 0 };
-	int found = 0;
-	for (size_t i = 0; i < p->ngb; i++) {
-		if (p->gb[i].id == broker_client_id(c)) {
-			g = p->gb[i];
-			p->gb[i] = p->gb[--p->ngb];
-			found = 1;
-			break;
-		}
-	}
-	if (!found)
-		return; /* a query of the broker's own, not a give-back */
-	if (given == 0) {
-		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave 0 of "
-		       "%lu pages (%s)", (unsigned long)broker_client_id(c), broker_client_name(c),
-		       (int)peer->pid, (unsigned long)asked, timedout ? "deadline passed" : "refused");
-		return;
-	}
-	uint64_t after;
-	if (!g.have_before || device_private_bytes(peer->pid, &after) != 0) {
-		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave %lu "
-		       "of %lu pages (not checked: private memory unknown)",
-		       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
-		       (unsigned long)given, (unsigned long)asked);
-		return;
-	}
-	uint64_t said = given * p->page_size;
-	uint64_t freed = g.before > after ? g.before - after : 0;
-	uint64_t need = (said < g.before ? said : g.before) * p->honour / 100;
+	uint64_t said = g->given * p->page_size;
+	uint64_t freed = g->before > after ? g->before - after : 0;
+	uint64_t need = (said < g->before ? said : g->before) * p->honour / 100;
 	int64_t bal = broker_client_balance(c); /* the given pages are already taken */
 	uint64_t holds = bal > 0 ? (uint64_t)bal * p->page_size : 0;
 	int honoured = freed >= need || after <= holds;
@@ -314,7 +354,7 @@ void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
 	       "decision: give-back check: client %lu (%s, pid %d) said it gave %lu of %lu pages (%s); "
 	       "private memory %s -> %s, freed %s: %s",
 	       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
-	       (unsigned long)given, (unsigned long)asked, fig(f1, said), fig(f2, g.before),
+	       (unsigned long)g->given, (unsigned long)g->asked, fig(f1, said), fig(f2, g->before),
 	       fig(f3, after), fig(f4, freed),
 	       honoured ? "honoured" : "NOT honoured: served after others from now on");
 	if (!honoured) {
@@ -322,6 +362,100 @@ void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
 		broker_client_set_private(c, (after < MB_SC_PRIVATE_MASK ? after :
 					      MB_SC_PRIVATE_MASK - 1) | MB_SC_DISHONOURED);
 	}
+}
+
+static void log_unchecked(struct bclient *c, const struct gb_check *g, const char *why)
+{
+	mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave %lu "
+	       "of %lu pages (not checked: %s)", (unsigned long)g->id, broker_client_name(c),
+	       (int)g->pid, (unsigned long)g->given, (unsigned long)g->asked, why);
+}
+
+/* The answers of c that wait for their check (a pass of check_answers). */
+static void check_client(void *arg, struct bclient *c)
+{
+	struct policy *p = arg;
+	uint64_t id = broker_client_id(c);
+	for (size_t i = 0; i < p->ngb;) {
+		struct gb_check *g = &p->gb[i];
+		uint64_t after = 0;
+		int rc;
+		if (g->id != id || !g->answered) {
+			i++;
+			continue;
+		}
+		g->seen = 1;
+		rc = reads_get(&p->rd, g->pid, &after);
+		if (rc > 0) {
+			i++; /* the budget is spent: the next turn */
+			continue;
+		}
+		if (rc == 0)
+			check_answer(p, c, g, after);
+		else
+			log_unchecked(c, g, "private memory unknown");
+		p->gb[i] = p->gb[--p->ngb];
+	}
+}
+
+/* The answers noted since the last pass are checked, each process read
+ * once, within READ_BUDGET_NS; those of clients gone meanwhile are
+ * dropped. */
+static void check_answers(struct policy *p, struct broker *b)
+{
+	reads_begin(&p->rd);
+	for (size_t i = 0; i < p->ngb; i++)
+		p->gb[i].seen = 0;
+	broker_foreach(b, check_client, p);
+	p->answers_due = 0;
+	for (size_t i = 0; i < p->ngb;) {
+		struct gb_check *g = &p->gb[i];
+		if (!g->answered) {
+			i++;
+		} else if (g->seen) {
+			p->answers_due = 1;
+			i++;
+		} else {
+			mb_log(MB_LOG_INFO, "decision: give-back answered: client %lu (pid %d) "
+			       "left before its check", (unsigned long)g->id, (int)g->pid);
+			p->gb[i] = p->gb[--p->ngb];
+		}
+	}
+	mb_log(MB_LOG_DEBUG, "give-back checks: %u processes read%s", p->rd.done,
+	       p->answers_due ? "; the others next turn" : "");
+}
+
+void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
+		     uint64_t given, int timedout)
+{
+	const struct broker_peer *peer = broker_client_peer(c);
+	struct gb_check *g = NULL;
+	size_t i;
+	for (i = 0; i < p->ngb; i++) {
+		if (p->gb[i].id == broker_client_id(c) && !p->gb[i].answered) {
+			g = &p->gb[i];
+			break;
+		}
+	}
+	if (!g)
+		return; /* a query of the broker's own, not a give-back */
+	g->asked = asked;
+	g->given = given;
+	if (given == 0) {
+		mb_log(MB_LOG_NOTICE, "decision: give-back answered: client %lu (%s, pid %d) gave 0 of "
+		       "%lu pages (%s)", (unsigned long)broker_client_id(c), broker_client_name(c),
+		       (int)peer->pid, (unsigned long)asked, timedout ? "deadline passed" : "refused");
+		p->gb[i] = p->gb[--p->ngb];
+		return;
+	}
+	if (!g->have_before) {
+		log_unchecked(c, g, "private memory unknown when asked");
+		p->gb[i] = p->gb[--p->ngb];
+		return;
+	}
+	/* Checked at the next turn of the loop (check_answers). */
+	g->answered = 1;
+	p->answers_due = 1;
 }
 
 /* ---- escalation -------------------------------------------------------- */
@@ -494,10 +628,13 @@ static int poll_device(struct policy *p, struct broker *b, uint64_t now)
 		transition(p, b, &d);
 	if (d.giveback) {
 		char f1[FIGURE], f2[FIGURE];
+		reads_begin(&p->rd);
 		uint64_t asked = broker_give_back(b, d.giveback, now, chosen, p);
 		mb_log(asked ? MB_LOG_NOTICE : MB_LOG_INFO, "decision: give-back: device uses %s, "
 		       "target %s: %lu pages wanted, %lu asked", fig(f1, p->wm.measure),
 		       fig(f2, d.target), (unsigned long)d.giveback, (unsigned long)asked);
+		mb_log(MB_LOG_DEBUG, "give-back: %u processes read%s", p->rd.done,
+		       p->rd.out ? "; the read budget is spent" : "");
 	}
 	return 0;
 }
@@ -508,6 +645,8 @@ void policy_tick(struct policy *p, struct broker *b, uint64_t now)
 	p->now = now;
 	if (p->mode == DEVICE_NONE)
 		return;
+	if (p->answers_due)
+		check_answers(p, b);
 	int sampled = 0;
 	if (now >= p->next_poll) {
 		p->next_poll = now + p->poll_ms;

@@ -58,6 +58,14 @@ static char *read_file(const char *path)
 	return buf;
 }
 
+/* The end of a file, for a failure message (Check's messages are short). */
+static const char *file_tail(const char *path)
+{
+	const char *all = read_file(path);
+	size_t n = strlen(all);
+	return n > 3000 ? all + n - 3000 : all;
+}
+
 static void srv_init(struct srv *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -869,6 +877,105 @@ START_TEST(audit_reads_each_process_once)
 END_TEST
 
 
+/* Wait until process pid is in state (a letter of /proc/PID/stat; ten
+ * seconds at most): kill() returns before a stop takes effect. */
+static int wait_state(pid_t pid, char state)
+{
+	char path[64], buf[256];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (int i = 0; i < 1000; i++) {
+		FILE *f = fopen(path, "r");
+		size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
+		if (f)
+			fclose(f);
+		buf[n] = '\0';
+		char *e = strrchr(buf, ')');
+		if (e && e[1] == ' ' && e[2] == state)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* Poll until the server's log has a line matching the grep pattern
+ * (ten seconds at most). */
+static int log_has(struct srv *s, const char *pattern)
+{
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "grep -q -- '%s' %s", pattern, s->log);
+	for (int i = 0; i < 1000; i++) {
+		if (system(cmd) == 0)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/*
+ * A give-back decision reads each process's private memory once, not once
+ * per connection asked, and the answers are checked together, again one
+ * read per process.  Before, both reads ran once per connection, at the
+ * decision and at each answer: a process with many mappings and hundreds
+ * of connections holding quota stalled the daemon for seconds.  All 20
+ * bidi connections here are this process's.
+ */
+START_TEST(giveback_reads_each_process_once)
+{
+	enum { N = 20 };
+	struct srv s;
+	srv_init(&s);
+	char mi[160], dev[200];
+	snprintf(mi, sizeof(mi), "%s/meminfo", s.dir);
+	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 943718 kB\n");
+	snprintf(dev, sizeof(dev), "device_meminfo=%s", mi);
+	s.pid = srv_spawn(&s, -1, 0, "--log-level", "debug", "-o", "device=meminfo", "-o", dev,
+			  "-o", "device_poll=20ms", "-o", "notify_high=50%", "-o", "notify_low=40%",
+			  "-o", "share_deadline=10s", "-o", "giveback_retry=60s", NULL);
+	wait_ready(&s);
+	int fds[N];
+	for (int i = 0; i < N; i++) {
+		fds[i] = client(&s, MB_KIND_BIDI, 0);
+		grant(fds[i], 4, MB_ST_OK, 4);
+	}
+	/* 600 MiB used: notify, and every holder is asked. */
+	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 434176 kB\n");
+	struct mb_msg q[N];
+	for (int i = 0; i < N; i++) {
+		q[i] = expect(fds[i], MB_MSG_SHARE_QUERY);
+		ck_assert_uint_eq(q[i].w[MB_W_SQ_PAGES], 4);
+	}
+	ck_assert_msg(log_has(&s, "give-back: 1 processes read"),
+		      "the decision did not read once: %s", file_tail(s.log));
+	/* The answers reach a stopped daemon: it finds them all at one turn
+	 * of its loop, as answers that come together do. */
+	ck_assert_int_eq(kill(s.pid, SIGSTOP), 0);
+	ck_assert_msg(wait_state(s.pid, 'T'), "mbserver did not stop");
+	for (int i = 0; i < N; i++) {
+		struct mb_msg a;
+		mb_msg_init(&a, MB_MSG_SHARE_ANSWER, q[i].seq);
+		a.w[MB_W_ANS_PAGES] = 4;
+		send_msg(fds[i], &a);
+	}
+	ck_assert_int_eq(kill(s.pid, SIGCONT), 0);
+	char cmd[512];
+	snprintf(cmd, sizeof(cmd), "test $(grep -c 'give-back check: client' %s) = %d", s.log, N);
+	int all = 0;
+	for (int i = 0; i < 1000 && !all; i++) {
+		all = system(cmd) == 0;
+		if (!all)
+			usleep(10000);
+	}
+	ck_assert_msg(all, "not every answer checked: %s", file_tail(s.log));
+	snprintf(cmd, sizeof(cmd), "test $(grep -c 'give-back checks: ' %s) = 1 && "
+		 "grep -q 'give-back checks: 1 processes read$' %s", s.log, s.log);
+	ck_assert_msg(system(cmd) == 0, "the answers were not checked in one read: %s",
+		      file_tail(s.log));
+	for (int i = 0; i < N; i++)
+		close(fds[i]);
+	srv_stop(&s);
+}
+END_TEST
+
 /* Issue 10: two brokers started at the same moment could both run (probe,
  * unlink, bind without a lock).  Of two started together exactly one
  * serves; the other exits 1 with a clear message. */
@@ -1384,6 +1491,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(t, status_reader_closes_early);
 	tcase_add_test(t, slow_reader_does_not_stall);
 	tcase_add_test(t, audit_reads_each_process_once);
+	tcase_add_test(t, giveback_reads_each_process_once);
 	tcase_add_test(t, silent_connections_closed);
 	tcase_add_test(t, status_flood_does_not_delay_newcomers);
 	tcase_add_test(t, output_budget_bounds_memory);
