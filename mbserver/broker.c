@@ -140,6 +140,8 @@ struct kept {
 
 TAILQ_HEAD(keptlist, kept);
 
+#define LAST_PROCS 64
+
 struct broker {
 	struct broker_config cfg;
 	struct broker_ops ops;
@@ -160,6 +162,10 @@ struct broker {
 	struct clist quiet; /* unregistered, least recently heard first */
 	struct keptlist kept;
 	uint64_t nkept, kept_pages;
+	/* Processes whose connection left served after the others: a new
+	 * connection of theirs is so too (LAST_PROCS, oldest overwritten). */
+	struct { pid_t pid; uid_t uid; } last_proc[LAST_PROCS];
+	unsigned nlast_proc, last_proc_next;
 };
 
 #define DEFAULT_ANS_CAP 4
@@ -829,6 +835,44 @@ static void keep_balance(struct broker *b, struct bclient *c, uint64_t now)
 static uint64_t cap_room(const struct broker *b, const struct bclient *c,
 			 unsigned *status);
 
+/* A client served after the others leaves: its process stays so. */
+static void last_proc_note(struct broker *b, const struct bclient *c)
+{
+	if (!c->last || c->peer.pid <= 0)
+		return;
+	for (unsigned i = 0; i < b->nlast_proc; i++)
+		if (b->last_proc[i].pid == c->peer.pid && b->last_proc[i].uid == c->peer.uid)
+			return;
+	unsigned i = b->nlast_proc < LAST_PROCS ? b->nlast_proc++
+						: b->last_proc_next++ % LAST_PROCS;
+	b->last_proc[i].pid = c->peer.pid;
+	b->last_proc[i].uid = c->peer.uid;
+}
+
+/* A new connection of a process served after the others (one of its
+ * connections is, or one that left was) is served after the others:
+ * reconnecting does not clear the flag. */
+static void last_proc_inherit(struct broker *b, struct bclient *c)
+{
+	const struct bclient *o;
+	int found = 0;
+	if (c->last || c->peer.pid <= 0)
+		return;
+	for (unsigned i = 0; i < b->nlast_proc && !found; i++)
+		found = b->last_proc[i].pid == c->peer.pid && b->last_proc[i].uid == c->peer.uid;
+	TAILQ_FOREACH(o, &b->all, link) {
+		if (found)
+			break;
+		found = o != c && o->state == CL_REG && o->last && o->peer.pid == c->peer.pid &&
+			o->peer.uid == c->peer.uid;
+	}
+	if (!found)
+		return;
+	c->last = 1;
+	mb_log(MB_LOG_NOTICE, "client %lu (%s, pid %d): its process is served after the others",
+	       (unsigned long)c->id, c->comm, (int)c->peer.pid);
+}
+
 /* HELLO flags: a KEEP client takes back what was kept for its uid and
  * name, as far as client_cap and uid_cap allow (the kept pages count in
  * the uid's holding while they wait, but several departures of one name
@@ -975,6 +1019,7 @@ static void detach(struct broker *b, struct bclient *c, uint64_t now)
 	TAILQ_FOREACH(o, &b->queue, req.qlink)
 		ans_close(&o->req, c);
 	keep_balance(b, c, now);
+	last_proc_note(b, c);
 	if (c->balance != 0)
 		mb_log(MB_LOG_INFO, "client %lu (%s, pid %d) leaves holding %ld pages%s",
 		       (unsigned long)c->id, c->comm, (int)c->peer.pid, (long)c->balance,
@@ -1107,6 +1152,7 @@ static void on_hello(struct broker *b, struct bclient *c, const struct mb_msg *m
 	b->source_total += src;
 	b->nclients++;
 	hello_keep(b, c, m->w[MB_W_HELLO_FLAGS]);
+	last_proc_inherit(b, c);
 	if (kind == MB_KIND_SOURCE)
 		TAILQ_INSERT_HEAD(&b->askable, c, alink);
 	else if (kind == MB_KIND_BIDI)

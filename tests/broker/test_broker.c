@@ -74,10 +74,14 @@ static void setup_cfg(uint64_t initial)
 	cfg.share_deadline_ms = SHARE_DL;
 }
 
+/* The pid of the connections made next (start() sets 100). */
+static pid_t tc_pid = 100;
+
 static void start(uint64_t initial)
 {
 	mb_log_init("test_broker", 2, getenv("TB_DEBUG") ? MB_LOG_DEBUG : MB_LOG_ERR);
 	now = 1000;
+	tc_pid = 100;
 	setup_cfg(initial);
 	b = broker_new(&cfg, &ops, NULL, now);
 	ck_assert_ptr_nonnull(b);
@@ -95,7 +99,7 @@ static struct tc *tc_conn_as(uid_t uid, gid_t gid)
 {
 	struct tc *c = calloc(1, sizeof(*c));
 	ck_assert_ptr_nonnull(c);
-	struct broker_peer p = { .pid = 100, .uid = uid, .gid = gid };
+	struct broker_peer p = { .pid = tc_pid, .uid = uid, .gid = gid };
 	strcpy(p.comm, "tc");
 	c->bc = broker_connect(b, &p, c, now);
 	ck_assert_ptr_nonnull(c->bc);
@@ -2139,6 +2143,43 @@ START_TEST(kept_balance_expires)
 }
 END_TEST
 
+/*
+ * A process served after the others stays so when it reconnects, with or
+ * without KEEP, and so does its other new connection; another process of
+ * the same user does not.  Before, a new connection started afresh: a
+ * client found lying about a give-back cleared the flag by reconnecting.
+ */
+START_TEST(served_last_survives_reconnect)
+{
+	start(100);
+	tc_pid = 300;
+	struct tc *liar = hello_named(MB_KIND_BIDI, 1000, "liar", 0);
+	struct tc *other = hello_named(MB_KIND_BIDI, 1000, "liar", 0);
+	broker_client_set_last(liar->bc, 1);
+	/* A connection of the same process while the flagged one is there. */
+	struct tc *more = hello_named(MB_KIND_SINK, 1000, "renamed", 0);
+	ck_assert_int_eq(broker_client_last(more->bc), 1);
+	ck_assert_int_eq(broker_client_last(other->bc), 0); /* made before */
+	bye(liar);
+	bye(more);
+	bye(other);
+	struct tc *again = hello_named(MB_KIND_BIDI, 1000, "liar", 0);
+	ck_assert_int_eq(broker_client_last(again->bc), 1);
+	/* another process of the user, the same name */
+	tc_pid = 301;
+	struct tc *honest = hello_named(MB_KIND_SINK, 1000, "liar", 0);
+	ck_assert_int_eq(broker_client_last(honest->bc), 0);
+	bye(again);
+	bye(honest);
+	/* Another uid with a reused pid is not that process. */
+	tc_pid = 300;
+	struct tc *stranger = hello_named(MB_KIND_SINK, 2000, "x", 0);
+	ck_assert_int_eq(broker_client_last(stranger->bc), 0);
+	bye(stranger);
+	finish();
+}
+END_TEST
+
 /* Claims, kept balances and departures at random: the invariants hold
  * after every event, and every page is back at the end. */
 START_TEST(claim_soak)
@@ -2255,6 +2296,7 @@ static Suite *broker_suite(void)
 	tcase_add_test(t, claim_refused_in_deny);
 	tcase_add_test(t, kept_balance_reclaimed);
 	tcase_add_test(t, kept_balance_expires);
+	tcase_add_test(t, served_last_survives_reconnect);
 	tcase_add_test(t, claim_soak);
 	suite_add_tcase(s, t);
 	return s;
