@@ -1038,7 +1038,10 @@ anrc_set_budget(struct anrc_heap *h, size_t bytes)
 	__atomic_store_n(&h->budget, bytes, __ATOMIC_RELAXED);
 	limit = bytes >> h->page_shift;
 	if (h->resident_pages > limit) {
+		/* what the threads keep: empty slabs, then runs (a thread in
+		 * the middle of a change of its runs gives them at its next) */
 		anrc_theap_flush_locked(h);
+		anrc_runs_flush_all_locked(h);
 		anrc_slab_flush(h);
 	}
 	if (h->resident_pages > limit) {

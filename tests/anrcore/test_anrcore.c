@@ -3495,6 +3495,66 @@ START_TEST(parked_slabs_go_back_when_short)
 }
 END_TEST
 
+struct idle_run_keeper {
+	struct anrc_heap *h;
+	pthread_barrier_t bar;
+};
+
+/* Frees a touched 40 KiB block (its run stays this thread's), then waits
+ * for the test twice: while the run is kept, and to end. */
+static void *
+idle_run_keeper_main(void *arg)
+{
+	struct idle_run_keeper *a = arg;
+	char *p = anrc_alloc(a->h, 40 * KiB, 0);
+
+	ck_assert_ptr_nonnull(p);
+	memset(p, 3, 40 * KiB);
+	anrc_free(a->h, p);
+	pthread_barrier_wait(&a->bar);
+	pthread_barrier_wait(&a->bar);
+	return NULL;
+}
+
+/*
+ * A budget lowered below what is resident takes back the runs threads
+ * keep for their next medium blocks, the caller's and an idle thread's,
+ * as it takes back their empty slabs.  Before, only the slabs went: the
+ * kept runs stayed resident above the new budget.
+ */
+START_TEST(budget_lowered_takes_kept_runs)
+{
+	struct anrc_heap *h = heap_cached(0, ANR_BAD_FREE_ABORT);
+	struct idle_run_keeper a = { .h = h };
+	struct anrc_stats st;
+	pthread_t t;
+	char *p;
+
+	if (UNDER_VALGRIND()) {
+		anrc_destroy(h); /* no kept runs under valgrind */
+		return;
+	}
+	pthread_barrier_init(&a.bar, NULL, 2);
+	ck_assert_int_eq(pthread_create(&t, NULL, idle_run_keeper_main, &a), 0);
+	pthread_barrier_wait(&a.bar);
+	p = anrc_alloc(h, 40 * KiB, 0);
+	ck_assert_ptr_nonnull(p);
+	memset(p, 3, 40 * KiB);
+	anrc_free(h, p);
+	stats(h, &st);
+	ck_assert_uint_eq(st.in_use, 0);
+	ck_assert_uint_ge(st.resident, 80 * KiB); /* two kept runs */
+	anrc_set_budget(h, 8 * KiB);
+	stats(h, &st);
+	ck_assert_uint_le(st.resident, 8 * KiB);
+	pthread_barrier_wait(&a.bar);
+	pthread_join(t, NULL);
+	pthread_barrier_destroy(&a.bar);
+	ck_assert_int_eq(anrc_check(h), 0);
+	anrc_destroy(h);
+}
+END_TEST
+
 /*
  * A medium block (4..64 KiB) its thread grows by realloc stays the
  * thread's: a step within its pages takes no lock, a step past them grows
@@ -5332,6 +5392,7 @@ anrcore_suite(void)
 	ADD(report_and_defaults);
 	ADD(heap_key_made_at_load);
 	ADD(report_writes_without_the_lock);
+	ADD(budget_lowered_takes_kept_runs);
 	ADD(bad_free_told_after_the_lock);
 	ADD(bad_free_notes_overflow);
 	ADD(trash_on_free);
