@@ -13,10 +13,10 @@
  * process once, however many of its connections it asks, and stops
  * reading after READ_BUDGET_NS (the clients asked after that go
  * unchecked, and the largest holders are asked first).  The second read
- * does not follow each answer: answers are noted, and the next turn of
- * the loop checks them all, each process read once (what it freed for
- * all its connections by then), within the same budget; the rest wait
- * for the turn after.
+ * does not follow each answer: answers are noted, and CHECK_WAIT_MS
+ * after the first of them they are checked together, each process read
+ * once (what it freed for all its connections by then), within the same
+ * budget; the rest wait for the next turn of the loop.
  */
 #include "config.h"
 #include "policy.h"
@@ -50,6 +50,7 @@ struct gb_check {
 /* The reads of one give-back decision, or of one pass of the checks:
  * each process once, until the budget is spent. */
 #define READ_BUDGET_NS (5 * 1000000ull)
+#define CHECK_WAIT_MS 100
 struct reads {
 	uint64_t t0;
 	int out;
@@ -111,6 +112,7 @@ struct policy {
 	struct gb_check gb[GB_MAX];
 	size_t ngb, gb_next;
 	int answers_due;       /* answers wait for their check */
+	uint64_t check_at;     /* ... until then */
 	struct reads rd;
 	uint64_t audit_cursor; /* client id the next audit reads first */
 	struct broker *b;
@@ -180,7 +182,7 @@ uint64_t policy_next_deadline(const struct policy *p)
 	if (p->mode == DEVICE_NONE)
 		return UINT64_MAX;
 	if (p->answers_due)
-		return 0;
+		return p->check_at;
 	uint64_t next = p->next_poll;
 	if (p->audit_ms && p->wm.have_sample && p->next_audit < next)
 		next = p->next_audit;
@@ -413,7 +415,7 @@ static void check_answers(struct policy *p, struct broker *b)
 		if (!g->answered) {
 			i++;
 		} else if (g->seen) {
-			p->answers_due = 1;
+			p->answers_due = 1; /* the budget was spent: the next turn */
 			i++;
 		} else {
 			mb_log(MB_LOG_INFO, "decision: give-back answered: client %lu (pid %d) "
@@ -453,8 +455,10 @@ void policy_answered(struct policy *p, struct bclient *c, uint64_t asked,
 		p->gb[i] = p->gb[--p->ngb];
 		return;
 	}
-	/* Checked at the next turn of the loop (check_answers). */
+	/* Checked with the answers that come meanwhile (check_answers). */
 	g->answered = 1;
+	if (!p->answers_due)
+		p->check_at = p->now + CHECK_WAIT_MS;
 	p->answers_due = 1;
 }
 
@@ -645,7 +649,7 @@ void policy_tick(struct policy *p, struct broker *b, uint64_t now)
 	p->now = now;
 	if (p->mode == DEVICE_NONE)
 		return;
-	if (p->answers_due)
+	if (p->answers_due && now >= p->check_at)
 		check_answers(p, b);
 	int sampled = 0;
 	if (now >= p->next_poll) {

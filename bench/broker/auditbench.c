@@ -4,13 +4,18 @@
  *   auditbench hold N MAPS SECONDS   one process with MAPS separate
  *                                    mappings holds N registered sink
  *                                    connections for SECONDS
+ *   auditbench bidi N MAPS SECONDS   the same with N bidi connections,
+ *                                    each holding one page and answering
+ *                                    every give-back query (it gives the
+ *                                    page back, then takes one again)
  *   auditbench query SECONDS         one QUERY every 50 ms: median, p90
  *                                    and max of the round trips (ms)
  *
- * The broker's audit reads /proc/PID/smaps_rollup of its clients; a process
- * with many mappings takes milliseconds to read.  The socket comes from
+ * The broker's audit and its give-back check read /proc/PID/smaps_rollup
+ * of its clients; a process with many mappings takes milliseconds to read.  The socket comes from
  * $MEMBROKER_SOCKET.
  */
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,9 +41,17 @@ static int cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int hold(int n, long maps, int secs)
+static uint64_t give_all(void *arg, enum mb_client_urgency urg, uint64_t pages)
+{
+	(void)arg;
+	(void)urg;
+	return pages;
+}
+
+static int hold(int n, long maps, int secs, int bidi)
 {
 	static mb_client cs[HOLD_MAX];
+	static struct pollfd pf[HOLD_MAX];
 	if (n > HOLD_MAX)
 		n = HOLD_MAX;
 	if (maps > 0) {
@@ -54,16 +67,38 @@ static int hold(int n, long maps, int secs)
 			mprotect(b + (size_t)i * 4096, 4096, PROT_READ);
 	}
 	for (int i = 0; i < n; i++) {
-		struct mb_options o = { .kind = MB_CLIENT_SINK, .name = "holder" };
+		struct mb_options o = { .kind = bidi ? MB_CLIENT_BIDI : MB_CLIENT_SINK,
+					.name = "holder", .share = bidi ? give_all : NULL };
 		int r = mb_open(&cs[i], &o);
+		uint64_t got = 0;
+		if (r == MB_OK && bidi)
+			r = mb_request(&cs[i], 1, 1000, &got);
 		if (r != MB_OK) {
 			fprintf(stderr, "auditbench: connection %d: %s\n", i, mb_strerror(r));
 			return 1;
 		}
+		pf[i].fd = mb_fd(&cs[i]);
+		pf[i].events = POLLIN;
 	}
 	printf("ready\n");
 	fflush(stdout);
-	sleep((unsigned)secs);
+	if (!bidi) {
+		sleep((unsigned)secs);
+		return 0;
+	}
+	double end = now_ms() + secs * 1000.0;
+	while (now_ms() < end) {
+		if (poll(pf, (nfds_t)n, 100) <= 0)
+			continue;
+		for (int i = 0; i < n; i++) {
+			uint64_t got = 0;
+			if (!(pf[i].revents & POLLIN))
+				continue;
+			(void)mb_dispatch(&cs[i], 0);
+			if (mb_balance(&cs[i]) == 0)
+				(void)mb_request(&cs[i], 1, 1000, &got);
+		}
+	}
 	return 0;
 }
 
@@ -73,12 +108,15 @@ static int query(int secs)
 	int n = 0, failed = 0;
 	mb_client c;
 	struct mb_options o = { .kind = MB_CLIENT_SINK, .name = "asker", .call_timeout_ms = 10000 };
+	double t0 = now_ms();
 	int r = mb_open(&c, &o);
 	if (r != MB_OK) {
-		fprintf(stderr, "auditbench: %s\n", mb_strerror(r));
+		/* the row says it: a client with the default deadlines could
+		 * not even connect */
+		printf("no connection after %.0f ms: %s\n", now_ms() - t0, mb_strerror(r));
 		return 1;
 	}
-	double t0 = now_ms();
+	t0 = now_ms();
 	while (now_ms() - t0 < secs * 1000.0 && n < QUERY_MAX) {
 		struct mb_info info;
 		double t = now_ms();
@@ -96,9 +134,11 @@ static int query(int secs)
 int main(int argc, char **argv)
 {
 	if (argc == 5 && strcmp(argv[1], "hold") == 0)
-		return hold(atoi(argv[2]), atol(argv[3]), atoi(argv[4]));
+		return hold(atoi(argv[2]), atol(argv[3]), atoi(argv[4]), 0);
+	if (argc == 5 && strcmp(argv[1], "bidi") == 0)
+		return hold(atoi(argv[2]), atol(argv[3]), atoi(argv[4]), 1);
 	if (argc == 3 && strcmp(argv[1], "query") == 0)
 		return query(atoi(argv[2]));
-	fprintf(stderr, "usage: auditbench hold N MAPS SECONDS | query SECONDS\n");
+	fprintf(stderr, "usage: auditbench hold|bidi N MAPS SECONDS | query SECONDS\n");
 	return 2;
 }
