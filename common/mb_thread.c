@@ -43,10 +43,13 @@ mb_mutex_lock_by(pthread_mutex_t *m, int64_t deadline, int64_t *waited_ns)
 	uint64_t t0;
 	int e;
 
-	if (waited_ns != NULL)
-		*waited_ns = 0;
-	if (pthread_mutex_trylock(m) == 0)
+	/* *waited_ns may be shared by the lock's holders: written only
+	 * once the lock is ours. */
+	if (pthread_mutex_trylock(m) == 0) {
+		if (waited_ns != NULL)
+			*waited_ns = 0;
 		return 0;
+	}
 	t0 = mb_clock_ns();
 	if (deadline < 0) {
 		e = pthread_mutex_lock(m);

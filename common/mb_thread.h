@@ -34,8 +34,9 @@ int mb_thread_start(pthread_t *t, mb_thread_create_fn create, const char *name,
 
 /* Lock m, waiting no later than deadline (CLOCK_MONOTONIC ns; negative:
  * no deadline).  Returns 0, ETIMEDOUT once the deadline has passed, or
- * pthread_mutex_clocklock's error; *waited_ns (when not NULL) gets the
- * time spent waiting, 0 when the lock was free. */
+ * pthread_mutex_clocklock's error.  Once the lock is taken, *waited_ns
+ * (when not NULL) gets the time spent waiting, 0 when the lock was free;
+ * on failure it is not written (it may belong to the holder). */
 int mb_mutex_lock_by(pthread_mutex_t *m, int64_t deadline, int64_t *waited_ns);
 
 #endif

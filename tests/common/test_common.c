@@ -1,15 +1,19 @@
 /*
  * Unit tests of the shared internal library: amounts, config table and
- * file parsing, the log formatter, and the wire codec.
+ * file parsing, the log formatter, the wire codec, and locks taken by a
+ * deadline.
  */
+#include "mb_clock.h"
 #include "mb_conf.h"
 #include "mb_log.h"
 #include "mb_size.h"
+#include "mb_thread.h"
 #include "mb_wire.h"
 
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -362,6 +366,48 @@ START_TEST(wire_fuzz_smoke)
 }
 END_TEST
 
+struct waiter {
+	pthread_mutex_t *m;
+	int64_t *waited;
+	int rc;
+};
+
+static void *lock_by_main(void *arg)
+{
+	struct waiter *w = arg;
+	w->rc = mb_mutex_lock_by(w->m, (int64_t)mb_clock_ns() + 20 * 1000000, w->waited);
+	if (w->rc == 0)
+		pthread_mutex_unlock(w->m);
+	return NULL;
+}
+
+/*
+ * A lock taken by a deadline: a caller that times out leaves the wait
+ * figure alone (it belongs to the holder, as libmbclient's handle does:
+ * zeroing it before the lock was taken made the holder send the server
+ * its whole timeout); one that gets the lock after a wait says so.
+ */
+START_TEST(lock_by_deadline)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	int64_t held_wait = 12345;
+	struct waiter w = { &m, &held_wait, -1 };
+	pthread_t t;
+
+	ck_assert_int_eq(mb_mutex_lock_by(&m, -1, &held_wait), 0);
+	ck_assert_int_eq(held_wait, 0); /* free: no wait */
+	held_wait = 12345;
+	ck_assert_int_eq(pthread_create(&t, NULL, lock_by_main, &w), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(w.rc, ETIMEDOUT);
+	ck_assert_int_eq(held_wait, 12345);
+	pthread_mutex_unlock(&m);
+	/* Free again: taken at once. */
+	ck_assert_int_eq(mb_mutex_lock_by(&m, 0, NULL), 0);
+	pthread_mutex_unlock(&m);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
 	Suite *s = suite_create("common");
@@ -385,6 +431,9 @@ static Suite *common_suite(void)
 	tcase_add_test(tc, wire_malformed);
 	tcase_add_test(tc, wire_comm);
 	tcase_add_test(tc, wire_fuzz_smoke);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("thread");
+	tcase_add_test(tc, lock_by_deadline);
 	suite_add_tcase(s, tc);
 	return s;
 }
