@@ -448,7 +448,8 @@ struct anrc_heap {
 	uint64_t deferred_frees; /* atomic */
 	uint64_t bad_frees;      /* atomic */
 	/* Bad pointers found under the lock, for the unlocking thread to
-	 * report (heap_unlock); those past ANR_BAD_NOTES are counted only. */
+	 * report (anrc_unlock_telling); those past ANR_BAD_NOTES are counted
+	 * only. */
 	struct anrc_bad_note bad_note[ANR_BAD_NOTES];
 	unsigned bad_n;
 	size_t bad_untold;
@@ -930,6 +931,10 @@ void anrc_unlock_and_return_pages(struct anrc_heap *h);
  * writes it after: a slow log never holds up the heap. */
 void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p);
 void anrc_bad_locked(struct anrc_heap *h, const char *op, const char *what, const void *p);
+/* Let the heap lock go, then report the bad pointers noted under it: the
+ * last unlock of every path that ran deferred frees (heap.c's calls,
+ * release.c, the page-return helper). */
+void anrc_unlock_telling(struct anrc_heap *h);
 
 /* stats.c (report.c, walk.c and check.c read the heap the same way) */
 void anrc_fill_stats(struct anrc_heap *h, struct anrc_stats *st); /* locked */

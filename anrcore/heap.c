@@ -592,7 +592,7 @@ unlock_and_tell(struct anrc_heap *h)
 	memcpy(n, h->bad_note, k * sizeof(n[0]));
 	h->bad_n = 0;
 	h->bad_untold = 0;
-	anrc_return_pages_and_unlock(h);
+	pthread_mutex_unlock(&h->lock);
 	for (unsigned i = 0; i < k; i++)
 		bad_tell(h, &n[i]);
 	if (untold > 0)
@@ -600,13 +600,19 @@ unlock_and_tell(struct anrc_heap *h)
 		       untold);
 }
 
-static void
-heap_unlock(struct anrc_heap *h)
+void
+anrc_unlock_telling(struct anrc_heap *h)
 {
 	if (__builtin_expect(h->bad_n != 0, 0))
 		unlock_and_tell(h);
 	else
-		anrc_return_pages_and_unlock(h);
+		pthread_mutex_unlock(&h->lock);
+}
+
+static void
+heap_unlock(struct anrc_heap *h)
+{
+	anrc_return_pages_and_unlock(h);
 }
 
 /* The bytes of a new block that a zeroed allocation must clear: [from, to). */

@@ -293,7 +293,7 @@ anrc_return_pages_and_unlock_here(struct anrc_heap *h)
 		anrc_want_release_if_over_mark(h);
 	}
 	h->trim_credit = 0; /* the credit is for this call only */
-	pthread_mutex_unlock(&h->lock);
+	anrc_unlock_telling(h);
 }
 
 void

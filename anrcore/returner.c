@@ -60,7 +60,7 @@ anrc_returner_wake_and_unlock(struct anrc_heap *h)
 	 * and up to 32 MiB of a large free stayed resident. */
 	h->helper_credit += h->trim_credit;
 	h->trim_credit = 0;
-	pthread_mutex_unlock(&h->lock);
+	anrc_unlock_telling(h);
 	returner_wake(h);
 	return 1;
 }

@@ -4404,6 +4404,43 @@ START_TEST(holes_given_back_by_the_helper)
 END_TEST
 
 /*
+ * A bad free deferred while the heap was busy, then run by the page-return
+ * helper's drain, is reported by the helper when it lets the lock go.
+ * Before, the note waited for some other call's unlock, and a program
+ * that made none lost the line.
+ */
+START_TEST(bad_free_told_by_the_helper)
+{
+	struct anrc_heap *h = heap_with(0, ANR_BAD_FREE_REPORT);
+	char *big = anrc_alloc(h, 1 * MiB, 0);
+	struct anrc_stats st;
+	pthread_t t;
+
+	ck_assert_ptr_nonnull(big);
+	helper_start(h, &t);
+	mb_log_set_sink(sink_fn);
+	sink_reset();
+	/* busy: the free is queued for the lock's next holder */
+	pthread_mutex_lock(&h->lock);
+	anrc_free(h, big + 64);
+	pthread_mutex_unlock(&h->lock);
+	ck_assert_uint_eq(__atomic_load_n(&h->defer_count, __ATOMIC_ACQUIRE), 1);
+	ck_assert_int_eq(sink_lines, 0);
+	/* the helper wakes, runs the queued free and tells it */
+	anrc_set_idle_return(h, 20);
+	for (int i = 0; i < 10000 && __atomic_load_n(&sink_lines, __ATOMIC_ACQUIRE) == 0; i++)
+		usleep(1000);
+	ck_assert_int_eq(sink_lines, 1);
+	ck_assert_ptr_nonnull(strstr(sink_buf, "inside a block"));
+	helper_stop(h, t);
+	stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 1);
+	anrc_free(h, big);
+	bad_test_end(h, 1);
+}
+END_TEST
+
+/*
  * The helper's pass leaves each thread's current slabs alone: their held
  * word may hand out objects of a page the bitmap shows unused.  Here the
  * only object of a page is freed while its word is held; the pass runs
@@ -5375,6 +5412,7 @@ anrcore_suite(void)
 	ADD(return_helper_stopped_before_it_runs);
 	ADD(return_helper_goes_down_to_the_keep);
 	ADD(holes_given_back_by_the_helper);
+	ADD(bad_free_told_by_the_helper);
 	ADD(helper_idle_return);
 	ADD(helper_idle_return_from_the_start);
 	ADD(return_all_by_the_helper);
