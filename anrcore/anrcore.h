@@ -73,7 +73,9 @@ struct anrc_config {
 
 /*
  * Need-more-memory hook: the heap needs `bytes` more budget than it has
- * (a whole number of pages).  The hook may block, may call
+ * (a whole number of pages).  `call` counts the hook's calls for the one
+ * allocation, from 0: a hook that gives itself a deadline for a need sets
+ * it at call 0 and keeps it for the calls that follow.  The hook may block, may call
  * anrc_set_budget() or anrc_free() on this heap (the heap lock is not held
  * while it runs), and returns non-zero if it made progress (the allocation
  * is retried) or 0 if it cannot help (the allocation fails).  A hook that
@@ -82,7 +84,7 @@ struct anrc_config {
  * a little each time, at most ANR_HOOK_MAX_CALLS times.  Running out of
  * address space (not budget) fails without calling the hook.
  */
-typedef int (*anrc_more_fn)(void *arg, struct anrc_heap *h, size_t bytes);
+typedef int (*anrc_more_fn)(void *arg, struct anrc_heap *h, size_t bytes, unsigned call);
 #define ANR_HOOK_MAX_RETRIES 8
 #define ANR_HOOK_MAX_CALLS 1024
 

@@ -725,7 +725,7 @@ alloc_common(struct anrc_heap *h, size_t align, size_t size, unsigned flags)
 			goto fail;
 		prev_short = short_pages;
 		__atomic_add_fetch(&h->hook_calls, 1, __ATOMIC_RELAXED);
-		if (hook(arg, h, short_pages << h->page_shift) == 0)
+		if (hook(arg, h, short_pages << h->page_shift, calls) == 0)
 			goto fail;
 	}
 	if ((flags & ANR_ZERO) && z.from < size && z.to > z.from)

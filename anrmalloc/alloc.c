@@ -176,13 +176,14 @@ static size_t am_run_need(struct anr_malloc_heap *h, size_t bytes,
  * the callbacks claim: first the subsystems' callbacks, then the broker,
  * then a collection.
  */
-int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes)
+int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes, unsigned call)
 {
 	struct anr_malloc_heap *h = arg;
 	struct am_call *c = am_cur_call;
 	struct anr_gc_result gr;
 
 	(void)core;
+	(void)call; /* the rounds are counted per call of ours (am_call) */
 	if (c == NULL || c->h != h || c->round >= h->cfg.need_more_retries ||
 	    am_in_callbacks(h))
 		return 0;

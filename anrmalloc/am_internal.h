@@ -216,7 +216,7 @@ size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
 		 const uintptr_t **frames);
 
 /* alloc.c; the *_locked calls run under anrc_layer_lock(h->core) */
-int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes);
+int am_core_hook(void *arg, struct anrc_heap *core, size_t bytes, unsigned call);
 int am_guards_ok(struct anr_malloc_heap *h, const struct am_slot *r);
 void am_guard_error(struct anr_malloc_heap *h, const struct am_slot *r,
 		    const char *when);

@@ -19,7 +19,9 @@
  * The connection is opened lazily by the first need.  Every broker call
  * has the deadline broker_timeout.  One thread at a time speaks to the
  * broker (gm_mb_lock); a need for quota has one deadline for all of it
- * (gm_need_deadline), its wait for another thread's call included: a
+ * (gm_need_deadline, set at the hook's first call for an allocation and
+ * kept for the calls that follow), its wait for another thread's call
+ * included: a
  * thread that waited finds the quota that call brought, or asks for what
  * is left of its own time, and a thread whose time ran out while it
  * waited fails as at a refusal.  So N threads short of quota at once wait
@@ -349,12 +351,19 @@ static int gm_ask(struct anrc_heap *h, size_t need, int64_t deadline)
 	return 1;
 }
 
-int gm_broker_more(void *arg, struct anrc_heap *h, size_t bytes)
+/* The deadline of the need this thread is serving (gm_broker_more): set
+ * at the hook's first call for an allocation, kept for the calls after. */
+static __thread int64_t gm_need_dl __attribute__((tls_model("initial-exec")));
+
+int gm_broker_more(void *arg, struct anrc_heap *h, size_t bytes, unsigned call)
 {
 	int progress = 0;
-	int64_t deadline = gm_need_deadline(mb_clock_ns()), waited;
+	int64_t waited;
 	size_t budget = anrc_get_budget(h);
 	(void)arg;
+	if (call == 0)
+		gm_need_dl = gm_need_deadline(mb_clock_ns());
+	int64_t deadline = gm_need_dl;
 	if (mb_mutex_lock_by(&gm_mb_lock, deadline, &waited) != 0) {
 		/* Another thread's call took all our time: what it brought
 		 * is tried, else the allocation fails as at a refusal. */
@@ -368,10 +377,13 @@ int gm_broker_more(void *arg, struct anrc_heap *h, size_t bytes)
 	}
 	switch (atomic_load(&gm_mb_state)) {
 	case GM_MB_UNTRIED:
-		if (gm_connect(h) == 0)
-			progress = gm_ask(h, bytes, deadline);
-		else
+		/* Connecting has deadlines of its own: the need's starts after. */
+		if (gm_connect(h) == 0) {
+			gm_need_dl = gm_need_deadline(mb_clock_ns());
+			progress = gm_ask(h, bytes, gm_need_dl);
+		} else {
 			progress = 1; /* the budget is now the fixed limit */
+		}
 		break;
 	case GM_MB_OPEN:
 		progress = gm_ask(h, bytes, deadline);

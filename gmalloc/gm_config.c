@@ -177,6 +177,21 @@ static int check_relations(struct gm_config *cfg)
 		cfg->quota_release = cfg->quota_step;
 		bad++;
 	}
+	if (cfg->broker_timeout == 0) {
+		mb_log(MB_LOG_WARNING, "broker_timeout 0: using 250ms (every broker call needs a deadline)");
+		cfg->broker_timeout = 250;
+		bad++;
+	}
+	if (cfg->broker_timeout > GM_TIMEOUT_MAX_MS) {
+		mb_log(MB_LOG_WARNING, "broker_timeout above 24h: using 24h");
+		cfg->broker_timeout = GM_TIMEOUT_MAX_MS;
+		bad++;
+	}
+	if (cfg->reserve_timeout > GM_TIMEOUT_MAX_MS) {
+		mb_log(MB_LOG_WARNING, "reserve_timeout above 24h: using 24h");
+		cfg->reserve_timeout = GM_TIMEOUT_MAX_MS;
+		bad++;
+	}
 	if (cfg->backtrace_depth > GM_BT_MAX) {
 		mb_log(MB_LOG_WARNING, "backtrace_depth above %d: using %d", GM_BT_MAX, GM_BT_MAX);
 		cfg->backtrace_depth = GM_BT_MAX;

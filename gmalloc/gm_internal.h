@@ -20,6 +20,7 @@
 #define GM_SOCKET_MAX 108 /* sizeof(sun_path) */
 #define GM_SIGNAL_MAX 16
 #define GM_BT_MAX 16      /* backtrace_depth at most */
+#define GM_TIMEOUT_MAX_MS (24ull * 3600 * 1000) /* broker deadlines at most (libmbclient's) */
 
 enum gm_on_limit { GM_ON_LIMIT_NULL = 0, GM_ON_LIMIT_ABORT = 1 };
 enum gm_urgency { GM_URGENCY_REQUEST = 0, GM_URGENCY_THEN_RESERVE = 1 };
@@ -85,7 +86,7 @@ enum gm_mb_state {
 };
 extern _Atomic int gm_mb_state;
 void gm_broker_init(struct anrc_heap *h);
-int gm_broker_more(void *arg, struct anrc_heap *h, size_t bytes);
+int gm_broker_more(void *arg, struct anrc_heap *h, size_t bytes, unsigned call);
 /* Called after frees: return surplus quota above the hysteresis mark. */
 void gm_broker_note_free(void);
 size_t gm_broker_release(int force);

@@ -1538,16 +1538,18 @@ struct hook_state {
 	int calls;
 	int mode; /* 0 raise budget, 1 refuse, 2 lie, 3 free a block, 4 one page */
 	size_t last_bytes;
+	unsigned last_call; /* the hook's count of its calls for one allocation */
 	void *victim;
 };
 
 static int
-hook_fn(void *arg, struct anrc_heap *h, size_t bytes)
+hook_fn(void *arg, struct anrc_heap *h, size_t bytes, unsigned call)
 {
 	struct hook_state *hs = arg;
 
 	hs->calls++;
 	hs->last_bytes = bytes;
+	hs->last_call = call;
 	switch (hs->mode) {
 	case 0:
 		anrc_set_budget(h, anrc_get_budget(h) + bytes);
@@ -1637,6 +1639,7 @@ START_TEST(budget_and_hook)
 	q = anrc_alloc(h, 20 * (size_t)sysconf(_SC_PAGESIZE), 0);
 	ck_assert_ptr_nonnull(q);
 	ck_assert_int_eq(hs.calls, 20);
+	ck_assert_uint_eq(hs.last_call, 19); /* counted from 0 for this allocation */
 	anrc_free(h, q);
 
 	/* Small objects in existing slabs need no budget; new pages do. */

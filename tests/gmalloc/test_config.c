@@ -172,6 +172,24 @@ START_TEST(relations_fixed)
 }
 END_TEST
 
+/* Broker deadlines: 0 would leave a need for quota no time at all (every
+ * allocation that needed quota failed unasked), and past 24 hours
+ * libmbclient refuses the call (gmalloc then gave the broker up for
+ * good); both are brought back in range, with a warning each. */
+START_TEST(broker_deadlines_in_range)
+{
+	struct gm_config cfg;
+	char *env[] = { "GMALLOC_CONF=/dev/null", "GMALLOC_BROKER_TIMEOUT=0",
+			"GMALLOC_RESERVE_TIMEOUT=100000000ms", NULL };
+	ck_assert_int_eq(gm_config_read(&cfg, env), 2);
+	ck_assert_uint_eq(cfg.broker_timeout, 250);
+	ck_assert_uint_eq(cfg.reserve_timeout, GM_TIMEOUT_MAX_MS);
+	char *env2[] = { "GMALLOC_CONF=/dev/null", "GMALLOC_BROKER_TIMEOUT=90000000ms", NULL };
+	ck_assert_int_eq(gm_config_read(&cfg, env2), 1);
+	ck_assert_uint_eq(cfg.broker_timeout, GM_TIMEOUT_MAX_MS);
+}
+END_TEST
+
 /* The reservation rule under RLIMIT_AS (mb_addr.h), as gmalloc(3) states
  * it. */
 START_TEST(reserve_rule)
@@ -278,6 +296,7 @@ int main(void)
 	tcase_add_test(tc, bad_env_named);
 	tcase_add_test(tc, missing_file_reported);
 	tcase_add_test(tc, relations_fixed);
+	tcase_add_test(tc, broker_deadlines_in_range);
 	tcase_add_test(tc, signals);
 	tcase_add_test(tc, reserve_rule);
 	tcase_add_test(tc, man_page_lists_every_key);
