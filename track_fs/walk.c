@@ -94,67 +94,131 @@ static int set_add(struct walk_set *s, dev_t dev, ino_t ino)
 	return 1;
 }
 
-static int walk_dir(int dirfd, dev_t dev, struct walk_set *set, uint64_t *sum)
+/* The charge of one entry of the directory open as fd: a subdirectory's
+ * xattrs (its pages are not charged), a file's blocks and xattrs, once
+ * per inode.  *sub gets a subdirectory to walk (O_PATH), else -1. */
+static int walk_entry(int fd, const char *name, dev_t dev, struct walk_set *set,
+		      uint64_t *sum, int *sub)
 {
-	DIR *dp;
-	struct dirent *de;
-	int fd, rc = 0;
+	struct stat st;
+	char path[WALK_PROC_PATH];
+	uint64_t cost;
 
-	fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd == -1)
-		return -errno;
-	dp = fdopendir(fd);
-	if (dp == NULL) {
-		rc = -errno;
-		close(fd);
-		return rc;
-	}
-	while (rc == 0 && (errno = 0, de = readdir(dp)) != NULL) {
-		struct stat st;
-		char path[WALK_PROC_PATH];
-		uint64_t cost;
-
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
-			if (errno != ENOENT)
-				rc = -errno;
-			continue;
-		}
-		if (st.st_dev != dev)
-			continue;	/* another file system mounted inside */
-		snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", fd, de->d_name);
-		if (S_ISDIR(st.st_mode)) {
-			int sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY |
-					 O_NOFOLLOW | O_CLOEXEC);
-
-			/* A directory's pages are not charged, its xattrs are. */
-			cost = tfs_xattr_usage(path, 0);
-			*sum += cost;
-			tfs_uid_adjust(st.st_uid, (int64_t)cost);
-			if (sub == -1) {
-				rc = -errno;
-				continue;
-			}
-			rc = walk_dir(sub, dev, set, sum);
-			close(sub);
-			continue;
-		}
-		if (st.st_nlink > 1) {
-			int added = set_add(set, st.st_dev, st.st_ino);
-
-			if (added < 0)
-				rc = -ENOMEM;
-			if (added <= 0)
-				continue;
-		}
-		cost = (uint64_t)st.st_blocks * WALK_BLOCK + tfs_xattr_usage(path, 0);
+	*sub = -1;
+	if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return errno == ENOENT ? 0 : -errno;
+	if (st.st_dev != dev)
+		return 0;	/* another file system mounted inside */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d/%s", fd, name);
+	if (S_ISDIR(st.st_mode)) {
+		cost = tfs_xattr_usage(path, 0);
 		*sum += cost;
 		tfs_uid_adjust(st.st_uid, (int64_t)cost);
+		*sub = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		return *sub == -1 ? -errno : 0;
 	}
-	if (rc == 0 && errno != 0)
-		rc = -errno;
-	closedir(dp);
+	if (st.st_nlink > 1) {
+		int added = set_add(set, st.st_dev, st.st_ino);
+
+		if (added < 0)
+			return -ENOMEM;
+		if (added == 0)
+			return 0;
+	}
+	cost = (uint64_t)st.st_blocks * WALK_BLOCK + tfs_xattr_usage(path, 0);
+	*sum += cost;
+	tfs_uid_adjust(st.st_uid, (int64_t)cost);
+	return 0;
+}
+
+/* Open the directory at dirfd (an O_PATH descriptor or the root) for
+ * reading; NULL with errno set. */
+static DIR *walk_open(int dirfd)
+{
+	int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	DIR *dp;
+
+	if (fd == -1)
+		return NULL;
+	dp = fdopendir(fd);
+	if (dp == NULL) {
+		int e = errno;
+
+		close(fd);
+		errno = e;
+	}
+	return dp;
+}
+
+/*
+ * Depth first, without recursion: the open directories form a stack on
+ * the heap (one descriptor each), so a tree as deep as a user can make
+ * it costs no stack.  (The walk recursed once per level, with a path
+ * buffer in each frame: a tree some 1,900 levels deep, which any user
+ * makes in a second, overflowed the stack, and track_fs crashed at every
+ * later mount.)  A tree deeper than the descriptors allow fails the
+ * walk with EMFILE, said by the caller.
+ */
+static int walk_tree(int rootfd, dev_t dev, struct walk_set *set, uint64_t *sum)
+{
+	DIR **stack = NULL;
+	size_t depth = 0, cap = 0;
+	int rc = 0;
+
+	while (rc == 0) {
+		DIR *dp;
+		struct dirent *de;
+		int sub = -1;
+
+		if (depth == 0 && stack == NULL) {
+			stack = malloc(16 * sizeof(*stack));
+			if (stack == NULL)
+				return -ENOMEM;
+			cap = 16;
+			if ((stack[0] = walk_open(rootfd)) == NULL) {
+				rc = -errno;
+				break;
+			}
+			depth = 1;
+		}
+		if (depth == 0)
+			break;
+		dp = stack[depth - 1];
+		errno = 0;
+		de = readdir(dp);
+		if (de == NULL) {
+			if (errno != 0)
+				rc = -errno;
+			closedir(dp);
+			depth--;
+			continue;
+		}
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		rc = walk_entry(dirfd(dp), de->d_name, dev, set, sum, &sub);
+		if (rc != 0 || sub == -1)
+			continue;
+		if (depth == cap) {
+			DIR **n = realloc(stack, 2 * cap * sizeof(*stack));
+
+			if (n == NULL) {
+				close(sub);
+				rc = -ENOMEM;
+				break;
+			}
+			stack = n;
+			cap *= 2;
+		}
+		stack[depth] = walk_open(sub);
+		if (stack[depth] == NULL)
+			rc = -errno;
+		else
+			depth++;
+		close(sub);
+	}
+	while (depth > 0)
+		closedir(stack[--depth]);
+	free(stack);
 	return rc;
 }
 
@@ -167,7 +231,7 @@ int tfs_walk_usage(int dirfd, uint64_t *bytes)
 	*bytes = 0;
 	if (fstatat(dirfd, "", &st, AT_EMPTY_PATH) == -1)
 		return -errno;
-	rc = walk_dir(dirfd, st.st_dev, &set, bytes);
+	rc = walk_tree(dirfd, st.st_dev, &set, bytes);
 	free(set.slot);
 	return rc;
 }

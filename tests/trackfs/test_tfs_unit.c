@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -143,6 +144,55 @@ START_TEST(walk_counts_links_once)
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(tfs_walk_usage(fd, &got), 0);
 	ck_assert_uint_eq(got, want);
+	close(fd);
+	rm_tmp();
+}
+END_TEST
+
+/*
+ * A tree as deep as a user can make in a second is walked: the walk keeps
+ * its open directories on the heap, not on the stack.  It recursed once
+ * per level with a path buffer in each frame, and a tree some 1,900
+ * levels deep crashed it (track_fs then crashed at every mount).  The
+ * walk holds a descriptor per level: the soft limit is raised as
+ * track_fs raises it.
+ */
+START_TEST(walk_survives_deep_trees)
+{
+	enum { DEPTH = 3000 };
+	struct rlimit rl;
+	struct stat st;
+	uint64_t got;
+	int fd, d;
+
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < DEPTH + 100)
+		return; /* cannot hold a descriptor per level here */
+	rl.rlim_cur = rl.rlim_max;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &rl), 0);
+	mk_tmp();
+	d = open(tmpdir, O_PATH | O_DIRECTORY);
+	ck_assert_int_ge(d, 0);
+	for (int i = 0; i < DEPTH; i++) {
+		int n;
+
+		ck_assert_int_eq(mkdirat(d, "d", 0755), 0);
+		n = openat(d, "d", O_PATH | O_DIRECTORY);
+		ck_assert_int_ge(n, 0);
+		close(d);
+		d = n;
+	}
+	fd = openat(d, "bottom", O_WRONLY | O_CREAT, 0644);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "x", 1), 1);
+	ck_assert_int_eq(fsync(fd), 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	close(fd);
+	close(d);
+	fd = open(tmpdir, O_PATH | O_DIRECTORY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(tfs_walk_usage(fd, &got), 0);
+	ck_assert_uint_eq(got, (uint64_t)st.st_blocks * 512); /* the file at the bottom */
 	close(fd);
 	rm_tmp();
 }
@@ -347,6 +397,7 @@ int main(void)
 	tcase_add_test(tc, conf_table);
 	tcase_add_test(tc, walk_counts_links_once);
 	tcase_add_test(tc, walk_counts_xattrs);
+	tcase_add_test(tc, walk_survives_deep_trees);
 	tcase_add_test(tc, uid_limit);
 	tcase_add_test(tc, deny_without_broker);
 	tcase_add_test(tc, deny_refuses_existing_files);
