@@ -1816,6 +1816,8 @@ uint64_t broker_give_back(struct broker *b, uint64_t pages, uint64_t now,
 			chosen(arg, best, k);
 		asked += k;
 	}
+	if (chosen)
+		chosen(arg, NULL, 0); /* all chosen: the queries go now */
 	send_built(b, now);
 	return asked;
 }

@@ -123,7 +123,8 @@ void broker_post_event(struct broker *b, unsigned event, uint64_t value);
 /*
  * Ask bidi clients and sources for `pages`, largest holders first, each
  * for at most what it holds, skipping those already asked or requesting.
- * chosen (may be NULL) is told of each client before its query is sent.
+ * chosen (may be NULL) is told of each client, then once with c NULL,
+ * before the queries are sent.
  * Returns the pages asked for.
  */
 uint64_t broker_give_back(struct broker *b, uint64_t pages, uint64_t now,

@@ -11,8 +11,10 @@
  * Both reads run in the daemon's one thread, and a process with many
  * mappings takes milliseconds to read: a give-back decision reads each
  * process once, however many of its connections it asks, and stops
- * reading after READ_BUDGET_NS (the clients asked after that go
- * unchecked, and the largest holders are asked first).  The second read
+ * reading after READ_BUDGET_NS.  It reads the processes it found slow
+ * (a read of READ_BUDGET_NS or more) last, so that one slow process
+ * cannot spend the budget of all the others; a client not read takes
+ * the last audit's figure for its process, or goes unchecked.  The second read
  * does not follow each answer: answers are noted, and CHECK_WAIT_MS
  * after the first of them they are checked together, each process read
  * once (what it freed for all its connections by then), within the same
@@ -51,6 +53,7 @@ struct gb_check {
  * each process once, until the budget is spent. */
 #define READ_BUDGET_NS (5 * 1000000ull)
 #define CHECK_WAIT_MS 100
+#define SLOW_PIDS 16
 struct reads {
 	uint64_t t0;
 	int out;
@@ -112,6 +115,12 @@ struct policy {
 	struct gb_check gb[GB_MAX];
 	size_t ngb, gb_next;
 	int answers_due;       /* answers wait for their check */
+	struct bclient *pick[GB_MAX]; /* the clients of the decision under way */
+	uint64_t pick_pages[GB_MAX];
+	size_t npick;
+	unsigned pick_lost;
+	pid_t slow[SLOW_PIDS]; /* processes whose last read took the budget */
+	unsigned nslow, slow_next;
 	uint64_t check_at;     /* ... until then */
 	struct reads rd;
 	uint64_t audit_cursor; /* client id the next audit reads first */
@@ -290,7 +299,32 @@ static void reads_begin(struct reads *r)
 
 /* The private bytes of pid: 0, -1 when they cannot be read, 1 when the
  * budget is spent and pid was not read. */
-static int reads_get(struct reads *r, pid_t pid, uint64_t *bytes)
+static int slow_find(const struct policy *p, pid_t pid)
+{
+	for (unsigned i = 0; i < p->nslow; i++)
+		if (p->slow[i] == pid)
+			return (int)i;
+	return -1;
+}
+
+/* A read of pid took ns: remembered as slow when it took the budget. */
+static void slow_note(struct policy *p, pid_t pid, uint64_t ns)
+{
+	int i = slow_find(p, pid);
+	if (ns < READ_BUDGET_NS) {
+		if (i >= 0)
+			p->slow[i] = p->slow[--p->nslow];
+		return;
+	}
+	if (i >= 0)
+		return;
+	if (p->nslow < SLOW_PIDS)
+		p->slow[p->nslow++] = pid;
+	else
+		p->slow[p->slow_next++ % SLOW_PIDS] = pid;
+}
+
+static int reads_get(struct policy *p, struct reads *r, pid_t pid, uint64_t *bytes)
 {
 	for (unsigned i = 0; i < r->n; i++) {
 		if (r->pid[i] == pid) {
@@ -300,8 +334,9 @@ static int reads_get(struct reads *r, pid_t pid, uint64_t *bytes)
 	}
 	if (r->out)
 		return 1;
-	uint64_t b = 0;
+	uint64_t b = 0, t0 = mb_clock_ns();
 	int rc = device_private_bytes(pid, &b) == 0 ? 0 : -1;
+	slow_note(p, pid, mb_clock_ns() - t0);
 	r->done++;
 	if (r->n < GB_MAX) {
 		r->pid[r->n] = pid;
@@ -314,30 +349,69 @@ static int reads_get(struct reads *r, pid_t pid, uint64_t *bytes)
 	return rc;
 }
 
-static void chosen(void *arg, struct bclient *c, uint64_t pages)
+/* The gb entry of a client asked now (a slot reused in turn when the
+ * table is full of clients that left unanswered). */
+static struct gb_check *gb_slot(struct policy *p, uint64_t id)
 {
-	struct policy *p = arg;
-	const struct broker_peer *peer = broker_client_peer(c);
-	struct gb_check *g = NULL;
 	for (size_t i = 0; i < p->ngb; i++)
-		if (p->gb[i].id == broker_client_id(c) && !p->gb[i].answered)
-			g = &p->gb[i];
-	/* Full (clients that left unanswered): a slot is reused in turn. */
-	if (!g)
-		g = p->ngb < GB_MAX ? &p->gb[p->ngb++] : &p->gb[p->gb_next++ % GB_MAX];
+		if (p->gb[i].id == id && !p->gb[i].answered)
+			return &p->gb[i];
+	return p->ngb < GB_MAX ? &p->gb[p->ngb++] : &p->gb[p->gb_next++ % GB_MAX];
+}
+
+/* The "before" figure of c, asked for pages: read now, or the last
+ * audit's, or none; then the decision's line. */
+static void before_read(struct policy *p, struct bclient *c, uint64_t pages)
+{
+	const struct broker_peer *peer = broker_client_peer(c);
+	struct gb_check *g = gb_slot(p, broker_client_id(c));
+	const char *how = "";
 	memset(g, 0, sizeof(*g));
 	g->id = broker_client_id(c);
 	g->pid = peer->pid;
 	g->pages = pages;
-	int rc = reads_get(&p->rd, peer->pid, &g->before);
+	int rc = reads_get(p, &p->rd, peer->pid, &g->before);
+	if (rc > 0) {
+		uint64_t word = broker_client_private(c) & ~MB_SC_DISHONOURED;
+		if (word != MB_SC_PRIVATE_UNKNOWN) {
+			g->before = word;
+			rc = 0;
+			how = " (the last audit's: read budget spent)";
+		}
+	}
 	g->have_before = rc == 0;
 	char f1[FIGURE];
 	mb_log(MB_LOG_NOTICE, "decision: give-back asked: client %lu (%s, pid %d) holds %ld pages, "
-	       "asked %lu pages within %lu ms, private memory %s",
+	       "asked %lu pages within %lu ms, private memory %s%s",
 	       (unsigned long)broker_client_id(c), broker_client_name(c), (int)peer->pid,
 	       (long)broker_client_balance(c), (unsigned long)pages,
 	       (unsigned long)p->share_ms, rc == 0 ? fig(f1, g->before) :
-	       rc > 0 ? "not read (read budget spent)" : "unknown");
+	       rc > 0 ? "not read (read budget spent)" : "unknown", how);
+}
+
+/* broker_give_back's choice: the clients are gathered, then (c NULL, the
+ * queries not sent yet) read, the processes found slow last. */
+static void chosen(void *arg, struct bclient *c, uint64_t pages)
+{
+	struct policy *p = arg;
+	if (c != NULL) {
+		if (p->npick < GB_MAX) {
+			p->pick[p->npick] = c;
+			p->pick_pages[p->npick++] = pages;
+		} else {
+			p->pick_lost++;
+		}
+		return;
+	}
+	if (p->pick_lost > 0)
+		mb_log(MB_LOG_NOTICE, "decision: give-back asked %u more clients, not checked "
+		       "(%d checked at a time)", p->pick_lost, GB_MAX);
+	p->pick_lost = 0;
+	for (int late = 0; late <= 1; late++)
+		for (size_t i = 0; i < p->npick; i++)
+			if ((slow_find(p, broker_client_peer(p->pick[i])->pid) >= 0) == late)
+				before_read(p, p->pick[i], p->pick_pages[i]);
+	p->npick = 0;
 }
 
 /* The check of g's answer, with c's private memory now at after. */
@@ -387,7 +461,7 @@ static void check_client(void *arg, struct bclient *c)
 			continue;
 		}
 		g->seen = 1;
-		rc = reads_get(&p->rd, g->pid, &after);
+		rc = reads_get(p, &p->rd, g->pid, &after);
 		if (rc > 0) {
 			i++; /* the budget is spent: the next turn */
 			continue;

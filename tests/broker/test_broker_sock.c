@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -976,6 +977,66 @@ START_TEST(giveback_reads_each_process_once)
 }
 END_TEST
 
+/*
+ * A process found slow to read (many mappings) is read last at the next
+ * give-back decision, so that it cannot spend the read budget of the
+ * others: another process asked with it is then read, not left
+ * unchecked.  Before, the largest holder was read first at every
+ * decision, and a slow largest holder left every other client asked
+ * after it unread.  The slow process is a child of the test with 40,000
+ * mappings (nothing touched) and 40 pages; this process holds 4.
+ */
+START_TEST(giveback_reads_slow_process_last)
+{
+	struct srv s;
+	srv_init(&s);
+	char mi[160], dev[200];
+	snprintf(mi, sizeof(mi), "%s/meminfo", s.dir);
+	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 943718 kB\n");
+	snprintf(dev, sizeof(dev), "device_meminfo=%s", mi);
+	s.pid = srv_spawn(&s, -1, 0, "-o", "device=meminfo", "-o", dev,
+			  "-o", "device_poll=20ms", "-o", "notify_high=50%", "-o", "notify_low=40%",
+			  "-o", "share_deadline=100ms", "-o", "giveback_retry=50ms", NULL);
+	wait_ready(&s);
+	int ready[2];
+	ck_assert_int_eq(pipe(ready), 0);
+	pid_t slow = fork();
+	ck_assert_int_ge(slow, 0);
+	if (slow == 0) {
+		enum { MAPS = 40000 };
+		char *b = mmap(NULL, (size_t)MAPS * 4096, PROT_READ,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (b == MAP_FAILED)
+			_exit(2);
+		for (long i = 0; i < MAPS; i += 2)
+			mprotect(b + (size_t)i * 4096, 4096, PROT_NONE);
+		int fd = try_connect(s.sock);
+		if (fd < 0)
+			_exit(3);
+		hello(fd, MB_KIND_BIDI, 0);
+		grant(fd, 40, MB_ST_OK, 40);
+		if (write(ready[1], "r", 1) != 1)
+			_exit(4);
+		pause(); /* never answers: asked again after each deadline */
+		_exit(0);
+	}
+	char r;
+	ck_assert_int_eq(read(ready[0], &r, 1), 1);
+	int fast = client(&s, MB_KIND_BIDI, 0);
+	grant(fast, 4, MB_ST_OK, 4);
+	char pat[128];
+	snprintf(pat, sizeof(pat), "give-back asked: client [0-9]* (rawtest, pid %d) .*memory [0-9.]* [KMG]*i*B$",
+		 (int)getpid());
+	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 434176 kB\n");
+	int seen = log_has(&s, pat);
+	kill(slow, SIGKILL);
+	waitpid(slow, NULL, 0);
+	ck_assert_msg(seen, "this process was never read at a decision: %s", file_tail(s.log));
+	close(fast);
+	srv_stop(&s);
+}
+END_TEST
+
 /* Issue 10: two brokers started at the same moment could both run (probe,
  * unlink, bind without a lock).  Of two started together exactly one
  * serves; the other exits 1 with a clear message. */
@@ -1492,6 +1553,7 @@ static Suite *sock_suite(void)
 	tcase_add_test(t, slow_reader_does_not_stall);
 	tcase_add_test(t, audit_reads_each_process_once);
 	tcase_add_test(t, giveback_reads_each_process_once);
+	tcase_add_test(t, giveback_reads_slow_process_last);
 	tcase_add_test(t, silent_connections_closed);
 	tcase_add_test(t, status_flood_does_not_delay_newcomers);
 	tcase_add_test(t, output_budget_bounds_memory);
