@@ -164,7 +164,7 @@ struct broker {
 	uint64_t nkept, kept_pages;
 	/* Processes whose connection left served after the others: a new
 	 * connection of theirs is so too (LAST_PROCS, oldest overwritten). */
-	struct { pid_t pid; uid_t uid; } last_proc[LAST_PROCS];
+	struct { pid_t pid; uid_t uid; uint64_t start; } last_proc[LAST_PROCS];
 	unsigned nlast_proc, last_proc_next;
 };
 
@@ -835,18 +835,26 @@ static void keep_balance(struct broker *b, struct bclient *c, uint64_t now)
 static uint64_t cap_room(const struct broker *b, const struct bclient *c,
 			 unsigned *status);
 
+/* The same process: pid, uid and start time (a reused pid differs). */
+static int same_proc(const struct broker_peer *a, pid_t pid, uid_t uid, uint64_t start)
+{
+	return a->pid == pid && a->uid == uid && a->start == start;
+}
+
 /* A client served after the others leaves: its process stays so. */
 static void last_proc_note(struct broker *b, const struct bclient *c)
 {
 	if (!c->last || c->peer.pid <= 0)
 		return;
 	for (unsigned i = 0; i < b->nlast_proc; i++)
-		if (b->last_proc[i].pid == c->peer.pid && b->last_proc[i].uid == c->peer.uid)
+		if (same_proc(&c->peer, b->last_proc[i].pid, b->last_proc[i].uid,
+			      b->last_proc[i].start))
 			return;
 	unsigned i = b->nlast_proc < LAST_PROCS ? b->nlast_proc++
 						: b->last_proc_next++ % LAST_PROCS;
 	b->last_proc[i].pid = c->peer.pid;
 	b->last_proc[i].uid = c->peer.uid;
+	b->last_proc[i].start = c->peer.start;
 }
 
 /* A new connection of a process served after the others (one of its
@@ -859,12 +867,13 @@ static void last_proc_inherit(struct broker *b, struct bclient *c)
 	if (c->last || c->peer.pid <= 0)
 		return;
 	for (unsigned i = 0; i < b->nlast_proc && !found; i++)
-		found = b->last_proc[i].pid == c->peer.pid && b->last_proc[i].uid == c->peer.uid;
+		found = same_proc(&c->peer, b->last_proc[i].pid, b->last_proc[i].uid,
+				  b->last_proc[i].start);
 	TAILQ_FOREACH(o, &b->all, link) {
 		if (found)
 			break;
-		found = o != c && o->state == CL_REG && o->last && o->peer.pid == c->peer.pid &&
-			o->peer.uid == c->peer.uid;
+		found = o != c && o->state == CL_REG && o->last &&
+			same_proc(&c->peer, o->peer.pid, o->peer.uid, o->peer.start);
 	}
 	if (!found)
 		return;

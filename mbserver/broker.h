@@ -54,6 +54,9 @@ struct broker_peer {
 	uid_t uid;
 	gid_t gid;
 	char comm[MB_WIRE_COMM_WORDS * 8 + 1]; /* from /proc, may be empty */
+	uint64_t start; /* when the process started (/proc/PID/stat, clock
+			 * ticks after boot; 0: unknown): a pid reused by
+			 * another process differs */
 };
 
 /* The peer is root, or its uid is in uids, or its gid in gids. */

@@ -573,6 +573,28 @@ static void read_comm(pid_t pid, char *out, size_t cap)
 		*nl = '\0';
 }
 
+/* Field 22 of /proc/PID/stat, the process's start time; 0 if unknown. */
+static uint64_t read_start(pid_t pid)
+{
+	char path[64], buf[1024];
+	if (pid <= 0)
+		return 0;
+	mb_format(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* after the name, which may hold anything: fields 3 to 22 */
+	char *p = strrchr(buf, ')');
+	for (int field = 2; p != NULL && field < 22; field++)
+		p = strchr(p + 1, ' ');
+	return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+}
+
 static void pause_accept(struct server *s)
 {
 	if (!s->listening)
@@ -642,6 +664,7 @@ static void handle_accept(struct server *s)
 		struct conn *c = calloc(1, sizeof(*c));
 		struct broker_peer peer = { .pid = cred.pid, .uid = cred.uid, .gid = cred.gid };
 		read_comm(cred.pid, peer.comm, sizeof(peer.comm));
+		peer.start = read_start(cred.pid);
 		if (c)
 			c->bc = broker_connect(s->b, &peer, c, s->now);
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };

@@ -74,14 +74,17 @@ static void setup_cfg(uint64_t initial)
 	cfg.share_deadline_ms = SHARE_DL;
 }
 
-/* The pid of the connections made next (start() sets 100). */
+/* The pid and start time of the connections made next (start() sets
+ * 100 and 0). */
 static pid_t tc_pid = 100;
+static uint64_t tc_start;
 
 static void start(uint64_t initial)
 {
 	mb_log_init("test_broker", 2, getenv("TB_DEBUG") ? MB_LOG_DEBUG : MB_LOG_ERR);
 	now = 1000;
 	tc_pid = 100;
+	tc_start = 0;
 	setup_cfg(initial);
 	b = broker_new(&cfg, &ops, NULL, now);
 	ck_assert_ptr_nonnull(b);
@@ -99,7 +102,7 @@ static struct tc *tc_conn_as(uid_t uid, gid_t gid)
 {
 	struct tc *c = calloc(1, sizeof(*c));
 	ck_assert_ptr_nonnull(c);
-	struct broker_peer p = { .pid = tc_pid, .uid = uid, .gid = gid };
+	struct broker_peer p = { .pid = tc_pid, .uid = uid, .gid = gid, .start = tc_start };
 	strcpy(p.comm, "tc");
 	c->bc = broker_connect(b, &p, c, now);
 	ck_assert_ptr_nonnull(c->bc);
@@ -2171,11 +2174,16 @@ START_TEST(served_last_survives_reconnect)
 	ck_assert_int_eq(broker_client_last(honest->bc), 0);
 	bye(again);
 	bye(honest);
-	/* Another uid with a reused pid is not that process. */
+	/* Another uid with a reused pid is not that process, nor is a later
+	 * process of the same user that got the pid again. */
 	tc_pid = 300;
 	struct tc *stranger = hello_named(MB_KIND_SINK, 2000, "x", 0);
 	ck_assert_int_eq(broker_client_last(stranger->bc), 0);
 	bye(stranger);
+	tc_start = 12345;
+	struct tc *reused = hello_named(MB_KIND_SINK, 1000, "liar", 0);
+	ck_assert_int_eq(broker_client_last(reused->bc), 0);
+	bye(reused);
 	finish();
 }
 END_TEST
