@@ -1009,6 +1009,22 @@ static int opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd)
 	int err = 0;
 
 	pthread_mutex_lock(&in->lock);
+	if (in->gone) {
+		/*
+		 * Reopened after its charge went back (through a
+		 * /proc/PID/fd link of a descriptor that sent no OPEN): it
+		 * is a charged inode again, from nothing, so that what it is
+		 * written now is booked and given back at the last close.
+		 * (It stayed "gone": the writes were booked and never given
+		 * back, and each round lost its size from the quota for good.)
+		 */
+		uint64_t x = inode_xattrs(in);
+
+		in->gone = 0;
+		in->blocks = 0;
+		tfs_charge_adjust((int64_t)x);
+		tfs_uid_adjust(in->uid, (int64_t)x);
+	}
 	if ((fi->flags & O_TRUNC) && fstat(fd, &st) == 0 &&
 	    change_begin(in, 0, 0, TFS_CHARGE_HARD, &c) == 0) {
 		if (st.st_blocks == 0)

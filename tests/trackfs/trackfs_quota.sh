@@ -118,6 +118,32 @@ if used() != 0:
     sys.exit("charge kept after close: %d" % used())
 PY
 
+# An unlinked file held by an O_PATH descriptor (no OPEN reaches track_fs)
+# and opened again through /proc/self/fd: what is written then is booked
+# and given back at the last close.  Before, the inode stayed "given
+# back": the write booked the whole file and nothing returned it, so
+# each round lost the file's size from the quota until a restart.
+python3 - "$MNT/opath" <<'PY' || fail "O_PATH reopen after unlink"
+import os, sys
+p = sys.argv[1]
+d = os.path.dirname(p)
+def used():
+    s = os.statvfs(d)
+    return (s.f_blocks - s.f_bfree) * s.f_frsize
+for r in range(3):
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+    os.write(fd, b"o" * (1 << 20))
+    os.close(fd)
+    h = os.open(p, os.O_PATH)
+    os.unlink(p)
+    w = os.open("/proc/self/fd/%d" % h, os.O_RDWR)
+    os.pwrite(w, b"x", 0)
+    os.close(w)
+    os.close(h)
+    if used() != 0:
+        sys.exit("round %d: %d bytes booked after the last close" % (r, used()))
+PY
+
 # fallocate is charged before it happens.
 fallocate -l 2M "$MNT/falloc" || fail "fallocate 2M"
 expect_eq "after fallocate" "$(tfs_used)" $((2 * MiB))
