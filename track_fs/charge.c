@@ -496,6 +496,20 @@ void tfs_charge_trim_resv(struct tfs_inode *in, uint64_t limit)
 	pthread_mutex_unlock(&ch.lock);
 }
 
+void tfs_charge_blocks_to_resv(struct tfs_inode *in, uint64_t bytes)
+{
+	if (bytes > (uint64_t)(in->blocks > 0 ? in->blocks : 0))
+		bytes = (uint64_t)(in->blocks > 0 ? in->blocks : 0);
+	in->blocks -= (int64_t)bytes;
+	in->resv += bytes;
+	if (!ch.enabled || bytes == 0)
+		return;
+	pthread_mutex_lock(&ch.lock);
+	ch.used -= (int64_t)bytes;
+	ch.resv += bytes;
+	pthread_mutex_unlock(&ch.lock);
+}
+
 void tfs_charge_credit(struct tfs_inode *in)
 {
 	int64_t b = in->blocks;

@@ -1225,7 +1225,7 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	struct stat st;
 	struct change c;
 	uint64_t est = 0, below = 0, more = 0;
-	int err = 0, cmode = TFS_CHARGE_HARD;
+	int err = 0, keep = 0;
 
 	if (off < 0 || len <= 0) {
 		fuse_reply_err(req, EINVAL);
@@ -1246,26 +1246,30 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 			more = gap_before(&st, (uint64_t)off);
 	} else if (in->nwrite > 0) {
 		/*
-		 * The punched pages become holes of a file open for writing:
-		 * kept as its reserve if the broker still has them (a punch
-		 * frees memory, it is never refused).
+		 * The punched pages become holes of a file open for writing,
+		 * which its writeback may fill again unrefused: what the
+		 * punch frees stays charged, as the file's reserve (nothing
+		 * asked of the broker or the owner's limit; a punch is never
+		 * refused).  Before, the reserve was asked afresh, and when
+		 * the owner was at its limit the punch went on without one:
+		 * writeback into the holes then passed uid_limit and the
+		 * quota.
 		 */
-		more = round_up((uint64_t)off + (uint64_t)len) -
-			round_down((uint64_t)off);
-		cmode = TFS_CHARGE_SOFT;
+		keep = 1;
 	}
-	if (change_begin(in, below, est - below + more, cmode, &c) != 0) {
-		if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
-			err = ENOSPC;
-			goto out;
-		}
-		mb_log(MB_LOG_INFO, "hole punched in a file open for writing "
-		       "without a reserve for it");
-		change_begin(in, 0, 0, cmode, &c);
+	if (change_begin(in, below, est - below + more, TFS_CHARGE_HARD, &c) != 0) {
+		err = ENOSPC;
+		goto out;
 	}
 	if (fallocate((int)fi->fh, mode, off, len) == -1)
 		err = errno;
-	change_end(in, fstat((int)fi->fh, &st) == 0 ? &st : NULL, &c);
+	if (fstat((int)fi->fh, &st) == 0) {
+		if (keep && st_bytes(&st) < in->blocks)
+			tfs_charge_blocks_to_resv(in, (uint64_t)(in->blocks - st_bytes(&st)));
+		change_end(in, &st, &c);
+	} else {
+		change_end(in, NULL, &c);
+	}
 out:
 	pthread_mutex_unlock(&in->lock);
 	fuse_reply_err(req, err);

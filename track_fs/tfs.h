@@ -93,6 +93,9 @@ void tfs_charge_end(struct tfs_inode *in, uint64_t bytes, int64_t delta,
 void tfs_charge_credit(struct tfs_inode *in);
 /* Cut an inode's reserve down to limit bytes. */
 void tfs_charge_trim_resv(struct tfs_inode *in, uint64_t limit);
+/* Bytes freed in an inode become its reserve (a hole punched in a file
+ * open for writing): the quota held and the owner's cost do not change. */
+void tfs_charge_blocks_to_resv(struct tfs_inode *in, uint64_t bytes);
 /* Drop an inode's reserve (last close). */
 void tfs_charge_drop_resv(struct tfs_inode *in);
 /* Book a change of blocks seen outside a charged call. */
