@@ -7,6 +7,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -66,11 +67,50 @@ int am_guards_ok(struct anr_malloc_heap *h, const struct am_slot *r)
 	return front == am_guard_value(user, 0) && back == am_guard_value(user, 1);
 }
 
+/* An error line under the lock: written now when the process is to
+ * abort, else noted for am_unlock. */
+static void am_note_locked(struct anr_malloc_heap *h, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void am_note_locked(struct anr_malloc_heap *h, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (h->cfg.on_error == ANR_ERROR_IGNORE)
+		return;
+	va_start(ap, fmt);
+	if (h->cfg.on_error == ANR_ERROR_ABORT) {
+		for (unsigned i = 0; i < h->nnotes; i++)
+			mb_log(MB_LOG_ERR, "%s", h->notes[i]);
+		mb_vlog(MB_LOG_ERR, fmt, ap);
+	} else if (h->nnotes < AM_NOTES) {
+		mb_vformat(h->notes[h->nnotes++], AM_NOTE_MAX, fmt, ap);
+	} else {
+		h->untold++;
+	}
+	va_end(ap);
+}
+
+void am_unlock_telling(struct anr_malloc_heap *h)
+{
+	char notes[AM_NOTES][AM_NOTE_MAX];
+	unsigned n = h->nnotes;
+	uint64_t untold = h->untold;
+
+	memcpy(notes, h->notes, n * sizeof(notes[0]));
+	h->nnotes = 0;
+	h->untold = 0;
+	anrc_layer_unlock(h->core);
+	for (unsigned i = 0; i < n; i++)
+		mb_log(MB_LOG_ERR, "%s", notes[i]);
+	if (untold > 0)
+		mb_log(MB_LOG_ERR, "anrmalloc %s: %llu more errors (not told one by one)",
+		       h->cfg.name, (unsigned long long)untold);
+}
+
 void am_guard_error(struct anr_malloc_heap *h, const struct am_slot *r,
 		    const char *when)
 {
-	if (h->cfg.on_error != ANR_ERROR_IGNORE)
-		mb_log(MB_LOG_ERR, "anrmalloc %s: guard word damaged at %s: "
+	am_note_locked(h, "anrmalloc %s: guard word damaged at %s: "
 		       "block %p size %zu allocated by %p %s:%d",
 		       h->cfg.name, when, AM_USER(r), (size_t)r->size, r->caller,
 		       r->file ? r->file : "?", r->line);
@@ -405,9 +445,8 @@ static void am_bad_free_locked(struct anr_malloc_heap *h, const void *p,
 			       const char *what, const void *caller)
 {
 	h->bad_frees++;
-	if (h->cfg.on_error != ANR_ERROR_IGNORE)
-		mb_log(MB_LOG_ERR, "anrmalloc %s: %s of %p, not a live block "
-		       "(caller %p)", h->cfg.name, what, p, caller);
+	am_note_locked(h, "anrmalloc %s: %s of %p, not a live block (caller %p)",
+		       h->cfg.name, what, p, caller);
 	am_error_action(h);
 }
 

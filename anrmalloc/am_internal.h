@@ -105,6 +105,9 @@ struct am_site {
 	int line;
 };
 
+#define AM_NOTES 8
+#define AM_NOTE_MAX 256
+
 struct anr_malloc_heap {
 	struct anr_malloc_config cfg;
 	struct anrc_heap *core;
@@ -158,6 +161,12 @@ struct anr_malloc_heap {
 	uint64_t broker_requests, broker_granted_bytes;
 	uint64_t gc_runs, gc_freed_blocks, gc_freed_bytes;
 	uint64_t guard_errors, bad_frees, oom_events, failures;
+	/* Error lines made under the lock (a bad free, a damaged guard),
+	 * written by am_unlock once the lock is let go: a slow log never
+	 * holds up the heap.  Past AM_NOTES they are counted only. */
+	char notes[AM_NOTES][AM_NOTE_MAX];
+	unsigned nnotes;
+	uint64_t untold;
 
 	/* broker; the budget changes of give-back and the broker client's
 	 * balance are serialised by budget_lock (never taken by allocation
@@ -232,9 +241,13 @@ static inline void am_lock(struct anr_malloc_heap *h)
 {
 	anrc_layer_lock(h->core);
 }
+void am_unlock_telling(struct anr_malloc_heap *h);
 static inline void am_unlock(struct anr_malloc_heap *h)
 {
-	anrc_layer_unlock(h->core);
+	if (__builtin_expect(h->nnotes != 0 || h->untold != 0, 0))
+		am_unlock_telling(h);
+	else
+		anrc_layer_unlock(h->core);
 }
 /* report.c: stack frames named from /proc/self/maps (one shared table,
  * held between acquire and release; NULL if it could not be read), then

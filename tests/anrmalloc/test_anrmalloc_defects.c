@@ -2,7 +2,8 @@
  * Regression tests of anr_malloc: the collector scans blocks marked
  * before a collection, children forked while another thread allocates
  * can allocate, and a need-more callback that allocates from its own heap
- * gets a plain failure instead of a nested callback.  They also run under
+ * gets a plain failure instead of a nested callback, and a bad free's
+ * line is written after the lock.  They also run under
  * ASan+UBSan and valgrind.
  */
 #include "config.h"
@@ -338,6 +339,86 @@ static uint64_t mapped_now(void)
 	return pages * (uint64_t)sysconf(_SC_PAGESIZE);
 }
 
+/* ---- error lines written after the lock ---- */
+
+static int slow_in, slow_go, slow_lines;
+
+/* A log that blocks, as a full pipe or a paused terminal would. */
+static void slow_sink(int level, const char *line, size_t len)
+{
+	(void)level;
+	(void)line;
+	(void)len;
+	__atomic_add_fetch(&slow_lines, 1, __ATOMIC_RELEASE);
+	__atomic_store_n(&slow_in, 1, __ATOMIC_RELEASE);
+	while (!__atomic_load_n(&slow_go, __ATOMIC_ACQUIRE))
+		usleep(1000);
+}
+
+struct bad_args {
+	anr_heap_t *h;
+	void *p;
+	int done;
+};
+
+static void *bad_free_main(void *arg)
+{
+	struct bad_args *a = arg;
+
+	anr_free(a->h, a->p);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void *alloc_main(void *arg)
+{
+	struct bad_args *a = arg;
+
+	a->p = anr_malloc(a->h, 64);
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/*
+ * on_error = report: the line for a bad free is written after the heap's
+ * lock is let go.  Here it meets a log that blocks; another thread's
+ * anr_malloc, which takes the lock, must complete meanwhile.  Before, the
+ * line was written under the lock and every call waited for the log.
+ */
+START_TEST(bad_free_told_after_the_lock)
+{
+	anr_heap_t *h = small_heap(0);
+	char *live = anr_malloc(h, 64);
+	struct bad_args bad = { h, live + 8, 0 }, more = { h, NULL, 0 };
+	pthread_t tb, tm;
+	int done = 0;
+
+	ck_assert_ptr_nonnull(live);
+	slow_in = slow_go = slow_lines = 0;
+	mb_log_set_sink(slow_sink);
+	ck_assert_int_eq(pthread_create(&tb, NULL, bad_free_main, &bad), 0);
+	for (int i = 0; i < 10000 && !__atomic_load_n(&slow_in, __ATOMIC_ACQUIRE); i++)
+		usleep(1000);
+	ck_assert_int_eq(slow_in, 1);
+	ck_assert_int_eq(pthread_create(&tm, NULL, alloc_main, &more), 0);
+	/* a bound on the wait, not a timing: ten seconds is a hang */
+	for (int i = 0; i < 10000 && !done; i++) {
+		done = __atomic_load_n(&more.done, __ATOMIC_ACQUIRE);
+		if (!done)
+			usleep(1000);
+	}
+	__atomic_store_n(&slow_go, 1, __ATOMIC_RELEASE);
+	pthread_join(tm, NULL);
+	pthread_join(tb, NULL);
+	mb_log_set_sink(NULL);
+	ck_assert_msg(done, "anr_malloc waited for the log of a bad free");
+	ck_assert_int_eq(slow_lines, 1);
+	anr_free(h, more.p);
+	anr_free(h, live);
+	anr_heap_destroy(h);
+}
+END_TEST
+
 START_TEST(reserve_fits_the_address_space_limit)
 {
 	/* Each test runs in its own process: the limit dies with it. */
@@ -382,6 +463,7 @@ static Suite *defects_suite(void)
 	tcase_add_test(tc, fork_while_another_thread_collects);
 	tcase_add_test(tc, need_callback_allocating_from_its_heap_fails_fast);
 	tcase_add_test(tc, reserve_fits_the_address_space_limit);
+	tcase_add_test(tc, bad_free_told_after_the_lock);
 	suite_add_tcase(s, tc);
 	return s;
 }
