@@ -374,38 +374,41 @@ bad_tell(const struct anrc_heap *h, const struct anrc_bad_note *n)
 		mb_log(MB_LOG_ERR, "%s: %s(): %s", h->name, n->op, n->what);
 }
 
-void
-anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p)
+/* A bad pointer: counted, then told now (locked: noted for the unlock,
+ * unless the process is to abort), ignored or aborted on. */
+static void
+bad_pointer(struct anrc_heap *h, const char *op, const char *what, const void *p, int locked)
 {
 	struct anrc_bad_note n = bad_note(h, op, what, p);
 
 	__atomic_add_fetch(&h->bad_frees, 1, __ATOMIC_RELAXED);
 	if (h->bad_free == ANR_BAD_FREE_IGNORE)
 		return;
+	if (locked && h->bad_free != ANR_BAD_FREE_ABORT) {
+		if (h->bad_n < ANR_BAD_NOTES)
+			h->bad_note[h->bad_n++] = n;
+		else
+			h->bad_untold++;
+		return;
+	}
+	/* The process ends here: what waits is told first. */
+	for (unsigned i = 0; locked && i < h->bad_n; i++)
+		bad_tell(h, &h->bad_note[i]);
 	bad_tell(h, &n);
 	if (h->bad_free == ANR_BAD_FREE_ABORT)
 		abort();
 }
 
 void
+anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p)
+{
+	bad_pointer(h, op, what, p, 0);
+}
+
+void
 anrc_bad_locked(struct anrc_heap *h, const char *op, const char *what, const void *p)
 {
-	struct anrc_bad_note n = bad_note(h, op, what, p);
-
-	__atomic_add_fetch(&h->bad_frees, 1, __ATOMIC_RELAXED);
-	if (h->bad_free == ANR_BAD_FREE_IGNORE)
-		return;
-	if (h->bad_free == ANR_BAD_FREE_ABORT) {
-		/* The process ends here: what waits is told first. */
-		for (unsigned i = 0; i < h->bad_n; i++)
-			bad_tell(h, &h->bad_note[i]);
-		bad_tell(h, &n);
-		abort();
-	}
-	if (h->bad_n < ANR_BAD_NOTES)
-		h->bad_note[h->bad_n++] = n;
-	else
-		h->bad_untold++;
+	bad_pointer(h, op, what, p, 1);
 }
 
 /* Where a pointer handed to free() or realloc() lives. */

@@ -842,6 +842,16 @@ START_TEST(slow_reader_does_not_stall)
 END_TEST
 
 
+/* A server directory with a fake meminfo of 1 GiB, 100 MiB used: mi is
+ * its path, dev the option naming it (device_meminfo=...). */
+static void srv_device(struct srv *s, char *mi, size_t mi_cap, char *dev, size_t dev_cap)
+{
+	srv_init(s);
+	snprintf(mi, mi_cap, "%s/meminfo", s->dir);
+	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 943718 kB\n");
+	snprintf(dev, dev_cap, "device_meminfo=%s", mi);
+}
+
 /*
  * The audit reads each process's /proc/PID/smaps_rollup once, not once per
  * connection: a process with many mappings (a read of milliseconds) and
@@ -851,11 +861,8 @@ END_TEST
 START_TEST(audit_reads_each_process_once)
 {
 	struct srv s;
-	srv_init(&s);
 	char mi[160], dev[200];
-	snprintf(mi, sizeof(mi), "%s/meminfo", s.dir);
-	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 943718 kB\n");
-	snprintf(dev, sizeof(dev), "device_meminfo=%s", mi);
+	srv_device(&s, mi, sizeof(mi), dev, sizeof(dev));
 	s.pid = srv_spawn(&s, -1, 0, "--log-level", "debug", "-o", "device=meminfo", "-o", dev,
 			  "-o", "device_poll=20ms", "-o", "audit_interval=50ms", NULL);
 	wait_ready(&s);
@@ -924,11 +931,8 @@ START_TEST(giveback_reads_each_process_once)
 {
 	enum { N = 20 };
 	struct srv s;
-	srv_init(&s);
 	char mi[160], dev[200];
-	snprintf(mi, sizeof(mi), "%s/meminfo", s.dir);
-	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 943718 kB\n");
-	snprintf(dev, sizeof(dev), "device_meminfo=%s", mi);
+	srv_device(&s, mi, sizeof(mi), dev, sizeof(dev));
 	s.pid = srv_spawn(&s, -1, 0, "--log-level", "debug", "-o", "device=meminfo", "-o", dev,
 			  "-o", "device_poll=20ms", "-o", "notify_high=50%", "-o", "notify_low=40%",
 			  "-o", "share_deadline=10s", "-o", "giveback_retry=60s", NULL);
@@ -989,11 +993,8 @@ END_TEST
 START_TEST(giveback_reads_slow_process_last)
 {
 	struct srv s;
-	srv_init(&s);
 	char mi[160], dev[200];
-	snprintf(mi, sizeof(mi), "%s/meminfo", s.dir);
-	write_file(mi, "MemTotal: 1048576 kB\nMemAvailable: 943718 kB\n");
-	snprintf(dev, sizeof(dev), "device_meminfo=%s", mi);
+	srv_device(&s, mi, sizeof(mi), dev, sizeof(dev));
 	s.pid = srv_spawn(&s, -1, 0, "-o", "device=meminfo", "-o", dev,
 			  "-o", "device_poll=20ms", "-o", "notify_high=50%", "-o", "notify_low=40%",
 			  "-o", "share_deadline=100ms", "-o", "giveback_retry=50ms", NULL);
