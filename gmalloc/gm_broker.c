@@ -21,14 +21,15 @@
  * broker (gm_mb_lock); a need for quota has one deadline for all of it
  * (gm_need_deadline, set at the hook's first call for an allocation and
  * kept for the calls that follow), its wait for another thread's call
- * included: a
- * thread that waited finds the quota that call brought, or asks for what
- * is left of its own time, and a thread whose time ran out while it
- * waited fails as at a refusal.  So N threads short of quota at once wait
- * no longer than one, not N times as long.  If the broker cannot be reached, stops
- * answering or the connection breaks, one warning is printed and the fixed
- * limit applies (LOST) until a retry, on the next need or after frees, at
- * most every MB_RECONNECT_INTERVAL_MS backing off to GM_RETRY_MAX_MS, reaches it
+ * included: a thread that waited finds the quota that call brought, or
+ * asks for what is left of its own time, and a thread whose time ran out
+ * while it waited fails as at a refusal.  So N threads short of quota at
+ * once wait no longer than one, not N times as long.
+ *
+ * If the broker cannot be reached, stops answering or the connection
+ * breaks, one warning is printed and the fixed limit applies (LOST) until
+ * a retry, on the next need or after frees, at most every
+ * MB_RECONNECT_INTERVAL_MS backing off to GM_RETRY_MAX_MS, reaches it
  * again; the new connection then claims what the heap has resident, and
  * what the broker accepts is the quota held.  A broker that refuses us for
  * good (permissions, protocol) leaves the fixed limit for the rest of the
