@@ -14,11 +14,11 @@
  * reading after READ_BUDGET_NS.  It reads the processes it found slow
  * (a read of READ_BUDGET_NS or more) last, so that one slow process
  * cannot spend the budget of all the others; a client not read takes
- * the last audit's figure for its process, or goes unchecked.  The second read
- * does not follow each answer: answers are noted, and CHECK_WAIT_MS
- * after the first of them they are checked together, each process read
- * once (what it freed for all its connections by then), within the same
- * budget; the rest wait for the next turn of the loop.
+ * the last audit's figure for its process, or goes unchecked.  The
+ * second read does not follow each answer: answers are noted, and
+ * CHECK_WAIT_MS after the first of them they are checked together, each
+ * process read once (what it freed for all its connections by then),
+ * within the same budget; the rest wait for the next turn of the loop.
  */
 #include "config.h"
 #include "policy.h"
@@ -297,8 +297,6 @@ static void reads_begin(struct reads *r)
 	r->n = r->done = 0;
 }
 
-/* The private bytes of pid: 0, -1 when they cannot be read, 1 when the
- * budget is spent and pid was not read. */
 static int slow_find(const struct policy *p, pid_t pid)
 {
 	for (unsigned i = 0; i < p->nslow; i++)
@@ -324,8 +322,12 @@ static void slow_note(struct policy *p, pid_t pid, uint64_t ns)
 		p->slow[p->slow_next++ % SLOW_PIDS] = pid;
 }
 
-static int reads_get(struct policy *p, struct reads *r, pid_t pid, uint64_t *bytes)
+/* The private bytes of pid, read at most once in this decision or pass
+ * (p->rd): 0, -1 when they cannot be read, 1 when the budget is spent
+ * and pid was not read. */
+static int reads_get(struct policy *p, pid_t pid, uint64_t *bytes)
 {
+	struct reads *r = &p->rd;
 	for (unsigned i = 0; i < r->n; i++) {
 		if (r->pid[i] == pid) {
 			*bytes = r->bytes[i];
@@ -370,7 +372,7 @@ static void before_read(struct policy *p, struct bclient *c, uint64_t pages)
 	g->id = broker_client_id(c);
 	g->pid = peer->pid;
 	g->pages = pages;
-	int rc = reads_get(p, &p->rd, peer->pid, &g->before);
+	int rc = reads_get(p, peer->pid, &g->before);
 	if (rc > 0) {
 		uint64_t word = broker_client_private(c) & ~MB_SC_DISHONOURED;
 		if (word != MB_SC_PRIVATE_UNKNOWN) {
@@ -461,7 +463,7 @@ static void check_client(void *arg, struct bclient *c)
 			continue;
 		}
 		g->seen = 1;
-		rc = reads_get(p, &p->rd, g->pid, &after);
+		rc = reads_get(p, g->pid, &after);
 		if (rc > 0) {
 			i++; /* the budget is spent: the next turn */
 			continue;
