@@ -33,6 +33,7 @@ fuzz_fuzz_conf_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS)
 fuzz_fuzz_conf_LDFLAGS = $(FUZZ_CFLAGS)
 
 fuzz_fuzz_client_SOURCES = fuzz/fuzz_client.c fuzz/fz_input.h libmbclient/mbclient.c \
+	common/mb_thread.c \
 	$(FUZZ_COMMON)
 fuzz_fuzz_client_CPPFLAGS = $(FUZZ_CPPFLAGS) -I$(top_srcdir)/libmbclient
 fuzz_fuzz_client_CFLAGS = $(AM_CFLAGS) $(FUZZ_CFLAGS) $(PTHREAD_CFLAGS)
