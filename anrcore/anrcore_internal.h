@@ -926,11 +926,11 @@ void anrc_lock_and_drain_all(struct anrc_heap *h);
 int anrc_trylock_and_drain(struct anrc_heap *h); /* 0 if taken, -1 if busy */
 void anrc_unlock_and_return_pages(struct anrc_heap *h);
 /* A bad pointer, by bad_free: counted, then reported (a line), aborted on
- * or ignored.  anrc_bad runs without the heap lock; anrc_bad_locked under
- * it, where a report is only noted, and the thread that lets the lock go
- * writes it after: a slow log never holds up the heap. */
-void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p);
-void anrc_bad_locked(struct anrc_heap *h, const char *op, const char *what, const void *p);
+ * or ignored.  With locked (the caller holds the heap lock) a report is
+ * only noted, and the thread that lets the lock go writes it after: a
+ * slow log never holds up the heap. */
+void anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p,
+	      int locked);
 /* Let the heap lock go, then report the bad pointers noted under it: the
  * last unlock of every path that ran deferred frees (heap.c's calls,
  * release.c, the page-return helper). */

@@ -374,10 +374,10 @@ bad_tell(const struct anrc_heap *h, const struct anrc_bad_note *n)
 		mb_log(MB_LOG_ERR, "%s: %s(): %s", h->name, n->op, n->what);
 }
 
-/* A bad pointer: counted, then told now (locked: noted for the unlock,
- * unless the process is to abort), ignored or aborted on. */
-static void
-bad_pointer(struct anrc_heap *h, const char *op, const char *what, const void *p, int locked)
+/* Counted, then told now (locked: noted for the unlock, unless the
+ * process is to abort), ignored or aborted on. */
+void
+anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p, int locked)
 {
 	struct anrc_bad_note n = bad_note(h, op, what, p);
 
@@ -391,24 +391,12 @@ bad_pointer(struct anrc_heap *h, const char *op, const char *what, const void *p
 			h->bad_untold++;
 		return;
 	}
-	/* The process ends here: what waits is told first. */
+	/* Told now; before an abort, what waits is told first. */
 	for (unsigned i = 0; locked && i < h->bad_n; i++)
 		bad_tell(h, &h->bad_note[i]);
 	bad_tell(h, &n);
 	if (h->bad_free == ANR_BAD_FREE_ABORT)
 		abort();
-}
-
-void
-anrc_bad(struct anrc_heap *h, const char *op, const char *what, const void *p)
-{
-	bad_pointer(h, op, what, p, 0);
-}
-
-void
-anrc_bad_locked(struct anrc_heap *h, const char *op, const char *what, const void *p)
-{
-	bad_pointer(h, op, what, p, 1);
 }
 
 /* Where a pointer handed to free() or realloc() lives. */
@@ -508,13 +496,13 @@ free_locked(struct anrc_heap *h, void *p, const char *op)
 	const char *bad = locate(h, p, &l);
 
 	if (bad != NULL) {
-		anrc_bad_locked(h, op, bad, p);
+		anrc_bad(h, op, bad, p, 1);
 		return;
 	}
 	if (l.slab && anrc_theap_free(h, anrc_theap_peek(h), p, l.s, 1))
 		return; /* a thread owns the slab: it folds the free in */
 	if (!l.slab && anrc_runs_disown_locked(h, l.s, 0) != 0) {
-		anrc_bad_locked(h, op, "double free (pages not allocated)", p);
+		anrc_bad(h, op, "double free (pages not allocated)", p, 1);
 		return;
 	}
 	release(h, p, &l);
@@ -835,7 +823,7 @@ free_slow(struct anrc_heap *h, void *p)
 	} else {
 		bad = plausible(h, p);
 		if (bad != NULL) {
-			anrc_bad(h, "free", bad, p);
+			anrc_bad(h, "free", bad, p, 0);
 			return;
 		}
 	}
@@ -993,7 +981,7 @@ anrc_realloc(struct anrc_heap *h, void *p, size_t size, unsigned flags)
 	}
 	bad = plausible(h, p);
 	if (bad != NULL) {
-		anrc_bad(h, "realloc", bad, p);
+		anrc_bad(h, "realloc", bad, p, 0);
 		errno = EINVAL;
 		return NULL;
 	}
@@ -1016,7 +1004,7 @@ anrc_realloc(struct anrc_heap *h, void *p, size_t size, unsigned flags)
 	bad = locate(h, p, &l);
 	if (bad != NULL) {
 		heap_unlock(h);
-		anrc_bad(h, "realloc", bad, p);
+		anrc_bad(h, "realloc", bad, p, 0);
 		errno = EINVAL;
 		return NULL;
 	}

@@ -1091,16 +1091,6 @@ block_dies(struct anrc_heap *h, void *p, size_t size)
 	ANR_VG_NOACCESS(h, p, size);
 }
 
-/* A bad pointer, told now or, under the heap lock, after it. */
-static void
-bad(struct anrc_heap *h, int locked, const char *op, const char *what, const void *p)
-{
-	if (locked)
-		anrc_bad_locked(h, op, what, p);
-	else
-		anrc_bad(h, op, what, p);
-}
-
 ANRC_HOT int
 anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 	       int locked)
@@ -1118,7 +1108,7 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 	off = (size_t)((char *)p - anrc_page_addr(h, s));
 	idx = anrc_slab_index(k, off);
 	if (idx * k->size != off || idx >= k->nobjs) {
-		bad(h, locked, "free", "pointer inside a block", p);
+		anrc_bad(h, "free", "pointer inside a block", p, locked);
 		return 1;
 	}
 	w = (unsigned)(idx >> 6);
@@ -1127,7 +1117,7 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 	rf = anrc_slab_rfree(h, s) + w;
 	if (t != NULL && o == t->id) {
 		if ((*bits & m) == 0 || (LOAD(*rf) & m) != 0) {
-			bad(h, locked, "free", "double free (object not allocated)", p);
+			anrc_bad(h, "free", "double free (object not allocated)", p, locked);
 			return 1;
 		}
 		block_dies(h, p, k->size);
@@ -1141,13 +1131,13 @@ anrc_theap_free(struct anrc_heap *h, struct anrc_theap *t, void *p, uint32_t s,
 		return 1;
 	}
 	if ((LOAD(*bits) & m) == 0 || (LOAD(*rf) & m) != 0) {
-		bad(h, locked, "free", "double free (object not allocated)", p);
+		anrc_bad(h, "free", "double free (object not allocated)", p, locked);
 		return 1;
 	}
 	block_dies(h, p, k->size);
 	old = __atomic_fetch_or(rf, m, __ATOMIC_SEQ_CST);
 	if ((old & m) != 0) {
-		bad(h, locked, "free", "double free (object not allocated)", p);
+		anrc_bad(h, "free", "double free (object not allocated)", p, locked);
 		return 1;
 	}
 	if (t != NULL) {

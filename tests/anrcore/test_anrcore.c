@@ -1926,7 +1926,7 @@ START_TEST(bad_free_notes_overflow)
 	sink_reset();
 	anrc_lock_and_drain(h);
 	for (int i = 0; i < ANR_BAD_NOTES + 3; i++)
-		anrc_bad_locked(h, "free", "pointer inside a block", big + 64 * (i + 1));
+		anrc_bad(h, "free", "pointer inside a block", big + 64 * (i + 1), 1);
 	ck_assert_int_eq(sink_lines, 0); /* nothing under the lock */
 	anrc_unlock_and_return_pages(h);
 	ck_assert_int_eq(sink_lines, ANR_BAD_NOTES + 1);
