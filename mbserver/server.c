@@ -551,32 +551,17 @@ static void handle_input(struct server *s, struct conn *c)
 	}
 }
 
-static void read_comm(pid_t pid, char *out, size_t cap)
-{
-	char path[64];
-	out[0] = '\0';
-	if (pid <= 0)
-		return;
-	mb_format(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	ssize_t n = read(fd, out, cap - 1);
-	close(fd);
-	if (n <= 0) {
-		out[0] = '\0';
-		return;
-	}
-	out[n] = '\0';
-	char *nl = strchr(out, '\n');
-	if (nl)
-		*nl = '\0';
-}
-
-/* Field 22 of /proc/PID/stat, the process's start time; 0 if unknown. */
-static uint64_t read_start(pid_t pid)
+/*
+ * The name and start time of a connecting process, from one read of
+ * /proc/PID/stat: the name is between the first '(' and the last ')' (it
+ * may hold anything, parentheses included), the start time is field 22
+ * (clock ticks after boot).  The name is left empty and 0 returned for
+ * what cannot be read.
+ */
+static uint64_t read_proc(pid_t pid, char *comm, size_t cap)
 {
 	char path[64], buf[1024];
+	comm[0] = '\0';
 	if (pid <= 0)
 		return 0;
 	mb_format(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -588,8 +573,15 @@ static uint64_t read_start(pid_t pid)
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
-	/* after the name, which may hold anything: fields 3 to 22 */
-	char *p = strrchr(buf, ')');
+	char *open_paren = strchr(buf, '('), *p = strrchr(buf, ')');
+	if (open_paren == NULL || p == NULL || p < open_paren)
+		return 0;
+	size_t len = (size_t)(p - open_paren - 1);
+	if (len > cap - 1)
+		len = cap - 1;
+	memcpy(comm, open_paren + 1, len);
+	comm[len] = '\0';
+	/* after the name: fields 3 to 22 */
 	for (int field = 2; p != NULL && field < 22; field++)
 		p = strchr(p + 1, ' ');
 	return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
@@ -663,8 +655,7 @@ static void handle_accept(struct server *s)
 		}
 		struct conn *c = calloc(1, sizeof(*c));
 		struct broker_peer peer = { .pid = cred.pid, .uid = cred.uid, .gid = cred.gid };
-		read_comm(cred.pid, peer.comm, sizeof(peer.comm));
-		peer.start = read_start(cred.pid);
+		peer.start = read_proc(cred.pid, peer.comm, sizeof(peer.comm));
 		if (c)
 			c->bc = broker_connect(s->b, &peer, c, s->now);
 		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = c };
