@@ -161,29 +161,21 @@ static DIR *walk_open(int dirfd)
  */
 static int walk_tree(int rootfd, dev_t dev, struct walk_set *set, uint64_t *sum)
 {
-	DIR **stack = NULL;
-	size_t depth = 0, cap = 0;
+	size_t depth = 0, cap = 16;
+	DIR **stack = malloc(cap * sizeof(*stack));
 	int rc = 0;
 
-	while (rc == 0) {
-		DIR *dp;
+	if (stack == NULL)
+		return -ENOMEM;
+	if ((stack[0] = walk_open(rootfd)) == NULL)
+		rc = -errno;
+	else
+		depth = 1;
+	while (rc == 0 && depth > 0) {
+		DIR *dp = stack[depth - 1];
 		struct dirent *de;
 		int sub = -1;
 
-		if (depth == 0 && stack == NULL) {
-			stack = malloc(16 * sizeof(*stack));
-			if (stack == NULL)
-				return -ENOMEM;
-			cap = 16;
-			if ((stack[0] = walk_open(rootfd)) == NULL) {
-				rc = -errno;
-				break;
-			}
-			depth = 1;
-		}
-		if (depth == 0)
-			break;
-		dp = stack[depth - 1];
 		errno = 0;
 		de = readdir(dp);
 		if (de == NULL) {
