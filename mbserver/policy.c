@@ -66,23 +66,17 @@ struct reads {
 /*
  * One audit (audit()): each process's smaps_rollup is read once, however
  * many connections it has, and reading stops once the audit has spent
- * AUDIT_BUDGET_NS in it: the reads run in the daemon's one thread, and a
- * process with many mappings takes milliseconds to read.  The clients
- * not read keep their last figure, and the next audit starts with them.
+ * READ_BUDGET_NS in it (reads_get, as the give-back check reads): the
+ * reads run in the daemon's one thread, and a process with many mappings
+ * takes milliseconds to read.  The clients not read keep their last
+ * figure, and the next audit starts with them.
  */
-#define AUDIT_BUDGET_NS (5 * 1000000ull)
-#define AUDIT_PIDS 64 /* processes remembered within one audit */
 struct audit_run {
 	struct policy *p;
 	int phase;        /* 1: ids from the cursor on; 2: the ids before it */
-	int out;          /* the budget is spent */
 	int next_set;
 	uint64_t next;    /* the first client not read */
-	uint64_t t0;
-	unsigned clients, reads;
-	size_t npid;
-	pid_t pid[AUDIT_PIDS];
-	uint64_t word[AUDIT_PIDS];
+	unsigned clients;
 };
 
 struct policy {
@@ -211,84 +205,7 @@ static const char *fig(char *buf, uint64_t bytes)
 	return buf;
 }
 
-/* ---- audit ------------------------------------------------------------- */
-
-/* The private memory of c's process as a status word's figure. */
-static uint64_t audit_figure(struct audit_run *a, struct bclient *c)
-{
-	pid_t pid = broker_client_peer(c)->pid;
-	for (size_t i = 0; i < a->npid; i++)
-		if (a->pid[i] == pid)
-			return a->word[i];
-	if (a->out) {
-		if (!a->next_set) {
-			a->next = broker_client_id(c);
-			a->next_set = 1;
-		}
-		return broker_client_private(c) & ~MB_SC_DISHONOURED;
-	}
-	uint64_t bytes, word = MB_SC_PRIVATE_UNKNOWN;
-	if (device_private_bytes(pid, &bytes) == 0)
-		word = bytes < MB_SC_PRIVATE_MASK - 1 ? bytes : MB_SC_PRIVATE_MASK - 1;
-	a->reads++;
-	if (a->npid < AUDIT_PIDS) {
-		a->pid[a->npid] = pid;
-		a->word[a->npid++] = word;
-	}
-	if (mb_clock_ns() - a->t0 >= AUDIT_BUDGET_NS)
-		a->out = 1;
-	return word;
-}
-
-static void audit_one(void *arg, struct bclient *c)
-{
-	struct audit_run *a = arg;
-	struct policy *p = a->p;
-	if ((a->phase == 1) != (broker_client_id(c) >= p->audit_cursor))
-		return;
-	a->clients++;
-	uint64_t word = audit_figure(a, c);
-	uint64_t flag = broker_client_last(c) ? MB_SC_DISHONOURED : 0;
-	broker_client_set_private(c, word | flag);
-	if (word == MB_SC_PRIVATE_UNKNOWN)
-		return;
-	int64_t bal = broker_client_balance(c);
-	uint64_t grant = bal > 0 ? (uint64_t)bal * p->page_size : 0;
-	p->resident += word < grant ? word : grant;
-}
-
-static void audit(struct policy *p, struct broker *b)
-{
-	struct audit_run a = { .p = p, .t0 = mb_clock_ns() };
-	p->resident = 0;
-	p->audit_lent = broker_lent(b);
-	p->audit_used = p->wm.dev.used;
-	for (a.phase = 1; a.phase <= 2; a.phase++)
-		broker_foreach(b, audit_one, &a);
-	p->audit_cursor = a.next_set ? a.next : 0;
-	mb_log(MB_LOG_DEBUG, "audit: %u clients, %u processes read in %llu us%s", a.clients,
-	       a.reads, (unsigned long long)((mb_clock_ns() - a.t0) / 1000),
-	       a.out ? "; the others next time" : "");
-}
-
-/*
- * Brokered memory that is resident now: what the last audit found, plus
- * what the device has used more since, as far as lending grew meanwhile
- * (a client growing into a new grant must not look like memory taken
- * outside the broker), at most all that is lent.  Pages lent but not yet
- * touched get no credit: counting them would let the pool grow by what it
- * has just lent.
- */
-static uint64_t brokered_resident(const struct policy *p, uint64_t lent)
-{
-	uint64_t all = lent * p->page_size;
-	uint64_t grown = lent > p->audit_lent ? (lent - p->audit_lent) * p->page_size : 0;
-	uint64_t used = p->wm.dev.used > p->audit_used ? p->wm.dev.used - p->audit_used : 0;
-	uint64_t est = p->resident + (grown < used ? grown : used);
-	return est < all ? est : all;
-}
-
-/* ---- give-back --------------------------------------------------------- */
+/* ---- reads of private memory ------------------------------------------ */
 
 static void reads_begin(struct reads *r)
 {
@@ -322,7 +239,7 @@ static void slow_note(struct policy *p, pid_t pid, uint64_t ns)
 		p->slow[p->slow_next++ % SLOW_PIDS] = pid;
 }
 
-/* The private bytes of pid, read at most once in this decision or pass
+/* The private bytes of pid, read at most once in this audit, decision or pass
  * (p->rd): 0, -1 when they cannot be read, 1 when the budget is spent
  * and pid was not read. */
 static int reads_get(struct policy *p, pid_t pid, uint64_t *bytes)
@@ -350,6 +267,77 @@ static int reads_get(struct policy *p, pid_t pid, uint64_t *bytes)
 	*bytes = b;
 	return rc;
 }
+
+/* ---- audit ------------------------------------------------------------- */
+
+/* The private memory of c's process as a status word's figure. */
+static uint64_t audit_figure(struct audit_run *a, struct bclient *c)
+{
+	uint64_t bytes = 0;
+	int rc = reads_get(a->p, broker_client_peer(c)->pid, &bytes);
+	if (rc > 0) {
+		if (!a->next_set) {
+			a->next = broker_client_id(c);
+			a->next_set = 1;
+		}
+		return broker_client_private(c) & ~MB_SC_DISHONOURED;
+	}
+	if (rc < 0)
+		return MB_SC_PRIVATE_UNKNOWN;
+	return bytes < MB_SC_PRIVATE_MASK - 1 ? bytes : MB_SC_PRIVATE_MASK - 1;
+}
+
+static void audit_one(void *arg, struct bclient *c)
+{
+	struct audit_run *a = arg;
+	struct policy *p = a->p;
+	if ((a->phase == 1) != (broker_client_id(c) >= p->audit_cursor))
+		return;
+	a->clients++;
+	uint64_t word = audit_figure(a, c);
+	uint64_t flag = broker_client_last(c) ? MB_SC_DISHONOURED : 0;
+	broker_client_set_private(c, word | flag);
+	if (word == MB_SC_PRIVATE_UNKNOWN)
+		return;
+	int64_t bal = broker_client_balance(c);
+	uint64_t grant = bal > 0 ? (uint64_t)bal * p->page_size : 0;
+	p->resident += word < grant ? word : grant;
+}
+
+static void audit(struct policy *p, struct broker *b)
+{
+	struct audit_run a = { .p = p };
+	reads_begin(&p->rd);
+	p->resident = 0;
+	p->audit_lent = broker_lent(b);
+	p->audit_used = p->wm.dev.used;
+	for (a.phase = 1; a.phase <= 2; a.phase++)
+		broker_foreach(b, audit_one, &a);
+	p->audit_cursor = a.next_set ? a.next : 0;
+	mb_log(MB_LOG_DEBUG, "audit: %u clients, %u processes read in %llu us%s", a.clients,
+	       p->rd.done, (unsigned long long)((mb_clock_ns() - p->rd.t0) / 1000),
+	       p->rd.out ? "; the others next time" : "");
+}
+
+/*
+ * Brokered memory that is resident now: what the last audit found, plus
+ * what the device has used more since, as far as lending grew meanwhile
+ * (a client growing into a new grant must not look like memory taken
+ * outside the broker), at most all that is lent.  Pages lent but not yet
+ * touched get no credit: counting them would let the pool grow by what it
+ * has just lent.
+ */
+static uint64_t brokered_resident(const struct policy *p, uint64_t lent)
+{
+	uint64_t all = lent * p->page_size;
+	uint64_t grown = lent > p->audit_lent ? (lent - p->audit_lent) * p->page_size : 0;
+	uint64_t used = p->wm.dev.used > p->audit_used ? p->wm.dev.used - p->audit_used : 0;
+	uint64_t est = p->resident + (grown < used ? grown : used);
+	return est < all ? est : all;
+}
+
+/* ---- give-back --------------------------------------------------------- */
+
 
 /* The gb entry of a client asked now (a slot reused in turn when the
  * table is full of clients that left unanswered). */
