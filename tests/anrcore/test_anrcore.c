@@ -3503,17 +3503,25 @@ struct idle_run_keeper {
 	pthread_barrier_t bar;
 };
 
-/* Frees a touched 40 KiB block (its run stays this thread's), then waits
- * for the test twice: while the run is kept, and to end. */
+/* A touched 40 KiB block freed: its run stays the calling thread's. */
+static void
+keep_a_run(struct anrc_heap *h)
+{
+	char *p = anrc_alloc(h, 40 * KiB, 0);
+
+	ck_assert_ptr_nonnull(p);
+	memset(p, 3, 40 * KiB);
+	anrc_free(h, p);
+}
+
+/* Keeps a run, then waits for the test twice: while the run is kept,
+ * and to end. */
 static void *
 idle_run_keeper_main(void *arg)
 {
 	struct idle_run_keeper *a = arg;
-	char *p = anrc_alloc(a->h, 40 * KiB, 0);
 
-	ck_assert_ptr_nonnull(p);
-	memset(p, 3, 40 * KiB);
-	anrc_free(a->h, p);
+	keep_a_run(a->h);
 	pthread_barrier_wait(&a->bar);
 	pthread_barrier_wait(&a->bar);
 	return NULL;
@@ -3531,7 +3539,6 @@ START_TEST(budget_lowered_takes_kept_runs)
 	struct idle_run_keeper a = { .h = h };
 	struct anrc_stats st;
 	pthread_t t;
-	char *p;
 
 	if (UNDER_VALGRIND()) {
 		anrc_destroy(h); /* no kept runs under valgrind */
@@ -3540,10 +3547,7 @@ START_TEST(budget_lowered_takes_kept_runs)
 	pthread_barrier_init(&a.bar, NULL, 2);
 	ck_assert_int_eq(pthread_create(&t, NULL, idle_run_keeper_main, &a), 0);
 	pthread_barrier_wait(&a.bar);
-	p = anrc_alloc(h, 40 * KiB, 0);
-	ck_assert_ptr_nonnull(p);
-	memset(p, 3, 40 * KiB);
-	anrc_free(h, p);
+	keep_a_run(h);
 	stats(h, &st);
 	ck_assert_uint_eq(st.in_use, 0);
 	ck_assert_uint_ge(st.resident, 80 * KiB); /* two kept runs */
