@@ -16,8 +16,11 @@
  *   st_blocks really seen, so the charge of an inode always equals its
  *   st_blocks * 512 as last observed.
  * - A file loses its charge when its last link goes and nobody has it
- *   open; otherwise at the last release.  Its extended attributes (name
- *   length plus value size) are charged when set and given back with it.
+ *   open; otherwise at the last release.  It is emptied then, since a
+ *   descriptor that sends no OPEN (O_PATH) may still hold its pages; one
+ *   that cannot be emptied keeps its charge until the kernel forgets it.
+ *   Its extended attributes (name length plus value size) are charged
+ *   when set and given back with it.
  * - While a file is open for writing (nwrite > 0) its reserve covers the
  *   holes below its size (round_up(size) - st_blocks * 512), so the pages a
  *   shared mapping writes back are already paid for: opening for writing
@@ -264,6 +267,34 @@ static void change_end(struct tfs_inode *in, const struct stat *st,
 	tfs_uid_end(in->uid, c->upend, footprint(in) - c->fp);
 }
 
+/*
+ * Empty a file whose last link is gone and that no one has open, so that
+ * its pages go with its charge.  A descriptor opened with O_PATH sends no
+ * OPEN and keeps the inode, and with it the pages, for as long as it
+ * lives: left alone, they would stay in memory that no quota pays for.
+ * Opened again through /proc/PID/fd, such a file is empty.  -1 if it is
+ * no regular file or could not be emptied: its charge then stays until
+ * the kernel forgets the inode (forget_one).
+ */
+static int empty_orphan(struct tfs_inode *in)
+{
+	char path[TFS_PROC_PATH];
+	struct stat st;
+	int fd, rc;
+
+	if (fstat(in->fd, &st) == -1 || !S_ISREG(st.st_mode))
+		return -1;
+	if (st.st_blocks == 0 && st.st_size == 0)
+		return 0;
+	proc_path(path, in->fd);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd == -1)
+		return -1;
+	rc = ftruncate(fd, 0);
+	close(fd);
+	return rc;
+}
+
 /* Give back everything an inode costs (last link gone, no opener). */
 static void credit_inode(struct tfs_inode *in)
 {
@@ -378,6 +409,7 @@ static int do_lookup(struct tfs_inode *parent, const char *name,
 static void forget_one(fuse_ino_t ino, uint64_t n)
 {
 	struct tfs_inode *in = ino_of(ino);
+	struct stat st;
 
 	pthread_mutex_lock(&tbl_lock);
 	if (n > in->nlookup) {
@@ -392,6 +424,11 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
 	}
 	tbl_remove(in);
 	pthread_mutex_unlock(&tbl_lock);
+	/* Without links and not emptied at the unlink or the last close
+	 * (empty_orphan): its pages go with the descriptor closed below. */
+	if (!in->gone && fstat(in->fd, &st) == 0 && st.st_nlink == 0 &&
+	    !S_ISDIR(st.st_mode))
+		credit_inode(in);
 	close(in->fd);
 	if (in->rfd >= 0)
 		close(in->rfd);
@@ -937,7 +974,8 @@ static void victim_settle(struct victim *v, int removed)
 	if (removed) {
 		pthread_mutex_lock(&v->in->lock);
 		if (fstatat(v->in->fd, "", &st, AT_EMPTY_PATH) == 0 &&
-		    st.st_nlink == 0 && v->in->nopen == 0 && !v->in->gone)
+		    st.st_nlink == 0 && v->in->nopen == 0 && !v->in->gone &&
+		    empty_orphan(v->in) == 0)
 			credit_inode(v->in);
 		pthread_mutex_unlock(&v->in->lock);
 	}
@@ -1011,12 +1049,13 @@ static int opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd)
 	pthread_mutex_lock(&in->lock);
 	if (in->gone) {
 		/*
-		 * Reopened after its charge went back (through a
-		 * /proc/PID/fd link of a descriptor that sent no OPEN): it
-		 * is a charged inode again, from nothing, so that what it is
-		 * written now is booked and given back at the last close.
-		 * (It stayed "gone": the writes were booked and never given
-		 * back, and each round lost its size from the quota for good.)
+		 * Reopened after its charge went back and it was emptied
+		 * (through a /proc/PID/fd link of a descriptor that sent no
+		 * OPEN): it is a charged inode again, from nothing, so that
+		 * what it is written now is booked and given back at the
+		 * last close.  (It stayed "gone": the writes were booked and
+		 * never given back, and each round lost its size from the
+		 * quota for good.)
 		 */
 		uint64_t x = inode_xattrs(in);
 
@@ -1140,7 +1179,7 @@ static void tfs_release(fuse_req_t req, fuse_ino_t ino,
 		in->rfd = -1;
 	}
 	if (in->nopen == 0 && fstat((int)fi->fh, &st) == 0 &&
-	    st.st_nlink == 0 && !in->gone)
+	    st.st_nlink == 0 && !in->gone && empty_orphan(in) == 0)
 		credit_inode(in);
 	pthread_mutex_unlock(&in->lock);
 	close((int)fi->fh);

@@ -144,6 +144,52 @@ for r in range(3):
         sys.exit("round %d: %d bytes booked after the last close" % (r, used()))
 PY
 
+# The pages of an unlinked file that only an O_PATH descriptor holds go
+# with its charge: the file is emptied when its last link goes.  Before,
+# the charge went back but the backing store kept the pages for as long as
+# the descriptor lived, so a user could hold any amount of memory that no
+# quota paid for, a quota's worth per round.
+python3 - "$MNT/held" "$BACK" <<'PY' || fail "pages held by O_PATH after unlink"
+import os, sys, time
+p, back = sys.argv[1], sys.argv[2]
+d = os.path.dirname(p)
+def used(where):
+    s = os.statvfs(where)
+    return (s.f_blocks - s.f_bfree) * s.f_frsize
+before = used(back)
+held = []
+for r in range(4):
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
+    os.write(fd, b"h" * (2 << 20))
+    os.close(fd)
+    held.append(os.open(p, os.O_PATH))
+    os.unlink(p)
+    if used(d) != 0:
+        sys.exit("round %d: %d bytes charged after the unlink" % (r, used(d)))
+    if used(back) - before >= 1 << 20:
+        sys.exit("round %d: %d bytes in the backing store, charged to no one"
+                 % (r, used(back) - before))
+w = os.open("/proc/self/fd/%d" % held[0], os.O_RDONLY)
+if os.fstat(w).st_size != 0:
+    sys.exit("an emptied file still has %d bytes" % os.fstat(w).st_size)
+os.close(w)
+for h in held:
+    os.close(h)
+# A symlink cannot be emptied: its page stays charged while a descriptor
+# holds it, and goes back when the kernel forgets it (after the close).
+os.symlink("t" * 3000, p)
+h = os.open(p, os.O_PATH | os.O_NOFOLLOW)
+os.unlink(p)
+if used(d) == 0:
+    sys.exit("a held symlink's page went uncharged at the unlink")
+os.close(h)
+deadline = time.monotonic() + 10
+while used(d) != 0 and time.monotonic() < deadline:
+    time.sleep(0.01)
+if used(d) != 0:
+    sys.exit("%d bytes still charged after the symlink was forgotten" % used(d))
+PY
+
 # fallocate is charged before it happens.
 fallocate -l 2M "$MNT/falloc" || fail "fallocate 2M"
 expect_eq "after fallocate" "$(tfs_used)" $((2 * MiB))
