@@ -59,5 +59,7 @@ const struct mb_conf_key tfs_conf_keys[] = {
 	  "err, warning, notice, info or debug"),
 	K("uid_limit", MB_CONF_STRING, uid_limit, "50%",
 	  "most one user's files may cost: size or percent of the broker total (0: no limit; root exempt)"),
+	K("uid_fds", MB_CONF_STRING, uid_fds, "50%",
+	  "most descriptors track_fs holds for one user: count or percent of its descriptor limit (0: no limit; root exempt)"),
 	MB_CONF_END
 };

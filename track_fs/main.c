@@ -37,6 +37,7 @@
 #define TFS_MAX_WRITE_MIN 4096ULL
 #define TFS_MAX_WRITE_MAX (1ULL << 20)
 #define TFS_OPTS_MAX 4096
+#define TFS_FD_RESERVE_MIN 64
 
 /* One key=value from the command line, applied after the config file. */
 struct setting {
@@ -273,6 +274,52 @@ static void set_uid_limit(const struct tfs_conf *cf)
 	}
 }
 
+/* uid_fds as a count; a percentage is of `nofile`.  0 or -EINVAL. */
+static int uid_fds_of(const struct tfs_conf *cf, uint64_t nofile,
+		      uint64_t *out)
+{
+	const char *pct = strchr(cf->uid_fds, '%');
+	uint64_t v;
+	int rc;
+
+	if (pct != NULL && pct[1] == '\0') {
+		rc = mb_parse_hundredths(cf->uid_fds, &v);
+		if (rc == 0 && v > 10000)
+			rc = -EINVAL;
+		v = rc != 0 ? 0 : nofile > UINT64_MAX / 10000 ?
+			nofile / 10000 * v : nofile * v / 10000;
+	} else {
+		rc = mb_parse_u64(cf->uid_fds, &v);
+	}
+	if (rc == 0 && out != NULL)
+		*out = v;
+	return rc;
+}
+
+/*
+ * The descriptors held for users other than root and track_fs's own: one
+ * user's share (uid_fds), and all of theirs together leave a reserve of an
+ * eighth of the limit, at least TFS_FD_RESERVE_MIN.
+ */
+static void set_fd_limits(const struct tfs_conf *cf)
+{
+	struct rlimit rl;
+	uint64_t nofile = 1024, reserve, all, one = 0;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		nofile = rl.rlim_cur;
+	reserve = nofile / 8 > TFS_FD_RESERVE_MIN ? nofile / 8 : TFS_FD_RESERVE_MIN;
+	all = nofile > reserve ? nofile - reserve : 1;
+	if (uid_fds_of(cf, nofile, &one) != 0)
+		one = 0;
+	if (one > all)
+		one = all;
+	tfs_uid_set_fd_limits(one, all, geteuid());
+	mb_log(MB_LOG_INFO, "descriptors: %llu of %llu for users other than "
+	       "root, %llu for one of them", (unsigned long long)all,
+	       (unsigned long long)nofile, (unsigned long long)one);
+}
+
 static int apply_settings(struct cmdline *cl, struct tfs_conf *cf)
 {
 	char err[MB_CONF_ERR_MAX];
@@ -309,6 +356,11 @@ static int apply_settings(struct cmdline *cl, struct tfs_conf *cf)
 	if (uid_limit_of(cf, 1ULL << 40, NULL) != 0) {
 		fprintf(stderr, "track_fs: uid_limit: '%s' is neither a size nor "
 			"a percentage\n", cf->uid_limit);
+		return -1;
+	}
+	if (uid_fds_of(cf, 1024, NULL) != 0) {
+		fprintf(stderr, "track_fs: uid_fds: '%s' is neither a count nor "
+			"a percentage up to 100%%\n", cf->uid_fds);
 		return -1;
 	}
 	return 0;
@@ -565,6 +617,7 @@ static int run(struct tfs_conf *cf, struct cmdline *cl, const char *mnt,
 	mb_log(MB_LOG_INFO, "%s holds %s at start", cf->backing, sz);
 	if (cf->charge)
 		set_uid_limit(cf);
+	set_fd_limits(cf);
 	if (tfs_ops_init(rootfd, cf) != 0) {
 		fprintf(stderr, "track_fs: out of memory\n");
 		goto fail;

@@ -78,6 +78,7 @@ struct tfs_dir {
 	DIR *dp;
 	off_t off;
 	struct dirent *entry;
+	uid_t uid;	/* whom its descriptor is counted for (uid.c) */
 };
 
 static uint64_t round_up(uint64_t v)
@@ -100,6 +101,25 @@ static struct tfs_inode *ino_of(fuse_ino_t ino)
 	if (ino == FUSE_ROOT_ID)
 		return &tfs_root;
 	return (struct tfs_inode *)(uintptr_t)ino;
+}
+
+/* fi->fh of an open file: its descriptor in the low half, and in the high
+ * half the user it is counted for (uid.c). */
+static int fh_fd(const struct fuse_file_info *fi)
+{
+	return (int)(uint32_t)fi->fh;
+}
+
+static void fh_close(const struct fuse_file_info *fi)
+{
+	close(fh_fd(fi));
+	tfs_uid_fd_put((uid_t)(fi->fh >> 32));
+}
+
+/* Whom a request's new file will belong to, and its opens count for. */
+static uid_t req_uid(fuse_req_t req)
+{
+	return tfs_is_root ? fuse_req_ctx(req)->uid : geteuid();
 }
 
 static void proc_path(char *buf, int fd)
@@ -350,9 +370,14 @@ void tfs_ops_fini(void)
 	close(tfs_root.fd);
 }
 
-/* Find or add the inode of `name` in parent; takes one lookup reference. */
+/*
+ * Find or add the inode of `name` in parent; takes one lookup reference.
+ * A new one takes a descriptor counted for its owner: ENFILE when the owner
+ * is at its limit (uid.c), unless force (a file just made, whose creator's
+ * room was looked at first).
+ */
 static int do_lookup(struct tfs_inode *parent, const char *name,
-		     struct fuse_entry_param *e)
+		     struct fuse_entry_param *e, int force)
 {
 	struct tfs_inode *in;
 	struct stat st;
@@ -381,13 +406,20 @@ static int do_lookup(struct tfs_inode *parent, const char *name,
 			close(fd);
 			return ENOMEM;
 		}
+		if (tfs_uid_fd_take(st.st_uid, force) != 0) {
+			pthread_mutex_unlock(&tbl_lock);
+			close(fd);
+			return ENFILE;
+		}
 		in = calloc(1, sizeof(*in));
 		if (in == NULL) {
 			pthread_mutex_unlock(&tbl_lock);
 			close(fd);
+			tfs_uid_fd_put(st.st_uid);
 			return ENOMEM;
 		}
 		in->fd = fd;
+		in->fd_uid = st.st_uid;
 		in->rfd = -1;
 		in->dev = st.st_dev;
 		in->ino = st.st_ino;
@@ -430,8 +462,11 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
 	    !S_ISDIR(st.st_mode))
 		credit_inode(in);
 	close(in->fd);
-	if (in->rfd >= 0)
+	tfs_uid_fd_put(in->fd_uid);
+	if (in->rfd >= 0) {
 		close(in->rfd);
+		tfs_uid_fd_put(in->rfd_uid);
+	}
 	pthread_mutex_destroy(&in->lock);
 	free(in);
 }
@@ -478,12 +513,18 @@ static int64_t resident(struct tfs_inode *in, uint64_t start, uint64_t end)
 	if (in->rfd < 0) {
 		char path[TFS_PROC_PATH];
 
-		proc_path(path, in->fd);
-		in->rfd = open(path, O_RDONLY | O_CLOEXEC);
-		if (in->rfd < 0) {
+		if (tfs_uid_fd_take(in->uid, 0) != 0) {
 			in->rfd = TFS_RFD_FAILED;
 			return -1;
 		}
+		proc_path(path, in->fd);
+		in->rfd = open(path, O_RDONLY | O_CLOEXEC);
+		if (in->rfd < 0) {
+			tfs_uid_fd_put(in->uid);
+			in->rfd = TFS_RFD_FAILED;
+			return -1;
+		}
+		in->rfd_uid = in->uid;
 	}
 	for (pos = start; pos < end; pos += TFS_MINCORE_WINDOW) {
 		size_t len = end - pos < TFS_MINCORE_WINDOW ?
@@ -615,7 +656,7 @@ static void tfs_init(void *userdata, struct fuse_conn_info *conn)
 static void tfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
-	int err = do_lookup(ino_of(parent), name, &e);
+	int err = do_lookup(ino_of(parent), name, &e, 0);
 
 	if (err == ENOENT) {
 		memset(&e, 0, sizeof(e));
@@ -650,7 +691,7 @@ static int inode_stat(struct tfs_inode *in, struct fuse_file_info *fi,
 	int rc;
 
 	if (fi != NULL)
-		rc = fstat((int)fi->fh, st);
+		rc = fstat(fh_fd(fi), st);
 	else
 		rc = fstatat(in->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW);
 	return rc == -1 ? errno : 0;
@@ -693,7 +734,7 @@ static int charged_truncate(struct tfs_inode *in, struct fuse_file_info *fi,
 		goto out;
 	}
 	if (fi != NULL) {
-		rc = ftruncate((int)fi->fh, size);
+		rc = ftruncate(fh_fd(fi), size);
 	} else {
 		proc_path(path, in->fd);
 		rc = truncate(path, size);
@@ -731,7 +772,7 @@ static void tfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 
 	proc_path(path, in->fd);
 	if (valid & FUSE_SET_ATTR_MODE) {
-		int rc = fi != NULL ? fchmod((int)fi->fh, attr->st_mode) :
+		int rc = fi != NULL ? fchmod(fh_fd(fi), attr->st_mode) :
 			chmod(path, attr->st_mode);
 
 		if (rc == -1) {
@@ -773,7 +814,7 @@ static void tfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr,
 		else if (valid & FUSE_SET_ATTR_MTIME)
 			tv[1] = attr->st_mtim;
 		if (fi != NULL)
-			rc = futimens((int)fi->fh, tv);
+			rc = futimens(fh_fd(fi), tv);
 		else
 			rc = utimensat(AT_FDCWD, path, tv, 0);
 		if (rc == -1) {
@@ -811,7 +852,7 @@ static void reply_new(fuse_req_t req, struct tfs_inode *parent,
 	int err;
 
 	set_owner(parent, req, parent->fd, name, -1);
-	err = do_lookup(parent, name, &e);
+	err = do_lookup(parent, name, &e, 1);
 	if (err != 0)
 		fuse_reply_err(req, err);
 	else
@@ -823,6 +864,10 @@ static void tfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct tfs_inode *p = ino_of(parent);
 
+	if (tfs_uid_fd_room(req_uid(req), 1) != 0) {
+		fuse_reply_err(req, ENFILE);
+		return;
+	}
 	if (mknodat(p->fd, name, mode, rdev) == -1) {
 		fuse_reply_err(req, errno);
 		return;
@@ -835,6 +880,10 @@ static void tfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct tfs_inode *p = ino_of(parent);
 
+	if (tfs_uid_fd_room(req_uid(req), 1) != 0) {
+		fuse_reply_err(req, ENFILE);
+		return;
+	}
 	if (mkdirat(p->fd, name, mode) == -1) {
 		fuse_reply_err(req, errno);
 		return;
@@ -848,9 +897,13 @@ static void tfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	struct tfs_inode *p = ino_of(parent);
 	struct stat st;
 	uint64_t est = round_up(strlen(link) + 1);
-	uid_t uid = tfs_is_root ? fuse_req_ctx(req)->uid : geteuid();
+	uid_t uid = req_uid(req);
 	int err = 0;
 
+	if (tfs_uid_fd_room(uid, 1) != 0) {
+		fuse_reply_err(req, ENFILE);
+		return;
+	}
 	/* A long target takes a page of tmpfs; the caller will own it. */
 	if (tfs_uid_begin(uid, est, 0) != 0) {
 		fuse_reply_err(req, ENOSPC);
@@ -894,7 +947,7 @@ static void tfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 			return;
 		}
 	}
-	err = do_lookup(np, newname, &e);
+	err = do_lookup(np, newname, &e, 0);
 	if (err != 0)
 		fuse_reply_err(req, err);
 	else
@@ -1040,7 +1093,8 @@ static int reopen(struct tfs_inode *in, int flags)
  * A new opener: after O_TRUNC book what the truncation gave back; for
  * writing, reserve the holes.  0 or ENOSPC (nothing counted then).
  */
-static int opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd)
+static int opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd,
+		  uid_t uid)
 {
 	struct stat st;
 	struct change c;
@@ -1079,7 +1133,7 @@ static int opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd)
 	if (err == 0)
 		in->nopen++;
 	pthread_mutex_unlock(&in->lock);
-	fi->fh = (uint64_t)fd;
+	fi->fh = (uint64_t)(uint32_t)fd | (uint64_t)uid << 32;
 	fi->keep_cache = 1;
 	fi->noflush = 1;
 	return err;
@@ -1102,22 +1156,30 @@ static void unopened(struct tfs_inode *in, struct fuse_file_info *fi)
 static void tfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct tfs_inode *in = ino_of(ino);
-	int fd = reopen(in, fi->flags), err;
+	uid_t uid = fuse_req_ctx(req)->uid;
+	int fd, err;
 
-	if (fd == -1) {
-		fuse_reply_err(req, errno);
+	if (tfs_uid_fd_take(uid, 0) != 0) {
+		fuse_reply_err(req, ENFILE);
 		return;
 	}
-	err = opened(in, fi, fd);
+	fd = reopen(in, fi->flags);
+	if (fd == -1) {
+		err = errno;
+		tfs_uid_fd_put(uid);
+		fuse_reply_err(req, err);
+		return;
+	}
+	err = opened(in, fi, fd, uid);
 	if (err != 0) {
-		close(fd);
+		fh_close(fi);
 		fuse_reply_err(req, err);
 		return;
 	}
 	if (fuse_reply_open(req, fi) != 0) {
 		/* The opener is gone; no release will come. */
 		unopened(in, fi);
-		close(fd);
+		fh_close(fi);
 	}
 }
 
@@ -1126,24 +1188,34 @@ static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct tfs_inode *p = ino_of(parent), *in;
 	struct fuse_entry_param e;
+	uid_t uid = fuse_req_ctx(req)->uid;
 	int fd, err;
 
+	/* The new file's descriptor and the open's, both the creator's. */
+	if (tfs_uid_fd_room(req_uid(req), 1) != 0 ||
+	    tfs_uid_fd_take(uid, 0) != 0) {
+		fuse_reply_err(req, ENFILE);
+		return;
+	}
 	fd = openat(p->fd, name, (fi->flags | O_CREAT) & ~O_NOFOLLOW, mode);
 	if (fd == -1) {
-		fuse_reply_err(req, errno);
+		err = errno;
+		tfs_uid_fd_put(uid);
+		fuse_reply_err(req, err);
 		return;
 	}
 	set_owner(p, req, -1, NULL, fd);
-	err = do_lookup(p, name, &e);
+	err = do_lookup(p, name, &e, 1);
 	if (err != 0) {
 		close(fd);
+		tfs_uid_fd_put(uid);
 		fuse_reply_err(req, err);
 		return;
 	}
 	in = ino_of(e.ino);
-	err = opened(in, fi, fd);
+	err = opened(in, fi, fd, uid);
 	if (err != 0) {
-		close(fd);
+		fh_close(fi);
 		forget_one(e.ino, 1);
 		fuse_reply_err(req, err);
 		return;
@@ -1151,7 +1223,7 @@ static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	if (fuse_reply_create(req, &e, fi) != 0) {
 		/* The creator is gone: no release and no forget will come. */
 		unopened(in, fi);
-		close(fd);
+		fh_close(fi);
 		forget_one(e.ino, 1);
 	}
 }
@@ -1174,15 +1246,17 @@ static void tfs_release(fuse_req_t req, fuse_ino_t ino,
 		tfs_uid_adjust(in->uid, footprint(in) - fp);
 	}
 	if (in->nopen == 0 && in->rfd != -1) {
-		if (in->rfd >= 0)
+		if (in->rfd >= 0) {
 			close(in->rfd);
+			tfs_uid_fd_put(in->rfd_uid);
+		}
 		in->rfd = -1;
 	}
-	if (in->nopen == 0 && fstat((int)fi->fh, &st) == 0 &&
+	if (in->nopen == 0 && fstat(fh_fd(fi), &st) == 0 &&
 	    st.st_nlink == 0 && !in->gone && empty_orphan(in) == 0)
 		credit_inode(in);
 	pthread_mutex_unlock(&in->lock);
-	close((int)fi->fh);
+	fh_close(fi);
 	fuse_reply_err(req, 0);
 }
 
@@ -1194,7 +1268,7 @@ static void tfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void tfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync,
 		      struct fuse_file_info *fi)
 {
-	int rc = datasync ? fdatasync((int)fi->fh) : fsync((int)fi->fh);
+	int rc = datasync ? fdatasync(fh_fd(fi)) : fsync(fh_fd(fi));
 
 	fuse_reply_err(req, rc == -1 ? errno : 0);
 }
@@ -1205,7 +1279,7 @@ static void tfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct fuse_bufvec buf = FUSE_BUFVEC_INIT(size);
 
 	buf.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	buf.buf[0].fd = (int)fi->fh;
+	buf.buf[0].fd = fh_fd(fi);
 	buf.buf[0].pos = off;
 	fuse_reply_data(req, &buf, tfs_splice >= TFS_SPLICE_READ ?
 			FUSE_BUF_SPLICE_MOVE : FUSE_BUF_NO_SPLICE);
@@ -1224,7 +1298,7 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 	ssize_t n;
 
 	out.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-	out.buf[0].fd = (int)fi->fh;
+	out.buf[0].fd = fh_fd(fi);
 	out.buf[0].pos = off;
 	if (!tfs_charge_enabled()) {
 		n = fuse_buf_copy(&out, in_buf, tfs_splice >= TFS_SPLICE_ALL ?
@@ -1232,12 +1306,12 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 		goto reply;
 	}
 	pthread_mutex_lock(&in->lock);
-	if (fstat((int)fi->fh, &st) == -1) {
+	if (fstat(fh_fd(fi), &st) == -1) {
 		pthread_mutex_unlock(&in->lock);
 		fuse_reply_err(req, errno);
 		return;
 	}
-	est = unallocated(in, (int)fi->fh, &st, (uint64_t)off, size, &below);
+	est = unallocated(in, fh_fd(fi), &st, (uint64_t)off, size, &below);
 	/* A write past the end leaves holes to reserve in between. */
 	gap = in->nwrite > 0 ? gap_before(&st, (uint64_t)off) : 0;
 	if (change_begin(in, below, est - below + gap, fi->writepage ?
@@ -1248,7 +1322,7 @@ static void tfs_write_buf(fuse_req_t req, fuse_ino_t ino,
 	}
 	n = fuse_buf_copy(&out, in_buf, tfs_splice >= TFS_SPLICE_ALL ?
 				  0 : FUSE_BUF_NO_SPLICE);
-	change_end(in, fstat((int)fi->fh, &st) == 0 ? &st : NULL, &c);
+	change_end(in, fstat(fh_fd(fi), &st) == 0 ? &st : NULL, &c);
 	pthread_mutex_unlock(&in->lock);
 reply:
 	if (n < 0)
@@ -1271,7 +1345,7 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 		return;
 	}
 	pthread_mutex_lock(&in->lock);
-	if (fstat((int)fi->fh, &st) == -1) {
+	if (fstat(fh_fd(fi), &st) == -1) {
 		err = errno;
 		goto out;
 	}
@@ -1279,7 +1353,7 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 	    (uint64_t)off + (uint64_t)len > (uint64_t)st.st_size)
 		in->eof = TFS_EOF_PAST;
 	if (!(mode & FALLOC_FL_PUNCH_HOLE)) {
-		est = unallocated(in, (int)fi->fh, &st, (uint64_t)off,
+		est = unallocated(in, fh_fd(fi), &st, (uint64_t)off,
 				  (uint64_t)len, &below);
 		if (in->nwrite > 0 && !(mode & FALLOC_FL_KEEP_SIZE))
 			more = gap_before(&st, (uint64_t)off);
@@ -1300,9 +1374,9 @@ static void tfs_fallocate(fuse_req_t req, fuse_ino_t ino, int mode,
 		err = ENOSPC;
 		goto out;
 	}
-	if (fallocate((int)fi->fh, mode, off, len) == -1)
+	if (fallocate(fh_fd(fi), mode, off, len) == -1)
 		err = errno;
-	if (fstat((int)fi->fh, &st) == 0) {
+	if (fstat(fh_fd(fi), &st) == 0) {
 		if (keep && st_bytes(&st) < in->blocks)
 			tfs_charge_blocks_to_resv(in, (uint64_t)(in->blocks - st_bytes(&st)));
 		change_end(in, &st, &c);
@@ -1317,7 +1391,7 @@ out:
 static void tfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 		      struct fuse_file_info *fi)
 {
-	off_t r = lseek((int)fi->fh, off, whence);
+	off_t r = lseek(fh_fd(fi), off, whence);
 
 	if (r == -1)
 		fuse_reply_err(req, errno);
@@ -1328,13 +1402,21 @@ static void tfs_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence,
 static void tfs_opendir(fuse_req_t req, fuse_ino_t ino,
 			struct fuse_file_info *fi)
 {
-	struct tfs_dir *d = calloc(1, sizeof(*d));
+	struct tfs_dir *d;
+	uid_t uid = fuse_req_ctx(req)->uid;
 	int fd;
 
+	if (tfs_uid_fd_take(uid, 0) != 0) {
+		fuse_reply_err(req, ENFILE);
+		return;
+	}
+	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
+		tfs_uid_fd_put(uid);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	d->uid = uid;
 	fd = openat(ino_of(ino)->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd == -1 || (d->dp = fdopendir(fd)) == NULL) {
 		int err = errno;
@@ -1342,6 +1424,7 @@ static void tfs_opendir(fuse_req_t req, fuse_ino_t ino,
 		if (fd != -1)
 			close(fd);
 		free(d);
+		tfs_uid_fd_put(uid);
 		fuse_reply_err(req, err);
 		return;
 	}
@@ -1350,6 +1433,7 @@ static void tfs_opendir(fuse_req_t req, fuse_ino_t ino,
 	if (fuse_reply_open(req, fi) != 0) {
 		closedir(d->dp);
 		free(d);
+		tfs_uid_fd_put(uid);
 	}
 }
 
@@ -1392,7 +1476,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		const char *name = d->entry->d_name;
 
 		if (plus && !is_dot(name)) {
-			err = do_lookup(ino_of(ino), name, &e);
+			err = do_lookup(ino_of(ino), name, &e, 0);
 			if (err == ENOENT) {
 				/* Removed since readdir saw it. */
 				err = 0;
@@ -1400,14 +1484,19 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 				d->off = next;
 				continue;
 			}
-			if (err != 0)
+			if (err != 0 && err != ENFILE)
 				break;
+		}
+		if (plus && !is_dot(name) && err == 0) {
 			n = fuse_add_direntry_plus(req, p, rem, name, &e, next);
 			if (n > rem) {
 				forget_one(e.ino, 1);
 				break;
 			}
 		} else if (plus) {
+			/* A dot, or an owner at its descriptors' limit: the
+			 * name without attributes, for a lookup later. */
+			err = 0;
 			memset(&e, 0, sizeof(e));
 			e.attr.st_ino = d->entry->d_ino;
 			e.attr.st_mode = (mode_t)d->entry->d_type << 12;
@@ -1455,6 +1544,7 @@ static void tfs_releasedir(fuse_req_t req, fuse_ino_t ino,
 	struct tfs_dir *d = (struct tfs_dir *)(uintptr_t)fi->fh;
 
 	closedir(d->dp);
+	tfs_uid_fd_put(d->uid);
 	free(d);
 	fuse_reply_err(req, 0);
 }

@@ -43,6 +43,7 @@ struct tfs_conf {
 	int splice;
 	int log_level;
 	char uid_limit[32];        /* size or percent of the broker total */
+	char uid_fds[32];          /* count or percent of RLIMIT_NOFILE */
 };
 
 extern const struct mb_conf_key tfs_conf_keys[];
@@ -69,6 +70,8 @@ struct tfs_inode {
 	uid_t uid;              /* under lock */
 	int64_t blocks;         /* bytes charged; under lock */
 	uint64_t resv;          /* under lock */
+	uid_t fd_uid;           /* whom fd is counted for (uid.c) */
+	uid_t rfd_uid;          /* whom rfd is counted for, while open */
 	int gone;               /* last link removed and credited; under lock */
 };
 
@@ -124,6 +127,14 @@ int tfs_uid_begin(uid_t uid, uint64_t bytes, int force);
 void tfs_uid_end(uid_t uid, uint64_t bytes, int64_t delta);
 void tfs_uid_adjust(uid_t uid, int64_t delta);
 int64_t tfs_uid_cost(uid_t uid);
+/* Descriptors held for users (see uid.c): per_user for one, all_users for
+ * all but root and self together (0: no limit). */
+void tfs_uid_set_fd_limits(uint64_t per_user, uint64_t all_users, uid_t self);
+/* 0 if uid may have n more, else -ENFILE; nothing is taken. */
+int tfs_uid_fd_room(uid_t uid, unsigned n);
+/* One more descriptor for uid: 0, or -ENFILE over a limit (force: never). */
+int tfs_uid_fd_take(uid_t uid, int force);
+void tfs_uid_fd_put(uid_t uid);
 /* Every owner's figure to the log. */
 void tfs_uid_log(void);
 void tfs_uid_fini(void);

@@ -11,6 +11,16 @@
  * owner in flight, plus its own bound stays within the limit; root (uid 0)
  * is never limited.  Page writeback (FORCE) is booked, never refused.  The
  * table is open addressing on the uid, grown at half full, under one lock.
+ *
+ * The same table counts the descriptors track_fs holds for each user: one
+ * per file of theirs the kernel has looked up (until it forgets it), one
+ * per open they made (until its release), one per file of theirs being
+ * measured with mincore.  Every descriptor comes from one per-process
+ * limit, so without a bound a user who creates empty files, or opens
+ * many, leaves every other user's lookups and opens failing with EMFILE.
+ * Root and track_fs's own user are exempt; the other users together keep
+ * out of a reserve (an eighth of the limit, at least 64) that stays free
+ * for those two and for track_fs itself.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -26,6 +36,7 @@ struct uid_slot {
 	int in_use;
 	int64_t bytes;		/* cost of the files this uid owns */
 	uint64_t pending;	/* bounds of its changes in flight */
+	uint64_t fds;		/* descriptors held for it */
 };
 
 static struct {
@@ -33,6 +44,10 @@ static struct {
 	struct uid_slot *slot;
 	size_t size, count;
 	uint64_t limit;
+	uint64_t fd_user;	/* descriptors for one user at most (0: none) */
+	uint64_t fd_users;	/* for all limited users together at most */
+	uint64_t fd_held;	/* held for limited users */
+	uid_t self;		/* track_fs's own user, exempt */
 } ut = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 static size_t uid_hash(uid_t uid, size_t size)
@@ -88,6 +103,70 @@ void tfs_uid_set_limit(uint64_t limit)
 {
 	pthread_mutex_lock(&ut.lock);
 	ut.limit = limit;
+	pthread_mutex_unlock(&ut.lock);
+}
+
+void tfs_uid_set_fd_limits(uint64_t per_user, uint64_t all_users, uid_t self)
+{
+	pthread_mutex_lock(&ut.lock);
+	ut.fd_user = per_user;
+	ut.fd_users = all_users;
+	ut.self = self;
+	pthread_mutex_unlock(&ut.lock);
+}
+
+static int fd_exempt(uid_t uid)
+{
+	return uid == 0 || uid == ut.self;
+}
+
+/* Room for n more descriptors of uid?  Under the lock. */
+static int fd_room(const struct uid_slot *s, uid_t uid, uint64_t n)
+{
+	if (fd_exempt(uid))
+		return 1;
+	if (ut.fd_users > 0 && ut.fd_held + n > ut.fd_users)
+		return 0;
+	return ut.fd_user == 0 || (s != NULL ? s->fds : 0) + n <= ut.fd_user;
+}
+
+int tfs_uid_fd_room(uid_t uid, unsigned n)
+{
+	int ok;
+
+	pthread_mutex_lock(&ut.lock);
+	ok = fd_room(uid_find(uid), uid, n);
+	pthread_mutex_unlock(&ut.lock);
+	return ok ? 0 : -ENFILE;
+}
+
+int tfs_uid_fd_take(uid_t uid, int force)
+{
+	struct uid_slot *s;
+	int rc = 0;
+
+	pthread_mutex_lock(&ut.lock);
+	s = uid_find(uid);
+	if (!force && !fd_room(s, uid, 1))
+		rc = -ENFILE;
+	else if (s != NULL)
+		s->fds++;
+	if (rc == 0 && !fd_exempt(uid))
+		ut.fd_held++;
+	pthread_mutex_unlock(&ut.lock);
+	return rc;
+}
+
+void tfs_uid_fd_put(uid_t uid)
+{
+	struct uid_slot *s;
+
+	pthread_mutex_lock(&ut.lock);
+	s = uid_find(uid);
+	if (s != NULL && s->fds > 0)
+		s->fds--;
+	if (!fd_exempt(uid) && ut.fd_held > 0)
+		ut.fd_held--;
 	pthread_mutex_unlock(&ut.lock);
 }
 
@@ -162,16 +241,19 @@ void tfs_uid_log(void)
 	pthread_mutex_lock(&ut.lock);
 	if (ut.limit > 0)
 		mb_format_size(lim, sizeof(lim), ut.limit);
-	mb_log(MB_LOG_NOTICE, "usage by uid (limit %s, root exempt):",
-	       ut.limit > 0 ? lim : "none");
+	mb_log(MB_LOG_NOTICE, "usage by uid (limit %s, root exempt; descriptors "
+	       "%llu per user, %llu of %llu for all users held):",
+	       ut.limit > 0 ? lim : "none", (unsigned long long)ut.fd_user,
+	       (unsigned long long)ut.fd_held, (unsigned long long)ut.fd_users);
 	for (i = 0; i < ut.size; i++) {
 		const struct uid_slot *s = &ut.slot[i];
 
-		if (!s->in_use || (s->bytes == 0 && s->pending == 0))
+		if (!s->in_use || (s->bytes == 0 && s->pending == 0 && s->fds == 0))
 			continue;
 		mb_format_size(sz, sizeof(sz), s->bytes > 0 ? (uint64_t)s->bytes : 0);
-		mb_log(MB_LOG_NOTICE, "uid %u: %lld bytes (%s)%s", (unsigned)s->uid,
-		       (long long)s->bytes, sz, ut.limit > 0 && s->uid != 0 &&
+		mb_log(MB_LOG_NOTICE, "uid %u: %lld bytes (%s), %llu descriptors%s",
+		       (unsigned)s->uid, (long long)s->bytes, sz,
+		       (unsigned long long)s->fds, ut.limit > 0 && s->uid != 0 &&
 		       s->bytes > 0 && (uint64_t)s->bytes >= ut.limit ?
 		       ", at its limit" : "");
 	}
