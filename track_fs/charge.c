@@ -24,6 +24,16 @@
  * spare quota (never what files use); a dispatcher thread answers such
  * queries while no file operation is in a call to the broker.  After every
  * call `held` is taken from the library's balance.
+ *
+ * One thread at a time talks to the broker (ch.talking), and it lets the
+ * lock go while it does: a broker that is slow or stopped holds up only
+ * the changes that need more quota than is held, each for at most its own
+ * deadline (broker_timeout), never the bookkeeping of other operations
+ * (unlink, truncate, close, statfs).  A thread that needs quota while
+ * another talks waits for that talk by its deadline, then looks again; a
+ * return of spare quota or a statfs query is skipped while another talks.
+ * Only the talker touches the handle; the library's callbacks, which run
+ * inside its calls, take the lock themselves.
  */
 #define _GNU_SOURCE
 
@@ -43,7 +53,7 @@
 #define TFS_STREAM_MS 100ULL
 #define TFS_DISPATCH_MS 200
 /* Failed attempts in a row stretch the retry interval up to this many times
- * (a stopped broker costs each attempt broker_timeout under the lock). */
+ * (a stopped broker costs the thread of each attempt broker_timeout). */
 #define TFS_RETRY_BACKOFF_MAX 4
 
 static struct {
@@ -63,7 +73,12 @@ static struct {
 	pthread_t dispatcher;
 	int dispatching;
 	int lowmem;         /* the broker's device is in deny state */
-} ch = { .lock = PTHREAD_MUTEX_INITIALIZER };
+	int talking;        /* a thread is in a call on cl, without the lock */
+	int talk_short;     /* ... and it only answers what came (dispatch) */
+	pthread_cond_t talked; /* a talk ended */
+	uint64_t total;     /* the broker's total and pool (bytes) as last */
+	uint64_t pool;      /* queried, for a statfs while another talks */
+} ch = { .lock = PTHREAD_MUTEX_INITIALIZER, .talked = PTHREAD_COND_INITIALIZER };
 
 static int broker_timeout(void)
 {
@@ -77,29 +92,100 @@ static uint64_t busy(void)
 	return (uint64_t)(ch.used > 0 ? ch.used : 0) + ch.resv;
 }
 
-/* What the library says we hold is the truth after every call. */
-static void sync_held(void)
+/* What the library says we hold is the truth after every call: bal is
+ * its balance read by the talker at the end of the call.  Under the lock. */
+static void set_held(int64_t bal)
+{
+	ch.held = bal > 0 ? (uint64_t)bal * ch.ps : 0;
+}
+
+/*
+ * Under the lock, while another thread talks: wait for a talk to end, or
+ * until deadline_ms (mb_clock_ms; 0: no wait).  -EBUSY once it passed.
+ */
+static int talk_wait(uint64_t deadline_ms)
+{
+	uint64_t now = mb_clock_ms();
+	struct timespec ts;
+
+	if (deadline_ms == 0 || now >= deadline_ms)
+		return -EBUSY;
+	tfs_serve_yield();
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)((deadline_ms - now) / 1000);
+	ts.tv_nsec += (long)((deadline_ms - now) % 1000 * TFS_NS_PER_MS);
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_cond_clockwait(&ch.talked, &ch.lock, CLOCK_MONOTONIC, &ts);
+	return 0;
+}
+
+/* Under the lock: wait out a dispatch in progress (it only answers what
+ * came), by one broker_timeout at most.  0, or -EBUSY if it still runs. */
+static int dispatch_wait(void)
+{
+	uint64_t deadline = mb_clock_ms() + (uint64_t)broker_timeout();
+
+	while (ch.talking && ch.talk_short)
+		if (talk_wait(deadline) != 0)
+			return -EBUSY;
+	return 0;
+}
+
+/*
+ * Begin a talk: under the lock, which is let go while the call runs.  A
+ * thread that finds another talking waits for it until deadline_ms, and
+ * gets -EBUSY if it still talks then; with want_up, -ENOTCONN if the
+ * broker is not (or no longer) connected.  On 0 the caller makes its
+ * library calls and ends with talk_end().  is_short: the talk only answers
+ * what came (a dispatch), and release_spare() waits for it.
+ */
+static int talk_begin(uint64_t deadline_ms, int want_up, int is_short)
+{
+	while (ch.talking)
+		if (talk_wait(deadline_ms) != 0)
+			return -EBUSY;
+	if (want_up && !ch.up)
+		return -ENOTCONN;
+	ch.talking = 1;
+	ch.talk_short = is_short;
+	pthread_mutex_unlock(&ch.lock);
+	tfs_serve_yield();
+	return 0;
+}
+
+/* End a talk: the lock is taken again; returns the library's balance. */
+static int64_t talk_end(void)
 {
 	int64_t bal = mb_balance(&ch.cl);
 
-	ch.held = bal > 0 ? (uint64_t)bal * ch.ps : 0;
+	pthread_mutex_lock(&ch.lock);
+	ch.talking = 0;
+	ch.talk_short = 0;
+	pthread_cond_broadcast(&ch.talked);
+	return bal;
 }
 
 /*
  * The broker asks for quota back (another client is short).  Only spare
  * quota can go: file data stays where it is.  Runs inside a library call
- * on the handle, whose caller holds ch.lock.
+ * on the handle, made by the talker without the lock.
  */
 static uint64_t share_cb(void *arg, enum mb_client_urgency urgency,
 			 uint64_t pages)
 {
-	uint64_t b = busy(), spare, give;
+	uint64_t b, spare, give = 0;
 
-	if (ch.held <= b)
-		return 0;
-	spare = (ch.held - b) / ch.ps;
-	give = pages < spare ? pages : spare;
-	ch.held -= give * ch.ps;
+	pthread_mutex_lock(&ch.lock);
+	b = busy();
+	if (ch.held > b) {
+		spare = (ch.held - b) / ch.ps;
+		give = pages < spare ? pages : spare;
+		ch.held -= give * ch.ps;
+	}
+	pthread_mutex_unlock(&ch.lock);
 	return give;
 }
 
@@ -117,10 +203,12 @@ static void event_cb(void *arg, unsigned event, int64_t pool, uint64_t total,
 	(void)pool;
 	(void)total;
 	(void)value;
+	pthread_mutex_lock(&ch.lock);
 	if (low != ch.lowmem)
 		mb_log(MB_LOG_NOTICE, "%s", low ? "memory is low: new data is refused" :
 		       "memory is no longer low: new data is accepted");
 	ch.lowmem = low;
+	pthread_mutex_unlock(&ch.lock);
 }
 
 static void broker_lost(int rc)
@@ -137,21 +225,31 @@ static void broker_lost(int rc)
 	ch.last_try_ms = mb_clock_ms();
 }
 
-/* What a new connection declares: the pages in use and set aside. */
+/* What a new connection declares: the pages in use and set aside.  Runs
+ * inside mb_open, made by the talker without the lock. */
 static uint64_t claim_cb(void *arg)
 {
 	(void)arg;
-	uint64_t ps = mb_page_size(&ch.cl);
+	uint64_t ps = mb_page_size(&ch.cl), b;
 
-	return ps ? (busy() + ps - 1) / ps : 0;
+	pthread_mutex_lock(&ch.lock);
+	b = busy();
+	pthread_mutex_unlock(&ch.lock);
+	return ps ? (b + ps - 1) / ps : 0;
 }
 
+/* Connect, under the lock (let go while connecting).  0 or an error. */
 static int broker_open(void)
 {
 	struct mb_options opt;
-	int rc;
+	struct mb_memstate ms;
+	uint64_t ps;
+	int64_t bal;
+	int rc, low = 0;
 
-	tfs_serve_yield();
+	rc = talk_begin(0, 0, 0);
+	if (rc != 0)
+		return rc;
 	memset(&opt, 0, sizeof(opt));
 	opt.socket_path = ch.cf->broker_socket[0] ? ch.cf->broker_socket : NULL;
 	opt.kind = MB_CLIENT_BIDI;
@@ -162,25 +260,24 @@ static int broker_open(void)
 	opt.call_timeout_ms = broker_timeout();
 	opt.flags = MB_OPEN_KEEP;
 	opt.claim = claim_cb;
-	ch.last_try_ms = mb_clock_ms();
 	rc = mb_open(&ch.cl, &opt);
 	if (rc != 0) {
 		mb_close(&ch.cl);
-		return rc;
-	}
-	ch.up = 1;
-	ch.ps = mb_page_size(&ch.cl);
-	{
-		struct mb_memstate ms;
-
-		ch.lowmem = mb_memstate(&ch.cl, &ms) == 0 && ms.level == MB_MEM_LEVEL_DENY;
+	} else {
+		low = mb_memstate(&ch.cl, &ms) == 0 && ms.level == MB_MEM_LEVEL_DENY;
 		if (mb_subscribe(&ch.cl, MB_EVENT_MEM_NOTIFY | MB_EVENT_MEM_DENY |
 				 MB_EVENT_MEM_OK) != 0)
 			mb_log(MB_LOG_WARNING, "cannot follow the broker's memory events");
 	}
-	if (ch.ps == 0)
-		ch.ps = 4096;
-	sync_held();
+	ps = rc == 0 ? mb_page_size(&ch.cl) : 0;
+	bal = talk_end();
+	ch.last_try_ms = mb_clock_ms();
+	if (rc != 0)
+		return rc;
+	ch.up = 1;
+	ch.ps = ps != 0 ? ps : 4096;
+	ch.lowmem = low;
+	set_held(bal);
 	if (ch.said_down)
 		mb_log(MB_LOG_NOTICE, "broker reachable again: %llu bytes claimed",
 		       (unsigned long long)ch.held);
@@ -193,7 +290,9 @@ static void broker_retry(void)
 {
 	if (ch.retry_factor == 0)
 		ch.retry_factor = 1;
-	if (ch.up || mb_clock_ms() - ch.last_try_ms < ch.cf->retry_interval * ch.retry_factor)
+	/* A thread talking is connecting, or the broker is up. */
+	if (ch.up || ch.talking ||
+	    mb_clock_ms() - ch.last_try_ms < ch.cf->retry_interval * ch.retry_factor)
 		return;
 	int rc = broker_open();
 
@@ -207,61 +306,58 @@ static void broker_retry(void)
 		broker_lost(rc);
 }
 
-/* Ask for pages; on a broker failure mark it down.  Returns pages got. */
-static uint64_t broker_ask(uint64_t pages, int reserve)
+/*
+ * Ask for pages; on a broker failure mark it down.  Under the lock (let go
+ * while asking); waits for another thread's talk until deadline_ms.
+ * Returns the pages granted, 0 when nothing was asked.
+ */
+static uint64_t broker_ask(uint64_t pages, int reserve, uint64_t deadline_ms)
 {
 	uint64_t granted = 0;
-	int rc;
+	int64_t bal;
+	int rc, open;
 
-	tfs_serve_yield();
+	if (talk_begin(deadline_ms, 1, 0) != 0)
+		return 0;
 	if (reserve)
 		rc = mb_reserve(&ch.cl, pages, broker_timeout(), &granted);
 	else
 		rc = mb_request(&ch.cl, pages, broker_timeout(), &granted);
+	open = mb_is_open(&ch.cl);
+	bal = talk_end();
 	/* The broker answered (a RESERVE past its deadline is a refusal);
 	 * only a broker that went silent or away is lost. */
-	if (rc == MB_EDENIED || rc == MB_ECAP || rc == MB_ELOWMEM ||
-	    (rc == MB_ETIMEDOUT && mb_is_open(&ch.cl))) {
-		sync_held();
-		return 0;
-	}
-	if (rc != 0) {
+	if (rc == 0 || rc == MB_EDENIED || rc == MB_ECAP || rc == MB_ELOWMEM ||
+	    (rc == MB_ETIMEDOUT && open))
+		set_held(bal);
+	else
 		broker_lost(rc);
-		return 0;
-	}
-	sync_held();
-	return granted;
+	return rc == 0 ? granted : 0;
 }
 
-/* Make held cover busy() + extra.  0 or -ENOSPC.  Under the lock. */
-static int ensure(uint64_t extra, int may_reserve)
+/* What held lacks for busy() + extra, 0 if nothing. */
+static uint64_t shortfall(uint64_t extra)
 {
-	uint64_t need = busy() + extra, deficit, pages, step, now;
+	uint64_t need = busy() + extra;
 
-	if (need == 0)
-		return 0;
-	if (!ch.up) {
-		broker_retry();
-		if (!ch.up) {
-			if (ch.cf->on_broker_down == TFS_DOWN_CAP &&
-			    need <= ch.cf->cap)
-				return 0;
-			return -ENOSPC;
-		}
-	}
-	if (need <= ch.held)
-		return 0;
-	if (ch.lowmem)
-		return -ENOSPC;
-	deficit = need - ch.held;
-	pages = (deficit + ch.ps - 1) / ch.ps;
-	step = (ch.cf->step + ch.ps - 1) / ch.ps;
-	/*
-	 * Asks in quick succession (a file being written) come in chunks of
-	 * the hysteresis: what is left over after the change then stays below
-	 * it, so nothing is handed back at once.
-	 */
-	now = mb_clock_ms();
+	return need > ch.held ? need - ch.held : 0;
+}
+
+/* Within the cap while the broker is unreachable?  0 or -ENOSPC. */
+static int down_verdict(uint64_t extra)
+{
+	return ch.cf->on_broker_down == TFS_DOWN_CAP &&
+		busy() + extra <= ch.cf->cap ? 0 : -ENOSPC;
+}
+
+/* Pages to ask for a shortfall: at least `step`, and in a stream of asks
+ * at least the hysteresis, so that what is left over after the change
+ * stays below it and nothing is handed back at once. */
+static uint64_t ask_size(uint64_t shortfall_bytes)
+{
+	uint64_t pages = (shortfall_bytes + ch.ps - 1) / ch.ps;
+	uint64_t step = (ch.cf->step + ch.ps - 1) / ch.ps, now = mb_clock_ms();
+
 	if (now - ch.last_ask_ms < TFS_STREAM_MS) {
 		uint64_t burst = ch.cf->release_hysteresis / ch.ps;
 
@@ -269,43 +365,82 @@ static int ensure(uint64_t extra, int may_reserve)
 			step = burst;
 	}
 	ch.last_ask_ms = now;
-	broker_ask(pages > step ? pages : step, 0);
-	if (ch.up && need > ch.held && may_reserve &&
-	    ch.cf->urgency == TFS_URG_RESERVE)
-		broker_ask((need - ch.held + ch.ps - 1) / ch.ps, 1);
-	if (!ch.up)
-		return ch.cf->on_broker_down == TFS_DOWN_CAP &&
-			need <= ch.cf->cap ? 0 : -ENOSPC;
-	return need <= ch.held ? 0 : -ENOSPC;
+	return pages > step ? pages : step;
 }
 
-/* Hand spare quota back once it passes the hysteresis.  Under the lock. */
+/*
+ * Make held cover busy() + extra.  0 or -ENOSPC.  Under the lock, let go
+ * while another thread or this one talks to the broker, so busy() moves
+ * meanwhile: a grant that other changes took first is asked again.  Every
+ * wait ends by one broker_timeout from the call; a REQUEST granted in part
+ * ends the asking (then a RESERVE with urgency = reserve).
+ */
+static int ensure(uint64_t extra, int may_reserve)
+{
+	uint64_t deadline = mb_clock_ms() + (uint64_t)broker_timeout();
+	uint64_t want, got;
+
+	if (busy() + extra == 0)
+		return 0;
+	if (!ch.up)
+		broker_retry();
+	for (;;) {
+		if (!ch.up)
+			return down_verdict(extra);
+		if (shortfall(extra) == 0)
+			return 0;
+		if (ch.talking) {
+			/* Its talk may bring what this needs. */
+			if (talk_wait(deadline) != 0)
+				return -ENOSPC;
+			continue;
+		}
+		if (ch.lowmem || mb_clock_ms() >= deadline)
+			return -ENOSPC;
+		want = ask_size(shortfall(extra));
+		got = broker_ask(want, 0, deadline);
+		if (got < want)
+			break;
+	}
+	if (ch.up && shortfall(extra) > 0 && may_reserve &&
+	    ch.cf->urgency == TFS_URG_RESERVE)
+		broker_ask((shortfall(extra) + ch.ps - 1) / ch.ps, 1, deadline);
+	if (!ch.up)
+		return down_verdict(extra);
+	return shortfall(extra) == 0 ? 0 : -ENOSPC;
+}
+
+/*
+ * Hand spare quota back once it passes the hysteresis.  Under the lock
+ * (let go while returning).  A dispatch in progress is waited for (it only
+ * answers what came); another talk (an ask, a query, a return, which may
+ * wait for the broker) is not: its thread returns the spare when done.
+ */
 static void release_spare(void)
 {
-	uint64_t b = busy(), spare, keep, pages;
+	uint64_t b, spare, keep, pages;
+	int64_t bal;
 	int rc;
 
-	if (!ch.up || ch.held <= b)
+	if (dispatch_wait() != 0)
+		return;
+	b = busy();
+	if (!ch.up || ch.talking || ch.held <= b)
 		return;
 	spare = ch.held - b;
 	if (spare <= ch.cf->release_hysteresis)
 		return;
 	keep = ch.cf->release_hysteresis / 2;
 	pages = (spare - keep) / ch.ps;
-	if (pages == 0)
+	if (pages == 0 || talk_begin(0, 1, 0) != 0)
 		return;
-	tfs_serve_yield();
 	rc = mb_return(&ch.cl, pages);
-	if (rc == MB_EOVERRETURN) {
-		/* A give-back query took some of it meanwhile. */
-		sync_held();
-		return;
-	}
-	if (rc != 0) {
+	bal = talk_end();
+	/* MB_EOVERRETURN: a give-back query took some of it meanwhile. */
+	if (rc == 0 || rc == MB_EOVERRETURN)
+		set_held(bal);
+	else
 		broker_lost(rc);
-		return;
-	}
-	sync_held();
 }
 
 /*
@@ -322,9 +457,12 @@ static void *dispatcher(void *arg)
 
 		pthread_mutex_lock(&ch.lock);
 		/* An idle mount reconnects too: a restarted broker must learn
-		 * what the files use before it lends it to someone else. */
+		 * what the files use before it lends it to someone else.  And
+		 * spare quota a change could not return while another talked
+		 * goes back now. */
 		broker_retry();
-		fd = ch.up ? mb_fd(&ch.cl) : -1;
+		release_spare();
+		fd = ch.up && !ch.talking ? mb_fd(&ch.cl) : -1;
 		pthread_mutex_unlock(&ch.lock);
 		if (fd < 0) {
 			nanosleep(&pause, NULL);
@@ -336,13 +474,21 @@ static void *dispatcher(void *arg)
 		if (poll(&p, 1, TFS_DISPATCH_MS) <= 0)
 			continue;
 		pthread_mutex_lock(&ch.lock);
-		if (ch.up && mb_fd(&ch.cl) == fd) {
+		if (ch.talking) {
+			/* The talker's call answers what came. */
+			pthread_mutex_unlock(&ch.lock);
+			nanosleep(&pause, NULL);
+			continue;
+		}
+		if (ch.up && mb_fd(&ch.cl) == fd && talk_begin(0, 1, 1) == 0) {
 			int rc = mb_dispatch(&ch.cl, 0);
+			int64_t bal = talk_end();
 
 			if (rc < 0 && rc != MB_EAGAIN)
 				broker_lost(rc);
 			else
-				sync_held();
+				set_held(bal);
+			release_spare();
 		}
 		pthread_mutex_unlock(&ch.lock);
 	}
@@ -378,7 +524,9 @@ int tfs_charge_init(const struct tfs_conf *cf, uint64_t initial_used,
 	ch.used = (int64_t)initial_used;
 	if (!ch.enabled)
 		return 0;
+	pthread_mutex_lock(&ch.lock);
 	rc = broker_open();
+	pthread_mutex_unlock(&ch.lock);
 	if (rc != 0) {
 		ch.said_down = 1;
 		mb_log(MB_LOG_WARNING, "broker unreachable at %s: %s",
@@ -414,6 +562,8 @@ void tfs_charge_fini(void)
 {
 	dispatcher_stop();
 	pthread_mutex_lock(&ch.lock);
+	while (ch.talking)
+		pthread_cond_wait(&ch.talked, &ch.lock);
 	if (ch.up)
 		mb_close(&ch.cl);
 	ch.up = 0;
@@ -453,6 +603,8 @@ int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int mode)
 		       "over the quota", (unsigned long long)rest);
 	}
 	ch.resv += rest;
+	/* What another thread could not return while this one asked. */
+	release_spare();
 out:
 	pthread_mutex_unlock(&ch.lock);
 	return rc;
@@ -545,20 +697,30 @@ void tfs_charge_usage(struct tfs_usage *u, int ask_broker)
 
 	memset(u, 0, sizeof(*u));
 	pthread_mutex_lock(&ch.lock);
+	/* While another thread asks or returns, the figures of the last
+	 * query. */
+	if (ch.up && ask_broker && dispatch_wait() == 0) {
+		release_spare();
+		if (ch.up && talk_begin(0, 1, 0) == 0) {
+			int rc = mb_query(&ch.cl, &info);
+			int64_t bal = talk_end();
+
+			if (rc == 0) {
+				set_held(bal);
+				ch.total = info.total * ch.ps;
+				ch.pool = info.pool > 0 ? (uint64_t)info.pool * ch.ps : 0;
+			} else if (rc != MB_EPERM) {
+				broker_lost(rc);
+			}
+		}
+	}
 	u->used = ch.used > 0 ? (uint64_t)ch.used : 0;
 	u->reserved = ch.resv;
 	u->held = ch.held;
 	u->broker_up = ch.up;
 	if (ch.up && ask_broker) {
-		tfs_serve_yield();
-		int rc = mb_query(&ch.cl, &info);
-
-		if (rc == 0)
-			u->total = info.total * ch.ps;
-		if (rc == 0 && info.pool > 0)
-			u->available = (uint64_t)info.pool * ch.ps;
-		else if (rc != 0 && rc != MB_EPERM)
-			broker_lost(rc);
+		u->total = ch.total;
+		u->available = ch.pool;
 	}
 	if (!ch.up) {
 		u->held = 0;
