@@ -667,7 +667,6 @@ void tfs_charge_credit(struct tfs_inode *in)
 	int64_t b = in->blocks;
 
 	in->blocks = 0;
-	in->gone = 1;
 	if (!ch.enabled)
 		return;
 	pthread_mutex_lock(&ch.lock);

@@ -15,12 +15,15 @@
  *   upper bound of the new pages and tfs_charge_end() with the change of
  *   st_blocks really seen, so the charge of an inode always equals its
  *   st_blocks * 512 as last observed.
- * - A file loses its charge when its last link goes and nobody has it
- *   open; otherwise at the last release.  It is emptied then, since a
- *   descriptor that sends no OPEN (O_PATH) may still hold its pages; one
- *   that cannot be emptied keeps its charge until the kernel forgets it.
- *   Its extended attributes (name length plus value size) are charged
- *   when set and given back with it.
+ * - A file or directory known to the kernel loses its charge (pages and
+ *   extended attributes) when the kernel forgets it after its last link
+ *   went: until then someone may hold it (open, an O_PATH descriptor that
+ *   sends no OPEN, a current directory) and its memory with it.  One the
+ *   kernel never looked up loses it at the unlink.  statfs waits a moment
+ *   for the FORGET of what just lost its last link or its last opener, so
+ *   that df right after rm or close sees it gone (orphans_settle).
+ *   Extended attributes (name length plus value size) are charged when
+ *   set.
  * - While a file is open for writing (nwrite > 0) its reserve covers the
  *   holes below its size (round_up(size) - st_blocks * 512), so the pages a
  *   shared mapping writes back are already paid for: opening for writing
@@ -47,8 +50,10 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "mb_clock.h"
 #include "mb_log.h"
 #include "tfs.h"
 
@@ -73,6 +78,22 @@ static int tfs_is_root;
 static pthread_mutex_t tbl_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct tfs_inode **tbl;
 static size_t tbl_size, tbl_count;
+
+/*
+ * Orphans: inodes without links and without openers that the kernel has
+ * not forgotten yet.  Their FORGET usually comes at once (after the unlink
+ * or the last release); statfs waits for those of the last
+ * TFS_ORPHAN_SETTLE_MS, so that what it shows after rm or close is what
+ * the files use.  One an O_PATH descriptor holds stays charged, and is no
+ * longer waited for once it is older.
+ */
+#define TFS_ORPHAN_SETTLE_MS 100
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t gone;
+	uint64_t count;
+	uint64_t last_ms;	/* when the newest became one */
+} orph = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
 
 struct tfs_dir {
 	DIR *dp;
@@ -287,35 +308,7 @@ static void change_end(struct tfs_inode *in, const struct stat *st,
 	tfs_uid_end(in->uid, c->upend, footprint(in) - c->fp);
 }
 
-/*
- * Empty a file whose last link is gone and that no one has open, so that
- * its pages go with its charge.  A descriptor opened with O_PATH sends no
- * OPEN and keeps the inode, and with it the pages, for as long as it
- * lives: left alone, they would stay in memory that no quota pays for.
- * Opened again through /proc/PID/fd, such a file is empty.  -1 if it is
- * no regular file or could not be emptied: its charge then stays until
- * the kernel forgets the inode (forget_one).
- */
-static int empty_orphan(struct tfs_inode *in)
-{
-	char path[TFS_PROC_PATH];
-	struct stat st;
-	int fd, rc;
-
-	if (fstat(in->fd, &st) == -1 || !S_ISREG(st.st_mode))
-		return -1;
-	if (st.st_blocks == 0 && st.st_size == 0)
-		return 0;
-	proc_path(path, in->fd);
-	fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd == -1)
-		return -1;
-	rc = ftruncate(fd, 0);
-	close(fd);
-	return rc;
-}
-
-/* Give back everything an inode costs (last link gone, no opener). */
+/* Give back everything an inode costs (last link gone, forgotten). */
 static void credit_inode(struct tfs_inode *in)
 {
 	int64_t fp = footprint(in), x = (int64_t)inode_xattrs(in);
@@ -324,6 +317,65 @@ static void credit_inode(struct tfs_inode *in)
 	tfs_charge_credit(in);
 	tfs_charge_adjust(-x);
 	tfs_uid_adjust(in->uid, footprint(in) - fp - x);
+}
+
+/* Give back the xattrs of a directory that is gone. */
+static void dir_gone(const struct stat *st, uint64_t xattrs)
+{
+	if (xattrs == 0)
+		return;
+	tfs_charge_adjust(-(int64_t)xattrs);
+	tfs_uid_adjust(st->st_uid, -(int64_t)xattrs);
+}
+
+/* in has lost its last link and its last opener: an orphan until the
+ * kernel forgets it (or opens it again).  Under in->lock. */
+static void orphan_mark(struct tfs_inode *in)
+{
+	if (in->orphan)
+		return;
+	in->orphan = 1;
+	pthread_mutex_lock(&orph.lock);
+	orph.count++;
+	orph.last_ms = mb_clock_ms();
+	pthread_mutex_unlock(&orph.lock);
+}
+
+/* Opened again, or forgotten.  Under in->lock, or with in unreachable. */
+static void orphan_clear(struct tfs_inode *in)
+{
+	if (!in->orphan)
+		return;
+	in->orphan = 0;
+	pthread_mutex_lock(&orph.lock);
+	if (orph.count > 0)
+		orph.count--;
+	pthread_cond_broadcast(&orph.gone);
+	pthread_mutex_unlock(&orph.lock);
+}
+
+/* Wait for the FORGET of the orphans of the last TFS_ORPHAN_SETTLE_MS, as
+ * long as it is that recent (statfs).  Another thread reads the requests
+ * meanwhile. */
+static void orphans_settle(void)
+{
+	pthread_mutex_lock(&orph.lock);
+	for (;;) {
+		uint64_t now = mb_clock_ms(), end = orph.last_ms + TFS_ORPHAN_SETTLE_MS;
+		struct timespec ts;
+
+		if (orph.count == 0 || now >= end)
+			break;
+		pthread_mutex_unlock(&orph.lock);
+		tfs_serve_yield();
+		pthread_mutex_lock(&orph.lock);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += (long)((end - now) * 1000000ULL);
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_clockwait(&orph.gone, &orph.lock, CLOCK_MONOTONIC, &ts);
+	}
+	pthread_mutex_unlock(&orph.lock);
 }
 
 /*
@@ -456,11 +508,15 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
 	}
 	tbl_remove(in);
 	pthread_mutex_unlock(&tbl_lock);
-	/* Without links and not emptied at the unlink or the last close
-	 * (empty_orphan): its pages go with the descriptor closed below. */
-	if (!in->gone && fstat(in->fd, &st) == 0 && st.st_nlink == 0 &&
-	    !S_ISDIR(st.st_mode))
-		credit_inode(in);
+	/* No one can reach it any more: without links, what it costs goes
+	 * with the descriptor closed below. */
+	if (fstat(in->fd, &st) == 0 && st.st_nlink == 0) {
+		if (S_ISDIR(st.st_mode))
+			dir_gone(&st, inode_xattrs(in));
+		else
+			credit_inode(in);
+	}
+	orphan_clear(in);
 	close(in->fd);
 	tfs_uid_fd_put(in->fd_uid);
 	if (in->rfd >= 0) {
@@ -963,7 +1019,7 @@ struct victim {
 	int known;
 	int dir;		/* a directory: only its xattrs were charged */
 	struct stat st;
-	uint64_t xattrs;	/* of a node unknown to the kernel, or a dir */
+	uint64_t xattrs;	/* of a node unknown to the kernel */
 	struct tfs_inode *in;
 };
 
@@ -976,14 +1032,6 @@ static uint64_t name_xattrs(struct tfs_inode *dir, const char *name)
 	return tfs_xattr_usage(path, 0);
 }
 
-/* Give back the xattrs of a directory that is gone. */
-static void dir_gone(const struct stat *st, uint64_t xattrs)
-{
-	if (xattrs == 0)
-		return;
-	tfs_charge_adjust(-(int64_t)xattrs);
-	tfs_uid_adjust(st->st_uid, -(int64_t)xattrs);
-}
 
 static void victim_get(struct tfs_inode *dir, const char *name,
 		       struct victim *v)
@@ -991,18 +1039,14 @@ static void victim_get(struct tfs_inode *dir, const char *name,
 	memset(v, 0, sizeof(*v));
 	if (fstatat(dir->fd, name, &v->st, AT_SYMLINK_NOFOLLOW) == -1)
 		return;
-	if (S_ISDIR(v->st.st_mode)) {
-		v->dir = 1;
-		v->xattrs = name_xattrs(dir, name);
-		return;
-	}
 	v->known = 1;
+	v->dir = S_ISDIR(v->st.st_mode);
 	pthread_mutex_lock(&tbl_lock);
 	v->in = tbl_find(v->st.st_dev, v->st.st_ino);
 	if (v->in != NULL)
 		v->in->nlookup++;	/* held across the removal */
 	pthread_mutex_unlock(&tbl_lock);
-	if (v->in == NULL && v->st.st_nlink <= 1)
+	if (v->in == NULL && (v->dir || v->st.st_nlink <= 1))
 		v->xattrs = name_xattrs(dir, name);
 }
 
@@ -1010,13 +1054,13 @@ static void victim_settle(struct victim *v, int removed)
 {
 	struct stat st;
 
-	if (v->dir && removed)
-		dir_gone(&v->st, v->xattrs);
 	if (!v->known)
 		return;
 	if (v->in == NULL) {
 		/* Unknown to the kernel, hence not open: blocks unchanged. */
-		if (removed && v->st.st_nlink <= 1) {
+		if (removed && v->dir) {
+			dir_gone(&v->st, v->xattrs);
+		} else if (removed && v->st.st_nlink <= 1) {
 			int64_t cost = st_bytes(&v->st) + (int64_t)v->xattrs;
 
 			tfs_charge_adjust(-cost);
@@ -1027,9 +1071,8 @@ static void victim_settle(struct victim *v, int removed)
 	if (removed) {
 		pthread_mutex_lock(&v->in->lock);
 		if (fstatat(v->in->fd, "", &st, AT_EMPTY_PATH) == 0 &&
-		    st.st_nlink == 0 && v->in->nopen == 0 && !v->in->gone &&
-		    empty_orphan(v->in) == 0)
-			credit_inode(v->in);
+		    st.st_nlink == 0 && v->in->nopen == 0)
+			orphan_mark(v->in);
 		pthread_mutex_unlock(&v->in->lock);
 	}
 	forget_one((fuse_ino_t)(uintptr_t)v->in, 1);
@@ -1051,17 +1094,15 @@ static void tfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 static void tfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct tfs_inode *p = ino_of(parent);
-	struct stat st;
-	uint64_t x = 0;
-	int rc;
+	struct victim v;
+	int err = 0;
 
 	/* A directory's xattrs were charged; its pages never are. */
-	if (fstatat(p->fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
-		x = name_xattrs(p, name);
-	rc = unlinkat(p->fd, name, AT_REMOVEDIR);
-	if (rc == 0)
-		dir_gone(&st, x);
-	fuse_reply_err(req, rc == -1 ? errno : 0);
+	victim_get(p, name, &v);
+	if (unlinkat(p->fd, name, AT_REMOVEDIR) == -1)
+		err = errno;
+	victim_settle(&v, err == 0);
+	fuse_reply_err(req, err);
 }
 
 static void tfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -1101,23 +1142,9 @@ static int opened(struct tfs_inode *in, struct fuse_file_info *fi, int fd,
 	int err = 0;
 
 	pthread_mutex_lock(&in->lock);
-	if (in->gone) {
-		/*
-		 * Reopened after its charge went back and it was emptied
-		 * (through a /proc/PID/fd link of a descriptor that sent no
-		 * OPEN): it is a charged inode again, from nothing, so that
-		 * what it is written now is booked and given back at the
-		 * last close.  (It stayed "gone": the writes were booked and
-		 * never given back, and each round lost its size from the
-		 * quota for good.)
-		 */
-		uint64_t x = inode_xattrs(in);
-
-		in->gone = 0;
-		in->blocks = 0;
-		tfs_charge_adjust((int64_t)x);
-		tfs_uid_adjust(in->uid, (int64_t)x);
-	}
+	/* Opened again (through /proc/PID/fd of an O_PATH descriptor):
+	 * no orphan while open. */
+	orphan_clear(in);
 	if ((fi->flags & O_TRUNC) && fstat(fd, &st) == 0 &&
 	    change_begin(in, 0, 0, TFS_CHARGE_HARD, &c) == 0) {
 		if (st.st_blocks == 0)
@@ -1253,8 +1280,8 @@ static void tfs_release(fuse_req_t req, fuse_ino_t ino,
 		in->rfd = -1;
 	}
 	if (in->nopen == 0 && fstat(fh_fd(fi), &st) == 0 &&
-	    st.st_nlink == 0 && !in->gone && empty_orphan(in) == 0)
-		credit_inode(in);
+	    st.st_nlink == 0)
+		orphan_mark(in);
 	pthread_mutex_unlock(&in->lock);
 	fh_close(fi);
 	fuse_reply_err(req, 0);
@@ -1570,6 +1597,7 @@ static void tfs_statfs(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_statfs(req, &sv);
 		return;
 	}
+	orphans_settle();
 	tfs_charge_usage(&u, 1);
 	busy = u.used + u.reserved;
 	total = u.held + u.available;

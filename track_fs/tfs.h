@@ -72,7 +72,7 @@ struct tfs_inode {
 	uint64_t resv;          /* under lock */
 	uid_t fd_uid;           /* whom fd is counted for (uid.c) */
 	uid_t rfd_uid;          /* whom rfd is counted for, while open */
-	int gone;               /* last link removed and credited; under lock */
+	int orphan;             /* no link, no opener, not forgotten; under lock */
 };
 
 /* charge.c: quota held from the broker against the bytes in use. */
@@ -92,7 +92,7 @@ int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int mode);
  * keep_resv moves the unused pending part into the inode's reserve. */
 void tfs_charge_end(struct tfs_inode *in, uint64_t bytes, int64_t delta,
 		    int keep_resv);
-/* Give back an inode's whole charge (last link gone, no opener). */
+/* Give back an inode's whole charge (last link gone, forgotten). */
 void tfs_charge_credit(struct tfs_inode *in);
 /* Cut an inode's reserve down to limit bytes. */
 void tfs_charge_trim_resv(struct tfs_inode *in, uint64_t limit);

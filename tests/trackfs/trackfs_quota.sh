@@ -144,11 +144,11 @@ for r in range(3):
         sys.exit("round %d: %d bytes booked after the last close" % (r, used()))
 PY
 
-# The pages of an unlinked file that only an O_PATH descriptor holds go
-# with its charge: the file is emptied when its last link goes.  Before,
-# the charge went back but the backing store kept the pages for as long as
-# the descriptor lived, so a user could hold any amount of memory that no
-# quota paid for, a quota's worth per round.
+# An unlinked file that only an O_PATH descriptor holds (no OPEN reaches
+# track_fs) keeps its pages, and its extended attributes, in memory: they
+# stay charged until the descriptor goes and the kernel forgets the file.
+# Before, the charge went back at the unlink while the backing store kept
+# everything: a quota's worth per round that no quota paid for.
 python3 - "$MNT/held" "$BACK" <<'PY' || fail "pages held by O_PATH after unlink"
 import os, sys, time
 p, back = sys.argv[1], sys.argv[2]
@@ -156,38 +156,71 @@ d = os.path.dirname(p)
 def used(where):
     s = os.statvfs(where)
     return (s.f_blocks - s.f_bfree) * s.f_frsize
+def settles(want):
+    end = time.monotonic() + 10
+    while used(d) != want and time.monotonic() < end:
+        time.sleep(0.01)
+    return used(d) == want
 before = used(back)
 held = []
-for r in range(4):
+for r in range(3):
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
-    os.write(fd, b"h" * (2 << 20))
+    os.write(fd, b"h" * (1 << 20))
+    os.setxattr(fd, "user.big", b"x" * 60000)
     os.close(fd)
     held.append(os.open(p, os.O_PATH))
     os.unlink(p)
-    if used(d) != 0:
-        sys.exit("round %d: %d bytes charged after the unlink" % (r, used(d)))
-    if used(back) - before >= 1 << 20:
-        sys.exit("round %d: %d bytes in the backing store, charged to no one"
-                 % (r, used(back) - before))
+    # pages, plus the xattr's name and value; statfs counts whole pages
+    want = -(-(r + 1) * ((1 << 20) + len("user.big") + 60000) // 4096) * 4096
+    if used(d) != want:
+        sys.exit("round %d: %d bytes charged with the files held, not %d"
+                 % (r, used(d), want))
+    if used(back) - before < (r + 1) << 20:
+        sys.exit("round %d: the backing store let go of held files" % r)
+# Opened again through /proc, a held file still has its data.
 w = os.open("/proc/self/fd/%d" % held[0], os.O_RDONLY)
-if os.fstat(w).st_size != 0:
-    sys.exit("an emptied file still has %d bytes" % os.fstat(w).st_size)
+if os.pread(w, 4, 4096) != b"hhhh":
+    sys.exit("a held file lost its data")
 os.close(w)
 for h in held:
     os.close(h)
-# A symlink cannot be emptied: its page stays charged while a descriptor
-# holds it, and goes back when the kernel forgets it (after the close).
+if not settles(0):
+    sys.exit("%d bytes charged after the last holder went" % used(d))
+# A long symlink's page, the same way.
 os.symlink("t" * 3000, p)
 h = os.open(p, os.O_PATH | os.O_NOFOLLOW)
 os.unlink(p)
 if used(d) == 0:
     sys.exit("a held symlink's page went uncharged at the unlink")
 os.close(h)
-deadline = time.monotonic() + 10
-while used(d) != 0 and time.monotonic() < deadline:
-    time.sleep(0.01)
-if used(d) != 0:
+if not settles(0):
     sys.exit("%d bytes still charged after the symlink was forgotten" % used(d))
+PY
+
+# A removed directory held open keeps its extended attributes charged
+# until the kernel forgets it.  Before, they went back at the rmdir.
+python3 - "$MNT/xdir" <<'PY' || fail "xattrs of a removed directory held open"
+import os, sys, time
+p = sys.argv[1]
+d = os.path.dirname(p)
+def used():
+    s = os.statvfs(d)
+    return (s.f_blocks - s.f_bfree) * s.f_frsize
+os.mkdir(p)
+os.setxattr(p, "user.big", b"x" * 60000)
+charged = used()
+if charged < 60000:
+    sys.exit("a directory's xattr was not charged: %d" % charged)
+fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY)
+os.rmdir(p)
+if used() != charged:
+    sys.exit("%d bytes charged after the rmdir, not %d" % (used(), charged))
+os.close(fd)
+end = time.monotonic() + 10
+while used() != 0 and time.monotonic() < end:
+    time.sleep(0.01)
+if used() != 0:
+    sys.exit("%d bytes charged after the directory went" % used())
 PY
 
 # fallocate is charged before it happens.
