@@ -315,9 +315,11 @@ static void set_fd_limits(const struct tfs_conf *cf)
 	if (one > all)
 		one = all;
 	tfs_uid_set_fd_limits(one, all, geteuid());
-	mb_log(MB_LOG_INFO, "descriptors: %llu of %llu for users other than "
-	       "root, %llu for one of them", (unsigned long long)all,
-	       (unsigned long long)nofile, (unsigned long long)one);
+	mb_log(all < TFS_FD_RESERVE_MIN ? MB_LOG_WARNING : MB_LOG_INFO,
+	       "descriptors: %llu of %llu for users other than root, %llu for "
+	       "one of them%s", (unsigned long long)all,
+	       (unsigned long long)nofile, (unsigned long long)one,
+	       all < TFS_FD_RESERVE_MIN ? " (raise RLIMIT_NOFILE)" : "");
 }
 
 static int apply_settings(struct cmdline *cl, struct tfs_conf *cf)

@@ -134,7 +134,7 @@ static int fh_fd(const struct fuse_file_info *fi)
 static void fh_close(const struct fuse_file_info *fi)
 {
 	close(fh_fd(fi));
-	tfs_uid_fd_put((uid_t)(fi->fh >> 32));
+	tfs_uid_fd_put((uid_t)(fi->fh >> 32), 1);
 }
 
 /* Whom a request's new file will belong to, and its opens count for. */
@@ -424,27 +424,29 @@ void tfs_ops_fini(void)
 
 /*
  * Find or add the inode of `name` in parent; takes one lookup reference.
- * A new one takes a descriptor counted for its owner: ENFILE when the owner
- * is at its limit (uid.c), unless force (a file just made, whose creator's
- * room was looked at first).
+ * A new one keeps a descriptor counted for uid, the requester (uid.c):
+ * ENFILE when uid is at its limit.  prepaid: the creator of the file took
+ * that count before making it; it is given back if the inode is not new,
+ * or on failure.
  */
 static int do_lookup(struct tfs_inode *parent, const char *name,
-		     struct fuse_entry_param *e, int force)
+		     struct fuse_entry_param *e, uid_t uid, int prepaid)
 {
-	struct tfs_inode *in;
+	struct tfs_inode *in = NULL;
 	struct stat st;
-	int fd, err;
+	int fd, err = 0;
 
 	memset(e, 0, sizeof(*e));
 	e->attr_timeout = tfs_timeout;
 	e->entry_timeout = tfs_timeout;
 	fd = openat(parent->fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1)
-		return errno;
+	if (fd == -1) {
+		err = errno;
+		goto fail;
+	}
 	if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) == -1) {
 		err = errno;
-		close(fd);
-		return err;
+		goto fail;
 	}
 	pthread_mutex_lock(&tbl_lock);
 	in = tbl_find(st.st_dev, st.st_ino);
@@ -452,26 +454,30 @@ static int do_lookup(struct tfs_inode *parent, const char *name,
 		in->nlookup++;
 		pthread_mutex_unlock(&tbl_lock);
 		close(fd);
+		if (prepaid)
+			tfs_uid_fd_put(uid, 1);
 	} else {
-		if (tbl_count >= tbl_size && tbl_grow() == -1) {
-			pthread_mutex_unlock(&tbl_lock);
-			close(fd);
-			return ENOMEM;
+		int took = prepaid;
+
+		if (tbl_count >= tbl_size && tbl_grow() == -1)
+			err = ENOMEM;
+		else if (!took && tfs_uid_fd_take(uid, 1) != 0)
+			err = ENFILE;
+		else {
+			took = 1;
+			in = calloc(1, sizeof(*in));
+			if (in == NULL)
+				err = ENOMEM;
 		}
-		if (tfs_uid_fd_take(st.st_uid, force) != 0) {
+		if (err != 0) {
 			pthread_mutex_unlock(&tbl_lock);
 			close(fd);
-			return ENFILE;
-		}
-		in = calloc(1, sizeof(*in));
-		if (in == NULL) {
-			pthread_mutex_unlock(&tbl_lock);
-			close(fd);
-			tfs_uid_fd_put(st.st_uid);
-			return ENOMEM;
+			if (took)
+				tfs_uid_fd_put(uid, 1);
+			return err;
 		}
 		in->fd = fd;
-		in->fd_uid = st.st_uid;
+		in->fd_uid = uid;
 		in->rfd = -1;
 		in->dev = st.st_dev;
 		in->ino = st.st_ino;
@@ -488,6 +494,12 @@ static int do_lookup(struct tfs_inode *parent, const char *name,
 	e->ino = in == &tfs_root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)in;
 	e->attr = st;
 	return 0;
+fail:
+	if (fd != -1)
+		close(fd);
+	if (prepaid)
+		tfs_uid_fd_put(uid, 1);
+	return err;
 }
 
 static void forget_one(fuse_ino_t ino, uint64_t n)
@@ -518,10 +530,10 @@ static void forget_one(fuse_ino_t ino, uint64_t n)
 	}
 	orphan_clear(in);
 	close(in->fd);
-	tfs_uid_fd_put(in->fd_uid);
+	tfs_uid_fd_put(in->fd_uid, 1);
 	if (in->rfd >= 0) {
 		close(in->rfd);
-		tfs_uid_fd_put(in->rfd_uid);
+		tfs_uid_fd_put(in->rfd_uid, 1);
 	}
 	pthread_mutex_destroy(&in->lock);
 	free(in);
@@ -569,18 +581,18 @@ static int64_t resident(struct tfs_inode *in, uint64_t start, uint64_t end)
 	if (in->rfd < 0) {
 		char path[TFS_PROC_PATH];
 
-		if (tfs_uid_fd_take(in->uid, 0) != 0) {
+		if (tfs_uid_fd_take(in->fd_uid, 1) != 0) {
 			in->rfd = TFS_RFD_FAILED;
 			return -1;
 		}
 		proc_path(path, in->fd);
 		in->rfd = open(path, O_RDONLY | O_CLOEXEC);
 		if (in->rfd < 0) {
-			tfs_uid_fd_put(in->uid);
+			tfs_uid_fd_put(in->fd_uid, 1);
 			in->rfd = TFS_RFD_FAILED;
 			return -1;
 		}
-		in->rfd_uid = in->uid;
+		in->rfd_uid = in->fd_uid;
 	}
 	for (pos = start; pos < end; pos += TFS_MINCORE_WINDOW) {
 		size_t len = end - pos < TFS_MINCORE_WINDOW ?
@@ -709,10 +721,18 @@ static void tfs_init(void *userdata, struct fuse_conn_info *conn)
 	conn->max_write = tfs_max_write;
 }
 
+/* Answer a lookup; if the requester is gone, the kernel took no reference
+ * and no FORGET will come for it. */
+static void reply_entry(fuse_req_t req, const struct fuse_entry_param *e)
+{
+	if (fuse_reply_entry(req, e) != 0)
+		forget_one(e->ino, 1);
+}
+
 static void tfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct fuse_entry_param e;
-	int err = do_lookup(ino_of(parent), name, &e, 0);
+	int err = do_lookup(ino_of(parent), name, &e, fuse_req_ctx(req)->uid, 0);
 
 	if (err == ENOENT) {
 		memset(&e, 0, sizeof(e));
@@ -721,7 +741,7 @@ static void tfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 	} else if (err != 0) {
 		fuse_reply_err(req, err);
 	} else {
-		fuse_reply_entry(req, &e);
+		reply_entry(req, &e);
 	}
 }
 
@@ -900,7 +920,25 @@ static void tfs_readlink(fuse_req_t req, fuse_ino_t ino)
 	}
 }
 
-/* Common tail of mknod, mkdir and symlink: own it, look it up, reply. */
+/* Before making a file: take the count of the n descriptors it will cost
+ * its creator (uid.c), or answer ENFILE; -1 then. */
+static int fd_take_new(fuse_req_t req, unsigned n)
+{
+	if (tfs_uid_fd_take(fuse_req_ctx(req)->uid, n) == 0)
+		return 0;
+	fuse_reply_err(req, ENFILE);
+	return -1;
+}
+
+/* The file was not made: give the count back and answer err. */
+static void fd_put_new(fuse_req_t req, int err)
+{
+	tfs_uid_fd_put(fuse_req_ctx(req)->uid, 1);
+	fuse_reply_err(req, err);
+}
+
+/* Common tail of mknod, mkdir and symlink (each took the new inode's
+ * descriptor count first, fd_take_new): own it, look it up, reply. */
 static void reply_new(fuse_req_t req, struct tfs_inode *parent,
 		      const char *name)
 {
@@ -908,11 +946,11 @@ static void reply_new(fuse_req_t req, struct tfs_inode *parent,
 	int err;
 
 	set_owner(parent, req, parent->fd, name, -1);
-	err = do_lookup(parent, name, &e, 1);
+	err = do_lookup(parent, name, &e, fuse_req_ctx(req)->uid, 1);
 	if (err != 0)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_entry(req, &e);
+		reply_entry(req, &e);
 }
 
 static void tfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
@@ -920,12 +958,10 @@ static void tfs_mknod(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct tfs_inode *p = ino_of(parent);
 
-	if (tfs_uid_fd_room(req_uid(req), 1) != 0) {
-		fuse_reply_err(req, ENFILE);
+	if (fd_take_new(req, 1) != 0)
 		return;
-	}
 	if (mknodat(p->fd, name, mode, rdev) == -1) {
-		fuse_reply_err(req, errno);
+		fd_put_new(req, errno);
 		return;
 	}
 	reply_new(req, p, name);
@@ -936,12 +972,10 @@ static void tfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name,
 {
 	struct tfs_inode *p = ino_of(parent);
 
-	if (tfs_uid_fd_room(req_uid(req), 1) != 0) {
-		fuse_reply_err(req, ENFILE);
+	if (fd_take_new(req, 1) != 0)
 		return;
-	}
 	if (mkdirat(p->fd, name, mode) == -1) {
-		fuse_reply_err(req, errno);
+		fd_put_new(req, errno);
 		return;
 	}
 	reply_new(req, p, name);
@@ -956,18 +990,16 @@ static void tfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 	uid_t uid = req_uid(req);
 	int err = 0;
 
-	if (tfs_uid_fd_room(uid, 1) != 0) {
-		fuse_reply_err(req, ENFILE);
+	if (fd_take_new(req, 1) != 0)
 		return;
-	}
 	/* A long target takes a page of tmpfs; the caller will own it. */
 	if (tfs_uid_begin(uid, est, 0) != 0) {
-		fuse_reply_err(req, ENOSPC);
+		fd_put_new(req, ENOSPC);
 		return;
 	}
 	if (tfs_charge_begin(NULL, est, TFS_CHARGE_HARD) != 0) {
 		tfs_uid_end(uid, est, 0);
-		fuse_reply_err(req, ENOSPC);
+		fd_put_new(req, ENOSPC);
 		return;
 	}
 	if (symlinkat(link, p->fd, name) == -1)
@@ -980,7 +1012,7 @@ static void tfs_symlink(fuse_req_t req, const char *link, fuse_ino_t parent,
 		tfs_uid_end(uid, est, 0);
 	}
 	if (err != 0) {
-		fuse_reply_err(req, err);
+		fd_put_new(req, err);
 		return;
 	}
 	reply_new(req, p, name);
@@ -1003,11 +1035,11 @@ static void tfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent,
 			return;
 		}
 	}
-	err = do_lookup(np, newname, &e, 0);
+	err = do_lookup(np, newname, &e, fuse_req_ctx(req)->uid, 0);
 	if (err != 0)
 		fuse_reply_err(req, err);
 	else
-		fuse_reply_entry(req, &e);
+		reply_entry(req, &e);
 }
 
 /*
@@ -1186,14 +1218,14 @@ static void tfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	uid_t uid = fuse_req_ctx(req)->uid;
 	int fd, err;
 
-	if (tfs_uid_fd_take(uid, 0) != 0) {
+	if (tfs_uid_fd_take(uid, 1) != 0) {
 		fuse_reply_err(req, ENFILE);
 		return;
 	}
 	fd = reopen(in, fi->flags);
 	if (fd == -1) {
 		err = errno;
-		tfs_uid_fd_put(uid);
+		tfs_uid_fd_put(uid, 1);
 		fuse_reply_err(req, err);
 		return;
 	}
@@ -1219,23 +1251,20 @@ static void tfs_create(fuse_req_t req, fuse_ino_t parent, const char *name,
 	int fd, err;
 
 	/* The new file's descriptor and the open's, both the creator's. */
-	if (tfs_uid_fd_room(req_uid(req), 1) != 0 ||
-	    tfs_uid_fd_take(uid, 0) != 0) {
-		fuse_reply_err(req, ENFILE);
+	if (fd_take_new(req, 2) != 0)
 		return;
-	}
 	fd = openat(p->fd, name, (fi->flags | O_CREAT) & ~O_NOFOLLOW, mode);
 	if (fd == -1) {
 		err = errno;
-		tfs_uid_fd_put(uid);
+		tfs_uid_fd_put(uid, 2);
 		fuse_reply_err(req, err);
 		return;
 	}
 	set_owner(p, req, -1, NULL, fd);
-	err = do_lookup(p, name, &e, 1);
+	err = do_lookup(p, name, &e, uid, 1);
 	if (err != 0) {
 		close(fd);
-		tfs_uid_fd_put(uid);
+		tfs_uid_fd_put(uid, 1);
 		fuse_reply_err(req, err);
 		return;
 	}
@@ -1275,7 +1304,7 @@ static void tfs_release(fuse_req_t req, fuse_ino_t ino,
 	if (in->nopen == 0 && in->rfd != -1) {
 		if (in->rfd >= 0) {
 			close(in->rfd);
-			tfs_uid_fd_put(in->rfd_uid);
+			tfs_uid_fd_put(in->rfd_uid, 1);
 		}
 		in->rfd = -1;
 	}
@@ -1433,13 +1462,13 @@ static void tfs_opendir(fuse_req_t req, fuse_ino_t ino,
 	uid_t uid = fuse_req_ctx(req)->uid;
 	int fd;
 
-	if (tfs_uid_fd_take(uid, 0) != 0) {
+	if (tfs_uid_fd_take(uid, 1) != 0) {
 		fuse_reply_err(req, ENFILE);
 		return;
 	}
 	d = calloc(1, sizeof(*d));
 	if (d == NULL) {
-		tfs_uid_fd_put(uid);
+		tfs_uid_fd_put(uid, 1);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
@@ -1451,7 +1480,7 @@ static void tfs_opendir(fuse_req_t req, fuse_ino_t ino,
 		if (fd != -1)
 			close(fd);
 		free(d);
-		tfs_uid_fd_put(uid);
+		tfs_uid_fd_put(uid, 1);
 		fuse_reply_err(req, err);
 		return;
 	}
@@ -1460,7 +1489,7 @@ static void tfs_opendir(fuse_req_t req, fuse_ino_t ino,
 	if (fuse_reply_open(req, fi) != 0) {
 		closedir(d->dp);
 		free(d);
-		tfs_uid_fd_put(uid);
+		tfs_uid_fd_put(uid, 1);
 	}
 }
 
@@ -1503,7 +1532,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		const char *name = d->entry->d_name;
 
 		if (plus && !is_dot(name)) {
-			err = do_lookup(ino_of(ino), name, &e, 0);
+			err = do_lookup(ino_of(ino), name, &e,
+					fuse_req_ctx(req)->uid, 0);
 			if (err == ENOENT) {
 				/* Removed since readdir saw it. */
 				err = 0;
@@ -1571,7 +1601,7 @@ static void tfs_releasedir(fuse_req_t req, fuse_ino_t ino,
 	struct tfs_dir *d = (struct tfs_dir *)(uintptr_t)fi->fh;
 
 	closedir(d->dp);
-	tfs_uid_fd_put(d->uid);
+	tfs_uid_fd_put(d->uid, 1);
 	free(d);
 	fuse_reply_err(req, 0);
 }

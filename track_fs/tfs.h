@@ -130,11 +130,9 @@ int64_t tfs_uid_cost(uid_t uid);
 /* Descriptors held for users (see uid.c): per_user for one, all_users for
  * all but root and self together (0: no limit). */
 void tfs_uid_set_fd_limits(uint64_t per_user, uint64_t all_users, uid_t self);
-/* 0 if uid may have n more, else -ENFILE; nothing is taken. */
-int tfs_uid_fd_room(uid_t uid, unsigned n);
-/* One more descriptor for uid: 0, or -ENFILE over a limit (force: never). */
-int tfs_uid_fd_take(uid_t uid, int force);
-void tfs_uid_fd_put(uid_t uid);
+/* n more descriptors for uid: 0, or -ENFILE over a limit (none taken). */
+int tfs_uid_fd_take(uid_t uid, unsigned n);
+void tfs_uid_fd_put(uid_t uid, unsigned n);
 /* Every owner's figure to the log. */
 void tfs_uid_log(void);
 void tfs_uid_fini(void);

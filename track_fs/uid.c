@@ -12,10 +12,12 @@
  * is never limited.  Page writeback (FORCE) is booked, never refused.  The
  * table is open addressing on the uid, grown at half full, under one lock.
  *
- * The same table counts the descriptors track_fs holds for each user: one
- * per file of theirs the kernel has looked up (until it forgets it), one
- * per open they made (until its release), one per file of theirs being
- * measured with mincore.  Every descriptor comes from one per-process
+ * The same table counts the descriptors track_fs holds for each user, the
+ * one whose request made track_fs open it: one per file or directory new
+ * to track_fs they looked up or made (until the kernel forgets it), one per
+ * open (until its release), one per file being measured with mincore
+ * (counted for the one who looked the file up first).  Counted for the
+ * owner, a user who lists another's directory would lock the owner out.  Every descriptor comes from one per-process
  * limit, so without a bound a user who creates empty files, or opens
  * many, leaves every other user's lookups and opens failing with EMFILE.
  * Root and track_fs's own user are exempt; the other users together keep
@@ -120,7 +122,7 @@ static int fd_exempt(uid_t uid)
 	return uid == 0 || uid == ut.self;
 }
 
-/* Room for n more descriptors of uid?  Under the lock. */
+/* Room for n more descriptors of uid (slot s)?  Under the lock. */
 static int fd_room(const struct uid_slot *s, uid_t uid, uint64_t n)
 {
 	if (fd_exempt(uid))
@@ -130,43 +132,40 @@ static int fd_room(const struct uid_slot *s, uid_t uid, uint64_t n)
 	return ut.fd_user == 0 || (s != NULL ? s->fds : 0) + n <= ut.fd_user;
 }
 
-int tfs_uid_fd_room(uid_t uid, unsigned n)
-{
-	int ok;
-
-	pthread_mutex_lock(&ut.lock);
-	ok = fd_room(uid_find(uid), uid, n);
-	pthread_mutex_unlock(&ut.lock);
-	return ok ? 0 : -ENFILE;
-}
-
-int tfs_uid_fd_take(uid_t uid, int force)
+int tfs_uid_fd_take(uid_t uid, unsigned n)
 {
 	struct uid_slot *s;
 	int rc = 0;
 
 	pthread_mutex_lock(&ut.lock);
 	s = uid_find(uid);
-	if (!force && !fd_room(s, uid, 1))
+	if (!fd_room(s, uid, n)) {
 		rc = -ENFILE;
-	else if (s != NULL)
-		s->fds++;
-	if (rc == 0 && !fd_exempt(uid))
-		ut.fd_held++;
+	} else {
+		if (s != NULL)
+			s->fds += n;
+		if (!fd_exempt(uid))
+			ut.fd_held += n;
+	}
 	pthread_mutex_unlock(&ut.lock);
 	return rc;
 }
 
-void tfs_uid_fd_put(uid_t uid)
+void tfs_uid_fd_put(uid_t uid, unsigned n)
 {
 	struct uid_slot *s;
 
+	uint64_t d = n;
+
 	pthread_mutex_lock(&ut.lock);
 	s = uid_find(uid);
-	if (s != NULL && s->fds > 0)
-		s->fds--;
-	if (!fd_exempt(uid) && ut.fd_held > 0)
-		ut.fd_held--;
+	if (s != NULL) {
+		/* Never more than the user holds, nor from the others' total. */
+		d = n < s->fds ? n : s->fds;
+		s->fds -= d;
+	}
+	if (!fd_exempt(uid))
+		ut.fd_held -= d < ut.fd_held ? d : ut.fd_held;
 	pthread_mutex_unlock(&ut.lock);
 }
 

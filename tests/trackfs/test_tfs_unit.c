@@ -266,34 +266,36 @@ START_TEST(uid_limit)
 END_TEST
 
 /* Descriptors: one user's share, all users' together, root and self exempt,
- * force past both, and what is put back is room again. */
+ * n at a time or none, and what is put back is room again. */
 START_TEST(uid_fd_limits)
 {
 	uid_t a = 4242, b = 4343, self = 777;
 	int i;
 
 	tfs_uid_set_fd_limits(3, 5, self);
-	for (i = 0; i < 3; i++)
-		ck_assert_int_eq(tfs_uid_fd_take(a, 0), 0);
-	ck_assert_int_eq(tfs_uid_fd_room(a, 1), -ENFILE);
-	ck_assert_int_eq(tfs_uid_fd_take(a, 0), -ENFILE);
-	ck_assert_int_eq(tfs_uid_fd_room(b, 2), 0);
-	ck_assert_int_eq(tfs_uid_fd_room(b, 3), -ENFILE);
-	ck_assert_int_eq(tfs_uid_fd_take(b, 0), 0);
-	ck_assert_int_eq(tfs_uid_fd_take(b, 0), 0);
-	/* Users together at 5: b is under its share, and still refused. */
-	ck_assert_int_eq(tfs_uid_fd_take(b, 0), -ENFILE);
-	for (i = 0; i < 100; i++) {
-		ck_assert_int_eq(tfs_uid_fd_take(0, 0), 0);
-		ck_assert_int_eq(tfs_uid_fd_take(self, 0), 0);
-	}
+	ck_assert_int_eq(tfs_uid_fd_take(a, 2), 0);
+	ck_assert_int_eq(tfs_uid_fd_take(a, 1), 0);
+	ck_assert_int_eq(tfs_uid_fd_take(a, 1), -ENFILE);
+	/* Two at once past the users' total: neither is taken. */
 	ck_assert_int_eq(tfs_uid_fd_take(b, 1), 0);
-	tfs_uid_fd_put(b);
-	tfs_uid_fd_put(a);
-	ck_assert_int_eq(tfs_uid_fd_take(b, 0), 0);
-	ck_assert_int_eq(tfs_uid_fd_take(a, 0), -ENFILE);
+	ck_assert_int_eq(tfs_uid_fd_take(b, 2), -ENFILE);
+	ck_assert_int_eq(tfs_uid_fd_take(b, 1), 0);
+	/* Users together at 5: b is under its share, and still refused. */
+	ck_assert_int_eq(tfs_uid_fd_take(b, 1), -ENFILE);
+	for (i = 0; i < 100; i++) {
+		ck_assert_int_eq(tfs_uid_fd_take(0, 1), 0);
+		ck_assert_int_eq(tfs_uid_fd_take(self, 2), 0);
+	}
+	tfs_uid_fd_put(a, 1);
+	ck_assert_int_eq(tfs_uid_fd_take(b, 1), 0);
+	ck_assert_int_eq(tfs_uid_fd_take(a, 1), -ENFILE);
+	tfs_uid_fd_put(b, 3);
+	tfs_uid_fd_put(b, 3);	/* more than held: stays at 0 */
+	ck_assert_int_eq(tfs_uid_fd_take(a, 1), 0);
+	ck_assert_int_eq(tfs_uid_fd_take(b, 2), 0);
+	ck_assert_int_eq(tfs_uid_fd_take(b, 1), -ENFILE);
 	tfs_uid_set_fd_limits(0, 0, self);
-	ck_assert_int_eq(tfs_uid_fd_take(a, 0), 0);
+	ck_assert_int_eq(tfs_uid_fd_take(a, 1000), 0);
 	tfs_uid_log();
 	tfs_uid_fini();
 }
