@@ -1,8 +1,9 @@
 #!/bin/sh
 # bench/track_fs/ab.sh - two builds of track_fs side by side, turn about:
-# sequential write of 512 MiB (1 MiB blocks) and 20,000 random 4 KiB
-# overwrites of that file, each mount over its own directory of one tmpfs,
-# one broker.  Prints one line per run and the medians.
+# sequential write of 512 MiB (1 MiB blocks), 20,000 random 4 KiB
+# overwrites of that file, and 5,000 small files each created, written
+# (4 KiB), closed and removed, each mount over its own directory of one
+# tmpfs, one broker.  Prints one line per run and the medians.
 #
 #   sudo bench/track_fs/ab.sh BUILD_A BUILD_B   (RUNS=5)
 # track_fs is GPL-2.0 (see COPYING.GPL-2).
@@ -49,11 +50,23 @@ for o in offs:
 print("overwrite4k_ops %s %d" % (sys.argv[2], len(offs) / (time.monotonic() - t)))
 PY
 		rm "$m/f"
+		python3 - "$m" "$side" <<'PY'
+import os, sys, time
+d, buf = sys.argv[1], b"s" * 4096
+t = time.monotonic()
+for i in range(5000):
+    p = os.path.join(d, "s%d" % i)
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, buf)
+    os.close(fd)
+    os.unlink(p)
+print("smallfiles_ops %s %d" % (sys.argv[2], 5000 / (time.monotonic() - t)))
+PY
 	done
 	r=$((r + 1))
 done | tee "$T/out"
 echo "medians:"
-for w in seqwrite_MBps overwrite4k_ops; do
+for w in seqwrite_MBps overwrite4k_ops smallfiles_ops; do
 	for side in a b; do
 		awk -v w=$w -v s=$side '$1 == w && $2 == s { print $3 }' "$T/out" | sort -n |
 			awk -v w=$w -v s=$side '{ v[NR] = $1 } END { print w, s, v[int((NR + 1) / 2)] }'
