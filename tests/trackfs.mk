@@ -7,7 +7,8 @@ TRACKFS_TESTS = tests/trackfs/trackfs_conf.sh tests/trackfs/trackfs_posix.sh \
 	tests/trackfs/trackfs_mmap_xattr.sh tests/trackfs/trackfs_uid.sh \
 	tests/trackfs/trackfs_cost.sh tests/trackfs/trackfs_ledger.sh \
 	tests/trackfs/trackfs_lowmem.sh tests/trackfs/trackfs_signals.sh \
-	tests/trackfs/trackfs_fds.sh tests/trackfs/trackfs_stall.sh
+	tests/trackfs/trackfs_fds.sh tests/trackfs/trackfs_stall.sh \
+	tests/trackfs/trackfs_exit.sh
 EXTRA_DIST += $(TRACKFS_TESTS) tests/trackfs/lib_tfs.sh tests/trackfs/tfs_grow.py
 if HAVE_FUSE
 TESTS += $(TRACKFS_TESTS)

@@ -31,7 +31,10 @@
  * deadline (broker_timeout), never the bookkeeping of other operations
  * (unlink, truncate, close, statfs).  A thread that needs quota while
  * another talks waits for that talk by its deadline, then looks again; a
- * return of spare quota or a statfs query is skipped while another talks.
+ * return of spare quota or a statfs query waits out another thread's
+ * dispatch, return or query (answered at once), but not its ask (which the
+ * broker may hold): then the asker returns the spare, and statfs shows the
+ * last query's figures.
  * Only the talker touches the handle; the library's callbacks, which run
  * inside its calls, take the lock themselves.
  */
@@ -74,7 +77,7 @@ static struct {
 	int dispatching;
 	int lowmem;         /* the broker's device is in deny state */
 	int talking;        /* a thread is in a call on cl, without the lock */
-	int talk_short;     /* ... and it only answers what came (dispatch) */
+	int talk_ask;       /* ... and it asks for quota (may wait long) */
 	pthread_cond_t talked; /* a talk ended */
 	uint64_t total;     /* the broker's total and pool (bytes) as last */
 	uint64_t pool;      /* queried, for a statfs while another talks */
@@ -122,16 +125,21 @@ static int talk_wait(uint64_t deadline_ms)
 	return 0;
 }
 
-/* Under the lock: wait out a dispatch in progress (it only answers what
- * came), by one broker_timeout at most.  0, or -EBUSY if it still runs. */
-static int dispatch_wait(void)
+/*
+ * Under the lock: wait out a talk in progress with a connected broker that
+ * is no ask (a dispatch, a return, a query: the broker answers those at
+ * once), by one broker_timeout at most.  Asks, which the broker may hold
+ * for their whole deadline, and connecting are not waited for.  0, or
+ * -EBUSY if a talk still runs.
+ */
+static int settle_wait(void)
 {
 	uint64_t deadline = mb_clock_ms() + (uint64_t)broker_timeout();
 
-	while (ch.talking && ch.talk_short)
+	while (ch.talking && !ch.talk_ask && ch.up)
 		if (talk_wait(deadline) != 0)
 			return -EBUSY;
-	return 0;
+	return ch.talking ? -EBUSY : 0;
 }
 
 /*
@@ -139,10 +147,10 @@ static int dispatch_wait(void)
  * thread that finds another talking waits for it until deadline_ms, and
  * gets -EBUSY if it still talks then; with want_up, -ENOTCONN if the
  * broker is not (or no longer) connected.  On 0 the caller makes its
- * library calls and ends with talk_end().  is_short: the talk only answers
- * what came (a dispatch), and release_spare() waits for it.
+ * library calls and ends with talk_end().  is_ask: the talk asks for quota
+ * (see settle_wait).
  */
-static int talk_begin(uint64_t deadline_ms, int want_up, int is_short)
+static int talk_begin(uint64_t deadline_ms, int want_up, int is_ask)
 {
 	while (ch.talking)
 		if (talk_wait(deadline_ms) != 0)
@@ -150,7 +158,7 @@ static int talk_begin(uint64_t deadline_ms, int want_up, int is_short)
 	if (want_up && !ch.up)
 		return -ENOTCONN;
 	ch.talking = 1;
-	ch.talk_short = is_short;
+	ch.talk_ask = is_ask;
 	pthread_mutex_unlock(&ch.lock);
 	tfs_serve_yield();
 	return 0;
@@ -163,7 +171,7 @@ static int64_t talk_end(void)
 
 	pthread_mutex_lock(&ch.lock);
 	ch.talking = 0;
-	ch.talk_short = 0;
+	ch.talk_ask = 0;
 	pthread_cond_broadcast(&ch.talked);
 	return bal;
 }
@@ -211,18 +219,38 @@ static void event_cb(void *arg, unsigned event, int64_t pool, uint64_t total,
 	pthread_mutex_unlock(&ch.lock);
 }
 
+/*
+ * Close the handle, as a talk: under the lock, with no other talk under
+ * way; the lock is let go meanwhile.  Closing says goodbye to the broker,
+ * and the library may run a callback (which takes the lock) for a query
+ * that came first.
+ */
+static void close_handle(void)
+{
+	ch.talking = 1;
+	pthread_mutex_unlock(&ch.lock);
+	mb_close(&ch.cl);
+	pthread_mutex_lock(&ch.lock);
+	ch.talking = 0;
+	pthread_cond_broadcast(&ch.talked);
+}
+
+/* The broker is lost.  Under the lock, right after a talk of this thread
+ * (so no other talk is under way). */
 static void broker_lost(int rc)
 {
+	int was_up = ch.up;
+
 	if (!ch.said_down)
 		mb_log(MB_LOG_WARNING, "broker unreachable (%s): %s",
 		       mb_strerror(rc), ch.cf->on_broker_down == TFS_DOWN_CAP ?
 		       "using the fixed cap" : "new data is refused");
 	ch.said_down = 1;
-	if (ch.up)
-		mb_close(&ch.cl);
 	ch.up = 0;
 	ch.held = 0;
 	ch.last_try_ms = mb_clock_ms();
+	if (was_up)
+		close_handle();
 }
 
 /* What a new connection declares: the pages in use and set aside.  Runs
@@ -313,16 +341,20 @@ static void broker_retry(void)
  */
 static uint64_t broker_ask(uint64_t pages, int reserve, uint64_t deadline_ms)
 {
-	uint64_t granted = 0;
+	uint64_t granted = 0, now;
 	int64_t bal;
-	int rc, open;
+	int rc, open, timeout;
 
-	if (talk_begin(deadline_ms, 1, 0) != 0)
+	if (talk_begin(deadline_ms, 1, 1) != 0)
 		return 0;
+	/* What is left of the change's deadline: a wait for another
+	 * thread's talk came out of it. */
+	now = mb_clock_ms();
+	timeout = now < deadline_ms ? (int)(deadline_ms - now) : 1;
 	if (reserve)
-		rc = mb_reserve(&ch.cl, pages, broker_timeout(), &granted);
+		rc = mb_reserve(&ch.cl, pages, timeout, &granted);
 	else
-		rc = mb_request(&ch.cl, pages, broker_timeout(), &granted);
+		rc = mb_request(&ch.cl, pages, timeout, &granted);
 	open = mb_is_open(&ch.cl);
 	bal = talk_end();
 	/* The broker answered (a RESERVE past its deadline is a refusal);
@@ -412,9 +444,9 @@ static int ensure(uint64_t extra, int may_reserve)
 
 /*
  * Hand spare quota back once it passes the hysteresis.  Under the lock
- * (let go while returning).  A dispatch in progress is waited for (it only
- * answers what came); another talk (an ask, a query, a return, which may
- * wait for the broker) is not: its thread returns the spare when done.
+ * (let go while returning).  A dispatch, return or query in progress is
+ * waited for (settle_wait); an ask is not: the thread that asked returns
+ * the spare when done (tfs_charge_begin).
  */
 static void release_spare(void)
 {
@@ -422,10 +454,10 @@ static void release_spare(void)
 	int64_t bal;
 	int rc;
 
-	if (dispatch_wait() != 0)
+	if (!ch.up || settle_wait() != 0)
 		return;
 	b = busy();
-	if (!ch.up || ch.talking || ch.held <= b)
+	if (!ch.up || ch.held <= b)
 		return;
 	spare = ch.held - b;
 	if (spare <= ch.cf->release_hysteresis)
@@ -480,7 +512,7 @@ static void *dispatcher(void *arg)
 			nanosleep(&pause, NULL);
 			continue;
 		}
-		if (ch.up && mb_fd(&ch.cl) == fd && talk_begin(0, 1, 1) == 0) {
+		if (ch.up && mb_fd(&ch.cl) == fd && talk_begin(0, 1, 0) == 0) {
 			int rc = mb_dispatch(&ch.cl, 0);
 			int64_t bal = talk_end();
 
@@ -564,9 +596,10 @@ void tfs_charge_fini(void)
 	pthread_mutex_lock(&ch.lock);
 	while (ch.talking)
 		pthread_cond_wait(&ch.talked, &ch.lock);
-	if (ch.up)
-		mb_close(&ch.cl);
-	ch.up = 0;
+	if (ch.up) {
+		ch.up = 0;
+		close_handle();
+	}
 	ch.held = 0;
 	pthread_mutex_unlock(&ch.lock);
 }
@@ -698,7 +731,7 @@ void tfs_charge_usage(struct tfs_usage *u, int ask_broker)
 	pthread_mutex_lock(&ch.lock);
 	/* While another thread asks or returns, the figures of the last
 	 * query. */
-	if (ch.up && ask_broker && dispatch_wait() == 0) {
+	if (ch.up && ask_broker && settle_wait() == 0) {
 		release_spare();
 		if (ch.up && talk_begin(0, 1, 0) == 0) {
 			int rc = mb_query(&ch.cl, &info);

@@ -81,19 +81,20 @@ static size_t tbl_size, tbl_count;
 
 /*
  * Orphans: inodes without links and without openers that the kernel has
- * not forgotten yet.  Their FORGET usually comes at once (after the unlink
- * or the last release); statfs waits for those of the last
- * TFS_ORPHAN_SETTLE_MS, so that what it shows after rm or close is what
- * the files use.  One an O_PATH descriptor holds stays charged, and is no
- * longer waited for once it is older.
+ * not forgotten yet, in the order they became orphans.  Their FORGET
+ * usually comes at once (after the unlink or the last release); statfs
+ * waits, TFS_ORPHAN_SETTLE_MS at most, while one that became an orphan
+ * less than that long before it was asked is left, so that what it shows
+ * after rm or close is what the files use.  One an O_PATH descriptor or a
+ * current directory holds stays charged, and is not waited for once it is
+ * older.
  */
 #define TFS_ORPHAN_SETTLE_MS 100
 static struct {
 	pthread_mutex_t lock;
 	pthread_cond_t gone;
-	uint64_t count;
-	uint64_t last_ms;	/* when the newest became one */
-} orph = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0 };
+	struct tfs_inode *head, *tail;	/* oldest, newest */
+} orph = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, NULL };
 
 struct tfs_dir {
 	DIR *dp;
@@ -336,8 +337,14 @@ static void orphan_mark(struct tfs_inode *in)
 		return;
 	in->orphan = 1;
 	pthread_mutex_lock(&orph.lock);
-	orph.count++;
-	orph.last_ms = mb_clock_ms();
+	in->orphan_ms = mb_clock_ms();
+	in->onext = NULL;
+	in->oprev = orph.tail;
+	if (orph.tail != NULL)
+		orph.tail->onext = in;
+	else
+		orph.head = in;
+	orph.tail = in;
 	pthread_mutex_unlock(&orph.lock);
 }
 
@@ -348,27 +355,45 @@ static void orphan_clear(struct tfs_inode *in)
 		return;
 	in->orphan = 0;
 	pthread_mutex_lock(&orph.lock);
-	if (orph.count > 0)
-		orph.count--;
+	if (in->oprev != NULL)
+		in->oprev->onext = in->onext;
+	else
+		orph.head = in->onext;
+	if (in->onext != NULL)
+		in->onext->oprev = in->oprev;
+	else
+		orph.tail = in->oprev;
 	pthread_cond_broadcast(&orph.gone);
 	pthread_mutex_unlock(&orph.lock);
 }
 
-/* Wait for the FORGET of the orphans of the last TFS_ORPHAN_SETTLE_MS, as
- * long as it is that recent (statfs).  Another thread reads the requests
- * meanwhile. */
+/*
+ * Wait for the FORGET of the orphans that became ones less than
+ * TFS_ORPHAN_SETTLE_MS before this call, for that long at most (statfs).
+ * The newest orphan left says whether one is that recent.  Another thread
+ * reads the requests meanwhile.
+ */
 static void orphans_settle(void)
 {
+	uint64_t start = mb_clock_ms(), end = start + TFS_ORPHAN_SETTLE_MS;
+	int handed = 0;
+
 	pthread_mutex_lock(&orph.lock);
-	for (;;) {
-		uint64_t now = mb_clock_ms(), end = orph.last_ms + TFS_ORPHAN_SETTLE_MS;
+	while (orph.tail != NULL &&
+	       orph.tail->orphan_ms + TFS_ORPHAN_SETTLE_MS > start) {
+		uint64_t now = mb_clock_ms();
 		struct timespec ts;
 
-		if (orph.count == 0 || now >= end)
+		if (now >= end)
 			break;
-		pthread_mutex_unlock(&orph.lock);
-		tfs_serve_yield();
-		pthread_mutex_lock(&orph.lock);
+		if (!handed) {
+			/* The FORGET must be read by another thread. */
+			pthread_mutex_unlock(&orph.lock);
+			tfs_serve_yield();
+			handed = 1;
+			pthread_mutex_lock(&orph.lock);
+			continue;
+		}
 		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_nsec += (long)((end - now) * 1000000ULL);
 		ts.tv_sec += ts.tv_nsec / 1000000000L;

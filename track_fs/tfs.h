@@ -73,6 +73,8 @@ struct tfs_inode {
 	uid_t fd_uid;           /* whom fd is counted for (uid.c) */
 	uid_t rfd_uid;          /* whom rfd is counted for, while open */
 	int orphan;             /* no link, no opener, not forgotten; under lock */
+	uint64_t orphan_ms;     /* when it became one; the orphans' lock */
+	struct tfs_inode *onext, *oprev; /* the orphans, oldest first; same lock */
 };
 
 /* charge.c: quota held from the broker against the bytes in use. */

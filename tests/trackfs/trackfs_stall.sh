@@ -39,5 +39,42 @@ wait "$writer"
 expect_eq "used after the write" "$(tfs_used)" "$(($(stat -c %b "$MNT/w") * 512))"
 rm "$MNT/w" "$MNT/keep2"
 expect_eq "used at the end" "$(tfs_used)" 0
+
+# statfs waits a moment for the FORGET of what was just removed, but not
+# for a removed file someone holds, nor for as long as others go on
+# removing files: with one held by O_PATH, statfs returns while another
+# thread is still creating and removing files.  (A wait that moved its
+# end with every removal lasted as long as the removals did.)
+python3 - "$MNT" <<'PY' || fail "statfs while files keep being removed"
+import os, sys, threading
+mnt = sys.argv[1]
+held = os.path.join(mnt, "held")
+with open(held, "wb") as f:
+    f.write(b"h" * 4096)
+h = os.open(held, os.O_PATH)
+os.unlink(held)
+running, stop = threading.Event(), threading.Event()
+def churn():
+    n = 0
+    while not stop.is_set() and n < 200000:
+        p = os.path.join(mnt, "c%d" % (n % 16))
+        with open(p, "wb") as f:
+            f.write(b"c")
+        os.unlink(p)
+        n += 1
+        running.set()
+    running.clear()
+t = threading.Thread(target=churn)
+t.start()
+running.wait()
+for i in range(5):
+    os.statvfs(mnt)
+alive = running.is_set()
+stop.set()
+t.join()
+os.close(h)
+if not alive:
+    sys.exit("statfs returned only once the removals had stopped")
+PY
 tfs_umount
 echo PASS
