@@ -31,10 +31,10 @@
  * deadline (broker_timeout), never the bookkeeping of other operations
  * (unlink, truncate, close, statfs).  A thread that needs quota while
  * another talks waits for that talk by its deadline, then looks again; a
- * return of spare quota or a statfs query waits out another thread's
- * dispatch, return or query (answered at once), but not its ask (which the
- * broker may hold): then the asker returns the spare, and statfs shows the
- * last query's figures.
+ * return of spare quota or a statfs query waits out a dispatch (which
+ * only answers what came), never a talk that may wait for the broker:
+ * then the asker returns the spare when done, and statfs shows the last
+ * query's figures.
  * Only the talker touches the handle; the library's callbacks, which run
  * inside its calls, take the lock themselves.
  */
@@ -77,7 +77,7 @@ static struct {
 	int dispatching;
 	int lowmem;         /* the broker's device is in deny state */
 	int talking;        /* a thread is in a call on cl, without the lock */
-	int talk_ask;       /* ... and it asks for quota (may wait long) */
+	int talk_dispatch;  /* ... and it only answers what came */
 	pthread_cond_t talked; /* a talk ended */
 	uint64_t total;     /* the broker's total and pool (bytes) as last */
 	uint64_t pool;      /* queried, for a statfs while another talks */
@@ -126,17 +126,17 @@ static int talk_wait(uint64_t deadline_ms)
 }
 
 /*
- * Under the lock: wait out a talk in progress with a connected broker that
- * is no ask (a dispatch, a return, a query: the broker answers those at
- * once), by one broker_timeout at most.  Asks, which the broker may hold
- * for their whole deadline, and connecting are not waited for.  0, or
- * -EBUSY if a talk still runs.
+ * Under the lock: wait out a dispatch in progress (it only answers what
+ * came, without waiting for the broker), by one broker_timeout at most.
+ * Any other talk (an ask, a return, a query, connecting) may wait for a
+ * stopped broker until its deadline, and is not waited for.  0, or -EBUSY
+ * if a talk still runs.
  */
 static int settle_wait(void)
 {
 	uint64_t deadline = mb_clock_ms() + (uint64_t)broker_timeout();
 
-	while (ch.talking && !ch.talk_ask && ch.up)
+	while (ch.talking && ch.talk_dispatch)
 		if (talk_wait(deadline) != 0)
 			return -EBUSY;
 	return ch.talking ? -EBUSY : 0;
@@ -147,10 +147,10 @@ static int settle_wait(void)
  * thread that finds another talking waits for it until deadline_ms, and
  * gets -EBUSY if it still talks then; with want_up, -ENOTCONN if the
  * broker is not (or no longer) connected.  On 0 the caller makes its
- * library calls and ends with talk_end().  is_ask: the talk asks for quota
- * (see settle_wait).
+ * library calls and ends with talk_end().  is_dispatch: the talk only
+ * answers what came (see settle_wait).
  */
-static int talk_begin(uint64_t deadline_ms, int want_up, int is_ask)
+static int talk_begin(uint64_t deadline_ms, int want_up, int is_dispatch)
 {
 	while (ch.talking)
 		if (talk_wait(deadline_ms) != 0)
@@ -158,7 +158,7 @@ static int talk_begin(uint64_t deadline_ms, int want_up, int is_ask)
 	if (want_up && !ch.up)
 		return -ENOTCONN;
 	ch.talking = 1;
-	ch.talk_ask = is_ask;
+	ch.talk_dispatch = is_dispatch;
 	pthread_mutex_unlock(&ch.lock);
 	tfs_serve_yield();
 	return 0;
@@ -171,7 +171,7 @@ static int64_t talk_end(void)
 
 	pthread_mutex_lock(&ch.lock);
 	ch.talking = 0;
-	ch.talk_ask = 0;
+	ch.talk_dispatch = 0;
 	pthread_cond_broadcast(&ch.talked);
 	return bal;
 }
@@ -345,7 +345,7 @@ static uint64_t broker_ask(uint64_t pages, int reserve, uint64_t deadline_ms)
 	int64_t bal;
 	int rc, open, timeout;
 
-	if (talk_begin(deadline_ms, 1, 1) != 0)
+	if (talk_begin(deadline_ms, 1, 0) != 0)
 		return 0;
 	/* What is left of the change's deadline: a wait for another
 	 * thread's talk came out of it. */
@@ -358,9 +358,12 @@ static uint64_t broker_ask(uint64_t pages, int reserve, uint64_t deadline_ms)
 	open = mb_is_open(&ch.cl);
 	bal = talk_end();
 	/* The broker answered (a RESERVE past its deadline is a refusal);
-	 * only a broker that went silent or away is lost. */
-	if (rc == 0 || rc == MB_EDENIED || rc == MB_ECAP || rc == MB_ELOWMEM ||
-	    (rc == MB_ETIMEDOUT && open))
+	 * only a broker that went silent or away is lost, whatever the call
+	 * returned (a reply can come before the connection breaks). */
+	if (!open)
+		broker_lost(rc != 0 ? rc : MB_ECONNLOST);
+	else if (rc == 0 || rc == MB_EDENIED || rc == MB_ECAP ||
+		 rc == MB_ELOWMEM || rc == MB_ETIMEDOUT)
 		set_held(bal);
 	else
 		broker_lost(rc);
@@ -444,9 +447,11 @@ static int ensure(uint64_t extra, int may_reserve)
 
 /*
  * Hand spare quota back once it passes the hysteresis.  Under the lock
- * (let go while returning).  A dispatch, return or query in progress is
- * waited for (settle_wait); an ask is not: the thread that asked returns
- * the spare when done (tfs_charge_begin).
+ * (let go while returning).  A dispatch in progress is waited for
+ * (settle_wait); another talk is not: the thread that asked returns the
+ * spare when done (tfs_charge_begin), and what another thread's return
+ * left goes back with the next change.  (The dispatcher returns nothing:
+ * a file operation would skip its return while it runs.)
  */
 static void release_spare(void)
 {
@@ -489,11 +494,8 @@ static void *dispatcher(void *arg)
 
 		pthread_mutex_lock(&ch.lock);
 		/* An idle mount reconnects too: a restarted broker must learn
-		 * what the files use before it lends it to someone else.  And
-		 * spare quota a change could not return while another talked
-		 * goes back now. */
+		 * what the files use before it lends it to someone else. */
 		broker_retry();
-		release_spare();
 		fd = ch.up && !ch.talking ? mb_fd(&ch.cl) : -1;
 		pthread_mutex_unlock(&ch.lock);
 		if (fd < 0) {
@@ -512,7 +514,7 @@ static void *dispatcher(void *arg)
 			nanosleep(&pause, NULL);
 			continue;
 		}
-		if (ch.up && mb_fd(&ch.cl) == fd && talk_begin(0, 1, 0) == 0) {
+		if (ch.up && mb_fd(&ch.cl) == fd && talk_begin(0, 1, 1) == 0) {
 			int rc = mb_dispatch(&ch.cl, 0);
 			int64_t bal = talk_end();
 
@@ -520,7 +522,6 @@ static void *dispatcher(void *arg)
 				broker_lost(rc);
 			else
 				set_held(bal);
-			release_spare();
 		}
 		pthread_mutex_unlock(&ch.lock);
 	}
@@ -636,7 +637,7 @@ int tfs_charge_begin(struct tfs_inode *in, uint64_t bytes, int mode)
 		       "over the quota", (unsigned long long)rest);
 	}
 	ch.resv += rest;
-	/* What another thread could not return while this one asked. */
+	/* What other threads could not return while this one asked. */
 	release_spare();
 out:
 	pthread_mutex_unlock(&ch.lock);

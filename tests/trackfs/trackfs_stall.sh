@@ -3,7 +3,7 @@
 # track_fs holds.  While a write waits for its REQUEST at a stopped
 # broker, an unlink, a truncate and a statfs on the same mount all return
 # with the REQUEST still pending; the accounting is right once the broker
-# goes on.  Before, the write held the quota lock through its call, so
+# goes on.  The same while a statfs waits for its QUERY.  Before, the write held the quota lock through its call, so
 # these waited for the broker's deadline and the REQUEST was gone (timed
 # out, the connection dropped) before any of them returned.
 . "$top_srcdir/tests/lib.sh"
@@ -37,7 +37,22 @@ expect_eq "used by the files left while the write waits" "$used" 0
 kill -CONT "$BROKER_PID"
 wait "$writer"
 expect_eq "used after the write" "$(tfs_used)" "$(($(stat -c %b "$MNT/w") * 512))"
-rm "$MNT/w" "$MNT/keep2"
+
+# The same while a statfs waits for its QUERY at the stopped broker: a
+# truncate and another statfs return with that QUERY still pending.  (A
+# version that waited out every talk but an ask held them for its
+# deadline.)
+dd if=/dev/zero of="$MNT/keep" bs=1M count=1 status=none || fail "write keep again"
+kill -STOP "$BROKER_PID"
+stat -f "$MNT" >/dev/null &
+querier=$!
+WAIT_LOG="$TEST_TMP/track_fs.log" wait_until "the statfs QUERY at the broker" pending
+truncate -s 0 "$MNT/keep" || fail "truncate while a statfs waits for the broker"
+stat -f "$MNT" >/dev/null || fail "statfs while another waits for the broker"
+pending || fail "truncate and statfs waited for a QUERY at the stopped broker"
+kill -CONT "$BROKER_PID"
+wait "$querier"
+rm "$MNT/w" "$MNT/keep" "$MNT/keep2"
 expect_eq "used at the end" "$(tfs_used)" 0
 
 # statfs waits a moment for the FORGET of what was just removed, but not
