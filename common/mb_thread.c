@@ -63,3 +63,13 @@ mb_mutex_lock_by(pthread_mutex_t *m, int64_t deadline, int64_t *waited_ns)
 		*waited_ns = (int64_t)(mb_clock_ns() - t0);
 	return e;
 }
+
+int
+mb_cond_wait_by(pthread_cond_t *c, pthread_mutex_t *m, uint64_t deadline_ms)
+{
+	struct timespec ts;
+
+	ts.tv_sec = (time_t)(deadline_ms / 1000);
+	ts.tv_nsec = (long)(deadline_ms % 1000) * 1000000L;
+	return pthread_cond_clockwait(c, m, CLOCK_MONOTONIC, &ts);
+}

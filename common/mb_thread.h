@@ -1,6 +1,6 @@
 /*
  * mb_thread.h - starting a thread of a library's own, and taking a lock
- * by a deadline.
+ * or waiting for a condition by a deadline.
  *
  * A thread that a library starts inside a program (gmalloc's and
  * anr_malloc's page-return thread, anr_malloc's broker and debug threads,
@@ -38,5 +38,10 @@ int mb_thread_start(pthread_t *t, mb_thread_create_fn create, const char *name,
  * (when not NULL) gets the time spent waiting, 0 when the lock was free;
  * on failure it is not written (it may belong to the holder). */
 int mb_mutex_lock_by(pthread_mutex_t *m, int64_t deadline, int64_t *waited_ns);
+
+/* pthread_cond_wait(c, m) until deadline_ms (CLOCK_MONOTONIC ms, as
+ * mb_clock_ms).  0 when woken (the caller looks at its condition again),
+ * ETIMEDOUT once the deadline has passed. */
+int mb_cond_wait_by(pthread_cond_t *c, pthread_mutex_t *m, uint64_t deadline_ms);
 
 #endif

@@ -108,20 +108,10 @@ static void set_held(int64_t bal)
  */
 static int talk_wait(uint64_t deadline_ms)
 {
-	uint64_t now = mb_clock_ms();
-	struct timespec ts;
-
-	if (deadline_ms == 0 || now >= deadline_ms)
+	if (deadline_ms == 0 || mb_clock_ms() >= deadline_ms)
 		return -EBUSY;
 	tfs_serve_yield();
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)((deadline_ms - now) / 1000);
-	ts.tv_nsec += (long)((deadline_ms - now) % 1000 * TFS_NS_PER_MS);
-	if (ts.tv_nsec >= 1000000000L) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000L;
-	}
-	pthread_cond_clockwait(&ch.talked, &ch.lock, CLOCK_MONOTONIC, &ts);
+	mb_cond_wait_by(&ch.talked, &ch.lock, deadline_ms);
 	return 0;
 }
 

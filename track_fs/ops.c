@@ -55,6 +55,7 @@
 
 #include "mb_clock.h"
 #include "mb_log.h"
+#include "mb_thread.h"
 #include "tfs.h"
 
 #define TFS_PAGE 4096ULL
@@ -381,10 +382,7 @@ static void orphans_settle(void)
 	pthread_mutex_lock(&orph.lock);
 	while (orph.tail != NULL &&
 	       orph.tail->orphan_ms + TFS_ORPHAN_SETTLE_MS > start) {
-		uint64_t now = mb_clock_ms();
-		struct timespec ts;
-
-		if (now >= end)
+		if (mb_clock_ms() >= end)
 			break;
 		if (!handed) {
 			/* The FORGET must be read by another thread. */
@@ -394,11 +392,7 @@ static void orphans_settle(void)
 			pthread_mutex_lock(&orph.lock);
 			continue;
 		}
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		ts.tv_nsec += (long)((end - now) * 1000000ULL);
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_clockwait(&orph.gone, &orph.lock, CLOCK_MONOTONIC, &ts);
+		mb_cond_wait_by(&orph.gone, &orph.lock, end);
 	}
 	pthread_mutex_unlock(&orph.lock);
 }

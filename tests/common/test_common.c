@@ -408,6 +408,56 @@ START_TEST(lock_by_deadline)
 }
 END_TEST
 
+struct signaller {
+	pthread_mutex_t *m;
+	pthread_cond_t *c;
+	int *flag;
+};
+
+static void *signal_main(void *arg)
+{
+	struct signaller *g = arg;
+
+	pthread_mutex_lock(g->m);
+	*g->flag = 1;
+	pthread_cond_signal(g->c);
+	pthread_mutex_unlock(g->m);
+	return NULL;
+}
+
+/* A wait by a deadline ends at it, not before, unless woken. */
+START_TEST(cond_wait_by_deadline)
+{
+	pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+	pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+	int flag = 0, rc = 0;
+	struct signaller g = { &m, &c, &flag };
+	uint64_t deadline;
+	pthread_t t;
+
+	pthread_mutex_lock(&m);
+	deadline = mb_clock_ms() + 20;
+	while (rc == 0 && !flag)
+		rc = mb_cond_wait_by(&c, &m, deadline);
+	ck_assert_int_eq(rc, ETIMEDOUT);
+	ck_assert_uint_ge(mb_clock_ms(), deadline);
+	/* Woken long before a far deadline. */
+	ck_assert_int_eq(pthread_create(&t, NULL, signal_main, &g), 0);
+	deadline = mb_clock_ms() + 600000;
+	rc = 0;
+	while (rc == 0 && !flag)
+		rc = mb_cond_wait_by(&c, &m, deadline);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(flag, 1);
+	pthread_mutex_unlock(&m);
+	pthread_join(t, NULL);
+	/* A deadline already past: at once. */
+	pthread_mutex_lock(&m);
+	ck_assert_int_eq(mb_cond_wait_by(&c, &m, mb_clock_ms() - 1), ETIMEDOUT);
+	pthread_mutex_unlock(&m);
+}
+END_TEST
+
 static Suite *common_suite(void)
 {
 	Suite *s = suite_create("common");
@@ -434,6 +484,7 @@ static Suite *common_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("thread");
 	tcase_add_test(tc, lock_by_deadline);
+	tcase_add_test(tc, cond_wait_by_deadline);
 	suite_add_tcase(s, tc);
 	return s;
 }
