@@ -50,7 +50,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "mb_clock.h"
@@ -139,7 +138,8 @@ static void fh_close(const struct fuse_file_info *fi)
 	tfs_uid_fd_put((uid_t)(fi->fh >> 32), 1);
 }
 
-/* Whom a request's new file will belong to, and its opens count for. */
+/* Whom a request's new file will belong to (descriptors count for the
+ * requester, fuse_req_ctx's uid, whoever owns the file). */
 static uid_t req_uid(fuse_req_t req)
 {
 	return tfs_is_root ? fuse_req_ctx(req)->uid : geteuid();
