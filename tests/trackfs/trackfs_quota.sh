@@ -98,14 +98,32 @@ expect_eq "after exchange" "$(tfs_used)" $((MiB + 4096))
 rm "$MNT/b" "$MNT/c"
 expect_eq "after rm" "$(tfs_used)" 0
 
-# A file kept open after unlink keeps its charge until the last close.
-python3 - "$MNT/open" <<'PY' || fail "open after unlink"
-import os, sys
-p = sys.argv[1]
+# Unlinked files, in one program (its helpers shared):
+# - A file kept open after unlink keeps its charge until the last close.
+# - An unlinked file held by an O_PATH descriptor (no OPEN reaches track_fs)
+#   and opened again through /proc/self/fd: what is written then is booked
+#   and given back at the last close.  Before, the inode stayed "given
+#   back": the write booked the whole file and nothing returned it, so
+#   each round lost the file's size from the quota until a restart.
+# - An unlinked file that only an O_PATH descriptor holds keeps its pages,
+#   and its extended attributes, in memory: they stay charged until the
+#   descriptor goes and the kernel forgets the file; so do a held symlink
+#   and a removed directory held open.  Before, the charge went back at
+#   the unlink while the backing store kept everything: a quota's worth
+#   per round that no quota paid for.
+python3 - "$MNT/held" "$BACK" <<'PY' || fail "unlinked files"
+import os, sys, time
+p, back = sys.argv[1], sys.argv[2]
 d = os.path.dirname(p)
-def used():
-    s = os.statvfs(d)
+def used(where=d):
+    s = os.statvfs(where)
     return (s.f_blocks - s.f_bfree) * s.f_frsize
+def settles(want):
+    end = time.monotonic() + 10
+    while used(d) != want and time.monotonic() < end:
+        time.sleep(0.01)
+    return used(d) == want
+# Kept open after unlink.
 fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
 os.write(fd, b"z" * (2 << 20))
 os.unlink(p)
@@ -116,20 +134,7 @@ if os.pread(fd, 4, 1 << 20) != b"zzzz":
 os.close(fd)
 if used() != 0:
     sys.exit("charge kept after close: %d" % used())
-PY
-
-# An unlinked file held by an O_PATH descriptor (no OPEN reaches track_fs)
-# and opened again through /proc/self/fd: what is written then is booked
-# and given back at the last close.  Before, the inode stayed "given
-# back": the write booked the whole file and nothing returned it, so
-# each round lost the file's size from the quota until a restart.
-python3 - "$MNT/opath" <<'PY' || fail "O_PATH reopen after unlink"
-import os, sys
-p = sys.argv[1]
-d = os.path.dirname(p)
-def used():
-    s = os.statvfs(d)
-    return (s.f_blocks - s.f_bfree) * s.f_frsize
+# Held by O_PATH, opened again through /proc and written.
 for r in range(3):
     fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o600)
     os.write(fd, b"o" * (1 << 20))
@@ -142,26 +147,7 @@ for r in range(3):
     os.close(h)
     if used() != 0:
         sys.exit("round %d: %d bytes booked after the last close" % (r, used()))
-PY
-
-# An unlinked file that only an O_PATH descriptor holds (no OPEN reaches
-# track_fs) keeps its pages, and its extended attributes, in memory: they
-# stay charged until the descriptor goes and the kernel forgets the file;
-# so do a held symlink and a removed directory held open.
-# Before, the charge went back at the unlink while the backing store kept
-# everything: a quota's worth per round that no quota paid for.
-python3 - "$MNT/held" "$BACK" <<'PY' || fail "pages held by O_PATH after unlink"
-import os, sys, time
-p, back = sys.argv[1], sys.argv[2]
-d = os.path.dirname(p)
-def used(where):
-    s = os.statvfs(where)
-    return (s.f_blocks - s.f_bfree) * s.f_frsize
-def settles(want):
-    end = time.monotonic() + 10
-    while used(d) != want and time.monotonic() < end:
-        time.sleep(0.01)
-    return used(d) == want
+# Held by O_PATH only.
 before = used(back)
 held = []
 for r in range(3):
