@@ -24,6 +24,13 @@
  * still goes down to at most ANR_KEEP_GROWN_MAX (or the configured low
  * mark, if larger), so a large free leaves a small amount of free pages
  * resident whatever the marks grew to.
+ * A heap that only shrinks keeps less: while no page has been charged
+ * since the counts above started again and the marks have not grown
+ * (frees in a row, the program giving up what it built), the band is a
+ * quarter of the configured one (a trim at a quarter of the high mark,
+ * down to a quarter of the low mark).  The pages freed then are not about
+ * to be taken again, and what the full band keeps of them is memory the
+ * program gave up; the first charge, or grown marks, restore the band.
  * anrc_set_marks() and anrc_trim() start from the configured marks.
  */
 #include "config.h"
@@ -132,10 +139,19 @@ release_span_meta(struct anrc_heap *h, size_t page)
 		release_meta(h, f, h->pm[f].npages, limit);
 }
 
+/* Frees in a row, with the marks as configured (above). */
+static int
+shrinking(const struct anrc_heap *h)
+{
+	return h->charged_recent == 0 && h->mark_shift == 0;
+}
+
 void
 anrc_want_release_if_over_mark(struct anrc_heap *h)
 {
-	if ((h->dirty_pages << h->page_shift) > (h->free_high << h->mark_shift))
+	size_t mark = shrinking(h) ? h->free_high / ANR_SHRINK_DIV : h->free_high << h->mark_shift;
+
+	if ((h->dirty_pages << h->page_shift) > mark)
 		h->trim_wanted = 1;
 }
 
@@ -181,6 +197,9 @@ trim_pick(struct anrc_heap *h)
 
 	if (h->trim_idle) {
 		keep = 0; /* the helper's idle return (returner.c) */
+	} else if (shrinking(h)) {
+		marks_adapt(h);
+		keep = (h->free_low / ANR_SHRINK_DIV) >> h->page_shift;
 	} else {
 		marks_adapt(h);
 		/* Grown marks delay the next trim; what a trim keeps stays small. */

@@ -649,14 +649,67 @@ zeroed_over(size_t low, size_t high, size_t a_len, size_t a_kept, size_t b_len, 
  * blocks left resident and goes on into pages never used clears only up
  * to the last resident page: the others already read as zero.  git's
  * 512 KiB callocs made all 128 pages resident, where git wrote a few.
- * Then with pages given back between resident ones: 2 MiB freed (all but
+ * Then with pages given back between resident ones: 4 MiB freed (all but
  * its lowest 256 KiB go back, down to the low mark) and the block after
- * it, whose data must be cleared.
+ * it, whose data must be cleared (with the low mark's 256 KiB, its 128 KiB
+ * stay under a quarter of the high mark, where frees in a row trim).
  */
 START_TEST(zeroed_block_leaves_fresh_pages)
 {
 	zeroed_over(1 * MiB, 2 * MiB, 128 * KiB, 128 * KiB, 128 * KiB, 1 * MiB);
-	zeroed_over(256 * KiB, 1 * MiB, 2 * MiB, 256 * KiB, 128 * KiB, 4 * MiB);
+	zeroed_over(256 * KiB, 2 * MiB, 4 * MiB, 256 * KiB, 128 * KiB, 8 * MiB);
+}
+END_TEST
+
+/*
+ * Frees in a row, after the first trim: the heap is shrinking, so it trims
+ * at a quarter of the high mark down to a quarter of the low mark, and
+ * keeps at most 256 KiB free where the band of 256 KiB..1 MiB kept up to
+ * 1 MiB (RSS after the frees of bench/alloc/run.sh's driver: 932 KiB of
+ * free pages kept, 224 KiB now).  The first charge gives the full band
+ * back: a block freed then stays resident under the high mark.
+ */
+START_TEST(shrinking_heap_keeps_a_quarter_band)
+{
+	struct anrc_config c = { .reserve = TEST_RESERVE, .free_low = 256 * KiB,
+				.free_high = 1 * MiB, .valgrind = 1 };
+	struct anrc_heap *h = anrc_create(&c);
+	struct anrc_stats st;
+	size_t most = 0;
+	enum { N = 64 };
+	char *v[N];
+
+	/* Blocks of more than 64 KiB: page runs, not kept by the thread. */
+	for (int i = 0; i < N; i++) {
+		v[i] = anrc_alloc(h, 96 * KiB, 0);
+		ck_assert_ptr_nonnull(v[i]);
+		memset(v[i], 3, 96 * KiB);
+	}
+	for (int i = N - 1; i > 0; i--) {
+		int j = (int)(rnd() % (unsigned)(i + 1));
+		char *t = v[i]; v[i] = v[j]; v[j] = t;
+	}
+	for (int i = 0; i < N; i++) {
+		anrc_free(h, v[i]);
+		stats(h, &st);
+		if (st.madvise_calls > 0 && st.free_resident > most)
+			most = st.free_resident;
+	}
+	ck_assert_uint_gt(st.madvise_calls, 0);
+	ck_assert_msg(most <= 256 * KiB, "%zu KiB kept free while the heap shrank", most >> 10);
+	ck_assert_uint_le(st.free_resident, 256 * KiB);
+	ck_assert_int_eq(anrc_check(h), 0);
+
+	/* A charge: the band is 256 KiB..1 MiB again. */
+	uint64_t calls = st.madvise_calls;
+	char *p = anrc_alloc(h, 512 * KiB, 0);
+	ck_assert_ptr_nonnull(p);
+	memset(p, 4, 512 * KiB);
+	anrc_free(h, p);
+	stats(h, &st);
+	ck_assert_uint_eq(st.madvise_calls, calls);
+	ck_assert_uint_ge(st.free_resident, 512 * KiB);
+	anrc_destroy(h);
 }
 END_TEST
 
@@ -5364,6 +5417,7 @@ anrcore_suite(void)
 	ADD(zeroed_reuse);
 	ADD(zeroed_block_leaves_fresh_pages);
 	ADD(page_return_mincore);
+	ADD(shrinking_heap_keeps_a_quarter_band);
 	ADD(metadata_returned);
 	ADD(new_heap_metadata_pages);
 	ADD(resident_after_free_bound);
