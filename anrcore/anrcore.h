@@ -46,7 +46,10 @@ struct anrc_config {
 			     * giving back is no longer undone (while the
 			     * program allocates).  A trim keeps
 			     * the low mark, but with grown marks at most
-			     * 1 MiB (or free_low if larger). */
+			     * 1 MiB (or free_low if larger).  While the
+			     * heap shrinks (since a trim, less than a
+			     * quarter of free_high charged) both marks
+			     * count a quarter (release.c). */
 	enum anrc_bad_free_action bad_free;
 	int trash_free;     /* fill freed memory with ANR_TRASH_BYTE */
 	int valgrind;       /* tell valgrind about blocks (when running under it) */

@@ -469,7 +469,8 @@ struct anrc_heap {
 	unsigned mark_shift;    /* the marks in force are free_low/high << this */
 	size_t given_recent;    /* pages given back since the last trim began */
 	size_t refaulted;       /* of those, pages charged again since */
-	size_t charged_recent;  /* pages charged since the last trim began */
+	size_t charged_recent;  /* pages charged since the marks' counts started */
+	size_t charged_since_trim; /* pages charged since the last trim began */
 	size_t trim_credit;     /* pages the lock holder freed itself: it may
 				 * give that many back besides the slice */
 	size_t helper_credit;   /* credit of the calls that woke the helper */

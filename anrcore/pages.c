@@ -79,6 +79,7 @@ charge(struct anrc_heap *h, size_t s, size_t n)
 		}
 	}
 	h->charged_recent += n;
+	h->charged_since_trim += n;
 	h->page_moves++;
 	if (fresh > 0 && h->given_recent > 0) {
 		size_t r = fresh < h->given_recent ? fresh : h->given_recent;

@@ -24,14 +24,19 @@
  * still goes down to at most ANR_KEEP_GROWN_MAX (or the configured low
  * mark, if larger), so a large free leaves a small amount of free pages
  * resident whatever the marks grew to.
- * A heap that only shrinks keeps less: while no page has been charged
- * since the counts above started again and the marks have not grown
- * (frees in a row, the program giving up what it built), the band is a
- * quarter of the configured one (a trim at a quarter of the high mark,
- * down to a quarter of the low mark).  The pages freed then are not about
- * to be taken again, and what the full band keeps of them is memory the
- * program gave up; the first charge, or grown marks, restore the band.
- * anrc_set_marks() and anrc_trim() start from the configured marks.
+ * A heap that shrinks keeps less: from a trim on, while fewer pages than
+ * a quarter of the high mark have been charged since and the marks have
+ * not grown (frees in a row, the program giving up what it built, other
+ * threads taking a slab now and then), the band is a quarter of the
+ * configured one (a trim at a quarter of the high mark, down to a quarter
+ * of the low mark).  The pages freed then are not about to be taken
+ * again, and what the full band keeps of them is memory the program gave
+ * up; charging that quarter, or grown marks, restore the band.  The cost:
+ * blocks freed in address order go back in more, smaller madvise calls
+ * (the trims come four times as often), the same pages in about the same
+ * time.
+ * anrc_set_marks() and anrc_trim() start from the configured marks (in
+ * their shrinking band until a quarter of the high mark is charged).
  */
 #include "config.h"
 
@@ -139,11 +144,12 @@ release_span_meta(struct anrc_heap *h, size_t page)
 		release_meta(h, f, h->pm[f].npages, limit);
 }
 
-/* Frees in a row, with the marks as configured (above). */
+/* Shrinking, with the marks as configured (above). */
 static int
 shrinking(const struct anrc_heap *h)
 {
-	return h->charged_recent == 0 && h->mark_shift == 0;
+	return h->mark_shift == 0 &&
+	       (h->charged_since_trim << h->page_shift) < h->free_high / ANR_SHRINK_DIV;
 }
 
 void
@@ -160,6 +166,7 @@ anrc_marks_afresh(struct anrc_heap *h)
 {
 	h->mark_shift = 0;
 	h->given_recent = h->refaulted = h->charged_recent = 0;
+	h->charged_since_trim = 0;
 }
 
 /* A trim begins: see whether the last one was undone and move the marks. */
@@ -212,6 +219,7 @@ trim_pick(struct anrc_heap *h)
 		slice = h->trim_credit;
 	h->trim_credit = 0;
 	h->trim_n = 0;
+	h->charged_since_trim = 0;
 	while (h->dirty_pages > keep && h->trim_n < ANR_TRIM_BATCH && pos > 0 &&
 	       taken < slice) {
 		size_t hi = anrc_bm2_prev(&h->dirty, pos - 1), lo, n;
