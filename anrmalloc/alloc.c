@@ -403,7 +403,10 @@ static void *am_alloc(struct anr_malloc_heap *h, size_t align, size_t size,
 	off = h->front;
 	if (align > ANR_ALIGN && off)
 		off = align;
-	if (size > AM_SIZE_MAX - off - h->tail) {
+	/* A request no heap could meet fails without the out-of-memory state
+	 * (off is an alignment of up to 2^63 with guards: checked first). */
+	if (off > AM_SIZE_MAX - h->tail || size > AM_SIZE_MAX - off - h->tail ||
+	    off + size + h->tail > h->reserved || align > h->reserved) {
 		am_fail(h, size, site->caller, 0);
 		return NULL;
 	}
@@ -543,6 +546,10 @@ static void am_free(struct anr_malloc_heap *h, void *p, const void *caller)
 
 	if (p == NULL)
 		return;
+	if (h == NULL) {
+		mb_log(MB_LOG_ERR, "anrmalloc: free of %p with no heap (caller %p)", p, caller);
+		return;
+	}
 	if (!h->track) {
 		anrc_free(h->core, p); /* the core judges the pointer */
 		return;
@@ -571,8 +578,8 @@ static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 	unsigned char *nb;
 	struct am_call call = { h, 0, am_cur_call };
 
-	if (p == NULL)
-		return am_alloc(h, 0, size, 0, site);
+	if (p == NULL || h == NULL)
+		return am_alloc(h, 0, size, 0, site); /* EINVAL without a heap */
 	if (size == 0) {
 		am_free(h, p, site->caller);
 		return NULL;
@@ -613,12 +620,22 @@ static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 		return NULL;
 	}
 	/* Walkers skip the block while the core may move it; a free of it
-	 * meanwhile is a bad free. */
+	 * meanwhile is a bad free.  A collection may mark it, and with gc_scan
+	 * read it: then the old block stays allocated until the record points
+	 * at the new one (the core's realloc would free it first). */
 	r->state = AM_SLOT_MOVING;
 	am_unlock(h);
 
 	am_cur_call = &call;
-	nb = anrc_realloc(h->core, base, off + size + h->tail, 0);
+	if (!h->cfg.gc_scan) {
+		nb = anrc_realloc(h->core, base, off + size + h->tail, 0);
+	} else if (off + size + h->tail <= anrc_usable_size(h->core, base)) {
+		nb = base;
+	} else {
+		nb = anrc_alloc(h->core, off + size + h->tail, 0);
+		if (nb != NULL)
+			memcpy(nb, base, off + (old_size < size ? old_size : size));
+	}
 	am_cur_call = call.outer;
 	if (nb != NULL)
 		am_guards_set(h, nb + off, size);
@@ -644,6 +661,8 @@ static void *am_realloc(struct anr_malloc_heap *h, void *p, size_t size,
 	h->reallocs++;
 	am_record(h, ANR_OP_REALLOC, nb + off, p, size, site->caller);
 	am_unlock(h);
+	if (h->cfg.gc_scan && nb != base)
+		anrc_free(h->core, base);
 	return nb + off;
 }
 
@@ -677,7 +696,7 @@ API void *anr_malloc(anr_heap_t *h, size_t size)
 
 API void anr_free(anr_heap_t *h, void *p)
 {
-	if (AM_LIKELY(h->plain)) {
+	if (AM_LIKELY(h != NULL && h->plain)) {
 		if (AM_LIKELY(anrc_free_fast(h->core, p)))
 			return;
 		anrc_free(h->core, p);
@@ -705,7 +724,12 @@ static void *am_calloc(anr_heap_t *h, size_t n, size_t m,
 		       const struct am_site *s)
 {
 	if (m != 0 && n > AM_SIZE_MAX / m) {
-		errno = ENOMEM;
+		/* Counted and recorded as any failure; no out-of-memory state. */
+		if (h == NULL) {
+			errno = EINVAL;
+			return NULL;
+		}
+		am_fail(h, SIZE_MAX, s->caller, 0);
 		return NULL;
 	}
 	return am_alloc(h, 0, n * m, ANR_ZERO, s);
@@ -743,7 +767,7 @@ API size_t anr_malloc_usable_size(anr_heap_t *h, const void *p)
 	size_t n, off;
 	void *base;
 
-	if (p == NULL)
+	if (p == NULL || h == NULL)
 		return 0;
 	if (!h->track)
 		return anrc_usable_size(h->core, p);
@@ -822,7 +846,7 @@ API int anr_set_debug_info(const void *p, const void *data, size_t len)
 		errno = ENOSPC;
 		return -1;
 	}
-	slot = am_lookup_interior(h, p);
+	slot = am_lookup_interior(h, p, 0);
 	if (slot == AM_NO_SLOT) {
 		errno = EINVAL;
 		return -1;
@@ -843,7 +867,7 @@ API ssize_t anr_get_debug_info(const void *p, void *buf, size_t cap)
 		errno = EINVAL;
 		return -1;
 	}
-	slot = am_lookup_interior(h, p);
+	slot = am_lookup_interior(h, p, 0);
 	if (slot == AM_NO_SLOT) {
 		errno = EINVAL;
 		return -1;
@@ -864,7 +888,7 @@ API int anr_check_block(anr_heap_t *h, const void *p)
 	if (!h->track)
 		return anrc_owns(h->core, p) && anrc_block_of(h->core, p, NULL) ? 0 :
 			(errno = EINVAL, -1);
-	slot = am_lookup_interior(h, p);
+	slot = am_lookup_interior(h, p, 0);
 	if (slot == AM_NO_SLOT) {
 		errno = EINVAL;
 		return -1;
@@ -904,7 +928,7 @@ API int anr_block_info(anr_heap_t *h, const void *p, struct anr_block_info *in)
 		in->size = bsize;
 		return 0;
 	}
-	slot = am_lookup_interior(h, p);
+	slot = am_lookup_interior(h, p, 0);
 	if (slot == AM_NO_SLOT) {
 		errno = EINVAL;
 		return -1;

@@ -21,7 +21,9 @@
  * only lock:
  *  - a record is FREE (on the free list through .next), LIVE (in the hash,
  *    its block is live) or MOVING (a realloc is in progress; walkers skip
- *    it and the collector treats it as marked);
+ *    it, the collector marks it, scans it where it is and never frees
+ *    it; with gc_scan its old block stays allocated until the record
+ *    points at the new one);
  *  - a block is only handed to the core's free after its record left LIVE,
  *    so a walker holding the lock never reads a freed block's record;
  *  - no anrc_ call is made while the lock is held (the core takes it
@@ -118,6 +120,7 @@ struct anr_malloc_heap {
 	/* block layout */
 	size_t front;          /* user_off of a block (16 with guards, else 0) */
 	size_t tail;           /* back guard */
+	size_t reserved;       /* the core's reservation: no block is larger */
 
 	/* side table: records, hash, stacks and client debug info */
 	void *side;
@@ -220,7 +223,7 @@ uint32_t am_find_base_locked(struct anr_malloc_heap *h, const void *base,
 			     size_t bsize);
 /* The live record of the block that contains p (any address in it), with
  * the lock held; AM_NO_SLOT, lock not held, when there is none. */
-uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p);
+uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p, int moving);
 size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
 		 const uintptr_t **frames);
 
@@ -255,6 +258,7 @@ static inline void am_unlock(struct anr_malloc_heap *h)
 struct am_out;
 const struct anrc_modmap *am_map_acquire(void);
 void am_map_release(void);
+void am_map_fork_child(void);
 void am_frame_lines(int fd, struct am_out *o, const struct anrc_modmap *map,
 		    const uintptr_t *frames, size_t n);
 /* In a fork child: the debug thread and socket stay the parent's. */

@@ -10,8 +10,13 @@
  * then sweeps in chunks of AM_CHUNK records: the lock is dropped between
  * chunks and blocks are handed to the core outside it.  Blocks allocated
  * during the collection in records the sweep has not reached yet are born
- * marked; a block being reallocated counts as marked.  A plain heap keeps
- * no records and cannot collect.
+ * marked; a block being reallocated is never freed, can be marked, and is
+ * scanned where it is (with gc_scan, a realloc keeps the old block until
+ * its record points at the new one, alloc.c).  Frees queued while the
+ * lock was taken (alloc.c, am_defer) are all done before the marks are
+ * read and again before each chunk is swept, so a block the program freed
+ * is neither reported nor freed a second time.  A plain heap keeps no
+ * records and cannot collect.
  */
 #include "config.h"
 
@@ -20,6 +25,15 @@
 
 #include "am_internal.h"
 #include "mb_log.h"
+
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+#include <valgrind/memcheck.h>
+/* A conservative scan reads whatever a block holds, bytes the program
+ * never wrote too: under memcheck the copy counts as defined. */
+#define AM_VG_DEFINED(p, n) VALGRIND_MAKE_MEM_DEFINED((p), (n))
+#else
+#define AM_VG_DEFINED(p, n) do { } while (0)
+#endif
 
 #define API __attribute__((visibility("default")))
 #define AM_SCAN_WORDS 64 /* words of a block copied per lock hold */
@@ -44,7 +58,7 @@ static int am_mark_slot_locked(struct anr_malloc_heap *h, uint32_t slot)
  * finds the block first, without it). */
 int am_mark(struct anr_malloc_heap *h, const void *p)
 {
-	uint32_t slot = am_lookup_interior(h, p);
+	uint32_t slot = am_lookup_interior(h, p, 1);
 	int rc;
 
 	if (slot == AM_NO_SLOT)
@@ -73,13 +87,14 @@ static void am_scan_block(struct anr_malloc_heap *h, uint32_t slot,
 		size_t n = words - i < AM_SCAN_WORDS ? words - i : AM_SCAN_WORDS;
 
 		am_lock(h);
-		if (h->slots[slot].state != AM_SLOT_LIVE ||
+		if (h->slots[slot].state == AM_SLOT_FREE ||
 		    AM_USER(&h->slots[slot]) != user) {
 			am_unlock(h);
 			return;
 		}
 		memcpy(w, (const uintptr_t *)user + i, n * sizeof(w[0]));
 		am_unlock(h);
+		AM_VG_DEFINED(w, n * sizeof(w[0]));
 		for (size_t k = 0; k < n; k++)
 			if (w[k] != 0 && anrc_owns(h->core, (const void *)w[k]))
 				am_mark(h, (const void *)w[k]);
@@ -103,7 +118,7 @@ static void am_grey_premarked(struct anr_malloc_heap *h)
 		for (size_t j = i; j < end; j++) {
 			struct am_slot *s = &h->slots[j];
 
-			if (s->state != AM_SLOT_LIVE || !s->mark || s->grey)
+			if (s->state == AM_SLOT_FREE || !s->mark || s->grey)
 				continue;
 			s->grey = 1;
 			s->next = h->grey_head;
@@ -130,7 +145,7 @@ static void am_scan(struct anr_malloc_heap *h)
 		h->grey_head = h->slots[slot].next;
 		h->slots[slot].next = AM_NO_SLOT;
 		h->slots[slot].grey = 0;
-		if (h->slots[slot].state == AM_SLOT_LIVE) {
+		if (h->slots[slot].state != AM_SLOT_FREE) {
 			user = AM_USER(&h->slots[slot]);
 			words = h->slots[slot].size / sizeof(uintptr_t);
 		}
@@ -159,6 +174,34 @@ static void am_leak_line(int fd, const char *heap, const struct anrc_modmap *map
 	am_frame_lines(fd, NULL, map, d->frames, d->nframes);
 }
 
+/*
+ * Do the frees queued while the lock was taken until a hold of the lock
+ * finds none, and return holding it.  The queue has AM_DEFER_CELLS cells
+ * and fills only while another thread holds the lock, so this takes the
+ * lock at most AM_DRAIN_HOLDS times; a queue still refilled then is left
+ * to the next chunk.  A free still being queued (its cell not yet
+ * written) has not returned to the program: it races with the collection.
+ */
+#define AM_DRAIN_HOLDS (AM_DEFER_CELLS / AM_CHUNK + 2)
+static void am_drain_all_and_lock(struct anr_malloc_heap *h)
+{
+	struct am_drained d;
+
+	for (unsigned k = 1;; k++) {
+		am_lock(h);
+		am_drain_locked(h, &d);
+		if (d.n == 0 || k == AM_DRAIN_HOLDS)
+			break;
+		am_unlock(h);
+		am_drained_free(h, &d);
+	}
+	if (d.n > 0) {
+		am_unlock(h);
+		am_drained_free(h, &d);
+		am_lock(h);
+	}
+}
+
 /* Sweep records [i, i + AM_CHUNK): returns the next index, or 0 at the end. */
 static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 			     unsigned flags, int fd, const struct anrc_modmap *map,
@@ -167,7 +210,9 @@ static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 	struct am_row dead[AM_CHUNK];
 	size_t nd = 0, end;
 
-	am_lock(h);
+	/* A free queued since the last chunk is the program's: its block
+	 * must not be reported or freed here. */
+	am_drain_all_and_lock(h);
 	if (i >= h->slots_hw) {
 		am_unlock(h);
 		return 0;
@@ -178,7 +223,9 @@ static size_t am_sweep_chunk(struct anr_malloc_heap *h, size_t i,
 		struct am_slot *s = &h->slots[j];
 
 		if (s->state == AM_SLOT_MOVING) {
+			s->mark = 0;
 			r->live_blocks++;
+			r->live_bytes += s->size;
 			continue;
 		}
 		if (s->state != AM_SLOT_LIVE)
@@ -226,7 +273,6 @@ API int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 		       struct anr_gc_result *res)
 {
 	struct anr_gc_result r;
-	struct am_drained d;
 	char line[MB_LOG_LINE_MAX];
 
 	memset(&r, 0, sizeof(r));
@@ -234,18 +280,16 @@ API int anr_gc_collect(anr_heap_t *h, unsigned flags, int fd,
 		errno = ENOTSUP;
 		return -1;
 	}
-	am_lock(h);
+	am_drain_all_and_lock(h);
 	if (h->gc_running) {
 		am_unlock(h);
 		errno = EBUSY;
 		return -1;
 	}
-	am_drain_locked(h, &d);
 	h->gc_running = 1;
 	h->sweep_pos = 0;
 	h->grey_head = AM_NO_SLOT;
 	am_unlock(h);
-	am_drained_free(h, &d);
 
 	if (h->cfg.gc_scan)
 		am_grey_premarked(h);

@@ -49,8 +49,8 @@ static const struct mb_conf_key am_keys[] = {
 	{ "idle_return", MB_CONF_DURATION, OFF(idle_return), 0, "1s",
 	  "with page_return_thread: once no page has been handed out or given back for this long, "
 	  "every free page goes back, those under free_low too; 0: never", NULL },
-	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), 0, "262144",
-	  "live blocks the side table can hold records of", NULL },
+	{ "max_blocks", MB_CONF_U64, OFF(max_blocks), AM_MAX_BLOCKS, "262144",
+	  "live blocks the side table can hold records of (1 to 2147483648)", NULL },
 	{ "track_blocks", MB_CONF_BOOL, OFF(track_blocks), 0, "yes",
 	  "keep a record of every block (caller, size, GC mark); no: the plain path", NULL },
 	{ "need_more_retries", MB_CONF_U64, OFF(need_more_retries), 0, "4",
@@ -69,13 +69,13 @@ static const struct mb_conf_key am_keys[] = {
 	  "collect garbage when an allocation runs out of budget", NULL },
 	{ "gc_on_give_back", MB_CONF_BOOL, OFF(gc_on_give_back), 0, "no",
 	  "collect garbage when asked to give memory back", NULL },
-	{ "recorder", MB_CONF_U64, OFF(recorder), 0, "0",
-	  "flight recorder: last operations kept (0: off)", NULL },
+	{ "recorder", MB_CONF_U64, OFF(recorder), AM_MAX_RECORDER, "0",
+	  "flight recorder: last operations kept (0: off; at most 16777216)", NULL },
 	{ "guards", MB_CONF_BOOL, OFF(guards), 0, "no",
 	  "guard words before and after every block", NULL },
-	{ "stack_depth", MB_CONF_U64, OFF(stack_depth), 0, "0",
+	{ "stack_depth", MB_CONF_U64, OFF(stack_depth), AM_MAX_STACK_DEPTH, "0",
 	  "return addresses kept per block (at most 64)", NULL },
-	{ "debug_info_size", MB_CONF_U64, OFF(debug_info_size), 0, "0",
+	{ "debug_info_size", MB_CONF_U64, OFF(debug_info_size), AM_MAX_DEBUG_INFO, "0",
 	  "client debug bytes kept per block (at most 4096)", NULL },
 	{ "trash_free", MB_CONF_BOOL, OFF(trash_free), 0, "no",
 	  "fill freed memory with a trash pattern", NULL },
@@ -207,18 +207,31 @@ static void *am_map(size_t len, int noreserve)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+/* A configuration filled in by the program (a file's or anr_config_set's
+ * values were checked there, against the key table): the first key out
+ * of its range is named. */
 static int am_config_check(const struct anr_malloc_config *c)
 {
-	if (c->stack_depth > AM_MAX_STACK_DEPTH ||
-	    c->debug_info_size > AM_MAX_DEBUG_INFO ||
-	    c->recorder > AM_MAX_RECORDER || c->max_blocks == 0 ||
-	    c->max_blocks > AM_MAX_BLOCKS || c->on_error < ANR_ERROR_ABORT ||
-	    c->on_error > ANR_ERROR_IGNORE || memchr(c->name, 0, sizeof(c->name)) == NULL ||
-	    memchr(c->debug_socket, 0, sizeof(c->debug_socket)) == NULL ||
-	    memchr(c->broker_socket, 0, sizeof(c->broker_socket)) == NULL) {
-		mb_log(MB_LOG_ERR, "anrmalloc: invalid configuration "
-		       "(stack_depth <= %d, debug_info_size <= %d, 1 <= max_blocks)",
-		       AM_MAX_STACK_DEPTH, AM_MAX_DEBUG_INFO);
+	const char *bad = NULL;
+
+	if (c->stack_depth > AM_MAX_STACK_DEPTH)
+		bad = "stack_depth above 64";
+	else if (c->debug_info_size > AM_MAX_DEBUG_INFO)
+		bad = "debug_info_size above 4096";
+	else if (c->recorder > AM_MAX_RECORDER)
+		bad = "recorder above 16777216";
+	else if (c->max_blocks == 0 || c->max_blocks > AM_MAX_BLOCKS)
+		bad = "max_blocks not within 1 to 2147483648";
+	else if (c->on_error < ANR_ERROR_ABORT || c->on_error > ANR_ERROR_IGNORE)
+		bad = "on_error not abort, report or ignore";
+	else if (memchr(c->name, 0, sizeof(c->name)) == NULL)
+		bad = "name not terminated";
+	else if (memchr(c->debug_socket, 0, sizeof(c->debug_socket)) == NULL)
+		bad = "debug_socket not terminated";
+	else if (memchr(c->broker_socket, 0, sizeof(c->broker_socket)) == NULL)
+		bad = "broker_socket not terminated";
+	if (bad != NULL) {
+		mb_log(MB_LOG_ERR, "anrmalloc: invalid configuration: %s", bad);
 		return -1;
 	}
 	return 0;
@@ -396,6 +409,7 @@ static void am_fork_child(void)
 		}
 	}
 	pthread_mutex_init(&am_registry_lock, NULL);
+	am_map_fork_child();
 }
 
 static pthread_once_t am_atfork_once = PTHREAD_ONCE_INIT;
@@ -440,6 +454,12 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 	h->core = am_core_create(cfg, h->track);
 	if (h->core == NULL)
 		goto fail;
+	{
+		struct anrc_stats cs;
+
+		anrc_get_stats(h->core, &cs);
+		h->reserved = cs.reserved;
+	}
 	anrc_set_hook(h->core, am_core_hook, h);
 	pthread_once(&am_atfork_once, am_atfork_register);
 	if (am_registry_add(h) != 0) {

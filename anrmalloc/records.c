@@ -159,9 +159,11 @@ size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
 /*
  * The record of the live block that contains p (any address inside it),
  * with the lock held on success; AM_NO_SLOT (lock not held) otherwise.
- * The core finds the block first, without our lock held.
+ * moving: a block whose realloc is in progress counts too (the collector
+ * marks it; its record keeps the mark).  The core finds the block first,
+ * without our lock held.
  */
-uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p)
+uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p, int moving)
 {
 	size_t bsize = 0;
 	void *base;
@@ -174,7 +176,8 @@ uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p)
 		return AM_NO_SLOT;
 	am_lock(h);
 	slot = am_find_base_locked(h, base, bsize);
-	if (slot == AM_NO_SLOT || h->slots[slot].state != AM_SLOT_LIVE) {
+	if (slot == AM_NO_SLOT || (h->slots[slot].state != AM_SLOT_LIVE &&
+				   !(moving && h->slots[slot].state == AM_SLOT_MOVING))) {
 		am_unlock(h);
 		return AM_NO_SLOT;
 	}

@@ -228,6 +228,14 @@ void am_map_release(void)
 	pthread_mutex_unlock(&am_map_lock);
 }
 
+/* In a fork child: a report of another thread of the parent held the
+ * table (its load or its writes) and ended with that thread; each use
+ * loads the table again. */
+void am_map_fork_child(void)
+{
+	pthread_mutex_init(&am_map_lock, NULL);
+}
+
 void am_frame_lines(int fd, struct am_out *o, const struct anrc_modmap *map,
 		    const uintptr_t *frames, size_t n)
 {

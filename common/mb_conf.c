@@ -67,6 +67,11 @@ int mb_conf_set(const struct mb_conf_key *table, void *cfg, const char *name,
 	case MB_CONF_U64: {
 		uint64_t v;
 		rc = mb_parse_u64(value, &v);
+		if (!rc && k->size != 0 && v > k->size) {
+			mb_format(err, errcap, "%s: %s is above the largest value, %zu",
+				  name, value, k->size);
+			return -1;
+		}
 		if (!rc)
 			*FIELD(cfg, k, uint64_t) = v;
 		break;

@@ -23,7 +23,7 @@
 
 enum mb_conf_type {
 	MB_CONF_SIZE,     /* uint64_t bytes; mb_parse_size with MemTotal as base */
-	MB_CONF_U64,      /* uint64_t */
+	MB_CONF_U64,      /* uint64_t, at most size when size is not 0 */
 	MB_CONF_BOOL,     /* int, 0 or 1 */
 	MB_CONF_STRING,   /* char[size] */
 	MB_CONF_ENUM,     /* int, index into choices */
@@ -36,7 +36,7 @@ struct mb_conf_key {
 	const char *name;
 	enum mb_conf_type type;
 	size_t offset;              /* of the field in the component's struct */
-	size_t size;                /* MB_CONF_STRING: buffer size */
+	size_t size;                /* MB_CONF_STRING: buffer size; MB_CONF_U64: largest value (0: any) */
 	const char *def;            /* default, as text; parsed by mb_conf_defaults */
 	const char *help;           /* one line for --help and the man page */
 	const char *const *choices; /* MB_CONF_ENUM: NULL-terminated */

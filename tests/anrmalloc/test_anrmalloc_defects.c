@@ -10,6 +10,9 @@
 
 #include <check.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <semaphore.h>
+#include <sys/ioctl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -26,6 +29,7 @@
 #endif
 
 #include "anrmalloc/anrmalloc.h"
+#include "anrmalloc/am_internal.h" /* to hold the heap lock from a test thread */
 #include "mb_log.h"
 #include "tests/testlib/mbt_check.h"
 
@@ -452,6 +456,411 @@ START_TEST(reserve_fits_the_address_space_limit)
 }
 END_TEST
 
+/* ---- the collector and a block being reallocated ---- */
+
+static void **moving_root;
+static int moving_marks, moving_first_rc;
+
+static void mark_moving_root(void *arg, anr_heap_t *h)
+{
+	int rc = anr_gc_mark(h, moving_root);
+
+	(void)arg;
+	if (moving_marks++ == 0)
+		moving_first_rc = rc;
+}
+
+/*
+ * A collection run by the realloc of the root (out of budget, with
+ * gc_on_need_more) while the root's record says "moving": the mark
+ * callback's anr_gc_mark of the root returned -1, its contents were not
+ * scanned, and the child it points to was freed though the realloc
+ * failed and left the root as it was.
+ */
+START_TEST(gc_marks_and_scans_a_block_being_reallocated)
+{
+	struct anr_malloc_config c;
+	struct anr_gc_result res;
+	anr_heap_t *h;
+	char *child;
+
+	anr_config_init(&c);
+	c.reserve = 64 * MIB;
+	c.budget = 1 * MIB;
+	c.on_error = ANR_ERROR_REPORT;
+	c.gc_scan = 1;
+	c.gc_on_need_more = 1;
+	h = anr_heap_create(&c);
+	ck_assert_ptr_nonnull(h);
+	moving_root = anr_malloc(h, 8 * sizeof(void *));
+	child = anr_malloc(h, 100);
+	ck_assert_ptr_nonnull(moving_root);
+	ck_assert_ptr_nonnull(child);
+	memset(moving_root, 0, 8 * sizeof(void *));
+	strcpy(child, "reached through the root");
+	moving_root[0] = child;
+	ck_assert_int_eq(anr_add_mark_callback(h, mark_moving_root, NULL), 0);
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), 0);
+	ck_assert_uint_eq(res.freed_blocks, 0);
+
+	moving_marks = 0;
+	errno = 0;
+	ck_assert_ptr_null(anr_realloc(h, moving_root, 4 * MIB));
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_int_ge(moving_marks, 1);
+	ck_assert_msg(moving_first_rc >= 0, "anr_gc_mark of a block being reallocated: %d",
+		      moving_first_rc);
+	ck_assert_int_eq(anr_check_block(h, moving_root), 0);
+	ck_assert_msg(anr_check_block(h, child) == 0, "the root's child was freed");
+	ck_assert_str_eq(child, "reached through the root");
+	/* It still moves and keeps what it holds. */
+	void **moved = anr_realloc(h, moving_root, 64 * KIB);
+	ck_assert_ptr_nonnull(moved);
+	ck_assert_ptr_eq(moved[0], child);
+	moving_root = moved;
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), 0);
+	ck_assert_uint_eq(res.freed_blocks, 0);
+	ck_assert_int_eq(anr_remove_mark_callback(h, mark_moving_root, NULL), 0);
+	anr_free(h, child);
+	anr_free(h, moved);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+static anr_heap_t *mv_heap;
+static void *mv_block;
+static int mv_mark_rc;
+static sem_t mv_in_need, mv_go_on, mv_done;
+
+static size_t mv_need(void *arg, anr_heap_t *h, size_t bytes, enum anr_need_reason why,
+		      unsigned round)
+{
+	(void)arg; (void)h; (void)bytes; (void)why;
+	if (round == 0) {
+		sem_post(&mv_in_need);
+		while (sem_wait(&mv_go_on) != 0)
+			;
+	}
+	return 0;
+}
+
+static void *mv_realloc_thread(void *arg)
+{
+	(void)arg;
+	void *q = anr_realloc(mv_heap, mv_block, 4 * MIB); /* fails: 1 MiB budget */
+	sem_post(&mv_done);
+	return q;
+}
+
+static void mv_mark(void *arg, anr_heap_t *h)
+{
+	(void)arg;
+	mv_mark_rc = anr_gc_mark(h, mv_block);
+	sem_post(&mv_go_on);
+	while (sem_wait(&mv_done) != 0)
+		;
+}
+
+/*
+ * Another thread's realloc is under way when the collection marks the
+ * block, and ends before the sweep: the mark was refused (-1), the sweep
+ * freed the block, and the program's own free of it was a bad free.
+ */
+START_TEST(gc_keeps_a_block_marked_while_it_moves)
+{
+	struct anr_malloc_stats st;
+	struct anr_gc_result res;
+	pthread_t t;
+	void *ret;
+
+	mv_heap = small_heap(0);
+	sem_init(&mv_in_need, 0, 0);
+	sem_init(&mv_go_on, 0, 0);
+	sem_init(&mv_done, 0, 0);
+	mv_block = anr_malloc(mv_heap, 64);
+	ck_assert_ptr_nonnull(mv_block);
+	strcpy(mv_block, "precious");
+	ck_assert_int_eq(anr_add_need_callback(mv_heap, mv_need, NULL), 0);
+	ck_assert_int_eq(anr_add_mark_callback(mv_heap, mv_mark, NULL), 0);
+	ck_assert_int_eq(pthread_create(&t, NULL, mv_realloc_thread, NULL), 0);
+	while (sem_wait(&mv_in_need) != 0)
+		;
+	ck_assert_int_eq(anr_gc_collect(mv_heap, ANR_GC_FREE, -1, &res), 0);
+	ck_assert_int_eq(pthread_join(t, &ret), 0);
+	ck_assert_ptr_null(ret);
+	ck_assert_int_ge(mv_mark_rc, 0);
+	ck_assert_uint_eq(res.freed_blocks, 0);
+	ck_assert_int_eq(anr_check_block(mv_heap, mv_block), 0);
+	ck_assert_str_eq(mv_block, "precious");
+	anr_remove_mark_callback(mv_heap, mv_mark, NULL);
+	anr_remove_need_callback(mv_heap, mv_need, NULL);
+	anr_free(mv_heap, mv_block);
+	anr_heap_stats(mv_heap, &st);
+	ck_assert_uint_eq(st.bad_frees, 0);
+	anr_heap_destroy(mv_heap);
+	sem_destroy(&mv_in_need);
+	sem_destroy(&mv_go_on);
+	sem_destroy(&mv_done);
+}
+END_TEST
+
+/* ---- frees queued while the lock was taken, and the collector ---- */
+
+struct lock_holder {
+	anr_heap_t *h;
+	sem_t locked, release;
+	pthread_t t;
+};
+
+static void *hold_heap_lock(void *arg)
+{
+	struct lock_holder *x = arg;
+
+	anrc_layer_lock(x->h->core);
+	sem_post(&x->locked);
+	while (sem_wait(&x->release) != 0)
+		;
+	anrc_layer_unlock(x->h->core);
+	return NULL;
+}
+
+/* Another thread holds the heap's lock until hold_end (frees queue). */
+static void hold_start(struct lock_holder *x, anr_heap_t *h)
+{
+	x->h = h;
+	sem_init(&x->locked, 0, 0);
+	sem_init(&x->release, 0, 0);
+	ck_assert_int_eq(pthread_create(&x->t, NULL, hold_heap_lock, x), 0);
+	while (sem_wait(&x->locked) != 0)
+		;
+}
+
+static void hold_end(struct lock_holder *x)
+{
+	sem_post(&x->release);
+	ck_assert_int_eq(pthread_join(x->t, NULL), 0);
+	sem_destroy(&x->locked);
+	sem_destroy(&x->release);
+}
+
+/*
+ * 100 frees queued (more than one drain of 64): the leak report counted
+ * 36 of the freed blocks as unmarked, and a collection with ANR_GC_FREE
+ * freed them, so that their queued frees were bad frees later.
+ */
+START_TEST(gc_sees_every_queued_free)
+{
+	enum { N = 100 };
+	anr_heap_t *h = small_heap(0);
+	struct anr_malloc_stats st;
+	struct anr_gc_result res;
+	struct lock_holder x;
+	void *b[N];
+
+	for (int i = 0; i < N; i++) {
+		b[i] = anr_malloc(h, 32);
+		ck_assert_ptr_nonnull(b[i]);
+	}
+	hold_start(&x, h);
+	for (int i = 0; i < N; i++)
+		anr_free(h, b[i]);
+	hold_end(&x);
+	ck_assert_int_eq(anr_leak_report(h, -1, &res), 0);
+	ck_assert_msg(res.unmarked_blocks == 0, "%zu freed blocks reported as leaks",
+		      res.unmarked_blocks);
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), 0);
+	ck_assert_uint_eq(res.freed_blocks, 0);
+	anr_free(h, anr_malloc(h, 16));
+	anr_heap_stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 0);
+	ck_assert_uint_eq(st.live_blocks, 0);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+static void *qd_block;
+
+/* The program drops its block during the marking, while another thread
+ * is in the heap: the free is queued. */
+static void qd_mark(void *arg, anr_heap_t *h)
+{
+	struct lock_holder x;
+
+	(void)arg;
+	hold_start(&x, h);
+	anr_free(h, qd_block);
+	hold_end(&x);
+}
+
+/* A free queued during the marking: the sweep reported the block as a
+ * leak and freed it, and the queued free was then a bad free. */
+START_TEST(gc_sweep_does_frees_queued_while_marking)
+{
+	anr_heap_t *h = small_heap(0);
+	struct anr_malloc_stats st;
+	struct anr_gc_result res;
+
+	qd_block = anr_malloc(h, 48);
+	ck_assert_ptr_nonnull(qd_block);
+	ck_assert_int_eq(anr_add_mark_callback(h, qd_mark, NULL), 0);
+	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE | ANR_GC_REPORT, -1, &res), 0);
+	ck_assert_int_eq(anr_remove_mark_callback(h, qd_mark, NULL), 0);
+	ck_assert_uint_eq(res.unmarked_blocks, 0);
+	ck_assert_uint_eq(res.freed_blocks, 0);
+	anr_free(h, anr_malloc(h, 48));
+	anr_free(h, anr_malloc(h, 16));
+	anr_heap_stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 0);
+	ck_assert_uint_eq(st.live_blocks, 0);
+	anr_heap_destroy(h);
+}
+END_TEST
+
+/* ---- a report in progress in the parent, and a fork ---- */
+
+struct reporter {
+	anr_heap_t *h;
+	int fd;
+};
+
+static void *report_thread(void *arg)
+{
+	struct reporter *r = arg;
+
+	(void)anr_heap_report(r->h, r->fd, ANR_REPORT_BLOCKS);
+	return NULL;
+}
+
+/*
+ * Another thread's report with stack_depth > 0 is stuck writing into a
+ * full pipe (holding the table of mapped files) when the program forks:
+ * the child's leak report waited for ever for that table.
+ */
+START_TEST(fork_child_reports_while_the_parent_reported)
+{
+	struct anr_malloc_config c;
+	struct reporter r;
+	pthread_t t;
+	int pfd[2], queued = 0, status = 0;
+	anr_heap_t *h;
+	pid_t pid;
+
+	anr_config_init(&c);
+	c.reserve = 64 * MIB;
+	c.stack_depth = 4;
+	c.on_error = ANR_ERROR_REPORT;
+	h = anr_heap_create(&c);
+	ck_assert_ptr_nonnull(h);
+	for (int i = 0; i < 400; i++)
+		ck_assert_ptr_nonnull(anr_malloc(h, 32)); /* live until destroy */
+	ck_assert_int_eq(pipe(pfd), 0);
+	ck_assert_int_ge(fcntl(pfd[1], F_SETPIPE_SZ, 4096), 4096);
+	int cap = fcntl(pfd[1], F_GETPIPE_SZ);
+	r.h = h;
+	r.fd = pfd[1];
+	ck_assert_int_eq(pthread_create(&t, NULL, report_thread, &r), 0);
+	/* The pipe full, to less than a line: the report waits in write,
+	 * inside its listing of blocks (far more than 4 KiB of it). */
+	for (int i = 0; i < 2000 && queued <= cap - MB_LOG_LINE_MAX; i++) {
+		ck_assert_int_eq(ioctl(pfd[0], FIONREAD, &queued), 0);
+		if (queued <= cap - MB_LOG_LINE_MAX)
+			usleep(5000);
+	}
+	ck_assert_int_gt(queued, cap - MB_LOG_LINE_MAX);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct anr_gc_result res;
+		int dn = open("/dev/null", O_WRONLY);
+
+		alarm(CHILD_DEADLINE_S);
+		_exit(anr_leak_report(h, dn, &res) == 0 ? 0 : 3);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	signal(SIGPIPE, SIG_IGN);
+	close(pfd[0]); /* the report ends on EPIPE */
+	ck_assert_int_eq(pthread_join(t, NULL), 0);
+	close(pfd[1]);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "the child's leak report %s", WIFSIGNALED(status) ? "hung" : "failed");
+	anr_heap_destroy(h);
+}
+END_TEST
+
+/* ---- bad values in a file, bad arguments ---- */
+
+/* A value out of its key's range in a file was not a bad line: loading
+ * counted it nowhere and anr_heap_open failed with no path or line. */
+START_TEST(config_values_out_of_range_are_bad_lines)
+{
+	char path[] = "/tmp/anrmalloc-conf-XXXXXX";
+	const char text[] = "stack_depth = 100\nrecorder = 99999999\nmax_blocks = 4096\n"
+			    "debug_info_size = 5000\n";
+	struct anr_malloc_config c;
+	int fd = mkstemp(path);
+	anr_heap_t *h;
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
+	close(fd);
+	anr_config_init(&c);
+	ck_assert_int_eq(anr_config_load(&c, path), 3);
+	ck_assert_uint_eq(c.stack_depth, 0);
+	ck_assert_uint_eq(c.recorder, 0);
+	ck_assert_uint_eq(c.debug_info_size, 0);
+	ck_assert_uint_eq(c.max_blocks, 4096);
+	ck_assert_int_eq(anr_config_set(&c, "stack_depth", "65"), -1);
+	ck_assert_int_eq(anr_config_set(&c, "stack_depth", "64"), 0);
+	ck_assert_uint_eq(c.stack_depth, 64);
+	h = anr_heap_open(path);
+	ck_assert_msg(h != NULL, "a file with bad lines opened no heap");
+	anr_heap_destroy(h);
+	unlink(path);
+}
+END_TEST
+
+/* anr_free(NULL, ...) crashed; a calloc overflow was not counted as a
+ * failure; a guarded memalign of 2^63 wrapped the size check, reached the
+ * core and left the heap in the out-of-memory state. */
+START_TEST(bad_arguments_fail_plainly)
+{
+	struct anr_malloc_config c;
+	struct anr_malloc_stats st;
+	uint64_t failures;
+	anr_heap_t *h;
+
+	anr_free(NULL, NULL);
+	anr_free(NULL, &c); /* reported, nothing done */
+	errno = 0;
+	ck_assert_ptr_null(anr_realloc(NULL, &c, 8));
+	ck_assert_int_eq(errno, EINVAL);
+	ck_assert_uint_eq(anr_malloc_usable_size(NULL, &c), 0);
+
+	anr_config_init(&c);
+	c.reserve = 64 * MIB;
+	c.guards = 1;
+	c.on_error = ANR_ERROR_REPORT;
+	h = anr_heap_create(&c);
+	ck_assert_ptr_nonnull(h);
+	anr_heap_stats(h, &st);
+	failures = st.failures;
+	errno = 0;
+	ck_assert_ptr_null(anr_calloc(h, SIZE_MAX / 2, 3));
+	ck_assert_int_eq(errno, ENOMEM);
+	anr_heap_stats(h, &st);
+	ck_assert_uint_eq(st.failures, failures + 1);
+	errno = 0;
+	ck_assert_ptr_null(anr_memalign(h, (size_t)1 << 63, SIZE_MAX - 71));
+	ck_assert_int_eq(errno, ENOMEM);
+	ck_assert_ptr_null(anr_malloc(h, (size_t)1 << 40)); /* more than the reservation */
+	ck_assert_int_eq(anr_oom_get(h, NULL), 0);
+	void *p = anr_malloc(h, 100);
+	ck_assert_ptr_nonnull(p);
+	anr_free(h, p);
+	anr_heap_destroy(h);
+}
+END_TEST
+
 static Suite *defects_suite(void)
 {
 	Suite *s = suite_create("anrmalloc-defects");
@@ -464,6 +873,13 @@ static Suite *defects_suite(void)
 	tcase_add_test(tc, need_callback_allocating_from_its_heap_fails_fast);
 	tcase_add_test(tc, reserve_fits_the_address_space_limit);
 	tcase_add_test(tc, bad_free_told_after_the_lock);
+	tcase_add_test(tc, gc_marks_and_scans_a_block_being_reallocated);
+	tcase_add_test(tc, gc_keeps_a_block_marked_while_it_moves);
+	tcase_add_test(tc, gc_sees_every_queued_free);
+	tcase_add_test(tc, gc_sweep_does_frees_queued_while_marking);
+	tcase_add_test(tc, fork_child_reports_while_the_parent_reported);
+	tcase_add_test(tc, config_values_out_of_range_are_bad_lines);
+	tcase_add_test(tc, bad_arguments_fail_plainly);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -171,6 +171,7 @@ struct demo_cfg {
 	unsigned perm;
 	int level;
 	uint64_t count;
+	uint64_t depth;
 };
 
 static const char *const demo_modes[] = { "null", "abort", NULL };
@@ -184,6 +185,7 @@ static const struct mb_conf_key demo_keys[] = {
 	{ "mode", MB_CONF_MODE, offsetof(struct demo_cfg, perm), 0, "0660", "perm", NULL },
 	{ "log_level", MB_CONF_LOGLEVEL, offsetof(struct demo_cfg, level), 0, "notice", "lvl", NULL },
 	{ "count", MB_CONF_U64, offsetof(struct demo_cfg, count), 0, "3", "n", NULL },
+	{ "depth", MB_CONF_U64, offsetof(struct demo_cfg, depth), 64, "0", "at most 64", NULL },
 	MB_CONF_END
 };
 
@@ -212,10 +214,13 @@ START_TEST(conf_defaults_and_text)
 		"no equals sign\n"            /* line 8 */
 		"path = 0123456789abcdefXYZ\n" /* line 9: too long for the buffer */
 		"on_limit = abort\n"
+		"depth = 65\n"                /* line 11: above its key's largest */
+		"depth = 64\n"
 		"deadline = 250ms";           /* no final newline */
 	int bad = mb_conf_parse_text(demo_keys, &c, "demo.conf", text, sizeof(text) - 1);
 	mb_log_set_sink(NULL);
-	ck_assert_int_eq(bad, 4);
+	ck_assert_int_eq(bad, 5);
+	ck_assert_uint_eq(c.depth, 64);
 	ck_assert_uint_eq(c.total, 128 * MiB);
 	ck_assert_int_eq(c.verbose, 1);
 	ck_assert_str_eq(c.path, "/a # b");
@@ -226,6 +231,7 @@ START_TEST(conf_defaults_and_text)
 	ck_assert_ptr_nonnull(strstr(captured, "demo.conf:7: count: invalid number '-4'"));
 	ck_assert_ptr_nonnull(strstr(captured, "demo.conf:8: expected 'key = value'"));
 	ck_assert_ptr_nonnull(strstr(captured, "demo.conf:9: path: value longer"));
+	ck_assert_ptr_nonnull(strstr(captured, "demo.conf:11: depth: 65 is above the largest value, 64"));
 }
 END_TEST
 
