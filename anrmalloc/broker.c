@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,6 +65,13 @@ void am_broker_sync(struct anr_malloc_heap *h)
 		h->mb_held = bal;
 	}
 	pthread_mutex_unlock(&h->budget_lock);
+}
+
+/* broker_timeout as the client's int milliseconds: a configuration the
+ * program filled in may hold more than a file can (mb_conf). */
+static int am_broker_ms(const struct anr_malloc_heap *h)
+{
+	return h->cfg.broker_timeout > INT_MAX ? INT_MAX : (int)h->cfg.broker_timeout;
 }
 
 static uint64_t am_share(void *arg, enum mb_client_urgency urgency,
@@ -126,8 +134,8 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 	o.share = am_share;
 	o.claim = am_claim;
 	o.arg = h;
-	o.connect_timeout_ms = (int)h->cfg.broker_timeout;
-	o.call_timeout_ms = (int)h->cfg.broker_timeout;
+	o.connect_timeout_ms = am_broker_ms(h);
+	o.call_timeout_ms = am_broker_ms(h);
 	rc = mb_open(&h->mb, &o);
 	if (rc != 0) {
 		mb_log(MB_LOG_ERR, "anrmalloc %s: cannot reach the broker: %s",
@@ -140,7 +148,7 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 	if (h->cfg.broker_initial && h->mb_page) {
 		uint64_t pages = (h->cfg.broker_initial + h->mb_page - 1) / h->mb_page;
 
-		rc = mb_reserve(&h->mb, pages, (int)h->cfg.broker_timeout, &granted);
+		rc = mb_reserve(&h->mb, pages, am_broker_ms(h), &granted);
 		am_broker_sync(h);
 		if (rc == 0 && granted) {
 			am_lock(h);
@@ -164,7 +172,7 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 	if (h->mb_page == 0)
 		return 0;
 	pages = (want + h->mb_page - 1) / h->mb_page;
-	rc = mb_request(&h->mb, pages, (int)h->cfg.broker_timeout, &granted);
+	rc = mb_request(&h->mb, pages, am_broker_ms(h), &granted);
 	am_broker_sync(h);
 	am_lock(h);
 	h->broker_requests++;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -107,6 +108,13 @@ int mb_conf_set(const struct mb_conf_key *table, void *cfg, const char *name,
 	case MB_CONF_DURATION: {
 		uint64_t v;
 		rc = mb_parse_duration_ms(value, &v);
+		/* Callers pass durations as int milliseconds (poll, the
+		 * client's deadlines): a longer one would turn negative. */
+		if (!rc && v > INT32_MAX) {
+			mb_format(err, errcap, "%s: %s is longer than %ld ms (24 days)",
+				  name, value, (long)INT32_MAX);
+			return -1;
+		}
 		if (!rc)
 			*FIELD(cfg, k, uint64_t) = v;
 		break;

@@ -27,7 +27,7 @@ enum mb_conf_type {
 	MB_CONF_BOOL,     /* int, 0 or 1 */
 	MB_CONF_STRING,   /* char[size] */
 	MB_CONF_ENUM,     /* int, index into choices */
-	MB_CONF_DURATION, /* uint64_t milliseconds */
+	MB_CONF_DURATION, /* uint64_t milliseconds, at most INT32_MAX */
 	MB_CONF_LOGLEVEL, /* int, MB_LOG_* */
 	MB_CONF_MODE,     /* unsigned, octal file mode */
 };

@@ -216,10 +216,11 @@ START_TEST(conf_defaults_and_text)
 		"on_limit = abort\n"
 		"depth = 65\n"                /* line 11: above its key's largest */
 		"depth = 64\n"
+		"deadline = 2147484s\n"        /* line 13: past 2^31 ms */
 		"deadline = 250ms";           /* no final newline */
 	int bad = mb_conf_parse_text(demo_keys, &c, "demo.conf", text, sizeof(text) - 1);
 	mb_log_set_sink(NULL);
-	ck_assert_int_eq(bad, 5);
+	ck_assert_int_eq(bad, 6);
 	ck_assert_uint_eq(c.depth, 64);
 	ck_assert_uint_eq(c.total, 128 * MiB);
 	ck_assert_int_eq(c.verbose, 1);
@@ -232,6 +233,7 @@ START_TEST(conf_defaults_and_text)
 	ck_assert_ptr_nonnull(strstr(captured, "demo.conf:8: expected 'key = value'"));
 	ck_assert_ptr_nonnull(strstr(captured, "demo.conf:9: path: value longer"));
 	ck_assert_ptr_nonnull(strstr(captured, "demo.conf:11: depth: 65 is above the largest value, 64"));
+	ck_assert_ptr_nonnull(strstr(captured, "demo.conf:13: deadline: 2147484s is longer than"));
 }
 END_TEST
 
