@@ -118,14 +118,20 @@ START_TEST(config_defaults_and_keys)
 	ck_assert_int_eq(anr_config_set(&c, "no_such_key", "1"), -1);
 	ck_assert_int_eq(anr_config_set(&c, "budget", "lots"), -1);
 	ck_assert_uint_eq(c.budget, 3 * MIB);
+	ck_assert_int_eq(anr_config_set(&c, "stack_depth", "65"), -1);
+	ck_assert_int_eq(anr_config_set(&c, "stack_depth", "64"), 0);
+	ck_assert_uint_eq(c.stack_depth, 64);
 }
 END_TEST
 
 START_TEST(config_file_and_env)
 {
 	char path[] = "/tmp/anrmalloc-cfg.XXXXXX";
+	/* Values out of their keys' ranges are bad lines too (they were
+	 * taken, and anr_heap_open then failed naming no file or line). */
 	const char text[] = "# heap for the test\nname = fromfile\n"
-			    "recorder = 16\nbogus line\nguards = on\n";
+			    "recorder = 16\nrecorder = 99999999\nbogus line\nguards = on\n"
+			    "stack_depth = 100\ndebug_info_size = 5000\n";
 	struct anr_malloc_config c;
 	anr_heap_t *h;
 	int fd = mkstemp(path);
@@ -134,10 +140,12 @@ START_TEST(config_file_and_env)
 	ck_assert_int_eq(write(fd, text, sizeof(text) - 1), (ssize_t)sizeof(text) - 1);
 	close(fd);
 	anr_config_init(&c);
-	ck_assert_int_eq(anr_config_load(&c, path), 1); /* the bogus line */
+	ck_assert_int_eq(anr_config_load(&c, path), 4);
 	ck_assert_str_eq(c.name, "fromfile");
 	ck_assert_uint_eq(c.recorder, 16);
 	ck_assert_int_eq(c.guards, 1);
+	ck_assert_uint_eq(c.stack_depth, 0);
+	ck_assert_uint_eq(c.debug_info_size, 0);
 	h = anr_heap_open(path);
 	ck_assert_ptr_nonnull(h);
 	ck_assert_str_eq(anr_heap_name(h), "fromfile");
