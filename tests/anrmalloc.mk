@@ -13,7 +13,7 @@ TESTS += tests/anrmalloc/test_anrmalloc tests/anrmalloc/test_anrmalloc_defects \
 	tests/anrmalloc/anrmalloc_symbols.sh
 
 tests_anrmalloc_test_anrmalloc_SOURCES = tests/anrmalloc/test_anrmalloc.c \
-	tests/testlib/mbt_threads.h
+	tests/testlib/mbt_anrheap.h tests/testlib/mbt_threads.h
 tests_anrmalloc_test_anrmalloc_CPPFLAGS = $(AM_CPPFLAGS) -I$(top_srcdir)
 tests_anrmalloc_test_anrmalloc_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 tests_anrmalloc_test_anrmalloc_LDADD = anrmalloc/libanrmalloc_impl.la \
@@ -26,7 +26,7 @@ ANRMALLOC_UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(PTHREAD_CFLAGS)
 ANRMALLOC_UNIT_LDADD = anrmalloc/libanrmalloc_impl.la common/libmbcommon.la \
 	$(CHECK_LIBS) $(PTHREAD_LIBS)
 tests_anrmalloc_test_anrmalloc_defects_SOURCES = tests/anrmalloc/test_anrmalloc_defects.c \
-	tests/testlib/mbt_check.h
+	tests/testlib/mbt_anrheap.h tests/testlib/mbt_check.h
 tests_anrmalloc_test_anrmalloc_defects_CPPFLAGS = $(ANRMALLOC_UNIT_CPPFLAGS)
 tests_anrmalloc_test_anrmalloc_defects_CFLAGS = $(ANRMALLOC_UNIT_CFLAGS)
 tests_anrmalloc_test_anrmalloc_defects_LDADD = $(ANRMALLOC_UNIT_LDADD)

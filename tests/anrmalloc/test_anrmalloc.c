@@ -24,6 +24,7 @@
 #include "anrmalloc/anrmalloc.h"
 #include "mb_conf.h"
 #include "mb_log.h"
+#include "tests/testlib/mbt_anrheap.h"
 #include "tests/testlib/mbt_threads.h"
 
 /* Test-only paths of the implementation library. */
@@ -36,21 +37,12 @@ void am_test_unlock(anr_heap_t *h);
 #define MIB (1024u * 1024u)
 #define REPORT_MAX (256 * 1024)
 
-static void cfg_small(struct anr_malloc_config *c)
-{
-	anr_config_init(c);
-	c->reserve = 64 * MIB;
-	c->budget = 4 * MIB;
-	c->on_error = ANR_ERROR_REPORT;
-	c->max_blocks = 65536;
-}
-
 static anr_heap_t *heap_with(void (*tweak)(struct anr_malloc_config *))
 {
 	struct anr_malloc_config c;
 	anr_heap_t *h;
 
-	cfg_small(&c);
+	mbt_small_config(&c, 4 * MIB);
 	if (tweak)
 		tweak(&c);
 	h = anr_heap_create(&c);

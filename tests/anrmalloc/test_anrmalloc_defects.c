@@ -31,6 +31,7 @@
 #include "anrmalloc/anrmalloc.h"
 #include "anrmalloc/am_internal.h" /* to hold the heap lock from a test thread */
 #include "mb_log.h"
+#include "tests/testlib/mbt_anrheap.h"
 #include "tests/testlib/mbt_check.h"
 
 #define KIB 1024u
@@ -39,16 +40,6 @@
 #define FORK_CHILDREN 200
 #define FORK_CHILDREN_VALGRIND 20 /* each fork under valgrind is slow */
 #define CHILD_DEADLINE_S 5 /* a child that has not finished by then hangs */
-
-/* A small heap's settings, for a test to add its own to. */
-static void small_config(struct anr_malloc_config *c)
-{
-	anr_config_init(c);
-	c->reserve = 64 * MIB;
-	c->budget = 1 * MIB;
-	c->on_error = ANR_ERROR_REPORT;
-	c->max_blocks = 65536;
-}
 
 static anr_heap_t *heap_of(const struct anr_malloc_config *c)
 {
@@ -62,7 +53,7 @@ static anr_heap_t *small_heap(int scan)
 {
 	struct anr_malloc_config c;
 
-	small_config(&c);
+	mbt_small_config(&c, 1 * MIB);
 	c.gc_scan = scan;
 	return heap_of(&c);
 }
@@ -495,7 +486,7 @@ START_TEST(gc_marks_and_scans_a_block_being_reallocated)
 	anr_heap_t *h;
 	char *child;
 
-	small_config(&c);
+	mbt_small_config(&c, 1 * MIB);
 	c.gc_scan = 1;
 	c.gc_on_need_more = 1;
 	h = heap_of(&c);
@@ -613,6 +604,19 @@ END_TEST
 
 /* ---- frees queued while the lock was taken, and the collector ---- */
 
+/* A call that drains the queue, then: no bad free was seen, no block is
+ * left; the heap goes. */
+static void heap_ends_clean(anr_heap_t *h)
+{
+	struct anr_malloc_stats st;
+
+	anr_free(h, anr_malloc(h, 16));
+	anr_heap_stats(h, &st);
+	ck_assert_uint_eq(st.bad_frees, 0);
+	ck_assert_uint_eq(st.live_blocks, 0);
+	anr_heap_destroy(h);
+}
+
 struct lock_holder {
 	anr_heap_t *h;
 	sem_t locked, release;
@@ -659,7 +663,6 @@ START_TEST(gc_sees_every_queued_free)
 {
 	enum { N = 100 };
 	anr_heap_t *h = small_heap(0);
-	struct anr_malloc_stats st;
 	struct anr_gc_result res;
 	struct lock_holder x;
 	void *b[N];
@@ -677,11 +680,7 @@ START_TEST(gc_sees_every_queued_free)
 		      res.unmarked_blocks);
 	ck_assert_int_eq(anr_gc_collect(h, ANR_GC_FREE, -1, &res), 0);
 	ck_assert_uint_eq(res.freed_blocks, 0);
-	anr_free(h, anr_malloc(h, 16));
-	anr_heap_stats(h, &st);
-	ck_assert_uint_eq(st.bad_frees, 0);
-	ck_assert_uint_eq(st.live_blocks, 0);
-	anr_heap_destroy(h);
+	heap_ends_clean(h);
 }
 END_TEST
 
@@ -704,7 +703,6 @@ static void qd_mark(void *arg, anr_heap_t *h)
 START_TEST(gc_sweep_does_frees_queued_while_marking)
 {
 	anr_heap_t *h = small_heap(0);
-	struct anr_malloc_stats st;
 	struct anr_gc_result res;
 
 	qd_block = anr_malloc(h, 48);
@@ -715,11 +713,7 @@ START_TEST(gc_sweep_does_frees_queued_while_marking)
 	ck_assert_uint_eq(res.unmarked_blocks, 0);
 	ck_assert_uint_eq(res.freed_blocks, 0);
 	anr_free(h, anr_malloc(h, 48));
-	anr_free(h, anr_malloc(h, 16));
-	anr_heap_stats(h, &st);
-	ck_assert_uint_eq(st.bad_frees, 0);
-	ck_assert_uint_eq(st.live_blocks, 0);
-	anr_heap_destroy(h);
+	heap_ends_clean(h);
 }
 END_TEST
 
@@ -752,7 +746,7 @@ START_TEST(fork_child_reports_while_the_parent_reported)
 	anr_heap_t *h;
 	pid_t pid;
 
-	small_config(&c);
+	mbt_small_config(&c, 1 * MIB);
 	c.stack_depth = 4;
 	h = heap_of(&c);
 	for (int i = 0; i < 400; i++)
@@ -810,7 +804,7 @@ START_TEST(bad_arguments_fail_plainly)
 	ck_assert_int_eq(errno, EINVAL);
 	ck_assert_uint_eq(anr_malloc_usable_size(NULL, &c), 0);
 
-	small_config(&c);
+	mbt_small_config(&c, 1 * MIB);
 	c.guards = 1;
 	h = heap_of(&c);
 	anr_heap_stats(h, &st);
