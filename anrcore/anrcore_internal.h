@@ -67,7 +67,7 @@ struct anrc_page {
 #define ANR_MARK_SHIFT_MAX 5 /* marks grow to 32 x under page churn at most */
 /* A trim with grown marks keeps this much (or the low mark set) at most. */
 #define ANR_KEEP_GROWN_MAX ((size_t)1 << 20)
-#define ANR_SHRINK_DIV 4 /* frees in a row: the marks' band / this (release.c) */
+#define ANR_SHRINK_DIV 4 /* a shrinking heap's band: the marks / this (release.c) */
 
 /* Size classes: see slab.c for the mapping.  Larger requests are page
  * runs (a thread keeps its own up to ANR_RUN_CACHE_MAX, runcache.c): a

@@ -221,8 +221,9 @@ void am_hash_del_locked(struct anr_malloc_heap *h, uint32_t slot);
 uint32_t am_find_locked(struct anr_malloc_heap *h, const void *user);
 uint32_t am_find_base_locked(struct anr_malloc_heap *h, const void *base,
 			     size_t bsize);
-/* The live record of the block that contains p (any address in it), with
- * the lock held; AM_NO_SLOT, lock not held, when there is none. */
+/* The live record of the block that contains p (any address in it), or
+ * with moving one whose realloc is under way, with the lock held;
+ * AM_NO_SLOT, lock not held, when there is none. */
 uint32_t am_lookup_interior(struct anr_malloc_heap *h, const void *p, int moving);
 size_t am_frames(const struct anr_malloc_heap *h, uint32_t slot,
 		 const uintptr_t **frames);

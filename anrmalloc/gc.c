@@ -76,23 +76,27 @@ API int anr_gc_mark(anr_heap_t *h, const void *p)
 /*
  * Conservative scan of one block's words for pointers into h.  The words
  * are copied a few at a time under the lock (the block cannot go while
- * its record is live), then each candidate is marked without it.
+ * its record is live or moving), then each candidate is marked without
+ * it.  A realloc that ends between two copies moved the block (the same
+ * allocation number, the words at the same offsets): the scan goes on in
+ * the new one.
  */
-static void am_scan_block(struct anr_malloc_heap *h, uint32_t slot,
-			  const void *user, size_t words)
+static void am_scan_block(struct anr_malloc_heap *h, uint32_t slot, uint64_t seq)
 {
 	uintptr_t w[AM_SCAN_WORDS];
 
-	for (size_t i = 0; i < words; i += AM_SCAN_WORDS) {
-		size_t n = words - i < AM_SCAN_WORDS ? words - i : AM_SCAN_WORDS;
+	for (size_t i = 0;; i += AM_SCAN_WORDS) {
+		const struct am_slot *s = &h->slots[slot];
+		size_t words, n;
 
 		am_lock(h);
-		if (h->slots[slot].state == AM_SLOT_FREE ||
-		    AM_USER(&h->slots[slot]) != user) {
+		words = s->size / sizeof(uintptr_t);
+		if (s->state == AM_SLOT_FREE || s->seq != seq || i >= words) {
 			am_unlock(h);
 			return;
 		}
-		memcpy(w, (const uintptr_t *)user + i, n * sizeof(w[0]));
+		n = words - i < AM_SCAN_WORDS ? words - i : AM_SCAN_WORDS;
+		memcpy(w, (const uintptr_t *)AM_USER(s) + i, n * sizeof(w[0]));
 		am_unlock(h);
 		AM_VG_DEFINED(w, n * sizeof(w[0]));
 		for (size_t k = 0; k < n; k++)
@@ -133,8 +137,8 @@ static void am_scan(struct anr_malloc_heap *h)
 {
 	for (;;) {
 		uint32_t slot;
-		const void *user = NULL;
-		size_t words = 0;
+		uint64_t seq = 0;
+		int live;
 
 		am_lock(h);
 		slot = h->grey_head;
@@ -145,13 +149,12 @@ static void am_scan(struct anr_malloc_heap *h)
 		h->grey_head = h->slots[slot].next;
 		h->slots[slot].next = AM_NO_SLOT;
 		h->slots[slot].grey = 0;
-		if (h->slots[slot].state != AM_SLOT_FREE) {
-			user = AM_USER(&h->slots[slot]);
-			words = h->slots[slot].size / sizeof(uintptr_t);
-		}
+		live = h->slots[slot].state != AM_SLOT_FREE;
+		if (live)
+			seq = h->slots[slot].seq;
 		am_unlock(h);
-		if (user)
-			am_scan_block(h, slot, user, words);
+		if (live)
+			am_scan_block(h, slot, seq);
 	}
 }
 
