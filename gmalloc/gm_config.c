@@ -51,7 +51,7 @@ const struct mb_conf_key gm_conf_table[] = {
 	  "free resident memory kept when pages are given back", NULL },
 	{ "free_high", MB_CONF_SIZE, OFF(free_high), 0, "1M",
 	  "free pages go back to the kernel when free resident memory passes this "
-	  "(while the heap only shrinks, both marks count a quarter)", NULL },
+	  "(while the heap shrinks, both marks count a quarter)", NULL },
 	{ "page_return_thread", MB_CONF_ENUM, OFF(page_return_thread), 0, "auto",
 	  "a thread of gmalloc's gives free pages back, so that no malloc or free calls madvise for it: "
 	  "never, from the first allocation, or from the program's first pthread_create", prt_choices },
