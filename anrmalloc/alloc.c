@@ -258,6 +258,9 @@ static void am_flush_deferred(struct anr_malloc_heap *h)
  * callbacks, collection, trim, then the budget is lowered by what is no
  * longer resident.  `unit` is the broker's page when the broker asks (the
  * pages are then no longer held from it), the system page otherwise.
+ * Called from one of the heap's own callbacks (anr_give_back in a
+ * give-back callback), it runs no callback and no collection: they would
+ * nest without end (the re-entry guard, as for allocations).
  */
 size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 		    size_t unit, int broker)
@@ -267,9 +270,11 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 	size_t spare, give;
 
 	__atomic_add_fetch(&h->give_back_requests, 1, __ATOMIC_RELAXED);
-	am_run_need(h, bytes, ANR_NEED_GIVE_BACK, 0);
-	if (h->cfg.gc_on_give_back)
-		anr_gc_collect(h, ANR_GC_FREE, -1, &gr);
+	if (!am_in_callbacks(h)) {
+		am_run_need(h, bytes, ANR_NEED_GIVE_BACK, 0);
+		if (h->cfg.gc_on_give_back)
+			anr_gc_collect(h, ANR_GC_FREE, -1, &gr);
+	}
 	am_flush_deferred(h);   /* queued frees count too */
 	anrc_trim(h->core, 0);
 	pthread_mutex_lock(&h->budget_lock);

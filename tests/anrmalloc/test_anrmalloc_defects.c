@@ -826,6 +826,41 @@ START_TEST(bad_arguments_fail_plainly)
 }
 END_TEST
 
+/* ---- a give-back callback that gives back ---- */
+
+static unsigned gb_depth, gb_deepest;
+
+static size_t give_back_again(void *arg, anr_heap_t *h, size_t bytes,
+			      enum anr_need_reason why, unsigned round)
+{
+	(void)arg; (void)round;
+	if (why != ANR_NEED_GIVE_BACK)
+		return 0;
+	if (++gb_depth > gb_deepest)
+		gb_deepest = gb_depth;
+	(void)anr_give_back(h, bytes);
+	gb_depth--;
+	return 0;
+}
+
+/* anr_give_back from a give-back callback ran the callbacks again without
+ * end (a stack overflow after about 8,000 levels): the nested call now
+ * runs none. */
+START_TEST(give_back_inside_its_callback_does_not_nest)
+{
+	anr_heap_t *h = small_heap(0);
+	void *p = anr_malloc(h, 256 * KIB);
+
+	ck_assert_ptr_nonnull(p);
+	anr_free(h, p);
+	ck_assert_int_eq(anr_add_need_callback(h, give_back_again, NULL), 0);
+	(void)anr_give_back(h, 128 * KIB);
+	ck_assert_uint_eq(gb_deepest, 1);
+	anr_remove_need_callback(h, give_back_again, NULL);
+	anr_heap_destroy(h);
+}
+END_TEST
+
 static Suite *defects_suite(void)
 {
 	Suite *s = suite_create("anrmalloc-defects");
@@ -844,6 +879,7 @@ static Suite *defects_suite(void)
 	tcase_add_test(tc, gc_sweep_does_frees_queued_while_marking);
 	tcase_add_test(tc, fork_child_reports_while_the_parent_reported);
 	tcase_add_test(tc, bad_arguments_fail_plainly);
+	tcase_add_test(tc, give_back_inside_its_callback_does_not_nest);
 	suite_add_tcase(s, tc);
 	return s;
 }
