@@ -209,19 +209,21 @@ static void *am_map(size_t len, int noreserve)
 
 /* A configuration filled in by the program (a file's or anr_config_set's
  * values were checked there, against the key table): the first key out
- * of its range is named. */
+ * of its range is named.  The largest values are the key table's. */
 static int am_config_check(const struct anr_malloc_config *c)
 {
 	const char *bad = NULL;
 
-	if (c->stack_depth > AM_MAX_STACK_DEPTH)
-		bad = "stack_depth above 64";
-	else if (c->debug_info_size > AM_MAX_DEBUG_INFO)
-		bad = "debug_info_size above 4096";
-	else if (c->recorder > AM_MAX_RECORDER)
-		bad = "recorder above 16777216";
-	else if (c->max_blocks == 0 || c->max_blocks > AM_MAX_BLOCKS)
-		bad = "max_blocks not within 1 to 2147483648";
+	for (const struct mb_conf_key *k = am_keys; k->name; k++) {
+		if (k->type == MB_CONF_U64 && k->size != 0 &&
+		    *(const uint64_t *)((const char *)c + k->offset) > k->size) {
+			mb_log(MB_LOG_ERR, "anrmalloc: invalid configuration: %s above %zu",
+			       k->name, k->size);
+			return -1;
+		}
+	}
+	if (c->max_blocks == 0)
+		bad = "max_blocks is 0";
 	else if (c->on_error < ANR_ERROR_ABORT || c->on_error > ANR_ERROR_IGNORE)
 		bad = "on_error not abort, report or ignore";
 	else if (memchr(c->name, 0, sizeof(c->name)) == NULL)
