@@ -254,20 +254,18 @@ static void am_flush_deferred(struct anr_malloc_heap *h)
 }
 
 /*
- * Give back up to `bytes` (at most `limit`), in units of `unit` bytes:
- * callbacks, collection, trim, then the budget is lowered by what is no
- * longer resident.  `unit` is the broker's page when the broker asks (the
- * pages are then no longer held from it), the system page otherwise.
+ * Give back up to `bytes`: callbacks, collection, trim, then the budget is
+ * lowered by what is no longer resident.  With `broker` the broker asks
+ * (am_share): only its pages leave the budget.  Otherwise (anr_give_back)
+ * the broker's pages go first, back to it, then the heap's own budget.
  * Called from one of the heap's own callbacks (anr_give_back in a
  * give-back callback), it runs no callback and no collection: they would
  * nest without end (the re-entry guard, as for allocations).
  */
-size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
-		    size_t unit, int broker)
+size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, int broker)
 {
-	struct anrc_stats st;
 	struct anr_gc_result gr;
-	size_t spare, give;
+	size_t give;
 
 	__atomic_add_fetch(&h->give_back_requests, 1, __ATOMIC_RELAXED);
 	if (!am_in_callbacks(h)) {
@@ -277,32 +275,18 @@ size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
 	}
 	am_flush_deferred(h);   /* queued frees count too */
 	anrc_trim(h->core, 0);
-	pthread_mutex_lock(&h->budget_lock);
-	anrc_get_stats(h->core, &st);
-	spare = st.budget > st.resident ? st.budget - st.resident : 0;
-	give = bytes < spare ? bytes : spare;
-	if (give > limit)
-		give = limit;
-	/* A budget of 0 would read as "no limit" to the core. */
-	if (give >= st.budget)
-		give = st.budget > unit ? st.budget - unit : 0;
-	give -= give % unit;
+	give = broker ? am_budget_share(h, bytes) : am_budget_cut(h, bytes);
 	if (give) {
-		anrc_set_budget(h->core, st.budget - give);
 		__atomic_add_fetch(&h->given_back_bytes, give, __ATOMIC_RELAXED);
-		if (broker)
-			h->mb_held -= (int64_t)(give / unit);
-	}
-	pthread_mutex_unlock(&h->budget_lock);
-	if (give)
 		mb_log(MB_LOG_INFO, "anrmalloc %s: gave back %zu bytes",
 		       h->cfg.name, give);
+	}
 	return give;
 }
 
 API size_t anr_give_back(anr_heap_t *h, size_t bytes)
 {
-	return am_give_back(h, bytes, SIZE_MAX, (size_t)sysconf(_SC_PAGESIZE), 0);
+	return am_give_back(h, bytes, 0);
 }
 
 /* ---- allocation ---- */

@@ -171,14 +171,28 @@ struct anr_malloc_heap {
 	unsigned nnotes;
 	uint64_t untold;
 
-	/* broker; the budget changes of give-back and the broker client's
-	 * balance are serialised by budget_lock (never taken by allocation
-	 * or free, nor around a core call that takes the core's lock second) */
+	/* Budget: the core's is own_budget + mb_held broker pages, always.
+	 * Its changes and the broker client's balance are serialised by
+	 * budget_lock (never taken by allocation or free, nor around a core
+	 * call that takes the core's lock second, nor around a call of the
+	 * client library). */
 	pthread_mutex_t budget_lock;
+	size_t own_budget;     /* the heap's own: config, lowered by anr_give_back */
 	mb_client mb;
 	int mb_connected;
 	uint64_t mb_page;
 	int64_t mb_held;       /* broker pages counted in the budget */
+	/* Pages taken off mb_held before the library's balance drops (a
+	 * RETURN on its way, a share answer not yet sent): while mb_busy is
+	 * not 0, a sync from elsewhere would count them again and waits for
+	 * the one that ends them.  The share answers of mb_share_thread end
+	 * when that thread's library call returns (am_broker_sync). */
+	unsigned mb_busy, mb_share_busy;
+	pthread_t mb_share_thread;
+	/* The thread inside the share callback: it holds the client handle,
+	 * so the heap's own broker calls from there would wait on it. */
+	int mb_serving;
+	pthread_t mb_server;
 	pthread_t mb_thread;
 	int mb_thread_on;
 	int mb_stop[2];
@@ -291,8 +305,14 @@ void am_broker_close(struct anr_malloc_heap *h);
 void am_broker_fork_child(struct anr_malloc_heap *h);
 size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes);
 void am_broker_sync(struct anr_malloc_heap *h);
-size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, size_t limit,
-		    size_t unit, int broker);
+size_t am_budget_share(struct anr_malloc_heap *h, size_t bytes);
+size_t am_budget_cut(struct anr_malloc_heap *h, size_t bytes);
+/* The client library's deadlines for a broker_timeout (milliseconds). */
+struct am_broker_times {
+	int connect, call, request;
+};
+void am_broker_times(uint64_t timeout_ms, struct am_broker_times *t);
+size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, int broker);
 
 /* report.c */
 void am_error_action(struct anr_malloc_heap *h);

@@ -293,15 +293,19 @@ int anr_broker_dispatch(anr_heap_t *h);
 /* Serve the broker from a helper thread instead (0 or -1). */
 int anr_broker_start_thread(anr_heap_t *h);
 void anr_broker_stop_thread(anr_heap_t *h);
-/* Give back quota that the heap does not use now (beyond free_high of
- * slack); returns bytes returned.  May be called at any time. */
+/* Give back the broker's pages that the heap does not use now (beyond
+ * free_high of slack); returns bytes returned.  May be called at any
+ * time; from a give-back callback the broker caused it returns 0 (the
+ * answer to the broker takes the pages). */
 size_t anr_broker_return_unused(anr_heap_t *h);
 
 /*
  * Free memory as if the broker had asked for `bytes`: run the need
  * callbacks with ANR_NEED_GIVE_BACK (and a collection with
  * gc_on_give_back), trim, and lower the budget by what became unused, at
- * most `bytes`.  Returns the bytes removed from the budget.
+ * most `bytes`: the broker's pages first, given back to the broker, then
+ * the heap's own budget (never below one page).  Returns the bytes
+ * removed from the budget; 0 from a give-back callback the broker caused.
  */
 size_t anr_give_back(anr_heap_t *h, size_t bytes);
 

@@ -34,59 +34,191 @@
 #define API __attribute__((visibility("default")))
 #define AM_POLL_MS 1000
 
-/*
- * The budget counts mb_held broker pages; make it count what the client
- * library says we hold.  Grants raise it; a lost connection (the broker
- * took everything back) lowers it; a give-back answer that could not be
- * sent puts the pages back.  Pages given back or returned are taken off
- * mb_held by whoever lowered the budget, so they are not counted twice.
- */
-void am_broker_sync(struct anr_malloc_heap *h)
+/* The core's budget from its two parts.  budget_lock held.  The own part
+ * is never 0 while connected (0 reads as "no limit" to the core). */
+static void am_budget_apply(struct anr_malloc_heap *h)
 {
-	int64_t bal, delta;
-	size_t budget;
+	size_t held = h->mb_held > 0 ? (size_t)h->mb_held * h->mb_page : 0;
 
-	if (!h->mb_connected)
+	anrc_set_budget(h->core, h->own_budget + held);
+}
+
+/* Whether this thread is inside the heap's share callback.  budget_lock held. */
+static int am_serving_here(const struct anr_malloc_heap *h)
+{
+	return h->mb_serving && pthread_equal(h->mb_server, pthread_self());
+}
+
+/*
+ * Make mb_held what the client library says we hold: grants raise it, a
+ * lost connection (the broker took everything back) sets it to 0, a
+ * RETURN or share answer that did not go out puts pages back.  Not while
+ * pages taken off mb_held are on their way (mb_busy): the library still
+ * counts them; the call that sends them syncs when it is done.
+ * budget_lock held.
+ */
+static void am_sync_locked(struct anr_malloc_heap *h)
+{
+	int64_t bal;
+
+	/* This thread's library call that answered shares has returned:
+	 * the library's balance has dropped by them (or taken them back). */
+	if (h->mb_share_busy && pthread_equal(h->mb_share_thread, pthread_self())) {
+		h->mb_busy -= h->mb_share_busy;
+		h->mb_share_busy = 0;
+	}
+	if (!h->mb_connected || h->mb_busy)
 		return;
-	pthread_mutex_lock(&h->budget_lock);
 	bal = mb_balance(&h->mb);
 	if (bal < 0)
 		bal = 0;
-	delta = bal - h->mb_held;
-	if (delta != 0) {
-		budget = anrc_get_budget(h->core);
-		if (delta > 0)
-			budget += (size_t)delta * h->mb_page;
-		else if ((size_t)-delta * h->mb_page < budget)
-			budget -= (size_t)-delta * h->mb_page;
-		else
-			budget = h->mb_page; /* never 0: the core reads 0 as unlimited */
-		anrc_set_budget(h->core, budget);
+	if (bal != h->mb_held) {
 		h->mb_held = bal;
+		am_budget_apply(h);
 	}
+}
+
+/* After every call of the client library on the heap's handle. */
+void am_broker_sync(struct anr_malloc_heap *h)
+{
+	pthread_mutex_lock(&h->budget_lock);
+	am_sync_locked(h);
 	pthread_mutex_unlock(&h->budget_lock);
 }
 
-/* broker_timeout as the client's int milliseconds: a configuration the
- * program filled in may hold more than a file can (mb_conf). */
-static int am_broker_ms(const struct anr_malloc_heap *h)
+/*
+ * The deadlines given to the client library, so that no broker call of
+ * the heap waits longer than broker_timeout in all: a request waits its
+ * own deadline plus two graces (mb_request), a reconnect its lock, HELLO
+ * and CLAIM, a RETURN its lock and reply.  0 keeps the library's defaults.
+ */
+void am_broker_times(uint64_t timeout_ms, struct am_broker_times *t)
 {
-	return h->cfg.broker_timeout > INT_MAX ? INT_MAX : (int)h->cfg.broker_timeout;
+	int64_t all = timeout_ms > INT_MAX ? INT_MAX : (int64_t)timeout_ms;
+	int64_t call, grace;
+
+	if (all == 0) {
+		t->connect = t->call = t->request = 0;
+		return;
+	}
+	call = all / 4 > 0 ? all / 4 : 1;
+	grace = call < MB_GRACE_MAX_MS ? call : MB_GRACE_MAX_MS;
+	t->call = (int)call;
+	t->connect = all / 2 > 0 ? (int)(all / 2) : 1;
+	t->request = all - 2 * grace > 0 ? (int)(all - 2 * grace) : 1;
+}
+
+/* Pages taken off mb_held (and mb_busy raised) by the caller: give them
+ * to the broker.  Returns whether it took them; if it did not, the sync
+ * counts them again. */
+static int am_return_pages(struct anr_malloc_heap *h, uint64_t pages)
+{
+	int rc = mb_return(&h->mb, pages);
+
+	pthread_mutex_lock(&h->budget_lock);
+	h->mb_busy--;
+	am_sync_locked(h);
+	pthread_mutex_unlock(&h->budget_lock);
+	if (rc != 0)
+		mb_log(MB_LOG_WARNING, "anrmalloc %s: returning %llu pages: %s",
+		       h->cfg.name, (unsigned long long)pages, mb_strerror(rc));
+	return rc == 0;
+}
+
+/*
+ * The broker asks for up to `bytes`: the unused part of its own pages
+ * leaves the budget, never the heap's own budget.  Called by
+ * am_give_back, in the thread that serves the share query.
+ */
+size_t am_budget_share(struct anr_malloc_heap *h, size_t bytes)
+{
+	struct anrc_stats st;
+	int64_t bal = mb_balance(&h->mb);
+	size_t spare, pages;
+
+	if (h->mb_page == 0 || bal <= 0)
+		return 0;
+	pthread_mutex_lock(&h->budget_lock);
+	anrc_get_stats(h->core, &st);
+	spare = st.budget > st.resident ? st.budget - st.resident : 0;
+	pages = (bytes < spare ? bytes : spare) / h->mb_page;
+	if (pages > (uint64_t)bal)
+		pages = (size_t)bal;
+	if (h->mb_held < 0 || pages > (uint64_t)h->mb_held)
+		pages = h->mb_held > 0 ? (size_t)h->mb_held : 0;
+	if (pages) {
+		h->mb_held -= (int64_t)pages;
+		h->mb_busy++;
+		h->mb_share_busy++;
+		h->mb_share_thread = pthread_self();
+		am_budget_apply(h);
+	}
+	pthread_mutex_unlock(&h->budget_lock);
+	return pages * h->mb_page;
+}
+
+/*
+ * anr_give_back's cut of up to `bytes` of unused budget, in system pages:
+ * the broker's pages first, given back to it, then the heap's own budget
+ * (never below one page).  Inside the heap's share callback it cuts
+ * nothing: the broker is asking already, and its answer takes the pages.
+ */
+size_t am_budget_cut(struct anr_malloc_heap *h, size_t bytes)
+{
+	struct anrc_stats st;
+	size_t unit = (size_t)sysconf(_SC_PAGESIZE), spare, give, rest, cut_max;
+	uint64_t bp = 0;
+
+	pthread_mutex_lock(&h->budget_lock);
+	am_sync_locked(h);
+	if (am_serving_here(h)) {
+		pthread_mutex_unlock(&h->budget_lock);
+		return 0;
+	}
+	anrc_get_stats(h->core, &st);
+	spare = st.budget > st.resident ? st.budget - st.resident : 0;
+	give = bytes < spare ? bytes : spare;
+	give -= give % unit;
+	if (h->mb_connected && h->mb_page && h->mb_held > 0 && mb_fd(&h->mb) >= 0) {
+		bp = give / h->mb_page;
+		if (bp > (uint64_t)h->mb_held)
+			bp = (uint64_t)h->mb_held;
+	}
+	rest = give - (size_t)bp * h->mb_page;
+	cut_max = h->own_budget > unit ? h->own_budget - unit : 0;
+	if (rest > cut_max)
+		rest = cut_max;
+	h->own_budget -= rest;
+	if (bp) {
+		h->mb_held -= (int64_t)bp;
+		h->mb_busy++;
+	}
+	if (rest || bp)
+		am_budget_apply(h);
+	pthread_mutex_unlock(&h->budget_lock);
+	if (bp && !am_return_pages(h, bp))
+		bp = 0;
+	return rest + (size_t)bp * h->mb_page;
 }
 
 static uint64_t am_share(void *arg, enum mb_client_urgency urgency,
 			 uint64_t pages)
 {
 	struct anr_malloc_heap *h = arg;
-	int64_t bal = mb_balance(&h->mb);
-	size_t limit, got;
+	size_t got;
 
-	if (bal <= 0 || h->mb_page == 0)
+	if (h->mb_page == 0 || mb_balance(&h->mb) <= 0)
 		return 0;
-	limit = (size_t)bal * h->mb_page;
-	if (pages > limit / h->mb_page)
-		pages = limit / h->mb_page;
-	got = am_give_back(h, (size_t)pages * h->mb_page, limit, h->mb_page, 1);
+	if (pages > SIZE_MAX / h->mb_page)
+		pages = SIZE_MAX / h->mb_page;
+	pthread_mutex_lock(&h->budget_lock);
+	h->mb_serving = 1;
+	h->mb_server = pthread_self();
+	pthread_mutex_unlock(&h->budget_lock);
+	got = am_give_back(h, (size_t)pages * h->mb_page, 1);
+	pthread_mutex_lock(&h->budget_lock);
+	h->mb_serving = 0;
+	pthread_mutex_unlock(&h->budget_lock);
 	mb_log(MB_LOG_INFO, "anrmalloc %s: broker asked for %llu pages (%s), "
 	       "giving %zu", h->cfg.name, (unsigned long long)pages,
 	       urgency == MB_URGENCY_RESERVE ? "reserve" : "request",
@@ -99,33 +231,42 @@ static uint64_t am_claim(void *arg)
 {
 	struct anr_malloc_heap *h = arg;
 	struct anrc_stats st;
-	size_t over;
+	size_t own, over;
 
 	if (h->mb_page == 0)
 		return 0; /* the first connection: nothing is held yet */
 	anrc_get_stats(h->core, &st);
-	over = st.resident > h->cfg.budget ? st.resident - h->cfg.budget : 0;
+	own = __atomic_load_n(&h->own_budget, __ATOMIC_RELAXED);
+	over = st.resident > own ? st.resident - own : 0;
 	return (over + h->mb_page - 1) / h->mb_page;
 }
 
 /* Not connected: reconnect when the library's timer says so. */
 static void am_broker_retry(struct anr_malloc_heap *h)
 {
-	if (mb_fd(&h->mb) >= 0 || mb_reconnect(&h->mb) != 0)
+	int rc;
+
+	if (mb_fd(&h->mb) >= 0)
+		return;
+	rc = mb_reconnect(&h->mb);
+	am_broker_sync(h);
+	if (rc != 0)
 		return;
 	mb_log(MB_LOG_NOTICE, "anrmalloc %s: broker reachable again, %lld pages claimed",
 	       h->cfg.name, (long long)mb_balance(&h->mb));
-	am_broker_sync(h);
 }
 
 API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 {
+	struct am_broker_times t;
 	struct mb_options o;
 	uint64_t granted = 0;
+	size_t unit = (size_t)sysconf(_SC_PAGESIZE);
 	int rc;
 
 	if (h->mb_connected)
 		return 0;
+	am_broker_times(h->cfg.broker_timeout, &t);
 	memset(&o, 0, sizeof(o));
 	o.socket_path = socket_path ? socket_path :
 		(h->cfg.broker_socket[0] ? h->cfg.broker_socket : NULL);
@@ -134,8 +275,8 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 	o.share = am_share;
 	o.claim = am_claim;
 	o.arg = h;
-	o.connect_timeout_ms = am_broker_ms(h);
-	o.call_timeout_ms = am_broker_ms(h);
+	o.connect_timeout_ms = t.connect;
+	o.call_timeout_ms = t.call;
 	rc = mb_open(&h->mb, &o);
 	if (rc != 0) {
 		mb_log(MB_LOG_ERR, "anrmalloc %s: cannot reach the broker: %s",
@@ -143,12 +284,23 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 		errno = rc == MB_ESYS ? errno : ECONNREFUSED;
 		return -1;
 	}
+	pthread_mutex_lock(&h->budget_lock);
+	/* An unlimited heap that connects lives on what the broker grants. */
+	if (h->own_budget == 0) {
+		h->own_budget = unit;
+		am_budget_apply(h);
+	}
 	h->mb_page = mb_page_size(&h->mb);
+	h->mb_held = 0;
+	h->mb_busy = h->mb_share_busy = 0;
 	h->mb_connected = 1;
+	/* What a claim on this connection (a fork child's) was granted. */
+	am_sync_locked(h);
+	pthread_mutex_unlock(&h->budget_lock);
 	if (h->cfg.broker_initial && h->mb_page) {
 		uint64_t pages = (h->cfg.broker_initial + h->mb_page - 1) / h->mb_page;
 
-		rc = mb_reserve(&h->mb, pages, am_broker_ms(h), &granted);
+		rc = mb_reserve(&h->mb, pages, t.request, &granted);
 		am_broker_sync(h);
 		if (rc == 0 && granted) {
 			am_lock(h);
@@ -163,16 +315,24 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 	return 0;
 }
 
+/*
+ * An allocation short of budget asks the broker, within broker_timeout.
+ * Not while the connection is down: reconnecting is the helper thread's
+ * or anr_broker_dispatch()'s, whoever serves the connection, and an
+ * allocation never pays for it.
+ */
 size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 {
+	struct am_broker_times t;
 	uint64_t granted = 0, pages;
 	size_t want = bytes > h->cfg.broker_chunk ? bytes : h->cfg.broker_chunk;
 	int rc;
 
-	if (h->mb_page == 0)
+	if (h->mb_page == 0 || mb_fd(&h->mb) < 0)
 		return 0;
+	am_broker_times(h->cfg.broker_timeout, &t);
 	pages = (want + h->mb_page - 1) / h->mb_page;
-	rc = mb_request(&h->mb, pages, am_broker_ms(h), &granted);
+	rc = mb_request(&h->mb, pages, t.request, &granted);
 	am_broker_sync(h);
 	am_lock(h);
 	h->broker_requests++;
@@ -187,40 +347,45 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 	return (size_t)(granted * h->mb_page);
 }
 
+/*
+ * The broker's pages the heap does not use beyond free_high go back to
+ * it; the heap's own budget stays.  Inside the heap's share callback it
+ * returns nothing: the answer to the broker takes them.
+ */
 API size_t anr_broker_return_unused(anr_heap_t *h)
 {
 	struct anrc_stats st;
-	int64_t bal;
-	size_t spare, pages;
-	int rc;
+	size_t spare;
+	uint64_t pages;
+	int serving;
 
 	if (!h->mb_connected || h->mb_page == 0)
 		return 0;
+	pthread_mutex_lock(&h->budget_lock);
+	serving = am_serving_here(h);
+	pthread_mutex_unlock(&h->budget_lock);
+	if (serving)
+		return 0;
 	anrc_trim(h->core, h->cfg.free_high);
 	pthread_mutex_lock(&h->budget_lock);
+	am_sync_locked(h);
 	anrc_get_stats(h->core, &st);
-	bal = mb_balance(&h->mb);
 	spare = st.budget > st.resident + h->cfg.free_high ?
 		st.budget - st.resident - h->cfg.free_high : 0;
 	pages = spare / h->mb_page;
-	/* A budget of 0 would read as "no limit" to the core. */
-	if (pages && pages * h->mb_page >= st.budget)
-		pages = (st.budget - 1) / h->mb_page;
-	if (bal < 0)
-		bal = 0;
-	if (pages > (uint64_t)bal)
-		pages = (size_t)bal;
+	if (h->mb_held <= 0 || mb_fd(&h->mb) < 0)
+		pages = 0;
+	else if (pages > (uint64_t)h->mb_held)
+		pages = (uint64_t)h->mb_held;
 	if (pages) {
-		anrc_set_budget(h->core, st.budget - pages * h->mb_page);
 		h->mb_held -= (int64_t)pages;
+		h->mb_busy++;
+		am_budget_apply(h);
 	}
 	pthread_mutex_unlock(&h->budget_lock);
-	if (pages == 0)
+	if (pages == 0 || !am_return_pages(h, pages))
 		return 0;
-	rc = mb_return(&h->mb, pages);
-	/* If the broker did not take them, the sync puts them back. */
-	am_broker_sync(h);
-	return rc == 0 ? pages * h->mb_page : 0;
+	return (size_t)pages * h->mb_page;
 }
 
 API int anr_broker_fd(anr_heap_t *h)
@@ -234,8 +399,16 @@ API int anr_broker_dispatch(anr_heap_t *h)
 {
 	int rc;
 
+	int serving;
+
 	if (!h->mb_connected)
 		return MB_ENOTCONN;
+	/* From the share callback: this thread holds the handle already. */
+	pthread_mutex_lock(&h->budget_lock);
+	serving = am_serving_here(h);
+	pthread_mutex_unlock(&h->budget_lock);
+	if (serving)
+		return MB_EBUSY;
 	if (mb_fd(&h->mb) < 0) {
 		am_broker_retry(h);
 		if (mb_fd(&h->mb) < 0)
@@ -314,6 +487,18 @@ API void anr_broker_stop_thread(anr_heap_t *h)
 	h->mb_thread_on = 0;
 }
 
+/* The connection is gone: the budget is the heap's own again. */
+static void am_broker_forget(struct anr_malloc_heap *h)
+{
+	pthread_mutex_lock(&h->budget_lock);
+	h->mb_connected = 0;
+	h->mb_held = 0;
+	h->mb_busy = h->mb_share_busy = 0;
+	h->mb_serving = 0;
+	am_budget_apply(h);
+	pthread_mutex_unlock(&h->budget_lock);
+}
+
 /*
  * The helper thread stayed in the parent and its stop pipe is shared: the
  * child closes its copies (a byte written there would stop the parent's
@@ -324,21 +509,14 @@ API void anr_broker_stop_thread(anr_heap_t *h)
  */
 void am_broker_fork_child(struct anr_malloc_heap *h)
 {
-	size_t budget, held;
-
 	if (h->mb_thread_on) {
 		am_close_pipe(h->mb_stop);
 		h->mb_thread_on = 0;
 	}
 	if (!h->mb_connected)
 		return;
-	budget = anrc_get_budget(h->core);
-	held = h->mb_held > 0 ? (size_t)h->mb_held * h->mb_page : 0;
-	/* never 0: the core reads 0 as unlimited */
-	anrc_set_budget(h->core, budget > held ? budget - held : h->mb_page);
 	mb_close(&h->mb);
-	h->mb_connected = 0;
-	h->mb_held = 0;
+	am_broker_forget(h);
 }
 
 void am_broker_close(struct anr_malloc_heap *h)
@@ -346,6 +524,5 @@ void am_broker_close(struct anr_malloc_heap *h)
 	if (!h->mb_connected)
 		return;
 	mb_close(&h->mb);
-	h->mb_connected = 0;
-	h->mb_held = 0;
+	am_broker_forget(h);
 }

@@ -461,6 +461,7 @@ API anr_heap_t *anr_heap_create(const struct anr_malloc_config *cfg)
 
 		anrc_get_stats(h->core, &cs);
 		h->reserved = cs.reserved;
+		h->own_budget = cs.budget;
 	}
 	anrc_set_hook(h->core, am_core_hook, h);
 	pthread_once(&am_atfork_once, am_atfork_register);

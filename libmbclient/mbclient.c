@@ -52,7 +52,6 @@
 #define MBC_NAME_MAX (MB_WIRE_COMM_WORDS * 8)
 #define MBC_CONNECT_TIMEOUT_MS 1000    /* mb_options.connect_timeout_ms == 0 */
 #define MBC_REPLY_TIMEOUT_MS 10000     /* mb_options.call_timeout_ms == 0 */
-#define MBC_GRACE_MS 1000              /* most local wait beyond a server deadline */
 #define MBC_SLICE_MS 1000              /* longest single blocking recv(2) */
 #define MBC_CONNECT_RETRY_NS 1000000L  /* backlog full: retry after 1 ms */
 #define MBC_MAX_TIMEOUT_MS (24L * 3600 * 1000) /* longest deadline accepted */
@@ -822,7 +821,7 @@ static int mbc_grant(struct mbc *s, const struct mb_msg *m, unsigned type,
 /* Local wait beyond a deadline the server should have kept. */
 static long mbc_grace_ms(const struct mbc *s)
 {
-	return s->call_timeout_ms < MBC_GRACE_MS ? s->call_timeout_ms : MBC_GRACE_MS;
+	return s->call_timeout_ms < MB_GRACE_MAX_MS ? s->call_timeout_ms : MB_GRACE_MAX_MS;
 }
 
 /* Local deadline of a request (see mb_request in mbclient.h). */

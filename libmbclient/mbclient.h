@@ -65,6 +65,10 @@ extern "C" {
 
 /* Least time between two attempts of mb_reconnect(). */
 #define MB_RECONNECT_INTERVAL_MS 250
+/* Most a request waits locally past its own deadline, twice: a caller with
+ * a hard limit L picks timeout_ms + 2 * min(call_timeout_ms, MB_GRACE_MAX_MS)
+ * <= L (see mb_request). */
+#define MB_GRACE_MAX_MS 1000
 
 /* Default socket path; MEMBROKER_SOCKET in the environment overrides it. */
 #define MB_DEFAULT_SOCKET "/run/membroker/membroker.sock"
@@ -245,9 +249,10 @@ int mb_close(mb_client *c);
  * Ask for pages.  REQUEST may grant fewer (*granted says how many, possibly
  * 0, and the call returns 0); RESERVE grants all or fails with MB_EDENIED.
  * timeout_ms > 0 is the deadline sent to the server; the call also gives
- * up locally a little after it (by the call timeout, at most 1 s): it then
- * sends CANCEL and, when the server stays silent for another call timeout,
- * drops the connection and returns MB_ETIMEDOUT.  0 uses the server's
+ * up locally a little after it (by the grace, the call timeout but at most
+ * MB_GRACE_MAX_MS): it then sends CANCEL and, when the server stays silent
+ * for another grace, drops the connection and returns MB_ETIMEDOUT.  So it
+ * waits at most timeout_ms + 2 grace, the wait for the handle included.  0 uses the server's
  * default deadline (REQUEST) and waits locally for the default reply
  * timeout (10 s); -1 sends no deadline (a RESERVE the server keeps queued)
  * and waits locally for at most 24 h.  While waiting, a bidi handle still

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "anrmalloc/anrmalloc.h"
@@ -372,11 +373,184 @@ START_TEST(initial_quota_reserved)
 }
 END_TEST
 
-/* A stopped broker costs an allocation broker_timeout, never a hang. */
+#define OWN (64 * 1024u) /* broker_heap's own budget */
+
+/* The budget is the heap's own plus the broker's pages, always. */
+static void assert_budget_parts(anr_heap_t *h, size_t own)
+{
+	struct anr_malloc_stats st;
+
+	anr_heap_stats(h, &st);
+	ck_assert_msg(st.budget == own + (uint64_t)st.broker_balance * 4096,
+		      "budget %zu, own %zu + %lld broker pages", st.budget, own,
+		      (long long)st.broker_balance);
+}
+
+/*
+ * anr_give_back while connected: the broker's pages go first, back to
+ * the broker.  It lowered the budget but kept the pages, so the broker
+ * still counted them held, anr_broker_return_unused found nothing to
+ * return, and when the broker asked, the heap gave its own budget away:
+ * a sink was refused while the heap kept one page of budget.
+ */
+START_TEST(give_back_returns_broker_pages_first)
+{
+	struct cache c = { 0 };
+	struct anr_malloc_stats st;
+	struct sink s = { 0 };
+	mb_client obs;
+	int64_t before;
+	pthread_t t;
+
+	c.h = broker_heap(1);
+	fill(&c, 4);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	open_client(&obs, MB_CLIENT_OBSERVER);
+	anr_heap_stats(c.h, &st);
+	before = broker_sees(&obs);
+	ck_assert_int_eq(before, st.broker_balance);
+	ck_assert_int_ge(before, 4 * MIB / 4096);
+	assert_budget_parts(c.h, OWN);
+
+	ck_assert_uint_eq(anr_give_back(c.h, 3 * MIB), 3 * MIB);
+	anr_heap_stats(c.h, &st);
+	ck_assert_int_eq(st.broker_balance, before - 3 * MIB / 4096);
+	ck_assert_int_eq(broker_sees(&obs), st.broker_balance);
+	assert_budget_parts(c.h, OWN);
+
+	/* The rest is unused: it goes back too, the own budget stays. */
+	ck_assert_uint_eq(anr_broker_return_unused(c.h),
+			  (uint64_t)st.broker_balance * 4096);
+	anr_heap_stats(c.h, &st);
+	ck_assert_int_eq(st.broker_balance, 0);
+	ck_assert_int_eq(broker_sees(&obs), 0);
+	assert_budget_parts(c.h, OWN);
+
+	/* Held quota again, then a sink takes the whole pool: the heap gives
+	 * every broker page and keeps its own budget. */
+	fill(&c, 2);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	ck_assert_uint_eq(anr_give_back(c.h, 4096), 4096);
+	s.bytes = total_bytes();
+	ck_assert_int_eq(pthread_create(&t, NULL, sink_main, &s), 0);
+	pthread_join(t, NULL);
+	ck_assert_msg(s.rc == 0, "sink: %s", mb_strerror(s.rc));
+	ck_assert_uint_eq(s.granted, s.bytes);
+	anr_heap_stats(c.h, &st);
+	ck_assert_int_eq(st.broker_balance, 0);
+	ck_assert_uint_eq(st.budget, OWN);
+	mb_close(&obs);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
+struct nested {
+	struct cache c;
+	int calls, dispatched;
+	size_t returned, given;
+};
+
+/* A give-back callback that calls the heap's broker functions. */
+static size_t nested_need(void *arg, anr_heap_t *h, size_t bytes,
+			  enum anr_need_reason why, unsigned round)
+{
+	struct nested *n = arg;
+
+	if (why != ANR_NEED_GIVE_BACK)
+		return 0;
+	n->calls++;
+	n->returned += anr_broker_return_unused(h);
+	n->given += anr_give_back(h, bytes);
+	n->dispatched = anr_broker_dispatch(h);
+	return cache_need(&n->c, h, bytes, why, round);
+}
+
+/*
+ * The broker's functions from a give-back callback the broker caused: the
+ * thread serving the broker holds the connection.  anr_broker_return_unused
+ * waited for it a whole broker_timeout (60 s here: past the test's
+ * timeout) and returned nothing; now they return at once, and the answer
+ * to the broker gives the pages back.
+ */
+START_TEST(broker_calls_inside_a_give_back)
+{
+	struct nested n = { { 0 }, 0, 0, 0, 0 };
+	struct anr_malloc_stats st;
+	struct sink s = { 0 };
+	uint64_t total = total_bytes();
+	pthread_t t;
+
+	n.c.h = broker_heap_within(1, 60000);
+	anr_add_need_callback(n.c.h, nested_need, &n);
+	fill(&n.c, (int)(total * 3 / 4 / OBJECT));
+	s.bytes = total / 2;
+	ck_assert_int_eq(pthread_create(&t, NULL, sink_main, &s), 0);
+	pthread_join(t, NULL);
+	ck_assert_msg(s.rc == 0, "sink: %s", mb_strerror(s.rc));
+	ck_assert_int_ge(n.calls, 1);
+	ck_assert_uint_eq(n.returned, 0);
+	ck_assert_uint_eq(n.given, 0);
+	ck_assert_int_eq(n.dispatched, MB_EBUSY);
+	anr_heap_stats(n.c.h, &st);
+	ck_assert_uint_gt(st.given_back_bytes, 0);
+	assert_budget_parts(n.c.h, OWN);
+	anr_remove_need_callback(n.c.h, nested_need, &n);
+	while (n.c.n > 0)
+		anr_malloc_free(n.c.h, n.c.obj[--n.c.n]);
+	anr_heap_destroy(n.c.h);
+}
+END_TEST
+
+/*
+ * A fork child connects for itself and claims what it has resident
+ * beyond its own budget: the budget counts the claim at once.  It did
+ * only at the next sync, so the child's first allocations past its own
+ * budget asked the broker for pages it held already.
+ */
+START_TEST(connect_counts_the_claim)
+{
+	struct cache c = { 0 };
+	int status;
+	pid_t pid;
+
+	c.h = broker_heap(0);
+	fill(&c, 4);
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct anr_malloc_stats st;
+
+		alarm(10);
+		if (anr_broker_connect(c.h, NULL) != 0)
+			_exit(2);
+		anr_heap_stats(c.h, &st);
+		if (st.broker_balance < (int64_t)((4 * MIB - OWN) / 4096))
+			_exit(3);
+		if (st.budget != OWN + (uint64_t)st.broker_balance * 4096)
+			_exit(4);
+		_exit(0);
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child: status %#x (3: nothing claimed, 4: the claim not in the budget)",
+		      status);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
+/* A stopped broker costs an allocation broker_timeout, never a hang, and
+ * only the first: the later ones find the connection down. */
 START_TEST(stopped_broker_costs_a_deadline)
 {
 	struct cache c = { 0 };
+	struct anr_malloc_stats st;
+	struct timespec t0, t1;
 	const char *pid = getenv("ANRM_BROKER_PID");
+	uint64_t asked;
 	pid_t bp;
 	void *p;
 
@@ -387,9 +561,25 @@ START_TEST(stopped_broker_costs_a_deadline)
 	ck_assert_int_eq(kill(bp, SIGSTOP), 0);
 	/* Past the budget: the broker is asked, says nothing, the heap is
 	 * left with what it has.  (The test's own timeout catches a hang.) */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	p = anr_malloc(c.h, 8 * MIB);
-	ck_assert_int_eq(kill(bp, SIGCONT), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	ck_assert_ptr_null(p);
+	anr_heap_stats(c.h, &st);
+	asked = st.broker_requests;
+	/* The connection is down: later allocations do not ask (nor wait to
+	 * reconnect); they asked again, and waited, every time. */
+	ck_assert_int_eq(anr_broker_fd(c.h), -1);
+	for (int i = 0; i < 5; i++) {
+		ck_assert_ptr_null(anr_malloc(c.h, 8 * MIB));
+		anr_oom_clear(c.h);
+	}
+	anr_heap_stats(c.h, &st);
+	ck_assert_int_eq(kill(bp, SIGCONT), 0);
+	ck_assert_uint_eq(st.broker_requests, asked);
+	printf("stopped broker: the first allocation past the budget waited %.0f ms "
+	       "(broker_timeout 250 ms)\n",
+	       (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 	/* The broker runs again: the heap reconnects and is served. */
 	for (int i = 0; i < 500 && anr_broker_dispatch(c.h) == MB_ENOTCONN; i++)
 		usleep(10000);
@@ -452,6 +642,9 @@ int main(void)
 	tcase_add_test(tc, broker_thread_is_named);
 	tcase_add_test(tc, quota_refused_is_oom);
 	tcase_add_test(tc, initial_quota_reserved);
+	tcase_add_test(tc, give_back_returns_broker_pages_first);
+	tcase_add_test(tc, broker_calls_inside_a_give_back);
+	tcase_add_test(tc, connect_counts_the_claim);
 	tcase_add_test(tc, stopped_broker_costs_a_deadline);
 	tcase_add_test(tc, lost_broker_takes_budget_back);
 	suite_add_tcase(s, tc);

@@ -30,6 +30,7 @@
 
 #include "anrmalloc/anrmalloc.h"
 #include "anrmalloc/am_internal.h" /* to hold the heap lock from a test thread */
+#include "libmbclient/mbclient.h"
 #include "mb_log.h"
 #include "tests/testlib/mbt_anrheap.h"
 #include "tests/testlib/mbt_check.h"
@@ -861,6 +862,54 @@ START_TEST(give_back_inside_its_callback_does_not_nest)
 }
 END_TEST
 
+/*
+ * A broker call of the heap waits at most broker_timeout in all, as
+ * anrmalloc(3) says.  The deadlines went to the library unchanged: a
+ * request with broker_timeout T waited T plus two graces of T (3 T), a
+ * reconnect the lock, T for HELLO and T for CLAIM.  The bounds are the
+ * library's, from mbclient.h: a request waits its timeout plus two graces
+ * of min(call timeout, MB_GRACE_MAX_MS); a reconnect waits for the handle
+ * and a CLAIM a call timeout each, and HELLO the connect timeout.
+ */
+START_TEST(broker_deadlines_fit_broker_timeout)
+{
+	static const uint64_t ts[] = { 1, 2, 3, 4, 5, 7, 10, 99, 250, 1000, 3999,
+				       4000, 4001, 10000, 60000, 86400000, UINT64_MAX };
+
+	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
+		struct am_broker_times t;
+		uint64_t all = ts[i] > INT32_MAX ? INT32_MAX : ts[i];
+		int64_t grace;
+
+		am_broker_times(ts[i], &t);
+		ck_assert_int_ge(t.call, 1);
+		ck_assert_int_ge(t.connect, 1);
+		ck_assert_int_ge(t.request, 1);
+		grace = t.call < MB_GRACE_MAX_MS ? t.call : MB_GRACE_MAX_MS;
+		if (all < 3) /* every deadline is at least 1 ms */
+			continue;
+		ck_assert_msg((uint64_t)t.request + 2 * (uint64_t)grace <= all,
+			      "T %llu: request %d + 2 x grace %lld",
+			      (unsigned long long)ts[i], t.request, (long long)grace);
+		ck_assert_msg((uint64_t)t.connect + 2 * (uint64_t)t.call <= all,
+			      "T %llu: connect %d + 2 x call %d",
+			      (unsigned long long)ts[i], t.connect, t.call);
+		/* and the server gets half of it at least */
+		if (all >= 4)
+			ck_assert_uint_ge((uint64_t)t.request * 2, all);
+	}
+	/* 0: the library's own defaults */
+	{
+		struct am_broker_times t;
+
+		am_broker_times(0, &t);
+		ck_assert_int_eq(t.call, 0);
+		ck_assert_int_eq(t.connect, 0);
+		ck_assert_int_eq(t.request, 0);
+	}
+}
+END_TEST
+
 static Suite *defects_suite(void)
 {
 	Suite *s = suite_create("anrmalloc-defects");
@@ -880,6 +929,7 @@ static Suite *defects_suite(void)
 	tcase_add_test(tc, fork_child_reports_while_the_parent_reported);
 	tcase_add_test(tc, bad_arguments_fail_plainly);
 	tcase_add_test(tc, give_back_inside_its_callback_does_not_nest);
+	tcase_add_test(tc, broker_deadlines_fit_broker_timeout);
 	suite_add_tcase(s, tc);
 	return s;
 }
