@@ -54,7 +54,6 @@
 #define MBC_REPLY_TIMEOUT_MS 10000     /* mb_options.call_timeout_ms == 0 */
 #define MBC_SLICE_MS 1000              /* longest single blocking recv(2) */
 #define MBC_CONNECT_RETRY_NS 1000000L  /* backlog full: retry after 1 ms */
-#define MBC_MAX_TIMEOUT_MS (24L * 3600 * 1000) /* longest deadline accepted */
 #define NS_PER_MS 1000000LL
 #define NS_PER_S 1000000000LL
 
@@ -209,7 +208,7 @@ static int mbc_adopt(struct mbc *s, uint64_t reported, int64_t delta)
 		b = (int64_t)reported;
 	if (mbc_balance_bad(b))
 		return MB_EPROTO;
-	s->balance = b;
+	__atomic_store_n(&s->balance, b, __ATOMIC_RELAXED);
 	return MB_OK;
 }
 
@@ -357,13 +356,13 @@ static int mbc_share_query(struct mbc *s, const struct mb_msg *m)
 	a.w[MB_W_ANS_PAGES] = freed;
 	/* The balance drops before the answer leaves: once the broker has it,
 	 * another thread reading mb_balance() must not see the pages still. */
-	s->balance -= (int64_t)freed;
+	__atomic_store_n(&s->balance, s->balance - (int64_t)freed, __ATOMIC_RELAXED);
 	s->nanswers++;
 	pthread_mutex_lock(&s->wlock);
 	int r = mbc_send_locked(s, &a);
 	pthread_mutex_unlock(&s->wlock);
 	if (r != MB_OK) {
-		s->balance += (int64_t)freed;
+		__atomic_store_n(&s->balance, s->balance + (int64_t)freed, __ATOMIC_RELAXED);
 		s->nanswers--;
 	}
 	return r;
@@ -385,7 +384,8 @@ static int mbc_unsolicited(struct mbc *s, const struct mb_msg *m)
 		    mbc_balance_bad(s->balance + (int64_t)m->w[MB_W_REPAY_PAGES]))
 			return MB_EPROTO;
 		/* The balance word may predate answers still in flight. */
-		s->balance += (int64_t)m->w[MB_W_REPAY_PAGES];
+		__atomic_store_n(&s->balance, s->balance + (int64_t)m->w[MB_W_REPAY_PAGES],
+				 __ATOMIC_RELAXED);
 		if (s->repay)
 			s->repay(s->arg, m->w[MB_W_REPAY_PAGES]);
 		return 1;
@@ -723,8 +723,8 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	    ((opt->kind == MB_CLIENT_BIDI || opt->kind == MB_CLIENT_SOURCE) &&
 	     opt->share == NULL) ||
 	    opt->connect_timeout_ms < -1 || opt->call_timeout_ms < 0 ||
-	    opt->connect_timeout_ms > MBC_MAX_TIMEOUT_MS ||
-	    opt->call_timeout_ms > MBC_MAX_TIMEOUT_MS ||
+	    opt->connect_timeout_ms > MB_MAX_TIMEOUT_MS ||
+	    opt->call_timeout_ms > MB_MAX_TIMEOUT_MS ||
 	    (opt->flags & ~(unsigned)(MB_OPEN_KEEP | MB_OPEN_EXPENDABLE)) ||
 	    ((opt->claim || (opt->flags & MB_OPEN_KEEP)) &&
 	     opt->kind != MB_CLIENT_SINK && opt->kind != MB_CLIENT_BIDI))
@@ -752,7 +752,7 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	s->arg = opt->arg;
 	s->connect_timeout_ms = opt->connect_timeout_ms == 0 ?
 		MBC_CONNECT_TIMEOUT_MS : opt->connect_timeout_ms < 0 ?
-		MBC_MAX_TIMEOUT_MS : opt->connect_timeout_ms;
+		MB_MAX_TIMEOUT_MS : opt->connect_timeout_ms;
 	s->call_timeout_ms = opt->call_timeout_ms == 0 ?
 		MBC_REPLY_TIMEOUT_MS : opt->call_timeout_ms;
 	s->flags = opt->flags;
@@ -829,7 +829,7 @@ static int64_t mbc_ask_deadline(const struct mbc *s, int timeout_ms)
 {
 	if (timeout_ms > 0)
 		return mbc_deadline((long)timeout_ms + mbc_grace_ms(s));
-	return mbc_deadline(timeout_ms == 0 ? MBC_REPLY_TIMEOUT_MS : MBC_MAX_TIMEOUT_MS);
+	return mbc_deadline(timeout_ms == 0 ? MBC_REPLY_TIMEOUT_MS : MB_MAX_TIMEOUT_MS);
 }
 
 static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
@@ -838,7 +838,7 @@ static int mbc_ask(mb_client *c, unsigned type, uint64_t pages, int timeout_ms,
 	if (granted)
 		*granted = 0;
 	if (!mb_wire_count_ok(pages) || timeout_ms < -1 ||
-	    timeout_ms > MBC_MAX_TIMEOUT_MS)
+	    timeout_ms > MB_MAX_TIMEOUT_MS)
 		return MB_EINVAL;
 	if (c == NULL)
 		return MB_EINVAL;

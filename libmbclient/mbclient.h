@@ -69,6 +69,8 @@ extern "C" {
  * a hard limit L picks timeout_ms + 2 * min(call_timeout_ms, MB_GRACE_MAX_MS)
  * <= L (see mb_request). */
 #define MB_GRACE_MAX_MS 1000
+/* Longest deadline a call accepts (24 hours); longer is MB_EINVAL. */
+#define MB_MAX_TIMEOUT_MS (24L * 3600 * 1000)
 
 /* Default socket path; MEMBROKER_SOCKET in the environment overrides it. */
 #define MB_DEFAULT_SOCKET "/run/membroker/membroker.sock"
