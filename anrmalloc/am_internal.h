@@ -173,21 +173,24 @@ struct anr_malloc_heap {
 
 	/* Budget: the core's is own_budget + mb_held broker pages, always.
 	 * Its changes and the broker client's balance are serialised by
-	 * budget_lock (never taken by allocation or free, nor around a core
-	 * call that takes the core's lock second, nor around a call of the
-	 * client library). */
+	 * budget_lock: never taken by allocation or free except on the way to
+	 * the broker (short of budget), never around a core call that takes
+	 * the core's lock second, nor around a call of the client library
+	 * (the library's handle lock comes first: am_broker_claim). */
 	pthread_mutex_t budget_lock;
 	size_t own_budget;     /* the heap's own: config, lowered by anr_give_back */
 	mb_client mb;
 	int mb_connected;
 	uint64_t mb_page;
 	int64_t mb_held;       /* broker pages counted in the budget */
-	/* Pages taken off mb_held before the library's balance drops (a
-	 * RETURN on its way, a share answer not yet sent): while mb_busy is
-	 * not 0, a sync from elsewhere would count them again and waits for
-	 * the one that ends them.  The share answers of mb_share_thread end
-	 * when that thread's library call returns (am_broker_sync). */
-	unsigned mb_busy, mb_share_busy;
+	/* Pages taken off mb_held that the library's balance still counts:
+	 * RETURNs on their way (mb_out), and the last share answer
+	 * (mb_share_pages, given when the balance was mb_share_before) until
+	 * the library takes them off, which it does before the thread that
+	 * answered (mb_share_thread) gets out of its library call.  A sync
+	 * counts mb_held = balance - these. */
+	uint64_t mb_out, mb_share_pages;
+	int64_t mb_share_before;
 	pthread_t mb_share_thread;
 	/* The thread inside the share callback: it holds the client handle,
 	 * so the heap's own broker calls from there would wait on it. */
@@ -312,6 +315,8 @@ struct am_broker_times {
 	int connect, call, request;
 };
 void am_broker_times(uint64_t timeout_ms, struct am_broker_times *t);
+/* What a new connection claims (the library's claim callback). */
+uint64_t am_broker_claim(void *heap);
 size_t am_give_back(struct anr_malloc_heap *h, size_t bytes, int broker);
 
 /* report.c */

@@ -288,7 +288,9 @@ int anr_broker_connect(anr_heap_t *h, const char *socket_path);
 /* The connection's fd for the application's poll loop (-1 if none). */
 int anr_broker_fd(anr_heap_t *h);
 /* Handle what arrived on the fd (give-back requests); never waits.
- * Returns the messages handled, or a negative mb error. */
+ * Returns the messages handled, or a negative mb error: MB_ETIMEDOUT when
+ * another thread's broker call holds the connection (that call handles
+ * what arrives meanwhile), MB_EBUSY from the heap's own give-back. */
 int anr_broker_dispatch(anr_heap_t *h);
 /* Serve the broker from a helper thread instead (0 or -1). */
 int anr_broker_start_thread(anr_heap_t *h);

@@ -33,6 +33,7 @@
 
 #define API __attribute__((visibility("default")))
 #define AM_POLL_MS 1000
+#define AM_BUSY_MS 10   /* the helper's pause while another thread holds the handle */
 
 /* The core's budget from its two parts.  budget_lock held.  The own part
  * is never 0 while connected (0 reads as "no limit" to the core). */
@@ -50,30 +51,32 @@ static int am_serving_here(const struct anr_malloc_heap *h)
 }
 
 /*
- * Make mb_held what the client library says we hold: grants raise it, a
- * lost connection (the broker took everything back) sets it to 0, a
- * RETURN or share answer that did not go out puts pages back.  Not while
- * pages taken off mb_held are on their way (mb_busy): the library still
- * counts them; the call that sends them syncs when it is done.
- * budget_lock held.
+ * Make mb_held what the client library says we hold, less the pages on
+ * their way back that it still counts: grants raise it, a lost connection
+ * (the broker took everything back) sets it to 0, a RETURN or share answer
+ * that did not go out puts pages back.  budget_lock held.
  */
 static void am_sync_locked(struct anr_malloc_heap *h)
 {
-	int64_t bal;
+	int64_t bal, held;
+	uint64_t out;
 
-	/* This thread's library call that answered shares has returned:
-	 * the library's balance has dropped by them (or taken them back). */
-	if (h->mb_share_busy && pthread_equal(h->mb_share_thread, pthread_self())) {
-		h->mb_busy -= h->mb_share_busy;
-		h->mb_share_busy = 0;
-	}
-	if (!h->mb_connected || h->mb_busy)
+	/* This thread's library call that answered the share has returned:
+	 * the library's balance has dropped by it (or taken it back). */
+	if (h->mb_share_pages && pthread_equal(h->mb_share_thread, pthread_self()))
+		h->mb_share_pages = 0;
+	if (!h->mb_connected)
 		return;
 	bal = mb_balance(&h->mb);
 	if (bal < 0)
 		bal = 0;
-	if (bal != h->mb_held) {
-		h->mb_held = bal;
+	out = h->mb_out;
+	/* Not taken off yet while the balance is the one it was given at. */
+	if (h->mb_share_pages && bal == h->mb_share_before)
+		out += h->mb_share_pages;
+	held = (uint64_t)bal > out ? bal - (int64_t)out : 0;
+	if (held != h->mb_held) {
+		h->mb_held = held;
 		am_budget_apply(h);
 	}
 }
@@ -90,11 +93,13 @@ void am_broker_sync(struct anr_malloc_heap *h)
  * The deadlines given to the client library, so that no broker call of
  * the heap waits longer than broker_timeout in all: a request waits its
  * own deadline plus two graces (mb_request), a reconnect its lock, HELLO
- * and CLAIM, a RETURN its lock and reply.  0 keeps the library's defaults.
+ * and CLAIM, a RETURN its lock and reply.  0 keeps the library's defaults;
+ * more than 24 hours counts as 24 hours.
  */
 void am_broker_times(uint64_t timeout_ms, struct am_broker_times *t)
 {
-	int64_t all = timeout_ms > INT_MAX ? INT_MAX : (int64_t)timeout_ms;
+	/* The library takes no deadline past MB_MAX_TIMEOUT_MS (24 h). */
+	int64_t all = timeout_ms > MB_MAX_TIMEOUT_MS ? MB_MAX_TIMEOUT_MS : (int64_t)timeout_ms;
 	int64_t call, grace;
 
 	if (all == 0) {
@@ -108,15 +113,16 @@ void am_broker_times(uint64_t timeout_ms, struct am_broker_times *t)
 	t->request = all - 2 * grace > 0 ? (int)(all - 2 * grace) : 1;
 }
 
-/* Pages taken off mb_held (and mb_busy raised) by the caller: give them
- * to the broker.  Returns whether it took them; if it did not, the sync
+/* Pages the caller took off mb_held and added to mb_out: give them to
+ * the broker.  Returns whether it took them; if it did not, the sync
  * counts them again. */
 static int am_return_pages(struct anr_malloc_heap *h, uint64_t pages)
 {
 	int rc = mb_return(&h->mb, pages);
 
 	pthread_mutex_lock(&h->budget_lock);
-	h->mb_busy--;
+	/* less only if the connection was forgotten meanwhile */
+	h->mb_out -= pages < h->mb_out ? pages : h->mb_out;
 	am_sync_locked(h);
 	pthread_mutex_unlock(&h->budget_lock);
 	if (rc != 0)
@@ -133,23 +139,29 @@ static int am_return_pages(struct anr_malloc_heap *h, uint64_t pages)
 size_t am_budget_share(struct anr_malloc_heap *h, size_t bytes)
 {
 	struct anrc_stats st;
-	int64_t bal = mb_balance(&h->mb);
+	int64_t bal;
 	size_t spare, pages;
 
-	if (h->mb_page == 0 || bal <= 0)
+	if (h->mb_page == 0)
 		return 0;
 	pthread_mutex_lock(&h->budget_lock);
+	am_sync_locked(h);
+	/* This thread holds the handle: the balance stays as it is until
+	 * the library takes the answer off it. */
+	bal = mb_balance(&h->mb);
 	anrc_get_stats(h->core, &st);
 	spare = st.budget > st.resident ? st.budget - st.resident : 0;
 	pages = (bytes < spare ? bytes : spare) / h->mb_page;
-	if (pages > (uint64_t)bal)
-		pages = (size_t)bal;
 	if (h->mb_held < 0 || pages > (uint64_t)h->mb_held)
 		pages = h->mb_held > 0 ? (size_t)h->mb_held : 0;
+	if (bal <= 0)
+		pages = 0;
+	else if (pages > (uint64_t)bal)
+		pages = (size_t)bal;
 	if (pages) {
 		h->mb_held -= (int64_t)pages;
-		h->mb_busy++;
-		h->mb_share_busy++;
+		h->mb_share_pages = pages;
+		h->mb_share_before = bal;
 		h->mb_share_thread = pthread_self();
 		am_budget_apply(h);
 	}
@@ -191,7 +203,7 @@ size_t am_budget_cut(struct anr_malloc_heap *h, size_t bytes)
 	h->own_budget -= rest;
 	if (bp) {
 		h->mb_held -= (int64_t)bp;
-		h->mb_busy++;
+		h->mb_out += bp;
 	}
 	if (rest || bp)
 		am_budget_apply(h);
@@ -226,19 +238,28 @@ static uint64_t am_share(void *arg, enum mb_client_urgency urgency,
 	return got / h->mb_page;
 }
 
-/* What a new connection declares: resident pages beyond the heap's own budget. */
-static uint64_t am_claim(void *arg)
+/*
+ * What a new connection declares: the pages resident beyond the heap's own
+ * budget, and the pages of RETURNs still on their way: the library sends
+ * them on this connection, and they must come off this claim, not off the
+ * pages in use.  Runs under the handle's lock (budget_lock comes after it).
+ */
+uint64_t am_broker_claim(void *arg)
 {
 	struct anr_malloc_heap *h = arg;
 	struct anrc_stats st;
 	size_t own, over;
+	uint64_t out;
 
 	if (h->mb_page == 0)
 		return 0; /* the first connection: nothing is held yet */
 	anrc_get_stats(h->core, &st);
-	own = __atomic_load_n(&h->own_budget, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&h->budget_lock);
+	own = h->own_budget;
+	out = h->mb_out;
+	pthread_mutex_unlock(&h->budget_lock);
 	over = st.resident > own ? st.resident - own : 0;
-	return (over + h->mb_page - 1) / h->mb_page;
+	return (over + h->mb_page - 1) / h->mb_page + out;
 }
 
 /* Not connected: reconnect when the library's timer says so. */
@@ -273,7 +294,7 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 	o.kind = MB_CLIENT_BIDI;
 	o.name = h->cfg.name;
 	o.share = am_share;
-	o.claim = am_claim;
+	o.claim = am_broker_claim;
 	o.arg = h;
 	o.connect_timeout_ms = t.connect;
 	o.call_timeout_ms = t.call;
@@ -292,7 +313,7 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 	}
 	h->mb_page = mb_page_size(&h->mb);
 	h->mb_held = 0;
-	h->mb_busy = h->mb_share_busy = 0;
+	h->mb_out = h->mb_share_pages = 0;
 	h->mb_connected = 1;
 	/* What a claim on this connection (a fork child's) was granted. */
 	am_sync_locked(h);
@@ -326,9 +347,17 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 	struct am_broker_times t;
 	uint64_t granted = 0, pages;
 	size_t want = bytes > h->cfg.broker_chunk ? bytes : h->cfg.broker_chunk;
-	int rc;
+	int rc, serving;
+
 
 	if (h->mb_page == 0 || mb_fd(&h->mb) < 0)
+		return 0;
+	/* An allocation in the thread answering the broker (a mark callback
+	 * of gc_on_give_back): that thread holds the handle. */
+	pthread_mutex_lock(&h->budget_lock);
+	serving = am_serving_here(h);
+	pthread_mutex_unlock(&h->budget_lock);
+	if (serving)
 		return 0;
 	am_broker_times(h->cfg.broker_timeout, &t);
 	pages = (want + h->mb_page - 1) / h->mb_page;
@@ -379,7 +408,7 @@ API size_t anr_broker_return_unused(anr_heap_t *h)
 		pages = (uint64_t)h->mb_held;
 	if (pages) {
 		h->mb_held -= (int64_t)pages;
-		h->mb_busy++;
+		h->mb_out += pages;
 		am_budget_apply(h);
 	}
 	pthread_mutex_unlock(&h->budget_lock);
@@ -447,9 +476,17 @@ static void *am_broker_main(void *arg)
 		if (p[0].revents & (POLLIN | POLLHUP | POLLERR)) {
 			rc = mb_dispatch(&h->mb, 0);
 			am_broker_sync(h);
-			if (rc < 0 && rc != MB_EAGAIN)
+			if (rc == MB_ETIMEDOUT) {
+				/* Another thread's broker call holds the handle and
+				 * reads what comes meanwhile: let it, a while. */
+				struct pollfd s = { h->mb_stop[0], POLLIN, 0 };
+
+				if (poll(&s, 1, AM_BUSY_MS) > 0)
+					break;
+			} else if (rc < 0 && rc != MB_EAGAIN) {
 				mb_log(MB_LOG_WARNING, "anrmalloc %s: broker: %s",
 				       h->cfg.name, mb_strerror(rc));
+			}
 		}
 	}
 	return NULL;
@@ -493,7 +530,7 @@ static void am_broker_forget(struct anr_malloc_heap *h)
 	pthread_mutex_lock(&h->budget_lock);
 	h->mb_connected = 0;
 	h->mb_held = 0;
-	h->mb_busy = h->mb_share_busy = 0;
+	h->mb_out = h->mb_share_pages = 0;
 	h->mb_serving = 0;
 	am_budget_apply(h);
 	pthread_mutex_unlock(&h->budget_lock);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "anrmalloc/anrmalloc.h"
@@ -542,6 +543,229 @@ START_TEST(connect_counts_the_claim)
 }
 END_TEST
 
+/* A second client that holds the rest of the pool and gives it back
+ * slowly when the broker asks: a request from the heap waits for it. */
+struct holder {
+	mb_client c;
+	pthread_t t;
+	int stop;
+};
+
+static uint64_t slow_share(void *arg, enum mb_client_urgency u, uint64_t pages)
+{
+	(void)arg;
+	(void)u;
+	usleep(300000);
+	return pages;
+}
+
+static void *holder_main(void *arg)
+{
+	struct holder *z = arg;
+
+	while (!__atomic_load_n(&z->stop, __ATOMIC_ACQUIRE))
+		(void)mb_dispatch(&z->c, 100);
+	return NULL;
+}
+
+static void holder_start(struct holder *z)
+{
+	struct mb_options o;
+	struct mb_info in;
+	uint64_t got = 0;
+
+	memset(&o, 0, sizeof(o));
+	o.kind = MB_CLIENT_BIDI;
+	o.name = "anrm-holder";
+	o.share = slow_share;
+	o.arg = z;
+	ck_assert_int_eq(mb_open(&z->c, &o), 0);
+	ck_assert_int_eq(mb_query(&z->c, &in), 0);
+	ck_assert_int_eq(mb_reserve(&z->c, (uint64_t)in.pool, SINK_TIMEOUT_MS, &got), 0);
+	ck_assert_int_eq(pthread_create(&z->t, NULL, holder_main, z), 0);
+}
+
+static void holder_stop(struct holder *z)
+{
+	__atomic_store_n(&z->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(z->t, NULL);
+	mb_close(&z->c);
+}
+
+static anr_heap_t *grant_heap;
+
+static void *give_back_main(void *arg)
+{
+	(void)arg;
+	usleep(100000); /* while the allocation's request waits */
+	return (void *)(uintptr_t)anr_give_back(grant_heap, 8192);
+}
+
+/*
+ * A grant that arrives while another thread's anr_give_back has pages on
+ * their way back to the broker counts in the budget.  It did not (the
+ * sync waited for the RETURN), so the allocation's retry was still short:
+ * it asked again for every round and took four times the quota, or, with
+ * one round, failed with its grant in hand.
+ */
+START_TEST(grant_counts_while_a_return_waits)
+{
+	struct cache c = { 0 };
+	struct anr_malloc_stats st0, st;
+	struct holder z = { .stop = 0 };
+	pthread_t t;
+	void *p, *given;
+
+	c.h = grant_heap = broker_heap(1);
+	fill(&c, 4);
+	holder_start(&z);
+	anr_heap_stats(c.h, &st0);
+	ck_assert_int_eq(pthread_create(&t, NULL, give_back_main, NULL), 0);
+	/* within one broker_chunk: one request covers it */
+	p = anr_malloc(c.h, 512 * 1024);
+	pthread_join(t, &given);
+	ck_assert_ptr_nonnull(p);
+	anr_heap_stats(c.h, &st);
+	ck_assert_uint_eq(st.broker_requests - st0.broker_requests, 1);
+	ck_assert_uint_le(st.broker_granted_bytes - st0.broker_granted_bytes, 1 * MIB);
+	assert_budget_parts(c.h, OWN);
+	anr_malloc_free(c.h, p);
+	holder_stop(&z);
+	while (c.n > 0)
+		anr_malloc_free(c.h, c.obj[--c.n]);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
+/* Ordinary requests and returns from one thread while the helper thread
+ * serves the broker: the helper finds the handle busy now and then, which
+ * is no error.  It warned "broker: timed out" each time (hundreds of lines
+ * in a few thousand calls) and spun while the holder's call lasted. */
+START_TEST(helper_thread_waits_its_turn_quietly)
+{
+	char path[] = "/tmp/anrm-log.XXXXXX";
+	struct cache c = { 0 };
+	char buf[4096];
+	int fd, saved, warnings = 0, carry = 0;
+	ssize_t n;
+
+	c.h = broker_heap(1);
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	unlink(path);
+	saved = dup(2);
+	ck_assert_int_ge(saved, 0);
+	ck_assert_int_eq(dup2(fd, 2), 2);
+	for (int i = 0; i < 1000; i++) {
+		void *p = anr_malloc(c.h, 2 * MIB);
+
+		if (p == NULL)
+			break;
+		anr_malloc_free(c.h, p);
+		(void)anr_broker_return_unused(c.h);
+	}
+	ck_assert_int_eq(dup2(saved, 2), 2);
+	close(saved);
+	ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+	/* Count the warnings; a line may straddle two reads. */
+	while ((n = read(fd, buf + carry, sizeof(buf) - 1 - (size_t)carry)) > 0) {
+		char *line = buf, *nl;
+
+		buf[carry + n] = 0;
+		while ((nl = strchr(line, '\n')) != NULL) {
+			*nl = 0;
+			if (strstr(line, "broker: timed out"))
+				warnings++;
+			line = nl + 1;
+		}
+		carry = (int)strlen(line);
+		memmove(buf, line, (size_t)carry);
+	}
+	close(fd);
+	ck_assert_int_eq(warnings, 0);
+	anr_heap_destroy(c.h);
+}
+END_TEST
+
+static anr_heap_t *gc_heap;
+static void *gc_roots[MAX_OBJECTS];
+static int gc_nroots, gc_marks;
+static void *gc_got;
+
+/* A mark callback that allocates (a root table that grows while marking). */
+static void growing_roots(void *arg, anr_heap_t *h)
+{
+	(void)arg;
+	gc_marks++;
+	for (int i = 0; i < gc_nroots; i++)
+		anr_gc_mark(h, gc_roots[i]);
+	gc_got = anr_malloc(h, 512 * 1024);
+	if (gc_got != NULL)
+		anr_malloc_free(h, gc_got);
+}
+
+/*
+ * gc_on_give_back: the collection runs in the thread answering the
+ * broker, and a mark callback there allocates past the budget.  The
+ * allocation asked the broker on the handle its own thread holds and
+ * waited out the whole deadline (here 60 s, past the sink's); now it fails
+ * at once without asking, and the broker is answered.
+ */
+START_TEST(allocation_while_answering_the_broker)
+{
+	struct anr_malloc_config cfg;
+	struct anr_malloc_stats st0, st;
+	struct sink s = { 0 };
+	uint64_t total = total_bytes();
+	struct mb_info in;
+	mb_client obs;
+	pthread_t t;
+
+	anr_config_init(&cfg);
+	snprintf(cfg.name, sizeof(cfg.name), "anrm-test");
+	cfg.broker_timeout = 60000;
+	cfg.reserve = 256 * MIB;
+	cfg.budget = OWN;
+	cfg.free_low = 0;
+	cfg.free_high = 0;
+	cfg.broker = 1;
+	cfg.broker_thread = 1;
+	cfg.broker_chunk = 1 * MIB;
+	cfg.gc_on_give_back = 1;
+	wait_pool_full();
+	gc_heap = anr_heap_create(&cfg);
+	ck_assert_ptr_nonnull(gc_heap);
+	gc_nroots = (int)(total * 3 / 4 / OBJECT);
+	for (int i = 0; i < gc_nroots; i++) {
+		gc_roots[i] = anr_malloc(gc_heap, OBJECT);
+		ck_assert_ptr_nonnull(gc_roots[i]);
+		memset(gc_roots[i], 1, OBJECT);
+	}
+	/* one more block, unmarked: the collection frees it for the broker */
+	ck_assert_ptr_nonnull(anr_malloc(gc_heap, OBJECT));
+	ck_assert_int_eq(anr_add_mark_callback(gc_heap, growing_roots, NULL), 0);
+	anr_heap_stats(gc_heap, &st0);
+	/* more than the pool has left, less than the collection frees */
+	open_client(&obs, MB_CLIENT_OBSERVER);
+	ck_assert_int_eq(mb_query(&obs, &in), 0);
+	mb_close(&obs);
+	s.bytes = (uint64_t)in.pool * in.page_size + 512 * 1024;
+	ck_assert_int_eq(pthread_create(&t, NULL, sink_main, &s), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_ge(gc_marks, 1);
+	ck_assert_ptr_null(gc_got);
+	anr_heap_stats(gc_heap, &st);
+	ck_assert_uint_eq(st.broker_requests, st0.broker_requests);
+	ck_assert_uint_gt(st.gc_freed_blocks, 0);
+	ck_assert_msg(s.rc == 0, "sink: %s", mb_strerror(s.rc));
+	assert_budget_parts(gc_heap, OWN);
+	anr_remove_mark_callback(gc_heap, growing_roots, NULL);
+	for (int i = 0; i < gc_nroots; i++)
+		anr_malloc_free(gc_heap, gc_roots[i]);
+	anr_heap_destroy(gc_heap);
+}
+END_TEST
+
 /* A stopped broker costs an allocation broker_timeout, never a hang, and
  * only the first: the later ones find the connection down. */
 START_TEST(stopped_broker_costs_a_deadline)
@@ -645,6 +869,9 @@ int main(void)
 	tcase_add_test(tc, give_back_returns_broker_pages_first);
 	tcase_add_test(tc, broker_calls_inside_a_give_back);
 	tcase_add_test(tc, connect_counts_the_claim);
+	tcase_add_test(tc, grant_counts_while_a_return_waits);
+	tcase_add_test(tc, helper_thread_waits_its_turn_quietly);
+	tcase_add_test(tc, allocation_while_answering_the_broker);
 	tcase_add_test(tc, stopped_broker_costs_a_deadline);
 	tcase_add_test(tc, lost_broker_takes_budget_back);
 	suite_add_tcase(s, tc);

@@ -869,7 +869,9 @@ END_TEST
  * reconnect the lock, T for HELLO and T for CLAIM.  The bounds are the
  * library's, from mbclient.h: a request waits its timeout plus two graces
  * of min(call timeout, MB_GRACE_MAX_MS); a reconnect waits for the handle
- * and a CLAIM a call timeout each, and HELLO the connect timeout.
+ * and a CLAIM a call timeout each, and HELLO the connect timeout.  Past
+ * MB_MAX_TIMEOUT_MS (24 h) the library refused the deadlines (EINVAL), so
+ * a heap with broker_timeout=30h could never ask for quota.
  */
 START_TEST(broker_deadlines_fit_broker_timeout)
 {
@@ -878,7 +880,7 @@ START_TEST(broker_deadlines_fit_broker_timeout)
 
 	for (size_t i = 0; i < sizeof(ts) / sizeof(ts[0]); i++) {
 		struct am_broker_times t;
-		uint64_t all = ts[i] > INT32_MAX ? INT32_MAX : ts[i];
+		uint64_t all = ts[i] > (uint64_t)MB_MAX_TIMEOUT_MS ? (uint64_t)MB_MAX_TIMEOUT_MS : ts[i];
 		int64_t grace;
 
 		am_broker_times(ts[i], &t);
@@ -898,6 +900,17 @@ START_TEST(broker_deadlines_fit_broker_timeout)
 		if (all >= 4)
 			ck_assert_uint_ge((uint64_t)t.request * 2, all);
 	}
+	/* past 24 hours: what the library takes */
+	{
+		struct am_broker_times t;
+
+		am_broker_times((uint64_t)MB_MAX_TIMEOUT_MS + 1, &t);
+		ck_assert_int_le(t.request + 2 * MB_GRACE_MAX_MS, MB_MAX_TIMEOUT_MS);
+		am_broker_times(UINT64_MAX, &t);
+		ck_assert_int_le(t.connect, MB_MAX_TIMEOUT_MS);
+		ck_assert_int_le(t.call, MB_MAX_TIMEOUT_MS);
+		ck_assert_int_le(t.request, MB_MAX_TIMEOUT_MS);
+	}
 	/* 0: the library's own defaults */
 	{
 		struct am_broker_times t;
@@ -907,6 +920,39 @@ START_TEST(broker_deadlines_fit_broker_timeout)
 		ck_assert_int_eq(t.connect, 0);
 		ck_assert_int_eq(t.request, 0);
 	}
+}
+END_TEST
+
+/*
+ * A new connection claims the pages resident beyond the heap's own budget
+ * and the pages of RETURNs still on their way: the library sends those on
+ * the new connection, and they came off the pages in use (after a broker
+ * restart, the heap used 1,520 pages beyond its own budget and the broker
+ * counted 1,392).
+ */
+START_TEST(claim_counts_returns_on_their_way)
+{
+	anr_heap_t *h = small_heap(0);
+	struct anr_malloc_stats st;
+	void *p = anr_malloc(h, 512 * KIB);
+	uint64_t over;
+
+	ck_assert_ptr_nonnull(p);
+	memset(p, 1, 512 * KIB);
+	ck_assert_uint_eq(am_broker_claim(h), 0); /* never connected */
+	h->mb_page = 4096;
+	anr_heap_stats(h, &st);
+	over = st.resident > h->own_budget ?
+		(st.resident - h->own_budget + 4095) / 4096 : 0;
+	ck_assert_uint_eq(am_broker_claim(h), over);
+	pthread_mutex_lock(&h->budget_lock);
+	h->mb_out = 7;
+	pthread_mutex_unlock(&h->budget_lock);
+	ck_assert_uint_eq(am_broker_claim(h), over + 7);
+	h->mb_out = 0;
+	h->mb_page = 0;
+	anr_free(h, p);
+	anr_heap_destroy(h);
 }
 END_TEST
 
@@ -930,6 +976,7 @@ static Suite *defects_suite(void)
 	tcase_add_test(tc, bad_arguments_fail_plainly);
 	tcase_add_test(tc, give_back_inside_its_callback_does_not_nest);
 	tcase_add_test(tc, broker_deadlines_fit_broker_timeout);
+	tcase_add_test(tc, claim_counts_returns_on_their_way);
 	suite_add_tcase(s, tc);
 	return s;
 }
