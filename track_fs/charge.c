@@ -83,11 +83,14 @@ static struct {
 	uint64_t pool;      /* queried, for a statfs while another talks */
 } ch = { .lock = PTHREAD_MUTEX_INITIALIZER, .talked = PTHREAD_COND_INITIALIZER };
 
+/* The client library takes deadlines up to MB_MAX_TIMEOUT_MS (24 h). */
 static int broker_timeout(void)
 {
 	uint64_t t = ch.cf->broker_timeout;
 
-	return t == 0 || t > INT32_MAX ? 1 : (int)t;
+	if (t > (uint64_t)MB_MAX_TIMEOUT_MS)
+		t = (uint64_t)MB_MAX_TIMEOUT_MS;
+	return t == 0 ? 1 : (int)t;
 }
 
 static uint64_t busy(void)

@@ -64,5 +64,13 @@ if [ -x "$top_builddir/mbserver/mbserver" ]; then
 	[ $rc = 0 ] && fail "RESERVE write over the total succeeded"
 	expect_eq "used after refused RESERVE" "$(tfs_used)" $(($(stat -c %s "$MNT/r2") + 4 * MiB))
 	tfs_umount
+	rm -f "$BACK"/*
+
+	# A deadline past the client library's longest (24 h) counts as 24 h:
+	# it was passed on as it was, and every connection failed (EINVAL).
+	tfs_mount -o on_broker_down=deny,broker_timeout=30h
+	dd if=/dev/zero of="$MNT/l" bs=64K count=1 status=none ||
+		fail "write refused with broker_timeout=30h (broker taken as unreachable)"
+	tfs_umount
 fi
 echo "PASS"
