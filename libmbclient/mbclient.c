@@ -81,6 +81,7 @@ struct mbc {
 	unsigned flags;
 	mb_claim_fn claim;
 	int64_t retry_at;       /* mb_reconnect(): next attempt (monotonic ns) */
+	int up;                 /* HELLO and CLAIM done: mb_fd() shows the fd */
 	unsigned sub_mask;
 	/* learned from the server */
 	uint64_t page_size;
@@ -181,6 +182,7 @@ static void mbc_drop(struct mbc *s)
 	if (s->fd >= 0)
 		close(s->fd);
 	/* mb_fd(), mb_is_open() and mb_balance() read these without a lock. */
+	__atomic_store_n(&s->up, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->fd, -1, __ATOMIC_RELAXED);
 	s->wdead = 0;
 	s->req_inflight = 0;
@@ -647,10 +649,18 @@ static int mbc_connect(struct mbc *s)
 		mb_msg_init(&m, MB_MSG_SUBSCRIBE, 0);
 		m.w[MB_W_SUB_MASK] = s->sub_mask;
 		r = mbc_call(s, &m, MB_MSG_SUBSCRIBE_ACK);
-		if (r < 0)
-			return r;
 	}
-	return mbc_claim(s);
+	if (r >= 0)
+		r = mbc_claim(s);
+	if (r < 0) {
+		if (s->fd >= 0)
+			mbc_drop(s);
+		return r;
+	}
+	/* Only now may other threads see a connection: one that found the
+	 * fd during the handshake would wait for it (mb_fd, mb_is_open). */
+	__atomic_store_n(&s->up, 1, __ATOMIC_RELAXED);
+	return MB_OK;
 }
 
 /*
@@ -684,6 +694,10 @@ static int mbc_enter(mb_client *c, struct mbc **sp, int64_t deadline)
 	if (l < 0)
 		return l;
 	if (s->fd < 0) {
+		if (s->flags & MB_OPEN_NO_AUTOCONNECT) {
+			pthread_mutex_unlock(&s->lock);
+			return MB_ENOTCONN;
+		}
 		int r = mbc_connect(s);
 		if (r < 0) {
 			pthread_mutex_unlock(&s->lock);
@@ -725,7 +739,7 @@ MB_API int mb_open(mb_client *c, const struct mb_options *opt)
 	    opt->connect_timeout_ms < -1 || opt->call_timeout_ms < 0 ||
 	    opt->connect_timeout_ms > MB_MAX_TIMEOUT_MS ||
 	    opt->call_timeout_ms > MB_MAX_TIMEOUT_MS ||
-	    (opt->flags & ~(unsigned)(MB_OPEN_KEEP | MB_OPEN_EXPENDABLE)) ||
+	    (opt->flags & ~(unsigned)(MB_OPEN_KEEP | MB_OPEN_EXPENDABLE | MB_OPEN_NO_AUTOCONNECT)) ||
 	    ((opt->claim || (opt->flags & MB_OPEN_KEEP)) &&
 	     opt->kind != MB_CLIENT_SINK && opt->kind != MB_CLIENT_BIDI))
 		return MB_EINVAL;
@@ -1175,7 +1189,7 @@ MB_API int mb_fd(const mb_client *c)
 	if (s->magic != MBC_MAGIC || s->pid != getpid())
 		return MB_ENOTCONN;
 	int fd = __atomic_load_n(&s->fd, __ATOMIC_RELAXED);
-	return fd < 0 ? MB_ENOTCONN : fd;
+	return fd < 0 || !__atomic_load_n(&s->up, __ATOMIC_RELAXED) ? MB_ENOTCONN : fd;
 }
 
 MB_API int mb_reconnect(mb_client *c)
@@ -1269,7 +1283,8 @@ MB_API int mb_is_open(const mb_client *c)
 		return 0;
 	const struct mbc *s = mbc_cof(c);
 	return s->magic == MBC_MAGIC && s->pid == getpid() &&
-	       __atomic_load_n(&s->fd, __ATOMIC_RELAXED) >= 0;
+	       __atomic_load_n(&s->fd, __ATOMIC_RELAXED) >= 0 &&
+	       __atomic_load_n(&s->up, __ATOMIC_RELAXED);
 }
 
 static const char *const mbc_errors[] = {

@@ -26,7 +26,7 @@
  *
  * Errors: functions return 0 or a negative MB_E* code; mb_strerror() names
  * it.  A lost server is MB_ECONNLOST; the next call reconnects and says
- * HELLO again.  The broker reclaimed the old balance when the connection
+ * HELLO again (not with MB_OPEN_NO_AUTOCONNECT: mb_reconnect() does).  The broker reclaimed the old balance when the connection
  * closed (or, after a restart, never knew it): a client that still uses
  * that memory sets opt.claim, and the library declares what it returns
  * with CLAIM right after every HELLO; the broker accepts it as far as its
@@ -155,6 +155,10 @@ enum mb_open_flags {
 	/* The broker may signal this process as a last resort when the device
 	 * stays past its deny mark (only if it is configured to). */
 	MB_OPEN_EXPENDABLE = 1u << 1,
+	/* Calls never connect by themselves: while the connection is down
+	 * they return MB_ENOTCONN at once, and only mb_reconnect() connects
+	 * (for callers whose calls must not pay for a connection). */
+	MB_OPEN_NO_AUTOCONNECT = 1u << 2,
 };
 
 /*
@@ -283,7 +287,9 @@ int mb_memstate(mb_client *c, struct mb_memstate *out);
 int mb_set_mark(mb_client *c, enum mb_mark mark, enum mb_mark_unit unit,
 		uint64_t value, struct mb_memstate *out);
 
-/* Event-loop use: poll this fd for input, then call mb_dispatch(). */
+/* Event-loop use: poll this fd for input, then call mb_dispatch().
+ * MB_ENOTCONN until the connection's HELLO and CLAIM are done (so is
+ * mb_is_open() 0): a call after it does not wait for a handshake. */
 int mb_fd(const mb_client *c);
 /*
  * Reconnect a handle that lost its broker: 0 when connected (at once when

@@ -555,6 +555,80 @@ START_TEST(stopped_broker_deadlines)
 }
 END_TEST
 
+/* MB_OPEN_NO_AUTOCONNECT: with the connection down, calls return
+ * MB_ENOTCONN at once instead of connecting; mb_reconnect() connects. */
+START_TEST(no_autoconnect_leaves_connecting_to_reconnect)
+{
+	broker_start("100p", NULL);
+	mb_client c;
+	struct mb_options o = {
+		.socket_path = B.sock, .kind = MB_CLIENT_SINK, .name = "noauto",
+		.connect_timeout_ms = 5000, .flags = MB_OPEN_NO_AUTOCONNECT,
+	};
+	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
+	uint64_t g;
+	ck_assert_int_eq(mb_request(&c, 10, 0, &g), MB_OK);
+	broker_kill(SIGKILL);
+	struct mb_info i;
+	ck_assert_int_eq(mb_query(&c, &i), MB_ECONNLOST);
+	broker_spawn(&B, "50p", NULL);
+	/* A broker listens again; the calls still do not connect. */
+	ck_assert_int_eq(mb_request(&c, 10, 0, &g), MB_ENOTCONN);
+	ck_assert_int_eq(mb_return(&c, 1), MB_ENOTCONN);
+	ck_assert_int_eq(mb_query(&c, &i), MB_ENOTCONN);
+	ck_assert_int_eq(mb_fd(&c), MB_ENOTCONN);
+	int r = MB_EAGAIN;
+	for (int k = 0; k < 200 && r == MB_EAGAIN; k++) {
+		r = mb_reconnect(&c);
+		if (r == MB_EAGAIN)
+			usleep(10000); /* the reconnect timer */
+	}
+	ck_assert_int_eq(r, MB_OK);
+	ck_assert_int_eq(mb_query(&c, &i), MB_OK);
+	ck_assert_uint_eq(i.total, 50);
+	mb_close(&c);
+	broker_stop();
+}
+END_TEST
+
+static void *reconnect_main(void *arg)
+{
+	return (void *)(intptr_t)mb_reconnect(arg);
+}
+
+/* A connection shows (mb_fd, mb_is_open) only once HELLO and CLAIM are
+ * done.  It showed during the handshake, so another thread that checked
+ * mb_fd() before a call waited for a HELLO the stopped broker never
+ * answered, as if the connection were up. */
+START_TEST(handshake_is_not_a_connection)
+{
+	broker_start("100p", NULL);
+	mb_client c;
+	struct mb_options o = {
+		.socket_path = B.sock, .kind = MB_CLIENT_SINK, .name = "handshake",
+		.connect_timeout_ms = 1500, .call_timeout_ms = 1000,
+		.flags = MB_OPEN_NO_AUTOCONNECT,
+	};
+	ck_assert_int_eq(mb_open(&c, &o), MB_OK);
+	uint64_t g;
+	ck_assert_int_eq(kill(B.pid, SIGSTOP), 0);
+	ck_assert_int_eq(mb_request(&c, 5, 100, &g), MB_ETIMEDOUT);
+	ck_assert_int_eq(mb_fd(&c), MB_ENOTCONN);
+	pthread_t t;
+	void *r;
+	ck_assert_int_eq(pthread_create(&t, NULL, reconnect_main, &c), 0);
+	/* the other thread is in the handshake now, for 1.5 s */
+	usleep(400000);
+	ck_assert_int_eq(mb_fd(&c), MB_ENOTCONN);
+	ck_assert_int_eq(mb_is_open(&c), 0);
+	pthread_join(t, &r);
+	ck_assert_int_eq((int)(intptr_t)r, MB_ECONNECT);
+	ck_assert_int_eq(kill(B.pid, SIGCONT), 0);
+	mb_close(&c);
+	broker_stop();
+}
+END_TEST
+
 static uint64_t held_pages;
 
 static uint64_t claim_held(void *arg)
@@ -970,6 +1044,8 @@ static Suite *suite(void)
 	tcase_add_test(t, timeouts);
 	tcase_add_test(t, server_lost_then_reconnect);
 	tcase_add_test(t, stopped_broker_deadlines);
+	tcase_add_test(t, no_autoconnect_leaves_connecting_to_reconnect);
+	tcase_add_test(t, handshake_is_not_a_connection);
 	tcase_add_test(t, restart_then_claim);
 	tcase_add_test(t, kept_for_a_killed_client);
 	tcase_add_test(t, fork_child_and_parent);
