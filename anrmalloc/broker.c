@@ -298,6 +298,9 @@ API int anr_broker_connect(anr_heap_t *h, const char *socket_path)
 	o.arg = h;
 	o.connect_timeout_ms = t.connect;
 	o.call_timeout_ms = t.call;
+	/* Allocations and returns never connect: only mb_reconnect() does,
+	 * from whoever serves the connection. */
+	o.flags = MB_OPEN_NO_AUTOCONNECT;
 	rc = mb_open(&h->mb, &o);
 	if (rc != 0) {
 		mb_log(MB_LOG_ERR, "anrmalloc %s: cannot reach the broker: %s",
