@@ -50,6 +50,17 @@ static int am_serving_here(const struct anr_malloc_heap *h)
 	return h->mb_serving && pthread_equal(h->mb_server, pthread_self());
 }
 
+/* The same, taking budget_lock. */
+static int am_serving(struct anr_malloc_heap *h)
+{
+	int serving;
+
+	pthread_mutex_lock(&h->budget_lock);
+	serving = am_serving_here(h);
+	pthread_mutex_unlock(&h->budget_lock);
+	return serving;
+}
+
 /*
  * Make mb_held what the client library says we hold, less the pages on
  * their way back that it still counts: grants raise it, a lost connection
@@ -350,17 +361,14 @@ size_t am_broker_ask(struct anr_malloc_heap *h, size_t bytes)
 	struct am_broker_times t;
 	uint64_t granted = 0, pages;
 	size_t want = bytes > h->cfg.broker_chunk ? bytes : h->cfg.broker_chunk;
-	int rc, serving;
+	int rc;
 
 
 	if (h->mb_page == 0 || mb_fd(&h->mb) < 0)
 		return 0;
 	/* An allocation in the thread answering the broker (a mark callback
 	 * of gc_on_give_back): that thread holds the handle. */
-	pthread_mutex_lock(&h->budget_lock);
-	serving = am_serving_here(h);
-	pthread_mutex_unlock(&h->budget_lock);
-	if (serving)
+	if (am_serving(h))
 		return 0;
 	am_broker_times(h->cfg.broker_timeout, &t);
 	pages = (want + h->mb_page - 1) / h->mb_page;
@@ -389,14 +397,10 @@ API size_t anr_broker_return_unused(anr_heap_t *h)
 	struct anrc_stats st;
 	size_t spare;
 	uint64_t pages;
-	int serving;
 
 	if (!h->mb_connected || h->mb_page == 0)
 		return 0;
-	pthread_mutex_lock(&h->budget_lock);
-	serving = am_serving_here(h);
-	pthread_mutex_unlock(&h->budget_lock);
-	if (serving)
+	if (am_serving(h))
 		return 0;
 	anrc_trim(h->core, h->cfg.free_high);
 	pthread_mutex_lock(&h->budget_lock);
@@ -431,15 +435,10 @@ API int anr_broker_dispatch(anr_heap_t *h)
 {
 	int rc;
 
-	int serving;
-
 	if (!h->mb_connected)
 		return MB_ENOTCONN;
 	/* From the share callback: this thread holds the handle already. */
-	pthread_mutex_lock(&h->budget_lock);
-	serving = am_serving_here(h);
-	pthread_mutex_unlock(&h->budget_lock);
-	if (serving)
+	if (am_serving(h))
 		return MB_EBUSY;
 	if (mb_fd(&h->mb) < 0) {
 		am_broker_retry(h);
