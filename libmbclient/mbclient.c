@@ -175,6 +175,12 @@ static int mbc_status_err(uint64_t st)
 	}
 }
 
+/* mb_balance() reads the balance without the handle's lock. */
+static void mbc_set_balance(struct mbc *s, int64_t b)
+{
+	__atomic_store_n(&s->balance, b, __ATOMIC_RELAXED);
+}
+
 /* Close the connection; the next call reconnects.  Caller holds s->lock. */
 static void mbc_drop(struct mbc *s)
 {
@@ -187,7 +193,7 @@ static void mbc_drop(struct mbc *s)
 	s->wdead = 0;
 	s->req_inflight = 0;
 	s->rlen = 0;
-	__atomic_store_n(&s->balance, 0, __ATOMIC_RELAXED);
+	mbc_set_balance(s, 0);
 	pthread_mutex_unlock(&s->wlock);
 }
 
@@ -210,7 +216,7 @@ static int mbc_adopt(struct mbc *s, uint64_t reported, int64_t delta)
 		b = (int64_t)reported;
 	if (mbc_balance_bad(b))
 		return MB_EPROTO;
-	__atomic_store_n(&s->balance, b, __ATOMIC_RELAXED);
+	mbc_set_balance(s, b);
 	return MB_OK;
 }
 
@@ -358,13 +364,13 @@ static int mbc_share_query(struct mbc *s, const struct mb_msg *m)
 	a.w[MB_W_ANS_PAGES] = freed;
 	/* The balance drops before the answer leaves: once the broker has it,
 	 * another thread reading mb_balance() must not see the pages still. */
-	__atomic_store_n(&s->balance, s->balance - (int64_t)freed, __ATOMIC_RELAXED);
+	mbc_set_balance(s, s->balance - (int64_t)freed);
 	s->nanswers++;
 	pthread_mutex_lock(&s->wlock);
 	int r = mbc_send_locked(s, &a);
 	pthread_mutex_unlock(&s->wlock);
 	if (r != MB_OK) {
-		__atomic_store_n(&s->balance, s->balance + (int64_t)freed, __ATOMIC_RELAXED);
+		mbc_set_balance(s, s->balance + (int64_t)freed);
 		s->nanswers--;
 	}
 	return r;
@@ -386,8 +392,7 @@ static int mbc_unsolicited(struct mbc *s, const struct mb_msg *m)
 		    mbc_balance_bad(s->balance + (int64_t)m->w[MB_W_REPAY_PAGES]))
 			return MB_EPROTO;
 		/* The balance word may predate answers still in flight. */
-		__atomic_store_n(&s->balance, s->balance + (int64_t)m->w[MB_W_REPAY_PAGES],
-				 __ATOMIC_RELAXED);
+		mbc_set_balance(s, s->balance + (int64_t)m->w[MB_W_REPAY_PAGES]);
 		if (s->repay)
 			s->repay(s->arg, m->w[MB_W_REPAY_PAGES]);
 		return 1;
@@ -554,8 +559,7 @@ static int mbc_claim(struct mbc *s)
 		if (r == MB_OK && m.type == MB_MSG_QUERY_REPLY &&
 		    m.w[MB_W_QR_STATUS] == MB_ST_OK &&
 		    mb_wire_count_ok(m.w[MB_W_QR_BALANCE]))
-			__atomic_store_n(&s->balance, (int64_t)m.w[MB_W_QR_BALANCE],
-					 __ATOMIC_RELAXED);
+			mbc_set_balance(s, (int64_t)m.w[MB_W_QR_BALANCE]);
 		return r < 0 ? r : MB_OK;
 	}
 	uint64_t pages = s->claim(s->arg);
@@ -573,7 +577,7 @@ static int mbc_claim(struct mbc *s)
 		uint64_t bal = m.w[MB_W_CLAIMACK_BALANCE];
 		if (bal > pages || (st == MB_ST_OK && bal != pages))
 			return mbc_fail(s, MB_EPROTO);
-		__atomic_store_n(&s->balance, (int64_t)bal, __ATOMIC_RELAXED);
+		mbc_set_balance(s, (int64_t)bal);
 		if (st != MB_ST_OK)
 			mb_log(MB_LOG_WARNING, "mbclient: broker accepted %lu of the %lu pages "
 			       "claimed", (unsigned long)bal, (unsigned long)pages);
@@ -607,7 +611,7 @@ static int mbc_connect(struct mbc *s)
 	__atomic_store_n(&s->fd, fd, __ATOMIC_RELAXED);
 	s->wdead = 0;
 	s->rlen = 0;
-	__atomic_store_n(&s->balance, 0, __ATOMIC_RELAXED);
+	mbc_set_balance(s, 0);
 	pthread_mutex_unlock(&s->wlock);
 
 	struct mb_msg m;
