@@ -13,6 +13,7 @@
 
 #include "anrcore.h"
 #include "mb_conf.h"
+#include "mbclient.h"
 
 /* What libgmalloc.so exports (libgmalloc.map names the same). */
 #define GM_API __attribute__((visibility("default")))
@@ -20,7 +21,7 @@
 #define GM_SOCKET_MAX 108 /* sizeof(sun_path) */
 #define GM_SIGNAL_MAX 16
 #define GM_BT_MAX 16      /* backtrace_depth at most */
-#define GM_TIMEOUT_MAX_MS (24ull * 3600 * 1000) /* broker deadlines at most (libmbclient's) */
+#define GM_TIMEOUT_MAX_MS ((uint64_t)MB_MAX_TIMEOUT_MS) /* broker deadlines at most */
 
 enum gm_on_limit { GM_ON_LIMIT_NULL = 0, GM_ON_LIMIT_ABORT = 1 };
 enum gm_urgency { GM_URGENCY_REQUEST = 0, GM_URGENCY_THEN_RESERVE = 1 };
