@@ -150,29 +150,25 @@ static int am_return_pages(struct anr_malloc_heap *h, uint64_t pages)
 size_t am_budget_share(struct anr_malloc_heap *h, size_t bytes)
 {
 	struct anrc_stats st;
-	int64_t bal;
-	size_t spare, pages;
+	size_t spare, pages, held;
 
 	if (h->mb_page == 0)
 		return 0;
 	pthread_mutex_lock(&h->budget_lock);
+	/* Just synced, so within the library's balance, which stays as it is
+	 * (this thread holds the handle) until the library takes the answer
+	 * off it. */
 	am_sync_locked(h);
-	/* This thread holds the handle: the balance stays as it is until
-	 * the library takes the answer off it. */
-	bal = mb_balance(&h->mb);
+	held = h->mb_held > 0 ? (size_t)h->mb_held : 0;
 	anrc_get_stats(h->core, &st);
 	spare = st.budget > st.resident ? st.budget - st.resident : 0;
 	pages = (bytes < spare ? bytes : spare) / h->mb_page;
-	if (h->mb_held < 0 || pages > (uint64_t)h->mb_held)
-		pages = h->mb_held > 0 ? (size_t)h->mb_held : 0;
-	if (bal <= 0)
-		pages = 0;
-	else if (pages > (uint64_t)bal)
-		pages = (size_t)bal;
+	if (pages > held)
+		pages = held;
 	if (pages) {
 		h->mb_held -= (int64_t)pages;
 		h->mb_share_pages = pages;
-		h->mb_share_before = bal;
+		h->mb_share_before = mb_balance(&h->mb);
 		h->mb_share_thread = pthread_self();
 		am_budget_apply(h);
 	}
